@@ -1,0 +1,5 @@
+"""WSGI entry point: gunicorn --chdir demo gunicorn_app:app"""
+
+from shop.web import app
+
+__all__ = ["app"]

@@ -1,0 +1,1 @@
+"""A tiny shop: catalog, carts, pricing, inventory, checkout, reports, jobs and a web API."""

@@ -1,0 +1,5 @@
+"""``python -m flowagent ...`` is the same as the ``flowagent`` command."""
+
+from .cli import main
+
+main()

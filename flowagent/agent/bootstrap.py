@@ -1,0 +1,105 @@
+"""Starts recording inside one Python process of a run (called by ``sitecustomize``).
+
+Reads only ``FLOWAGENT_*`` environment variables (the launcher resolved the layered config and
+exported it), so no TOML parsing or file search happens inside the program. Never raises:
+a failure to start is reported on stderr once (under ``--verbose``) and the program runs
+unrecorded.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import sys
+from typing import Any
+
+from . import recorder
+from .select import Selector
+
+_started = False
+_selector: Selector | None = None
+_nested = True
+transport: Any = None
+backend_name = ""
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _list(value: str | None) -> tuple[str, ...]:
+    return tuple(p.strip() for p in (value or "").split(",") if p.strip())
+
+
+def _log(msg: str) -> None:
+    if _flag(os.environ.get("FLOWAGENT_VERBOSE"), False):
+        sys.stderr.write(f"flowagent[{os.getpid()}]: {msg}\n")
+
+
+def install_helpers() -> None:
+    """Make the instrumented code's helpers resolvable from any globals (see instrument.py)."""
+    b = builtins.__dict__
+    b["__fa_enter__"] = recorder.enter
+    b["__fa_leave__"] = recorder.leave
+    b["__fa_error__"] = recorder.mark_error
+    b["__fa_suspend__"] = recorder.suspend
+    b["__fa_asuspend__"] = recorder.suspend_async
+    b["__fa_resume__"] = recorder.resume
+    b["__fa_delegate__"] = recorder.Delegate
+
+
+def compile_main(source: bytes, path: str, run_name: str) -> Any:
+    """Code for a main script: instrumented if ``__main__`` is selected, else plain."""
+    if _selector is not None and backend_name == "wrap" and _selector.wants("__main__", path):
+        from .instrument import instrument_source
+
+        try:
+            code, _ = instrument_source(source, path, run_name, recorder.register_function,
+                                        _nested)
+            return code
+        except SyntaxError:
+            raise
+        except Exception:
+            recorder.S.agent_errors += 1
+    return compile(source, path, "exec", dont_inherit=True)
+
+
+def start() -> None:
+    """Idempotent entry point; does nothing unless this process belongs to a flowagent run."""
+    global _started, _selector, _nested, transport, backend_name
+    if _started:
+        return
+    _started = True
+    env = os.environ
+    run_dir = env.get("FLOWAGENT_RUN_DIR")
+    if not run_dir or not _flag(env.get("FLOWAGENT_ENABLED"), True):
+        return
+    prefix = env.get("FLOWAGENT_PREFIX")
+    if prefix and os.path.realpath(prefix) != os.path.realpath(sys.prefix):
+        _log(f"not recording: interpreter {sys.executable} is not the run's ({prefix})")
+        return
+    try:
+        from .backends import choose
+        from .transport import Transport
+
+        include, exclude = _list(env.get("FLOWAGENT_INCLUDE")), _list(env.get("FLOWAGENT_EXCLUDE"))
+        roots = tuple(p for p in env.get("FLOWAGENT_ROOTS", os.getcwd()).split(os.pathsep) if p)
+        _selector = Selector(include, exclude, roots)
+        _nested = _flag(env.get("FLOWAGENT_NESTED"), True)
+        backend, reason = choose(env.get("FLOWAGENT_BACKEND", "auto"))
+        backend_name = backend.name
+        _log(f"backend {backend.name}: {reason}")
+        transport = Transport(run_dir, int(env.get("FLOWAGENT_RING_SIZE") or 8 << 20),
+                              int(env.get("FLOWAGENT_FLUSH_INTERVAL_MS") or 50),
+                              {"run_id": env.get("FLOWAGENT_RUN_ID", ""), "backend": backend.name})
+        install_helpers()
+        backend.install(_selector, _nested)
+        from .integrations import install as install_integrations
+
+        install_integrations(backend)
+        recorder.S.on = True
+    except Exception as exc:  # never break the program because recording could not start
+        recorder.S.on = False
+        sys.stderr.write(f"flowagent: recording disabled in pid {os.getpid()}: {exc}\n")

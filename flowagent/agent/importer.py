@@ -1,0 +1,135 @@
+"""Import hook: a meta-path finder that instruments selected modules as they are imported,
+and runs post-import hooks for framework modules (Flask) without importing them first.
+
+The finder asks the finders after it for the spec, then swaps in :class:`InstrumentingLoader`
+for a selected pure-Python source module. The instrumented code is compiled from source every
+time and never written to ``__pycache__``: function ids are per process, and the user's own
+``.pyc`` files must stay exactly as Python would write them.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import sys
+import threading
+from types import ModuleType
+from typing import Any, Callable
+
+from . import recorder
+from .instrument import instrument_source
+from .select import Selector
+
+PostImportHook = Callable[[ModuleType], None]
+
+
+class InstrumentingLoader(importlib.machinery.SourceFileLoader):
+    """A SourceFileLoader whose code objects have instrumented function bodies."""
+
+    nested = True
+    counter: list[int] = [0, 0]  # modules, functions instrumented in this process
+
+    def get_code(self, fullname: str) -> Any:
+        source = self.get_data(self.path)
+        try:
+            code, n = instrument_source(source, self.path, fullname,
+                                        recorder.register_function, self.nested)
+        except SyntaxError:
+            raise
+        except Exception:
+            # Our bug must not break the user's import: fall back to the plain code.
+            recorder.S.agent_errors += 1
+            return super().get_code(fullname)
+        InstrumentingLoader.counter[0] += 1
+        InstrumentingLoader.counter[1] += n
+        return code
+
+
+class _ChainedLoader:
+    """Delegates everything to the real loader and calls hooks after the module executed."""
+
+    def __init__(self, loader: Any, hooks: list[PostImportHook]) -> None:
+        self._loader = loader
+        self._hooks = hooks
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        # Keep the module's loader the real one (importlib.resources and friends look at it).
+        try:
+            module.__loader__ = self._loader
+            if module.__spec__ is not None:
+                module.__spec__.loader = self._loader
+        except Exception:
+            pass
+        for hook in self._hooks:
+            try:
+                hook(module)
+            except Exception:
+                recorder.S.agent_errors += 1
+
+
+class Finder:
+    """The meta-path finder. Installed at position 0; removable with :meth:`uninstall`."""
+
+    def __init__(self, selector: Selector, nested: bool,
+                 post_import: dict[str, list[PostImportHook]]) -> None:
+        self.selector = selector
+        self.post_import = post_import
+        InstrumentingLoader.nested = nested
+        self._busy = threading.local()
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if getattr(self._busy, "on", False):
+            return None  # re-entered from a finder below us
+        hooks = self.post_import.get(fullname)
+        wanted = self.selector.wants_name(fullname)
+        if wanted is False and hooks is None:
+            return None
+        self._busy.on = True
+        try:
+            spec = self._find_below(fullname, path, target)
+        finally:
+            self._busy.on = False
+        if spec is None:
+            return None
+        loader = spec.loader
+        if hooks is not None:
+            spec.loader = _ChainedLoader(loader, hooks)
+            return spec
+        if type(loader) is not importlib.machinery.SourceFileLoader or not spec.origin:
+            return None  # extension modules, namespace packages, zip imports: left alone
+        if wanted is None and not self.selector.wants(fullname, spec.origin):
+            return None
+        spec.loader = InstrumentingLoader(fullname, spec.origin)
+        spec.cached = None
+        return spec
+
+    def _find_below(self, fullname: str, path: Any, target: Any) -> Any:
+        for finder in list(sys.meta_path):
+            if finder is self:
+                continue
+            find = getattr(finder, "find_spec", None)
+            if find is None:
+                continue
+            spec = find(fullname, path, target)
+            if spec is not None:
+                return spec
+        return None
+
+    def install(self) -> None:
+        if self not in sys.meta_path:
+            sys.meta_path.insert(0, self)
+
+    def uninstall(self) -> None:
+        try:
+            sys.meta_path.remove(self)
+        except ValueError:
+            pass
+
+    def invalidate_caches(self) -> None:
+        pass

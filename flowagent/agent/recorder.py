@@ -1,0 +1,397 @@
+"""The per-call hot path: call frames, sessions, interning and the outgoing buffer.
+
+Every backend feeds the same four primitives:
+
+* :func:`enter` (``fid, *args``) → a *frame* (a small list) or ``None`` when not recording,
+* :func:`mark_error` (frame, exception type) when the call raises,
+* :func:`leave` (frame, return value) when it ends, however it ends,
+* :func:`suspend` / :func:`resume` around each ``yield`` of a generator.
+
+The current call lives in a :class:`contextvars.ContextVar`, not in a thread-local stack:
+each thread and each asyncio task has its own context, so calls of concurrent sessions never
+mix, and a task created inside a session inherits the creating call as its parent (the task
+copies the context), which is what puts child tasks in their parent's session.
+
+A finished call becomes one tuple (see :data:`flowagent.agent.wire.CALL_FIELDS`) appended to
+a list; a flusher thread encodes batches and writes them into this process's ring, so msgpack
+and zstd never run on the program's own call path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import threading
+import time
+from contextvars import ContextVar
+from typing import Any, Callable
+
+from . import shapes as _shapes
+from .wire import ERROR, PARTIAL, SUCCESS
+
+# Frame layout. A list, because it is the cheapest mutable record CPython has.
+CID, PARENT, SES, FID, T0, INS, FLAGS, OUTER, GEN, THR, EXC, YIELDED = range(12)
+_ERR = 1          # this call raised
+_CHILD_ERR = 2    # something below it raised (makes a normal return `partial`)
+_FRAME_LEN = 12
+
+_cur: ContextVar[list | None] = ContextVar("flowagent_current_call", default=None)
+_get = _cur.get
+_set = _cur.set
+_clock = time.perf_counter_ns
+_ident = threading.get_ident
+_shape_of = _shapes.shape_of
+
+
+class _State:
+    """Process-wide recorder state; replaced wholesale in a forked child."""
+
+    def __init__(self) -> None:
+        self.on = False            # master switch: enter() returns None when False
+        self.gen = object()        # identity changes at fork: frames of the parent go stale
+        self.next_id = itertools.count(1).__next__
+        self.buf: list[tuple] = []
+        self.max_buf = 1 << 18     # records held before the recorder drops (bounded memory)
+        self.flush_at = 1 << 13    # records that wake the flusher early
+        self.dropped = 0           # records dropped because the buffer was full
+        self.agent_errors = 0      # exceptions inside the agent, swallowed and counted
+        self.session_names: list[tuple[int, str]] = []
+        self.session_starts: list[tuple[int, int, int, int]] = []  # (ses, fid, t0, thread)
+        self.wake: Callable[[], None] = lambda: None
+
+
+S = _State()
+
+# ---------------------------------------------------------------------------------------
+# Interning. Ids are per process; a batch carries the definitions it has not sent yet.
+
+_functions: list[tuple] = [()]          # fid -> (module, qualname, file, line, params, kind)
+_fn_index: dict[tuple[str, str, str, int], int] = {}
+_strings: list[Any] = [None]            # sid -> shape string, input tuple or type name
+_str_index: dict[Any, int] = {None: 0}
+_sent_functions = 1
+_sent_strings = 1
+_intern_lock = threading.Lock()
+
+
+def register_function(module: str, qualname: str, filename: str, line: int,
+                      params: tuple[str, ...], kind: str) -> int:
+    """Give a function a small integer id (stable for the life of this process)."""
+    key = (module, qualname, filename, line)
+    fid = _fn_index.get(key)
+    if fid is None:
+        with _intern_lock:
+            fid = _fn_index.get(key)
+            if fid is None:
+                fid = len(_functions)
+                _functions.append((module, qualname, filename, line, params, kind))
+                _fn_index[key] = fid
+    return fid
+
+
+def function_params(fid: int) -> tuple[str, ...]:
+    return _functions[fid][4]
+
+
+def intern(value: Any) -> int:
+    """Id of a shape string / input-shape tuple / exception type name."""
+    sid = _str_index.get(value)
+    if sid is None:
+        with _intern_lock:
+            sid = _str_index.get(value)
+            if sid is None:
+                sid = len(_strings)
+                _strings.append(value)
+                _str_index[value] = sid
+    return sid
+
+
+def take_definitions() -> tuple[list, list]:
+    """New function and string definitions since the last call (for the next batch)."""
+    global _sent_functions, _sent_strings
+    with _intern_lock:
+        nf, ns = len(_functions), len(_strings)
+        fns = [[i, *_functions[i][:4], list(_functions[i][4]), _functions[i][5]]
+               for i in range(_sent_functions, nf)]
+        strs = [[i, list(v) if isinstance(v, tuple) else v] for i, v in enumerate(
+            _strings[_sent_strings:ns], _sent_strings)]
+        _sent_functions, _sent_strings = nf, ns
+    return fns, strs
+
+
+def _resend_all_definitions() -> None:
+    """A fresh ring (forked child) knows no ids yet."""
+    global _sent_functions, _sent_strings
+    _sent_functions = _sent_strings = 1
+
+
+# ---------------------------------------------------------------------------------------
+# Shapes. Scalars are cached by their type tuple: that is exact, since a scalar's shape is
+# its type. Anything with structure is described afresh (shapes.shape_of is bounded).
+
+_SCALARS = frozenset({int, str, float, bool, type(None), bytes, complex})
+_scalar_inputs: dict[tuple, int] = {}
+
+
+def _input_sid(args: tuple) -> int:
+    types = tuple(map(type, args))
+    sid = _scalar_inputs.get(types)
+    if sid is not None:
+        return sid
+    shape = tuple(map(_shape_of, args))
+    sid = intern(shape)
+    if _SCALARS.issuperset(types):
+        _scalar_inputs[types] = sid
+    return sid
+
+
+def _exc_name(tp: type) -> str:
+    try:
+        mod = tp.__module__
+        qn = tp.__qualname__
+    except Exception:
+        return "?"
+    return qn if mod == "builtins" else f"{mod}.{qn}"
+
+
+# ---------------------------------------------------------------------------------------
+# The four primitives.
+
+def enter(fid: int, *args: Any) -> list | None:
+    """Start a call of function ``fid`` with argument values ``args`` (shapes only are kept)."""
+    if not S.on:
+        return None
+    try:
+        parent = _get()
+        cid = S.next_id()
+        if parent is None or parent[GEN] is not S.gen:
+            parent = None
+            ses = cid
+        else:
+            ses = parent[SES]
+        frame = [cid, parent, ses, fid, 0, _input_sid(args), 0, parent, S.gen, _ident(), 0, 0]
+        _set(frame)
+        if ses == cid:
+            S.session_starts.append((cid, fid, _clock(), frame[THR]))
+        frame[T0] = _clock()
+        return frame
+    except Exception:
+        S.agent_errors += 1
+        return None
+
+
+def enter_root(name: str) -> list | None:
+    """Open a synthetic session root (one web request) that the request's calls nest under.
+
+    It always starts a *new* session, even when the request is served from inside another
+    recorded call (a test client driven by a recorded script): one request, one session.
+    """
+    if not S.on:
+        return None
+    try:
+        fid = register_function("<request>", name, "", 0, (), "request")
+        cid = S.next_id()
+        frame = [cid, None, cid, fid, 0, 0, 0, _get(), S.gen, _ident(), 0, 0]
+        _set(frame)
+        S.session_starts.append((cid, fid, _clock(), frame[THR]))
+        frame[T0] = _clock()
+        return frame
+    except Exception:
+        S.agent_errors += 1
+        return None
+
+
+def rename_root(frame: list | None, name: str) -> None:
+    """Rename a synthetic root once the route is known (after URL matching)."""
+    if frame is not None:
+        frame[FID] = register_function("<request>", name, "", 0, (), "request")
+
+
+def mark_error(frame: list | None, exc_type: type | None = None) -> None:
+    """Called from the instrumented function's ``except`` clause, before re-raising."""
+    if frame is None:
+        return
+    try:
+        if exc_type is None:
+            exc_type = sys.exc_info()[0]
+        if exc_type is GeneratorExit:
+            return  # a consumer closing a generator early is not a failure
+        frame[FLAGS] |= _ERR
+        frame[EXC] = intern(_exc_name(exc_type)) if exc_type is not None else intern("?")
+    except Exception:
+        S.agent_errors += 1
+
+
+def leave(frame: list | None, value: Any = None) -> None:
+    """End a call: restore the caller as current and emit the call record."""
+    if frame is None:
+        return
+    t1 = _clock()
+    try:
+        if _get() is frame:
+            _set(frame[OUTER])
+        if frame[GEN] is not S.gen:
+            return  # a call that was open when this process forked: the parent records it
+        flags = frame[FLAGS]
+        if flags & _ERR:
+            res = ERROR
+            out = 0
+        else:
+            res = PARTIAL if flags & _CHILD_ERR else SUCCESS
+            y = frame[YIELDED]
+            if y:
+                # A generator's yielded shapes, or a fixed shape set by set_output_shape().
+                out = intern(y if type(y) is str else f"{y[0]}[{_union(y[1])}]")
+            else:
+                out = intern(_shape_of(value))
+        parent = frame[PARENT]
+        if res and parent is not None:
+            parent[FLAGS] |= _CHILD_ERR
+        buf = S.buf
+        buf.append((frame[CID], parent[CID] if parent else 0, frame[SES], frame[FID],
+                    parent[FID] if parent else 0, frame[INS], out, res, frame[EXC],
+                    frame[T0], t1, frame[THR]))
+        if parent is None or len(buf) >= S.flush_at:
+            _after_append(buf)
+    except Exception:
+        S.agent_errors += 1
+
+
+def _after_append(buf: list) -> None:
+    if len(buf) > S.max_buf:
+        # The flusher cannot keep up (or is starved): drop the oldest half, count it.
+        n = len(buf) // 2
+        del buf[:n]
+        S.dropped += n
+    S.wake()
+
+
+def _union(shapes: list[str]) -> str:
+    return "|".join(sorted(set(shapes)))
+
+
+_YIELD_SAMPLES = 4
+
+
+def suspend(frame: list | None, value: Any = None, kind: str = "Iterator") -> Any:
+    """Around ``yield value``: the consumer becomes current again while we are suspended."""
+    if frame is not None:
+        try:
+            y = frame[YIELDED]
+            if not y:
+                y = frame[YIELDED] = (kind, [])
+            if len(y[1]) < _YIELD_SAMPLES:
+                y[1].append(_shape_of(value))
+            if _get() is frame:
+                _set(frame[OUTER])
+        except Exception:
+            S.agent_errors += 1
+    return value
+
+
+def resume(frame: list | None, sent: Any = None) -> Any:
+    """After ``yield`` returns: we are current again, under whoever resumed us."""
+    if frame is not None:
+        cur = _get()
+        if cur is not frame:
+            frame[OUTER] = cur
+            _set(frame)
+    return sent
+
+
+def suspend_async(frame: list | None, value: Any = None) -> Any:
+    return suspend(frame, value, "AsyncIterator")
+
+
+class Delegate:
+    """``yield from it`` inside an instrumented generator: each step runs with the generator
+    current (so calls made by ``it`` nest under it) and hands control back to the consumer
+    with the consumer current."""
+
+    __slots__ = ("_frame", "_it")
+
+    def __init__(self, frame: list | None, iterable: Any) -> None:
+        self._frame = frame
+        self._it = iter(iterable)
+        if frame is not None and _get() is frame:
+            _set(frame[OUTER])
+
+    def __iter__(self) -> "Delegate":
+        return self
+
+    def _step(self, fn: Callable, *a: Any) -> Any:
+        frame = self._frame
+        if frame is None:
+            return fn(*a)
+        resume(frame)
+        try:
+            return fn(*a)
+        finally:
+            if _get() is frame:
+                _set(frame[OUTER])
+
+    def __next__(self) -> Any:
+        return self._step(next, self._it)
+
+    def send(self, value: Any) -> Any:
+        if value is None:
+            return self._step(next, self._it)
+        return self._step(self._it.send, value)
+
+    def throw(self, *exc: Any) -> Any:
+        thrower = getattr(self._it, "throw", None)
+        if thrower is None:
+            raise exc[0] if len(exc) == 1 else exc[1]
+        return self._step(thrower, *exc)
+
+    def close(self) -> None:
+        closer = getattr(self._it, "close", None)
+        if closer is not None:
+            closer()
+
+
+def set_output_shape(frame: list | None, shape: str) -> None:
+    """Fix the output shape of a synthetic call (a request root records its HTTP status)."""
+    if frame is not None:
+        frame[YIELDED] = shape
+
+
+def current_session() -> int:
+    """Session (root call id) of the current context, 0 outside any session."""
+    f = _get()
+    return f[SES] if f is not None and f[GEN] is S.gen else 0
+
+
+def name_session(name: str) -> None:
+    """Name the current session (e.g. after the route of a web request)."""
+    ses = current_session()
+    if ses:
+        S.session_names.append((ses, name))
+
+
+def reset_after_fork() -> None:
+    """In a forked child: fresh buffer and ids; frames inherited from the parent go stale."""
+    S.gen = object()
+    S.buf = []
+    S.dropped = 0
+    S.agent_errors = 0
+    S.session_names = []
+    S.session_starts = []
+    _scalar_inputs.clear()
+    _resend_all_definitions()
+    _set(None)
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def unsend_definitions(fns: list, strs: list) -> None:
+    """A batch carrying these definitions was dropped: send them again with the next one."""
+    global _sent_functions, _sent_strings
+    with _intern_lock:
+        if fns:
+            _sent_functions = min(_sent_functions, fns[0][0])
+        if strs:
+            _sent_strings = min(_sent_strings, strs[0][0])

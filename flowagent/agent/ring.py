@@ -1,0 +1,276 @@
+"""Lock-free single-producer/single-consumer ring in a file-backed shared-memory mapping.
+
+One ring per recorded process, as a file ``<run>/rings/<pid>-<key>.ring``. The producer (the
+recorded process) only ever moves ``head``; the consumer (the sidecar) only ever moves
+``tail``. Both are monotonic byte counters, so ``head - tail`` is the fill level and neither
+side needs a lock. Frames are length-prefixed and checksummed, so a consumer that reads a torn
+or garbled frame detects it, counts it and resynchronises on the next valid one.
+
+Layout (little endian)::
+
+    0    magic "FLOWRING"         8    version u32, header size u32
+    16   capacity u64             24   pid u32, ppid u32
+    32   process key u64          40   created (unix ns) u64
+    64   head u64                 72   produced batches u64
+    80   produced events u64      88   dropped batches u64
+    96   dropped events u64       104  closed flag u64 (clean producer exit)
+    112  last sequence u64
+    128  tail u64                 136  consumer pid u64
+    192  control: paused u32, sample rate (parts per million) u32, generation u64
+    256  process info: u32 length + UTF-8 JSON (argv, executable, ...)
+    4096 data area (capacity bytes)
+
+Frame: ``len u32 | crc32 u32 | seq u64 | payload | padding to 8``; ``crc32`` covers the
+sequence number and the payload. A frame may wrap around the end of the data area.
+
+Ordering: the producer writes the frame bytes, then publishes ``head``; the consumer reads
+``head``, then the bytes. On x86-64 (total store order) that is enough; on weaker memory
+models a frame read too early fails its checksum and is re-read on the next poll before it
+is declared corrupt (see :meth:`RingReader.read`).
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import struct
+import zlib
+from typing import Iterator
+
+MAGIC = b"FLOWRING"
+VERSION = 1
+HEADER_SIZE = 4096
+FRAME_HEADER = 16
+_Q = struct.Struct("<Q")
+_I = struct.Struct("<I")
+_FRAME = struct.Struct("<IIQ")
+
+OFF_CAPACITY = 16
+OFF_PID = 24
+OFF_KEY = 32
+OFF_CREATED = 40
+OFF_HEAD = 64
+OFF_PRODUCED_BATCHES = 72
+OFF_PRODUCED_EVENTS = 80
+OFF_DROPPED_BATCHES = 88
+OFF_DROPPED_EVENTS = 96
+OFF_CLOSED = 104
+OFF_LAST_SEQ = 112
+OFF_TAIL = 128
+OFF_CONSUMER = 136
+OFF_PAUSED = 192
+OFF_SAMPLE_PPM = 196
+OFF_CONTROL_GEN = 200
+OFF_INFO = 256
+MAX_INFO = HEADER_SIZE - OFF_INFO - 4
+
+
+def _align8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+class RingWriter:
+    """Producer side. Never blocks: a batch that does not fit is dropped and counted."""
+
+    def __init__(self, path: str, capacity: int, pid: int, ppid: int, key: int, created_ns: int,
+                 info: dict) -> None:
+        capacity = _align8(max(capacity, 64 * 1024))
+        tmp = f"{path}.tmp{pid}"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.ftruncate(fd, HEADER_SIZE + capacity)
+            self._mm = mmap.mmap(fd, HEADER_SIZE + capacity)
+        finally:
+            os.close(fd)
+        mm = self._mm
+        mm[0:8] = MAGIC
+        struct.pack_into("<II", mm, 8, VERSION, HEADER_SIZE)
+        _Q.pack_into(mm, OFF_CAPACITY, capacity)
+        struct.pack_into("<II", mm, OFF_PID, pid & 0xFFFFFFFF, ppid & 0xFFFFFFFF)
+        _Q.pack_into(mm, OFF_KEY, key)
+        _Q.pack_into(mm, OFF_CREATED, created_ns)
+        _I.pack_into(mm, OFF_SAMPLE_PPM, 1_000_000)
+        blob = json.dumps(info, default=str).encode()[:MAX_INFO]
+        _I.pack_into(mm, OFF_INFO, len(blob))
+        mm[OFF_INFO + 4:OFF_INFO + 4 + len(blob)] = blob
+        # Publish only a fully initialised header: the sidecar never sees a half-made ring.
+        os.rename(tmp, path)
+        self.path = path
+        self.capacity = capacity
+        self._head = 0
+        self._stats = [0, 0, 0, 0]  # produced batches/events, dropped batches/events
+
+    def write(self, seq: int, payload: bytes, n_events: int) -> bool:
+        """Append one frame; False (and counted) if the ring has no room for it."""
+        mm = self._mm
+        cap = self.capacity
+        size = FRAME_HEADER + len(payload)
+        need = _align8(size)
+        tail = _Q.unpack_from(mm, OFF_TAIL)[0]
+        if need > cap - (self._head - tail):
+            self.count_dropped(1, n_events)
+            return False
+        seq_bytes = _Q.pack(seq)
+        crc = zlib.crc32(payload, zlib.crc32(seq_bytes))
+        frame = _FRAME.pack(len(payload), crc, seq) + payload + b"\0" * (need - size)
+        pos = self._head % cap
+        first = min(need, cap - pos)
+        base = HEADER_SIZE
+        mm[base + pos:base + pos + first] = frame[:first]
+        if first < need:
+            mm[base:base + need - first] = frame[first:]
+        self._head += need
+        _Q.pack_into(mm, OFF_LAST_SEQ, seq)
+        _Q.pack_into(mm, OFF_HEAD, self._head)  # publish last
+        st = self._stats
+        st[0] += 1
+        st[1] += n_events
+        _Q.pack_into(mm, OFF_PRODUCED_BATCHES, st[0])
+        _Q.pack_into(mm, OFF_PRODUCED_EVENTS, st[1])
+        return True
+
+    def count_dropped(self, batches: int, events: int) -> None:
+        st = self._stats
+        st[2] += batches
+        st[3] += events
+        _Q.pack_into(self._mm, OFF_DROPPED_BATCHES, st[2])
+        _Q.pack_into(self._mm, OFF_DROPPED_EVENTS, st[3])
+
+    def control(self) -> tuple[bool, int]:
+        """(paused, sample rate in parts per million), as last written by the sidecar."""
+        mm = self._mm
+        return bool(_I.unpack_from(mm, OFF_PAUSED)[0]), _I.unpack_from(mm, OFF_SAMPLE_PPM)[0]
+
+    def close(self) -> None:
+        """Mark a clean exit; the mapping stays valid for the sidecar's last drain."""
+        try:
+            _Q.pack_into(self._mm, OFF_CLOSED, 1)
+            self._mm.flush()
+        except (ValueError, OSError):
+            pass
+
+
+class RingError(ValueError):
+    """A ring file that is not a flowagent ring (wrong magic, version or size)."""
+
+
+class RingReader:
+    """Consumer side, used by the sidecar. Tolerates garbage: counts it and resynchronises."""
+
+    def __init__(self, path: str) -> None:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            size = os.fstat(fd).st_size
+            if size < HEADER_SIZE + 64 * 1024:
+                raise RingError(f"{path}: too small to be a ring ({size} bytes)")
+            self._mm = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        mm = self._mm
+        if mm[0:8] != MAGIC:
+            raise RingError(f"{path}: wrong magic {bytes(mm[0:8])!r}")
+        version, header = struct.unpack_from("<II", mm, 8)
+        if version != VERSION or header != HEADER_SIZE:
+            raise RingError(f"{path}: unsupported ring version {version}")
+        self.capacity = _Q.unpack_from(mm, OFF_CAPACITY)[0]
+        if self.capacity + HEADER_SIZE != size or self.capacity % 8:
+            raise RingError(f"{path}: capacity {self.capacity} does not match file size {size}")
+        self.path = path
+        self.pid, self.ppid = struct.unpack_from("<II", mm, OFF_PID)
+        self.key = _Q.unpack_from(mm, OFF_KEY)[0]
+        self.created_ns = _Q.unpack_from(mm, OFF_CREATED)[0]
+        self.tail = _Q.unpack_from(mm, OFF_TAIL)[0]
+        self.corrupt_bytes = 0
+        self.corrupt_frames = 0
+        self._suspect: int | None = None  # tail at which a frame failed once (maybe torn)
+        _Q.pack_into(mm, OFF_CONSUMER, os.getpid())
+
+    def info(self) -> dict:
+        n = _I.unpack_from(self._mm, OFF_INFO)[0]
+        try:
+            return json.loads(bytes(self._mm[OFF_INFO + 4:OFF_INFO + 4 + min(n, MAX_INFO)]))
+        except ValueError:
+            return {}
+
+    def counters(self) -> dict[str, int]:
+        mm = self._mm
+        names = ("head", "produced_batches", "produced_events", "dropped_batches",
+                 "dropped_events", "closed", "last_seq")
+        return {n: _Q.unpack_from(mm, OFF_HEAD + 8 * i)[0] for i, n in enumerate(names)}
+
+    def _copy(self, pos: int, n: int) -> bytes:
+        cap = self.capacity
+        p = pos % cap
+        first = min(n, cap - p)
+        b = HEADER_SIZE
+        data = self._mm[b + p:b + p + first]
+        if first < n:
+            data += self._mm[b:b + n - first]
+        return data
+
+    def read(self, max_bytes: int = 64 * 1024 * 1024) -> Iterator[tuple[int, bytes, int]]:
+        """Yield ``(seq, payload, end_offset)`` for each valid frame after ``tail``.
+
+        ``tail`` is *not* advanced in shared memory: the caller calls :meth:`commit` once what
+        it read is safely stored, so a crash in between replays frames instead of losing them.
+        """
+        head = _Q.unpack_from(self._mm, OFF_HEAD)[0]
+        pos = self.tail
+        cap = self.capacity
+        if head < pos or head - pos > cap:
+            # Counters make no sense (garbage or a torn read): treat what we can as unreadable.
+            if head < pos:
+                return
+            skip = head - pos - cap
+            self.corrupt_bytes += skip
+            pos += skip
+        budget = max_bytes
+        while pos + FRAME_HEADER <= head and budget > 0:
+            length, crc, seq = _FRAME.unpack(self._copy(pos, FRAME_HEADER))
+            need = _align8(FRAME_HEADER + length)
+            ok = 0 < length <= cap - FRAME_HEADER and pos + need <= head
+            if ok:
+                payload = self._copy(pos + FRAME_HEADER, length)
+                ok = zlib.crc32(payload, zlib.crc32(_Q.pack(seq))) == crc
+            if not ok:
+                if self._suspect != pos:
+                    # First failure here: maybe a frame still being published. Retry next poll.
+                    self._suspect = pos
+                    break
+                # Second failure at the same place: garbage. Resynchronise 8 bytes further on.
+                self._suspect = None
+                self.corrupt_bytes += 8
+                pos += 8
+                self.tail = pos
+                if self.corrupt_bytes and (self.corrupt_frames == 0 or self._last_bad != pos - 8):
+                    self.corrupt_frames += 1
+                self._last_bad = pos
+                continue
+            self._suspect = None
+            pos += need
+            budget -= need
+            yield seq, payload, pos
+        # Frames skipped as corrupt move the local tail even when nothing valid followed.
+        if pos > self.tail and self._suspect is None and pos >= head:
+            pass
+
+    _last_bad = -1
+
+    def commit(self, tail: int) -> None:
+        """Release ring space up to ``tail`` (the end offset of the last stored frame)."""
+        if tail > self.tail:
+            self.tail = tail
+        _Q.pack_into(self._mm, OFF_TAIL, self.tail)
+
+    def set_control(self, paused: bool, sample_ppm: int) -> None:
+        mm = self._mm
+        _I.pack_into(mm, OFF_PAUSED, 1 if paused else 0)
+        _I.pack_into(mm, OFF_SAMPLE_PPM, max(0, min(sample_ppm, 1_000_000)))
+        _Q.pack_into(mm, OFF_CONTROL_GEN, _Q.unpack_from(mm, OFF_CONTROL_GEN)[0] + 1)
+
+    def close(self) -> None:
+        try:
+            self._mm.close()
+        except (ValueError, OSError):
+            pass

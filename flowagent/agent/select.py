@@ -1,0 +1,82 @@
+"""Which modules are recorded.
+
+With ``include`` globs, a module is recorded when its dotted name matches one of them (that is
+how a user opts a library in: ``--include 'requests.*'``). Without, the default is *the user's
+own code*: modules whose source file lives under one of the roots (the working directory and
+the script's directory) and not inside an interpreter or environment directory (stdlib,
+site-packages, a virtualenv that happens to live in the project). ``exclude`` always wins, and
+flowagent itself is never recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from fnmatch import fnmatchcase
+
+_ALWAYS_EXCLUDED = ("flowagent", "flowagent.*", "flowagent_viewer", "flowagent_viewer.*",
+                    "sitecustomize", "usercustomize", "_pytest", "_pytest.*", "pytest",
+                    "pluggy", "pluggy.*")
+
+
+def _norm(path: str) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _environment_dirs() -> list[str]:
+    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        try:
+            dirs.add(sysconfig.get_paths()[key])
+        except KeyError:
+            pass
+    try:
+        import site
+
+        dirs.update(site.getsitepackages())
+        dirs.add(site.getusersitepackages())
+    except Exception:  # site may be partially initialised in odd embeddings
+        pass
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the flowagent package
+    dirs.add(here)
+    return sorted({_norm(d) + os.sep for d in dirs if d})
+
+
+class Selector:
+    """Decides once per module; callers cache the answer (per module or per code object)."""
+
+    def __init__(self, include: tuple[str, ...], exclude: tuple[str, ...],
+                 roots: tuple[str, ...]) -> None:
+        self.include = tuple(include)
+        self.exclude = tuple(exclude)
+        self.roots = tuple(_norm(r) + os.sep for r in roots if r)
+        self.env_dirs = tuple(_environment_dirs())
+
+    def _excluded(self, name: str) -> bool:
+        return any(fnmatchcase(name, g) for g in _ALWAYS_EXCLUDED + self.exclude)
+
+    def wants_name(self, name: str) -> bool | None:
+        """Decision from the name alone; None when the file location must decide."""
+        if self._excluded(name):
+            return False
+        if self.include:
+            return any(fnmatchcase(name, g) for g in self.include)
+        top = name.partition(".")[0]
+        if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+            return False
+        return None
+
+    def wants(self, name: str, filename: str | None) -> bool:
+        decided = self.wants_name(name)
+        if decided is not None:
+            return decided
+        if not filename or filename.startswith("<"):
+            return False
+        path = _norm(filename)
+        if any(path.startswith(d) for d in self.env_dirs):
+            return False
+        parts = path.split(os.sep)
+        if "site-packages" in parts or "dist-packages" in parts:
+            return False
+        return any(path.startswith(r) for r in self.roots)

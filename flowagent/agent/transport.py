@@ -1,0 +1,158 @@
+"""Moves recorded calls from the process's buffer into its ring, off the program's call path.
+
+A daemon *flusher* thread wakes every ``flush_interval_ms`` (or early, when a session ends or
+the buffer fills), encodes what accumulated into one msgpack+zstd batch and writes it into the
+ring. The program thread only ever appends tuples to a list.
+
+Forks: ``os.register_at_fork`` gives the child a fresh ring, ids and flusher; a fork that
+bypassed the hooks is caught by a pid check before anything is written, so two processes
+never write into one ring. Exit: a final flush runs from ``atexit`` (registered first, so it
+runs last) and from multiprocessing's exit path for forked workers, which end in ``os._exit``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import random
+import sys
+import threading
+import time
+from typing import Any
+
+from . import recorder
+from .ring import RingWriter
+from .wire import VERSION, Encoder
+
+
+class Transport:
+    def __init__(self, run_dir: str, ring_size: int, interval_ms: int, info: dict) -> None:
+        self.run_dir = run_dir
+        self.ring_size = ring_size
+        self.interval = max(interval_ms, 1) / 1000.0
+        self.info = info
+        self.lock = threading.Lock()
+        self._open_for(os.getpid())
+        os.register_at_fork(before=self._before_fork, after_in_parent=self._after_fork_parent,
+                            after_in_child=self._after_fork_child)
+        atexit.register(self.close)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def _open_for(self, pid: int) -> None:
+        self.pid = pid
+        self.key = random.SystemRandom().getrandbits(48) or 1
+        self.seq = 0
+        self.closed = False
+        self.stopping = False
+        self.anchor = (time.time_ns(), time.perf_counter_ns())
+        self.thread_names: dict[int, str] = {}
+        self.sent_stats = [0, 0]
+        ring_dir = os.path.join(self.run_dir, "rings")
+        info = dict(self.info, pid=pid, ppid=os.getppid(), argv=list(sys.argv),
+                    executable=sys.executable)
+        self.ring = RingWriter(os.path.join(ring_dir, f"{pid}-{self.key:012x}.ring"),
+                               self.ring_size, pid, os.getppid(), self.key, self.anchor[0], info)
+        self.encoder = Encoder()
+        self.event = threading.Event()
+        recorder.S.wake = self.event.set
+        self.thread = threading.Thread(target=self._loop, name="flowagent-flusher", daemon=True)
+        self.thread.start()
+
+    def _before_fork(self) -> None:
+        self.lock.acquire()
+
+    def _after_fork_parent(self) -> None:
+        self.lock.release()
+
+    def _after_fork_child(self) -> None:
+        self.lock.release()
+        recorder.reset_after_fork()
+        try:
+            self._open_for(os.getpid())
+        except Exception:
+            recorder.S.on = False  # no ring for this child: record nothing rather than harm it
+
+    # -- flushing ----------------------------------------------------------------------
+    def _loop(self) -> None:
+        sys.setprofile(None)  # the flusher is ours: never recorded, never profiled
+        event = self.event
+        while not self.stopping:
+            event.wait(self.interval)
+            event.clear()
+            try:
+                self.flush()
+            except Exception:
+                recorder.S.agent_errors += 1
+
+    def _thread_names(self, calls: list[tuple]) -> list[list[Any]]:
+        idents = {c[11] for c in calls} | {s[3] for s in recorder.S.session_starts}
+        new = idents.difference(self.thread_names)
+        if not new:
+            return []
+        live = {t.ident: t.name for t in threading.enumerate()}
+        out = []
+        for ident in new:
+            name = live.get(ident, f"Thread-{ident}")
+            self.thread_names[ident] = name
+            out.append([ident, name])
+        return out
+
+    def flush(self, final: bool = False) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            if os.getpid() != self.pid:
+                # Forked without our at-fork hooks (a C extension calling fork()): start over.
+                recorder.reset_after_fork()
+                self._open_for(os.getpid())
+            S = recorder.S
+            buf = S.buf
+            n = len(buf)
+            calls = buf[:n]
+            del buf[:n]  # appends made meanwhile land after index n and are kept
+            starts = S.session_starts
+            ns = len(starts)
+            new_starts = starts[:ns]
+            del starts[:ns]
+            names = S.session_names
+            nn = len(names)
+            new_names = names[:nn]
+            del names[:nn]
+            stats = [S.agent_errors + _shape_failures(), S.dropped]
+            if not (calls or new_starts or new_names or final) and stats == self.sent_stats:
+                return
+            fns, strs = recorder.take_definitions()
+            self.seq += 1
+            batch = {
+                "v": VERSION, "pk": self.key, "pid": self.pid, "seq": self.seq,
+                "anchor": list(self.anchor), "defs": fns, "strings": strs,
+                "starts": new_starts, "names": new_names,
+                "threads": self._thread_names(calls), "agent_errors": stats[0],
+                "final": final,
+            }
+            payload = self.encoder.encode(batch, calls)
+            new_drops = stats[1] - self.sent_stats[1]
+            if new_drops:
+                self.ring.count_dropped(0, new_drops)
+            self.sent_stats = stats
+            if not self.ring.write(self.seq, payload, len(calls)):
+                # The definitions in a dropped batch were never seen: send them again.
+                recorder.unsend_definitions(fns, strs)
+
+    def close(self) -> None:
+        """Final flush at exit (bounded: encoding what is buffered, one non-blocking write)."""
+        if self.closed or os.getpid() != self.pid:
+            return
+        self.stopping = True
+        try:
+            self.flush(final=True)
+        except Exception:
+            pass
+        self.closed = True
+        self.ring.close()
+
+
+def _shape_failures() -> int:
+    from . import shapes
+
+    return int(getattr(shapes, "failures", 0))

@@ -1,0 +1,332 @@
+"""Command line: ``flowagent run|runs|sessions|trace|export|sidecar``.
+
+The single exit point is :func:`main`: a :class:`FlowagentError` becomes one line on stderr
+and exit status 2; ``flowagent run`` exits with the program's own status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from typing import Any, NoReturn, TextIO
+
+from .errors import FlowagentError, NotFoundError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see 'flowagent {self.prog.split()[-1]} --help')"
+                         if " " in self.prog else f"{message} (see 'flowagent --help')")
+
+
+# ---------------------------------------------------------------------------------------
+# run
+
+_RUN_VALUE_OPTS = {"--include", "--exclude", "--data-dir", "--backend", "--ring-size",
+                   "--flush-interval-ms", "--sample-rate"}
+
+
+def _run_parser() -> _Parser:
+    p = _Parser(prog="flowagent run", description="Run a program under the agent.",
+                usage="flowagent run [OPTIONS] (SCRIPT | -m MODULE | -- PROGRAM) [ARGS...]")
+    p.add_argument("--include", action="append", metavar="GLOB",
+                   help="record modules matching this dotted-name glob (repeatable)")
+    p.add_argument("--exclude", action="append", metavar="GLOB",
+                   help="never record modules matching this glob (repeatable)")
+    p.add_argument("--data-dir", metavar="DIR", help="where runs are stored (.flowagent)")
+    p.add_argument("--backend", choices=("auto", "wrap", "profile", "monitor"))
+    p.add_argument("--ring-size", metavar="SIZE", help="bytes per process ring, e.g. 16MiB")
+    p.add_argument("--flush-interval-ms", metavar="MS")
+    p.add_argument("--sample-rate", metavar="FRACTION")
+    p.add_argument("--no-nested", dest="nested", action="store_const", const=False,
+                   help="do not record functions defined inside functions")
+    p.add_argument("-v", "--verbose", action="store_const", const=True)
+    return p
+
+
+def split_run_argv(argv: list[str]) -> tuple[list[str], str, str, list[str]]:
+    """Split ``run`` arguments into (our options, target kind, target, program args).
+
+    Our options end at the first positional argument, ``-m MODULE`` or ``--``: everything
+    after belongs to the program, even if it looks like one of our options.
+    """
+    opts: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            if i + 1 >= len(argv):
+                raise UsageError("'--' must be followed by a program to run")
+            return opts, "program", argv[i + 1], argv[i + 2:]
+        if a == "-m":
+            if i + 1 >= len(argv):
+                raise UsageError("-m needs a module name, e.g. 'flowagent run -m pkg.main'")
+            return opts, "module", argv[i + 1], argv[i + 2:]
+        if a.startswith("-m") and len(a) > 2 and not a.startswith("--"):
+            return opts, "module", a[2:], argv[i + 1:]
+        if a.startswith("-") and a != "-":
+            opts.append(a)
+            if a in _RUN_VALUE_OPTS:
+                if i + 1 >= len(argv):
+                    raise UsageError(f"{a} needs a value")
+                opts.append(argv[i + 1])
+                i += 1
+            i += 1
+            continue
+        return opts, "script", a, argv[i + 1:]
+    if any(o in ("-h", "--help") for o in opts):
+        _run_parser().print_help()
+        raise SystemExit(0)
+    raise UsageError("nothing to run: give a script, '-m module' or '-- program' "
+                     "(e.g. 'flowagent run app.py')")
+
+
+def cmd_run(argv: list[str]) -> int:
+    from .config import load_config
+    from .launcher import resolve_target, run
+
+    opts, kind, name, args = split_run_argv(argv)
+    ns = _run_parser().parse_args(opts)
+    cwd = os.getcwd()
+    cli = {k: v for k, v in vars(ns).items() if v is not None}
+    cfg = load_config(cwd, os.environ, cli)
+    target = resolve_target(kind, name, args, cwd)
+    return run(cfg, target, cwd)
+
+
+# ---------------------------------------------------------------------------------------
+# reading commands
+
+def _store(data_dir: str | None):
+    from .config import load_config
+    from .store.sqlite import SQLiteStore, db_path
+
+    cfg = load_config(os.getcwd(), os.environ, {"data_dir": data_dir} if data_dir else {})
+    return SQLiteStore(db_path(cfg.data_dir), readonly=True)
+
+
+def _run_id(store: Any, run: str | None) -> str:
+    if run:
+        if run == "latest" or store.run(run) is None:
+            matches = [r["run_id"] for r in store.runs() if r["run_id"].startswith(run)]
+            if run == "latest":
+                matches = [store.latest_run()] if store.latest_run() else []
+            if len(matches) != 1:
+                raise NotFoundError(f"no run {run!r} in the store; 'flowagent runs' lists them")
+            return matches[0]
+        return run
+    latest = store.latest_run()
+    if latest is None:
+        raise NotFoundError("the store has no runs yet; record one with 'flowagent run app.py'")
+    return latest
+
+
+def _iso(ns: int | None) -> str:
+    if not ns:
+        return "-"
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _ms(ns: int | None) -> str:
+    return "-" if ns is None else f"{ns / 1e6:.2f} ms"
+
+
+def cmd_runs(ns: argparse.Namespace, out: TextIO) -> int:
+    store = _store(ns.data_dir)
+    runs = store.runs()
+    if ns.json:
+        json.dump(runs, out, indent=2)
+        out.write("\n")
+        return 0
+    if not runs:
+        out.write("no runs yet; record one with 'flowagent run app.py'\n")
+        return 0
+    out.write(f"{'RUN':<23} {'STARTED (UTC)':<19} {'EXIT':>4} {'SESSIONS':>8} {'CALLS':>8} "
+              f"{'ERRORS':>6} {'DROPPED':>7}  COMMAND\n")
+    for r in runs:
+        cmd = " ".join(json.loads(r["argv"] or "[]"))
+        exit_code = "-" if r["exit_code"] is None else str(r["exit_code"])
+        out.write(f"{r['run_id']:<23} {_iso(r['started_ns']):<19} {exit_code:>4} "
+                  f"{r['sessions']:>8} {r['calls']:>8} {r['errors']:>6} "
+                  f"{r['dropped_events']:>7}  {cmd}\n")
+    return 0
+
+
+def cmd_sessions(ns: argparse.Namespace, out: TextIO) -> int:
+    store = _store(ns.data_dir)
+    run_id = _run_id(store, ns.run)
+    rows = store.sessions(run_id, result=ns.result, limit=ns.limit, offset=0)
+    if ns.json:
+        json.dump(rows, out, indent=2)
+        out.write("\n")
+        return 0
+    out.write(f"{'SESSION':<20} {'RESULT':<10} {'START (UTC)':<19} {'DURATION':>11} "
+              f"{'CALLS':>6}  ROOT\n")
+    for s in rows:
+        out.write(f"{s['session_id']:<20} {s['result'] or 'open':<10} {_iso(s['started_ns']):<19} "
+                  f"{_ms(s['duration_ns']):>11} {s['calls']:>6}  {s['name'] or '?'}\n")
+    total = store.count_sessions(run_id)
+    if total > len(rows):
+        out.write(f"({len(rows)} of {total} sessions shown; --limit N shows more)\n")
+    return 0
+
+
+_MARKS = {"success": ("✓", "+"), "error": ("✗", "x"), "partial": ("~", "~"),
+          "incomplete": ("…", "?")}
+
+
+def _fmt_in(shape: dict[str, str]) -> str:
+    return "(" + ", ".join(f"{k}: {v}" for k, v in shape.items()) + ")"
+
+
+def cmd_trace(ns: argparse.Namespace, out: TextIO) -> int:
+    store = _store(ns.data_dir)
+    g = store.session_graph(ns.session_id)
+    if g is None:
+        raise NotFoundError(f"no session {ns.session_id!r}; 'flowagent sessions' lists them")
+    if ns.json:
+        from .export.jsonfmt import session_json
+
+        json.dump(session_json(g), out, indent=2)
+        out.write("\n")
+        return 0
+    utf = (getattr(out, "encoding", None) or "").lower().replace("-", "") == "utf8"
+    idx = 0 if utf else 1
+    branch, last, pipe, blank = ("├─ ", "└─ ", "│  ", "   ") if utf else ("|- ", "`- ", "|  ", "   ")
+    arrow = "→" if utf else "->"
+    out.write(f"session {g['session_id']}  {g['name']}  {g['result_type']}"
+              f"{'' if g['complete'] else ' (incomplete)'}\n")
+    children: dict[Any, list[dict]] = {}
+    for n in g["nodes"]:
+        children.setdefault(n["parent_id"], []).append(n)
+    roots = children.get(None, [])
+
+    def show(n: dict, prefix: str, is_last: bool) -> None:
+        mark = _MARKS.get(n["result_type"], ("?", "?"))[idx]
+        dur = _ms(n["timestamp_end"] - n["timestamp_start"])
+        outcome = n["exception_type"] if n["result_type"] == "error" else n["output_shape"]
+        out.write(f"{prefix}{last if is_last else branch}{mark} {n['function_name']}  {dur}  "
+                  f"{_fmt_in(n['input_shape'])} {arrow} {outcome or '?'}\n")
+        kids = children.get(n["id"], [])
+        for i, k in enumerate(kids):
+            show(k, prefix + (blank if is_last else pipe), i == len(kids) - 1)
+
+    for i, r in enumerate(roots):
+        show(r, "", i == len(roots) - 1)
+    return 0
+
+
+def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
+    from . import export as exports
+
+    store = _store(ns.data_dir)
+    fmt = ns.format
+    target: TextIO = open(ns.output, "w", encoding="utf-8") if ns.output else out
+    try:
+        if ns.session:
+            g = store.session_graph(ns.session)
+            if g is None:
+                raise NotFoundError(f"no session {ns.session!r}; 'flowagent sessions' lists them")
+            exports.write_session(fmt, g, target)
+        else:
+            runs = [_run_id(store, r) for r in (ns.run or [None])]
+            if fmt in exports.STREAM_FORMATS:
+                exports.write_stream(fmt, (g for r in runs for g in store.iter_session_graphs(r)),
+                                     target)
+            else:
+                from .sidecar.graph import from_aggregates, merge_all, to_contract
+
+                merged = to_contract(merge_all(from_aggregates(store.aggregates(r))
+                                               for r in runs))
+                exports.write_merged(fmt, merged, target)
+    finally:
+        if ns.output:
+            target.close()
+    if ns.output:
+        sys.stderr.write(f"flowagent: wrote {ns.output}\n")
+    return 0
+
+
+def cmd_sidecar(ns: argparse.Namespace, out: TextIO) -> int:
+    """Restart ingestion for a run whose sidecar died: drain what the rings still hold."""
+    from .config import load_config
+    from .sidecar.__main__ import run as run_sidecar
+    from .store.sqlite import SQLiteStore, db_path
+
+    cfg = load_config(os.getcwd(), os.environ, {"data_dir": ns.data_dir} if ns.data_dir else {})
+    db = db_path(cfg.data_dir)
+    run_id = _run_id(SQLiteStore(db, readonly=True), ns.resume)
+    run_dir = os.path.join(cfg.data_dir, "runs", run_id)
+    summary = run_sidecar(run_dir, db, run_id, 0.02, resume=True, follow=False)
+    out.write(json.dumps(summary) + "\n")
+    return 0
+
+
+def _read_parser() -> _Parser:
+    p = _Parser(prog="flowagent", description="Record how a Python program really flows.")
+    p.add_argument("--version", action="store_true")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    sub.add_parser("run", help="run a program under the agent (see 'flowagent run --help')",
+                   add_help=False)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--data-dir", metavar="DIR")
+
+    sp = sub.add_parser("runs", help="list recorded runs")
+    common(sp)
+    sp.add_argument("--json", action="store_true")
+    sp = sub.add_parser("sessions", help="list the sessions of a run")
+    common(sp)
+    sp.add_argument("--run", metavar="RUN", help="run id or prefix (default: latest)")
+    sp.add_argument("--result", choices=("success", "error", "partial", "incomplete"))
+    sp.add_argument("--limit", type=int, default=200)
+    sp.add_argument("--json", action="store_true")
+    sp = sub.add_parser("trace", help="show one session as a call tree")
+    common(sp)
+    sp.add_argument("session_id")
+    sp.add_argument("--json", action="store_true")
+    sp = sub.add_parser("export", help="write graphs in standard formats")
+    common(sp)
+    sp.add_argument("--format", "-f", required=True,
+                    choices=("json", "dot", "mermaid", "chrome", "speedscope", "collapsed"))
+    sp.add_argument("--run", action="append", metavar="RUN",
+                    help="run id (repeatable: runs are merged); default: latest")
+    sp.add_argument("--session", metavar="ID", help="export one session instead")
+    sp.add_argument("-o", "--output", metavar="FILE")
+    sp = sub.add_parser("sidecar", help="re-drain the rings of a run (after a sidecar crash)")
+    common(sp)
+    sp.add_argument("--resume", metavar="RUN", required=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "run":
+            from .launcher import exit_like
+
+            exit_like(cmd_run(argv[1:]))
+        ns = _read_parser().parse_args(argv)
+        if ns.version:
+            from . import __version__
+
+            print(f"flowagent {__version__}")
+            sys.exit(0)
+        handlers = {"runs": cmd_runs, "sessions": cmd_sessions, "trace": cmd_trace,
+                    "export": cmd_export, "sidecar": cmd_sidecar}
+        if ns.command not in handlers:
+            _read_parser().print_help()
+            sys.exit(0 if not argv else 2)
+        sys.exit(handlers[ns.command](ns, sys.stdout))
+    except FlowagentError as exc:
+        sys.stderr.write(f"flowagent: error: {exc}\n")
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

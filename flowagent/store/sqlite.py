@@ -1,0 +1,282 @@
+"""SQLite store: the embedded default (WAL, batched writes, one writer: the run's sidecar).
+
+Layout: ``runs`` and ``processes`` describe what ran; ``functions`` (per run, keyed by
+``module:qualname``) and ``shapes`` (global, interned text) keep names out of the big tables;
+``sessions`` and ``calls`` hold the kept session trees; ``graph_nodes``, ``graph_edges``,
+``shape_counts`` and ``paths`` hold the merged architecture graph's aggregates, which are
+kept for every session even when its tree is not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from ..errors import StoreError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS runs(
+  run_id TEXT PRIMARY KEY, started_ns INTEGER, ended_ns INTEGER, argv TEXT, cwd TEXT,
+  status TEXT, exit_code INTEGER, backend TEXT,
+  sessions INTEGER DEFAULT 0, calls INTEGER DEFAULT 0, errors INTEGER DEFAULT 0,
+  incomplete_sessions INTEGER DEFAULT 0, produced_events INTEGER DEFAULT 0,
+  dropped_events INTEGER DEFAULT 0, dropped_batches INTEGER DEFAULT 0,
+  corrupt_frames INTEGER DEFAULT 0, duplicate_frames INTEGER DEFAULT 0,
+  agent_errors INTEGER DEFAULT 0, processes INTEGER DEFAULT 0);
+CREATE TABLE IF NOT EXISTS processes(
+  run_id TEXT, pk TEXT, pid INTEGER, ppid INTEGER, info TEXT, started_ns INTEGER,
+  last_seq INTEGER DEFAULT 0, ring_tail INTEGER DEFAULT 0, produced_events INTEGER DEFAULT 0,
+  dropped_events INTEGER DEFAULT 0, dropped_batches INTEGER DEFAULT 0,
+  stored_events INTEGER DEFAULT 0, duplicate_frames INTEGER DEFAULT 0,
+  corrupt_frames INTEGER DEFAULT 0, agent_errors INTEGER DEFAULT 0, closed INTEGER DEFAULT 0,
+  PRIMARY KEY(run_id, pk));
+CREATE TABLE IF NOT EXISTS functions(
+  run_id TEXT, fid INTEGER, name TEXT, module TEXT, qualname TEXT, file TEXT, line INTEGER,
+  kind TEXT, params TEXT, PRIMARY KEY(run_id, fid));
+CREATE UNIQUE INDEX IF NOT EXISTS functions_name ON functions(run_id, name);
+CREATE TABLE IF NOT EXISTS shapes(sid INTEGER PRIMARY KEY, text TEXT UNIQUE);
+CREATE TABLE IF NOT EXISTS sessions(
+  sid INTEGER PRIMARY KEY, session_id TEXT UNIQUE, run_id TEXT, name TEXT, root_fid INTEGER,
+  pid INTEGER, pk TEXT, thread TEXT, result TEXT, complete INTEGER, started_ns INTEGER,
+  ended_ns INTEGER, duration_ns INTEGER, calls INTEGER DEFAULT 0, errors INTEGER DEFAULT 0,
+  variant TEXT, tree_kept INTEGER DEFAULT 1);
+CREATE INDEX IF NOT EXISTS sessions_run ON sessions(run_id, started_ns);
+CREATE TABLE IF NOT EXISTS calls(
+  sid INTEGER, call_id INTEGER, parent_id INTEGER, fid INTEGER, caller_fid INTEGER,
+  in_sid INTEGER, out_sid INTEGER, result INTEGER, exc_sid INTEGER, t0 INTEGER, t1 INTEGER,
+  thread INTEGER, PRIMARY KEY(sid, call_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS graph_nodes(
+  run_id TEXT, fid INTEGER, calls INTEGER, errors INTEGER, partials INTEGER, total_ns INTEGER,
+  self_ns INTEGER, min_ns INTEGER, max_ns INTEGER, roots INTEGER, PRIMARY KEY(run_id, fid));
+CREATE TABLE IF NOT EXISTS graph_edges(
+  run_id TEXT, caller_fid INTEGER, callee_fid INTEGER, result INTEGER, count INTEGER,
+  total_ns INTEGER, PRIMARY KEY(run_id, caller_fid, callee_fid, result));
+CREATE TABLE IF NOT EXISTS shape_counts(
+  run_id TEXT, fid INTEGER, io TEXT, shape_sid INTEGER, count INTEGER, first_session TEXT,
+  PRIMARY KEY(run_id, fid, io, shape_sid));
+CREATE TABLE IF NOT EXISTS paths(
+  run_id TEXT, path TEXT, count INTEGER, PRIMARY KEY(run_id, path));
+"""
+
+RESULTS = ("success", "error", "partial", "incomplete")
+
+
+def db_path(data_dir: str) -> str:
+    return os.path.join(data_dir, "flowagent.db")
+
+
+class SQLiteStore:
+    """One connection. The sidecar writes; the CLI and viewer open read-only."""
+
+    capabilities = {"shared": False}
+
+    def __init__(self, path: str, readonly: bool = False) -> None:
+        self.path = path
+        self.readonly = readonly
+        try:
+            if readonly:
+                if not os.path.exists(path):
+                    raise StoreError(
+                        f"no flowagent data at {path}: record something first with "
+                        "'flowagent run ...', or pass --data-dir pointing at an existing one")
+                self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10,
+                                          check_same_thread=False)
+            else:
+                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+                self.db = sqlite3.connect(path, timeout=30, isolation_level=None,
+                                          check_same_thread=False)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(_SCHEMA)
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)",
+                                (str(SCHEMA_VERSION),))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the flowagent database {path}: {exc}; check that "
+                             "the data directory exists, is writable and has free space") from None
+        self.db.row_factory = sqlite3.Row
+        self._shape_ids: dict[str, int] = {}
+        self._shape_text: dict[int, str] = {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- writer helpers ------------------------------------------------------------------
+    def shape_id(self, text: str) -> int:
+        sid = self._shape_ids.get(text)
+        if sid is None:
+            row = self.db.execute("SELECT sid FROM shapes WHERE text=?", (text,)).fetchone()
+            if row is None:
+                sid = self.db.execute("INSERT INTO shapes(text) VALUES(?)", (text,)).lastrowid
+            else:
+                sid = row[0]
+            self._shape_ids[text] = sid
+            self._shape_text[sid] = text
+        return sid
+
+    def shape_text(self, sid: int | None) -> str | None:
+        if not sid:
+            return None
+        text = self._shape_text.get(sid)
+        if text is None:
+            row = self.db.execute("SELECT text FROM shapes WHERE sid=?", (sid,)).fetchone()
+            text = row[0] if row else None
+            if text is not None:
+                self._shape_text[sid] = text
+        return text
+
+    # -- reading -------------------------------------------------------------------------
+    def runs(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM runs ORDER BY started_ns DESC").fetchall()
+        return [dict(r) for r in rows]
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return dict(row) if row else None
+
+    def latest_run(self) -> str | None:
+        row = self.db.execute("SELECT run_id FROM runs ORDER BY started_ns DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    def processes(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM processes WHERE run_id=? ORDER BY started_ns",
+                               (run_id,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def functions(self, run_id: str) -> dict[int, dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM functions WHERE run_id=?", (run_id,)).fetchall()
+        return {r["fid"]: dict(r, params=json.loads(r["params"] or "[]")) for r in rows}
+
+    def sessions(self, run_id: str | None = None, *, result: str | None = None,
+                 root: str | None = None, min_duration_ns: int | None = None,
+                 search: str | None = None, order: str = "started", limit: int = 100,
+                 offset: int = 0) -> list[dict[str, Any]]:
+        where, args = ["1=1"], []
+        if run_id:
+            where.append("s.run_id=?")
+            args.append(run_id)
+        if result:
+            where.append("s.result=?")
+            args.append(result)
+        if root:
+            where.append("s.name LIKE ?")
+            args.append(f"%{root}%")
+        if min_duration_ns:
+            where.append("s.duration_ns>=?")
+            args.append(min_duration_ns)
+        if search:
+            where.append("EXISTS (SELECT 1 FROM calls c JOIN functions f ON f.run_id=s.run_id "
+                         "AND f.fid=c.fid WHERE c.sid=s.sid AND f.name LIKE ?)")
+            args.append(f"%{search}%")
+        orders = {"started": "s.started_ns", "duration": "s.duration_ns DESC",
+                  "calls": "s.calls DESC", "-started": "s.started_ns DESC"}
+        sql = (f"SELECT s.* FROM sessions s WHERE {' AND '.join(where)} "
+               f"ORDER BY {orders.get(order, 's.started_ns')}, s.sid LIMIT ? OFFSET ?")
+        rows = self.db.execute(sql, (*args, limit, offset)).fetchall()
+        return [self._session_row(r) for r in rows]
+
+    def count_sessions(self, run_id: str | None = None) -> int:
+        if run_id:
+            return self.db.execute("SELECT COUNT(*) FROM sessions WHERE run_id=?",
+                                   (run_id,)).fetchone()[0]
+        return self.db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
+
+    @staticmethod
+    def _session_row(r: sqlite3.Row) -> dict[str, Any]:
+        d = dict(r)
+        d.pop("sid", None)
+        d["complete"] = bool(d["complete"])
+        return d
+
+    def session(self, session_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM sessions WHERE session_id=?",
+                              (session_id,)).fetchone()
+        return self._session_row(row) if row else None
+
+    def session_graph(self, session_id: str) -> dict[str, Any] | None:
+        """The session as the export contract's session graph (timestamps in unix ns)."""
+        row = self.db.execute("SELECT * FROM sessions WHERE session_id=?",
+                              (session_id,)).fetchone()
+        if row is None:
+            return None
+        run_id = row["run_id"]
+        fns = self.functions(run_id)
+        threads = self._thread_names(row["pk"], run_id)
+        calls = self.db.execute("SELECT * FROM calls WHERE sid=? ORDER BY t0, call_id",
+                                (row["sid"],)).fetchall()
+        nodes, edges = [], []
+        for c in calls:
+            fn = fns.get(c["fid"], {})
+            params = fn.get("params", [])
+            in_shape = self.shape_text(c["in_sid"])
+            in_list = json.loads(in_shape) if in_shape else []
+            nodes.append({
+                "id": c["call_id"],
+                "parent_id": c["parent_id"] or None,
+                "function_name": fn.get("name", "?"),
+                "caller": fns[c["caller_fid"]]["name"] if c["caller_fid"] in fns else None,
+                "input_shape": dict(zip(params, in_list)),
+                "output_shape": self.shape_text(c["out_sid"]),
+                "result_type": RESULTS[c["result"]],
+                "exception_type": self.shape_text(c["exc_sid"]),
+                "timestamp_start": c["t0"], "timestamp_end": c["t1"],
+                "thread": c["thread"], "thread_name": threads.get(c["thread"]),
+                "pid": row["pid"],
+            })
+            if c["parent_id"]:
+                edges.append({"from": c["parent_id"], "to": c["call_id"],
+                              "branch": RESULTS[c["result"]]})
+        return {"session_id": session_id, "run_id": run_id, "name": row["name"],
+                "result_type": row["result"], "complete": bool(row["complete"]),
+                "nodes": nodes, "edges": edges}
+
+    def _thread_names(self, pk: str, run_id: str) -> dict[int, str]:
+        row = self.db.execute("SELECT info FROM processes WHERE run_id=? AND pk=?",
+                              (run_id, pk)).fetchone()
+        if not row or not row[0]:
+            return {}
+        info = json.loads(row[0])
+        return {int(k): v for k, v in info.get("threads", {}).items()}
+
+    def iter_session_graphs(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """Every kept session tree of a run, one at a time (bounded memory for exports)."""
+        ids = [r[0] for r in self.db.execute(
+            "SELECT session_id FROM sessions WHERE run_id=? AND tree_kept=1 ORDER BY started_ns",
+            (run_id,))]
+        for sid in ids:
+            g = self.session_graph(sid)
+            if g is not None:
+                yield g
+
+    def aggregates(self, run_id: str) -> dict[str, Any]:
+        """Raw merged-graph aggregates of one run (input of sidecar.graph.merged_graph)."""
+        fns = self.functions(run_id)
+        nodes = [dict(r) for r in self.db.execute(
+            "SELECT * FROM graph_nodes WHERE run_id=?", (run_id,))]
+        edges = [dict(r) for r in self.db.execute(
+            "SELECT * FROM graph_edges WHERE run_id=?", (run_id,))]
+        shapes = [dict(r) for r in self.db.execute(
+            "SELECT * FROM shape_counts WHERE run_id=?", (run_id,))]
+        paths = [dict(r) for r in self.db.execute("SELECT * FROM paths WHERE run_id=?",
+                                                   (run_id,))]
+        for s in shapes:
+            s["shape"] = self.shape_text(s["shape_sid"])
+        total = self.db.execute("SELECT COUNT(*) FROM sessions WHERE run_id=? AND complete=1",
+                                (run_id,)).fetchone()[0]
+        return {"run_id": run_id, "functions": fns, "nodes": nodes, "edges": edges,
+                "shapes": shapes, "paths": paths, "total_sessions": total}
