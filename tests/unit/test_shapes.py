@@ -1,0 +1,854 @@
+"""Unit tests for flowagent.agent.shapes: the notation, the cut-offs, and safety against hostile objects."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import datetime
+import decimal
+import enum
+import re
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from flowagent.agent import shapes
+from flowagent.agent.shapes import MAX_DEPTH, MAX_FIELDS, MAX_ITEMS, MAX_NODES, MAX_UNION, shape_of
+
+# --------------------------------------------------------------------------------------------
+# Fixtures and module-level sample classes (module level so their qualnames are short)
+
+
+class Cart:
+    pass
+
+
+class Outer:
+    class Inner:
+        pass
+
+
+@dataclasses.dataclass
+class Item:
+    sku: str
+    qty: int
+
+
+@dataclasses.dataclass
+class Order:
+    user_id: int
+    items: list[Item]
+    note: str | None = None
+    tax_rate: typing.ClassVar[float] = 0.2
+    secret: dataclasses.InitVar[str | None] = None
+    total: float = dataclasses.field(init=False, default=0.0)
+
+
+@dataclasses.dataclass
+class PaidOrder(Order):
+    paid_at: float = 0.0
+
+
+@dataclasses.dataclass(slots=True)
+class Slotted:
+    a: int
+    b: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Frozen:
+    a: int
+
+
+class Point(typing.NamedTuple):
+    x: int
+    y: float
+
+
+PointC = collections.namedtuple("PointC", "x y")
+
+
+class Color(enum.Enum):
+    RED = 1
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+
+
+class Mode(enum.StrEnum):
+    FAST = "fast"
+
+
+class Perm(enum.Flag):
+    R = 1
+    W = 2
+
+
+class UserId(int):
+    pass
+
+
+class Name(str):
+    pass
+
+
+class MyList(list):  # type: ignore[type-arg]
+    pass
+
+
+class MyTuple(tuple):  # type: ignore[type-arg]
+    pass
+
+
+class MySet(set):  # type: ignore[type-arg]
+    pass
+
+
+class MyFrozenSet(frozenset):  # type: ignore[type-arg]
+    pass
+
+
+class MyDeque(collections.deque):  # type: ignore[type-arg]
+    pass
+
+
+class MyDict(dict):  # type: ignore[type-arg]
+    pass
+
+
+@pytest.fixture
+def failures_delta() -> typing.Callable[[], int]:
+    """Returns a function giving how many failures were counted since the test started."""
+    start = shapes.failures
+    return lambda: shapes.failures - start
+
+
+# --------------------------------------------------------------------------------------------
+# Scalars and fixed shapes
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "None"),
+        (True, "bool"),
+        (False, "bool"),
+        (3, "int"),
+        (10**100, "int"),
+        (1.5, "float"),
+        (float("nan"), "float"),
+        (2j, "complex"),
+        ("x", "str"),
+        ("", "str"),
+        (b"x", "bytes"),
+        (bytearray(b"xyz"), "bytearray"),
+    ],
+)
+def test_scalars(value: object, expected: str) -> None:
+    assert shape_of(value) == expected
+
+
+def _gen() -> typing.Iterator[int]:
+    yield 1
+
+
+async def _coro() -> None:
+    pass
+
+
+async def _agen() -> typing.AsyncIterator[int]:
+    yield 1
+
+
+def test_callables_modules_generators() -> None:
+    assert shape_of(_gen) == "function"
+    assert shape_of(lambda: None) == "function"
+    assert shape_of(len) == "function"
+    assert shape_of([].append) == "function"
+    assert shape_of(Cart().__init__) == "function"  # method-wrapper
+    assert shape_of(object.__init__) == "function"  # wrapper_descriptor
+    assert shape_of(str.upper) == "function"  # method_descriptor
+    assert shape_of(dict.__dict__["fromkeys"]) == "function"  # classmethod_descriptor
+    assert shape_of(Order.__init__) == "function"
+    assert shape_of(Cart.__init_subclass__) == "function"
+    assert shape_of(re) == "module"
+    assert shape_of(_gen()) == "generator"
+    assert shape_of(x for x in ()) == "generator"
+    coro = _coro()
+    try:
+        assert shape_of(coro) == "coroutine"
+    finally:
+        coro.close()
+    assert shape_of(_agen()) == "async_generator"
+
+
+def test_classes_are_type_of_qualname() -> None:
+    assert shape_of(Cart) == "type[Cart]"
+    assert shape_of(Outer.Inner) == "type[Outer.Inner]"
+    assert shape_of(int) == "type[int]"
+    assert shape_of(type) == "type[type]"
+    assert shape_of(Color) == "type[Color]"  # a class with a metaclass (EnumType)
+    assert shape_of(Item) == "type[Item]"  # a dataclass *class* is not an instance
+
+
+def test_other_objects_are_their_qualname() -> None:
+    assert shape_of(Cart()) == "Cart"
+    assert shape_of(Outer.Inner()) == "Outer.Inner"
+    assert shape_of(datetime.datetime(2024, 1, 2)) == "datetime"
+    assert shape_of(datetime.date(2024, 1, 2)) == "date"
+    assert shape_of(decimal.Decimal("1.10")) == "Decimal"
+    assert shape_of(re.compile("secret-pattern")) == "Pattern"
+    assert shape_of(range(10)) == "range"
+    assert shape_of(ValueError("secret message")) == "ValueError"
+    assert shape_of({}.keys()) == "dict_keys"
+    assert shape_of(object()) == "object"
+    assert shape_of(...) == "ellipsis"
+
+
+def test_enums_and_scalar_subclasses_are_their_qualname() -> None:
+    assert shape_of(Color.RED) == "Color"
+    assert shape_of(Level.LOW) == "Level"
+    assert shape_of(Mode.FAST) == "Mode"
+    assert shape_of(Perm.R | Perm.W) == "Perm"
+    assert shape_of(UserId(7)) == "UserId"
+    assert shape_of(Name("alice")) == "Name"
+
+
+# --------------------------------------------------------------------------------------------
+# Collections
+
+
+def test_sequences_and_sets() -> None:
+    assert shape_of([1, 2, 3]) == "list[int]"
+    assert shape_of(["a", 1]) == "list[int|str]"
+    assert shape_of([1, "a"]) == "list[int|str]"  # sorted, so order does not matter
+    assert shape_of([]) == "list[]"
+    assert shape_of({1, 2}) == "set[int]"
+    assert shape_of(set()) == "set[]"
+    assert shape_of(frozenset({"a", 1})) == "frozenset[int|str]"
+    assert shape_of(frozenset()) == "frozenset[]"
+    assert shape_of(collections.deque([1, None])) == "deque[None|int]"
+    assert shape_of(collections.deque()) == "deque[]"
+
+
+def test_tuples_positional_then_homogeneous() -> None:
+    assert shape_of(()) == "tuple[]"
+    assert shape_of((1,)) == "tuple[int]"
+    assert shape_of((1, "a")) == "tuple[int, str]"
+    assert shape_of((1, "a", None, 2.0)) == "tuple[int, str, None, float]"
+    assert shape_of((1, 2, 3, 4, 5)) == "tuple[int, ...]"
+    assert shape_of((1, "a", 3, 4, 5)) == "tuple[int|str, ...]"
+
+
+def test_union_limit_becomes_any() -> None:
+    four = [1, "a", 2.0, None]
+    assert shape_of(four) == "list[None|float|int|str]"
+    assert len(four) == MAX_UNION
+    assert shape_of([*four, b"x"]) == "list[any]"
+
+
+def test_sampling_takes_first_and_last_elements() -> None:
+    middle = [1] * 100
+    middle[50] = "x"
+    assert shape_of(middle) == "list[int]"  # the middle is not sampled
+    assert shape_of([*([1] * 100), "x"]) == "list[int|str]"
+    assert shape_of(["x", *([1] * 100)]) == "list[int|str]"
+    assert shape_of(tuple([*([1] * 100), "x"])) == "tuple[int|str, ...]"
+    assert shape_of(collections.deque([*([1] * 100), "x"])) == "deque[int|str]"
+
+
+def test_huge_containers_are_sampled() -> None:
+    n = 10**6
+    assert shape_of(list(range(n))) == "list[int]"
+    assert shape_of(tuple(range(n))) == "tuple[int, ...]"
+    assert shape_of(set(range(n))) == "set[int]"
+    assert shape_of(frozenset(range(n))) == "frozenset[int]"
+    assert shape_of(collections.deque(range(n))) == "deque[int]"
+    assert shape_of(MyList(range(n))) == "MyList[int]"
+    assert shape_of({i: str(i) for i in range(n)}) == "dict[int, str]"
+    assert shape_of({f"k{i}": i for i in range(n)}) == "dict[str, int]"
+    assert shape_of([[0] * n] * n) == "list[list[int]]"
+
+
+# --------------------------------------------------------------------------------------------
+# Dicts: records versus mappings
+
+
+def test_dict_record() -> None:
+    assert shape_of({"sku": "a", "qty": 1}) == "dict{qty:int,sku:str}"
+    assert shape_of({"qty": 1, "sku": "a"}) == "dict{qty:int,sku:str}"  # insertion order ignored
+    assert shape_of({}) == "dict{}"
+    assert shape_of({"_": 1, "été": 2}) == "dict{_:int,été:int}"
+
+
+def test_dict_with_data_like_keys_is_a_mapping() -> None:
+    assert shape_of({"user-1": 1}) == "dict[str, int]"
+    assert shape_of({"/etc/passwd": "x"}) == "dict[str, str]"
+    assert shape_of({"": 1}) == "dict[str, int]"
+    assert shape_of({"class": 1}) == "dict[str, int]"  # a keyword
+    assert shape_of({1: "a"}) == "dict[int, str]"
+    assert shape_of({1: "a", "b": 2}) == "dict[int|str, int|str]"
+    assert shape_of({(1, 2): None}) == "dict[tuple[int, int], None]"
+    assert shape_of({Name("alice"): 1}) == "dict[Name, int]"  # a str subclass key is not trusted
+
+
+def test_many_keys_make_a_mapping() -> None:
+    assert MAX_FIELDS == 16
+    sixteen = {f"k{i}": i for i in range(16)}
+    assert shape_of(sixteen).startswith("dict{k0:int,k1:int,k10:int")
+    twenty = {f"k{i}": i for i in range(20)}
+    assert shape_of(twenty) == "dict[str, int]"
+    assert shape_of({f"k{i}": i for i in range(17)}) == "dict[str, int]"
+    # Past MAX_ITEMS entries, a mapping samples the first and last halves by insertion order.
+    assert shape_of({**{f"k-{i}": i for i in range(20)}, "last": "x"}) == "dict[str, int|str]"
+
+
+def test_nested_example() -> None:
+    value = {"user_id": 1, "items": [{"sku": "x", "qty": 2}]}
+    assert shape_of(value) == "dict{items:list[dict{qty:int,sku:str}],user_id:int}"
+
+
+def test_dict_subclasses() -> None:
+    assert shape_of(collections.OrderedDict(a=1)) == "OrderedDict{a:int}"
+    assert shape_of(collections.OrderedDict()) == "OrderedDict{}"
+    dd = collections.defaultdict(list, {"a b": [1]})
+    assert shape_of(dd) == "defaultdict[str, list[int]]"
+    assert shape_of(collections.Counter("aab")) == "Counter{a:int,b:int}"
+    assert shape_of(collections.Counter([1, 2])) == "Counter[int, int]"
+    assert shape_of(MyDict(x=1.0)) == "MyDict{x:float}"
+
+
+def test_other_container_subclasses() -> None:
+    assert shape_of(MyList([1])) == "MyList[int]"
+    assert shape_of(MyList()) == "MyList[]"
+    assert shape_of(MyTuple((1, "a"))) == "MyTuple[int, str]"
+    assert shape_of(MySet({1})) == "MySet[int]"
+    assert shape_of(MyFrozenSet({1})) == "MyFrozenSet[int]"
+    assert shape_of(MyDeque([1])) == "MyDeque[int]"
+
+
+# --------------------------------------------------------------------------------------------
+# Records: dataclasses, named tuples, attrs and pydantic look-alikes
+
+
+def test_dataclass_fields_in_definition_order() -> None:
+    order = Order(user_id=1, items=[Item("a", 1)], secret="hunter2")
+    # ClassVar and InitVar are not fields of the instance; init=False fields are.
+    assert shape_of(order) == "Order{user_id:int,items:list[Item{sku:str,qty:int}],note:None,total:float}"
+    paid = PaidOrder(user_id=1, items=[])
+    assert shape_of(paid) == "PaidOrder{user_id:int,items:list[],note:None,total:float,paid_at:float}"
+    assert shape_of(Slotted(1, "x")) == "Slotted{a:int,b:str}"
+    assert shape_of(Frozen(1)) == "Frozen{a:int}"
+
+
+def test_dataclass_with_many_fields_is_capped() -> None:
+    big = dataclasses.make_dataclass("Big", [(f"f{i}", int) for i in range(20)])
+    shape = shape_of(big(*range(20)))
+    assert shape.startswith("Big{f0:int,f1:int,")
+    assert shape.endswith(",f15:int,...}")
+    assert shape.count(":int") == MAX_FIELDS
+
+
+def test_namedtuples() -> None:
+    assert shape_of(Point(1, 2.0)) == "Point(x:int,y:float)"
+    assert shape_of(PointC("a", None)) == "PointC(x:str,y:None)"
+    assert shape_of(Point) == "type[Point]"
+
+
+class _FakeAttribute:
+    """Stands in for attr.Attribute: attrs is not a dependency; its metadata contract is this."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class AttrsLike:
+    __attrs_attrs__ = (_FakeAttribute("x"), _FakeAttribute("y"))
+    __slots__ = ("x", "y")
+
+    def __init__(self, x: object, y: object) -> None:
+        self.x = x
+        self.y = y
+
+
+class _FakeBaseModel:
+    """Stands in for pydantic.BaseModel (v2): values in __dict__, this slot on the base."""
+
+    __slots__ = ("__dict__", "__pydantic_fields_set__")
+
+
+class UserModel(_FakeBaseModel):
+    __pydantic_fields__ = {"name": object(), "age": object()}  # pydantic >= 2.10
+
+
+class OldUserModel(_FakeBaseModel):
+    model_fields = {"name": object()}  # pydantic 2.0 - 2.9
+
+
+def test_attrs_and_pydantic_like_classes() -> None:
+    assert shape_of(AttrsLike(1, "a")) == "AttrsLike{x:int,y:str}"
+    user = UserModel()
+    user.__dict__.update(name="alice", age=3)
+    assert shape_of(user) == "UserModel{name:str,age:int}"
+    old = OldUserModel()
+    old.__dict__["name"] = "bob"
+    assert shape_of(old) == "OldUserModel{name:str}"
+
+
+def test_malformed_record_metadata_falls_back_to_qualname() -> None:
+    class NotADataclass:
+        __dataclass_fields__ = "junk"
+
+    class NotANamedTuple(tuple):  # type: ignore[type-arg]
+        _fields = 3
+
+    assert shape_of(NotADataclass()) == "test_malformed_record_metadata_falls_back_to_qualname.<locals>.NotADataclass"
+    assert shape_of(NotANamedTuple((1,))).endswith("NotANamedTuple[int]")
+
+
+# --------------------------------------------------------------------------------------------
+# Depth, budget and cycles
+
+
+def test_depth_cut() -> None:
+    assert MAX_DEPTH == 3
+    assert shape_of({"a": {"b": {"c": {"d": 1}}}}) == "dict{a:dict{b:dict{c:...}}}"
+    assert shape_of([[[[1]]]]) == "list[list[list[...]]]"
+    assert shape_of([[[[]]]]) == "list[list[list[...]]]"
+    # Leaves are still shown at the deepest level; only collections are cut.
+    assert shape_of({"a": {"b": {"c": 1, "d": Cart()}}}) == "dict{a:dict{b:dict{c:int,d:Cart}}}"
+    assert shape_of([[[Item("a", 1)]]]) == "list[list[list[...]]]"
+
+
+def test_budget_cut() -> None:
+    value = {f"f{i}": {f"g{j}": j for j in range(16)} for i in range(16)}
+    shape = shape_of(value)
+    # Fields are visited in sorted order: f0, f1, f10 complete, f11 cut after g4, the rest cut.
+    assert shape.startswith("dict{f0:dict{g0:int,")
+    assert ",g4:int,g5:...,g6:...," in shape
+    assert shape.endswith(",f12:...,f13:...,f14:...,f15:...,f2:...,f3:...,f4:...,f5:...,f6:...,f7:...,f8:...,f9:...}")
+    visited = 1 + shape.count("dict{g") + shape.count(":int")
+    assert visited == MAX_NODES
+    assert shape == shape_of(dict(reversed(list(value.items()))))  # insertion order is irrelevant
+
+
+def test_budget_drops_partial_samples() -> None:
+    # 1 + 8 * (1 + 8) > MAX_NODES: the last rows are cut, yet the union stays one alternative.
+    assert shape_of([list(range(MAX_ITEMS)) for _ in range(MAX_ITEMS)]) == "list[list[int]]"
+    assert shape_of([[{"a": i} for i in range(MAX_ITEMS)] for _ in range(MAX_ITEMS)]) == "list[list[dict{a:int}]]"
+    rows = [{"id": 1, "a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6, "g": 7}] * 100
+    assert shape_of(rows) == "list[dict{a:int,b:int,c:int,d:int,e:int,f:int,g:int,id:int}]"
+    assert shape_of({i: [1] * 8 for i in range(40)}) == "dict[int, list[int]]"
+    # Nodes: top 1, a 1 + 7 * 8, b 1 + 4, c is the 64th: its only sample is refused.
+    value = {"a": [[1] * 7] * 7, "b": [1, 2, 3, 4], "c": [1], "d": 1}
+    assert shape_of(value) == "dict{a:list[list[int]],b:list[int],c:list[...],d:...}"
+
+
+def test_cycles_terminate() -> None:
+    lst: list[object] = [1]
+    lst.append(lst)
+    assert shape_of(lst) == "list[int|...]"
+    d: dict[str, object] = {}
+    d["self"] = d
+    assert shape_of(d) == "dict{self:...}"
+    a: list[object] = []
+    b: list[object] = [a]
+    a.append(b)
+    assert shape_of(a) == "list[list[...]]"
+    s: MyDict = MyDict()
+    s["me"] = [s]
+    assert shape_of(s) == "MyDict{me:list[...]}"
+
+
+def test_shared_references_are_not_cycles() -> None:
+    x = [1]
+    assert shape_of([x, x]) == "list[list[int]]"
+    assert shape_of({"a": x, "b": x}) == "dict{a:list[int],b:list[int]}"
+
+
+# --------------------------------------------------------------------------------------------
+# Safety against hostile objects
+
+CALLS: list[str] = []
+
+_TRAPS = (
+    "__len__",
+    "__iter__",
+    "__reversed__",
+    "__getitem__",
+    "__contains__",
+    "__eq__",
+    "__ne__",
+    "__lt__",
+    "__gt__",
+    "__hash__",
+    "__bool__",
+    "__repr__",
+    "__str__",
+    "__format__",
+    "__getattr__",
+    "__missing__",
+    "__instancecheck__",
+    "__subclasscheck__",
+    "keys",
+    "items",
+    "values",
+    "get",
+)
+
+
+def _trap(name: str) -> typing.Callable[..., typing.NoReturn]:
+    def trap(*args: object, **kwargs: object) -> typing.NoReturn:
+        CALLS.append(name)
+        raise RuntimeError(f"shape_of must not call {name}")
+
+    return trap
+
+
+def _hostile_namespace(*, getattribute: bool = True, dict_property: bool = True) -> dict[str, object]:
+    ns: dict[str, object] = {name: _trap(name) for name in _TRAPS}
+    ns["__class__"] = property(_trap("__class__"))
+    if dict_property:
+        ns["__dict__"] = property(_trap("__dict__"))
+    if getattribute:
+        ns["__getattribute__"] = _trap("__getattribute__")
+    return ns
+
+
+Hostile = type("Hostile", (), _hostile_namespace())
+HostileList = type("HostileList", (list,), _hostile_namespace())
+HostileDict = type("HostileDict", (dict,), _hostile_namespace())
+HostileTuple = type("HostileTuple", (tuple,), _hostile_namespace())
+HostileSet = type("HostileSet", (set,), _hostile_namespace())
+HostileDeque = type("HostileDeque", (collections.deque,), _hostile_namespace())
+
+
+@pytest.fixture
+def calls() -> typing.Iterator[list[str]]:
+    CALLS.clear()
+    yield CALLS
+    CALLS.clear()
+
+
+def test_hostile_object_is_never_touched(calls: list[str]) -> None:
+    assert shape_of(Hostile()) == "Hostile"
+    assert shape_of([Hostile()]) == "list[Hostile]"
+    assert shape_of({"h": Hostile()}) == "dict{h:Hostile}"
+    assert calls == []
+
+
+def test_hostile_container_subclasses_use_base_methods(calls: list[str]) -> None:
+    hl = HostileList([1, "a"])
+    hd = HostileDict(a=1)
+    hm = HostileDict({"a b": 1})
+    ht = HostileTuple((1, 2.0))
+    hs = HostileSet({1})
+    hq = HostileDeque([None])
+    big = HostileList(range(1000))
+    calls.clear()  # constructing them may legitimately use some of these
+    assert shape_of(hl) == "HostileList[int|str]"
+    assert shape_of(hd) == "HostileDict{a:int}"
+    assert shape_of(hm) == "HostileDict[str, int]"
+    assert shape_of(ht) == "HostileTuple[int, float]"
+    assert shape_of(hs) == "HostileSet[int]"
+    assert shape_of(hq) == "HostileDeque[None]"
+    assert shape_of(big) == "HostileList[int]"
+    assert shape_of(HostileList()) == "HostileList[]"
+    assert calls == []
+
+
+class _ArmedKey:
+    """A dict/set key that behaves while the container is built, then traps every comparison."""
+
+    armed = False
+
+    def __hash__(self) -> int:
+        if _ArmedKey.armed:
+            CALLS.append("__hash__")
+            raise RuntimeError("hash")
+        return 1  # all collide, so building the dict exercises __eq__ before arming
+
+    def __eq__(self, other: object) -> bool:
+        if _ArmedKey.armed:
+            CALLS.append("__eq__")
+            raise RuntimeError("eq")
+        return self is other
+
+    def __lt__(self, other: object) -> bool:
+        CALLS.append("__lt__")
+        raise RuntimeError("lt")
+
+
+def test_hostile_keys_and_elements(calls: list[str]) -> None:
+    keys = [_ArmedKey() for _ in range(20)]
+    small = {k: i for i, k in enumerate(keys[:3])}
+    large = {k: i for i, k in enumerate(keys)}
+    elements = set(keys)
+    _ArmedKey.armed = True
+    try:
+        assert shape_of(small) == "dict[_ArmedKey, int]"
+        assert shape_of(large) == "dict[_ArmedKey, int]"
+        assert shape_of(elements) == "set[_ArmedKey]"
+        assert shape_of({"k": keys[0], "l": [keys[1]]}) == "dict{k:_ArmedKey,l:list[_ArmedKey]}"
+    finally:
+        _ArmedKey.armed = False
+    assert calls == []
+
+
+class HostileMeta(type):
+    def __getattribute__(cls, name: str) -> typing.NoReturn:
+        CALLS.append("meta.__getattribute__")
+        raise RuntimeError(name)
+
+    def __getattr__(cls, name: str) -> typing.NoReturn:
+        CALLS.append("meta.__getattr__")
+        raise RuntimeError(name)
+
+    def __eq__(cls, other: object) -> typing.NoReturn:  # type: ignore[override]
+        CALLS.append("meta.__eq__")
+        raise RuntimeError("eq")
+
+    def __hash__(cls) -> int:
+        if CALLS_ARMED:
+            CALLS.append("meta.__hash__")
+            raise RuntimeError("hash")
+        return 0
+
+    def __instancecheck__(cls, instance: object) -> typing.NoReturn:
+        CALLS.append("meta.__instancecheck__")
+        raise RuntimeError("instancecheck")
+
+    def __subclasscheck__(cls, subclass: type) -> typing.NoReturn:
+        CALLS.append("meta.__subclasscheck__")
+        raise RuntimeError("subclasscheck")
+
+    def __len__(cls) -> typing.NoReturn:
+        CALLS.append("meta.__len__")
+        raise RuntimeError("len")
+
+    def __iter__(cls) -> typing.NoReturn:
+        CALLS.append("meta.__iter__")
+        raise RuntimeError("iter")
+
+
+CALLS_ARMED = False
+
+
+class UnderHostileMeta(metaclass=HostileMeta):
+    pass
+
+
+class ListUnderHostileMeta(list, metaclass=HostileMeta):  # type: ignore[type-arg]
+    pass
+
+
+def test_hostile_metaclass(calls: list[str]) -> None:
+    global CALLS_ARMED
+    obj = UnderHostileMeta()
+    lst = ListUnderHostileMeta([1])
+    calls.clear()
+    CALLS_ARMED = True
+    try:
+        assert shape_of(obj) == "UnderHostileMeta"
+        assert shape_of(UnderHostileMeta) == "type[UnderHostileMeta]"
+        assert shape_of(lst) == "ListUnderHostileMeta[int]"
+        assert shape_of({"o": obj, "t": UnderHostileMeta}) == "dict{o:UnderHostileMeta,t:type[UnderHostileMeta]}"
+    finally:
+        CALLS_ARMED = False
+    assert calls == []
+
+
+def test_dataclass_property_field_is_not_called(calls: list[str], failures_delta: typing.Callable[[], int]) -> None:
+    @dataclasses.dataclass
+    class Account:
+        owner: str
+        balance: int
+
+    def get_balance(self: Account) -> typing.NoReturn:
+        CALLS.append("balance")
+        raise RuntimeError("lazy load failed")
+
+    def set_balance(self: Account, value: int) -> None:
+        self.__dict__["_balance"] = value
+
+    Account.balance = property(get_balance, set_balance)  # type: ignore[assignment]
+    account = Account("alice", 100)
+    assert shape_of(account).endswith(".Account{owner:str,balance:?}")
+    assert calls == []
+    assert failures_delta() == 1
+
+
+def test_dataclass_missing_field_does_not_trigger_getattr(
+    calls: list[str], failures_delta: typing.Callable[[], int]
+) -> None:
+    @dataclasses.dataclass
+    class Lazy:
+        a: int
+        b: int
+
+        def __getattr__(self, name: str) -> typing.NoReturn:
+            CALLS.append("__getattr__")
+            raise RuntimeError(name)
+
+    lazy = Lazy(1, 2)
+    del lazy.b
+    assert shape_of(lazy).endswith("Lazy{a:int,b:?}")
+    slotted = Slotted(1, "x")
+    del slotted.b
+    assert shape_of(slotted) == "Slotted{a:int,b:?}"
+    assert calls == []
+    assert failures_delta() == 2
+
+
+def _hostile_record(name: str, *, dict_property: bool) -> object:
+    ns = _hostile_namespace(getattribute=False, dict_property=dict_property)
+    cls = dataclasses.dataclass(type(name, (), {"__annotations__": {"a": int, "b": float}, "b": 0.5, **ns}))
+    record = cls(1)
+    cls.__getattribute__ = _trap("__getattribute__")  # armed once __init__ has run
+    return record
+
+
+def test_hostile_dataclass_instance(calls: list[str], failures_delta: typing.Callable[[], int]) -> None:
+    record = _hostile_record("HostileRecord", dict_property=False)
+    calls.clear()
+    assert shape_of(record) == "HostileRecord{a:int,b:float}"
+    # With __dict__ itself behind a property the instance dict is out of reach: fields are "?".
+    hidden = _hostile_record("HiddenDict", dict_property=True)
+    calls.clear()
+    assert shape_of(hidden) == "HiddenDict{a:?,b:?}"
+    assert calls == []
+    assert failures_delta() == 2
+
+
+def test_dataclass_defaults_and_descriptors(calls: list[str], failures_delta: typing.Callable[[], int]) -> None:
+    class Descriptor:  # a non-data descriptor: binding it would run user code
+        def __get__(self, obj: object, owner: type | None = None) -> typing.NoReturn:
+            CALLS.append("__get__")
+            raise RuntimeError("get")
+
+    @dataclasses.dataclass
+    class WithDefaults:
+        a: int
+        b: float = dataclasses.field(init=False, default=0.5)  # lives on the class only
+        c: int = dataclasses.field(init=False, default=0)
+
+    WithDefaults.c = Descriptor()  # type: ignore[assignment]
+    obj = WithDefaults(1)
+    assert shape_of(obj).endswith("WithDefaults{a:int,b:float,c:?}")
+    assert calls == []
+    assert failures_delta() == 1
+
+
+def test_never_raises_on_internal_error(
+    monkeypatch: pytest.MonkeyPatch, failures_delta: typing.Callable[[], int]
+) -> None:
+    def broken(t: type) -> typing.NoReturn:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(shapes, "_classify", broken)
+    assert shape_of(Cart()) == "?"
+    assert shape_of([Cart(), 1]) == "list[?|int]"
+    assert shape_of(3) == "int"  # the fast path does not classify
+    assert failures_delta() == 2
+    assert shapes.stats()["failures"] == shapes.failures
+
+
+def test_values_never_appear() -> None:
+    secret = "hunter2"
+    values: list[object] = [
+        {"password": secret},
+        {"password": secret.encode()},
+        {f"{secret}-key": 1},
+        {f"{secret}_{i}": i for i in range(MAX_FIELDS + 1)},  # identifier keys, but too many
+        [secret] * 100,
+        (secret, 12345),
+        Point(12345, 6.5),
+        Item(secret, 12345),
+        {"n": 12345, "f": 6.5, "b": bytearray(b"hunter2")},
+        collections.OrderedDict(password=secret),
+    ]
+    for value in values:
+        shape = shape_of(value)
+        assert "hunter2" not in shape
+        assert "12345" not in shape
+        assert "6.5" not in shape
+
+
+def test_import_is_light() -> None:
+    """Importing the module in the host must not pull in typing or dataclasses."""
+    path = Path(shapes.__file__)
+    probe = (
+        "import sys, importlib.util\n"
+        "before = set(sys.modules)\n"
+        f"spec = importlib.util.spec_from_file_location('shapes_probe', {str(path)!r})\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        "print(' '.join(sorted(set(sys.modules) - before - {'shapes_probe'})))\n"
+    )
+    out = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    new = set(out.stdout.split())
+    assert new <= {"keyword", "collections", "itertools", "operator", "types"}, new
+
+
+# --------------------------------------------------------------------------------------------
+# Properties
+
+# Every string value carries a marker that no shape can contain ("§" is not an identifier
+# character, so a marked string can never be a record key either).
+_marked = st.text(max_size=8).map(lambda s: "§" + s)
+_identifier_keys = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _marked,
+    lambda children: st.lists(children, max_size=12)
+    | st.dictionaries(_identifier_keys | _marked, children, max_size=20),
+    max_leaves=60,
+)
+
+
+@given(_json)
+@settings(max_examples=200, deadline=None)
+def test_property_never_raises_and_never_leaks(value: object) -> None:
+    shape = shape_of(value)
+    assert isinstance(shape, str)
+    assert "§" not in shape
+    assert "?" not in shape
+
+
+@given(st.recursive(st.text() | st.integers(), lambda c: st.lists(c) | st.dictionaries(st.text(), c)))
+@settings(max_examples=100, deadline=None)
+def test_property_arbitrary_strings(value: object) -> None:
+    shape = shape_of(value)
+    assert isinstance(shape, str)
+    assert shape == shape_of(value)
+
+
+def _nodes(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + sum(_nodes(v) for v in value)
+    if isinstance(value, dict):
+        return 1 + sum(1 + _nodes(v) for v in value.values())
+    return 1
+
+
+def _reordered(value: object) -> object:
+    if isinstance(value, list):
+        return [_reordered(v) for v in reversed(value)]
+    if isinstance(value, dict):
+        return {k: _reordered(v) for k, v in reversed(list(value.items()))}
+    return value
+
+
+@given(_json)
+@settings(max_examples=150, deadline=None)
+def test_property_order_independent(value: object) -> None:
+    assume(_nodes(value) <= MAX_NODES)  # past the budget, which positions are cut depends on order
+    assert shape_of(value) == shape_of(_reordered(value))
