@@ -112,7 +112,8 @@ class ProfileBackend(_HooksMixin):
             name = code.co_name
             qual = getattr(code, "co_qualname", name)
             module = frame.f_globals.get("__name__") or "?"
-            if not name.startswith("<") and (self._nested or "<locals>" not in qual) \
+            # CO_OPTIMIZED: real functions only, not class bodies, modules or exec'd code.
+            if code.co_flags & 0x01 and not name.startswith("<") and (self._nested or "<locals>" not in qual) \
                     and self._selector is not None \
                     and self._selector.wants(module, code.co_filename):
                 n = code.co_argcount + code.co_kwonlyargcount
@@ -133,8 +134,8 @@ class ProfileBackend(_HooksMixin):
         return fid
 
     def _callback(self, frame: Any, event: str, arg: Any) -> None:
-        if event[0] == "c":
-            return  # c_call / c_return / c_exception
+        if event[1] == "_":
+            return  # c_call / c_return / c_exception: builtins are never recorded
         code = frame.f_code
         fid = self._codes.get(code)
         if fid is None:

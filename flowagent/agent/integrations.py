@@ -107,8 +107,22 @@ def _patch_mp_spawn(module: ModuleType) -> None:
     module._fixup_main_from_path = _fixup_main_from_path
 
 
+def _patch_mp_pool(module: ModuleType) -> None:
+    original = module.worker
+
+    def worker(*args: Any, **kwargs: Any) -> Any:
+        recorder.S.sync_sessions = True  # Pool.terminate() SIGTERMs idle workers
+        return original(*args, **kwargs)
+
+    # Pickled by reference for spawn: keep the name pickle looks up.
+    worker.__module__, worker.__qualname__, worker.__name__ = module.__name__, "worker", "worker"
+    worker.__wrapped__ = original  # type: ignore[attr-defined]
+    module.worker = worker
+
+
 def install(backend: Any) -> None:
     backend.add_post_import_hook("flask.app", _patch_flask)
     backend.add_post_import_hook("multiprocessing.util", _patch_mp_util)
+    backend.add_post_import_hook("multiprocessing.pool", _patch_mp_pool)
     if backend.capabilities.instruments_main:
         backend.add_post_import_hook("multiprocessing.spawn", _patch_mp_spawn)

@@ -59,6 +59,10 @@ class _State:
         self.session_names: list[tuple[int, str]] = []
         self.session_starts: list[tuple[int, int, int, int]] = []  # (ses, fid, t0, thread)
         self.wake: Callable[[], None] = lambda: None
+        # Processes that may be killed right after a session (multiprocessing pool workers,
+        # which Pool.terminate() SIGTERMs) flush each finished session synchronously.
+        self.sync_sessions = False
+        self.flush_now: Callable[[], None] = lambda: None
 
 
 S = _State()
@@ -252,7 +256,12 @@ def leave(frame: list | None, value: Any = None) -> None:
         buf.append((frame[CID], parent[CID] if parent else 0, frame[SES], frame[FID],
                     parent[FID] if parent else 0, frame[INS], out, res, frame[EXC],
                     frame[T0], t1, frame[THR]))
-        if parent is None or len(buf) >= S.flush_at:
+        if parent is None:
+            if S.sync_sessions:
+                S.flush_now()
+            else:
+                S.wake()
+        elif len(buf) >= S.flush_at:
             _after_append(buf)
     except Exception:
         S.agent_errors += 1

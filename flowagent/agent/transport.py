@@ -36,6 +36,7 @@ class Transport:
         os.register_at_fork(before=self._before_fork, after_in_parent=self._after_fork_parent,
                             after_in_child=self._after_fork_child)
         atexit.register(self.close)
+        _patch_os_exit(self)
 
     # -- lifecycle ---------------------------------------------------------------------
     def _open_for(self, pid: int) -> None:
@@ -47,16 +48,24 @@ class Transport:
         self.anchor = (time.time_ns(), time.perf_counter_ns())
         self.thread_names: dict[int, str] = {}
         self.sent_stats = [0, 0]
-        ring_dir = os.path.join(self.run_dir, "rings")
-        info = dict(self.info, pid=pid, ppid=os.getppid(), argv=list(sys.argv),
-                    executable=sys.executable)
-        self.ring = RingWriter(os.path.join(ring_dir, f"{pid}-{self.key:012x}.ring"),
-                               self.ring_size, pid, os.getppid(), self.key, self.anchor[0], info)
-        self.encoder = Encoder()
+        # The ring is created with the first batch that carries something: a Python process
+        # that records nothing (a helper `python -c`, a resource tracker) leaves no ring.
+        self.ring: RingWriter | None = None
+        self.encoder: Encoder | None = None
         self.event = threading.Event()
         recorder.S.wake = self.event.set
+        recorder.S.flush_now = self.flush
         self.thread = threading.Thread(target=self._loop, name="flowagent-flusher", daemon=True)
         self.thread.start()
+
+    def _create_ring(self) -> None:
+        pid = self.pid
+        info = dict(self.info, pid=pid, ppid=os.getppid(), argv=list(sys.argv),
+                    executable=sys.executable)
+        path = os.path.join(self.run_dir, "rings", f"{pid}-{self.key:012x}.ring")
+        self.ring = RingWriter(path, self.ring_size, pid, os.getppid(), self.key,
+                               self.anchor[0], info)
+        self.encoder = Encoder()
 
     def _before_fork(self) -> None:
         self.lock.acquire()
@@ -121,6 +130,10 @@ class Transport:
             stats = [S.agent_errors + _shape_failures(), S.dropped]
             if not (calls or new_starts or new_names or final) and stats == self.sent_stats:
                 return
+            if self.ring is None:
+                if not (calls or new_starts):
+                    return
+                self._create_ring()
             fns, strs = recorder.take_definitions()
             self.seq += 1
             batch = {
@@ -130,7 +143,7 @@ class Transport:
                 "threads": self._thread_names(calls), "agent_errors": stats[0],
                 "final": final,
             }
-            payload = self.encoder.encode(batch, calls)
+            payload = self.encoder.encode(batch, calls)  # type: ignore[union-attr]
             new_drops = stats[1] - self.sent_stats[1]
             if new_drops:
                 self.ring.count_dropped(0, new_drops)
@@ -149,7 +162,26 @@ class Transport:
         except Exception:
             pass
         self.closed = True
-        self.ring.close()
+        if self.ring is not None:
+            self.ring.close()
+
+
+_real_os_exit = os._exit
+
+
+def _patch_os_exit(transport: Transport) -> None:
+    """``os._exit`` skips atexit; forked children (``if os.fork() == 0: ...; os._exit(0)``)
+    end that way, so flush first. Bounded: one encode and one non-blocking ring write."""
+
+    def _exit(status: int) -> None:
+        try:
+            transport.close()
+        except BaseException:
+            pass
+        _real_os_exit(status)
+
+    _exit.__wrapped__ = _real_os_exit  # type: ignore[attr-defined]
+    os._exit = _exit
 
 
 def _shape_failures() -> int:
