@@ -220,28 +220,28 @@ def cmd_trace(ns: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
-    from . import export as exports
+    from .export import FORMATS
 
     store = _store(ns.data_dir)
-    fmt = ns.format
+    fmt = FORMATS[ns.format]
+    if ns.session:
+        g = store.session_graph(ns.session)
+        if g is None:
+            raise NotFoundError(f"no session {ns.session!r}; 'flowagent sessions' lists them")
+    runs = [_run_id(store, r) for r in (ns.run or [None])]
     target: TextIO = open(ns.output, "w", encoding="utf-8") if ns.output else out
     try:
         if ns.session:
-            g = store.session_graph(ns.session)
-            if g is None:
-                raise NotFoundError(f"no session {ns.session!r}; 'flowagent sessions' lists them")
-            exports.write_session(fmt, g, target)
-        else:
-            runs = [_run_id(store, r) for r in (ns.run or [None])]
-            if fmt in exports.STREAM_FORMATS:
-                exports.write_stream(fmt, (g for r in runs for g in store.iter_session_graphs(r)),
-                                     target)
-            else:
-                from .sidecar.graph import from_aggregates, merge_all, to_contract
+            target.write(fmt.session(g))  # type: ignore[misc]
+        elif fmt.merged is not None:
+            from .sidecar.graph import from_aggregates, merge_all, to_contract
 
-                merged = to_contract(merge_all(from_aggregates(store.aggregates(r))
-                                               for r in runs))
-                exports.write_merged(fmt, merged, target)
+            graphs = (from_aggregates(store.aggregates(r)) for r in runs)
+            target.write(fmt.merged(to_contract(merge_all(graphs))))  # type: ignore[arg-type]
+        else:
+            # Trace formats: every kept session of the runs, streamed one at a time.
+            fmt.sessions((g for r in runs for g in store.iter_session_graphs(r)),  # type: ignore[misc]
+                         target)
     finally:
         if ns.output:
             target.close()

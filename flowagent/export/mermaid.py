@@ -1,0 +1,163 @@
+"""Mermaid flowchart export of a session tree and of the merged architecture graph.
+
+Mermaid's grammar gives meaning to many characters even inside a label (``"`` ends it,
+``#name;`` is an entity, ``%%{`` opens a directive, a backtick starts markdown), so every
+recorded name goes through :func:`escape`, which turns each such character into a numeric
+entity code that Mermaid decodes only when it draws the text. Node and subgraph ids are
+generated (``n0``, ``m0``), never derived from names, so no name can collide with a keyword
+such as ``end``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flowagent.export._common import (
+    MergedGraph,
+    SessionGraph,
+    duration_ns,
+    format_ms,
+    printable,
+    signature_text,
+    split_function,
+    walk_calls,
+)
+
+_ENTITIES = str.maketrans(
+    {
+        '"': "#quot;",
+        "#": "#35;",
+        "%": "#37;",
+        "&": "#38;",
+        ";": "#59;",
+        "<": "#60;",
+        ">": "#62;",
+        "[": "#91;",
+        "]": "#93;",
+        "`": "#96;",
+        "{": "#123;",
+        "|": "#124;",
+        "}": "#125;",
+    }
+)
+_RED = "#d62728"
+_ORANGE = "#ff7f0e"
+_CLASS_DEFS = [
+    f"  classDef error stroke:{_RED},stroke-width:2px,color:{_RED}",
+    f"  classDef partial stroke:{_ORANGE},stroke-width:2px",
+]
+_LINK_STYLE = {
+    "error": f"stroke:{_RED},stroke-width:2px,color:{_RED}",
+    "partial": f"stroke:{_ORANGE},stroke-width:2px",
+}
+
+
+def escape(text: Any) -> str:
+    """Text safe inside a double-quoted Mermaid label, shown as recorded (line breaks as spaces)."""
+    return printable(str(text)).translate(_ENTITIES)
+
+
+def _label(*lines: str) -> str:
+    # <br/> is ours: every "<" of recorded text has already become "#60;".
+    return '"' + "<br/>".join(escape(line) for line in lines) + '"'
+
+
+class _Links:
+    """Collects links in order, because ``linkStyle`` addresses them by position."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.by_branch: dict[str, list[int]] = {}
+
+    def add(self, source: str, target: str, branch: Any, label: str | None = None) -> None:
+        arrow = "-.->" if branch in ("error", "partial") else "-->"
+        text = f'|"{escape(label)}"|' if label is not None else ""
+        self.lines.append(f"  {source} {arrow}{text} {target}")
+        if branch in _LINK_STYLE:
+            self.by_branch.setdefault(branch, []).append(len(self.lines) - 1)
+
+    def styles(self) -> list[str]:
+        return [
+            f"  linkStyle {','.join(map(str, positions))} {_LINK_STYLE[branch]}"
+            for branch, positions in self.by_branch.items()
+        ]
+
+
+def _classes(members: Mapping[str, list[str]]) -> list[str]:
+    return [f"  class {','.join(ids)} {name}" for name, ids in members.items() if ids]
+
+
+def session_mermaid(g: SessionGraph) -> str:
+    """One session as a top-down flowchart: ``function``, duration, ``in → out`` per call."""
+    lines = ["flowchart TD"]
+    title = f"{g.get('name') or g.get('session_id', '')} [{g.get('result_type', '?')}]"
+    lines.append(f"  %% session {escape(g.get('session_id', ''))}: {escape(title)}")
+    ids: dict[Any, str] = {}
+    classes: dict[str, list[str]] = {"error": [], "partial": []}
+    for visit in walk_calls(g.get("nodes", ())):
+        node = visit.node
+        node_id = f"n{visit.order}"
+        ids.setdefault(node.get("id"), node_id)
+        text = [
+            str(node.get("function_name", "?")),
+            format_ms(duration_ns(node)),
+            signature_text(node),
+        ]
+        if node.get("result_type") == "error":
+            text.append(f"raised {node.get('exception_type') or 'an exception'}")
+        lines.append(f"  {node_id}[{_label(*text)}]")
+        if node.get("result_type") in classes:
+            classes[node["result_type"]].append(node_id)
+    links = _Links()
+    for edge in g.get("edges", ()):
+        if edge.get("from") in ids and edge.get("to") in ids:
+            links.add(ids[edge["from"]], ids[edge["to"]], edge.get("branch"))
+    return "\n".join(lines + links.lines + _CLASS_DEFS + _classes(classes) + links.styles()) + "\n"
+
+
+def merged_mermaid(g: MergedGraph) -> str:
+    """The architecture graph, left to right, one subgraph per module.
+
+    Edge labels are frequencies; error and partial branches are dotted and coloured.
+    """
+    lines = ["flowchart LR"]
+    ids: dict[Any, str] = {}
+    by_module: dict[str, list[str]] = {}
+    classes: dict[str, list[str]] = {"error": [], "partial": []}
+    for node in g.get("nodes", ()):
+        if node.get("id") in ids:
+            continue
+        node_id = f"n{len(ids)}"
+        ids[node.get("id")] = node_id
+        module, qualname = split_function(str(node.get("function_name") or node.get("id") or ""))
+        module = str(node.get("module") or module)
+        qualname = str(node.get("qualname") or qualname)
+        occurrences = int(node.get("occurrences") or 0)
+        counts = f"{occurrences} call{'' if occurrences == 1 else 's'}"
+        errors = int(node.get("errors") or 0)
+        if errors:
+            counts += f", {errors} error{'' if errors == 1 else 's'}"
+            classes["error"].append(node_id)
+        elif node.get("partials"):
+            classes["partial"].append(node_id)
+        by_module.setdefault(module, []).append(f"{node_id}[{_label(qualname, counts)}]")
+    for number, (module, members) in enumerate(by_module.items()):
+        if not module:
+            lines += [f"  {member}" for member in members]
+            continue
+        lines.append(f"  subgraph m{number}[{_label(module)}]")
+        lines += [f"    {member}" for member in members]
+        lines.append("  end")
+
+    links = _Links()
+    for edge in g.get("edges", ()):
+        for end in (edge.get("from"), edge.get("to")):
+            if end not in ids:  # a function the node list lacks: still draw the edge
+                ids[end] = f"n{len(ids)}"
+                lines.append(f"  {ids[end]}[{_label(str(end))}]")
+        links.add(
+            ids[edge.get("from")], ids[edge.get("to")], edge.get("branch"),
+            label=str(edge.get("frequency", 0)),
+        )
+    return "\n".join(lines + links.lines + _CLASS_DEFS + _classes(classes) + links.styles()) + "\n"
