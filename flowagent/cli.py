@@ -131,7 +131,13 @@ def _iso(ns: int | None) -> str:
 
 
 def _ms(ns: int | None) -> str:
-    return "-" if ns is None else f"{ns / 1e6:.2f} ms"
+    if ns is None:
+        return "-"
+    if ns >= 1_000_000_000:
+        return f"{ns / 1e9:.2f} s"
+    if ns >= 1_000_000:
+        return f"{ns / 1e6:.2f} ms"
+    return f"{ns / 1e3:.1f} us"
 
 
 def cmd_runs(ns: argparse.Namespace, out: TextIO) -> int:
