@@ -253,27 +253,34 @@ def leave(frame: list | None, value: Any = None) -> None:
         if res and parent is not None:
             parent[FLAGS] |= _CHILD_ERR
         buf = S.buf
-        buf.append((frame[CID], parent[CID] if parent else 0, frame[SES], frame[FID],
-                    parent[FID] if parent else 0, frame[INS], out, res, frame[EXC],
-                    frame[T0], t1, frame[THR]))
+        n = len(buf)
+        if n < S.max_buf:
+            buf.append((frame[CID], parent[CID] if parent else 0, frame[SES], frame[FID],
+                        parent[FID] if parent else 0, frame[INS], out, res, frame[EXC],
+                        frame[T0], t1, frame[THR]))
+        else:
+            _drop()
         if parent is None:
             if S.sync_sessions:
                 S.flush_now()
             else:
                 S.wake()
-        elif len(buf) >= S.flush_at:
-            _after_append(buf)
+        elif n >= S.flush_at:
+            S.wake()
     except Exception:
         S.agent_errors += 1
 
 
-def _after_append(buf: list) -> None:
-    if len(buf) > S.max_buf:
-        # The flusher cannot keep up (or is starved): drop the oldest half, count it.
-        n = len(buf) // 2
-        del buf[:n]
-        S.dropped += n
-    S.wake()
+_drop_lock = threading.Lock()
+
+
+def _drop() -> None:
+    """The flusher cannot keep up (or is starved of the GIL): keep memory bounded, count it.
+
+    Only the flusher ever removes records from the buffer; the program thread drops by not
+    appending, so no record can be both sent and counted as dropped."""
+    with _drop_lock:
+        S.dropped += 1
 
 
 def _union(shapes: list[str]) -> str:

@@ -167,7 +167,9 @@ def test_produced_equals_stored_plus_dropped_under_overload(tmp_path):
     """, tmp_path, options=["--ring-size", "64KiB"], timeout=180)
     assert rec.stdout == "done\n"
     info = rec.run_info()
-    stored = rec.store().db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+    # Rows with result 3 are placeholders for calls whose own record was dropped (their
+    # finished children name them): stored as `incomplete`, not counted as events.
+    stored = rec.store().db.execute("SELECT COUNT(*) FROM calls WHERE result != 3").fetchone()[0]
     assert info["produced_events"] == stored + info["dropped_events"]
     assert info["produced_events"] == 300_001
     if info["dropped_events"]:
