@@ -226,6 +226,7 @@ class RingReader:
             self.corrupt_bytes += skip
             pos += skip
         budget = max_bytes
+        self.last_end = None
         while pos + FRAME_HEADER <= head and budget > 0:
             length, crc, seq = _FRAME.unpack(self._copy(pos, FRAME_HEADER))
             need = _align8(FRAME_HEADER + length)
@@ -250,12 +251,11 @@ class RingReader:
             self._suspect = None
             pos += need
             budget -= need
+            self.last_end = pos
             yield seq, payload, pos
-        # Frames skipped as corrupt move the local tail even when nothing valid followed.
-        if pos > self.tail and self._suspect is None and pos >= head:
-            pass
 
     _last_bad = -1
+    last_end: int | None = None  # end offset of the last frame the latest read() yielded
 
     def commit(self, tail: int) -> None:
         """Release ring space up to ``tail`` (the end offset of the last stored frame)."""

@@ -47,7 +47,7 @@ class Proc:
     duplicates: int = 0
     agent_errors: int = 0
     info: dict = field(default_factory=dict)
-    finished: bool = False
+    last_counters: dict = field(default_factory=dict)
 
 
 class Ingestor:
@@ -98,19 +98,13 @@ class Ingestor:
 
     def _reload(self, proc: Proc) -> None:
         """Rebuild the id maps and open sessions of a process from the store (resume)."""
-        info = proc.info
-        proc.fids = {int(k): v for k, v in info.get("fids", {}).items()}
-        proc.sids = {int(k): v for k, v in info.get("sids", {}).items()}
-        proc.threads = {int(k): v for k, v in info.get("threads", {}).items()}
-        proc.anchor = tuple(info.get("anchor", (0, 0)))  # type: ignore[assignment]
-        stored = self.db.execute("SELECT info FROM processes WHERE run_id=? AND pk=?",
-                                 (self.run_id, proc.pk)).fetchone()
-        if stored and stored[0]:
-            saved = json.loads(stored[0])
-            proc.fids = {int(k): v for k, v in saved.get("fids", {}).items()}
-            proc.sids = {int(k): v for k, v in saved.get("sids", {}).items()}
-            proc.threads = {int(k): v for k, v in saved.get("threads", {}).items()}
-            proc.anchor = tuple(saved.get("anchor", (0, 0)))  # type: ignore[assignment]
+        row = self.db.execute("SELECT info FROM processes WHERE run_id=? AND pk=?",
+                              (self.run_id, proc.pk)).fetchone()
+        saved = json.loads(row[0]) if row and row[0] else {}
+        proc.fids = {int(k): v for k, v in saved.get("fids", {}).items()}
+        proc.sids = {int(k): v for k, v in saved.get("sids", {}).items()}
+        proc.threads = {int(k): v for k, v in saved.get("threads", {}).items()}
+        proc.anchor = tuple(saved.get("anchor", (0, 0)))  # type: ignore[assignment]
         for s in self.db.execute("SELECT sid, session_id, root_fid, started_ns, name FROM "
                                  "sessions WHERE run_id=? AND pk=? AND complete=0 AND "
                                  "result IS NULL", (self.run_id, proc.pk)).fetchall():
@@ -132,11 +126,15 @@ class Ingestor:
 
     def _drain(self, proc: Proc) -> int:
         reader = proc.reader
+        frames = [(seq, payload) for seq, payload, end in reader.read()]
+        end = reader.last_end
+        counters = reader.counters()
+        if not frames and counters == proc.last_counters:
+            return 0  # nothing new: no write at all (the sidecar polls every few ms)
+        proc.last_counters = counters
         stored = 0
-        end = None
         with self.store.transaction():
-            for seq, payload, end_off in reader.read():
-                end = end_off
+            for seq, payload in frames:
                 if seq <= proc.last_seq:
                     proc.duplicates += 1
                     continue
@@ -148,14 +146,13 @@ class Ingestor:
                     continue
                 stored += self._apply(proc, batch)
                 proc.last_seq = seq
-            self._save_proc(proc, end if end is not None else reader.tail)
+            self._save_proc(proc, end if end is not None else reader.tail, counters)
             self.agg.flush(self.store, self.run_id)
         if end is not None:
             reader.commit(end)
         return stored
 
-    def _save_proc(self, proc: Proc, tail: int) -> None:
-        c = proc.reader.counters()
+    def _save_proc(self, proc: Proc, tail: int, c: dict[str, int]) -> None:
         info = dict(proc.info, fids=proc.fids, sids=proc.sids, threads=proc.threads,
                     anchor=list(proc.anchor))
         self.db.execute(
