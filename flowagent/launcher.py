@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -99,7 +100,13 @@ def _command(target: Target, backend: str) -> list[str]:
     if target.kind == "module":
         return [sys.executable, "-m", target.name, *target.args]
     if target.kind == "program":
-        return [target.path, *target.args]
+        args = list(target.args)
+        if (backend == "wrap" and re.fullmatch(r"python[0-9.]*", os.path.basename(target.name))
+                and args and args[0].endswith(".py") and os.path.isfile(args[0])
+                and os.path.realpath(target.path) == os.path.realpath(sys.executable)):
+            # `-- python app.py`: the same as `flowagent run app.py` (so __main__ is recorded).
+            return [sys.executable, "-m", "flowagent.agent.runmain", *args]
+        return [target.path, *args]
     if backend == "wrap" and not os.path.isdir(target.path):
         # python script.py bypasses import hooks; the shim rebuilds __main__ instrumented.
         return [sys.executable, "-m", "flowagent.agent.runmain", target.name, *target.args]
