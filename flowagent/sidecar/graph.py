@@ -12,6 +12,8 @@ from typing import Any, Iterable
 
 import networkx as nx
 
+from . import histogram as H
+
 RESULTS = ("success", "error", "partial", "incomplete")
 _SUMS = ("calls", "errors", "partials", "total_ns", "self_ns", "roots")
 
@@ -28,7 +30,7 @@ def from_aggregates(agg: dict[str, Any]) -> nx.DiGraph:
                    params=fn["params"], calls=n["calls"], errors=n["errors"],
                    partials=n["partials"], total_ns=n["total_ns"], self_ns=n["self_ns"],
                    min_ns=n["min_ns"], max_ns=n["max_ns"], roots=n["roots"],
-                   in_shapes={}, out_shapes={})
+                   hist=H.decode(n.get("hist")), in_shapes={}, out_shapes={})
     for s in agg["shapes"]:
         fn = fns.get(s["fid"])
         if fn is None or fn["name"] not in g or s["shape"] is None:
@@ -72,6 +74,7 @@ def merge(a: nx.DiGraph, b: nx.DiGraph) -> nx.DiGraph:
                 n[k] = n.get(k, 0) + attrs.get(k, 0)
             n["min_ns"] = min(n["min_ns"], attrs["min_ns"])
             n["max_ns"] = max(n["max_ns"], attrs["max_ns"])
+            n["hist"] = H.merge(n["hist"], attrs["hist"])
             n["in_shapes"] = _add_counts(n["in_shapes"], attrs["in_shapes"])
             n["out_shapes"] = _add_counts(n["out_shapes"], attrs["out_shapes"])
         for u, v, attrs in src.edges(data=True):
@@ -118,7 +121,8 @@ def to_contract(g: nx.DiGraph, top_paths: int = 20) -> dict[str, Any]:
             "output_shapes": [{"shape": s, "count": c}
                               for s, c in sorted(n["out_shapes"].items(), key=lambda kv: -kv[1])],
             "total_ns": n["total_ns"], "self_ns": n["self_ns"], "min_ns": n["min_ns"],
-            "max_ns": n["max_ns"],
+            "max_ns": n["max_ns"], "mean_ns": n["total_ns"] // n["calls"] if n["calls"] else None,
+            **{f"{k}_ns": v for k, v in H.summary(n["hist"]).items()},
         })
     edges = []
     for u, v in sorted(g.edges):

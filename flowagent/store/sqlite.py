@@ -53,7 +53,17 @@ CREATE TABLE IF NOT EXISTS calls(
   thread INTEGER, PRIMARY KEY(sid, call_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS graph_nodes(
   run_id TEXT, fid INTEGER, calls INTEGER, errors INTEGER, partials INTEGER, total_ns INTEGER,
-  self_ns INTEGER, min_ns INTEGER, max_ns INTEGER, roots INTEGER, PRIMARY KEY(run_id, fid));
+  self_ns INTEGER, min_ns INTEGER, max_ns INTEGER, roots INTEGER, hist TEXT,
+  PRIMARY KEY(run_id, fid));
+CREATE TABLE IF NOT EXISTS variants(
+  run_id TEXT, variant TEXT, root_fid INTEGER, count INTEGER, errors INTEGER, hist TEXT,
+  first_ns INTEGER, examples TEXT, PRIMARY KEY(run_id, variant));
+CREATE TABLE IF NOT EXISTS error_clusters(
+  run_id TEXT, exc_sid INTEGER, fid INTEGER, path TEXT, handled INTEGER, count INTEGER,
+  first_ns INTEGER, last_ns INTEGER, examples TEXT,
+  PRIMARY KEY(run_id, exc_sid, fid, path, handled));
+CREATE TABLE IF NOT EXISTS process_samples(
+  run_id TEXT, pid INTEGER, ts_ns INTEGER, cpu_s REAL, rss_bytes INTEGER);
 CREATE TABLE IF NOT EXISTS graph_edges(
   run_id TEXT, caller_fid INTEGER, callee_fid INTEGER, result INTEGER, count INTEGER,
   total_ns INTEGER, PRIMARY KEY(run_id, caller_fid, callee_fid, result));
