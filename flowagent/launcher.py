@@ -139,13 +139,14 @@ def _terminal_sent_it() -> bool:
         os.close(fd)
 
 
-def _start_sidecar(run_dir: str, db: str, run_id: str) -> subprocess.Popen:
+def _start_sidecar(run_dir: str, db: str, run_id: str, cfg: Config) -> subprocess.Popen:
     log = open(os.path.join(run_dir, "sidecar.log"), "ab")
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWAGENT_")}
     env["FLOWAGENT_ENABLED"] = "0"  # the sidecar is never recorded
     proc = subprocess.Popen(
         [sys.executable, "-m", "flowagent.sidecar", "--run-dir", run_dir, "--db", db,
-         "--run-id", run_id], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+         "--run-id", run_id, "--retention", str(cfg.retention_sessions),
+         *(a for h in cfg.hooks for a in ("--hook", h))], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
         env=env, start_new_session=True)
     log.close()
     line = proc.stdout.readline() if proc.stdout else b""
@@ -175,7 +176,7 @@ def run(cfg: Config, target: Target, cwd: str) -> int:
         raise StoreError(f"cannot create the data directory {data_dir}: {exc.strerror}; pass "
                          "--data-dir with a writable location") from None
     db = db_path(data_dir)
-    sidecar = _start_sidecar(run_dir, db, run_id)
+    sidecar = _start_sidecar(run_dir, db, run_id, cfg)
     backend, reason = choose(cfg.backend)
     if cfg.verbose:
         sys.stderr.write(f"flowagent: backend {backend.name}: {reason}\n")
@@ -252,6 +253,11 @@ def _print_summary(run_id: str, data_dir: str, s: dict | None, started: int, cfg
     if s["dropped_events"]:
         w(f"flowagent: {s['dropped_events']} events were dropped because a ring was full; "
           f"raise --ring-size (now {cfg.ring_size // 1024} KiB) to keep them\n")
+    if s.get("sampled_out"):
+        w(f"flowagent: {s['sampled_out']} sessions were left out by sampling "
+          f"(sample rate {cfg.sample_rate:g})\n")
+    if s.get("hook_errors"):
+        w(f"flowagent: {s['hook_errors']} hook failures; first: {s['hook_error']}\n")
     if s["processes"] == 0:
         w("flowagent: no Python process of this run was recorded (is the target a Python "
           "program run by this interpreter?)\n")

@@ -126,6 +126,9 @@ class ProfileBackend(_HooksMixin):
                     names.append("**" + code.co_varnames[n])
                 kind = ("async_generator" if flags & 0x200 else "async" if flags & 0x80
                         else "generator" if flags & 0x20 else "function")
+                accessor = _property_accessor(frame.f_globals, qual, code)
+                if accessor:
+                    qual, kind = f"{qual}.{accessor}", "property"
                 fid = recorder.register_function(module, qual, code.co_filename,
                                                  code.co_firstlineno, tuple(names), kind)
         except Exception:
@@ -146,37 +149,87 @@ class ProfileBackend(_HooksMixin):
         if event == "call":
             rec = live.get(frame)
             if rec is not None:  # a generator or coroutine being resumed
+                if _op(code, frame.f_lasti) == _YIELD:
+                    # Resumed *at* the yield: close() or throw(). 3.12 passes the exception.
+                    rec[_THROWN] = (frame.f_lasti, type(arg) if isinstance(
+                        arg, BaseException) else GeneratorExit)
                 recorder.resume(rec)
                 return
             try:
                 loc = frame.f_locals
-                params = recorder.function_params(fid)
-                args = tuple(loc.get(p.lstrip("*")) for p in params)
+                args = tuple(loc.get(p.lstrip("*")) for p in recorder.function_params(fid))
             except Exception:
                 args = ()
-            rec = recorder.enter(fid, *args)
+            rec = recorder.open_call(fid, args)
             if rec is not None:
+                rec.append(None)  # _THROWN slot
                 live[frame] = rec
         elif event == "return":
             rec = live.get(frame)
             if rec is None:
                 return
-            try:
-                op = code.co_code[frame.f_lasti]
-            except Exception:
-                op = -1
-            if op == _YIELD and code.co_flags & _GEN_FLAGS:
-                recorder.suspend(rec, arg, "AsyncIterator" if code.co_flags & 0x200
-                                 else "Iterator")
-                if code.co_flags & 0x80:
-                    rec[recorder.YIELDED] = 0  # a coroutine's awaits are not yields
+            flags = code.co_flags
+            op = _op(code, frame.f_lasti)
+            thrown = rec[_THROWN]
+            if op == _YIELD and flags & _GEN_FLAGS and not (thrown and thrown[0] == frame.f_lasti):
+                rec[_THROWN] = None
+                if flags & 0x200:  # async generator: only wrapped values are real yields
+                    if type(arg).__name__ == "async_generator_wrapped_value":
+                        _note(rec, _unwrap(arg), "AsyncIterator")
+                        recorder.deactivate(rec)
+                elif flags & 0x20:  # generator (a coroutine's awaits keep it current)
+                    _note(rec, arg, "Iterator")
+                    recorder.deactivate(rec)
                 return
             del live[frame]
-            if op not in _RETURNS:
-                rec[recorder.FLAGS] |= 1
-                rec[recorder.EXC] = recorder.intern("?")
-                arg = None
-            recorder.leave(rec, arg)
+            if thrown and thrown[0] == frame.f_lasti:
+                recorder.close_call(rec, thrown[1])
+            elif op in _RETURNS:
+                rec[recorder.RV] = arg
+                recorder.close_call(rec, None)
+            else:
+                recorder.close_call(rec, recorder.UnknownError)
+
+
+_THROWN = recorder.RV + 1  # extra slot on profile-backend frames
+
+
+def _property_accessor(globs: dict, qual: str, code: Any) -> str:
+    """'setter'/'deleter' when ``code`` is a property's fset/fdel (same qualname as fget)."""
+    parts = qual.split(".")
+    if len(parts) < 2 or "<locals>" in parts:
+        return ""
+    obj: Any = globs.get(parts[0])
+    for part in parts[1:-1]:
+        obj = getattr(obj, "__dict__", {}).get(part)
+    prop = getattr(obj, "__dict__", {}).get(parts[-1])
+    if isinstance(prop, property):
+        for name, fn in (("setter", prop.fset), ("deleter", prop.fdel)):
+            if getattr(fn, "__code__", None) is code:
+                return name
+    return ""
+
+
+def _op(code: Any, lasti: int) -> int:
+    try:
+        return code.co_code[lasti]
+    except (IndexError, TypeError):
+        return -1
+
+
+def _note(rec: list, value: Any, kind: str) -> None:
+    try:
+        recorder._note_yield(rec, value, kind)
+    except Exception:
+        recorder.S.agent_errors += 1
+
+
+def _unwrap(wrapped: Any) -> Any:
+    """The value inside an async generator's yield wrapper (visible to gc only)."""
+    import gc
+
+    refs = gc.get_referents(wrapped)
+    return refs[0] if refs else None
 
 
 def choose(requested: str) -> tuple[Backend, str]:

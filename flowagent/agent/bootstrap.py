@@ -41,11 +41,12 @@ def _log(msg: str) -> None:
 def install_helpers() -> None:
     """Make the instrumented code's helpers resolvable from any globals (see instrument.py)."""
     b = builtins.__dict__
-    b["__fa_enter__"] = recorder.enter
-    b["__fa_leave__"] = recorder.leave
-    b["__fa_error__"] = recorder.mark_error
+    b["__fa_call__"] = recorder.call
+    b["__fa_gcall__"] = recorder.gen_call
+    b["__fa_ret__"] = recorder.ret
+    b["__fa_own__"] = recorder.own
     b["__fa_suspend__"] = recorder.suspend
-    b["__fa_asuspend__"] = recorder.suspend_async
+    b["__fa_asuspend__"] = recorder.asuspend
     b["__fa_resume__"] = recorder.resume
     b["__fa_delegate__"] = recorder.Delegate
 
@@ -64,6 +65,27 @@ def compile_main(source: bytes, path: str, run_name: str) -> Any:
         except Exception:
             recorder.S.agent_errors += 1
     return compile(source, path, "exec", dont_inherit=True)
+
+
+def _initial_control(run_dir: str, env: Any) -> None:
+    """Sampling rate from the config, then any live control already written for the run."""
+    import json
+
+    from .transport import apply_control
+
+    try:
+        rate = float(env.get("FLOWAGENT_SAMPLE_RATE") or 1.0)
+    except ValueError:
+        rate = 1.0
+    paused = False
+    try:
+        with open(os.path.join(run_dir, "control.json")) as f:
+            state = json.load(f)
+        paused = bool(state.get("paused", False))
+        rate = float(state.get("sample_rate", rate))
+    except (OSError, ValueError, AttributeError):
+        pass
+    apply_control(paused, int(round(max(0.0, min(rate, 1.0)) * 1_000_000)))
 
 
 def start() -> None:
@@ -99,7 +121,7 @@ def start() -> None:
         from .integrations import install as install_integrations
 
         install_integrations(backend)
-        recorder.S.on = True
+        _initial_control(run_dir, env)
     except Exception as exc:  # never break the program because recording could not start
         recorder.S.on = False
         sys.stderr.write(f"flowagent: recording disabled in pid {os.getpid()}: {exc}\n")

@@ -1,10 +1,8 @@
 """Import hook: a meta-path finder that instruments selected modules as they are imported,
 and runs post-import hooks for framework modules (Flask) without importing them first.
 
-The finder asks the finders after it for the spec, then swaps in :class:`InstrumentingLoader`
-for a selected pure-Python source module. The instrumented code is compiled from source every
-time and never written to ``__pycache__``: function ids are per process, and the user's own
-``.pyc`` files must stay exactly as Python would write them.
+The finder asks the finders after it for the spec; for a selected pure-Python source module
+it makes that spec's own loader compile instrumented code (see :func:`instrument_loader`).
 """
 
 from __future__ import annotations
@@ -22,26 +20,36 @@ from .select import Selector
 PostImportHook = Callable[[ModuleType], None]
 
 
-class InstrumentingLoader(importlib.machinery.SourceFileLoader):
-    """A SourceFileLoader whose code objects have instrumented function bodies."""
+counter = [0, 0]  # modules, functions instrumented in this process
 
-    nested = True
-    counter: list[int] = [0, 0]  # modules, functions instrumented in this process
 
-    def get_code(self, fullname: str) -> Any:
-        source = self.get_data(self.path)
+def instrument_loader(loader: importlib.machinery.SourceFileLoader, nested: bool) -> None:
+    """Make this one SourceFileLoader compile instrumented code.
+
+    Only the instance gets a ``get_code``: the module's ``__loader__`` and
+    ``__spec__.loader`` stay a plain ``SourceFileLoader`` as far as the program can tell.
+    Instrumented code is compiled from source every time and never written to
+    ``__pycache__``: function ids are per process, and the program's own ``.pyc`` files
+    must stay exactly as Python writes them.
+    """
+    plain_get_code = loader.get_code
+
+    def get_code(fullname: str) -> Any:
+        source = loader.get_data(loader.path)
         try:
-            code, n = instrument_source(source, self.path, fullname,
-                                        recorder.register_function, self.nested)
+            code, n = instrument_source(source, loader.path, fullname,
+                                        recorder.register_function, nested)
         except SyntaxError:
             raise
         except Exception:
             # Our bug must not break the user's import: fall back to the plain code.
             recorder.S.agent_errors += 1
-            return super().get_code(fullname)
-        InstrumentingLoader.counter[0] += 1
-        InstrumentingLoader.counter[1] += n
+            return plain_get_code(fullname)
+        counter[0] += 1
+        counter[1] += n
         return code
+
+    loader.get_code = get_code  # type: ignore[method-assign]
 
 
 class _ChainedLoader:
@@ -80,7 +88,7 @@ class Finder:
                  post_import: dict[str, list[PostImportHook]]) -> None:
         self.selector = selector
         self.post_import = post_import
-        InstrumentingLoader.nested = nested
+        self.nested = nested
         self._busy = threading.local()
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
@@ -105,8 +113,7 @@ class Finder:
             return None  # extension modules, namespace packages, zip imports: left alone
         if wanted is None and not self.selector.wants(fullname, spec.origin):
             return None
-        spec.loader = InstrumentingLoader(fullname, spec.origin)
-        spec.cached = None
+        instrument_loader(loader, self.nested)
         return spec
 
     def _find_below(self, fullname: str, path: Any, target: Any) -> Any:

@@ -2,28 +2,30 @@
 
 Every ``def`` of a selected module keeps its function object; only its body changes::
 
-    def f(a, b):                                  def f(a, b):
-        \"\"\"doc\"\"\"                                   \"\"\"doc\"\"\"
-        if a: return b                    →          __fa_f__ = __fa_enter__(17, a, b)
-        x = yield a                                  __fa_rv__ = None
-                                                     try:
-                                                         if a: __fa_rv__ = b; return __fa_rv__
-                                                         x = __fa_resume__(__fa_f__, (yield __fa_suspend__(__fa_f__, a)))
-                                                     except BaseException:
-                                                         __fa_error__(__fa_f__); raise
-                                                     finally:
-                                                         __fa_leave__(__fa_f__, __fa_rv__)
+    def f(a, b):                          def f(a, b):
+        \"\"\"doc\"\"\"                              \"\"\"doc\"\"\"
+        if a:                                 with __fa_call__(17, a, b):
+            return g(b)           →               if a:
+        return None                                   return __fa_ret__(17, g(b))
+                                                  return __fa_ret__(17, None)
+
+and a generator's ``x = yield v`` becomes
+``x = __fa_resume__(__fa_own__(17), (yield __fa_suspend__(17, v)))`` inside
+``with __fa_gcall__(17, ...)``, so the consumer is the current call while the generator is
+suspended, and a call spans the generator's whole iteration.
 
 Why bodies and not wrappers: the function object stays the user's own, so decorators that
 run while the module executes (``@app.route``, dispatch tables, ``from x import f``) capture
 an instrumented function, and ``inspect.signature``, ``iscoroutinefunction``, pickling by
 reference, ``functools.wraps`` chains and descriptors (property, classmethod, staticmethod)
-all behave exactly as before. There is no extra Python frame per call either: a wrapper costs
-a whole frame, the rewrite costs two helper calls.
+all behave exactly as before. There is no extra Python frame per call either.
 
-The helpers are installed in :mod:`builtins` (dunder names, so no user name is shadowed and
-``from m import *`` never exports them), which also keeps functions working whose globals a
-library swaps (``types.FunctionType(code, other_globals)``).
+Why ``with`` and no local variable: ``locals()``, ``co_varnames`` and ``f_locals`` stay the
+program's own, and the context manager's ``__exit__`` is found on the object, not by name,
+so a generator finalised at interpreter shutdown (when builtins are gone) still closes
+cleanly. The helpers are installed in :mod:`builtins` under dunder names, so no user name is
+shadowed, ``from m import *`` never exports them, and functions whose globals a library swaps
+keep working.
 
 Source positions of the user's nodes are untouched, so tracebacks show the same lines.
 """
@@ -33,9 +35,7 @@ from __future__ import annotations
 import ast
 from typing import Callable
 
-F = "__fa_f__"
-RV = "__fa_rv__"
-HELPERS = ("__fa_enter__", "__fa_leave__", "__fa_error__", "__fa_suspend__",
+HELPERS = ("__fa_call__", "__fa_gcall__", "__fa_ret__", "__fa_own__", "__fa_suspend__",
            "__fa_asuspend__", "__fa_resume__", "__fa_delegate__")
 
 Register = Callable[[str, str, str, int, tuple, str], int]
@@ -53,36 +53,37 @@ def _call(fn: str, *args: ast.expr) -> ast.Call:
 class _OwnScope(ast.NodeTransformer):
     """Rewrites ``return`` and ``yield`` of one function, not of the scopes nested in it."""
 
-    def __init__(self, is_async: bool) -> None:
+    def __init__(self, fid: int, is_async: bool) -> None:
+        self.fid = fid
         self.is_async = is_async
-        self.has_yield = False
 
     def generic_visit(self, node: ast.AST) -> ast.AST:
         if isinstance(node, _SCOPES):
             return node
         return super().generic_visit(node)
 
-    def visit_Return(self, node: ast.Return) -> list[ast.stmt]:
-        value = self.visit(node.value) if node.value is not None else ast.Constant(None)
-        assign = ast.Assign(targets=[_name(RV, ast.Store())], value=value)
-        ast.copy_location(assign, node)
-        ret = ast.Return(value=_name(RV))
-        ast.copy_location(ret, node)
-        return [assign, ret]
+    def _fid(self) -> ast.Constant:
+        return ast.Constant(self.fid)
+
+    def visit_Return(self, node: ast.Return) -> ast.Return:
+        if node.value is None:
+            return node  # the output stays None, which is what a frame starts with
+        node.value = ast.copy_location(_call("__fa_ret__", self._fid(), self.visit(node.value)),
+                                       node.value)
+        return node
 
     def visit_Yield(self, node: ast.Yield) -> ast.expr:
-        self.has_yield = True
         value = self.visit(node.value) if node.value is not None else ast.Constant(None)
         susp = "__fa_asuspend__" if self.is_async else "__fa_suspend__"
-        inner = ast.Yield(value=_call(susp, _name(F), value))
-        return ast.copy_location(_call("__fa_resume__", _name(F), ast.copy_location(inner, node)),
-                                 node)
+        inner = ast.copy_location(ast.Yield(value=_call(susp, self._fid(), value)), node)
+        return ast.copy_location(
+            _call("__fa_resume__", _call("__fa_own__", self._fid()), inner), node)
 
     def visit_YieldFrom(self, node: ast.YieldFrom) -> ast.expr:
-        self.has_yield = True
-        inner = ast.YieldFrom(value=_call("__fa_delegate__", _name(F), self.visit(node.value)))
-        return ast.copy_location(_call("__fa_resume__", _name(F), ast.copy_location(inner, node)),
-                                 node)
+        inner = ast.YieldFrom(value=_call("__fa_delegate__", self._fid(), self.visit(node.value)))
+        return ast.copy_location(
+            _call("__fa_resume__", _call("__fa_own__", self._fid()),
+                  ast.copy_location(inner, node)), node)
 
 
 def _has_yield(fn: ast.AST) -> bool:
@@ -132,14 +133,6 @@ def _kind(node: ast.FunctionDef | ast.AsyncFunctionDef, in_class: bool, gen: boo
     return base
 
 
-def _locate(nodes: list[ast.stmt], line: int, col: int) -> None:
-    for top in nodes:
-        for n in ast.walk(top):
-            if "lineno" in n._attributes:
-                n.lineno = n.end_lineno = line  # type: ignore[attr-defined]
-                n.col_offset = n.end_col_offset = col  # type: ignore[attr-defined]
-
-
 class Instrumenter:
     """Rewrites every (selected) function definition of one module's AST."""
 
@@ -173,39 +166,46 @@ class Instrumenter:
         is_async = isinstance(node, ast.AsyncFunctionDef)
         gen = _has_yield(node)
         names, shown = _params(node.args)
-        fid = self.register(self.module, qual, self.filename, node.lineno, tuple(shown),
-                            _kind(node, in_class, gen))
+        kind = _kind(node, in_class, gen)
+        accessor = _accessor(node)
+        if accessor:
+            # A property's setter/deleter shares its getter's qualname: keep them apart.
+            qual = f"{qual}.{accessor}"
+        fid = self.register(self.module, qual, self.filename, node.lineno, tuple(shown), kind)
         body = node.body
         doc: list[ast.stmt] = []
         if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
                 and isinstance(body[0].value.value, str):
             doc, body = body[:1], body[1:]
-        rewriter = _OwnScope(is_async)
-        new_body: list[ast.stmt] = []
-        for stmt in body:
-            out = rewriter.visit(stmt)
-            new_body.extend(out if isinstance(out, list) else [out])
-        if not new_body:
-            new_body = [ast.Pass()]
-            _locate(new_body, node.lineno, node.col_offset)
-        pre = [
-            ast.Assign(targets=[_name(F, ast.Store())],
-                       value=_call("__fa_enter__", ast.Constant(fid), *(_name(n) for n in names))),
-            ast.Assign(targets=[_name(RV, ast.Store())], value=ast.Constant(None)),
-        ]
-        handler = ast.ExceptHandler(type=_name("BaseException"), name=None,
-                                    body=[ast.Expr(_call("__fa_error__", _name(F))), ast.Raise()])
-        final = [ast.Expr(_call("__fa_leave__", _name(F), _name(RV)))]
+        rewriter = _OwnScope(fid, is_async)
+        new_body = [rewriter.visit(stmt) for stmt in body] or [ast.Pass()]
+        helper = "__fa_gcall__" if gen else "__fa_call__"
+        item = ast.withitem(
+            context_expr=_call(helper, ast.Constant(fid), *(_name(n) for n in names)),
+            optional_vars=None)
+        wrapper: ast.stmt = ast.With(items=[item], body=new_body)
         # Injected code sits on the `def` line: a debugger stepping in or a coverage tool
         # sees no foreign line numbers.
-        _locate(pre, node.lineno, node.col_offset)
-        _locate([handler], node.lineno, node.col_offset)
-        _locate(final, node.lineno, node.col_offset)
-        trystmt = ast.Try(body=new_body, handlers=[handler], orelse=[], finalbody=final)
-        trystmt.lineno = trystmt.end_lineno = node.lineno
-        trystmt.col_offset = trystmt.end_col_offset = node.col_offset
-        node.body = doc + pre + [trystmt]
+        _locate_shallow(wrapper, node.lineno, node.col_offset)
+        node.body = doc + [wrapper]
         self.count += 1
+
+
+def _accessor(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    for d in node.decorator_list:
+        if isinstance(d, ast.Attribute) and d.attr in ("setter", "deleter"):
+            return d.attr
+    return ""
+
+
+def _locate_shallow(stmt: ast.With, line: int, col: int) -> None:
+    """Position the `with` and its helper call, leaving the user's body nodes alone."""
+    nodes: list[ast.AST] = [stmt]
+    for item in stmt.items:
+        nodes.extend(ast.walk(item.context_expr))
+    for n in nodes:
+        n.lineno = n.end_lineno = line  # type: ignore[attr-defined]
+        n.col_offset = n.end_col_offset = col  # type: ignore[attr-defined]
 
 
 def instrument_source(source: str | bytes, filename: str, module: str, register: Register,

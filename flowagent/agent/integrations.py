@@ -36,13 +36,14 @@ def _patch_flask(module: ModuleType) -> None:
             recorder.set_output_shape(frame, f"HTTP {str(status)[:3]}")
             return start_response(status, headers, *exc_info)
 
+        exc_type = None
         try:
             return wrapped(environ, capture)
-        except BaseException:
-            recorder.mark_error(frame)
+        except BaseException as exc:
+            exc_type = type(exc)
             raise
         finally:
-            recorder.leave(frame)
+            recorder.close_call(frame, exc_type)
 
     def full_dispatch_request(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         try:

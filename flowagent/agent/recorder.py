@@ -1,11 +1,10 @@
 """The per-call hot path: call frames, sessions, interning and the outgoing buffer.
 
-Every backend feeds the same four primitives:
-
-* :func:`enter` (``fid, *args``) → a *frame* (a small list) or ``None`` when not recording,
-* :func:`mark_error` (frame, exception type) when the call raises,
-* :func:`leave` (frame, return value) when it ends, however it ends,
-* :func:`suspend` / :func:`resume` around each ``yield`` of a generator.
+Every backend feeds the same primitives: :func:`open_call` (``fid, args``) → a *frame* (a
+small list) or None when not recording; :func:`close_call` (frame, exception type or None)
+when it ends, however it ends; :func:`suspend` / :func:`resume` around each ``yield`` of a
+generator. Instrumented code reaches them through ``with`` helpers (:func:`call`,
+:func:`gen_call`, :func:`ret`) that need no local variable in the user's function.
 
 The current call lives in a :class:`contextvars.ContextVar`, not in a thread-local stack:
 each thread and each asyncio task has its own context, so calls of concurrent sessions never
@@ -21,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import sys
 import threading
 import time
@@ -31,16 +31,18 @@ from . import shapes as _shapes
 from .wire import ERROR, PARTIAL, SUCCESS
 
 # Frame layout. A list, because it is the cheapest mutable record CPython has.
-CID, PARENT, SES, FID, T0, INS, FLAGS, OUTER, GEN, THR, EXC, YIELDED = range(12)
+CID, PARENT, SES, FID, T0, INS, FLAGS, OUTER, GEN, THR, EXC, YIELDED, RV = range(13)
 _ERR = 1          # this call raised
 _CHILD_ERR = 2    # something below it raised (makes a normal return `partial`)
-_FRAME_LEN = 12
+_SKIP = 4         # a session left out by sampling: nothing under it is recorded
 
 _cur: ContextVar[list | None] = ContextVar("flowagent_current_call", default=None)
 _get = _cur.get
 _set = _cur.set
 _clock = time.perf_counter_ns
 _ident = threading.get_ident
+_current_thread = threading.current_thread
+_random = random.random
 _shape_of = _shapes.shape_of
 
 
@@ -57,12 +59,14 @@ class _State:
         self.dropped = 0           # records dropped because the buffer was full
         self.agent_errors = 0      # exceptions inside the agent, swallowed and counted
         self.session_names: list[tuple[int, str]] = []
-        self.session_starts: list[tuple[int, int, int, int]] = []  # (ses, fid, t0, thread)
+        self.session_starts: list[tuple] = []  # (ses, fid, t0, thread ident, thread name)
         self.wake: Callable[[], None] = lambda: None
         # Processes that may be killed right after a session (multiprocessing pool workers,
         # which Pool.terminate() SIGTERMs) flush each finished session synchronously.
         self.sync_sessions = False
         self.flush_now: Callable[[], None] = lambda: None
+        self.sample_ppm = 1_000_000  # sessions recorded per million (live-controlled)
+        self.sampled_out = 0
 
 
 S = _State()
@@ -160,24 +164,35 @@ def _exc_name(tp: type) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# The four primitives.
+# Opening and closing a call. Backends and integrations use open_call/close_call on frame
+# lists; instrumented code uses the `with` helpers below, which need no local variable.
 
-def enter(fid: int, *args: Any) -> list | None:
-    """Start a call of function ``fid`` with argument values ``args`` (shapes only are kept)."""
+def open_call(fid: int, args: tuple) -> list | None:
+    """Start a call of function ``fid`` with argument values ``args`` (only shapes are kept).
+
+    Returns the new frame (now current in this context), or None when not recording."""
     if not S.on:
         return None
     try:
         parent = _get()
-        cid = S.next_id()
         if parent is None or parent[GEN] is not S.gen:
+            if S.sample_ppm < 1_000_000 and _random() * 1_000_000 >= S.sample_ppm:
+                return _skip_session(fid)
             parent = None
+            cid = S.next_id()
             ses = cid
+        elif parent[FLAGS] & _SKIP:
+            return None
         else:
+            cid = S.next_id()
             ses = parent[SES]
-        frame = [cid, parent, ses, fid, 0, _input_sid(args), 0, parent, S.gen, _ident(), 0, 0]
+        frame = [cid, parent, ses, fid, 0, _input_sid(args), 0, parent, S.gen, _ident(), 0, 0,
+                 None]
         _set(frame)
         if ses == cid:
-            S.session_starts.append((cid, fid, _clock(), frame[THR]))
+            # The thread's name now: a short-lived thread may be gone (and its ident reused)
+            # before the flusher could look it up.
+            S.session_starts.append((cid, fid, _clock(), frame[THR], _current_thread().name))
         frame[T0] = _clock()
         return frame
     except Exception:
@@ -185,70 +200,45 @@ def enter(fid: int, *args: Any) -> list | None:
         return None
 
 
-def enter_root(name: str) -> list | None:
-    """Open a synthetic session root (one web request) that the request's calls nest under.
-
-    It always starts a *new* session, even when the request is served from inside another
-    recorded call (a test client driven by a recorded script): one request, one session.
-    """
-    if not S.on:
-        return None
-    try:
-        fid = register_function("<request>", name, "", 0, (), "request")
-        cid = S.next_id()
-        frame = [cid, None, cid, fid, 0, 0, 0, _get(), S.gen, _ident(), 0, 0]
-        _set(frame)
-        S.session_starts.append((cid, fid, _clock(), frame[THR]))
-        frame[T0] = _clock()
-        return frame
-    except Exception:
-        S.agent_errors += 1
-        return None
+def _skip_session(fid: int) -> list:
+    """A session left out by sampling: a frame that only keeps its calls from recording."""
+    S.sampled_out += 1
+    frame = [0, None, 0, fid, 0, 0, _SKIP, _get(), S.gen, 0, 0, 0, None]
+    _set(frame)
+    return frame
 
 
-def rename_root(frame: list | None, name: str) -> None:
-    """Rename a synthetic root once the route is known (after URL matching)."""
-    if frame is not None:
-        frame[FID] = register_function("<request>", name, "", 0, (), "request")
+class UnknownError(Exception):
+    """Stands for an exception whose type a backend cannot see (recorded as ``?``)."""
 
 
-def mark_error(frame: list | None, exc_type: type | None = None) -> None:
-    """Called from the instrumented function's ``except`` clause, before re-raising."""
-    if frame is None:
-        return
-    try:
-        if exc_type is None:
-            exc_type = sys.exc_info()[0]
-        if exc_type is GeneratorExit:
-            return  # a consumer closing a generator early is not a failure
-        frame[FLAGS] |= _ERR
-        frame[EXC] = intern(_exc_name(exc_type)) if exc_type is not None else intern("?")
-    except Exception:
-        S.agent_errors += 1
+def close_call(frame: list, exc_type: type | None) -> None:
+    """End a call: restore the caller as current and emit the call record.
 
-
-def leave(frame: list | None, value: Any = None) -> None:
-    """End a call: restore the caller as current and emit the call record."""
-    if frame is None:
-        return
+    ``exc_type`` is the exception the call raised, or None; the return value is in
+    ``frame[RV]`` (set by :func:`ret`), the yielded shapes in ``frame[YIELDED]``."""
     t1 = _clock()
     try:
         if _get() is frame:
             _set(frame[OUTER])
-        if frame[GEN] is not S.gen:
-            return  # a call that was open when this process forked: the parent records it
         flags = frame[FLAGS]
-        if flags & _ERR:
+        if frame[GEN] is not S.gen or flags & _SKIP:
+            return  # open when this process forked (the parent records it), or sampled out
+        if exc_type is not None and exc_type is not GeneratorExit:
+            # A consumer closing a generator early (GeneratorExit) is not a failure.
             res = ERROR
             out = 0
+            exc = intern("?" if exc_type is UnknownError else _exc_name(exc_type))
         else:
+            exc = 0
             res = PARTIAL if flags & _CHILD_ERR else SUCCESS
             y = frame[YIELDED]
             if y:
                 # A generator's yielded shapes, or a fixed shape set by set_output_shape().
                 out = intern(y if type(y) is str else f"{y[0]}[{_union(y[1])}]")
             else:
-                out = intern(_shape_of(value))
+                out = intern(_shape_of(frame[RV]))
+        frame[RV] = None
         parent = frame[PARENT]
         if res and parent is not None:
             parent[FLAGS] |= _CHILD_ERR
@@ -256,7 +246,7 @@ def leave(frame: list | None, value: Any = None) -> None:
         n = len(buf)
         if n < S.max_buf:
             buf.append((frame[CID], parent[CID] if parent else 0, frame[SES], frame[FID],
-                        parent[FID] if parent else 0, frame[INS], out, res, frame[EXC],
+                        parent[FID] if parent else 0, frame[INS], out, res, exc,
                         frame[T0], t1, frame[THR]))
         else:
             _drop()
@@ -287,23 +277,139 @@ def _union(shapes: list[str]) -> str:
     return "|".join(sorted(set(shapes)))
 
 
+# ---------------------------------------------------------------------------------------
+# What instrumented code calls (see instrument.py). A plain function or coroutine becomes
+#
+#     with __fa_call__(fid, a, b):
+#         ... return __fa_ret__(fid, x) ...
+#
+# The context manager is a per-function singleton: at exit, the call's frame is the current
+# one in this context (everything it called has already restored it), so no local variable
+# is needed and locals(), co_varnames and f_locals stay the program's own. A generator can be
+# closed from outside while suspended, when the current frame is someone else's, so a
+# generator's context manager is its frame itself (:class:`Frame`).
+
+class _Exit:
+    __slots__ = ("fid",)
+    # BEFORE_WITH calls __enter__; any C method that takes only self does, and costs least.
+    __enter__ = object.__sizeof__
+
+    def __init__(self, fid: int) -> None:
+        self.fid = fid
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        f = _get()
+        if f is not None and f[FID] == self.fid:
+            close_call(f, et)
+
+
+class _NoExit:
+    """Returned when a call is not recorded (paused, sampled out, agent trouble)."""
+
+    __slots__ = ()
+    __enter__ = object.__sizeof__
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        return None
+
+
+_NOEXIT = _NoExit()
+_exits: list[_Exit] = []
+
+
+def _exit_for(fid: int) -> _Exit:
+    while len(_exits) <= fid:
+        _exits.append(_Exit(len(_exits)))
+    return _exits[fid]
+
+
+def call(fid: int, *args: Any) -> Any:
+    """``with __fa_call__(fid, *args):`` around a plain function's or coroutine's body."""
+    if open_call(fid, args) is None:
+        return _NOEXIT
+    try:
+        return _exits[fid]
+    except IndexError:
+        return _exit_for(fid)
+
+
+class Frame(list):
+    """A generator's frame, which is also its context manager."""
+
+    __slots__ = ()
+    __enter__ = list.__len__
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        close_call(self, et)
+
+
+def gen_call(fid: int, *args: Any) -> Any:
+    """``with __fa_gcall__(fid, *args):`` around a generator's body (spans its iteration)."""
+    frame = open_call(fid, args)
+    if frame is None or frame[FLAGS] & _SKIP:
+        # A skipped session still needs its frame closed to restore the context.
+        return _NOEXIT if frame is None else _SkipExit(frame)
+    frame = Frame(frame)
+    _set(frame)
+    return frame
+
+
+class _SkipExit:
+    __slots__ = ("frame",)
+    __enter__ = object.__sizeof__
+
+    def __init__(self, frame: list) -> None:
+        self.frame = frame
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        close_call(self.frame, et)
+
+
+def ret(fid: int, value: Any) -> Any:
+    """``return __fa_ret__(fid, value)``: keep the return value for the output shape."""
+    f = _get()
+    if f is not None and f[FID] == fid:
+        f[RV] = value
+    return value
+
+
+def own(fid: int) -> list | None:
+    """The current frame if it is a call of ``fid`` (evaluated before a ``yield``)."""
+    f = _get()
+    return f if f is not None and f[FID] == fid else None
+
+
+def _note_yield(frame: list, value: Any, kind: str) -> None:
+    y = frame[YIELDED]
+    if not y:
+        y = frame[YIELDED] = (kind, [])
+    if len(y[1]) < _YIELD_SAMPLES:
+        y[1].append(_shape_of(value))
+
+
 _YIELD_SAMPLES = 4
 
 
-def suspend(frame: list | None, value: Any = None, kind: str = "Iterator") -> Any:
+def suspend(fid: int, value: Any = None, kind: str = "Iterator") -> Any:
     """Around ``yield value``: the consumer becomes current again while we are suspended."""
-    if frame is not None:
+    f = _get()
+    if f is not None and f[FID] == fid:
         try:
-            y = frame[YIELDED]
-            if not y:
-                y = frame[YIELDED] = (kind, [])
-            if len(y[1]) < _YIELD_SAMPLES:
-                y[1].append(_shape_of(value))
-            if _get() is frame:
-                _set(frame[OUTER])
+            _note_yield(f, value, kind)
+            _set(f[OUTER])
         except Exception:
             S.agent_errors += 1
     return value
+
+
+def asuspend(fid: int, value: Any = None) -> Any:
+    return suspend(fid, value, "AsyncIterator")
+
+
+def deactivate(frame: list) -> None:
+    """The frame's generator is suspended: whoever resumed it is current again."""
+    if _get() is frame:
+        _set(frame[OUTER])
 
 
 def resume(frame: list | None, sent: Any = None) -> Any:
@@ -316,21 +422,18 @@ def resume(frame: list | None, sent: Any = None) -> Any:
     return sent
 
 
-def suspend_async(frame: list | None, value: Any = None) -> Any:
-    return suspend(frame, value, "AsyncIterator")
-
-
 class Delegate:
     """``yield from it`` inside an instrumented generator: each step runs with the generator
     current (so calls made by ``it`` nest under it) and hands control back to the consumer
-    with the consumer current."""
+    with the consumer current. Delegated values count as the generator's yields."""
 
     __slots__ = ("_frame", "_it")
 
-    def __init__(self, frame: list | None, iterable: Any) -> None:
+    def __init__(self, fid: int, iterable: Any) -> None:
+        frame = own(fid)
         self._frame = frame
         self._it = iter(iterable)
-        if frame is not None and _get() is frame:
+        if frame is not None:
             _set(frame[OUTER])
 
     def __iter__(self) -> "Delegate":
@@ -342,10 +445,15 @@ class Delegate:
             return fn(*a)
         resume(frame)
         try:
-            return fn(*a)
+            value = fn(*a)
         finally:
             if _get() is frame:
                 _set(frame[OUTER])
+        try:
+            _note_yield(frame, value, "Iterator")
+        except Exception:
+            S.agent_errors += 1
+        return value
 
     def __next__(self) -> Any:
         return self._step(next, self._it)
@@ -367,23 +475,42 @@ class Delegate:
             closer()
 
 
+# ---------------------------------------------------------------------------------------
+# Synthetic session roots (one per web request).
+
+def enter_root(name: str) -> list | None:
+    """Open a synthetic session root (one web request) that the request's calls nest under.
+
+    It always starts a *new* session, even when the request is served from inside another
+    recorded call (a test client driven by a recorded script): one request, one session.
+    """
+    if not S.on:
+        return None
+    try:
+        fid = register_function("<request>", name, "", 0, (), "request")
+        if S.sample_ppm < 1_000_000 and _random() * 1_000_000 >= S.sample_ppm:
+            return _skip_session(fid)
+        cid = S.next_id()
+        frame = [cid, None, cid, fid, 0, 0, 0, _get(), S.gen, _ident(), 0, 0, None]
+        _set(frame)
+        S.session_starts.append((cid, fid, _clock(), frame[THR], _current_thread().name))
+        frame[T0] = _clock()
+        return frame
+    except Exception:
+        S.agent_errors += 1
+        return None
+
+
+def rename_root(frame: list | None, name: str) -> None:
+    """Rename a synthetic root once the route is known (after URL matching)."""
+    if frame is not None:
+        frame[FID] = register_function("<request>", name, "", 0, (), "request")
+
+
 def set_output_shape(frame: list | None, shape: str) -> None:
     """Fix the output shape of a synthetic call (a request root records its HTTP status)."""
     if frame is not None:
         frame[YIELDED] = shape
-
-
-def current_session() -> int:
-    """Session (root call id) of the current context, 0 outside any session."""
-    f = _get()
-    return f[SES] if f is not None and f[GEN] is S.gen else 0
-
-
-def name_session(name: str) -> None:
-    """Name the current session (e.g. after the route of a web request)."""
-    ses = current_session()
-    if ses:
-        S.session_names.append((ses, name))
 
 
 def reset_after_fork() -> None:
@@ -392,6 +519,7 @@ def reset_after_fork() -> None:
     S.buf = []
     S.dropped = 0
     S.agent_errors = 0
+    S.sampled_out = 0
     S.session_names = []
     S.session_starts = []
     _scalar_inputs.clear()

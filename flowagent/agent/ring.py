@@ -137,6 +137,11 @@ class RingWriter:
         _Q.pack_into(self._mm, OFF_DROPPED_BATCHES, st[2])
         _Q.pack_into(self._mm, OFF_DROPPED_EVENTS, st[3])
 
+    def init_control(self, paused: bool, sample_ppm: int) -> None:
+        """The process's own starting state (from its config), until the sidecar says else."""
+        _I.pack_into(self._mm, OFF_PAUSED, 1 if paused else 0)
+        _I.pack_into(self._mm, OFF_SAMPLE_PPM, sample_ppm)
+
     def control(self) -> tuple[bool, int]:
         """(paused, sample rate in parts per million), as last written by the sidecar."""
         mm = self._mm

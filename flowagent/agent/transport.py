@@ -47,11 +47,14 @@ class Transport:
         self.stopping = False
         self.anchor = (time.time_ns(), time.perf_counter_ns())
         self.thread_names: dict[int, str] = {}
-        self.sent_stats = [0, 0]
+        self.sent_stats = [0, 0, 0]
         # The ring is created with the first batch that carries something: a Python process
         # that records nothing (a helper `python -c`, a resource tracker) leaves no ring.
         self.ring: RingWriter | None = None
-        self.encoder: Encoder | None = None
+        # Encoder imports msgpack and zstandard now, not at exit: an import while the
+        # program is ending (after an unhandled KeyboardInterrupt) would clear CPython's
+        # note to die by SIGINT.
+        self.encoder = Encoder()
         self.event = threading.Event()
         recorder.S.wake = self.event.set
         recorder.S.flush_now = self.flush
@@ -65,7 +68,7 @@ class Transport:
         path = os.path.join(self.run_dir, "rings", f"{pid}-{self.key:012x}.ring")
         self.ring = RingWriter(path, self.ring_size, pid, os.getppid(), self.key,
                                self.anchor[0], info)
-        self.encoder = Encoder()
+        self.ring.init_control(not recorder.S.on, recorder.S.sample_ppm)
 
     def _before_fork(self) -> None:
         self.lock.acquire()
@@ -90,19 +93,28 @@ class Transport:
             event.clear()
             try:
                 self.flush()
+                self._read_control()
             except Exception:
                 recorder.S.agent_errors += 1
 
-    def _thread_names(self, calls: list[tuple]) -> list[list[Any]]:
-        idents = {c[11] for c in calls} | {s[3] for s in recorder.S.session_starts}
-        new = idents.difference(self.thread_names)
+    def _read_control(self) -> None:
+        """Pause/resume and sampling rate, as the sidecar last wrote them in our ring."""
+        if self.ring is not None:
+            paused, ppm = self.ring.control()
+            apply_control(paused, ppm)
+
+    def _thread_names(self, calls: list[tuple], starts: list[tuple]) -> list[list[Any]]:
+        """Names of threads seen for the first time (session starts carry their own)."""
+        known = self.thread_names
+        for s in starts:
+            known[s[3]] = s[4]
+        new = {c[11] for c in calls}.difference(known)
         if not new:
             return []
         live = {t.ident: t.name for t in threading.enumerate()}
         out = []
         for ident in new:
-            name = live.get(ident, f"Thread-{ident}")
-            self.thread_names[ident] = name
+            known[ident] = name = live.get(ident, f"Thread-{ident}")
             out.append([ident, name])
         return out
 
@@ -127,7 +139,7 @@ class Transport:
             nn = len(names)
             new_names = names[:nn]
             del names[:nn]
-            stats = [S.agent_errors + _shape_failures(), S.dropped]
+            stats = [S.agent_errors + _shape_failures(), S.dropped, S.sampled_out]
             if not (calls or new_starts or new_names or final) and stats == self.sent_stats:
                 return
             if self.ring is None:
@@ -140,10 +152,11 @@ class Transport:
                 "v": VERSION, "pk": self.key, "pid": self.pid, "seq": self.seq,
                 "anchor": list(self.anchor), "defs": fns, "strings": strs,
                 "starts": new_starts, "names": new_names,
-                "threads": self._thread_names(calls), "agent_errors": stats[0],
+                "threads": self._thread_names(calls, new_starts), "agent_errors": stats[0],
+                "sampled_out": stats[2],
                 "final": final,
             }
-            payload = self.encoder.encode(batch, calls)  # type: ignore[union-attr]
+            payload = self.encoder.encode(batch, calls)
             new_drops = stats[1] - self.sent_stats[1]
             if new_drops:
                 self.ring.count_dropped(0, new_drops)
@@ -164,6 +177,11 @@ class Transport:
         self.closed = True
         if self.ring is not None:
             self.ring.close()
+
+
+def apply_control(paused: bool, sample_ppm: int) -> None:
+    recorder.S.on = not paused
+    recorder.S.sample_ppm = sample_ppm
 
 
 _real_os_exit = os._exit

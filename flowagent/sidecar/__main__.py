@@ -21,7 +21,10 @@ import threading
 import time
 
 from ..store.sqlite import SQLiteStore
-from .ingest import Ingestor
+from .control import Control
+from .hooks import Hooks
+from .ingest import Ingestor, Retention
+from .sampler import ProcessSampler
 
 
 def _watch_stdin(done: threading.Event) -> None:
@@ -33,13 +36,17 @@ def _watch_stdin(done: threading.Event) -> None:
     done.set()
 
 
-def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow: bool) -> dict:
+def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow: bool,
+        retention: Retention = Retention(), hook_specs: tuple[str, ...] = ()) -> dict:
     store = SQLiteStore(db)
     if not resume:
         with store.transaction():
             store.db.execute("INSERT OR IGNORE INTO runs(run_id, started_ns, status) "
                              "VALUES(?,?,'running')", (run_id, time.time_ns()))
-    ingest = Ingestor(store, run_id, run_dir)
+    hooks = Hooks(list(hook_specs))
+    ingest = Ingestor(store, run_id, run_dir, retention, hooks if hooks else None)
+    control = Control(run_dir)
+    sampler = ProcessSampler(store, run_id)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher forwards ^C to the program only
@@ -50,12 +57,17 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
     sys.stdout.write(f"READY {os.getpid()}\n")
     sys.stdout.flush()
     while not done.is_set():
-        if ingest.poll() == 0:
+        control.apply(ingest.procs.values())
+        sampler.maybe_sample(ingest.procs.values())
+        stored = ingest.poll()
+        ingest.prune()
+        if stored == 0:
             done.wait(poll_s)
-    # Final drain: rings are read until two consecutive polls find nothing new.
+    # Final drain: rings are read until a poll finds nothing new.
     while ingest.poll():
         pass
     incomplete = ingest.finish_all()
+    pruned = ingest.prune(force=True)
     totals = ingest.totals()
     with store.transaction():
         db_ = store.db
@@ -66,14 +78,24 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
         db_.execute(
             "UPDATE runs SET sessions=?, calls=?, errors=?, incomplete_sessions=?, "
             "produced_events=?, dropped_events=?, dropped_batches=?, corrupt_frames=?, "
-            "duplicate_frames=?, agent_errors=?, processes=? WHERE run_id=?",
+            "duplicate_frames=?, agent_errors=?, processes=?, sampled_out=?, hook_errors=?, "
+            "hook_error=?, pruned_sessions=pruned_sessions+? WHERE run_id=?",
             (sessions[0], sessions[1], sessions[2], incomplete_total,
              totals["produced_events"] + totals["dropped_events"], totals["dropped_events"],
              totals["dropped_batches"], totals["corrupt_frames"], totals["duplicate_frames"],
-             totals["agent_errors"], totals["processes"], run_id))
-    store.close()
+             totals["agent_errors"], totals["processes"], totals["sampled_out"], hooks.errors,
+             hooks.first_error or None, pruned, run_id))
     summary = dict(totals, sessions=sessions[0], calls=sessions[1], errors=sessions[2],
-                   incomplete_sessions=incomplete_total, newly_incomplete=incomplete)
+                   incomplete_sessions=incomplete_total, newly_incomplete=incomplete,
+                   hook_errors=hooks.errors, hook_error=hooks.first_error)
+    if hooks:
+        hooks.run_end(dict(summary, run_id=run_id))
+        if hooks.errors != summary["hook_errors"]:
+            with store.transaction():
+                store.db.execute("UPDATE runs SET hook_errors=?, hook_error=? WHERE run_id=?",
+                                 (hooks.errors, hooks.first_error, run_id))
+            summary.update(hook_errors=hooks.errors, hook_error=hooks.first_error)
+    store.close()
     return summary
 
 
@@ -85,8 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--poll-ms", type=float, default=20.0)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--once", action="store_true", help="drain what is there and exit")
+    p.add_argument("--retention", type=int, default=Retention.recent)
+    p.add_argument("--error-cap", type=int, default=Retention.error_cap)
+    p.add_argument("--hook", action="append", default=[])
     a = p.parse_args(argv)
-    summary = run(a.run_dir, a.db, a.run_id, a.poll_ms / 1000.0, a.resume, not a.once)
+    summary = run(a.run_dir, a.db, a.run_id, a.poll_ms / 1000.0, a.resume, not a.once,
+                  Retention(a.retention, a.error_cap), tuple(a.hook))
     sys.stdout.write(json.dumps(summary) + "\n")
     sys.stdout.flush()
     return 0

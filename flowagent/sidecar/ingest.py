@@ -30,6 +30,7 @@ class Pending:
     thread: int
     name: str | None = None
     calls: list[tuple] = field(default_factory=list)
+    thread_name: str | None = None
 
 
 @dataclass
@@ -48,10 +49,29 @@ class Proc:
     agent_errors: int = 0
     info: dict = field(default_factory=dict)
     last_counters: dict = field(default_factory=dict)
+    sampled_out: int = 0
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Which full session trees are kept (aggregates are always kept for every session).
+
+    Every session that showed a new flow variant or a new error cluster is kept as an
+    exemplar; sessions that failed are kept up to ``error_cap``; of the rest, the most recent
+    ``recent`` are kept and older ones are pruned to their summary row.
+    """
+
+    recent: int = 10_000
+    error_cap: int = 1_000
+
+
+# sessions.tree_kept values
+PRUNED, RECENT, FAILED, EXEMPLAR = 0, 1, 2, 3
 
 
 class Ingestor:
-    def __init__(self, store: SQLiteStore, run_id: str, run_dir: str) -> None:
+    def __init__(self, store: SQLiteStore, run_id: str, run_dir: str,
+                 retention: Retention = Retention(), hooks: Any = None) -> None:
         self.store = store
         self.db = store.db
         self.run_id = run_id
@@ -61,8 +81,16 @@ class Ingestor:
         self.decoder = Decoder()
         self.fn_ids: dict[str, int] = {
             r["name"]: fid for fid, r in store.functions(run_id).items()}
+        self.fn_names: dict[int, str] = {fid: name for name, fid in self.fn_ids.items()}
         self.agg = Aggregates.load(store, run_id)
         self.undecodable = 0
+        self.retention = retention
+        self.hooks = hooks
+        self.failed_kept = store.db.execute(
+            "SELECT COUNT(*) FROM sessions WHERE run_id=? AND tree_kept=?",
+            (run_id, FAILED)).fetchone()[0]
+        self._recent_since_prune = 0
+        self.sampled_out = 0
 
     # -- discovery -------------------------------------------------------------------------
     def discover(self) -> None:
@@ -174,6 +202,7 @@ class Ingestor:
                             (self.run_id, fid, name, module, qualname, file, line, kind,
                              json.dumps(params)))
             self.fn_ids[name] = fid
+            self.fn_names[fid] = name
         return fid
 
     def _apply(self, proc: Proc, batch: dict[str, Any]) -> int:
@@ -190,10 +219,14 @@ class Ingestor:
         for ident, name in batch.get("threads", ()):
             proc.threads[int(ident)] = str(name)
         proc.agent_errors = int(batch.get("agent_errors", proc.agent_errors))
+        proc.sampled_out = int(batch.get("sampled_out", proc.sampled_out))
         wall, mono = proc.anchor
         fids, sids = proc.fids, proc.sids
-        for ses, fid, t0, thr in batch.get("starts", ()):
-            self._open(proc, ses, fids.get(fid, 0), wall + t0 - mono, thr)
+        for ses, fid, t0, thr, *name in batch.get("starts", ()):
+            p = self._open(proc, ses, fids.get(fid, 0), wall + t0 - mono, thr)
+            if name:
+                p.thread_name = str(name[0])
+                proc.threads[int(thr)] = p.thread_name
         for ses, name in batch.get("names", ()):
             p = proc.pending.get(ses)
             if p is not None:
@@ -241,22 +274,56 @@ class Ingestor:
             self.db.executemany("INSERT OR IGNORE INTO calls VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
                                 [(p.rowid, *c) for c in calls[len(p.calls):]])
         root = next((c for c in calls if c[0] == ses), None)
-        names = {fid: name for name, fid in self.fn_ids.items()}
+        names = self.fn_names
         contrib = session_contributions(calls, ses, names)
         session_key = f"{proc.pk}-{ses}"
-        self.agg.add(contrib, session_key)
+        novel = self.agg.add(contrib, session_key)
         if root is None:
             return
         result = RESULTS[root[6]] if complete else RESULTS[INCOMPLETE]
         errors = sum(1 for c in calls if c[6] == ERROR)
         name = p.name or names.get(root[2], "?")
-        thread = proc.threads.get(p.thread) or proc.threads.get(root[10]) or str(root[10])
+        thread = (p.thread_name or proc.threads.get(p.thread) or proc.threads.get(root[10])
+                  or str(root[10]))
+        if novel:
+            kept = EXEMPLAR
+        elif result != "success" and self.failed_kept < self.retention.error_cap:
+            kept = FAILED
+            self.failed_kept += 1
+        else:
+            kept = RECENT
+            self._recent_since_prune += 1
+        n_calls = sum(1 for c in calls if c[6] != INCOMPLETE)
         self.db.execute(
             "UPDATE sessions SET name=?, root_fid=?, thread=?, result=?, complete=?, "
-            "started_ns=?, ended_ns=?, duration_ns=?, calls=?, errors=?, variant=? WHERE sid=?",
+            "started_ns=?, ended_ns=?, duration_ns=?, calls=?, errors=?, variant=?, "
+            "tree_kept=? WHERE sid=?",
             (name, root[2], thread, result, 1 if complete else 0, root[8], root[9],
-             root[9] - root[8], sum(1 for c in calls if c[6] != INCOMPLETE), errors,
-             contrib.variant, p.rowid))
+             root[9] - root[8], n_calls, errors, contrib.variant, kept, p.rowid))
+        if self.hooks is not None:
+            self.hooks.session({
+                "session_id": session_key, "run_id": self.run_id, "name": name,
+                "result": result, "complete": complete, "pid": proc.pid,
+                "started_ns": root[8], "duration_ns": root[9] - root[8], "calls": n_calls,
+                "errors": errors, "variant": contrib.variant,
+                "functions": [names.get(c[2], "?") for c in sorted(calls, key=lambda c: c[8])],
+            })
+
+    def prune(self, force: bool = False) -> int:
+        """Drop the trees of the oldest 'recent' sessions beyond the retention window."""
+        if not force and self._recent_since_prune < max(self.retention.recent // 10, 100):
+            return 0
+        self._recent_since_prune = 0
+        rows = self.db.execute(
+            "SELECT sid FROM sessions WHERE run_id=? AND tree_kept=? ORDER BY sid DESC "
+            "LIMIT -1 OFFSET ?", (self.run_id, RECENT, self.retention.recent)).fetchall()
+        if not rows:
+            return 0
+        with self.store.transaction():
+            ids = [(r[0],) for r in rows]
+            self.db.executemany("DELETE FROM calls WHERE sid=?", ids)
+            self.db.executemany(f"UPDATE sessions SET tree_kept={PRUNED} WHERE sid=?", ids)
+        return len(rows)
 
     def finish_all(self) -> int:
         """End of run: every session still open is stored as incomplete. Returns how many."""
@@ -272,7 +339,7 @@ class Ingestor:
     def totals(self) -> dict[str, int]:
         t = dict(processes=len(self.procs), produced_events=0, dropped_events=0,
                  dropped_batches=0, corrupt_frames=0, duplicate_frames=0, agent_errors=0,
-                 stored_events=0)
+                 stored_events=0, sampled_out=0)
         for p in self.procs.values():
             c = p.reader.counters()
             t["produced_events"] += c["produced_events"]
@@ -282,6 +349,7 @@ class Ingestor:
             t["duplicate_frames"] += p.duplicates
             t["agent_errors"] += p.agent_errors
             t["stored_events"] += p.stored
+            t["sampled_out"] += p.sampled_out
         t["corrupt_frames"] += self.undecodable
         return t
 

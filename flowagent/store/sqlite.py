@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS runs(
   incomplete_sessions INTEGER DEFAULT 0, produced_events INTEGER DEFAULT 0,
   dropped_events INTEGER DEFAULT 0, dropped_batches INTEGER DEFAULT 0,
   corrupt_frames INTEGER DEFAULT 0, duplicate_frames INTEGER DEFAULT 0,
-  agent_errors INTEGER DEFAULT 0, processes INTEGER DEFAULT 0);
+  agent_errors INTEGER DEFAULT 0, processes INTEGER DEFAULT 0,
+  sampled_out INTEGER DEFAULT 0, hook_errors INTEGER DEFAULT 0, hook_error TEXT,
+  pruned_sessions INTEGER DEFAULT 0);
 CREATE TABLE IF NOT EXISTS processes(
   run_id TEXT, pk TEXT, pid INTEGER, ppid INTEGER, info TEXT, started_ns INTEGER,
   last_seq INTEGER DEFAULT 0, ring_tail INTEGER DEFAULT 0, produced_events INTEGER DEFAULT 0,
@@ -266,7 +268,7 @@ class SQLiteStore:
     def iter_session_graphs(self, run_id: str) -> Iterator[dict[str, Any]]:
         """Every kept session tree of a run, one at a time (bounded memory for exports)."""
         ids = [r[0] for r in self.db.execute(
-            "SELECT session_id FROM sessions WHERE run_id=? AND tree_kept=1 ORDER BY started_ns",
+            "SELECT session_id FROM sessions WHERE run_id=? AND tree_kept>0 ORDER BY started_ns",
             (run_id,))]
         for sid in ids:
             g = self.session_graph(sid)

@@ -1,0 +1,75 @@
+"""User hooks, run in the sidecar (never in the recorded program).
+
+A hook is a callable ``hook(event, data)`` named as ``"package.module:function"`` in the
+``hooks`` setting, or registered in the ``flowagent.hooks`` entry-point group. ``event`` is
+``"session"`` (``data``: one finished session's summary: id, name, result, duration, calls,
+errors, flow variant, the functions it called) or ``"run_end"`` (``data``: the run's totals).
+A hook that fails to load or raises is reported in the run summary and the store; it never
+stops ingestion.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from typing import Any, Callable
+
+Hook = Callable[[str, dict], Any]
+
+
+class Hooks:
+    def __init__(self, specs: list[str], entry_points: bool = True) -> None:
+        self.hooks: list[tuple[str, Hook]] = []
+        self.errors = 0
+        self.first_error = ""
+        for spec in specs:
+            self._load(spec, lambda spec=spec: _resolve(spec))
+        if entry_points:
+            try:
+                from importlib.metadata import entry_points as eps
+
+                for ep in eps(group="flowagent.hooks"):
+                    self._load(f"{ep.name} (entry point {ep.value})", ep.load)
+            except Exception as exc:  # a broken distribution's metadata
+                self._fail("flowagent.hooks entry points", exc)
+
+    def _load(self, label: str, loader: Callable[[], Any]) -> None:
+        try:
+            fn = loader()
+            if not callable(fn):
+                raise TypeError(f"{label} is not callable")
+            self.hooks.append((label, fn))
+        except Exception as exc:
+            self._fail(f"loading hook {label}", exc)
+
+    def _fail(self, what: str, exc: BaseException) -> None:
+        self.errors += 1
+        if not self.first_error:
+            self.first_error = f"{what}: {type(exc).__name__}: {exc}"
+            sys.stderr.write(f"flowagent sidecar: {self.first_error}\n")
+            traceback.print_exc(file=sys.stderr)
+
+    def _call(self, event: str, data: dict) -> None:
+        for label, fn in self.hooks:
+            try:
+                fn(event, data)
+            except Exception as exc:
+                self._fail(f"hook {label} on {event}", exc)
+
+    def session(self, data: dict) -> None:
+        self._call("session", data)
+
+    def run_end(self, data: dict) -> None:
+        self._call("run_end", data)
+
+    def __bool__(self) -> bool:
+        return bool(self.hooks) or bool(self.errors)
+
+
+def _resolve(spec: str) -> Any:
+    module, _, attr = spec.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
