@@ -256,6 +256,107 @@ def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _table(out: TextIO, title: str, header: list[str], rows: list[list[Any]],
+           widths: list[int]) -> None:
+    out.write(f"\n{title}\n")
+    fmt = "  ".join(f"{{:{'<' if i == len(widths) - 1 or w < 0 else '>'}{abs(w)}}}"
+                    for i, w in enumerate(widths))
+    out.write(fmt.format(*header).rstrip() + "\n")
+    for r in rows:
+        out.write(fmt.format(*(str(c) for c in r)).rstrip() + "\n")
+
+
+def cmd_stats(ns: argparse.Namespace, out: TextIO) -> int:
+    from .stats import report
+
+    store = _store(ns.data_dir)
+    run_id = _run_id(store, ns.run)
+    rep = report(store, run_id)
+    if ns.json:
+        json.dump(rep, out, indent=2, default=str)
+        out.write("\n")
+        return 0
+    run, loss, d = rep["run"], rep["loss"], rep["session_durations"]
+    out.write(f"run {run_id}: {run.get('sessions', 0)} sessions, {run.get('calls', 0)} calls, "
+              f"{run.get('errors', 0)} errors\n")
+    out.write(f"events: {loss['produced_events']} produced, {loss['dropped_events']} dropped, "
+              f"{loss['corrupt_frames']} corrupt frames, {loss['agent_errors']} agent errors, "
+              f"{loss['sampled_out']} sessions sampled out, {loss['incomplete_sessions']} "
+              f"incomplete\n")
+    out.write(f"session durations: p50 {_ms(d['p50_ns'])}, p95 {_ms(d['p95_ns'])}, "
+              f"p99 {_ms(d['p99_ns'])}\n")
+    top = ns.top
+    _table(out, "FUNCTIONS (by total time)",
+           ["CALLS", "ERR", "TOTAL", "SELF", "P50", "P95", "P99", "FUNCTION"],
+           [[f["calls"], f["errors"], _ms(f["total_ns"]), _ms(f["self_ns"]), _ms(f["p50_ns"]),
+             _ms(f["p95_ns"]), _ms(f["p99_ns"]), f["function"]] for f in rep["functions"][:top]],
+           [7, 4, 10, 10, 9, 9, 9, -1])
+    _table(out, "FLOW VARIANTS", ["COUNT", "SHARE", "FAILED", "P50", "P95", "ROOT", "EXAMPLE"],
+           [[v["count"], f"{v['share']:.0%}", v["failed"], _ms(v["duration"]["p50_ns"]),
+             _ms(v["duration"]["p95_ns"]), v["root"], v["examples"][0] if v["examples"] else "-"]
+            for v in rep["variants"][:top]], [6, 5, 6, 9, 9, -40, -1])
+    _table(out, "ERROR CLUSTERS", ["COUNT", "HANDLED", "EXCEPTION", "RAISED IN / PATH"],
+           [[c["count"], "yes" if c["handled"] else "no", c["exception"],
+             " > ".join(c["path"])] for c in rep["error_clusters"][:top]], [6, 7, -20, -1])
+    _table(out, "FREQUENT PATHS", ["COUNT", "PATH"],
+           [[p["count"], " > ".join(p["path"])] for p in rep["frequent_paths"][:top]], [6, -1])
+    _table(out, "PROCESSES", ["PID", "EVENTS", "CPU", "MAX RSS", "ARGV"],
+           [[p["pid"], p["events"], "-" if p["cpu_s"] is None else f"{p['cpu_s']:.2f} s",
+             "-" if p["max_rss_bytes"] is None else f"{p['max_rss_bytes'] / 2**20:.1f} MiB",
+             " ".join(p["argv"])] for p in rep["processes"]], [8, 7, 8, 9, -1])
+    return 0
+
+
+def cmd_diff(ns: argparse.Namespace, out: TextIO) -> int:
+    from .diff import diff
+
+    store = _store(ns.data_dir)
+    d = diff(store, _run_id(store, ns.run_a), _run_id(store, ns.run_b))
+    if ns.json:
+        json.dump(d, out, indent=2)
+        out.write("\n")
+        return 0
+    out.write(f"diff {d['run_a']} ({d['sessions']['a']} sessions) -> {d['run_b']} "
+              f"({d['sessions']['b']} sessions)\n")
+    lines = (
+        [f"+ function {f}" for f in d["functions"]["new"]]
+        + [f"- function {f}" for f in d["functions"]["removed"]]
+        + [f"+ call {e['from']} -> {e['to']}" for e in d["edges"]["new"]]
+        + [f"- call {e['from']} -> {e['to']}" for e in d["edges"]["removed"]]
+        + [f"~ calls {s['from']} -> {s['to']}: {s['per_session_a']} -> {s['per_session_b']} "
+           "per session" for s in d["frequency_shifts"]]
+        + [f"+ {s['io']}put shape of {s['function']}: {s['shape']}" for s in d["shapes"]["new"]]
+        + [f"- {s['io']}put shape of {s['function']}: {s['shape']}" for s in d["shapes"]["gone"]]
+        + [f"+ error {e['exception']} in {e['function']} "
+           f"({'handled' if e['handled'] else 'unhandled'}, {e['count']}x)"
+           for e in d["errors"]["new"]]
+        + [f"- error {e['exception']} in {e['function']}" for e in d["errors"]["gone"]]
+        + [f"! {t['function']} {t['change']}: p50 {_ms(t['p50_a_ns'])} -> {_ms(t['p50_b_ns'])} "
+           f"(x{t['ratio']})" for t in d["timing"]]
+    )
+    out.write("\n".join(lines) + "\n" if lines else "no differences\n")
+    return 0
+
+
+def cmd_control(ns: argparse.Namespace, out: TextIO) -> int:
+    from .config import load_config
+    from .sidecar import control
+    from .store.sqlite import SQLiteStore, db_path
+
+    cfg = load_config(os.getcwd(), os.environ, {"data_dir": ns.data_dir} if ns.data_dir else {})
+    store = SQLiteStore(db_path(cfg.data_dir), readonly=True)
+    run_id = _run_id(store, ns.run)
+    run = store.run(run_id)
+    if run and run.get("ended_ns"):
+        raise UsageError(f"run {run_id} has ended; control applies to a run in progress")
+    if ns.sample_rate is not None and not 0.0 <= ns.sample_rate <= 1.0:
+        raise UsageError("--sample-rate takes a fraction between 0 and 1")
+    paused = True if ns.pause else False if ns.resume else None
+    state = control.write(os.path.join(cfg.data_dir, "runs", run_id), paused, ns.sample_rate)
+    out.write(f"run {run_id}: {json.dumps(state)}\n")
+    return 0
+
+
 def cmd_sidecar(ns: argparse.Namespace, out: TextIO) -> int:
     """Restart ingestion for a run whose sidecar died: drain what the rings still hold."""
     from .config import load_config
@@ -302,6 +403,23 @@ def _read_parser() -> _Parser:
                     help="run id (repeatable: runs are merged); default: latest")
     sp.add_argument("--session", metavar="ID", help="export one session instead")
     sp.add_argument("-o", "--output", metavar="FILE")
+    sp = sub.add_parser("stats", help="profiles, flow variants, error clusters, paths")
+    common(sp)
+    sp.add_argument("--run", metavar="RUN")
+    sp.add_argument("--top", type=int, default=15, help="rows per table (15)")
+    sp.add_argument("--json", action="store_true")
+    sp = sub.add_parser("diff", help="what changed between two runs")
+    common(sp)
+    sp.add_argument("run_a", metavar="RUN_A")
+    sp.add_argument("run_b", metavar="RUN_B")
+    sp.add_argument("--json", action="store_true")
+    sp = sub.add_parser("control", help="pause/resume a running recording, change sampling")
+    common(sp)
+    sp.add_argument("--run", metavar="RUN", help="default: latest")
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--pause", action="store_true")
+    g.add_argument("--resume", action="store_true")
+    sp.add_argument("--sample-rate", type=float, metavar="FRACTION")
     sp = sub.add_parser("sidecar", help="re-drain the rings of a run (after a sidecar crash)")
     common(sp)
     sp.add_argument("--resume", metavar="RUN", required=True)
@@ -322,7 +440,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"flowagent {__version__}")
             sys.exit(0)
         handlers = {"runs": cmd_runs, "sessions": cmd_sessions, "trace": cmd_trace,
-                    "export": cmd_export, "sidecar": cmd_sidecar}
+                    "export": cmd_export, "stats": cmd_stats, "diff": cmd_diff, "control": cmd_control,
+                    "sidecar": cmd_sidecar}
         if ns.command not in handlers:
             _read_parser().print_help()
             sys.exit(0 if not argv else 2)

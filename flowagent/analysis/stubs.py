@@ -88,11 +88,12 @@ class _ModuleStub:
         kept: list[FunctionShapes] = []
         for f in functions:
             parts = f.qualname.split(".")
+            bad = [n for n in parts + [p.lstrip("*") for p in f.params] if not _is_name(n)]
             if "<locals>" in parts:
                 self.skipped.append(f"# skipped nested function {f.qualname}")
-            elif not all(_is_name(p) for p in parts) or not all(
-                    _is_name(p.lstrip("*")) for p in f.params):
-                self.skipped.append(f"# skipped {f.qualname!r}: not a valid Python identifier")
+            elif bad:
+                self.skipped.append(f"# skipped {f.qualname}: {bad[0]!r} is not a valid "
+                                    "Python identifier")
             else:
                 kept.append(f)
         self.calls = sum(max(f.calls, 0) for f in kept)
@@ -156,6 +157,9 @@ class _ModuleStub:
     def _function(self, f: FunctionShapes) -> None:
         if f.qualname in self.defined:
             return  # a property's setter or deleter: same qualname as the getter
+        if f.kind.startswith("property") and len(f.params) > 1:
+            self.skipped.append(f"# skipped {f.qualname}: a property setter without its getter")
+            return
         self.defined.add(f.qualname)
         scope = self._place(f.qualname)
         self.shadowed = _BUILTINS & self.names_in.get(scope, set()) if scope else frozenset()
@@ -177,10 +181,7 @@ class _ModuleStub:
                 params.append(p)
                 continue
             text = f.inputs.get(p)
-            if text is None:
-                params.append(p)
-                continue
-            shape = self._read(text, notes)
+            shape = Unknown("?") if text is None else self._read(text, notes)
             if p.startswith("**"):
                 shape = _kwargs_values(shape)
             elif p.startswith("*"):

@@ -23,14 +23,17 @@ class ProcessSampler:
             self._psutil = None
 
     def maybe_sample(self, procs: Iterable[Any]) -> int:
+        """Sample every process each interval, and a newly seen one at once."""
         now = time.time_ns()
-        if self._psutil is None or now < self._next:
+        if self._psutil is None:
             return 0
-        self._next = now + self.interval_ns
+        due = now >= self._next
+        if due:
+            self._next = now + self.interval_ns
         rows = []
         for proc in procs:
             pid = proc.pid
-            if pid in self._gone:
+            if pid in self._gone or (not due and pid in self._handles):
                 continue
             try:
                 h = self._handles.get(pid)

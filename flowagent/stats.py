@@ -1,0 +1,130 @@
+"""What a run's merged flows tell: the report behind ``flowagent stats`` and the viewer.
+
+Everything here is read from the aggregates the sidecar keeps for every session (so it is
+right even when old session trees were pruned): per-function profiles from mergeable
+histograms, flow variants, error clusters, frequent paths, shapes and their drift, the
+processes' CPU and memory, and what was lost on the way.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .sidecar import histogram as H
+from .store.sqlite import SQLiteStore
+
+
+def _hist_stats(h: dict[int, int]) -> dict[str, Any]:
+    return {"count": H.count(h), **{f"{k}_ns": v for k, v in H.summary(h).items()}}
+
+
+def functions(store: SQLiteStore, run_id: str) -> list[dict[str, Any]]:
+    fns = store.functions(run_id)
+    out = []
+    for r in store.db.execute("SELECT * FROM graph_nodes WHERE run_id=?", (run_id,)):
+        fn = fns.get(r["fid"], {})
+        h = H.decode(r["hist"])
+        out.append({
+            "function": fn.get("name", "?"), "kind": fn.get("kind"), "calls": r["calls"],
+            "errors": r["errors"], "partials": r["partials"], "roots": r["roots"],
+            "total_ns": r["total_ns"], "self_ns": r["self_ns"],
+            "mean_ns": r["total_ns"] // r["calls"] if r["calls"] else None,
+            "min_ns": r["min_ns"], "max_ns": r["max_ns"],
+            **{f"{k}_ns": v for k, v in H.summary(h).items()},
+        })
+    out.sort(key=lambda f: (-f["total_ns"], f["function"]))
+    return out
+
+
+def variants(store: SQLiteStore, run_id: str) -> list[dict[str, Any]]:
+    fns = store.functions(run_id)
+    rows = store.db.execute("SELECT * FROM variants WHERE run_id=? ORDER BY count DESC, "
+                            "first_ns", (run_id,)).fetchall()
+    total = sum(r["count"] for r in rows) or 1
+    return [{
+        "variant": r["variant"], "root": fns.get(r["root_fid"], {}).get("name", "?"),
+        "count": r["count"], "share": r["count"] / total, "failed": r["errors"],
+        "first_seen_ns": r["first_ns"], "examples": json.loads(r["examples"]),
+        "duration": _hist_stats(H.decode(r["hist"])),
+    } for r in rows]
+
+
+def error_clusters(store: SQLiteStore, run_id: str) -> list[dict[str, Any]]:
+    fns = store.functions(run_id)
+    rows = store.db.execute("SELECT * FROM error_clusters WHERE run_id=? ORDER BY count DESC",
+                            (run_id,)).fetchall()
+    return [{
+        "exception": store.shape_text(r["exc_sid"]) or "?",
+        "function": fns.get(r["fid"], {}).get("name", "?"),
+        "path": json.loads(r["path"]), "handled": bool(r["handled"]), "count": r["count"],
+        "first_seen_ns": r["first_ns"], "last_seen_ns": r["last_ns"],
+        "examples": json.loads(r["examples"]),
+    } for r in rows]
+
+
+def frequent_paths(store: SQLiteStore, run_id: str, limit: int = 20) -> list[dict[str, Any]]:
+    rows = store.db.execute("SELECT path, count FROM paths WHERE run_id=? ORDER BY count DESC, "
+                            "path LIMIT ?", (run_id, limit)).fetchall()
+    return [{"path": json.loads(r["path"]), "count": r["count"]} for r in rows]
+
+
+def shape_variants(store: SQLiteStore, run_id: str) -> dict[str, dict[str, list[dict]]]:
+    """Per function: its input and output shape variants, in order of first appearance."""
+    fns = store.functions(run_id)
+    firsts = {r["session_id"]: r["started_ns"] for r in store.db.execute(
+        "SELECT session_id, started_ns FROM sessions WHERE run_id=?", (run_id,))}
+    out: dict[str, dict[str, list[dict]]] = {}
+    for r in store.db.execute("SELECT * FROM shape_counts WHERE run_id=?", (run_id,)):
+        fn = fns.get(r["fid"])
+        if fn is None:
+            continue
+        entry = out.setdefault(fn["name"], {"params": fn["params"], "in": [], "out": []})
+        entry[r["io"]].append({"shape": store.shape_text(r["shape_sid"]), "count": r["count"],
+                               "first_session": r["first_session"],
+                               "first_seen_ns": firsts.get(r["first_session"], 0)})
+    for entry in out.values():
+        for io in ("in", "out"):
+            entry[io].sort(key=lambda v: (v["first_seen_ns"], v["shape"] or ""))
+    return out
+
+
+def processes(store: SQLiteStore, run_id: str) -> list[dict[str, Any]]:
+    out = []
+    for p in store.processes(run_id):
+        info = json.loads(p["info"] or "{}")
+        samples = store.db.execute(
+            "SELECT ts_ns, cpu_s, rss_bytes FROM process_samples WHERE run_id=? AND pid=? "
+            "ORDER BY ts_ns", (run_id, p["pid"])).fetchall()
+        out.append({
+            "pid": p["pid"], "ppid": p["ppid"], "argv": info.get("argv", []),
+            "events": p["stored_events"], "dropped_events": p["dropped_events"],
+            "samples": [{"ts_ns": s[0], "cpu_s": s[1], "rss_bytes": s[2]} for s in samples],
+            "cpu_s": samples[-1][1] if samples else None,
+            "max_rss_bytes": max((s[2] for s in samples), default=None),
+        })
+    return out
+
+
+def report(store: SQLiteStore, run_id: str) -> dict[str, Any]:
+    run = store.run(run_id) or {"run_id": run_id}
+    vs = variants(store, run_id)
+    durations = H.merge_all(H.decode(r["hist"]) for r in store.db.execute(
+        "SELECT hist FROM variants WHERE run_id=?", (run_id,)))
+    fns = functions(store, run_id)
+    return {
+        "run": run,
+        "loss": {k: run.get(k, 0) for k in ("produced_events", "dropped_events",
+                                             "dropped_batches", "corrupt_frames",
+                                             "duplicate_frames", "agent_errors", "sampled_out",
+                                             "incomplete_sessions", "hook_errors")},
+        "session_durations": _hist_stats(durations),
+        "functions": fns,
+        "error_hotspots": sorted((f for f in fns if f["errors"]),
+                                 key=lambda f: (-f["errors"], f["function"])),
+        "error_clusters": error_clusters(store, run_id),
+        "variants": vs,
+        "frequent_paths": frequent_paths(store, run_id),
+        "shapes": shape_variants(store, run_id),
+        "processes": processes(store, run_id),
+    }
