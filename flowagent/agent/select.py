@@ -68,6 +68,13 @@ class Selector:
         return None
 
     def wants(self, name: str, filename: str | None) -> bool:
+        if name in ("__main__", "__mp_main__") and filename:
+            # The script also answers to its file's name: `--exclude drive` means drive.py.
+            alias = os.path.splitext(os.path.basename(filename))[0]
+            if self._excluded(alias):
+                return False
+            if self.include and any(fnmatchcase(alias, g) for g in self.include):
+                return True
         decided = self.wants_name(name)
         if decided is not None:
             return decided

@@ -92,7 +92,7 @@ def session_contributions(calls: list[tuple], ses: int, names: dict[int, str]) -
         out.root_fid = root[FID]
         out.duration = max(root[T1] - root[T0], 0)
         out.start = root[T0]
-        out.failed = root[RES] != 0
+        out.failed = root[RES] == ERROR
     return out
 
 
