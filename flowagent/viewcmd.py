@@ -5,6 +5,18 @@ serving, so scripts and tests can start the viewer with ``--port 0`` and read wh
 The viewer binds 127.0.0.1 by default; any other address needs a token (``--token T``, or one
 is generated and shown in the URL), because the recorded shapes describe the program's data.
 Flask is imported only when the command runs, so ``flowagent --help`` stays fast.
+
+Wiring into ``flowagent/cli.py`` (this module imports nothing heavy at import time)::
+
+    # in _read_parser(), next to the other sub-commands
+    from .viewcmd import add_parser as add_view_parser
+    add_view_parser(sub)
+
+    # in main(), in the handlers table
+    from .viewcmd import cmd_view
+    handlers = {..., "view": cmd_view}
+
+``python -m flowagent.viewcmd`` runs the same command on its own.
 """
 
 from __future__ import annotations
@@ -75,8 +87,10 @@ def cmd_view(ns: argparse.Namespace, out: TextIO) -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     try:
         server = make_server(ns.host, ns.port, app, threaded=True)
-    except OSError as exc:
-        raise UsageError(f"cannot listen on {ns.host}:{ns.port}: {exc.strerror or exc}; "
+    except (OSError, SystemExit) as exc:
+        # Werkzeug reports a busy port itself and exits; turn that into our own error.
+        reason = getattr(exc, "strerror", None) or "the address is in use or not available"
+        raise UsageError(f"cannot listen on {ns.host}:{ns.port}: {reason}; "
                          "pick another --port (0 picks a free one)") from None
     url = viewer_url(ns.host, server.server_port, token)
     out.write(f"flowagent view: {url}\n")

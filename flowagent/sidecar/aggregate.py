@@ -51,7 +51,7 @@ def session_contributions(calls: list[tuple], ses: int, names: dict[int, str]) -
     by_id = {c[CID]: c for c in calls}
     children: dict[int, list[tuple]] = {}
     for c in calls:
-        if c[PAR] in by_id:
+        if c[PAR] in by_id and c[PAR] != c[CID]:
             children.setdefault(c[PAR], []).append(c)
     for c in calls:
         if c[RES] == INCOMPLETE:
@@ -99,7 +99,9 @@ def session_contributions(calls: list[tuple], ses: int, names: dict[int, str]) -
 def _path(call: tuple, by_id: dict[int, tuple], names: dict[int, str]) -> str:
     path: list[str] = []
     node: tuple | None = call
-    while node is not None and len(path) < 64:
+    hops = 0
+    while node is not None and hops < 256:
+        hops += 1
         name = names.get(node[FID], "?")
         if not path or path[-1] != name:  # recursion collapses
             path.append(name)
@@ -112,7 +114,9 @@ def _handled(call: tuple, by_id: dict[int, tuple], names: dict[int, str]) -> int
     after it). A web framework turning it into a 500 (the synthetic request root) does not
     count: for the program that error went unhandled."""
     node = by_id.get(call[PAR])
-    while node is not None:
+    hops = 0
+    while node is not None and hops < 256:
+        hops += 1
         if node[RES] != ERROR:
             return 0 if names.get(node[FID], "").startswith("<request>:") else 1
         node = by_id.get(node[PAR])
@@ -121,8 +125,12 @@ def _handled(call: tuple, by_id: dict[int, tuple], names: dict[int, str]) -> int
 
 def _leaf_paths(root: tuple, children: dict[int, list[tuple]], names: dict[int, str]):
     stack = [(root, [names.get(root[FID], "?")])]
+    seen_calls: set[int] = set()
     while stack:
         node, path = stack.pop()
+        if node[CID] in seen_calls:
+            continue  # a cycle in damaged data: never loop
+        seen_calls.add(node[CID])
         kids = children.get(node[CID])
         if not kids:
             yield json.dumps(path)

@@ -116,10 +116,11 @@ def to_contract(g: nx.DiGraph, top_paths: int = 20) -> dict[str, Any]:
             "partials": n["partials"], "roots": n["roots"],
             "input_shape": inputs(top_in) if top_in else {},
             "output_shape": _top(n["out_shapes"]),
-            "input_shapes": [{"shape": inputs(s), "count": c}
-                             for s, c in sorted(n["in_shapes"].items(), key=lambda kv: -kv[1])],
-            "output_shapes": [{"shape": s, "count": c}
-                              for s, c in sorted(n["out_shapes"].items(), key=lambda kv: -kv[1])],
+            # Ties broken by the shape text: the contract must not depend on merge order.
+            "input_shapes": [{"shape": inputs(s), "count": c} for s, c in sorted(
+                n["in_shapes"].items(), key=lambda kv: (-kv[1], kv[0]))],
+            "output_shapes": [{"shape": s, "count": c} for s, c in sorted(
+                n["out_shapes"].items(), key=lambda kv: (-kv[1], kv[0]))],
             "total_ns": n["total_ns"], "self_ns": n["self_ns"], "min_ns": n["min_ns"],
             "max_ns": n["max_ns"], "mean_ns": n["total_ns"] // n["calls"] if n["calls"] else None,
             **{f"{k}_ns": v for k, v in H.summary(n["hist"]).items()},

@@ -19,7 +19,8 @@ ERROR = RESULTS.index("error")
 def _session_where(run_id: str | None, result: str | None, root: str | None,
                    min_duration_ns: int | None) -> tuple[str, list[Any]]:
     # Mirrors the filters of SQLiteStore.sessions(), so a count matches the listed rows.
-    where, args = ["1=1"], []
+    where: list[str] = ["1=1"]
+    args: list[Any] = []
     if run_id:
         where.append("run_id=?")
         args.append(run_id)
@@ -100,7 +101,7 @@ def function_sessions(store: SQLiteStore, run_id: str, function_name: str,
     if fid is None:
         return []
     rows = store.db.execute(
-        "SELECT s.* FROM sessions s WHERE s.run_id=? AND s.tree_kept=1 AND EXISTS "
+        "SELECT s.* FROM sessions s WHERE s.run_id=? AND s.tree_kept>0 AND EXISTS "
         "(SELECT 1 FROM calls c WHERE c.sid=s.sid AND c.fid=?) "
         "ORDER BY s.started_ns DESC LIMIT ?", (run_id, fid[0], limit)).fetchall()
     out = []
