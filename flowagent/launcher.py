@@ -14,6 +14,7 @@ import re
 import secrets
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -158,15 +159,14 @@ def _start_sidecar(run_dir: str, db: str, run_id: str, cfg: Config) -> subproces
     return proc
 
 
-def run(cfg: Config, target: Target, cwd: str) -> int:
-    """Run ``target`` under the agent; returns the program's exit status (never raises for
-    the program's own failures)."""
-    from .agent.backends import choose
+def _run_plain(target: Target) -> int:
+    return subprocess.call([sys.executable if target.kind != "program" else target.path,
+                            *_plain_args(target)])
 
-    if not cfg.enabled:
-        # The production switch: the program runs as if flowagent were not there at all.
-        return subprocess.call([sys.executable if target.kind != "program" else target.path,
-                                *_plain_args(target)])
+
+def _prepare(cfg: Config, target: Target, cwd: str, backend_name: str
+             ) -> tuple[str, str, subprocess.Popen]:
+    """Data directory, run directory, sidecar and run row; StoreError if any fails."""
     data_dir = cfg.data_dir
     run_id = _new_run_id()
     run_dir = os.path.join(data_dir, "runs", run_id)
@@ -177,14 +177,38 @@ def run(cfg: Config, target: Target, cwd: str) -> int:
                          "--data-dir with a writable location") from None
     db = db_path(data_dir)
     sidecar = _start_sidecar(run_dir, db, run_id, cfg)
+    try:
+        store = SQLiteStore(db)
+        with store.transaction():
+            store.db.execute("UPDATE runs SET argv=?, cwd=?, backend=? WHERE run_id=?",
+                             (json.dumps([target.describe(), *target.args]), cwd,
+                              backend_name, run_id))
+        store.close()
+    except (StoreError, sqlite3.Error) as exc:
+        sidecar.kill()
+        raise StoreError(f"cannot write to {db}: {exc}") from None
+    return run_id, run_dir, sidecar
+
+
+def run(cfg: Config, target: Target, cwd: str) -> int:
+    """Run ``target`` under the agent; returns the program's exit status.
+
+    The program always runs: if recording cannot start (data directory unwritable or full,
+    sidecar failing), one clear error line says so and the program runs unrecorded."""
+    from .agent.backends import choose
+
+    if not cfg.enabled:
+        # The production switch: the program runs as if flowagent were not there at all.
+        return _run_plain(target)
     backend, reason = choose(cfg.backend)
     if cfg.verbose:
         sys.stderr.write(f"flowagent: backend {backend.name}: {reason}\n")
-    store = SQLiteStore(db)
-    argv = [target.describe(), *target.args]
-    with store.transaction():
-        store.db.execute("UPDATE runs SET argv=?, cwd=?, backend=? WHERE run_id=?",
-                         (json.dumps(argv), cwd, backend.name, run_id))
+    try:
+        run_id, run_dir, sidecar = _prepare(cfg, target, cwd, backend.name)
+    except StoreError as exc:
+        sys.stderr.write(f"flowagent: error: {exc}; running {target.describe()} without "
+                         "recording\n")
+        return _run_plain(target)
     env = dict(os.environ)
     env.update(to_child_env(cfg))
     roots = [cwd] + ([os.path.dirname(os.path.realpath(target.path))]
@@ -196,20 +220,24 @@ def run(cfg: Config, target: Target, cwd: str) -> int:
     try:
         child = subprocess.Popen(_command(target, backend.name), env=env)
     except OSError as exc:
-        sidecar.stdin.close()  # type: ignore[union-attr]
-        sidecar.wait()
+        _stop_sidecar(sidecar)
         raise TargetError(f"cannot start {target.describe()}: {exc.strerror}") from None
     _forward(child)
     rc = child.wait()
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     summary = _stop_sidecar(sidecar)
-    with store.transaction():
-        store.db.execute("UPDATE runs SET ended_ns=?, exit_code=?, status=? WHERE run_id=?",
-                         (time.time_ns(), rc, "finished" if summary else "sidecar-failed",
-                          run_id))
-    store.close()
-    _print_summary(run_id, data_dir, summary, started, cfg)
+    try:
+        store = SQLiteStore(db_path(cfg.data_dir))
+        with store.transaction():
+            store.db.execute("UPDATE runs SET ended_ns=?, exit_code=?, status=? WHERE run_id=?",
+                             (time.time_ns(), rc, "finished" if summary else "sidecar-failed",
+                              run_id))
+        store.close()
+    except (StoreError, sqlite3.Error) as exc:
+        sys.stderr.write(f"flowagent: error: could not finish run {run_id} in the store: "
+                         f"{exc}\n")
+    _print_summary(run_id, cfg.data_dir, summary, started, cfg)
     return rc
 
 

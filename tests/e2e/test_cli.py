@@ -210,3 +210,12 @@ def test_replayed_frames_are_stored_once(tmp_path):
     after = rec.store().db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
     assert after == before
     assert rec.store().db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 50
+
+
+def test_unwritable_data_dir_runs_the_program_unrecorded(tmp_path):
+    (tmp_path / "p.py").write_text("import sys\nprint('hi')\nsys.exit(3)\n")
+    proc = run_cli(["run", "--data-dir", "/proc/flowagent-cannot-write-here", "p.py"], tmp_path)
+    assert proc.returncode == 3 and proc.stdout == b"hi\n"
+    err = proc.stderr.decode()
+    assert err.count("\n") == 1 and "cannot create the data directory" in err
+    assert "without recording" in err
