@@ -423,6 +423,9 @@ def _read_parser() -> _Parser:
     sp = sub.add_parser("sidecar", help="re-drain the rings of a run (after a sidecar crash)")
     common(sp)
     sp.add_argument("--resume", metavar="RUN", required=True)
+    from .viewcmd import add_parser as add_view_parser
+
+    add_view_parser(sub)
     return p
 
 
@@ -433,6 +436,8 @@ def main(argv: list[str] | None = None) -> None:
             from .launcher import exit_like
 
             exit_like(cmd_run(argv[1:]))
+        from .viewcmd import cmd_view
+
         ns = _read_parser().parse_args(argv)
         if ns.version:
             from . import __version__
@@ -440,7 +445,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"flowagent {__version__}")
             sys.exit(0)
         handlers = {"runs": cmd_runs, "sessions": cmd_sessions, "trace": cmd_trace,
-                    "export": cmd_export, "stats": cmd_stats, "diff": cmd_diff, "control": cmd_control,
+                    "export": cmd_export, "stats": cmd_stats, "diff": cmd_diff, "control": cmd_control, "view": cmd_view,
                     "sidecar": cmd_sidecar}
         if ns.command not in handlers:
             _read_parser().print_help()

@@ -51,10 +51,16 @@ def count_sessions(store: SQLiteStore, run_id: str | None, *, result: str | None
 
 
 def session_roots(store: SQLiteStore, run_id: str, limit: int = 200) -> list[dict[str, Any]]:
-    """Distinct session names (root functions or request routes) of a run, most frequent first."""
+    """Root functions and request routes of a run's sessions, most frequent first.
+
+    Read from the merged graph's per-function ``roots`` counts (finished sessions), not by
+    grouping the sessions table: one small indexed read instead of a scan of every session.
+    """
     rows = store.db.execute(
-        "SELECT name, COUNT(*) AS sessions FROM sessions WHERE run_id=? AND name IS NOT NULL "
-        "GROUP BY name ORDER BY sessions DESC, name LIMIT ?", (run_id, limit)).fetchall()
+        "SELECT f.name AS name, g.roots AS sessions FROM graph_nodes g "
+        "JOIN functions f ON f.run_id=g.run_id AND f.fid=g.fid "
+        "WHERE g.run_id=? AND g.roots>0 ORDER BY g.roots DESC, f.name LIMIT ?",
+        (run_id, limit)).fetchall()
     return [dict(r) for r in rows]
 
 

@@ -1,0 +1,249 @@
+"""Data for the viewer tests: recordings made with the real ``flowagent run``, hostile rows.
+
+Imported by ``conftest.py`` and by tests that need the names (a module with its own name, so
+it never clashes with the other ``conftest`` modules of the suite).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from flowagent.store.sqlite import SQLiteStore, db_path
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "tests" / "artifacts"
+
+XSS = "<script>alert(1)</script>"
+XSS_IMG = "<img src=x onerror=alert(1)>"
+XSS_CLOSE = "</script><script>alert(2)</script>"
+HOSTILE_RUN = "20990101-000000-evil"
+HOSTILE_SESSION = "evilpk-1"
+HOSTILE_SESSION_NOT_KEPT = "evilpk-2"  # retention dropped its call tree
+HOSTILE_FUNCTION = f"evil.{XSS}:{XSS}.{XSS_IMG}"
+
+HOSTILE_APP = '''
+    """A program whose recorded names try to inject markup into the viewer."""
+
+    Evil = type("<img src=x onerror=alert(1)>", (Exception,), {})
+
+
+    class Payload:
+        pass
+
+
+    def handler(payload, options):
+        if options.get("</script><script>alert(2)</script>"):
+            raise Evil("boom")
+        return {"<script>alert(1)</script>": 1}
+
+
+    def main():
+        for flag in (False, True):
+            try:
+                handler(Payload(), {"</script><script>alert(2)</script>": flag, "<b>": "x"})
+            except Exception:
+                pass
+
+
+    if __name__ == "__main__":
+        main()
+'''
+
+
+def clean_env() -> dict[str, str]:
+    """Our environment minus FLOWAGENT_* settings, with this checkout importable."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("FLOWAGENT_") and k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def flowagent(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m flowagent ARGS`` in a subprocess; fails the test with its output on error."""
+    proc = subprocess.run([sys.executable, "-m", "flowagent", *args], cwd=cwd, env=clean_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"flowagent {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def record_demo(data_dir: Path) -> None:
+    flowagent("run", "--data-dir", str(data_dir), "demo/run_demo.py", cwd=REPO)
+
+
+def add_hostile_run(data_dir: Path) -> None:
+    """A run written row by row (as the sidecar would) with markup in every name."""
+    store = SQLiteStore(db_path(str(data_dir)))
+    t0 = 1_900_000_000_000_000_000
+    with store.transaction() as db:
+        db.execute("INSERT INTO runs(run_id, started_ns, ended_ns, argv, cwd, status, exit_code, "
+                   "backend, sessions, calls, errors, dropped_events, corrupt_frames, "
+                   "agent_errors) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (HOSTILE_RUN, t0, t0 + 10**9, json.dumps([XSS, XSS_CLOSE]), f"/tmp/{XSS}",
+                    "finished", 1, "wrap", 1, 2, 1, 3, 1, 2))
+        db.execute("INSERT INTO processes(run_id, pk, pid, ppid, info, started_ns, "
+                   "dropped_events) VALUES(?,?,?,?,?,?,?)",
+                   (HOSTILE_RUN, "evilpk", 99, 1, json.dumps({"threads": {"7": XSS}}), t0, 3))
+        fns = [(1, HOSTILE_FUNCTION, f"evil.{XSS}", f"{XSS}.{XSS_IMG}", "method", ["self", XSS]),
+               (2, f"evil:{XSS_CLOSE}", "evil", XSS_CLOSE, "function", [])]
+        for fid, name, module, qual, kind, params in fns:
+            db.execute("INSERT INTO functions(run_id, fid, name, module, qualname, file, line, "
+                       "kind, params) VALUES(?,?,?,?,?,?,?,?,?)",
+                       (HOSTILE_RUN, fid, name, module, qual, f"/x/{XSS}.py", 1, kind,
+                        json.dumps(params)))
+        s_in = store.shape_id(json.dumps([XSS_IMG, f"dict{{{XSS}:int}}"]))
+        s_out = store.shape_id(f"list[{XSS_CLOSE}]")
+        s_exc = store.shape_id(f"evil.{XSS_IMG}")
+        db.execute("INSERT INTO sessions(sid, session_id, run_id, name, root_fid, pid, pk, "
+                   "thread, result, complete, started_ns, ended_ns, duration_ns, calls, errors, "
+                   "variant, tree_kept) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (10_000_001, HOSTILE_SESSION, HOSTILE_RUN, f"<request>:GET /{XSS}", 1, 99,
+                    "evilpk", XSS, "error", 1, t0, t0 + 5000, 5000, 2, 1, "v", 1))
+        db.execute("INSERT INTO sessions(sid, session_id, run_id, name, root_fid, pid, pk, "
+                   "thread, result, complete, started_ns, ended_ns, duration_ns, calls, errors, "
+                   "variant, tree_kept) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (10_000_002, HOSTILE_SESSION_NOT_KEPT, HOSTILE_RUN, f"<request>:GET /{XSS}",
+                    1, 99, "evilpk", XSS, "success", 1, t0 + 10**6, t0 + 10**6 + 10, 10, 1, 0,
+                    "v", 0))
+        db.executemany("INSERT INTO calls(sid, call_id, parent_id, fid, caller_fid, in_sid, "
+                       "out_sid, result, exc_sid, t0, t1, thread) "
+                       "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", [
+            (10_000_001, 1, 0, 1, 0, s_in, s_out, 2, 0, t0, t0 + 5000, 7),
+            (10_000_001, 2, 1, 2, 1, 0, 0, 1, s_exc, t0 + 1000, t0 + 2000, 7),
+        ])
+        nodes = "run_id, fid, calls, errors, partials, total_ns, self_ns, min_ns, max_ns, roots"
+        db.execute(f"INSERT INTO graph_nodes({nodes}) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                   (HOSTILE_RUN, 1, 1, 0, 1, 5000, 4000, 5000, 5000, 1))
+        db.execute(f"INSERT INTO graph_nodes({nodes}) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                   (HOSTILE_RUN, 2, 1, 1, 0, 1000, 1000, 1000, 1000, 0))
+        db.execute("INSERT INTO graph_edges(run_id, caller_fid, callee_fid, result, count, "
+                   "total_ns) VALUES(?,?,?,?,?,?)", (HOSTILE_RUN, 1, 2, 1, 1, 1000))
+        shapes = "run_id, fid, io, shape_sid, count, first_session"
+        db.execute(f"INSERT INTO shape_counts({shapes}) VALUES(?,?,?,?,?,?)",
+                   (HOSTILE_RUN, 1, "in", s_in, 1, HOSTILE_SESSION))
+        db.execute(f"INSERT INTO shape_counts({shapes}) VALUES(?,?,?,?,?,?)",
+                   (HOSTILE_RUN, 1, "out", s_out, 1, HOSTILE_SESSION))
+        db.execute("INSERT INTO paths(run_id, path, count) VALUES(?,?,?)",
+                   (HOSTILE_RUN, json.dumps([HOSTILE_FUNCTION, f"evil:{XSS_CLOSE}"]), 1))
+    store.close()
+
+
+# -- a run being recorded ------------------------------------------------------------
+
+LIVE_RUN = "20990202-000000-live"
+
+
+def start_live_run(store: SQLiteStore) -> None:
+    """A run as the sidecar starts it: status 'running', no end, no totals yet."""
+    with store.transaction() as db:
+        db.execute("INSERT INTO runs(run_id, started_ns, status, argv) VALUES(?,?,?,?)",
+                   (LIVE_RUN, time.time_ns(), "running", json.dumps(["app.py"])))
+        db.execute("INSERT INTO functions(run_id, fid, name, module, qualname, kind, params) "
+                   "VALUES(?,?,?,?,?,?,?)", (LIVE_RUN, 1, "app:handle", "app", "handle", "function",
+                                              "[]"))
+        db.execute("INSERT INTO functions(run_id, fid, name, module, qualname, kind, params) "
+                   "VALUES(?,?,?,?,?,?,?)", (LIVE_RUN, 2, "app:helper", "app", "helper", "function",
+                                              "[]"))
+
+
+def add_live_session(store: SQLiteStore, n: int, *, finished: bool = True) -> None:
+    """One session of the live run (open when not ``finished``), with its aggregates."""
+    t = 1_900_000_000_000_000_000 + n * 1000
+    with store.transaction() as db:
+        db.execute("INSERT INTO sessions(sid, session_id, run_id, name, root_fid, pid, pk, "
+                   "thread, result, complete, started_ns, ended_ns, duration_ns, calls, errors, "
+                   "tree_kept) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (n, f"live-{n}", LIVE_RUN, "app:handle" if finished else None, 1, 1, "pk",
+                    "MainThread", "success" if finished else None, 1 if finished else 0, t,
+                    t + 500 if finished else None, 500 if finished else None, 2, 0, 1))
+        if finished:
+            db.execute("INSERT OR IGNORE INTO graph_nodes(run_id, fid, calls, errors, partials, "
+                       "total_ns, self_ns, min_ns, max_ns, roots) VALUES(?,1,0,0,0,0,0,500,500,0)",
+                       (LIVE_RUN,))
+            db.execute("UPDATE graph_nodes SET calls=calls+1, roots=roots+1, total_ns=total_ns+500"
+                       " WHERE run_id=? AND fid=1", (LIVE_RUN,))
+            if n == 3:  # a new function and edge appear mid-run
+                db.execute("INSERT INTO graph_nodes(run_id, fid, calls, errors, partials, "
+                           "total_ns, self_ns, min_ns, max_ns, roots) "
+                           "VALUES(?,2,1,0,0,100,100,100,100,0)", (LIVE_RUN,))
+                db.execute("INSERT INTO graph_edges(run_id, caller_fid, callee_fid, result, "
+                           "count, total_ns) VALUES(?,1,2,0,1,100)", (LIVE_RUN,))
+
+
+# -- the viewer as a server process -----------------------------------------------------
+
+START_TIMEOUT = 30
+
+
+@functools.lru_cache(maxsize=1)
+def _view_command() -> tuple[str, ...]:
+    probe = subprocess.run([sys.executable, "-m", "flowagent", "view", "--help"], cwd=REPO,
+                           env=clean_env(), capture_output=True, text=True, timeout=60)
+    if probe.returncode == 0 and "--token" in probe.stdout:
+        return (sys.executable, "-m", "flowagent", "view")
+    return (sys.executable, "-m", "flowagent.viewcmd")
+
+
+def view_command() -> list[str]:
+    """``python -m flowagent view`` once the CLI knows the command, else the module itself."""
+    return list(_view_command())
+
+
+@contextmanager
+def serve(*args: str, cmd: list[str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start the viewer, read its URL from the first stdout line (with a timeout), stop it.
+
+    stderr goes to a file, not a pipe: a server that logs a lot must never block on it.
+    """
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen([*(cmd or view_command()), *args], cwd=REPO, env=clean_env(),
+                                stdout=subprocess.PIPE, stderr=errors, text=True)
+        line: list[str] = []
+
+        def first_line() -> None:
+            if proc.stdout is not None:
+                line.append(proc.stdout.readline())
+
+        reader = threading.Thread(target=first_line, daemon=True)
+        reader.start()
+        reader.join(START_TIMEOUT)
+        try:
+            if not line or not line[0]:
+                proc.kill()
+                proc.wait()
+                errors.seek(0)
+                raise AssertionError(f"no URL within {START_TIMEOUT}s: {errors.read()}")
+            m = re.fullmatch(r"flowagent view: (http://\S+)\n", line[0])
+            assert m, line[0]
+            yield m.group(1), proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
+
+
+def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
+                                    timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()

@@ -1,0 +1,150 @@
+"""JSON API under ``/api/``: everything the pages show, plus ``/health``.
+
+The pages' scripts poll these for live refresh. Ids are only looked up in the store; an unknown
+one is a JSON 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, current_app, jsonify, request, url_for
+from werkzeug.wrappers import Response
+
+from flowagent import __version__
+from flowagent.errors import StoreError
+from flowagent.export import FORMATS
+from flowagent.store import queries
+from flowagent.store.sqlite import SQLiteStore, db_path
+
+from . import graphview, sessionview, statsview
+from .data import get_store, merged_contract, run_or_404, session_or_404, with_totals
+from .sessionlist import list_sessions, parse_filters
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+health_bp = Blueprint("health", __name__)
+
+
+@health_bp.get("/health")
+def health() -> Response:
+    """Liveness plus whether the store can be read (200 either way: the server is up)."""
+    info: dict[str, Any] = {"status": "ok", "version": __version__}
+    try:
+        store = SQLiteStore(db_path(current_app.config["DATA_DIR"]), readonly=True)
+        try:
+            info["store"] = "ok"
+            info["runs"] = len(store.runs())
+        finally:
+            store.close()
+    except StoreError:
+        info["store"] = "missing"
+        info["runs"] = 0
+    return jsonify(info)
+
+
+@bp.get("/")
+def index() -> Response:
+    """The endpoints, for people and scripts exploring the API."""
+    return jsonify({"endpoints": [
+        "/health", "/api/runs", "/api/runs/<run_id>", "/api/runs/<run_id>/sessions",
+        "/api/runs/<run_id>/roots", "/api/runs/<run_id>/graph",
+        "/api/runs/<run_id>/graph/view", "/api/runs/<run_id>/function?name=NAME",
+        "/api/runs/<run_id>/stats", "/api/sessions/<session_id>",
+        "/api/sessions/<session_id>/tree", "/api/sessions/<session_id>/timeline",
+        "/api/formats",
+    ]})
+
+
+@bp.get("/runs")
+def runs() -> Response:
+    store = get_store()
+    return jsonify({"runs": [with_totals(store, r) for r in store.runs()]})
+
+
+@bp.get("/runs/<run_id>")
+def run(run_id: str) -> Response:
+    r = run_or_404(run_id)
+    return jsonify({"run": r, "processes": get_store().processes(run_id)})
+
+
+@bp.get("/runs/<run_id>/sessions")
+def sessions(run_id: str) -> Response:
+    r = run_or_404(run_id)
+    listing = list_sessions(get_store(), run_id, parse_filters(request.args))
+    listing["run"] = r
+    for item in listing["items"]:
+        item["url"] = url_for("pages.session", session_id=item["session_id"])
+    return jsonify(listing)
+
+
+@bp.get("/runs/<run_id>/roots")
+def roots(run_id: str) -> Response:
+    run_or_404(run_id)
+    return jsonify({"roots": queries.session_roots(get_store(), run_id)})
+
+
+@bp.get("/runs/<run_id>/graph")
+def graph(run_id: str) -> Response:
+    """The merged-graph export contract of the run."""
+    return jsonify(merged_contract(run_or_404(run_id)))
+
+
+@bp.get("/runs/<run_id>/graph/view")
+def graph_view(run_id: str) -> Response:
+    """The graph as the architecture page draws it (level and filters as query arguments)."""
+    r = run_or_404(run_id)
+    contract = merged_contract(r)
+    view = graphview.view_graph(contract, **graphview.options_from(request.args, contract))
+    view["run"] = {k: r[k] for k in ("run_id", "status", "live", "sessions", "calls", "errors")}
+    return jsonify(view)
+
+
+@bp.get("/runs/<run_id>/function")
+def function(run_id: str) -> Response:
+    r = run_or_404(run_id)
+    name = request.args.get("name") or ""
+    details = graphview.function_details(merged_contract(r), name)
+    if details is None:
+        abort(404, description=f"no function {name!r} in run {run_id!r}")
+    details["sessions"] = [
+        dict(s, url=url_for("pages.session", session_id=s["session_id"]))
+        for s in queries.function_sessions(get_store(), run_id, name, limit=10)]
+    return jsonify(details)
+
+
+@bp.get("/runs/<run_id>/stats")
+def stats(run_id: str) -> Response:
+    r = run_or_404(run_id)
+    data = statsview.run_stats(get_store(), r, merged_contract(r),
+                               sort=request.args.get("sort") or "calls")
+    data["run"] = r
+    return jsonify(data)
+
+
+@bp.get("/sessions/<session_id>")
+def session(session_id: str) -> Response:
+    """The session row and its graph (the export contract's session graph, unix ns)."""
+    row = session_or_404(session_id)
+    return jsonify({"session": row, "graph": get_store().session_graph(session_id)})
+
+
+@bp.get("/sessions/<session_id>/tree")
+def tree(session_id: str) -> Response:
+    session_or_404(session_id)
+    graph = get_store().session_graph(session_id) or {"nodes": []}
+    rows = [r.as_dict() for r in sessionview.tree_rows(graph)]
+    return jsonify({"session_id": session_id, "rows": rows})
+
+
+@bp.get("/sessions/<session_id>/timeline")
+def timeline(session_id: str) -> Response:
+    session_or_404(session_id)
+    graph = get_store().session_graph(session_id) or {"nodes": []}
+    return jsonify(sessionview.timeline(graph))
+
+
+@bp.get("/formats")
+def formats() -> Response:
+    return jsonify({"formats": [
+        {"name": f.name, "extension": f.extension, "media_type": f.media_type,
+         "inputs": sorted(f.inputs)} for f in FORMATS.values()]})

@@ -1,0 +1,131 @@
+"""The HTML pages: runs and sessions, one session, the architecture graph, statistics.
+
+Pages are rendered on the server (Jinja autoescapes every name and shape); each page's script
+only adds interaction and live refresh, reading its initial data from a JSON block that
+Flask's ``tojson`` escapes for embedding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from flowagent.export import FORMATS
+from flowagent.store import queries
+
+from . import graphview, sessionview, statsview
+from .data import get_store, latest_run_id, merged_contract, run_or_404, session_or_404, \
+    with_totals
+from .sessionlist import ORDERS, PAGE_SIZES, list_sessions, parse_filters
+
+bp = Blueprint("pages", __name__)
+RUNS_SHOWN = 20
+
+
+def _formats(kind: str) -> list[dict[str, str]]:
+    return [{"name": f.name, "extension": f.extension} for f in FORMATS.values()
+            if kind in f.inputs]
+
+
+@bp.get("/")
+def index() -> str:
+    store = get_store()
+    runs = store.runs()
+    run_id = request.args.get("run") or (runs[0]["run_id"] if runs else None)
+    run = run_or_404(run_id) if run_id else None
+    shown = [run if run and r["run_id"] == run["run_id"] else with_totals(store, r)
+             for r in runs[:RUNS_SHOWN]]
+    listing = roots = pager = None
+    if run is not None:
+        listing = list_sessions(store, run["run_id"], parse_filters(request.args))
+        roots = queries.session_roots(store, run["run_id"])
+        pager = _pager(run["run_id"], listing)
+    return render_template("index.html", runs=shown, all_runs=runs, run=run, listing=listing,
+                           roots=roots, pager=pager, orders=ORDERS, page_sizes=PAGE_SIZES,
+                           results=("success", "error", "partial", "incomplete"),
+                           run_formats=_formats("merged") + _formats("sessions"))
+
+
+def _pager(run_id: str, listing: dict) -> dict[str, str | None]:
+    """Links to other pages of the same listing, built from the parsed filters only."""
+    f = listing["filters"]
+    keep = {k: f[k] for k in ("result", "root", "q", "order") if f[k]}
+    if f["min_ms"]:
+        keep["min_ms"] = f["min_ms"]
+    keep["per_page"] = f["per_page"]
+
+    def link(page: int) -> str:
+        return url_for("pages.index", run=run_id, page=page, **keep)
+
+    page, pages = listing["page"], listing["pages"]
+    return {
+        "first": link(1) if page > 1 else None,
+        "prev": link(page - 1) if page > 1 else None,
+        "next": link(page + 1) if listing["has_more"] else None,
+        "last": link(pages) if pages and page < pages and not listing["matched_capped"] else None,
+    }
+
+
+@bp.get("/runs/<run_id>")
+def run_page(run_id: str) -> Response:
+    run = run_or_404(run_id)
+    return redirect(url_for("pages.index", run=run["run_id"]))
+
+
+@bp.get("/sessions/<session_id>")
+def session(session_id: str) -> str:
+    row = session_or_404(session_id)
+    graph = get_store().session_graph(session_id) or {"nodes": [], "edges": []}
+    run = run_or_404(row["run_id"])
+    rows = sessionview.tree_rows(graph)
+    threads = sorted({r.thread_name for r in rows})
+    return render_template("session.html", session=row, run=run, rows=rows, threads=threads,
+                           errors=sum(1 for r in rows if r.result == "error"),
+                           child_limit=sessionview.CHILD_LIMIT,
+                           formats=_formats("session"))
+
+
+GRAPH_ARGS = ("level", "errors", "module", "min_freq", "focus")
+
+
+def _passed_on(keys: tuple[str, ...]) -> dict[str, Any]:
+    """Known query arguments only: anything else could collide with url_for's own."""
+    return {k: request.args[k] for k in keys if k in request.args}
+
+
+@bp.get("/graph")
+def graph_latest() -> Response:
+    run_id = latest_run_id()
+    if run_id is None:
+        return redirect(url_for("pages.index"))
+    return redirect(url_for("pages.graph", run_id=run_id, **_passed_on(GRAPH_ARGS)))
+
+
+@bp.get("/runs/<run_id>/graph")
+def graph(run_id: str) -> str:
+    run = run_or_404(run_id)
+    contract = merged_contract(run)
+    opts = graphview.options_from(request.args, contract)
+    view = graphview.view_graph(contract, **opts)
+    return render_template("graph.html", run=run, view=view, opts=opts,
+                           modules=graphview.modules(contract),
+                           focus=(request.args.get("focus") or "")[:2000],
+                           formats=_formats("merged"))
+
+
+@bp.get("/stats")
+def stats_latest() -> Response:
+    run_id = latest_run_id()
+    if run_id is None:
+        return redirect(url_for("pages.index"))
+    return redirect(url_for("pages.stats", run_id=run_id, **_passed_on(("sort",))))
+
+
+@bp.get("/runs/<run_id>/stats")
+def stats(run_id: str) -> str:
+    run = run_or_404(run_id)
+    data = statsview.run_stats(get_store(), run, merged_contract(run),
+                               sort=request.args.get("sort") or "calls")
+    return render_template("stats.html", run=run, stats=data, sorts=list(statsview.SORTS))

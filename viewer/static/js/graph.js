@@ -1,0 +1,382 @@
+/* Architecture page: the merged graph drawn with Cytoscape.js and laid out by ELK.
+ *
+ * The server filters and collapses (see viewer/graphview.py); this script draws, lays out
+ * (layered, left to right, with module and class boxes as compound nodes) and explains a
+ * clicked node. Labels are drawn on a canvas by Cytoscape, so names are never parsed as markup;
+ * the side panel is built with textContent.
+ */
+"use strict";
+
+(function () {
+  const data = FA.pageData();
+  const form = document.getElementById("graph-form");
+  const details = document.getElementById("details");
+  const counts = document.getElementById("graph-counts");
+  const empty = document.getElementById("cy-empty");
+  const busy = document.getElementById("cy-busy");
+  const MONO = 'ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace';
+  let view = data.view;
+  let rankDir = "LR";
+  let selectedId = null; // the selected node of the current view
+  let anchor = data.focus || null; // the function it stands for: kept across levels and filters
+  const HINT = "Click a function to see its callers, callees, call counts, shape variants and timings.";
+  let current = new URLSearchParams(new FormData(form));
+
+  const measure = (() => {
+    const ctx = document.createElement("canvas").getContext("2d");
+    ctx.font = `11px ${MONO}`;
+    return (text) => ctx.measureText(text).width;
+  })();
+  const shorten = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
+
+  const cy = cytoscape({
+    container: document.getElementById("cy"),
+    minZoom: 0.05, maxZoom: 4, boxSelectionEnabled: false, autoungrabify: true,
+    style: [
+      { selector: "node[w]", style: {
+        shape: "round-rectangle", "background-color": "#ffffff", "border-width": 1, "border-color": "#9aa5b1",
+        label: "data(display)", "font-family": MONO, "font-size": 11, color: "#1f2933",
+        "text-valign": "center", "text-halign": "center", "text-wrap": "wrap", "line-height": 1.3,
+        width: "data(w)", height: "data(h)" } },
+      { selector: "node.root", style: { "border-color": "#2b6cb0", "border-width": 2 } },
+      { selector: "node.partial", style: { "border-color": "#d69e2e", "border-width": 2, "background-color": "#fffbeb" } },
+      { selector: "node.err", style: { "border-color": "#c53030", "border-width": 2, "background-color": "#fff5f5" } },
+      { selector: "node.box", style: {
+        "background-color": "#e9eef4", "background-opacity": 0.55, "border-color": "#b8c2cc", "border-width": 1,
+        label: "data(label)", "text-valign": "top", "text-halign": "center", "font-size": 12, "font-weight": "bold",
+        color: "#3e4c59", padding: 12, "text-margin-y": -2 } },
+      { selector: "node.box-class", style: { "background-color": "#f8fafc", "background-opacity": 0.9, "border-style": "dashed", "font-size": 11 } },
+      { selector: "node.box-package", style: { "background-color": "#dde5ee" } },
+      { selector: "edge", style: {
+        width: "data(width)", "line-color": "#a3afbd", "target-arrow-color": "#a3afbd", "target-arrow-shape": "triangle",
+        "arrow-scale": 0.7, "curve-style": "bezier", opacity: 0.8 } },
+      { selector: "edge.routed", style: { "curve-style": "segments", "edge-distances": "node-position", "segment-radius": 6 } },
+      { selector: "edge.partial", style: { "line-color": "#d69e2e", "target-arrow-color": "#d69e2e", "line-style": "dashed" } },
+      { selector: "edge.err", style: { "line-color": "#c53030", "target-arrow-color": "#c53030", "line-style": "solid" } },
+      { selector: "edge.labelled", style: {
+        label: "data(tag)", "font-size": 10, "font-family": MONO, color: "#1f2933", "text-background-color": "#ffffff",
+        "text-background-opacity": 0.9, "text-background-padding": 2 } },
+      { selector: ".faded", style: { opacity: 0.12 } },
+      { selector: "node.box.faded", style: { opacity: 0.35 } },
+      { selector: "node.sel", style: { "border-color": "#2b6cb0", "border-width": 3, "background-color": "#e6f0fa" } },
+      { selector: "edge.hl", style: { opacity: 1, "z-index": 10 } },
+    ],
+  });
+
+  function elements(v) {
+    const out = [];
+    for (const b of v.boxes) {
+      out.push({ group: "nodes", data: { id: b.id, label: b.label, parent: b.parent || undefined, kind: b.kind },
+        classes: `box box-${b.kind}`, selectable: false });
+    }
+    for (const n of v.nodes) {
+      let label = n.label;
+      if (n.parent && n.parent.startsWith("c:") && label.includes(".")) label = label.slice(label.indexOf(".") + 1);
+      label = shorten(label, 48);
+      const second = `×${FA.number(n.calls)}${n.errors ? `  ✗${FA.number(n.errors)}` : ""}`;
+      const classes = [n.errors ? "err" : n.partials ? "partial" : "", n.roots ? "root" : ""].join(" ");
+      out.push({ group: "nodes", classes, data: {
+        id: n.id, parent: n.parent || undefined, display: `${label}\n${second}`,
+        w: Math.ceil(Math.max(measure(label), measure(second)) + 18), h: 34 } });
+    }
+    for (const e of v.edges) {
+      const classes = e.errors ? "err" : e.partials ? "partial" : "";
+      const tag = `${FA.number(e.frequency)}${e.errors ? ` (✗${FA.number(e.errors)})` : ""}`;
+      out.push({ group: "edges", classes, data: { id: `${e.source}\u0000${e.target}`, source: e.source, target: e.target,
+        width: e.width, frequency: e.frequency, tag } });
+    }
+    return out;
+  }
+
+  function signature(v) {
+    return [v.level, v.boxes.map((b) => b.id).join("\u0001"), v.nodes.map((n) => `${n.id}\u0002${n.parent}`).join("\u0001"),
+      v.edges.map((e) => `${e.source}\u0002${e.target}`).join("\u0001")].join("\u0003");
+  }
+
+  // -- layout: ELK (layered, hierarchy-aware) in a Web Worker ---------------------------------
+  // Cytoscape keeps the elements; ELK only computes positions. Boxes (modules, classes) are
+  // ELK compound nodes, so their members are laid out together and edges between boxes are
+  // taken into account across the hierarchy (INCLUDE_CHILDREN).
+  const elk = new ELK({ workerUrl: data.elk_worker });
+  let layoutRun = 0;
+
+  function elkGraph() {
+    const byId = new Map();
+    const root = { id: "__root__", children: [], edges: [], layoutOptions: {
+      "elk.algorithm": "layered", "elk.direction": rankDir === "LR" ? "RIGHT" : "DOWN",
+      "elk.hierarchyHandling": "INCLUDE_CHILDREN",
+      "elk.layered.spacing.nodeNodeBetweenLayers": "36", "elk.spacing.nodeNode": "10",
+      "elk.spacing.componentComponent": "30", "elk.layered.thoroughness": "4",
+      "elk.layered.nodePlacement.strategy": "BRANDES_KOEPF", "elk.edgeRouting": "ORTHOGONAL",
+      "elk.layered.spacing.edgeNodeBetweenLayers": "8", "elk.layered.spacing.edgeEdgeBetweenLayers": "4",
+      "elk.layered.mergeEdges": "true" } };
+    const make = (node) => {
+      const item = { id: node.id(), children: [] };
+      if (node.hasClass("box")) item.layoutOptions = { "elk.padding": "[top=26,left=10,bottom=10,right=10]" };
+      else { item.width = node.data("w"); item.height = node.data("h"); }
+      byId.set(node.id(), item);
+      return item;
+    };
+    const boxesFirst = cy.nodes().sort((a, b) => a.ancestors().length - b.ancestors().length);
+    boxesFirst.forEach((node) => {
+      const item = make(node);
+      const parent = node.parent();
+      (parent.nonempty() ? byId.get(parent.id()).children : root.children).push(item);
+    });
+    cy.edges().forEach((edge) => {
+      if (edge.source().id() === edge.target().id()) return; // loops do not shape the layout
+      root.edges.push({ id: edge.id(), sources: [edge.source().id()], targets: [edge.target().id()] });
+    });
+    return root;
+  }
+
+  function applyPositions(result) {
+    const positions = {};
+    const offset = { __root__: { x: 0, y: 0 } }; // top-left corner of every ELK node
+    const walk = (item, ox, oy) => {
+      for (const child of item.children || []) {
+        const x = ox + (child.x || 0), y = oy + (child.y || 0);
+        offset[child.id] = { x, y };
+        if (child.children && child.children.length) walk(child, x, y);
+        else positions[child.id] = { x: x + (child.width || 0) / 2, y: y + (child.height || 0) / 2 };
+      }
+    };
+    const routes = [];
+    const collect = (item) => {
+      for (const edge of item.edges || []) routes.push(edge);
+      for (const child of item.children || []) collect(child);
+    };
+    walk(result, 0, 0);
+    collect(result);
+    cy.batch(() => {
+      cy.nodes().forEach((node) => { if (positions[node.id()]) node.position(positions[node.id()]); });
+      // ELK routes edges around the boxes; Cytoscape draws them as segments through the same
+      // bend points (expressed relative to the line between the two node centres).
+      for (const edge of routes) {
+        const ele = cy.getElementById(edge.id);
+        const section = edge.sections && edge.sections[0];
+        if (!ele.length || !section) continue;
+        const base = offset[edge.container] || offset.__root__;
+        const abs = (p) => ({ x: p.x + base.x, y: p.y + base.y });
+        const s = ele.source().position(), t = ele.target().position();
+        const vx = t.x - s.x, vy = t.y - s.y, len2 = vx * vx + vy * vy;
+        const bends = (section.bendPoints || []).map(abs);
+        if (!bends.length || len2 < 1) { ele.removeStyle(); ele.removeClass("routed"); continue; }
+        const len = Math.sqrt(len2);
+        const weights = [], distances = [];
+        for (const p of bends) {
+          weights.push(((p.x - s.x) * vx + (p.y - s.y) * vy) / len2);
+          distances.push(((p.y - s.y) * vx - (p.x - s.x) * vy) / len);
+        }
+        const a = abs(section.startPoint), b = abs(section.endPoint);
+        ele.addClass("routed");
+        ele.style({ "segment-weights": weights.join(" "), "segment-distances": distances.join(" "),
+          "source-endpoint": `${a.x - s.x}px ${a.y - s.y}px`, "target-endpoint": `${b.x - t.x}px ${b.y - t.y}px` });
+      }
+    });
+  }
+
+  async function layout(fit) {
+    const run = ++layoutRun;
+    FA.graphReady = false;
+    busy.classList.remove("hidden");
+    try {
+      const started = performance.now();
+      const result = await elk.layout(elkGraph());
+      FA.layoutMs = performance.now() - started;
+      if (run !== layoutRun) return; // a newer layout started meanwhile
+      applyPositions(result);
+    } catch (error) {
+      // No worker (unusual browser settings): a simple layered layout beats no layout.
+      cy.layout({ name: "breadthfirst", directed: true, spacingFactor: 0.9 }).run();
+    }
+    busy.classList.add("hidden");
+    if (fit) cy.fit(undefined, 24);
+    if (anchor) select(anchor, false);
+    FA.graphReady = true;
+  }
+
+  function render(v, keepViewport) {
+    view = v;
+    cy.startBatch();
+    cy.elements().remove();
+    cy.add(elements(v));
+    cy.endBatch();
+    empty.classList.toggle("hidden", v.nodes.length > 0);
+    counts.textContent = `${FA.number(v.nodes.length)} nodes, ${FA.number(v.edges.length)} edges · ` +
+      `${FA.number(v.shown_functions)} of ${FA.number(v.total_functions)} functions · ${FA.number(v.total_sessions)} sessions`;
+    const names = document.getElementById("fn-names");
+    FA.clear(names).append(...v.nodes.flatMap((n) => n.members).slice(0, 2000).map((m) => FA.el("option", { value: m })));
+    layout(!keepViewport);
+  }
+
+  function updateCounts(v) {
+    // Same shape as before: refresh numbers in place, keep positions and the reader's viewport.
+    view = v;
+    for (const n of v.nodes) {
+      const node = cy.getElementById(n.id);
+      if (!node.length) continue;
+      const fresh = elements({ boxes: [], nodes: [n], edges: [] })[0];
+      node.data({ display: fresh.data.display, w: fresh.data.w });
+      node.classes(fresh.classes);
+    }
+    for (const e of v.edges) {
+      const fresh = elements({ boxes: [], nodes: [], edges: [e] })[0];
+      const edge = cy.getElementById(fresh.data.id);
+      if (edge.length) { edge.data({ width: fresh.data.width, tag: fresh.data.tag }); edge.classes(fresh.classes); }
+    }
+    if (selectedId && cy.getElementById(selectedId).length) showDetails(selectedId);
+  }
+
+  const nodeOf = (id) => view.nodes.find((n) => n.id === id) || null;
+  const groupContaining = (name) => view.nodes.find((n) => n.id === name || n.members.includes(name)) || null;
+
+  function highlight(node) {
+    cy.elements().removeClass("faded hl sel").addClass("faded");
+    cy.edges().removeClass("labelled");
+    const near = node.closedNeighborhood();
+    near.removeClass("faded");
+    near.ancestors().removeClass("faded");
+    near.edges().addClass("hl labelled");
+    node.addClass("sel");
+  }
+
+  function clearHighlight() {
+    cy.elements().removeClass("faded hl sel");
+    cy.edges().removeClass("labelled");
+  }
+
+  function select(name, animate) {
+    const group = groupContaining(name);
+    if (!group) {
+      selectedId = null;
+      clearHighlight();
+      FA.clear(details).append(FA.el("p", { className: "muted" }, HINT));
+      return false;
+    }
+    anchor = group.members.includes(name) ? name : group.members[0];
+    const node = cy.getElementById(group.id);
+    selectedId = group.id;
+    highlight(node);
+    // Bring the node and its callers and callees into view, readable but not blown up.
+    const near = node.closedNeighborhood();
+    const bb = near.boundingBox();
+    const fitZoom = Math.min(cy.width() / (bb.w + 120), cy.height() / (bb.h + 120));
+    const zoom = Math.min(Math.max(fitZoom, 0.8), 1.4);
+    cy.animate({ zoom, center: { eles: fitZoom < 0.8 ? node : near } }, { duration: animate ? 250 : 0 });
+    showDetails(group.id, name !== group.id ? name : null);
+    return true;
+  }
+
+  // -- side panel ----------------------------------------------------------------------------
+  const dlRows = (pairs) => FA.el("dl", {}, pairs.flatMap(([k, v]) => [FA.el("dt", {}, k), FA.el("dd", {}, v)]));
+  const nameButton = (name) => (groupContaining(name)
+    ? FA.el("button", { className: "link-btn", type: "button", onclick: () => select(name, true) }, name)
+    : FA.el("span", { className: "mono", title: "not shown with the current filters" }, name));
+  const branchText = (branches) => Object.entries(branches).filter(([b]) => b !== "success")
+    .map(([b, c]) => `${b} ${FA.number(c)}`).join(", ");
+  const sideList = (items) => (items.length
+    ? FA.el("ul", {}, items.slice(0, 100).map((d) => FA.el("li", {},
+      FA.el("span", { className: "count" }, `${FA.number(d.frequency)}×`), nameButton(d.function_name),
+      branchText(d.branches) ? FA.el("span", { className: "exc" }, `  ${branchText(d.branches)}`) : null)))
+    : FA.el("p", { className: "muted" }, "none"));
+  const shapeList = (items, fmt) => (items.length
+    ? FA.el("ul", {}, items.slice(0, 30).map((s) => FA.el("li", {},
+      FA.el("span", { className: "count" }, `${FA.number(s.count)}×`), FA.el("span", { className: "mono" }, fmt(s.shape)))))
+    : FA.el("p", { className: "muted" }, "none recorded"));
+
+  function params(extra) {
+    const p = new URLSearchParams(current);
+    for (const [k, v] of Object.entries(extra)) { if (v === null) p.delete(k); else p.set(k, v); }
+    return p;
+  }
+
+  async function showDetails(id, member) {
+    const group = nodeOf(id);
+    if (!group) return;
+    if (view.level === "function") {
+      let f;
+      try { f = await FA.getJSON(`${data.api_function}?${new URLSearchParams({ name: id })}`); } catch (e) { return; }
+      if (selectedId !== id) return;
+      FA.clear(details).append(
+        FA.el("h3", { id: "details-name" }, f.function_name),
+        FA.el("p", { className: "muted" }, `${f.kind || "function"} in ${f.module}`),
+        dlRows([["calls", FA.number(f.occurrences)], ["errors", FA.number(f.errors)], ["handled below", FA.number(f.partials)],
+          ["session root", FA.number(f.roots)], ["total time", FA.duration(f.total_ns)], ["self time", FA.duration(f.self_ns)],
+          ["average", FA.duration(f.avg_ns)], ["min / max", `${FA.duration(f.min_ns)} / ${FA.duration(f.max_ns)}`]]),
+        FA.el("h4", {}, `Callers (${f.callers.length})`), sideList(f.callers),
+        FA.el("h4", {}, `Callees (${f.callees.length})`), sideList(f.callees),
+        FA.el("h4", {}, `Input shapes (${f.input_shapes.length})`), shapeList(f.input_shapes, FA.inputShape),
+        FA.el("h4", {}, `Output shapes (${f.output_shapes.length})`), shapeList(f.output_shapes, (s) => String(s)),
+        FA.el("h4", {}, "Recent sessions calling it"),
+        f.sessions.length ? FA.el("ul", {}, f.sessions.map((s) => FA.el("li", {}, FA.resultBadge(s.result), " ",
+          FA.el("a", { href: s.url }, s.session_id), " ", FA.el("span", { className: "muted" }, s.name || "")))) :
+          FA.el("p", { className: "muted" }, "no kept session tree"));
+      return;
+    }
+    const callers = view.edges.filter((e) => e.target === id).map((e) => ({ function_name: e.source, frequency: e.frequency, branches: e.branches }));
+    const callees = view.edges.filter((e) => e.source === id).map((e) => ({ function_name: e.target, frequency: e.frequency, branches: e.branches }));
+    const drill = group.level === "package" ? "module" : "function";
+    FA.clear(details).append(
+      FA.el("h3", { id: "details-name" }, group.id),
+      FA.el("p", { className: "muted" }, `${group.level} · ${group.members.length} function${group.members.length === 1 ? "" : "s"}`),
+      dlRows([["calls", FA.number(group.calls)], ["errors", FA.number(group.errors)], ["handled below", FA.number(group.partials)],
+        ["internal calls", FA.number(group.internal_calls)], ["self time", FA.duration(group.self_ns)],
+        ["total time", group.total_ns === null ? "–" : FA.duration(group.total_ns)]]),
+      FA.el("div", { className: "actions" },
+        FA.el("a", { className: "btn", href: `${data.page_url}?${params({ level: drill, module: group.level === "class" ? group.module : group.id.split(":")[0], focus: member })}` },
+          `Open this ${group.level} (${drill} level) →`)),
+      FA.el("h4", {}, `Called from (${callers.length})`), sideList(callers),
+      FA.el("h4", {}, `Calls into (${callees.length})`), sideList(callees),
+      FA.el("h4", {}, "Functions"),
+      FA.el("ul", {}, group.members.slice(0, 300).map((m) => FA.el("li", {},
+        FA.el("a", { href: `${data.page_url}?${params({ level: "function", focus: m })}` }, m)))));
+  }
+
+  // -- interaction ---------------------------------------------------------------------------
+  cy.on("tap", "node", (event) => {
+    const node = event.target;
+    if (node.hasClass("box")) return;
+    select(node.id(), true);
+  });
+  cy.on("tap", (event) => {
+    if (event.target === cy) {
+      selectedId = null; anchor = null; clearHighlight();
+      FA.clear(details).append(FA.el("p", { className: "muted" }, HINT));
+    }
+  });
+  cy.on("mouseover", "edge", (event) => event.target.addClass("labelled"));
+  cy.on("mouseout", "edge", (event) => { if (!event.target.hasClass("hl")) event.target.removeClass("labelled"); });
+
+  async function applyForm() {
+    const p = new URLSearchParams();
+    for (const [k, v] of new FormData(form)) if (v !== "" && k !== "focus") p.append(k, v);
+    current = p;
+    const v = await FA.getJSON(`${data.api_view}?${p}`);
+    const search = p.toString();
+    history.replaceState(null, "", `${data.page_url}${search ? `?${search}` : ""}`);
+    render(v, false);
+  }
+  form.addEventListener("change", (event) => { if (event.target.id !== "find") applyForm(); });
+  form.addEventListener("submit", (event) => { event.preventDefault(); applyForm(); });
+  document.getElementById("find").addEventListener("change", (event) => {
+    if (!select(event.target.value.trim(), true)) event.target.setCustomValidity("not in this view");
+    else event.target.setCustomValidity("");
+  });
+  document.getElementById("fit").addEventListener("click", () => cy.fit(undefined, 24));
+  document.getElementById("relayout").addEventListener("click", () => layout(true));
+  document.getElementById("direction").addEventListener("click", () => { rankDir = rankDir === "LR" ? "TB" : "LR"; layout(true); });
+
+  render(view, false);
+  window.FA.cy = cy; // for tests and curious users
+
+  if (data.live) {
+    FA.poll(async () => {
+      const v = await FA.getJSON(`${data.api_view}?${current}`);
+      if (signature(v) !== signature(view)) render(v, true);
+      else updateCounts(v);
+      FA.setLive(v.run.live);
+      return v.run.live;
+    }, data.poll_ms || 2000);
+  }
+})();
