@@ -112,8 +112,10 @@ class ProfileBackend(_HooksMixin):
             name = code.co_name
             qual = getattr(code, "co_qualname", name)
             module = frame.f_globals.get("__name__") or "?"
-            # CO_OPTIMIZED: real functions only, not class bodies, modules or exec'd code.
-            if code.co_flags & 0x01 and not name.startswith("<") and (self._nested or "<locals>" not in qual) \
+            # CO_OPTIMIZED: real functions only, not class bodies or modules; and only code
+            # from a source file (not `<string>`: dataclass- or namedtuple-generated code).
+            if code.co_flags & 0x01 and not name.startswith("<") \
+                    and not code.co_filename.startswith("<") and (self._nested or "<locals>" not in qual) \
                     and self._selector is not None \
                     and self._selector.wants(module, code.co_filename):
                 n = code.co_argcount + code.co_kwonlyargcount

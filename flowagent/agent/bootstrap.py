@@ -102,6 +102,7 @@ def start() -> None:
     if prefix and os.path.realpath(prefix) != os.path.realpath(sys.prefix):
         _log(f"not recording: interpreter {sys.executable} is not the run's ({prefix})")
         return
+    backend = None
     try:
         from .backends import choose
         from .transport import Transport
@@ -124,4 +125,9 @@ def start() -> None:
         _initial_control(run_dir, env)
     except Exception as exc:  # never break the program because recording could not start
         recorder.S.on = False
+        if backend is not None:
+            try:
+                backend.uninstall()  # nothing half-installed stays behind
+            except Exception:
+                pass
         sys.stderr.write(f"flowagent: recording disabled in pid {os.getpid()}: {exc}\n")

@@ -14,6 +14,11 @@ Ambiguities of the notation, and how :func:`parse` reads them (either way render
 * ``tuple[T, ...]`` is a long tuple, even when it was a 2-tuple whose second element was cut.
 * ``Cart{a:int}`` may be a dataclass or a dict subclass (``OrderedDict{a:int}``); the tree keeps
   the name and lets consumers decide.
+* Names are class ``__qualname__`` values, which a program may set to anything: a class named
+  ``any``, ``function``, ``module`` or ``HTTP`` reads as the marker, and one whose qualname
+  holds a space, ``?`` or one of ``[]{}(),:|`` cannot be told apart from structure.
+* The recorder joins generator samples in plain sorted order (``Iterator[...|int]``), not
+  with the cut last as :func:`shape_of` does; both parse, and merging writes the latter.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from ..errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -105,15 +105,32 @@ class SQLiteStore:
                                           check_same_thread=False)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, "
+                                "value TEXT)")
+                self._check_version(path)
                 self.db.executescript(_SCHEMA)
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)",
                                 (str(SCHEMA_VERSION),))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the flowagent database {path}: {exc}; check that "
                              "the data directory exists, is writable and has free space") from None
+        if readonly:
+            self._check_version(path)
         self.db.row_factory = sqlite3.Row
         self._shape_ids: dict[str, int] = {}
         self._shape_text: dict[int, str] = {}
+
+    def _check_version(self, path: str) -> None:
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.Error:
+            row = None  # an empty database: this version creates it
+        if row is not None and row[0] != str(SCHEMA_VERSION):
+            self.db.close()
+            raise StoreError(
+                f"{path} was written by a different flowagent version (data format "
+                f"{row[0]}, this one reads {SCHEMA_VERSION}); use another --data-dir or move "
+                "the old one away")
 
     def close(self) -> None:
         self.db.close()
