@@ -300,6 +300,11 @@ def cmd_stats(ns: argparse.Namespace, out: TextIO) -> int:
              " > ".join(c["path"])] for c in rep["error_clusters"][:top]], [6, 7, -20, -1])
     _table(out, "FREQUENT PATHS", ["COUNT", "PATH"],
            [[p["count"], " > ".join(p["path"])] for p in rep["frequent_paths"][:top]], [6, -1])
+    _table(out, "SHAPE DRIFT", ["IO", "CHANGE", "FUNCTION", "WHERE", "BEFORE -> AFTER",
+                                "FIRST SESSION"],
+           [[e["io"], e["kind"], e["function"], e["path"] or "(whole)",
+             f"{e['before'] or '-'} -> {e['after'] or '-'}", e["session"]]
+            for e in rep["drift"][:top]], [3, -11, -30, -16, -40, -1])
     _table(out, "PROCESSES", ["PID", "EVENTS", "CPU", "MAX RSS", "ARGV"],
            [[p["pid"], p["events"], "-" if p["cpu_s"] is None else f"{p['cpu_s']:.2f} s",
              "-" if p["max_rss_bytes"] is None else f"{p['max_rss_bytes'] / 2**20:.1f} MiB",
@@ -335,6 +340,42 @@ def cmd_diff(ns: argparse.Namespace, out: TextIO) -> int:
            f"(x{t['ratio']})" for t in d["timing"]]
     )
     out.write("\n".join(lines) + "\n" if lines else "no differences\n")
+    return 0
+
+
+def cmd_stubs(ns: argparse.Namespace, out: TextIO) -> int:
+    from .analysis import FunctionShapes, generate_stubs
+    from .stats import shape_variants, shapes_and_drift
+
+    store = _store(ns.data_dir)
+    run_id = _run_id(store, ns.run)
+    fns = {f["name"]: f for f in store.functions(run_id).values()}
+    calls = {r[0]: r[1] for r in store.db.execute(
+        "SELECT f.name, g.calls FROM graph_nodes g JOIN functions f ON f.run_id=g.run_id AND "
+        "f.fid=g.fid WHERE g.run_id=?", (run_id,))}
+    merged, _ = shapes_and_drift(shape_variants(store, run_id))
+    items = []
+    for name, m in merged.items():
+        fn = fns.get(name)
+        if fn is None or fn["module"] in ("__main__", "__mp_main__", "<request>"):
+            continue
+        items.append(FunctionShapes(fn["module"], fn["qualname"], list(fn["params"]),
+                                    fn["kind"] or "function", m["inputs"], m["output"],
+                                    calls.get(name, 0)))
+    stubs = generate_stubs(items)
+    packages = {m.rsplit(".", 1)[0] for m in stubs if "." in m}
+    for module, text in sorted(stubs.items()):
+        parts = module.split(".")
+        path = os.path.join(ns.output, *parts[:-1],
+                            "__init__.pyi" if module in packages else parts[-1] + ".pyi")
+        if module in packages:
+            path = os.path.join(ns.output, *parts, "__init__.pyi")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        out.write(f"{path}\n")
+    if not stubs:
+        out.write("no recorded module functions to write stubs for\n")
     return 0
 
 
@@ -413,6 +454,10 @@ def _read_parser() -> _Parser:
     sp.add_argument("run_a", metavar="RUN_A")
     sp.add_argument("run_b", metavar="RUN_B")
     sp.add_argument("--json", action="store_true")
+    sp = sub.add_parser("stubs", help="write .pyi stubs with TypedDicts from observed shapes")
+    common(sp)
+    sp.add_argument("--run", metavar="RUN")
+    sp.add_argument("-o", "--output", metavar="DIR", required=True)
     sp = sub.add_parser("control", help="pause/resume a running recording, change sampling")
     common(sp)
     sp.add_argument("--run", metavar="RUN", help="default: latest")
@@ -445,7 +490,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"flowagent {__version__}")
             sys.exit(0)
         handlers = {"runs": cmd_runs, "sessions": cmd_sessions, "trace": cmd_trace,
-                    "export": cmd_export, "stats": cmd_stats, "diff": cmd_diff, "control": cmd_control, "view": cmd_view,
+                    "export": cmd_export, "stats": cmd_stats, "diff": cmd_diff, "stubs": cmd_stubs, "control": cmd_control, "view": cmd_view,
                     "sidecar": cmd_sidecar}
         if ns.command not in handlers:
             _read_parser().print_help()

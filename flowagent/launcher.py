@@ -298,7 +298,8 @@ def exit_like(rc: int) -> None:
     if rc < 0:
         sys.stdout.flush()
         sys.stderr.flush()
-        signal.signal(-rc, signal.SIG_DFL)
+        if -rc not in (signal.SIGKILL, signal.SIGSTOP):  # those cannot be caught anyway
+            signal.signal(-rc, signal.SIG_DFL)
         os.kill(os.getpid(), -rc)
         time.sleep(1)
         os._exit(128 - rc)

@@ -89,6 +89,42 @@ def shape_variants(store: SQLiteStore, run_id: str) -> dict[str, dict[str, list[
     return out
 
 
+def shapes_and_drift(variants_by_fn: dict[str, dict[str, Any]]
+                     ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Per function: merged input/output shapes (optional fields marked ``?``); and every
+    shape drift event (a field appearing, disappearing or changing type) with the session
+    where it first happened."""
+    from .analysis import Variant, drift, input_drift, merge_inputs, merge_shapes
+
+    merged: dict[str, dict[str, Any]] = {}
+    events: list[dict[str, Any]] = []
+    for fn, entry in sorted(variants_by_fn.items()):
+        params = entry["params"]
+        out: dict[str, Any] = {"inputs": {}, "output": None}
+        try:
+            ins = {v["shape"]: v["count"] for v in entry["in"] if v["shape"]}
+            if ins:
+                out["inputs"] = merge_inputs(params, ins)
+            outs = {v["shape"]: v["count"] for v in entry["out"] if v["shape"]}
+            if outs:
+                out["output"] = merge_shapes(outs).text
+            for io, found in (
+                    ("in", input_drift(params, [Variant(v["shape"], v["count"],
+                                                        v["first_session"], v["first_seen_ns"])
+                                                for v in entry["in"] if v["shape"]])),
+                    ("out", drift([Variant(v["shape"], v["count"], v["first_session"],
+                                           v["first_seen_ns"])
+                                   for v in entry["out"] if v["shape"]]))):
+                for e in found:
+                    events.append({"function": fn, "io": io, "kind": e.kind, "path": e.path,
+                                   "before": e.before, "after": e.after,
+                                   "session": e.session, "seen_ns": e.seen})
+        except ValueError:
+            out["unparsable"] = True  # a damaged shape text: reported, never fatal
+        merged[fn] = out
+    return merged, events
+
+
 def processes(store: SQLiteStore, run_id: str) -> list[dict[str, Any]]:
     out = []
     for p in store.processes(run_id):
@@ -112,6 +148,8 @@ def report(store: SQLiteStore, run_id: str) -> dict[str, Any]:
     durations = H.merge_all(H.decode(r["hist"]) for r in store.db.execute(
         "SELECT hist FROM variants WHERE run_id=?", (run_id,)))
     fns = functions(store, run_id)
+    variants_by_fn = shape_variants(store, run_id)
+    merged, drift_events = shapes_and_drift(variants_by_fn)
     return {
         "run": run,
         "loss": {k: run.get(k, 0) for k in ("produced_events", "dropped_events",
@@ -125,6 +163,8 @@ def report(store: SQLiteStore, run_id: str) -> dict[str, Any]:
         "error_clusters": error_clusters(store, run_id),
         "variants": vs,
         "frequent_paths": frequent_paths(store, run_id),
-        "shapes": shape_variants(store, run_id),
+        "shapes": {fn: dict(variants_by_fn[fn], merged=merged.get(fn))
+                   for fn in variants_by_fn},
+        "drift": drift_events,
         "processes": processes(store, run_id),
     }

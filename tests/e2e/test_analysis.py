@@ -228,3 +228,48 @@ def test_pause_and_resume_while_running(tmp_path):
 
     store = SQLiteStore(str(data / "flowagent.db"), readonly=True)
     assert store.count_sessions() == 10
+
+
+DRIFTING = """
+import shopapp
+
+for i in range(12):
+    payload = {"user": "u", "qty": i}
+    if i >= 4:
+        payload["email"] = "e"       # field appears in the 5th session
+    if i >= 8:
+        payload["qty"] = str(i)      # type changes in the 9th
+    if i >= 10:
+        del payload["user"]          # field disappears in the 11th
+    shopapp.handle("a", payload)
+print("done")
+"""
+
+
+def test_shape_drift_and_stubs_report_the_planted_changes(tmp_path):
+    write_files(tmp_path, {**APP, "drifting.py": DRIFTING})
+    data = tmp_path / "d"
+    proc = run_cli(["run", "--data-dir", str(data), "drifting.py"], tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    rep = cli_json(tmp_path, data, "stats")
+    sessions = [s["session_id"] for s in sorted(
+        json.loads(run_cli(["sessions", "--json", "--data-dir", str(data)], tmp_path).stdout),
+        key=lambda s: s["started_ns"])]
+    events = [(e["kind"], e["path"], e["session"]) for e in rep["drift"]
+              if e["function"] == "shopapp:store" and e["io"] == "in"]
+    assert events == [("appeared", "payload.email", sessions[4]),
+                      ("changed", "payload.qty", sessions[8]),
+                      ("disappeared", "payload.user", sessions[10])]
+    merged = rep["shapes"]["shopapp:store"]["merged"]["inputs"]["payload"]
+    assert merged == "dict{email?:str,qty:int|str,user?:str}"
+    out = tmp_path / "stubs"
+    proc = run_cli(["stubs", "-o", str(out), "--data-dir", str(data)], tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    stub = (out / "shopapp.pyi").read_text()
+    import ast
+
+    ast.parse(stub)
+    # One TypedDict per structure, named after the first function that used it.
+    assert "class HandlePayload(TypedDict):" in stub
+    assert "email: NotRequired[str]" in stub and "qty: int | str" in stub
+    assert "def store(payload: HandlePayload) -> HandleResult: ..." in stub
