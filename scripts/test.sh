@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v dot >/dev/null || need_apt+=(graphviz)
 command -v node >/dev/null || need_apt+=(nodejs npm)
-[ -x /usr/bin/chromium ] || need_apt+=(chromium chromium-driver)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "flowagent tests: installing ${need_apt[*]} (Debian packages)" >&2
