@@ -31,8 +31,13 @@ py311=${PYTHON:-python3}
 status=0
 .venv/bin/python -m pytest -n 2 -q "$@" || status=$?
 
-py312=$(command -v python3.12 2>/dev/null || ls -d "$HOME"/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | tail -1 || true)
-if [ -n "$py312" ] && "$py312" --version >/dev/null 2>&1; then
+py312=""
+for candidate in $(ls -d "$HOME"/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null) \
+                 $(command -v python3.12 2>/dev/null); do
+  # a pyenv shim exists even where 3.12 is not selected: take the first one that runs
+  if "$candidate" --version >/dev/null 2>&1; then py312=$candidate; break; fi
+done
+if [ -n "$py312" ]; then
   . scripts/_env.sh "$py312" .venv312 test
   echo "== the same suite on $("$py312" --version) (browser tests ran above)" >&2
   .venv312/bin/python -m pytest -n 2 -q -m "not browser" "$@" || status=$?

@@ -35,6 +35,7 @@ CID, PARENT, SES, FID, T0, INS, FLAGS, OUTER, GEN, THR, EXC, YIELDED, RV = range
 _ERR = 1          # this call raised
 _CHILD_ERR = 2    # something below it raised (makes a normal return `partial`)
 _SKIP = 4         # a session left out by sampling: nothing under it is recorded
+_SHAPED = 8       # this call's shapes are taken (see the shape budget below)
 
 _cur: ContextVar[list | None] = ContextVar("flowagent_current_call", default=None)
 _get = _cur.get
@@ -142,6 +143,25 @@ _SCALARS = frozenset({int, str, float, bool, type(None), bytes, complex})
 _scalar_inputs: dict[tuple, int] = {}
 
 
+# Shape budget: every call is recorded, but describing argument and return values costs more
+# than the rest of the record. The first SHAPE_FIRST calls of each function are described,
+# then one call in SHAPE_EVERY; the others carry shape id 0 ("not sampled"). Variants and
+# drift are found all the same, at most SHAPE_EVERY calls late.
+SHAPE_FIRST = 64
+SHAPE_EVERY = 16
+_shape_calls: list[int] = []
+
+
+def _shaped(fid: int) -> bool:
+    try:
+        n = _shape_calls[fid] + 1
+    except IndexError:
+        _shape_calls.extend([0] * (fid + 1 - len(_shape_calls)))
+        n = 1
+    _shape_calls[fid] = n
+    return n <= SHAPE_FIRST or n % SHAPE_EVERY == 0
+
+
 def _input_sid(args: tuple) -> int:
     types = tuple(map(type, args))
     sid = _scalar_inputs.get(types)
@@ -151,6 +171,16 @@ def _input_sid(args: tuple) -> int:
     sid = intern(shape)
     if _SCALARS.issuperset(types):
         _scalar_inputs[types] = sid
+    return sid
+
+
+_scalar_outputs: dict[type, int] = {}
+
+
+def _output_sid(value: Any) -> int:
+    sid = intern(_shape_of(value))
+    if type(value) in _SCALARS:
+        _scalar_outputs[type(value)] = sid
     return sid
 
 
@@ -186,8 +216,11 @@ def open_call(fid: int, args: tuple) -> list | None:
         else:
             cid = S.next_id()
             ses = parent[SES]
-        frame = [cid, parent, ses, fid, 0, _input_sid(args), 0, parent, S.gen, _ident(), 0, 0,
-                 None]
+        if _shaped(fid):
+            frame = [cid, parent, ses, fid, 0, _input_sid(args), _SHAPED, parent, S.gen,
+                     _ident(), 0, 0, None]
+        else:
+            frame = [cid, parent, ses, fid, 0, 0, 0, parent, S.gen, _ident(), 0, 0, None]
         _set(frame)
         if ses == cid:
             # The thread's name now: a short-lived thread may be gone (and its ident reused)
@@ -236,8 +269,11 @@ def close_call(frame: list, exc_type: type | None) -> None:
             if y:
                 # A generator's yielded shapes, or a fixed shape set by set_output_shape().
                 out = intern(y if type(y) is str else f"{y[0]}[{_union(y[1])}]")
+            elif flags & _SHAPED:
+                v = frame[RV]
+                out = _scalar_outputs.get(type(v)) or _output_sid(v)
             else:
-                out = intern(_shape_of(frame[RV]))
+                out = 0
         frame[RV] = None
         parent = frame[PARENT]
         if res and parent is not None:
@@ -523,6 +559,7 @@ def reset_after_fork() -> None:
     S.session_names = []
     S.session_starts = []
     _scalar_inputs.clear()
+    _scalar_outputs.clear()
     _resend_all_definitions()
     _set(None)
 
