@@ -202,7 +202,9 @@ class RingReader:
         mm = self._mm
         names = ("head", "produced_batches", "produced_events", "dropped_batches",
                  "dropped_events", "closed", "last_seq")
-        return {n: _Q.unpack_from(mm, OFF_HEAD + 8 * i)[0] for i, n in enumerate(names)}
+        # Clamped to SQLite's integer range: a garbled header must not crash the store.
+        return {n: min(_Q.unpack_from(mm, OFF_HEAD + 8 * i)[0], 2**63 - 1)
+                for i, n in enumerate(names)}
 
     def _copy(self, pos: int, n: int) -> bytes:
         cap = self.capacity

@@ -94,5 +94,41 @@ class Decoder:
         lengths = {len(cols[f]) for f in CALL_FIELDS}
         if len(lengths) != 1:
             raise ValueError("batch call columns differ in length")
+        if any(type(x) is not int for f in CALL_FIELDS for x in cols[f]):
+            raise ValueError("batch call columns hold something other than integers")
+        _check_entries(batch)
         batch["calls"] = _records(cols)
         return batch
+
+
+# Shape of every other batch entry: (key, number of fields, per-field type checks). A frame
+# whose checksum is right but whose content is not what a producer writes must be refused
+# here, before the sidecar applies any of it.
+_ENTRIES: dict[str, tuple[tuple[type | tuple[type, ...], ...], ...]] = {
+    "defs": ((int, str, str, str, int, list, str),),
+    "strings": ((int, (str, list)),),
+    "starts": ((int, int, int, int), (int, int, int, int, str)),
+    "names": ((int, str),),
+    "threads": ((int, str),),
+}
+
+
+def _check_entries(batch: dict[str, Any]) -> None:
+    for key, layouts in _ENTRIES.items():
+        entries = batch.get(key, [])
+        if not isinstance(entries, list):
+            raise ValueError(f"batch {key} is not a list")
+        for entry in entries:
+            if not isinstance(entry, list) or not any(
+                    len(entry) == len(layout)
+                    and all(isinstance(v, t) and not isinstance(v, bool) or t is int and
+                            type(v) is int for v, t in zip(entry, layout))
+                    for layout in layouts):
+                raise ValueError(f"batch {key} has a malformed entry")
+    anchor = batch.get("anchor")
+    if anchor is not None and (not isinstance(anchor, list) or len(anchor) != 2
+                               or any(type(a) is not int for a in anchor)):
+        raise ValueError("batch anchor is malformed")
+    for key in ("pk", "pid", "seq", "agent_errors", "sampled_out"):
+        if key in batch and type(batch[key]) is not int:
+            raise ValueError(f"batch {key} is not an integer")

@@ -107,7 +107,7 @@ class Ingestor:
             try:
                 reader = RingReader(os.path.join(self.ring_dir, name))
             except (RingError, OSError, ValueError):
-                self.bad_rings.add(name)
+                self.bad_rings.add(name)  # counted as foreign_rings in the totals
                 continue
             proc = Proc(pk=pk, reader=reader, pid=reader.pid, info=reader.info())
             row = self.db.execute("SELECT last_seq, ring_tail, stored_events, duplicate_frames "
@@ -172,7 +172,15 @@ class Ingestor:
                     self.undecodable += 1
                     proc.last_seq = seq
                     continue
-                stored += self._apply(proc, batch)
+                self.db.execute("SAVEPOINT frame")
+                try:
+                    stored += self._apply(proc, batch)
+                except Exception:
+                    # Validated, yet unusable (ids out of range, values out of SQLite's
+                    # range): drop this frame's rows, count it, keep going.
+                    self.db.execute("ROLLBACK TO frame")
+                    self.undecodable += 1
+                self.db.execute("RELEASE frame")
                 proc.last_seq = seq
             self._save_proc(proc, end if end is not None else reader.tail, counters)
             self.agg.flush(self.store, self.run_id)
@@ -339,7 +347,7 @@ class Ingestor:
     def totals(self) -> dict[str, int]:
         t = dict(processes=len(self.procs), produced_events=0, dropped_events=0,
                  dropped_batches=0, corrupt_frames=0, duplicate_frames=0, agent_errors=0,
-                 stored_events=0, sampled_out=0)
+                 stored_events=0, sampled_out=0, foreign_rings=len(self.bad_rings))
         for p in self.procs.values():
             c = p.reader.counters()
             t["produced_events"] += c["produced_events"]
@@ -350,7 +358,7 @@ class Ingestor:
             t["agent_errors"] += p.agent_errors
             t["stored_events"] += p.stored
             t["sampled_out"] += p.sampled_out
-        t["corrupt_frames"] += self.undecodable
+        t["corrupt_frames"] += self.undecodable + len(self.bad_rings)
         return t
 
 
