@@ -72,10 +72,18 @@ def frequent_paths(store: SQLiteStore, run_id: str, limit: int = 20) -> list[dic
 def shape_variants(store: SQLiteStore, run_id: str) -> dict[str, dict[str, list[dict]]]:
     """Per function: its input and output shape variants, in order of first appearance."""
     fns = store.functions(run_id)
-    firsts = {r["session_id"]: r["started_ns"] for r in store.db.execute(
-        "SELECT session_id, started_ns FROM sessions WHERE run_id=?", (run_id,))}
+    rows = store.db.execute("SELECT * FROM shape_counts WHERE run_id=?", (run_id,)).fetchall()
+    # Start times of the sessions that first showed each variant (only those: a run may
+    # hold a million sessions).
+    wanted = sorted({r["first_session"] for r in rows if r["first_session"]})
+    firsts: dict[str, int] = {}
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i:i + 500]
+        firsts.update(store.db.execute(
+            f"SELECT session_id, started_ns FROM sessions WHERE session_id IN "
+            f"({','.join('?' * len(chunk))})", chunk).fetchall())
     out: dict[str, dict[str, list[dict]]] = {}
-    for r in store.db.execute("SELECT * FROM shape_counts WHERE run_id=?", (run_id,)):
+    for r in rows:
         fn = fns.get(r["fid"])
         if fn is None:
             continue

@@ -18,7 +18,8 @@ from flowagent.store import queries
 from flowagent.store.sqlite import SQLiteStore, db_path
 
 from . import graphview, sessionview, statsview
-from .data import get_store, merged_contract, run_or_404, session_or_404, with_totals
+from .data import get_store, merged_contract, run_or_404, run_report, session_or_404, \
+    with_totals
 from .sessionlist import list_sessions, parse_filters
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -101,11 +102,19 @@ def graph_view(run_id: str) -> Response:
 
 @bp.get("/runs/<run_id>/function")
 def function(run_id: str) -> Response:
+    """One function of the merged graph, with its percentiles, merged shapes and drift."""
     r = run_or_404(run_id)
     name = request.args.get("name") or ""
     details = graphview.function_details(merged_contract(r), name)
     if details is None:
         abort(404, description=f"no function {name!r} in run {run_id!r}")
+    report = run_report(r)
+    profile: dict[str, Any] = next((f for f in report["functions"] if f["function"] == name), {})
+    details.update({k: profile.get(k) for k in ("p50_ns", "p95_ns", "p99_ns")})
+    details["merged_shapes"] = (report["shapes"].get(name) or {}).get("merged")
+    details["drift"] = [
+        dict(d, url=url_for("pages.session", session_id=d["session"]) if d["session"] else None)
+        for d in report["drift"] if d["function"] == name]
     details["sessions"] = [
         dict(s, url=url_for("pages.session", session_id=s["session_id"]))
         for s in queries.function_sessions(get_store(), run_id, name, limit=10)]
@@ -114,11 +123,11 @@ def function(run_id: str) -> Response:
 
 @bp.get("/runs/<run_id>/stats")
 def stats(run_id: str) -> Response:
+    """``flowagent stats --json`` of the run (:func:`flowagent.stats.report`), with live
+    totals while it is recorded, functions in ``?sort=`` order, ``function_count`` and
+    ``has_loss``."""
     r = run_or_404(run_id)
-    data = statsview.run_stats(get_store(), r, merged_contract(r),
-                               sort=request.args.get("sort") or "calls")
-    data["run"] = r
-    return jsonify(data)
+    return jsonify(statsview.api_stats(run_report(r), r, request.args.get("sort")))
 
 
 @bp.get("/sessions/<session_id>")

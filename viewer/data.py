@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, abort, current_app, g
 
+from flowagent import stats
 from flowagent.sidecar.graph import from_aggregates, to_contract
 from flowagent.store import queries
 from flowagent.store.sqlite import SQLiteStore, db_path
@@ -77,7 +79,7 @@ def latest_run_id() -> str | None:
 # so the contract is cached under a key that moves with exactly those facts.
 
 class _GraphCache:
-    def __init__(self, size: int = 8) -> None:
+    def __init__(self, size: int = 16) -> None:
         self.size = size
         self.items: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
         self.lock = threading.Lock()
@@ -97,25 +99,43 @@ class _GraphCache:
                 self.items.popitem(last=False)
 
 
-def merged_contract(run: dict[str, Any]) -> dict[str, Any]:
-    """The run's merged architecture graph (export contract), cached per state of the run."""
-    store = get_store()
+def _run_version(store: SQLiteStore, run: dict[str, Any]) -> tuple:
+    """A key that moves whenever what the run's aggregates say may have changed."""
     run_id = run["run_id"]
     if run.get("live"):
         # Aggregates are flushed while sessions are open, so the sums of the graph itself
-        # are the only reliable version of a live graph.
+        # (plus the sidecar's process samples) are the only reliable version of a live run.
         version = store.db.execute(
             "SELECT COUNT(*), COALESCE(SUM(calls),0), COALESCE(SUM(errors),0) FROM graph_nodes "
             "WHERE run_id=?", (run_id,)).fetchone()
-        key: tuple = (store.path, run_id, "live", *version)
-    else:
-        key = (store.path, run_id, run.get("ended_ns"), run.get("sessions"), run.get("calls"))
+        samples = store.db.execute("SELECT COUNT(*) FROM process_samples WHERE run_id=?",
+                                   (run_id,)).fetchone()[0]
+        return (store.path, run_id, "live", *version, samples, run.get("sessions"))
+    return (store.path, run_id, run.get("ended_ns"), run.get("sessions"), run.get("calls"))
+
+
+def _cached(kind: str, run: dict[str, Any], build: Callable[[SQLiteStore], dict[str, Any]]
+            ) -> dict[str, Any]:
+    store = get_store()
+    key = (kind, *_run_version(store, run))
     cache: _GraphCache = current_app.extensions["flowagent_viewer"]["graphs"]
-    contract = cache.get(key)
-    if contract is None:
-        contract = to_contract(from_aggregates(store.aggregates(run_id)))
-        cache.put(key, contract)
-    return contract
+    value = cache.get(key)
+    if value is None:
+        value = build(store)
+        cache.put(key, value)
+    return value
+
+
+def merged_contract(run: dict[str, Any]) -> dict[str, Any]:
+    """The run's merged architecture graph (export contract), cached per state of the run."""
+    return _cached("graph", run,
+                   lambda store: to_contract(from_aggregates(store.aggregates(run["run_id"]))))
+
+
+def run_report(run: dict[str, Any]) -> dict[str, Any]:
+    """:func:`flowagent.stats.report` of the run, cached like the graph. Callers must not
+    change it in place (it is shared between requests)."""
+    return _cached("report", run, lambda store: stats.report(store, run["run_id"]))
 
 
 def init_app(app: Flask) -> None:

@@ -47,6 +47,18 @@ def number(n: int | float | None) -> str:
     return f"{int(n):,}".replace(",", "\u202f")
 
 
+def size(n: int | float | None) -> str:
+    """``37273600`` → ``"35.5 MiB"``."""
+    if n is None:
+        return "–"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # unreachable; keeps type checkers content
+
+
 def percent(part: int | float, whole: int | float) -> str:
     return "–" if not whole else f"{100.0 * part / whole:.1f} %"
 
@@ -78,4 +90,5 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(input_shape, "input_shape")
     app.add_template_filter(mark, "mark")
     app.add_template_filter(argv, "argv")
+    app.add_template_filter(size, "bytes")
     app.add_template_global(percent, "percent")

@@ -16,8 +16,8 @@ from flowagent.export import FORMATS
 from flowagent.store import queries
 
 from . import graphview, sessionview, statsview
-from .data import get_store, latest_run_id, merged_contract, run_or_404, session_or_404, \
-    with_totals
+from .data import get_store, latest_run_id, merged_contract, run_or_404, run_report, \
+    session_or_404, with_totals
 from .sessionlist import ORDERS, PAGE_SIZES, list_sessions, parse_filters
 
 bp = Blueprint("pages", __name__)
@@ -126,6 +126,6 @@ def stats_latest() -> Response:
 @bp.get("/runs/<run_id>/stats")
 def stats(run_id: str) -> str:
     run = run_or_404(run_id)
-    data = statsview.run_stats(get_store(), run, merged_contract(run),
-                               sort=request.args.get("sort") or "calls")
-    return render_template("stats.html", run=run, stats=data, sorts=list(statsview.SORTS))
+    data = statsview.page_stats(run_report(run), run, request.args.get("sort"))
+    return render_template("stats.html", run=run, stats=data, sorts=list(statsview.SORTS),
+                           spark_w=statsview.SPARK_W, spark_h=statsview.SPARK_H)

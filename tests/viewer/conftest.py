@@ -5,6 +5,8 @@
   same way, plus one run written directly into the store whose function, session, thread and
   shape names are all hostile (a program cannot name a function ``<script>``, a corrupt or
   foreign store can).
+* ``planted_dir``: a small program with planted facts (flow variants, a handled and an
+  unhandled error, a dict argument that gains a field), recorded the same way.
 * ``app`` / ``client``: ``create_app({"DATA_DIR": demo_dir})`` and its test client, as in
   Flask's own tutorial; ``hostile_client`` reads ``hostile_dir``.
 """
@@ -20,7 +22,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flowagent_viewer import create_app
-from viewer_data import ARTIFACTS, HOSTILE_APP, add_hostile_run, flowagent, record_demo
+from viewer_data import ARTIFACTS, HOSTILE_APP, PLANTED_APP, add_hostile_run, flowagent, \
+    record_demo
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +41,21 @@ def hostile_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     flowagent("run", "--data-dir", str(data), "hostile_app.py", cwd=root)
     add_hostile_run(data)
     return data
+
+
+@pytest.fixture(scope="session")
+def planted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``PLANTED_APP`` recorded with the real ``flowagent run``."""
+    root = tmp_path_factory.mktemp("planted")
+    (root / "planted_app.py").write_text(textwrap.dedent(PLANTED_APP), encoding="utf-8")
+    data = root / "data"
+    flowagent("run", "--data-dir", str(data), "planted_app.py", cwd=root)
+    return data
+
+
+@pytest.fixture
+def planted_client(planted_dir: Path) -> FlaskClient:
+    return create_app({"DATA_DIR": str(planted_dir)}).test_client()
 
 
 @pytest.fixture

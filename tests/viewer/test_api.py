@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from flask.testing import FlaskClient
 
@@ -139,14 +141,50 @@ def test_function_details(client: FlaskClient, demo: dict) -> None:
 
 
 def test_stats(client: FlaskClient, demo: dict) -> None:
+    """The stats API is ``flowagent stats --json`` (``flowagent.stats.report``) plus the
+    viewer's sort order, function count and loss flag."""
     s = get(client, f"/api/runs/{demo['run_id']}/stats?sort=self")
-    assert s["sort"] == "self" and s["function_count"] == 66
+    assert list(s)[:11] == ["run", "loss", "session_durations", "functions", "error_hotspots",
+                            "error_clusters", "variants", "frequent_paths", "shapes", "drift",
+                            "processes"]
+    assert s["sort"] == "self" and s["function_count"] == 66 == len(s["functions"])
     selfs = [f["self_ns"] for f in s["functions"]]
     assert selfs == sorted(selfs, reverse=True)
-    hot = {h["function_name"]: h for h in s["hotspots"]}
-    assert hot["shop.inventory:stock_level"]["exception_types"][0]["exception_type"] == "KeyError"
-    assert s["has_loss"] is False and s["data_loss"]["dropped_events"] == 0
+    hot = {h["function"]: h for h in s["error_hotspots"]}
+    assert hot["shop.inventory:stock_level"]["errors"] == 3
+    assert {c["exception"] for c in s["error_clusters"]
+            if c["function"] == "shop.inventory:stock_level"} == {"KeyError"}
+    assert s["has_loss"] is False and s["loss"]["dropped_events"] == 0
     assert s["frequent_paths"][0]["count"] >= s["frequent_paths"][-1]["count"]
+    assert sum(v["count"] for v in s["variants"]) == s["session_durations"]["count"] == 27
+    assert s["run"]["live"] is False and s["processes"][0]["events"] > 0
+    assert get(client, f"/api/runs/{demo['run_id']}/stats")["sort"] == "total"
+    assert get(client, f"/api/runs/{demo['run_id']}/stats?sort=avg")["sort"] == "mean"
+
+
+def test_stats_is_the_cli_report(client: FlaskClient, demo: dict, demo_dir) -> None:
+    from flowagent.stats import report
+    from flowagent.store.sqlite import SQLiteStore, db_path
+
+    store = SQLiteStore(db_path(str(demo_dir)), readonly=True)
+    try:
+        expected = report(store, demo["run_id"])
+    finally:
+        store.close()
+    s = get(client, f"/api/runs/{demo['run_id']}/stats")
+    for key in ("loss", "session_durations", "functions", "error_clusters", "variants",
+                "frequent_paths", "shapes", "drift", "processes"):
+        assert s[key] == json.loads(json.dumps(expected[key])), key
+
+
+def test_function_has_percentiles_merged_shapes_and_drift(client: FlaskClient,
+                                                         demo: dict) -> None:
+    f = get(client, f"/api/runs/{demo['run_id']}/function?name=shop.inventory:stock_level")
+    assert f["p50_ns"] <= f["p95_ns"] <= f["p99_ns"]
+    assert f["merged_shapes"] == {"inputs": {"sku": "str"}, "output": "int"}
+    assert f["drift"] == []
+    route = get(client, f"/api/runs/{demo['run_id']}/function?name=<request>:GET /products/<sku>")
+    assert route["drift"] and route["drift"][0]["url"].startswith("/sessions/")
 
 
 def test_formats(client: FlaskClient) -> None:

@@ -215,6 +215,39 @@ def test_stats_page(page: Page, demo_url: str, shots: Path) -> None:
     graph_ready(page)
 
 
+@pytest.fixture(scope="module")
+def planted_url(planted_dir: Path) -> Iterator[str]:
+    with serve("--data-dir", str(planted_dir), "--port", "0") as (url, _):
+        yield url.rstrip("/")
+
+
+def test_stats_analysis_sections(page: Page, planted_url: str, shots: Path) -> None:
+    page.goto(planted_url + "/stats")
+    for sid in ("session-durations", "data-loss", "variants", "clusters", "profiles", "drift",
+                "processes"):
+        assert page.is_visible(f"#{sid}"), sid
+    assert page.locator("#variants-table tbody tr").count() == 3
+    assert page.is_visible("#variants-table svg.bar")
+    assert "unhandled" in page.inner_text("#unhandled-clusters")
+    assert "OutOfStock" in page.inner_text("#unhandled-clusters")
+    assert "KeyError" in page.inner_text("#handled-clusters")
+    assert "order.coupon" in page.inner_text("#drift-table")
+    assert "9 sessions" in page.inner_text("#session-durations")
+    assert "planted_app.py" in page.inner_text("#processes-table")
+    page.screenshot(path=str(shots / "stats-analysis.png"), full_page=True)
+
+    # a drift row's function opens the graph, whose panel shows merged shapes and drift
+    page.locator("#drift-table a", has_text="__main__:handle").first.click()
+    page.wait_for_url("**/graph?**")
+    graph_ready(page)
+    click_node(page, "__main__:handle")
+    page.wait_for_function("() => document.getElementById('details-merged') !== null")
+    assert "dict{coupon?:str,qty:int,sku:str}" in page.inner_text("#details-merged")
+    assert "order.coupon" in page.inner_text("#details-drift")
+    assert "p50 / p95 / p99" in page.inner_text("#details")
+    page.screenshot(path=str(shots / "graph-function-shapes.png"))
+
+
 def test_hostile_names_stay_text(page: Page, hostile_dir: Path, shots: Path) -> None:
     with serve("--data-dir", str(hostile_dir), "--port", "0") as (url, _):
         base = url.rstrip("/")
@@ -329,6 +362,15 @@ def test_live_run_updates_without_reload(page: Page, tmp_path: Path, shots: Path
                        "total_ns) VALUES(?,2,3,0,1,1)", (RUN,))
         page.wait_for_function("() => FA.cy.nodes('[w]').length === 3", timeout=15_000)
         graph_ready(page)
+        assert page.evaluate("() => window.__sameDocument") is True
+
+        page.goto(f"{base}/runs/{RUN}/stats")
+        assert page.inner_text('#run-facts [data-k="sessions"]') == "4"
+        page.evaluate("() => { window.__sameDocument = true; }")
+        add_session(store, 5)
+        page.wait_for_function(
+            "() => document.querySelector('#run-facts [data-k=\"sessions\"]').textContent === '5'",
+            timeout=15_000)
         assert page.evaluate("() => window.__sameDocument") is True
 
         with store.transaction() as db:

@@ -33,6 +33,7 @@ HOSTILE_RUN = "20990101-000000-evil"
 HOSTILE_SESSION = "evilpk-1"
 HOSTILE_SESSION_NOT_KEPT = "evilpk-2"  # retention dropped its call tree
 HOSTILE_FUNCTION = f"evil.{XSS}:{XSS}.{XSS_IMG}"
+HOSTILE_FIELD = "<b>"
 
 HOSTILE_APP = '''
     """A program whose recorded names try to inject markup into the viewer."""
@@ -60,6 +61,53 @@ HOSTILE_APP = '''
 
     if __name__ == "__main__":
         main()
+'''
+
+
+# A program with planted facts for the stats page: 6 sessions of handle() whose dict argument
+# gains a "coupon" field from the 4th call on (shape drift), 2 sessions of safe_lookup() that
+# catch a KeyError raised below them (a handled cluster) and 1 session of explode() whose
+# exception escapes the session (an unhandled cluster; the module level catches it).
+PLANTED_APP = '''
+    class OutOfStock(Exception):
+        pass
+
+
+    def price(order):
+        return order["qty"] * 3
+
+
+    def handle(order):
+        return price(order)
+
+
+    def lookup(key):
+        return {"a": 1}[key]
+
+
+    def safe_lookup(key):
+        try:
+            return lookup(key)
+        except KeyError:
+            return None
+
+
+    def explode(sku):
+        raise OutOfStock(sku)
+
+
+    if __name__ == "__main__":
+        for i in range(6):
+            order = {"sku": f"s{i}", "qty": i}
+            if i >= 3:
+                order["coupon"] = "SAVE"
+            handle(order)
+        safe_lookup("x")
+        safe_lookup("y")
+        try:
+            explode("zz")
+        except OutOfStock:
+            pass
 '''
 
 
@@ -96,7 +144,11 @@ def add_hostile_run(data_dir: Path) -> None:
                     "finished", 1, "wrap", 1, 2, 1, 3, 1, 2))
         db.execute("INSERT INTO processes(run_id, pk, pid, ppid, info, started_ns, "
                    "dropped_events) VALUES(?,?,?,?,?,?,?)",
-                   (HOSTILE_RUN, "evilpk", 99, 1, json.dumps({"threads": {"7": XSS}}), t0, 3))
+                   (HOSTILE_RUN, "evilpk", 99, 1,
+                    json.dumps({"threads": {"7": XSS}, "argv": [XSS, XSS_CLOSE]}), t0, 3))
+        db.executemany("INSERT INTO process_samples(run_id, pid, ts_ns, cpu_s, rss_bytes) "
+                       "VALUES(?,?,?,?,?)", [(HOSTILE_RUN, 99, t0 + i * 10**8, 0.01 * i,
+                                              (30 + i % 3) << 20) for i in range(5)])
         fns = [(1, HOSTILE_FUNCTION, f"evil.{XSS}", f"{XSS}.{XSS_IMG}", "method", ["self", XSS]),
                (2, f"evil:{XSS_CLOSE}", "evil", XSS_CLOSE, "function", [])]
         for fid, name, module, qual, kind, params in fns:
@@ -136,6 +188,20 @@ def add_hostile_run(data_dir: Path) -> None:
                    (HOSTILE_RUN, 1, "in", s_in, 1, HOSTILE_SESSION))
         db.execute(f"INSERT INTO shape_counts({shapes}) VALUES(?,?,?,?,?,?)",
                    (HOSTILE_RUN, 1, "out", s_out, 1, HOSTILE_SESSION))
+        # A field named like markup appears in the second session: shape drift (the shape
+        # grammar takes "<b>" as a key; a key with spaces would make the shape unparsable).
+        for sh, first in (("dict{a:int}", HOSTILE_SESSION),
+                          (f"dict{{{HOSTILE_FIELD}:str,a:int}}", HOSTILE_SESSION_NOT_KEPT)):
+            db.execute(f"INSERT INTO shape_counts({shapes}) VALUES(?,?,?,?,?,?)",
+                       (HOSTILE_RUN, 2, "out", store.shape_id(sh), 1, first))
+        db.execute("INSERT INTO variants(run_id, variant, root_fid, count, errors, hist, "
+                   "first_ns, examples) VALUES(?,?,?,?,?,?,?,?)",
+                   (HOSTILE_RUN, XSS, 1, 2, 1, None, t0,
+                    json.dumps([HOSTILE_SESSION, HOSTILE_SESSION_NOT_KEPT])))
+        db.execute("INSERT INTO error_clusters(run_id, exc_sid, fid, path, handled, count, "
+                   "first_ns, last_ns, examples) VALUES(?,?,?,?,?,?,?,?,?)",
+                   (HOSTILE_RUN, s_exc, 2, json.dumps([HOSTILE_FUNCTION, f"evil:{XSS_CLOSE}"]),
+                    1, 1, t0, t0, json.dumps([HOSTILE_SESSION])))
         db.execute("INSERT INTO paths(run_id, path, count) VALUES(?,?,?)",
                    (HOSTILE_RUN, json.dumps([HOSTILE_FUNCTION, f"evil:{XSS_CLOSE}"]), 1))
     store.close()

@@ -285,6 +285,24 @@
       FA.el("span", { className: "count" }, `${FA.number(s.count)}×`), FA.el("span", { className: "mono" }, fmt(s.shape)))))
     : FA.el("p", { className: "muted" }, "none recorded"));
 
+  // Merged input/output shapes: optional fields are already marked "name?:" by the server.
+  function mergedShapes(m) {
+    if (!m || (!Object.keys(m.inputs || {}).length && !m.output)) return FA.el("p", { className: "muted" }, "none recorded");
+    const rows = Object.entries(m.inputs || {}).map(([p, shape]) => [p, FA.el("span", { className: "shape" }, String(shape))]);
+    if (m.output) rows.push(["→ returns", FA.el("span", { className: "shape" }, String(m.output))]);
+    return FA.el("dl", { id: "details-merged" }, rows.flatMap(([k, v]) => [FA.el("dt", {}, k), FA.el("dd", {}, v)]));
+  }
+
+  function driftList(items) {
+    if (!items.length) return FA.el("p", { className: "muted" }, "shapes never changed");
+    return FA.el("ul", { id: "details-drift" }, items.slice(0, 50).map((d) => FA.el("li", { className: "drift-item" },
+      FA.el("span", { className: `badge drift-${d.kind}` }, d.kind), " ",
+      FA.el("span", { className: "muted" }, d.io === "in" ? "input " : "output "),
+      FA.el("span", { className: "shape" }, d.path || "(whole value)"), ": ",
+      FA.el("span", { className: "shape" }, `${d.before ?? "–"} → ${d.after ?? "–"}`), " ",
+      d.url ? FA.el("a", { href: d.url }, "first session") : null)));
+  }
+
   function params(extra) {
     const p = new URLSearchParams(current);
     for (const [k, v] of Object.entries(extra)) { if (v === null) p.delete(k); else p.set(k, v); }
@@ -303,11 +321,14 @@
         FA.el("p", { className: "muted" }, `${f.kind || "function"} in ${f.module}`),
         dlRows([["calls", FA.number(f.occurrences)], ["errors", FA.number(f.errors)], ["handled below", FA.number(f.partials)],
           ["session root", FA.number(f.roots)], ["total time", FA.duration(f.total_ns)], ["self time", FA.duration(f.self_ns)],
-          ["average", FA.duration(f.avg_ns)], ["min / max", `${FA.duration(f.min_ns)} / ${FA.duration(f.max_ns)}`]]),
+          ["average", FA.duration(f.avg_ns)], ["p50 / p95 / p99", `${FA.duration(f.p50_ns)} / ${FA.duration(f.p95_ns)} / ${FA.duration(f.p99_ns)}`],
+          ["min / max", `${FA.duration(f.min_ns)} / ${FA.duration(f.max_ns)}`]]),
         FA.el("h4", {}, `Callers (${f.callers.length})`), sideList(f.callers),
         FA.el("h4", {}, `Callees (${f.callees.length})`), sideList(f.callees),
         FA.el("h4", {}, `Input shapes (${f.input_shapes.length})`), shapeList(f.input_shapes, FA.inputShape),
         FA.el("h4", {}, `Output shapes (${f.output_shapes.length})`), shapeList(f.output_shapes, (s) => String(s)),
+        FA.el("h4", {}, "Merged shapes"), mergedShapes(f.merged_shapes),
+        FA.el("h4", {}, `Shape drift (${f.drift.length})`), driftList(f.drift),
         FA.el("h4", {}, "Recent sessions calling it"),
         f.sessions.length ? FA.el("ul", {}, f.sessions.map((s) => FA.el("li", {}, FA.resultBadge(s.result), " ",
           FA.el("a", { href: s.url }, s.session_id), " ", FA.el("span", { className: "muted" }, s.name || "")))) :
