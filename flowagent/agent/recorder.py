@@ -67,6 +67,7 @@ class _State:
         self.sync_sessions = False
         self.flush_now: Callable[[], None] = lambda: None
         self.sample_ppm = 1_000_000  # sessions recorded per million (live-controlled)
+        self.user_functions = False  # any function of the program instrumented yet?
         self.sampled_out = 0
 
 
@@ -96,6 +97,8 @@ def register_function(module: str, qualname: str, filename: str, line: int,
                 fid = len(_functions)
                 _functions.append((module, qualname, filename, line, params, kind))
                 _fn_index[key] = fid
+                if kind != "request":
+                    S.user_functions = True
     return fid
 
 
@@ -286,12 +289,11 @@ def close_call(frame: list, exc_type: type | None) -> None:
                         frame[T0], t1, frame[THR]))
         else:
             _drop()
-        if parent is None:
-            if S.sync_sessions:
-                S.flush_now()
-            else:
-                S.wake()
+        if parent is None and S.sync_sessions:
+            S.flush_now()
         elif n >= S.flush_at:
+            # Otherwise the flusher runs on its interval: waking it at every session end
+            # would mean one small, badly compressed batch per web request.
             S.wake()
     except Exception:
         S.agent_errors += 1
@@ -520,8 +522,8 @@ def enter_root(name: str) -> list | None:
     It always starts a *new* session, even when the request is served from inside another
     recorded call (a test client driven by a recorded script): one request, one session.
     """
-    if not S.on:
-        return None
+    if not S.on or not S.user_functions:
+        return None  # nothing of the program is instrumented: a request root alone says nothing
     try:
         fid = register_function("<request>", name, "", 0, (), "request")
         if S.sample_ppm < 1_000_000 and _random() * 1_000_000 >= S.sample_ppm:

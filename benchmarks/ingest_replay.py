@@ -1,0 +1,94 @@
+"""Sidecar ingest rate, measured in-process: ``python ingest_replay.py DATA_DIR [REPEATS]``.
+
+The live sidecar's busy time cannot be seen from outside (it polls, sleeps and shares the
+CPU with the program), so the rate is measured by replaying a finished run: its ring files
+are copied into a fresh run directory with the consumer tail reset to 0, and
+``flowagent.sidecar.ingest.Ingestor`` drains them into a fresh SQLite store, exactly as the
+sidecar does (decode, session trees, aggregates, batched SQLite writes, final
+``finish_all``). A second figure, decode only (zstd + msgpack + column decoding, no trees or
+SQLite), shows how much of that is the store.
+
+Prints one JSON line: events, seconds and events/s for each (median of REPEATS).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from flowagent.agent.ring import RingReader  # noqa: E402
+from flowagent.agent.wire import Decoder  # noqa: E402
+from flowagent.sidecar.ingest import Ingestor  # noqa: E402
+from flowagent.store.sqlite import SQLiteStore  # noqa: E402
+
+import wire  # noqa: E402
+
+
+def replay_once(rings: list[str]) -> tuple[int, float]:
+    tmp = tempfile.mkdtemp(prefix="fa-replay-")
+    try:
+        run_id = "replay"
+        run_dir = os.path.join(tmp, "runs", run_id)
+        os.makedirs(os.path.join(run_dir, "rings"))
+        for path in rings:
+            dst = os.path.join(run_dir, "rings", os.path.basename(path))
+            shutil.copyfile(path, dst)
+            wire.reset_tail(dst)
+        store = SQLiteStore(os.path.join(tmp, "flowagent.db"))
+        with store.transaction():
+            store.db.execute("INSERT INTO runs(run_id, started_ns, status) VALUES(?,?,?)",
+                             (run_id, time.time_ns(), "running"))
+        t0 = time.perf_counter()
+        ingest = Ingestor(store, run_id, run_dir)
+        while ingest.poll():
+            pass
+        ingest.finish_all()
+        seconds = time.perf_counter() - t0
+        events = ingest.totals()["stored_events"]
+        store.close()
+        return events, seconds
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def decode_once(rings: list[str]) -> tuple[int, float]:
+    payloads = []
+    for path in rings:
+        reader = RingReader(path)
+        reader.tail = 0
+        payloads += [p for _s, p, _e in reader.read(1 << 62)]
+        reader.close()
+    dec = Decoder()
+    t0 = time.perf_counter()
+    events = sum(len(dec.decode(p)["calls"]) for p in payloads)
+    return events, time.perf_counter() - t0
+
+
+def main() -> None:
+    data_dir = sys.argv[1]
+    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    rings = wire.ring_files(data_dir)
+    if not rings:
+        print(json.dumps({"error": f"no ring files under {data_dir}"}))
+        return
+    out: dict = {"rings": len(rings)}
+    for name, fn in (("ingest", replay_once), ("decode_only", decode_once)):
+        runs = [fn(rings) for _ in range(repeats)]
+        secs = statistics.median(s for _e, s in runs)
+        events = runs[0][0]
+        out[name] = {"events": events, "seconds": secs,
+                     "events_per_s": events / secs if secs else None,
+                     "all_seconds": [s for _e, s in runs]}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
