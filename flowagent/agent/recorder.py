@@ -384,23 +384,11 @@ class Frame(list):
 def gen_call(fid: int, *args: Any) -> Any:
     """``with __fa_gcall__(fid, *args):`` around a generator's body (spans its iteration)."""
     frame = open_call(fid, args)
-    if frame is None or frame[FLAGS] & _SKIP:
-        # A skipped session still needs its frame closed to restore the context.
-        return _NOEXIT if frame is None else _SkipExit(frame)
-    frame = Frame(frame)
+    if frame is None:
+        return _NOEXIT
+    frame = Frame(frame)  # a sampled-out session's frame too: closing it restores the context
     _set(frame)
     return frame
-
-
-class _SkipExit:
-    __slots__ = ("frame",)
-    __enter__ = object.__sizeof__
-
-    def __init__(self, frame: list) -> None:
-        self.frame = frame
-
-    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
-        close_call(self.frame, et)
 
 
 def ret(fid: int, value: Any) -> Any:

@@ -11,29 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .sqlite import RESULTS, SQLiteStore
+from .sqlite import RESULTS, SQLiteStore, session_where
 
 ERROR = RESULTS.index("error")
-
-
-def _session_where(run_id: str | None, result: str | None, root: str | None,
-                   min_duration_ns: int | None) -> tuple[str, list[Any]]:
-    # Mirrors the filters of SQLiteStore.sessions(), so a count matches the listed rows.
-    where: list[str] = ["1=1"]
-    args: list[Any] = []
-    if run_id:
-        where.append("run_id=?")
-        args.append(run_id)
-    if result:
-        where.append("result=?")
-        args.append(result)
-    if root:
-        where.append("name LIKE ?")
-        args.append(f"%{root}%")
-    if min_duration_ns:
-        where.append("duration_ns>=?")
-        args.append(min_duration_ns)
-    return " AND ".join(where), args
 
 
 def count_sessions(store: SQLiteStore, run_id: str | None, *, result: str | None = None,
@@ -44,7 +24,7 @@ def count_sessions(store: SQLiteStore, run_id: str | None, *, result: str | None
     The function-name search of ``SQLiteStore.sessions`` is not supported here: it scans every
     call of the run, which a pager cannot afford on each page; callers page with "has more".
     """
-    where, args = _session_where(run_id, result, root, min_duration_ns)
+    where, args = session_where(run_id, result, root, min_duration_ns)
     n = store.db.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM sessions WHERE {where} LIMIT ?)",
                          (*args, cap + 1)).fetchone()[0]
     return (min(n, cap), n > cap)

@@ -79,6 +79,21 @@ CREATE TABLE IF NOT EXISTS paths(
 RESULTS = ("success", "error", "partial", "incomplete")
 
 
+def session_where(run_id: str | None, result: str | None, root: str | None,
+                  min_duration_ns: int | None, alias: str = "") -> tuple[str, list[Any]]:
+    """SQL condition and arguments for the session list filters (one definition, so a count
+    always matches the rows listed)."""
+    where: list[str] = ["1=1"]
+    args: list[Any] = []
+    for column, op, value in (("run_id", "=?", run_id), ("result", "=?", result),
+                              ("name", " LIKE ?", f"%{root}%" if root else None),
+                              ("duration_ns", ">=?", min_duration_ns or None)):
+        if value is not None and value != "":
+            where.append(f"{alias}{column}{op}")
+            args.append(value)
+    return " AND ".join(where), args
+
+
 def db_path(data_dir: str) -> str:
     return os.path.join(data_dir, "flowagent.db")
 
@@ -195,19 +210,8 @@ class SQLiteStore:
                  root: str | None = None, min_duration_ns: int | None = None,
                  search: str | None = None, order: str = "started", limit: int = 100,
                  offset: int = 0) -> list[dict[str, Any]]:
-        where, args = ["1=1"], []
-        if run_id:
-            where.append("s.run_id=?")
-            args.append(run_id)
-        if result:
-            where.append("s.result=?")
-            args.append(result)
-        if root:
-            where.append("s.name LIKE ?")
-            args.append(f"%{root}%")
-        if min_duration_ns:
-            where.append("s.duration_ns>=?")
-            args.append(min_duration_ns)
+        clause, args = session_where(run_id, result, root, min_duration_ns, alias="s.")
+        where = [clause]
         if search:
             where.append("EXISTS (SELECT 1 FROM calls c JOIN functions f ON f.run_id=s.run_id "
                          "AND f.fid=c.fid WHERE c.sid=s.sid AND f.name LIKE ?)")
