@@ -42,7 +42,20 @@ _get = _cur.get
 _set = _cur.set
 _clock = time.perf_counter_ns
 _ident = threading.get_ident
-_current_thread = threading.current_thread
+_active_threads = threading._active  # ident -> Thread (what current_thread() reads)
+_object_getattr = object.__getattribute__
+
+
+def _thread_name(ident: int) -> str:
+    """The thread's name from its instance dict: a subclass's `name` property is user code."""
+    try:
+        t = _active_threads.get(ident)
+        if t is None:
+            return f"Thread-{ident}"
+        name = _object_getattr(t, "__dict__").get("_name")
+        return name if type(name) is str else f"Thread-{ident}"
+    except Exception:
+        return f"Thread-{ident}"
 _random = random.random
 _shape_of = _shapes.shape_of
 
@@ -142,7 +155,8 @@ def _resend_all_definitions() -> None:
 # Shapes. Scalars are cached by their type tuple: that is exact, since a scalar's shape is
 # its type. Anything with structure is described afresh (shapes.shape_of is bounded).
 
-_SCALARS = frozenset({int, str, float, bool, type(None), bytes, complex})
+_SCALARS = (int, str, float, bool, type(None), bytes, complex)
+_SCALAR_IDS = frozenset(map(id, _SCALARS))
 _scalar_inputs: dict[tuple, int] = {}
 
 
@@ -166,33 +180,41 @@ def _shaped(fid: int) -> bool:
 
 
 def _input_sid(args: tuple) -> int:
-    types = tuple(map(type, args))
+    # Keyed by the types' ids: hashing a class could run its metaclass's __hash__ (user code).
+    types = tuple(map(id, map(type, args)))
     sid = _scalar_inputs.get(types)
     if sid is not None:
         return sid
     shape = tuple(map(_shape_of, args))
     sid = intern(shape)
-    if _SCALARS.issuperset(types):
+    if _SCALAR_IDS.issuperset(types):
         _scalar_inputs[types] = sid
     return sid
 
 
-_scalar_outputs: dict[type, int] = {}
+_scalar_outputs: dict[int, int] = {}  # id(type) -> shape id, builtin scalar types only
 
 
 def _output_sid(value: Any) -> int:
     sid = intern(_shape_of(value))
-    if type(value) in _SCALARS:
-        _scalar_outputs[type(value)] = sid
+    if id(type(value)) in _SCALAR_IDS:
+        _scalar_outputs[id(type(value))] = sid
     return sid
 
 
+_type_dict = type.__dict__["__dict__"].__get__
+_type_qualname = type.__dict__["__qualname__"].__get__
+
+
 def _exc_name(tp: type) -> str:
+    """``module.Qualname`` read through type's own C getters, never the metaclass."""
     try:
-        mod = tp.__module__
-        qn = tp.__qualname__
+        qn = _type_qualname(tp)
+        mod = _type_dict(tp).get("__module__", "builtins")
     except Exception:
         return "?"
+    if type(mod) is not str:
+        mod = "?"
     return qn if mod == "builtins" else f"{mod}.{qn}"
 
 
@@ -228,7 +250,7 @@ def open_call(fid: int, args: tuple) -> list | None:
         if ses == cid:
             # The thread's name now: a short-lived thread may be gone (and its ident reused)
             # before the flusher could look it up.
-            S.session_starts.append((cid, fid, _clock(), frame[THR], _current_thread().name))
+            S.session_starts.append((cid, fid, _clock(), frame[THR], _thread_name(frame[THR])))
         frame[T0] = _clock()
         return frame
     except Exception:
@@ -274,7 +296,7 @@ def close_call(frame: list, exc_type: type | None) -> None:
                 out = intern(y if type(y) is str else f"{y[0]}[{_union(y[1])}]")
             elif flags & _SHAPED:
                 v = frame[RV]
-                out = _scalar_outputs.get(type(v)) or _output_sid(v)
+                out = _scalar_outputs.get(id(type(v))) or _output_sid(v)
             else:
                 out = 0
         frame[RV] = None
@@ -519,7 +541,7 @@ def enter_root(name: str) -> list | None:
         cid = S.next_id()
         frame = [cid, None, cid, fid, 0, 0, 0, _get(), S.gen, _ident(), 0, 0, None]
         _set(frame)
-        S.session_starts.append((cid, fid, _clock(), frame[THR], _current_thread().name))
+        S.session_starts.append((cid, fid, _clock(), frame[THR], _thread_name(frame[THR])))
         frame[T0] = _clock()
         return frame
     except Exception:

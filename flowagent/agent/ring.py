@@ -66,6 +66,9 @@ OFF_INFO = 256
 MAX_INFO = HEADER_SIZE - OFF_INFO - 4
 
 
+_MAX_INT = 2**63 - 1
+
+
 def _align8(n: int) -> int:
     return (n + 7) & ~7
 
@@ -79,7 +82,14 @@ class RingWriter:
         tmp = f"{path}.tmp{pid}"
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.ftruncate(fd, HEADER_SIZE + capacity)
+            # Allocate every block now: a sparse file whose pages get allocated on first
+            # write would raise SIGBUS in the *program* when the disk fills up mid-run.
+            # Failing here (ENOSPC) only means this process is not recorded.
+            try:
+                os.posix_fallocate(fd, 0, HEADER_SIZE + capacity)
+            except OSError:
+                os.unlink(tmp)
+                raise
             self._mm = mmap.mmap(fd, HEADER_SIZE + capacity)
         finally:
             os.close(fd)
@@ -183,9 +193,10 @@ class RingReader:
             raise RingError(f"{path}: capacity {self.capacity} does not match file size {size}")
         self.path = path
         self.pid, self.ppid = struct.unpack_from("<II", mm, OFF_PID)
+        # Header fields go into SQLite: clamp them to its integer range (garbled headers).
         self.key = _Q.unpack_from(mm, OFF_KEY)[0]
-        self.created_ns = _Q.unpack_from(mm, OFF_CREATED)[0]
-        self.tail = _Q.unpack_from(mm, OFF_TAIL)[0]
+        self.created_ns = min(_Q.unpack_from(mm, OFF_CREATED)[0], _MAX_INT)
+        self.tail = min(_Q.unpack_from(mm, OFF_TAIL)[0], _MAX_INT)
         self.corrupt_bytes = 0
         self.corrupt_frames = 0
         self._suspect: int | None = None  # tail at which a frame failed once (maybe torn)
@@ -194,16 +205,17 @@ class RingReader:
     def info(self) -> dict:
         n = _I.unpack_from(self._mm, OFF_INFO)[0]
         try:
-            return json.loads(bytes(self._mm[OFF_INFO + 4:OFF_INFO + 4 + min(n, MAX_INFO)]))
+            info = json.loads(bytes(self._mm[OFF_INFO + 4:OFF_INFO + 4 + min(n, MAX_INFO)]))
         except ValueError:
             return {}
+        return info if isinstance(info, dict) else {}
 
     def counters(self) -> dict[str, int]:
         mm = self._mm
         names = ("head", "produced_batches", "produced_events", "dropped_batches",
                  "dropped_events", "closed", "last_seq")
         # Clamped to SQLite's integer range: a garbled header must not crash the store.
-        return {n: min(_Q.unpack_from(mm, OFF_HEAD + 8 * i)[0], 2**63 - 1)
+        return {n: min(_Q.unpack_from(mm, OFF_HEAD + 8 * i)[0], _MAX_INT)
                 for i, n in enumerate(names)}
 
     def _copy(self, pos: int, n: int) -> bytes:
@@ -242,10 +254,11 @@ class RingReader:
                 payload = self._copy(pos + FRAME_HEADER, length)
                 ok = zlib.crc32(payload, zlib.crc32(_Q.pack(seq))) == crc
             if not ok:
-                if self._suspect != pos:
+                if self._suspect != pos and not self._resyncing:
                     # First failure here: maybe a frame still being published. Retry next poll.
                     self._suspect = pos
                     break
+                self._resyncing = True
                 # Second failure at the same place: garbage. Resynchronise 8 bytes further on.
                 self._suspect = None
                 self.corrupt_bytes += 8
@@ -256,12 +269,14 @@ class RingReader:
                 self._last_bad = pos
                 continue
             self._suspect = None
+            self._resyncing = False
             pos += need
             budget -= need
             self.last_end = pos
             yield seq, payload, pos
 
     _last_bad = -1
+    _resyncing = False  # scanning past confirmed garbage for the next valid frame
     last_end: int | None = None  # end offset of the last frame the latest read() yielded
 
     def commit(self, tail: int) -> None:

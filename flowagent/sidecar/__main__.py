@@ -63,9 +63,7 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
         ingest.prune()
         if stored == 0:
             done.wait(poll_s)
-    # Final drain: rings are read until a poll finds nothing new.
-    while ingest.poll():
-        pass
+    ingest.drain_to_end()
     incomplete = ingest.finish_all()
     pruned = ingest.prune(force=True)
     totals = ingest.totals()

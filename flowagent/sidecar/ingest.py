@@ -333,6 +333,18 @@ class Ingestor:
             self.db.executemany(f"UPDATE sessions SET tree_kept={PRUNED} WHERE sid=?", ids)
         return len(rows)
 
+    def drain_to_end(self) -> None:
+        """Poll until nothing moves any more: new records, a reader position, or a reader
+        still deciding whether a bad frame was torn (it re-reads it on the next poll)."""
+        marker = None
+        while True:
+            stored = self.poll()
+            now = tuple((p.pk, p.reader.tail, p.reader.corrupt_bytes, p.reader._suspect)
+                        for p in self.procs.values())
+            if not stored and now == marker:
+                return
+            marker = now
+
     def finish_all(self) -> int:
         """End of run: every session still open is stored as incomplete. Returns how many."""
         n = 0
