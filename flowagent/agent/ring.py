@@ -238,12 +238,10 @@ class RingReader:
         pos = self.tail
         cap = self.capacity
         if head < pos or head - pos > cap:
-            # Counters make no sense (garbage or a torn read): treat what we can as unreadable.
-            if head < pos:
-                return
-            skip = head - pos - cap
-            self.corrupt_bytes += skip
-            pos += skip
+            # A head that cannot be (garbled, or torn mid-write): the producer's next write
+            # publishes its real head again, so wait for it rather than jump anywhere.
+            self.bad_heads += 1
+            return
         budget = max_bytes
         self.last_end = None
         while pos + FRAME_HEADER <= head and budget > 0:
@@ -276,6 +274,7 @@ class RingReader:
             yield seq, payload, pos
 
     _last_bad = -1
+    bad_heads = 0  # polls that found an impossible head
     _resyncing = False  # scanning past confirmed garbage for the next valid frame
     last_end: int | None = None  # end offset of the last frame the latest read() yielded
 

@@ -195,7 +195,7 @@ class Ingestor:
             "UPDATE processes SET last_seq=?, ring_tail=?, produced_events=?, dropped_events=?, "
             "dropped_batches=?, stored_events=?, duplicate_frames=?, corrupt_frames=?, "
             "agent_errors=?, closed=?, info=? WHERE run_id=? AND pk=?",
-            (proc.last_seq, tail, c["produced_events"], c["dropped_events"],
+            (proc.last_seq, min(tail, 2**63 - 1), c["produced_events"], c["dropped_events"],
              c["dropped_batches"], proc.stored, proc.duplicates,
              proc.reader.corrupt_frames + self.undecodable, proc.agent_errors, c["closed"],
              json.dumps(info), self.run_id, proc.pk))
