@@ -55,11 +55,22 @@ class Transport:
         # program is ending (after an unhandled KeyboardInterrupt) would clear CPython's
         # note to die by SIGINT.
         self.encoder = Encoder()
-        self.event = threading.Event()
-        recorder.S.wake = self.event.set
         recorder.S.flush_now = self.flush
-        self.thread = threading.Thread(target=self._loop, name="flowagent-flusher", daemon=True)
+        self._start_flusher()
+
+    def _start_flusher(self) -> None:
+        self.event = threading.Event()
+        self.stopping = False
+        recorder.S.wake = self.event.set
+        self.thread = threading.Thread(target=self._loop, args=(self.event,),
+                                       name="flowagent-flusher", daemon=True)
         self.thread.start()
+
+    def _stop_flusher(self) -> None:
+        self.stopping = True
+        self.event.set()
+        if self.thread is not threading.current_thread():
+            self.thread.join(timeout=2.0)
 
     def _create_ring(self) -> None:
         pid = self.pid
@@ -71,10 +82,16 @@ class Transport:
         self.ring.init_control(not recorder.S.on, recorder.S.sample_ppm)
 
     def _before_fork(self) -> None:
+        # The flusher stops for the fork: the child then never inherits a lock or a half-
+        # written batch from it, and a single-threaded program stays single-threaded at
+        # fork time (Python 3.12 warns about forking a multi-threaded process).
+        self._stop_flusher()
         self.lock.acquire()
 
     def _after_fork_parent(self) -> None:
         self.lock.release()
+        if not self.closed:
+            self._start_flusher()
 
     def _after_fork_child(self) -> None:
         self.lock.release()
@@ -85,9 +102,8 @@ class Transport:
             recorder.S.on = False  # no ring for this child: record nothing rather than harm it
 
     # -- flushing ----------------------------------------------------------------------
-    def _loop(self) -> None:
+    def _loop(self, event: threading.Event) -> None:
         sys.setprofile(None)  # the flusher is ours: never recorded, never profiled
-        event = self.event
         while not self.stopping:
             event.wait(self.interval)
             event.clear()

@@ -37,7 +37,7 @@ from helpers import record, run_cli
 FULL = os.environ.get("FLOWAGENT_FULL", "") == "1"
 RUN = "20240101-000000-ring"
 CAP = 64 * 1024
-EXAMPLES = 300 if FULL else 25
+EXAMPLES = int(os.environ.get("FLOWAGENT_FUZZ_EXAMPLES") or (300 if FULL else 25))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not FULL,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
@@ -312,7 +312,8 @@ OPS = st.lists(st.one_of(
     st.tuples(st.just("valid"), st.integers(0, 3)),
     st.tuples(st.sampled_from([k for k in BAD_KINDS if k != "replayed"]), st.just(0)),
     st.tuples(st.just("replay"), st.integers(0, 50)),
-    st.tuples(st.just("random"), st.binary(min_size=8, max_size=600)),
+    # (at least a frame header: a producer never publishes less)
+    st.tuples(st.just("random"), st.binary(min_size=16, max_size=600)),
 ), min_size=1, max_size=14)
 
 
@@ -391,12 +392,36 @@ def test_random_bytes_in_the_ring_header_never_crash(
         # info block is test_ring_info_that_is_not_an_object).
         chunk = junk[:R.OFF_INFO - at]
         w._mm[at:at + len(chunk)] = chunk
+        for off in (R.OFF_CREATED, R.OFF_HEAD, R.OFF_TAIL):
+            w._mm[off + 7] &= 0x7F  # >= 2**63: test_header_counter_beyond_sqlite
         s.drain(max_polls=20_000)
         stored = s.sessions()
         assert set(stored) <= {sid for f in written for sid in f.sessions}
         assert all(c == 4 for c in stored.values())
     finally:
         s.close()
+
+
+_BEYOND = pytest.mark.xfail(
+    reason="LIMITATION: a ring header whose head or tail has a flipped top bit no longer "
+    "crashes the sidecar (values are clamped, an impossible head is waited out), but the "
+    "frames of such a ring are not recovered: the reader does not scan the data area for "
+    "frames without a plausible head/tail.",
+    strict=True)
+
+
+@pytest.mark.parametrize("offset", [
+    R.OFF_DROPPED_EVENTS, R.OFF_PRODUCED_EVENTS, R.OFF_CLOSED, R.OFF_LAST_SEQ,
+    R.OFF_CREATED, pytest.param(R.OFF_HEAD, marks=_BEYOND),
+    pytest.param(R.OFF_TAIL, marks=_BEYOND)],
+    ids=["dropped-events", "produced-events", "closed", "last-seq", "created", "head", "tail"])
+def test_header_counter_beyond_sqlite(sidecar: Sidecar, offset: int) -> None:
+    p = Producer()
+    w = new_ring(sidecar.run_dir, p)
+    good = [put_frame(w, p.batch())]
+    w._mm[offset + 7] = 0x80
+    sidecar.drain()
+    _expect(sidecar, good)
 
 
 # -- foreign ring files --------------------------------------------------------------------
@@ -427,16 +452,14 @@ def test_foreign_ring_files_are_skipped(sidecar: Sidecar, figure) -> None:
            "them fully stored, no crash")
 
 
-@pytest.mark.xfail(reason="BUG: a ring file with a wrong magic, version or size is skipped "
-                   "silently: Ingestor.discover() only adds it to bad_rings, which no total, "
-                   "runs column, summary line or viewer page reports", strict=True)
 def test_foreign_ring_files_are_counted(sidecar: Sidecar) -> None:
+    # (found by this suite: they were skipped silently; fixed since)
     p = Producer()
     put_frame(new_ring(sidecar.run_dir, p), p.batch())
     _foreign_rings(sidecar.run_dir / "rings")
     sidecar.drain()
     t = sidecar.totals()
-    assert t["corrupt_frames"] > 0 or any(v for k, v in t.items() if "bad" in k)
+    assert max(t.get("foreign_rings", 0), t["corrupt_frames"]) == 6  # the 6 *.ring entries
 
 
 # -- structurally malformed batches (right checksum, right version) ------------------------
@@ -453,11 +476,8 @@ MALFORMED: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.mark.xfail(reason="BUG: Ingestor._drain() catches only the decoder's ValueError: a "
-                   "frame with a valid checksum and version whose batch is malformed "
-                   "(ValueError/TypeError in _apply) crashes the sidecar, and since the "
-                   "transaction rolls back and the ring tail stays, `sidecar --resume` "
-                   "crashes on the same frame again", strict=True)
+# (found by this suite: each of these crashed the sidecar, and `sidecar --resume` crashed
+# again on the same frame; fixed since)
 @pytest.mark.parametrize("override", list(MALFORMED.values()), ids=list(MALFORMED))
 def test_malformed_batch_is_skipped_and_counted(sidecar: Sidecar,
                                                 override: dict[str, Any]) -> None:
@@ -471,9 +491,8 @@ def test_malformed_batch_is_skipped_and_counted(sidecar: Sidecar,
     assert sidecar.totals()["corrupt_frames"] == 1
 
 
-@pytest.mark.xfail(reason="BUG: wire.Decoder.decode() lets a TypeError escape (call columns "
-                   "holding text or nil) instead of raising ValueError, and the sidecar "
-                   "crashes", strict=True)
+# (found by this suite: Decoder.decode() let a TypeError escape and the sidecar crashed;
+# fixed since)
 @pytest.mark.parametrize("value", ["x", None], ids=["text", "nil"])
 def test_call_columns_of_the_wrong_type(sidecar: Sidecar, value: Any) -> None:
     p = Producer()
@@ -487,9 +506,6 @@ def test_call_columns_of_the_wrong_type(sidecar: Sidecar, value: Any) -> None:
     _expect(sidecar, [first, last])
 
 
-@pytest.mark.xfail(reason="BUG: a ring whose info block is valid JSON but not an object "
-                   "(e.g. `5`) crashes the sidecar: Ingestor._save_proc() does "
-                   "dict(proc.info, ...) with whatever RingReader.info() returned", strict=True)
 def test_ring_info_that_is_not_an_object(sidecar: Sidecar) -> None:
     p = Producer()
     w = new_ring(sidecar.run_dir, p)
@@ -539,11 +555,6 @@ def test_resume_skips_replays_and_foreign_rings(tmp_path: Path, figure) -> None:
            f"ring files: {len(good)}/{len(good)} frames stored once, 1 replay counted")
 
 
-@pytest.mark.xfail(reason="BUG: after a bad frame, RingReader.read() stops at it once "
-                   "('maybe torn') and then resynchronises 8 bytes per poll, but the sidecar's "
-                   "final drain (`while ingest.poll(): pass`, the whole of `sidecar --resume`) "
-                   "ends at the first poll that stores nothing: every valid frame after a bad "
-                   "one is left in the ring, unstored and uncounted", strict=True)
 def test_resume_keeps_the_frames_after_a_bad_one(tmp_path: Path) -> None:
     data, run_id = _recorded_run(tmp_path)
     p = Producer()

@@ -62,11 +62,9 @@ def test_kill_9_keeps_completed_sessions_and_the_open_one(tmp_path: Path, backen
            backend=backend, completed=len(done), incomplete=1, open_calls=open_one["calls"])
 
 
-@pytest.mark.xfail(reason="BUG: when the program dies by SIGKILL, the launcher's exit_like() "
-                   "calls signal.signal(SIGKILL, SIG_DFL), which raises OSError: flowagent "
-                   "prints a Python traceback and exits 1 instead of dying by SIGKILL "
-                   "(exit -9 / 137 in a shell) like the program did", strict=True)
 def test_launcher_dies_by_sigkill_like_its_program(tmp_path: Path) -> None:
+    # (found by this suite: exit_like() called signal.signal(SIGKILL, ...) -> OSError,
+    # a traceback and exit 1; fixed since)
     (tmp_path / "prog.py").write_text(
         "import os, signal\n\ndef die():\n    os.kill(os.getpid(), signal.SIGKILL)\n\n"
         "die()\n")

@@ -1,0 +1,155 @@
+"""Storage failure: the data directory is unwritable, is not a directory, holds something that
+is not a database, or is full (before or during the run). flowagent says so in one clear
+line and the program itself is unaffected: it runs, with the same output and exit status.
+
+The read-only and full cases mount a small tmpfs (the tests run as root here); where
+mounting is not allowed they are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import run_cli, run_python, strip_summary
+from reliability_support import PROGRAMS, launch
+
+pytestmark = pytest.mark.e2e
+
+PROGRAM = """\
+import sys
+
+def greet(name):
+    print("hello", name)
+    print("to stderr", file=sys.stderr)
+    return 3
+
+sys.exit(greet("world"))
+"""
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """``tmpfs("1m", ro=False)`` mounts a small tmpfs and returns its path."""
+    mounted: list[Path] = []
+
+    def mount(size: str, ro: bool = False) -> Path:
+        where = tmp_path / f"tmpfs{len(mounted)}"
+        where.mkdir()
+        opts = f"size={size}" + (",ro" if ro else "")
+        try:
+            proc = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)],
+                                  capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            pytest.skip(f"cannot mount a tmpfs here ({exc}); needs root and CAP_SYS_ADMIN")
+        if proc.returncode != 0:
+            pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN): "
+                        + proc.stderr.decode(errors="replace").strip())
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30)
+
+
+def _fill(directory: Path) -> None:
+    """Write until the filesystem says it is full."""
+    with open(directory / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    assert shutil.disk_usage(directory).free < 65536
+
+
+def _unaffected(tmp: Path, data_dir: str) -> str:
+    """Run PROGRAM plainly and under flowagent with ``data_dir``; same output and status,
+    and flowagent's own stderr is exactly one error line. Returns that line."""
+    (tmp / "prog.py").write_text(PROGRAM)
+    plain = run_python(["prog.py"], tmp)
+    fa = run_cli(["run", "--data-dir", data_dir, "prog.py"], tmp)
+    assert (fa.returncode, fa.stdout) == (plain.returncode, plain.stdout) == (3, b"hello world\n")
+    assert strip_summary(fa.stderr) == plain.stderr
+    ours = [line for line in fa.stderr.decode().splitlines() if line.startswith("flowagent:")]
+    assert len(ours) == 1 and ours[0].startswith("flowagent: error: "), ours
+    assert "without recording" in ours[0]
+    return ours[0]
+
+
+def test_data_dir_under_a_regular_file(tmp_path: Path, figure) -> None:
+    (tmp_path / "afile").write_text("x")
+    line = _unaffected(tmp_path, str(tmp_path / "afile" / "data"))
+    assert "cannot create the data directory" in line and "Not a directory" in line
+    figure(f"data dir below a regular file: program unaffected (output, exit 3); one line: "
+           f"{line!r}")
+
+
+def test_database_path_is_a_directory(tmp_path: Path, figure) -> None:
+    (tmp_path / "data" / "flowagent.db").mkdir(parents=True)
+    line = _unaffected(tmp_path, str(tmp_path / "data"))
+    assert "cannot open the flowagent database" in line
+    figure(f"flowagent.db is a directory: program unaffected; one line: {line[:110]!r}...")
+
+
+def test_database_is_garbage(tmp_path: Path, figure) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "flowagent.db").write_bytes(bytes(range(256)) * 64)
+    line = _unaffected(tmp_path, str(tmp_path / "data"))
+    assert "file is not a database" in line
+    figure(f"flowagent.db is not a database: program unaffected; one line: {line[:110]!r}...")
+
+
+def test_read_only_filesystem(tmp_path: Path, tmpfs: Callable[..., Path], figure) -> None:
+    ro = tmpfs("1m", ro=True)
+    line = _unaffected(tmp_path, str(ro / "data"))
+    assert "Read-only file system" in line
+    figure(f"read-only filesystem: program unaffected; one line: {line!r}")
+
+
+def test_full_before_the_run(tmp_path: Path, tmpfs: Callable[..., Path], figure) -> None:
+    full = tmpfs("1m")
+    _fill(full)
+    line = _unaffected(tmp_path, str(full / "data"))
+    figure(f"full filesystem before the run: program unaffected; one line: {line!r}")
+
+
+@pytest.mark.xfail(reason="BUG (low): on a full data directory the one error line says "
+                   "'the flowagent sidecar did not start (no output); see .../sidecar.log', "
+                   "but that log is empty (it cannot be written either): nothing names the "
+                   "cause (no space left on the device)", strict=True)
+def test_full_before_the_run_names_the_cause(tmp_path: Path,
+                                             tmpfs: Callable[..., Path]) -> None:
+    full = tmpfs("1m")
+    _fill(full)
+    line = _unaffected(tmp_path, str(full / "data")).replace(str(tmp_path), "DIR")
+    assert "space" in line or "full" in line, line
+
+
+def test_full_during_the_run(tmp_path: Path, tmpfs: Callable[..., Path]) -> None:
+    full = tmpfs("2m")
+    shutil.copy(PROGRAMS / "phases.py", tmp_path)
+    go = tmp_path / "go"
+    args = ["phases.py", "50", "3000", str(go)]
+    go.touch()
+    plain = run_python(args, tmp_path)
+    go.unlink()
+    run = launch(["run", "--data-dir", str(full / "data"), *args], tmp_path)
+    try:
+        run.wait_line(b"phase 1 done")
+        time.sleep(0.3)  # the first batches are in the ring (its first pages are allocated)
+        _fill(full)
+        go.touch()
+        rc = run.wait()
+    finally:
+        run.kill()
+    assert (rc, run.stdout) == (plain.returncode, plain.stdout)
+    assert strip_summary(run.stderr) == plain.stderr
