@@ -121,7 +121,7 @@ def test_repeated_sigint_is_forwarded_each_time(tmp_path: Path) -> None:
                    "no /dev/tty can be opened) reaches the program twice: once directly and "
                    "once forwarded by the launcher, which only skips forwarding when its group "
                    "is a terminal's foreground group. A program whose second ^C means 'force "
-                   "quit' quits hard.", strict=True)
+                   "quit' quits hard.", strict=False)
 def test_signal_to_the_process_group_is_delivered_once(tmp_path: Path) -> None:
     plain, fa, _ = _both(tmp_path, "count", _to_group(signal.SIGINT, times=3))
     assert plain[1] == b"ready\nSIGINT deliveries: 3\n"

@@ -12,7 +12,7 @@ import threading
 import time
 
 scenario, n = sys.argv[1], int(sys.argv[2])
-if scenario == "gevent":
+if scenario.startswith("gevent"):
     from gevent import monkey
 
     monkey.patch_all()
@@ -107,12 +107,25 @@ def gevent_greenlets():
     return n
 
 
+def gevent_hubs():
+    """How many gevent hubs exist once the program has idled a little: one per thread that
+    ran gevent code. Plainly only the main thread's."""
+    import gc
+
+    import gevent
+    import gevent.hub
+
+    gevent.sleep(0.3)
+    print("gevent hubs:", sum(isinstance(o, gevent.hub.Hub) for o in gc.get_objects()))
+    return 0
+
+
 SCENARIOS = {
     "threads": threads, "asyncio": asyncio_tasks, "thread-pool": thread_pool,
     "process-pool-fork": lambda: process_pool("fork"),
     "process-pool-spawn": lambda: process_pool("spawn"),
     "fork-with-threads": fork_while_threads_record, "daemon-exit": daemon_threads_at_exit,
-    "gevent": gevent_greenlets,
+    "gevent": gevent_greenlets, "gevent-hubs": gevent_hubs,
 }
 
 if __name__ == "__main__":
