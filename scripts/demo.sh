@@ -20,6 +20,8 @@ $FA export --format mermaid -o .flowagent/architecture.mmd
 $FA export --format chrome -o .flowagent/trace.json
 echo
 echo "The data is in .flowagent/flowagent.db. Next:"
+echo "  .venv/bin/flowagent view --open                    # the web viewer (http://127.0.0.1:8765/)"
+echo "  .venv/bin/flowagent stats                          # profiles, flow variants, error clusters"
 echo "  .venv/bin/flowagent export --format json           # merged architecture graph"
 echo "  dot -Tsvg .flowagent/architecture.dot -o arch.svg   # needs graphviz"
 echo "  open .flowagent/trace.json in https://ui.perfetto.dev (Chrome trace format)"
