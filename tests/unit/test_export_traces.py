@@ -352,3 +352,44 @@ def test_random_sessions_stay_valid(sessions: list[dict]) -> None:
         n["function_name"] for s in sessions for n in s["nodes"])
     lines = list(collapsed_stacks(sessions))
     assert all(int(line.rpartition(" ")[2]) >= 0 for line in lines)
+
+
+def _synthetic_sessions(n: int):
+    """n sessions of 50 nested-and-sibling calls each, made one at a time."""
+    t = 1_700_000_000_000_000_000
+    for s in range(n):
+        nodes = [{"id": 1, "parent_id": None, "function_name": "app:root", "timestamp_start": t,
+                  "timestamp_end": t + 100_000, "thread": 1, "thread_name": "MainThread",
+                  "pid": 7, "result_type": "success"}]
+        for i in range(2, 51):
+            nodes.append({"id": i, "parent_id": 1, "function_name": f"app:f{i % 7}",
+                          "timestamp_start": t + i * 1000, "timestamp_end": t + i * 1000 + 500,
+                          "thread": 1, "thread_name": "MainThread", "pid": 7,
+                          "result_type": "success"})
+        yield {"session_id": f"s{s}", "nodes": nodes, "edges": []}
+        t += 200_000
+
+
+def test_trace_exports_stream_in_bounded_memory():
+    import tracemalloc
+
+    from flowagent.export.chrome import write_chrome_trace
+    from flowagent.export.speedscope import write_speedscope
+
+    def peak(write, n):
+        tracemalloc.start()
+        write(_synthetic_sessions(n), _Sink())
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    for write in (write_chrome_trace, write_speedscope):
+        small, large = peak(write, 100), peak(write, 2000)
+        assert large < 3 * small, (write.__name__, small, large)
+
+
+class _Sink:
+    """A text file that forgets what it is given (the output is not what is measured)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
