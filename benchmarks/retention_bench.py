@@ -40,10 +40,10 @@ def session_calls(ses: int, t: int, rnd: random.Random) -> tuple[list[tuple], in
         cid += 1
         res = 1 if fid == 6 else 0
         calls.append((cid, ses, ses, fid, 1, 7, 8 if not res else 0, res, 9 if res else 0,
-                       t, t + 20_000, 1))
+                       t, t + 20_000, 1, 0))
         t += 25_000
     root_res = 2 if kind > 0.98 else 0
-    calls.append((ses, 0, ses, 1, 0, 7, 8, root_res, 0, t0 - 1000, t + 1000, 1))
+    calls.append((ses, 0, ses, 1, 0, 7, 8, root_res, 0, t0 - 1000, t + 1000, 1, 0))
     return calls, cid + 1
 
 

@@ -41,6 +41,8 @@ def _run_parser() -> _Parser:
     p.add_argument("--ring-size", metavar="SIZE", help="bytes per process ring, e.g. 16MiB")
     p.add_argument("--flush-interval-ms", metavar="MS")
     p.add_argument("--sample-rate", metavar="FRACTION")
+    p.add_argument("--cpu-time", dest="cpu_time", action="store_const", const=True,
+                   help="also measure each call's CPU time (thread CPU clock)")
     p.add_argument("--no-nested", dest="nested", action="store_const", const=False,
                    help="do not record functions defined inside functions")
     p.add_argument("-v", "--verbose", action="store_const", const=True)

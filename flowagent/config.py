@@ -33,6 +33,7 @@ Keys (TOML key / environment variable / default):
 - ``hooks`` / FLOWAGENT_HOOKS / ``[]``: ``package.module:function`` callables run in the sidecar.
 - ``retention_sessions`` / FLOWAGENT_RETENTION_SESSIONS / ``10000``: full session trees kept
   per run (0 or more); aggregates are always kept.
+- ``cpu_time`` / FLOWAGENT_CPU_TIME / ``false``: also measure each call's CPU time.
 
 Any mistake raises :class:`~flowagent.errors.ConfigError` naming the key, where it came from
 (file path, variable or option) and what to do. This module runs inside the recorded program,
@@ -77,6 +78,7 @@ class Config:
     sample_rate: float = 1.0
     hooks: tuple[str, ...] = ()
     retention_sessions: int = 10000
+    cpu_time: bool = False
     sources: tuple[tuple[str, str], ...] = ()  # (key, "default" | file path | env var | --option)
 
 
@@ -103,6 +105,8 @@ _KEYS: dict[str, tuple[str, str, str]] = {
     "hooks": ("hooks", "[]", "`package.module:function` callables run in the sidecar."),
     "retention_sessions": ("int", "10000", "Full session trees kept per run (0 or more); "
                            "aggregates are always kept."),
+    "cpu_time": ("bool", "false", "Also measure each call's CPU time (the thread's CPU clock; "
+                 "two more clock reads per call)."),
 }
 KNOWN_KEYS: frozenset[str] = frozenset(_KEYS)
 ENV_KEYS: dict[str, str] = {"FLOWAGENT_" + key.upper(): key for key in _KEYS}

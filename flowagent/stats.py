@@ -28,7 +28,7 @@ def functions(store: SQLiteStore, run_id: str) -> list[dict[str, Any]]:
         out.append({
             "function": fn.get("name", "?"), "kind": fn.get("kind"), "calls": r["calls"],
             "errors": r["errors"], "partials": r["partials"], "roots": r["roots"],
-            "total_ns": r["total_ns"], "self_ns": r["self_ns"],
+            "total_ns": r["total_ns"], "self_ns": r["self_ns"], "cpu_ns": r["cpu_ns"] or 0,
             "mean_ns": r["total_ns"] // r["calls"] if r["calls"] else None,
             "min_ns": r["min_ns"], "max_ns": r["max_ns"],
             **{f"{k}_ns": v for k, v in H.summary(h).items()},

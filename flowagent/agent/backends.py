@@ -193,7 +193,7 @@ class ProfileBackend(_HooksMixin):
                 recorder.close_call(rec, recorder.UnknownError)
 
 
-_THROWN = recorder.RV + 1  # extra slot on profile-backend frames
+_THROWN = recorder.CPU + 1  # extra slot on profile-backend frames
 
 
 def _property_accessor(globs: dict, qual: str, code: Any) -> str:

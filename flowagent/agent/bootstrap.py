@@ -111,6 +111,7 @@ def start() -> None:
         roots = tuple(p for p in env.get("FLOWAGENT_ROOTS", os.getcwd()).split(os.pathsep) if p)
         _selector = Selector(include, exclude, roots)
         _nested = _flag(env.get("FLOWAGENT_NESTED"), True)
+        recorder.S.cpu = _flag(env.get("FLOWAGENT_CPU_TIME"), False)
         backend, reason = choose(env.get("FLOWAGENT_BACKEND", "auto"))
         backend_name = backend.name
         _log(f"backend {backend.name}: {reason}")

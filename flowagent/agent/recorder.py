@@ -31,7 +31,7 @@ from . import shapes as _shapes
 from .wire import ERROR, PARTIAL, SUCCESS
 
 # Frame layout. A list, because it is the cheapest mutable record CPython has.
-CID, PARENT, SES, FID, T0, INS, FLAGS, OUTER, GEN, THR, EXC, YIELDED, RV = range(13)
+CID, PARENT, SES, FID, T0, INS, FLAGS, OUTER, GEN, THR, EXC, YIELDED, RV, CPU = range(14)
 _ERR = 1          # this call raised
 _CHILD_ERR = 2    # something below it raised (makes a normal return `partial`)
 _SKIP = 4         # a session left out by sampling: nothing under it is recorded
@@ -57,6 +57,7 @@ def _thread_name(ident: int) -> str:
     except Exception:
         return f"Thread-{ident}"
 _random = random.random
+_thread_time = time.thread_time_ns
 _shape_of = _shapes.shape_of
 
 
@@ -81,6 +82,7 @@ class _State:
         self.flush_now: Callable[[], None] = lambda: None
         self.sample_ppm = 1_000_000  # sessions recorded per million (live-controlled)
         self.user_functions = False  # any function of the program instrumented yet?
+        self.cpu = False  # measure CPU time per call (config cpu_time)
         self.sampled_out = 0
 
 
@@ -243,14 +245,16 @@ def open_call(fid: int, args: tuple) -> list | None:
             ses = parent[SES]
         if _shaped(fid):
             frame = [cid, parent, ses, fid, 0, _input_sid(args), _SHAPED, parent, S.gen,
-                     _ident(), 0, 0, None]
+                     _ident(), 0, 0, None, 0]
         else:
-            frame = [cid, parent, ses, fid, 0, 0, 0, parent, S.gen, _ident(), 0, 0, None]
+            frame = [cid, parent, ses, fid, 0, 0, 0, parent, S.gen, _ident(), 0, 0, None, 0]
         _set(frame)
         if ses == cid:
             # The thread's name now: a short-lived thread may be gone (and its ident reused)
             # before the flusher could look it up.
             S.session_starts.append((cid, fid, _clock(), frame[THR], _thread_name(frame[THR])))
+        if S.cpu:
+            frame[CPU] = _thread_time()
         frame[T0] = _clock()
         return frame
     except Exception:
@@ -261,7 +265,7 @@ def open_call(fid: int, args: tuple) -> list | None:
 def _skip_session(fid: int) -> list:
     """A session left out by sampling: a frame that only keeps its calls from recording."""
     S.sampled_out += 1
-    frame = [0, None, 0, fid, 0, 0, _SKIP, _get(), S.gen, 0, 0, 0, None]
+    frame = [0, None, 0, fid, 0, 0, _SKIP, _get(), S.gen, 0, 0, 0, None, 0]
     _set(frame)
     return frame
 
@@ -276,6 +280,7 @@ def close_call(frame: list, exc_type: type | None) -> None:
     ``exc_type`` is the exception the call raised, or None; the return value is in
     ``frame[RV]`` (set by :func:`ret`), the yielded shapes in ``frame[YIELDED]``."""
     t1 = _clock()
+    cpu = _thread_time() - frame[CPU] if frame[CPU] else 0
     try:
         if _get() is frame:
             _set(frame[OUTER])
@@ -308,7 +313,7 @@ def close_call(frame: list, exc_type: type | None) -> None:
         if n < S.max_buf:
             buf.append((frame[CID], parent[CID] if parent else 0, frame[SES], frame[FID],
                         parent[FID] if parent else 0, frame[INS], out, res, exc,
-                        frame[T0], t1, frame[THR]))
+                        frame[T0], t1, frame[THR], cpu))
         else:
             _drop()
         if parent is None and S.sync_sessions:
@@ -539,7 +544,7 @@ def enter_root(name: str) -> list | None:
         if S.sample_ppm < 1_000_000 and _random() * 1_000_000 >= S.sample_ppm:
             return _skip_session(fid)
         cid = S.next_id()
-        frame = [cid, None, cid, fid, 0, 0, 0, _get(), S.gen, _ident(), 0, 0, None]
+        frame = [cid, None, cid, fid, 0, 0, 0, _get(), S.gen, _ident(), 0, 0, None, 0]
         _set(frame)
         S.session_starts.append((cid, fid, _clock(), frame[THR], _thread_name(frame[THR])))
         frame[T0] = _clock()

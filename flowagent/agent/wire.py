@@ -22,7 +22,8 @@ SUCCESS, ERROR, PARTIAL, INCOMPLETE = 0, 1, 2, 3
 RESULT_NAMES = ("success", "error", "partial", "incomplete")
 
 # One call record as the recorder appends it (a plain tuple: the cheapest thing to build).
-CALL_FIELDS = ("cid", "par", "ses", "fid", "pfid", "ins", "out", "res", "exc", "t0", "t1", "thr")
+CALL_FIELDS = ("cid", "par", "ses", "fid", "pfid", "ins", "out", "res", "exc", "t0", "t1", "thr",
+               "cpu")
 N_FIELDS = len(CALL_FIELDS)
 # Fields delta-encoded against the previous record in the batch.
 _DELTA = ("cid", "t0")

@@ -51,6 +51,7 @@ def _session_node(node: Mapping[str, Any]) -> dict[str, Any]:
         "thread_name": node.get("thread_name"),
         "pid": node.get("pid"),
         "parent_id": node.get("parent_id"),
+        "cpu_ns": node.get("cpu_ns"),  # None unless recorded with --cpu-time
     }
 
 

@@ -27,7 +27,9 @@ from ..agent.wire import ERROR, INCOMPLETE, PARTIAL
 from . import histogram as H
 
 # Call row layout used by the sidecar (see ingest._apply).
-CID, PAR, FID, PFID, INS, OUT, RES, EXC, T0, T1, THR = range(11)
+CID, PAR, FID, PFID, INS, OUT, RES, EXC, T0, T1, THR, CPU = range(12)
+# node stats: calls, errors, partials, total_ns, self_ns, min_ns, max_ns, roots, cpu_ns
+_SUMS = (0, 1, 2, 3, 4, 7, 8)
 EXAMPLES = 3  # example sessions kept per variant and per error cluster
 
 
@@ -60,7 +62,7 @@ def session_contributions(calls: list[tuple], ses: int, names: dict[int, str]) -
         child_time = sum(max(k[T1] - k[T0], 0) for k in children.get(c[CID], ()))
         n = out.nodes.get(c[FID])
         if n is None:
-            n = out.nodes[c[FID]] = [0, 0, 0, 0, 0, dur, dur, 0]
+            n = out.nodes[c[FID]] = [0, 0, 0, 0, 0, dur, dur, 0, 0]
             out.hists[c[FID]] = {}
         n[0] += 1
         n[1] += c[RES] == ERROR
@@ -70,6 +72,7 @@ def session_contributions(calls: list[tuple], ses: int, names: dict[int, str]) -
         n[5] = min(n[5], dur)
         n[6] = max(n[6], dur)
         n[7] += c[CID] == ses
+        n[8] += c[CPU] if len(c) > CPU else 0
         H.add(out.hists[c[FID]], dur)
         parent = by_id.get(c[PAR])
         if parent is not None:
@@ -187,7 +190,7 @@ class Aggregates:
         for r in db.execute("SELECT * FROM graph_nodes WHERE run_id=?", (run_id,)):
             a.nodes[r["fid"]] = [r["calls"], r["errors"], r["partials"], r["total_ns"],
                                  r["self_ns"], r["min_ns"], r["max_ns"], r["roots"],
-                                 H.decode(r["hist"])]
+                                 r["cpu_ns"] or 0, H.decode(r["hist"])]
         for r in db.execute("SELECT * FROM graph_edges WHERE run_id=?", (run_id,)):
             a.edges[(r["caller_fid"], r["callee_fid"], r["result"])] = [r["count"], r["total_ns"]]
         for r in db.execute("SELECT * FROM shape_counts WHERE run_id=?", (run_id,)):
@@ -212,11 +215,11 @@ class Aggregates:
             if n is None:
                 self.nodes[fid] = [*s, dict(c.hists[fid])]
             else:
-                for i in (0, 1, 2, 3, 4, 7):
+                for i in _SUMS:
                     n[i] += s[i]
                 n[5] = min(n[5], s[5])
                 n[6] = max(n[6], s[6])
-                n[8] = H.merge(n[8], c.hists[fid])
+                n[9] = H.merge(n[9], c.hists[fid])
             d["nodes"].add(fid)
         for key, (count, total) in c.edges.items():
             e = self.edges.setdefault(key, [0, 0])
@@ -257,8 +260,8 @@ class Aggregates:
         db = store.db
         d = self._dirty
         if d["nodes"]:
-            db.executemany("INSERT OR REPLACE INTO graph_nodes VALUES(?,?,?,?,?,?,?,?,?,?,?)",
-                           [(run_id, f, *self.nodes[f][:8], H.encode(self.nodes[f][8]))
+            db.executemany("INSERT OR REPLACE INTO graph_nodes VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                           [(run_id, f, *self.nodes[f][:9], H.encode(self.nodes[f][9]))
                             for f in d["nodes"]])
         if d["edges"]:
             db.executemany("INSERT OR REPLACE INTO graph_edges VALUES(?,?,?,?,?,?)",

@@ -15,7 +15,7 @@ import networkx as nx
 from . import histogram as H
 
 RESULTS = ("success", "error", "partial", "incomplete")
-_SUMS = ("calls", "errors", "partials", "total_ns", "self_ns", "roots")
+_SUMS = ("calls", "errors", "partials", "total_ns", "self_ns", "roots", "cpu_ns")
 
 
 def from_aggregates(agg: dict[str, Any]) -> nx.DiGraph:
@@ -30,7 +30,8 @@ def from_aggregates(agg: dict[str, Any]) -> nx.DiGraph:
                    params=fn["params"], calls=n["calls"], errors=n["errors"],
                    partials=n["partials"], total_ns=n["total_ns"], self_ns=n["self_ns"],
                    min_ns=n["min_ns"], max_ns=n["max_ns"], roots=n["roots"],
-                   hist=H.decode(n.get("hist")), in_shapes={}, out_shapes={})
+                   cpu_ns=n.get("cpu_ns") or 0, hist=H.decode(n.get("hist")), in_shapes={},
+                   out_shapes={})
     for s in agg["shapes"]:
         fn = fns.get(s["fid"])
         if fn is None or fn["name"] not in g or s["shape"] is None:
@@ -123,6 +124,7 @@ def to_contract(g: nx.DiGraph, top_paths: int = 20) -> dict[str, Any]:
                 n["out_shapes"].items(), key=lambda kv: (-kv[1], kv[0]))],
             "total_ns": n["total_ns"], "self_ns": n["self_ns"], "min_ns": n["min_ns"],
             "max_ns": n["max_ns"], "mean_ns": n["total_ns"] // n["calls"] if n["calls"] else None,
+            "cpu_ns": n.get("cpu_ns") or 0,
             **{f"{k}_ns": v for k, v in H.summary(n["hist"]).items()},
         })
     edges = []

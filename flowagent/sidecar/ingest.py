@@ -140,7 +140,7 @@ class Ingestor:
             p = Pending(s["sid"], s["root_fid"], s["started_ns"], 0, s["name"])
             p.calls = [tuple(r) for r in self.db.execute(
                 "SELECT call_id, parent_id, fid, caller_fid, in_sid, out_sid, result, exc_sid, "
-                "t0, t1, thread FROM calls WHERE sid=?", (s["sid"],))]
+                "t0, t1, thread, cpu_ns FROM calls WHERE sid=?", (s["sid"],))]
             proc.pending[ses] = p
 
     # -- draining --------------------------------------------------------------------------
@@ -241,19 +241,20 @@ class Ingestor:
                 p.name = str(name)
         rows = []
         finished = []
-        for (cid, par, ses, fid, pfid, ins, out, res, exc, t0, t1, thr) in batch["calls"]:
+        for (cid, par, ses, fid, pfid, ins, out, res, exc, t0, t1, thr, cpu) in batch["calls"]:
             p = proc.pending.get(ses)
             if p is None:
                 p = self._open(proc, ses, fids.get(fid, 0) if cid == ses else 0,
                                wall + t0 - mono, thr)
             rec = (cid, par, fids.get(fid, 0), fids.get(pfid, 0), sids.get(ins, 0),
                    sids.get(out, 0), res, sids.get(exc, 0), wall + t0 - mono,
-                   wall + t1 - mono, thr)
+                   wall + t1 - mono, thr, cpu)
             p.calls.append(rec)
             rows.append((p.rowid, *rec))
             if cid == ses:
                 finished.append(ses)
-        self.db.executemany("INSERT OR IGNORE INTO calls VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        self.db.executemany("INSERT OR IGNORE INTO calls VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            rows)
         proc.stored += len(rows)
         for ses in finished:
             self._finish(proc, ses, complete=True)
@@ -279,7 +280,7 @@ class Ingestor:
         calls = p.calls
         if not complete:
             calls = calls + _placeholders(ses, p, calls)
-            self.db.executemany("INSERT OR IGNORE INTO calls VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+            self.db.executemany("INSERT OR IGNORE INTO calls VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                 [(p.rowid, *c) for c in calls[len(p.calls):]])
         root = next((c for c in calls if c[0] == ses), None)
         names = self.fn_names
@@ -388,10 +389,10 @@ def _placeholders(ses: int, p: Pending, calls: list[tuple]) -> list[tuple]:
     end = max((c[9] for c in calls), default=p.t0)
     out = []
     if ses not in have:
-        out.append((ses, 0, p.root_fid, 0, 0, 0, INCOMPLETE, 0, p.t0, end, p.thread))
+        out.append((ses, 0, p.root_fid, 0, 0, 0, INCOMPLETE, 0, p.t0, end, p.thread, 0))
         missing.pop(ses, None)
     for cid, (fid, t0, _t1) in sorted(missing.items(), key=lambda kv: kv[1][1]):
-        out.append((cid, ses, fid, p.root_fid, 0, 0, INCOMPLETE, 0, t0, end, p.thread))
+        out.append((cid, ses, fid, p.root_fid, 0, 0, INCOMPLETE, 0, t0, end, p.thread, 0))
     return out
 
 

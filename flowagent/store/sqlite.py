@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from ..errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -52,10 +52,10 @@ CREATE INDEX IF NOT EXISTS sessions_run ON sessions(run_id, started_ns);
 CREATE TABLE IF NOT EXISTS calls(
   sid INTEGER, call_id INTEGER, parent_id INTEGER, fid INTEGER, caller_fid INTEGER,
   in_sid INTEGER, out_sid INTEGER, result INTEGER, exc_sid INTEGER, t0 INTEGER, t1 INTEGER,
-  thread INTEGER, PRIMARY KEY(sid, call_id)) WITHOUT ROWID;
+  thread INTEGER, cpu_ns INTEGER, PRIMARY KEY(sid, call_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS graph_nodes(
   run_id TEXT, fid INTEGER, calls INTEGER, errors INTEGER, partials INTEGER, total_ns INTEGER,
-  self_ns INTEGER, min_ns INTEGER, max_ns INTEGER, roots INTEGER, hist TEXT,
+  self_ns INTEGER, min_ns INTEGER, max_ns INTEGER, roots INTEGER, cpu_ns INTEGER, hist TEXT,
   PRIMARY KEY(run_id, fid));
 CREATE TABLE IF NOT EXISTS variants(
   run_id TEXT, variant TEXT, root_fid INTEGER, count INTEGER, errors INTEGER, hist TEXT,
@@ -268,6 +268,7 @@ class SQLiteStore:
                 "result_type": RESULTS[c["result"]],
                 "exception_type": self.shape_text(c["exc_sid"]),
                 "timestamp_start": c["t0"], "timestamp_end": c["t1"],
+                "cpu_ns": c["cpu_ns"] or None,
                 "thread": c["thread"], "thread_name": threads.get(c["thread"]),
                 "pid": row["pid"],
             })

@@ -273,3 +273,34 @@ def test_shape_drift_and_stubs_report_the_planted_changes(tmp_path):
     assert "class HandlePayload(TypedDict):" in stub
     assert "email: NotRequired[str]" in stub and "qty: int | str" in stub
     assert "def store(payload: HandlePayload) -> HandleResult: ..." in stub
+
+
+def test_cpu_time_per_call_is_measured_when_asked(tmp_path):
+    write_files(tmp_path, {"work.py": """
+        import time
+
+        def busy():
+            x = 0
+            for i in range(300_000):
+                x += i
+            return x
+
+        def idle():
+            time.sleep(0.05)
+    """, "main.py": """
+        import work
+        work.busy(); work.idle()
+    """})
+    data = tmp_path / "d"
+    proc = run_cli(["run", "--cpu-time", "--data-dir", str(data), "--exclude", "main",
+                    "main.py"], tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    fns = {f["function"]: f for f in cli_json(tmp_path, data, "stats")["functions"]}
+    busy, idle = fns["work:busy"], fns["work:idle"]
+    assert busy["cpu_ns"] > 0.3 * busy["total_ns"]   # CPU-bound: CPU close to wall time
+    assert idle["cpu_ns"] < 0.2 * idle["total_ns"]   # sleeping: almost no CPU
+    sessions = json.loads(run_cli(["sessions", "--json", "--data-dir", str(data)],
+                                  tmp_path).stdout)
+    tree = json.loads(run_cli(["trace", sessions[0]["session_id"], "--json", "--data-dir",
+                               str(data)], tmp_path).stdout)
+    assert tree["nodes"][0]["cpu_ns"] > 0

@@ -88,8 +88,8 @@ class Producer:
             for _ in range(queries):
                 cid = self.next_cid
                 self.next_cid += 1
-                calls.append((cid, root, root, 2, 1, 2, 3, 0, 0, t + 10, t + 20, 7))
-            calls.append((root, 0, root, 1, 0, 1, 4, 0, 0, t, t + 100, 7))
+                calls.append((cid, root, root, 2, 1, 2, 3, 0, 0, t + 10, t + 20, 7, 0))
+            calls.append((root, 0, root, 1, 0, 1, 4, 0, 0, t, t + 100, 7, 0))
             ids.append(f"{self.pk}-{root}")
             t += 1000
         # Definitions travel in every batch here (transport resends them after a dropped

@@ -111,7 +111,7 @@ def test_ignored_sigint_is_ignored(tmp_path: Path, figure) -> None:
 
 
 def test_repeated_sigint_is_forwarded_each_time(tmp_path: Path) -> None:
-    plain, fa, _ = _both(tmp_path, "count", _to_process(signal.SIGINT, times=3))
+    plain, fa, _ = _both(tmp_path, "count", _to_process(signal.SIGINT, times=3), 3)
     _same(plain, fa)
     assert plain[1] == b"ready\nSIGINT deliveries: 3\n"
 
@@ -121,10 +121,11 @@ def test_repeated_sigint_is_forwarded_each_time(tmp_path: Path) -> None:
                    "no /dev/tty can be opened) reaches the program twice: once directly and "
                    "once forwarded by the launcher, which only skips forwarding when its group "
                    "is a terminal's foreground group. A program whose second ^C means 'force "
-                   "quit' quits hard.", strict=False)
+                   "quit' quits hard. (Six rounds: under heavy load a round's two signals can "
+                   "coalesce into one delivery; all six hardly ever do.)", strict=True)
 def test_signal_to_the_process_group_is_delivered_once(tmp_path: Path) -> None:
-    plain, fa, _ = _both(tmp_path, "count", _to_group(signal.SIGINT, times=3))
-    assert plain[1] == b"ready\nSIGINT deliveries: 3\n"
+    plain, fa, _ = _both(tmp_path, "count", _to_group(signal.SIGINT, times=6), 6)
+    assert plain[1] == b"ready\nSIGINT deliveries: 6\n"
     _same(plain, fa)
 
 

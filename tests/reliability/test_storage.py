@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,28 +135,50 @@ def test_full_before_the_run_names_the_cause(tmp_path: Path,
     assert "space" in line or "full" in line, line
 
 
-def test_full_during_the_run(tmp_path: Path, tmpfs: Callable[..., Path], figure) -> None:
-    # (found by this suite: the program died of SIGBUS writing into its sparse ring file
-    # once the filesystem was full; fixed since)
-    full = tmpfs("2m")
-    shutil.copy(PROGRAMS / "phases.py", tmp_path)
-    go = tmp_path / "go"
+def _fill_during_a_run(tmp: Path, fs: Path) -> tuple[Any, int, Any]:
+    """phases.py under flowagent with its data on ``fs``, filled up after the first 50
+    sessions; returns (plain run, exit status, the flowagent run)."""
+    shutil.copy(PROGRAMS / "phases.py", tmp)
+    go = tmp / "go"
     args = ["phases.py", "50", "3000", str(go)]
     go.touch()
-    plain = run_python(args, tmp_path)
+    plain = run_python(args, tmp)
     go.unlink()
-    run = launch(["run", "--data-dir", str(full / "data"), *args], tmp_path)
+    run = launch(["run", "--data-dir", str(fs / "data"), *args], tmp)
     try:
         run.wait_line(b"phase 1 done")
-        time.sleep(0.3)  # the first batches are in the ring (its first pages are allocated)
-        _fill(full)
+        time.sleep(0.3)  # the first batches are in the ring and the store
+        _fill(fs)
         go.touch()
         rc = run.wait()
     finally:
         run.kill()
     assert (rc, run.stdout) == (plain.returncode, plain.stdout)
     assert strip_summary(run.stderr) == plain.stderr
-    ours = [line for line in run.stderr.decode().splitlines() if line.startswith("flowagent:")]
-    figure(f"filesystem full in the middle of the run (2 MiB tmpfs filled after 50 of 3050 "
-           f"sessions): program unaffected (output, exit {rc}); flowagent said: "
-           f"{' | '.join(ours)[:300]!r}")
+    return plain, rc, run
+
+
+def _ours(run: Any) -> list[str]:
+    return [line for line in run.stderr.decode().splitlines() if line.startswith("flowagent:")]
+
+
+def test_full_during_the_run(tmp_path: Path, tmpfs: Callable[..., Path], figure) -> None:
+    # (found by this suite: the program died of SIGBUS writing into its sparse ring file
+    # once the filesystem was full; fixed since)
+    _, rc, run = _fill_during_a_run(tmp_path, tmpfs("16m"))  # room for the 8 MiB ring
+    ours = " | ".join(_ours(run))
+    assert "disk is full" in ours or "No space left" in ours, ours
+    figure(f"filesystem full in the middle of the run (16 MiB tmpfs filled after 50 of 3050 "
+           f"sessions): program unaffected (same output, exit {rc}); flowagent said: "
+           f"{ours.replace(str(tmp_path), '...')[:260]!r}")
+
+
+@pytest.mark.xfail(reason="BUG (low): when a process's ring cannot be allocated (no space "
+                   "left for it), recording is silently off and the summary says 'no Python "
+                   "process of this run was recorded (is the target a Python program run by "
+                   "this interpreter?)': it blames the target, not the full disk", strict=True)
+def test_no_room_for_the_ring_is_reported_as_such(tmp_path: Path,
+                                                  tmpfs: Callable[..., Path]) -> None:
+    _, _, run = _fill_during_a_run(tmp_path, tmpfs("2m"))  # too small for an 8 MiB ring
+    ours = " | ".join(_ours(run))
+    assert "is the target a Python program" not in ours, ours

@@ -153,7 +153,7 @@ def test_session_json_contract() -> None:
     assert list(first) == [
         "id", "function_name", "caller", "input_shape", "output_shape", "result_type",
         "exception_type", "timestamp_start", "timestamp_end", "duration_ms", "thread",
-        "thread_name", "pid", "parent_id",
+        "thread_name", "pid", "parent_id", "cpu_ns",
     ]
     assert first["timestamp_start"] == "2025-11-22T14:35:00.123456Z"
     assert first["timestamp_end"] == "2025-11-22T14:35:00.124356Z"

@@ -10,7 +10,7 @@ from flowagent.agent.wire import CALL_FIELDS, VERSION, Decoder, Encoder
 
 
 def rec(i, t0):
-    return (i, i - 1, 1, 3, 2, 4, 5, i % 3, 0, t0, t0 + 1000 + i, 77)
+    return (i, i - 1, 1, 3, 2, 4, 5, i % 3, 0, t0, t0 + 1000 + i, 77, 0)
 
 
 def test_round_trip_preserves_records_exactly():

@@ -4,7 +4,7 @@
 * ``default``: no handler: SIGTERM kills, SIGINT raises KeyboardInterrupt (traceback).
 * ``ignore-int``: SIGINT ignored; the program finishes normally after WAIT_S.
 * ``count``: counts SIGINT deliveries at the C level (one wakeup-fd byte per delivery) and
-  prints the count once EXPECTED arrived and nothing more came for a while.
+  prints the count once EXPECTED (argv[2]) arrived and nothing more came for a while.
 """
 
 import os
@@ -14,7 +14,7 @@ import time
 
 MODE = sys.argv[1]
 WAIT_S = float(sys.argv[2]) if len(sys.argv) > 2 else 20.0
-EXPECTED = 3
+EXPECTED = int(WAIT_S) if MODE == "count" else 0
 
 
 def on_term(signum, frame):
