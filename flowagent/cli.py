@@ -232,6 +232,8 @@ def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
 
     store = _store(ns.data_dir)
     fmt = FORMATS[ns.format]
+    if ns.aggregate and (ns.format != "speedscope" or ns.session):
+        raise UsageError("--aggregate goes with --format speedscope and a run, not a session")
     if ns.session:
         g = store.session_graph(ns.session)
         if g is None:
@@ -241,6 +243,13 @@ def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
     try:
         if ns.session:
             target.write(fmt.session(g))  # type: ignore[misc]
+        elif ns.aggregate:
+            # One flame graph of every kept session: collapsed stacks as a sampled profile.
+            from .export.collapsed import collapsed_stacks
+            from .export.speedscope import merged_speedscope
+
+            merged_speedscope(collapsed_stacks(
+                g for r in runs for g in store.iter_session_graphs(r)), target)
         elif fmt.merged is not None:
             from .sidecar.graph import from_aggregates, merge_all, to_contract
 
@@ -445,6 +454,9 @@ def _read_parser() -> _Parser:
     sp.add_argument("--run", action="append", metavar="RUN",
                     help="run id (repeatable: runs are merged); default: latest")
     sp.add_argument("--session", metavar="ID", help="export one session instead")
+    sp.add_argument("--aggregate", action="store_true",
+                    help="speedscope only: one sampled profile of all sessions (a merged "
+                         "flame graph) instead of one evented profile per thread")
     sp.add_argument("-o", "--output", metavar="FILE")
     sp = sub.add_parser("stats", help="profiles, flow variants, error clusters, paths")
     common(sp)

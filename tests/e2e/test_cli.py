@@ -219,3 +219,17 @@ def test_unwritable_data_dir_runs_the_program_unrecorded(tmp_path):
     err = proc.stderr.decode()
     assert err.count("\n") == 1 and "cannot create the data directory" in err
     assert "without recording" in err
+
+
+def test_speedscope_aggregate_is_one_sampled_profile(demo):
+    data, _ = demo
+    doc = json.loads(cli(data, "export", "--format", "speedscope", "--aggregate").stdout)
+    assert [p["type"] for p in doc["profiles"]] == ["sampled"]
+    prof = doc["profiles"][0]
+    assert len(prof["samples"]) == len(prof["weights"]) > 10
+    names = {f["name"] for f in doc["shared"]["frames"]}
+    assert "__main__:main" in names and "shop.inventory:stock_level" in names
+    evented = json.loads(cli(data, "export", "--format", "speedscope").stdout)
+    assert {p["type"] for p in evented["profiles"]} == {"evented"}
+    bad = cli(data, "export", "--format", "dot", "--aggregate", ok=False)
+    assert bad.returncode == 2 and "--aggregate" in bad.stderr.decode()
