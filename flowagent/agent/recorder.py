@@ -73,7 +73,6 @@ class _State:
         self.flush_at = 1 << 13    # records that wake the flusher early
         self.dropped = 0           # records dropped because the buffer was full
         self.agent_errors = 0      # exceptions inside the agent, swallowed and counted
-        self.session_names: list[tuple[int, str]] = []
         self.session_starts: list[tuple] = []  # (ses, fid, t0, thread ident, thread name)
         self.wake: Callable[[], None] = lambda: None
         # Processes that may be killed right after a session (multiprocessing pool workers,
@@ -573,16 +572,11 @@ def reset_after_fork() -> None:
     S.dropped = 0
     S.agent_errors = 0
     S.sampled_out = 0
-    S.session_names = []
     S.session_starts = []
     _scalar_inputs.clear()
     _scalar_outputs.clear()
     _resend_all_definitions()
     _set(None)
-
-
-def pid() -> int:
-    return os.getpid()
 
 
 def unsend_definitions(fns: list, strs: list) -> None:

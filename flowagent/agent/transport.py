@@ -151,12 +151,8 @@ class Transport:
             ns = len(starts)
             new_starts = starts[:ns]
             del starts[:ns]
-            names = S.session_names
-            nn = len(names)
-            new_names = names[:nn]
-            del names[:nn]
             stats = [S.agent_errors + _shape_failures(), S.dropped, S.sampled_out]
-            if not (calls or new_starts or new_names or final) and stats == self.sent_stats:
+            if not (calls or new_starts or final) and stats == self.sent_stats:
                 return
             if self.ring is None:
                 if not (calls or new_starts):
@@ -167,7 +163,7 @@ class Transport:
             batch = {
                 "v": VERSION, "pk": self.key, "pid": self.pid, "seq": self.seq,
                 "anchor": list(self.anchor), "defs": fns, "strings": strs,
-                "starts": new_starts, "names": new_names,
+                "starts": new_starts,
                 "threads": self._thread_names(calls, new_starts), "agent_errors": stats[0],
                 "sampled_out": stats[2],
                 "final": final,
