@@ -19,9 +19,7 @@ and zstd never run on the program's own call path.
 from __future__ import annotations
 
 import itertools
-import os
 import random
-import sys
 import threading
 import time
 from contextvars import ContextVar

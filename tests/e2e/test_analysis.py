@@ -4,8 +4,6 @@ regressions, new functions and shapes between runs, hooks, retention and live co
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 import pytest
 
