@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import sqlite3
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -101,8 +100,9 @@ def _once(tmp: Path, scenario: str, rep: int, timeout: float = 120) -> dict:
     assert all(s["calls"] == per_session for s in complete), \
         sorted({s["calls"] for s in complete})
     if expected >= 0:
-        assert len(complete) == expected
-        assert len(sessions) == expected  # nothing else, nothing open
+        said = proc.stderr.decode(errors="replace")[-1500:]
+        assert len(complete) == expected, said
+        assert len(sessions) == expected, said  # nothing else, nothing open
     else:
         assert len(complete) >= requests
     if scenario.startswith("process-pool"):
