@@ -12,6 +12,7 @@ runs last) and from multiprocessing's exit path for forked workers, which end in
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import os
 import random
@@ -25,13 +26,37 @@ from .ring import RingWriter
 from .wire import VERSION, Encoder
 
 
+# Captured when the agent starts, before any monkey-patching (gevent's patch_all replaces
+# _thread.allocate_lock): the flusher is a native thread and must only ever block on native
+# locks, or it would run a gevent hub of its own and share gevent semaphores with the program.
+_native_lock = _thread.allocate_lock
+
+
+class _Wakeup:
+    """set()/wait(timeout) on one native lock: wait() returns when set() was called or the
+    timeout passed, and re-arms itself."""
+
+    def __init__(self) -> None:
+        self._lock = _native_lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:
+            pass  # already set
+
+    def wait(self, timeout: float) -> None:
+        self._lock.acquire(True, timeout)
+
+
 class Transport:
     def __init__(self, run_dir: str, ring_size: int, interval_ms: int, info: dict) -> None:
         self.run_dir = run_dir
         self.ring_size = ring_size
         self.interval = max(interval_ms, 1) / 1000.0
         self.info = info
-        self.lock = threading.Lock()
+        self.lock = _native_lock()
         self._open_for(os.getpid())
         os.register_at_fork(before=self._before_fork, after_in_parent=self._after_fork_parent,
                             after_in_child=self._after_fork_child)
@@ -59,7 +84,7 @@ class Transport:
         self._start_flusher()
 
     def _start_flusher(self) -> None:
-        self.event = threading.Event()
+        self.event = _Wakeup()
         self.stopping = False
         recorder.S.wake = self.event.set
         self.thread = threading.Thread(target=self._loop, args=(self.event,),
@@ -102,11 +127,10 @@ class Transport:
             recorder.S.on = False  # no ring for this child: record nothing rather than harm it
 
     # -- flushing ----------------------------------------------------------------------
-    def _loop(self, event: threading.Event) -> None:
+    def _loop(self, event: _Wakeup) -> None:
         sys.setprofile(None)  # the flusher is ours: never recorded, never profiled
         while not self.stopping:
             event.wait(self.interval)
-            event.clear()
             try:
                 self.flush()
                 self._read_control()

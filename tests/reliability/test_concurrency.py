@@ -53,14 +53,6 @@ def _gevent_available() -> bool:
 needs_gevent = pytest.mark.skipif(
     not _gevent_available(), reason="gevent is not installed (scripts/reliability.sh --full "
     "installs it into a separate directory and sets FLOWAGENT_RELIABILITY_SITE)")
-GEVENT_BUG = ("BUG: the agent's flusher is a native thread started before the program can "
-              "call gevent.monkey.patch_all(); afterwards its Event.wait() runs gevent's "
-              "patched locks, creating a gevent hub in that thread and sharing gevent "
-              "semaphores (the import locks among them) across native threads. A gevent "
-              "program then deadlocks (here ~1 run in 30-60: flusher and main thread both in "
-              "importlib _ModuleLock -> gevent Semaphore) or segfaults at exit (~1 in "
-              "7-160). The flusher should use primitives captured before any patching "
-              "(_thread.allocate_lock, a pre-patch sleep).")
 
 
 def _sessions(data: Path) -> list[dict]:
@@ -126,7 +118,6 @@ def test_no_deadlock_no_mixing(tmp_path: Path, scenario: str, figure) -> None:
 
 
 @needs_gevent
-@pytest.mark.xfail(reason=GEVENT_BUG, strict=True)
 def test_gevent_program_runs_no_agent_code_on_gevent(tmp_path: Path) -> None:
     # Deterministic sign of the bug: after monkey.patch_all(), a second gevent hub appears
     # (the agent's flusher thread's), where plainly there is only the main thread's.
@@ -141,7 +132,6 @@ def test_gevent_program_runs_no_agent_code_on_gevent(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @needs_gevent
-@pytest.mark.xfail(reason=GEVENT_BUG, strict=True)
 def test_gevent_never_deadlocks_nor_mixes(tmp_path: Path, figure) -> None:
     # Up to 300 runs, stopping at the first failure (the bug shows within ~30-60 runs).
     _copy_app(tmp_path)
