@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-
 from helpers import _clean_env, flowagent_cmd
 
 HERE = Path(__file__).resolve().parent

@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from helpers import run_cli, run_python
 
 pytestmark = pytest.mark.e2e

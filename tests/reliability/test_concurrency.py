@@ -19,8 +19,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO, run_cli, run_python, strip_summary
+from reliability_support import launch
 
 pytestmark = pytest.mark.e2e
 
@@ -78,11 +78,16 @@ def _once(tmp: Path, scenario: str, rep: int, timeout: float = 120) -> dict:
     data = tmp / f"data{rep}"
     env = {"PYTHONPATH": os.pathsep.join(p for p in (str(REPO), EXTRA_SITE) if p)}
     t0 = time.monotonic()
-    proc = run_cli(["run", "--data-dir", str(data), "--include", "conc_app", "conc_main.py",
-                    scenario, str(requests)], tmp, timeout=timeout, env=env)
+    # In its own process group: a deadlocked run is killed whole (launcher and program).
+    run = launch(["run", "--data-dir", str(data), "--include", "conc_app", "conc_main.py",
+                  scenario, str(requests)], tmp, env=env)
+    try:
+        rc = run.wait(timeout)
+    finally:
+        run.kill()
     elapsed = time.monotonic() - t0
-    assert proc.returncode == 0, proc.stderr.decode()
-    out = proc.stdout.decode().split()
+    assert rc == 0, run.stderr.decode()
+    out = run.stdout.decode().split()
     assert out[-1] == "ok", out
     main_pid, expected = int(out[1]), int(out[3])
     sessions = _sessions(data)
@@ -92,7 +97,7 @@ def _once(tmp: Path, scenario: str, rep: int, timeout: float = 120) -> dict:
     assert all(s["calls"] == per_session for s in complete), \
         sorted({s["calls"] for s in complete})
     if expected >= 0:
-        said = proc.stderr.decode(errors="replace")[-1500:]
+        said = run.stderr.decode(errors="replace")[-1500:]
         assert len(complete) == expected, said
         assert len(sessions) == expected, said  # nothing else, nothing open
     else:
@@ -132,6 +137,13 @@ def test_gevent_program_runs_no_agent_code_on_gevent(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @needs_gevent
+@pytest.mark.xfail(reason="BUG: a gevent program (monkey.patch_all) still dies at exit under "
+                   "flowagent, with the flusher fixed to native locks: 'Exception ignored in "
+                   "thread started by: <bound method Thread._bootstrap of <Thread("
+                   "flowagent-flusher, started daemon ...>>' then 'Fatal Python error: "
+                   "_enter_buffered_busy: could not acquire lock for <stderr> at interpreter "
+                   "shutdown, possibly due to daemon threads' -> SIGABRT (exit -6), within "
+                   "~5-100 runs here; plainly never", strict=True)
 def test_gevent_never_deadlocks_nor_mixes(tmp_path: Path, figure) -> None:
     # Up to 300 runs, stopping at the first failure (the bug shows within ~30-60 runs).
     _copy_app(tmp_path)

@@ -26,13 +26,14 @@ from typing import Any
 import msgpack
 import pytest
 import zstandard
-from hypothesis import HealthCheck, given, settings, strategies as st
+from helpers import record, run_cli
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from flowagent.agent import ring as R
 from flowagent.agent.wire import CALL_FIELDS, VERSION, Encoder
 from flowagent.sidecar.ingest import Ingestor
 from flowagent.store.sqlite import SQLiteStore
-from helpers import record, run_cli
 
 FULL = os.environ.get("FLOWAGENT_FULL", "") == "1"
 RUN = "20240101-000000-ring"

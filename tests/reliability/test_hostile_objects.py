@@ -15,7 +15,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from helpers import run_cli, run_python, strip_summary
 from reliability_support import PROGRAMS, accounting
 

@@ -18,10 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helpers import run_python
-from reliability_support import (PROGRAMS, accounting, launch, program_pid, sidecar_pid,
-                                 wait_gone)
+from reliability_support import (
+    PROGRAMS,
+    accounting,
+    launch,
+    program_pid,
+    sidecar_pid,
+    wait_gone,
+)
 
 pytestmark = pytest.mark.e2e
 

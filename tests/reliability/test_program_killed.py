@@ -12,10 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import run_cli, run_python
-from reliability_support import (PROGRAMS, accounting, complete_sessions, incomplete_sessions,
-                                 launch, program_pid)
+from reliability_support import (
+    PROGRAMS,
+    accounting,
+    complete_sessions,
+    incomplete_sessions,
+    launch,
+    program_pid,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -38,10 +43,9 @@ def test_kill_9_keeps_completed_sessions_and_the_open_one(tmp_path: Path, backen
         run.wait_line(b"hanging")
         time.sleep(FLUSH_MARGIN_S)
         os.kill(program_pid(run.pid), signal.SIGKILL)
-        rc = run.wait()
+        run.wait()  # (how the launcher ends: test_launcher_dies_by_sigkill_like_its_program)
     finally:
         run.kill()
-    # (how the launcher itself ends is test_launcher_dies_by_sigkill_like_its_program)
     acc = accounting(data)
     done = complete_sessions(acc, "__main__:session")
     assert len(done) == complete

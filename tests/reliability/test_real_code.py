@@ -14,7 +14,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from helpers import run_cli, run_python, strip_summary
 from reliability_support import PROGRAMS
 

@@ -13,10 +13,17 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import run_cli, run_python, strip_summary
-from reliability_support import (PROGRAMS, accounting, complete_sessions, launch,
-                                 ring_consumer_pid, rings, sidecar_pid, wait_gone)
+from reliability_support import (
+    PROGRAMS,
+    accounting,
+    complete_sessions,
+    launch,
+    ring_consumer_pid,
+    rings,
+    sidecar_pid,
+    wait_gone,
+)
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from helpers import run_cli, run_python, strip_summary
 from reliability_support import PROGRAMS, Running, accounting, launch, start_plain
 

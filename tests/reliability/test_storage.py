@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helpers import run_cli, run_python, strip_summary
 from reliability_support import PROGRAMS, launch
 
@@ -46,7 +45,7 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
         opts = f"size={size}" + (",ro" if ro else "")
         try:
             proc = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)],
-                                  capture_output=True, timeout=30)
+                                  capture_output=True, timeout=30, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             pytest.skip(f"cannot mount a tmpfs here ({exc}); needs root and CAP_SYS_ADMIN")
         if proc.returncode != 0:
@@ -57,7 +56,8 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
 
     yield mount
     for where in reversed(mounted):
-        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30)
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30,
+                       check=False)
 
 
 def _fill(directory: Path) -> None:

@@ -61,7 +61,7 @@ class LenRaises:
 
 
 class LenNeverEnds:
-    def __len__(self):
+    def __len__(self):  # noqa: PLE0303 (hostile on purpose)
         spin("__len__ (endless)")
 
 
@@ -119,7 +119,7 @@ class HashRaises:
 
 
 class HashNeverEnds:
-    def __hash__(self):
+    def __hash__(self):  # noqa: PLE0309 (hostile on purpose)
         spin("__hash__ (endless)")
 
 
@@ -344,7 +344,7 @@ def values():
     for exc in (UnprintableError(), Boom(ClassRaises())):
         try:
             fail(exc)
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 (the program handles its own errors)
             pass
     t = threading.Thread(target=in_thread, args=(LenRaises(),))
     t.start()

@@ -17,7 +17,7 @@ if scenario.startswith("gevent"):
 
     monkey.patch_all()
 
-import conc_app  # noqa: E402
+import conc_app
 
 
 def arg(i):
