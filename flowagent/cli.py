@@ -126,6 +126,12 @@ def _run_id(store: Any, run: str | None) -> str:
     return latest
 
 
+def _print_json(obj: Any, out: TextIO) -> None:
+    """The --json output of every reading command."""
+    json.dump(obj, out, indent=2, default=str)
+    out.write("\n")
+
+
 def _iso(ns: int | None) -> str:
     if not ns:
         return "-"
@@ -146,8 +152,7 @@ def cmd_runs(ns: argparse.Namespace, out: TextIO) -> int:
     store = _store(ns.data_dir)
     runs = store.runs()
     if ns.json:
-        json.dump(runs, out, indent=2)
-        out.write("\n")
+        _print_json(runs, out)
         return 0
     if not runs:
         out.write("no runs yet; record one with 'flowagent run app.py'\n")
@@ -168,8 +173,7 @@ def cmd_sessions(ns: argparse.Namespace, out: TextIO) -> int:
     run_id = _run_id(store, ns.run)
     rows = store.sessions(run_id, result=ns.result, limit=ns.limit, offset=0)
     if ns.json:
-        json.dump(rows, out, indent=2)
-        out.write("\n")
+        _print_json(rows, out)
         return 0
     out.write(f"{'SESSION':<20} {'RESULT':<10} {'START (UTC)':<19} {'DURATION':>11} "
               f"{'CALLS':>6}  ROOT\n")
@@ -198,8 +202,7 @@ def cmd_trace(ns: argparse.Namespace, out: TextIO) -> int:
     if ns.json:
         from .export.jsonfmt import session_json
 
-        json.dump(session_json(g), out, indent=2)
-        out.write("\n")
+        _print_json(session_json(g), out)
         return 0
     utf = (getattr(out, "encoding", None) or "").lower().replace("-", "") == "utf8"
     idx = 0 if utf else 1
@@ -284,8 +287,7 @@ def cmd_stats(ns: argparse.Namespace, out: TextIO) -> int:
     run_id = _run_id(store, ns.run)
     rep = report(store, run_id)
     if ns.json:
-        json.dump(rep, out, indent=2, default=str)
-        out.write("\n")
+        _print_json(rep, out)
         return 0
     run, loss, d = rep["run"], rep["loss"], rep["session_durations"]
     out.write(f"run {run_id}: {run.get('sessions', 0)} sessions, {run.get('calls', 0)} calls, "
@@ -329,8 +331,7 @@ def cmd_diff(ns: argparse.Namespace, out: TextIO) -> int:
     store = _store(ns.data_dir)
     d = diff(store, _run_id(store, ns.run_a), _run_id(store, ns.run_b))
     if ns.json:
-        json.dump(d, out, indent=2)
-        out.write("\n")
+        _print_json(d, out)
         return 0
     out.write(f"diff {d['run_a']} ({d['sessions']['a']} sessions) -> {d['run_b']} "
               f"({d['sessions']['b']} sessions)\n")
