@@ -45,11 +45,35 @@ generator, coroutine, async generator       ``generator``, ``coroutine``, ``asyn
   cut: ``list[...]``. Cycles and depth still show in unions: ``list[int|...]``.
 * ``?`` marks a shape that could not be read safely (a field behind a property, an unset slot,
   an exception). Every ``?`` adds one to :data:`failures`.
+
+Caches
+------
+
+The same kinds of values come back call after call, so what depends only on a class or on a
+dict's key set is worked out once and kept, and a shape costs little more than one pass over
+the values it samples:
+
+* per class, keyed by ``id(cls)`` with a weak reference to tell a reused id: how instances are
+  rendered, with a record's field-reading plan (where each field lives: instance dict, slot,
+  class default, or behind a descriptor). A mutable class is re-checked once per
+  :func:`shape_of` call against what its plan was built from: the MRO, the qualname, the size
+  of each mutable class dict on the MRO (attributes added or deleted) and the identity of every
+  attribute the plan depends on (record markers such as ``__dataclass_fields__`` and its size,
+  class attributes of fields). Any change rebuilds the plan; a redefined class is a new class.
+* per key set of a dict (a tuple of exact ``str`` keys, at most ``_MAX_KEYSET_CHARS`` characters
+  in all): record or mapping, and the sorted key order as a %-template.
+* static (builtin and C extension) classes that render as their name join the fixed shapes:
+  they cannot change and live as long as the process.
+
+Each cache is emptied when it reaches ``MAX_CACHED`` entries, so a run that keeps making new
+classes or key sets holds a bounded amount. Entries hold ids, names and key strings only, never
+an instance, a class or a value (a class descriptor would hold its class: it is fetched anew).
 """
 
 from __future__ import annotations
 
 import sys
+from _weakref import ref
 from collections import deque
 from itertools import chain, islice
 from keyword import iskeyword
@@ -76,9 +100,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-    _Body = Callable[["_Walk", Any, int, str, Any], str]
+    _Body = Callable[["_Walk", Any, int, str, Any], "str | _Positional"]
 
 __all__ = [
+    "MAX_CACHED",
     "MAX_DEPTH",
     "MAX_FIELDS",
     "MAX_ITEMS",
@@ -96,6 +121,7 @@ MAX_ITEMS = 8  # elements sampled per collection
 MAX_NODES = 64  # values visited per shape_of() call, all levels together
 MAX_UNION = 4  # most alternatives in a union before it becomes "any"
 MAX_TUPLE = 4  # longest tuple shown positionally
+MAX_CACHED = 1024  # entries per cache (classes, dict key sets) before it is emptied
 
 CUT = "..."
 UNKNOWN = "?"
@@ -110,10 +136,14 @@ a lock: a lost increment under thread contention is acceptable for a diagnostic 
 _mro_of: Callable[[type], tuple[type, ...]] = type.__dict__["__mro__"].__get__
 _qualname_of: Callable[[type], str] = type.__dict__["__qualname__"].__get__
 _dict_of: Callable[[type], Any] = type.__dict__["__dict__"].__get__
+_flags_of: Callable[[type], int] = type.__dict__["__flags__"].__get__
+_IMMUTABLE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE: no attribute of the class can be set or deleted
+_HEAP = 1 << 9  # Py_TPFLAGS_HEAPTYPE: without it, a static type that lives as long as the process
 
 # Types whose shape is a constant, keyed by id(type) rather than the type itself: a dict lookup
 # hashes its key, and hashing a class calls its metaclass's ``__hash__``. Every type here is a
-# static builtin that lives as long as the process, so its id can never be reused.
+# static type that lives as long as the process, so its id can never be reused. Static types
+# met later that render as their name (datetime, range, ...) are added by _learn().
 _FIXED: dict[int, str] = {
     id(t): name
     for t, name in (
@@ -139,13 +169,26 @@ _FIXED: dict[int, str] = {
     )
 }
 
+_fixed_shape = _FIXED.get
+
 _LEAF, _CLASS, _COMPOSITE = 0, 1, 2
-_by_key = itemgetter(0)
 _MISSING = object()
 
 
-class _Unreadable(Exception):
-    """A field exists but reading it would run user code (a property) or it has no value."""
+class _Unreadable:
+    """Type of :data:`_UNREADABLE`, which stands for a field that could not be read safely."""
+
+    __slots__ = ()
+
+
+_UNREADABLE = _Unreadable()
+
+# How a record field is read (see _field_plan), mirroring object.__getattribute__ for the cases
+# records use and refusing the rest.
+_DICT = 0  # the instance dict only (no class attribute, or a non-data descriptor)
+_DEFAULT = 1  # the instance dict, else the plain class attribute (a default never set)
+_SLOT = 2  # a slot: the class's member descriptor
+_REFUSED = 3  # a data descriptor such as a property: reading it would run user code
 
 
 def shape_of(value: object) -> str:
@@ -158,7 +201,9 @@ def shape_of(value: object) -> str:
     if fixed is not None:  # the common case: one dict lookup and done
         return fixed
     try:
-        return _Walk().visit(value, 1)
+        walk = _Walk()
+        walk.budget -= 1  # what visit() would do: the top value is the first node
+        return walk.describe(value, 1)
     except Exception:
         return _failed()
 
@@ -196,118 +241,187 @@ def _indices(n: int) -> range | chain[int]:
     return chain(range(half), range(n - half, n))
 
 
+_HEAD = slice(MAX_ITEMS // 2)
+_TAIL = slice(-(MAX_ITEMS // 2), None)
+_ALL = slice(None)
+
+# The base types' unbound C methods, bound to names once: the only way elements are reached, so
+# a subclass overriding __iter__, __len__, keys or __getitem__ is never called.
+_dict_len, _dict_keys, _dict_values, _dict_items = dict.__len__, dict.keys, dict.values, dict.items
+_list_len, _list_copy, _list_get = list.__len__, list.copy, list.__getitem__
+_tuple_len, _tuple_get = tuple.__len__, tuple.__getitem__
+
+
 class _Walk:
-    """State of one shape_of() call: the node budget and the ids on the current path."""
+    """State of one shape_of() call: the node budget and the ids on the current path.
+
+    The walk object also marks the classes checked during it (see _recheck): a class entry
+    checked by this walk holds it, so the check is done once per walk, not once per instance.
+    """
 
     __slots__ = ("budget", "cut", "path")
 
     def __init__(self) -> None:
         self.budget = MAX_NODES
         self.cut = False  # set once a position was refused for lack of budget
-        self.path: set[int] = set()
+        self.path: list[int] = []  # at most MAX_DEPTH ids: a list beats a set here
 
     def visit(self, v: object, depth: int) -> str:
         if self.budget <= 0:
             self.cut = True
             return CUT
         self.budget -= 1
+        fixed = _fixed_shape(id(type(v)))
+        return fixed if fixed is not None else self.describe(v, depth)
+
+    def describe(self, v: object, depth: int) -> str:
+        """The shape of a value that is not a scalar, its visit already paid for.
+
+        A body (see below) either returns the finished shape or, for a composite whose elements
+        each have their own place (a record, a tuple), a %-template and the elements in order:
+        their shapes are filled in here, a scalar's without the cost of a call.
+        """
         t = type(v)
-        fixed = _FIXED.get(id(t))
-        if fixed is not None:
-            return fixed
         try:
-            exact = _CONTAINERS.get(id(t))
-            if exact is not None:
-                body, name = exact
-                data: object = None
-            else:
-                kind, name, body, data = _classify(t)
-                if kind == _LEAF:
-                    return name
-                if kind == _CLASS:
-                    return "type[" + _qualname_of(v) + "]"  # type: ignore[arg-type]
+            entry = _types.get(id(t))
+            if entry is None:
+                entry = _learn(t, self)
+            elif entry[_REF] is not None:  # a heap type: the same class, and unchanged?
+                if entry[_REF]() is not t:
+                    entry = _learn(t, self)
+                elif entry[_CHECKED] is not self and entry[_CHECKS] is not None:
+                    entry = _recheck(t, entry, self)
+            kind = entry[_KIND]
+            if kind == _LEAF:
+                return entry[_NAME]
+            if kind == _CLASS:
+                return "type[" + _qualname_of(v) + "]"  # type: ignore[arg-type]
             if depth > MAX_DEPTH:
                 return CUT
             key = id(v)
-            if key in self.path:
+            path = self.path
+            if key in path:
                 return CUT
-            self.path.add(key)
+            path.append(key)
             try:
-                return body(self, v, depth + 1, name, data)
+                depth += 1
+                shape = entry[_BODY](self, v, depth, entry[_NAME], entry[_DATA])
+                if type(shape) is str:
+                    return shape
+                template, elements = shape
+                shapes = []
+                budget = self.budget  # a local while only scalars are met: the common case
+                for x in elements:  # each as visit(x, depth) would see it
+                    shape = _fixed_shape(id(type(x)))
+                    if budget <= 0:
+                        self.cut = True
+                        shape = CUT
+                    elif shape is not None:
+                        budget -= 1
+                    elif x is _UNREADABLE:  # a field that could not be read: no budget spent
+                        shape = _failed()
+                    else:
+                        self.budget = budget - 1
+                        shape = self.describe(x, depth)
+                        budget = self.budget
+                    shapes.append(shape)
+                self.budget = budget
+                return entry[_NAME] + template % tuple(shapes)
             finally:
-                self.path.discard(key)
+                path.pop()
         except Exception:
             return _failed()
 
-    # Bodies of composite shapes. ``depth`` is already the depth of the children. Elements are
-    # reached only through the base type's unbound C methods (dict.items(v), list.__getitem__),
-    # so a subclass overriding __iter__, __len__, items or __getitem__ is never called.
-
     def sample(self, elements: Any, depth: int) -> str:
-        """Union of the shapes of sampled elements.
+        """Union of the shapes of sampled elements (a list or tuple, never the user's iterable).
 
         A sample that the budget cut short is dropped rather than shown half-cut, as long as a
         complete one exists: a list of rows stays ``list[dict{...}]`` instead of growing a
         second, truncated alternative. Only a first sample is ever shown cut.
         """
         alternatives: set[str] = set()
+        budget = self.budget  # a local while only scalars are met, as in describe()
         for x in elements:
-            shape = self.visit(x, depth)
-            if self.cut and alternatives:
-                break
+            shape = _fixed_shape(id(type(x)))
+            if budget <= 0:
+                self.cut = True
+                if alternatives:
+                    break
+                shape = CUT
+            elif shape is None:
+                self.budget = budget - 1
+                shape = self.describe(x, depth)
+                budget = self.budget
+                if self.cut and alternatives:
+                    break
+            else:  # a scalar with budget left: nothing was cut yet
+                budget -= 1
             alternatives.add(shape)
+        self.budget = budget
         return _union(alternatives)
 
-    def dict_(self, v: Any, depth: int, name: str, _: object) -> str:
-        n = dict.__len__(v)
+    # Bodies of composite shapes: the finished shape, or (template, elements) for describe() to
+    # finish as name + template % their shapes. ``depth`` is already the depth of the elements.
+    # Elements are reached only through the base type's unbound C methods.
+
+    def dict_(self, v: Any, depth: int, name: str, _: object) -> str | _Positional:
+        n = _dict_len(v)
         if n == 0:
             return name + "{}"
         half = MAX_ITEMS // 2
         sample: Any
         if n <= MAX_FIELDS:
-            items = list(dict.items(v))
-            for k, _x in items:
-                if type(k) is not str or not k.isidentifier() or iskeyword(k):
+            keys = tuple(_dict_keys(v))
+            for k in keys:
+                if type(k) is not str:  # only exact str keys hash without user code
                     break
             else:
-                # Sorted before visiting so a budget cut falls on the same fields whatever the
-                # insertion order; exact-str keys make the sort safe.
-                items.sort(key=_by_key)
-                visit = self.visit
-                return name + "{" + ",".join([k + ":" + visit(x, depth) for k, x in items]) + "}"
-            sample = items if n <= MAX_ITEMS else items[:half] + items[-half:]
+                plan = _keysets.get(keys, _MISSING)
+                if plan is _MISSING:
+                    plan = _key_plan(keys)
+                # Keys and values are read by two C calls with no user code between them, yet
+                # a thread switch may fall there: the length check catches keys added or removed
+                # meanwhile; a same-size swap could at worst pair a key with a neighbour's value
+                # in this one shape. Splitting a consistent list(dict.items(v)) costs twice as
+                # much on every dict, and dict.copy() may call a subclass's keys().
+                values = tuple(_dict_values(v))
+                if plan is not None and len(values) == len(keys):
+                    in_order, template = plan
+                    return template, in_order(values) if in_order is not None else values
+            items = list(_dict_items(v))
+            sample = items if len(items) <= MAX_ITEMS else items[:half] + items[-half:]
         else:
-            sample = chain(islice(dict.items(v), half), islice(reversed(dict.items(v)), half))
-        keys: set[str] = set()
-        values: set[str] = set()
+            sample = chain(islice(_dict_items(v), half), islice(reversed(_dict_items(v)), half))
+        keys_seen: set[str] = set()
+        values_seen: set[str] = set()
         for k, x in sample:  # as in sample(): a pair cut short by the budget is dropped
             key_shape, value_shape = self.visit(k, depth), self.visit(x, depth)
-            if self.cut and keys:
+            if self.cut and keys_seen:
                 break
-            keys.add(key_shape)
-            values.add(value_shape)
-        return name + "[" + _union(keys) + ", " + _union(values) + "]"
+            keys_seen.add(key_shape)
+            values_seen.add(value_shape)
+        return name + "[" + _union(keys_seen) + ", " + _union(values_seen) + "]"
 
     def list_(self, v: Any, depth: int, name: str, _: object) -> str:
-        n = list.__len__(v)
+        n = _list_len(v)
         if n == 0:
             return name + "[]"
-        get = list.__getitem__
-        return name + "[" + self.sample((get(v, i) for i in _indices(n)), depth) + "]"
+        elements = _list_copy(v) if n <= MAX_ITEMS else _list_get(v, _HEAD) + _list_get(v, _TAIL)
+        return name + "[" + self.sample(elements, depth) + "]"
 
     def deque_(self, v: Any, depth: int, name: str, _: object) -> str:
         n = deque.__len__(v)
         if n == 0:
             return name + "[]"
         get = deque.__getitem__  # O(1) near either end, and we only sample the ends
-        return name + "[" + self.sample((get(v, i) for i in _indices(n)), depth) + "]"
+        return name + "[" + self.sample([get(v, i) for i in _indices(n)], depth) + "]"
 
-    def tuple_(self, v: Any, depth: int, name: str, _: object) -> str:
-        n = tuple.__len__(v)
-        get = tuple.__getitem__
+    def tuple_(self, v: Any, depth: int, name: str, _: object) -> str | _Positional:
+        n = _tuple_len(v)
         if n <= MAX_TUPLE:
-            return name + "[" + ", ".join([self.visit(get(v, i), depth) for i in range(n)]) + "]"
-        return name + "[" + self.sample((get(v, i) for i in _indices(n)), depth) + ", ...]"
+            return _TUPLE_TEMPLATES[n], _tuple_get(v, _ALL)
+        elements = _tuple_get(v, _HEAD) + _tuple_get(v, _TAIL)
+        return name + "[" + self.sample(elements, depth) + ", ...]"
 
     def set_(self, v: Any, depth: int, name: str, _: object) -> str:
         return self._unordered(set.__len__(v), set.__iter__(v), depth, name)
@@ -318,36 +432,33 @@ class _Walk:
     def _unordered(self, n: int, it: Any, depth: int, name: str) -> str:
         if n == 0:
             return name + "[]"
-        return name + "[" + self.sample(islice(it, MAX_ITEMS), depth) + "]"
+        return name + "[" + self.sample(list(islice(it, MAX_ITEMS)), depth) + "]"
 
-    def namedtuple_(self, v: Any, depth: int, name: str, fields: Any) -> str:
+    def namedtuple_(self, v: Any, depth: int, name: str, data: tuple[tuple[str, ...], str]) -> _Positional:
         # By position rather than attribute: same values, and no descriptor is involved.
-        n = min(tuple.__len__(v), len(fields))
-        get = tuple.__getitem__
-        parts = [fields[i] + ":" + self.visit(get(v, i), depth) for i in range(min(n, MAX_FIELDS))]
-        if n > MAX_FIELDS:
-            parts.append(CUT)
-        return name + "(" + ",".join(parts) + ")"
+        fields, template = data
+        n = min(_tuple_len(v), len(fields))
+        if n != len(fields):  # a tuple.__new__-made instance shorter than its fields
+            template = _template(fields[:MAX_FIELDS], "(", ",...)" if n > MAX_FIELDS else ")")
+        return template, _tuple_get(v, slice(min(n, MAX_FIELDS)))
 
-    def record_(self, v: Any, depth: int, name: str, data: Any) -> str:
-        fields, mro = data
-        instance_dict = _instance_dict(v, mro)
-        parts = []
-        for field in fields[:MAX_FIELDS]:
-            if self.budget <= 0:  # don't even read the field
-                self.cut = True
-                parts.append(field + ":" + CUT)
-                continue
-            try:
-                value = _read_field(v, mro, field, instance_dict)
-            except Exception:
-                parts.append(field + ":" + _failed())
-                continue
-            parts.append(field + ":" + self.visit(value, depth))
-        if len(fields) > MAX_FIELDS:
-            parts.append(CUT)
-        return name + "{" + ",".join(parts) + "}"
+    def record_(self, v: Any, depth: int, name: str, plan: _RecordPlan) -> _Positional:
+        dict_at, fields, template = plan
+        mro = _mro_of(type(v))
+        instance_dict = _instance_dict(v, mro, dict_at)
+        values = []
+        for field, how, at in fields:
+            if how == _DICT and instance_dict is not None:  # the common case, inline
+                values.append(dict.get(instance_dict, field, _UNREADABLE))
+            else:
+                values.append(_read_field(v, mro, instance_dict, field, how, at))
+        return template, values
 
+
+_TUPLE_TEMPLATES = ["[" + ", ".join(["%s"] * n) + "]" for n in range(MAX_TUPLE + 1)]
+
+if TYPE_CHECKING:
+    _Positional = tuple[str, Any]  # (template, elements), see _Walk.describe
 
 # Builtin collection types → (body, name). Used for exact instances and, through the MRO, for
 # subclasses (which are then named by their own qualname: OrderedDict{...}, MyList[...]).
@@ -359,6 +470,137 @@ _CONTAINERS: dict[int, tuple[_Body, str]] = {
     id(frozenset): (_Walk.frozenset_, "frozenset"),
     id(deque): (_Walk.deque_, "deque"),
 }
+
+# --------------------------------------------------------------------------------------------
+# Caches (see "Caches" in the module docstring)
+
+_MAX_KEYSET_CHARS = 512  # longer key sets are analysed afresh each time, never kept
+
+if TYPE_CHECKING:
+    # How to render a record dict: a getter putting its values in sorted key order (None if
+    # they already are) and the template "{k1:%s,k2:%s}" to fill with their shapes.
+    _KeyPlan = tuple[Callable[[tuple[Any, ...]], tuple[Any, ...]] | None, str]
+
+_keysets: dict[tuple[str, ...], _KeyPlan | None] = {}  # None: the dict is a mapping
+
+# id(class) → [kind, name, body, data, weak reference to the class, checks, last walk that
+# checked it]: a list, so that the last field can be updated in place.
+_KIND, _NAME, _BODY, _DATA, _REF, _CHECKS, _CHECKED = range(7)
+_types: dict[int, list[Any]] = {}
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    """Store in a cache that is emptied when full: bounded, and O(1) with no bookkeeping."""
+    if len(cache) >= MAX_CACHED:
+        cache.clear()
+    cache[key] = value
+
+
+def _clear_caches() -> None:
+    """Forget every class and key set learned so far (the fixed shapes of builtins stay)."""
+    _types.clear()
+    _keysets.clear()
+
+
+def _template(labels: Any, open_: str, close: str) -> str:
+    """``{a:%s,b:%s}`` for labels ``a``, ``b``: one %-format fills in all the shapes at once."""
+    return open_ + ",".join([label.replace("%", "%%") + ":%s" for label in labels]) + close
+
+
+def _key_plan(keys: tuple[str, ...]) -> _KeyPlan | None:
+    """Whether a dict with these exact-str keys is a record, and how to render it.
+
+    Fields are sorted so that the shape, and where a budget cut falls, do not depend on the
+    insertion order.
+    """
+    plan = None
+    for k in keys:
+        if not k.isidentifier() or iskeyword(k):
+            break
+    else:
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        # Only two keys or more can be out of order, and itemgetter of two or more positions
+        # returns a tuple.
+        in_order = None if order == list(range(len(keys))) else itemgetter(*order)
+        plan = (in_order, _template([keys[i] for i in order], "{", "}"))
+    if sum(map(len, keys)) <= _MAX_KEYSET_CHARS:
+        _remember(_keysets, keys, plan)
+    return plan
+
+
+def _learn(t: type, walk: _Walk) -> list[Any]:
+    """Classify ``t`` and remember it, with what to re-check if the class is mutable."""
+    exact = _CONTAINERS.get(id(t))
+    if exact is not None:  # a builtin collection itself: nothing to look up
+        kind, name, body, data = _COMPOSITE, exact[1], exact[0], None
+    else:
+        kind, name, body, data = _classify(t)
+    if kind == _LEAF and not _flags_of(t) & _HEAP:
+        _FIXED[id(t)] = name  # a static type cannot change and lives as long as the process
+    watched = _MARKERS
+    if body is _Walk.record_:  # how fields are read depends on their class attributes too
+        watched = watched | {field for field, _how, _at in data[1]}
+    entry = [kind, name, body, data, None, _checks(t, watched), walk]
+    if _flags_of(t) & _HEAP:  # may die, and its id be reused: the entry must know it by sight
+        try:
+            entry[_REF] = ref(t)
+        except TypeError:  # not weakly referenceable: used this once, not kept
+            return entry
+    _remember(_types, id(t), entry)
+    return entry
+
+
+def _checks(t: type, keys: frozenset[str]) -> Any:
+    """What the classification of ``t`` read that could change since, or None if nothing can.
+
+    For every mutable class of the MRO: its position and id, the size of its dict (any attribute
+    added or deleted) and, for each of ``keys`` it defines (markers, fields), the id of the value
+    and its size if it is a dict (a fields dict edited in place). Ids only, so that a check
+    never holds a class or a value; an attribute replaced is seen (the new value exists before
+    the old one goes, so their ids differ), unless it is replaced again by an object that takes
+    the first one's freed address before the class is next looked at.
+    """
+    mro = _mro_of(t)
+    classes = []
+    for at, k in enumerate(mro):
+        if _flags_of(k) & _IMMUTABLE:
+            continue
+        d = _dict_of(k)
+        watched = tuple([(key, id(d[key]), _size(d[key])) for key in d.keys() & keys])
+        classes.append((at, id(k), len(d), watched))
+    if not classes:
+        return None
+    return (_qualname_of(t), len(mro), tuple(classes))
+
+
+def _size(value: object) -> int | bool:
+    """What _recheck compares to tell a fields dict edited in place (False if not a dict)."""
+    return type(value) is dict and _dict_len(value)  # type: ignore[arg-type]
+
+
+def _recheck(t: type, entry: list[Any], walk: _Walk) -> list[Any]:
+    """The entry of mutable class ``t``, rebuilt if the class changed since it was made."""
+    qualname, mro_len, classes = entry[_CHECKS]
+    mro = _mro_of(t)
+    if len(mro) != mro_len or _qualname_of(t) is not qualname:
+        return _learn(t, walk)
+    for at, class_id, size, watched in classes:
+        k = mro[at]
+        if id(k) != class_id:
+            return _learn(t, walk)
+        d = _dict_of(k)
+        if len(d) != size:
+            return _learn(t, walk)
+        for key, value_id, value_size in watched:
+            value = d.get(key, _MISSING)
+            if id(value) != value_id or (type(value) is dict and _dict_len(value)) != value_size:
+                return _learn(t, walk)
+    entry[_CHECKED] = walk
+    return entry
+
+
+# --------------------------------------------------------------------------------------------
+# Classification of a class, from its metadata only
 
 _MARKERS = frozenset(
     (
@@ -372,14 +614,14 @@ _MARKERS = frozenset(
     )
 )
 
+if TYPE_CHECKING:
+    # (MRO position of the class providing __dict__ or -1, (field, how, MRO position) per
+    # shown field, the template of the shape after the class name)
+    _RecordPlan = tuple[int, tuple[tuple[str, int, int], ...], str]
+
 
 def _classify(t: type) -> tuple[int, str, Any, Any]:
-    """How to render instances of ``t``: (kind, name, body, data), from class metadata only.
-
-    Not cached per type: a cache would have to notice classes mutated after their first instance
-    was seen (and hold or weakly track every class). Uncached this costs about 0.5 µs for a plain
-    class and 1-1.5 µs for a dataclass; revisit with a benchmark if records dominate real runs.
-    """
+    """How to render instances of ``t``: (kind, name, body, data), from class metadata only."""
     mro = _mro_of(t)
     name = _qualname_of(t)
     container = None
@@ -405,10 +647,11 @@ def _classify(t: type) -> tuple[int, str, Any, Any]:
         if container is not None and container[1] == "tuple":
             fields = _namedtuple_fields(found.get("_fields"))
             if fields is not None:
-                return _COMPOSITE, name, _Walk.namedtuple_, fields
+                template = _template(fields[:MAX_FIELDS], "(", ",...)" if len(fields) > MAX_FIELDS else ")")
+                return _COMPOSITE, name, _Walk.namedtuple_, (fields, template)
         names = _record_fields(found)
         if names is not None:
-            return _COMPOSITE, name, _Walk.record_, (names, mro)
+            return _COMPOSITE, name, _Walk.record_, _record_plan(mro, names)
     if container is not None:
         return _COMPOSITE, name, container[0], None
     return _LEAF, name, None, None
@@ -470,46 +713,78 @@ def _dataclass_markers() -> tuple[Any, Any]:
     return _dc_markers
 
 
-def _instance_dict(v: object, mro: tuple[type, ...]) -> dict[str, Any] | None:
-    """``v.__dict__`` through the C getset the class machinery installed, never a user override."""
-    for k in mro:
+# --------------------------------------------------------------------------------------------
+# Reading record fields without running user code
+
+
+def _record_plan(mro: tuple[type, ...], names: list[str]) -> _RecordPlan:
+    """Where each shown field of a record class is read from (see _field_plan)."""
+    dict_at = -1
+    for at, k in enumerate(mro):
         desc = _dict_of(k).get("__dict__")
         if desc is not None:
-            if type(desc) is GetSetDescriptorType:
-                d = desc.__get__(v)
-                return d if issubclass(type(d), dict) else None
-            return None
-    return None
+            if type(desc) is GetSetDescriptorType:  # the C getset, never a user override
+                dict_at = at
+            break
+    shown = names[:MAX_FIELDS]
+    fields = tuple([(field, *_field_plan(mro, field)) for field in shown])
+    return dict_at, fields, _template(shown, "{", ",...}" if len(names) > MAX_FIELDS else "}")
 
 
-def _read_field(v: object, mro: tuple[type, ...], field: str, instance_dict: Any) -> object:
-    """The value attribute lookup would give for a field, where that needs no user code.
+def _field_plan(mro: tuple[type, ...], field: str) -> tuple[int, int]:
+    """How attribute lookup would find ``field`` on an instance, where that needs no user code.
 
     Mirrors object.__getattribute__ for the cases records use (a slot, an instance dict entry,
-    a plain class-level default) and refuses the rest: a property or other descriptor would run
-    user code, which may raise, block, or lazily load from a database.
+    a plain class-level default) and refuses the rest: a property or other data descriptor
+    would run user code, which may raise, block, or lazily load from a database.
+    Returns (how, MRO position of the class attribute, or -1 if there is none).
     """
-    class_attr = _MISSING
-    for k in mro:
+    for at, k in enumerate(mro):
         if id(k) == _OBJECT_ID:
             break
         d = _dict_of(k)
         if field in d:
-            class_attr = d[field]
-            attr_type = type(class_attr)
+            attr_type = type(d[field])
             if attr_type is MemberDescriptorType:
-                return class_attr.__get__(v)  # a slot; AttributeError if unset
+                return _SLOT, at
             if _defines(attr_type, "__set__", "__delete__"):
-                raise _Unreadable(field)  # a data descriptor, e.g. a property
-            break
-    if instance_dict is None:
-        raise _Unreadable(field)  # the instance may shadow the class default: unknown
-    value = dict.get(instance_dict, field, _MISSING)
-    if value is not _MISSING:
-        return value
-    if class_attr is not _MISSING and not _defines(type(class_attr), "__get__"):
-        return class_attr  # e.g. field(init=False, default=0.0) never set on the instance
-    raise _Unreadable(field)
+                return _REFUSED, at
+            if _defines(attr_type, "__get__"):
+                return _DICT, at  # a non-data descriptor: only an instance value is safe
+            return _DEFAULT, at  # e.g. field(init=False, default=0.0) never set on the instance
+    return _DICT, -1
+
+
+def _instance_dict(v: object, mro: tuple[type, ...], dict_at: int) -> dict[str, Any] | None:
+    """``v.__dict__`` through the C getset the class machinery installed, never a user override.
+
+    The descriptor is fetched again rather than kept: it holds its class, which a cache must not.
+    """
+    if dict_at < 0:
+        return None
+    desc = _dict_of(mro[dict_at]).get("__dict__")
+    if type(desc) is not GetSetDescriptorType:
+        return None
+    d = desc.__get__(v)
+    return d if issubclass(type(d), dict) else None
+
+
+def _read_field(v: object, mro: tuple[type, ...], instance_dict: Any, field: str, how: int, at: int) -> object:
+    """The value of a record field planned by _field_plan, or _UNREADABLE."""
+    try:
+        if how == _SLOT:
+            desc = _dict_of(mro[at]).get(field)
+            return desc.__get__(v) if type(desc) is MemberDescriptorType else _UNREADABLE
+        if how == _REFUSED or instance_dict is None:
+            return _UNREADABLE  # without the instance dict, an instance value may hide a default
+        value = dict.get(instance_dict, field, _MISSING)
+        if value is not _MISSING:
+            return value
+        if how == _DEFAULT:
+            return _dict_of(mro[at]).get(field, _UNREADABLE)
+        return _UNREADABLE
+    except Exception:  # e.g. an unset slot
+        return _UNREADABLE
 
 
 def _defines(t: type, *names: str) -> bool:

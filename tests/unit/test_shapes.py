@@ -7,10 +7,12 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import gc
 import re
 import subprocess
 import sys
 import typing
+import weakref
 from pathlib import Path
 
 import pytest
@@ -754,6 +756,7 @@ def test_never_raises_on_internal_error(
         raise RuntimeError("bug")
 
     monkeypatch.setattr(shapes, "_classify", broken)
+    shapes._clear_caches()  # Cart is known from earlier tests: make the next call classify it
     assert shape_of(Cart()) == "?"
     assert shape_of([Cart(), 1]) == "list[?|int]"
     assert shape_of(3) == "int"  # the fast path does not classify
@@ -796,6 +799,180 @@ def test_import_is_light() -> None:
     out = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     new = set(out.stdout.split())
     assert new <= {"keyword", "collections", "itertools", "operator", "types"}, new
+
+
+# --------------------------------------------------------------------------------------------
+# Caches: what is learned about classes and dict key sets follows their changes, stays bounded
+# and keeps nothing alive
+
+
+def test_dict_whose_keys_change_is_described_anew() -> None:
+    d: dict[object, object] = {"a": 1}
+    assert shape_of(d) == "dict{a:int}"
+    d["b"] = "x"
+    assert shape_of(d) == "dict{a:int,b:str}"
+    d["user-1"] = 2
+    assert shape_of(d) == "dict[str, int|str]"
+    d.clear()
+    d["a"] = [1]
+    assert shape_of(d) == "dict{a:list[int]}"
+    d[1] = None
+    assert shape_of(d) == "dict[int|str, None|list[int]]"
+    # Other insertion orders are other key sets, sorted the same way.
+    assert shape_of({"b": 1, "a": 2.0}) == "dict{a:float,b:int}"
+    assert shape_of({"b": 1, "c": None, "a": 2.0}) == "dict{a:float,b:int,c:None}"
+    assert shape_of(collections.OrderedDict(b=1, a=2.0)) == "OrderedDict{a:float,b:int}"
+
+
+def test_str_subclass_keys_never_hit_the_key_set_cache(calls: list[str]) -> None:
+    assert shape_of({"alice": 1}) == "dict{alice:int}"
+    assert shape_of({Name("alice"): 1}) == "dict[Name, int]"
+    hostile_key = type("HostileKey", (str,), {})
+    d = {hostile_key("alice"): 1}
+    for name in ("__hash__", "__eq__"):  # armed once the dict is built
+        setattr(hostile_key, name, _trap(name))
+    assert shape_of(d) == "dict[HostileKey, int]"
+    assert calls == []
+
+
+def test_redefined_class_is_classified_anew() -> None:
+    first = dataclasses.make_dataclass("Redefined", [("a", int)])
+    assert shape_of(first(1)) == "Redefined{a:int}"
+    second = dataclasses.make_dataclass("Redefined", [("b", str)])
+    assert shape_of(second("x")) == "Redefined{b:str}"
+    assert shape_of(first(1)) == "Redefined{a:int}"
+
+
+def test_entry_of_a_dead_class_is_not_used_for_its_successor() -> None:
+    # A class that takes the address (the id) of a dead one must not get the dead one's entry,
+    # even if everything the entry checks happens to match. Staged: the successor's entry is
+    # given the dead class's plan and weak reference, as the reuse of an address would.
+    old = dataclasses.make_dataclass("Old", [("a", int)])
+    new = dataclasses.make_dataclass("New", [("b", str)])
+    assert shape_of(old(1)) == "Old{a:int}"
+    assert shape_of(new("x")) == "New{b:str}"
+    stale = list(shapes._types[id(old)])
+    stale[shapes._CHECKS] = shapes._types[id(new)][shapes._CHECKS]
+    shapes._types[id(new)] = stale
+    assert shape_of(new("x")) == "New{b:str}"
+    # And in earnest: classes made and dropped in turn, where addresses do get reused.
+    for i in range(40):
+        if i % 2:
+            record = dataclasses.make_dataclass("Turn", [(f"f{i}", int)])
+            assert shape_of(record(1)) == f"Turn{{f{i}:int}}"
+        else:
+            assert shape_of(type("Turn", (), {})()) == "Turn"
+        gc.collect()
+
+
+def test_class_changed_after_first_use(calls: list[str]) -> None:
+    @dataclasses.dataclass
+    class Changing:
+        a: int
+        b: float = 0.5
+        c: str = "c"
+
+    obj = Changing(1)
+    assert shape_of(obj).endswith(".Changing{a:int,b:float,c:str}")
+    # A default replaced by a property: as many class attributes as before.
+    Changing.b = property(_trap("b"))  # type: ignore[assignment]
+    assert shape_of(obj).endswith(".Changing{a:int,b:?,c:str}")
+    # The fields dict edited in place.
+    del Changing.__dataclass_fields__["c"]
+    assert shape_of(obj).endswith(".Changing{a:int,b:?}")
+    Changing.__qualname__ = "Renamed"
+    assert shape_of(obj) == "Renamed{a:int,b:?}"
+    assert calls == []
+
+
+def test_class_made_a_record_in_place() -> None:
+    class Later:
+        a: int
+
+        def __init__(self) -> None:
+            self.a = 1
+
+    obj = Later()
+    assert shape_of(obj).endswith(".Later")
+    assert dataclasses.dataclass(Later) is Later  # decorating it again changes the same class
+    assert shape_of(obj).endswith(".Later{a:int}")
+
+
+def test_change_in_a_base_class_or_of_bases(calls: list[str]) -> None:
+    @dataclasses.dataclass
+    class Parent:
+        a: int
+
+    class Child(Parent):  # not decorated: Parent's fields, read through Parent's dict
+        pass
+
+    class Plain:
+        pass
+
+    class Moved(Plain):
+        pass
+
+    child, moved = Child(1), Moved()
+    assert shape_of(child).endswith(".Child{a:int}")
+    assert shape_of(moved).endswith(".Moved")
+    Parent.a = property(_trap("a"))  # type: ignore[assignment]
+    assert shape_of(child).endswith(".Child{a:?}")
+    Moved.__bases__ = (Parent,)
+    moved.__dict__["a"] = 2
+    assert shape_of(moved).endswith(".Moved{a:?}")
+    del Parent.a
+    assert shape_of(moved).endswith(".Moved{a:int}")
+    assert calls == []
+
+
+def test_each_instance_read_afresh() -> None:
+    items = [Item("a", 1), Item("b", 2)]
+    assert shape_of(items) == "list[Item{sku:str,qty:int}]"
+    items[1].qty = "two"  # type: ignore[assignment]
+    assert shape_of(items) == "list[Item{sku:str,qty:int}|Item{sku:str,qty:str}]"
+    del items[0].sku
+    assert shape_of(items[0]) == "Item{sku:?,qty:int}"
+
+
+def test_caches_are_bounded() -> None:
+    for i in range(shapes.MAX_CACHED + 10):
+        assert shape_of({f"k{i}": i}) == f"dict{{k{i}:int}}"
+    assert 0 < len(shapes._keysets) <= shapes.MAX_CACHED
+    classes = [type(f"C{i}", (), {}) for i in range(shapes.MAX_CACHED + 10)]
+    for i, cls in enumerate(classes):
+        assert shape_of(cls()) == f"C{i}"
+    assert 0 < len(shapes._types) <= shapes.MAX_CACHED
+    assert shape_of({"k0": 0}) == "dict{k0:int}"  # learned again after the cache was emptied
+    long_key = "k" * (shapes._MAX_KEYSET_CHARS + 1)
+    assert shape_of({long_key: 1}) == "dict{" + long_key + ":int}"
+    assert (long_key,) not in shapes._keysets
+
+
+def test_caches_keep_no_class_or_value_alive() -> None:
+    @dataclasses.dataclass
+    class Temporary:
+        payload: object
+        tags: list[str] = dataclasses.field(default_factory=list)
+        note: object = None
+
+    class Payload:
+        __slots__ = ("__weakref__", "x")
+
+    value = Temporary(Payload(), note=Payload())
+    assert shape_of(value).endswith(".Temporary{payload:" + Payload.__qualname__ + ",tags:list[],note:" + Payload.__qualname__ + "}")
+    assert shape_of({"payload": value.payload}).startswith("dict{payload:")
+    refs = [weakref.ref(Temporary), weakref.ref(Payload), weakref.ref(value.payload), weakref.ref(value.note)]
+    del value, Temporary, Payload
+    gc.collect()
+    assert [r() for r in refs] == [None] * len(refs)
+
+
+def test_static_types_join_the_fixed_shapes() -> None:
+    assert shape_of(range(3)) == "range"
+    assert shapes._FIXED[id(range)] == "range"
+    assert id(Cart) not in shapes._FIXED  # a class of the program may change, and die
+    shape_of(Cart())
+    assert id(Cart) not in shapes._FIXED
 
 
 # --------------------------------------------------------------------------------------------
