@@ -19,6 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+# sys.monitoring appeared in Python 3.12: the monitor backend's cases skip before that.
+needs_sys_monitoring = pytest.mark.skipif(
+    sys.version_info < (3, 12), reason="the monitor backend needs sys.monitoring (Python 3.12+)")
+
 REPO = Path(__file__).resolve().parents[1]
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 
@@ -26,15 +32,26 @@ Node = dict[str, Any]
 Graph = dict[str, Any]
 
 
+# The one FLOWAGENT_* variable a test run inherits: the recorder twin under test (see
+# tests/e2e/conftest.py; ``FLOWAGENT_PURE=1 pytest`` runs everything on the Python twin).
+PURE = "FLOWAGENT_PURE"
+
+
+def hot_path() -> str:
+    """Which recorder twin the runs started now use: ``"pure"`` or ``"default"``."""
+    return "pure" if os.environ.get(PURE, "") not in ("", "0") else "default"
+
+
 def _clean_env(env: Mapping[str, str] | None) -> dict[str, str]:
-    """The environment of a test run: ours minus any ``FLOWAGENT_*`` leaking in, plus ``env``.
+    """The environment of a test run: ours minus any ``FLOWAGENT_*`` leaking in (except the
+    recorder twin switch), plus ``env``.
 
     The repository goes on PYTHONPATH so ``python -m flowagent`` finds this checkout even
     from a ``tmp_path`` working directory; PYTHONUNBUFFERED is dropped so stdout is a
     block-buffered pipe, as for most programs whose output is captured.
     """
     base = {k: v for k, v in os.environ.items()
-            if not k.startswith("FLOWAGENT_")
+            if (k == PURE or not k.startswith("FLOWAGENT_"))
             and k not in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONUNBUFFERED", "PYTHONINSPECT")}
     base["PYTHONPATH"] = str(REPO)
     base["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -302,18 +319,19 @@ def program_files(directory: str, main: str = "prog.py") -> tuple[Path, dict[str
 
 
 class RecordingCache:
-    """Recordings shared by the tests of one worker: each (name, backend) is recorded once,
-    in its own directory from pytest's ``tmp_path_factory`` (one base per xdist worker)."""
+    """Recordings shared by the tests of one worker: each (name, backend, recorder twin) is
+    recorded once, in its own directory from pytest's ``tmp_path_factory`` (one base per
+    xdist worker)."""
 
     def __init__(self, factory: Any) -> None:
         self._factory = factory
-        self._recordings: dict[tuple[str, str], Recording] = {}
+        self._recordings: dict[tuple[str, str, str], Recording] = {}
 
     def get(self, name: str, program: str | os.PathLike[str], *, backend: str,
             **kwargs: Any) -> Recording:
-        key = (name, backend)
+        key = (name, backend, hot_path())
         if key not in self._recordings:
-            tmp = self._factory.mktemp(f"{name}-{backend}")
+            tmp = self._factory.mktemp("-".join(key))
             self._recordings[key] = record(program, tmp, backend=backend, **kwargs)
         return self._recordings[key]
 

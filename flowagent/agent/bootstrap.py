@@ -115,6 +115,7 @@ def start() -> None:
         backend, reason = choose(env.get("FLOWAGENT_BACKEND", "auto"))
         backend_name = backend.name
         _log(f"backend {backend.name}: {reason}")
+        _log(f"recorder hot path: {recorder.HOT_PATH}")
         transport = Transport(run_dir, int(env.get("FLOWAGENT_RING_SIZE") or 8 << 20),
                               int(env.get("FLOWAGENT_FLUSH_INTERVAL_MS") or 50),
                               {"run_id": env.get("FLOWAGENT_RUN_ID", ""), "backend": backend.name})

@@ -11,29 +11,46 @@ each thread and each asyncio task has its own context, so calls of concurrent se
 mix, and a task created inside a session inherits the creating call as its parent (the task
 copies the context), which is what puts child tasks in their parent's session.
 
-A finished call becomes one tuple (see :data:`flowagent.agent.wire.CALL_FIELDS`) appended to
-a list; a flusher thread encodes batches and writes them into this process's ring, so msgpack
-and zstd never run on the program's own call path.
+A finished call becomes one record of 13 integers (:data:`flowagent.agent.wire.CALL_FIELDS`)
+packed into a flat int64 buffer, so nothing built for it outlives the call; a flusher thread
+takes the buffer (:func:`take_calls`), encodes batches and writes them into this process's
+ring, so msgpack and zstd never run on the program's own call path.
+
+Two twins implement the hot path (``open_call``, ``close_call``, ``call``, ``ret``, the
+context managers, the buffer) with the same Python-visible behaviour: the C accelerator
+``_speedups`` and the pure-Python code below. :func:`_choose_hot_path` is the one place that
+picks; ``FLOWAGENT_PURE=1`` forces the Python twin. :data:`ACCELERATED` and :data:`HOT_PATH`
+say which runs and why. Both call back into this module for everything rare (a session's
+first call, describing a shape, naming an exception), so that policy exists once.
+
+The shape budget: every call is recorded, but describing argument and return values costs
+more than the rest of a record, so the first :data:`SHAPE_FIRST` calls of each function are
+shaped, then one in :data:`SHAPE_EVERY` up to :data:`SHAPE_WARM` calls, then one in
+:data:`SHAPE_HOT_EVERY`. The other calls carry shape id 0 ("not sampled"). Variants and drift
+are still found, at most SHAPE_EVERY (a hot function: SHAPE_HOT_EVERY) calls late.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import threading
 import time
+from array import array
 from contextvars import ContextVar
 from typing import Any, Callable
 
 from . import shapes as _shapes
-from .wire import ERROR, PARTIAL, SUCCESS
+from .wire import ERROR, N_FIELDS, PARTIAL, SUCCESS, columns
+from .wire import THR as _THR_FIELD
 
 # Frame layout. A list, because it is the cheapest mutable record CPython has.
 CID, PARENT, SES, FID, T0, INS, FLAGS, OUTER, GEN, THR, EXC, YIELDED, RV, CPU = range(14)
 _ERR = 1          # this call raised
 _CHILD_ERR = 2    # something below it raised (makes a normal return `partial`)
 _SKIP = 4         # a session left out by sampling: nothing under it is recorded
-_SHAPED = 8       # this call's shapes are taken (see the shape budget below)
+_SHAPED = 8       # this call's shapes are taken (see the shape budget)
 
 _cur: ContextVar[list | None] = ContextVar("flowagent_current_call", default=None)
 _get = _cur.get
@@ -42,6 +59,9 @@ _clock = time.perf_counter_ns
 _ident = threading.get_ident
 _active_threads = threading._active  # ident -> Thread (what current_thread() reads)
 _object_getattr = object.__getattribute__
+_random = random.random
+_thread_time = time.thread_time_ns
+_shape_of = _shapes.shape_of
 
 
 def _thread_name(ident: int) -> str:
@@ -54,19 +74,16 @@ def _thread_name(ident: int) -> str:
         return name if type(name) is str else f"Thread-{ident}"
     except Exception:
         return f"Thread-{ident}"
-_random = random.random
-_thread_time = time.thread_time_ns
-_shape_of = _shapes.shape_of
 
 
 class _State:
-    """Process-wide recorder state; replaced wholesale in a forked child."""
+    """Process-wide recorder state; the C twin's ``_speedups.State`` has the same attributes."""
 
     def __init__(self) -> None:
         self.on = False            # master switch: enter() returns None when False
         self.gen = object()        # identity changes at fork: frames of the parent go stale
         self.next_id = itertools.count(1).__next__
-        self.buf: list[tuple] = []
+        self.buf = array("q")      # finished calls, N_FIELDS integers each
         self.max_buf = 1 << 18     # records held before the recorder drops (bounded memory)
         self.flush_at = 1 << 13    # records that wake the flusher early
         self.dropped = 0           # records dropped because the buffer was full
@@ -83,7 +100,7 @@ class _State:
         self.sampled_out = 0
 
 
-S = _State()
+S: Any = _State()
 
 # ---------------------------------------------------------------------------------------
 # Interning. Ids are per process; a batch carries the definitions it has not sent yet.
@@ -151,20 +168,20 @@ def _resend_all_definitions() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Shapes. Scalars are cached by their type tuple: that is exact, since a scalar's shape is
-# its type. Anything with structure is described afresh (shapes.shape_of is bounded).
+# Shapes, and the other rare paths both twins call. Scalars are cached by their type tuple:
+# that is exact, since a scalar's shape is its type. Anything with structure is described
+# afresh (shapes.shape_of is bounded).
 
 _SCALARS = (int, str, float, bool, type(None), bytes, complex)
 _SCALAR_IDS = frozenset(map(id, _SCALARS))
 _scalar_inputs: dict[tuple, int] = {}
+_scalar_outputs: dict[int, int] = {}  # id(type) -> shape id, builtin scalar types only
 
-
-# Shape budget: every call is recorded, but describing argument and return values costs more
-# than the rest of the record. The first SHAPE_FIRST calls of each function are described,
-# then one call in SHAPE_EVERY; the others carry shape id 0 ("not sampled"). Variants and
-# drift are found all the same, at most SHAPE_EVERY calls late.
-SHAPE_FIRST = 64
+# The shape budget (see the module docstring).
+SHAPE_FIRST = 16
 SHAPE_EVERY = 16
+SHAPE_WARM = 1024
+SHAPE_HOT_EVERY = 256
 _shape_calls: list[int] = []
 
 
@@ -175,7 +192,9 @@ def _shaped(fid: int) -> bool:
         _shape_calls.extend([0] * (fid + 1 - len(_shape_calls)))
         n = 1
     _shape_calls[fid] = n
-    return n <= SHAPE_FIRST or n % SHAPE_EVERY == 0
+    if n <= SHAPE_FIRST:
+        return True
+    return n % (SHAPE_EVERY if n <= SHAPE_WARM else SHAPE_HOT_EVERY) == 0
 
 
 def _input_sid(args: tuple) -> int:
@@ -189,9 +208,6 @@ def _input_sid(args: tuple) -> int:
     if _SCALAR_IDS.issuperset(types):
         _scalar_inputs[types] = sid
     return sid
-
-
-_scalar_outputs: dict[int, int] = {}  # id(type) -> shape id, builtin scalar types only
 
 
 def _output_sid(value: Any) -> int:
@@ -217,9 +233,33 @@ def _exc_name(tp: type) -> str:
     return qn if mod == "builtins" else f"{mod}.{qn}"
 
 
+class UnknownError(Exception):
+    """Stands for an exception whose type a backend cannot see (recorded as ``?``)."""
+
+
+def _exc_sid(exc_type: type) -> int:
+    return intern("?" if exc_type is UnknownError else _exc_name(exc_type))
+
+
+def _yield_sid(y: Any) -> int:
+    """A generator's yielded shapes, or a fixed shape set by set_output_shape()."""
+    return intern(y if type(y) is str else f"{y[0]}[{_union(y[1])}]")
+
+
+def _union(shapes: list[str]) -> str:
+    return "|".join(sorted(set(shapes)))
+
+
+def _session_start(cid: int, fid: int, thread: int) -> None:
+    # The thread's name now: a short-lived thread may be gone (and its ident reused) before
+    # the flusher could look it up.
+    S.session_starts.append((cid, fid, _clock(), thread, _thread_name(thread)))
+
+
 # ---------------------------------------------------------------------------------------
-# Opening and closing a call. Backends and integrations use open_call/close_call on frame
-# lists; instrumented code uses the `with` helpers below, which need no local variable.
+# The pure-Python twin of the hot path (replaced by the C accelerator when it is chosen).
+# Backends and integrations use open_call/close_call on frame lists; instrumented code uses
+# the `with` helpers below, which need no local variable.
 
 def open_call(fid: int, args: tuple) -> list | None:
     """Start a call of function ``fid`` with argument values ``args`` (only shapes are kept).
@@ -227,11 +267,13 @@ def open_call(fid: int, args: tuple) -> list | None:
     Returns the new frame (now current in this context), or None when not recording."""
     if not S.on:
         return None
+    current = _get()
+    frame = None
     try:
-        parent = _get()
+        parent = current
         if parent is None or parent[GEN] is not S.gen:
             if S.sample_ppm < 1_000_000 and _random() * 1_000_000 >= S.sample_ppm:
-                return _skip_session(fid)
+                return _skip_session(fid, current)
             parent = None
             cid = S.next_id()
             ses = cid
@@ -247,38 +289,34 @@ def open_call(fid: int, args: tuple) -> list | None:
             frame = [cid, parent, ses, fid, 0, 0, 0, parent, S.gen, _ident(), 0, 0, None, 0]
         _set(frame)
         if ses == cid:
-            # The thread's name now: a short-lived thread may be gone (and its ident reused)
-            # before the flusher could look it up.
-            S.session_starts.append((cid, fid, _clock(), frame[THR], _thread_name(frame[THR])))
+            _session_start(cid, fid, frame[THR])
         if S.cpu:
             frame[CPU] = _thread_time()
         frame[T0] = _clock()
         return frame
     except Exception:
         S.agent_errors += 1
+        if frame is not None and _get() is frame:
+            _set(current)  # never leave a half-opened frame current: nobody would close it
         return None
 
 
-def _skip_session(fid: int) -> list:
+def _skip_session(fid: int, current: list | None) -> list:
     """A session left out by sampling: a frame that only keeps its calls from recording."""
     S.sampled_out += 1
-    frame = [0, None, 0, fid, 0, 0, _SKIP, _get(), S.gen, 0, 0, 0, None, 0]
+    frame = [0, None, 0, fid, 0, 0, _SKIP, current, S.gen, 0, 0, 0, None, 0]
     _set(frame)
     return frame
 
 
-class UnknownError(Exception):
-    """Stands for an exception whose type a backend cannot see (recorded as ``?``)."""
-
-
 def close_call(frame: list, exc_type: type | None) -> None:
-    """End a call: restore the caller as current and emit the call record.
+    """End a call: restore the caller as current and buffer the call record.
 
     ``exc_type`` is the exception the call raised, or None; the return value is in
     ``frame[RV]`` (set by :func:`ret`), the yielded shapes in ``frame[YIELDED]``."""
     t1 = _clock()
-    cpu = _thread_time() - frame[CPU] if frame[CPU] else 0
     try:
+        cpu = _thread_time() - frame[CPU] if frame[CPU] else 0
         if _get() is frame:
             _set(frame[OUTER])
         flags = frame[FLAGS]
@@ -288,14 +326,13 @@ def close_call(frame: list, exc_type: type | None) -> None:
             # A consumer closing a generator early (GeneratorExit) is not a failure.
             res = ERROR
             out = 0
-            exc = intern("?" if exc_type is UnknownError else _exc_name(exc_type))
+            exc = _exc_sid(exc_type)
         else:
             exc = 0
             res = PARTIAL if flags & _CHILD_ERR else SUCCESS
             y = frame[YIELDED]
             if y:
-                # A generator's yielded shapes, or a fixed shape set by set_output_shape().
-                out = intern(y if type(y) is str else f"{y[0]}[{_union(y[1])}]")
+                out = _yield_sid(y)
             elif flags & _SHAPED:
                 v = frame[RV]
                 out = _scalar_outputs.get(id(type(v))) or _output_sid(v)
@@ -307,17 +344,18 @@ def close_call(frame: list, exc_type: type | None) -> None:
             parent[FLAGS] |= _CHILD_ERR
         buf = S.buf
         n = len(buf)
-        if n < S.max_buf:
-            buf.append((frame[CID], parent[CID] if parent else 0, frame[SES], frame[FID],
+        if n < S.max_buf * N_FIELDS:
+            # One C call, so the flusher (which takes whole slices) never sees half a record.
+            buf.extend((frame[CID], parent[CID] if parent else 0, frame[SES], frame[FID],
                         parent[FID] if parent else 0, frame[INS], out, res, exc,
                         frame[T0], t1, frame[THR], cpu))
         else:
             _drop()
         if parent is None and S.sync_sessions:
             S.flush_now()
-        elif n >= S.flush_at:
-            # Otherwise the flusher runs on its interval: waking it at every session end
-            # would mean one small, badly compressed batch per web request.
+        elif n == S.flush_at * N_FIELDS:
+            # Once per buffer: waking the flusher at every session end would make one small,
+            # badly compressed batch per web request; otherwise it runs on its interval.
             S.wake()
     except Exception:
         S.agent_errors += 1
@@ -335,11 +373,17 @@ def _drop() -> None:
         S.dropped += 1
 
 
-def _union(shapes: list[str]) -> str:
-    return "|".join(sorted(set(shapes)))
+def take_calls() -> tuple[int, bytes, set[int]]:
+    """(count, wire call block, thread idents) of the calls buffered so far; empties it.
+
+    Called by the flusher. Appends made meanwhile land after the slice taken and are kept."""
+    buf = S.buf
+    n = len(buf)
+    flat = buf[:n]
+    del buf[:n]
+    return n // N_FIELDS, columns(flat), set(flat[_THR_FIELD::N_FIELDS])
 
 
-# ---------------------------------------------------------------------------------------
 # What instrumented code calls (see instrument.py). A plain function or coroutine becomes
 #
 #     with __fa_call__(fid, a, b):
@@ -394,6 +438,54 @@ def call(fid: int, *args: Any) -> Any:
     except IndexError:
         return _exit_for(fid)
 
+
+def ret(fid: int, value: Any) -> Any:
+    """``return __fa_ret__(fid, value)``: keep the return value for the output shape."""
+    f = _get()
+    if f is not None and f[FID] == fid:
+        f[RV] = value
+    return value
+
+
+# ---------------------------------------------------------------------------------------
+# Choosing the twin.
+
+_ACCELERATOR_ABI = 1  # _speedups.ABI this module is written against
+
+
+def _choose_hot_path() -> tuple[Any, str]:
+    """The single place that picks the hot path: (the C module or None, why)."""
+    if os.environ.get("FLOWAGENT_PURE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return None, "pure Python (FLOWAGENT_PURE is set)"
+    try:
+        from . import _speedups
+    except ImportError as exc:
+        return None, ("pure Python: the C accelerator is not built (no C compiler when "
+                      f"flowagent was installed?): {exc}")
+    if getattr(_speedups, "ABI", None) != _ACCELERATOR_ABI \
+            or _speedups.FRAME_LAYOUT != tuple(range(CPU + 1)) \
+            or _speedups.FLAG_BITS != (_ERR, _CHILD_ERR, _SKIP, _SHAPED):
+        return None, ("pure Python: the C accelerator is out of date; reinstall flowagent "
+                      "(pip install -e .) to rebuild it")
+    _speedups.configure(input_sid=_input_sid, output_sid=_output_sid, exc_sid=_exc_sid,
+                        yield_sid=_yield_sid, session_start=_session_start, random=_random,
+                        thread_time=_thread_time, shape_first=SHAPE_FIRST,
+                        shape_every=SHAPE_EVERY, shape_warm=SHAPE_WARM,
+                        shape_hot_every=SHAPE_HOT_EVERY)
+    return _speedups, "C accelerator (flowagent.agent._speedups)"
+
+
+_speedups, HOT_PATH = _choose_hot_path()
+ACCELERATED = _speedups is not None
+if _speedups is not None:
+    S = _speedups.S
+    _get, _set = _speedups.current, _speedups.set_current
+    open_call, close_call = _speedups.open_call, _speedups.close_call  # noqa: F811
+    call, ret, take_calls = _speedups.call, _speedups.ret, _speedups.take_calls  # noqa: F811
+
+
+# ---------------------------------------------------------------------------------------
+# Generators (Python in both twins: they work on the frames either twin creates).
 
 class Frame(list):
     """A generator's frame, which is also its context manager."""
@@ -539,11 +631,11 @@ def enter_root(name: str) -> list | None:
     try:
         fid = register_function("<request>", name, "", 0, (), "request")
         if S.sample_ppm < 1_000_000 and _random() * 1_000_000 >= S.sample_ppm:
-            return _skip_session(fid)
+            return _skip_session(fid, _get())
         cid = S.next_id()
         frame = [cid, None, cid, fid, 0, 0, 0, _get(), S.gen, _ident(), 0, 0, None, 0]
         _set(frame)
-        S.session_starts.append((cid, fid, _clock(), frame[THR], _thread_name(frame[THR])))
+        _session_start(cid, fid, frame[THR])
         frame[T0] = _clock()
         return frame
     except Exception:
@@ -566,11 +658,14 @@ def set_output_shape(frame: list | None, shape: str) -> None:
 def reset_after_fork() -> None:
     """In a forked child: fresh buffer and ids; frames inherited from the parent go stale."""
     S.gen = object()
-    S.buf = []
     S.dropped = 0
     S.agent_errors = 0
     S.sampled_out = 0
     S.session_starts = []
+    if _speedups is not None:
+        _speedups.reset()
+    else:
+        S.buf = array("q")
     _scalar_inputs.clear()
     _scalar_outputs.clear()
     _resend_all_definitions()

@@ -2,7 +2,8 @@
 
 A daemon *flusher* thread wakes every ``flush_interval_ms`` (or early, when a session ends or
 the buffer fills), encodes what accumulated into one msgpack+zstd batch and writes it into the
-ring. The program thread only ever appends tuples to a list.
+ring. The program thread only ever packs integers into the recorder's buffer; the flusher
+takes it whole (:func:`recorder.take_calls`, already in the wire's column layout).
 
 Forks: ``os.register_at_fork`` gives the child a fresh ring, ids and flusher; a fork that
 bypassed the hooks is caught by a pid check before anything is written, so two processes
@@ -30,6 +31,8 @@ from .wire import VERSION, Encoder
 # _thread.allocate_lock): the flusher is a native thread and must only ever block on native
 # locks, or it would run a gevent hub of its own and share gevent semaphores with the program.
 _native_lock = _thread.allocate_lock
+_start_native_thread = _thread.start_new_thread
+_native_get_ident = _thread.get_ident
 
 
 class _Wakeup:
@@ -87,15 +90,26 @@ class Transport:
         self.event = _Wakeup()
         self.stopping = False
         recorder.S.wake = self.event.set
-        self.thread = threading.Thread(target=self._loop, args=(self.event,),
-                                       name="flowagent-flusher", daemon=True)
-        self.thread.start()
+        # A bare native thread, not a threading.Thread: threading's bookkeeping of a thread
+        # started before gevent.monkey.patch_all() breaks when the thread ends (_delete()
+        # looks itself up with gevent's get_ident: a KeyError printed by the ending thread,
+        # which during interpreter shutdown is a fatal "_enter_buffered_busy" abort), and the
+        # program's threading.enumerate() and active_count() never see the agent's thread.
+        self.finished = _native_lock()
+        self.finished.acquire()
+        self.thread_ident = _start_native_thread(self._run, (self.event, self.finished))
+
+    def _run(self, event: _Wakeup, finished: Any) -> None:
+        try:
+            self._loop(event)
+        finally:
+            finished.release()
 
     def _stop_flusher(self) -> None:
         self.stopping = True
         self.event.set()
-        if self.thread is not threading.current_thread():
-            self.thread.join(timeout=2.0)
+        if _native_get_ident() != self.thread_ident and self.finished.acquire(True, 2.0):
+            self.finished.release()
 
     def _create_ring(self) -> None:
         pid = self.pid
@@ -143,12 +157,12 @@ class Transport:
             paused, ppm = self.ring.control()
             apply_control(paused, ppm)
 
-    def _thread_names(self, calls: list[tuple], starts: list[tuple]) -> list[list[Any]]:
+    def _thread_names(self, threads: set[int], starts: list[tuple]) -> list[list[Any]]:
         """Names of threads seen for the first time (session starts carry their own)."""
         known = self.thread_names
         for s in starts:
             known[s[3]] = s[4]
-        new = {c[11] for c in calls}.difference(known)
+        new = threads.difference(known)
         if not new:
             return []
         live = {t.ident: t.name for t in threading.enumerate()}
@@ -167,19 +181,16 @@ class Transport:
                 recorder.reset_after_fork()
                 self._open_for(os.getpid())
             S = recorder.S
-            buf = S.buf
-            n = len(buf)
-            calls = buf[:n]
-            del buf[:n]  # appends made meanwhile land after index n and are kept
+            n, columns, threads = recorder.take_calls()
             starts = S.session_starts
             ns = len(starts)
             new_starts = starts[:ns]
             del starts[:ns]
             stats = [S.agent_errors + _shape_failures(), S.dropped, S.sampled_out]
-            if not (calls or new_starts or final) and stats == self.sent_stats:
+            if not (n or new_starts or final) and stats == self.sent_stats:
                 return
             if self.ring is None:
-                if not (calls or new_starts):
+                if not (n or new_starts):
                     return
                 self._create_ring()
             fns, strs = recorder.take_definitions()
@@ -188,16 +199,16 @@ class Transport:
                 "v": VERSION, "pk": self.key, "pid": self.pid, "seq": self.seq,
                 "anchor": list(self.anchor), "defs": fns, "strings": strs,
                 "starts": new_starts,
-                "threads": self._thread_names(calls, new_starts), "agent_errors": stats[0],
+                "threads": self._thread_names(threads, new_starts), "agent_errors": stats[0],
                 "sampled_out": stats[2],
                 "final": final,
             }
-            payload = self.encoder.encode(batch, calls)
+            payload = self.encoder.encode_columns(batch, n, columns)
             new_drops = stats[1] - self.sent_stats[1]
             if new_drops:
                 self.ring.count_dropped(0, new_drops)
             self.sent_stats = stats
-            if not self.ring.write(self.seq, payload, len(calls)):
+            if not self.ring.write(self.seq, payload, n):
                 # The definitions in a dropped batch were never seen: send them again.
                 recorder.unsend_definitions(fns, strs)
 

@@ -1,0 +1,1037 @@
+/* The recorder's per-call hot path in C: the twin of the pure-Python code in recorder.py.
+ *
+ * Python-visible behaviour is the same as the pure twin's (recorder.py documents it); only
+ * the cost differs. What moves to C is what runs on every call: reading and replacing the
+ * current frame, the call id and clock reads, the shape budget, the scalar shape caches and
+ * the finished record, which is packed as 13 int64 into a growable C array instead of
+ * becoming a Python tuple. Everything rare (a session's first call, a shape that has to be
+ * described, an exception's name, sampling) calls back into recorder.py, so the policy lives
+ * in one place.
+ *
+ * Frames stay Python lists with recorder.py's layout: generators, request roots and the
+ * profile backend keep working on frames this module creates, and the other way round.
+ *
+ * Errors inside the agent are counted in S.agent_errors and never raised into the program;
+ * only a BaseException that is not an Exception (KeyboardInterrupt arriving while a Python
+ * callback runs) propagates, exactly as it does through the pure twin's `except Exception`.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+/* Bumped whenever the interface recorder.py relies on changes: a stale build is refused. */
+#define ABI 1
+
+/* Frame layout: recorder.py's CID, PARENT, ... (checked against FRAME_LAYOUT at import). */
+enum { CID, PARENT, SES, FID, T0, INS, FLAGS, OUTER, GEN, THR, EXC, YIELDED, RV, CPU, FRAME_LEN };
+enum { F_ERR = 1, F_CHILD_ERR = 2, F_SKIP = 4, F_SHAPED = 8 };
+enum { R_SUCCESS = 0, R_ERROR = 1, R_PARTIAL = 2 };
+/* Record fields, wire.CALL_FIELDS order. */
+enum { C_CID, C_PAR, C_SES, C_FID, C_PFID, C_INS, C_OUT, C_RES, C_EXC, C_T0, C_T1, C_THR, C_CPU,
+       N_FIELDS };
+
+/* ---------------------------------------------------------------------------------------- */
+/* Process-wide state, visible to Python as recorder.S (attributes of the pure twin's _State). */
+
+typedef struct {
+    PyObject_HEAD
+    char on, sync_sessions, user_functions, cpu;
+    int sample_ppm;
+    Py_ssize_t max_buf, flush_at;
+    long long dropped, agent_errors, sampled_out, next_cid;
+    PyObject *gen, *session_starts, *wake, *flush_now;
+    int64_t *buf;            /* n records of N_FIELDS values, row-major */
+    Py_ssize_t n, cap;       /* in records */
+} StateObject;
+
+static StateObject *S;               /* the one instance (module attribute S) */
+static PyObject *cur_var;            /* ContextVar holding the current frame */
+static PyObject *noexit;             /* context manager of calls that are not recorded */
+
+/* Python callbacks for the rare paths (set by configure()). */
+static PyObject *h_input_sid, *h_output_sid, *h_exc_sid, *h_yield_sid, *h_session_start,
+                *h_random, *h_thread_time;
+
+/* Shape budget (configure()): the first `shape_first` calls of a function are shaped, then
+   one in `shape_every` up to `shape_warm` calls, then one in `shape_hot_every`. */
+static uint64_t shape_first = 64, shape_every = 16, shape_warm = 1024, shape_hot_every = 256;
+
+/* Per-function tables, indexed by fid and grown on demand. */
+typedef struct {
+    uint64_t shape_calls;   /* calls seen, for the shape budget */
+    uint64_t in_key;        /* scalar argument types of the cached input shape (0: none) */
+    long long in_sid;       /* ... and its shape id */
+    PyObject *exit;         /* the function's `with` context manager (a singleton) */
+} FnSlot;
+static FnSlot *fns;
+static Py_ssize_t fns_cap;
+
+/* Output shape ids of the builtin scalar types, by scalar code (0 = not cached yet). */
+static long long out_sid[8];
+
+/* The last thread seen and its ident as a Python int (most programs have one busy thread). */
+static unsigned long last_ident;
+static PyObject *last_ident_obj;
+
+/* ---------------------------------------------------------------------------------------- */
+/* Small helpers */
+
+static inline int64_t
+clock_ns(void)
+{
+#if defined(__linux__)
+    /* What time.perf_counter_ns() reads on Linux, without the Python call. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+#elif PY_VERSION_HEX >= 0x030D0000
+    PyTime_t t;
+    (void)PyTime_PerfCounterRaw(&t);
+    return (int64_t)t;
+#else
+    return (int64_t)_PyTime_GetPerfCounter();
+#endif
+}
+
+/* CPU time of this thread (time.thread_time_ns()); -1 with an exception set on failure. */
+static inline int64_t
+thread_time_ns(void)
+{
+#if defined(__linux__)
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+#else
+    PyObject *r = PyObject_CallNoArgs(h_thread_time);
+    if (r == NULL)
+        return -1;
+    int64_t v = PyLong_AsLongLong(r);
+    Py_DECREF(r);
+    return v;
+#endif
+}
+
+/* An agent error: counted and cleared, unless it must reach the program (see top). */
+static int
+swallow(void)
+{
+    if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception))
+        return -1;
+    PyErr_Clear();
+    S->agent_errors++;
+    return 0;
+}
+
+static inline int
+is_frame(PyObject *f)
+{
+    return PyList_Check(f) && PyList_GET_SIZE(f) >= FRAME_LEN;
+}
+
+#define ITEM(f, i) PyList_GET_ITEM((f), (i))
+
+static inline void
+set_item(PyObject *f, Py_ssize_t i, PyObject *v)   /* steals v */
+{
+    PyObject *old = ITEM(f, i);
+    PyList_SET_ITEM(f, i, v);
+    Py_XDECREF(old);
+}
+
+/* The current frame (new reference; None when there is none). */
+static inline PyObject *
+cur_get(void)
+{
+    PyObject *v;
+    if (PyContextVar_Get(cur_var, NULL, &v) < 0)
+        return NULL;
+    return v;
+}
+
+static inline int
+cur_set(PyObject *v)
+{
+    PyObject *token = PyContextVar_Set(cur_var, v);
+    if (token == NULL)
+        return -1;
+    Py_DECREF(token);
+    return 0;
+}
+
+static inline long long
+as_ll(PyObject *o)
+{
+#if LONG_MAX >= LLONG_MAX
+    /* PyLong_AsLongLong goes through a byte array for every int above 2**30 (times, ids). */
+    return PyLong_AsLong(o);
+#else
+    return PyLong_AsLongLong(o);
+#endif
+}
+
+static PyObject *
+thread_ident(void)
+{
+    unsigned long ident = PyThread_get_thread_ident();
+    if (last_ident_obj == NULL || ident != last_ident) {
+        PyObject *o = PyLong_FromUnsignedLong(ident);
+        if (o == NULL)
+            return NULL;
+        Py_XSETREF(last_ident_obj, o);
+        last_ident = ident;
+    }
+    return Py_NewRef(last_ident_obj);
+}
+
+static FnSlot *
+fn_slot(Py_ssize_t fid)
+{
+    if (fid < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative function id");
+        return NULL;
+    }
+    if (fid >= fns_cap) {
+        Py_ssize_t cap = fns_cap ? fns_cap : 256;
+        while (cap <= fid)
+            cap *= 2;
+        FnSlot *grown = PyMem_Realloc(fns, cap * sizeof(FnSlot));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        memset(grown + fns_cap, 0, (cap - fns_cap) * sizeof(FnSlot));
+        fns = grown;
+        fns_cap = cap;
+    }
+    return &fns[fid];
+}
+
+static inline int
+shaped(FnSlot *slot)
+{
+    uint64_t n = ++slot->shape_calls;
+    if (n <= shape_first)
+        return 1;
+    if (n <= shape_warm)
+        return n % shape_every == 0;
+    return n % shape_hot_every == 0;
+}
+
+/* 1..7 for the builtin scalar types whose shape is their type name, else 0. */
+static inline unsigned
+scalar_code(PyObject *o)
+{
+    PyTypeObject *t = Py_TYPE(o);
+    if (t == &PyLong_Type) return 1;
+    if (t == &PyUnicode_Type) return 2;
+    if (t == &PyFloat_Type) return 3;
+    if (t == &PyBool_Type) return 4;
+    if (o == Py_None) return 5;
+    if (t == &PyBytes_Type) return 6;
+    if (t == &PyComplex_Type) return 7;
+    return 0;
+}
+
+/* The argument types as one integer when all are builtin scalars (the input shape is then
+   known from the types alone), else 0. The count leads, so (int,) and (int, int) differ. */
+static inline uint64_t
+scalar_key(PyObject *const *args, Py_ssize_t n)
+{
+    if (n > 19)
+        return 0;
+    uint64_t key = (uint64_t)n + 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned code = scalar_code(args[i]);
+        if (code == 0)
+            return 0;
+        key = (key << 3) | code;
+    }
+    return key;
+}
+
+static long long
+call_sid(PyObject *hook, PyObject *arg)
+{
+    PyObject *r = PyObject_CallOneArg(hook, arg);
+    if (r == NULL)
+        return -1;
+    long long sid = as_ll(r);
+    Py_DECREF(r);
+    return sid;
+}
+
+static long long
+input_sid(FnSlot *slot, PyObject *const *args, Py_ssize_t n)
+{
+    uint64_t key = scalar_key(args, n);
+    if (key != 0 && key == slot->in_key)
+        return slot->in_sid;
+    PyObject *tuple = PyTuple_New(n);
+    if (tuple == NULL)
+        return -1;
+    for (Py_ssize_t i = 0; i < n; i++)
+        PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
+    long long sid = call_sid(h_input_sid, tuple);
+    Py_DECREF(tuple);
+    if (sid >= 0 && key != 0) {
+        slot->in_key = key;
+        slot->in_sid = sid;
+    }
+    return sid;
+}
+
+static long long
+output_sid(PyObject *value)
+{
+    unsigned code = scalar_code(value);
+    if (code && out_sid[code])
+        return out_sid[code];
+    long long sid = call_sid(h_output_sid, value);
+    if (code && sid > 0)
+        out_sid[code] = sid;
+    return sid;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Opening a call */
+
+/* A session left out by sampling: a frame that only keeps its calls from recording. */
+static PyObject *
+skip_session(PyObject *fidobj, PyObject *current)
+{
+    S->sampled_out++;
+    PyObject *f = PyList_New(FRAME_LEN);
+    if (f == NULL)
+        return NULL;
+    PyObject *zero = PyLong_FromLong(0);
+    for (int i = 0; i < FRAME_LEN; i++)
+        PyList_SET_ITEM(f, i, Py_NewRef(zero));
+    Py_DECREF(zero);
+    set_item(f, PARENT, Py_NewRef(Py_None));
+    set_item(f, FID, Py_NewRef(fidobj));
+    set_item(f, FLAGS, PyLong_FromLong(F_SKIP));
+    set_item(f, OUTER, Py_NewRef(current));
+    set_item(f, GEN, Py_NewRef(S->gen));
+    set_item(f, RV, Py_NewRef(Py_None));
+    if (cur_set(f) < 0) {
+        Py_DECREF(f);
+        return NULL;
+    }
+    return f;
+}
+
+/* The new frame (new reference), or NULL: not recorded (no error set) or an error. */
+static PyObject *
+open_impl(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t fid = PyLong_AsSsize_t(fidobj);
+    if (fid == -1 && PyErr_Occurred())
+        return NULL;
+    FnSlot *slot = fn_slot(fid);
+    if (slot == NULL)
+        return NULL;
+    PyObject *current = cur_get();
+    if (current == NULL)
+        return NULL;
+    PyObject *parent = current, *ses, *cid, *frame = NULL;
+    int new_session = 0, made_current = 0;
+    if (!is_frame(current) || ITEM(current, GEN) != S->gen) {
+        if (S->sample_ppm < 1000000) {
+            PyObject *r = PyObject_CallNoArgs(h_random);
+            if (r == NULL)
+                goto done;
+            double x = PyFloat_AsDouble(r);
+            Py_DECREF(r);
+            if (x * 1000000.0 >= (double)S->sample_ppm) {
+                frame = skip_session(fidobj, current);
+                goto done;
+            }
+        }
+        parent = Py_None;
+        new_session = 1;
+    }
+    else {
+        long long flags = as_ll(ITEM(current, FLAGS));
+        if (flags & F_SKIP)
+            goto done;
+    }
+    cid = PyLong_FromLongLong(++S->next_cid);
+    if (cid == NULL)
+        goto done;
+    ses = Py_NewRef(new_session ? cid : ITEM(parent, SES));
+    long long ins = 0;
+    int shape = shaped(slot);
+    if (shape && (ins = input_sid(slot, args, nargs)) < 0) {
+        Py_DECREF(cid);
+        Py_DECREF(ses);
+        goto done;
+    }
+    PyObject *thr = thread_ident();
+    if (thr == NULL) {
+        Py_DECREF(cid);
+        Py_DECREF(ses);
+        goto done;
+    }
+    frame = PyList_New(FRAME_LEN);
+    if (frame == NULL) {
+        Py_DECREF(cid);
+        Py_DECREF(ses);
+        Py_DECREF(thr);
+        goto done;
+    }
+    PyObject *zero = PyLong_FromLong(0);   /* a cached small int: cannot fail */
+    PyList_SET_ITEM(frame, CID, cid);
+    PyList_SET_ITEM(frame, PARENT, Py_NewRef(parent));
+    PyList_SET_ITEM(frame, SES, ses);
+    PyList_SET_ITEM(frame, FID, Py_NewRef(fidobj));
+    PyList_SET_ITEM(frame, T0, Py_NewRef(zero));
+    PyList_SET_ITEM(frame, INS, PyLong_FromLongLong(ins));
+    PyList_SET_ITEM(frame, FLAGS, PyLong_FromLong(shape ? F_SHAPED : 0));
+    PyList_SET_ITEM(frame, OUTER, Py_NewRef(parent));
+    PyList_SET_ITEM(frame, GEN, Py_NewRef(S->gen));
+    PyList_SET_ITEM(frame, THR, thr);
+    PyList_SET_ITEM(frame, EXC, Py_NewRef(zero));
+    PyList_SET_ITEM(frame, YIELDED, Py_NewRef(zero));
+    PyList_SET_ITEM(frame, RV, Py_NewRef(Py_None));
+    PyList_SET_ITEM(frame, CPU, zero);
+    if (ITEM(frame, INS) == NULL || cur_set(frame) < 0)
+        goto fail;
+    made_current = 1;
+    if (new_session) {
+        /* The thread's name now (a short-lived thread may be gone before the flusher looks). */
+        PyObject *r = PyObject_CallFunctionObjArgs(h_session_start, cid, fidobj, thr, NULL);
+        if (r == NULL)
+            goto fail;
+        Py_DECREF(r);
+    }
+    if (S->cpu) {
+        int64_t c = thread_time_ns();
+        if (c < 0 && PyErr_Occurred())
+            goto fail;
+        set_item(frame, CPU, PyLong_FromLongLong(c));
+    }
+    set_item(frame, T0, PyLong_FromLongLong(clock_ns()));
+    if (ITEM(frame, T0) == NULL || ITEM(frame, CPU) == NULL)
+        goto fail;
+    goto done;
+fail:
+    if (made_current) {
+        /* Never leave a half-opened frame current: the caller would never close it. */
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        if (cur_set(current) < 0)
+            PyErr_Clear();
+        PyErr_Restore(et, ev, tb);
+    }
+    Py_CLEAR(frame);
+done:
+    Py_DECREF(current);
+    return frame;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Closing a call */
+
+static int
+grow_buffer(void)
+{
+    Py_ssize_t cap = S->cap ? S->cap * 2 : 1024;
+    if (cap > S->max_buf)
+        cap = S->max_buf;
+    int64_t *grown = PyMem_Realloc(S->buf, (size_t)cap * N_FIELDS * sizeof(int64_t));
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    S->buf = grown;
+    S->cap = cap;
+    return 0;
+}
+
+static int
+close_impl(PyObject *frame, PyObject *exc_type)
+{
+    int64_t t1 = clock_ns();
+    int64_t cpu = 0;
+    long long cpu0 = as_ll(ITEM(frame, CPU));
+    if (cpu0 == -1 && PyErr_Occurred())
+        return -1;
+    if (cpu0) {
+        int64_t c = thread_time_ns();
+        if (c < 0 && PyErr_Occurred())
+            return -1;
+        cpu = c - cpu0;
+    }
+    PyObject *current = cur_get();
+    if (current == NULL)
+        return -1;
+    int restored = current == frame ? cur_set(ITEM(frame, OUTER)) : 0;
+    Py_DECREF(current);
+    if (restored < 0)
+        return -1;
+    long long flags = as_ll(ITEM(frame, FLAGS));
+    if (flags == -1 && PyErr_Occurred())
+        return -1;
+    if (ITEM(frame, GEN) != S->gen || flags & F_SKIP)
+        return 0;  /* open when this process forked (the parent records it), or sampled out */
+    long long res, out = 0, exc = 0;
+    if (exc_type != Py_None && exc_type != PyExc_GeneratorExit) {
+        /* A consumer closing a generator early (GeneratorExit) is not a failure. */
+        res = R_ERROR;
+        if ((exc = call_sid(h_exc_sid, exc_type)) < 0)
+            return -1;
+    }
+    else {
+        res = flags & F_CHILD_ERR ? R_PARTIAL : R_SUCCESS;
+        PyObject *y = ITEM(frame, YIELDED);
+        int yielded = y == Py_None ? 0 : PyObject_IsTrue(y);
+        if (yielded < 0)
+            return -1;
+        if (yielded)
+            out = call_sid(h_yield_sid, y);
+        else if (flags & F_SHAPED)
+            out = output_sid(ITEM(frame, RV));
+        if (out < 0)
+            return -1;
+    }
+    set_item(frame, RV, Py_NewRef(Py_None));
+    PyObject *parent = ITEM(frame, PARENT);
+    int has_parent = is_frame(parent);
+    if (res && has_parent) {
+        long long pflags = as_ll(ITEM(parent, FLAGS));
+        if (!(pflags & F_CHILD_ERR)) {
+            PyObject *v = PyLong_FromLongLong(pflags | F_CHILD_ERR);
+            if (v == NULL)
+                return -1;
+            set_item(parent, FLAGS, v);
+        }
+    }
+    int64_t rec[N_FIELDS];
+    rec[C_CID] = as_ll(ITEM(frame, CID));
+    rec[C_PAR] = has_parent ? as_ll(ITEM(parent, CID)) : 0;
+    rec[C_SES] = as_ll(ITEM(frame, SES));
+    rec[C_FID] = as_ll(ITEM(frame, FID));
+    rec[C_PFID] = has_parent ? as_ll(ITEM(parent, FID)) : 0;
+    rec[C_INS] = as_ll(ITEM(frame, INS));
+    rec[C_OUT] = out;
+    rec[C_RES] = res;
+    rec[C_EXC] = exc;
+    rec[C_T0] = as_ll(ITEM(frame, T0));
+    rec[C_T1] = t1;
+    rec[C_THR] = (int64_t)PyLong_AsUnsignedLongLongMask(ITEM(frame, THR));
+    rec[C_CPU] = cpu;
+    if (PyErr_Occurred())
+        return -1;
+    Py_ssize_t n = S->n;
+    if (n < S->max_buf) {
+        if (n == S->cap && grow_buffer() < 0)
+            return -1;
+        memcpy(S->buf + n * N_FIELDS, rec, sizeof rec);
+        S->n = n + 1;
+    }
+    else {
+        /* The flusher cannot keep up (or is starved of the GIL): bounded memory, counted. */
+        S->dropped++;
+    }
+    PyObject *hook = NULL;
+    if (!has_parent && S->sync_sessions)
+        hook = S->flush_now;
+    else if (n == S->flush_at)
+        /* Once per buffer: waking the flusher at every session end would make one small,
+           badly compressed batch per web request; otherwise it runs on its interval. */
+        hook = S->wake;
+    if (hook != NULL && hook != Py_None) {
+        PyObject *r = PyObject_CallNoArgs(hook);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+static inline int
+fid_matches(PyObject *frame, Py_ssize_t fid, PyObject *fidobj)
+{
+    PyObject *have = ITEM(frame, FID);
+    if (have == fidobj)
+        return 1;
+    Py_ssize_t v = PyLong_AsSsize_t(have);
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return v == fid;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Context managers: a per-function `with` singleton, and the one for unrecorded calls. */
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t fid;
+    PyObject *fidobj;
+} ExitObject;
+
+static PyObject *
+return_none(PyObject *self, PyObject *unused)
+{
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+exit_exit(ExitObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* At exit the call's frame is the current one: everything it called restored it. */
+    PyObject *f = cur_get();
+    if (f == NULL) {
+        if (swallow() < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (is_frame(f) && fid_matches(f, self->fid, self->fidobj)) {
+        PyObject *et = nargs > 0 ? args[0] : Py_None;
+        if (close_impl(f, et) < 0 && swallow() < 0) {
+            Py_DECREF(f);
+            return NULL;
+        }
+    }
+    Py_DECREF(f);
+    Py_RETURN_NONE;
+}
+
+static void
+exit_dealloc(ExitObject *self)
+{
+    Py_XDECREF(self->fidobj);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef exit_methods[] = {
+    {"__exit__", (PyCFunction)(void (*)(void))exit_exit, METH_FASTCALL, NULL},
+    {NULL}
+};
+
+static PyMemberDef exit_members[] = {
+    {"fid", T_PYSSIZET, offsetof(ExitObject, fid), READONLY, NULL},
+    {NULL}
+};
+
+static PyTypeObject ExitType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "flowagent.agent._speedups.Exit",
+    .tp_basicsize = sizeof(ExitObject),
+    .tp_dealloc = (destructor)exit_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The `with` context manager of one instrumented function (one per function).",
+    .tp_methods = exit_methods,
+    .tp_members = exit_members,
+};
+
+static PyObject *
+noexit_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_RETURN_NONE;
+}
+
+static PyTypeObject NoExitType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "flowagent.agent._speedups.NoExit",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Returned when a call is not recorded (paused, sampled out, agent trouble).",
+};
+
+/* `with` looks __enter__ and __exit__ up on the type and binds them, allocating a method
+   object per call. A builtin function is not a descriptor and is called unbound, so the
+   methods that need no `self` are plain functions in the type's dict. */
+static PyMethodDef unbound_enter = {"__enter__", return_none, METH_NOARGS, NULL};
+static PyMethodDef unbound_noexit = {"__exit__", (PyCFunction)(void (*)(void))noexit_exit,
+                                     METH_FASTCALL, NULL};
+
+static int
+add_unbound(PyTypeObject *type, PyMethodDef *def)
+{
+    PyObject *fn = PyCFunction_New(def, NULL);
+    if (fn == NULL)
+        return -1;
+    int r = PyDict_SetItemString(type->tp_dict, def->ml_name, fn);
+    Py_DECREF(fn);
+    PyType_Modified(type);
+    return r;
+}
+
+static PyObject *
+exit_for(FnSlot *slot, Py_ssize_t fid, PyObject *fidobj)
+{
+    if (slot->exit == NULL) {
+        ExitObject *e = PyObject_New(ExitObject, &ExitType);
+        if (e == NULL)
+            return NULL;
+        e->fid = fid;
+        e->fidobj = Py_NewRef(fidobj);
+        slot->exit = (PyObject *)e;
+    }
+    return Py_NewRef(slot->exit);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Module functions: what instrumented code, backends and the flusher call */
+
+static PyObject *
+sp_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!S->on || nargs < 1)
+        return Py_NewRef(noexit);
+    PyObject *frame = open_impl(args[0], args + 1, nargs - 1);
+    if (frame == NULL) {
+        if (PyErr_Occurred() && swallow() < 0)
+            return NULL;
+        return Py_NewRef(noexit);
+    }
+    Py_DECREF(frame);
+    Py_ssize_t fid = PyLong_AsSsize_t(args[0]);  /* valid: open_impl converted it */
+    PyObject *e = exit_for(&fns[fid], fid, args[0]);
+    if (e == NULL) {
+        if (swallow() < 0)
+            return NULL;
+        return Py_NewRef(noexit);
+    }
+    return e;
+}
+
+static PyObject *
+sp_open_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "open_call(fid, args: tuple)");
+        return NULL;
+    }
+    if (!S->on)
+        Py_RETURN_NONE;
+    PyObject *frame = open_impl(args[0], &PyTuple_GET_ITEM(args[1], 0),
+                                PyTuple_GET_SIZE(args[1]));
+    if (frame == NULL) {
+        if (PyErr_Occurred() && swallow() < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    return frame;
+}
+
+static PyObject *
+sp_close_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !is_frame(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "close_call(frame, exc_type)");
+        return NULL;
+    }
+    if (close_impl(args[0], args[1]) < 0 && swallow() < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sp_ret(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "ret(fid, value)");
+        return NULL;
+    }
+    PyObject *f = cur_get();
+    if (f == NULL) {
+        if (swallow() < 0)
+            return NULL;
+    }
+    else {
+        if (is_frame(f)) {
+            Py_ssize_t fid = PyLong_AsSsize_t(args[0]);
+            if (fid == -1 && PyErr_Occurred())
+                PyErr_Clear();
+            else if (fid_matches(f, fid, args[0]))
+                set_item(f, RV, Py_NewRef(args[1]));
+        }
+        Py_DECREF(f);
+    }
+    return Py_NewRef(args[1]);
+}
+
+static PyObject *
+sp_current(PyObject *module, PyObject *unused)
+{
+    return cur_get();
+}
+
+static PyObject *
+sp_set_current(PyObject *module, PyObject *frame)
+{
+    if (cur_set(frame) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sp_clock(PyObject *module, PyObject *unused)
+{
+    return PyLong_FromLongLong(clock_ns());
+}
+
+/* Transposes the 8x8 byte matrix of v (value j, byte b) in place: afterwards v[b] holds
+   byte b of every value, value j's in its byte j (three rounds of block swaps). */
+static inline void
+transpose8(uint64_t v[8])
+{
+    static const uint64_t masks[3] = {0x00FF00FF00FF00FFull, 0x0000FFFF0000FFFFull,
+                                      0x00000000FFFFFFFFull};
+    for (int round = 0, s = 1; round < 3; round++, s <<= 1) {
+        for (int j = 0; j < 8; j++) {
+            if (j & s)
+                continue;
+            uint64_t t = ((v[j] >> (8 * s)) ^ v[j + s]) & masks[round];
+            v[j + s] ^= t;
+            v[j] ^= t << (8 * s);
+        }
+    }
+}
+
+/* The first k bytes of x, least significant first. */
+static inline void
+store_le(unsigned char *dst, uint64_t x, int k)
+{
+#if !PY_BIG_ENDIAN
+    if (k == 8) {
+        memcpy(dst, &x, 8);
+        return;
+    }
+#endif
+    for (int b = 0; b < k; b++)
+        dst[b] = (unsigned char)(x >> (8 * b));
+}
+
+/* (count, wire columns, thread idents) of the records buffered so far, and an empty buffer.
+ *
+ * The columns are wire.py's call columns: column-major, call id and start time as deltas,
+ * end time as a duration, each value little-endian int64, the bytes regrouped by
+ * significance (all lowest bytes first): zstd then finds long runs of zeros. */
+static PyObject *
+sp_take_calls(PyObject *module, PyObject *unused)
+{
+    Py_ssize_t n = S->n;
+    Py_ssize_t total = n * N_FIELDS;
+    PyObject *data = PyBytes_FromStringAndSize(NULL, total * 8);
+    PyObject *threads = PySet_New(NULL);
+    if (data == NULL || threads == NULL)
+        goto error;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(data);
+    const int64_t *buf = S->buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t thr = buf[i * N_FIELDS + C_THR];
+        if (i == 0 || thr != buf[(i - 1) * N_FIELDS + C_THR]) {
+            PyObject *t = PyLong_FromUnsignedLongLong((unsigned long long)thr);
+            if (t == NULL || PySet_Add(threads, t) < 0) {
+                Py_XDECREF(t);
+                goto error;
+            }
+            Py_DECREF(t);
+        }
+    }
+    /* In blocks of records that stay in the CPU cache, field by field, eight values at a
+       time: their 8x8 bytes are transposed in registers and land as one 8-byte store per
+       byte plane. */
+    for (Py_ssize_t start = 0; start < n; start += 512) {
+        Py_ssize_t stop = n - start < 512 ? n : start + 512;
+        for (int f = 0; f < N_FIELDS; f++) {
+            unsigned char *col = out + (Py_ssize_t)f * n;
+            const int64_t *r = buf + start * N_FIELDS + f;
+            uint64_t v[8];
+            for (Py_ssize_t i = start; i < stop; i += 8) {
+                int k = stop - i < 8 ? (int)(stop - i) : 8;
+                for (int j = 0; j < 8; j++, r += N_FIELDS) {
+                    if (j >= k)
+                        v[j] = 0;
+                    else if (f == C_T1)
+                        v[j] = (uint64_t)r[0] - (uint64_t)r[C_T0 - C_T1];
+                    else if ((f == C_CID || f == C_T0) && i + j > 0)
+                        v[j] = (uint64_t)r[0] - (uint64_t)r[-N_FIELDS];
+                    else
+                        v[j] = (uint64_t)r[0];
+                }
+                transpose8(v);
+                for (int b = 0; b < 8; b++)
+                    store_le(col + (Py_ssize_t)b * total + i, v[b], k);
+            }
+        }
+    }
+    S->n = 0;
+    if (S->cap > 65536) {
+        /* A burst grew the buffer: give the memory back rather than keep the peak. */
+        PyMem_Free(S->buf);
+        S->buf = NULL;
+        S->cap = 0;
+    }
+    return Py_BuildValue("(nNN)", n, data, threads);
+error:
+    Py_XDECREF(data);
+    Py_XDECREF(threads);
+    return NULL;
+}
+
+/* A forked child starts with an empty buffer and empty caches (recorder.reset_after_fork). */
+static PyObject *
+sp_reset(PyObject *module, PyObject *unused)
+{
+    S->n = 0;
+    for (Py_ssize_t i = 0; i < fns_cap; i++)
+        fns[i].in_key = 0;
+    memset(out_sid, 0, sizeof out_sid);
+    Py_CLEAR(last_ident_obj);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sp_configure(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"input_sid", "output_sid", "exc_sid", "yield_sid",
+                             "session_start", "random", "thread_time", "shape_first",
+                             "shape_every", "shape_warm", "shape_hot_every", NULL};
+    PyObject *hooks[7];
+    unsigned long long first, every, warm, hot;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOOOKKKK", kwlist, &hooks[0],
+                                     &hooks[1], &hooks[2], &hooks[3], &hooks[4], &hooks[5],
+                                     &hooks[6], &first, &every, &warm, &hot))
+        return NULL;
+    if (every == 0 || hot == 0) {
+        PyErr_SetString(PyExc_ValueError, "shape_every and shape_hot_every must be positive");
+        return NULL;
+    }
+    PyObject **slots[7] = {&h_input_sid, &h_output_sid, &h_exc_sid, &h_yield_sid,
+                           &h_session_start, &h_random, &h_thread_time};
+    for (int i = 0; i < 7; i++)
+        Py_XSETREF(*slots[i], Py_NewRef(hooks[i]));
+    shape_first = first;
+    shape_every = every;
+    shape_warm = warm;
+    shape_hot_every = hot;
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The State type */
+
+static PyObject *
+state_next_id(StateObject *self, PyObject *unused)
+{
+    return PyLong_FromLongLong(++self->next_cid);
+}
+
+static PyMethodDef state_methods[] = {
+    {"next_id", (PyCFunction)state_next_id, METH_NOARGS, "A new call id."},
+    {NULL}
+};
+
+#define M(name, type, field) {name, type, offsetof(StateObject, field), 0, NULL}
+static PyMemberDef state_members[] = {
+    M("on", T_BOOL, on),
+    M("sync_sessions", T_BOOL, sync_sessions),
+    M("user_functions", T_BOOL, user_functions),
+    M("cpu", T_BOOL, cpu),
+    M("sample_ppm", T_INT, sample_ppm),
+    M("max_buf", T_PYSSIZET, max_buf),
+    M("flush_at", T_PYSSIZET, flush_at),
+    M("dropped", T_LONGLONG, dropped),
+    M("agent_errors", T_LONGLONG, agent_errors),
+    M("sampled_out", T_LONGLONG, sampled_out),
+    M("gen", T_OBJECT_EX, gen),
+    M("session_starts", T_OBJECT_EX, session_starts),
+    M("wake", T_OBJECT_EX, wake),
+    M("flush_now", T_OBJECT_EX, flush_now),
+    {"buffered", T_PYSSIZET, offsetof(StateObject, n), READONLY, "records not yet taken"},
+    {NULL}
+};
+#undef M
+
+static PyTypeObject StateType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "flowagent.agent._speedups.State",
+    .tp_basicsize = sizeof(StateObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Process-wide recorder state (recorder.S), read by the C hot path directly.",
+    .tp_methods = state_methods,
+    .tp_members = state_members,
+};
+
+/* ---------------------------------------------------------------------------------------- */
+
+static PyMethodDef module_methods[] = {
+    {"call", (PyCFunction)(void (*)(void))sp_call, METH_FASTCALL,
+     "``with __fa_call__(fid, *args):`` around a plain function's or coroutine's body."},
+    {"open_call", (PyCFunction)(void (*)(void))sp_open_call, METH_FASTCALL,
+     "Start a call of ``fid``; the new frame, or None when not recording."},
+    {"close_call", (PyCFunction)(void (*)(void))sp_close_call, METH_FASTCALL,
+     "End a call: restore the caller as current and buffer the call record."},
+    {"ret", (PyCFunction)(void (*)(void))sp_ret, METH_FASTCALL,
+     "``return __fa_ret__(fid, value)``: keep the return value for the output shape."},
+    {"current", sp_current, METH_NOARGS, "The current frame in this context (or None)."},
+    {"set_current", sp_set_current, METH_O, "Make a frame (or None) current in this context."},
+    {"clock", sp_clock, METH_NOARGS, "The clock call records use (time.perf_counter_ns)."},
+    {"take_calls", sp_take_calls, METH_NOARGS,
+     "(count, wire columns, thread idents) of the buffered records; empties the buffer."},
+    {"reset", sp_reset, METH_NOARGS, "Empty the buffer and caches (in a forked child)."},
+    {"configure", (PyCFunction)(void (*)(void))sp_configure, METH_VARARGS | METH_KEYWORDS,
+     "Install recorder.py's callbacks for the rare paths, and the shape budget."},
+    {NULL}
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "flowagent.agent._speedups",
+    "The recorder's per-call hot path in C (see recorder.py for the pure-Python twin).",
+    -1, module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    if (PyType_Ready(&StateType) < 0 || PyType_Ready(&ExitType) < 0
+            || PyType_Ready(&NoExitType) < 0 || add_unbound(&ExitType, &unbound_enter) < 0
+            || add_unbound(&NoExitType, &unbound_enter) < 0
+            || add_unbound(&NoExitType, &unbound_noexit) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (m == NULL)
+        return NULL;
+    S = PyObject_New(StateObject, &StateType);
+    if (S == NULL)
+        goto fail;
+    S->on = S->sync_sessions = S->user_functions = S->cpu = 0;
+    S->sample_ppm = 1000000;
+    S->max_buf = 1 << 18;
+    S->flush_at = 1 << 13;
+    S->dropped = S->agent_errors = S->sampled_out = S->next_cid = 0;
+    S->buf = NULL;
+    S->n = S->cap = 0;
+    S->gen = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
+    S->session_starts = PyList_New(0);
+    S->wake = Py_NewRef(Py_None);
+    S->flush_now = Py_NewRef(Py_None);
+    cur_var = PyContextVar_New("flowagent_current_call", Py_None);
+    noexit = PyObject_New(PyObject, &NoExitType);
+    if (S->gen == NULL || S->session_starts == NULL || cur_var == NULL || noexit == NULL)
+        goto fail;
+    if (PyModule_AddObject(m, "S", Py_NewRef((PyObject *)S)) < 0
+            || PyModule_AddObject(m, "current_var", Py_NewRef(cur_var)) < 0
+            || PyModule_AddObject(m, "NOEXIT", Py_NewRef(noexit)) < 0
+            || PyModule_AddIntConstant(m, "ABI", ABI) < 0
+            || PyModule_AddObject(m, "FRAME_LAYOUT", Py_BuildValue(
+                   "(iiiiiiiiiiiiii)", CID, PARENT, SES, FID, T0, INS, FLAGS, OUTER, GEN, THR,
+                   EXC, YIELDED, RV, CPU)) < 0
+            || PyModule_AddObject(m, "FLAG_BITS", Py_BuildValue(
+                   "(iiii)", F_ERR, F_CHILD_ERR, F_SKIP, F_SHAPED)) < 0)
+        goto fail;
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}
