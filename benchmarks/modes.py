@@ -127,6 +127,14 @@ def _agent_only(ctx: Ctx) -> Command:
     return argv, _agent_env(ctx, True)
 
 
+def _agent_cold(ctx: Ctx) -> Command:
+    """Agent in process with a cold code cache: ``PYTHONDONTWRITEBYTECODE`` sends the
+    instrumented-bytecode cache to the run's data directory, which is fresh for every run,
+    so every selected module is rewritten and compiled (the first run after an edit)."""
+    argv, _ = _python(ctx)
+    return argv, {**_agent_env(ctx, True), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def _agent_off(ctx: Ctx) -> Command:
     argv, _ = _python(ctx)
     return argv, _agent_env(ctx, False)
@@ -173,6 +181,9 @@ MODES: dict[str, Mode] = {m.key: m for m in (
     Mode("fa_profile", "flowagent profile", "flowagent", _fa("profile"),
          "flowagent run --backend profile --include 'bench_NAME*' (full recording)",
          backend="profile", records=True),
+    Mode("fa_monitor", "flowagent monitor", "flowagent", _fa("monitor"),
+         "flowagent run --backend monitor --include 'bench_NAME*' (full recording, "
+         "sys.monitoring, Python 3.12+)", backend="monitor", records=True),
     Mode("fa_nomatch", "flowagent, include matches nothing", "flowagent", _fa_nomatch,
          f"flowagent run --include {NOTHING} (agent on, nothing selected)", backend="auto"),
     Mode("fa_disabled", "flowagent disabled", "flowagent", _fa_disabled,
@@ -180,6 +191,10 @@ MODES: dict[str, Mode] = {m.key: m for m in (
     Mode("fa_agent_only", "agent in process, no launcher", "flowagent", _agent_only,
          "python with the bootstrap on PYTHONPATH and the run's FLOWAGENT_* env, no launcher "
          "or sidecar (wrap)", backend="wrap"),
+    Mode("fa_agent_cold", "agent in process, cold code cache", "flowagent", _agent_cold,
+         "as above with PYTHONDONTWRITEBYTECODE=1: the instrumented-bytecode cache goes to "
+         "the run's fresh data directory, so every module is rewritten (wrap)",
+         backend="wrap"),
     Mode("fa_agent_off", "bootstrap present, FLOWAGENT_ENABLED=0", "flowagent", _agent_off,
          "python with the bootstrap on PYTHONPATH and FLOWAGENT_ENABLED=0 (kill switch)"),
     Mode("cprofile", "cProfile", "peer", _cprofile, "python -m cProfile -o /dev/null"),
@@ -196,9 +211,12 @@ MODES: dict[str, Mode] = {m.key: m for m in (
          "every workload function wrapped in tracer.start_as_current_span (SDK, no export)"),
 )}
 
-_ALL = ("baseline", "fa_wrap", "fa_profile", "fa_nomatch", "fa_disabled", "cprofile",
-        "viztracer", "viztracer_all", "yappi", "pyinstrument", "monkeytype", "otel")
-_QUICK = ("baseline", "fa_wrap", "cprofile")
+# sys.monitoring exists from Python 3.12: the monitor backend is measured only there (on
+# 3.11 the launcher would run wrap under its name).
+_MONITOR = ("fa_monitor",) if sys.version_info >= (3, 12) else ()
+_ALL = ("baseline", "fa_wrap", "fa_profile", *_MONITOR, "fa_nomatch", "fa_disabled",
+        "cprofile", "viztracer", "viztracer_all", "yappi", "pyinstrument", "monkeytype", "otel")
+_QUICK = ("baseline", "fa_wrap", *_MONITOR, "cprofile")
 
 WORKLOADS: dict[str, Workload] = {w.key: w for w in (
     Workload("calls", "~1M small calls", "bench_calls", "calls", "inner", 40_000, _ALL,
@@ -211,11 +229,12 @@ WORKLOADS: dict[str, Workload] = {w.key: w for w in (
              _ALL, _QUICK),
     Workload("flask_http", "Flask over HTTP (threaded werkzeug), 1000 requests",
              "bench_flask", "flask_http", "inner", None,
-             ("baseline", "fa_wrap", "fa_profile", "fa_nomatch", "fa_disabled", "cprofile")),
+             ("baseline", "fa_wrap", "fa_profile", *_MONITOR, "fa_nomatch", "fa_disabled",
+              "cprofile")),
     Workload("startup", "import a 50-module package", "bench_startup", "startup", "process",
-             None, ("baseline", "fa_wrap", "fa_profile", "fa_nomatch", "fa_disabled",
-                    "fa_agent_only", "cprofile", "viztracer", "yappi", "pyinstrument",
-                    "monkeytype")),
+             None, ("baseline", "fa_wrap", "fa_profile", *_MONITOR, "fa_nomatch",
+                    "fa_disabled", "fa_agent_only", "fa_agent_cold", "cprofile", "viztracer",
+                    "yappi", "pyinstrument", "monkeytype")),
     Workload("startup_pass", "python -c pass", None, None, "process", 0,
              ("baseline", "fa_wrap", "fa_disabled", "fa_agent_only", "fa_agent_off"),
              ("baseline", "fa_wrap")),
@@ -234,11 +253,11 @@ _FULL = {"calls": 4.0, "handler": 2.0, "flask": 1.10, "flask_http": 1.10}
 
 def target_for(workload: str, mode: str) -> Target | None:
     """The issue's targets, applied to the rows they are about."""
-    if mode in ("fa_wrap", "fa_profile") and workload in _FULL:
+    if mode in ("fa_wrap", "fa_profile", "fa_monitor") and workload in _FULL:
         lim = _FULL[workload]
         return Target("ratio", lim, f"full recording <= {lim:g}x")
     if workload in ("startup", "startup_pass"):
-        if mode in ("fa_wrap", "fa_profile", "fa_nomatch", "fa_agent_only"):
+        if mode in ("fa_wrap", "fa_profile", "fa_monitor", "fa_nomatch", "fa_agent_only"):
             return Target("added_ms", 50.0, "start-up added when enabled <= 50 ms")
         if mode in ("fa_disabled", "fa_agent_off"):
             return Target("added_ms", 5.0, "start-up added when disabled <= 5 ms")

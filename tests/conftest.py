@@ -13,7 +13,9 @@ from typing import Any, Iterator
 
 import pytest
 
-BACKENDS = ("wrap", "profile")
+from helpers import needs_sys_monitoring
+
+BACKENDS = ("wrap", "profile", pytest.param("monitor", marks=needs_sys_monitoring))
 
 
 @pytest.fixture(params=BACKENDS)

@@ -6,25 +6,28 @@
   Needs no import hook, so it also sees modules imported before the agent started, but it
   pays a Python callback on *every* call of the program (selected or not) and cannot see
   which exception unwound a frame (reported as ``?``).
+* ``monitor`` (Python 3.12+): ``sys.monitoring`` events on the selected code objects only
+  (see :mod:`monitor`); other code is disabled after its first call. Sees modules imported
+  before the agent started and knows exception types.
 
 Callers read :class:`Capabilities` rather than checking which backend they have.
 """
 
 from __future__ import annotations
 
-import dis
 import sys
 import threading
-from dataclasses import dataclass
-from typing import Any, Protocol
+from opcode import opmap
+from typing import Any, NamedTuple, Protocol
 
 from . import recorder
+from .codeinfo import (CO_ASYNC_GENERATOR, CO_GENERATOR, GENERATOR_FLAGS, CodeSelector,
+                       is_async_yield, note_yield, unwrap_async_yield)
 from .importer import Finder, PostImportHook
 from .select import Selector
 
 
-@dataclass(frozen=True)
-class Capabilities:
+class Capabilities(NamedTuple):
     exception_types: bool      # the recorded exception type is the real one
     instruments_main: bool     # needs the runmain shim to see the main script
 
@@ -38,7 +41,17 @@ class Backend(Protocol):
     def add_post_import_hook(self, module: str, hook: PostImportHook) -> None: ...
 
 
-class _HooksMixin:
+class _NothingSelected(Selector):
+    def __init__(self) -> None:
+        super().__init__((), (), ())
+
+    def wants_name(self, name: str) -> bool | None:
+        return False
+
+
+class HooksMixin:
+    """Post-import hooks (framework integrations), with or without instrumenting imports."""
+
     finder: Finder | None = None
     _post_import: dict[str, list[PostImportHook]]
 
@@ -51,8 +64,20 @@ class _HooksMixin:
             return
         self._post_import.setdefault(module, []).append(hook)
 
+    def _install_finder(self, selector: Selector, nested: bool) -> None:
+        self.finder = Finder(selector, nested, self._post_import)
+        self.finder.install()
 
-class WrapBackend(_HooksMixin):
+    def _install_hooks_only(self, nested: bool) -> None:
+        """For backends that see code at run time: the finder only runs post-import hooks."""
+        self._install_finder(_NothingSelected(), nested)
+
+    def _uninstall_finder(self) -> None:
+        if self.finder is not None:
+            self.finder.uninstall()
+
+
+class WrapBackend(HooksMixin):
     name = "wrap"
     capabilities = Capabilities(exception_types=True, instruments_main=True)
 
@@ -60,28 +85,17 @@ class WrapBackend(_HooksMixin):
         self._post_import = {}
 
     def install(self, selector: Selector, nested: bool) -> None:
-        self.finder = Finder(selector, nested, self._post_import)
-        self.finder.install()
+        self._install_finder(selector, nested)
 
     def uninstall(self) -> None:
-        if self.finder is not None:
-            self.finder.uninstall()
+        self._uninstall_finder()
 
 
-class _NothingSelected(Selector):
-    def __init__(self) -> None:
-        super().__init__((), (), ())
-
-    def wants_name(self, name: str) -> bool | None:
-        return False
+_YIELD = opmap["YIELD_VALUE"]
+_RETURNS = {opmap[n] for n in ("RETURN_VALUE", "RETURN_CONST") if n in opmap}
 
 
-_GEN_FLAGS = 0x20 | 0x80 | 0x100 | 0x200  # generator, coroutine, iterable coro, async gen
-_YIELD = dis.opmap["YIELD_VALUE"]
-_RETURNS = {dis.opmap[n] for n in ("RETURN_VALUE", "RETURN_CONST") if n in dis.opmap}
-
-
-class ProfileBackend(_HooksMixin):
+class ProfileBackend(HooksMixin):
     name = "profile"
     capabilities = Capabilities(exception_types=False, instruments_main=False)
 
@@ -89,50 +103,24 @@ class ProfileBackend(_HooksMixin):
         self._post_import = {}
         self._codes: dict[Any, int] = {}
         self._live: dict[Any, list] = {}   # python frame -> recorder frame
-        self._selector: Selector | None = None
-        self._nested = True
+        self._describe: Any = None
 
     def install(self, selector: Selector, nested: bool) -> None:
-        self._selector = selector
-        self._nested = nested
-        self.finder = Finder(_NothingSelected(), nested, self._post_import)
-        self.finder.install()
+        self._describe = CodeSelector(selector, nested).describe
+        self._install_hooks_only(nested)
         sys.setprofile(self._callback)
         threading.setprofile(self._callback)
 
     def uninstall(self) -> None:
         sys.setprofile(None)
         threading.setprofile(None)  # type: ignore[arg-type]
-        if self.finder is not None:
-            self.finder.uninstall()
+        self._uninstall_finder()
 
     def _classify(self, frame: Any, code: Any) -> int:
         fid = 0
         try:
-            name = code.co_name
-            qual = getattr(code, "co_qualname", name)
-            module = frame.f_globals.get("__name__") or "?"
-            # CO_OPTIMIZED: real functions only, not class bodies or modules; and only code
-            # from a source file (not `<string>`: dataclass- or namedtuple-generated code).
-            if code.co_flags & 0x01 and not name.startswith("<") \
-                    and not code.co_filename.startswith("<") and (self._nested or "<locals>" not in qual) \
-                    and self._selector is not None \
-                    and self._selector.wants(module, code.co_filename):
-                n = code.co_argcount + code.co_kwonlyargcount
-                flags = code.co_flags
-                names = list(code.co_varnames[:n])
-                if flags & 0x04:
-                    names.insert(code.co_argcount, "*" + code.co_varnames[n])
-                    n += 1
-                if flags & 0x08:
-                    names.append("**" + code.co_varnames[n])
-                kind = ("async_generator" if flags & 0x200 else "async" if flags & 0x80
-                        else "generator" if flags & 0x20 else "function")
-                accessor = _property_accessor(frame.f_globals, qual, code)
-                if accessor:
-                    qual, kind = f"{qual}.{accessor}", "property"
-                fid = recorder.register_function(module, qual, code.co_filename,
-                                                 code.co_firstlineno, tuple(names), kind)
+            if self._describe is not None:
+                fid = self._describe(code, frame.f_globals)
         except Exception:
             recorder.S.agent_errors += 1
         self._codes[code] = fid
@@ -173,14 +161,15 @@ class ProfileBackend(_HooksMixin):
             flags = code.co_flags
             op = _op(code, frame.f_lasti)
             thrown = rec[_THROWN]
-            if op == _YIELD and flags & _GEN_FLAGS and not (thrown and thrown[0] == frame.f_lasti):
+            if op == _YIELD and flags & GENERATOR_FLAGS \
+                    and not (thrown and thrown[0] == frame.f_lasti):
                 rec[_THROWN] = None
-                if flags & 0x200:  # async generator: only wrapped values are real yields
-                    if type(arg).__name__ == "async_generator_wrapped_value":
-                        _note(rec, _unwrap(arg), "AsyncIterator")
+                if flags & CO_ASYNC_GENERATOR:  # only wrapped values are real yields
+                    if is_async_yield(arg):
+                        note_yield(rec, unwrap_async_yield(arg), "AsyncIterator")
                         recorder.deactivate(rec)
-                elif flags & 0x20:  # generator (a coroutine's awaits keep it current)
-                    _note(rec, arg, "Iterator")
+                elif flags & CO_GENERATOR:  # (a coroutine's awaits keep it current)
+                    note_yield(rec, arg, "Iterator")
                     recorder.deactivate(rec)
                 return
             del live[frame]
@@ -196,22 +185,6 @@ class ProfileBackend(_HooksMixin):
 _THROWN = recorder.CPU + 1  # extra slot on profile-backend frames
 
 
-def _property_accessor(globs: dict, qual: str, code: Any) -> str:
-    """'setter'/'deleter' when ``code`` is a property's fset/fdel (same qualname as fget)."""
-    parts = qual.split(".")
-    if len(parts) < 2 or "<locals>" in parts:
-        return ""
-    obj: Any = globs.get(parts[0])
-    for part in parts[1:-1]:
-        obj = getattr(obj, "__dict__", {}).get(part)
-    prop = getattr(obj, "__dict__", {}).get(parts[-1])
-    if isinstance(prop, property):
-        for name, fn in (("setter", prop.fset), ("deleter", prop.fdel)):
-            if getattr(fn, "__code__", None) is code:
-                return name
-    return ""
-
-
 def _op(code: Any, lasti: int) -> int:
     try:
         return code.co_code[lasti]
@@ -219,30 +192,34 @@ def _op(code: Any, lasti: int) -> int:
         return -1
 
 
-def _note(rec: list, value: Any, kind: str) -> None:
-    try:
-        recorder._note_yield(rec, value, kind)
-    except Exception:
-        recorder.S.agent_errors += 1
-
-
-def _unwrap(wrapped: Any) -> Any:
-    """The value inside an async generator's yield wrapper (visible to gc only)."""
-    import gc
-
-    refs = gc.get_referents(wrapped)
-    return refs[0] if refs else None
-
-
 def choose(requested: str) -> tuple[Backend, str]:
     """The single place that decides which backend records, and says why."""
     if requested == "profile":
         return ProfileBackend(), "requested with --backend profile"
     if requested == "monitor":
-        return WrapBackend(), ("the monitor backend is not available in this version; "
-                               "using wrap (import-time instrumentation)")
+        return _monitor_or_wrap()
     if requested == "wrap":
         return WrapBackend(), "requested with --backend wrap"
     return WrapBackend(), ("auto: wrap instruments function bodies at import time, so "
                            "decorator registries see recorded functions and no call pays "
                            "an extra frame")
+
+
+def _monitor_or_wrap() -> tuple[Backend, str]:
+    if sys.version_info < (3, 12):
+        return WrapBackend(), (
+            f"--backend monitor needs sys.monitoring (Python 3.12+) and this is Python "
+            f"{sys.version_info.major}.{sys.version_info.minor}; using wrap (import-time "
+            f"instrumentation) instead")
+    from .monitor import CANDIDATE_TOOL_IDS, MonitorBackend, free_tool_id
+
+    tool_id = free_tool_id()
+    if tool_id is None:
+        users = ", ".join(f"{i}: {sys.monitoring.get_tool(i)}" for i in CANDIDATE_TOOL_IDS)
+        return WrapBackend(), (
+            f"--backend monitor found every sys.monitoring tool id it may use taken ({users}); "
+            f"using wrap (import-time instrumentation), which records imported modules but not "
+            f"a main script started without the runmain shim. Stop the other tool to use "
+            f"monitor")
+    return MonitorBackend(tool_id), (f"requested with --backend monitor (sys.monitoring tool "
+                                     f"id {tool_id})")

@@ -13,8 +13,7 @@ import threading
 from types import ModuleType
 from typing import Any, Callable
 
-from . import recorder
-from .instrument import instrument_source
+from . import codecache, recorder
 from .select import Selector
 
 PostImportHook = Callable[[ModuleType], None]
@@ -28,17 +27,15 @@ def instrument_loader(loader: importlib.machinery.SourceFileLoader, nested: bool
 
     Only the instance gets a ``get_code``: the module's ``__loader__`` and
     ``__spec__.loader`` stay a plain ``SourceFileLoader`` as far as the program can tell.
-    Instrumented code is compiled from source every time and never written to
-    ``__pycache__``: function ids are per process, and the program's own ``.pyc`` files
-    must stay exactly as Python writes them.
+    Instrumented code comes from :mod:`codecache` (its own ``.flowagent-<key>.pyc`` entries,
+    with function ids remapped at load); the program's own ``.pyc`` files are never touched.
     """
     plain_get_code = loader.get_code
 
     def get_code(fullname: str) -> Any:
         source = loader.get_data(loader.path)
         try:
-            code, n = instrument_source(source, loader.path, fullname,
-                                        recorder.register_function, nested)
+            code, n = codecache.instrumented_code(source, loader.path, fullname, nested)
         except SyntaxError:
             raise
         except Exception:

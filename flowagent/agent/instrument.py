@@ -28,6 +28,12 @@ shadowed, ``from m import *`` never exports them, and functions whose globals a 
 keep working.
 
 Source positions of the user's nodes are untouched, so tracebacks show the same lines.
+
+Speed: a module is walked once over its statements, and a function's expressions only when
+its lines contain ``yield`` (``return`` is a statement, ``yield`` can hide in any
+expression); injected nodes are positioned as they are made, so no whole-tree
+``fix_missing_locations`` pass is needed. Compiled results are cached across processes by
+:mod:`flowagent.agent.codecache`.
 """
 
 from __future__ import annotations
@@ -39,62 +45,84 @@ HELPERS = ("__fa_call__", "__fa_gcall__", "__fa_ret__", "__fa_own__", "__fa_susp
            "__fa_asuspend__", "__fa_resume__", "__fa_delegate__")
 
 Register = Callable[[str, str, str, int, tuple, str], int]
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+_LOAD = ast.Load()
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
+# Statement lists, the only places a `def`, `class` or `return` can be, and the nodes that
+# have them besides definitions (a walk over statements only descends into these).
+_STMT_LISTS = ("body", "orelse", "finalbody", "handlers", "cases")
+_COMPOUND = frozenset(getattr(ast, name) for name in (
+    "If", "For", "AsyncFor", "While", "With", "AsyncWith", "Try", "TryStar", "Match",
+    "ExceptHandler", "match_case") if hasattr(ast, name))
+# Per node type, its statement-list fields in the node's own field order (source order).
+_STMT_FIELDS = {t: tuple(f for f in t._fields if f in _STMT_LISTS)
+                for t in (*_COMPOUND, ast.Module, ast.FunctionDef, ast.AsyncFunctionDef,
+                          ast.ClassDef)}
+# A nested scope's parts that the *enclosing* scope evaluates (decorators, defaults, bases):
+# a `yield` there belongs to the enclosing function; the nested body does not.
+_ENCLOSING_PARTS: dict[type, tuple[str, ...]] = {
+    ast.FunctionDef: ("decorator_list", "args", "returns"),
+    ast.AsyncFunctionDef: ("decorator_list", "args", "returns"),
+    ast.Lambda: ("args",),
+    ast.ClassDef: ("decorator_list", "bases", "keywords"),
+}
+_POSITION = ("lineno", "col_offset", "end_lineno", "end_col_offset")
+
+# (parent node, field name, index in the field's list or None, the Yield/YieldFrom node)
+YieldSite = tuple[ast.AST, str, int | None, ast.expr]
 
 
-def _name(id_: str, ctx: ast.expr_context | None = None) -> ast.Name:
-    return ast.Name(id=id_, ctx=ctx or ast.Load())
+def _at(node: ast.AST, loc: ast.AST) -> ast.AST:
+    """Give an injected node ``loc``'s position (all four attributes)."""
+    for attr in _POSITION:
+        setattr(node, attr, getattr(loc, attr, 1 if attr == "lineno" else 0))
+    return node
 
 
-def _call(fn: str, *args: ast.expr) -> ast.Call:
-    return ast.Call(func=_name(fn), args=list(args), keywords=[])
+def _call(fn: str, args: list[ast.expr], loc: ast.AST) -> ast.Call:
+    """``fn(*args)`` positioned at ``loc``; ``args`` must already be positioned."""
+    return _at(ast.Call(func=_at(ast.Name(id=fn, ctx=_LOAD), loc), args=args, keywords=[]),
+               loc)  # type: ignore[return-value]
 
 
-class _OwnScope(ast.NodeTransformer):
-    """Rewrites ``return`` and ``yield`` of one function, not of the scopes nested in it."""
-
-    def __init__(self, fid: int, is_async: bool) -> None:
-        self.fid = fid
-        self.is_async = is_async
-
-    def generic_visit(self, node: ast.AST) -> ast.AST:
-        if isinstance(node, _SCOPES):
-            return node
-        return super().generic_visit(node)
-
-    def _fid(self) -> ast.Constant:
-        return ast.Constant(self.fid)
-
-    def visit_Return(self, node: ast.Return) -> ast.Return:
-        if node.value is None:
-            return node  # the output stays None, which is what a frame starts with
-        node.value = ast.copy_location(_call("__fa_ret__", self._fid(), self.visit(node.value)),
-                                       node.value)
-        return node
-
-    def visit_Yield(self, node: ast.Yield) -> ast.expr:
-        value = self.visit(node.value) if node.value is not None else ast.Constant(None)
-        susp = "__fa_asuspend__" if self.is_async else "__fa_suspend__"
-        inner = ast.copy_location(ast.Yield(value=_call(susp, self._fid(), value)), node)
-        return ast.copy_location(
-            _call("__fa_resume__", _call("__fa_own__", self._fid()), inner), node)
-
-    def visit_YieldFrom(self, node: ast.YieldFrom) -> ast.expr:
-        inner = ast.YieldFrom(value=_call("__fa_delegate__", self._fid(), self.visit(node.value)))
-        return ast.copy_location(
-            _call("__fa_resume__", _call("__fa_own__", self._fid()),
-                  ast.copy_location(inner, node)), node)
+def _const(value: object, loc: ast.AST) -> ast.Constant:
+    return _at(ast.Constant(value), loc)  # type: ignore[return-value]
 
 
-def _has_yield(fn: ast.AST) -> bool:
-    stack = list(ast.iter_child_nodes(fn))
+def _returns(body: list[ast.stmt], out: list[ast.Return]) -> None:
+    """The ``return <value>`` statements of one function, not of the scopes nested in it."""
+    for stmt in body:
+        t = type(stmt)
+        if t is ast.Return:
+            if stmt.value is not None:
+                out.append(stmt)
+        elif t in _COMPOUND:
+            for field in _STMT_FIELDS[t]:
+                _returns(getattr(stmt, field), out)
+
+
+def _yields(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[YieldSite]:
+    """Every ``yield`` / ``yield from`` of one function's own scope, each with where it sits.
+
+    Sites come out parents first (a stack walk finds a node before its descendants), so
+    rewriting them in reverse order rewrites ``yield (yield x)``'s inner yield first."""
+    sites: list[YieldSite] = []
+    stack: list[ast.AST] = list(fn.body)
     while stack:
-        n = stack.pop()
-        if isinstance(n, (ast.Yield, ast.YieldFrom)):
-            return True
-        if not isinstance(n, _SCOPES):
-            stack.extend(ast.iter_child_nodes(n))
-    return False
+        node = stack.pop()
+        for field in _ENCLOSING_PARTS.get(type(node), node._fields):
+            value = getattr(node, field, None)
+            if type(value) is list:
+                for i, child in enumerate(value):
+                    if isinstance(child, ast.AST):
+                        if isinstance(child, (ast.Yield, ast.YieldFrom)):
+                            sites.append((node, field, i, child))
+                        stack.append(child)
+            elif isinstance(value, ast.AST):
+                if isinstance(value, (ast.Yield, ast.YieldFrom)):
+                    sites.append((node, field, None, value))
+                stack.append(value)
+    return sites
 
 
 def _params(args: ast.arguments) -> tuple[list[str], list[str]]:
@@ -134,13 +162,18 @@ def _kind(node: ast.FunctionDef | ast.AsyncFunctionDef, in_class: bool, gen: boo
 
 
 class Instrumenter:
-    """Rewrites every (selected) function definition of one module's AST."""
+    """Rewrites every (selected) function definition of one module's AST.
 
-    def __init__(self, module: str, filename: str, register: Register, nested: bool = True) -> None:
+    ``lines`` (the source split into lines, as bytes) lets a function whose lines never say
+    ``yield`` skip the walk over its expressions; without it every function is walked."""
+
+    def __init__(self, module: str, filename: str, register: Register, nested: bool = True,
+                 lines: list[bytes] | None = None) -> None:
         self.module = module
         self.filename = filename
         self.register = register
         self.nested = nested
+        self.lines = lines
         self.count = 0
 
     def transform(self, tree: ast.Module) -> ast.Module:
@@ -148,23 +181,29 @@ class Instrumenter:
         return tree
 
     def _children(self, node: ast.AST, prefix: str, in_function: bool, in_class: bool) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                qual = prefix + child.name
-                self._children(child, qual + ".<locals>.", True, False)
-                if not in_function or self.nested:
-                    self._instrument(child, qual, in_class)
-            elif isinstance(child, ast.ClassDef):
-                self._children(child, prefix + child.name + ".", in_function, True)
-            elif isinstance(child, ast.Lambda):
-                continue
-            elif isinstance(child, (ast.stmt, ast.excepthandler, ast.match_case)):
-                self._children(child, prefix, in_function, in_class)
+        for field in _STMT_FIELDS[type(node)]:
+            for child in getattr(node, field):
+                if isinstance(child, _DEFS):
+                    qual = prefix + child.name
+                    self._children(child, qual + ".<locals>.", True, False)
+                    if not in_function or self.nested:
+                        self._instrument(child, qual, in_class)
+                elif isinstance(child, ast.ClassDef):
+                    self._children(child, prefix + child.name + ".", in_function, True)
+                elif type(child) in _COMPOUND:
+                    self._children(child, prefix, in_function, in_class)
+
+    def _may_yield(self, node: ast.AST) -> bool:
+        lines = self.lines
+        if lines is None:
+            return True
+        return any(b"yield" in line for line in lines[node.lineno - 1:node.end_lineno])
 
     def _instrument(self, node: ast.FunctionDef | ast.AsyncFunctionDef, qual: str,
                     in_class: bool) -> None:
         is_async = isinstance(node, ast.AsyncFunctionDef)
-        gen = _has_yield(node)
+        yields = _yields(node) if self._may_yield(node) else []
+        gen = bool(yields)
         names, shown = _params(node.args)
         kind = _kind(node, in_class, gen)
         accessor = _accessor(node)
@@ -177,18 +216,48 @@ class Instrumenter:
         if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
                 and isinstance(body[0].value.value, str):
             doc, body = body[:1], body[1:]
-        rewriter = _OwnScope(fid, is_async)
-        new_body = [rewriter.visit(stmt) for stmt in body] or [ast.Pass()]
-        helper = "__fa_gcall__" if gen else "__fa_call__"
-        item = ast.withitem(
-            context_expr=_call(helper, ast.Constant(fid), *(_name(n) for n in names)),
-            optional_vars=None)
-        wrapper: ast.stmt = ast.With(items=[item], body=new_body)
+        # Yields before returns: `return (yield x)` rewrites the yield inside the return value.
+        for site in reversed(yields):
+            _rewrite_yield(site, fid, is_async)
+        returns: list[ast.Return] = []
+        _returns(body, returns)
+        for ret in returns:
+            value = ret.value
+            ret.value = _call("__fa_ret__", [_const(fid, value), value], value)  # type: ignore
         # Injected code sits on the `def` line: a debugger stepping in or a coverage tool
         # sees no foreign line numbers.
-        _locate_shallow(wrapper, node.lineno, node.col_offset)
+        at = {"lineno": node.lineno, "col_offset": node.col_offset,
+              "end_lineno": node.lineno, "end_col_offset": node.col_offset}
+        helper = "__fa_gcall__" if gen else "__fa_call__"
+        enter = ast.Call(func=ast.Name(id=helper, ctx=_LOAD, **at),
+                         args=[ast.Constant(fid, **at),
+                               *(ast.Name(id=n, ctx=_LOAD, **at) for n in names)],
+                         keywords=[], **at)
+        if not body:  # only a docstring
+            body = [ast.Pass(**at)]
+        wrapper = ast.With(items=[ast.withitem(context_expr=enter, optional_vars=None)],
+                           body=body, **at)
         node.body = doc + [wrapper]
         self.count += 1
+
+
+def _rewrite_yield(site: YieldSite, fid: int, is_async: bool) -> None:
+    """``yield v`` → ``__fa_resume__(__fa_own__(fid), (yield __fa_suspend__(fid, v)))``, and
+    ``yield from it`` → ``__fa_resume__(__fa_own__(fid), (yield from __fa_delegate__(fid, it)))``.
+    The Yield node itself is kept (its position is the user's); only what wraps it is new."""
+    parent, field, index, node = site
+    if isinstance(node, ast.Yield):
+        value = node.value if node.value is not None else _const(None, node)
+        susp = "__fa_asuspend__" if is_async else "__fa_suspend__"
+        node.value = _call(susp, [_const(fid, node), value], node)
+    else:
+        node.value = _call("__fa_delegate__", [_const(fid, node), node.value], node)
+    own = _call("__fa_own__", [_const(fid, node)], node)
+    wrapped = _call("__fa_resume__", [own, node], node)
+    if index is None:
+        setattr(parent, field, wrapped)
+    else:
+        getattr(parent, field)[index] = wrapped
 
 
 def _accessor(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
@@ -198,21 +267,12 @@ def _accessor(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
     return ""
 
 
-def _locate_shallow(stmt: ast.With, line: int, col: int) -> None:
-    """Position the `with` and its helper call, leaving the user's body nodes alone."""
-    nodes: list[ast.AST] = [stmt]
-    for item in stmt.items:
-        nodes.extend(ast.walk(item.context_expr))
-    for n in nodes:
-        n.lineno = n.end_lineno = line  # type: ignore[attr-defined]
-        n.col_offset = n.end_col_offset = col  # type: ignore[attr-defined]
-
-
 def instrument_source(source: str | bytes, filename: str, module: str, register: Register,
                       nested: bool = True) -> tuple[object, int]:
     """Parse, instrument and compile a module; returns (code object, functions instrumented)."""
     tree = ast.parse(source, filename)
-    inst = Instrumenter(module, filename, register, nested)
+    raw = source if isinstance(source, bytes) else source.encode("utf-8", "surrogatepass")
+    inst = Instrumenter(module, filename, register, nested,
+                        raw.splitlines() if b"yield" in raw else [])
     inst.transform(tree)
-    ast.fix_missing_locations(tree)  # helper calls inside rewritten returns/yields
     return compile(tree, filename, "exec", dont_inherit=True), inst.count

@@ -1,0 +1,190 @@
+"""The ``monitor`` backend: ``sys.monitoring`` (PEP 669, Python 3.12+).
+
+Events, and why each:
+
+* ``PY_START``, *global*: the only way to meet every code object once. The callback decides
+  (:class:`codeinfo.CodeSelector`, once per code object); code that is not recorded gets
+  ``DISABLE``, after which the interpreter never calls us for it again, so unselected code
+  runs at full speed after its first call.
+* ``PY_RETURN`` (and ``PY_YIELD`` + ``PY_RESUME`` for generators and async generators),
+  *local*: switched on per selected code object with ``set_local_events``. Plain functions
+  and coroutines need no yield events: a coroutine's awaits keep it the current call of its
+  task, as under the other backends.
+* ``PY_UNWIND`` and ``PY_THROW``, *global*: Python 3.12 and 3.13 refuse them as local events.
+  They only fire when an exception leaves a frame or is thrown into a generator, and the
+  callback returns at once for code it does not know. ``PY_UNWIND`` carries the exception,
+  so unlike ``profile`` the recorded exception type is the real one.
+
+Each recorded Python frame maps to its recorder frame in a dict while the call is open (a
+generator's across its whole iteration), so recursion, threads (``sys.monitoring`` is
+process-wide) and asyncio tasks (the recorder keeps the current call per context) need
+nothing more. The tool id is :data:`sys.monitoring.PROFILER_ID` when free, else one of the
+ids Python assigns to no tool; a registered tool is never displaced (:func:`free_tool_id`).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from . import recorder
+from .backends import Capabilities, HooksMixin
+from .codeinfo import (CO_ASYNC_GENERATOR, CO_GENERATOR, CodeSelector, is_async_yield,
+                       note_yield, unwrap_async_yield)
+from .select import Selector
+
+TOOL_NAME = "flowagent"
+# PROFILER_ID first (what flowagent is); 3 and 4 are ids CPython reserves for no one.
+CANDIDATE_TOOL_IDS = (2, 3, 4)
+_YIELDING = CO_GENERATOR | CO_ASYNC_GENERATOR  # yields are suspensions of the call
+
+
+def free_tool_id() -> int | None:
+    """The first candidate tool id no tool has claimed, or None."""
+    for tool_id in CANDIDATE_TOOL_IDS:
+        if sys.monitoring.get_tool(tool_id) is None:
+            return tool_id
+    return None
+
+
+class MonitorBackend(HooksMixin):
+    name = "monitor"
+    capabilities = Capabilities(exception_types=True, instruments_main=False)
+
+    def __init__(self, tool_id: int) -> None:
+        self._post_import = {}
+        self.tool_id = tool_id
+        # code -> (fid, parameter names, co_flags) for every recorded code object
+        self._infos: dict[Any, tuple[int, tuple[str, ...], int]] = {}
+        self._live: dict[Any, list] = {}  # python frame -> recorder frame, while open
+        self._installed = False
+
+    def install(self, selector: Selector, nested: bool) -> None:
+        mon = sys.monitoring
+        # Raises ValueError if another tool took the id since choose(): bootstrap reports it.
+        mon.use_tool_id(self.tool_id, TOOL_NAME)
+        self._installed = True
+        ev = mon.events
+        callbacks = _callbacks(self.tool_id, CodeSelector(selector, nested).describe,
+                               self._infos, self._live)
+        for event, callback in zip((ev.PY_START, ev.PY_RETURN, ev.PY_YIELD, ev.PY_RESUME,
+                                    ev.PY_UNWIND, ev.PY_THROW), callbacks):
+            mon.register_callback(self.tool_id, event, callback)
+        mon.set_events(self.tool_id, ev.PY_START | ev.PY_UNWIND | ev.PY_THROW)
+        self._install_hooks_only(nested)
+
+    def uninstall(self) -> None:
+        self._uninstall_finder()
+        if not self._installed:
+            return
+        self._installed = False
+        mon = sys.monitoring
+        mon.set_events(self.tool_id, 0)
+        for code in list(self._infos):
+            mon.set_local_events(self.tool_id, code, 0)
+        for event in (mon.events.PY_START, mon.events.PY_RETURN, mon.events.PY_YIELD,
+                      mon.events.PY_RESUME, mon.events.PY_UNWIND, mon.events.PY_THROW):
+            mon.register_callback(self.tool_id, event, None)
+        mon.free_tool_id(self.tool_id)
+        self._infos.clear()
+        self._live.clear()
+
+
+def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
+    """The six event callbacks, as closures over everything they use (no attribute lookups
+    on the per-call path). Each swallows and counts its own errors: an exception escaping a
+    monitoring callback would surface in the program."""
+    mon = sys.monitoring
+    ev = mon.events
+    DISABLE = mon.DISABLE
+    set_local_events = mon.set_local_events
+    getframe = sys._getframe
+    open_call, close_call, RV = recorder.open_call, recorder.close_call, recorder.RV
+    resume, deactivate, function_params = recorder.resume, recorder.deactivate, \
+        recorder.function_params
+    S = recorder.S
+
+    def classify(code: Any, frame: Any) -> tuple | None:
+        fid = describe(code, frame.f_globals)
+        if not fid:
+            return None
+        flags = code.co_flags
+        info = (fid, tuple(p.lstrip("*") for p in function_params(fid)), flags)
+        infos[code] = info
+        set_local_events(tool_id, code, ev.PY_RETURN | (
+            ev.PY_YIELD | ev.PY_RESUME if flags & _YIELDING else 0))
+        return info
+
+    def py_start(code: Any, offset: int) -> Any:
+        try:
+            frame = getframe(1)
+            info = infos.get(code)
+            if info is None:
+                info = classify(code, frame)
+                if info is None:
+                    return DISABLE
+            loc = frame.f_locals
+            rec = open_call(info[0], tuple([loc.get(p) for p in info[1]]))
+            if rec is not None:
+                live[frame] = rec
+        except Exception:
+            S.agent_errors += 1
+        return None
+
+    def py_return(code: Any, offset: int, value: Any) -> None:
+        try:
+            rec = live.pop(getframe(1), None)
+            if rec is not None:
+                rec[RV] = value
+                close_call(rec, None)
+        except Exception:
+            S.agent_errors += 1
+
+    def py_unwind(code: Any, offset: int, exc: BaseException) -> None:
+        if code not in infos:
+            return  # global event: most unwinding frames are not ours
+        try:
+            rec = live.pop(getframe(1), None)
+            if rec is not None:
+                close_call(rec, type(exc))
+        except Exception:
+            S.agent_errors += 1
+
+    def py_yield(code: Any, offset: int, value: Any) -> None:
+        try:
+            rec = live.get(getframe(1))
+            if rec is None:
+                return
+            if infos[code][2] & CO_ASYNC_GENERATOR:
+                if not is_async_yield(value):
+                    return  # an await inside the async generator: still its call
+                value = unwrap_async_yield(value)
+                note_yield(rec, value, "AsyncIterator")
+            else:
+                note_yield(rec, value, "Iterator")
+            deactivate(rec)  # whoever resumed it is the current call again
+        except Exception:
+            S.agent_errors += 1
+
+    def py_resume(code: Any, offset: int) -> None:
+        try:
+            rec = live.get(getframe(1))
+            if rec is not None:
+                resume(rec)
+        except Exception:
+            S.agent_errors += 1
+
+    def py_throw(code: Any, offset: int, exc: BaseException) -> None:
+        # throw() or close() resumes a suspended generator with an exception: it is the
+        # current call again until it yields, returns or the exception unwinds it.
+        info = infos.get(code)
+        if info is None or not info[2] & _YIELDING:
+            return
+        try:
+            rec = live.get(getframe(1))
+            if rec is not None:
+                resume(rec)
+        except Exception:
+            S.agent_errors += 1
+
+    return py_start, py_return, py_yield, py_resume, py_unwind, py_throw

@@ -1,0 +1,161 @@
+"""The ``monitor`` backend's contract with ``sys.monitoring``, in this process.
+
+What it records is checked end to end by the backend matrix (tests/e2e, ``[monitor]``);
+here: which tool id it takes and that it never displaces another tool, which events it
+switches on for which code, that unselected code is classified once and then disabled, and
+that uninstalling leaves ``sys.monitoring`` as it found it (the autouse guard in
+tests/conftest.py checks the tool ids after every test as well).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import textwrap
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterator
+
+import pytest
+
+from flowagent.agent import backends
+from flowagent.agent.select import Selector
+
+if sys.version_info < (3, 12):
+    def test_monitor_falls_back_to_wrap_with_the_reason_before_python_3_12() -> None:
+        backend, reason = backends.choose("monitor")
+        assert backend.name == "wrap"
+        assert "Python 3.12+" in reason and "using wrap" in reason
+else:
+    from flowagent.agent import monitor
+
+    MON = sys.monitoring
+    EV = MON.events
+
+    SOURCE = textwrap.dedent('''\
+        def plain(x):
+            return x + 1
+
+        def numbers(n):
+            for i in range(n):
+                yield i
+
+        async def coro():
+            return 1
+    ''')
+
+    @pytest.fixture
+    def claimed() -> Iterator[list[int]]:
+        """Tool ids a test claims for "another tool"; freed afterwards."""
+        ids: list[int] = []
+        yield ids
+        for tool_id in ids:
+            MON.free_tool_id(tool_id)
+
+    def load(tmp_path: Path, name: str) -> ModuleType:
+        path = tmp_path / f"{name}.py"
+        path.write_text(SOURCE)
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    @pytest.fixture
+    def installed(tmp_path: Path) -> Iterator[tuple[Any, ModuleType, ModuleType]]:
+        """The backend installed with one selected and one unselected module loaded."""
+        chosen = load(tmp_path, "fa_monitor_selected")
+        other = load(tmp_path, "fa_monitor_other")
+        backend, _ = backends.choose("monitor")
+        assert backend.name == "monitor"
+        backend.install(Selector(("fa_monitor_selected",), (), ()), True)
+        try:
+            yield backend, chosen, other
+        finally:
+            backend.uninstall()
+
+    def test_takes_the_profiler_id_when_free() -> None:
+        backend, reason = backends.choose("monitor")
+        assert backend.name == "monitor" and backend.tool_id == MON.PROFILER_ID
+        assert f"tool id {MON.PROFILER_ID}" in reason
+
+    def test_takes_another_free_id_when_the_profiler_id_is_taken(claimed: list[int]) -> None:
+        MON.use_tool_id(MON.PROFILER_ID, "someone else")
+        claimed.append(MON.PROFILER_ID)
+        backend, _ = backends.choose("monitor")
+        assert backend.name == "monitor" and backend.tool_id == 3
+        backend.install(Selector((), (), ()), True)
+        try:
+            assert MON.get_tool(MON.PROFILER_ID) == "someone else"
+            assert MON.get_tool(3) == monitor.TOOL_NAME
+        finally:
+            backend.uninstall()
+        assert MON.get_tool(3) is None
+
+    def test_never_displaces_other_tools(claimed: list[int]) -> None:
+        for tool_id in monitor.CANDIDATE_TOOL_IDS:
+            MON.use_tool_id(tool_id, f"tool{tool_id}")
+            claimed.append(tool_id)
+        backend, reason = backends.choose("monitor")
+        assert backend.name == "wrap"
+        assert "tool2" in reason and "tool4" in reason and "using wrap" in reason
+        assert [MON.get_tool(i) for i in monitor.CANDIDATE_TOOL_IDS] == ["tool2", "tool3", "tool4"]
+
+    def test_install_refuses_an_id_taken_since_it_was_chosen(claimed: list[int]) -> None:
+        backend, _ = backends.choose("monitor")
+        MON.use_tool_id(backend.tool_id, "late arrival")
+        claimed.append(backend.tool_id)
+        with pytest.raises(ValueError):
+            backend.install(Selector((), (), ()), True)
+        backend.uninstall()  # what bootstrap does after a failed install: nothing to undo
+        assert MON.get_tool(backend.tool_id) == "late arrival"
+
+    def test_global_events_are_start_unwind_and_throw_only(installed: Any) -> None:
+        backend, _, _ = installed
+        assert MON.get_events(backend.tool_id) == EV.PY_START | EV.PY_UNWIND | EV.PY_THROW
+
+    def test_local_events_only_on_selected_code(installed: Any) -> None:
+        backend, chosen, other = installed
+        tool = backend.tool_id
+        chosen.plain(1)
+        list(chosen.numbers(2))
+        chosen.coro().close()  # never started: PY_START never fires, nothing is switched on
+        other.plain(1)
+        list(other.numbers(2))
+        assert MON.get_local_events(tool, chosen.plain.__code__) == EV.PY_RETURN
+        assert MON.get_local_events(tool, chosen.numbers.__code__) == \
+            EV.PY_RETURN | EV.PY_YIELD | EV.PY_RESUME
+        assert MON.get_local_events(tool, chosen.coro.__code__) == 0
+        assert MON.get_local_events(tool, other.plain.__code__) == 0
+        assert MON.get_local_events(tool, other.numbers.__code__) == 0
+
+    def test_unselected_code_is_classified_once_then_disabled(
+            installed: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        """After DISABLE the interpreter stops calling PY_START for that code: the selector is
+        asked once however often the function runs."""
+        backend, chosen, other = installed
+        from flowagent.agent import codeinfo
+
+        asked: list[str] = []
+        real = codeinfo.CodeSelector.describe
+
+        def counting(self: Any, code: Any, globs: dict) -> int:
+            asked.append(code.co_qualname)
+            return real(self, code, globs)
+
+        # The backend calls the describe it bound at install: reinstall with the counter.
+        backend.uninstall()
+        monkeypatch.setattr(codeinfo.CodeSelector, "describe", counting)
+        backend.install(Selector(("fa_monitor_selected",), (), ()), True)
+        for i in range(50):
+            other.plain(i)
+            chosen.plain(i)
+        assert asked.count("plain") == 2  # once per module's code object, not per call
+
+    def test_uninstall_restores_sys_monitoring(installed: Any) -> None:
+        backend, chosen, _ = installed
+        chosen.plain(1)
+        backend.uninstall()
+        assert MON.get_tool(backend.tool_id) is None
+        assert MON.get_local_events(backend.tool_id, chosen.plain.__code__) == 0
+        backend.uninstall()  # idempotent
