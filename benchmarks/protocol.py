@@ -48,6 +48,9 @@ def run_process(argv: list[str], env_extra: dict[str, str], cwd: str = ROOT,
     env = dict(os.environ)
     for key in [k for k in env if k.startswith(("FLOWAGENT_", "MONKEYTYPE_", "MT_"))]:
         del env[key]
+    # Every mode runs as it would on a user's machine, with bytecode caches written and read
+    # (a mode that measures a cold cache sets PYTHONDONTWRITEBYTECODE itself).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(env_extra)
     timefile = None
     if os.access(TIME, os.X_OK):

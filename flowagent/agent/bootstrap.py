@@ -54,11 +54,10 @@ def install_helpers() -> None:
 def compile_main(source: bytes, path: str, run_name: str) -> Any:
     """Code for a main script: instrumented if ``__main__`` is selected, else plain."""
     if _selector is not None and backend_name == "wrap" and _selector.wants("__main__", path):
-        from .instrument import instrument_source
+        from .codecache import instrumented_code
 
         try:
-            code, _ = instrument_source(source, path, run_name, recorder.register_function,
-                                        _nested)
+            code, _ = instrumented_code(source, path, run_name, _nested, main=True)
             return code
         except SyntaxError:
             raise

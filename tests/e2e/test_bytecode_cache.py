@@ -192,3 +192,24 @@ def test_forked_and_spawned_children_load_from_the_cache(tmp_path: Path) -> None
         assert "work:step" in names
     assert "other:unrelated" in rec.function_names()
     assert "work:child_entry" in rec.function_names()
+
+
+def test_main_script_is_cached_under_the_data_directory(tmp_path: Path) -> None:
+    """A main script's entry lives in the data directory (never beside the script), and a
+    second run with the same data directory reads it with its own ids."""
+    data = tmp_path / "data"
+    write_files(tmp_path, {"prog.py": PROG, **MODULES})
+    for order in ("alpha,beta", "beta,alpha"):
+        proc = run_cli(["run", "--data-dir", str(data), "--backend", "wrap", "prog.py", order],
+                       tmp_path, env=WRITE_BYTECODE)
+        assert proc.returncode == 0, proc.stderr.decode()
+        mains = sorted(p for p in data.rglob("*.flowagent-*.pyc") if p.name.startswith("prog."))
+        if order == "alpha,beta":
+            assert len(mains) == 1, sorted(data.rglob("*"))
+            first = (mains[0], mains[0].stat().st_ino)
+    assert [(p, p.stat().st_ino) for p in mains] == [first]  # read, not rewritten
+    assert not list((tmp_path / "__pycache__").glob("prog.*"))
+    # The cached run recorded its main script's calls under their own names.
+    export = run_cli(["export", "--format", "json", "--data-dir", str(data)], tmp_path)
+    assert export.returncode == 0, export.stderr.decode()
+    assert b'"__main__:main"' in export.stdout, export.stdout[:2000]
