@@ -4,11 +4,15 @@ The live sidecar's busy time cannot be seen from outside (it polls, sleeps and s
 CPU with the program), so the rate is measured by replaying a finished run: its ring files
 are copied into a fresh run directory with the consumer tail reset to 0, and
 ``flowagent.sidecar.ingest.Ingestor`` drains them into a fresh SQLite store, exactly as the
-sidecar does (decode, session trees, aggregates, batched SQLite writes, final
-``finish_all``). A second figure, decode only (zstd + msgpack + column decoding, no trees or
-SQLite), shows how much of that is the store.
+sidecar does, with its garbage-collector setting (decode, session trees, aggregates, stored
+chunks, final ``finish_all``). A second figure, decode only (zstd + msgpack + column
+decoding, no trees or SQLite), shows how much of that is the wire format.
 
-Prints one JSON line: events, seconds and events/s for each (median of REPEATS).
+Prints one JSON line: events, seconds and events/s for each (median of REPEATS), the ingest
+time as a ratio of the decode time (the share of the sidecar's work that is not the wire
+format's), and the ingest's peak anonymous memory above what the process held before it
+(``RssAnon`` of ``/proc/self/status``, sampled every 10 ms: the ring mapping and SQLite's
+file pages are not the sidecar's own; null where /proc is missing).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,10 +31,52 @@ sys.path.insert(0, HERE)
 
 from flowagent.agent.ring import RingReader  # noqa: E402
 from flowagent.agent.wire import Decoder  # noqa: E402
+from flowagent.sidecar.__main__ import tune_gc  # noqa: E402
 from flowagent.sidecar.ingest import Ingestor  # noqa: E402
 from flowagent.store.sqlite import SQLiteStore  # noqa: E402
 
 import wire  # noqa: E402
+
+
+def _rss_anon_kib() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class PeakMemory:
+    """Peak ``RssAnon`` above the level at start, sampled by a thread while in the block."""
+
+    def __init__(self) -> None:
+        self.base = _rss_anon_kib()
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            now = _rss_anon_kib()
+            if now is not None and self.peak is not None:
+                self.peak = max(self.peak, now)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mib(self) -> float | None:
+        if self.base is None or self.peak is None:
+            return None
+        return (self.peak - self.base) / 1024
 
 
 def replay_once(rings: list[str]) -> tuple[int, float]:
@@ -46,12 +93,14 @@ def replay_once(rings: list[str]) -> tuple[int, float]:
         with store.transaction():
             store.db.execute("INSERT INTO runs(run_id, started_ns, status) VALUES(?,?,?)",
                              (run_id, time.time_ns(), "running"))
-        t0 = time.perf_counter()
-        ingest = Ingestor(store, run_id, run_dir)
-        while ingest.poll():
-            pass
-        ingest.finish_all()
-        seconds = time.perf_counter() - t0
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            ingest = Ingestor(store, run_id, run_dir)
+            while ingest.poll():
+                pass
+            ingest.finish_all()
+            seconds = time.perf_counter() - t0
+        replay_once.peak_mib = max(getattr(replay_once, "peak_mib", 0.0), mem.mib or 0.0)
         events = ingest.totals()["stored_events"]
         store.close()
         return events, seconds
@@ -79,6 +128,7 @@ def main() -> None:
     if not rings:
         print(json.dumps({"error": f"no ring files under {data_dir}"}))
         return
+    tune_gc()  # as the sidecar process does
     out: dict = {"rings": len(rings)}
     for name, fn in (("ingest", replay_once), ("decode_only", decode_once)):
         runs = [fn(rings) for _ in range(repeats)]
@@ -87,6 +137,8 @@ def main() -> None:
         out[name] = {"events": events, "seconds": secs,
                      "events_per_s": events / secs if secs else None,
                      "all_seconds": [s for _e, s in runs]}
+    out["ingest_over_decode"] = out["ingest"]["seconds"] / out["decode_only"]["seconds"]
+    out["ingest_peak_anon_mib"] = getattr(replay_once, "peak_mib", None)
     print(json.dumps(out))
 
 

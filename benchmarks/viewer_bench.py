@@ -33,8 +33,6 @@ PID = 4242
 MAIN_THREAD = 140000000000001
 PACKAGES = ("app.api", "app.services", "app.domain", "app.storage", "app.util")
 SUCCESS, ERROR, PARTIAL = 0, 1, 2
-CALLS_SQL = ("INSERT INTO calls(sid, call_id, parent_id, fid, caller_fid, in_sid, out_sid, result, "
-             "exc_sid, t0, t1, thread) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)")
 
 
 class _Ids:
@@ -212,7 +210,7 @@ def build_store(data_dir: str, *, sessions: int = 100_000, big_session: int = 10
                        [(RUN_ID, fid[f["name"]], f["name"], f["module"], f["qualname"],
                          f"/srv/bench/{f['module'].replace('.', '/')}.py", 10 + i, f["kind"],
                          json.dumps(f["params"])) for i, f in enumerate(everything)])
-        session_rows, call_rows = [], []
+        session_rows, session_calls = [], []
         t = t_base
         for s in range(1, sessions + 1):
             k = rng.randrange(len(templates))
@@ -227,17 +225,14 @@ def build_store(data_dir: str, *, sessions: int = 100_000, big_session: int = 10
                                  "MainThread" if thread == MAIN_THREAD else "worker-1", result,
                                  1, t + head[8], t + head[9], head[9] - head[8], len(tpl),
                                  errors, f"v{k:04d}", 1))
-            for c in tpl:
-                call_rows.append((s, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
-                                  t + c[8], t + c[9], thread))
-            if len(call_rows) > 200_000:
-                db.executemany(CALLS_SQL, call_rows)
-                call_rows.clear()
+            session_calls.append((f"{PK}-{s}", [(*c[:8], t + c[8], t + c[9], thread)
+                                                 for c in tpl]))
         db.executemany("INSERT INTO sessions(sid, session_id, run_id, name, root_fid, pid, pk, "
                        "thread, result, complete, started_ns, ended_ns, duration_ns, calls, "
                        "errors, variant, tree_kept) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                        session_rows)
-        db.executemany(CALLS_SQL, call_rows)
+        for session_id, rows in session_calls:
+            store.add_calls(session_id, rows)
         for k, n in enumerate(uses):
             if n:
                 account(templates[k], n)
@@ -284,9 +279,8 @@ def build_store(data_dir: str, *, sessions: int = 100_000, big_session: int = 10
                    (big_id, f"{PK}-{big_id}", RUN_ID, big_root["name"], big[0][2], PID, PK,
                     "MainThread", "success", 1, start, start + big[0][9], big[0][9], len(big),
                     0, "vbig", 1))
-        db.executemany(CALLS_SQL,
-                       [(big_id, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], start + c[8],
-                         start + c[9], MAIN_THREAD) for c in big])
+        store.add_calls(f"{PK}-{big_id}", [(*c[:8], start + c[8], start + c[9], MAIN_THREAD)
+                                           for c in big])
         account(big, 1)
 
         db.executemany("INSERT OR REPLACE INTO graph_nodes(run_id, fid, calls, errors, partials, "

@@ -13,6 +13,7 @@ from the store, so nothing is stored twice.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -21,10 +22,7 @@ import threading
 import time
 
 from ..store.sqlite import SQLiteStore
-from .control import Control
-from .hooks import Hooks
-from .ingest import Ingestor, Retention
-from .sampler import ProcessSampler
+from .retention import Retention
 
 
 def _watch_stdin(done: threading.Event) -> None:
@@ -36,17 +34,25 @@ def _watch_stdin(done: threading.Event) -> None:
     done.set()
 
 
+def tune_gc() -> None:
+    """Collect the youngest generation every 100 000 allocations instead of 700.
+
+    The sidecar decodes batches into tens of thousands of tuples at a time and folds them
+    into a few small trees: with the default threshold the collector runs dozens of times per
+    batch over objects that hold no cycles (reference counting frees them). ~10% of ingest
+    time, for a young generation of at most a batch.
+    """
+    gc.set_threshold(100_000, 50, 50)
+
+
 def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow: bool,
         retention: Retention = Retention(), hook_specs: tuple[str, ...] = ()) -> dict:
+    tune_gc()
     store = SQLiteStore(db)
     if not resume:
         with store.transaction():
             store.db.execute("INSERT OR IGNORE INTO runs(run_id, started_ns, status) "
                              "VALUES(?,?,'running')", (run_id, time.time_ns()))
-    hooks = Hooks(list(hook_specs))
-    ingest = Ingestor(store, run_id, run_dir, retention, hooks if hooks else None)
-    control = Control(run_dir)
-    sampler = ProcessSampler(store, run_id)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher forwards ^C to the program only
@@ -54,8 +60,21 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
         threading.Thread(target=_watch_stdin, args=(done,), daemon=True).start()
     else:
         done.set()
+    # READY as soon as the store is open: the launcher holds the program back until then,
+    # and nothing below is needed before the first poll (the rings keep what the program
+    # writes meanwhile). Hooks (an entry-point scan), psutil and the ingestion machinery
+    # load while the program starts.
     sys.stdout.write(f"READY {os.getpid()}\n")
     sys.stdout.flush()
+    from .control import Control
+    from .hooks import Hooks
+    from .ingest import Ingestor
+    from .sampler import ProcessSampler
+
+    hooks = Hooks(list(hook_specs))
+    ingest = Ingestor(store, run_id, run_dir, retention, hooks if hooks else None)
+    control = Control(run_dir)
+    sampler = ProcessSampler(store, run_id)
     while not done.is_set():
         control.apply(ingest.procs.values())
         sampler.maybe_sample(ingest.procs.values())

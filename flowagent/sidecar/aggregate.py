@@ -1,6 +1,7 @@
-"""What one finished session adds to its run's aggregates, and the running totals.
+"""The running totals of a run's finished sessions.
 
-:func:`session_contributions` is pure: call rows in, increments out. :class:`Aggregates`
+What one session adds (a :class:`~flowagent.sidecar.sessiontree.Contribution`) is folded
+from its records as they stream in (:mod:`flowagent.sidecar.sessiontree`). :class:`Aggregates`
 adds them up in memory and writes only what changed at each commit. Every total is a sum, a
 min, a max, an earliest/latest, or a histogram (bucket counts add), so sessions can be added
 in any order and runs merged in any order to the same result.
@@ -18,149 +19,16 @@ Aggregated per run:
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..agent.wire import ERROR, INCOMPLETE, PARTIAL
 from . import histogram as H
+from .sessiontree import Contribution, session_contributions
 
-# Call row layout used by the sidecar (see ingest._apply).
-CID, PAR, FID, PFID, INS, OUT, RES, EXC, T0, T1, THR, CPU = range(12)
-# node stats: calls, errors, partials, total_ns, self_ns, min_ns, max_ns, roots, cpu_ns
-_SUMS = (0, 1, 2, 3, 4, 7, 8)
+__all__ = ["Aggregates", "Contribution", "session_contributions"]
+
 EXAMPLES = 3  # example sessions kept per variant and per error cluster
-
-
-@dataclass
-class Contribution:
-    nodes: dict[int, list[int]] = field(default_factory=dict)   # fid -> node stats
-    hists: dict[int, dict[int, int]] = field(default_factory=dict)
-    edges: dict[tuple[int, int, int], list[int]] = field(default_factory=dict)
-    shapes: dict[tuple[int, str, int], int] = field(default_factory=dict)
-    paths: dict[str, int] = field(default_factory=dict)
-    errors: dict[tuple[int, int, str, int], int] = field(default_factory=dict)
-    variant: str = ""
-    root_fid: int = 0
-    duration: int = 0
-    start: int = 0
-    failed: bool = False
-
-
-def session_contributions(calls: list[tuple], ses: int, names: dict[int, str]) -> Contribution:
-    out = Contribution()
-    by_id = {c[CID]: c for c in calls}
-    children: dict[int, list[tuple]] = {}
-    for c in calls:
-        if c[PAR] in by_id and c[PAR] != c[CID]:
-            children.setdefault(c[PAR], []).append(c)
-    for c in calls:
-        if c[RES] == INCOMPLETE:
-            continue
-        dur = max(c[T1] - c[T0], 0)
-        child_time = sum(max(k[T1] - k[T0], 0) for k in children.get(c[CID], ()))
-        n = out.nodes.get(c[FID])
-        if n is None:
-            n = out.nodes[c[FID]] = [0, 0, 0, 0, 0, dur, dur, 0, 0]
-            out.hists[c[FID]] = {}
-        n[0] += 1
-        n[1] += c[RES] == ERROR
-        n[2] += c[RES] == PARTIAL
-        n[3] += dur
-        n[4] += max(dur - child_time, 0)
-        n[5] = min(n[5], dur)
-        n[6] = max(n[6], dur)
-        n[7] += c[CID] == ses
-        n[8] += c[CPU] if len(c) > CPU else 0
-        H.add(out.hists[c[FID]], dur)
-        parent = by_id.get(c[PAR])
-        if parent is not None:
-            e = out.edges.setdefault((parent[FID], c[FID], c[RES]), [0, 0])
-            e[0] += 1
-            e[1] += dur
-        if c[INS]:
-            out.shapes[(c[FID], "in", c[INS])] = out.shapes.get((c[FID], "in", c[INS]), 0) + 1
-        if c[OUT]:
-            out.shapes[(c[FID], "out", c[OUT])] = out.shapes.get((c[FID], "out", c[OUT]), 0) + 1
-        if c[RES] == ERROR and not any(k[RES] == ERROR for k in children.get(c[CID], ())):
-            # The raise site (no recorded callee raised): cluster by where and how we got there.
-            key = (c[EXC], c[FID], _path(c, by_id, names), _handled(c, by_id, names))
-            out.errors[key] = out.errors.get(key, 0) + 1
-    root = by_id.get(ses)
-    if root is not None:
-        for path in _leaf_paths(root, children, names):
-            out.paths[path] = 1  # each distinct path counts once per session
-        out.variant = _variant(root, children)
-        out.root_fid = root[FID]
-        out.duration = max(root[T1] - root[T0], 0)
-        out.start = root[T0]
-        out.failed = root[RES] == ERROR
-    return out
-
-
-def _path(call: tuple, by_id: dict[int, tuple], names: dict[int, str]) -> str:
-    path: list[str] = []
-    node: tuple | None = call
-    hops = 0
-    while node is not None and hops < 256:
-        hops += 1
-        name = names.get(node[FID], "?")
-        if not path or path[-1] != name:  # recursion collapses
-            path.append(name)
-        node = by_id.get(node[PAR])
-    return json.dumps(path[::-1])
-
-
-def _handled(call: tuple, by_id: dict[int, tuple], names: dict[int, str]) -> int:
-    """1 when a recorded function of the program caught the exception (returned normally
-    after it). A web framework turning it into a 500 (the synthetic request root) does not
-    count: for the program that error went unhandled."""
-    node = by_id.get(call[PAR])
-    hops = 0
-    while node is not None and hops < 256:
-        hops += 1
-        if node[RES] != ERROR:
-            return 0 if names.get(node[FID], "").startswith("<request>:") else 1
-        node = by_id.get(node[PAR])
-    return 0
-
-
-def _leaf_paths(root: tuple, children: dict[int, list[tuple]], names: dict[int, str]):
-    stack = [(root, [names.get(root[FID], "?")])]
-    seen_calls: set[int] = set()
-    while stack:
-        node, path = stack.pop()
-        if node[CID] in seen_calls:
-            continue  # a cycle in damaged data: never loop
-        seen_calls.add(node[CID])
-        kids = children.get(node[CID])
-        if not kids:
-            yield json.dumps(path)
-            continue
-        seen = set()
-        for k in kids:
-            name = names.get(k[FID], "?")
-            if name in seen:
-                continue
-            seen.add(name)
-            stack.append((k, path if path[-1] == name else path + [name]))
-
-
-def _variant(root: tuple, children: dict[int, list[tuple]]) -> str:
-    """Canonical call-tree shape: repeated sibling subtrees collapsed, hashed."""
-    def canon(node: tuple, depth: int) -> str:
-        kids = children.get(node[CID], ())
-        if depth > 64 or not kids:
-            return str(node[FID])
-        parts: list[str] = []
-        for k in sorted(kids, key=lambda k: k[T0]):
-            s = canon(k, depth + 1)
-            if not parts or parts[-1] != s:
-                parts.append(s)
-        return f"{node[FID]}({','.join(parts)})"
-
-    return hashlib.blake2b(canon(root, 0).encode(), digest_size=8).hexdigest()
+_SUMS = (0, 1, 2, 3, 4, 7, 8)  # node stats that add: see Contribution.nodes
 
 
 def _examples(current: str | list, session: str) -> list[str]:
@@ -219,7 +87,7 @@ class Aggregates:
                     n[i] += s[i]
                 n[5] = min(n[5], s[5])
                 n[6] = max(n[6], s[6])
-                n[9] = H.merge(n[9], c.hists[fid])
+                H.merge_into(n[9], c.hists[fid])
             d["nodes"].add(fid)
         for key, (count, total) in c.edges.items():
             e = self.edges.setdefault(key, [0, 0])

@@ -46,6 +46,13 @@ def merge(a: Mapping[int, int], b: Mapping[int, int]) -> dict[int, int]:
     return out
 
 
+def merge_into(into: dict[int, int], b: Mapping[int, int]) -> None:
+    """``merge`` in place: the running totals of a run take every session's histogram, and
+    copying them each time would cost as much as the rest of the session."""
+    for k, v in b.items():
+        into[k] = into.get(k, 0) + v
+
+
 def merge_all(hs: Iterable[Mapping[int, int]]) -> dict[int, int]:
     out: dict[int, int] = {}
     for h in hs:

@@ -1,35 +1,48 @@
-"""Rings → batches → session trees → store rows and merged-graph aggregates.
+"""Rings → batches → session trees → stored chunks and merged-graph aggregates.
 
-Consistency rule: everything a frame carries (its call rows, the sessions it finishes, the
+Consistency rule: everything a frame carries (its calls, the sessions it finishes, the
 aggregates they change, and the process's last stored sequence number) is written in one
 SQLite transaction, and only after that commits is the ring's tail advanced. A sidecar that
 dies between the two replays those frames on restart, and the sequence check stores them
 once.
+
+Cost rule: a frame's calls are stored as the frame's own compressed payload (one INSERT, see
+:mod:`flowagent.store.chunks`) and folded into their sessions' trees in one pass
+(:mod:`flowagent.sidecar.sessiontree`); no per-call row is built or written, and an open
+session holds only its tree's open calls, so memory does not grow with a session's length.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from ..agent.ring import RingError, RingReader
-from ..agent.wire import ERROR, INCOMPLETE, PARTIAL, Decoder
+from ..agent.wire import INCOMPLETE, PARTIAL, Decoder
+from ..store import chunks as C
 from ..store.sqlite import RESULTS, SQLiteStore
-from .aggregate import Aggregates, session_contributions
+from .aggregate import Aggregates
+from .retention import EXEMPLAR, FAILED, PRUNED, RECENT, Retention
+from .sessiontree import Namer, SessionTree
+
+_by_session = itemgetter(2)  # CALL_FIELDS: cid par ses ...
+# Payload bytes drained per transaction: bounds the sidecar's memory when a ring holds a lot
+# (a replay, a sidecar catching up), and the time the store's write lock is held.
+READ_BUDGET = 4 << 20
 
 
 @dataclass
 class Pending:
-    """A session whose root call has not finished (yet)."""
+    """A session whose root call has not finished (yet): its row and its folding tree."""
 
     rowid: int
-    root_fid: int
-    t0: int
-    thread: int
+    tree: SessionTree
     name: str | None = None
-    calls: list[tuple] = field(default_factory=list)
     thread_name: str | None = None
 
 
@@ -38,6 +51,7 @@ class Proc:
     pk: str
     reader: RingReader
     pid: int
+    namer: Namer
     last_seq: int = 0
     fids: dict[int, int] = field(default_factory=dict)
     sids: dict[int, int] = field(default_factory=dict)
@@ -50,23 +64,6 @@ class Proc:
     info: dict = field(default_factory=dict)
     last_counters: dict = field(default_factory=dict)
     sampled_out: int = 0
-
-
-@dataclass(frozen=True)
-class Retention:
-    """Which full session trees are kept (aggregates are always kept for every session).
-
-    Every session that showed a new flow variant or a new error cluster is kept as an
-    exemplar; sessions that failed are kept up to ``error_cap``; of the rest, the most recent
-    ``recent`` are kept and older ones are pruned to their summary row.
-    """
-
-    recent: int = 10_000
-    error_cap: int = 1_000
-
-
-# sessions.tree_kept values
-PRUNED, RECENT, FAILED, EXEMPLAR = 0, 1, 2, 3
 
 
 class Ingestor:
@@ -109,7 +106,9 @@ class Ingestor:
             except (RingError, OSError, ValueError):
                 self.bad_rings.add(name)  # counted as foreign_rings in the totals
                 continue
-            proc = Proc(pk=pk, reader=reader, pid=reader.pid, info=reader.info())
+            fids: dict[int, int] = {}
+            proc = Proc(pk=pk, reader=reader, pid=reader.pid, info=reader.info(), fids=fids,
+                        namer=Namer(self._name_of(fids)))
             row = self.db.execute("SELECT last_seq, ring_tail, stored_events, duplicate_frames "
                                   "FROM processes WHERE run_id=? AND pk=?",
                                   (self.run_id, pk)).fetchone()
@@ -124,24 +123,36 @@ class Ingestor:
                                             json.dumps(proc.info), reader.created_ns))
             self.procs[pk] = proc
 
+    def _name_of(self, fids: dict[int, int]) -> Callable[[int], str]:
+        """A process's function names by its own ids (``fids`` fills in as defs arrive)."""
+        names = self.fn_names
+        return lambda wire_fid: names.get(fids.get(wire_fid, 0), "?")
+
     def _reload(self, proc: Proc) -> None:
-        """Rebuild the id maps and open sessions of a process from the store (resume)."""
+        """Rebuild the id maps and open sessions of a process from the store (resume): each
+        open session's tree is folded again from its stored chunks."""
         row = self.db.execute("SELECT info FROM processes WHERE run_id=? AND pk=?",
                               (self.run_id, proc.pk)).fetchone()
         saved = json.loads(row[0]) if row and row[0] else {}
-        proc.fids = {int(k): v for k, v in saved.get("fids", {}).items()}
-        proc.sids = {int(k): v for k, v in saved.get("sids", {}).items()}
-        proc.threads = {int(k): v for k, v in saved.get("threads", {}).items()}
+        proc.fids.update({int(k): v for k, v in saved.get("fids", {}).items()})
+        proc.sids.update({int(k): v for k, v in saved.get("sids", {}).items()})
+        proc.threads.update({int(k): v for k, v in saved.get("threads", {}).items()})
         proc.anchor = tuple(saved.get("anchor", (0, 0)))  # type: ignore[assignment]
-        for s in self.db.execute("SELECT sid, session_id, root_fid, started_ns, name FROM "
-                                 "sessions WHERE run_id=? AND pk=? AND complete=0 AND "
+        wire_fid = {v: k for k, v in proc.fids.items()}
+        wall, mono = proc.anchor
+        for s in self.db.execute("SELECT sid, session_id, root_fid, started_ns, name, thread "
+                                 "FROM sessions WHERE run_id=? AND pk=? AND complete=0 AND "
                                  "result IS NULL", (self.run_id, proc.pk)).fetchall():
             ses = int(s["session_id"].rpartition("-")[2])
-            p = Pending(s["sid"], s["root_fid"], s["started_ns"], 0, s["name"])
-            p.calls = [tuple(r) for r in self.db.execute(
-                "SELECT call_id, parent_id, fid, caller_fid, in_sid, out_sid, result, exc_sid, "
-                "t0, t1, thread, cpu_ns FROM calls WHERE sid=?", (s["sid"],))]
-            proc.pending[ses] = p
+            thread = int(s["thread"]) if (s["thread"] or "").lstrip("-").isdigit() else 0
+            tree = SessionTree(ses, proc.namer, wire_fid.get(s["root_fid"], 0),
+                               s["started_ns"] - wall + mono, thread)
+            for (data,) in self.db.execute(
+                    "SELECT c.data FROM session_chunks sc JOIN chunks c ON "
+                    "c.chunk_id=sc.chunk_id WHERE sc.sid=? ORDER BY sc.chunk_id", (s["sid"],)):
+                rows, _anchor = C.decode(data)
+                tree.feed([r for r in rows if r[2] == ses])
+            proc.pending[ses] = Pending(s["sid"], tree, s["name"])
 
     # -- draining --------------------------------------------------------------------------
     def poll(self) -> int:
@@ -154,7 +165,7 @@ class Ingestor:
 
     def _drain(self, proc: Proc) -> int:
         reader = proc.reader
-        frames = [(seq, payload) for seq, payload, end in reader.read()]
+        frames = [(seq, payload) for seq, payload, end in reader.read(READ_BUDGET)]
         end = reader.last_end
         counters = reader.counters()
         if not frames and counters == proc.last_counters:
@@ -174,7 +185,7 @@ class Ingestor:
                     continue
                 self.db.execute("SAVEPOINT frame")
                 try:
-                    stored += self._apply(proc, batch)
+                    stored += self._apply(proc, batch, payload)
                 except Exception:
                     # Validated, yet unusable (ids out of range, values out of SQLite's
                     # range): drop this frame's rows, count it, keep going.
@@ -213,7 +224,7 @@ class Ingestor:
             self.fn_names[fid] = name
         return fid
 
-    def _apply(self, proc: Proc, batch: dict[str, Any]) -> int:
+    def _apply(self, proc: Proc, batch: dict[str, Any], payload: bytes) -> int:
         store = self.store
         a = batch.get("anchor")
         if isinstance(a, list) and len(a) == 2:
@@ -228,10 +239,8 @@ class Ingestor:
             proc.threads[int(ident)] = str(name)
         proc.agent_errors = int(batch.get("agent_errors", proc.agent_errors))
         proc.sampled_out = int(batch.get("sampled_out", proc.sampled_out))
-        wall, mono = proc.anchor
-        fids, sids = proc.fids, proc.sids
         for ses, fid, t0, thr, *name in batch.get("starts", ()):
-            p = self._open(proc, ses, fids.get(fid, 0), wall + t0 - mono, thr)
+            p = self._open(proc, ses, fid, t0, thr)
             if name:
                 p.thread_name = str(name[0])
                 proc.threads[int(thr)] = p.thread_name
@@ -239,61 +248,72 @@ class Ingestor:
             p = proc.pending.get(ses)
             if p is not None:
                 p.name = str(name)
-        rows = []
+        calls = batch["calls"]
+        if not calls:
+            return 0
+        chunk = store.add_chunk(self.run_id, proc.pk, C.WIRE, len(calls), payload)
+        links: dict[int, int] = {}
         finished = []
-        for (cid, par, ses, fid, pfid, ins, out, res, exc, t0, t1, thr, cpu) in batch["calls"]:
+        for ses, group in groupby(calls, _by_session):
+            rows = list(group)
             p = proc.pending.get(ses)
             if p is None:
-                p = self._open(proc, ses, fids.get(fid, 0) if cid == ses else 0,
-                               wall + t0 - mono, thr)
-            rec = (cid, par, fids.get(fid, 0), fids.get(pfid, 0), sids.get(ins, 0),
-                   sids.get(out, 0), res, sids.get(exc, 0), wall + t0 - mono,
-                   wall + t1 - mono, thr, cpu)
-            p.calls.append(rec)
-            rows.append((p.rowid, *rec))
-            if cid == ses:
+                first = rows[0]
+                p = self._open(proc, ses, first[3] if first[0] == ses else 0, first[9],
+                               first[11])
+            links[p.rowid] = links.get(p.rowid, 0) + p.tree.feed(rows)
+            if p.tree.root is not None:
                 finished.append(ses)
-        self.db.executemany("INSERT OR IGNORE INTO calls VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                            rows)
-        proc.stored += len(rows)
-        for ses in finished:
+        store.link_chunks([(rowid, chunk, n) for rowid, n in links.items()])
+        proc.stored += len(calls)
+        for ses in dict.fromkeys(finished):
             self._finish(proc, ses, complete=True)
-        return len(rows)
+        return len(calls)
 
     def _open(self, proc: Proc, ses: int, root_fid: int, t0: int, thr: int) -> Pending:
+        """The session ``ses`` (ids and clock of the process) as a pending session row."""
         p = proc.pending.get(ses)
         if p is not None:
             return p
         session_id = f"{proc.pk}-{ses}"
+        wall, mono = proc.anchor
         cur = self.db.execute(
             "INSERT OR IGNORE INTO sessions(session_id, run_id, root_fid, pid, pk, thread, "
             "complete, started_ns) VALUES(?,?,?,?,?,?,0,?)",
-            (session_id, self.run_id, root_fid, proc.pid, proc.pk, str(thr), t0))
+            (session_id, self.run_id, proc.fids.get(root_fid, 0), proc.pid, proc.pk, str(thr),
+             wall + t0 - mono))
         rowid = cur.lastrowid if cur.rowcount else self.db.execute(
             "SELECT sid FROM sessions WHERE session_id=?", (session_id,)).fetchone()[0]
-        p = Pending(rowid, root_fid, t0, thr)
+        p = Pending(rowid, SessionTree(ses, proc.namer, root_fid, t0, thr))
         proc.pending[ses] = p
         return p
 
     def _finish(self, proc: Proc, ses: int, complete: bool) -> None:
         p = proc.pending.pop(ses)
-        calls = p.calls
+        tree = p.tree
         if not complete:
-            calls = calls + _placeholders(ses, p, calls)
-            self.db.executemany("INSERT OR IGNORE INTO calls VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                                [(p.rowid, *c) for c in calls[len(p.calls):]])
-        root = next((c for c in calls if c[0] == ses), None)
-        names = self.fn_names
-        contrib = session_contributions(calls, ses, names)
+            placeholders = tree.placeholders()
+            if placeholders:
+                tree.feed(placeholders)
+                chunk = self.store.add_chunk(self.run_id, proc.pk, C.WIRE, len(placeholders),
+                                             C.encode(placeholders, proc.anchor),
+                                             placeholders=len(placeholders))
+                self.store.link_chunks([(p.rowid, chunk, len(placeholders))])
+        tree.finish()
+        fids, sids = proc.fids, proc.sids
+        contrib = tree.contribution(lambda f: fids.get(f, 0), lambda s: sids.get(s, 0))
         session_key = f"{proc.pk}-{ses}"
         novel = self.agg.add(contrib, session_key)
+        root = tree.root
         if root is None:
             return
-        result = RESULTS[root[6]] if complete else RESULTS[INCOMPLETE]
-        errors = sum(1 for c in calls if c[6] == ERROR)
-        name = p.name or names.get(root[2], "?")
-        thread = (p.thread_name or proc.threads.get(p.thread) or proc.threads.get(root[10])
-                  or str(root[10]))
+        names = self.fn_names
+        root_fid = fids.get(root[3], 0)
+        result = RESULTS[root[7]] if complete else RESULTS[INCOMPLETE]
+        errors = tree.error_calls()
+        name = p.name or names.get(root_fid, "?")
+        thread = (p.thread_name or proc.threads.get(tree.thread) or proc.threads.get(root[11])
+                  or str(root[11]))
         if novel:
             kept = EXEMPLAR
         elif result != "success" and self.failed_kept < self.retention.error_cap:
@@ -302,20 +322,27 @@ class Ingestor:
         else:
             kept = RECENT
             self._recent_since_prune += 1
-        n_calls = sum(1 for c in calls if c[6] != INCOMPLETE)
+        n_calls = tree.calls()
+        shift = proc.anchor[0] - proc.anchor[1]
+        t0, t1 = root[9] + shift, root[10] + shift
+        used = sorted({fids.get(f, 0) for f in tree.fids()})
+        raised = [[fids.get(f, 0), sids.get(e, 0), n] for (f, e), n in tree.raised().items()
+                  if sids.get(e, 0)]
         self.db.execute(
             "UPDATE sessions SET name=?, root_fid=?, thread=?, result=?, complete=?, "
             "started_ns=?, ended_ns=?, duration_ns=?, calls=?, errors=?, variant=?, "
-            "tree_kept=? WHERE sid=?",
-            (name, root[2], thread, result, 1 if complete else 0, root[8], root[9],
-             root[9] - root[8], n_calls, errors, contrib.variant, kept, p.rowid))
+            "tree_kept=?, fids=?, raised=? WHERE sid=?",
+            (name, root_fid, thread, result, 1 if complete else 0, t0, t1, t1 - t0, n_calls,
+             errors, contrib.variant, kept, f" {' '.join(map(str, used))} ",
+             json.dumps(raised) if raised else None, p.rowid))
         if self.hooks is not None:
+            calls = self.store.session_calls(session_key)
             self.hooks.session({
                 "session_id": session_key, "run_id": self.run_id, "name": name,
                 "result": result, "complete": complete, "pid": proc.pid,
-                "started_ns": root[8], "duration_ns": root[9] - root[8], "calls": n_calls,
+                "started_ns": t0, "duration_ns": t1 - t0, "calls": n_calls,
                 "errors": errors, "variant": contrib.variant,
-                "functions": [names.get(c[2], "?") for c in sorted(calls, key=lambda c: c[8])],
+                "functions": [names.get(c["fid"], "?") for c in calls],
             })
 
     def prune(self, force: bool = False) -> int:
@@ -329,9 +356,11 @@ class Ingestor:
         if not rows:
             return 0
         with self.store.transaction():
-            ids = [(r[0],) for r in rows]
-            self.db.executemany("DELETE FROM calls WHERE sid=?", ids)
-            self.db.executemany(f"UPDATE sessions SET tree_kept={PRUNED} WHERE sid=?", ids)
+            ids = [r[0] for r in rows]
+            for chunk in self.store.unlink_chunks(ids):
+                self.store.compact_chunk(chunk)
+            self.db.executemany(f"UPDATE sessions SET tree_kept={PRUNED} WHERE sid=?",
+                                [(i,) for i in ids])
         return len(rows)
 
     def drain_to_end(self) -> None:
@@ -375,25 +404,4 @@ class Ingestor:
         return t
 
 
-def _placeholders(ses: int, p: Pending, calls: list[tuple]) -> list[tuple]:
-    """Calls that were still open when the process died: known only through their children
-    (which name them as caller) and the session start. Marked ``incomplete``."""
-    have = {c[0] for c in calls}
-    missing: dict[int, list] = {}
-    for c in calls:
-        par = c[1]
-        if par and par not in have:
-            m = missing.setdefault(par, [c[3], c[8], c[9]])
-            m[1] = min(m[1], c[8])
-            m[2] = max(m[2], c[9])
-    end = max((c[9] for c in calls), default=p.t0)
-    out = []
-    if ses not in have:
-        out.append((ses, 0, p.root_fid, 0, 0, 0, INCOMPLETE, 0, p.t0, end, p.thread, 0))
-        missing.pop(ses, None)
-    for cid, (fid, t0, _t1) in sorted(missing.items(), key=lambda kv: kv[1][1]):
-        out.append((cid, ses, fid, p.root_fid, 0, 0, INCOMPLETE, 0, t0, end, p.thread, 0))
-    return out
-
-
-__all__ = ["Ingestor", "PARTIAL"]
+__all__ = ["PARTIAL", "Ingestor", "Retention"]

@@ -61,17 +61,18 @@ def live_totals(store: SQLiteStore, run_id: str) -> dict[str, int]:
 def exception_types(store: SQLiteStore, run_id: str, limit: int = 200) -> list[dict[str, Any]]:
     """Which exception types each function raised, over the kept session trees of a run.
 
-    Only sessions with at least one error are visited (the ``calls`` table has no index on the
-    exception column, and error sessions are usually a small share of a run).
+    Read from each failed session's ``raised`` summary (``[[fid, exception shape id, calls],
+    ...]``, written when the session ended), so no call record is decoded.
     """
     rows = store.db.execute(
-        "SELECT f.name AS function_name, sh.text AS exception_type, COUNT(*) AS count "
-        "FROM sessions s JOIN calls c ON c.sid=s.sid "
-        "JOIN functions f ON f.run_id=s.run_id AND f.fid=c.fid "
-        "JOIN shapes sh ON sh.sid=c.exc_sid "
-        "WHERE s.run_id=? AND s.errors>0 AND c.result=? AND c.exc_sid>0 "
+        "SELECT f.name AS function_name, sh.text AS exception_type, "
+        "SUM(json_extract(j.value, '$[2]')) AS count "
+        "FROM sessions s, json_each(s.raised) j "
+        "JOIN functions f ON f.run_id=s.run_id AND f.fid=json_extract(j.value, '$[0]') "
+        "JOIN shapes sh ON sh.sid=json_extract(j.value, '$[1]') "
+        "WHERE s.run_id=? AND s.errors>0 AND s.tree_kept>0 AND s.raised IS NOT NULL "
         "GROUP BY f.name, sh.text ORDER BY count DESC, f.name LIMIT ?",
-        (run_id, ERROR, limit)).fetchall()
+        (run_id, limit)).fetchall()
     return [dict(r) for r in rows]
 
 
@@ -79,24 +80,18 @@ def function_sessions(store: SQLiteStore, run_id: str, function_name: str,
                       limit: int = 20) -> list[dict[str, Any]]:
     """Recent kept sessions whose tree contains a call of ``function_name`` (newest first).
 
-    Walks sessions newest first and stops at ``limit`` matches, so a frequent function answers
-    at once; a rare one may scan the run's calls, which is acceptable for one click.
+    Walks sessions newest first and stops at ``limit`` matches (each session row lists its
+    functions), so a frequent function answers at once.
     """
     fid = store.db.execute("SELECT fid FROM functions WHERE run_id=? AND name=?",
                            (run_id, function_name)).fetchone()
     if fid is None:
         return []
     rows = store.db.execute(
-        "SELECT s.* FROM sessions s WHERE s.run_id=? AND s.tree_kept>0 AND EXISTS "
-        "(SELECT 1 FROM calls c WHERE c.sid=s.sid AND c.fid=?) "
-        "ORDER BY s.started_ns DESC LIMIT ?", (run_id, fid[0], limit)).fetchall()
-    out = []
-    for r in rows:
-        d = dict(r)
-        d.pop("sid", None)
-        d["complete"] = bool(d["complete"])
-        out.append(d)
-    return out
+        "SELECT s.* FROM sessions s WHERE s.run_id=? AND s.tree_kept>0 AND "
+        "instr(s.fids, ' ' || ? || ' ') > 0 ORDER BY s.started_ns DESC LIMIT ?",
+        (run_id, fid[0], limit)).fetchall()
+    return [store.session_dict(r) for r in rows]
 
 
 __all__ = ["count_sessions", "session_roots", "live_totals", "exception_types",

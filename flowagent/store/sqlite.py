@@ -2,9 +2,12 @@
 
 Layout: ``runs`` and ``processes`` describe what ran; ``functions`` (per run, keyed by
 ``module:qualname``) and ``shapes`` (global, interned text) keep names out of the big tables;
-``sessions`` and ``calls`` hold the kept session trees; ``graph_nodes``, ``graph_edges``,
-``shape_counts`` and ``paths`` hold the merged architecture graph's aggregates, which are
-kept for every session even when its tree is not.
+``sessions`` lists every session (with the functions it called, ``fids``, and what they
+raised, ``raised``, so searches need no call record); the calls of the kept session trees
+live in ``chunks`` (compressed columnar batches, see :mod:`flowagent.store.chunks`) indexed
+by ``session_chunks``; ``graph_nodes``, ``graph_edges``, ``shape_counts`` and ``paths`` hold
+the merged architecture graph's aggregates, which are kept for every session even when its
+tree is not.
 """
 
 from __future__ import annotations
@@ -12,12 +15,18 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from ..agent.wire import VERSION as WIRE_VERSION
 from ..errors import StoreError
+from . import chunks as C
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+# Chunks are wire batches (flowagent.store.chunks): a store is readable by the same schema
+# and the same wire version only, so both make up the data format a store is stamped with.
+DATA_FORMAT = f"{SCHEMA_VERSION}.{WIRE_VERSION}"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -47,12 +56,16 @@ CREATE TABLE IF NOT EXISTS sessions(
   sid INTEGER PRIMARY KEY, session_id TEXT UNIQUE, run_id TEXT, name TEXT, root_fid INTEGER,
   pid INTEGER, pk TEXT, thread TEXT, result TEXT, complete INTEGER, started_ns INTEGER,
   ended_ns INTEGER, duration_ns INTEGER, calls INTEGER DEFAULT 0, errors INTEGER DEFAULT 0,
-  variant TEXT, tree_kept INTEGER DEFAULT 1);
+  variant TEXT, tree_kept INTEGER DEFAULT 1, fids TEXT, raised TEXT);
 CREATE INDEX IF NOT EXISTS sessions_run ON sessions(run_id, started_ns);
-CREATE TABLE IF NOT EXISTS calls(
-  sid INTEGER, call_id INTEGER, parent_id INTEGER, fid INTEGER, caller_fid INTEGER,
-  in_sid INTEGER, out_sid INTEGER, result INTEGER, exc_sid INTEGER, t0 INTEGER, t1 INTEGER,
-  thread INTEGER, cpu_ns INTEGER, PRIMARY KEY(sid, call_id)) WITHOUT ROWID;
+-- retention walks a run's kept trees newest first, skipping the recent window
+CREATE INDEX IF NOT EXISTS sessions_kept ON sessions(run_id, tree_kept, sid);
+CREATE TABLE IF NOT EXISTS chunks(
+  chunk_id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, pk TEXT, ids INTEGER, calls INTEGER,
+  placeholders INTEGER DEFAULT 0, data BLOB);
+CREATE TABLE IF NOT EXISTS session_chunks(
+  sid INTEGER, chunk_id INTEGER, calls INTEGER, PRIMARY KEY(sid, chunk_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS session_chunks_chunk ON session_chunks(chunk_id);
 CREATE TABLE IF NOT EXISTS graph_nodes(
   run_id TEXT, fid INTEGER, calls INTEGER, errors INTEGER, partials INTEGER, total_ns INTEGER,
   self_ns INTEGER, min_ns INTEGER, max_ns INTEGER, roots INTEGER, cpu_ns INTEGER, hist TEXT,
@@ -77,6 +90,7 @@ CREATE TABLE IF NOT EXISTS paths(
 """
 
 RESULTS = ("success", "error", "partial", "incomplete")
+_CHUNK_CACHE = 8  # decoded chunks kept by a reader (a frame is at most a few MB decoded)
 
 
 def session_where(run_id: str | None, result: str | None, root: str | None,
@@ -125,7 +139,7 @@ class SQLiteStore:
                 self._check_version(path)
                 self.db.executescript(_SCHEMA)
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)",
-                                (str(SCHEMA_VERSION),))
+                                (DATA_FORMAT,))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the flowagent database {path}: {exc}; check that "
                              "the data directory exists, is writable and has free space") from None
@@ -134,17 +148,19 @@ class SQLiteStore:
         self.db.row_factory = sqlite3.Row
         self._shape_ids: dict[str, int] = {}
         self._shape_text: dict[int, str] = {}
+        self._chunks: OrderedDict[int, tuple[dict[int, list[tuple]], tuple[int, int]]] = (
+            OrderedDict())
 
     def _check_version(self, path: str) -> None:
         try:
             row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         except sqlite3.Error:
             row = None  # an empty database: this version creates it
-        if row is not None and row[0] != str(SCHEMA_VERSION):
+        if row is not None and row[0] != DATA_FORMAT:
             self.db.close()
             raise StoreError(
                 f"{path} was written by a different flowagent version (data format "
-                f"{row[0]}, this one reads {SCHEMA_VERSION}); use another --data-dir or move "
+                f"{row[0]}, this one reads {DATA_FORMAT}); use another --data-dir or move "
                 "the old one away")
 
     def close(self) -> None:
@@ -172,6 +188,71 @@ class SQLiteStore:
             self._shape_ids[text] = sid
             self._shape_text[sid] = text
         return sid
+
+    def add_chunk(self, run_id: str, pk: str, ids: int, calls: int, data: bytes,
+                  placeholders: int = 0) -> int:
+        """Store one chunk of call records (see :mod:`flowagent.store.chunks`); returns its
+        id, for :meth:`link_chunks`."""
+        return self.db.execute(
+            "INSERT INTO chunks(run_id, pk, ids, calls, placeholders, data) VALUES(?,?,?,?,?,?)",
+            (run_id, pk, ids, calls, placeholders, data)).lastrowid
+
+    def link_chunks(self, links: list[tuple[int, int, int]]) -> None:
+        """``(session rowid, chunk id, calls of that session in it)`` for each pair."""
+        self.db.executemany("INSERT OR IGNORE INTO session_chunks VALUES(?,?,?)", links)
+
+    def add_calls(self, session_id: str, rows: list[tuple]) -> None:
+        """Add calls to a stored session, in store layout (:data:`chunks.STORE_FIELDS`):
+        for importers and tools that write a store without recording."""
+        row = self.db.execute("SELECT sid, run_id, pk, fids, raised FROM sessions WHERE "
+                              "session_id=?", (session_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no session {session_id} in {self.path}: add the session first")
+        ses = C.session_number(session_id)
+        chunk = self.add_chunk(row[1], row[2], C.STORE, len(rows),
+                               C.encode(C.store_rows(rows, ses)))
+        self.link_chunks([(row[0], chunk, len(rows))])
+        self.db.execute("UPDATE sessions SET fids=?, raised=? WHERE sid=?",
+                        (*C.summary(rows, row[3], row[4]), row[0]))
+
+    def unlink_chunks(self, sids: list[int]) -> list[int]:
+        """Forget the calls of these sessions (retention): chunks nobody else needs are
+        deleted; returns the chunks other sessions still share."""
+        shared: set[int] = set()
+        for i in range(0, len(sids), 500):
+            part = sids[i:i + 500]
+            marks = ",".join("?" * len(part))
+            ids = [r[0] for r in self.db.execute(
+                f"SELECT DISTINCT chunk_id FROM session_chunks WHERE sid IN ({marks})", part)]
+            self.db.execute(f"DELETE FROM session_chunks WHERE sid IN ({marks})", part)
+            for chunk in ids:
+                if self.db.execute("SELECT 1 FROM session_chunks WHERE chunk_id=? LIMIT 1",
+                                   (chunk,)).fetchone():
+                    shared.add(chunk)
+                else:
+                    self.db.execute("DELETE FROM chunks WHERE chunk_id=?", (chunk,))
+        return sorted(shared)
+
+    def compact_chunk(self, chunk_id: int, keep_below: float = 0.25) -> bool:
+        """Rewrite a chunk that holds mostly calls of pruned sessions with only the calls of
+        the sessions still linked to it (so a kept session does not keep a whole frame of
+        pruned ones alive). True when it was rewritten."""
+        row = self.db.execute("SELECT calls, data FROM chunks WHERE chunk_id=?",
+                              (chunk_id,)).fetchone()
+        if row is None:
+            return False
+        linked = self.db.execute(
+            "SELECT s.session_id, sc.calls FROM session_chunks sc JOIN sessions s ON "
+            "s.sid=sc.sid WHERE sc.chunk_id=?", (chunk_id,)).fetchall()
+        kept = sum(r[1] for r in linked)
+        if kept >= row[0] * keep_below:
+            return False
+        wanted = {C.session_number(r[0]) for r in linked}
+        rows, anchor = C.decode(row[1])
+        rows = [r for r in rows if r[2] in wanted]
+        self.db.execute("UPDATE chunks SET calls=?, data=? WHERE chunk_id=?",
+                        (len(rows), C.encode(rows, anchor), chunk_id))
+        return True
 
     def shape_text(self, sid: int | None) -> str | None:
         if not sid:
@@ -213,15 +294,16 @@ class SQLiteStore:
         clause, args = session_where(run_id, result, root, min_duration_ns, alias="s.")
         where = [clause]
         if search:
-            where.append("EXISTS (SELECT 1 FROM calls c JOIN functions f ON f.run_id=s.run_id "
-                         "AND f.fid=c.fid WHERE c.sid=s.sid AND f.name LIKE ?)")
+            # sessions.fids lists the session's functions as " 1 5 9 ".
+            where.append("EXISTS (SELECT 1 FROM functions f WHERE f.run_id=s.run_id AND "
+                         "f.name LIKE ? AND instr(s.fids, ' ' || f.fid || ' ') > 0)")
             args.append(f"%{search}%")
         orders = {"started": "s.started_ns", "duration": "s.duration_ns DESC",
                   "calls": "s.calls DESC", "-started": "s.started_ns DESC"}
         sql = (f"SELECT s.* FROM sessions s WHERE {' AND '.join(where)} "
                f"ORDER BY {orders.get(order, 's.started_ns')}, s.sid LIMIT ? OFFSET ?")
         rows = self.db.execute(sql, (*args, limit, offset)).fetchall()
-        return [self._session_row(r) for r in rows]
+        return [self.session_dict(r) for r in rows]
 
     def count_sessions(self, run_id: str | None = None) -> int:
         if run_id:
@@ -230,16 +312,18 @@ class SQLiteStore:
         return self.db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
 
     @staticmethod
-    def _session_row(r: sqlite3.Row) -> dict[str, Any]:
+    def session_dict(r: sqlite3.Row) -> dict[str, Any]:
+        """A ``sessions`` row as readers see it (without the store's own bookkeeping)."""
         d = dict(r)
-        d.pop("sid", None)
+        for internal in ("sid", "fids", "raised"):  # row id and indexes of the store's own
+            d.pop(internal, None)
         d["complete"] = bool(d["complete"])
         return d
 
     def session(self, session_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM sessions WHERE session_id=?",
                               (session_id,)).fetchone()
-        return self._session_row(row) if row else None
+        return self.session_dict(row) if row else None
 
     def session_graph(self, session_id: str) -> dict[str, Any] | None:
         """The session as the export contract's session graph (timestamps in unix ns)."""
@@ -249,9 +333,9 @@ class SQLiteStore:
             return None
         run_id = row["run_id"]
         fns = self.functions(run_id)
-        threads = self._thread_names(row["pk"], run_id)
-        calls = self.db.execute("SELECT * FROM calls WHERE sid=? ORDER BY t0, call_id",
-                                (row["sid"],)).fetchall()
+        info = self._process_info(row["pk"], run_id)
+        threads = {int(k): v for k, v in info.get("threads", {}).items()}
+        calls = [dict(zip(C.STORE_FIELDS, c)) for c in self._call_rows(row, info)]
         nodes, edges = [], []
         for c in calls:
             fn = fns.get(c["fid"], {})
@@ -279,13 +363,60 @@ class SQLiteStore:
                 "result_type": row["result"], "complete": bool(row["complete"]),
                 "nodes": nodes, "edges": edges}
 
-    def _thread_names(self, pk: str, run_id: str) -> dict[int, str]:
+    def _process_info(self, pk: str, run_id: str) -> dict[str, Any]:
         row = self.db.execute("SELECT info FROM processes WHERE run_id=? AND pk=?",
                               (run_id, pk)).fetchone()
-        if not row or not row[0]:
-            return {}
-        info = json.loads(row[0])
-        return {int(k): v for k, v in info.get("threads", {}).items()}
+        return json.loads(row[0]) if row and row[0] else {}
+
+    def _call_rows(self, row: sqlite3.Row, info: dict[str, Any] | None = None) -> list[tuple]:
+        ids = self.db.execute(
+            "SELECT c.chunk_id, c.ids FROM session_chunks sc JOIN chunks c ON "
+            "c.chunk_id=sc.chunk_id WHERE sc.sid=? ORDER BY sc.chunk_id", (row["sid"],)).fetchall()
+        if not ids:
+            return []
+        if info is None:
+            info = self._process_info(row["pk"], row["run_id"])
+        chunks = [(kind, *self._chunk(chunk_id)) for chunk_id, kind in ids]
+        return C.session_rows(chunks, C.session_number(row["session_id"]), C.ProcessMaps(info))
+
+    def _chunk(self, chunk_id: int) -> tuple[dict[int, list[tuple]], tuple[int, int]]:
+        """A chunk decoded and grouped by session, through a small cache: sessions that
+        share a frame are read one after the other (a session list, an export), and each
+        must not decode the whole frame again. Chunk ids are never reused and a chunk only
+        ever loses the rows of pruned sessions, so a cached chunk stays right for every
+        session still linked to it."""
+        hit = self._chunks.get(chunk_id)
+        if hit is not None:
+            self._chunks.move_to_end(chunk_id)
+            return hit
+        data = self.db.execute("SELECT data FROM chunks WHERE chunk_id=?",
+                               (chunk_id,)).fetchone()
+        hit = C.by_session(data[0]) if data else ({}, (0, 0))
+        self._chunks[chunk_id] = hit
+        if len(self._chunks) > _CHUNK_CACHE:
+            self._chunks.popitem(last=False)
+        return hit
+
+    def session_calls(self, session_id: str) -> list[dict[str, Any]]:
+        """The stored calls of one session in start order, each a dict with the fields of
+        :data:`flowagent.store.chunks.STORE_FIELDS` (store ids, unix-ns times); empty when
+        its tree was not kept."""
+        row = self.db.execute("SELECT * FROM sessions WHERE session_id=?",
+                              (session_id,)).fetchone()
+        if row is None:
+            return []
+        return [dict(zip(C.STORE_FIELDS, c)) for c in self._call_rows(row)]
+
+    def stored_calls(self, run_id: str | None = None) -> dict[str, int]:
+        """Calls held in the store's kept session trees: ``calls`` recorded ones and
+        ``placeholders`` (calls a dead process left open, stored as ``incomplete``)."""
+        where, args = ("WHERE s.run_id=?", (run_id,)) if run_id else ("", ())
+        row = self.db.execute(
+            "SELECT COALESCE(SUM(CASE WHEN c.placeholders THEN 0 ELSE sc.calls END),0), "
+            "COALESCE(SUM(CASE WHEN c.placeholders THEN sc.calls ELSE 0 END),0) "
+            "FROM session_chunks sc JOIN chunks c ON c.chunk_id=sc.chunk_id "
+            f"JOIN sessions s ON s.sid=sc.sid {where}", args).fetchone()
+        return {"calls": row[0], "placeholders": row[1]}
 
     def iter_session_graphs(self, run_id: str) -> Iterator[dict[str, Any]]:
         """Every kept session tree of a run, one at a time (bounded memory for exports)."""

@@ -185,9 +185,15 @@ def test_retention_keeps_exemplars_failures_and_a_recent_window(tmp_path):
     assert kept == {(3, "success"): 1, (3, "partial"): 1, (3, "error"): 1,
                     (2, "partial"): 4, (2, "error"): 2, (1, "success"): 2,
                     (0, "success"): 7}
-    pruned = [r[0] for r in store.db.execute("SELECT sid FROM sessions WHERE tree_kept=0")]
-    assert all(store.db.execute("SELECT COUNT(*) FROM calls WHERE sid=?", (s,)).fetchone()[0]
-               == 0 for s in pruned)
+    pruned = [r[0] for r in store.db.execute(
+        "SELECT session_id FROM sessions WHERE tree_kept=0")]
+    assert pruned and all(store.session_calls(s) == [] for s in pruned)
+    kept_ids = [r[0] for r in store.db.execute(
+        "SELECT session_id FROM sessions WHERE tree_kept>0")]
+    assert all(store.session_calls(s) for s in kept_ids)
+    # pruned trees leave no chunk behind that only they used
+    assert store.db.execute("SELECT COUNT(*) FROM chunks WHERE chunk_id NOT IN "
+                            "(SELECT chunk_id FROM session_chunks)").fetchone()[0] == 0
     # aggregates still count every session
     calls = store.db.execute("SELECT calls FROM graph_nodes g JOIN functions f ON "
                              "f.fid=g.fid AND f.run_id=g.run_id WHERE f.name=?",

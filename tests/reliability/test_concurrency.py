@@ -10,10 +10,8 @@ so a session whose calls show both `int` and `str` inputs holds two requests' ca
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
-import sqlite3
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -21,6 +19,8 @@ from pathlib import Path
 import pytest
 from helpers import REPO, run_cli, run_python, strip_summary
 from reliability_support import launch
+
+from flowagent.store.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.e2e
 
@@ -57,19 +57,21 @@ needs_gevent = pytest.mark.skipif(
 
 def _sessions(data: Path) -> list[dict]:
     """Every stored session with the input kinds, threads and pids of its calls."""
-    with sqlite3.connect(data / "flowagent.db") as db:
-        rows = db.execute(
-            "SELECT s.session_id, s.name, s.complete, s.pid, c.thread, sh.text "
-            "FROM sessions s JOIN calls c ON c.sid = s.sid "
-            "LEFT JOIN shapes sh ON sh.sid = c.in_sid WHERE c.result != 3").fetchall()
+    store = SQLiteStore(str(data / "flowagent.db"), readonly=True)
     by: dict[str, dict] = defaultdict(lambda: {"calls": 0, "kinds": set(), "threads": set()})
-    for sid, name, complete, pid, thread, shape in rows:
-        s = by[sid]
-        s.update(name=name, complete=complete, pid=pid)
-        s["calls"] += 1
-        s["threads"].add(thread)
-        kinds = json.loads(shape) if shape else []
-        s["kinds"].update(k for k in kinds if k in ("int", "str"))
+    try:
+        for run_id in [r["run_id"] for r in store.runs()]:
+            for g in store.iter_session_graphs(run_id):
+                for c in g["nodes"]:
+                    if c["result_type"] == "incomplete":
+                        continue
+                    s = by[g["session_id"]]
+                    s.update(name=g["name"], complete=int(g["complete"]), pid=c["pid"])
+                    s["calls"] += 1
+                    s["threads"].add(c["thread"])
+                    s["kinds"].update(k for k in c["input_shape"].values() if k in ("int", "str"))
+    finally:
+        store.close()
     return list(by.values())
 
 
@@ -137,13 +139,6 @@ def test_gevent_program_runs_no_agent_code_on_gevent(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @needs_gevent
-@pytest.mark.xfail(reason="BUG: a gevent program (monkey.patch_all) still dies at exit under "
-                   "flowagent, with the flusher fixed to native locks: 'Exception ignored in "
-                   "thread started by: <bound method Thread._bootstrap of <Thread("
-                   "flowagent-flusher, started daemon ...>>' then 'Fatal Python error: "
-                   "_enter_buffered_busy: could not acquire lock for <stderr> at interpreter "
-                   "shutdown, possibly due to daemon threads' -> SIGABRT (exit -6), within "
-                   "~5-100 runs here; plainly never", strict=True)
 def test_gevent_never_deadlocks_nor_mixes(tmp_path: Path, figure) -> None:
     # Up to 300 runs, stopping at the first failure (the bug shows within ~30-60 runs).
     _copy_app(tmp_path)

@@ -10,13 +10,15 @@ plain ``python``. What the agent could not describe is counted by the agent itse
 
 from __future__ import annotations
 
+import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
 from helpers import run_cli, run_python, strip_summary
 from reliability_support import PROGRAMS, accounting
+
+from flowagent.store.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.e2e
 
@@ -40,11 +42,13 @@ def test_hostile_values_are_never_touched(tmp_path: Path, backend: str, figure) 
     values = int(out.split(b"values: ")[1].split(b"\n")[0])
     acc = accounting(data)
     run = acc["run"]
-    with sqlite3.connect(data / "flowagent.db") as db:
-        takes = db.execute(
-            "SELECT COUNT(*), SUM(s.text LIKE '%?%') FROM calls c JOIN functions f "
-            "ON f.fid = c.fid AND f.run_id = ? LEFT JOIN shapes s ON s.sid = c.in_sid "
-            "WHERE f.qualname IN ('take', 'give')", (acc["run_id"],)).fetchone()
+    store = SQLiteStore(str(data / "flowagent.db"), readonly=True)
+    try:
+        nodes = [c for g in store.iter_session_graphs(acc["run_id"]) for c in g["nodes"]
+                 if c["function_name"].partition(":")[2] in ("take", "give")]
+    finally:
+        store.close()
+    takes = (len(nodes), sum("?" in json.dumps(c["input_shape"]) for c in nodes))
     assert takes[0] >= values * 3  # every call with a hostile value was recorded
     assert run["agent_errors"] >= 1  # the unreadable field (behind a property) was counted
     assert acc["produced"] == acc["stored"] and run["dropped_events"] == 0

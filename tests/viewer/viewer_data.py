@@ -170,11 +170,9 @@ def add_hostile_run(data_dir: Path) -> None:
                    (10_000_002, HOSTILE_SESSION_NOT_KEPT, HOSTILE_RUN, f"<request>:GET /{XSS}",
                     1, 99, "evilpk", XSS, "success", 1, t0 + 10**6, t0 + 10**6 + 10, 10, 1, 0,
                     "v", 0))
-        db.executemany("INSERT INTO calls(sid, call_id, parent_id, fid, caller_fid, in_sid, "
-                       "out_sid, result, exc_sid, t0, t1, thread) "
-                       "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", [
-            (10_000_001, 1, 0, 1, 0, s_in, s_out, 2, 0, t0, t0 + 5000, 7),
-            (10_000_001, 2, 1, 2, 1, 0, 0, 1, s_exc, t0 + 1000, t0 + 2000, 7),
+        store.add_calls(HOSTILE_SESSION, [
+            (1, 0, 1, 0, s_in, s_out, 2, 0, t0, t0 + 5000, 7),
+            (2, 1, 2, 1, 0, 0, 1, s_exc, t0 + 1000, t0 + 2000, 7),
         ])
         nodes = "run_id, fid, calls, errors, partials, total_ns, self_ns, min_ns, max_ns, roots"
         db.execute(f"INSERT INTO graph_nodes({nodes}) VALUES(?,?,?,?,?,?,?,?,?,?)",

@@ -1,0 +1,411 @@
+"""One session's call tree, built as its call records stream in, in memory bounded by the
+tree's depth (never by its length).
+
+A recorded process emits each call when it *ends*, so a session's records arrive children
+first (post-order). Everything the sidecar derives from a tree can therefore be folded
+bottom-up at the moment a call ends, and the call can then be forgotten:
+
+* per-call statistics (count, total/self/min/max time, CPU, duration histogram) summed per
+  *signature* (function, caller, result, shapes, exception): one dict update per call, spread
+  into nodes/edges/shapes once per session in :meth:`SessionTree.contribution`;
+* the canonical tree shape (flow variant): each call's subtree is an 8-byte digest of its
+  function's name and its children's digests in start order (repeated siblings collapsed),
+  memoized per process; names, not ids, so the same flow has the same variant in every
+  process and every run;
+* root-to-leaf paths: each call's set of paths below it, a memoized frozenset of tuples;
+* error raise sites: an error whose callees did not raise waits on its caller, gathering the
+  path and whether a caller handled it, until the root ends.
+
+Only *open* calls (calls with an ended child that have not ended themselves: the current
+stack) keep state. A call whose children number more than :data:`MAX_KIDS` distinct runs has
+the oldest ones folded into a digest, so even a loop of a million different calls keeps a
+bounded state.
+
+Ids are whatever the records carry (a process's wire ids in the sidecar); :class:`Namer`
+maps them to function names (paths, digests, the request-root test) and
+:meth:`SessionTree.contribution` translates them to store ids once per session.
+
+Records a parent ended *before* (a child task outliving its caller) cannot change the
+parent's already folded digest; they still count in every per-call statistic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..agent.wire import ERROR, INCOMPLETE, PARTIAL
+
+MAX_KIDS = 1024    # distinct child runs kept per open call before the oldest are folded
+MAX_HOPS = 256     # error paths longer than this are cut (as deep recursion collapses anyway)
+_MEMO_CAP = 16_384  # entries per memo before it is cleared (a memo only saves work)
+
+
+@dataclass
+class Contribution:
+    """What one finished session adds to its run's aggregates (store ids)."""
+
+    nodes: dict[int, list[int]] = field(default_factory=dict)   # fid -> node stats:
+    # calls, errors, partials, total_ns, self_ns, min_ns, max_ns, roots, cpu_ns
+    hists: dict[int, dict[int, int]] = field(default_factory=dict)
+    edges: dict[tuple[int, int, int], list[int]] = field(default_factory=dict)
+    shapes: dict[tuple[int, str, int], int] = field(default_factory=dict)
+    paths: dict[str, int] = field(default_factory=dict)
+    errors: dict[tuple[int, int, str, int], int] = field(default_factory=dict)
+    variant: str = ""
+    root_fid: int = 0
+    duration: int = 0
+    start: int = 0
+    failed: bool = False
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=8).digest()
+
+
+class Namer:
+    """Per-process caches from record ids to names, digests and path sets.
+
+    ``name_of`` maps a function id of the records to its ``module:qualname``. The memos make
+    a repeated subtree cost one dict lookup; they are cleared when they grow past a cap, so
+    a run of ever-different trees costs time, never unbounded memory.
+    """
+
+    def __init__(self, name_of: Callable[[int], str]) -> None:
+        self.name_of = name_of
+        self.leaves: dict[int, bytes] = {}        # fid -> digest of a call without callees
+        self.leaf_sets: dict[int, frozenset] = {}  # fid -> its paths: {(fid,)}
+        self.inners: dict[tuple, bytes] = {}        # (fid, fold, *kid digests) -> digest
+        self.prefixes: dict[tuple, frozenset] = {}  # (fid, paths below) -> its paths
+        self.unions: dict[tuple, frozenset] = {}    # (paths, paths) -> their union
+        self._json: dict[tuple, str] = {}
+
+    def leaf(self, fid: int) -> bytes:
+        d = self.leaves.get(fid)
+        if d is None:
+            d = self.leaves[fid] = _digest(self.name_of(fid).encode("utf-8", "replace"))
+        return d
+
+    def inner(self, fid: int, fold: bytes, kids: list[bytes]) -> bytes:
+        key = (fid, fold, *kids)
+        d = self.inners.get(key)
+        if d is None:
+            if len(self.inners) > _MEMO_CAP:
+                self.inners.clear()
+            d = self.inners[key] = _digest(b"".join((self.leaf(fid), b"(", fold, *kids, b")")))
+        return d
+
+    def leaf_paths(self, fid: int) -> frozenset:
+        p = self.leaf_sets.get(fid)
+        if p is None:
+            p = self.leaf_sets[fid] = frozenset(((fid,),))
+        return p
+
+    def prefixed(self, fid: int, below: frozenset) -> frozenset:
+        """Paths of a call: its name in front of each path below it (recursion collapses)."""
+        key = (fid, below)
+        p = self.prefixes.get(key)
+        if p is None:
+            if len(self.prefixes) > _MEMO_CAP:
+                self.prefixes.clear()
+            p = self.prefixes[key] = frozenset(
+                s if s[0] == fid else (fid, *s) for s in below)
+        return p
+
+    def union(self, a: frozenset, b: frozenset) -> frozenset:
+        key = (a, b)
+        u = self.unions.get(key)
+        if u is None:
+            if len(self.unions) > _MEMO_CAP:
+                self.unions.clear()
+            u = self.unions[key] = a | b
+        return u
+
+    def path_json(self, path: tuple) -> str:
+        text = self._json.get(path)
+        if text is None:
+            if len(self._json) > _MEMO_CAP:
+                self._json.clear()
+            text = self._json[path] = json.dumps([self.name_of(f) for f in path])
+        return text
+
+
+# State of an open call (one that has ended children but has not ended itself), a plain list
+# because one is made for every call that has callees: the sidecar's hottest allocation.
+O_FID, O_T0, O_CHILD_NS, O_ERR_CHILD, O_FOLD, O_KIDS, O_KID_T0, O_PATHS, O_WAITERS = range(9)
+# O_FID: from the children's caller field (a placeholder needs it); O_T0: earliest child
+# start; O_FOLD: digest of child runs folded away (beyond MAX_KIDS); O_KIDS/O_KID_T0: child
+# digests in start order, repeats collapsed, and their starts; O_PATHS: frozenset of paths
+# below; O_WAITERS: error raise sites climbing up ({key: count} or None).
+
+
+def _add_kid(node: list, digest: bytes, t0: int) -> None:
+    """Out-of-order or overflowing case of adding a child digest (the in-order append of a
+    new digest is inlined in :meth:`SessionTree.feed`)."""
+    kids, kid_t0 = node[O_KIDS], node[O_KID_T0]
+    if kids and t0 < kid_t0[-1]:  # ended after a later-started sibling: keep start order
+        i = bisect_right(kid_t0, t0)
+        if kids[i - 1:i] == [digest] or kids[i:i + 1] == [digest]:
+            return
+        kids.insert(i, digest)
+        kid_t0.insert(i, t0)
+    else:
+        kids.append(digest)
+        kid_t0.append(t0)
+    if len(kids) > MAX_KIDS:
+        half = MAX_KIDS // 2
+        node[O_FOLD] = _digest(b"".join((node[O_FOLD], *kids[:half])))
+        del kids[:half], kid_t0[:half]
+
+
+class SessionTree:
+    """Folds one session's call records (wire layout, :data:`~flowagent.agent.wire.CALL_FIELDS`)
+    into its statistics as they arrive."""
+
+    def __init__(self, ses: int, namer: Namer, root_fid: int = 0, t0: int = 0,
+                 thread: int = 0) -> None:
+        self.ses = ses
+        self.namer = namer
+        self.root_fid = root_fid
+        self.t0 = t0
+        self.thread = thread
+        self.end = t0
+        self.root: tuple | None = None   # the root's record, once it ended
+        # signature (fid, caller fid, in, out, result, exception: a slice of the record) ->
+        # calls, total, self, min, max, cpu, {histogram bucket: calls}
+        self.sigs: dict[tuple, list] = {}
+        self.errors: dict[tuple, int] = {}
+        self.paths: frozenset = frozenset()
+        self.digest = b""
+        self._open: dict[int, list] = {}  # cid -> open call state (O_* fields)
+
+    def feed(self, rows: list[tuple]) -> int:
+        """Fold records of this session (in the order they ended); returns how many."""
+        ses, namer, opened, sigs = self.ses, self.namer, self._open, self.sigs
+        # The namer's memos are read inline (a method call per record costs as much as the
+        # lookup); a miss goes through the method, which fills the memo.
+        leaves, leaf_sets = namer.leaves, namer.leaf_sets
+        inners, prefixes, unions = namer.inners, namer.prefixes, namer.unions
+        pop, get = opened.pop, opened.get
+        end = self.end
+        for row in rows:
+            cid, par, _s, fid, pfid, _in, _out, res, exc, t0, t1, _thr, cpu = row
+            d = t1 - t0
+            if d < 0:  # plain ifs, here and below: cheaper than min()/max() calls
+                d = 0
+            if t1 > end:
+                end = t1
+            node = pop(cid, None)
+            up = None  # error raise sites below (or at) this call, on their way to the root
+            if node is None:
+                self_ns = d
+                digest = leaves.get(fid) or namer.leaf(fid)
+                paths = leaf_sets.get(fid) or namer.leaf_paths(fid)
+            else:
+                self_ns = d - node[O_CHILD_NS]
+                if self_ns < 0:
+                    self_ns = 0
+                kids = node[O_KIDS]
+                digest = inners.get((fid, node[O_FOLD], *kids)) or namer.inner(
+                    fid, node[O_FOLD], kids)
+                below = node[O_PATHS]
+                paths = prefixes.get((fid, below)) or namer.prefixed(fid, below)
+                if node[O_WAITERS]:
+                    up = self._climb(node[O_WAITERS], fid, res)
+            if res != INCOMPLETE:
+                key = row[3:9]  # fid, caller fid, in, out, result, exception
+                acc = sigs.get(key)
+                if acc is None:
+                    acc = sigs[key] = [0, 0, 0, d, d, 0, {}]
+                acc[0] += 1
+                acc[1] += d
+                acc[2] += self_ns
+                if d < acc[3]:
+                    acc[3] = d
+                elif d > acc[4]:
+                    acc[4] = d
+                acc[5] += cpu
+                # histogram bucket (see histogram.bucket), inlined: this loop is the sidecar
+                if d < 8:
+                    b = d
+                else:
+                    bl = d.bit_length()
+                    b = (bl << 3) - 32 + (d >> (bl - 4))
+                h = acc[6]
+                h[b] = h.get(b, 0) + 1
+                if res == ERROR and (node is None or not node[O_ERR_CHILD]):
+                    site = (exc, fid, (fid,), -1)
+                    if up is None:
+                        up = {site: 1}
+                    else:
+                        up[site] = up.get(site, 0) + 1
+            if cid == ses:
+                self.root = row
+                self.paths = paths
+                self.digest = digest
+            elif par and par != cid:
+                p = get(par)
+                if p is None:
+                    p = opened[par] = [pfid, t0, d, res == ERROR, b"", [digest], [t0], paths,
+                                       up]
+                    continue
+                if t0 < p[O_T0]:
+                    p[O_T0] = t0
+                p[O_CHILD_NS] += d
+                if res == ERROR:
+                    p[O_ERR_CHILD] = True
+                kids = p[O_KIDS]
+                if kids[-1] != digest:
+                    if t0 >= p[O_KID_T0][-1] and len(kids) < MAX_KIDS:
+                        kids.append(digest)
+                        p[O_KID_T0].append(t0)
+                    else:
+                        _add_kid(p, digest, t0)
+                below = p[O_PATHS]
+                if below is not paths:
+                    p[O_PATHS] = unions.get((below, paths)) or namer.union(below, paths)
+                if up:
+                    waiting = p[O_WAITERS]
+                    if waiting is None:
+                        p[O_WAITERS] = up
+                    else:
+                        for k, c in up.items():
+                            waiting[k] = waiting.get(k, 0) + c
+                continue
+            if up:
+                self._settle(up)
+        self.end = end
+        return len(rows)
+
+    def _climb(self, waiters: dict[tuple, int], fid: int, res: int) -> dict[tuple, int]:
+        """Error raise sites pass through a call on their way to the root: the call joins
+        their path, and the first caller that did not fail decides whether the error was
+        handled (a web framework's request root turning it into a 500 does not count)."""
+        moved: dict[tuple, int] = {}
+        for (exc, site, path, handled), count in waiters.items():
+            if path[-1] != fid and len(path) < MAX_HOPS:
+                path = (*path, fid)
+            if handled < 0 and res != ERROR:
+                handled = 0 if self.namer.name_of(fid).startswith("<request>:") else 1
+            k = (exc, site, path, handled)
+            moved[k] = moved.get(k, 0) + count
+        return moved
+
+    def _settle(self, waiters: dict[tuple, int]) -> None:
+        for (exc, site, path, handled), count in waiters.items():
+            k = (exc, site, path, max(handled, 0))
+            self.errors[k] = self.errors.get(k, 0) + count
+
+    def placeholders(self) -> list[tuple]:
+        """Records for the calls still open when their process died (known only through
+        their children, which name them as caller) and the root if it never ended: marked
+        ``incomplete``, children of the root, in start order, the root last."""
+        out = []
+        for cid, node in sorted(self._open.items(), key=lambda kv: kv[1][O_T0]):
+            if cid != self.ses:
+                out.append((cid, self.ses, self.ses, node[O_FID], self.root_fid, 0, 0,
+                            INCOMPLETE, 0, node[O_T0], self.end, self.thread, 0))
+        if self.root is None:
+            out.append((self.ses, 0, self.ses, self.root_fid, 0, 0, 0, INCOMPLETE, 0,
+                        self.t0, self.end, self.thread, 0))
+        return out
+
+    def finish(self) -> None:
+        """The session is over: settle error raise sites whose callers never ended."""
+        for node in self._open.values():
+            if node[O_WAITERS]:
+                self._settle(node[O_WAITERS])
+        self._open.clear()
+
+    # -- results ---------------------------------------------------------------------------
+    def calls(self) -> int:
+        return sum(a[0] for a in self.sigs.values())
+
+    def error_calls(self) -> int:
+        return sum(a[0] for k, a in self.sigs.items() if k[4] == ERROR)
+
+    def fids(self) -> set[int]:
+        return {k[0] for k in self.sigs}
+
+    def raised(self) -> dict[tuple[int, int], int]:
+        """(function, exception) → calls that ended with that exception."""
+        out: dict[tuple[int, int], int] = {}
+        for k, a in self.sigs.items():
+            if k[4] == ERROR:
+                out[(k[0], k[5])] = out.get((k[0], k[5]), 0) + a[0]
+        return out
+
+    def contribution(self, fid_map: Callable[[int], int],
+                     sid_map: Callable[[int], int]) -> Contribution:
+        """What this session adds to the run's aggregates, in store ids."""
+        out = Contribution()
+        nodes, edges, shapes = out.nodes, out.edges, out.shapes
+        for (fid, pfid, ins, out_s, res, _exc), a in self.sigs.items():
+            f = fid_map(fid)
+            n = nodes.get(f)
+            count, total, self_ns, lo, hi, cpu, hist = a
+            if n is None:
+                nodes[f] = [count, 0, 0, total, self_ns, lo, hi, 0, cpu]
+                n = nodes[f]
+                out.hists[f] = dict(hist)
+            else:
+                h = out.hists[f]
+                for b, c in hist.items():
+                    h[b] = h.get(b, 0) + c
+                n[0] += count
+                n[3] += total
+                n[4] += self_ns
+                n[5] = min(n[5], lo)
+                n[6] = max(n[6], hi)
+                n[8] += cpu
+            if res == ERROR:
+                n[1] += count
+            elif res == PARTIAL:
+                n[2] += count
+            if pfid:  # a call with a recorded caller (the root and thread roots have none)
+                e = edges.setdefault((fid_map(pfid), f, res), [0, 0])
+                e[0] += count
+                e[1] += total
+            for io, wire_sid in (("in", ins), ("out", out_s)):
+                s = sid_map(wire_sid) if wire_sid else 0
+                if s:
+                    shapes[(f, io, s)] = shapes.get((f, io, s), 0) + count
+        namer = self.namer
+        for (exc, site, path, handled), count in self.errors.items():
+            key = (sid_map(exc) if exc else 0, fid_map(site), namer.path_json(path[::-1]),
+                   handled)
+            out.errors[key] = out.errors.get(key, 0) + count
+        root = self.root
+        if root is not None:
+            if root[7] != INCOMPLETE:
+                nodes[fid_map(root[3])][7] += 1
+            for path in self.paths:
+                out.paths[namer.path_json(path)] = 1  # each distinct path once per session
+            out.variant = self.digest.hex()
+            out.root_fid = fid_map(root[3])
+            out.duration = max(root[10] - root[9], 0)
+            out.start = root[9]
+            out.failed = root[7] == ERROR
+        return out
+
+
+def _identity(x: int) -> int:
+    return x
+
+
+def session_contributions(calls: list[tuple], ses: int, names: dict[int, str]) -> Contribution:
+    """One whole session's contribution from its call rows in store layout (call_id,
+    parent_id, fid, caller_fid, in_sid, out_sid, result, exc_sid, t0, t1, thread[, cpu_ns]),
+    in any order: the pure form of what the sidecar folds as records stream in."""
+    rows = [(c[0], c[1], ses, *c[2:11], c[11] if len(c) > 11 else 0) for c in calls]
+    # Children first, as a process emits them: by end time; a parent that ends at the same
+    # nanosecond as its child started no later and was given a smaller id.
+    rows.sort(key=lambda r: (r[10], -r[9], -r[0]))
+    root = next((r for r in rows if r[0] == ses), None)
+    tree = SessionTree(ses, Namer(lambda f: names.get(f, "?")), root[3] if root else 0)
+    tree.feed(rows)
+    tree.finish()
+    return tree.contribution(_identity, _identity)
