@@ -6,47 +6,76 @@ and exit status 2; ``flowagent run`` exits with the program's own status.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
-from datetime import datetime, timezone
-from typing import Any, NoReturn, TextIO
 
 from .errors import FlowagentError, NotFoundError, UsageError
 
+TYPE_CHECKING = False  # `flowagent run` imports as little as it can: no typing, no argparse
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, TextIO
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see 'flowagent {self.prog.split()[-1]} --help')"
-                         if " " in self.prog else f"{message} (see 'flowagent --help')")
+
+def _parser(**kwargs: Any) -> argparse.ArgumentParser:
+    """An ArgumentParser whose errors are UsageErrors (one line, exit 2). argparse is imported
+    here, by the commands that need it, not by ``flowagent run``."""
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            raise UsageError(f"{message} (see 'flowagent {self.prog.split()[-1]} --help')"
+                             if " " in self.prog else f"{message} (see 'flowagent --help')")
+
+    return Parser(**kwargs)
 
 
 # ---------------------------------------------------------------------------------------
 # run
 
-_RUN_VALUE_OPTS = {"--include", "--exclude", "--data-dir", "--backend", "--ring-size",
-                   "--flush-interval-ms", "--sample-rate"}
+# Our options: option -> (setting, value name or None for a flag, the flag's value, help).
+# One table for the parser below and for `flowagent run --help`.
+RUN_OPTIONS: dict[str, tuple[str, str | None, object, str]] = {
+    "--include": ("include", "GLOB", None,
+                  "record modules matching this dotted-name glob (repeatable)"),
+    "--exclude": ("exclude", "GLOB", None,
+                  "never record modules matching this glob (repeatable)"),
+    "--data-dir": ("data_dir", "DIR", None, "where runs are stored (.flowagent)"),
+    "--backend": ("backend", "NAME", None, "auto, wrap, profile or monitor (auto)"),
+    "--ring-size": ("ring_size", "SIZE", None, "bytes per process ring, e.g. 16MiB"),
+    "--flush-interval-ms": ("flush_interval_ms", "MS", None,
+                            "how often recorded calls are flushed to the ring (50)"),
+    "--sample-rate": ("sample_rate", "FRACTION", None, "fraction of sessions recorded (1.0)"),
+    "--cpu-time": ("cpu_time", None, True,
+                   "also measure each call's CPU time (thread CPU clock)"),
+    "--no-nested": ("nested", None, False,
+                    "do not record functions defined inside functions"),
+    "--verbose": ("verbose", None, True,
+                  "debug lines: backend choice, where each setting came from"),
+}
+_RUN_SHORT = {"-v": "--verbose"}
+_REPEATABLE = {"include", "exclude"}
+_RUN_USAGE = "flowagent run [OPTIONS] (SCRIPT | -m MODULE | -- PROGRAM) [ARGS...]"
+# The kill switch's words, as config.py reads FLOWAGENT_ENABLED (tests/e2e/test_cli.py checks
+# they agree): checked before config.py is even imported.
+_OFF = ("0", "false", "no", "off")
 
 
-def _run_parser() -> _Parser:
-    p = _Parser(prog="flowagent run", description="Run a program under the agent.",
-                usage="flowagent run [OPTIONS] (SCRIPT | -m MODULE | -- PROGRAM) [ARGS...]")
-    p.add_argument("--include", action="append", metavar="GLOB",
-                   help="record modules matching this dotted-name glob (repeatable)")
-    p.add_argument("--exclude", action="append", metavar="GLOB",
-                   help="never record modules matching this glob (repeatable)")
-    p.add_argument("--data-dir", metavar="DIR", help="where runs are stored (.flowagent)")
-    p.add_argument("--backend", choices=("auto", "wrap", "profile", "monitor"))
-    p.add_argument("--ring-size", metavar="SIZE", help="bytes per process ring, e.g. 16MiB")
-    p.add_argument("--flush-interval-ms", metavar="MS")
-    p.add_argument("--sample-rate", metavar="FRACTION")
-    p.add_argument("--cpu-time", dest="cpu_time", action="store_const", const=True,
-                   help="also measure each call's CPU time (thread CPU clock)")
-    p.add_argument("--no-nested", dest="nested", action="store_const", const=False,
-                   help="do not record functions defined inside functions")
-    p.add_argument("-v", "--verbose", action="store_const", const=True)
-    return p
+def _takes_value(option: str) -> bool:
+    spec = RUN_OPTIONS.get(_RUN_SHORT.get(option, option))
+    return spec is not None and spec[1] is not None
+
+
+def _run_help() -> None:
+    p = _parser(prog="flowagent run", description="Run a program under the agent.",
+                usage=_RUN_USAGE)
+    for option, (_, metavar, _, text) in RUN_OPTIONS.items():
+        short = [s for s, long in _RUN_SHORT.items() if long == option]
+        if metavar is None:
+            p.add_argument(*short, option, action="store_true", help=text)
+        else:
+            p.add_argument(*short, option, metavar=metavar, help=text)
+    p.print_help()
 
 
 def split_run_argv(argv: list[str]) -> tuple[list[str], str, str, list[str]]:
@@ -71,7 +100,7 @@ def split_run_argv(argv: list[str]) -> tuple[list[str], str, str, list[str]]:
             return opts, "module", a[2:], argv[i + 1:]
         if a.startswith("-") and a != "-":
             opts.append(a)
-            if a in _RUN_VALUE_OPTS:
+            if _takes_value(a):
                 if i + 1 >= len(argv):
                     raise UsageError(f"{a} needs a value")
                 opts.append(argv[i + 1])
@@ -80,21 +109,59 @@ def split_run_argv(argv: list[str]) -> tuple[list[str], str, str, list[str]]:
             continue
         return opts, "script", a, argv[i + 1:]
     if any(o in ("-h", "--help") for o in opts):
-        _run_parser().print_help()
+        _run_help()
         raise SystemExit(0)
     raise UsageError("nothing to run: give a script, '-m module' or '-- program' "
                      "(e.g. 'flowagent run app.py')")
 
 
+def parse_run_options(opts: list[str]) -> dict[str, object]:
+    """Our options, as :func:`split_run_argv` found them, as command-line settings for
+    :func:`~flowagent.config.load_config` (which checks their values)."""
+    settings: dict[str, Any] = {}
+    i = 0
+    while i < len(opts):
+        arg = opts[i]
+        i += 1
+        name, eq, value = arg.partition("=")
+        if name in ("-h", "--help"):
+            _run_help()
+            raise SystemExit(0)
+        spec = RUN_OPTIONS.get(_RUN_SHORT.get(name, name))
+        if spec is None:
+            raise UsageError(f"unrecognized option {arg!r} (see 'flowagent run --help')")
+        key, metavar, flag, _ = spec
+        if metavar is None:
+            if eq:
+                raise UsageError(f"{name} takes no value (see 'flowagent run --help')")
+            settings[key] = flag
+            continue
+        if not eq:
+            value = opts[i]  # split_run_argv made sure it is there
+            i += 1
+        if key in _REPEATABLE:
+            settings.setdefault(key, []).append(value)
+        else:
+            settings[key] = value
+    return settings
+
+
 def cmd_run(argv: list[str]) -> int:
+    opts, kind, name, args = split_run_argv(argv)
+    settings = parse_run_options(opts)
+    from .launcher import exec_plain
+
+    if os.environ.get("FLOWAGENT_ENABLED", "").strip().lower() in _OFF:
+        # The production switch, taken before anything else is imported or read (a config
+        # file too: a switched-off flowagent never stops a program): exec the program as is.
+        exec_plain(kind, name, args)
     from .config import load_config
     from .launcher import resolve_target, run
 
-    opts, kind, name, args = split_run_argv(argv)
-    ns = _run_parser().parse_args(opts)
     cwd = os.getcwd()
-    cli = {k: v for k, v in vars(ns).items() if v is not None}
-    cfg = load_config(cwd, os.environ, cli)
+    cfg = load_config(cwd, os.environ, settings)
+    if not cfg.enabled:
+        exec_plain(kind, name, args)
     target = resolve_target(kind, name, args, cwd)
     return run(cfg, target, cwd)
 
@@ -128,6 +195,8 @@ def _run_id(store: Any, run: str | None) -> str:
 
 def _print_json(obj: Any, out: TextIO) -> None:
     """The --json output of every reading command."""
+    import json
+
     json.dump(obj, out, indent=2, default=str)
     out.write("\n")
 
@@ -135,6 +204,8 @@ def _print_json(obj: Any, out: TextIO) -> None:
 def _iso(ns: int | None) -> str:
     if not ns:
         return "-"
+    from datetime import datetime, timezone
+
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -149,6 +220,8 @@ def _ms(ns: int | None) -> str:
 
 
 def cmd_runs(ns: argparse.Namespace, out: TextIO) -> int:
+    import json
+
     store = _store(ns.data_dir)
     runs = store.runs()
     if ns.json:
@@ -406,29 +479,45 @@ def cmd_control(ns: argparse.Namespace, out: TextIO) -> int:
         raise UsageError("--sample-rate takes a fraction between 0 and 1")
     paused = True if ns.pause else False if ns.resume else None
     state = control.write(os.path.join(cfg.data_dir, "runs", run_id), paused, ns.sample_rate)
-    out.write(f"run {run_id}: {json.dumps(state)}\n")
+    out.write(f"run {run_id}: {_one_line_json(state)}\n")
     return 0
 
 
 def cmd_sidecar(ns: argparse.Namespace, out: TextIO) -> int:
-    """Restart ingestion for a run whose sidecar died: drain what the rings still hold."""
+    """Store what a run's rings still hold after its sidecar died, or when it never started
+    (the run then has no row in the store yet: it is made now)."""
     from .config import load_config
     from .sidecar.__main__ import run as run_sidecar
     from .store.sqlite import SQLiteStore, db_path
 
     cfg = load_config(os.getcwd(), os.environ, {"data_dir": ns.data_dir} if ns.data_dir else {})
     db = db_path(cfg.data_dir)
-    run_id = _run_id(SQLiteStore(db, readonly=True), ns.resume)
+    rings = os.path.join(cfg.data_dir, "runs", ns.resume, "rings")
+    never_started = os.path.isdir(rings) and not (
+        os.path.exists(db) and SQLiteStore(db, readonly=True).run(ns.resume) is not None)
+    run_id = ns.resume if never_started else _run_id(SQLiteStore(db, readonly=True), ns.resume)
     run_dir = os.path.join(cfg.data_dir, "runs", run_id)
-    summary = run_sidecar(run_dir, db, run_id, 0.02, resume=True, follow=False)
-    out.write(json.dumps(summary) + "\n")
+    summary = run_sidecar(run_dir, db, run_id, 0.02, resume=not never_started, follow=False)
+    if never_started:
+        store = SQLiteStore(db)
+        with store.transaction():
+            store.db.execute("UPDATE runs SET status='sidecar-failed' WHERE run_id=?",
+                             (run_id,))
+        store.close()
+    out.write(_one_line_json(summary) + "\n")
     return 0
 
 
-def _read_parser() -> _Parser:
-    p = _Parser(prog="flowagent", description="Record how a Python program really flows.")
+def _one_line_json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj)
+
+
+def _read_parser() -> argparse.ArgumentParser:
+    p = _parser(prog="flowagent", description="Record how a Python program really flows.")
     p.add_argument("--version", action="store_true")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", parser_class=type(p))
     sub.add_parser("run", help="run a program under the agent (see 'flowagent run --help')",
                    add_help=False)
 

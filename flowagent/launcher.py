@@ -2,36 +2,43 @@
 status through.
 
 The program must not be able to tell it is being launched: it gets its own stdin/stdout/
-stderr, ``sys.argv`` and ``sys.path[0]`` as under ``python``, and the launcher exits with the
-program's exit status, or dies by the same signal that killed it.
+stderr, ``sys.argv`` and ``sys.path[0]`` as under ``python``, every signal meant for it exactly
+once, and the launcher exits with the program's exit status, or dies by the same signal that
+killed it.
+
+Start-up is on every run's critical path, so this module imports only ``os``, ``signal`` and
+``sys`` up front; the rest comes when a step needs it. The program starts as soon as the
+sidecar *process* exists: the sidecar finds the program's ring files whenever it looks, and a
+sidecar that fails is reported the moment it exits (the rings keep what the program records
+until ``flowagent sidecar --resume`` stores it).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import secrets
-import shutil
 import signal
-import sqlite3
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
-from .config import Config, to_child_env
 from .errors import StoreError, TargetError
-from .store.sqlite import SQLiteStore, db_path
+
+TYPE_CHECKING = False  # importing typing costs ~3 ms of every run's start-up
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import NoReturn
+
+    from .config import Config
 
 
-@dataclass(frozen=True)
 class Target:
-    kind: str          # "script" | "module" | "program"
-    name: str          # script path, module name, or program as typed
-    args: tuple[str, ...]
-    path: str = ""     # resolved script/program path
+    """What to run: a script, ``-m module`` or ``-- program``, and the arguments it gets."""
+
+    __slots__ = ("args", "kind", "name", "path")
+
+    def __init__(self, kind: str, name: str, args: tuple[str, ...], path: str = "") -> None:
+        self.kind = kind    # "script" | "module" | "program"
+        self.name = name    # script path, module name, or program as typed
+        self.args = args
+        self.path = path    # resolved script/program path
 
     def describe(self) -> str:
         return {"script": self.name, "module": f"-m {self.name}",
@@ -40,15 +47,18 @@ class Target:
 
 def bootstrap_dir() -> str:
     """The directory holding our ``sitecustomize.py`` (checkout or installed copy)."""
-    pkg = Path(__file__).resolve().parent
-    for candidate in (pkg.parent / "sitecustomize", pkg / "_bootstrap"):
-        if (candidate / "sitecustomize.py").is_file():
-            return str(candidate)
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.path.join(os.path.dirname(pkg), "sitecustomize"),
+                      os.path.join(pkg, "_bootstrap")):
+        if os.path.isfile(os.path.join(candidate, "sitecustomize.py")):
+            return candidate
     raise TargetError("flowagent's bootstrap (sitecustomize.py) is missing from the "
                       "installation; reinstall flowagent")
 
 
 def resolve_target(kind: str, name: str, args: list[str], cwd: str) -> Target:
+    """Check that the target exists and is something Python (or the OS) can run, before
+    anything is started: a bad target is one clear error, not a run."""
     if kind == "module":
         import importlib.util
 
@@ -65,31 +75,84 @@ def resolve_target(kind: str, name: str, args: list[str], cwd: str) -> Target:
                               "check the name, or run a script with 'flowagent run path.py'")
         return Target("module", name, tuple(args))
     if kind == "program":
-        path = shutil.which(name) if os.sep not in name else (name if os.access(name, os.X_OK)
-                                                              else None)
-        if path is None:
-            raise TargetError(f"program {name!r} not found on PATH; install it or give its path")
-        return Target("program", name, tuple(args), path)
+        if os.sep not in name:
+            found = _which(name)
+            if found is None:
+                raise TargetError(f"program {name!r} not found on PATH; install it or give "
+                                  "its path")
+            return Target("program", name, tuple(args), found)
+        if os.path.isdir(name):
+            raise TargetError(f"{name!r} is a directory, not a program; give a program "
+                              "('-- cmd'), a script (app.py) or a module (-m pkg.mod)")
+        if not os.access(name, os.X_OK):
+            why = "is not executable" if os.path.exists(name) else "does not exist"
+            raise TargetError(f"program {name!r} {why}; give the path of an executable "
+                              "program, or run a script with 'flowagent run path.py'")
+        return Target("program", name, tuple(args), name)
     path = os.path.join(cwd, name)
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "__main__.py")):
             return Target("script", name, tuple(args), path)
         raise TargetError(f"{name!r} is a directory without __main__.py; give a script "
                           "(app.py), a module (-m pkg.mod) or a program (-- cmd)")
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         hint = (f"; to run the program {name!r} from PATH use 'flowagent run -- {name} ...'"
-                if shutil.which(name) else "")
+                if _which(name) else "")
         raise TargetError(f"no such script {name!r}{hint}")
-    with open(path, "rb") as f:
-        head = f.read(4096)
-    if b"\0" in head:
-        raise TargetError(f"{name!r} is not a Python program (it looks binary); run programs "
-                          f"with 'flowagent run -- {name}'")
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        if b"\0" in head:
+            raise TargetError(f"{name!r} is not a Python program (it looks binary); run "
+                              f"programs with 'flowagent run -- {name}'")
+    # Anything else that exists (/dev/stdin, a FIFO, <(...)) is read by Python as it comes,
+    # as `python /dev/stdin` does; peeking at it here would take the program's input.
     return Target("script", name, tuple(args), path)
 
 
+def _which(name: str) -> str | None:
+    from shutil import which  # only when PATH is searched: shutil costs a few ms
+
+    return which(name)
+
+
+def exec_plain(kind: str, name: str, args: list[str] | tuple[str, ...]) -> NoReturn:
+    """Become the program, without flowagent: the disabled switch, and the fallback when
+    recording cannot start. Nothing of ours stays between the caller and the program, so its
+    exit status, signals and process tree are exactly those of ``python ...``. Never returns."""
+    if kind == "program":
+        file, argv = name, [name, *args]
+    else:
+        file = sys.executable
+        argv = [sys.executable, *(("-m", name) if kind == "module" else (name,)), *args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Python ignores these at start-up and exec keeps what is ignored; a program expects
+    # them as its parent had them (as subprocess's restore_signals does).
+    for sig in _RESTORED_ON_EXEC:
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        os.execvp(file, argv)
+    except OSError as exc:
+        raise TargetError(f"cannot start {name!r}: {exc.strerror}") from None
+
+
+_RESTORED_ON_EXEC = tuple(getattr(signal, s) for s in ("SIGPIPE", "SIGXFSZ")
+                          if hasattr(signal, s))
+
+
 def _new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + secrets.token_hex(2)
+    import time
+
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + os.urandom(2).hex()
+
+
+def _script_dir(path: str) -> str:
+    """Where the script's own code lives: its real directory. A script read from a pipe
+    (/dev/stdin, <(...)) has a name only as ``/proc/PID/fd/pipe:[N]``: its root is then
+    ``/proc/self/fd``, which each process of the run resolves to its own."""
+    real = os.path.realpath(path)
+    return os.path.dirname(real) if os.path.exists(real) else "/proc/self/fd"
 
 
 def _pythonpath(boot: str, current: str | None) -> str:
@@ -97,181 +160,354 @@ def _pythonpath(boot: str, current: str | None) -> str:
     return os.pathsep.join(parts)
 
 
-def _command(target: Target, backend: str) -> list[str]:
+def _command(target: Target, instruments_main: bool) -> list[str]:
     if target.kind == "module":
         return [sys.executable, "-m", target.name, *target.args]
     if target.kind == "program":
         args = list(target.args)
-        if (backend == "wrap" and re.fullmatch(r"python[0-9.]*", os.path.basename(target.name))
+        if (instruments_main and _is_python_name(os.path.basename(target.name))
                 and args and args[0].endswith(".py") and os.path.isfile(args[0])
                 and os.path.realpath(target.path) == os.path.realpath(sys.executable)):
             # `-- python app.py`: the same as `flowagent run app.py` (so __main__ is recorded).
             return [sys.executable, "-m", "flowagent.agent.runmain", *args]
         return [target.path, *args]
-    if backend == "wrap" and not os.path.isdir(target.path):
+    if instruments_main and not os.path.isdir(target.path):
         # python script.py bypasses import hooks; the shim rebuilds __main__ instrumented.
         return [sys.executable, "-m", "flowagent.agent.runmain", target.name, *target.args]
     return [sys.executable, target.name, *target.args]
 
 
-def _forward(child: subprocess.Popen) -> None:
-    def handler(signum: int, _frame: object) -> None:
-        if signum == signal.SIGINT and _terminal_sent_it():
-            return  # ^C in a terminal reaches the whole foreground group, the child included
-        try:
-            child.send_signal(signum)
-        except ProcessLookupError:
-            pass
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+def _is_python_name(name: str) -> bool:
+    """python, python3, python3.11, ..."""
+    return name.startswith("python") and all(c.isdigit() or c == "." for c in name[6:])
 
 
-def _terminal_sent_it() -> bool:
+# -- signals ---------------------------------------------------------------------------------
+#
+# A signal can reach the program two ways: sent to the launcher and forwarded, or sent to a
+# whole process group (a terminal's ^C, `kill -INT -PGID`, a supervisor or CI runner stopping
+# a job) that the program is in. The program must get each exactly once, and siginfo cannot
+# tell a signal sent to our pid from one sent to our group. So:
+#
+# * With a controlling terminal, the program stays in the launcher's process group: job
+#   control (^C, ^Z, fg/bg, reading the terminal) then works for it exactly as for `python`.
+#   The terminal's own signals reach the whole group; the kernel marks them (si_code
+#   SI_KERNEL), and those are not forwarded. Anything else (`kill PID`) is.
+# * Without one (services, CI, `setsid`, pipelines started by other programs), the program
+#   gets its own process group, so a group signal reaches only the launcher, which forwards it:
+#   once. If the launcher itself is killed (SIGKILL to the group), the kernel kills the
+#   program too (PR_SET_PDEATHSIG), as the group kill would have.
+
+_FORWARDED = tuple(getattr(signal, s) for s in
+                   ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2"))
+_WAITED = frozenset((*_FORWARDED, signal.SIGCHLD))
+_SI_KERNEL = 0x80  # siginfo.si_code of a signal the kernel sent (the terminal's ^C, ^\, hangup)
+
+
+def _has_terminal() -> bool:
     try:
         fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
     except OSError:
         return False
+    os.close(fd)
+    return True
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A callable for the child (between fork and exec) that has the kernel kill it with
+    SIGKILL when the launcher dies; None where prctl is not available."""
     try:
-        return os.tcgetpgrp(fd) == os.getpgrp()
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+    launcher = os.getpid()
+
+    def arm() -> None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != launcher:  # the launcher died before the line above
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return arm
+
+
+class Supervisor:
+    """Runs the program with every forwarded signal blocked in the launcher and taken with
+    ``sigwaitinfo`` (whose siginfo tells the terminal's signals apart), and waits for it."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        import subprocess
+
+        self.same_group = _has_terminal()
+        arm = None if self.same_group else _die_with_parent()
+        # Blocked before the program exists: a signal arriving while it starts is held, not
+        # lost (or fatal to the launcher). The program starts with the mask we were given.
+        self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
+
+        def in_child() -> None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+            if arm is not None:
+                arm()
+
+        try:
+            # preexec_fn is safe here: the launcher has no other thread.
+            self.child = subprocess.Popen(argv, env=env, preexec_fn=in_child,  # noqa: PLW1509
+                                          process_group=None if self.same_group else 0)
+        except BaseException:
+            self._restore()
+            raise
+
+    def wait(self, on_other_child: Callable[[], None] | None = None) -> int:
+        """The program's exit status (negative: the signal that killed it). Forwards signals
+        meanwhile; ``on_other_child()`` runs when another child (the sidecar) changes state."""
+        try:
+            while True:
+                info = signal.sigwaitinfo(_WAITED)
+                sig = info.si_signo
+                if sig == signal.SIGCHLD:
+                    rc = self.child.poll()
+                    if rc is not None:
+                        return rc
+                    if on_other_child is not None:
+                        on_other_child()
+                elif not (self.same_group and info.si_code == _SI_KERNEL):
+                    try:
+                        os.kill(self.child.pid, sig)
+                    except ProcessLookupError:
+                        pass
+        finally:
+            self._restore()
+
+    def _restore(self) -> None:
+        # Signals that came while the program was ending were meant for it: drop them. From
+        # here on ^C or SIGTERM end the launcher quietly (no KeyboardInterrupt traceback).
+        while signal.sigtimedwait(_WAITED, 0) is not None:
+            pass
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+class Sidecar:
+    """The sidecar process of one run, started without waiting for it. Its READY line, its
+    summary and, when it fails, the cause are read when the launcher needs them."""
+
+    def __init__(self, run_dir: str, db: str, run_id: str, cfg: Config) -> None:
+        import subprocess
+
+        self.run_dir, self.run_id, self.data_dir = run_dir, run_id, cfg.data_dir
+        self.log_path = os.path.join(run_dir, "sidecar.log")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWAGENT_")}
+        env["FLOWAGENT_ENABLED"] = "0"  # the sidecar is never recorded
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "flowagent.sidecar", "--run-dir", run_dir, "--db", db,
+                 "--run-id", run_id, "--retention", str(cfg.retention_sessions),
+                 *(a for h in cfg.hooks for a in ("--hook", h))],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+                start_new_session=True)  # out of the way of every signal sent to the program
+        self.started = False    # it said READY: the run's row exists in the store
+        self.failure = ""       # why it failed, once known
+        self._reported = False
+
+    def check(self) -> None:
+        """If the sidecar has exited on its own, say so now: the program goes on recording
+        into its rings, and the user learns it now, not when a long-running program ends."""
+        if not self.failure and self.proc.poll() is not None:
+            self._failed(self.proc.stdout.read() if self.proc.stdout else b"")
+            self.report()
+
+    def finish(self) -> dict | None:
+        """Tell the sidecar to drain and finish (close its stdin); its summary, or None if it
+        failed (``failure`` says why)."""
+        import json
+        import subprocess
+
+        if self.failure:
+            return None
+        try:
+            out, _ = self.proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+            self._failed(out, "it did not finish within 120 s")
+            return None
+        self.started = out.startswith(b"READY")
+        for line in reversed(out.decode(errors="replace").splitlines()):
+            if line.startswith("{"):
+                try:
+                    return json.loads(line)
+                except ValueError:
+                    break
+        self._failed(out)
+        return None
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def report(self) -> None:
+        """The failure, as one line, once."""
+        if not self.failure or self._reported:
+            return
+        self._reported = True
+        sys.stderr.write(
+            f"flowagent: error: {self.failure}; what the program recorded stays in "
+            f"{self.run_dir}/rings: store it with 'flowagent sidecar --resume {self.run_id}"
+            f"{_data_dir_option(self.data_dir)}' once the cause is fixed (log: "
+            f"{self.log_path})\n")
+        sys.stderr.flush()
+
+    def _failed(self, out: bytes, why: str = "") -> None:
+        self.started = out.startswith(b"READY")
+        rc = self.proc.returncode
+        if not why and rc is not None and rc < 0:
+            why = f"killed by signal {-rc}"
+        if not why:  # its own last word: the exception that stopped it
+            try:
+                with open(self.log_path, "rb") as f:
+                    lines = f.read().decode(errors="replace").strip().splitlines()
+            except OSError:
+                lines = []
+            why = lines[-1].strip() if lines else f"exit status {rc}, no output"
+        self.failure = f"the sidecar {'stopped' if self.started else 'did not start'} ({why})"
+
+
+def _check_room(run_dir: str, ring_size: int) -> None:
+    """Refuse to record where not even one ring fits: the cause, named before anything runs."""
+    try:
+        st = os.statvfs(run_dir)
     except OSError:
-        return False
-    finally:
-        os.close(fd)
+        return
+    free = st.f_bavail * st.f_frsize
+    if free < ring_size + 4096 + (1 << 20):  # a ring, its header, room for the database
+        raise StoreError(f"not enough free space for recording in {run_dir} ({_size(free)} "
+                         f"free; each recorded process needs {_size(ring_size)} for its ring); "
+                         "free some space, lower --ring-size or pass --data-dir on a larger "
+                         "filesystem")
 
 
-def _start_sidecar(run_dir: str, db: str, run_id: str, cfg: Config) -> subprocess.Popen:
-    log = open(os.path.join(run_dir, "sidecar.log"), "ab")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWAGENT_")}
-    env["FLOWAGENT_ENABLED"] = "0"  # the sidecar is never recorded
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flowagent.sidecar", "--run-dir", run_dir, "--db", db,
-         "--run-id", run_id, "--retention", str(cfg.retention_sessions),
-         *(a for h in cfg.hooks for a in ("--hook", h))], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-        env=env, start_new_session=True)
-    log.close()
-    line = proc.stdout.readline() if proc.stdout else b""
-    if not line.startswith(b"READY"):
-        proc.kill()
-        tail = Path(run_dir, "sidecar.log").read_text(errors="replace").strip().splitlines()[-1:]
-        raise StoreError(f"the flowagent sidecar did not start ({' '.join(tail) or 'no output'});"
-                         f" see {run_dir}/sidecar.log")
-    return proc
+def _size(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n // 1024} KiB"
 
 
-def _run_plain(target: Target) -> int:
-    return subprocess.call([sys.executable if target.kind != "program" else target.path,
-                            *_plain_args(target)])
-
-
-def _prepare(cfg: Config, target: Target, cwd: str, backend_name: str
-             ) -> tuple[str, str, subprocess.Popen]:
-    """Data directory, run directory, sidecar and run row; StoreError if any fails."""
-    data_dir = cfg.data_dir
+def _prepare(cfg: Config) -> tuple[str, str, Sidecar]:
+    """Run id, run directory and the sidecar (not waited for); StoreError if any fails."""
     run_id = _new_run_id()
-    run_dir = os.path.join(data_dir, "runs", run_id)
+    run_dir = os.path.join(cfg.data_dir, "runs", run_id)
     try:
         os.makedirs(os.path.join(run_dir, "rings"), exist_ok=True)
     except OSError as exc:
-        raise StoreError(f"cannot create the data directory {data_dir}: {exc.strerror}; pass "
-                         "--data-dir with a writable location") from None
-    db = db_path(data_dir)
-    sidecar = _start_sidecar(run_dir, db, run_id, cfg)
+        raise StoreError(f"cannot create the data directory {cfg.data_dir}: {exc.strerror}; "
+                         "pass --data-dir with a writable location") from None
+    _check_room(run_dir, cfg.ring_size)
+    from .store.sqlite import db_path
+
     try:
-        store = SQLiteStore(db)
-        with store.transaction():
-            store.db.execute("UPDATE runs SET argv=?, cwd=?, backend=? WHERE run_id=?",
-                             (json.dumps([target.describe(), *target.args]), cwd,
-                              backend_name, run_id))
-        store.close()
-    except (StoreError, sqlite3.Error) as exc:
-        sidecar.kill()
-        raise StoreError(f"cannot write to {db}: {exc}") from None
+        sidecar = Sidecar(run_dir, db_path(cfg.data_dir), run_id, cfg)
+    except OSError as exc:
+        raise StoreError(f"cannot start the flowagent sidecar: {exc}") from None
     return run_id, run_dir, sidecar
 
 
 def run(cfg: Config, target: Target, cwd: str) -> int:
     """Run ``target`` under the agent; returns the program's exit status.
 
-    The program always runs: if recording cannot start (data directory unwritable or full,
-    sidecar failing), one clear error line says so and the program runs unrecorded."""
-    from .agent.backends import choose
-
-    if not cfg.enabled:
-        # The production switch: the program runs as if flowagent were not there at all.
-        return _run_plain(target)
-    backend, reason = choose(cfg.backend)
-    if cfg.verbose:
-        sys.stderr.write(f"flowagent: backend {backend.name}: {reason}\n")
+    The program always runs: if recording cannot start (data directory unwritable or full),
+    one clear error line says so and the program runs unrecorded; if the sidecar fails, one
+    line says why and where the recording waits to be stored."""
     try:
-        run_id, run_dir, sidecar = _prepare(cfg, target, cwd, backend.name)
+        run_id, run_dir, sidecar = _prepare(cfg)
     except StoreError as exc:
         sys.stderr.write(f"flowagent: error: {exc}; running {target.describe()} without "
                          "recording\n")
-        return _run_plain(target)
+        exec_plain(target.kind, target.name, target.args)
+    # The sidecar's interpreter boots on another core while this one gets the program ready.
+    from .agent.backends import choose
+    from .config import to_child_env
+
+    backend, reason = choose(cfg.backend)
+    if cfg.verbose:
+        sys.stderr.write(f"flowagent: backend {backend.name}: {reason}\n")
     env = dict(os.environ)
     env.update(to_child_env(cfg))
-    roots = [cwd] + ([os.path.dirname(os.path.realpath(target.path))]
-                     if target.kind == "script" else [])
+    roots = [cwd] + ([_script_dir(target.path)] if target.kind == "script" else [])
     env.update(FLOWAGENT_RUN_DIR=run_dir, FLOWAGENT_RUN_ID=run_id, FLOWAGENT_PREFIX=sys.prefix,
                FLOWAGENT_ROOTS=os.pathsep.join(roots), FLOWAGENT_BACKEND=backend.name,
                PYTHONPATH=_pythonpath(bootstrap_dir(), os.environ.get("PYTHONPATH")))
-    started = time.time_ns()
     try:
-        child = subprocess.Popen(_command(target, backend.name), env=env)
+        program = Supervisor(_command(target, backend.capabilities.instruments_main), env)
     except OSError as exc:
-        _stop_sidecar(sidecar)
+        sidecar.stop()
         raise TargetError(f"cannot start {target.describe()}: {exc.strerror}") from None
-    _forward(child)
-    rc = child.wait()
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    summary = _stop_sidecar(sidecar)
+    rc = program.wait(on_other_child=sidecar.check)
+    summary = sidecar.finish()
+    sidecar.report()
+    if sidecar.started:
+        _finish_run(cfg, target, cwd, backend.name, run_id, rc, summary is not None)
+    try:
+        if summary is not None:
+            _print_summary(run_id, run_dir, summary, cfg)
+        sys.stderr.flush()
+    except OSError:
+        pass  # stderr is gone (a closed pipe, a hung-up terminal): the exit status still counts
+    return rc
+
+
+def _finish_run(cfg: Config, target: Target, cwd: str, backend: str, run_id: str, rc: int,
+                finished: bool) -> None:
+    """What only the launcher knows about the run, into its row (the sidecar made the row)."""
+    import json
+    import sqlite3
+    import time
+
+    from .store.sqlite import SQLiteStore, db_path
+
     try:
         store = SQLiteStore(db_path(cfg.data_dir))
         with store.transaction():
-            store.db.execute("UPDATE runs SET ended_ns=?, exit_code=?, status=? WHERE run_id=?",
-                             (time.time_ns(), rc, "finished" if summary else "sidecar-failed",
-                              run_id))
+            store.db.execute(
+                "UPDATE runs SET argv=?, cwd=?, backend=?, ended_ns=?, exit_code=?, status=? "
+                "WHERE run_id=?",
+                (json.dumps([target.describe(), *target.args]), cwd, backend, time.time_ns(),
+                 rc, "finished" if finished else "sidecar-failed", run_id))
         store.close()
     except (StoreError, sqlite3.Error) as exc:
         sys.stderr.write(f"flowagent: error: could not finish run {run_id} in the store: "
                          f"{exc}\n")
-    _print_summary(run_id, cfg.data_dir, summary, started, cfg)
-    return rc
 
 
-def _plain_args(target: Target) -> list[str]:
-    if target.kind == "module":
-        return ["-m", target.name, *target.args]
-    if target.kind == "program":
-        return list(target.args)
-    return [target.name, *target.args]
+def _data_dir_option(data_dir: str) -> str:
+    same = os.path.abspath(data_dir) == os.path.abspath(".flowagent")
+    return "" if same else f" --data-dir {os.path.relpath(data_dir)}"
 
 
-def _stop_sidecar(sidecar: subprocess.Popen) -> dict | None:
+def _unrecorded(run_dir: str) -> dict[str, int]:
+    """Processes whose ring could not be made, by cause (the agent leaves an empty
+    ``<pid>-<key>.ring.<ERRNO>`` marker in their place)."""
+    import errno
+
+    causes: dict[str, int] = {}
     try:
-        out, _ = sidecar.communicate(timeout=120)  # closes its stdin: "drain and finish"
-    except subprocess.TimeoutExpired:
-        sidecar.kill()
-        return None
-    for line in reversed(out.decode(errors="replace").splitlines()):
-        if line.startswith("{"):
-            try:
-                return json.loads(line)
-            except ValueError:
-                return None
-    return None
+        names = os.listdir(os.path.join(run_dir, "rings"))
+    except OSError:
+        return causes
+    for name in names:
+        base, _, code = name.rpartition(".")
+        if base.endswith(".ring") and code.startswith("E"):
+            why = os.strerror(getattr(errno, code, errno.EIO))
+            causes[why] = causes.get(why, 0) + 1
+    return causes
 
 
-def _print_summary(run_id: str, data_dir: str, s: dict | None, started: int, cfg: Config) -> None:
+def _print_summary(run_id: str, run_dir: str, s: dict, cfg: Config) -> None:
     w = sys.stderr.write
-    if s is None:
-        w(f"flowagent: run {run_id}: the sidecar failed; what it stored is in "
-          f"{db_path(data_dir)} (log: {data_dir}/runs/{run_id}/sidecar.log)\n")
-        return
-    rel = os.path.relpath(data_dir)
-    dd = "" if os.path.abspath(data_dir) == os.path.abspath(".flowagent") else f" --data-dir {rel}"
+    rel = os.path.relpath(cfg.data_dir)
+    dd = _data_dir_option(cfg.data_dir)
     w(f"flowagent: run {run_id}: {s['sessions']} sessions, {s['calls']} calls, "
       f"{s['errors']} errors, {s['dropped_events']} dropped events "
       f"({s['processes']} process{'es' if s['processes'] != 1 else ''})\n")
@@ -286,7 +522,12 @@ def _print_summary(run_id: str, data_dir: str, s: dict | None, started: int, cfg
           f"(sample rate {cfg.sample_rate:g})\n")
     if s.get("hook_errors"):
         w(f"flowagent: {s['hook_errors']} hook failures; first: {s['hook_error']}\n")
-    if s["processes"] == 0:
+    unrecorded = _unrecorded(run_dir)
+    for why, n in unrecorded.items():
+        w(f"flowagent: {n} process{'es were' if n != 1 else ' was'} not recorded: no "
+          f"{_size(cfg.ring_size)} ring could be made in {run_dir}/rings ({why}); free some "
+          "space, lower --ring-size or pass --data-dir on a larger filesystem\n")
+    if s["processes"] == 0 and not unrecorded:
         w("flowagent: no Python process of this run was recorded (is the target a Python "
           "program run by this interpreter?)\n")
     w(f"flowagent: data in {rel}/flowagent.db; look at it with 'flowagent sessions{dd}', "
@@ -300,7 +541,10 @@ def exit_like(rc: int) -> None:
         sys.stderr.flush()
         if -rc not in (signal.SIGKILL, signal.SIGSTOP):  # those cannot be caught anyway
             signal.signal(-rc, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, (-rc,))
         os.kill(os.getpid(), -rc)
+        import time
+
         time.sleep(1)
         os._exit(128 - rc)
     sys.exit(rc)

@@ -31,6 +31,7 @@ is declared corrupt (see :meth:`RingReader.read`).
 
 from __future__ import annotations
 
+import errno
 import json
 import mmap
 import os
@@ -67,10 +68,28 @@ MAX_INFO = HEADER_SIZE - OFF_INFO - 4
 
 
 _MAX_INT = 2**63 - 1
+# Polls in a row with impossible head/tail before the data area is scanned: a live producer
+# republishes its head with its next write, normally within one flush interval.
+_SCAN_AFTER_POLLS = 3
 
 
 def _align8(n: int) -> int:
     return (n + 7) & ~7
+
+
+def _leave_marker(fd: int, tmp: str, path: str, exc: OSError) -> None:
+    """In place of a ring that could not be allocated, an empty file named for the cause
+    (``<pid>-<key>.ring.ENOSPC``): the launcher reports the unrecorded process and why,
+    instead of a silent gap. Empty, so it needs no free block; the sidecar reads only
+    ``*.ring`` files."""
+    try:
+        os.ftruncate(fd, 0)  # give back what was allocated
+        os.replace(tmp, f"{path}.{errno.errorcode.get(exc.errno or 0, 'EIO')}")
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 class RingWriter:
@@ -87,8 +106,8 @@ class RingWriter:
             # Failing here (ENOSPC) only means this process is not recorded.
             try:
                 os.posix_fallocate(fd, 0, HEADER_SIZE + capacity)
-            except OSError:
-                os.unlink(tmp)
+            except OSError as exc:
+                _leave_marker(fd, tmp, path, exc)
                 raise
             self._mm = mmap.mmap(fd, HEADER_SIZE + capacity)
         finally:
@@ -237,13 +256,19 @@ class RingReader:
         head = _Q.unpack_from(self._mm, OFF_HEAD)[0]
         pos = self.tail
         cap = self.capacity
-        if head < pos or head - pos > cap:
-            # A head that cannot be (garbled, or torn mid-write): the producer's next write
-            # publishes its real head again, so wait for it rather than jump anywhere.
-            self.bad_heads += 1
-            return
-        budget = max_bytes
         self.last_end = None
+        if head < pos or head - pos > cap:
+            # A head (or our tail) that cannot be: garbled, or torn mid-write. A live
+            # producer's next write publishes its real head again, so wait for that; if the
+            # counters stay impossible, recover the frames by their checksums alone.
+            self.bad_heads += 1
+            self._bad_polls += 1
+            if self._bad_polls >= _SCAN_AFTER_POLLS and (head, pos) != self._scanned_at:
+                self._scanned_at = (head, pos)
+                yield from self._recover()
+            return
+        self._bad_polls = 0
+        budget = max_bytes
         while pos + FRAME_HEADER <= head and budget > 0:
             length, crc, seq = _FRAME.unpack(self._copy(pos, FRAME_HEADER))
             need = _align8(FRAME_HEADER + length)
@@ -271,10 +296,48 @@ class RingReader:
             pos += need
             budget -= need
             self.last_end = pos
+            if seq <= self._recovered_seq:
+                continue  # already handed over by _recover() while the counters were garbled
             yield seq, payload, pos
+
+    def _recover(self) -> Iterator[tuple[int, bytes, int]]:
+        """Frames of a ring whose counters cannot be believed, found by scanning the data
+        area for a plausible length and a matching checksum, in sequence order, each once.
+        Positions are not committed (there is no believable one): frames still in the ring
+        when the counters come right again are recognised by their sequence numbers."""
+        for seq, payload in sorted(self._scan().items()):
+            if seq > self._recovered_seq:
+                self._recovered_seq = seq
+                self.recovered_frames += 1
+                yield seq, payload, self.tail
+
+    def _scan(self) -> dict[int, bytes]:
+        mm, cap, base = self._mm, self.capacity, HEADER_SIZE
+        found: dict[int, bytes] = {}
+        pos = 0
+        while pos < cap:
+            # A frame starts 8-aligned with a non-zero length: skip runs of zeros at C speed.
+            window = mm[base + pos:base + min(cap, pos + 65536)]
+            zeros = len(window) - len(window.lstrip(b"\0"))
+            if zeros >= 8:
+                pos += zeros & ~7
+                continue
+            length, crc, seq = _FRAME.unpack(self._copy(pos, FRAME_HEADER))
+            if 0 < length <= cap - FRAME_HEADER:
+                payload = self._copy(pos + FRAME_HEADER, length)
+                if zlib.crc32(payload, zlib.crc32(_Q.pack(seq))) == crc:
+                    found.setdefault(seq, payload)
+                    pos += _align8(FRAME_HEADER + length)
+                    continue
+            pos += 8
+        return found
 
     _last_bad = -1
     bad_heads = 0  # polls that found an impossible head
+    _bad_polls = 0  # ... in a row
+    _scanned_at: tuple[int, int] | None = None  # (head, tail) when the data area was scanned
+    _recovered_seq = 0  # highest sequence number handed over by _recover()
+    recovered_frames = 0  # frames found by scanning, not through the counters
     _resyncing = False  # scanning past confirmed garbage for the next valid frame
     last_end: int | None = None  # end offset of the last frame the latest read() yielded
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -107,7 +108,7 @@ def test_trace_formats_stream_every_session(demo):
 
 @pytest.mark.parametrize("args, message", [
     (["run", "--include", "shop/api.py", "x.py"], "did you mean 'shop.api'"),
-    (["run", "--backend", "fast", "x.py"], "invalid choice"),
+    (["run", "--backend", "fast", "x.py"], "unknown backend 'fast'"),
     (["run", "missing.py"], "no such script 'missing.py'"),
     (["run", "-m", "no_such_module_xyz"], "no module named 'no_such_module_xyz'"),
     (["run", "--", "no-such-program-xyz"], "not found on PATH"),
@@ -151,6 +152,39 @@ def test_disabled_records_nothing(tmp_path):
     assert not rec.db.exists()
 
 
+def test_disabled_launcher_becomes_the_program(tmp_path):
+    # FLOWAGENT_ENABLED=0: the launcher execs the program (no second process, nothing of
+    # flowagent between the caller and the program, so signals and status are its own).
+    (tmp_path / "p.py").write_text("import os, sys\nprint(os.getppid())\nsys.exit(4)\n")
+    proc = run_cli(["run", "--data-dir", str(tmp_path / "d"), "p.py"], tmp_path,
+                   env={"FLOWAGENT_ENABLED": "0"})
+    assert proc.returncode == 4 and proc.stderr == b""
+    assert int(proc.stdout) == os.getpid()  # its parent is us, not a launcher
+    assert not (tmp_path / "d").exists()
+
+
+def test_kill_switch_words_are_the_configs():
+    # cli.py reads FLOWAGENT_ENABLED before importing config.py, with the same words.
+    from flowagent import cli, config
+
+    assert set(cli._OFF) == config._FALSE
+
+
+def test_run_options_parse_like_the_help_says(tmp_path):
+    from flowagent.cli import parse_run_options, split_run_argv
+
+    opts, kind, name, args = split_run_argv(
+        ["--include", "a", "--include=b.*", "-v", "--no-nested", "--ring-size", "1MiB",
+         "app.py", "--include", "x"])
+    assert (kind, name, args) == ("script", "app.py", ["--include", "x"])
+    assert parse_run_options(opts) == {"include": ["a", "b.*"], "verbose": True,
+                                       "nested": False, "ring_size": "1MiB"}
+    proc = run_cli(["run", "--help"], tmp_path)
+    assert proc.returncode == 0
+    for option in ("--include GLOB", "--ring-size SIZE", "-v, --verbose", "--no-nested"):
+        assert option in proc.stdout.decode()
+
+
 def test_produced_equals_stored_plus_dropped_under_overload(tmp_path):
     # A 64 KiB ring and a burst of 300 000 calls: the producer never blocks, drops whole
     # batches when the ring is full, and every dropped event is counted.
@@ -169,7 +203,7 @@ def test_produced_equals_stored_plus_dropped_under_overload(tmp_path):
     info = rec.run_info()
     # Rows with result 3 are placeholders for calls whose own record was dropped (their
     # finished children name them): stored as `incomplete`, not counted as events.
-    stored = rec.store().db.execute("SELECT COUNT(*) FROM calls WHERE result != 3").fetchone()[0]
+    stored = rec.store().stored_calls()["calls"]
     assert info["produced_events"] == stored + info["dropped_events"]
     assert info["produced_events"] == 300_001
     if info["dropped_events"]:
@@ -187,7 +221,7 @@ def test_replayed_frames_are_stored_once(tmp_path):
         for i in range(50):
             f(i)
     """, tmp_path)
-    before = rec.store().db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+    before = rec.store().stored_calls()["calls"]
     assert before == 100
     rec.close()
     # Rewind every ring's tail to 0, as if the sidecar died before releasing what it stored.
@@ -207,7 +241,7 @@ def test_replayed_frames_are_stored_once(tmp_path):
     assert proc.returncode == 0, proc.stderr.decode()
     summary = json.loads(proc.stdout.decode().splitlines()[-1])
     assert summary["duplicate_frames"] >= 1
-    after = rec.store().db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+    after = rec.store().stored_calls()["calls"]
     assert after == before
     assert rec.store().db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 50
 

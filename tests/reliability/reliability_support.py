@@ -24,10 +24,11 @@ from typing import Any
 import psutil
 from helpers import _clean_env, flowagent_cmd
 
+from flowagent.store.sqlite import SQLiteStore
+
 HERE = Path(__file__).resolve().parent
 PROGRAMS = HERE / "programs"
 OFF_CONSUMER = 136  # ring header: pid of the sidecar reading the ring (u64)
-PLACEHOLDER = 3     # calls.result of a call known only through its children (wire.INCOMPLETE)
 
 
 class Running:
@@ -199,9 +200,9 @@ def accounting(data_dir: Path, run_id: str | None = None) -> dict[str, Any]:
 
     ``produced`` is what the program's processes produced (the ``runs`` row counts dropped
     events in it), ``stored`` what the sidecar stored (per process; retention may since have
-    pruned old session trees to their summary row), ``stored_rows`` the call rows now in the
-    store that are real events (a placeholder for a call known only through its children is
-    not an event), ``dropped`` the counted losses.
+    pruned old session trees to their summary row), ``stored_rows`` the calls the store now
+    holds that are real events (``SQLiteStore.stored_calls``: a placeholder for a call known
+    only through its children is not an event), ``dropped`` the counted losses.
     """
     db = sqlite3.connect(f"file:{data_dir / 'flowagent.db'}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
@@ -210,11 +211,12 @@ def accounting(data_dir: Path, run_id: str | None = None) -> dict[str, Any]:
             run_id = db.execute("SELECT run_id FROM runs ORDER BY started_ns DESC LIMIT 1"
                                 ).fetchone()[0]
         run = dict(db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone())
-        q = "FROM calls JOIN sessions USING(sid) WHERE sessions.run_id=?"
-        stored = db.execute(f"SELECT COUNT(*) {q} AND calls.result != {PLACEHOLDER}",
-                            (run_id,)).fetchone()[0]
-        placeholders = db.execute(f"SELECT COUNT(*) {q} AND calls.result = {PLACEHOLDER}",
-                                  (run_id,)).fetchone()[0]
+        store = SQLiteStore(str(data_dir / "flowagent.db"), readonly=True)
+        try:
+            rows = store.stored_calls(run_id)
+        finally:
+            store.close()
+        stored, placeholders = rows["calls"], rows["placeholders"]
         sessions = [dict(r) for r in db.execute(
             "SELECT session_id, name, result, complete, calls FROM sessions WHERE run_id=? "
             "ORDER BY sid", (run_id,))]

@@ -140,7 +140,7 @@ def _strip(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_overload_never_blocks_bounded_memory_drops_counted(tmp_path: Path, figure) -> None:
-    _check_overload(tmp_path, 1_000, 10_000,
+    _check_overload(tmp_path, 4_000, 40_000,
                     lambda text, **kw: figure(text, **{k: _strip(v) for k, v in kw.items()}))
 
 

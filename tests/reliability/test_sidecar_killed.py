@@ -70,7 +70,7 @@ def test_sidecar_killed_then_resumed(tmp_path: Path, ring: str, after: int, figu
     # The program did not notice.
     assert (rc, run.stdout) == (plain.returncode, plain.stdout) and rc == 3
     assert strip_summary(run.stderr) == plain.stderr
-    assert b"the sidecar failed" in run.stderr
+    assert b"the sidecar stopped (killed by signal 9)" in run.stderr
     # A restarted sidecar drains what the ring still holds.
     run_id = accounting(data)["run_id"]
     summary = _resume(data, run_id, tmp_path)

@@ -11,16 +11,27 @@ are the signal-forwarding cases and the rest of the exit paths.
 from __future__ import annotations
 
 import os
+import pty
 import re
+import select
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import run_cli, run_python, strip_summary
-from reliability_support import PROGRAMS, Running, accounting, launch, start_plain
+from helpers import _clean_env, flowagent_cmd, run_cli, run_python, strip_summary
+from reliability_support import (
+    PROGRAMS,
+    Running,
+    accounting,
+    launch,
+    program_pid,
+    start_plain,
+    wait_gone,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -125,16 +136,90 @@ def test_repeated_sigint_is_forwarded_each_time(tmp_path: Path) -> None:
     assert plain[1] == b"ready\nSIGINT deliveries: 3\n"
 
 
-@pytest.mark.xfail(reason="BUG: a SIGINT/SIGTERM sent to the launcher's whole process group "
-                   "(`kill -INT -PGID`, a supervisor or CI runner stopping the group, ^C when "
-                   "no /dev/tty can be opened) reaches the program twice: once directly and "
-                   "once forwarded by the launcher, which only skips forwarding when its group "
-                   "is a terminal's foreground group. A program whose second ^C means 'force "
-                   "quit' quits hard.", strict=True)
-def test_signal_to_the_process_group_is_delivered_once(tmp_path: Path) -> None:
+def test_signal_to_the_process_group_is_delivered_once(tmp_path: Path, figure) -> None:
+    # (bug 12: the program got each SIGINT twice, directly and forwarded by the launcher)
     plain, fa, _ = _both(tmp_path, "count", _to_group(signal.SIGINT, times=3), 3)
     assert plain[1] == b"ready\nSIGINT deliveries: 3\n"
     _same(plain, fa)
+    figure("SIGINT x3 to the launcher's process group (`kill -INT -PGID`, no terminal): the "
+           "program counts 3 deliveries, as plainly (it has its own process group; the "
+           "launcher forwards)")
+
+
+def test_terminal_ctrl_c_is_delivered_once(tmp_path: Path, figure) -> None:
+    """^C typed in a terminal: the terminal sends SIGINT to its whole foreground group, the
+    launcher and the program (which stays in that group for job control); the launcher must
+    not forward a second one."""
+    shutil.copy(PROGRAMS / "signals.py", tmp_path)
+    args = ["signals.py", "count", "1"]
+    plain = _in_a_terminal([sys.executable, *args], tmp_path, keys=b"\x03")
+    fa = _in_a_terminal(flowagent_cmd("run", "--data-dir", str(tmp_path / "d"), *args),
+                        tmp_path, keys=b"\x03")
+    assert b"SIGINT deliveries: 1\r\n" in plain[1], plain
+    assert fa[0] == plain[0] == 0
+    assert b"SIGINT deliveries: 1\r\n" in fa[1] and b"flowagent: run " in fa[1], fa
+    figure("^C in a terminal (a pty; program and launcher in its foreground group): 1 "
+           "delivery, as plainly (the terminal's own signals are not forwarded)")
+
+
+def _in_a_terminal(argv: list[str], cwd: Path, keys: bytes) -> tuple[int, bytes]:
+    """(exit status, terminal output) of ``argv`` run on a new pseudo-terminal as the
+    foreground job; ``keys`` are typed once it printed "ready"."""
+    env = _clean_env(None)
+    pid, master = pty.fork()
+    if pid == 0:  # the child: session leader, the pty its controlling terminal
+        try:
+            os.chdir(cwd)
+            os.execvpe(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    out = b""
+    typed = False
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: every process of the terminal is gone
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if not typed and b"ready" in out:
+                time.sleep(0.2)  # well inside wait_for_signals()
+                # As in _to_group: the process we started is paused meanwhile, so the program
+                # surely takes its own copy before a launcher could forward one.
+                os.kill(pid, signal.SIGSTOP)
+                try:
+                    os.write(master, keys)
+                    time.sleep(0.3)
+                finally:
+                    os.kill(pid, signal.SIGCONT)
+                typed = True
+    finally:
+        os.close(master)
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out
+
+
+def test_program_dies_with_its_launcher(tmp_path: Path, figure) -> None:
+    """Without a terminal the program has a process group of its own, so SIGKILL sent to the
+    launcher's group (a CI runner's or supervisor's last resort) does not reach it; the kernel
+    then kills it with its launcher (PR_SET_PDEATHSIG), as the group kill would have."""
+    shutil.copy(PROGRAMS / "signals.py", tmp_path)
+    run = launch(["run", "--data-dir", str(tmp_path / "d"), "signals.py", "default", "30"],
+                 tmp_path)
+    try:
+        run.wait_line(b"ready")
+        program = program_pid(run.pid)
+        os.killpg(run.pid, signal.SIGKILL)
+        wait_gone(program)
+    finally:
+        run.kill()
+    figure("SIGKILL to the launcher's process group (no terminal): the program, in its own "
+           "group, dies with the launcher (nothing left running)")
 
 
 # -- exit paths --------------------------------------------------------------------------
