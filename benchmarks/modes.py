@@ -129,10 +129,11 @@ def _agent_only(ctx: Ctx) -> Command:
 
 def _agent_cold(ctx: Ctx) -> Command:
     """Agent in process with a cold code cache: ``PYTHONDONTWRITEBYTECODE`` sends the
-    instrumented-bytecode cache to the run's data directory, which is fresh for every run,
-    so every selected module is rewritten and compiled (the first run after an edit)."""
+    instrumented-bytecode cache to the user's cache directory, here a fresh one for every
+    run, so every selected module is rewritten and compiled (the first run after an edit)."""
     argv, _ = _python(ctx)
-    return argv, {**_agent_env(ctx, True), "PYTHONDONTWRITEBYTECODE": "1"}
+    return argv, {**_agent_env(ctx, True), "PYTHONDONTWRITEBYTECODE": "1",
+                  "XDG_CACHE_HOME": os.path.join(ctx.tmp, "user-cache")}
 
 
 def _agent_off(ctx: Ctx) -> Command:
@@ -192,8 +193,8 @@ MODES: dict[str, Mode] = {m.key: m for m in (
          "python with the bootstrap on PYTHONPATH and the run's FLOWAGENT_* env, no launcher "
          "or sidecar (wrap)", backend="wrap"),
     Mode("fa_agent_cold", "agent in process, cold code cache", "flowagent", _agent_cold,
-         "as above with PYTHONDONTWRITEBYTECODE=1: the instrumented-bytecode cache goes to "
-         "the run's fresh data directory, so every module is rewritten (wrap)",
+         "as above with PYTHONDONTWRITEBYTECODE=1 and a fresh XDG_CACHE_HOME: the "
+         "instrumented-bytecode cache starts empty, so every module is rewritten (wrap)",
          backend="wrap"),
     Mode("fa_agent_off", "bootstrap present, FLOWAGENT_ENABLED=0", "flowagent", _agent_off,
          "python with the bootstrap on PYTHONPATH and FLOWAGENT_ENABLED=0 (kill switch)"),

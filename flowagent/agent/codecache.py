@@ -15,8 +15,11 @@ Like CPython's own ``__pycache__``, but it must never hand out wrong code:
   directory and cleaned with the other ``.pyc`` files. When that cannot be written, when
   the program runs with ``-B`` / ``PYTHONDONTWRITEBYTECODE`` (the user asked for no
   bytecode beside the sources), and for main scripts (``python script.py`` never creates a
-  ``__pycache__`` either), entries go under the run's data directory, in ``codecache/``
-  followed by the source's absolute directory.
+  ``__pycache__`` either), entries go under the user's cache directory
+  (``$XDG_CACHE_HOME/flowagent/codecache``, by default ``~/.cache/flowagent/codecache``),
+  followed by the source's absolute directory. Never under the run's data directory: that is
+  what people share to show a recording, and compiled code carries the program's literal
+  constants.
 * **Writes** go to a temporary file in the same directory, then ``os.replace``: a reader
   sees the old entry or the new one, never half of one. A corrupt, stale or unreadable entry
   is rebuilt and rewritten; an unwritable place is skipped. None of this is an error.
@@ -57,8 +60,21 @@ Entry = tuple[int, str, bytes, int, tuple, CodeType]
 _keys: dict[bool, str] = {}
 # What the cache did in this process (tests and --verbose diagnostics read it).
 stats = {"hits": 0, "misses": 0, "writes": 0, "uncacheable": 0}
-# The run's data directory, exported by the launcher: the fallback place for entries.
-data_dir: str | None = os.environ.get("FLOWAGENT_DATA_DIR") or None
+
+
+def _user_cache_dir() -> str | None:
+    """``$XDG_CACHE_HOME/flowagent/codecache`` (default ``~/.cache/...``), or None."""
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    if not os.path.isabs(base):  # the XDG rule: a relative value is ignored
+        home = os.path.expanduser("~")
+        if not os.path.isabs(home):
+            return None
+        base = os.path.join(home, ".cache")
+    return os.path.join(base, "flowagent", "codecache")
+
+
+# The fallback place for entries (see "Where" above).
+fallback_dir: str | None = _user_cache_dir()
 
 
 def config_key(nested: bool) -> str:
@@ -91,11 +107,11 @@ def locations(path: str, key: str, main: bool = False) -> list[str]:
             out.append(cache_from_source(path)[:-len(".pyc")] + tag)
         except (NotImplementedError, ValueError):  # no cache_tag: bytecode caching disabled
             pass
-    if data_dir and sys.implementation.cache_tag:
+    if fallback_dir and sys.implementation.cache_tag:
         head, name = os.path.split(os.path.abspath(path))
         drive, head = os.path.splitdrive(head)  # C:\src -> codecache/C/src, never C:\src
         stem = name.rpartition(".")[0] or name
-        out.append(os.path.join(data_dir, "codecache", drive.rstrip(":"), head.lstrip(os.sep),
+        out.append(os.path.join(fallback_dir, drive.rstrip(":"), head.lstrip(os.sep),
                                 f"{stem}.{sys.implementation.cache_tag}{tag}"))
     return out
 
@@ -105,7 +121,7 @@ def instrumented_code(source: bytes, path: str, module: str, nested: bool,
     """The module's instrumented code, from the cache when a valid entry exists.
 
     Returns (code object, functions instrumented). Raises SyntaxError as compiling the
-    source would; ``main`` marks a main script (cached only under the data directory)."""
+    source would; ``main`` marks a main script (cached only in the user's cache directory)."""
     key = config_key(nested)
     digest = source_hash(source)
     places = locations(path, key, main)

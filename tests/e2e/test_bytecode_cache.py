@@ -194,22 +194,26 @@ def test_forked_and_spawned_children_load_from_the_cache(tmp_path: Path) -> None
     assert "work:child_entry" in rec.function_names()
 
 
-def test_main_script_is_cached_under_the_data_directory(tmp_path: Path) -> None:
-    """A main script's entry lives in the data directory (never beside the script), and a
-    second run with the same data directory reads it with its own ids."""
-    data = tmp_path / "data"
+def test_main_script_is_cached_in_the_user_cache_never_in_the_data_directory(
+        tmp_path: Path) -> None:
+    """A main script's entry lives in the user's cache directory (never beside the script:
+    ``python script.py`` writes no ``__pycache__`` either; never in the data directory, which
+    people share and compiled code would carry the program's constants), and a second run
+    reads it with its own ids."""
+    data, user_cache = tmp_path / "data", tmp_path / "user-cache"
+    env = {**WRITE_BYTECODE, "XDG_CACHE_HOME": str(user_cache)}
     write_files(tmp_path, {"prog.py": PROG, **MODULES})
+    first = None
     for order in ("alpha,beta", "beta,alpha"):
         proc = run_cli(["run", "--data-dir", str(data), "--backend", "wrap", "prog.py", order],
-                       tmp_path, env=WRITE_BYTECODE)
+                       tmp_path, env=env)
         assert proc.returncode == 0, proc.stderr.decode()
-        mains = sorted(p for p in data.rglob("*.flowagent-*.pyc") if p.name.startswith("prog."))
-        if order == "alpha,beta":
-            assert len(mains) == 1, sorted(data.rglob("*"))
-            first = (mains[0], mains[0].stat().st_ino)
-    assert [(p, p.stat().st_ino) for p in mains] == [first]  # read, not rewritten
+        mains = [(p, p.stat().st_ino) for p in user_cache.rglob("prog.*.flowagent-*.pyc")]
+        assert len(mains) == 1, sorted(user_cache.rglob("*"))
+        first = first or mains
+        assert mains == first  # the second run read it, did not rewrite it
+    assert not list(data.rglob("*.pyc"))
     assert not list((tmp_path / "__pycache__").glob("prog.*"))
-    # The cached run recorded its main script's calls under their own names.
     export = run_cli(["export", "--format", "json", "--data-dir", str(data)], tmp_path)
     assert export.returncode == 0, export.stderr.decode()
-    assert b'"__main__:main"' in export.stdout, export.stdout[:2000]
+    assert b'"__main__:main"' in export.stdout

@@ -41,11 +41,11 @@ SOURCE = textwrap.dedent('''\
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A module file under ``tmp_path/src``, a data directory, clean counters."""
+    """A module file under ``tmp_path/src``, a user cache directory, clean counters."""
     src = tmp_path / "src"
     src.mkdir()
     (src / "mod.py").write_text(SOURCE)
-    monkeypatch.setattr(codecache, "data_dir", str(tmp_path / "data"))
+    monkeypatch.setattr(codecache, "fallback_dir", str(tmp_path / "user-cache"))
     monkeypatch.setattr(sys, "dont_write_bytecode", False)
     monkeypatch.setattr(codecache, "stats", dict.fromkeys(codecache.stats, 0))
     yield src / "mod.py"
@@ -108,7 +108,7 @@ def test_entry_written_by_another_process_gets_this_process_ids(cache: Path) -> 
         from flowagent.agent import codecache, recorder
         for i in range(37):
             recorder.register_function("other", f"f{{i}}", "other.py", i, (), "function")
-        codecache.data_dir = None
+        codecache.fallback_dir = None
         sys.dont_write_bytecode = False
         path = {str(cache)!r}
         codecache.instrumented_code(open(path, "rb").read(), path, "cachemod", True)
@@ -159,13 +159,13 @@ def test_corrupt_entry_is_ignored_and_rewritten(cache: Path, corrupt: Any) -> No
     assert codecache.stats["hits"] == 1  # the rewritten entry is valid
 
 
-def test_unwritable_pycache_falls_back_to_the_data_dir(cache: Path) -> None:
+def test_unwritable_pycache_falls_back_to_the_user_cache_dir(cache: Path) -> None:
     # A file where __pycache__ should be: cannot be written even by root.
     (cache.parent / "__pycache__").write_text("not a directory")
     code, _ = load(cache)
-    beside, in_data = codecache.locations(str(cache), codecache.config_key(True))
-    assert not os.path.exists(beside) and os.path.isfile(in_data)
-    assert in_data.startswith(str(codecache.data_dir))
+    beside, fallback = codecache.locations(str(cache), codecache.config_key(True))
+    assert not os.path.exists(beside) and os.path.isfile(fallback)
+    assert fallback.startswith(str(codecache.fallback_dir))
     assert run_and_spy(code) == expected_ids(cache)
     load(cache)
     assert codecache.stats["hits"] == 1
@@ -173,7 +173,7 @@ def test_unwritable_pycache_falls_back_to_the_data_dir(cache: Path) -> None:
 
 def test_nowhere_writable_still_loads(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (cache.parent / "__pycache__").write_text("not a directory")
-    monkeypatch.setattr(codecache, "data_dir", None)
+    monkeypatch.setattr(codecache, "fallback_dir", None)
     code, _ = load(cache)
     assert codecache.stats["writes"] == 0
     assert run_and_spy(code) == expected_ids(cache)
@@ -187,10 +187,10 @@ def test_dont_write_bytecode_keeps_the_source_tree_clean(cache: Path,
     assert not (cache.parent / "__pycache__").exists()
     assert codecache.stats["hits"] == 1
     [place] = codecache.locations(str(cache), codecache.config_key(True))
-    assert place.startswith(str(codecache.data_dir)) and os.path.isfile(place)
+    assert place.startswith(str(codecache.fallback_dir)) and os.path.isfile(place)
 
 
-def test_main_scripts_are_cached_only_in_the_data_dir(cache: Path) -> None:
+def test_main_scripts_are_cached_only_in_the_user_cache_dir(cache: Path) -> None:
     load(cache, main=True)
     load(cache, main=True)
     assert not (cache.parent / "__pycache__").exists()
@@ -238,7 +238,7 @@ def test_concurrent_writers_leave_one_valid_entry(cache: Path) -> None:
         import sys
         from flowagent.agent import codecache
         sys.dont_write_bytecode = False
-        codecache.data_dir = None
+        codecache.fallback_dir = None
         path = {str(cache)!r}
         source = open(path, "rb").read()
         key = codecache.config_key(True)
