@@ -24,7 +24,7 @@
 #include <time.h>
 
 /* Bumped whenever the interface recorder.py relies on changes: a stale build is refused. */
-#define ABI 1
+#define ABI 2
 
 /* Frame layout: recorder.py's CID, PARENT, ... (checked against FRAME_LAYOUT at import). */
 enum { CID, PARENT, SES, FID, T0, INS, FLAGS, OUTER, GEN, THR, EXC, YIELDED, RV, CPU, FRAME_LEN };
@@ -140,26 +140,6 @@ set_item(PyObject *f, Py_ssize_t i, PyObject *v)   /* steals v */
     PyObject *old = ITEM(f, i);
     PyList_SET_ITEM(f, i, v);
     Py_XDECREF(old);
-}
-
-/* The current frame (new reference; None when there is none). */
-static inline PyObject *
-cur_get(void)
-{
-    PyObject *v;
-    if (PyContextVar_Get(cur_var, NULL, &v) < 0)
-        return NULL;
-    return v;
-}
-
-static inline int
-cur_set(PyObject *v)
-{
-    PyObject *token = PyContextVar_Set(cur_var, v);
-    if (token == NULL)
-        return -1;
-    Py_DECREF(token);
-    return 0;
 }
 
 static inline long long
@@ -294,6 +274,229 @@ output_sid(PyObject *value)
     if (code && sid > 0)
         out_sid[code] = sid;
     return sid;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The current frame
+ *
+ * cur_var (a ContextVar) holds a Holder whose `frame` is the current frame. ContextVar.set
+ * builds a new HAMT, a new path of nodes and a Token: about 40% of a recorded call. So a
+ * call writes holder->frame in place instead, whenever no other context can observe the
+ * holder; a write is then indistinguishable from a set. A copy of a context (copy_context,
+ * an asyncio task, asyncio.to_thread) shares the HAMT, and so the holder, with the context
+ * it was copied from, and must keep the frame as of the copy (a child task nests under the
+ * call that created it): a holder that is shared is never written, it is replaced by a new
+ * one with a real PyContextVar_Set (counted in context_sets).
+ *
+ * "Nobody else can observe it" is proven from CPython's private structures: the current
+ * context's HAMT is referenced once (by that context), every node on the path from its root
+ * to our key is referenced once (by its parent), and the holder once (by that node) besides
+ * the reference we hold. A copy raises the HAMT's count; a copy that has since set a
+ * variable of its own shares nodes or the holder, which raises theirs; a Token or Python
+ * code holding the holder raises the holder's. Every other shape (a collision node, an
+ * unknown node type) takes the set. The mirrored structs are checked against the running
+ * interpreter when the module loads (in_place_self_test); if anything differs, or on a
+ * build they were not written for, every write is a set.
+ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *frame;    /* the current frame or None; NULL only while the GC clears a cycle */
+} HolderObject;
+
+static int
+holder_traverse(HolderObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->frame);
+    return 0;
+}
+
+static int
+holder_clear(HolderObject *self)
+{
+    Py_CLEAR(self->frame);
+    return 0;
+}
+
+static void
+holder_dealloc(HolderObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->frame);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject HolderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "flowagent.agent._speedups.Holder",
+    .tp_basicsize = sizeof(HolderObject),
+    .tp_dealloc = (destructor)holder_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The current frame of one context (the value of the current-call ContextVar).",
+    .tp_traverse = (traverseproc)holder_traverse,
+    .tp_clear = (inquiry)holder_clear,
+};
+
+static PyObject *
+holder_new(PyObject *frame)
+{
+    HolderObject *h = PyObject_GC_New(HolderObject, &HolderType);
+    if (h == NULL)
+        return NULL;
+    h->frame = Py_NewRef(frame);
+    PyObject_GC_Track(h);
+    return (PyObject *)h;
+}
+
+static long long context_sets;      /* writes that had to be a PyContextVar_Set */
+
+/* The mirror is written for CPython 3.11 to 3.13 with the GIL, where these structs are the
+   same (Include/internal/pycore_context.h, pycore_hamt.h, Python/hamt.c). A free-threaded
+   build has no GIL to make the check and the write one step: it always sets. So does a
+   subinterpreter: this module's state is the main interpreter's. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+#define IN_PLACE_BUILD 1
+
+typedef struct {            /* PyContext */
+    PyObject_HEAD
+    PyObject *ctx_prev;
+    PyObject *ctx_vars;     /* PyHamtObject */
+    PyObject *ctx_weakreflist;
+    int ctx_entered;
+} MirrorContext;
+
+typedef struct {            /* PyHamtObject */
+    PyObject_HEAD
+    PyObject *h_root;
+    PyObject *h_weakreflist;
+    Py_ssize_t h_count;
+} MirrorHamt;
+
+typedef struct {            /* PyHamtNode_Bitmap: key/value pairs; a NULL key: a sub-node */
+    PyObject_VAR_HEAD
+    uint32_t b_bitmap;
+    PyObject *b_array[1];
+} MirrorBitmapNode;
+
+typedef struct {            /* PyHamtNode_Array: 32 sub-nodes */
+    PyObject_HEAD
+    PyObject *a_array[32];
+    Py_ssize_t a_count;
+} MirrorArrayNode;
+
+static int in_place_ok;                 /* the self-test passed */
+static uint32_t var_hash;               /* hamt_hash(cur_var) */
+static PyTypeObject *hamt_type, *bitmap_node_type, *array_node_type;  /* learnt in the test */
+static PyInterpreterState *main_interp;
+
+static inline unsigned
+popcount32(uint32_t x)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return (unsigned)__builtin_popcount(x);
+#else
+    x = x - ((x >> 1) & 0x55555555u);
+    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+    return (((x + (x >> 4)) & 0x0F0F0F0Fu) * 0x01010101u) >> 24;
+#endif
+}
+
+/* The value cur_var maps to in `hamt` if every node on the way to it is referenced once,
+   else NULL. Follows hamt.c's lookup: 5 hash bits per level, bitmap nodes store a pair at
+   popcount(bitmap below our bit), array nodes a sub-node per 5 bits. */
+static PyObject *
+private_value(MirrorHamt *hamt)
+{
+    PyObject *node = hamt->h_root;
+    for (unsigned shift = 0; shift < 32; shift += 5) {
+        if (node == NULL || Py_REFCNT(node) != 1)
+            return NULL;
+        unsigned index = (var_hash >> shift) & 0x1f;
+        if (Py_IS_TYPE(node, bitmap_node_type)) {
+            MirrorBitmapNode *b = (MirrorBitmapNode *)node;
+            uint32_t bit = (uint32_t)1 << index;
+            if (!(b->b_bitmap & bit))
+                return NULL;
+            Py_ssize_t k = 2 * (Py_ssize_t)popcount32(b->b_bitmap & (bit - 1));
+            if (k + 1 >= Py_SIZE(b))
+                return NULL;
+            if (b->b_array[k] == cur_var)
+                return b->b_array[k + 1];
+            if (b->b_array[k] != NULL)
+                return NULL;        /* another key: ours is not in this HAMT */
+            node = b->b_array[k + 1];
+        }
+        else if (Py_IS_TYPE(node, array_node_type))
+            node = ((MirrorArrayNode *)node)->a_array[index];
+        else
+            return NULL;            /* a collision node (equal 32-bit hashes): rare, not walked */
+    }
+    return NULL;
+}
+#endif
+
+/* May `h`, the value cur_var has in this context, be written in place? `h` is a reference
+   of our own: a holder nobody else shares has a reference count of exactly 2. */
+static inline int
+holder_is_private(PyObject *h)
+{
+#ifdef IN_PLACE_BUILD
+    if (!in_place_ok || !Py_IS_TYPE(h, &HolderType) || Py_REFCNT(h) != 2)
+        return 0;
+    PyThreadState *ts = PyThreadState_Get();
+    if (ts->interp != main_interp || ts->context == NULL
+            || !Py_IS_TYPE(ts->context, &PyContext_Type))
+        return 0;
+    PyObject *hamt = ((MirrorContext *)ts->context)->ctx_vars;
+    if (hamt == NULL || !Py_IS_TYPE(hamt, hamt_type) || Py_REFCNT(hamt) != 1)
+        return 0;
+    return private_value((MirrorHamt *)hamt) == h;
+#else
+    return 0;
+#endif
+}
+
+/* The current frame (new reference; None when there is none). */
+static inline PyObject *
+cur_get(void)
+{
+    PyObject *v;
+    if (PyContextVar_Get(cur_var, NULL, &v) < 0)
+        return NULL;
+    if (!Py_IS_TYPE(v, &HolderType))
+        return v;           /* the variable's default, None: nothing set in this context */
+    PyObject *frame = ((HolderObject *)v)->frame;
+    frame = Py_NewRef(frame != NULL ? frame : Py_None);
+    Py_DECREF(v);
+    return frame;
+}
+
+/* Make `frame` (or None) current in this context. */
+static int
+cur_set(PyObject *frame)
+{
+    PyObject *h;
+    if (PyContextVar_Get(cur_var, NULL, &h) < 0)
+        return -1;
+    if (holder_is_private(h)) {
+        HolderObject *holder = (HolderObject *)h;
+        PyObject *old = holder->frame;
+        holder->frame = Py_NewRef(frame);
+        Py_DECREF(h);
+        Py_XDECREF(old);    /* last: freeing a frame can run a return value's __del__ */
+        return 0;
+    }
+    Py_DECREF(h);
+    context_sets++;
+    PyObject *fresh = holder_new(frame);
+    if (fresh == NULL)
+        return -1;
+    PyObject *token = PyContextVar_Set(cur_var, fresh);
+    Py_DECREF(fresh);
+    if (token == NULL)
+        return -1;
+    Py_DECREF(token);
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -774,6 +977,12 @@ sp_set_current(PyObject *module, PyObject *frame)
 }
 
 static PyObject *
+sp_context_sets(PyObject *module, PyObject *unused)
+{
+    return PyLong_FromLongLong(context_sets);
+}
+
+static PyObject *
 sp_clock(PyObject *module, PyObject *unused)
 {
     return PyLong_FromLongLong(clock_ns());
@@ -964,6 +1173,217 @@ static PyTypeObject StateType = {
 };
 
 /* ---------------------------------------------------------------------------------------- */
+/* Proof, at import, that the mirror of CPython's context structures is the running
+ * interpreter's: in a context of its own, the holder is found where the public API says it
+ * is, through a bitmap root, a sub-node and an array root; a copy of the context, a copy
+ * that has set a variable of its own and an extra reference are each refused; an in-place
+ * write is seen by the API and not by a copy. Any difference turns in-place writes off. */
+
+#ifdef IN_PLACE_BUILD
+/* hamt.c's hamt_hash: an object's hash folded to 32 bits. */
+static uint32_t
+hamt_hash32(Py_hash_t hash)
+{
+#if SIZEOF_PY_HASH_T <= 4
+    return (uint32_t)hash;
+#else
+    int32_t x = (int32_t)(hash & 0xffffffffl) ^ (int32_t)(hash >> 32);
+    return (uint32_t)(x == -1 ? -2 : x);
+#endif
+}
+
+static PyObject *
+hamt_root_of(PyObject *ctx)
+{
+    return ((MirrorHamt *)((MirrorContext *)ctx)->ctx_vars)->h_root;
+}
+
+/* The holder cur_var has in this context (borrowed: the context keeps it alive). */
+static PyObject *
+current_holder(void)
+{
+    PyObject *h;
+    if (PyContextVar_Get(cur_var, NULL, &h) < 0)
+        return NULL;
+    Py_DECREF(h);
+    return h;
+}
+
+static int
+current_is_private(void)
+{
+    PyObject *h;
+    if (PyContextVar_Get(cur_var, NULL, &h) < 0)
+        return -1;
+    int r = holder_is_private(h);
+    Py_DECREF(h);
+    return r;
+}
+
+/* Sets a new ContextVar whose hash puts it in cur_var's root slot, or in another slot. A
+   variable's hash mixes its address and its name's hash: the names differ, and `keep` keeps
+   the variables alive so that no two share an address. */
+static int
+set_other_var(PyObject *keep, int same_slot)
+{
+    for (int i = 0; i < 4096; i++) {
+        char name[48];
+        snprintf(name, sizeof name, "flowagent_self_test_%d", i);
+        PyObject *v = PyContextVar_New(name, NULL);
+        if (v == NULL || PyList_Append(keep, v) < 0) {
+            Py_XDECREF(v);
+            return -1;
+        }
+        Py_DECREF(v);
+        Py_hash_t hash = PyObject_Hash(v);
+        if (hash == -1)
+            return -1;
+        if (((hamt_hash32(hash) & 0x1f) == (var_hash & 0x1f)) != same_slot)
+            continue;
+        PyObject *token = PyContextVar_Set(v, Py_None);
+        if (token == NULL)
+            return -1;
+        Py_DECREF(token);
+        return 0;
+    }
+    PyErr_SetString(PyExc_RuntimeError, "no context variable with the wanted hash");
+    return -1;
+}
+
+static int
+type_is(PyObject *o, const char *name, Py_ssize_t basicsize, Py_ssize_t itemsize)
+{
+    return o != NULL && strcmp(Py_TYPE(o)->tp_name, name) == 0
+           && Py_TYPE(o)->tp_basicsize == basicsize && Py_TYPE(o)->tp_itemsize == itemsize;
+}
+
+#define EXPECT(cond, what) do { if (!(cond)) return PyErr_Occurred() ? "the self-test raised" \
+                                                                    : (what); } while (0)
+
+/* The checks, run inside the fresh context `ctx`; NULL when all pass, else what failed. */
+static const char *
+check_mirror_in(PyObject *ctx, PyObject *keep, PyObject *marker)
+{
+    EXPECT(PyThreadState_Get()->context == ctx, "the thread's context is not where it is read");
+    EXPECT(cur_set(Py_None) == 0, "the first write failed");
+    MirrorHamt *hamt = (MirrorHamt *)((MirrorContext *)ctx)->ctx_vars;
+    EXPECT(type_is((PyObject *)hamt, "hamt", sizeof(MirrorHamt), 0) && hamt->h_count == 1,
+           "the context's HAMT differs from the mirror");
+    EXPECT(type_is(hamt->h_root, "hamt_bitmap_node",
+                   sizeof(MirrorBitmapNode) - sizeof(PyObject *), sizeof(PyObject *)),
+           "the HAMT's bitmap node differs from the mirror");
+    hamt_type = Py_TYPE(hamt);
+    bitmap_node_type = Py_TYPE(hamt->h_root);
+    in_place_ok = 1;    /* for holder_is_private below; the caller clears it on failure */
+
+    PyObject *h = current_holder();
+    EXPECT(h != NULL && Py_IS_TYPE(h, &HolderType) && private_value(hamt) == h,
+           "the holder is not where the mirror looks");
+    EXPECT(current_is_private() == 1, "a private holder is not recognised");
+    long long sets = context_sets;
+    EXPECT(cur_set(marker) == 0 && context_sets == sets && current_holder() == h
+           && ((HolderObject *)h)->frame == marker, "a write was not made in place");
+
+    /* A copy shares the holder: the write is a set, and the copy keeps the old frame. */
+    PyObject *copy = PyContext_CopyCurrent();
+    EXPECT(copy != NULL, "copy_context failed");
+    int shared = current_is_private();
+    int written = cur_set(Py_None);
+    PyObject *seen = NULL;
+    if (PyContext_Enter(copy) == 0) {
+        seen = cur_get();
+        if (PyContext_Exit(copy) < 0)
+            Py_CLEAR(seen);
+    }
+    Py_DECREF(copy);
+    int kept = seen == marker;
+    Py_XDECREF(seen);
+    EXPECT(shared == 0 && written == 0 && context_sets == sets + 1 && kept,
+           "a copied context is not protected");
+    EXPECT(current_is_private() == 1, "the holder is not private once the copy is gone");
+
+    /* A holder referenced from elsewhere (a Token, Python code) is refused. */
+    h = current_holder();
+    Py_XINCREF(h);
+    int extra = current_is_private();
+    Py_XDECREF(h);
+    EXPECT(h != NULL && extra == 0, "a holder with another reference is not refused");
+
+    /* Our key in a sub-node: another variable in its root slot. */
+    EXPECT(set_other_var(keep, 1) == 0, "setting another variable failed");
+    MirrorBitmapNode *root = (MirrorBitmapNode *)hamt_root_of(ctx);
+    EXPECT(Py_IS_TYPE(root, bitmap_node_type), "the root is no longer a bitmap node");
+    uint32_t bit = (uint32_t)1 << (var_hash & 0x1f);
+    Py_ssize_t k = 2 * (Py_ssize_t)popcount32(root->b_bitmap & (bit - 1));
+    EXPECT((root->b_bitmap & bit) && k + 1 < Py_SIZE(root) && root->b_array[k] == NULL,
+           "two keys in one slot did not make a sub-node");
+    EXPECT(current_is_private() == 1, "the holder is not found in a sub-node");
+
+    /* Our key under an array root: more than 16 root slots in use. */
+    Py_ssize_t count = 2;
+    while (Py_IS_TYPE(hamt_root_of(ctx), bitmap_node_type) && count < 200) {
+        EXPECT(set_other_var(keep, 0) == 0, "setting another variable failed");
+        count++;
+    }
+    PyObject *aroot = hamt_root_of(ctx);
+    EXPECT(type_is(aroot, "hamt_array_node", sizeof(MirrorArrayNode), 0)
+           && ((MirrorHamt *)((MirrorContext *)ctx)->ctx_vars)->h_count == count,
+           "the HAMT's array node differs from the mirror");
+    array_node_type = Py_TYPE(aroot);
+    EXPECT(current_is_private() == 1, "the holder is not found under an array node");
+    sets = context_sets;
+    EXPECT(cur_set(marker) == 0 && context_sets == sets, "a write was not made in place");
+
+    /* A copy that sets a variable of its own shares the nodes below its new root (or the
+       holder) with this context: refused on both sides, until the copy is gone. */
+    copy = PyContext_CopyCurrent();
+    EXPECT(copy != NULL, "copy_context failed");
+    int in_copy = -1, in_original;
+    if (PyContext_Enter(copy) == 0) {
+        if (set_other_var(keep, 0) == 0)
+            in_copy = current_is_private();
+        if (PyContext_Exit(copy) < 0)
+            in_copy = -1;
+    }
+    in_original = current_is_private();
+    Py_DECREF(copy);
+    EXPECT(in_copy == 0 && in_original == 0, "a context sharing nodes is not refused");
+    EXPECT(current_is_private() == 1, "the holder is not private once the copy is gone");
+    EXPECT(cur_set(Py_None) == 0, "the last write failed");
+    return NULL;
+}
+#undef EXPECT
+
+static const char *
+in_place_self_test(void)
+{
+    main_interp = PyInterpreterState_Main();
+    if (PyInterpreterState_Get() != main_interp)
+        return "loaded in a subinterpreter";
+    if (PyContext_Type.tp_basicsize != sizeof(MirrorContext))
+        return "the context object differs from the mirror";
+    Py_hash_t hash = PyObject_Hash(cur_var);
+    if (hash == -1)
+        return "the self-test raised";
+    var_hash = hamt_hash32(hash);
+    const char *why = "the self-test raised";
+    PyObject *keep = PyList_New(0), *marker = PyList_New(0), *ctx = PyContext_New();
+    if (keep != NULL && marker != NULL && ctx != NULL && PyContext_Enter(ctx) == 0) {
+        why = check_mirror_in(ctx, keep, marker);
+        if (PyContext_Exit(ctx) < 0 && why == NULL)
+            why = "the self-test raised";
+    }
+    Py_XDECREF(ctx);
+    Py_XDECREF(keep);
+    Py_XDECREF(marker);
+    PyErr_Clear();
+    in_place_ok = why == NULL;
+    context_sets = 0;
+    return why;
+}
+#endif
+
+/* ---------------------------------------------------------------------------------------- */
 
 static PyMethodDef module_methods[] = {
     {"call", (PyCFunction)(void (*)(void))sp_call, METH_FASTCALL,
@@ -976,6 +1396,8 @@ static PyMethodDef module_methods[] = {
      "``return __fa_ret__(fid, value)``: keep the return value for the output shape."},
     {"current", sp_current, METH_NOARGS, "The current frame in this context (or None)."},
     {"set_current", sp_set_current, METH_O, "Make a frame (or None) current in this context."},
+    {"context_sets", sp_context_sets, METH_NOARGS,
+     "How many writes of the current frame were ContextVar.set calls (not made in place)."},
     {"clock", sp_clock, METH_NOARGS, "The clock call records use (time.perf_counter_ns)."},
     {"take_calls", sp_take_calls, METH_NOARGS,
      "(count, wire columns, thread idents) of the buffered records; empties the buffer."},
@@ -994,7 +1416,10 @@ static struct PyModuleDef moduledef = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    int in_place = 0;           /* current-frame writes in place (see "The current frame") */
+    const char *in_place_why;
     if (PyType_Ready(&StateType) < 0 || PyType_Ready(&ExitType) < 0
+            || PyType_Ready(&HolderType) < 0
             || PyType_Ready(&NoExitType) < 0 || add_unbound(&ExitType, &unbound_enter) < 0
             || add_unbound(&NoExitType, &unbound_enter) < 0
             || add_unbound(&NoExitType, &unbound_noexit) < 0)
@@ -1020,8 +1445,18 @@ PyInit__speedups(void)
     noexit = PyObject_New(PyObject, &NoExitType);
     if (S->gen == NULL || S->session_starts == NULL || cur_var == NULL || noexit == NULL)
         goto fail;
+#ifdef IN_PLACE_BUILD
+    const char *refused = in_place_self_test();
+    in_place = refused == NULL;
+    in_place_why = in_place ? "in place while no other context shares the frame's holder "
+                              "(CPython's context structures verified at import)" : refused;
+#else
+    in_place_why = "built for a Python whose context structures are not mirrored "
+                   "(only CPython 3.11-3.13 with the GIL are)";
+#endif
     if (PyModule_AddObject(m, "S", Py_NewRef((PyObject *)S)) < 0
-            || PyModule_AddObject(m, "current_var", Py_NewRef(cur_var)) < 0
+            || PyModule_AddObject(m, "IN_PLACE", PyBool_FromLong(in_place)) < 0
+            || PyModule_AddStringConstant(m, "IN_PLACE_WHY", in_place_why) < 0
             || PyModule_AddObject(m, "NOEXIT", Py_NewRef(noexit)) < 0
             || PyModule_AddIntConstant(m, "ABI", ABI) < 0
             || PyModule_AddObject(m, "FRAME_LAYOUT", Py_BuildValue(

@@ -9,7 +9,12 @@ generator. Instrumented code reaches them through ``with`` helpers (:func:`call`
 The current call lives in a :class:`contextvars.ContextVar`, not in a thread-local stack:
 each thread and each asyncio task has its own context, so calls of concurrent sessions never
 mix, and a task created inside a session inherits the creating call as its parent (the task
-copies the context), which is what puts child tasks in their parent's session.
+copies the context), which is what puts child tasks in their parent's session. The C twin
+keeps a small holder in its variable and writes the current frame into it in place while no
+other context can reach the holder, which spares a ``ContextVar.set`` per call (the holder a
+copied context shares is replaced, never written; ``_speedups.c`` proves the case from
+CPython's own structures). Everything here and in the backends and integrations reads and
+writes the current call through ``_get`` / ``_set`` only, which understand the holder.
 
 A finished call becomes one record of 13 integers (:data:`flowagent.agent.wire.CALL_FIELDS`)
 packed into a flat int64 buffer, so nothing built for it outlives the call; a flusher thread
@@ -450,7 +455,7 @@ def ret(fid: int, value: Any) -> Any:
 # ---------------------------------------------------------------------------------------
 # Choosing the twin.
 
-_ACCELERATOR_ABI = 1  # _speedups.ABI this module is written against
+_ACCELERATOR_ABI = 2  # _speedups.ABI this module is written against
 
 
 def _choose_hot_path() -> tuple[Any, str]:
@@ -472,7 +477,9 @@ def _choose_hot_path() -> tuple[Any, str]:
                         thread_time=_thread_time, shape_first=SHAPE_FIRST,
                         shape_every=SHAPE_EVERY, shape_warm=SHAPE_WARM,
                         shape_hot_every=SHAPE_HOT_EVERY)
-    return _speedups, "C accelerator (flowagent.agent._speedups)"
+    return _speedups, ("C accelerator (flowagent.agent._speedups); the current call is "
+                       + ("written " if _speedups.IN_PLACE else "always a ContextVar.set: ")
+                       + _speedups.IN_PLACE_WHY)
 
 
 _speedups, HOT_PATH = _choose_hot_path()
