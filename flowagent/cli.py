@@ -48,6 +48,8 @@ RUN_OPTIONS: dict[str, tuple[str, str | None, object, str]] = {
     "--sample-rate": ("sample_rate", "FRACTION", None, "fraction of sessions recorded (1.0)"),
     "--cpu-time": ("cpu_time", None, True,
                    "also measure each call's CPU time (thread CPU clock)"),
+    "--shape-every-call": ("shape_every_call", None, True,
+                           "describe every call's shapes, not a budgeted sample"),
     "--no-nested": ("nested", None, False,
                     "do not record functions defined inside functions"),
     "--verbose": ("verbose", None, True,
@@ -263,7 +265,9 @@ _MARKS = {"success": ("✓", "+"), "error": ("✗", "x"), "partial": ("~", "~"),
           "incomplete": ("…", "?")}
 
 
-def _fmt_in(shape: dict[str, str]) -> str:
+def _fmt_in(shape: dict[str, str] | None) -> str:
+    if shape is None:
+        return "(...)"  # shapes not sampled for this call (the shape budget)
     return "(" + ", ".join(f"{k}: {v}" for k, v in shape.items()) + ")"
 
 

@@ -34,6 +34,8 @@ Keys (TOML key / environment variable / default):
 - ``retention_sessions`` / FLOWAGENT_RETENTION_SESSIONS / ``10000``: full session trees kept
   per run (0 or more); aggregates are always kept.
 - ``cpu_time`` / FLOWAGENT_CPU_TIME / ``false``: also measure each call's CPU time.
+- ``shape_every_call`` / FLOWAGENT_SHAPE_EVERY_CALL / ``false``: describe every call's shapes
+  instead of the budgeted sample (first calls of each function, then one in 16 or 256).
 
 Any mistake raises :class:`~flowagent.errors.ConfigError` naming the key, where it came from
 (file path, variable or option) and what to do. This module runs inside the recorded program,
@@ -82,6 +84,7 @@ class Config:
     hooks: tuple[str, ...] = ()
     retention_sessions: int = 10000
     cpu_time: bool = False
+    shape_every_call: bool = False
     sources: tuple[tuple[str, str], ...] = ()  # (key, "default" | file path | env var | --option)
 
 
@@ -110,6 +113,9 @@ _KEYS: dict[str, tuple[str, str, str]] = {
                            "aggregates are always kept."),
     "cpu_time": ("bool", "false", "Also measure each call's CPU time (the thread's CPU clock; "
                  "two more clock reads per call)."),
+    "shape_every_call": ("bool", "false", "Describe the input and output shapes of every "
+                         "call, not the budgeted sample (the first 16 calls of each function, "
+                         "then one in 16, after 1,024 calls one in 256); costly on hot code."),
 }
 KNOWN_KEYS: frozenset[str] = frozenset(_KEYS)
 ENV_KEYS: dict[str, str] = {"FLOWAGENT_" + key.upper(): key for key in _KEYS}

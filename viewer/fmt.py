@@ -64,10 +64,11 @@ def percent(part: int | float, whole: int | float) -> str:
 
 
 def input_shape(shape: Any) -> str:
-    """``{"sku": "str", "qty": "int"}`` → ``"(sku: str, qty: int)"``."""
+    """``{"sku": "str", "qty": "int"}`` → ``"(sku: str, qty: int)"``; None (shapes not
+    sampled for this call) → ``"(…)"``."""
     if isinstance(shape, Mapping):
         return "(" + ", ".join(f"{k}: {v}" for k, v in shape.items()) + ")"
-    return "()" if shape is None else str(shape)
+    return "(…)" if shape is None else str(shape)
 
 
 def argv(text: str | None) -> str:

@@ -111,6 +111,8 @@ def start() -> None:
         _selector = Selector(include, exclude, roots)
         _nested = _flag(env.get("FLOWAGENT_NESTED"), True)
         recorder.S.cpu = _flag(env.get("FLOWAGENT_CPU_TIME"), False)
+        if _flag(env.get("FLOWAGENT_SHAPE_EVERY_CALL"), False):
+            recorder.shape_every_call()
         backend, reason = choose(env.get("FLOWAGENT_BACKEND", "auto"))
         backend_name = backend.name
         _log(f"backend {backend.name}: {reason}")

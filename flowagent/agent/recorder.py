@@ -458,6 +458,24 @@ def ret(fid: int, value: Any) -> Any:
 _ACCELERATOR_ABI = 2  # _speedups.ABI this module is written against
 
 
+def _configure(accelerator: Any) -> None:
+    """Hand the C twin its slow-path hooks and the shape budget."""
+    accelerator.configure(input_sid=_input_sid, output_sid=_output_sid, exc_sid=_exc_sid,
+                          yield_sid=_yield_sid, session_start=_session_start, random=_random,
+                          thread_time=_thread_time, shape_first=SHAPE_FIRST,
+                          shape_every=SHAPE_EVERY, shape_warm=SHAPE_WARM,
+                          shape_hot_every=SHAPE_HOT_EVERY)
+
+
+def shape_every_call() -> None:
+    """Describe the shapes of every call, not the budgeted sample (config
+    ``shape_every_call``): for catching a rare shape, at the cost of describing every value."""
+    global SHAPE_FIRST
+    SHAPE_FIRST = 1 << 62
+    if _speedups is not None:
+        _configure(_speedups)
+
+
 def _choose_hot_path() -> tuple[Any, str]:
     """The single place that picks the hot path: (the C module or None, why)."""
     if os.environ.get("FLOWAGENT_PURE", "").strip().lower() in ("1", "true", "yes", "on"):
@@ -472,11 +490,7 @@ def _choose_hot_path() -> tuple[Any, str]:
             or _speedups.FLAG_BITS != (_ERR, _CHILD_ERR, _SKIP, _SHAPED):
         return None, ("pure Python: the C accelerator is out of date; reinstall flowagent "
                       "(pip install -e .) to rebuild it")
-    _speedups.configure(input_sid=_input_sid, output_sid=_output_sid, exc_sid=_exc_sid,
-                        yield_sid=_yield_sid, session_start=_session_start, random=_random,
-                        thread_time=_thread_time, shape_first=SHAPE_FIRST,
-                        shape_every=SHAPE_EVERY, shape_warm=SHAPE_WARM,
-                        shape_hot_every=SHAPE_HOT_EVERY)
+    _configure(_speedups)
     return _speedups, ("C accelerator (flowagent.agent._speedups); the current call is "
                        + ("written " if _speedups.IN_PLACE else "always a ContextVar.set: ")
                        + _speedups.IN_PLACE_WHY)

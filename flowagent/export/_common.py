@@ -138,14 +138,16 @@ def shorten(text: str, limit: int = 60) -> str:
 
 
 def format_input_shape(shape: Any) -> str:
-    """``{"item_id": "int"}`` → ``"(item_id: int)"``; anything else is shown as it is."""
+    """``{"item_id": "int"}`` → ``"(item_id: int)"``; None (a call whose shapes the budget
+    did not sample) → ``"(…)"``; anything else is shown as it is."""
     if isinstance(shape, Mapping):
         return "(" + ", ".join(f"{name}: {kind}" for name, kind in shape.items()) + ")"
-    return "()" if shape is None else str(shape)
+    return "(…)" if shape is None else str(shape)
 
 
 def format_output_shape(shape: Any) -> str:
-    return "None" if shape is None else str(shape)
+    """A shape string; None (not sampled, or a call that raised) → ``"…"``."""
+    return "…" if shape is None else str(shape)
 
 
 def signature_text(node: Mapping[str, Any], limit: int = 60) -> str:

@@ -347,7 +347,7 @@ class SQLiteStore:
                 "parent_id": c["parent_id"] or None,
                 "function_name": fn.get("name", "?"),
                 "caller": fns[c["caller_fid"]]["name"] if c["caller_fid"] in fns else None,
-                "input_shape": dict(zip(params, in_list)),
+                "input_shape": dict(zip(params, in_list)) if in_shape else None,  # None: not sampled
                 "output_shape": self.shape_text(c["out_sid"]),
                 "result_type": RESULTS[c["result"]],
                 "exception_type": self.shape_text(c["exc_sid"]),

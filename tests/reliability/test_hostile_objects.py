@@ -29,7 +29,9 @@ def _compare(tmp: Path, backend: str, group: str) -> tuple[bytes, Path]:
     assert plain.returncode == 0, plain.stderr.decode()
     assert b"touched: []\n" in plain.stdout  # plainly, no hostile method ever runs
     data = tmp / "data"
-    fa = run_cli(["run", "--data-dir", str(data), "--backend", backend, "hostile.py", group],
+    # Every call described, not the budgeted sample: each hostile value must meet shape_of.
+    fa = run_cli(["run", "--data-dir", str(data), "--backend", backend, "--shape-every-call",
+                  "hostile.py", group],
                  tmp, timeout=120)
     assert fa.stdout == plain.stdout
     assert strip_summary(fa.stderr) == plain.stderr

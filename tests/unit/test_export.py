@@ -268,7 +268,7 @@ def test_session_dot_label_shape_and_colours(tmp_path: Path) -> None:
                         "(item_id: int) → dict{name:str,price:float}"]
     assert lines[1][0] == "shop.db:load (0.2 ms)"
     shape_in, _, shape_out = lines[1][1].partition(" → ")
-    assert len(shape_in) == 60 and shape_in.endswith("…") and shape_out == "None"
+    assert len(shape_in) == 60 and shape_in.endswith("…") and shape_out == "…"
     assert lines[1][2] == "raised KeyError"
     assert re.search(r'n1 \[label="[^"]*".*color="#d62728"', source)  # error node red
     assert re.search(r'n0 \[label="[^"]*".*color="#ff7f0e"', source)  # partial node orange
@@ -371,7 +371,7 @@ def test_session_mermaid_simple_structure() -> None:
     assert status == 0, result
     assert result["nodes"] == {
         "n0": "shop.api:get_item\n0.9 ms\n(item_id: int) → dict{name:str,price:float}",
-        "n1": "shop.db:load\n0.2 ms\n(item_id: int) → None\nraised KeyError",
+        "n1": "shop.db:load\n0.2 ms\n(item_id: int) → …\nraised KeyError",
         "n2": "shop.db:fallback\n0.4 ms\n(item_id: int) → dict{name:str,price:float}",
     }
     assert [(e["start"], e["end"], e["stroke"]) for e in result["edges"]] == [
