@@ -190,6 +190,23 @@ fn_slot(Py_ssize_t fid)
     return &fns[fid];
 }
 
+/* Describing values runs Python code (shapes.py) on top of the call being opened. Near the
+   recursion limit that would make the program's own recursion fail sooner than it does
+   plainly, so a call opened with fewer than SHAPE_HEADROOM Python frames to spare is left
+   unshaped (it still counts against the budget). */
+#define SHAPE_HEADROOM 100
+
+static inline int
+near_recursion_limit(void)
+{
+    PyThreadState *ts = PyThreadState_Get();
+#if PY_VERSION_HEX >= 0x030C0000
+    return ts->py_recursion_remaining < SHAPE_HEADROOM;
+#else
+    return ts->recursion_remaining < SHAPE_HEADROOM;
+#endif
+}
+
 static inline int
 shaped(FnSlot *slot)
 {
@@ -567,7 +584,7 @@ open_impl(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     ses = Py_NewRef(new_session ? cid : ITEM(parent, SES));
     long long ins = 0;
-    int shape = shaped(slot);
+    int shape = shaped(slot) && !near_recursion_limit();
     if (shape && (ins = input_sid(slot, args, nargs)) < 0) {
         Py_DECREF(cid);
         Py_DECREF(ses);
