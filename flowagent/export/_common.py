@@ -21,7 +21,7 @@ class CallNode(TypedDict, total=False):
     parent_id: int | None
     function_name: str
     caller: str | None
-    input_shape: dict[str, str]
+    input_shape: dict[str, str] | None  # None: shapes not sampled for this call
     output_shape: str | None
     result_type: str
     exception_type: str | None

@@ -81,8 +81,9 @@ def _once(tmp: Path, scenario: str, rep: int, timeout: float = 120) -> dict:
     env = {"PYTHONPATH": os.pathsep.join(p for p in (str(REPO), EXTRA_SITE) if p)}
     t0 = time.monotonic()
     # In its own process group: a deadlocked run is killed whole (launcher and program).
-    run = launch(["run", "--data-dir", str(data), "--include", "conc_app", "conc_main.py",
-                  scenario, str(requests)], tmp, env=env)
+    # Every call's shapes are taken (no budget): the mixing check reads each call's input.
+    run = launch(["run", "--data-dir", str(data), "--include", "conc_app", "--shape-every-call",
+                  "conc_main.py", scenario, str(requests)], tmp, env=env)
     try:
         rc = run.wait(timeout)
     finally:
