@@ -6,7 +6,8 @@ are copied into a fresh run directory with the consumer tail reset to 0, and
 ``flowagent.sidecar.ingest.Ingestor`` drains them into a fresh SQLite store, exactly as the
 sidecar does, with its garbage-collector setting (decode, session trees, aggregates, stored
 chunks, final ``finish_all``). A second figure, decode only (zstd + msgpack + column
-decoding, no trees or SQLite), shows how much of that is the wire format.
+decoding as the sidecar does it, ``Decoder.decode_columns``; no trees or SQLite), shows how
+much of that is the wire format.
 
 Prints one JSON line: events, seconds and events/s for each (median of REPEATS), the ingest
 time as a ratio of the decode time (the share of the sidecar's work that is not the wire
@@ -117,7 +118,7 @@ def decode_once(rings: list[str]) -> tuple[int, float]:
         reader.close()
     dec = Decoder()
     t0 = time.perf_counter()
-    events = sum(len(dec.decode(p)["calls"]) for p in payloads)
+    events = sum(len(dec.decode_columns(p)["calls"]) for p in payloads)
     return events, time.perf_counter() - t0
 
 

@@ -18,8 +18,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import groupby
-from operator import itemgetter
+from itertools import accumulate, groupby
 from typing import Any
 
 from ..agent.ring import RingError, RingReader
@@ -30,10 +29,22 @@ from .aggregate import Aggregates
 from .retention import EXEMPLAR, FAILED, PRUNED, RECENT, Retention
 from .sessiontree import Namer, SessionTree
 
-_by_session = itemgetter(2)  # CALL_FIELDS: cid par ses ...
 # Payload bytes drained per transaction: bounds the sidecar's memory when a ring holds a lot
 # (a replay, a sidecar catching up), and the time the store's write lock is held.
 READ_BUDGET = 4 << 20
+
+
+def _session_runs(sessions: list[int]) -> list[tuple[int, int, int]]:
+    """(session, start, end) of each run of consecutive calls of one session in a frame
+    (usually the whole frame: a process's flows rarely interleave within one batch)."""
+    if sessions.count(sessions[0]) == len(sessions):
+        return [(sessions[0], 0, len(sessions))]
+    keys, lengths = [], []
+    for ses, group in groupby(sessions):
+        keys.append(ses)
+        lengths.append(sum(1 for _ in group))
+    ends = list(accumulate(lengths))
+    return [(ses, end - length, end) for ses, length, end in zip(keys, lengths, ends)]
 
 
 @dataclass
@@ -178,7 +189,7 @@ class Ingestor:
                     proc.duplicates += 1
                     continue
                 try:
-                    batch = self.decoder.decode(payload)
+                    batch = self.decoder.decode_columns(payload)
                 except ValueError:
                     self.undecodable += 1
                     proc.last_seq = seq
@@ -249,26 +260,27 @@ class Ingestor:
             if p is not None:
                 p.name = str(name)
         calls = batch["calls"]
-        if not calls:
+        n_calls = len(calls)
+        if not n_calls:
             return 0
-        chunk = store.add_chunk(self.run_id, proc.pk, C.WIRE, len(calls), payload)
+        chunk = store.add_chunk(self.run_id, proc.pk, C.WIRE, n_calls, payload)
         links: dict[int, int] = {}
         finished = []
-        for ses, group in groupby(calls, _by_session):
-            rows = list(group)
+        cids, _par, sessions, fids, *_mid, t0s, _t1, threads, _cpu = calls.cols
+        for ses, lo, hi in _session_runs(sessions):
             p = proc.pending.get(ses)
             if p is None:
-                first = rows[0]
-                p = self._open(proc, ses, first[3] if first[0] == ses else 0, first[9],
-                               first[11])
-            links[p.rowid] = links.get(p.rowid, 0) + p.tree.feed(rows)
+                p = self._open(proc, ses, fids[lo] if cids[lo] == ses else 0, t0s[lo],
+                               threads[lo])
+            run = calls if hi - lo == n_calls else calls.slice(lo, hi)
+            links[p.rowid] = links.get(p.rowid, 0) + p.tree.feed(run)
             if p.tree.root is not None:
                 finished.append(ses)
         store.link_chunks([(rowid, chunk, n) for rowid, n in links.items()])
-        proc.stored += len(calls)
+        proc.stored += n_calls
         for ses in dict.fromkeys(finished):
             self._finish(proc, ses, complete=True)
-        return len(calls)
+        return n_calls
 
     def _open(self, proc: Proc, ses: int, root_fid: int, t0: int, thr: int) -> Pending:
         """The session ``ses`` (ids and clock of the process) as a pending session row."""

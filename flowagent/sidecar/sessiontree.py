@@ -6,8 +6,9 @@ first (post-order). Everything the sidecar derives from a tree can therefore be 
 bottom-up at the moment a call ends, and the call can then be forgotten:
 
 * per-call statistics (count, total/self/min/max time, CPU, duration histogram) summed per
-  *signature* (function, caller, result, shapes, exception): one dict update per call, spread
-  into nodes/edges/shapes once per session in :meth:`SessionTree.contribution`;
+  *signature* (function, caller, result, shapes, exception), counted per batch over whole
+  columns (one update per distinct signature and duration), spread into nodes/edges/shapes
+  once per session in :meth:`SessionTree.contribution`;
 * the canonical tree shape (flow variant): each call's subtree is an 8-byte digest of its
   function's name and its children's digests in start order (repeated siblings collapsed),
   memoized per process; names, not ids, so the same flow has the same variant in every
@@ -34,10 +35,13 @@ from __future__ import annotations
 import hashlib
 import json
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import compress
 
-from ..agent.wire import ERROR, INCOMPLETE, PARTIAL
+from ..agent.wire import ERROR, INCOMPLETE, PARTIAL, CallColumns
+from .histogram import bucket
 
 MAX_KIDS = 1024    # distinct child runs kept per open call before the oldest are folded
 MAX_HOPS = 256     # error paths longer than this are cut (as deep recursion collapses anyway)
@@ -181,33 +185,84 @@ class SessionTree:
         self.paths: frozenset = frozenset()
         self.digest = b""
         self._open: dict[int, list] = {}  # cid -> open call state (O_* fields)
+        self._root_seen = False  # set by the tree pass when the root's record went by
 
-    def feed(self, rows: list[tuple]) -> int:
-        """Fold records of this session (in the order they ended); returns how many."""
-        ses, namer, opened, sigs = self.ses, self.namer, self._open, self.sigs
+    def feed(self, calls: CallColumns | list[tuple]) -> int:
+        """Fold records of this session (in the order they ended); returns how many.
+
+        Two passes over the columns. The tree (digests, paths, self time, error raise sites)
+        depends on the order calls ended in, so it is a loop over the calls; the signature
+        statistics are sums, minima, maxima and histograms, so they are counted per distinct
+        (signature, duration) with ``Counter`` in C and spread once per distinct pair: a
+        loop of tight calls repeats the same few durations over and over."""
+        if not isinstance(calls, CallColumns):
+            calls = CallColumns.from_rows(calls)
+        n = len(calls)
+        if not n:
+            return 0
+        cids, pars, _s, fids, pfids, ins, outs, ress, excs, t0s, t1s, _thr, cpus = calls.cols
+        durs = calls.dur
+        if min(durs) < 0:  # a clock step: such a call counts as taking no time
+            durs = [d if d > 0 else 0 for d in durs]
+        end = max(t1s)
+        if end > self.end:
+            self.end = end
+        minus = self._fold_tree(cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs)
+        if self._root_seen:  # the root's record, the last one if a replay repeated it
+            self._root_seen = False
+            self.root = calls.row(n - 1 - cids[::-1].index(self.ses))
+        if INCOMPLETE in ress:  # placeholders: in the tree, not in the statistics
+            keep = [r != INCOMPLETE for r in ress]
+            fids, pfids, ins, outs, ress, excs, durs, cpus = (
+                list(compress(col, keep)) for col in (fids, pfids, ins, outs, ress, excs,
+                                                      durs, cpus))
+        sigs = self.sigs
+        # acc: calls, total, self, min, max, cpu, {histogram bucket: calls}
+        for (*key, d), count in Counter(zip(fids, pfids, ins, outs, ress, excs, durs)).items():
+            key = tuple(key)
+            acc = sigs.get(key)
+            if acc is None:
+                acc = sigs[key] = [0, 0, 0, d, d, 0, {}]
+            acc[0] += count
+            acc[1] += d * count
+            acc[2] += d * count
+            if d < acc[3]:
+                acc[3] = d
+            elif d > acc[4]:
+                acc[4] = d
+            h = acc[6]
+            b = bucket(d)
+            h[b] = h.get(b, 0) + count
+        for key, child_ns in minus.items():
+            sigs[key][2] -= child_ns
+        if any(cpus):  # CPU time is opt-in (config cpu_time): zero columns cost one scan
+            for *key, cpu in zip(fids, pfids, ins, outs, ress, excs, cpus):
+                sigs[tuple(key)][5] += cpu
+        return n
+
+    def _fold_tree(self, cids: list, pars: list, fids: list, pfids: list, ins: list,
+                   outs: list, ress: list, excs: list, t0s: list, durs: list) -> dict:
+        """The tree pass of :meth:`feed`. Returns, per signature, the time its calls spent in
+        their callees (their total time minus this is their self time)."""
+        ses, namer, opened = self.ses, self.namer, self._open
         # The namer's memos are read inline (a method call per record costs as much as the
         # lookup); a miss goes through the method, which fills the memo.
         leaves, leaf_sets = namer.leaves, namer.leaf_sets
         inners, prefixes, unions = namer.inners, namer.prefixes, namer.unions
         pop, get = opened.pop, opened.get
-        end = self.end
-        for row in rows:
-            cid, par, _s, fid, pfid, _in, _out, res, exc, t0, t1, _thr, cpu = row
-            d = t1 - t0
-            if d < 0:  # plain ifs, here and below: cheaper than min()/max() calls
-                d = 0
-            if t1 > end:
-                end = t1
+        minus: dict[tuple, int] = {}
+        for cid, par, fid, pfid, in_s, out_s, res, exc, t0, d in zip(
+                cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs):
             node = pop(cid, None)
             up = None  # error raise sites below (or at) this call, on their way to the root
             if node is None:
-                self_ns = d
                 digest = leaves.get(fid) or namer.leaf(fid)
                 paths = leaf_sets.get(fid) or namer.leaf_paths(fid)
             else:
-                self_ns = d - node[O_CHILD_NS]
-                if self_ns < 0:
-                    self_ns = 0
+                if res != INCOMPLETE:
+                    child_ns = node[O_CHILD_NS]
+                    key = (fid, pfid, in_s, out_s, res, exc)
+                    minus[key] = minus.get(key, 0) + (child_ns if child_ns < d else d)
                 kids = node[O_KIDS]
                 digest = inners.get((fid, node[O_FOLD], *kids)) or namer.inner(
                     fid, node[O_FOLD], kids)
@@ -215,42 +270,20 @@ class SessionTree:
                 paths = prefixes.get((fid, below)) or namer.prefixed(fid, below)
                 if node[O_WAITERS]:
                     up = self._climb(node[O_WAITERS], fid, res)
-            if res != INCOMPLETE:
-                key = row[3:9]  # fid, caller fid, in, out, result, exception
-                acc = sigs.get(key)
-                if acc is None:
-                    acc = sigs[key] = [0, 0, 0, d, d, 0, {}]
-                acc[0] += 1
-                acc[1] += d
-                acc[2] += self_ns
-                if d < acc[3]:
-                    acc[3] = d
-                elif d > acc[4]:
-                    acc[4] = d
-                acc[5] += cpu
-                # histogram bucket (see histogram.bucket), inlined: this loop is the sidecar
-                if d < 8:
-                    b = d
+            if res == ERROR and (node is None or not node[O_ERR_CHILD]):
+                site = (exc, fid, (fid,), -1)
+                if up is None:
+                    up = {site: 1}
                 else:
-                    bl = d.bit_length()
-                    b = (bl << 3) - 32 + (d >> (bl - 4))
-                h = acc[6]
-                h[b] = h.get(b, 0) + 1
-                if res == ERROR and (node is None or not node[O_ERR_CHILD]):
-                    site = (exc, fid, (fid,), -1)
-                    if up is None:
-                        up = {site: 1}
-                    else:
-                        up[site] = up.get(site, 0) + 1
+                    up[site] = up.get(site, 0) + 1
             if cid == ses:
-                self.root = row
+                self._root_seen = True
                 self.paths = paths
                 self.digest = digest
             elif par and par != cid:
                 p = get(par)
                 if p is None:
-                    p = opened[par] = [pfid, t0, d, res == ERROR, b"", [digest], [t0], paths,
-                                       up]
+                    opened[par] = [pfid, t0, d, res == ERROR, b"", [digest], [t0], paths, up]
                     continue
                 if t0 < p[O_T0]:
                     p[O_T0] = t0
@@ -277,8 +310,7 @@ class SessionTree:
                 continue
             if up:
                 self._settle(up)
-        self.end = end
-        return len(rows)
+        return minus
 
     def _climb(self, waiters: dict[tuple, int], fid: int, res: int) -> dict[tuple, int]:
         """Error raise sites pass through a call on their way to the root: the call joins

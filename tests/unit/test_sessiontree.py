@@ -157,3 +157,37 @@ def test_a_session_cut_short_gets_placeholders_for_its_open_calls():
     c = tree.contribution(_identity, _identity)
     assert tree.calls() == 1 and list(c.nodes) == [4]  # placeholders are not calls
     assert list(c.paths) == [json.dumps(["app:handle", "app:load", "app:check"])]
+
+
+records = st.lists(st.tuples(
+    st.integers(1, 4),                                     # fid
+    st.sampled_from([SUCCESS, ERROR, PARTIAL, INCOMPLETE]),
+    st.integers(-5, 40) | st.integers(1 << 16, 1 << 40),    # duration: clock steps, long calls
+    st.sampled_from([0, 0, 3, 1 << 33])), max_size=60)      # cpu
+
+
+@settings(max_examples=80, deadline=None)
+@given(records, st.lists(st.integers(0, 60), max_size=4))
+def test_signature_statistics_match_a_call_by_call_count(recs, cuts):
+    # Leaves of one root: each call's self time is its duration; durations repeat, go
+    # negative (counted as 0) and grow past any table; placeholders count in no statistic.
+    rows = [(i + 2, 1, 1, fid, 1, 0, 0, res, 9 if res == ERROR else 0, 10 * i, 10 * i + d, 7,
+             cpu) for i, (fid, res, d, cpu) in enumerate(recs)]
+    tree = SessionTree(1, Namer(lambda f: NAMES.get(f, "?")), 1)
+    start = 0
+    for cut in sorted(set(cuts)) + [len(rows)]:
+        tree.feed(rows[start:cut])
+        start = cut
+    expected: dict[tuple, list] = {}
+    for r in rows:
+        if r[7] == INCOMPLETE:
+            continue
+        d = max(r[10] - r[9], 0)
+        acc = expected.setdefault(r[3:9], [0, 0, 0, d, d, 0, {}])
+        acc[0] += 1
+        acc[1] += d
+        acc[2] += d
+        acc[3], acc[4] = min(acc[3], d), max(acc[4], d)
+        acc[5] += r[12]
+        H.add(acc[6], d)
+    assert tree.sigs == expected
