@@ -302,6 +302,10 @@ def serve(*args: str, cmd: list[str] | None = None) -> Iterator[tuple[str, subpr
                 proc.wait()
             if proc.stdout:
                 proc.stdout.close()
+            errors.seek(0)
+            logged = errors.read()
+            if "Traceback" in logged:  # a 500 in a page test: show the server's side of it
+                sys.stderr.write(f"viewer server stderr:\n{logged}\n")
 
 
 def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
