@@ -166,25 +166,23 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
         except Exception:
             S.agent_errors += 1
 
-    def py_resume(code: Any, offset: int) -> None:
+    def resume_frame(frame: Any) -> None:
+        """The generator running in ``frame`` is the current call again."""
         try:
-            rec = live.get(getframe(1))
+            rec = live.get(frame)
             if rec is not None:
                 resume(rec)
         except Exception:
             S.agent_errors += 1
 
+    def py_resume(code: Any, offset: int) -> None:
+        resume_frame(getframe(1))
+
     def py_throw(code: Any, offset: int, exc: BaseException) -> None:
         # throw() or close() resumes a suspended generator with an exception: it is the
         # current call again until it yields, returns or the exception unwinds it.
         info = infos.get(code)
-        if info is None or not info[2] & _YIELDING:
-            return
-        try:
-            rec = live.get(getframe(1))
-            if rec is not None:
-                resume(rec)
-        except Exception:
-            S.agent_errors += 1
+        if info is not None and info[2] & _YIELDING:
+            resume_frame(getframe(1))
 
     return py_start, py_return, py_yield, py_resume, py_unwind, py_throw
