@@ -159,7 +159,10 @@ def test_session_call_graph_and_back(page: Page, demo_url: str, shots: Path) -> 
 def test_timeline_click_selects_the_call(page: Page, demo_url: str) -> None:
     page.goto(demo_url + "/?order=calls")
     page.locator("#sessions-body tr").first.locator("a").click()
-    page.wait_for_function("() => document.getElementById('timeline-canvas').height > 0")
+    # Both loaded before the click: selecting a span selects its row in the tree, and the
+    # tree arriving can move the canvas on the page.
+    page.wait_for_function("() => document.getElementById('timeline-canvas').height > 0 && "
+                           "window.FA && FA.treeLoaded === true")
     box = page.locator("#timeline-canvas").bounding_box()
     assert box is not None
     page.mouse.click(box["x"] + 5, box["y"] + 26 + 8)  # the root span, first lane
