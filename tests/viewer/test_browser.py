@@ -41,7 +41,7 @@ if importlib.util.find_spec("playwright") is None:
     pytest.skip("Playwright for Python is not installed (pip install playwright)",
                 allow_module_level=True)
 
-from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -120,16 +120,18 @@ def test_session_call_graph_and_back(page: Page, demo_url: str, shots: Path) -> 
     page.screenshot(path=str(shots / "session.png"), full_page=True)
 
     # collapse and expand the root
-    visible_before = page.locator("#tree [role=treeitem]:not(.hidden)").count()
+    # Toggling waits for the tree's model (fetched after the page): expect() retries.
+    visible = page.locator("#tree [role=treeitem]:not(.hidden)")
+    visible_before = visible.count()
     page.locator("#r0 button.tg").click()
-    assert page.locator("#tree [role=treeitem]:not(.hidden)").count() == 1
+    expect(visible).to_have_count(1)
     page.locator("#r0 button.tg").click()
-    assert page.locator("#tree [role=treeitem]:not(.hidden)").count() == visible_before
+    expect(visible).to_have_count(visible_before)
 
     # select a call: its details, then its function in the architecture graph
     row = page.locator("#tree [role=treeitem]:not(.hidden)", has_text="shop.catalog:Catalog.get").first
     row.locator(".fn").click()
-    assert page.inner_text("#call-details h3") == "shop.catalog:Catalog.get"
+    expect(page.locator("#call-details h3")).to_have_text("shop.catalog:Catalog.get")
     details = page.inner_text("#call-details").lower()  # headings are upper-cased by CSS
     assert "duration" in details and "input" in details and "called by" in details
     page.screenshot(path=str(shots / "session-call-selected.png"))
