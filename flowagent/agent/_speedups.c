@@ -473,37 +473,40 @@ holder_is_private(PyObject *h)
 #endif
 }
 
-/* The current frame (new reference; None when there is none). */
+/* The hot path reads the context variable once per open and once per close: its value
+   (a Holder, or the default None) is kept while the frame it holds is read and replaced. */
+
+/* The variable's value in this context (new reference). */
 static inline PyObject *
-cur_get(void)
+cur_value(void)
 {
     PyObject *v;
     if (PyContextVar_Get(cur_var, NULL, &v) < 0)
         return NULL;
+    return v;
+}
+
+/* The frame a value of the variable holds (borrowed; None when there is none). */
+static inline PyObject *
+value_frame(PyObject *v)
+{
     if (!Py_IS_TYPE(v, &HolderType))
         return v;           /* the variable's default, None: nothing set in this context */
     PyObject *frame = ((HolderObject *)v)->frame;
-    frame = Py_NewRef(frame != NULL ? frame : Py_None);
-    Py_DECREF(v);
-    return frame;
+    return frame != NULL ? frame : Py_None;
 }
 
-/* Make `frame` (or None) current in this context. */
+/* Make `frame` (or None) current; `h` is the value cur_value() returned, still held. */
 static int
-cur_set(PyObject *frame)
+cur_replace(PyObject *h, PyObject *frame)
 {
-    PyObject *h;
-    if (PyContextVar_Get(cur_var, NULL, &h) < 0)
-        return -1;
     if (holder_is_private(h)) {
         HolderObject *holder = (HolderObject *)h;
         PyObject *old = holder->frame;
         holder->frame = Py_NewRef(frame);
-        Py_DECREF(h);
         Py_XDECREF(old);    /* last: freeing a frame can run a return value's __del__ */
         return 0;
     }
-    Py_DECREF(h);
     context_sets++;
     PyObject *fresh = holder_new(frame);
     if (fresh == NULL)
@@ -516,12 +519,36 @@ cur_set(PyObject *frame)
     return 0;
 }
 
+/* The current frame (new reference; None when there is none). */
+static inline PyObject *
+cur_get(void)
+{
+    PyObject *v = cur_value();
+    if (v == NULL)
+        return NULL;
+    PyObject *frame = Py_NewRef(value_frame(v));
+    Py_DECREF(v);
+    return frame;
+}
+
+/* Make `frame` (or None) current in this context. */
+static int
+cur_set(PyObject *frame)
+{
+    PyObject *h = cur_value();
+    if (h == NULL)
+        return -1;
+    int r = cur_replace(h, frame);
+    Py_DECREF(h);
+    return r;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Opening a call */
 
 /* A session left out by sampling: a frame that only keeps its calls from recording. */
 static PyObject *
-skip_session(PyObject *fidobj, PyObject *current)
+skip_session(PyObject *fidobj, PyObject *current, PyObject *value)
 {
     S->sampled_out++;
     PyObject *f = PyList_New(FRAME_LEN);
@@ -537,7 +564,7 @@ skip_session(PyObject *fidobj, PyObject *current)
     set_item(f, OUTER, Py_NewRef(current));
     set_item(f, GEN, Py_NewRef(S->gen));
     set_item(f, RV, Py_NewRef(Py_None));
-    if (cur_set(f) < 0) {
+    if (cur_replace(value, f) < 0) {
         Py_DECREF(f);
         return NULL;
     }
@@ -554,9 +581,11 @@ open_impl(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs)
     FnSlot *slot = fn_slot(fid);
     if (slot == NULL)
         return NULL;
-    PyObject *current = cur_get();
-    if (current == NULL)
+    PyObject *value = cur_value();
+    if (value == NULL)
         return NULL;
+    /* Our own reference: replacing the frame in place releases the holder's. */
+    PyObject *current = Py_NewRef(value_frame(value));
     PyObject *parent = current, *ses, *cid, *frame = NULL;
     int new_session = 0, made_current = 0;
     if (!is_frame(current) || ITEM(current, GEN) != S->gen) {
@@ -567,7 +596,7 @@ open_impl(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs)
             double x = PyFloat_AsDouble(r);
             Py_DECREF(r);
             if (x * 1000000.0 >= (double)S->sample_ppm) {
-                frame = skip_session(fidobj, current);
+                frame = skip_session(fidobj, current, value);
                 goto done;
             }
         }
@@ -618,7 +647,7 @@ open_impl(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs)
     PyList_SET_ITEM(frame, YIELDED, Py_NewRef(zero));
     PyList_SET_ITEM(frame, RV, Py_NewRef(Py_None));
     PyList_SET_ITEM(frame, CPU, zero);
-    if (ITEM(frame, INS) == NULL || cur_set(frame) < 0)
+    if (ITEM(frame, INS) == NULL || cur_replace(value, frame) < 0)
         goto fail;
     made_current = 1;
     if (new_session) {
@@ -643,13 +672,14 @@ fail:
         /* Never leave a half-opened frame current: the caller would never close it. */
         PyObject *et, *ev, *tb;
         PyErr_Fetch(&et, &ev, &tb);
-        if (cur_set(current) < 0)
+        if (cur_set(current) < 0)  /* a fresh read: the write may have made a new holder */
             PyErr_Clear();
         PyErr_Restore(et, ev, tb);
     }
     Py_CLEAR(frame);
 done:
     Py_DECREF(current);
+    Py_DECREF(value);
     return frame;
 }
 
@@ -672,8 +702,9 @@ grow_buffer(void)
     return 0;
 }
 
+/* `value` is the variable's value as cur_value() returned it, still held by the caller. */
 static int
-close_impl(PyObject *frame, PyObject *exc_type)
+close_impl(PyObject *frame, PyObject *exc_type, PyObject *value)
 {
     int64_t t1 = clock_ns();
     int64_t cpu = 0;
@@ -686,12 +717,7 @@ close_impl(PyObject *frame, PyObject *exc_type)
             return -1;
         cpu = c - cpu0;
     }
-    PyObject *current = cur_get();
-    if (current == NULL)
-        return -1;
-    int restored = current == frame ? cur_set(ITEM(frame, OUTER)) : 0;
-    Py_DECREF(current);
-    if (restored < 0)
+    if (value_frame(value) == frame && cur_replace(value, ITEM(frame, OUTER)) < 0)
         return -1;
     long long flags = as_ll(ITEM(frame, FLAGS));
     if (flags == -1 && PyErr_Occurred())
@@ -806,20 +832,21 @@ static PyObject *
 exit_exit(ExitObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     /* At exit the call's frame is the current one: everything it called restored it. */
-    PyObject *f = cur_get();
-    if (f == NULL) {
+    PyObject *value = cur_value();
+    if (value == NULL) {
         if (swallow() < 0)
             return NULL;
         Py_RETURN_NONE;
     }
-    if (is_frame(f) && fid_matches(f, self->fid, self->fidobj)) {
-        PyObject *et = nargs > 0 ? args[0] : Py_None;
-        if (close_impl(f, et) < 0 && swallow() < 0) {
-            Py_DECREF(f);
-            return NULL;
-        }
-    }
+    /* Held while closing: restoring the caller in place releases the holder's reference. */
+    PyObject *f = Py_NewRef(value_frame(value));
+    int r = 0;
+    if (is_frame(f) && fid_matches(f, self->fid, self->fidobj))
+        r = close_impl(f, nargs > 0 ? args[0] : Py_None, value);
     Py_DECREF(f);
+    Py_DECREF(value);
+    if (r < 0 && swallow() < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -949,7 +976,10 @@ sp_close_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "close_call(frame, exc_type)");
         return NULL;
     }
-    if (close_impl(args[0], args[1]) < 0 && swallow() < 0)
+    PyObject *value = cur_value();
+    int r = value == NULL ? -1 : close_impl(args[0], args[1], value);
+    Py_XDECREF(value);
+    if (r < 0 && swallow() < 0)
         return NULL;
     Py_RETURN_NONE;
 }
