@@ -46,6 +46,8 @@ RUN_OPTIONS: dict[str, tuple[str, str | None, object, str]] = {
     "--flush-interval-ms": ("flush_interval_ms", "MS", None,
                             "how often recorded calls are flushed to the ring (50)"),
     "--sample-rate": ("sample_rate", "FRACTION", None, "fraction of sessions recorded (1.0)"),
+    "--max-data-size": ("max_data_size", "SIZE", None,
+                        "data directory limit, oldest runs pruned first (2GiB; 0: none)"),
     "--cpu-time": ("cpu_time", None, True,
                    "also measure each call's CPU time (thread CPU clock)"),
     "--shape-every-call": ("shape_every_call", None, True,
@@ -149,9 +151,11 @@ def parse_run_options(opts: list[str]) -> dict[str, object]:
 
 
 def cmd_run(argv: list[str]) -> int:
+    from .launcher import exec_plain, reserve_std_fds
+
+    reserve_std_fds()
     opts, kind, name, args = split_run_argv(argv)
     settings = parse_run_options(opts)
-    from .launcher import exec_plain
 
     if os.environ.get("FLOWAGENT_ENABLED", "").strip().lower() in _OFF:
         # The production switch, taken before anything else is imported or read (a config
@@ -160,7 +164,12 @@ def cmd_run(argv: list[str]) -> int:
     from .config import load_config
     from .launcher import resolve_target, run
 
-    cwd = os.getcwd()
+    try:
+        cwd = os.getcwd()
+    except OSError as exc:  # deleted while the shell stood in it: the program may not care
+        sys.stderr.write(f"flowagent: error: the working directory is unreadable "
+                         f"({exc.strerror}); running the program without recording\n")
+        exec_plain(kind, name, args)
     cfg = load_config(cwd, os.environ, settings)
     if not cfg.enabled:
         exec_plain(kind, name, args)
@@ -232,12 +241,12 @@ def cmd_runs(ns: argparse.Namespace, out: TextIO) -> int:
     if not runs:
         out.write("no runs yet; record one with 'flowagent run app.py'\n")
         return 0
-    out.write(f"{'RUN':<23} {'STARTED (UTC)':<19} {'EXIT':>4} {'SESSIONS':>8} {'CALLS':>8} "
+    out.write(f"{'RUN':<24} {'STARTED (UTC)':<19} {'EXIT':>4} {'SESSIONS':>8} {'CALLS':>8} "
               f"{'ERRORS':>6} {'DROPPED':>7}  COMMAND\n")
     for r in runs:
         cmd = " ".join(json.loads(r["argv"] or "[]"))
         exit_code = "-" if r["exit_code"] is None else str(r["exit_code"])
-        out.write(f"{r['run_id']:<23} {_iso(r['started_ns']):<19} {exit_code:>4} "
+        out.write(f"{r['run_id']:<24} {_iso(r['started_ns']):<19} {exit_code:>4} "
                   f"{r['sessions']:>8} {r['calls']:>8} {r['errors']:>6} "
                   f"{r['dropped_events']:>7}  {cmd}\n")
     return 0
@@ -609,6 +618,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(0)
+    except Exception as exc:
+        # A database that opened but turns out damaged further in (a corrupt page met by a
+        # query) is the same one clear line as one that does not open.
+        if "sqlite3" not in sys.modules:
+            raise
+        from .store.sqlite import damage_error
+
+        damaged = damage_error(exc)
+        if damaged is None:
+            raise
+        sys.stderr.write(f"flowagent: error: {damaged}\n")
+        sys.exit(damaged.exit_code)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,9 @@ Keys (TOML key / environment variable / default):
 - ``cpu_time`` / FLOWAGENT_CPU_TIME / ``false``: also measure each call's CPU time.
 - ``shape_every_call`` / FLOWAGENT_SHAPE_EVERY_CALL / ``false``: describe every call's shapes
   instead of the budgeted sample (first calls of each function, then one in 16 or 256).
+- ``max_data_size`` / FLOWAGENT_MAX_DATA_SIZE / ``2GiB``: how much the data directory may hold
+  (database pages in use and run files); after each run the oldest ended runs are pruned
+  until it fits, and the summary says so. ``0`` = no limit; otherwise at least 1 MiB.
 
 Any mistake raises :class:`~flowagent.errors.ConfigError` naming the key, where it came from
 (file path, variable or option) and what to do. This module runs inside the recorded program,
@@ -85,6 +88,7 @@ class Config:
     retention_sessions: int = 10000
     cpu_time: bool = False
     shape_every_call: bool = False
+    max_data_size: int = 2 * GiB
     sources: tuple[tuple[str, str], ...] = ()  # (key, "default" | file path | env var | --option)
 
 
@@ -116,6 +120,10 @@ _KEYS: dict[str, tuple[str, str, str]] = {
     "shape_every_call": ("bool", "false", "Describe the input and output shapes of every "
                          "call, not the budgeted sample (the first 16 calls of each function, "
                          "then one in 16, after 1,024 calls one in 256); costly on hot code."),
+    "max_data_size": ("datasize", '"2GiB"', "How much the data directory may hold (database "
+                      "pages in use plus run files); after each run the oldest ended runs are "
+                      "pruned until it fits, and the summary says so. `0` = no limit, else at "
+                      "least 1 MiB."),
 }
 KNOWN_KEYS: frozenset[str] = frozenset(_KEYS)
 ENV_KEYS: dict[str, str] = {"FLOWAGENT_" + key.upper(): key for key in _KEYS}
@@ -124,6 +132,7 @@ _EXPECTED = {
     "globs": "a list of strings", "hooks": "a list of strings", "path": "a string",
     "backend": "a string", "bool": "true or false", "int": "an integer", "float": "a number",
     "size": "an integer number of bytes or a size string such as \"8MiB\"",
+    "datasize": "an integer number of bytes or a size string such as \"2GiB\"",
 }
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 _SIZE_UNITS = {"": 1, "b": 1, "k": KiB, "kb": KiB, "kib": KiB, "m": MiB, "mb": MiB, "mib": MiB,
@@ -345,6 +354,14 @@ def _check(key: str, value: Any, where: str, base: Path) -> Any:
             raise ConfigError(f"{where}: unknown backend {value!r}; choose one of "
                               f"{', '.join(BACKENDS)}")
         return value
+    if kind == "datasize":
+        size = _parse_size(value, where) if isinstance(value, str) else value
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise wrong()
+        if size != 0 and not MiB <= size <= 1 << 60:
+            raise ConfigError(f"{where}: the data directory limit must be 0 (no limit) or at "
+                              f"least 1MiB, got {size} bytes")
+        return size
     if kind == "size":
         size = _parse_size(value, where) if isinstance(value, str) else value
         if isinstance(size, bool) or not isinstance(size, int):

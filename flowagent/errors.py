@@ -32,3 +32,8 @@ class StoreError(FlowagentError):
 
 class NotFoundError(FlowagentError):
     """A run, session or other id named by the user does not exist in the store."""
+
+
+class StoreDamagedError(StoreError):
+    """The database file exists but is not a readable flowagent store (corrupt, truncated,
+    overwritten): nothing reads from it or writes into it."""

@@ -15,6 +15,7 @@ until ``flowagent sidecar --resume`` stores it).
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -142,9 +143,27 @@ _RESTORED_ON_EXEC = tuple(getattr(signal, s) for s in ("SIGPIPE", "SIGXFSZ")
 
 
 def _new_run_id() -> str:
+    """Time-ordered and readable; 32 random bits tell apart runs of the same second, and
+    :func:`_claim_run_dir` makes sure no two runs ever get the same id."""
     import time
 
-    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + os.urandom(2).hex()
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + os.urandom(4).hex()
+
+
+def _claim_run_dir(data_dir: str) -> tuple[str, str]:
+    """A new run id and its directory, made atomically: an id whose directory exists (a
+    concurrent run, a clock set back) is never reused."""
+    runs = os.path.join(data_dir, "runs")
+    os.makedirs(runs, exist_ok=True)
+    while True:
+        run_id = _new_run_id()
+        run_dir = os.path.join(runs, run_id)
+        try:
+            os.mkdir(run_dir)
+        except FileExistsError:
+            continue
+        os.mkdir(os.path.join(run_dir, "rings"))
+        return run_id, run_dir
 
 
 def _script_dir(path: str) -> str:
@@ -198,8 +217,15 @@ def _is_python_name(name: str) -> bool:
 #   once. If the launcher itself is killed (SIGKILL to the group), the kernel kills the
 #   program too (PR_SET_PDEATHSIG), as the group kill would have.
 
-_FORWARDED = tuple(getattr(signal, s) for s in
-                   ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2"))
+# Every signal a shell, terminal or supervisor may send is forwarded (the program may
+# handle any of them: SIGALRM, SIGWINCH, SIGPIPE, SIGUSR1, realtime signals, ...), except:
+# SIGCHLD (the launcher's own), those that cannot be caught (SIGKILL, SIGSTOP), those the
+# kernel raises for a fault of the receiving thread (blocking them would hide a real fault of
+# the launcher), and the job-control stops, which must stop the launcher itself.
+_NOT_FORWARDED = frozenset(getattr(signal, s) for s in (
+    "SIGCHLD", "SIGKILL", "SIGSTOP", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP",
+    "SIGSYS", "SIGTSTP", "SIGTTIN", "SIGTTOU") if hasattr(signal, s))
+_FORWARDED = tuple(sorted(s for s in signal.valid_signals() if s not in _NOT_FORWARDED))
 _WAITED = frozenset((*_FORWARDED, signal.SIGCHLD))
 _SI_KERNEL = 0x80  # siginfo.si_code of a signal the kernel sent (the terminal's ^C, ^\, hangup)
 
@@ -232,6 +258,68 @@ def _die_with_parent() -> Callable[[], None] | None:
     return arm
 
 
+def _inherited_fds() -> tuple[int, ...]:
+    """Descriptors 3 and above the launcher inherited: the inheritable ones (everything the
+    launcher opens itself is close-on-exec)."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return ()
+    fds = []
+    for name in names:
+        fd = int(name)
+        try:
+            if fd > 2 and os.get_inheritable(fd):
+                fds.append(fd)
+        except OSError:
+            pass  # the descriptor listdir itself used, closed by now
+    return tuple(sorted(fds))
+
+
+def _socket_activation(argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """systemd socket activation (LISTEN_FDS) names the process meant to take the sockets by
+    its pid: the launcher's. The program must see its own pid there, which is only known
+    once it exists: a shell sets it just before the exec."""
+    if env.get("LISTEN_PID") != str(os.getpid()) or not os.path.exists("/bin/sh"):
+        return argv, env
+    env = dict(env)
+    del env["LISTEN_PID"]
+    return ["/bin/sh", "-c", 'LISTEN_PID=$$; export LISTEN_PID; exec "$@"', argv[0],
+            *argv], env
+
+
+class _GroupHolder:
+    """A process group for the program that the program does not lead.
+
+    Without a terminal the program gets its own group (signals to the launcher's group are
+    then forwarded once); but a group *leader* cannot call ``os.setsid()``, which a program
+    started by a shell script or a supervisor can. So a short-lived forked child leads the
+    group, the program joins it, and the holder exits: the group lives on with the program
+    in it, as a member."""
+
+    def __init__(self) -> None:
+        self._r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the holder: wait until the program is in the group, then go
+            try:
+                os.close(w)
+                os.setpgid(0, 0)
+                os.read(self._r, 1)
+            finally:
+                os._exit(0)
+        os.close(self._r)
+        self._w, self.pid = w, pid
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass  # it did it first (or is gone: the program then leads its own group)
+        self.pgid = pid
+
+    def release(self) -> None:
+        os.close(self._w)
+        os.waitpid(self.pid, 0)
+
+
 class Supervisor:
     """Runs the program with every forwarded signal blocked in the launcher and taken with
     ``sigwaitinfo`` (whose siginfo tells the terminal's signals apart), and waits for it."""
@@ -250,13 +338,22 @@ class Supervisor:
             if arm is not None:
                 arm()
 
+        argv, env = _socket_activation(argv, env)
+        holder = None if self.same_group else _GroupHolder()
         try:
-            # preexec_fn is safe here: the launcher has no other thread.
-            self.child = subprocess.Popen(argv, env=env, preexec_fn=in_child,  # noqa: PLW1509
-                                          process_group=None if self.same_group else 0)
+            # preexec_fn is safe here: the launcher has no other thread. Every descriptor
+            # the launcher was given (`3>file`, pass_fds, socket activation) goes to the
+            # program as to a program started by the shell; the launcher's own are
+            # non-inheritable and stay behind.
+            self.child = subprocess.Popen(
+                argv, env=env, preexec_fn=in_child, pass_fds=_inherited_fds(),  # noqa: PLW1509
+                process_group=None if holder is None else holder.pgid)
         except BaseException:
             self._restore()
             raise
+        finally:
+            if holder is not None:
+                holder.release()
 
     def wait(self, on_other_child: Callable[[], None] | None = None) -> int:
         """The program's exit status (negative: the signal that killed it). Forwards signals
@@ -271,7 +368,10 @@ class Supervisor:
                         return rc
                     if on_other_child is not None:
                         on_other_child()
-                elif not (self.same_group and info.si_code == _SI_KERNEL):
+                elif info.si_code != _SI_KERNEL and info.si_pid != os.getpid():
+                    # SI_KERNEL: the terminal's signal to the whole group (the program has
+                    # it too) or the launcher's own (SIGXCPU); our own pid: a SIGPIPE of the
+                    # launcher's own write. Anything else was sent to be forwarded.
                     try:
                         os.kill(self.child.pid, sig)
                     except ProcessLookupError:
@@ -301,12 +401,14 @@ class Sidecar:
 
         self.run_dir, self.run_id, self.data_dir = run_dir, run_id, cfg.data_dir
         self.log_path = os.path.join(run_dir, "sidecar.log")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWAGENT_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWAGENT_")
+               and k not in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")}
         env["FLOWAGENT_ENABLED"] = "0"  # the sidecar is never recorded
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "flowagent.sidecar", "--run-dir", run_dir, "--db", db,
                  "--run-id", run_id, "--retention", str(cfg.retention_sessions),
+                 "--max-data-size", str(cfg.max_data_size),
                  *(a for h in cfg.hooks for a in ("--hook", h))],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
                 start_new_session=True)  # out of the way of every signal sent to the program
@@ -397,10 +499,8 @@ def _size(n: int) -> str:
 
 def _prepare(cfg: Config) -> tuple[str, str, Sidecar]:
     """Run id, run directory and the sidecar (not waited for); StoreError if any fails."""
-    run_id = _new_run_id()
-    run_dir = os.path.join(cfg.data_dir, "runs", run_id)
     try:
-        os.makedirs(os.path.join(run_dir, "rings"), exist_ok=True)
+        run_id, run_dir = _claim_run_dir(cfg.data_dir)
     except OSError as exc:
         raise StoreError(f"cannot create the data directory {cfg.data_dir}: {exc.strerror}; "
                          "pass --data-dir with a writable location") from None
@@ -445,36 +545,79 @@ def run(cfg: Config, target: Target, cwd: str) -> int:
         sidecar.stop()
         raise TargetError(f"cannot start {target.describe()}: {exc.strerror}") from None
     rc = program.wait(on_other_child=sidecar.check)
-    summary = sidecar.finish()
-    sidecar.report()
-    if sidecar.started:
-        _finish_run(cfg, target, cwd, backend.name, run_id, rc, summary is not None)
     try:
+        summary = sidecar.finish()
+        sidecar.report()
+        if sidecar.started:
+            _finish_run(cfg, target, cwd, backend.name, run_id, rc, summary)
         if summary is not None:
             _print_summary(run_id, run_dir, summary, cfg)
         sys.stderr.flush()
     except OSError:
         pass  # stderr is gone (a closed pipe, a hung-up terminal): the exit status still counts
+    except Exception as exc:  # noqa: BLE001 - the launcher's own trouble is only reported
+        _say(f"flowagent: error: could not finish run {run_id} ({type(exc).__name__}: {exc}); "
+             f"the program's exit status is kept\n")
     return rc
 
 
+def _say(line: str) -> None:
+    """One line on stderr, if there still is one."""
+    try:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def reserve_std_fds() -> None:
+    """Standard descriptors the launcher was started without (``2>&-``) get /dev/null,
+    close-on-exec: the launcher's own files and pipes then never take their numbers (where the
+    program would find them open), the program still finds them closed, and the launcher's
+    messages go nowhere instead of failing."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            except OSError:
+                return
+            if null != fd:  # a lower one is open: put it where it belongs
+                os.dup2(null, fd, inheritable=False)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+
+
+def _text(s: str) -> str:
+    """A file-system string as storable text: bytes that are not UTF-8 (a directory named in
+    Latin-1) are shown as \\xNN escapes instead of failing the store."""
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _finish_run(cfg: Config, target: Target, cwd: str, backend: str, run_id: str, rc: int,
-                finished: bool) -> None:
+                summary: dict | None) -> None:
     """What only the launcher knows about the run, into its row (the sidecar made the row)."""
     import json
     import sqlite3
     import time
 
+    from .redact import mask_argv
     from .store.sqlite import SQLiteStore, db_path
 
+    status = ("sidecar-failed" if summary is None
+              else "pending" if summary.get("pending") else "finished")
     try:
         store = SQLiteStore(db_path(cfg.data_dir))
         with store.transaction():
             store.db.execute(
                 "UPDATE runs SET argv=?, cwd=?, backend=?, ended_ns=?, exit_code=?, status=? "
                 "WHERE run_id=?",
-                (json.dumps([target.describe(), *target.args]), cwd, backend, time.time_ns(),
-                 rc, "finished" if finished else "sidecar-failed", run_id))
+                (json.dumps(mask_argv([target.describe(), *target.args])), _text(cwd),
+                 backend, time.time_ns(), rc, status, run_id))
         store.close()
     except (StoreError, sqlite3.Error) as exc:
         sys.stderr.write(f"flowagent: error: could not finish run {run_id} in the store: "
@@ -484,6 +627,15 @@ def _finish_run(cfg: Config, target: Target, cwd: str, backend: str, run_id: str
 def _data_dir_option(data_dir: str) -> str:
     same = os.path.abspath(data_dir) == os.path.abspath(".flowagent")
     return "" if same else f" --data-dir {os.path.relpath(data_dir)}"
+
+
+# Causes a ring cannot be made for that are the program's resource limits, not the disk.
+_LIMIT_FIXES = {
+    os.strerror(errno.EFBIG): "the program's file size limit (ulimit -f) is below the smallest ring "
+                     "(68 KiB); raise it to record",
+    os.strerror(errno.ENOMEM): "the program's address-space limit (ulimit -v) leaves no room for even "
+                     "the smallest ring (64 KiB); raise it to record",
+}
 
 
 def _unrecorded(run_dir: str) -> dict[str, int]:
@@ -524,10 +676,26 @@ def _print_summary(run_id: str, run_dir: str, s: dict, cfg: Config) -> None:
         w(f"flowagent: {s['hook_errors']} hook failures; first: {s['hook_error']}\n")
     unrecorded = _unrecorded(run_dir)
     for why, n in unrecorded.items():
+        fix = _LIMIT_FIXES.get(why, "free some space, lower --ring-size or pass --data-dir "
+                               "on a larger filesystem")
         w(f"flowagent: {n} process{'es were' if n != 1 else ' was'} not recorded: no "
-          f"{_size(cfg.ring_size)} ring could be made in {run_dir}/rings ({why}); free some "
-          "space, lower --ring-size or pass --data-dir on a larger filesystem\n")
-    if s["processes"] == 0 and not unrecorded:
+          f"ring could be made in {run_dir}/rings ({why}); {fix}\n")
+    pending = s.get("pending") or []
+    if pending:
+        shown = ", ".join(f"pid {p['pid']}" + (f" ({' '.join(p['argv'])[:60]})" if p["argv"]
+                                                else "") for p in pending[:3])
+        more = f" and {len(pending) - 3} more" if len(pending) > 3 else ""
+        w(f"flowagent: {len(pending)} process{'es' if len(pending) != 1 else ''} of this run "
+          f"{'are' if len(pending) != 1 else 'is'} still running: {shown}{more}; what "
+          f"{'they record' if len(pending) != 1 else 'it records'} from now on waits in "
+          f"{run_dir}/rings: store it with 'flowagent sidecar --resume {run_id}{dd}' once "
+          f"{'they have' if len(pending) != 1 else 'it has'} ended\n")
+    if s.get("pruned_runs"):
+        n = s["pruned_runs"]
+        w(f"flowagent: the data directory was over its {_size(cfg.max_data_size)} limit: "
+          f"pruned the {n} oldest run{'s' if n != 1 else ''} ({_size(s['pruned_bytes'])}); "
+          "raise --max-data-size (or max_data_size in the config) to keep more\n")
+    if s["processes"] == 0 and not unrecorded and not pending:
         w("flowagent: no Python process of this run was recorded (is the target a Python "
           "program run by this interpreter?)\n")
     w(f"flowagent: data in {rel}/flowagent.db; look at it with 'flowagent sessions{dd}', "

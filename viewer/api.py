@@ -12,7 +12,7 @@ from flask import Blueprint, abort, current_app, jsonify, request, url_for
 from werkzeug.wrappers import Response
 
 from flowagent import __version__
-from flowagent.errors import StoreError
+from flowagent.errors import StoreDamagedError, StoreError
 from flowagent.export import FORMATS
 from flowagent.store import queries
 from flowagent.store.sqlite import SQLiteStore, db_path
@@ -37,6 +37,10 @@ def health() -> Response:
             info["runs"] = len(store.runs())
         finally:
             store.close()
+    except StoreDamagedError as exc:
+        info["store"] = "damaged"
+        info["store_error"] = str(exc)
+        info["runs"] = 0
     except StoreError:
         info["store"] = "missing"
         info["runs"] = 0

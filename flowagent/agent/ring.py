@@ -77,6 +77,43 @@ def _align8(n: int) -> int:
     return (n + 7) & ~7
 
 
+MIN_CAPACITY = 64 * 1024
+# A ring takes at most this share of the address space the process has left under RLIMIT_AS:
+# the rest is the program's.
+_AS_SHARE = 4
+
+
+def fit_limits(capacity: int) -> int:
+    """The ring capacity the process's resource limits allow, at most ``capacity``; a
+    negative errno when not even the smallest ring fits.
+
+    RLIMIT_FSIZE: a file grown past it gets SIGXFSZ, which kills a process that does not
+    ignore it (Python ignores it, a program may restore it): the ring file stays below it.
+    RLIMIT_AS: the mapping counts against the program's address space: the ring takes a
+    bounded share of what is left, so a program that fits plainly still fits."""
+    try:
+        import resource
+    except ImportError:
+        return capacity
+    fit = capacity
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if soft != resource.RLIM_INFINITY:
+        fit = min(fit, soft - HEADER_SIZE)
+        if fit < MIN_CAPACITY:
+            return -errno.EFBIG
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if soft != resource.RLIM_INFINITY:
+        try:
+            with open("/proc/self/statm", "rb") as f:
+                used = int(f.read().split()[0]) * mmap.PAGESIZE
+        except (OSError, ValueError, IndexError):
+            used = 0
+        fit = min(fit, (soft - used) // _AS_SHARE - HEADER_SIZE)
+        if fit < MIN_CAPACITY:
+            return -errno.ENOMEM
+    return fit & ~(mmap.PAGESIZE - 1) if fit != capacity else capacity
+
+
 def _leave_marker(fd: int, tmp: str, path: str, exc: OSError) -> None:
     """In place of a ring that could not be allocated, an empty file named for the cause
     (``<pid>-<key>.ring.ENOSPC``): the launcher reports the unrecorded process and why,
@@ -97,19 +134,21 @@ class RingWriter:
 
     def __init__(self, path: str, capacity: int, pid: int, ppid: int, key: int, created_ns: int,
                  info: dict) -> None:
-        capacity = _align8(max(capacity, 64 * 1024))
+        capacity = fit_limits(_align8(max(capacity, MIN_CAPACITY)))
         tmp = f"{path}.tmp{pid}"
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             # Allocate every block now: a sparse file whose pages get allocated on first
             # write would raise SIGBUS in the *program* when the disk fills up mid-run.
-            # Failing here (ENOSPC) only means this process is not recorded.
+            # Failing here (ENOSPC, ENOMEM) only means this process is not recorded.
             try:
+                if capacity < MIN_CAPACITY:
+                    raise OSError(-capacity, os.strerror(-capacity))
                 os.posix_fallocate(fd, 0, HEADER_SIZE + capacity)
+                self._mm = mmap.mmap(fd, HEADER_SIZE + capacity)
             except OSError as exc:
                 _leave_marker(fd, tmp, path, exc)
                 raise
-            self._mm = mmap.mmap(fd, HEADER_SIZE + capacity)
         finally:
             os.close(fd)
         mm = self._mm
@@ -222,14 +261,24 @@ class RingReader:
         _Q.pack_into(mm, OFF_CONSUMER, os.getpid())
 
     def info(self) -> dict:
+        """The producer's process info; its command line as the store keeps every command
+        line: secret-looking option values masked (:mod:`flowagent.redact`)."""
         n = _I.unpack_from(self._mm, OFF_INFO)[0]
         try:
             info = json.loads(bytes(self._mm[OFF_INFO + 4:OFF_INFO + 4 + min(n, MAX_INFO)]))
         except ValueError:
             return {}
-        return info if isinstance(info, dict) else {}
+        if not isinstance(info, dict):
+            return {}
+        if isinstance(info.get("argv"), list):
+            from ..redact import mask_argv  # the reader's side only (the sidecar)
+
+            info["argv"] = mask_argv(info["argv"])
+        return info
 
     def counters(self) -> dict[str, int]:
+        if self._retired is not None:
+            return self._retired
         mm = self._mm
         names = ("head", "produced_batches", "produced_events", "dropped_batches",
                  "dropped_events", "closed", "last_seq")
@@ -253,10 +302,12 @@ class RingReader:
         ``tail`` is *not* advanced in shared memory: the caller calls :meth:`commit` once what
         it read is safely stored, so a crash in between replays frames instead of losing them.
         """
+        self.last_end = None
+        if self._retired is not None:
+            return
         head = _Q.unpack_from(self._mm, OFF_HEAD)[0]
         pos = self.tail
         cap = self.capacity
-        self.last_end = None
         if head < pos or head - pos > cap:
             # A head (or our tail) that cannot be: garbled, or torn mid-write. A live
             # producer's next write publishes its real head again, so wait for that; if the
@@ -345,9 +396,57 @@ class RingReader:
         """Release ring space up to ``tail`` (the end offset of the last stored frame)."""
         if tail > self.tail:
             self.tail = tail
-        _Q.pack_into(self._mm, OFF_TAIL, self.tail)
+        if self._retired is None:
+            _Q.pack_into(self._mm, OFF_TAIL, self.tail)
+
+    # -- end of a ring ---------------------------------------------------------------------
+    _retired: dict[str, int] | None = None  # the last counters, once the file is removed
+
+    @property
+    def retired(self) -> bool:
+        return self._retired is not None
+
+    def producer_alive(self) -> bool:
+        """Whether the process that writes this ring may still write: it has not marked a
+        clean exit and its pid still exists."""
+        if self._retired is not None or self.counters()["closed"]:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            pass  # exists, owned by someone else
+        return True
+
+    def drained(self) -> bool:
+        """Everything the producer published has been read and released."""
+        return self._retired is not None or _Q.unpack_from(self._mm, OFF_HEAD)[0] <= self.tail
+
+    def retire_if_done(self, producer_gone: bool = False) -> bool:
+        """Remove the ring file once its producer has closed it (or, with ``producer_gone``,
+        once its process has ended) and everything in it is stored: a drained ring is only
+        disk space (a pool with ``maxtasksperchild=1`` makes one per task). The counters stay
+        readable. True when it was removed."""
+        if self._retired is not None:
+            return False
+        closed = self.counters()["closed"]
+        if not (closed or (producer_gone and not self.producer_alive())) or not self.drained():
+            return False
+        counters = self.counters()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+        self._retired = counters
+        self.close()
+        return True
 
     def set_control(self, paused: bool, sample_ppm: int) -> None:
+        if self._retired is not None:
+            return
         mm = self._mm
         _I.pack_into(mm, OFF_PAUSED, 1 if paused else 0)
         _I.pack_into(mm, OFF_SAMPLE_PPM, max(0, min(sample_ppm, 1_000_000)))

@@ -21,7 +21,9 @@ import sys
 import threading
 import time
 
+from ..errors import StoreError
 from ..store.sqlite import SQLiteStore
+from .pending import still_running
 from .retention import Retention
 
 
@@ -45,19 +47,50 @@ def tune_gc() -> None:
     gc.set_threshold(100_000, 50, 50)
 
 
+def _raise_soft_limits() -> None:
+    """The sidecar is not the program: the program's soft limits on file size and address
+    space (``ulimit -S``) must not stop its recording from being stored."""
+    try:
+        import resource
+    except ImportError:
+        return
+    for limit in (resource.RLIMIT_FSIZE, resource.RLIMIT_AS, resource.RLIMIT_DATA):
+        try:
+            soft, hard = resource.getrlimit(limit)
+            if soft != hard:
+                resource.setrlimit(limit, (hard, hard))
+        except (OSError, ValueError):
+            pass
+
+
+def _watch_parent(done: threading.Event, parent: int, poll_s: float) -> None:
+    """An orphaned sidecar ends: if the launcher is gone (killed, and its stdin pipe kept
+    open by someone else), finish the run as if it had said so."""
+    while not done.wait(max(poll_s * 25, 0.5)):
+        if os.getppid() != parent:
+            done.set()
+
+
 def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow: bool,
-        retention: Retention = Retention(), hook_specs: tuple[str, ...] = ()) -> dict:
+        retention: Retention = Retention(), hook_specs: tuple[str, ...] = (),
+        max_data_size: int = 0) -> dict:
     tune_gc()
+    _raise_soft_limits()
     store = SQLiteStore(db)
     if not resume:
         with store.transaction():
-            store.db.execute("INSERT OR IGNORE INTO runs(run_id, started_ns, status) "
-                             "VALUES(?,?,'running')", (run_id, time.time_ns()))
+            made = store.db.execute("INSERT OR IGNORE INTO runs(run_id, started_ns, status) "
+                                    "VALUES(?,?,'running')", (run_id, time.time_ns())).rowcount
+        if not made:  # never write one run's records into another's
+            raise StoreError(f"run {run_id} already exists in {db}; start the run again "
+                             "(it gets a new id)")
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher forwards ^C to the program only
     if follow:
         threading.Thread(target=_watch_stdin, args=(done,), daemon=True).start()
+        threading.Thread(target=_watch_parent, args=(done, os.getppid(), poll_s),
+                         daemon=True).start()
     else:
         done.set()
     # READY as soon as the store is open: the launcher holds the program back until then,
@@ -83,9 +116,16 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
         if stored == 0:
             done.wait(poll_s)
     ingest.drain_to_end()
-    incomplete = ingest.finish_all()
+    # Processes still running (a daemon that outlived the program) keep their sessions open
+    # and their rings: what they record from now on is stored by a later --resume.
+    pending = {pk: p for pk, p in ingest.procs.items() if p.reader.producer_alive()}
+    running = still_running(run_id, ((p.pid, p.info.get("argv", []), pk in pending)
+                                     for pk, p in ingest.procs.items()))
+    incomplete = ingest.finish_all(frozenset(pending))
     pruned = ingest.prune(force=True)
     totals = ingest.totals()
+    for proc in ingest.procs.values():
+        proc.reader.retire_if_done(producer_gone=True)
     with store.transaction():
         db_ = store.db
         sessions = db_.execute("SELECT COUNT(*), COALESCE(SUM(calls),0), COALESCE(SUM(errors),0) "
@@ -102,9 +142,20 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
              totals["dropped_batches"], totals["corrupt_frames"], totals["duplicate_frames"],
              totals["agent_errors"], totals["processes"], totals["sampled_out"], hooks.errors,
              hooks.first_error or None, pruned, run_id))
+        if resume:
+            db_.execute("UPDATE runs SET status=CASE WHEN ? THEN 'pending' WHEN "
+                        "status='pending' THEN 'finished' ELSE status END WHERE run_id=?",
+                        (bool(running), run_id))
     summary = dict(totals, sessions=sessions[0], calls=sessions[1], errors=sessions[2],
                    incomplete_sessions=incomplete_total, newly_incomplete=incomplete,
-                   hook_errors=hooks.errors, hook_error=hooks.first_error)
+                   hook_errors=hooks.errors, hook_error=hooks.first_error,
+                   pending=running)
+    if max_data_size:
+        from ..store.limit import enforce
+
+        kept = enforce(store, os.path.dirname(os.path.abspath(db)), max_data_size, run_id)
+        summary.update(pruned_runs=len(kept.runs), pruned_bytes=kept.freed_bytes,
+                       data_bytes=kept.size_bytes)
     if hooks:
         hooks.run_end(dict(summary, run_id=run_id))
         if hooks.errors != summary["hook_errors"]:
@@ -127,9 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--retention", type=int, default=Retention.recent)
     p.add_argument("--error-cap", type=int, default=Retention.error_cap)
     p.add_argument("--hook", action="append", default=[])
+    p.add_argument("--max-data-size", type=int, default=0,
+                   help="bytes the data directory may hold; oldest runs are pruned (0: no limit)")
     a = p.parse_args(argv)
     summary = run(a.run_dir, a.db, a.run_id, a.poll_ms / 1000.0, a.resume, not a.once,
-                  Retention(a.retention, a.error_cap), tuple(a.hook))
+                  Retention(a.retention, a.error_cap), tuple(a.hook), a.max_data_size)
     sys.stdout.write(json.dumps(summary) + "\n")
     sys.stdout.flush()
     return 0

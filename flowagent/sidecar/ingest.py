@@ -172,6 +172,7 @@ class Ingestor:
         stored = 0
         for proc in list(self.procs.values()):
             stored += self._drain(proc)
+            proc.reader.retire_if_done()
         return stored
 
     def _drain(self, proc: Proc) -> int:
@@ -387,11 +388,15 @@ class Ingestor:
                 return
             marker = now
 
-    def finish_all(self) -> int:
-        """End of run: every session still open is stored as incomplete. Returns how many."""
+    def finish_all(self, keep_open: frozenset[str] = frozenset()) -> int:
+        """End of run: every session still open is stored as incomplete, except those of the
+        processes in ``keep_open`` (still running: a later resume continues them). Returns
+        how many."""
         n = 0
         with self.store.transaction():
             for proc in self.procs.values():
+                if proc.pk in keep_open:
+                    continue
                 for ses in list(proc.pending):
                     self._finish(proc, ses, complete=False)
                     n += 1

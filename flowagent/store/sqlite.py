@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from ..agent.wire import VERSION as WIRE_VERSION
-from ..errors import StoreError
+from ..errors import StoreDamagedError, StoreError
 from . import chunks as C
 
 SCHEMA_VERSION = 4
@@ -108,6 +108,26 @@ def session_where(run_id: str | None, result: str | None, root: str | None,
     return " AND ".join(where), args
 
 
+# SQLite's result codes for a file that is not (or no longer) a database.
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def damage_error(exc: BaseException, path: str = "the flowagent database"
+                 ) -> StoreDamagedError | None:
+    """The one-line error for a damaged database, if ``exc`` says the file is one (corrupt,
+    not a database); None for anything else (locked, unwritable, full disk)."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return None
+    code = getattr(exc, "sqlite_errorcode", None)
+    text = str(exc)
+    if (code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)) or \
+            "malformed" in text or "not a database" in text:
+        return StoreDamagedError(
+            f"{path} is damaged ({text}); flowagent neither reads nor writes it: move it away "
+            f"(e.g. mv {path} {path}.damaged) to start a new store, or restore a copy")
+    return None
+
+
 def db_path(data_dir: str) -> str:
     return os.path.join(data_dir, "flowagent.db")
 
@@ -140,7 +160,13 @@ class SQLiteStore:
                 self.db.executescript(_SCHEMA)
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)",
                                 (DATA_FORMAT,))
+            # The first read of the schema: a damaged file fails here, before anything
+            # is read from it or written into it.
+            self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         except sqlite3.Error as exc:
+            damaged = damage_error(exc, path)
+            if damaged is not None:
+                raise damaged from None
             raise StoreError(f"cannot open the flowagent database {path}: {exc}; check that "
                              "the data directory exists, is writable and has free space") from None
         if readonly:
@@ -264,6 +290,37 @@ class SQLiteStore:
             if text is not None:
                 self._shape_text[sid] = text
         return text
+
+    # -- size and pruning (flowagent.store.limit) ------------------------------------------
+    def stored_bytes(self) -> int:
+        """Bytes the database holds in use: its pages minus the free ones (SQLite reuses
+        those, so the file stays near the high-water mark of this number)."""
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        size = self.db.execute("PRAGMA page_size").fetchone()[0]
+        return (pages - free) * size
+
+    def prunable_runs(self, keep: str) -> list[str]:
+        """Runs that may be deleted to bound the data directory, oldest first: every ended
+        run except ``keep``; never one still recording (``running``) or whose processes were
+        still running when it ended (``pending``: its rings wait for a resume)."""
+        return [r[0] for r in self.db.execute(
+            "SELECT run_id FROM runs WHERE run_id<>? AND ended_ns IS NOT NULL AND "
+            "COALESCE(status,'') NOT IN ('running','pending') ORDER BY started_ns, run_id",
+            (keep,))]
+
+    def delete_run(self, run_id: str) -> None:
+        """Forget one run entirely (interned shapes stay: other runs share them)."""
+        with self.transaction():
+            db = self.db
+            db.execute("DELETE FROM session_chunks WHERE chunk_id IN "
+                       "(SELECT chunk_id FROM chunks WHERE run_id=?)", (run_id,))
+            db.execute("DELETE FROM session_chunks WHERE sid IN "
+                       "(SELECT sid FROM sessions WHERE run_id=?)", (run_id,))
+            for table in ("chunks", "sessions", "functions", "processes", "graph_nodes",
+                          "graph_edges", "variants", "error_clusters", "process_samples",
+                          "shape_counts", "paths", "runs"):
+                db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))  # noqa: S608
 
     # -- reading -------------------------------------------------------------------------
     def runs(self) -> list[dict[str, Any]]:
