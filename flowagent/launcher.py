@@ -24,7 +24,7 @@ from .errors import StoreError, TargetError
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of every run's start-up
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from typing import NoReturn
 
     from .config import Config
@@ -188,12 +188,20 @@ def _command(target: Target, instruments_main: bool) -> list[str]:
                 and args and args[0].endswith(".py") and os.path.isfile(args[0])
                 and os.path.realpath(target.path) == os.path.realpath(sys.executable)):
             # `-- python app.py`: the same as `flowagent run app.py` (so __main__ is recorded).
-            return [sys.executable, "-m", "flowagent.agent.runmain", *args]
+            return _script_command(args[0], args[1:])
         return [target.path, *args]
     if instruments_main and not os.path.isdir(target.path):
-        # python script.py bypasses import hooks; the shim rebuilds __main__ instrumented.
-        return [sys.executable, "-m", "flowagent.agent.runmain", target.name, *target.args]
+        return _script_command(target.name, target.args)
     return [sys.executable, target.name, *target.args]
+
+
+def _script_command(script: str, args: Sequence[str]) -> list[str]:
+    """``python script.py`` bypasses import hooks: a regular file runs as it is and the
+    agent's audit hook swaps in its instrumented functions (agent/mainhook.py); a script
+    that can be read only once (a pipe) runs under the shim that reads and rebuilds it."""
+    if os.path.isfile(script):
+        return [sys.executable, script, *args]
+    return [sys.executable, "-m", "flowagent.agent.runmain", script, *args]
 
 
 def _is_python_name(name: str) -> bool:

@@ -1432,7 +1432,31 @@ in_place_self_test(void)
 
 /* ---------------------------------------------------------------------------------------- */
 
+/* set_const(code, index, value): replace one constant of a code object that has not run yet
+   (mainhook.py: the main script's functions swapped for their instrumented twins). A code
+   object's constants are a tuple only it holds; the old constant is released. */
+static PyObject *
+sp_set_const(PyObject *self, PyObject *args)
+{
+    PyObject *code, *value;
+    Py_ssize_t i;
+    if (!PyArg_ParseTuple(args, "O!nO:set_const", &PyCode_Type, &code, &i, &value))
+        return NULL;
+    PyObject *consts = ((PyCodeObject *)code)->co_consts;
+    if (!PyTuple_CheckExact(consts) || i < 0 || i >= PyTuple_GET_SIZE(consts)) {
+        PyErr_SetString(PyExc_IndexError, "constant index out of range");
+        return NULL;
+    }
+    PyObject *old = PyTuple_GET_ITEM(consts, i);
+    Py_INCREF(value);
+    PyTuple_SET_ITEM(consts, i, value);
+    Py_DECREF(old);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"set_const", sp_set_const, METH_VARARGS,
+     "Replace constant ``index`` of a code object that has not run yet."},
     {"call", (PyCFunction)(void (*)(void))sp_call, METH_FASTCALL,
      "``with __fa_call__(fid, *args):`` around a plain function's or coroutine's body."},
     {"open_call", (PyCFunction)(void (*)(void))sp_open_call, METH_FASTCALL,

@@ -122,6 +122,11 @@ def start() -> None:
                               {"run_id": env.get("FLOWAGENT_RUN_ID", ""), "backend": backend.name})
         install_helpers()
         backend.install(_selector, _nested)
+        if backend.name == "wrap":
+            from . import mainhook
+
+            selector = _selector
+            mainhook.install(lambda path: selector.wants("__main__", path), _nested)
         from .integrations import install as install_integrations
 
         install_integrations(backend)

@@ -58,7 +58,26 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             for key, value in getattr(rep, "user_properties", ()):
                 if key == "figure":
                     lines.append(f"{rep.nodeid.split('::', 1)[-1]}: {value}")
+    lines.extend(_harness_figures(terminalreporter))
     if lines:
         terminalreporter.section("reliability figures")
         for line in sorted(lines):
             terminalreporter.write_line(line)
+
+
+def _harness_figures(terminalreporter: Any) -> list[str]:
+    """The plain-versus-agent harness: one figure per scenario class (see harness.py)."""
+    from harness import class_figures
+
+    reports = [rep for reports in terminalreporter.stats.values() for rep in reports
+               if getattr(rep, "when", None) == "call"]
+    lines = []
+    path = os.environ.get("FLOWAGENT_FIGURES")
+    for klass, text, data in class_figures(reports):
+        lines.append(f"plain-vs-agent {text}")
+        if path:
+            line = json.dumps({"test": f"test_plain_vs_agent.py::{klass}", "figure": text,
+                               **data}, default=str)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+    return lines
