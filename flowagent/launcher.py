@@ -347,7 +347,11 @@ class Supervisor:
                 arm()
 
         argv, env = _socket_activation(argv, env)
-        holder = None if self.same_group else _GroupHolder()
+        # The program leads its process group exactly when the launcher leads its own, as
+        # it would in the launcher's place (a session leader started by a supervisor leads
+        # its group; a command of a shell script does not, and may call os.setsid()).
+        leader = os.getpgrp() == os.getpid()
+        holder = None if self.same_group or leader else _GroupHolder()
         try:
             # preexec_fn is safe here: the launcher has no other thread. Every descriptor
             # the launcher was given (`3>file`, pass_fds, socket activation) goes to the
@@ -355,7 +359,8 @@ class Supervisor:
             # non-inheritable and stay behind.
             self.child = subprocess.Popen(
                 argv, env=env, preexec_fn=in_child, pass_fds=_inherited_fds(),  # noqa: PLW1509
-                process_group=None if holder is None else holder.pgid)
+                process_group=(None if self.same_group else 0 if holder is None
+                               else holder.pgid))
         except BaseException:
             self._restore()
             raise
