@@ -71,6 +71,22 @@ def _watch_parent(done: threading.Event, parent: int, poll_s: float) -> None:
             done.set()
 
 
+def _add_retired(store: SQLiteStore, run_id: str, seen: set[str], totals: dict) -> None:
+    """A resumed run's totals also count the processes whose rings were drained and
+    removed before: their counters live in the store only."""
+    for row in store.db.execute(
+            "SELECT pk, produced_events, dropped_events, dropped_batches, corrupt_frames, "
+            "duplicate_frames, agent_errors, stored_events FROM processes WHERE run_id=?",
+            (run_id,)).fetchall():
+        if row[0] in seen:
+            continue
+        totals["processes"] += 1
+        for key, value in zip(("produced_events", "dropped_events", "dropped_batches",
+                               "corrupt_frames", "duplicate_frames", "agent_errors",
+                               "stored_events"), row[1:]):
+            totals[key] += value or 0
+
+
 def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow: bool,
         retention: Retention = Retention(), hook_specs: tuple[str, ...] = (),
         max_data_size: int = 0) -> dict:
@@ -124,6 +140,8 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
     incomplete = ingest.finish_all(frozenset(pending))
     pruned = ingest.prune(force=True)
     totals = ingest.totals()
+    if resume:
+        _add_retired(store, run_id, set(ingest.procs), totals)
     for proc in ingest.procs.values():
         proc.reader.retire_if_done(producer_gone=True)
     with store.transaction():
