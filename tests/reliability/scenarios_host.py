@@ -266,8 +266,10 @@ _HANDLED = """
     print("handled:", [signal.Signals(n).name if n in signal.Signals._value2member_map_
                        else n for n in got])
 """
-_SEND = ("{cmd} & p=$!; while [ ! -e ready ]; do sleep 0.01; done; kill -{name} $p; "
-         "wait $p; echo rc=$?")
+# The shell's own notice of a job killed by a signal is printed whenever it reaps the job
+# (timing): the subshell's stderr is /dev/null, the program keeps the real one.
+_SEND = ("( {cmd} 2>&3 & p=$!; while [ ! -e ready ]; do sleep 0.01; done; kill -{name} $p; "
+         "wait $p; echo rc=$? ) 3>&2 2>/dev/null")
 for name in ("ALRM", "WINCH", "PIPE", "USR1", "USR2", "HUP", "TERM", "INT", "QUIT", "URG",
              "IO", "VTALRM", "PROF", "PWR", "CONT", "XCPU"):
     scenario(f"inherit/signal-{name.lower()}-handled", _HANDLED.format(sig=f"signal.SIG{name}"),
@@ -522,9 +524,10 @@ scenario("loss/launcher-killed-sidecar-ends", """
         time.sleep(30)
     print("started", flush=True)
     wait()
-""", shell="{cmd} & p=$!; while [ ! -e ready ]; do sleep 0.01; done; kill -KILL $p; wait $p; "
-           # the shell's own "Killed" notice at its exit is not the program's output
-           "echo rc=$?; exec 2>/dev/null", check=_sidecar_gone)
+""", shell="( {cmd} 2>&3 & p=$!; while [ ! -e ready ]; do sleep 0.01; done; kill -KILL $p; "
+           # the shell's own "Killed" notice (printed whenever it reaps the job) is not the
+           # program's output: the subshell's stderr is /dev/null, the program's is not
+           "wait $p; echo rc=$? ) 3>&2 2>/dev/null", check=_sidecar_gone)
 
 # == request-data: command lines in the store ================================================
 

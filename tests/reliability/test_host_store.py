@@ -68,7 +68,7 @@ def test_data_limit_prunes_oldest_runs_first_and_says_so(tmp_path: Path, figure)
             assert runs <= set(left), (table, runs - set(left))
     finally:
         store.close()
-    figure(f"data directory limit 1 MiB over 4 runs of ~0.5 MiB each: {len(ids) - len(left)} "
+    figure(f"data directory limit 1 MiB over 4 runs of 2 500 sessions each: {len(ids) - len(left)} "
            f"oldest pruned and reported, {live / 2**20:.2f} MiB of database pages in use after",
            pruned=len(ids) - len(left), live_bytes=live)
 
