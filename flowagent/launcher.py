@@ -223,7 +223,8 @@ def _is_python_name(name: str) -> bool:
 # * Without one (services, CI, `setsid`, pipelines started by other programs), the program
 #   gets its own process group, so a group signal reaches only the launcher, which forwards it:
 #   once. If the launcher itself is killed (SIGKILL to the group), the kernel kills the
-#   program too (PR_SET_PDEATHSIG), as the group kill would have.
+#   program too (PR_SET_PDEATHSIG), as the group kill would have. The program leads that
+#   group only when the launcher leads its own (see _GroupHolder).
 
 # Every signal a shell, terminal or supervisor may send is forwarded (the program may
 # handle any of them: SIGALRM, SIGWINCH, SIGPIPE, SIGUSR1, realtime signals, ...), except:
