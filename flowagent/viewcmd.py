@@ -65,6 +65,22 @@ def viewer_url(host: str, port: int, token: str | None) -> str:
     return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
 
 
+def _refuse_damaged_store(path: str) -> None:
+    """A damaged store is one error line before anything is served, as for every command
+    (a missing one is fine: the viewer shows runs as they are recorded)."""
+    from .errors import StoreDamagedError, StoreError
+    from .store.sqlite import SQLiteStore
+
+    if not os.path.exists(path):
+        return
+    try:
+        SQLiteStore(path, readonly=True).close()
+    except StoreDamagedError:
+        raise
+    except StoreError:
+        pass  # another version's store: the pages say so
+
+
 def cmd_view(ns: argparse.Namespace, out: TextIO) -> int:
     """Serve until interrupted; returns 0 after ^C."""
     from werkzeug.serving import make_server
@@ -82,6 +98,7 @@ def cmd_view(ns: argparse.Namespace, out: TextIO) -> int:
         raise UsageError("--token must not be empty")
     if token is None and not is_loopback(ns.host):
         token = secrets.token_urlsafe(24)
+    _refuse_damaged_store(db_path(cfg.data_dir))
     app = create_app({"DATA_DIR": cfg.data_dir, "TOKEN": token})
     # One line per request (the pages poll every 2 s) would drown the URL line; keep warnings.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -175,7 +175,7 @@ def test_every_command_says_the_store_is_damaged(tmp_path: Path, how: str) -> No
     before = db_file.read_bytes()
     for cmd in (["runs"], ["sessions"], ["stats"], ["trace", "x"], ["export", "-f", "json"],
                 ["diff", "a", "b"], ["stubs", "-o", "out"], ["control", "--pause"],
-                ["sidecar", "--resume", "x"]):
+                ["sidecar", "--resume", "x"], ["view", "--port", "0"]):
         proc = run_cli([*cmd, "--data-dir", str(data)], tmp_path)
         err = proc.stderr.decode()
         assert proc.returncode == 2, (cmd, proc.returncode, err)
