@@ -71,6 +71,10 @@ def _watch_parent(done: threading.Event, parent: int, poll_s: float) -> None:
             done.set()
 
 
+# How long the end of a run waits for processes that are still running to end by themselves.
+SETTLE_S = 1.5
+
+
 def _add_retired(store: SQLiteStore, run_id: str, seen: set[str], totals: dict) -> None:
     """A resumed run's totals also count the processes whose rings were drained and
     removed before: their counters live in the store only."""
@@ -131,12 +135,19 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
         ingest.prune()
         if stored == 0:
             done.wait(poll_s)
-    ingest.drain_to_end()
     # Processes still running (a daemon that outlived the program) keep their sessions open
-    # and their rings: what they record from now on is stored by a later --resume.
-    pending = {pk: p for pk, p in ingest.procs.items() if p.reader.producer_alive()}
-    running = still_running(run_id, ((p.pid, p.info.get("argv", []), pk in pending)
-                                     for pk, p in ingest.procs.items()))
+    # and their rings: what they record from now on is stored by a later --resume. Helpers
+    # that end just after the program (a pool's workers, multiprocessing's resource
+    # tracker) are waited for briefly, and what they flush on their way out is stored now.
+    settle = time.monotonic() + (SETTLE_S if follow else 0.0)
+    while True:
+        ingest.drain_to_end()
+        pending = {pk: p for pk, p in ingest.procs.items() if p.reader.producer_alive()}
+        running = still_running(run_id, ((p.pid, p.info.get("argv", []), pk in pending)
+                                         for pk, p in ingest.procs.items()))
+        if not running or time.monotonic() >= settle:
+            break
+        time.sleep(0.05)
     incomplete = ingest.finish_all(frozenset(pending))
     pruned = ingest.prune(force=True)
     totals = ingest.totals()
