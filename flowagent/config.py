@@ -36,6 +36,9 @@ Keys (TOML key / environment variable / default):
 - ``cpu_time`` / FLOWAGENT_CPU_TIME / ``false``: also measure each call's CPU time.
 - ``shape_every_call`` / FLOWAGENT_SHAPE_EVERY_CALL / ``false``: describe every call's shapes
   instead of the budgeted sample (first calls of each function, then one in 16 or 256).
+- ``otlp_endpoint`` / FLOWAGENT_OTLP_ENDPOINT / ``""``: an OTLP/HTTP receiver
+  (``http://host:4318``) the sidecar sends each finished session to as OpenTelemetry spans;
+  empty means none.
 
 Any mistake raises :class:`~flowagent.errors.ConfigError` naming the key, where it came from
 (file path, variable or option) and what to do. This module runs inside the recorded program,
@@ -85,6 +88,7 @@ class Config:
     retention_sessions: int = 10000
     cpu_time: bool = False
     shape_every_call: bool = False
+    otlp_endpoint: str = ""
     sources: tuple[tuple[str, str], ...] = ()  # (key, "default" | file path | env var | --option)
 
 
@@ -116,6 +120,9 @@ _KEYS: dict[str, tuple[str, str, str]] = {
     "shape_every_call": ("bool", "false", "Describe the input and output shapes of every "
                          "call, not the budgeted sample (the first 16 calls of each function, "
                          "then one in 16, after 1,024 calls one in 256); costly on hot code."),
+    "otlp_endpoint": ("url", '""', "OTLP/HTTP receiver (`http://host:4318`) the sidecar sends "
+                      "each finished session to as OpenTelemetry spans; empty = none. Needs "
+                      "the `otlp` extra."),
 }
 KNOWN_KEYS: frozenset[str] = frozenset(_KEYS)
 ENV_KEYS: dict[str, str] = {"FLOWAGENT_" + key.upper(): key for key in _KEYS}
@@ -124,6 +131,7 @@ _EXPECTED = {
     "globs": "a list of strings", "hooks": "a list of strings", "path": "a string",
     "backend": "a string", "bool": "true or false", "int": "an integer", "float": "a number",
     "size": "an integer number of bytes or a size string such as \"8MiB\"",
+    "url": "an http:// or https:// URL such as \"http://localhost:4318\"",
 }
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 _SIZE_UNITS = {"": 1, "b": 1, "k": KiB, "kb": KiB, "kib": KiB, "m": MiB, "mb": MiB, "mib": MiB,
@@ -345,6 +353,8 @@ def _check(key: str, value: Any, where: str, base: Path) -> Any:
             raise ConfigError(f"{where}: unknown backend {value!r}; choose one of "
                               f"{', '.join(BACKENDS)}")
         return value
+    if kind == "url":
+        return _check_url(value, where, wrong)
     if kind == "size":
         size = _parse_size(value, where) if isinstance(value, str) else value
         if isinstance(size, bool) or not isinstance(size, int):
@@ -367,6 +377,24 @@ def _check(key: str, value: Any, where: str, base: Path) -> Any:
     if not (math.isfinite(value) and 0 < value <= 1):
         raise ConfigError(f"{where}: must be greater than 0 and at most 1, got {value}")
     return float(value)
+
+
+def _check_url(value: Any, where: str, wrong: Any) -> str:
+    if not isinstance(value, str):
+        raise wrong()
+    text = value.strip()
+    if not text:
+        return ""  # none
+    from urllib.parse import urlsplit  # only when a URL is set
+
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{where}: expected {_EXPECTED['url']}, got {value!r}")
+    return text
 
 
 def _parse_size(text: str, where: str) -> int:

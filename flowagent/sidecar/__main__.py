@@ -46,7 +46,8 @@ def tune_gc() -> None:
 
 
 def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow: bool,
-        retention: Retention = Retention(), hook_specs: tuple[str, ...] = ()) -> dict:
+        retention: Retention = Retention(), hook_specs: tuple[str, ...] = (),
+        otlp: dict[str, str] | None = None) -> dict:
     tune_gc()
     store = SQLiteStore(db)
     if not resume:
@@ -74,6 +75,13 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
     hooks = Hooks(list(hook_specs))
     ingest = Ingestor(store, run_id, run_dir, retention, hooks if hooks else None)
     control = Control(run_dir)
+    sender = None
+    if otlp and otlp.get("endpoint"):
+        from .otlp_sender import OtlpSender
+
+        sender = OtlpSender(otlp["endpoint"], db, otlp.get("service") or "python",
+                            otlp.get("host") or None)
+        ingest.finished_sink = sender.offer
     sampler = ProcessSampler(store, run_id)
     while not done.is_set():
         control.apply(ingest.procs.values())
@@ -84,6 +92,8 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
             done.wait(poll_s)
     ingest.drain_to_end()
     incomplete = ingest.finish_all()
+    # Before the final prune: queued sessions are read back from their kept trees.
+    otlp_totals = sender.close() if sender is not None else {}
     pruned = ingest.prune(force=True)
     totals = ingest.totals()
     with store.transaction():
@@ -102,9 +112,14 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
              totals["dropped_batches"], totals["corrupt_frames"], totals["duplicate_frames"],
              totals["agent_errors"], totals["processes"], totals["sampled_out"], hooks.errors,
              hooks.first_error or None, pruned, run_id))
+        if otlp_totals:
+            db_.execute("UPDATE runs SET otlp_sessions=?, otlp_spans=?, otlp_undelivered=? "
+                        "WHERE run_id=?", (otlp_totals["otlp_sessions"],
+                                           otlp_totals["otlp_spans"],
+                                           otlp_totals["otlp_undelivered"], run_id))
     summary = dict(totals, sessions=sessions[0], calls=sessions[1], errors=sessions[2],
                    incomplete_sessions=incomplete_total, newly_incomplete=incomplete,
-                   hook_errors=hooks.errors, hook_error=hooks.first_error)
+                   hook_errors=hooks.errors, hook_error=hooks.first_error, **otlp_totals)
     if hooks:
         hooks.run_end(dict(summary, run_id=run_id))
         if hooks.errors != summary["hook_errors"]:
@@ -127,9 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--retention", type=int, default=Retention.recent)
     p.add_argument("--error-cap", type=int, default=Retention.error_cap)
     p.add_argument("--hook", action="append", default=[])
+    p.add_argument("--otlp-endpoint", default="")
+    p.add_argument("--otlp-service", default="")
+    p.add_argument("--otlp-host", default="")
     a = p.parse_args(argv)
+    otlp = {"endpoint": a.otlp_endpoint, "service": a.otlp_service, "host": a.otlp_host}
     summary = run(a.run_dir, a.db, a.run_id, a.poll_ms / 1000.0, a.resume, not a.once,
-                  Retention(a.retention, a.error_cap), tuple(a.hook))
+                  Retention(a.retention, a.error_cap), tuple(a.hook), otlp)
     sys.stdout.write(json.dumps(summary) + "\n")
     sys.stdout.flush()
     return 0
