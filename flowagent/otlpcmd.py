@@ -6,13 +6,12 @@ binary, and both need the run's service name, which the text formats do not.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from .errors import NotFoundError, UsageError
-from .export.otlp import program_name, require_proto, write_otlp, write_otlp_json
+from .export.otlp import require_proto, run_service_name, write_otlp, write_otlp_json
 
 
 def with_variant(store: Any, graph: dict[str, Any]) -> dict[str, Any]:
@@ -20,16 +19,6 @@ def with_variant(store: Any, graph: dict[str, Any]) -> dict[str, Any]:
     row = store.session(graph["session_id"]) or {}
     graph["variant"] = row.get("variant")
     return graph
-
-
-def run_service(store: Any, run_id: str) -> str:
-    """The service name of a run: its program's name, as the launcher recorded it."""
-    row = store.run(run_id) or {}
-    try:
-        argv = json.loads(row.get("argv") or "[]")
-    except ValueError:
-        argv = []
-    return program_name(str(argv[0])) if argv else "python"
 
 
 def export_otlp(ns: Any, store: Any, run_id_of: Callable[[Any, str | None], str],
@@ -49,7 +38,7 @@ def export_otlp(ns: Any, store: Any, run_id_of: Callable[[Any, str | None], str]
     else:
         runs = [run_id_of(store, r) for r in (ns.run or [None])]
         sessions = (with_variant(store, g) for r in runs for g in store.iter_session_graphs(r))
-    service = ns.service or run_service(store, runs[0])
+    service = ns.service or run_service_name(store.run(runs[0]) or {})
     if ns.format == "otlp":
         target = open(ns.output, "wb") if ns.output else out.buffer  # type: ignore[attr-defined]
         try:

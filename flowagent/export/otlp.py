@@ -81,6 +81,18 @@ def program_name(described: str) -> str:
     return base[:-3] if base.endswith(".py") and len(base) > 3 else base
 
 
+def run_service_name(run: Mapping[str, Any]) -> str:
+    """A stored run's service: its own ``service`` when the store keeps one, else the name
+    of the program it ran (the launcher stores the target as the first item of ``argv``)."""
+    if run.get("service"):
+        return str(run["service"])
+    try:
+        argv = json.loads(run.get("argv") or "[]")
+    except (TypeError, ValueError):
+        argv = []
+    return program_name(str(argv[0])) if isinstance(argv, list) and argv else "python"
+
+
 def host_name() -> str:
     return socket.gethostname() or "localhost"
 
@@ -306,4 +318,5 @@ def _batches(sessions: Iterable[Mapping[str, Any]]) -> Any:
 
 
 __all__ = ["MEDIA_TYPE", "build_request", "host_name", "program_name", "require_proto",
+           "run_service_name",
            "span_id", "to_json", "trace_id", "traceparent_of", "write_otlp", "write_otlp_json"]
