@@ -97,3 +97,19 @@ def test_metrics_match_the_store(planted_dir: Path, store: Any) -> None:
 def test_metrics_keep_the_newest_runs(planted_dir: Path, store: Any) -> None:
     families = _scrape(planted_dir, METRICS_RUNS=0)
     assert _samples(families["flowagent_calls"], "_total") == {}
+
+
+def test_shipped_dashboard_and_alerts_use_served_metrics(planted_dir: Path) -> None:
+    """The Grafana dashboard and the alert rules under docs/ name only series /metrics has."""
+    import json
+    import re
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "monitoring"
+    served = {s.name for f in _scrape(planted_dir).values() for s in f.samples}
+    dashboard = json.loads((docs / "flowagent-dashboard.json").read_text(encoding="utf-8"))
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(exprs) >= 8
+    rules = (docs / "flowagent-alerts.yml").read_text(encoding="utf-8")
+    assert "FlowagentErrorBranchSpike" in rules
+    used = set(re.findall(r"flowagent_[a-z_]+", " ".join(exprs) + rules))
+    assert used and used <= served, used - served
