@@ -28,6 +28,7 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 SCOPE_NAME = "flowagent"
 MEDIA_TYPE = "application/x-protobuf"
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+_KV_CACHE = 4096  # attribute messages kept for reuse while one request is built
 _MAX_ATTRIBUTE = 4096  # characters of one shape attribute; backends cap attributes anyway
 
 
@@ -127,8 +129,18 @@ def trace_id(session: Mapping[str, Any]) -> bytes:
     return upstream[0] if upstream else _digest(f"trace:{session.get('session_id')}", 16)
 
 
+@functools.lru_cache(maxsize=1024)
+def _span_base(session_id: Any) -> int:
+    return int.from_bytes(_digest(f"span:{session_id}", 8), "big")
+
+
 def span_id(session_id: Any, call_id: Any) -> bytes:
-    return _digest(f"span:{session_id}:{call_id}", 8)
+    """The span id of a call: the session's 64-bit base plus the call id (unique within the
+    session's trace, one hash per session rather than per call); never all zeros."""
+    number = call_id if isinstance(call_id, int) and not isinstance(call_id, bool) \
+        else int.from_bytes(_digest(f"call:{call_id}", 8), "big")
+    value = (_span_base(session_id) + number) & 0xFFFF_FFFF_FFFF_FFFF
+    return (value or 1).to_bytes(8, "big")
 
 
 def _text(value: Any) -> str:
@@ -145,6 +157,7 @@ class _Builder:
         self.host = host
         self.request = self.pb.service.ExportTraceServiceRequest()
         self._scopes: dict[Any, Any] = {}
+        self._kv_cache: dict[Any, Any] = {}
         self.spans = 0
 
     def _scope(self, pid: Any) -> Any:
@@ -163,75 +176,93 @@ class _Builder:
 
     @staticmethod
     def _attr(attrs: Any, key: str, value: Any) -> None:
-        kv = attrs.add()
-        kv.key = key
+        attrs.append(_Builder._make_kv(key, value))
+
+    @staticmethod
+    def _make_kv(key: str, value: Any) -> Any:
+        from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
         if isinstance(value, bool):
-            kv.value.bool_value = value
-        elif isinstance(value, int) and -(2**63) <= value < 2**63:
-            kv.value.int_value = value
-        else:
-            kv.value.string_value = _text(value)
+            return KeyValue(key=key, value=AnyValue(bool_value=value))
+        if isinstance(value, int) and -(2**63) <= value < 2**63:
+            return KeyValue(key=key, value=AnyValue(int_value=value))
+        return KeyValue(key=key, value=AnyValue(string_value=_text(value)))
+
+    def _kv(self, key: str, value: Any) -> Any:
+        """A KeyValue message, shared by every span with the same attribute: function names,
+        shapes and threads repeat across calls, and building messages is the export's cost."""
+        cache_key = (key, tuple(value.items()) if isinstance(value, dict) else value)
+        try:
+            kv = self._kv_cache.get(cache_key)
+        except TypeError:  # an unhashable value (a list in an odd store): build it each time
+            return self._make_kv(key, value)
+        if kv is None:
+            if len(self._kv_cache) >= _KV_CACHE:
+                self._kv_cache.clear()
+            kv = self._kv_cache[cache_key] = self._make_kv(key, value)
+        return kv
 
     def add_session(self, session: Mapping[str, Any]) -> int:
         """Add every call of ``session`` as a span; returns how many."""
         pb = self.pb
+        kv = self._kv
         session_id = session.get("session_id")
         trace = trace_id(session)
         upstream = traceparent_of(session)
         variant = session.get("variant")
         is_request = str(session.get("name") or "").startswith("<request>")
+        server, internal = (pb.trace.Span.SpanKind.SPAN_KIND_SERVER,
+                            pb.trace.Span.SpanKind.SPAN_KIND_INTERNAL)
+        session_attr = self._make_kv("flowagent.session_id", str(session_id))
         added = 0
         for visit in walk_calls(session.get("nodes", ()) or ()):
             node = visit.node
-            span = self._scope(node.get("pid")).spans.add()
-            span.trace_id = trace
-            span.span_id = span_id(session_id, node.get("id"))
-            if visit.parent is not None:
-                span.parent_span_id = span_id(session_id, visit.parent.get("id"))
-            elif upstream is not None:
-                span.parent_span_id = upstream[1]
+            root = visit.parent is None
+            if not root:
+                parent_span = span_id(session_id, visit.parent.get("id"))  # type: ignore[union-attr]
+            else:
+                parent_span = upstream[1] if upstream is not None else b""
             function = str(node.get("function_name") or "?")
             module, qualname = split_function(function)
-            span.name = function
-            root = visit.parent is None
-            span.kind = (pb.trace.Span.SpanKind.SPAN_KIND_SERVER if root and is_request
-                         else pb.trace.Span.SpanKind.SPAN_KIND_INTERNAL)
-            span.start_time_unix_nano = max(start_ns(node), 0)
-            span.end_time_unix_nano = max(end_ns(node), 0)
-            attrs = span.attributes
-            self._attr(attrs, "code.function", qualname)
-            if module:
-                self._attr(attrs, "code.namespace", module)
             result = str(node.get("result_type") or "success")
-            self._attr(attrs, "flowagent.result", result)
-            if node.get("input_shape") is not None:
-                self._attr(attrs, "flowagent.input_shape", node.get("input_shape"))
-            if node.get("output_shape") is not None:
-                self._attr(attrs, "flowagent.output_shape", node.get("output_shape"))
-            if node.get("caller"):
-                self._attr(attrs, "flowagent.caller", node.get("caller"))
-            self._attr(attrs, "flowagent.session_id", str(session_id))
-            if isinstance(node.get("thread"), int):
-                self._attr(attrs, "thread.id", node["thread"])
+            attrs = [kv("code.function", qualname)]
+            if module:
+                attrs.append(kv("code.namespace", module))
+            attrs.append(kv("flowagent.result", result))
+            for key, attr in (("input_shape", "flowagent.input_shape"),
+                              ("output_shape", "flowagent.output_shape"),
+                              ("caller", "flowagent.caller")):
+                value = node.get(key)
+                if value is not None:
+                    attrs.append(kv(attr, value))
+            attrs.append(session_attr)
+            thread = node.get("thread")
+            if isinstance(thread, int) and not isinstance(thread, bool):
+                attrs.append(kv("thread.id", thread))
             if node.get("thread_name"):
-                self._attr(attrs, "thread.name", node["thread_name"])
+                attrs.append(kv("thread.name", str(node["thread_name"])))
             exception = node.get("exception_type")
             if exception:
-                self._attr(attrs, "exception.type", exception)
+                attrs.append(kv("exception.type", str(exception)))
+            if root:
+                if variant:
+                    attrs.append(kv("flowagent.flow_variant", str(variant)))
+                if session.get("name"):
+                    attrs.append(kv("flowagent.session_name", str(session["name"])))
+                if session.get("complete") is False:
+                    attrs.append(kv("flowagent.complete", False))
+            end = max(end_ns(node), 0)
+            span = self._scope(node.get("pid")).spans.add(
+                trace_id=trace, span_id=span_id(session_id, node.get("id")),
+                parent_span_id=parent_span, name=function,
+                kind=server if root and is_request else internal,
+                start_time_unix_nano=max(start_ns(node), 0), end_time_unix_nano=end,
+                attributes=attrs)
             if result == "error":
                 span.status.code = pb.trace.Status.StatusCode.STATUS_CODE_ERROR
                 span.status.message = str(exception or "error")
-                event = span.events.add()
-                event.name = "exception"
-                event.time_unix_nano = span.end_time_unix_nano
-                self._attr(event.attributes, "exception.type", str(exception or "error"))
-            if root:
-                if variant:
-                    self._attr(attrs, "flowagent.flow_variant", variant)
-                if session.get("name"):
-                    self._attr(attrs, "flowagent.session_name", session["name"])
-                if session.get("complete") is False:
-                    self._attr(attrs, "flowagent.complete", False)
+                span.events.add(name="exception", time_unix_nano=end,
+                                attributes=[kv("exception.type", str(exception or "error"))])
             added += 1
         self.spans += added
         return added

@@ -47,7 +47,7 @@ ATTEMPTS = 5            # tries per batch while the run goes on
 BACKOFF_S = 0.25
 BACKOFF_MAX_S = 8.0
 TIMEOUT_S = 5.0         # per POST
-SHUTDOWN_S = 5.0        # what the end of the run waits for the queue at most
+SHUTDOWN_S = 10.0       # what the end of the run waits for the queue at most
 TRACES_PATH = "/v1/traces"
 _RETRY_STATUS = {408, 429}
 
