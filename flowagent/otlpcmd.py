@@ -11,14 +11,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from .errors import NotFoundError, UsageError
-from .export.otlp import require_proto, run_service_name, write_otlp, write_otlp_json
-
-
-def with_variant(store: Any, graph: dict[str, Any]) -> dict[str, Any]:
-    """The session graph plus its flow variant (kept on the session row, not in the graph)."""
-    row = store.session(graph["session_id"]) or {}
-    graph["variant"] = row.get("variant")
-    return graph
+from .export.otlp import require_proto, run_service_name, with_row, write_otlp, \
+    write_otlp_json
 
 
 def export_otlp(ns: Any, store: Any, run_id_of: Callable[[Any, str | None], str],
@@ -34,10 +28,11 @@ def export_otlp(ns: Any, store: Any, run_id_of: Callable[[Any, str | None], str]
         if graph is None:
             raise NotFoundError(f"no session {ns.session!r}; 'flowagent sessions' lists them")
         runs = [graph["run_id"]]
-        sessions: Iterator[dict[str, Any]] = iter([with_variant(store, graph)])
+        sessions: Iterator[dict[str, Any]] = iter([with_row(graph, store.session(ns.session))])
     else:
         runs = [run_id_of(store, r) for r in (ns.run or [None])]
-        sessions = (with_variant(store, g) for r in runs for g in store.iter_session_graphs(r))
+        sessions = (with_row(g, store.session(g["session_id"]))
+                    for r in runs for g in store.iter_session_graphs(r))
     service = ns.service or run_service_name(store.run(runs[0]) or {})
     if ns.format == "otlp":
         target = open(ns.output, "wb") if ns.output else out.buffer  # type: ignore[attr-defined]

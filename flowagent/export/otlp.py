@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 SCOPE_NAME = "flowagent"
 MEDIA_TYPE = "application/x-protobuf"
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _KV_CACHE = 4096  # attribute messages kept for reuse while one request is built
 _MAX_ATTRIBUTE = 4096  # characters of one shape attribute; backends cap attributes anyway
 
@@ -105,21 +106,38 @@ def _digest(text: str, size: int) -> bytes:
     return value if any(value) else b"\x01" + value[1:]
 
 
-def traceparent_of(session: Mapping[str, Any]) -> tuple[bytes, bytes] | None:
-    """(trace id, parent span id) of a W3C ``traceparent`` the session's request carried.
+# Fields of a stored session row the spans use, beyond the session graph itself.
+ROW_FIELDS = ("variant", "traceparent", "trace_id")
 
-    Looked for on the session, then on its root calls; a missing, non-text or malformed value
-    (or the all-zero ids the spec declares invalid) is ignored."""
-    candidates: list[Any] = [session.get("traceparent")]
+
+def with_row(graph: dict[str, Any], row: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The session graph plus what its ``sessions`` row knows (flow variant, W3C context)."""
+    for key in ROW_FIELDS:
+        if row and row.get(key) is not None:
+            graph.setdefault(key, row[key])
+    return graph
+
+
+def traceparent_of(session: Mapping[str, Any]) -> tuple[bytes, bytes | None] | None:
+    """(trace id, parent span id) of the W3C trace context the session's request carried.
+
+    Looked for on the session, then on its root calls: a ``traceparent`` header value, or a
+    bare 32-hex ``trace_id`` (then without a parent span). A missing, non-text or malformed
+    value (or the all-zero ids the specification declares invalid) is ignored."""
+    holders: list[Mapping[str, Any]] = [session]
     for node in session.get("nodes", ()) or ():
         if isinstance(node, Mapping) and node.get("parent_id") is None:
-            candidates.append(node.get("traceparent"))
-    for value in candidates:
-        if not isinstance(value, str):
-            continue
-        match = _TRACEPARENT.match(value.strip().lower())
-        if match and match.group(1).strip("0") and match.group(2).strip("0"):
-            return bytes.fromhex(match.group(1)), bytes.fromhex(match.group(2))
+            holders.append(node)
+    for holder in holders:
+        value = holder.get("traceparent")
+        if isinstance(value, str):
+            match = _TRACEPARENT.match(value.strip().lower())
+            if match and match.group(1).strip("0") and match.group(2).strip("0"):
+                return bytes.fromhex(match.group(1)), bytes.fromhex(match.group(2))
+        value = holder.get("trace_id")
+        if isinstance(value, str) and _TRACE_ID.match(value.strip().lower()) \
+                and value.strip("0"):
+            return bytes.fromhex(value.strip().lower()), None
     return None
 
 
@@ -221,7 +239,7 @@ class _Builder:
             if not root:
                 parent_span = span_id(session_id, visit.parent.get("id"))  # type: ignore[union-attr]
             else:
-                parent_span = upstream[1] if upstream is not None else b""
+                parent_span = (upstream[1] or b"") if upstream is not None else b""
             function = str(node.get("function_name") or "?")
             module, qualname = split_function(function)
             result = str(node.get("result_type") or "success")
@@ -349,5 +367,5 @@ def _batches(sessions: Iterable[Mapping[str, Any]]) -> Any:
 
 
 __all__ = ["MEDIA_TYPE", "build_request", "host_name", "program_name", "require_proto",
-           "run_service_name",
+           "run_service_name", "with_row",
            "span_id", "to_json", "trace_id", "traceparent_of", "write_otlp", "write_otlp_json"]

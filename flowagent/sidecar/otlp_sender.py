@@ -139,7 +139,7 @@ class OtlpSender:
 
     def _run(self) -> None:
         try:
-            from ..export.otlp import build_request, require_proto
+            from ..export.otlp import build_request, require_proto, with_row
             from ..store.sqlite import SQLiteStore
 
             require_proto()
@@ -161,8 +161,7 @@ class OtlpSender:
                     if not graph or not graph.get("nodes"):
                         self._lost(1)  # its tree was not kept (retention)
                         continue
-                    graph["variant"] = row.get("variant")
-                    graphs.append(graph)
+                    graphs.append(with_row(graph, row))
                 if not graphs:
                     continue
                 try:

@@ -184,3 +184,13 @@ def test_sender_counts_what_does_not_fit_or_cannot_be_read(tmp_path: Path) -> No
     totals = sender.close()
     assert totals["otlp_undelivered"] == 5
     assert (totals["otlp_sessions"], totals["otlp_spans"]) == (0, 0)
+
+
+def test_bare_trace_id_from_the_session_row() -> None:
+    from flowagent.export.otlp import with_row
+
+    graph = with_row(_session(), {"variant": "v9", "trace_id": UPSTREAM_TRACE.upper()})
+    spans = _spans(build_request([graph], "s")[0])
+    assert {s.trace_id.hex() for s in spans.values()} == {UPSTREAM_TRACE}
+    assert spans["shop.api:handle"].parent_span_id == b""
+    assert _attrs(spans["shop.api:handle"])["flowagent.flow_variant"] == "v1"  # graph wins
