@@ -2,9 +2,11 @@
 ``python otlp_ingest.py DATA_DIR [REPEATS]``.
 
 Replays a finished run's rings into a fresh store, as ``ingest_replay.py`` does, three ways:
-without OTLP output (the baseline), with an :class:`~flowagent.sidecar.otlp_sender.OtlpSender`
-POSTing to a real OTLP/HTTP receiver (a separate process, so it does not share this one's
-GIL), and with the sender pointed at a closed port (every POST refused, retried with backoff).
+without OTLP output (the baseline); with the sender POSTing to a real OTLP/HTTP receiver (a
+separate process), once as a thread of the ingesting process
+(:class:`~flowagent.sidecar.otlp_sender.OtlpSender`) and once as the child process the sidecar
+uses (:class:`~flowagent.sidecar.otlp_sender.SenderProcess`); and with the sender pointed at a
+closed port (every POST refused, retried with backoff).
 The ingest time is the drain loop alone; the sender's end-of-run flush is reported apart.
 
 Prints one JSON line: median ingest seconds and events/s per mode, each mode's ingest time as
@@ -28,7 +30,7 @@ sys.path.insert(0, HERE)
 
 from flowagent.sidecar.__main__ import tune_gc  # noqa: E402
 from flowagent.sidecar.ingest import Ingestor  # noqa: E402
-from flowagent.sidecar.otlp_sender import OtlpSender  # noqa: E402
+from flowagent.sidecar.otlp_sender import OtlpSender, SenderProcess  # noqa: E402
 from flowagent.store.sqlite import SQLiteStore  # noqa: E402
 
 import wire  # noqa: E402
@@ -53,7 +55,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def replay(rings: list[str], endpoint: str | None) -> dict:
+def replay(rings: list[str], mode: str, endpoint: str | None) -> dict:
     tmp = tempfile.mkdtemp(prefix="fa-otlp-replay-")
     try:
         run_id = "replay"
@@ -68,7 +70,10 @@ def replay(rings: list[str], endpoint: str | None) -> dict:
         with store.transaction():
             store.db.execute("INSERT INTO runs(run_id, started_ns, status) VALUES(?,?,?)",
                              (run_id, time.time_ns(), "running"))
-        sender = OtlpSender(endpoint, db, "bench", shutdown_s=60.0) if endpoint else None
+        sender = None
+        if endpoint:
+            kind = SenderProcess if mode.endswith("process") else OtlpSender
+            sender = kind(endpoint, db, "bench", shutdown_s=60.0)
         t0 = time.perf_counter()
         ingest = Ingestor(store, run_id, run_dir)
         if sender is not None:
@@ -98,12 +103,13 @@ def main() -> None:
     receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE)
     try:
         port = int(receiver.stdout.readline())
-        modes = {"baseline": None, "receiver": f"http://127.0.0.1:{port}",
-                 "receiver_down": f"http://127.0.0.1:{_closed_port()}"}
+        up, down = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{_closed_port()}"
+        modes = {"baseline": None, "receiver_thread": up, "receiver_process": up,
+                 "receiver_down_process": down}
         out: dict = {}
         for _ in range(repeats):  # interleaved, so load changes hit every mode alike
             for name, endpoint in modes.items():
-                out.setdefault(name, []).append(replay(rings, endpoint))
+                out.setdefault(name, []).append(replay(rings, name, endpoint))
     finally:
         receiver.kill()
         receiver.wait()

@@ -77,10 +77,10 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
     control = Control(run_dir)
     sender = None
     if otlp and otlp.get("endpoint"):
-        from .otlp_sender import OtlpSender
+        from .otlp_sender import SenderProcess
 
-        sender = OtlpSender(otlp["endpoint"], db, otlp.get("service") or "python",
-                            otlp.get("host") or None)
+        sender = SenderProcess(otlp["endpoint"], db, otlp.get("service") or "python",
+                               otlp.get("host") or None)
         ingest.finished_sink = sender.offer
     sampler = ProcessSampler(store, run_id)
     while not done.is_set():

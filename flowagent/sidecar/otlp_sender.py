@@ -1,9 +1,11 @@
 """Live OpenTelemetry output: the sidecar POSTs each finished session as spans over OTLP/HTTP.
 
-Ingestion hands over the ids of finished sessions once their transaction has committed
-(:meth:`OtlpSender.offer`: an append to a bounded deque, never a wait). A background thread
-reads each session back through its own read-only store connection, builds the spans with
-:mod:`flowagent.export.otlp` and POSTs them in batches (``application/x-protobuf`` to
+Ingestion hands over the ids of finished sessions once their transaction has committed, to
+:class:`SenderProcess`: a child process (``python -m flowagent.sidecar.otlp_sender``), so the
+span building never competes with ingestion for the interpreter lock, fed through a
+non-blocking pipe. In the child, :class:`OtlpSender` queues them (a bounded deque) and a
+thread reads each session back through its own read-only store connection, builds the spans
+with :mod:`flowagent.export.otlp` and POSTs them in batches (``application/x-protobuf`` to
 ``/v1/traces``).
 
 Why a thread and a queue: a slow, failing or unreachable receiver must never slow ingestion,
@@ -251,4 +253,126 @@ class OtlpSender:
                              f"{self.first_error}\n")
 
 
-__all__ = ["OtlpSender", "check_available", "traces_url"]
+class SenderProcess:
+    """An :class:`OtlpSender` in a child process, fed session ids through a pipe.
+
+    Building spans is CPU work; in the sidecar's own process it would compete with ingestion
+    for the interpreter lock (about a third of the ingest rate in ``benchmarks/otlp_ingest.py``).
+    The child runs on another core. :meth:`offer` writes to a non-blocking pipe in pieces
+    of at most ``PIPE_BUF`` bytes (each written whole or not at all): when the child falls
+    behind and the pipe is full, the ids that do not fit are counted as undelivered, never
+    waited for.
+    """
+
+    def __init__(self, endpoint: str, db_path: str, service: str, host: str | None = None,
+                 *, shutdown_s: float = SHUTDOWN_S) -> None:
+        import os
+        import subprocess
+
+        self.url = traces_url(endpoint)
+        self.shutdown_s = shutdown_s
+        self.offered = 0
+        self.not_written = 0
+        self.error = ""
+        self._fd = -1
+        try:
+            self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [sys.executable, "-m", "flowagent.sidecar.otlp_sender", "--endpoint", endpoint,
+                 "--db", db_path, "--service", service, "--host", host or "",
+                 "--shutdown-s", str(shutdown_s)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=dict(os.environ))
+            assert self.proc.stdin is not None
+            self._fd = self.proc.stdin.fileno()
+            os.set_blocking(self._fd, False)
+        except OSError as exc:  # no process: every session offered is counted, not sent
+            self.proc = None
+            self.error = f"cannot start the OTLP sender process: {exc}"
+            sys.stderr.write(f"flowagent sidecar: {self.error}\n")
+
+    def offer(self, session_ids: list[str]) -> None:
+        import os
+        import select
+
+        self.offered += len(session_ids)
+        if self.proc is None:
+            self.not_written += len(session_ids)
+            return
+        chunk: list[bytes] = []
+        size = 0
+        pieces: list[tuple[bytes, int]] = []
+        for session_id in session_ids:
+            line = session_id.encode() + b"\n"
+            if size + len(line) > select.PIPE_BUF and chunk:
+                pieces.append((b"".join(chunk), len(chunk)))
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line)
+        if chunk:
+            pieces.append((b"".join(chunk), len(chunk)))
+        for data, count in pieces:
+            try:
+                os.write(self._fd, data)
+            except (BlockingIOError, BrokenPipeError, OSError):
+                self.not_written += count  # pipe full or the child gone: counted, not waited
+
+    def close(self) -> dict[str, Any]:
+        import json
+        import subprocess
+
+        out = b""
+        if self.proc is not None:
+            try:
+                # communicate() closes stdin (end of input): the child flushes and reports.
+                out, _ = self.proc.communicate(timeout=self.shutdown_s + TIMEOUT_S + 5.0)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                out, _ = self.proc.communicate()
+            except (OSError, ValueError) as exc:
+                self.error = f"OTLP sender process: {exc}"
+                self.proc.kill()
+                self.proc.wait()
+        totals: dict[str, Any] = {}
+        for line in reversed(out.decode(errors="replace").splitlines()):
+            try:
+                totals = json.loads(line)
+                break
+            except ValueError:
+                continue
+        if not totals:  # the child died: nothing it took can be confirmed as sent
+            totals = {"otlp_sessions": 0, "otlp_spans": 0, "otlp_rejected_spans": 0,
+                      "otlp_undelivered": self.offered - self.not_written,
+                      "otlp_error": self.error or "the OTLP sender process ended with "
+                                    f"status {self.proc.returncode if self.proc else None}"}
+        totals["otlp_endpoint"] = self.url
+        totals["otlp_undelivered"] = totals.get("otlp_undelivered", 0) + self.not_written
+        return totals
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m flowagent.sidecar.otlp_sender``: session ids on stdin, one per line; at
+    end of input, sends what is queued and prints the totals as one JSON line."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m flowagent.sidecar.otlp_sender")
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--db", required=True)
+    p.add_argument("--service", required=True)
+    p.add_argument("--host", default="")
+    p.add_argument("--shutdown-s", type=float, default=SHUTDOWN_S)
+    a = p.parse_args(argv)
+    sender = OtlpSender(a.endpoint, a.db, a.service, a.host or None, shutdown_s=a.shutdown_s)
+    for line in sys.stdin.buffer:
+        session_id = line.strip().decode(errors="replace")
+        if session_id:
+            sender.offer([session_id])
+    sys.stdout.write(json.dumps(sender.close()) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+__all__ = ["OtlpSender", "SenderProcess", "check_available", "traces_url"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
