@@ -256,9 +256,10 @@ class OtlpSender:
 class SenderProcess:
     """An :class:`OtlpSender` in a child process, fed session ids through a pipe.
 
-    Building spans is CPU work; in the sidecar's own process it would compete with ingestion
-    for the interpreter lock (about a third of the ingest rate in ``benchmarks/otlp_ingest.py``).
-    The child runs on another core. :meth:`offer` writes to a non-blocking pipe in pieces
+    Reading sessions back and building spans is CPU work; in the sidecar's own process it
+    would compete with ingestion for the interpreter lock, while a child can run on another
+    core. (On a machine whose cores are all busy the work costs the same either way:
+    ``benchmarks/otlp_ingest.py`` measures both.) :meth:`offer` writes to a non-blocking pipe in pieces
     of at most ``PIPE_BUF`` bytes (each written whole or not at all): when the child falls
     behind and the pipe is full, the ids that do not fit are counted as undelivered, never
     waited for.
