@@ -56,6 +56,9 @@ RUN_OPTIONS: dict[str, tuple[str, str | None, object, str]] = {
                     "do not record functions defined inside functions"),
     "--verbose": ("verbose", None, True,
                   "debug lines: backend choice, where each setting came from"),
+    "--otlp-endpoint": ("otlp_endpoint", "URL", None,
+                        "send each finished session as OpenTelemetry spans to this OTLP/HTTP "
+                        "receiver (needs the otlp extra)"),
 }
 _RUN_SHORT = {"-v": "--verbose"}
 _REPEATABLE = {"include", "exclude"}
@@ -319,6 +322,10 @@ def cmd_trace(ns: argparse.Namespace, out: TextIO) -> int:
 def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
     from .export import FORMATS
 
+    if ns.format in ("otlp", "otlp-json"):
+        from .otlpcmd import export_otlp
+
+        return export_otlp(ns, _store(ns.data_dir), _run_id, out)
     store = _store(ns.data_dir)
     fmt = FORMATS[ns.format]
     if ns.aggregate and (ns.format != "speedscope" or ns.session):
@@ -553,7 +560,8 @@ def _read_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("export", help="write graphs in standard formats")
     common(sp)
     sp.add_argument("--format", "-f", required=True,
-                    choices=("json", "dot", "mermaid", "chrome", "speedscope", "collapsed"))
+                    choices=("json", "dot", "mermaid", "chrome", "speedscope", "collapsed",
+                             "otlp", "otlp-json"))
     sp.add_argument("--run", action="append", metavar="RUN",
                     help="run id (repeatable: runs are merged); default: latest")
     sp.add_argument("--session", metavar="ID", help="export one session instead")
@@ -561,6 +569,8 @@ def _read_parser() -> argparse.ArgumentParser:
                     help="speedscope only: one sampled profile of all sessions (a merged "
                          "flame graph) instead of one evented profile per thread")
     sp.add_argument("-o", "--output", metavar="FILE")
+    sp.add_argument("--service", metavar="NAME",
+                    help="otlp only: service.name of the spans (default: the program's name)")
     sp = sub.add_parser("stats", help="profiles, flow variants, error clusters, paths")
     common(sp)
     sp.add_argument("--run", metavar="RUN")

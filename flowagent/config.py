@@ -39,6 +39,9 @@ Keys (TOML key / environment variable / default):
 - ``max_data_size`` / FLOWAGENT_MAX_DATA_SIZE / ``2GiB``: how much the data directory may hold
   (database pages in use and run files); after each run the oldest ended runs are pruned
   until it fits, and the summary says so. ``0`` = no limit; otherwise at least 1 MiB.
+- ``otlp_endpoint`` / FLOWAGENT_OTLP_ENDPOINT / ``""``: an OTLP/HTTP receiver
+  (``http://host:4318``) the sidecar sends each finished session to as OpenTelemetry spans;
+  empty means none.
 
 Any mistake raises :class:`~flowagent.errors.ConfigError` naming the key, where it came from
 (file path, variable or option) and what to do. This module runs inside the recorded program,
@@ -89,6 +92,7 @@ class Config:
     cpu_time: bool = False
     shape_every_call: bool = False
     max_data_size: int = 2 * GiB
+    otlp_endpoint: str = ""
     sources: tuple[tuple[str, str], ...] = ()  # (key, "default" | file path | env var | --option)
 
 
@@ -124,6 +128,9 @@ _KEYS: dict[str, tuple[str, str, str]] = {
                       "pages in use plus run files); after each run the oldest ended runs are "
                       "pruned until it fits, and the summary says so. `0` = no limit, else at "
                       "least 1 MiB."),
+    "otlp_endpoint": ("url", '""', "OTLP/HTTP receiver (`http://host:4318`) the sidecar sends "
+                      "each finished session to as OpenTelemetry spans; empty = none. Needs "
+                      "the `otlp` extra."),
 }
 KNOWN_KEYS: frozenset[str] = frozenset(_KEYS)
 ENV_KEYS: dict[str, str] = {"FLOWAGENT_" + key.upper(): key for key in _KEYS}
@@ -133,6 +140,7 @@ _EXPECTED = {
     "backend": "a string", "bool": "true or false", "int": "an integer", "float": "a number",
     "size": "an integer number of bytes or a size string such as \"8MiB\"",
     "datasize": "an integer number of bytes or a size string such as \"2GiB\"",
+    "url": "an http:// or https:// URL such as \"http://localhost:4318\"",
 }
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 _SIZE_UNITS = {"": 1, "b": 1, "k": KiB, "kb": KiB, "kib": KiB, "m": MiB, "mb": MiB, "mib": MiB,
@@ -362,6 +370,8 @@ def _check(key: str, value: Any, where: str, base: Path) -> Any:
             raise ConfigError(f"{where}: the data directory limit must be 0 (no limit) or at "
                               f"least 1MiB, got {size} bytes")
         return size
+    if kind == "url":
+        return _check_url(value, where, wrong)
     if kind == "size":
         size = _parse_size(value, where) if isinstance(value, str) else value
         if isinstance(size, bool) or not isinstance(size, int):
@@ -384,6 +394,24 @@ def _check(key: str, value: Any, where: str, base: Path) -> Any:
     if not (math.isfinite(value) and 0 < value <= 1):
         raise ConfigError(f"{where}: must be greater than 0 and at most 1, got {value}")
     return float(value)
+
+
+def _check_url(value: Any, where: str, wrong: Any) -> str:
+    if not isinstance(value, str):
+        raise wrong()
+    text = value.strip()
+    if not text:
+        return ""  # none
+    from urllib.parse import urlsplit  # only when a URL is set
+
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{where}: expected {_EXPECTED['url']}, got {value!r}")
+    return text
 
 
 def _parse_size(text: str, where: str) -> int:

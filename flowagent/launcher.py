@@ -410,7 +410,8 @@ class Sidecar:
     """The sidecar process of one run, started without waiting for it. Its READY line, its
     summary and, when it fails, the cause are read when the launcher needs them."""
 
-    def __init__(self, run_dir: str, db: str, run_id: str, cfg: Config) -> None:
+    def __init__(self, run_dir: str, db: str, run_id: str, cfg: Config,
+                 extra_args: tuple[str, ...] = ()) -> None:
         import subprocess
 
         self.run_dir, self.run_id, self.data_dir = run_dir, run_id, cfg.data_dir
@@ -423,7 +424,7 @@ class Sidecar:
                 [sys.executable, "-m", "flowagent.sidecar", "--run-dir", run_dir, "--db", db,
                  "--run-id", run_id, "--retention", str(cfg.retention_sessions),
                  "--max-data-size", str(cfg.max_data_size),
-                 *(a for h in cfg.hooks for a in ("--hook", h))],
+                 *(a for h in cfg.hooks for a in ("--hook", h)), *extra_args],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
                 start_new_session=True)  # out of the way of every signal sent to the program
         self.started = False    # it said READY: the run's row exists in the store
@@ -511,7 +512,22 @@ def _size(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n // 1024} KiB"
 
 
-def _prepare(cfg: Config) -> tuple[str, str, Sidecar]:
+def _otlp_args(cfg: Config, target: Target) -> tuple[str, ...]:
+    """The sidecar's OTLP options (none without an endpoint); ConfigError when the extra is
+    missing, before anything starts."""
+    endpoint = getattr(cfg, "otlp_endpoint", "")
+    if not endpoint:
+        return ()
+    from .export.otlp import program_name
+    from .sidecar.otlp_sender import check_available
+
+    check_available()
+    service = getattr(cfg, "service", "") or program_name(target.describe())
+    return ("--otlp-endpoint", endpoint, "--otlp-service", service,
+            "--otlp-host", getattr(cfg, "host", "") or "")
+
+
+def _prepare(cfg: Config, extra_args: tuple[str, ...] = ()) -> tuple[str, str, Sidecar]:
     """Run id, run directory and the sidecar (not waited for); StoreError if any fails."""
     try:
         run_id, run_dir = _claim_run_dir(cfg.data_dir)
@@ -522,7 +538,7 @@ def _prepare(cfg: Config) -> tuple[str, str, Sidecar]:
     from .store.sqlite import db_path
 
     try:
-        sidecar = Sidecar(run_dir, db_path(cfg.data_dir), run_id, cfg)
+        sidecar = Sidecar(run_dir, db_path(cfg.data_dir), run_id, cfg, extra_args)
     except OSError as exc:
         raise StoreError(f"cannot start the flowagent sidecar: {exc}") from None
     return run_id, run_dir, sidecar
@@ -534,8 +550,9 @@ def run(cfg: Config, target: Target, cwd: str) -> int:
     The program always runs: if recording cannot start (data directory unwritable or full),
     one clear error line says so and the program runs unrecorded; if the sidecar fails, one
     line says why and where the recording waits to be stored."""
+    otlp_args = _otlp_args(cfg, target)
     try:
-        run_id, run_dir, sidecar = _prepare(cfg)
+        run_id, run_dir, sidecar = _prepare(cfg, otlp_args)
     except StoreError as exc:
         sys.stderr.write(f"flowagent: error: {exc}; running {target.describe()} without "
                          "recording\n")
@@ -688,6 +705,13 @@ def _print_summary(run_id: str, run_dir: str, s: dict, cfg: Config) -> None:
           f"(sample rate {cfg.sample_rate:g})\n")
     if s.get("hook_errors"):
         w(f"flowagent: {s['hook_errors']} hook failures; first: {s['hook_error']}\n")
+    if s.get("otlp_endpoint"):
+        w(f"flowagent: OpenTelemetry: {s.get('otlp_sessions', 0)} sessions "
+          f"({s.get('otlp_spans', 0)} spans) sent to {s['otlp_endpoint']}")
+        if s.get("otlp_undelivered"):
+            w(f"; {s['otlp_undelivered']} sessions could not be delivered"
+              + (f" (first failure: {s['otlp_error']})" if s.get("otlp_error") else ""))
+        w("\n")
     unrecorded = _unrecorded(run_dir)
     for why, n in unrecorded.items():
         fix = _LIMIT_FIXES.get(why, "free some space, lower --ring-size or pass --data-dir "

@@ -64,6 +64,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
     app.register_blueprint(exports.bp)
+    from . import metrics
+
+    app.register_blueprint(metrics.bp)
 
     version = _asset_version(app.static_folder or "")
 

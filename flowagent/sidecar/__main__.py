@@ -93,7 +93,7 @@ def _add_retired(store: SQLiteStore, run_id: str, seen: set[str], totals: dict) 
 
 def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow: bool,
         retention: Retention = Retention(), hook_specs: tuple[str, ...] = (),
-        max_data_size: int = 0) -> dict:
+        max_data_size: int = 0, otlp: dict[str, str] | None = None) -> dict:
     tune_gc()
     _raise_soft_limits()
     store = SQLiteStore(db)
@@ -127,6 +127,13 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
     hooks = Hooks(list(hook_specs))
     ingest = Ingestor(store, run_id, run_dir, retention, hooks if hooks else None)
     control = Control(run_dir)
+    sender = None
+    if otlp and otlp.get("endpoint"):
+        from .otlp_sender import SenderProcess
+
+        sender = SenderProcess(otlp["endpoint"], db, otlp.get("service") or "python",
+                               otlp.get("host") or None)
+        ingest.finished_sink = sender.offer
     sampler = ProcessSampler(store, run_id)
     while not done.is_set():
         control.apply(ingest.procs.values())
@@ -149,6 +156,8 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
             break
         time.sleep(0.05)
     incomplete = ingest.finish_all(frozenset(pending))
+    # Before the final prune: queued sessions are read back from their kept trees.
+    otlp_totals = sender.close() if sender is not None else {}
     pruned = ingest.prune(force=True)
     totals = ingest.totals()
     if resume:
@@ -175,10 +184,15 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
             db_.execute("UPDATE runs SET status=CASE WHEN ? THEN 'pending' WHEN "
                         "status='pending' THEN 'finished' ELSE status END WHERE run_id=?",
                         (bool(running), run_id))
+        if otlp_totals:
+            db_.execute("UPDATE runs SET otlp_sessions=?, otlp_spans=?, otlp_undelivered=? "
+                        "WHERE run_id=?", (otlp_totals["otlp_sessions"],
+                                           otlp_totals["otlp_spans"],
+                                           otlp_totals["otlp_undelivered"], run_id))
     summary = dict(totals, sessions=sessions[0], calls=sessions[1], errors=sessions[2],
                    incomplete_sessions=incomplete_total, newly_incomplete=incomplete,
                    hook_errors=hooks.errors, hook_error=hooks.first_error,
-                   pending=running)
+                   pending=running, **otlp_totals)
     if max_data_size:
         from ..store.limit import enforce
 
@@ -209,9 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hook", action="append", default=[])
     p.add_argument("--max-data-size", type=int, default=0,
                    help="bytes the data directory may hold; oldest runs are pruned (0: no limit)")
+    p.add_argument("--otlp-endpoint", default="")
+    p.add_argument("--otlp-service", default="")
+    p.add_argument("--otlp-host", default="")
     a = p.parse_args(argv)
+    otlp = {"endpoint": a.otlp_endpoint, "service": a.otlp_service, "host": a.otlp_host}
     summary = run(a.run_dir, a.db, a.run_id, a.poll_ms / 1000.0, a.resume, not a.once,
-                  Retention(a.retention, a.error_cap), tuple(a.hook), a.max_data_size)
+                  Retention(a.retention, a.error_cap), tuple(a.hook), a.max_data_size,
+                  otlp)
     sys.stdout.write(json.dumps(summary) + "\n")
     sys.stdout.flush()
     return 0

@@ -99,6 +99,9 @@ class Ingestor:
             (run_id, FAILED)).fetchone()[0]
         self._recent_since_prune = 0
         self.sampled_out = 0
+        # Receives the ids of finished sessions once they are committed (the OTLP sender).
+        self.finished_sink: Callable[[list[str]], None] | None = None
+        self._finished: list[str] = []
 
     # -- discovery -------------------------------------------------------------------------
     def discover(self) -> None:
@@ -207,9 +210,16 @@ class Ingestor:
                 proc.last_seq = seq
             self._save_proc(proc, end if end is not None else reader.tail, counters)
             self.agg.flush(self.store, self.run_id)
+        self._hand_over_finished()
         if end is not None:
             reader.commit(end)
         return stored
+
+    def _hand_over_finished(self) -> None:
+        if self._finished:
+            finished, self._finished = self._finished, []
+            if self.finished_sink is not None:
+                self.finished_sink(finished)
 
     def _save_proc(self, proc: Proc, tail: int, c: dict[str, int]) -> None:
         info = dict(proc.info, fids=proc.fids, sids=proc.sids, threads=proc.threads,
@@ -348,6 +358,8 @@ class Ingestor:
             (name, root_fid, thread, result, 1 if complete else 0, t0, t1, t1 - t0, n_calls,
              errors, contrib.variant, kept, f" {' '.join(map(str, used))} ",
              json.dumps(raised) if raised else None, p.rowid))
+        if self.finished_sink is not None:
+            self._finished.append(session_key)
         if self.hooks is not None:
             calls = self.store.session_calls(session_key)
             self.hooks.session({
@@ -401,6 +413,7 @@ class Ingestor:
                     self._finish(proc, ses, complete=False)
                     n += 1
             self.agg.flush(self.store, self.run_id)
+        self._hand_over_finished()
         return n
 
     def totals(self) -> dict[str, int]:

@@ -89,6 +89,14 @@ CREATE TABLE IF NOT EXISTS paths(
   run_id TEXT, path TEXT, count INTEGER, PRIMARY KEY(run_id, path));
 """
 
+# Columns added to a table after its schema version shipped: added in place when missing
+# (additive, so stores of the same data format stay readable by every version).
+_ADDED_COLUMNS = (
+    ("runs", "otlp_sessions", "INTEGER DEFAULT 0"),
+    ("runs", "otlp_spans", "INTEGER DEFAULT 0"),
+    ("runs", "otlp_undelivered", "INTEGER DEFAULT 0"),
+)
+
 RESULTS = ("success", "error", "partial", "incomplete")
 _CHUNK_CACHE = 8  # decoded chunks kept by a reader (a frame is at most a few MB decoded)
 
@@ -126,6 +134,15 @@ def damage_error(exc: BaseException, path: str = "the flowagent database"
             f"{path} is damaged ({text}); flowagent neither reads nor writes it: move it away "
             f"(e.g. mv {path} {path}.damaged) to start a new store, or restore a copy")
     return None
+def _add_columns(db: sqlite3.Connection) -> None:
+    for table, column, decl in _ADDED_COLUMNS:
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            try:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # another writer added it just now
+                    raise
 
 
 def db_path(data_dir: str) -> str:
@@ -158,6 +175,7 @@ class SQLiteStore:
                                 "value TEXT)")
                 self._check_version(path)
                 self.db.executescript(_SCHEMA)
+                _add_columns(self.db)
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)",
                                 (DATA_FORMAT,))
             # The first read of the schema: a damaged file fails here, before anything
