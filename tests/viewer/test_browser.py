@@ -172,7 +172,7 @@ def test_timeline_click_selects_the_call(page: Page, demo_url: str) -> None:
 
 
 def test_architecture_page_interactions(page: Page, demo_url: str, shots: Path) -> None:
-    page.goto(demo_url + "/graph")
+    page.goto(demo_url + "/graph?level=function")
     graph_ready(page)
     counts = page.evaluate("() => [FA.cy.nodes('[w]').length, FA.cy.edges().length]")
     assert counts[0] == 66 and counts[1] > 60
@@ -294,7 +294,7 @@ def test_large_program_is_readable(page: Page, tmp_path: Path, shots: Path) -> N
         base = url.rstrip("/")
         page.goto(f"{base}/runs/{ids['run_id']}/graph")
         graph_ready(page)
-        assert page.is_checked("input[name=level][value=module]")
+        assert not page.is_checked("input[name=level][value=function]")
         page.screenshot(path=str(shots / "large-modules.png"))
         t0 = time.perf_counter()
         page.check("input[name=level][value=function]")

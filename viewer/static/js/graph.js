@@ -1,9 +1,12 @@
 /* Architecture page: the merged graph drawn with Cytoscape.js and laid out by ELK.
  *
  * The server filters and collapses (see viewer/graphview.py); this script draws, lays out
- * (layered, left to right, with module and class boxes as compound nodes) and explains a
- * clicked node. Labels are drawn on a canvas by Cytoscape, so names are never parsed as markup;
- * the side panel is built with textContent.
+ * (layered, left to right, entry points in the first column, with module and class boxes as
+ * compound nodes), opens a collapsed box in place when it is clicked, and explains a clicked
+ * function. Readable at first paint: no label is ever drawn below MIN_FONT px on screen
+ * (Cytoscape hides smaller ones), and when the auto-chosen level does not fit at that size the
+ * page steps one level up before showing anything. Labels are drawn on a canvas by Cytoscape,
+ * so names are never parsed as markup; the side panel is built with textContent.
  */
 "use strict";
 
@@ -21,6 +24,10 @@
   let anchor = data.focus || null; // the function it stands for: kept across levels and filters
   const HINT = "Click a function to see its callers, callees, call counts, shape variants and timings.";
   let current = new URLSearchParams(new FormData(form));
+  for (const o of view.opened || []) current.append("open", o);
+  const MIN_FONT = 11; // px on screen: below this a label is not drawn at all
+  const MAX_START_ZOOM = 1.6;
+  const overlays = { errors: document.getElementById("overlay-errors"), hot: document.getElementById("overlay-hot") };
 
   const measure = (() => {
     const ctx = document.createElement("canvas").getContext("2d");
@@ -37,14 +44,17 @@
         shape: "round-rectangle", "background-color": "#ffffff", "border-width": 1, "border-color": "#9aa5b1",
         label: "data(display)", "font-family": MONO, "font-size": 11, color: "#1f2933",
         "text-valign": "center", "text-halign": "center", "text-wrap": "wrap", "line-height": 1.3,
-        width: "data(w)", height: "data(h)" } },
+        "min-zoomed-font-size": MIN_FONT, width: "data(w)", height: "data(h)" } },
+      { selector: "node.group", style: { "background-color": "#f3f6f9", "border-style": "double", "border-width": 3 } },
+
       { selector: "node.root", style: { "border-color": "#2b6cb0", "border-width": 2 } },
       { selector: "node.partial", style: { "border-color": "#d69e2e", "border-width": 2, "background-color": "#fffbeb" } },
       { selector: "node.err", style: { "border-color": "#c53030", "border-width": 2, "background-color": "#fff5f5" } },
+      { selector: "node.entry", style: { "background-color": "#dbeafe" } },
       { selector: "node.box", style: {
         "background-color": "#e9eef4", "background-opacity": 0.55, "border-color": "#b8c2cc", "border-width": 1,
         label: "data(label)", "text-valign": "top", "text-halign": "center", "font-size": 12, "font-weight": "bold",
-        color: "#3e4c59", padding: 12, "text-margin-y": -2 } },
+        color: "#3e4c59", padding: 12, "text-margin-y": -2, "min-zoomed-font-size": MIN_FONT } },
       { selector: "node.box-class", style: { "background-color": "#f8fafc", "background-opacity": 0.9, "border-style": "dashed", "font-size": 11 } },
       { selector: "node.box-package", style: { "background-color": "#dde5ee" } },
       { selector: "edge", style: {
@@ -54,36 +64,58 @@
       { selector: "edge.partial", style: { "line-color": "#d69e2e", "target-arrow-color": "#d69e2e", "line-style": "dashed" } },
       { selector: "edge.err", style: { "line-color": "#c53030", "target-arrow-color": "#c53030", "line-style": "solid" } },
       { selector: "edge.labelled", style: {
-        label: "data(tag)", "font-size": 10, "font-family": MONO, color: "#1f2933", "text-background-color": "#ffffff",
+        label: "data(tag)", "font-size": 11, "min-zoomed-font-size": MIN_FONT, "font-family": MONO, color: "#1f2933", "text-background-color": "#ffffff",
         "text-background-opacity": 0.9, "text-background-padding": 2 } },
+      // Cytoscape's own min-zoomed-font-size rounds the zoom up to a power of two, so the
+      // page hides labels itself below MIN_FONT px (see labelsByZoom).
+      { selector: ".nolabel", style: { "text-opacity": 0, "text-background-opacity": 0 } },
       { selector: ".faded", style: { opacity: 0.12 } },
       { selector: "node.box.faded", style: { opacity: 0.35 } },
       { selector: "node.sel", style: { "border-color": "#2b6cb0", "border-width": 3, "background-color": "#e6f0fa" } },
       { selector: "edge.hl", style: { opacity: 1, "z-index": 10 } },
+      { selector: "edge.path", style: { opacity: 1, "line-color": "#2b6cb0", "target-arrow-color": "#2b6cb0", "z-index": 9 } },
+      { selector: "node.path", style: { "border-color": "#2b6cb0", "border-width": 2 } },
+      // overlays: error paths in red, hot paths (most calls) in orange, both over a faded map
+      { selector: "edge.ov-dim", style: { opacity: 0.25 } },
+      { selector: "edge.ov-err", style: { opacity: 1, "line-color": "#c53030", "target-arrow-color": "#c53030", "line-style": "solid", "z-index": 8 } },
+      { selector: "edge.ov-hot", style: { opacity: 1, "line-color": "#dd6b20", "target-arrow-color": "#dd6b20", "z-index": 7 } },
+      { selector: "node.ov-hot", style: { "background-color": "#feebc8" } },
+      { selector: "node.ov-err", style: { "background-color": "#fed7d7" } },
+      // comparison with another run (see compare.js): new, gone, slower, new errors
+      { selector: "node.cmp-new", style: { "border-color": "#2f855a", "border-width": 3, "background-color": "#f0fff4" } },
+      { selector: "node.cmp-gone", style: { "border-style": "dashed", "border-color": "#718096", color: "#718096", "background-color": "#f7fafc" } },
+      { selector: "node.cmp-slower", style: { "border-color": "#b7791f", "border-width": 3, "background-color": "#fefcbf" } },
+      { selector: "node.cmp-errors", style: { "border-color": "#c53030", "border-width": 4 } },
+      { selector: "edge.cmp-new", style: { "line-color": "#2f855a", "target-arrow-color": "#2f855a", opacity: 1, width: 3 } },
+      { selector: "edge.cmp-gone", style: { "line-color": "#718096", "target-arrow-color": "#718096", "line-style": "dashed", opacity: 0.9 } },
+      { selector: "edge.cmp-shift", style: { "line-color": "#805ad5", "target-arrow-color": "#805ad5", opacity: 1 } },
     ],
   });
 
   function elements(v) {
     const out = [];
     for (const b of v.boxes) {
-      out.push({ group: "nodes", data: { id: b.id, label: b.label, parent: b.parent || undefined, kind: b.kind },
-        classes: `box box-${b.kind}`, selectable: false });
+      out.push({ group: "nodes", data: { id: b.id, label: b.opened ? `${b.label} ▾` : b.label, parent: b.parent || undefined,
+        kind: b.kind, opened: !!b.opened }, classes: `box box-${b.kind}${b.opened ? " opened" : ""}`, selectable: false });
     }
     for (const n of v.nodes) {
       let label = n.label;
       if (n.parent && n.parent.startsWith("c:") && label.includes(".")) label = label.slice(label.indexOf(".") + 1);
       label = shorten(label, 48);
-      const second = `×${FA.number(n.calls)}${n.errors ? `  ✗${FA.number(n.errors)}` : ""}`;
-      const classes = [n.errors ? "err" : n.partials ? "partial" : "", n.roots ? "root" : ""].join(" ");
+      if (n.level !== "function") label = `${label} ▸`; // opens in place
+      if (n.entry) label = `▶ ${label}`;
+      const second = `×${FA.number(n.calls)}${n.errors ? `  ✗${FA.number(n.errors)}` : ""}${n.level !== "function" ? `  ${n.members.length} fn` : ""}`;
+      const classes = [n.errors ? "err" : n.partials ? "partial" : "", n.roots ? "root" : "", n.entry ? "entry" : "",
+        n.level !== "function" ? "group" : "", ...(n.compare || []).map((c) => `cmp-${c}`)].join(" ");
       out.push({ group: "nodes", classes, data: {
-        id: n.id, parent: n.parent || undefined, display: `${label}\n${second}`,
+        id: n.id, parent: n.parent || undefined, display: `${label}\n${second}`, entry: n.entry || "",
         w: Math.ceil(Math.max(measure(label), measure(second)) + 18), h: 34 } });
     }
     for (const e of v.edges) {
-      const classes = e.errors ? "err" : e.partials ? "partial" : "";
-      const tag = `${FA.number(e.frequency)}${e.errors ? ` (✗${FA.number(e.errors)})` : ""}`;
+      const classes = [e.errors ? "err" : e.partials ? "partial" : "", ...(e.compare || []).map((c) => `cmp-${c}`)].join(" ");
+      const tag = e.tag || `${FA.number(e.frequency)}${e.errors ? ` (✗${FA.number(e.errors)})` : ""}`;
       out.push({ group: "edges", classes, data: { id: `${e.source}\u0000${e.target}`, source: e.source, target: e.target,
-        width: e.width, frequency: e.frequency, tag } });
+        width: e.width, frequency: e.frequency, errors: e.errors + e.partials, tag } });
     }
     return out;
   }
@@ -113,7 +145,14 @@
     const make = (node) => {
       const item = { id: node.id(), children: [] };
       if (node.hasClass("box")) item.layoutOptions = { "elk.padding": "[top=26,left=10,bottom=10,right=10]" };
-      else { item.width = node.data("w"); item.height = node.data("h"); }
+      else {
+        item.width = node.data("w"); item.height = node.data("h");
+        // Where the program is entered (requests, main, tests, imports) is the first column.
+        // (ELK refuses FIRST for a node that is also called: such an entry stays in flow.)
+        if (node.data("entry") && node.incomers("edge").filter((e) => e.source().id() !== node.id()).empty()) {
+          item.layoutOptions = { "elk.layered.layering.layerConstraint": "FIRST" };
+        }
+      }
       byId.set(node.id(), item);
       return item;
     };
@@ -187,17 +226,84 @@
       if (run !== layoutRun) return; // a newer layout started meanwhile
       applyPositions(result);
     } catch (error) {
+      console.warn("ELK layout failed, using a simple one:", error);
       // No worker (unusual browser settings): a simple layered layout beats no layout.
       cy.layout({ name: "breadthfirst", directed: true, spacingFactor: 0.9 }).run();
     }
+    if (fit && fitting && fitZoom() < 1) {
+      // Too big to read whole: try the other direction, then one level up (auto level only).
+      if (rankDir === "LR") { rankDir = "TB"; layout(true); return; }
+      rankDir = "LR";
+      if (stepUpIfTooBig()) return; // a coarser picture is on its way
+      rankDir = "TB";
+    }
+    fitting = false;
     busy.classList.add("hidden");
-    if (fit) cy.fit(undefined, 24);
+    if (fit) readableFit();
+    else if (keepAt && keepAt.id && cy.getElementById(keepAt.id).length) {
+      const p = cy.getElementById(keepAt.id).renderedPosition();
+      cy.panBy({ x: keepAt.at.x - p.x, y: keepAt.at.y - p.y });
+      const opened = cy.getElementById(keepAt.id), box = opened.renderedBoundingBox();
+      if (box.x1 < 0 || box.y1 < 0 || box.x2 > cy.width() || box.y2 > cy.height()) {
+        // Show the whole opened box if it can be read whole, else its start.
+        const bb = opened.boundingBox();
+        const z = Math.max(1, Math.min(cy.zoom(), (cy.width() - 48) / bb.w, (cy.height() - 48) / bb.h));
+        cy.zoom(z);
+        cy.center(opened);
+        if (bb.w * z > cy.width() - 48) cy.panBy({ x: 24 - opened.renderedBoundingBox().x1, y: 0 });
+      }
+      keepAt = null;
+    }
+    applyOverlays();
     if (anchor) select(anchor, false);
     FA.graphReady = true;
   }
 
-  function render(v, keepViewport) {
+  const fitZoom = () => {
+    const bb = cy.elements().boundingBox();
+    return Math.min((cy.width() - 48) / Math.max(bb.w, 1), (cy.height() - 48) / Math.max(bb.h, 1));
+  };
+
+  // The picture opens as large as fits, never below the zoom where labels reach MIN_FONT px
+  // and never blown up; when it does not fit at that zoom, its left side (the entry points)
+  // is shown and the reader pans or opens boxes from there.
+  function readableFit() {
+    const z = fitZoom();
+    if (z >= 1) { cy.fit(undefined, 24); if (cy.zoom() > MAX_START_ZOOM) { cy.zoom(MAX_START_ZOOM); cy.center(); } return; }
+    const bb = cy.elements().boundingBox();
+    cy.zoom(1);
+    // The first entry point in flow order (else the first node) is the one to start from.
+    const key = rankDir === "LR" ? (n) => n.position().x * 1e6 + n.position().y : (n) => n.position().y * 1e6 + n.position().x;
+    const entries = cy.nodes(".entry").length ? cy.nodes(".entry") : cy.nodes("[w]");
+    const first = entries.toArray().sort((a, b) => key(a) - key(b))[0];
+    const focus = first ? first.boundingBox() : bb;
+    // Start where the flow starts (left or top), centred across on the entry points, without
+    // showing empty space beyond the picture.
+    const across = (lo, hi, flo, fhi, size) => (hi - lo + 48 <= size ? (size - (lo + hi)) / 2
+      : Math.min(24 - lo, Math.max(size - 24 - hi, size / 2 - (flo + fhi) / 2)));
+    if (rankDir === "LR") cy.pan({ x: 24 - bb.x1, y: across(bb.y1, bb.y2, focus.y1, focus.y2, cy.height()) });
+    else cy.pan({ x: across(bb.x1, bb.x2, focus.x1, focus.x2, cy.width()), y: 24 - bb.y1 });
+  }
+
+  // An automatically chosen level whose picture cannot be read at MIN_FONT px steps up once
+  // per layout (function → class → module → package) before anything is shown.
+  function stepUpIfTooBig() {
+    if (!view.auto || (view.opened || []).length || fitZoom() >= 1) return false;
+    const next = view.levels[view.levels.indexOf(view.level) + 1];
+    if (!next) return false;
+    const p = params({ level: next });
+    p.delete("open");
+    FA.getJSON(`${data.api_view}?${p}`).then((v) => { v.auto = true; current = p; fitting = true; render(v, false); });
+    return true;
+  }
+
+  let fitting = true; // the first picture of the page is still looking for a readable fit
+  let keepAt = null; // after opening a box: keep it where the reader clicked
+  function render(v, keepViewport, at) {
     view = v;
+    keepAt = at || null;
+    const radio = form.querySelector(`input[name=level][value="${v.level}"]`);
+    if (radio) radio.checked = true;
     cy.startBatch();
     cy.elements().remove();
     cy.add(elements(v));
@@ -242,9 +348,67 @@
   }
 
   function clearHighlight() {
-    cy.elements().removeClass("faded hl sel");
+    cy.elements().removeClass("faded hl sel path");
     cy.edges().removeClass("labelled");
   }
+
+  // Hovering a node shows every path through it: all its callers up to the entry points and
+  // all its callees down to the leaves.
+  function showPaths(node) {
+    const paths = node.predecessors().union(node.successors()).union(node);
+    cy.elements().addClass("faded");
+    paths.removeClass("faded").addClass("path");
+    paths.ancestors().removeClass("faded");
+    node.removeClass("path");
+  }
+
+  function endPaths() {
+    cy.elements().removeClass("faded path");
+    if (selectedId && cy.getElementById(selectedId).length) highlight(cy.getElementById(selectedId));
+  }
+
+  function applyOverlays() {
+    cy.elements().removeClass("ov-err ov-hot ov-dim");
+    const errs = overlays.errors && overlays.errors.checked, hot = overlays.hot && overlays.hot.checked;
+    if (!errs && !hot) return;
+    cy.edges().addClass("ov-dim");
+    if (hot) {
+      // Hot: the edges carrying the most calls (top fifth by count) and the functions with
+      // the most self time (top fifth), the path a profiler would send you down.
+      const freqs = cy.edges().map((e) => e.data("frequency")).sort((a, b) => b - a);
+      const edgeCut = freqs[Math.floor(freqs.length / 5)] || 0;
+      cy.edges().filter((e) => e.data("frequency") >= edgeCut && e.data("frequency") > 0).removeClass("ov-dim").addClass("ov-hot");
+      const selfs = view.nodes.map((n) => n.self_ns).sort((a, b) => b - a);
+      const nodeCut = selfs[Math.floor(selfs.length / 5)] || 0;
+      for (const n of view.nodes) if (n.self_ns >= nodeCut && n.self_ns > 0) cy.getElementById(n.id).addClass("ov-hot");
+    }
+    if (errs) {
+      cy.edges().filter((e) => e.data("errors") > 0).removeClass("ov-dim ov-hot").addClass("ov-err");
+      for (const n of view.nodes) if (n.errors || n.partials) cy.getElementById(n.id).removeClass("ov-hot").addClass("ov-err");
+    }
+  }
+
+  // -- opening and closing boxes in place ------------------------------------------------------
+  async function setOpened(group, open) {
+    const p = new URLSearchParams(current);
+    const opened = new Set(p.getAll("open"));
+    if (open) opened.add(group); else opened.delete(group);
+    p.delete("open");
+    for (const o of opened) p.append("open", o);
+    if (!p.get("level")) p.set("level", view.level); // the reader chose: no more stepping up
+    const v = await FA.getJSON(`${data.api_view}?${p}`);
+    current = p;
+    history.replaceState(null, "", `${data.page_url}?${p}`);
+    const before = cy.getElementById(open ? group : boxIdOf(group));
+    const at = before.length ? before.renderedPosition() : null;
+    render(v, true, at ? { id: open ? boxIdOf(group, v) : group, at } : null);
+  }
+
+  const boxIdOf = (group, v) => {
+    const boxes = (v || view).boxes;
+    const box = boxes.find((b) => b.id.replace(/'+$/, "").split(":").slice(1).join(":") === group && b.opened);
+    return box ? box.id : null;
+  };
 
   function select(name, animate) {
     const group = groupContaining(name);
@@ -262,8 +426,8 @@
     const near = node.closedNeighborhood();
     const bb = near.boundingBox();
     const fitZoom = Math.min(cy.width() / (bb.w + 120), cy.height() / (bb.h + 120));
-    const zoom = Math.min(Math.max(fitZoom, 0.8), 1.4);
-    cy.animate({ zoom, center: { eles: fitZoom < 0.8 ? node : near } }, { duration: animate ? 250 : 0 });
+    const zoom = Math.min(Math.max(fitZoom, 1), 1.4); // never below readable labels
+    cy.animate({ zoom, center: { eles: fitZoom < 1 ? node : near } }, { duration: animate ? 250 : 0 });
     showDetails(group.id, name !== group.id ? name : null);
     return true;
   }
@@ -357,9 +521,28 @@
   // -- interaction ---------------------------------------------------------------------------
   cy.on("tap", "node", (event) => {
     const node = event.target;
-    if (node.hasClass("box")) return;
+    if (node.hasClass("box")) {
+      // An open box closes again when its frame is clicked.
+      if (node.data("opened")) setOpened(node.id().replace(/'+$/, "").split(":").slice(1).join(":"), false);
+      return;
+    }
+    const group = nodeOf(node.id());
+    if (group && group.level !== "function") { selectedId = null; setOpened(group.id, true); return; }
     select(node.id(), true);
   });
+  // Labels are 11 px (box titles 12 px): below zoom 1 they would be smaller than MIN_FONT.
+  let labelsHidden = null;
+  function labelsByZoom() {
+    const hide = cy.zoom() * 11 < MIN_FONT - 1e-9;
+    if (hide === labelsHidden) return;
+    labelsHidden = hide;
+    cy.batch(() => { if (hide) cy.elements().addClass("nolabel"); else cy.elements().removeClass("nolabel"); });
+  }
+  cy.on("zoom", labelsByZoom);
+  cy.on("add", () => { labelsHidden = null; labelsByZoom(); });
+  cy.on("mouseover", "node[w]", (event) => showPaths(event.target));
+  cy.on("mouseout", "node[w]", () => endPaths());
+  for (const box of Object.values(overlays)) if (box) box.addEventListener("change", applyOverlays);
   cy.on("tap", (event) => {
     if (event.target === cy) {
       selectedId = null; anchor = null; clearHighlight();
@@ -372,19 +555,25 @@
   async function applyForm() {
     const p = new URLSearchParams();
     for (const [k, v] of new FormData(form)) if (v !== "" && k !== "focus") p.append(k, v);
+    // Opened boxes stay open under new filters, not under a new level.
+    if (p.get("level") === view.level) for (const o of view.opened || []) p.append("open", o);
     current = p;
     const v = await FA.getJSON(`${data.api_view}?${p}`);
     const search = p.toString();
     history.replaceState(null, "", `${data.page_url}${search ? `?${search}` : ""}`);
     render(v, false);
   }
-  form.addEventListener("change", (event) => { if (event.target.id !== "find") applyForm(); });
+  form.addEventListener("change", (event) => { if (event.target.id !== "find" && !event.target.id.startsWith("overlay-")) applyForm(); });
   form.addEventListener("submit", (event) => { event.preventDefault(); applyForm(); });
   document.getElementById("find").addEventListener("change", (event) => {
     if (!select(event.target.value.trim(), true)) event.target.setCustomValidity("not in this view");
     else event.target.setCustomValidity("");
   });
   document.getElementById("fit").addEventListener("click", () => cy.fit(undefined, 24));
+  FA.selectNode = (name) => select(name, false);
+  FA.openBox = (group) => setOpened(group, true);
+  FA.MIN_FONT = MIN_FONT;
+  FA.direction = () => rankDir;
   document.getElementById("relayout").addEventListener("click", () => layout(true));
   document.getElementById("direction").addEventListener("click", () => { rankDir = rankDir === "LR" ? "TB" : "LR"; layout(true); });
 

@@ -1,0 +1,142 @@
+"""The views a person reads, in real headless Chromium: readable at first paint (no visible
+label below 11 px, no two labels overlapping), on a small recorded program (the demo shop)
+and a large one (1 000 functions); selecting and hovering show a node's neighbours and paths;
+boxes open in place. Screenshots go to ``tests/artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from test_browser import CHROMIUM, _bench_module, browser, click_node, demo_url, graph_ready, \
+    page, planted_url, shots  # noqa: F401 (fixtures)
+from viewer_data import serve
+
+from browser_checks import check_labels, dom_labels, graph_labels
+
+pytestmark = pytest.mark.browser
+assert CHROMIUM
+
+from playwright.sync_api import Page, expect  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def large_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict]]:
+    """A recorded-like store of 1 000 functions in 30 modules (the viewer benchmark's)."""
+    data = tmp_path_factory.mktemp("large-views")
+    ids = _bench_module().build_store(str(data), sessions=2000, big_session=500, functions=1000)
+    with serve("--data-dir", str(data), "--port", "0") as (url, _):
+        yield url.rstrip("/"), ids
+
+
+def _run_id(page: Page, base: str) -> str:
+    return page.evaluate("async () => (await (await fetch('/api/runs')).json()).runs[0].run_id") \
+        if page.url.startswith(base) else ""
+
+
+def _entries_first(page: Page) -> None:
+    """Entry points nobody calls sit in the first column (row when laid out downwards)."""
+    where = page.evaluate("""() => {
+        const axis = FA.direction() === "LR" ? "x" : "y";
+        const start = (n) => n.boundingBox()[axis + "1"];
+        const free = FA.cy.nodes(".entry").filter(n => n.incomers("edge").empty());
+        const others = FA.cy.nodes("[w]").not(".entry");
+        return [free.length, Math.max(...free.map(start)), Math.min(...others.map(start))]; }""")
+    assert where[0] >= 1, "no entry point drawn"
+    assert where[1] <= where[2] + 1, where
+
+
+def test_architecture_readable_at_first_paint_small(page: Page, demo_url: str, shots: Path) -> None:
+    page.goto(demo_url + "/graph")
+    graph_ready(page)
+    assert page.is_checked("input[name=level][value=module]")
+    labels = graph_labels(page)
+    check_labels(labels, at_least=8)
+    assert any("<request>" in x["text"] for x in labels)
+    _entries_first(page)
+    page.screenshot(path=str(shots / "map-small.png"))
+
+    # a module opens in place: its functions appear inside its box, still readable
+    click_node(page, "shop.checkout")
+    page.wait_for_function("() => FA.graphReady && FA.cy.nodes('.box.opened').length === 1")
+    assert "open=shop.checkout" in page.url
+    inside = page.evaluate("() => FA.cy.nodes('.box.opened').children().map(n => n.id())")
+    assert "shop.checkout:checkout" in inside
+    check_labels(graph_labels(page), at_least=5)
+    page.screenshot(path=str(shots / "map-small-opened.png"))
+
+    # hovering a function shows its paths: its callers up to the entry points, its callees
+    node = page.evaluate("""() => { const n = FA.cy.getElementById('shop.checkout:checkout');
+        const p = n.renderedPosition(); const r = document.getElementById('cy').getBoundingClientRect();
+        return {x: r.left + p.x, y: r.top + p.y}; }""")
+    page.mouse.move(node["x"], node["y"])
+    page.wait_for_function("() => FA.cy.elements('.path').length > 0")
+    lit = page.evaluate("""() => { const n = FA.cy.getElementById('shop.checkout:checkout');
+        return [n.predecessors('node').every(x => x.hasClass('path')),
+                n.successors('node').every(x => x.hasClass('path')),
+                FA.cy.nodes('[w]').filter(x => !x.hasClass('path') && !x.hasClass('faded')).map(x => x.id())]; }""")
+    assert lit[0] and lit[1] and lit[2] == ["shop.checkout:checkout"], lit
+    page.screenshot(path=str(shots / "map-small-hover.png"))
+    page.mouse.move(5, 5)
+
+    # the frame of the opened box closes it again
+    box = page.evaluate("""() => { const b = FA.cy.nodes('.box.opened')[0].renderedBoundingBox({includeLabels: false});
+        const r = document.getElementById('cy').getBoundingClientRect();
+        return {x: r.left + (b.x1 + b.x2) / 2, y: r.top + b.y1 + 5}; }""")
+    page.mouse.click(box["x"], box["y"])
+    page.wait_for_function("() => FA.graphReady && FA.cy.nodes('.box.opened').length === 0 && "
+                           "FA.cy.getElementById('shop.checkout').length === 1")
+
+
+def test_selecting_a_function_highlights_its_neighbours(page: Page, demo_url: str,
+                                                       shots: Path) -> None:
+    page.goto(demo_url + "/graph?level=function")
+    graph_ready(page)
+    click_node(page, "shop.inventory:stock_level")
+    page.wait_for_function("() => document.getElementById('details-name') !== null")
+    state = page.evaluate("""() => { const n = FA.cy.getElementById('shop.inventory:stock_level');
+        const near = n.closedNeighborhood('node').map(x => x.id()).sort();
+        const lit = FA.cy.nodes('[w]').filter(x => !x.hasClass('faded')).map(x => x.id()).sort();
+        return [near, lit, n.connectedEdges().every(e => e.hasClass('hl'))]; }""")
+    assert state[0] == state[1] and len(state[0]) >= 3 and state[2], state
+    check_labels(graph_labels(page), at_least=3)
+    page.screenshot(path=str(shots / "map-selected.png"))
+
+
+def test_error_and_hot_overlays(page: Page, demo_url: str, shots: Path) -> None:
+    page.goto(demo_url + "/graph")
+    graph_ready(page)
+    page.check("#overlay-errors")
+    state = page.evaluate("""() => [FA.cy.edges('.ov-err').length,
+        FA.cy.edges('.ov-err').every(e => e.data('errors') > 0), FA.cy.edges('.ov-dim').length]""")
+    assert state[0] > 0 and state[1] and state[2] > 0
+    page.check("#overlay-hot")
+    assert page.evaluate("() => FA.cy.edges('.ov-hot').length") > 0
+    assert "overlay" not in page.url  # overlays are drawn, not filters
+    page.screenshot(path=str(shots / "map-overlays.png"))
+
+
+def test_architecture_readable_at_first_paint_large(page: Page, large_url: tuple[str, dict],
+                                                    shots: Path) -> None:
+    base, ids = large_url
+    page.goto(f"{base}/runs/{ids['run_id']}/graph")
+    graph_ready(page)
+    assert not page.is_checked("input[name=level][value=function]")
+    check_labels(graph_labels(page), at_least=5)
+    _entries_first(page)
+    page.screenshot(path=str(shots / "map-large.png"))
+    # open the biggest box in place: readable again
+    biggest = page.evaluate("""() => FA.cy.nodes('.group').sort((a, b) => b.data('w') - a.data('w'))
+        .filter(n => !n.hasClass('entry'))[0].id()""")
+    click_node(page, biggest)
+    page.wait_for_function("() => FA.graphReady && FA.cy.nodes('.box.opened').length === 1")
+    check_labels(graph_labels(page), at_least=3)
+    page.screenshot(path=str(shots / "map-large-opened.png"))
+    # the function level of 1 000 functions: no label drawn too small to read
+    page.goto(f"{base}/runs/{ids['run_id']}/graph?level=function")
+    graph_ready(page)
+    check_labels(graph_labels(page), at_least=1)
+    page.screenshot(path=str(shots / "map-large-functions.png"))
