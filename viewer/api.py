@@ -17,7 +17,7 @@ from flowagent.export import FORMATS
 from flowagent.store import queries
 from flowagent.store.sqlite import SQLiteStore, db_path
 
-from . import graphview, sessionview, statsview
+from . import flowview, graphview, sessionview, statsview
 from .data import get_store, merged_contract, run_or_404, run_report, session_or_404, \
     with_totals
 from .sessionlist import list_sessions, parse_filters
@@ -50,7 +50,8 @@ def index() -> Response:
         "/health", "/api/runs", "/api/runs/<run_id>", "/api/runs/<run_id>/sessions",
         "/api/runs/<run_id>/roots", "/api/runs/<run_id>/graph",
         "/api/runs/<run_id>/graph/view", "/api/runs/<run_id>/function?name=NAME",
-        "/api/runs/<run_id>/stats", "/api/sessions/<session_id>",
+        "/api/runs/<run_id>/stats", "/api/runs/<run_id>/flows?entry=NAME",
+        "/api/sessions/<session_id>",
         "/api/sessions/<session_id>/tree", "/api/sessions/<session_id>/timeline",
         "/api/formats",
     ]})
@@ -98,6 +99,22 @@ def graph_view(run_id: str) -> Response:
     view = graphview.view_graph(contract, **graphview.options_from(request.args, contract))
     view["run"] = {k: r[k] for k in ("run_id", "status", "live", "sessions", "calls", "errors")}
     return jsonify(view)
+
+
+@bp.get("/runs/<run_id>/flows")
+def flows(run_id: str) -> Response:
+    """Entry points of the run; with ``?entry=NAME``, that entry's flow tree and variants."""
+    r = run_or_404(run_id)
+    report = run_report(r)
+    roots = queries.session_roots(get_store(), run_id)
+    out: dict[str, Any] = {"entries": flowview.entries(report, roots)}
+    entry = (request.args.get("entry") or "")[:2000]
+    if entry:
+        flow = flowview.flow(get_store(), run_id, entry, report)
+        if flow is None:
+            abort(404, description=f"no session starts at {entry!r} in run {run_id!r}")
+        out["flow"] = flow
+    return jsonify(out)
 
 
 @bp.get("/runs/<run_id>/function")

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 from flowagent.export import FORMATS
 from flowagent.store import queries
 
-from . import graphview, sessionview, statsview
+from . import flowview, graphview, sessionview, statsview
 from .data import get_store, latest_run_id, merged_contract, run_or_404, run_report, \
     session_or_404, with_totals
 from .sessionlist import ORDERS, PAGE_SIZES, list_sessions, parse_filters
@@ -129,3 +129,14 @@ def stats(run_id: str) -> str:
     data = statsview.page_stats(run_report(run), run, request.args.get("sort"))
     return render_template("stats.html", run=run, stats=data, sorts=list(statsview.SORTS),
                            spark_w=statsview.SPARK_W, spark_h=statsview.SPARK_H)
+
+
+@bp.get("/runs/<run_id>/flows")
+def flows(run_id: str) -> str:
+    """One entry point's flows as a tree (the most frequent entry unless ``?entry=``)."""
+    run = run_or_404(run_id)
+    report = run_report(run)
+    entries = flowview.entries(report, queries.session_roots(get_store(), run_id))
+    wanted = (request.args.get("entry") or "")[:2000] or (entries[0]["entry"] if entries else "")
+    flow = flowview.flow(get_store(), run["run_id"], wanted, report) if wanted else None
+    return render_template("flows.html", run=run, entries=entries, entry=wanted, flow=flow)

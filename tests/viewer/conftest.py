@@ -22,7 +22,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flowagent_viewer import create_app
-from viewer_data import ARTIFACTS, HOSTILE_APP, PLANTED_APP, add_hostile_run, flowagent, \
+from viewer_data import ARTIFACTS, FLOW_APP, HOSTILE_APP, PLANTED_APP, add_hostile_run, flowagent, \
     record_demo
 
 
@@ -51,6 +51,21 @@ def planted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = root / "data"
     flowagent("run", "--data-dir", str(data), "planted_app.py", cwd=root)
     return data
+
+
+@pytest.fixture(scope="session")
+def flow_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``FLOW_APP`` recorded with the real ``flowagent run``."""
+    root = tmp_path_factory.mktemp("flow")
+    (root / "flow_app.py").write_text(textwrap.dedent(FLOW_APP), encoding="utf-8")
+    data = root / "data"
+    flowagent("run", "--data-dir", str(data), "flow_app.py", cwd=root)
+    return data
+
+
+@pytest.fixture
+def flow_client(flow_dir: Path) -> FlaskClient:
+    return create_app({"DATA_DIR": str(flow_dir)}).test_client()
 
 
 @pytest.fixture

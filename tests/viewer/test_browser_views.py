@@ -140,3 +140,45 @@ def test_architecture_readable_at_first_paint_large(page: Page, large_url: tuple
     graph_ready(page)
     check_labels(graph_labels(page), at_least=1)
     page.screenshot(path=str(shots / "map-large-functions.png"))
+
+
+@pytest.fixture(scope="module")
+def flow_url(flow_dir: Path) -> Iterator[str]:
+    with serve("--data-dir", str(flow_dir), "--port", "0") as (url, _):
+        yield url.rstrip("/")
+
+
+def _flow_ready(page: Page) -> None:
+    page.wait_for_function("() => window.FA && FA.flowReady === true")
+
+
+def test_flow_view_shows_the_planted_flow(page: Page, flow_url: str, shots: Path) -> None:
+    page.goto(flow_url + "/")
+    page.click("nav a:text('Flows')")
+    _flow_ready(page)
+    assert page.inner_text("#flow-entry") == "__main__:handle"
+    check_labels(dom_labels(page, "#flow-canvas"), at_least=10)
+    steps = page.evaluate("""() => [...document.querySelectorAll('#flow-canvas .flow-step')].map(g =>
+        [g.dataset.function, g.getAttribute('class'), g.querySelector('.stat').textContent])""")
+    by_fn = {fn: (cls, text) for fn, cls, text in steps}
+    assert len(steps) == 5
+    assert by_fn["__main__:cached"][1].startswith("25%")
+    assert by_fn["__main__:Store.load"][1].startswith("75%")
+    assert "err" in by_fn["__main__:Store.load"][0] and "NotFound×3" in by_fn["__main__:Store.load"][1]
+    assert "partial" in by_fn["__main__:handle"][0]
+    # steps are drawn in the order of the tree: every child below and right of its parent
+    boxes = page.evaluate("""() => [...document.querySelectorAll('#flow-canvas .flow-step')].map(g => {
+        const r = g.getBoundingClientRect(); return [g.dataset.function, r.left, r.top]; })""")
+    root = boxes[0]
+    assert root[0] == "__main__:handle" and all(b[1] > root[1] and b[2] > root[2] for b in boxes[1:])
+    assert page.locator("#flow-variants tbody tr").count() == 3
+    page.screenshot(path=str(shots / "flows-small.png"), full_page=True)
+
+
+def test_flow_view_large(page: Page, large_url: tuple[str, dict], shots: Path) -> None:
+    base, ids = large_url
+    page.goto(f"{base}/runs/{ids['run_id']}/flows")
+    _flow_ready(page)
+    check_labels(dom_labels(page, "#flow-canvas"), at_least=5)
+    assert page.locator("#flow-canvas .flow-step").count() > 5
+    page.screenshot(path=str(shots / "flows-large.png"))
