@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 from flowagent import __version__
 from flowagent.errors import StoreError
 from flowagent.export import FORMATS
+from flowagent.export._sequence import sequence as sequence_model
 from flowagent.store import queries
 from flowagent.store.sqlite import SQLiteStore, db_path
 
@@ -53,6 +54,7 @@ def index() -> Response:
         "/api/runs/<run_id>/stats", "/api/runs/<run_id>/flows?entry=NAME",
         "/api/sessions/<session_id>",
         "/api/sessions/<session_id>/tree", "/api/sessions/<session_id>/timeline",
+        "/api/sessions/<session_id>/sequence",
         "/api/formats",
     ]})
 
@@ -167,6 +169,14 @@ def timeline(session_id: str) -> Response:
     session_or_404(session_id)
     graph = get_store().session_graph(session_id) or {"nodes": []}
     return jsonify(sessionview.timeline(graph))
+
+
+@bp.get("/sessions/<session_id>/sequence")
+def sequence(session_id: str) -> Response:
+    """The session's sequence diagram model (lanes, lifelines, messages)."""
+    session_or_404(session_id)
+    graph = get_store().session_graph(session_id) or {"nodes": []}
+    return jsonify(sequence_model(graph).as_dict())
 
 
 @bp.get("/formats")

@@ -13,6 +13,7 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from flowagent.export import FORMATS
+from flowagent.export._sequence import sequence as sequence_model
 from flowagent.store import queries
 
 from . import flowview, graphview, sessionview, statsview
@@ -140,3 +141,13 @@ def flows(run_id: str) -> str:
     wanted = (request.args.get("entry") or "")[:2000] or (entries[0]["entry"] if entries else "")
     flow = flowview.flow(get_store(), run["run_id"], wanted, report) if wanted else None
     return render_template("flows.html", run=run, entries=entries, entry=wanted, flow=flow)
+
+
+@bp.get("/sessions/<session_id>/sequence")
+def sequence(session_id: str) -> str:
+    """The session as a sequence diagram: lifelines per class or module, lanes per thread."""
+    row = session_or_404(session_id)
+    graph = get_store().session_graph(session_id) or {"nodes": [], "edges": []}
+    run = run_or_404(row["run_id"])
+    model = sequence_model(graph).as_dict()
+    return render_template("sequence.html", session=row, run=run, model=model)

@@ -182,3 +182,51 @@ def test_flow_view_large(page: Page, large_url: tuple[str, dict], shots: Path) -
     check_labels(dom_labels(page, "#flow-canvas"), at_least=5)
     assert page.locator("#flow-canvas .flow-step").count() > 5
     page.screenshot(path=str(shots / "flows-large.png"))
+
+
+def _sequence_ready(page: Page) -> None:
+    page.wait_for_function("() => window.FA && FA.sequenceReady === true")
+
+
+def test_sequence_view_shows_the_planted_session(page: Page, flow_url: str, shots: Path) -> None:
+    # the session where Store.load raised NotFound and handle() handled it
+    page.goto(flow_url + "/?result=partial")
+    page.locator("#sessions-body tr").first.locator("a").click()
+    page.wait_for_url("**/sessions/**")
+    page.click("#to-sequence")
+    _sequence_ready(page)
+    check_labels(dom_labels(page, "#seq-canvas"), at_least=8)
+    lifelines = page.evaluate("""() => [...document.querySelectorAll('#seq-canvas .actor')]
+        .map(g => [g.dataset.lifeline, g.getBoundingClientRect().left])""")
+    assert [name for name, _x in lifelines] == ["program", "__main__", "__main__:Store"]
+    assert lifelines[0][1] < lifelines[1][1] < lifelines[2][1]
+    msgs = page.evaluate("""() => [...document.querySelectorAll('#seq-canvas .msg')].map(g =>
+        [g.dataset.kind, g.getAttribute('class'), g.querySelector('text').textContent,
+         g.getBoundingClientRect().top])""")
+    texts = [m[2] for m in msgs]
+    assert texts[0].startswith("handle(") and texts[1].startswith("validate(")
+    assert any(t.startswith("Store.load(") for t in texts)
+    raised = next(m for m in msgs if m[2] == "raise __main__.NotFound")
+    assert raised[0] == "return" and "error" in raised[1]
+    assert [m[3] for m in msgs] == sorted(m[3] for m in msgs)  # one row each, in call order
+    assert len(msgs) == 6
+    page.screenshot(path=str(shots / "sequence-small.png"), full_page=True)
+
+
+def test_sequence_view_of_a_demo_request_and_a_large_session(
+        page: Page, demo_url: str, large_url: tuple[str, dict], shots: Path) -> None:
+    page.goto(demo_url + "/?root=POST%20/checkout")
+    page.locator("#sessions-body tr").first.locator("a").click()
+    page.wait_for_url("**/sessions/**")
+    page.click("#to-sequence")
+    _sequence_ready(page)
+    check_labels(dom_labels(page, "#seq-canvas"), at_least=10)
+    names = page.evaluate("() => [...document.querySelectorAll('#seq-canvas .actor')].map(g => g.dataset.lifeline)")
+    assert names[:2] == ["client", "<request>"] and "shop.cart:Cart" in names
+    page.screenshot(path=str(shots / "sequence-demo.png"))
+    base, ids = large_url
+    page.goto(f"{base}/sessions/{ids['big_session']}/sequence")
+    _sequence_ready(page)
+    check_labels(dom_labels(page, "#seq-canvas"), at_least=10)
+    assert "calls not drawn" in page.inner_text("#seq-facts")
+    page.screenshot(path=str(shots / "sequence-large.png"))
