@@ -18,7 +18,7 @@ from flowagent.export._sequence import sequence as sequence_model
 from flowagent.store import queries
 from flowagent.store.sqlite import SQLiteStore, db_path
 
-from . import flowview, graphview, sessionview, statsview
+from . import compareview, flowview, graphview, sessionview, statsview
 from .data import get_store, merged_contract, run_or_404, run_report, session_or_404, \
     with_totals
 from .sessionlist import list_sessions, parse_filters
@@ -95,10 +95,14 @@ def graph(run_id: str) -> Response:
 
 @bp.get("/runs/<run_id>/graph/view")
 def graph_view(run_id: str) -> Response:
-    """The graph as the architecture page draws it (level and filters as query arguments)."""
+    """The graph as the architecture page draws it (level and filters as query arguments;
+    ``compare=RUN`` puts the changes since that run on it)."""
     r = run_or_404(run_id)
     contract = merged_contract(r)
-    view = graphview.view_graph(contract, **graphview.options_from(request.args, contract))
+    opts = graphview.options_from(request.args, contract)
+    other = compareview.other_run(r)
+    view = compareview.compared_view(r, other, opts) if other else \
+        graphview.view_graph(contract, **opts)
     view["run"] = {k: r[k] for k in ("run_id", "status", "live", "sessions", "calls", "errors")}
     return jsonify(view)
 

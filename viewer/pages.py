@@ -16,7 +16,7 @@ from flowagent.export import FORMATS
 from flowagent.export._sequence import sequence as sequence_model
 from flowagent.store import queries
 
-from . import flowview, graphview, sessionview, statsview
+from . import compareview, flowview, graphview, sessionview, statsview
 from .data import get_store, latest_run_id, merged_contract, run_or_404, run_report, \
     session_or_404, with_totals
 from .sessionlist import ORDERS, PAGE_SIZES, list_sessions, parse_filters
@@ -88,7 +88,7 @@ def session(session_id: str) -> str:
                            formats=_formats("session"))
 
 
-GRAPH_ARGS = ("level", "errors", "module", "min_freq", "focus")
+GRAPH_ARGS = ("level", "errors", "module", "min_freq", "focus", "compare")
 
 
 def _passed_on(keys: tuple[str, ...]) -> dict[str, Any]:
@@ -109,8 +109,12 @@ def graph(run_id: str) -> str:
     run = run_or_404(run_id)
     contract = merged_contract(run)
     opts = graphview.options_from(request.args, contract)
-    view = graphview.view_graph(contract, **opts)
+    other = compareview.other_run(run)
+    view = compareview.compared_view(run, other, opts) if other else \
+        graphview.view_graph(contract, **opts)
     return render_template("graph.html", run=run, view=view, opts=opts,
+                           runs=[r for r in get_store().runs() if r["run_id"] != run["run_id"]],
+                           compare=other["run_id"] if other else "",
                            modules=graphview.modules(contract),
                            focus=(request.args.get("focus") or "")[:2000],
                            formats=_formats("merged"))

@@ -230,3 +230,28 @@ def test_sequence_view_of_a_demo_request_and_a_large_session(
     check_labels(dom_labels(page, "#seq-canvas"), at_least=10)
     assert "calls not drawn" in page.inner_text("#seq-facts")
     page.screenshot(path=str(shots / "sequence-large.png"))
+
+
+def test_compare_two_runs_on_the_map(page: Page, compare_dir: Path, shots: Path) -> None:
+    with serve("--data-dir", str(compare_dir), "--port", "0") as (url, _):
+        base = url.rstrip("/")
+        page.goto(base + "/graph?level=function")
+        graph_ready(page)
+        run_a = page.evaluate("async () => (await (await fetch('/api/runs')).json()).runs[1].run_id")
+        page.select_option("#compare", run_a)
+        page.wait_for_url(f"**compare={run_a}**")
+        page.wait_for_function("() => FA.graphReady && FA.cy.nodes('.cmp-gone').length > 0")
+        state = page.evaluate("""() => ({
+            fresh: FA.cy.getElementById('__main__:fresh').classes(),
+            legacy: FA.cy.getElementById('__main__:legacy').classes(),
+            fetch: FA.cy.getElementById('__main__:fetch').classes(),
+            newEdges: FA.cy.edges('.cmp-new').map(e => e.target().id()),
+            goneEdges: FA.cy.edges('.cmp-gone').map(e => e.target().id()) })""")
+        assert {"cmp-new", "cmp-errors"} <= set(state["fresh"])
+        assert "cmp-gone" in state["legacy"] and "cmp-slower" in state["fetch"]
+        assert state["newEdges"] == ["__main__:fresh"] and state["goneEdges"] == ["__main__:legacy"]
+        summary = page.inner_text("#compare-summary")
+        assert "1 new functions" in summary and "__main__:legacy" in summary
+        assert "ValueError in __main__:fresh" in summary
+        check_labels(graph_labels(page), at_least=4)
+        page.screenshot(path=str(shots / "map-compare.png"))

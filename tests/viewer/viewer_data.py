@@ -171,6 +171,48 @@ FLOW_APP = '''
 FLOW_SESSIONS = 20
 
 
+# The same program recorded twice for comparing runs: "v2" calls fresh() (new, raises a
+# ValueError once, handled) instead of legacy() (gone), and its fetch() got slower by 2 ms.
+COMPARE_APP = '''
+    import sys
+    import time
+
+    V2 = sys.argv[1:] == ["v2"]
+
+
+    def fetch(i):
+        if V2:
+            time.sleep(0.002)
+        return i
+
+
+    def legacy(i):
+        return i
+
+
+    def fresh(i):
+        if i == 3:
+            raise ValueError(i)
+        return i
+
+
+    def handle(i):
+        fetch(i)
+        if V2:
+            try:
+                fresh(i)
+            except ValueError:
+                pass
+        else:
+            legacy(i)
+
+
+    if __name__ == "__main__":
+        for i in range(8):
+            handle(i)
+'''
+
+
 def clean_env() -> dict[str, str]:
     """Our environment minus FLOWAGENT_* settings, with this checkout importable."""
     env = {k: v for k, v in os.environ.items()

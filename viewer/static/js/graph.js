@@ -81,11 +81,13 @@
       { selector: "edge.ov-hot", style: { opacity: 1, "line-color": "#dd6b20", "target-arrow-color": "#dd6b20", "z-index": 7 } },
       { selector: "node.ov-hot", style: { "background-color": "#feebc8" } },
       { selector: "node.ov-err", style: { "background-color": "#fed7d7" } },
-      // comparison with another run (see compare.js): new, gone, slower, new errors
+      // comparison with another run (viewer/compareview.py): new, gone, slower, new errors
       { selector: "node.cmp-new", style: { "border-color": "#2f855a", "border-width": 3, "background-color": "#f0fff4" } },
       { selector: "node.cmp-gone", style: { "border-style": "dashed", "border-color": "#718096", color: "#718096", "background-color": "#f7fafc" } },
       { selector: "node.cmp-slower", style: { "border-color": "#b7791f", "border-width": 3, "background-color": "#fefcbf" } },
       { selector: "node.cmp-errors", style: { "border-color": "#c53030", "border-width": 4 } },
+      { selector: "node.cmp-faster", style: { "border-color": "#2b6cb0", "border-style": "dotted", "border-width": 3 } },
+      { selector: "node.cmp-shift", style: { "background-color": "#faf5ff" } },
       { selector: "edge.cmp-new", style: { "line-color": "#2f855a", "target-arrow-color": "#2f855a", opacity: 1, width: 3 } },
       { selector: "edge.cmp-gone", style: { "line-color": "#718096", "target-arrow-color": "#718096", "line-style": "dashed", opacity: 0.9 } },
       { selector: "edge.cmp-shift", style: { "line-color": "#805ad5", "target-arrow-color": "#805ad5", opacity: 1 } },
@@ -309,11 +311,33 @@
     cy.add(elements(v));
     cy.endBatch();
     empty.classList.toggle("hidden", v.nodes.length > 0);
+    compareSummary(v);
     counts.textContent = `${FA.number(v.nodes.length)} nodes, ${FA.number(v.edges.length)} edges · ` +
       `${FA.number(v.shown_functions)} of ${FA.number(v.total_functions)} functions · ${FA.number(v.total_sessions)} sessions`;
     const names = document.getElementById("fn-names");
     FA.clear(names).append(...v.nodes.flatMap((n) => n.members).slice(0, 2000).map((m) => FA.el("option", { value: m })));
     layout(!keepViewport);
+  }
+
+  // What changed since the compared run, in words, next to the map that shows it.
+  function compareSummary(v) {
+    const box = document.getElementById("compare-summary");
+    if (!box) return;
+    FA.clear(box);
+    const c = v.compare;
+    if (!c) return;
+    const item = (cls, text, names) => FA.el("li", { className: cls }, text,
+      names && names.length ? FA.el("ul", {}, names.slice(0, 12).map((n) => FA.el("li", { className: "mono" }, n))) : null);
+    const shifted = (c.result_shifts || []).map((s) => {
+      const mix = (side) => (side ? ["success", "error", "partial"].map((k) => `${k[0]}${FA.number(side[k] || 0)}`).join("/") : "–");
+      return `${s.function}: ${mix(s.a)} → ${mix(s.b)}`;
+    });
+    box.append(FA.el("p", { className: "muted" }, `${c.run_a} → ${c.run_b}`), FA.el("ul", { id: "compare-list" },
+      item("cmp-new", `${FA.number(c.new_functions.length)} new functions, ${FA.number(c.new_edges)} new calls`, c.new_functions),
+      item("cmp-gone", `${FA.number(c.gone_functions.length)} gone functions, ${FA.number(c.gone_edges)} gone calls`, c.gone_functions),
+      item("cmp-slower", `${FA.number(c.slower.length)} slower`, c.slower.map((t) => `${t.function} ×${t.ratio}`)),
+      item("cmp-errors", `${FA.number(c.new_errors.length)} new errors`, c.new_errors.map((e) => `${e.exception} in ${e.function}`)),
+      shifted.length ? item("cmp-shift", `${FA.number(shifted.length)} result mixes moved`, shifted) : null));
   }
 
   function updateCounts(v) {
