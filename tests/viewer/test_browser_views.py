@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import CHROMIUM, _bench_module, browser, click_node, demo_url, graph_ready, \
+from test_browser import CHROMIUM, LARGE_TIMEOUT_MS, _bench_module, browser, click_node, demo_url, graph_ready, \
     page, planted_url, shots  # noqa: F401 (fixtures)
 from viewer_data import serve
 
@@ -123,7 +123,7 @@ def test_architecture_readable_at_first_paint_large(page: Page, large_url: tuple
                                                     shots: Path) -> None:
     base, ids = large_url
     page.goto(f"{base}/runs/{ids['run_id']}/graph")
-    graph_ready(page)
+    graph_ready(page, LARGE_TIMEOUT_MS)
     assert not page.is_checked("input[name=level][value=function]")
     check_labels(graph_labels(page), at_least=5)
     _entries_first(page)
@@ -132,12 +132,13 @@ def test_architecture_readable_at_first_paint_large(page: Page, large_url: tuple
     biggest = page.evaluate("""() => FA.cy.nodes('.group').sort((a, b) => b.data('w') - a.data('w'))
         .filter(n => !n.hasClass('entry'))[0].id()""")
     click_node(page, biggest)
-    page.wait_for_function("() => FA.graphReady && FA.cy.nodes('.box.opened').length === 1")
+    page.wait_for_function("() => FA.graphReady && FA.cy.nodes('.box.opened').length === 1",
+                           timeout=LARGE_TIMEOUT_MS)
     check_labels(graph_labels(page), at_least=3)
     page.screenshot(path=str(shots / "map-large-opened.png"))
     # the function level of 1 000 functions: no label drawn too small to read
     page.goto(f"{base}/runs/{ids['run_id']}/graph?level=function")
-    graph_ready(page)
+    graph_ready(page, LARGE_TIMEOUT_MS)
     check_labels(graph_labels(page), at_least=1)
     page.screenshot(path=str(shots / "map-large-functions.png"))
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from flask.testing import FlaskClient
 
-from flowagent_viewer import create_app
-from viewer import compareview
+from flowagent_viewer import compareview, create_app
 
 
 def _runs(client: FlaskClient) -> tuple[str, str]:
@@ -48,7 +47,7 @@ def test_changes_are_tagged_on_the_map(compare_dir: Path) -> None:
 def test_result_shifts_are_read_when_present_and_ignored_when_malformed() -> None:
     contract = {"nodes": [{"id": "m:f", "module": "m", "qualname": "f", "kind": "function",
                            **compareview.ZERO, "occurrences": 3}], "edges": []}
-    from viewer.graphview import view_graph
+    from flowagent_viewer.graphview import view_graph
     d = {"functions": {"new": [], "removed": []}, "edges": {"new": [], "removed": []},
          "result_shifts": [{"function": "m:f", "a": {"calls": 3, "success": 3},
                             "b": {"calls": 3, "error": 2, "success": 1}}, "junk", {"x": 1}]}
