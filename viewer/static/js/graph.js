@@ -302,6 +302,8 @@
       FA.clear(details).append(
         FA.el("h3", { id: "details-name" }, f.function_name),
         FA.el("p", { className: "muted" }, `${f.kind || "function"} in ${f.module}`),
+        f.roots ? FA.el("div", { className: "actions" }, FA.el("a", { className: "btn", id: "details-flows",
+          href: `${data.flows_url}?${new URLSearchParams({ entry: f.function_name })}` }, `Flows of this entry (${FA.number(f.roots)} sessions) →`)) : null,
         dlRows([["calls", FA.number(f.occurrences)], ["errors", FA.number(f.errors)], ["handled below", FA.number(f.partials)],
           ["session root", FA.number(f.roots)], ["total time", FA.duration(f.total_ns)], ["self time", FA.duration(f.self_ns)],
           ["average", FA.duration(f.avg_ns)], ["p50 / p95 / p99", `${FA.duration(f.p50_ns)} / ${FA.duration(f.p95_ns)} / ${FA.duration(f.p99_ns)}`],
