@@ -95,7 +95,10 @@
     model.messages.forEach((m, k) => {
       const y = HEAD + 20 + k * ROW + 10;
       const a = xs[col.get(m.source)], b = xs[col.get(m.target)];
-      const cls = `msg ${m.kind === "return" ? "ret" : "call"} ${m.result === "error" ? "error" : m.result === "partial" ? "partial" : ""}`;
+      // The result shows on the way back: a return that raised is red, one that handled an
+      // error below orange; calls stay neutral.
+      const outcome = m.kind !== "return" ? "" : m.result === "error" ? "error" : m.result === "partial" ? "partial" : "";
+      const cls = `msg ${m.kind === "return" ? "ret" : "call"} ${outcome}`;
       const g = FA.svg("g", { class: cls, "data-kind": m.kind, "data-call": m.call, "data-from": m.source, "data-to": m.target });
       const marker = m.result === "error" && m.kind === "return" ? "url(#seq-arrow-err)" : "url(#seq-arrow)";
       if (a === b) {
