@@ -256,3 +256,25 @@ def test_compare_two_runs_on_the_map(page: Page, compare_dir: Path, shots: Path)
         assert "ValueError in __main__:fresh" in summary
         check_labels(graph_labels(page), at_least=4)
         page.screenshot(path=str(shots / "map-compare.png"))
+
+
+def test_hostile_names_stay_text_in_the_new_views(page: Page, hostile_dir: Path,
+                                                  shots: Path) -> None:
+    from urllib.parse import quote
+
+    from viewer_data import HOSTILE_FUNCTION, HOSTILE_RUN, HOSTILE_SESSION, XSS
+
+    with serve("--data-dir", str(hostile_dir), "--port", "0") as (url, _):
+        base = url.rstrip("/")
+        page.goto(f"{base}/runs/{HOSTILE_RUN}/flows?entry={quote(HOSTILE_FUNCTION)}")
+        _flow_ready(page)
+        assert HOSTILE_FUNCTION in page.inner_text("#flow-canvas")
+        page.goto(f"{base}/sessions/{HOSTILE_SESSION}/sequence")
+        _sequence_ready(page)
+        assert XSS in page.inner_text("#seq-canvas")
+        page.screenshot(path=str(shots / "hostile-sequence.png"))
+        other = page.evaluate(
+            "async () => (await (await fetch('/api/runs')).json()).runs.at(-1).run_id")
+        page.goto(f"{base}/runs/{HOSTILE_RUN}/graph?compare={quote(other)}")
+        graph_ready(page)
+        assert page.evaluate("() => document.querySelectorAll('img, script:not([src]):not([type])').length") == 0

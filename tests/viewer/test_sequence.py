@@ -122,3 +122,21 @@ def test_sequence_page_and_export_of_a_recorded_session(flow_client: FlaskClient
     assert status == 0 and parsed["messages"][0]["from"] == "p0"
     assert flow_client.get("/export/sessions/nope/sequence.mmd").status_code == 404
     assert json.loads(flow_client.get("/api/sessions/nope/sequence").get_data())["error"]
+
+
+def test_hostile_names_are_escaped_in_flows_and_sequence_pages(hostile_client: FlaskClient
+                                                               ) -> None:
+    from urllib.parse import quote
+
+    from viewer_data import HOSTILE_FUNCTION, HOSTILE_RUN, HOSTILE_SESSION, XSS, XSS_CLOSE
+
+    for path in (f"/runs/{HOSTILE_RUN}/flows?entry={quote(HOSTILE_FUNCTION)}",
+                 f"/sessions/{HOSTILE_SESSION}/sequence"):
+        r = hostile_client.get(path)
+        assert r.status_code == 200, path
+        body = r.get_data(as_text=True)
+        assert XSS not in body and XSS_CLOSE not in body, path
+    text = hostile_client.get(f"/export/sessions/{HOSTILE_SESSION}/sequence.mmd").get_data(
+        as_text=True)
+    status, [parsed] = cases.mermaid_parse([text])
+    assert status == 0 and "‹script›alert(1)‹/script›" in "\n".join(parsed["actors"].values())
