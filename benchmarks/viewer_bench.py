@@ -387,6 +387,7 @@ def measure_browser(data_dir: str, ids: dict[str, Any], report: str | None = Non
                 "--disable-background-networking", "--disable-component-update",
                 "--disable-sync"])
             page = browser.new_page(viewport={"width": 1500, "height": 950})
+            page.set_default_timeout(300_000)  # 1 000 functions on a loaded machine
             run = ids["run_id"]
             page.goto(f"{url}/runs/{run}/graph")  # warm the cache for the vendored assets
             page.wait_for_function("() => window.FA && FA.graphReady === true")

@@ -52,7 +52,10 @@ def _percentiles(samples: list[int]) -> dict[str, int | None]:
     if not samples:
         return {"p50_ns": None, "p95_ns": None, "p99_ns": None}
     s = sorted(samples)
-    pick = lambda q: s[min(len(s) - 1, int(q * len(s)))]  # noqa: E731
+
+    def pick(q: float) -> int:  # nearest rank
+        return s[min(len(s) - 1, int(q * len(s)))]
+
     return {"p50_ns": pick(0.5), "p95_ns": pick(0.95), "p99_ns": pick(0.99)}
 
 

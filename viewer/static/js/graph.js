@@ -4,9 +4,10 @@
  * (layered, left to right, entry points in the first column, with module and class boxes as
  * compound nodes), opens a collapsed box in place when it is clicked, and explains a clicked
  * function. Readable at first paint: no label is ever drawn below MIN_FONT px on screen
- * (Cytoscape hides smaller ones), and when the auto-chosen level does not fit at that size the
- * page steps one level up before showing anything. Labels are drawn on a canvas by Cytoscape,
- * so names are never parsed as markup; the side panel is built with textContent.
+ * (mapdraw.js hides smaller ones), and when the auto-chosen level does not fit at that size
+ * the page tries the other direction, then steps one level up, before showing anything.
+ * Labels are drawn on a canvas by Cytoscape, so names are never parsed as markup; the side
+ * panel is built with textContent. The drawing itself (styles, elements, ELK) is mapdraw.js.
  */
 "use strict";
 

@@ -25,7 +25,6 @@
       "text-valign": "center", "text-halign": "center", "text-wrap": "wrap", "line-height": 1.3,
       "min-zoomed-font-size": MIN_FONT, width: "data(w)", height: "data(h)" } },
     { selector: "node.group", style: { "background-color": "#f3f6f9", "border-style": "double", "border-width": 3 } },
-
     { selector: "node.root", style: { "border-color": "#2b6cb0", "border-width": 2 } },
     { selector: "node.partial", style: { "border-color": "#d69e2e", "border-width": 2, "background-color": "#fffbeb" } },
     { selector: "node.err", style: { "border-color": "#c53030", "border-width": 2, "background-color": "#fff5f5" } },
@@ -46,7 +45,7 @@
       label: "data(tag)", "font-size": 11, "min-zoomed-font-size": MIN_FONT, "font-family": MONO, color: "#1f2933", "text-background-color": "#ffffff",
       "text-background-opacity": 0.9, "text-background-padding": 2 } },
     // Cytoscape's own min-zoomed-font-size rounds the zoom up to a power of two, so the
-    // page hides labels itself below MIN_FONT px (see labelsByZoom).
+    // map hides labels itself below MIN_FONT px (see hideSmallLabels).
     { selector: ".nolabel", style: { "text-opacity": 0, "text-background-opacity": 0 } },
     { selector: ".faded", style: { opacity: 0.12 } },
     { selector: "node.box.faded", style: { opacity: 0.35 } },
