@@ -291,6 +291,7 @@ def _bench_module() -> Any:
 def test_large_program_is_readable(page: Page, tmp_path: Path, shots: Path) -> None:
     """350 functions: the page opens at module level; function level has no overlaps."""
     ids = _bench_module().build_store(str(tmp_path), sessions=3000, big_session=3000)
+    page.set_default_timeout(LARGE_TIMEOUT_MS)  # big pages on a loaded machine
     with serve("--data-dir", str(tmp_path), "--port", "0") as (url, _):
         base = url.rstrip("/")
         page.goto(f"{base}/runs/{ids['run_id']}/graph")

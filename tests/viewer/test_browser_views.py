@@ -121,6 +121,7 @@ def test_error_and_hot_overlays(page: Page, demo_url: str, shots: Path) -> None:
 
 def test_architecture_readable_at_first_paint_large(page: Page, large_url: tuple[str, dict],
                                                     shots: Path) -> None:
+    page.set_default_timeout(LARGE_TIMEOUT_MS)  # big pages on a loaded machine
     base, ids = large_url
     page.goto(f"{base}/runs/{ids['run_id']}/graph")
     graph_ready(page, LARGE_TIMEOUT_MS)
@@ -177,6 +178,7 @@ def test_flow_view_shows_the_planted_flow(page: Page, flow_url: str, shots: Path
 
 
 def test_flow_view_large(page: Page, large_url: tuple[str, dict], shots: Path) -> None:
+    page.set_default_timeout(LARGE_TIMEOUT_MS)  # big pages on a loaded machine
     base, ids = large_url
     page.goto(f"{base}/runs/{ids['run_id']}/flows")
     _flow_ready(page)
@@ -225,6 +227,7 @@ def test_sequence_view_of_a_demo_request_and_a_large_session(
     names = page.evaluate("() => [...document.querySelectorAll('#seq-canvas .actor')].map(g => g.dataset.lifeline)")
     assert names[:2] == ["client", "<request>"] and "shop.cart:Cart" in names
     page.screenshot(path=str(shots / "sequence-demo.png"))
+    page.set_default_timeout(LARGE_TIMEOUT_MS)  # big pages on a loaded machine
     base, ids = large_url
     page.goto(f"{base}/sessions/{ids['big_session']}/sequence")
     _sequence_ready(page)
