@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowagent.sidecar import histogram as H
-from flowagent.store.sqlite import SQLiteStore
+from flowagent.store.sqlite import RESULTS, SQLiteStore
 
 SAMPLE = 300      # kept session trees read per entry
 MAX_NODES = 400   # steps drawn; the rest is counted as cut
@@ -117,10 +117,17 @@ def flow(store: SQLiteStore, run_id: str, entry: str, report: dict[str, Any]
     merged = H.merge_all(hists)
     root = _Step(entry)
     sampled = 0
+    names = {fid: f["name"] for fid, f in store.functions(run_id).items()}
     for sid in kept:
-        graph = store.session_graph(sid)
-        if graph and graph.get("nodes"):
-            _add_session(root, graph, sampled)
+        # Raw stored rows, named through one function map: building each session's full
+        # graph contract (shapes, threads, callers) would cost several times as much.
+        nodes = [{"id": c["call_id"], "parent_id": c["parent_id"] or None,
+                  "function_name": names.get(c["fid"], "?"), "result_type": RESULTS[c["result"]],
+                  "exception_type": store.shape_text(c["exc_sid"]) if c["exc_sid"] else None,
+                  "timestamp_start": c["t0"], "timestamp_end": c["t1"]}
+                 for c in store.session_calls(sid)]
+        if nodes:
+            _add_session(root, {"nodes": nodes}, sampled)
             sampled += 1
 
     count = 0
