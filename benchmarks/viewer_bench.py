@@ -462,9 +462,11 @@ def main() -> None:
               f"{ids['functions']} functions (built in {build_s:.1f} s)\n")
         print("| page | server render (Flask test client, median) | usable in Chromium (median) |")
         print("|---|---:|---:|")
-        for label, ms in flask.items():
+        labels = [*flask, *(k for k in browser or {} if k not in flask)]
+        for label in labels:
+            f = f"{flask[label]:.1f} ms" if label in flask else "–"
             b = f"{browser[label]:.0f} ms" if browser and label in browser else "–"
-            print(f"| {label} | {ms:.1f} ms | {b} |")
+            print(f"| {label} | {f} | {b} |")
         if browser is None and not a.no_browser:
             print("\n(Chromium or Playwright not found: browser timings skipped)")
     finally:
