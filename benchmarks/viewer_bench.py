@@ -1,14 +1,16 @@
-"""Viewer benchmark: time to first render of the session and architecture pages at scale.
+"""Viewer benchmark: time to first render of the viewer's pages and the static report at scale.
 
     .venv/bin/python benchmarks/viewer_bench.py [--sessions 100000] [--big-session 10000]
-                                                [--functions 330] [--keep DIR] [--no-browser]
+                                                [--functions 1000] [--keep DIR] [--no-browser]
 
 Builds a store the way the sidecar lays it out (rows written directly with SQLiteStore in
 writer mode): one run of ``--sessions`` request sessions over a layered program of
-``--functions`` functions in 30 modules, with handled and unhandled errors, plus one session of
-``--big-session`` calls (a loop and a deep recursion). Then times, with Flask's test client,
-the server-side render of each page, and, when Chromium is installed, the time until the page
-is usable in a real browser (tree rows present; graph laid out). Prints a markdown table.
+``--functions`` functions in 30 modules, with handled and unhandled errors, plus one session
+of ``--big-session`` calls (a loop and a deep recursion). Then times, with Flask's test client,
+the server-side render of each page and the writing of the static report, and, when Chromium is
+installed, the time until each page is usable in a real browser (first paint of the readable
+map, the flows tree, the sequence diagram; tree rows present) and until the static report is
+drawn from disk. Prints a markdown table.
 Not a test: numbers depend on the machine; compare runs on the same one.
 """
 
@@ -344,10 +346,25 @@ def measure_flask(data_dir: str, ids: dict[str, Any]) -> dict[str, float]:
         "sessions list, root filter": _time(get(f"/?run={run}&root=orders")),
         "sessions list, function search": _time(get(f"/?run={run}&q=AuditHelper"), repeat=3),
         "stats page": _time(get(f"/runs/{run}/stats")),
+        "flows page (busiest entry)": _time(get(f"/runs/{run}/flows"), repeat=3),
+        "sequence page, 10 000 calls": _time(get(f"/sessions/{ids['big_session']}/sequence")),
     }
 
 
-def measure_browser(data_dir: str, ids: dict[str, Any]) -> dict[str, float] | None:
+def measure_report(data_dir: str, ids: dict[str, Any]) -> tuple[float, str]:
+    """Wall time of ``flowagent report`` (ms) and the file it wrote."""
+    out = os.path.join(data_dir, "report.html")
+    t0 = time.perf_counter()
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "flowagent", "report", "--data-dir", data_dir,
+                    "--run", ids["run_id"], "-o", out], check=True, capture_output=True,
+                   timeout=1800)
+    return (time.perf_counter() - t0) * 1000, out
+
+
+def measure_browser(data_dir: str, ids: dict[str, Any], report: str | None = None
+                    ) -> dict[str, float] | None:
     """Time until usable in headless Chromium (None when Chromium or Playwright is absent)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     try:
@@ -370,6 +387,7 @@ def measure_browser(data_dir: str, ids: dict[str, Any]) -> dict[str, float] | No
                 "--disable-background-networking", "--disable-component-update",
                 "--disable-sync"])
             page = browser.new_page(viewport={"width": 1500, "height": 950})
+            page.set_default_timeout(300_000)  # 1 000 functions on a loaded machine
             run = ids["run_id"]
             page.goto(f"{url}/runs/{run}/graph")  # warm the cache for the vendored assets
             page.wait_for_function("() => window.FA && FA.graphReady === true")
@@ -384,6 +402,10 @@ def measure_browser(data_dir: str, ids: dict[str, Any]) -> dict[str, float] | No
                  "() => window.FA && FA.graphReady === true"),
                 ("sessions list, first page", f"/?run={run}",
                  "() => document.querySelectorAll('#sessions-body tr').length > 0"),
+                ("flows page (busiest entry)", f"/runs/{run}/flows",
+                 "() => window.FA && FA.flowReady === true"),
+                ("sequence page, 10 000 calls", f"/sessions/{ids['big_session']}/sequence",
+                 "() => window.FA && FA.sequenceReady === true"),
             ):
                 samples = []
                 for _ in range(3):
@@ -392,6 +414,15 @@ def measure_browser(data_dir: str, ids: dict[str, Any]) -> dict[str, float] | No
                     page.wait_for_function(ready, timeout=120_000)
                     samples.append((time.perf_counter() - t0) * 1000)
                 out[label] = statistics.median(samples)
+            if report:  # the static report, opened from disk
+                samples = []
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    page.goto("file://" + report)
+                    page.wait_for_function("() => window.FA && FA.reportReady && FA.graphReady",
+                                           timeout=300_000)
+                    samples.append((time.perf_counter() - t0) * 1000)
+                out["static report (flowagent report), first paint"] = statistics.median(samples)
             browser.close()
         return out
     finally:
@@ -403,7 +434,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sessions", type=int, default=100_000)
     ap.add_argument("--big-session", type=int, default=10_000)
-    ap.add_argument("--functions", type=int, default=330)
+    ap.add_argument("--functions", type=int, default=1000)
     ap.add_argument("--keep", metavar="DIR", help="build the store in DIR and keep it")
     ap.add_argument("--no-browser", action="store_true")
     a = ap.parse_args()
@@ -424,14 +455,18 @@ def main() -> None:
                               functions=a.functions)
         build_s = time.perf_counter() - t0
         flask = measure_flask(data_dir, ids)
-        browser = None if a.no_browser else measure_browser(data_dir, ids)
+        report_ms, report = measure_report(data_dir, ids)
+        flask["static report (flowagent report), written"] = report_ms
+        browser = None if a.no_browser else measure_browser(data_dir, ids, report)
         print(f"\nstore: {ids['sessions']:,} sessions, {ids['calls']:,} calls, "
               f"{ids['functions']} functions (built in {build_s:.1f} s)\n")
         print("| page | server render (Flask test client, median) | usable in Chromium (median) |")
         print("|---|---:|---:|")
-        for label, ms in flask.items():
+        labels = [*flask, *(k for k in browser or {} if k not in flask)]
+        for label in labels:
+            f = f"{flask[label]:.1f} ms" if label in flask else "–"
             b = f"{browser[label]:.0f} ms" if browser and label in browser else "–"
-            print(f"| {label} | {ms:.1f} ms | {b} |")
+            print(f"| {label} | {f} | {b} |")
         if browser is None and not a.no_browser:
             print("\n(Chromium or Playwright not found: browser timings skipped)")
     finally:

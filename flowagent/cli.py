@@ -598,6 +598,9 @@ def _read_parser() -> argparse.ArgumentParser:
     from .viewcmd import add_parser as add_view_parser
 
     add_view_parser(sub)
+    from .report import add_parser as add_report_parser
+
+    add_report_parser(sub)
     return p
 
 
@@ -609,6 +612,7 @@ def main(argv: list[str] | None = None) -> None:
 
             exit_like(cmd_run(argv[1:]))
         from .viewcmd import cmd_view
+        from .report import cmd_report
 
         ns = _read_parser().parse_args(argv)
         if ns.version:
@@ -617,7 +621,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"flowagent {__version__}")
             sys.exit(0)
         handlers = {"runs": cmd_runs, "sessions": cmd_sessions, "trace": cmd_trace,
-                    "export": cmd_export, "stats": cmd_stats, "diff": cmd_diff, "stubs": cmd_stubs, "control": cmd_control, "view": cmd_view,
+                    "export": cmd_export, "stats": cmd_stats, "diff": cmd_diff, "stubs": cmd_stubs, "control": cmd_control, "view": cmd_view, "report": cmd_report,
                     "sidecar": cmd_sidecar}
         if ns.command not in handlers:
             _read_parser().print_help()

@@ -14,10 +14,11 @@ from werkzeug.wrappers import Response
 from flowagent import __version__
 from flowagent.errors import StoreDamagedError, StoreError
 from flowagent.export import FORMATS
+from flowagent.export._sequence import sequence as sequence_model
 from flowagent.store import queries
 from flowagent.store.sqlite import SQLiteStore, db_path
 
-from . import graphview, sessionview, statsview
+from . import compareview, flowview, graphview, sessionview, statsview
 from .data import get_store, merged_contract, run_or_404, run_report, session_or_404, \
     with_totals
 from .sessionlist import list_sessions, parse_filters
@@ -54,8 +55,10 @@ def index() -> Response:
         "/health", "/api/runs", "/api/runs/<run_id>", "/api/runs/<run_id>/sessions",
         "/api/runs/<run_id>/roots", "/api/runs/<run_id>/graph",
         "/api/runs/<run_id>/graph/view", "/api/runs/<run_id>/function?name=NAME",
-        "/api/runs/<run_id>/stats", "/api/sessions/<session_id>",
+        "/api/runs/<run_id>/stats", "/api/runs/<run_id>/flows?entry=NAME",
+        "/api/sessions/<session_id>",
         "/api/sessions/<session_id>/tree", "/api/sessions/<session_id>/timeline",
+        "/api/sessions/<session_id>/sequence",
         "/api/formats",
     ]})
 
@@ -96,12 +99,32 @@ def graph(run_id: str) -> Response:
 
 @bp.get("/runs/<run_id>/graph/view")
 def graph_view(run_id: str) -> Response:
-    """The graph as the architecture page draws it (level and filters as query arguments)."""
+    """The graph as the architecture page draws it (level and filters as query arguments;
+    ``compare=RUN`` puts the changes since that run on it)."""
     r = run_or_404(run_id)
     contract = merged_contract(r)
-    view = graphview.view_graph(contract, **graphview.options_from(request.args, contract))
+    opts = graphview.options_from(request.args, contract)
+    other = compareview.other_run(r)
+    view = compareview.compared_view(r, other, opts) if other else \
+        graphview.view_graph(contract, **opts)
     view["run"] = {k: r[k] for k in ("run_id", "status", "live", "sessions", "calls", "errors")}
     return jsonify(view)
+
+
+@bp.get("/runs/<run_id>/flows")
+def flows(run_id: str) -> Response:
+    """Entry points of the run; with ``?entry=NAME``, that entry's flow tree and variants."""
+    r = run_or_404(run_id)
+    report = run_report(r)
+    roots = queries.session_roots(get_store(), run_id)
+    out: dict[str, Any] = {"entries": flowview.entries(report, roots)}
+    entry = (request.args.get("entry") or "")[:2000]
+    if entry:
+        flow = flowview.flow(get_store(), run_id, entry, report)
+        if flow is None:
+            abort(404, description=f"no session starts at {entry!r} in run {run_id!r}")
+        out["flow"] = flow
+    return jsonify(out)
 
 
 @bp.get("/runs/<run_id>/function")
@@ -154,6 +177,14 @@ def timeline(session_id: str) -> Response:
     session_or_404(session_id)
     graph = get_store().session_graph(session_id) or {"nodes": []}
     return jsonify(sessionview.timeline(graph))
+
+
+@bp.get("/sessions/<session_id>/sequence")
+def sequence(session_id: str) -> Response:
+    """The session's sequence diagram model (lanes, lifelines, messages)."""
+    session_or_404(session_id)
+    graph = get_store().session_graph(session_id) or {"nodes": []}
+    return jsonify(sequence_model(graph).as_dict())
 
 
 @bp.get("/formats")

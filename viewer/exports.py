@@ -16,6 +16,7 @@ from typing import IO
 from flask import Blueprint, Response, abort, request
 
 from flowagent.export import FORMATS, ExportFormat
+from flowagent.export.mermaid import session_sequence_mermaid
 from flowagent.sidecar.graph import from_aggregates, merge_all, to_contract
 
 from .data import get_store, merged_contract, run_or_404, session_or_404
@@ -58,6 +59,17 @@ def session(session_id: str) -> Response:
     graph = get_store().session_graph(session_id)
     assert fmt.session is not None and graph is not None
     return _download(fmt.session(graph), fmt, f"session-{row['session_id']}")  # type: ignore
+
+
+@bp.get("/sessions/<session_id>/sequence.mmd")
+def session_sequence(session_id: str) -> Response:
+    """The session as a Mermaid ``sequenceDiagram`` (the sequence page's download)."""
+    row = session_or_404(session_id)
+    graph = get_store().session_graph(session_id) or {"nodes": [], "edges": []}
+    filename = _UNSAFE.sub("_", f"session-{row['session_id']}-sequence").strip("._")
+    response = Response(session_sequence_mermaid(graph), content_type="text/plain; charset=utf-8")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}.mmd"'
+    return response
 
 
 @bp.get("/runs/<run_id>")

@@ -19,10 +19,14 @@ from collections.abc import Mapping
 from typing import Any
 
 LEVELS = ("function", "class", "module", "package")
-# Over this many nodes the page opens one level up: 300 functions in one picture is a poster,
-# not a map; from a module the reader drills down to its functions (the module filter).
-AUTO_FUNCTION_LIMIT = 120
-AUTO_CLASS_LIMIT = 80
+# The page opens at the finest level with at most this many nodes: a layered picture of ~40
+# boxes fits a laptop screen with 11 px labels; past that it is a poster, not a map. The page
+# steps further up when the laid-out picture still does not fit (graph.js), and the reader
+# opens boxes in place from there.
+AUTO_NODE_LIMIT = 40
+OPEN_LIMIT = 200  # opened boxes per view (query arguments are untrusted)
+# Modules whose calls are synthetic session roots: where requests and imports enter.
+ENTRY_MODULES = ("<request>", "<import>")
 
 
 def package_of(module: str) -> str:
@@ -47,18 +51,60 @@ def group_of(node: dict[str, Any], level: str) -> str:
 
 
 def auto_level(contract: dict[str, Any]) -> str:
+    """The finest level whose picture has at most ``AUTO_NODE_LIMIT`` nodes (else the
+    coarsest one that still shows more than one node)."""
     nodes = contract["nodes"]
-    if len(nodes) <= AUTO_FUNCTION_LIMIT:
-        return "function"
-    if len({group_of(n, "class") for n in nodes}) <= AUTO_CLASS_LIMIT:
-        return "class"
-    return "module"
+    previous = "function"
+    for level in LEVELS:
+        count = len({group_of(n, level) for n in nodes})
+        if count <= AUTO_NODE_LIMIT:
+            return level if count > 1 or level == "function" else previous
+        previous = level
+    return "package"
+
+
+def finer(level: str) -> str:
+    return LEVELS[max(LEVELS.index(level) - 1, 0)]
+
+
+def effective_group(node: dict[str, Any], level: str, opened: frozenset[str],
+                    class_sizes: Mapping[str, int] | None = None) -> tuple[str, str]:
+    """The group a function falls in when the groups in ``opened`` are drawn open: a module
+    opened at module level shows its classes, an opened class its methods. A "class" of one
+    function (a plain function, or a class with one recorded method) is that function."""
+    while True:
+        gid = group_of(node, level)
+        if level == "class" and class_sizes is not None and class_sizes.get(gid, 0) <= 1:
+            return node["id"], "function"
+        if level == "function" or gid not in opened:
+            return gid, level
+        level = finer(level)
+
+
+def entry_kind(node: dict[str, Any]) -> str | None:
+    """How a function enters the program, if it does: ``request``, ``import``, ``main``,
+    ``test`` or ``root`` (any other function that started sessions)."""
+    if not node.get("roots"):
+        return None
+    module = node.get("module") or ""
+    qual = node.get("qualname") or ""
+    if module == "<request>" or node["id"].startswith("<request>:"):
+        return "request"
+    if module == "<import>" or node["id"].startswith("<import>:"):
+        return "import"
+    if module == "__main__":
+        return "main"
+    if qual.rsplit(".", 1)[-1].startswith("test") or module.rsplit(".", 1)[-1].startswith("test"):
+        return "test"
+    return "root"
 
 
 def options_from(args: Mapping[str, str], contract: dict[str, Any]) -> dict[str, Any]:
     """``view_graph`` keyword arguments from a query string (``level``, ``errors``,
     ``module``, ``min_freq``); anything malformed falls back to its default."""
     level = args.get("level") or auto_level(contract)
+    opened = frozenset(o.strip()[:300] for o in args.getlist("open")[:OPEN_LIMIT] if o.strip()) \
+        if hasattr(args, "getlist") else frozenset()
     try:
         min_frequency = max(0, min(int(args.get("min_freq") or 0), 10**12))
     except ValueError:
@@ -66,7 +112,8 @@ def options_from(args: Mapping[str, str], contract: dict[str, Any]) -> dict[str,
     return {"level": level if level in LEVELS else "function",
             "errors_only": args.get("errors") in ("1", "true", "on"),
             "module": (args.get("module") or "").strip()[:300] or None,
-            "min_frequency": min_frequency}
+            "min_frequency": min_frequency, "opened": opened,
+            "auto": not args.get("level")}
 
 
 def in_module(module: str, wanted: str) -> bool:
@@ -138,29 +185,43 @@ def _box_parents(node: dict[str, Any], level: str, boxes: dict[str, dict[str, An
 
 
 def view_graph(contract: dict[str, Any], *, level: str = "function", errors_only: bool = False,
-               module: str | None = None, min_frequency: int = 0) -> dict[str, Any]:
-    """Nodes, compound boxes and edges ready for the page's graph library."""
+               module: str | None = None, min_frequency: int = 0,
+               opened: frozenset[str] = frozenset(), auto: bool = False) -> dict[str, Any]:
+    """Nodes, compound boxes and edges ready for the page's graph library.
+
+    ``opened`` holds groups of ``level`` (or of a finer level inside an opened one) drawn as
+    open boxes around their members instead of as one node; ``auto`` says the level was
+    chosen by :func:`auto_level`, so the page may still step up when the picture is too big.
+    """
     fnodes, fedges = filter_functions(contract, errors_only=errors_only, module=module,
                                       min_frequency=min_frequency)
-    group = {n["id"]: group_of(n, level) for n in fnodes}
+    class_sizes: dict[str, int] = {}
+    if opened and level != "function":
+        for n in fnodes:
+            key = group_of(n, "class")
+            class_sizes[key] = class_sizes.get(key, 0) + 1
+    placed = {n["id"]: effective_group(n, level, opened, class_sizes if opened else None)
+              for n in fnodes}
+    group = {k: gid for k, (gid, _lv) in placed.items()}
     groups: dict[str, dict[str, Any]] = {}
     boxes: dict[str, dict[str, Any]] = {}
     for n in fnodes:
-        gid = group[n["id"]]
+        gid, lv = placed[n["id"]]
         g = groups.get(gid)
         if g is None:
-            label = n.get("qualname") or n["id"] if level == "function" else (
-                gid.split(":", 1)[1] if level == "class" else gid)
-            if level == "module" and "." in gid:
+            label = n.get("qualname") or n["id"] if lv == "function" else (
+                gid.split(":", 1)[1] if lv == "class" else gid)
+            if lv == "module" and "." in gid:
                 label = gid.rsplit(".", 1)[1]  # its package is the box around it
             g = groups[gid] = {
-                "id": gid, "label": label, "level": level, "module": n.get("module") or "",
-                "kind": n.get("kind") if level == "function" else level,
-                "parent": _box_parents(n, level, boxes), "members": [],
+                "id": gid, "label": label, "level": lv, "module": n.get("module") or "",
+                "kind": n.get("kind") if lv == "function" else lv,
+                "parent": _box_parents(n, lv, boxes), "members": [],
                 "calls": 0, "errors": 0, "partials": 0, "roots": 0, "total_ns": 0,
-                "self_ns": 0, "internal_calls": 0,
+                "self_ns": 0, "internal_calls": 0, "entry": None,
             }
         g["members"].append(n["id"])
+        g["entry"] = g["entry"] or entry_kind(n)
         for k in ("errors", "partials", "roots", "self_ns"):
             g[k] += n[k]
         g["calls"] += n["occurrences"]
@@ -168,7 +229,7 @@ def view_graph(contract: dict[str, Any], *, level: str = "function", errors_only
     edges: dict[tuple[str, str], dict[str, Any]] = {}
     for e in fedges:
         a, b = group[e["from"]], group[e["to"]]
-        if a == b and level != "function":
+        if a == b and groups[a]["level"] != "function":
             groups[a]["internal_calls"] += e["frequency"]
             continue
         edge = edges.get((a, b))
@@ -189,8 +250,11 @@ def view_graph(contract: dict[str, Any], *, level: str = "function", errors_only
         # Width grows with the log of the count: 1 call and 10 000 calls stay both visible.
         e["width"] = round(1 + 7 * math.log1p(e["frequency"]) / math.log1p(max_freq), 2)
     used_boxes = _unique_ids(_used_boxes(groups, boxes), groups)
+    for box in used_boxes.values():
+        box["opened"] = _box_group(box) in opened
     return {
-        "level": level, "levels": list(LEVELS),
+        "level": level, "levels": list(LEVELS), "auto": auto,
+        "opened": sorted(opened),
         "filters": {"errors_only": errors_only, "module": module or "",
                     "min_frequency": min_frequency},
         "nodes": sorted(groups.values(), key=lambda g: g["id"]),
@@ -199,6 +263,12 @@ def view_graph(contract: dict[str, Any], *, level: str = "function", errors_only
         "total_functions": len(contract["nodes"]), "shown_functions": len(fnodes),
         "total_sessions": contract.get("stats", {}).get("total_sessions", 0),
     }
+
+
+def _box_group(box: dict[str, Any]) -> str:
+    """The group a box stands for when it is closed: ``m:shop.cart`` → ``shop.cart``,
+    ``c:shop.cart:Cart`` → ``shop.cart:Cart``, ``p:shop`` → ``shop``."""
+    return box["id"].rstrip("'").split(":", 1)[1]
 
 
 def _used_boxes(groups: dict[str, dict[str, Any]], boxes: dict[str, dict[str, Any]]
@@ -219,8 +289,8 @@ def _used_boxes(groups: dict[str, dict[str, Any]], boxes: dict[str, dict[str, An
                 del boxes[box_id]
 
     drop("class")
+    drop("package")
     if any(b["kind"] == "module" for b in boxes.values()):
-        drop("package")
         packages = [b for b in boxes.values() if b["kind"] == "package"]
         if len(packages) < 2:  # one package around everything is just a frame
             for box in packages:

@@ -13,9 +13,10 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from flowagent.export import FORMATS
+from flowagent.export._sequence import sequence as sequence_model
 from flowagent.store import queries
 
-from . import graphview, sessionview, statsview
+from . import compareview, flowview, graphview, sessionview, statsview
 from .data import get_store, latest_run_id, merged_contract, run_or_404, run_report, \
     session_or_404, with_totals
 from .sessionlist import ORDERS, PAGE_SIZES, list_sessions, parse_filters
@@ -87,7 +88,7 @@ def session(session_id: str) -> str:
                            formats=_formats("session"))
 
 
-GRAPH_ARGS = ("level", "errors", "module", "min_freq", "focus")
+GRAPH_ARGS = ("level", "errors", "module", "min_freq", "focus", "compare")
 
 
 def _passed_on(keys: tuple[str, ...]) -> dict[str, Any]:
@@ -108,8 +109,12 @@ def graph(run_id: str) -> str:
     run = run_or_404(run_id)
     contract = merged_contract(run)
     opts = graphview.options_from(request.args, contract)
-    view = graphview.view_graph(contract, **opts)
+    other = compareview.other_run(run)
+    view = compareview.compared_view(run, other, opts) if other else \
+        graphview.view_graph(contract, **opts)
     return render_template("graph.html", run=run, view=view, opts=opts,
+                           runs=[r for r in get_store().runs() if r["run_id"] != run["run_id"]],
+                           compare=other["run_id"] if other else "",
                            modules=graphview.modules(contract),
                            focus=(request.args.get("focus") or "")[:2000],
                            formats=_formats("merged"))
@@ -129,3 +134,24 @@ def stats(run_id: str) -> str:
     data = statsview.page_stats(run_report(run), run, request.args.get("sort"))
     return render_template("stats.html", run=run, stats=data, sorts=list(statsview.SORTS),
                            spark_w=statsview.SPARK_W, spark_h=statsview.SPARK_H)
+
+
+@bp.get("/runs/<run_id>/flows")
+def flows(run_id: str) -> str:
+    """One entry point's flows as a tree (the most frequent entry unless ``?entry=``)."""
+    run = run_or_404(run_id)
+    report = run_report(run)
+    entries = flowview.entries(report, queries.session_roots(get_store(), run_id))
+    wanted = (request.args.get("entry") or "")[:2000] or (entries[0]["entry"] if entries else "")
+    flow = flowview.flow(get_store(), run["run_id"], wanted, report) if wanted else None
+    return render_template("flows.html", run=run, entries=entries, entry=wanted, flow=flow)
+
+
+@bp.get("/sessions/<session_id>/sequence")
+def sequence(session_id: str) -> str:
+    """The session as a sequence diagram: lifelines per class or module, lanes per thread."""
+    row = session_or_404(session_id)
+    graph = get_store().session_graph(session_id) or {"nodes": [], "edges": []}
+    run = run_or_404(row["run_id"])
+    model = sequence_model(graph).as_dict()
+    return render_template("sequence.html", session=row, run=run, model=model)

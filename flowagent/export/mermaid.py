@@ -161,3 +161,52 @@ def merged_mermaid(g: MergedGraph) -> str:
             label=str(edge.get("frequency", 0)),
         )
     return "\n".join(lines + links.lines + _CLASS_DEFS + _classes(classes) + links.styles()) + "\n"
+
+
+# -- sequenceDiagram ----------------------------------------------------------------------
+# The sequence grammar has no escapes at all: message and box texts end at "#", ";" or a line
+# break, and a participant's alias also at "<", "=", ">", "-", ":" and ",". So entity codes
+# (which need "#" and ";") cannot be used there, and each reserved character becomes a
+# look-alike that reads the same; "<" and ">" do so everywhere, because Mermaid would take
+# "<name>" in a label for markup and drop it, "&" because the browser would decode "&lt" and
+# "%" because "%%" anywhere in a line starts a comment that swallows the rest of it.
+_SEQ_TEXT = str.maketrans({"#": "＃", ";": "；", "<": "‹", ">": "›", "%": "％", "&": "＆"})
+_SEQ_ALIAS = str.maketrans({"#": "＃", ";": "；", "<": "‹", ">": "›", "%": "％", "&": "＆",
+                            "=": "＝", "-": "‐", ":": "꞉", ",": "‚"})
+_LANE_COLOURS = ("aliceblue", "ivory", "honeydew", "lavender")
+
+
+def _seq_text(text: Any) -> str:
+    return printable(str(text)).translate(_SEQ_TEXT).strip() or "…"
+
+
+def session_sequence_mermaid(g: SessionGraph, limit: int = 300) -> str:
+    """One session as a ``sequenceDiagram``: a participant per class or module, grouped in a
+    box per thread and process, a call arrow per call (``->>``, ``-)`` into another thread)
+    and a return arrow per return (``-->>``, ``--x`` when it raised), with activations."""
+    from ._sequence import sequence
+
+    model = sequence(g, limit=limit)
+    lines = ["sequenceDiagram"]
+    lines.append(f"  %% session {_seq_text(g.get('session_id', ''))}: {_seq_text(model.title)}")
+    for number, lane in enumerate(model.lanes):
+        colour = _LANE_COLOURS[number % len(_LANE_COLOURS)]
+        lines.append(f"  box {colour} {_seq_text(lane.label)}")
+        for line in model.lifelines:
+            if line.lane == lane.id:
+                alias = printable(line.label).translate(_SEQ_ALIAS).strip() or "…"
+                lines.append(f"    participant {line.id} as {alias}")
+        lines.append("  end")
+    for m in model.messages:
+        if m.kind == "call":
+            arrow = "-)" if m.asynchronous else "->>"
+            # A self-call activates its lifeline again: Mermaid draws nested activations.
+            lines.append(f"  {m.source}{arrow}+{m.target}: {_seq_text(m.text)}")
+        else:
+            arrow = "--x" if m.result == "error" else "-->>"
+            lines.append(f"  {m.source}{arrow}-{m.target}: {_seq_text(m.text)}")
+    if model.left_out:
+        first = model.lifelines[0].id if model.lifelines else None
+        if first:
+            lines.append(f"  note over {first}: {model.left_out} more calls not drawn")
+    return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flowagent_viewer import create_app
-from viewer_data import ARTIFACTS, HOSTILE_APP, PLANTED_APP, add_hostile_run, flowagent, \
+from viewer_data import ARTIFACTS, COMPARE_APP, FLOW_APP, HOSTILE_APP, PLANTED_APP, add_hostile_run, flowagent, \
     record_demo
 
 
@@ -51,6 +51,32 @@ def planted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = root / "data"
     flowagent("run", "--data-dir", str(data), "planted_app.py", cwd=root)
     return data
+
+
+@pytest.fixture(scope="session")
+def flow_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``FLOW_APP`` recorded with the real ``flowagent run``."""
+    root = tmp_path_factory.mktemp("flow")
+    (root / "flow_app.py").write_text(textwrap.dedent(FLOW_APP), encoding="utf-8")
+    data = root / "data"
+    flowagent("run", "--data-dir", str(data), "flow_app.py", cwd=root)
+    return data
+
+
+@pytest.fixture(scope="session")
+def compare_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``COMPARE_APP`` recorded twice into one store: run A (v1), then run B (v2)."""
+    root = tmp_path_factory.mktemp("compare")
+    (root / "compare_app.py").write_text(textwrap.dedent(COMPARE_APP), encoding="utf-8")
+    data = root / "data"
+    flowagent("run", "--data-dir", str(data), "compare_app.py", "v1", cwd=root)
+    flowagent("run", "--data-dir", str(data), "compare_app.py", "v2", cwd=root)
+    return data
+
+
+@pytest.fixture
+def flow_client(flow_dir: Path) -> FlaskClient:
+    return create_app({"DATA_DIR": str(flow_dir)}).test_client()
 
 
 @pytest.fixture

@@ -97,7 +97,7 @@ def test_graph_page(client: FlaskClient, demo: dict) -> None:
     assert r.status_code == 200
     body = text(r)
     assert 'id="cy"' in body and "cytoscape.min.js" in body and "elk-api.js" in body
-    assert 'value="function" checked' in body  # 66 functions: function level
+    assert 'value="module" checked' in body  # 66 functions in 10 modules: module level
     assert "shop.checkout" in body  # module filter options
     for level in ("class", "module", "package"):
         assert f'value="{level}" checked' in text(

@@ -109,12 +109,33 @@ def test_collapse_levels() -> None:
     assert api["internal_calls"] == 1  # get → put stays inside the class
     m = graphview.view_graph(CONTRACT, level="module")
     assert {n["id"] for n in m["nodes"]} == {"<request>", "app.api", "app.db.store"}
-    assert {n["parent"] for n in m["nodes"]} == {"p:<request>", "p:app", "p:app.db"}
+    # each package holds one module here: a frame around one node says nothing
+    assert {n["parent"] for n in m["nodes"]} == {None}
     edge = next(e for e in m["edges"] if e["source"] == "app.api")
     assert edge["frequency"] == 9 and edge["errors"] == 2
     p = graphview.view_graph(CONTRACT, level="package")
     assert {n["id"] for n in p["nodes"]} == {"<request>", "app", "app.db"}
     assert p["boxes"] == []
+
+
+def test_open_in_place_and_entries() -> None:
+    m = graphview.view_graph(CONTRACT, level="module", opened=frozenset({"app.api"}))
+    ids = {n["id"] for n in m["nodes"]}
+    # the opened module shows its class, the others stay closed
+    assert ids == {"<request>", "app.api:Api", "app.db.store"}
+    api = next(n for n in m["nodes"] if n["id"] == "app.api:Api")
+    assert api["level"] == "class" and api["parent"] == "m:app.api"
+    assert [b for b in m["boxes"] if b["id"] == "m:app.api"][0]["opened"] is True
+    assert m["opened"] == ["app.api"]
+    # edges follow the members into the box
+    assert {(e["source"], e["target"]) for e in m["edges"]} >= {("<request>", "app.api:Api"),
+                                                                ("app.api:Api", "app.db.store")}
+    deeper = graphview.view_graph(CONTRACT, level="module",
+                                  opened=frozenset({"app.api", "app.api:Api"}))
+    assert {"app.api:Api.get", "app.api:Api.put"} <= {n["id"] for n in deeper["nodes"]}
+    entry = next(n for n in m["nodes"] if n["id"] == "<request>")
+    assert entry["entry"] == "request"
+    assert next(n for n in m["nodes"] if n["id"] == "app.db.store")["entry"] is None
 
 
 def test_filters() -> None:

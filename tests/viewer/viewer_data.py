@@ -111,6 +111,108 @@ PLANTED_APP = '''
 '''
 
 
+# A program with a planted flow for the flow and sequence views: 20 sessions of handle(i).
+# Every one calls validate(); i % 4 == 0 (5 sessions) returns cached(); the 15 others call
+# Store.load(), which raises NotFound for i = 3, 13, 18 (handle() handles it: 3 partials),
+# and the 12 that loaded call View.render(). Session i = 7 also runs Audit.record() in a
+# thread of its own, joined before it returns.
+FLOW_APP = '''
+    import threading
+
+
+    class NotFound(Exception):
+        pass
+
+
+    class Store:
+        def load(self, i):
+            if i % 5 == 3:
+                raise NotFound(i)
+            return {"id": i, "name": "x"}
+
+
+    class View:
+        def render(self, row):
+            return f"<p>{row['name']}</p>"
+
+
+    class Audit:
+        def record(self, i):
+            return i
+
+
+    def validate(i):
+        return i >= 0
+
+
+    def cached(i):
+        return "hit"
+
+
+    def handle(i):
+        validate(i)
+        if i % 4 == 0:
+            return cached(i)
+        if i == 7:
+            t = threading.Thread(target=Audit().record, args=(i,), name="audit")
+            t.start()
+            t.join()
+        try:
+            row = Store().load(i)
+        except NotFound:
+            return None
+        return View().render(row)
+
+
+    if __name__ == "__main__":
+        for i in range(20):
+            handle(i)
+'''
+FLOW_SESSIONS = 20
+
+
+# The same program recorded twice for comparing runs: "v2" calls fresh() (new, raises a
+# ValueError once, handled) instead of legacy() (gone), and its fetch() got slower by 2 ms.
+COMPARE_APP = '''
+    import sys
+    import time
+
+    V2 = sys.argv[1:] == ["v2"]
+
+
+    def fetch(i):
+        if V2:
+            time.sleep(0.002)
+        return i
+
+
+    def legacy(i):
+        return i
+
+
+    def fresh(i):
+        if i == 3:
+            raise ValueError(i)
+        return i
+
+
+    def handle(i):
+        fetch(i)
+        if V2:
+            try:
+                fresh(i)
+            except ValueError:
+                pass
+        else:
+            legacy(i)
+
+
+    if __name__ == "__main__":
+        for i in range(8):
+            handle(i)
+'''
+
+
 def clean_env() -> dict[str, str]:
     """Our environment minus FLOWAGENT_* settings, with this checkout importable."""
     env = {k: v for k, v in os.environ.items()

@@ -7,6 +7,7 @@
 //   {"index", "ok": false, "error"}
 // For flowcharts, texts are decoded as the browser would show them (entity codes resolved,
 // <br> as "\n"), so a test can check that a hostile name comes out exactly as recorded.
+// For sequence diagrams: {"actors": {id: text}, "boxes": [...], "messages": [...]}.
 // Exit status: 0 all parsed, 1 at least one parse error, 2 bad usage or input.
 //
 // mermaid.parse() needs a DOM only for DOMPurify, which it sets up at import time, so a
@@ -17,6 +18,7 @@ import { JSDOM } from 'jsdom';
 const dom = new JSDOM('<!DOCTYPE html><html><body></body></html>');
 globalThis.window = dom.window;
 globalThis.document = dom.window.document;
+globalThis.Option = dom.window.Option; // sequence diagrams check box colours with new Option()
 const { default: mermaid } = await import('mermaid');
 mermaid.initialize({ startOnLoad: false, securityLevel: 'strict' });
 
@@ -39,6 +41,16 @@ function shown(text) {
 
 function describe(diagram) {
   const db = diagram.db;
+  if (typeof db.getActors === 'function') {
+    // sequenceDiagram: participants (id → shown text), boxes, and messages in order
+    const actors = {};
+    for (const [id, actor] of db.getActors()) actors[id] = shown(actor.description);
+    const boxes = (db.getBoxes ? db.getBoxes() : []).map((box) => ({ name: shown(box.name), actors: box.actorKeys }));
+    const messages = db.getMessages().filter((m) => m.from && m.to).map((m) => ({
+      from: m.from, to: m.to, text: shown(m.message), type: m.type, activate: m.activate ?? null,
+    }));
+    return { actors, boxes, messages };
+  }
   if (typeof db.getVertices !== 'function') return {};
   const nodes = {};
   for (const [id, vertex] of db.getVertices()) nodes[id] = shown(vertex.text);
