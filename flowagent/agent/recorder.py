@@ -641,16 +641,18 @@ class Delegate:
 # ---------------------------------------------------------------------------------------
 # Synthetic session roots (one per web request).
 
-def enter_root(name: str) -> list | None:
+def enter_root(name: str, module: str = "<request>", always: bool = False) -> list | None:
     """Open a synthetic session root (one web request) that the request's calls nest under.
 
     It always starts a *new* session, even when the request is served from inside another
     recorded call (a test client driven by a recorded script): one request, one session.
+    ``always``: open it even before any function of the program is instrumented (a web
+    framework may import the program's views during its first request).
     """
-    if not S.on or not S.user_functions:
+    if not S.on or not (S.user_functions or always):
         return None  # nothing of the program is instrumented: a request root alone says nothing
     try:
-        fid = register_function("<request>", name, "", 0, (), "request")
+        fid = register_function(module, name, "", 0, (), "request")
         if S.sample_ppm < 1_000_000 and _random() * 1_000_000 >= S.sample_ppm:
             return _skip_session(fid, _get())
         cid = S.next_id()
@@ -664,10 +666,10 @@ def enter_root(name: str) -> list | None:
         return None
 
 
-def rename_root(frame: list | None, name: str) -> None:
+def rename_root(frame: list | None, name: str, module: str = "<request>") -> None:
     """Rename a synthetic root once the route is known (after URL matching)."""
     if frame is not None:
-        frame[FID] = register_function("<request>", name, "", 0, (), "request")
+        frame[FID] = register_function(module, name, "", 0, (), "request")
 
 
 def set_output_shape(frame: list | None, shape: str) -> None:
