@@ -641,13 +641,15 @@ class Delegate:
 # ---------------------------------------------------------------------------------------
 # Synthetic session roots (one per web request).
 
-def enter_root(name: str, module: str = "<request>", always: bool = False) -> list | None:
+def enter_root(name: str, module: str = "<request>", always: bool = False,
+               announce: bool = True) -> list | None:
     """Open a synthetic session root (one web request) that the request's calls nest under.
 
     It always starts a *new* session, even when the request is served from inside another
     recorded call (a test client driven by a recorded script): one request, one session.
     ``always``: open it even before any function of the program is instrumented (a web
-    framework may import the program's views during its first request).
+    framework may import the program's views during its first request). ``announce=False``:
+    no session-start event (a root that may end up recording nothing, see :func:`discard`).
     """
     if not S.on or not (S.user_functions or always):
         return None  # nothing of the program is instrumented: a request root alone says nothing
@@ -658,12 +660,19 @@ def enter_root(name: str, module: str = "<request>", always: bool = False) -> li
         cid = S.next_id()
         frame = [cid, None, cid, fid, 0, 0, 0, _get(), S.gen, _ident(), 0, 0, None, 0]
         _set(frame)
-        _session_start(cid, fid, frame[THR])
+        if announce:
+            _session_start(cid, fid, frame[THR])
         frame[T0] = _clock()
         return frame
     except Exception:
         S.agent_errors += 1
         return None
+
+
+def discard(frame: list) -> None:
+    """Close a synthetic root opened with ``announce=False`` without recording it."""
+    frame[FLAGS] |= _SKIP
+    close_call(frame, None)
 
 
 def rename_root(frame: list | None, name: str, module: str = "<request>") -> None:
