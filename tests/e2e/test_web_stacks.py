@@ -257,3 +257,28 @@ def test_flask_streaming_errors_and_unknown_methods(tmp_path: Path, backend: str
     assert _functions(export).count("catalog:price") == 2
     assert _root(export)["output_shape"] == "HTTP 200"
     assert _root(by_name["<request>:OTHER <unmatched>"][0])["output_shape"] == "HTTP 405"
+
+
+def test_fastapi_concurrent_requests_through_httpx_in_process(tmp_path: Path,
+                                                              backend: str) -> None:
+    rec = record(WEB / "httpx_prog.py", tmp_path, backend=backend,
+                 extra_files={k: v for k, v in _web_files().items() if k != "httpx_prog.py"})
+    assert rec.stdout == "[200, 200, 200]\n"
+    sessions = [{**s, "tree": rec.tree(s["session_id"])} for s in rec.sessions()]
+    by_name = _requests(sessions)
+    assert sorted((n, len(v)) for n, v in by_name.items()) == [
+        ("<request>:GET /items/{sku}", 2), ("<request>:POST /orders/{oid}", 1)]
+    for s in by_name["<request>:GET /items/{sku}"]:  # gathered requests never mix
+        assert _functions(s).count("catalog:price") == 1
+    [main] = [s for s in sessions if s["name"] == "__main__:main"]
+    assert _functions(main) == ["__main__:main"]
+
+
+def test_websocket_is_one_session(tmp_path: Path) -> None:
+    rec = record(WEB / "ws_prog.py", tmp_path,
+                 extra_files={"catalog.py": (WEB / "catalog.py").read_text()})
+    assert rec.stdout == "10\n"
+    by_name = _requests([{**s, "tree": rec.tree(s["session_id"])} for s in rec.sessions()])
+    [ws] = by_name["<request>:GET /ws/{room}"]
+    assert _functions(ws) == ["<request>:GET /ws/{room}", "__main__:chat", "catalog:price"]
+    assert _root(ws)["output_shape"] == "HTTP 101"
