@@ -65,7 +65,7 @@ class RequestRoot:
                 recorder.set_output_shape(self.frame, f"HTTP {self.status}")
             if exc_type is None and self.status >= 500:
                 # Handled by the framework and answered 500: still a failed request.
-                exc_type = _server_error(self.status)
+                exc_type = server_error(self.status)
         except Exception:
             recorder.S.agent_errors += 1
         recorder.close_call(self.frame, exc_type)
@@ -74,7 +74,7 @@ class RequestRoot:
 _server_errors: dict[int, type] = {}
 
 
-def _server_error(status: int) -> type:
+def server_error(status: int) -> type:
     """An exception type named ``HTTP 5xx`` (what a failed request shows as its exception)."""
     tp = _server_errors.get(status)
     if tp is None:
