@@ -1,6 +1,6 @@
 """Outgoing HTTP calls are calls of the session that makes them, named after a route-like
 template of the URL (no query values, ids as placeholders) with the status as output: a
-recorded client against a real server on 127.0.0.1 in a subprocess."""
+recorded client (urllib.request, http.client, requests) against a real server on 127.0.0.1 in a subprocess."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def service(tmp_path: Path) -> Iterator[int]:
 def test_outgoing_calls_are_recorded_with_their_status(tmp_path: Path, backend: str,
                                                         service: int) -> None:
     rec = record(WEB / "http_client_prog.py", tmp_path, backend=backend, args=[str(service)])
-    assert rec.stdout == "404 404 500 200\n"
+    assert rec.stdout == "404 404 500 200 404\n"
     [main] = [s for s in rec.sessions() if s["name"] == "__main__:main"]
     g = rec.tree(main["session_id"])
     host = f"127.0.0.1:{service}"
@@ -64,10 +64,11 @@ def test_outgoing_calls_are_recorded_with_their_status(tmp_path: Path, backend: 
         (f"<http>:GET {host}/items/{{int}}", "HTTP 404", "success", None),
         (f"<http>:GET {host}/items/{{int}}", "HTTP 404", "success", None),
         (f"<http>:GET {host}/boom", None, "error", "HTTP 500"),
-        (f"<http>:POST {host}/orders/{{int}}", "HTTP 200", "success", None)]
+        (f"<http>:POST {host}/orders/{{int}}", "HTTP 200", "success", None),
+        (f"<http>:GET {host}/items/{{int}}", "HTTP 404", "success", None)]
     by_id = {n["id"]: n for n in g["nodes"]}
     parents = [by_id[n["parent_id"]]["function_name"] for n in g["nodes"]
                if n["function_name"].startswith("<http>:")]
-    assert parents == ["__main__:fetch"] * 3 + ["__main__:post_order"]
+    assert parents == ["__main__:fetch"] * 3 + ["__main__:post_order", "__main__:via_requests"]
     assert not any("secret" in n["function_name"] or "abc" in n["function_name"]
                    for n in g["nodes"])

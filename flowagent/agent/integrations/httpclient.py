@@ -68,9 +68,10 @@ def _begin(conn: Any, method: Any) -> None:
     url = sys._getframe(2).f_locals.get("url")  # putrequest's own argument
     if type(url) is not str:
         return
-    d = vars(conn)
-    host = d.get("_tunnel_host") or d.get("host")
-    port = d.get("_tunnel_port") if d.get("_tunnel_host") else d.get("port")
+    # Attributes, not the instance dict: urllib3's connections make `host` a property.
+    tunnel = getattr(conn, "_tunnel_host", None)
+    host = tunnel or getattr(conn, "host", None)
+    port = getattr(conn, "_tunnel_port", None) if tunnel else getattr(conn, "port", None)
     name = url_template(method, f"{host}:{port}" if port else str(host), url)
     frame = recorder.open_call(_fid(name), ())
     if frame is None:

@@ -1,9 +1,12 @@
-"""Calls a running HTTP service with urllib.request and http.client from recorded code."""
+"""Calls a running HTTP service with urllib.request, http.client and requests from recorded
+code."""
 
 import http.client
 import sys
 import urllib.error
 import urllib.request
+
+import requests
 
 BASE = f"http://127.0.0.1:{sys.argv[1]}"
 
@@ -27,8 +30,13 @@ def post_order(oid):
         conn.close()
 
 
+def via_requests():
+    return requests.get(BASE + "/items/5", params={"q": "secret"}, timeout=10).status_code
+
+
 def main():
-    print(fetch("/items/42?token=abc"), fetch("/items/7"), fetch("/boom"), post_order(9))
+    print(fetch("/items/42?token=abc"), fetch("/items/7"), fetch("/boom"), post_order(9),
+          via_requests())
 
 
 main()
