@@ -69,6 +69,11 @@ _thread_time = time.thread_time_ns
 _shape_of = _shapes.shape_of
 
 
+# Names of threads that began inside a session (no session start of their own carries their
+# name), kept until the flusher sends them: a short-lived thread is gone by then.
+thread_names: dict[int, str] = {}
+
+
 def _thread_name(ident: int) -> str:
     """The thread's name from its instance dict: a subclass's `name` property is user code."""
     try:

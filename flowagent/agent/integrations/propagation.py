@@ -16,6 +16,7 @@ their own thread, so each thread is its own timeline of the one session).
 from __future__ import annotations
 
 import contextvars
+from threading import get_ident as _get_ident
 from types import ModuleType
 from typing import Any, Callable
 
@@ -34,8 +35,19 @@ def _starts_pool_worker(function: Any) -> bool:
 
 
 def _carry(parent: list, function: Callable) -> Callable:
+    thread = getattr(function, "__self__", None)
+    name = vars(thread).get("_name") if thread is not None else None
+
     def bootstrap(*args: Any, **kwargs: Any) -> Any:
-        recorder._set(parent)
+        try:
+            if type(name) is str:
+                names = recorder.thread_names
+                if len(names) > 4096:  # threads that never recorded a call: forget them
+                    names.clear()
+                names[_get_ident()] = name
+            recorder._set(parent)
+        except Exception:
+            recorder.S.agent_errors += 1
         return function(*args, **kwargs)
 
     return bootstrap
