@@ -189,7 +189,7 @@ def test_architecture_page_interactions(page: Page, demo_url: str, shots: Path) 
     page.check("input[name=level][value=module]")
     page.wait_for_url("**level=module**")
     graph_ready(page)
-    assert page.evaluate("() => FA.cy.nodes('[w]').length") == 10
+    assert page.evaluate("() => FA.cy.nodes('[w]').length") == 11
     page.screenshot(path=str(shots / "graph-modules.png"))
 
     page.check("input[name=level][value=function]")
