@@ -20,9 +20,10 @@ def test_each_test_is_a_session(tmp_path: Path, backend: str) -> None:
     write_files(tmp_path, {"calc.py": (SUITE / "calc.py").read_text(),
                            "test_calc.py": (SUITE / "check_calc.py").read_text()})
     env = {"PYTEST_ADDOPTS": "", "PYTEST_PLUGINS": ""}
-    plain = run_python(ARGS, tmp_path, env=env)
+    # pytest's own start-up is thousands of calls the profile backend's callback sees
+    plain = run_python(ARGS, tmp_path, env=env, timeout=300)
     proc = run_cli(["run", "--data-dir", str(tmp_path / "data"), "--backend", backend, *ARGS],
-                   tmp_path, env=env)
+                   tmp_path, env=env, timeout=300)
     assert proc.returncode == plain.returncode == 1  # one test fails
     summary = [line for line in proc.stdout.decode().splitlines() if " passed" in line]
     assert summary and summary[-1].startswith("1 failed, 3 passed, 1 skipped, 1 xfailed")
