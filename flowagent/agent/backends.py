@@ -64,13 +64,14 @@ class HooksMixin:
             return
         self._post_import.setdefault(module, []).append(hook)
 
-    def _install_finder(self, selector: Selector, nested: bool) -> None:
-        self.finder = Finder(selector, nested, self._post_import)
+    def _install_finder(self, selector: Selector, nested: bool, instrument: bool = True) -> None:
+        self.finder = Finder(selector, nested, self._post_import, instrument)
         self.finder.install()
 
-    def _install_hooks_only(self, nested: bool) -> None:
-        """For backends that see code at run time: the finder only runs post-import hooks."""
-        self._install_finder(_NothingSelected(), nested)
+    def _install_hooks_only(self, nested: bool, selector: Selector | None = None) -> None:
+        """For backends that see code at run time: the finder only runs post-import hooks
+        (and, given the selector, gives selected modules their import sessions)."""
+        self._install_finder(selector or _NothingSelected(), nested, instrument=False)
 
     def _uninstall_finder(self) -> None:
         if self.finder is not None:
@@ -107,7 +108,7 @@ class ProfileBackend(HooksMixin):
 
     def install(self, selector: Selector, nested: bool) -> None:
         self._describe = CodeSelector(selector, nested).describe
-        self._install_hooks_only(nested)
+        self._install_hooks_only(nested, selector)
         sys.setprofile(self._callback)
         threading.setprofile(self._callback)
 

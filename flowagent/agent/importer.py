@@ -82,10 +82,11 @@ class Finder:
     """The meta-path finder. Installed at position 0; removable with :meth:`uninstall`."""
 
     def __init__(self, selector: Selector, nested: bool,
-                 post_import: dict[str, list[PostImportHook]]) -> None:
+                 post_import: dict[str, list[PostImportHook]], instrument: bool = True) -> None:
         self.selector = selector
         self.post_import = post_import
         self.nested = nested
+        self.instrument = instrument  # False: backends that see code at run time
         self._busy = threading.local()
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
@@ -110,7 +111,11 @@ class Finder:
             return None  # extension modules, namespace packages, zip imports: left alone
         if wanted is None and not self.selector.wants(fullname, spec.origin):
             return None
-        instrument_loader(loader, self.nested)
+        if self.instrument:
+            instrument_loader(loader, self.nested)
+        from .integrations.imports import session_loader
+
+        session_loader(loader, fullname)
         return spec
 
     def _find_below(self, fullname: str, path: Any, target: Any) -> Any:

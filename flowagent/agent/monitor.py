@@ -71,7 +71,7 @@ class MonitorBackend(HooksMixin):
                                     ev.PY_UNWIND, ev.PY_THROW), callbacks):
             mon.register_callback(self.tool_id, event, callback)
         mon.set_events(self.tool_id, ev.PY_START | ev.PY_UNWIND | ev.PY_THROW)
-        self._install_hooks_only(nested)
+        self._install_hooks_only(nested, selector)
 
     def uninstall(self) -> None:
         self._uninstall_finder()

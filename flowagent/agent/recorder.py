@@ -69,6 +69,11 @@ _thread_time = time.thread_time_ns
 _shape_of = _shapes.shape_of
 
 
+# Names of threads that began inside a session (no session start of their own carries their
+# name), kept until the flusher sends them: a short-lived thread is gone by then.
+thread_names: dict[int, str] = {}
+
+
 def _thread_name(ident: int) -> str:
     """The thread's name from its instance dict: a subclass's `name` property is user code."""
     try:
@@ -641,22 +646,27 @@ class Delegate:
 # ---------------------------------------------------------------------------------------
 # Synthetic session roots (one per web request).
 
-def enter_root(name: str) -> list | None:
+def enter_root(name: str, module: str = "<request>", always: bool = False,
+               announce: bool = True) -> list | None:
     """Open a synthetic session root (one web request) that the request's calls nest under.
 
     It always starts a *new* session, even when the request is served from inside another
     recorded call (a test client driven by a recorded script): one request, one session.
+    ``always``: open it even before any function of the program is instrumented (a web
+    framework may import the program's views during its first request). ``announce=False``:
+    no session-start event (a root that may end up recording nothing, see :func:`discard`).
     """
-    if not S.on or not S.user_functions:
+    if not S.on or not (S.user_functions or always):
         return None  # nothing of the program is instrumented: a request root alone says nothing
     try:
-        fid = register_function("<request>", name, "", 0, (), "request")
+        fid = register_function(module, name, "", 0, (), "request")
         if S.sample_ppm < 1_000_000 and _random() * 1_000_000 >= S.sample_ppm:
             return _skip_session(fid, _get())
         cid = S.next_id()
         frame = [cid, None, cid, fid, 0, 0, 0, _get(), S.gen, _ident(), 0, 0, None, 0]
         _set(frame)
-        _session_start(cid, fid, frame[THR])
+        if announce:
+            _session_start(cid, fid, frame[THR])
         frame[T0] = _clock()
         return frame
     except Exception:
@@ -664,10 +674,16 @@ def enter_root(name: str) -> list | None:
         return None
 
 
-def rename_root(frame: list | None, name: str) -> None:
+def discard(frame: list) -> None:
+    """Close a synthetic root opened with ``announce=False`` without recording it."""
+    frame[FLAGS] |= _SKIP
+    close_call(frame, None)
+
+
+def rename_root(frame: list | None, name: str, module: str = "<request>") -> None:
     """Rename a synthetic root once the route is known (after URL matching)."""
     if frame is not None:
-        frame[FID] = register_function("<request>", name, "", 0, (), "request")
+        frame[FID] = register_function(module, name, "", 0, (), "request")
 
 
 def set_output_shape(frame: list | None, shape: str) -> None:

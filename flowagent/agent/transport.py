@@ -168,7 +168,8 @@ class Transport:
         live = {t.ident: t.name for t in threading.enumerate()}
         out = []
         for ident in new:
-            known[ident] = name = live.get(ident, f"Thread-{ident}")
+            known[ident] = name = live.get(ident) or recorder.thread_names.pop(
+                ident, f"Thread-{ident}")
             out.append([ident, name])
         return out
 

@@ -75,6 +75,12 @@ class Proc:
     info: dict = field(default_factory=dict)
     last_counters: dict = field(default_factory=dict)
     sampled_out: int = 0
+    # Sessions whose root already ended -> their row: calls that work they started (a
+    # thread, a task) makes afterwards are stored with them, never reopen them.
+    done: dict[int, int] = field(default_factory=dict)
+
+
+_DONE_KEPT = 1 << 16  # finished sessions remembered per process for such late calls
 
 
 class Ingestor:
@@ -281,6 +287,10 @@ class Ingestor:
         for ses, lo, hi in _session_runs(sessions):
             p = proc.pending.get(ses)
             if p is None:
+                late = proc.done.get(ses)
+                if late is not None:
+                    links[late] = links.get(late, 0) + hi - lo
+                    continue
                 p = self._open(proc, ses, fids[lo] if cids[lo] == ses else 0, t0s[lo],
                                threads[lo])
             run = calls if hi - lo == n_calls else calls.slice(lo, hi)
@@ -313,6 +323,10 @@ class Ingestor:
 
     def _finish(self, proc: Proc, ses: int, complete: bool) -> None:
         p = proc.pending.pop(ses)
+        done = proc.done
+        done[ses] = p.rowid
+        if len(done) > _DONE_KEPT:
+            del done[next(iter(done))]
         tree = p.tree
         if not complete:
             placeholders = tree.placeholders()

@@ -123,7 +123,7 @@ def test_gunicorn_two_workers_serving_real_http(tmp_path):
     for s in requests:
         by_name.setdefault(s["name"], []).append(s)
     assert len(by_name["<request>:GET /products/<sku>"]) == 40
-    assert len(by_name["<request>:GET /health"]) == 1
+    assert len(by_name["<request>:GET /health"]) >= 1  # the readiness poll retries under load
     workers = {s["pid"] for s in store.sessions(limit=10_000)}
     assert len(workers) == 2, "both gunicorn workers' sessions are stored"
     assert {p["pid"] for p in store.processes(store.latest_run())} == workers

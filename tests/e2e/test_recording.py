@@ -206,21 +206,19 @@ def test_sessions_are_the_top_level_flows(recorded: Callable[[str], Recording]) 
     assert rec.stdout == "3\n['a', 'b', 7]\n1\n(['0', '1'], [2, 4], 6)\n0\n"
     assert [s["name"] for s in rec.sessions()] == [
         "__main__:consume", "__main__:delegate", "__main__:close_early", "__main__:amain",
-        "__main__:threaded", "__main__:worker"]
+        "__main__:threaded"]
 
 
-def test_a_new_thread_starts_its_own_session(recorded: Callable[[str], Recording]) -> None:
+def test_a_thread_started_in_a_session_joins_it(recorded: Callable[[str], Recording]) -> None:
     rec = recorded("flows")
     threaded = session_named(rec, "__main__:threaded")
-    worker = session_named(rec, "__main__:worker")
-    assert outline(threaded) == [["threaded", "leaf"]]
-    assert outline(worker) == [["worker", "leaf"]]
-    assert len({n["thread"] for n in worker["nodes"] + threaded["nodes"]}) == 2
-    assert {n["thread_name"] for n in threaded["nodes"]} == {"MainThread"}
+    assert outline(threaded) == [["threaded", ["worker", "leaf"], "leaf"]]
+    worker = [n for n in threaded["nodes"] if n["function_name"] == "__main__:worker"]
+    below = [n for n in threaded["nodes"] if n["parent_id"] == worker[0]["id"]]
+    assert len({n["thread"] for n in threaded["nodes"]}) == 2  # its own timeline
+    assert threaded["nodes"][0]["thread_name"] == "MainThread"
     # the name of a short-lived thread (ended and joined before any flush) is kept
-    assert {n["thread_name"] for n in worker["nodes"]} == {"flows-worker"}
-    sessions = {s["name"]: s for s in rec.sessions()}
-    assert sessions["__main__:worker"]["thread"] == "flows-worker"
+    assert {n["thread_name"] for n in worker + below} == {"flows-worker"}
 
 
 def test_generator_call_spans_its_whole_iteration(recorded: Callable[[str], Recording]) -> None:

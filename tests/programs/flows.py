@@ -1,6 +1,6 @@
 """Fixture: generators, delegation, async functions, async generators and asyncio tasks.
 
-Each top-level flow is its own session, and so is a call made in a new thread.
+Each top-level flow is its own session; a thread started inside one joins it.
 """
 
 import asyncio

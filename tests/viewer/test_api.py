@@ -32,7 +32,7 @@ def test_runs(client: FlaskClient, demo: dict) -> None:
     assert [r["run_id"] for r in runs] == [demo["run_id"]]
     run = runs[0]
     assert run["status"] == "finished" and run["live"] is False
-    assert run["sessions"] == 27 and run["calls"] > 600 and run["dropped_events"] == 0
+    assert run["sessions"] == 22 and run["calls"] > 600 and run["dropped_events"] == 0
     one = get(client, f"/api/runs/{demo['run_id']}")
     assert one["run"]["run_id"] == demo["run_id"]
     assert len(one["processes"]) == 1
@@ -41,13 +41,13 @@ def test_runs(client: FlaskClient, demo: dict) -> None:
 def test_sessions_listing(client: FlaskClient, demo: dict) -> None:
     run = demo["run_id"]
     page = get(client, f"/api/runs/{run}/sessions?per_page=10&order=duration")
-    assert page["total"] == 27 and page["matched"] == 27 and page["has_more"] is True
+    assert page["total"] == 22 and page["matched"] == 22 and page["has_more"] is True
     assert len(page["items"]) == 10 and page["pages"] == 3
     durations = [s["duration_ns"] for s in page["items"]]
     assert durations == sorted(durations, reverse=True)
     assert page["items"][0]["url"] == f"/sessions/{page['items'][0]['session_id']}"
     last = get(client, f"/api/runs/{run}/sessions?per_page=10&order=duration&page=3")
-    assert len(last["items"]) == 7 and last["has_more"] is False
+    assert len(last["items"]) == 2 and last["has_more"] is False
     errors = get(client, f"/api/runs/{run}/sessions?result=partial")
     assert errors["matched"] == len(errors["items"]) > 0
     assert all(s["result"] == "partial" for s in errors["items"])
@@ -66,18 +66,18 @@ def test_session_graph(client: FlaskClient, demo: dict) -> None:
     body = get(client, f"/api/sessions/{demo['big']}")
     assert body["session"]["session_id"] == demo["big"]
     graph = body["graph"]
-    assert len(graph["nodes"]) == 341 and len(graph["edges"]) == 340
+    assert len(graph["nodes"]) == 458 and len(graph["edges"]) == 457
     assert {"function_name", "input_shape", "output_shape", "result_type", "exception_type",
             "timestamp_start", "timestamp_end", "thread_name"} <= set(graph["nodes"][0])
 
 
 def test_session_tree_and_timeline(client: FlaskClient, demo: dict) -> None:
     rows = get(client, f"/api/sessions/{demo['big']}/tree")["rows"]
-    assert len(rows) == 341 and rows[0]["depth"] == 0 and rows[0]["parent"] is None
+    assert len(rows) == 458 and rows[0]["depth"] == 0 and rows[0]["parent"] is None
     assert all(r["parent"] is None or rows[r["parent"]]["depth"] == r["depth"] - 1 for r in rows)
     tl = get(client, f"/api/sessions/{demo['big']}/timeline")
     assert tl["duration_ns"] > 0 and tl["tracks"]
-    assert sum(len(t["spans"]) for t in tl["tracks"]) == 341
+    assert sum(len(t["spans"]) for t in tl["tracks"]) == 458
     assert tl["tracks"][0]["label"].startswith("MainThread")
     for track in tl["tracks"]:
         for row, start, end, level, fn, result in track["spans"]:
@@ -90,13 +90,13 @@ def test_session_tree_and_timeline(client: FlaskClient, demo: dict) -> None:
 def test_merged_graph_contract(client: FlaskClient, demo: dict) -> None:
     g = get(client, f"/api/runs/{demo['run_id']}/graph")
     assert g["graph_type"] == "merged" and g["runs"] == [demo["run_id"]]
-    assert len(g["nodes"]) == 66
+    assert len(g["nodes"]) == 67
     assert {"from", "to", "branch", "frequency"} <= set(g["edges"][0])
     assert g["stats"]["frequent_paths"]
 
 
-@pytest.mark.parametrize("level, nodes", [("function", 66), ("class", None), ("module", 10),
-                                          ("package", 3)])
+@pytest.mark.parametrize("level, nodes", [("function", 67), ("class", None), ("module", 11),
+                                          ("package", 4)])
 def test_graph_view_levels(client: FlaskClient, demo: dict, level: str, nodes: int | None) -> None:
     v = get(client, f"/api/runs/{demo['run_id']}/graph/view?level={level}")
     assert v["level"] == level and v["run"]["live"] is False
@@ -106,7 +106,7 @@ def test_graph_view_levels(client: FlaskClient, demo: dict, level: str, nodes: i
     assert all(e["source"] in ids and e["target"] in ids for e in v["edges"])
     box_ids = {b["id"] for b in v["boxes"]}
     assert all(n["parent"] is None or n["parent"] in box_ids for n in v["nodes"])
-    assert sum(len(n["members"]) for n in v["nodes"]) == 66
+    assert sum(len(n["members"]) for n in v["nodes"]) == 67
 
 
 def test_graph_view_filters(client: FlaskClient, demo: dict) -> None:
@@ -114,7 +114,7 @@ def test_graph_view_filters(client: FlaskClient, demo: dict) -> None:
     errors = get(client, base + "&errors=1")
     assert errors["filters"]["errors_only"] is True
     assert errors["edges"] and all(e["errors"] or e["partials"] for e in errors["edges"])
-    assert len(errors["nodes"]) < 66
+    assert len(errors["nodes"]) < 67
     module = get(client, base + "&module=shop.cart")
     assert module["nodes"] and all(n["module"] == "shop.cart" for n in module["nodes"])
     package = get(client, base + "&module=shop")
@@ -147,7 +147,7 @@ def test_stats(client: FlaskClient, demo: dict) -> None:
     assert list(s)[:11] == ["run", "loss", "session_durations", "functions", "error_hotspots",
                             "error_clusters", "variants", "frequent_paths", "shapes", "drift",
                             "processes"]
-    assert s["sort"] == "self" and s["function_count"] == 66 == len(s["functions"])
+    assert s["sort"] == "self" and s["function_count"] == 67 == len(s["functions"])
     selfs = [f["self_ns"] for f in s["functions"]]
     assert selfs == sorted(selfs, reverse=True)
     hot = {h["function"]: h for h in s["error_hotspots"]}
@@ -156,7 +156,7 @@ def test_stats(client: FlaskClient, demo: dict) -> None:
             if c["function"] == "shop.inventory:stock_level"} == {"KeyError"}
     assert s["has_loss"] is False and s["loss"]["dropped_events"] == 0
     assert s["frequent_paths"][0]["count"] >= s["frequent_paths"][-1]["count"]
-    assert sum(v["count"] for v in s["variants"]) == s["session_durations"]["count"] == 27
+    assert sum(v["count"] for v in s["variants"]) == s["session_durations"]["count"] == 22
     assert s["run"]["live"] is False and s["processes"][0]["events"] > 0
     assert get(client, f"/api/runs/{demo['run_id']}/stats")["sort"] == "total"
     assert get(client, f"/api/runs/{demo['run_id']}/stats?sort=avg")["sort"] == "mean"

@@ -203,10 +203,10 @@ def test_queries(demo_dir: Any) -> None:
     store = SQLiteStore(db_path(str(demo_dir)), readonly=True)
     run = store.latest_run()
     assert run is not None
-    assert queries.count_sessions(store, run) == (27, False)
+    assert queries.count_sessions(store, run) == (22, False)
     assert queries.count_sessions(store, run, cap=5) == (5, True)
     assert queries.count_sessions(store, run, root="POST /checkout")[0] == 5
-    assert queries.live_totals(store, run)["sessions"] == 27
+    assert queries.live_totals(store, run)["sessions"] == 22
     exc = queries.exception_types(store, run)
     assert {e["exception_type"] for e in exc} >= {"KeyError", "ValueError"}
     found = queries.function_sessions(store, run, "shop.pricing:percent_off", limit=3)
@@ -215,7 +215,7 @@ def test_queries(demo_dir: Any) -> None:
     assert started == sorted(started, reverse=True)
     assert queries.function_sessions(store, run, "nope") == []
     roots = queries.session_roots(store, run)
-    assert sum(r["sessions"] for r in roots) == 27
+    assert sum(r["sessions"] for r in roots) == 22
     store.close()
     json.dumps(exc)  # plain data
 

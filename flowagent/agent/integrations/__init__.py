@@ -1,0 +1,27 @@
+"""Framework and runtime entry points, patched when (and only if) the program imports them.
+
+Web requests: one middleware per protocol (:mod:`.wsgi`, :mod:`.asgi`) makes each request
+one session rooted at ``<request>:METHOD /route/template`` (:mod:`.webrequest`);
+:mod:`.frameworks` says where each framework's app enters them and where its URL matching
+names the route. :mod:`.imports` makes import time one session per module tree,
+:mod:`.propagation` carries a call's context into the threads and pool work it starts,
+:mod:`.testing` makes each pytest test one session, :mod:`.httpclient` records outgoing
+HTTP calls, and :mod:`.mp` keeps multiprocessing
+children recording.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import frameworks, httpclient, mp, propagation, testing
+
+
+def install(backend: Any) -> None:
+    for hooks in (frameworks.HOOKS, httpclient.HOOKS, propagation.HOOKS, testing.HOOKS):
+        for module, hook in hooks.items():
+            backend.add_post_import_hook(module, hook)
+    backend.add_post_import_hook("multiprocessing.util", mp.patch_mp_util)
+    backend.add_post_import_hook("multiprocessing.pool", mp.patch_mp_pool)
+    if backend.capabilities.instruments_main:
+        backend.add_post_import_hook("multiprocessing.spawn", mp.patch_mp_spawn)

@@ -1,0 +1,73 @@
+"""multiprocessing, patched when (and only if) the program imports it.
+
+A forked worker ends in ``os._exit`` (no ``atexit``), so its final flush
+  hooks multiprocessing's own exit path; a spawned child re-runs the parent's main script as
+  ``__mp_main__`` through ``runpy.run_path``, which bypasses import hooks, so that is routed
+  through the same instrumenting compile as the main script.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Any
+
+from .. import recorder
+
+
+def patch_mp_util(module: ModuleType) -> None:
+    original = module._exit_function
+
+    def _exit_function(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(*args, **kwargs)
+        finally:
+            from .. import bootstrap
+
+            if bootstrap.transport is not None:
+                bootstrap.transport.close()
+
+    module._exit_function = _exit_function
+
+
+def patch_mp_spawn(module: ModuleType) -> None:
+    import runpy
+
+    original = module._fixup_main_from_path
+
+    def _fixup_main_from_path(main_path: str) -> Any:
+        real_run_path = runpy.run_path
+
+        def run_path(path: str, init_globals: Any = None, run_name: str | None = None) -> dict:
+            if os.path.splitext(path)[1] != ".py" or not os.path.isfile(path):
+                return real_run_path(path, init_globals, run_name)
+            from ..runmain import build_main_code
+
+            code = build_main_code(path, run_name or "<run_path>")
+            namespace: dict[str, Any] = dict(init_globals or {})
+            namespace.update(__name__=run_name, __file__=os.path.abspath(path),
+                             __cached__=None, __loader__=None, __package__="", __spec__=None,
+                             __builtins__=__builtins__)
+            exec(code, namespace)
+            return namespace
+
+        runpy.run_path = run_path
+        try:
+            return original(main_path)
+        finally:
+            runpy.run_path = real_run_path
+
+    module._fixup_main_from_path = _fixup_main_from_path
+
+
+def patch_mp_pool(module: ModuleType) -> None:
+    original = module.worker
+
+    def worker(*args: Any, **kwargs: Any) -> Any:
+        recorder.S.sync_sessions = True  # Pool.terminate() SIGTERMs idle workers
+        return original(*args, **kwargs)
+
+    # Pickled by reference for spawn: keep the name pickle looks up.
+    worker.__module__, worker.__qualname__, worker.__name__ = module.__name__, "worker", "worker"
+    worker.__wrapped__ = original  # type: ignore[attr-defined]
+    module.worker = worker

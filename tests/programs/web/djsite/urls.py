@@ -1,0 +1,13 @@
+from django.urls import include, path
+
+from djsite import views
+
+api = [
+    path("items/<str:sku>/", views.item),
+    path("fail/", views.fail),
+]
+
+urlpatterns = [
+    path("api/", include(api)),
+    path("health", views.health),
+]
