@@ -6,7 +6,8 @@ gone, error clusters that are new, and functions whose typical duration moved be
 
 Noise rule for timing: a function counts as slower (or faster) only with at least
 ``MIN_CALLS`` calls in both runs, a p50 ratio beyond ``RATIO`` (either way) and an absolute
-p50 difference of at least ``MIN_DELTA_NS``; p50 from mergeable histograms is within ~6%.
+p50 difference of at least ``MIN_DELTA_NS`` (p50 is exact for up to ``histogram.EXACT``
+distinct durations, and within 1/8 beyond).
 """
 
 from __future__ import annotations
