@@ -26,6 +26,7 @@ from ..agent.wire import INCOMPLETE, PARTIAL, Decoder
 from ..store import chunks as C
 from ..store.sqlite import RESULTS, SQLiteStore
 from .aggregate import Aggregates
+from .hooks import session_payload
 from .retention import EXEMPLAR, FAILED, PRUNED, RECENT, Retention
 from .sessiontree import Namer, SessionTree
 
@@ -348,14 +349,9 @@ class Ingestor:
              errors, contrib.variant, kept, f" {' '.join(map(str, used))} ",
              json.dumps(raised) if raised else None, p.rowid))
         if self.hooks is not None:
-            calls = self.store.session_calls(session_key)
-            self.hooks.session({
-                "session_id": session_key, "run_id": self.run_id, "name": name,
-                "result": result, "complete": complete, "pid": proc.pid,
-                "started_ns": t0, "duration_ns": t1 - t0, "calls": n_calls,
-                "errors": errors, "variant": contrib.variant,
-                "functions": [names.get(c["fid"], "?") for c in calls],
-            })
+            self.hooks.session(session_payload(
+                session_key, self.run_id, name, result, complete, proc.pid, t0, t1 - t0,
+                n_calls, errors, contrib, names))
 
     def prune(self, force: bool = False) -> int:
         """Drop the trees of the oldest 'recent' sessions beyond the retention window."""
