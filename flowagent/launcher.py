@@ -433,6 +433,10 @@ def run(cfg: Config, target: Target, cwd: str) -> int:
     backend, reason = choose(cfg.backend)
     if cfg.verbose:
         sys.stderr.write(f"flowagent: backend {backend.name}: {reason}\n")
+    from .agent.backends import caveat
+
+    if caveat(backend.name):
+        sys.stderr.write(f"flowagent: note: {caveat(backend.name)}\n")
     env = dict(os.environ)
     env.update(to_child_env(cfg))
     roots = [cwd] + ([_script_dir(target.path)] if target.kind == "script" else [])
