@@ -508,6 +508,36 @@ def _unrecorded(run_dir: str) -> dict[str, int]:
     return causes
 
 
+def _preimported(run_dir: str) -> list[str]:
+    """Modules the include globs select that a process had imported before its agent
+    started (listed by the agent in ``rings/<pid>.preimported``)."""
+    found: set[str] = set()
+    rings = os.path.join(run_dir, "rings")
+    try:
+        names = [n for n in os.listdir(rings) if n.endswith(".preimported")]
+    except OSError:
+        return []
+    for name in names:
+        try:
+            with open(os.path.join(rings, name), encoding="utf-8") as f:
+                found.update(line.strip() for line in f if line.strip())
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def _sample_rate_note(run_dir: str, configured: float) -> str:
+    """The sample rate in force at the end of the run: ``flowagent control`` may have changed
+    the configured one while the program ran."""
+    from .sidecar import control
+
+    live = control.read(run_dir).get("sample_rate")
+    if isinstance(live, (int, float)) and live != configured:
+        return (f"sample rate {live:g} at the end of the run, set with flowagent control; "
+                f"{configured:g} at its start")
+    return f"sample rate {configured:g}"
+
+
 def _print_summary(run_id: str, run_dir: str, s: dict, cfg: Config) -> None:
     w = sys.stderr.write
     rel = os.path.relpath(cfg.data_dir)
@@ -523,7 +553,7 @@ def _print_summary(run_id: str, run_dir: str, s: dict, cfg: Config) -> None:
           f"raise --ring-size (now {cfg.ring_size // 1024} KiB) to keep them\n")
     if s.get("sampled_out"):
         w(f"flowagent: {s['sampled_out']} sessions were left out by sampling "
-          f"(sample rate {cfg.sample_rate:g})\n")
+          f"({_sample_rate_note(run_dir, cfg.sample_rate)})\n")
     if s.get("hook_errors"):
         w(f"flowagent: {s['hook_errors']} hook failures; first: {s['hook_error']}\n")
     unrecorded = _unrecorded(run_dir)
@@ -531,7 +561,18 @@ def _print_summary(run_id: str, run_dir: str, s: dict, cfg: Config) -> None:
         w(f"flowagent: {n} process{'es were' if n != 1 else ' was'} not recorded: no "
           f"{_size(cfg.ring_size)} ring could be made in {run_dir}/rings ({why}); free some "
           "space, lower --ring-size or pass --data-dir on a larger filesystem\n")
-    if s["processes"] == 0 and not unrecorded:
+    preimported = _preimported(run_dir)
+    if preimported:
+        names = ", ".join(preimported[:8]) + (f" and {len(preimported) - 8} more"
+                                              if len(preimported) > 8 else "")
+        one = len(preimported) == 1
+        w(f"flowagent: {names} {'matches' if one else 'match'} --include but "
+          f"{'was' if one else 'were'} imported before the agent could instrument "
+          f"{'it' if one else 'them'} (the interpreter or the agent loads "
+          f"{'it' if one else 'them'} at startup), so nothing of {'it' if one else 'them'} "
+          f"was recorded; record {'it' if one else 'them'} with --backend profile (or "
+          f"--backend monitor on Python 3.12+), which also see modules imported earlier\n")
+    if s["processes"] == 0 and not unrecorded and not preimported:
         w("flowagent: no Python process of this run was recorded (is the target a Python "
           "program run by this interpreter?)\n")
     w(f"flowagent: data in {rel}/flowagent.db; look at it with 'flowagent sessions{dd}', "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import accumulate, groupby
@@ -58,6 +59,24 @@ class Pending:
     thread_name: str | None = None
 
 
+WATCH_NS = 50_000_000  # how often processes with open sessions are checked for being gone
+
+
+def process_gone(pid: int) -> bool:
+    """True when ``pid`` has exited (a zombie waiting for its parent counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # exists, not ours to signal
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
+
+
 @dataclass
 class Proc:
     pk: str
@@ -76,6 +95,7 @@ class Proc:
     info: dict = field(default_factory=dict)
     last_counters: dict = field(default_factory=dict)
     sampled_out: int = 0
+    gone_ns: int = 0  # wall clock when the process was first seen gone (0: alive or unknown)
 
 
 class Ingestor:
@@ -100,6 +120,7 @@ class Ingestor:
             (run_id, FAILED)).fetchone()[0]
         self._recent_since_prune = 0
         self.sampled_out = 0
+        self._next_watch = 0
 
     # -- discovery -------------------------------------------------------------------------
     def discover(self) -> None:
@@ -173,7 +194,19 @@ class Ingestor:
         stored = 0
         for proc in list(self.procs.values()):
             stored += self._drain(proc)
+        self._watch_processes()
         return stored
+
+    def _watch_processes(self) -> None:
+        """Note when each process with open sessions is first seen gone: a killed process's
+        open sessions ran until then, not just until their last recorded event."""
+        now = time.time_ns()
+        if now < self._next_watch:
+            return
+        self._next_watch = now + WATCH_NS
+        for proc in self.procs.values():
+            if proc.pending and not proc.gone_ns and process_gone(proc.pid):
+                proc.gone_ns = now
 
     def _drain(self, proc: Proc) -> int:
         reader = proc.reader
@@ -305,6 +338,11 @@ class Ingestor:
         p = proc.pending.pop(ses)
         tree = p.tree
         if not complete:
+            # Open until its process was seen gone (or the run ended): in the process's own
+            # clock through its wall/monotonic anchor.
+            wall, mono = proc.anchor
+            if wall and proc.gone_ns:
+                tree.end = max(tree.end, proc.gone_ns - wall + mono)
             placeholders = tree.placeholders()
             if placeholders:
                 tree.feed(placeholders)
@@ -386,8 +424,11 @@ class Ingestor:
     def finish_all(self) -> int:
         """End of run: every session still open is stored as incomplete. Returns how many."""
         n = 0
+        now = time.time_ns()
         with self.store.transaction():
             for proc in self.procs.values():
+                if proc.pending and not proc.gone_ns:
+                    proc.gone_ns = now  # gone since the last look, or still running at the end
                 for ses in list(proc.pending):
                     self._finish(proc, ses, complete=False)
                     n += 1
