@@ -99,3 +99,25 @@ def test_the_summary_shows_the_sample_rate_in_force_at_the_end(tmp_path):
     assert "sessions were left out by sampling (sample rate 0.1 at the end of the run, set " \
            "with flowagent control; 1 at its start)" in err
     assert "(sample rate 1)" not in err
+
+
+def test_async_main_awaiting_gather_is_one_session(tmp_path, backend):
+    # Python 3.13 reports a coroutine's suspension past its yield: read as one, not as a
+    # return, or the profile backend split main into an "error" session with output "?"
+    write_files(tmp_path, {"prog.py": """
+        import asyncio
+
+        async def work(i):
+            await asyncio.sleep(0.01)
+            return i
+
+        async def main():
+            print(await asyncio.gather(work(1), work(2)))
+
+        asyncio.run(main())
+    """})
+    data = tmp_path / "d"
+    proc = run_cli(["run", "--data-dir", str(data), "--backend", backend, "prog.py"], tmp_path)
+    assert proc.returncode == 0 and proc.stdout == b"[1, 2]\n", proc.stderr.decode()
+    [s] = _sessions(tmp_path, data)
+    assert (s["name"], s["result"], s["calls"]) == ("__main__:main", "success", 3)
