@@ -418,6 +418,13 @@ def cmd_stats(ns: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _mix_change(a: dict, b: dict, keys: list[str]) -> str:
+    """``error 10/30 (33%) -> 30/30 (100%)`` for each shifted key of a result or status mix."""
+    def share(m: dict, k: str) -> str:
+        return f"{m.get(k, 0)}/{m['calls']} ({m.get(k, 0) / m['calls']:.0%})"
+    return ", ".join(f"{k} {share(a, k)} -> {share(b, k)}" for k in keys)
+
+
 def cmd_diff(ns: argparse.Namespace, out: TextIO) -> int:
     from .diff import diff
 
@@ -443,6 +450,13 @@ def cmd_diff(ns: argparse.Namespace, out: TextIO) -> int:
         + [f"- error {e['exception']} in {e['function']}" for e in d["errors"]["gone"]]
         + [f"! {t['function']} {t['change']}: p50 {_ms(t['p50_a_ns'])} -> {_ms(t['p50_b_ns'])} "
            f"(x{t['ratio']})" for t in d["timing"]]
+        + [f"! results of {r['function']}: {_mix_change(r['a'], r['b'], r['changed'])}"
+           for r in d["result_shifts"]]
+        + [f"! status of {r['function']}: " + _mix_change(
+            *(dict(r[side]["status"], calls=r[side]["calls"]) for side in "ab"), r["changed"])
+           for r in d["status_shifts"]]
+        + [f"! results of flow variant {v['variant'][:12]} ({v['root']}): "
+           f"{_mix_change(v['a'], v['b'], v['changed'])}" for v in d["variant_result_shifts"]]
     )
     out.write("\n".join(lines) + "\n" if lines else "no differences\n")
     return 0

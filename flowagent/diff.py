@@ -2,17 +2,26 @@
 
 Compared from the aggregates of both runs: functions and call edges that appeared or went
 away, call frequencies per session that shifted, input/output shape variants that are new or
-gone, error clusters that are new, and functions whose typical duration moved beyond noise.
+gone, error clusters that are new, functions whose typical duration moved beyond noise, and
+shifts in how calls end: each function's and each flow variant's result mix (success, error,
+partial) and each request route's HTTP status mix, with the counts of both sides.
 
 Noise rule for timing: a function counts as slower (or faster) only with at least
 ``MIN_CALLS`` calls in both runs, a p50 ratio beyond ``RATIO`` (either way) and an absolute
-p50 difference of at least ``MIN_DELTA_NS``; p50 from mergeable histograms is within ~6%.
+p50 difference of at least ``MIN_DELTA_NS`` (p50 is exact for up to ``histogram.EXACT``
+distinct durations, and within 1/8 beyond).
+
+Noise rule for result and status mixes: a share (say the error rate) counts as shifted only
+with at least ``MIN_CALLS`` calls (sessions, for a flow variant) on both sides, a change of at
+least ``RATE_DELTA`` (5 percentage points) and a two-proportion z score of at least
+``Z_MIN``, so a handful of calls that happen to fail differently is not reported.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import math
+from typing import Any, Mapping
 
 from .sidecar import histogram as H
 from .store.sqlite import SQLiteStore
@@ -21,6 +30,39 @@ MIN_CALLS = 5
 RATIO = 1.25
 MIN_DELTA_NS = 1_000
 SHIFT = 1.5  # per-session frequency change that counts as a shift
+RATE_DELTA = 0.05  # result or status share change that counts (with Z_MIN and MIN_CALLS)
+Z_MIN = 2.0
+RESULT_KINDS = ("success", "error", "partial")
+REQUEST_PREFIX = "<request>:"
+
+
+def _z(ka: int, na: int, kb: int, nb: int) -> float:
+    """Two-proportion z score of ``ka/na`` against ``kb/nb`` (pooled); infinite when both
+    sides are all-or-nothing in opposite ways."""
+    pooled = (ka + kb) / (na + nb)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / na + 1 / nb))
+    diff = abs(kb / nb - ka / na)
+    return diff / se if se else (math.inf if diff else 0.0)
+
+
+def shifted(a: Mapping[str, int], b: Mapping[str, int], keys: Any) -> list[str]:
+    """The keys whose share of ``calls`` moved beyond noise between ``a`` and ``b``."""
+    na, nb = a["calls"], b["calls"]
+    if na < MIN_CALLS or nb < MIN_CALLS:
+        return []
+    out = []
+    for k in keys:
+        ka, kb = a.get(k, 0), b.get(k, 0)
+        if abs(kb / nb - ka / na) >= RATE_DELTA - 1e-9 and _z(ka, na, kb, nb) >= Z_MIN:
+            out.append(k)
+    return out
+
+
+def _status_code(shape: str) -> str | None:
+    """``"HTTP 503"`` (the output shape of a request root) -> ``"503"``."""
+    if shape.startswith('"') and shape.endswith('"'):
+        shape = shape[1:-1]
+    return shape[5:] if shape.startswith("HTTP ") else None
 
 
 def _side(store: SQLiteStore, run_id: str) -> dict[str, Any]:
@@ -28,9 +70,35 @@ def _side(store: SQLiteStore, run_id: str) -> dict[str, Any]:
     name = {fid: f["name"] for fid, f in fns.items()}
     sessions = max(store.db.execute("SELECT COUNT(*) FROM sessions WHERE run_id=?",
                                     (run_id,)).fetchone()[0], 1)
-    nodes = {name[r["fid"]]: {"calls": r["calls"], "hist": H.decode(r["hist"])}
+    nodes = {name[r["fid"]]: {"calls": r["calls"], "hist": H.decode(r["hist"]),
+                              "results": {"calls": r["calls"], "error": r["errors"],
+                                          "partial": r["partials"],
+                                          "success": r["calls"] - r["errors"] - r["partials"]}}
              for r in store.db.execute("SELECT * FROM graph_nodes WHERE run_id=?", (run_id,))
              if r["fid"] in name}
+    statuses: dict[str, dict[str, int]] = {}
+    for r in store.db.execute("SELECT fid, shape_sid, count FROM shape_counts WHERE run_id=? "
+                              "AND io='out'", (run_id,)):
+        fn = name.get(r["fid"], "")
+        code = _status_code(store.shape_text(r["shape_sid"]) or "") if fn.startswith(
+            REQUEST_PREFIX) else None
+        if code is not None:
+            mix = statuses.setdefault(fn, {"calls": 0})
+            mix[code] = mix.get(code, 0) + r["count"]
+            mix["calls"] += r["count"]
+    variants: dict[str, dict[str, Any]] = {}
+    roots = {r["variant"]: (name.get(r["root_fid"], "?"), json.loads(r["examples"] or "[]"))
+             for r in store.db.execute("SELECT variant, root_fid, examples FROM variants "
+                                       "WHERE run_id=?", (run_id,))}
+    for r in store.db.execute("SELECT variant, result, COUNT(*) FROM sessions WHERE run_id=? "
+                              "AND variant IS NOT NULL AND result IS NOT NULL "
+                              "GROUP BY variant, result", (run_id,)):
+        root, examples = roots.get(r[0], ("?", []))
+        v = variants.setdefault(r[0], {"root": root, "example": examples[0] if examples else None,
+                                       "mix": {"calls": 0, "success": 0, "error": 0,
+                                               "partial": 0, "incomplete": 0}})
+        v["mix"][r[1]] = v["mix"].get(r[1], 0) + r[2]
+        v["mix"]["calls"] += r[2]
     edges: dict[tuple[str, str], int] = {}
     for r in store.db.execute("SELECT * FROM graph_edges WHERE run_id=?", (run_id,)):
         if r["caller_fid"] in name and r["callee_fid"] in name:
@@ -49,7 +117,35 @@ def _side(store: SQLiteStore, run_id: str) -> dict[str, Any]:
                bool(r["handled"]))
         clusters[key] = clusters.get(key, 0) + r["count"]
     return {"sessions": sessions, "nodes": nodes, "edges": edges, "shapes": shapes,
-            "clusters": clusters}
+            "clusters": clusters, "statuses": statuses, "variants": variants}
+
+
+def _mix_shifts(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, list[dict]]:
+    """Result shifts per function and per flow variant, status shifts per request route."""
+    results = []
+    for fn in sorted(set(a["nodes"]) & set(b["nodes"])):
+        ma, mb = a["nodes"][fn]["results"], b["nodes"][fn]["results"]
+        changed = shifted(ma, mb, RESULT_KINDS)
+        if changed:
+            results.append({"function": fn, "a": dict(ma), "b": dict(mb), "changed": changed})
+    statuses = []
+    for fn in sorted(set(a["statuses"]) & set(b["statuses"])):
+        ma, mb = a["statuses"][fn], b["statuses"][fn]
+        codes = sorted((set(ma) | set(mb)) - {"calls"})
+        changed = shifted(ma, mb, codes)
+        if changed:
+            statuses.append({"function": fn, "changed": changed, **{
+                side: {"calls": m["calls"], "status": {c: m.get(c, 0) for c in codes}}
+                for side, m in (("a", ma), ("b", mb))}})
+    variants = []
+    for key in sorted(set(a["variants"]) & set(b["variants"])):
+        va, vb = a["variants"][key], b["variants"][key]
+        changed = shifted(va["mix"], vb["mix"], (*RESULT_KINDS, "incomplete"))
+        if changed:
+            variants.append({"variant": key, "root": vb["root"], "example_b": vb["example"],
+                             "a": dict(va["mix"]), "b": dict(vb["mix"]), "changed": changed})
+    return {"result_shifts": results, "status_shifts": statuses,
+            "variant_result_shifts": variants}
 
 
 def diff(store: SQLiteStore, run_a: str, run_b: str) -> dict[str, Any]:
@@ -100,4 +196,5 @@ def diff(store: SQLiteStore, run_a: str, run_b: str) -> dict[str, Any]:
                      for e, f, h in [k]],
         },
         "timing": timing,
+        **_mix_shifts(a, b),
     }

@@ -564,6 +564,10 @@ def run(cfg: Config, target: Target, cwd: str) -> int:
     backend, reason = choose(cfg.backend)
     if cfg.verbose:
         sys.stderr.write(f"flowagent: backend {backend.name}: {reason}\n")
+    from .agent.backends import caveat
+
+    if caveat(backend.name):
+        sys.stderr.write(f"flowagent: note: {caveat(backend.name)}\n")
     env = dict(os.environ)
     env.update(to_child_env(cfg))
     roots = [cwd] + ([_script_dir(target.path)] if target.kind == "script" else [])
@@ -687,6 +691,36 @@ def _unrecorded(run_dir: str) -> dict[str, int]:
     return causes
 
 
+def _preimported(run_dir: str) -> list[str]:
+    """Modules the include globs select that a process had imported before its agent
+    started (listed by the agent in ``rings/<pid>.preimported``)."""
+    found: set[str] = set()
+    rings = os.path.join(run_dir, "rings")
+    try:
+        names = [n for n in os.listdir(rings) if n.endswith(".preimported")]
+    except OSError:
+        return []
+    for name in names:
+        try:
+            with open(os.path.join(rings, name), encoding="utf-8") as f:
+                found.update(line.strip() for line in f if line.strip())
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def _sample_rate_note(run_dir: str, configured: float) -> str:
+    """The sample rate in force at the end of the run: ``flowagent control`` may have changed
+    the configured one while the program ran."""
+    from .sidecar import control
+
+    live = control.read(run_dir).get("sample_rate")
+    if isinstance(live, (int, float)) and live != configured:
+        return (f"sample rate {live:g} at the end of the run, set with flowagent control; "
+                f"{configured:g} at its start")
+    return f"sample rate {configured:g}"
+
+
 def _print_summary(run_id: str, run_dir: str, s: dict, cfg: Config) -> None:
     w = sys.stderr.write
     rel = os.path.relpath(cfg.data_dir)
@@ -702,7 +736,7 @@ def _print_summary(run_id: str, run_dir: str, s: dict, cfg: Config) -> None:
           f"raise --ring-size (now {cfg.ring_size // 1024} KiB) to keep them\n")
     if s.get("sampled_out"):
         w(f"flowagent: {s['sampled_out']} sessions were left out by sampling "
-          f"(sample rate {cfg.sample_rate:g})\n")
+          f"({_sample_rate_note(run_dir, cfg.sample_rate)})\n")
     if s.get("hook_errors"):
         w(f"flowagent: {s['hook_errors']} hook failures; first: {s['hook_error']}\n")
     if s.get("otlp_endpoint"):
@@ -733,7 +767,18 @@ def _print_summary(run_id: str, run_dir: str, s: dict, cfg: Config) -> None:
         w(f"flowagent: the data directory was over its {_size(cfg.max_data_size)} limit: "
           f"pruned the {n} oldest run{'s' if n != 1 else ''} ({_size(s['pruned_bytes'])}); "
           "raise --max-data-size (or max_data_size in the config) to keep more\n")
-    if s["processes"] == 0 and not unrecorded and not pending:
+    preimported = _preimported(run_dir)
+    if preimported:
+        names = ", ".join(preimported[:8]) + (f" and {len(preimported) - 8} more"
+                                              if len(preimported) > 8 else "")
+        one = len(preimported) == 1
+        w(f"flowagent: {names} {'matches' if one else 'match'} --include but "
+          f"{'was' if one else 'were'} imported before the agent could instrument "
+          f"{'it' if one else 'them'} (the interpreter or the agent loads "
+          f"{'it' if one else 'them'} at startup), so nothing of {'it' if one else 'them'} "
+          f"was recorded; record {'it' if one else 'them'} with --backend profile (or "
+          f"--backend monitor on Python 3.12+), which also see modules imported earlier\n")
+    if s["processes"] == 0 and not unrecorded and not pending and not preimported:
         w("flowagent: no Python process of this run was recorded (is the target a Python "
           "program run by this interpreter?)\n")
     w(f"flowagent: data in {rel}/flowagent.db; look at it with 'flowagent sessions{dd}', "

@@ -2,7 +2,8 @@
 
 Everything here is read from the aggregates the sidecar keeps for every session (so it is
 right even when old session trees were pruned): per-function profiles from mergeable
-histograms, flow variants, error clusters, frequent paths, shapes and their drift, the
+duration distributions (exact quantiles while small, see :mod:`flowagent.sidecar.histogram`),
+flow variants, error clusters, frequent paths, shapes and their drift, the
 processes' CPU and memory, and what was lost on the way.
 """
 

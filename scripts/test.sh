@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs (Debian packages when run as root, a virtualenv,
 # the Node tools the export and viewer tests use), then runs the suite on Python 3.11 and,
-# where it is installed, again on Python 3.12 (browser tests run once, on the first).
+# where they are installed, again on Python 3.12 and 3.13 (browser tests run once, on the
+# first). Each run prints how long it took; pytest workers: one per core (at least 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,20 +27,32 @@ if command -v npm >/dev/null; then
   done
 fi
 
+jobs=${FLOWAGENT_TEST_JOBS:-$(nproc 2>/dev/null || echo 2)}
+[ "$jobs" -ge 2 ] || jobs=2
+
 py311=${PYTHON:-python3}
 . scripts/_env.sh "$py311" .venv test
 status=0
-.venv/bin/python -m pytest -n 2 -q "$@" || status=$?
+start=$SECONDS
+.venv/bin/python -m pytest -n "$jobs" -q "$@" || status=$?
+echo "== $("$py311" --version): $((SECONDS - start)) s" >&2
 
-py312=""
-for candidate in $(ls -d "$HOME"/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null) \
-                 $(command -v python3.12 2>/dev/null); do
-  # a pyenv shim exists even where 3.12 is not selected: take the first one that runs
-  if "$candidate" --version >/dev/null 2>&1; then py312=$candidate; break; fi
+find_python() {  # the first interpreter of version $1 that runs (pyenv, then PATH)
+  for candidate in $(ls -d "$HOME"/.pyenv/versions/"$1".*/bin/python"$1" 2>/dev/null) \
+                   $(command -v python"$1" 2>/dev/null); do
+    # a pyenv shim exists even where the version is not selected: take one that runs
+    if "$candidate" --version >/dev/null 2>&1; then echo "$candidate"; return; fi
+  done
+}
+
+for version in 3.12 3.13; do
+  py=$(find_python "$version")
+  [ -n "$py" ] || { echo "== Python $version is not installed: not tested on it" >&2; continue; }
+  venv=.venv${version/./}
+  . scripts/_env.sh "$py" "$venv" test
+  echo "== the same suite on $("$py" --version) (browser tests ran above)" >&2
+  start=$SECONDS
+  "$venv/bin/python" -m pytest -n "$jobs" -q -m "not browser" "$@" || status=$?
+  echo "== $("$py" --version): $((SECONDS - start)) s" >&2
 done
-if [ -n "$py312" ]; then
-  . scripts/_env.sh "$py312" .venv312 test
-  echo "== the same suite on $("$py312" --version) (browser tests ran above)" >&2
-  .venv312/bin/python -m pytest -n 2 -q -m "not browser" "$@" || status=$?
-fi
 exit $status

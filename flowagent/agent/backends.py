@@ -93,7 +93,12 @@ class WrapBackend(HooksMixin):
 
 
 _YIELD = opmap["YIELD_VALUE"]
+_RESUME = opmap["RESUME"]
 _RETURNS = {opmap[n] for n in ("RETURN_VALUE", "RETURN_CONST") if n in opmap}
+# Python 3.13 reports a suspension (yield, yield from, await) with the frame already past its
+# YIELD_VALUE, on the RESUME that follows it (oparg 1-3 in its low bits; 0 is a function's
+# first instruction): such a position is read as the yield itself.
+_YIELD_AT_RESUME = sys.version_info >= (3, 13)
 
 
 class ProfileBackend(HooksMixin):
@@ -160,7 +165,7 @@ class ProfileBackend(HooksMixin):
             if rec is None:
                 return
             flags = code.co_flags
-            op = _op(code, frame.f_lasti)
+            op = _exit_op(code, frame.f_lasti)
             thrown = rec[_THROWN]
             if op == _YIELD and flags & GENERATOR_FLAGS \
                     and not (thrown and thrown[0] == frame.f_lasti):
@@ -191,6 +196,30 @@ def _op(code: Any, lasti: int) -> int:
         return code.co_code[lasti]
     except (IndexError, TypeError):
         return -1
+
+
+def _exit_op(code: Any, lasti: int) -> int:
+    """The instruction a frame left at (``return`` event), a 3.13 suspension read as
+    YIELD_VALUE."""
+    op = _op(code, lasti)
+    if _YIELD_AT_RESUME and op == _RESUME and _op(code, lasti + 1) & 3:
+        return _YIELD
+    return op
+
+
+def caveat(name: str) -> str | None:
+    """What backend ``name`` cannot record right on this Python, or None. ``auto`` never
+    picks such a backend; choosing it says this."""
+    if name in ("profile", "monitor") and sys.version_info >= (3, 13):
+        # CPython 3.13 closes a generator suspended at a yield outside try/except without
+        # resuming it: no profile or sys.monitoring event tells that its call ended. And the
+        # profile function cannot tell a throw() into a generator from a resumption there.
+        return (f"on Python 3.13 --backend {name} does not see a generator end when it is "
+                f"closed early (close(), or a loop left) while suspended at a yield outside "
+                f"try/except" + (", nor an exception thrown into it with throw()"
+                                 if name == "profile" else "")
+                + "; such calls stay open. The default backend (wrap) records them right")
+    return None
 
 
 def choose(requested: str) -> tuple[Backend, str]:

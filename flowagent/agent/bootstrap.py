@@ -66,6 +66,18 @@ def compile_main(source: bytes, path: str, run_name: str) -> Any:
     return compile(source, path, "exec", dont_inherit=True)
 
 
+def _note_preimported(run_dir: str, selector: Selector) -> None:
+    """Modules the include globs select that were imported before the agent started (by
+    the interpreter or by the agent itself): the import hook never sees them, so the wrap
+    backend cannot record them. Listed in ``rings/<pid>.preimported`` for the launcher's
+    summary, which names them and says how to record them."""
+    found = sorted(m for m in list(sys.modules) if selector.wants_name(m))
+    if found:
+        path = os.path.join(run_dir, "rings", f"{os.getpid()}.preimported")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(found) + "\n")
+
+
 def _initial_control(run_dir: str, env: Any) -> None:
     """Sampling rate from the config, then any live control already written for the run."""
     import json
@@ -131,6 +143,8 @@ def start() -> None:
 
         install_integrations(backend)
         _initial_control(run_dir, env)
+        if include and backend.name == "wrap":
+            _note_preimported(run_dir, _selector)
     except Exception as exc:  # never break the program because recording could not start
         recorder.S.on = False
         if backend is not None:

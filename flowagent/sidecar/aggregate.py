@@ -3,13 +3,13 @@
 What one session adds (a :class:`~flowagent.sidecar.sessiontree.Contribution`) is folded
 from its records as they stream in (:mod:`flowagent.sidecar.sessiontree`). :class:`Aggregates`
 adds them up in memory and writes only what changed at each commit. Every total is a sum, a
-min, a max, an earliest/latest, or a histogram (bucket counts add), so sessions can be added
+min, a max, an earliest/latest, or a duration distribution (counts add), so sessions can be added
 in any order and runs merged in any order to the same result.
 
 Aggregated per run:
 
 * nodes (per function): calls, errors, partials, total and self time, min/max, roots, and a
-  duration histogram (p50/p95/p99 survive merging);
+  duration distribution (exact while small, then a histogram: p50/p95/p99 survive merging);
 * edges (caller → callee, per result) with counts and time;
 * shape variants per function and direction (in/out) with the first session that showed it;
 * root-to-leaf paths (each distinct path counted once per session);

@@ -2,8 +2,8 @@
 
 A hook is a callable ``hook(event, data)`` named as ``"package.module:function"`` in the
 ``hooks`` setting, or registered in the ``flowagent.hooks`` entry-point group. ``event`` is
-``"session"`` (``data``: one finished session's summary: id, name, result, duration, calls,
-errors, flow variant, the functions it called) or ``"run_end"`` (``data``: the run's totals).
+``"session"`` (``data``: one finished session's summary, see :func:`session_payload`) or
+``"run_end"`` (``data``: the run's totals).
 A hook that fails to load or raises is reported in the run summary and the store; it never
 stops ingestion.
 """
@@ -13,7 +13,10 @@ from __future__ import annotations
 import importlib
 import sys
 import traceback
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from .sessiontree import Contribution
 
 Hook = Callable[[str, dict], Any]
 
@@ -73,3 +76,25 @@ def _resolve(spec: str) -> Any:
     for part in attr.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+def session_payload(session_id: str, run_id: str, name: str, result: str, complete: bool,
+                    pid: int, started_ns: int, duration_ns: int, calls: int, errors: int,
+                    contrib: "Contribution", names: dict[int, str]) -> dict[str, Any]:
+    """What a ``session`` hook receives: the session's summary and the functions it called.
+
+    ``functions`` (distinct names, sorted) and ``function_calls`` (name -> calls) come from
+    the session's own statistics, so they are complete and the same on every run of the same
+    recording: never read back from the store, where a function defined in the frame that
+    also ended the session is not yet visible.
+    """
+    per_fn: dict[str, int] = {}
+    for fid, stats in contrib.nodes.items():
+        fn = names.get(fid, "?")
+        per_fn[fn] = per_fn.get(fn, 0) + stats[0]
+    return {
+        "session_id": session_id, "run_id": run_id, "name": name, "result": result,
+        "complete": complete, "pid": pid, "started_ns": started_ns, "duration_ns": duration_ns,
+        "calls": calls, "errors": errors, "variant": contrib.variant,
+        "functions": sorted(per_fn), "function_calls": dict(sorted(per_fn.items())),
+    }

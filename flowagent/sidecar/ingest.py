@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import accumulate, groupby
@@ -26,6 +27,7 @@ from ..agent.wire import INCOMPLETE, PARTIAL, Decoder
 from ..store import chunks as C
 from ..store.sqlite import RESULTS, SQLiteStore
 from .aggregate import Aggregates
+from .hooks import session_payload
 from .retention import EXEMPLAR, FAILED, PRUNED, RECENT, Retention
 from .sessiontree import Namer, SessionTree
 
@@ -57,6 +59,24 @@ class Pending:
     thread_name: str | None = None
 
 
+WATCH_NS = 50_000_000  # how often processes with open sessions are checked for being gone
+
+
+def process_gone(pid: int) -> bool:
+    """True when ``pid`` has exited (a zombie waiting for its parent counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # exists, not ours to signal
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
+
+
 @dataclass
 class Proc:
     pk: str
@@ -75,6 +95,7 @@ class Proc:
     info: dict = field(default_factory=dict)
     last_counters: dict = field(default_factory=dict)
     sampled_out: int = 0
+    gone_ns: int = 0  # wall clock when the process was first seen gone (0: alive or unknown)
     # Sessions whose root already ended -> their row: calls that work they started (a
     # thread, a task) makes afterwards are stored with them, never reopen them.
     done: dict[int, int] = field(default_factory=dict)
@@ -108,6 +129,7 @@ class Ingestor:
         # Receives the ids of finished sessions once they are committed (the OTLP sender).
         self.finished_sink: Callable[[list[str]], None] | None = None
         self._finished: list[str] = []
+        self._next_watch = 0
 
     # -- discovery -------------------------------------------------------------------------
     def discover(self) -> None:
@@ -182,7 +204,19 @@ class Ingestor:
         for proc in list(self.procs.values()):
             stored += self._drain(proc)
             proc.reader.retire_if_done()
+        self._watch_processes()
         return stored
+
+    def _watch_processes(self) -> None:
+        """Note when each process with open sessions is first seen gone: a killed process's
+        open sessions ran until then, not just until their last recorded event."""
+        now = time.time_ns()
+        if now < self._next_watch:
+            return
+        self._next_watch = now + WATCH_NS
+        for proc in self.procs.values():
+            if proc.pending and not proc.gone_ns and process_gone(proc.pid):
+                proc.gone_ns = now
 
     def _drain(self, proc: Proc) -> int:
         reader = proc.reader
@@ -329,6 +363,11 @@ class Ingestor:
             del done[next(iter(done))]
         tree = p.tree
         if not complete:
+            # Open until its process was seen gone (or the run ended): in the process's own
+            # clock through its wall/monotonic anchor.
+            wall, mono = proc.anchor
+            if wall and proc.gone_ns:
+                tree.end = max(tree.end, proc.gone_ns - wall + mono)
             placeholders = tree.placeholders()
             if placeholders:
                 tree.feed(placeholders)
@@ -375,14 +414,9 @@ class Ingestor:
         if self.finished_sink is not None:
             self._finished.append(session_key)
         if self.hooks is not None:
-            calls = self.store.session_calls(session_key)
-            self.hooks.session({
-                "session_id": session_key, "run_id": self.run_id, "name": name,
-                "result": result, "complete": complete, "pid": proc.pid,
-                "started_ns": t0, "duration_ns": t1 - t0, "calls": n_calls,
-                "errors": errors, "variant": contrib.variant,
-                "functions": [names.get(c["fid"], "?") for c in calls],
-            })
+            self.hooks.session(session_payload(
+                session_key, self.run_id, name, result, complete, proc.pid, t0, t1 - t0,
+                n_calls, errors, contrib, names))
 
     def prune(self, force: bool = False) -> int:
         """Drop the trees of the oldest 'recent' sessions beyond the retention window."""
@@ -419,10 +453,13 @@ class Ingestor:
         processes in ``keep_open`` (still running: a later resume continues them). Returns
         how many."""
         n = 0
+        now = time.time_ns()
         with self.store.transaction():
             for proc in self.procs.values():
                 if proc.pk in keep_open:
                     continue
+                if proc.pending and not proc.gone_ns:
+                    proc.gone_ns = now  # gone since the last look, or still running at the end
                 for ses in list(proc.pending):
                     self._finish(proc, ses, complete=False)
                     n += 1

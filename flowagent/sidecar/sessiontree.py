@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from itertools import compress
 
 from ..agent.wire import ERROR, INCOMPLETE, PARTIAL, CallColumns
-from .histogram import bucket
+from .histogram import EXACT, bucket, merge_into, to_buckets
 
 MAX_KIDS = 1024    # distinct child runs kept per open call before the oldest are folded
 MAX_HOPS = 256     # error paths longer than this are cut (as deep recursion collapses anyway)
@@ -179,7 +179,7 @@ class SessionTree:
         self.end = t0
         self.root: tuple | None = None   # the root's record, once it ended
         # signature (fid, caller fid, in, out, result, exception: a slice of the record) ->
-        # calls, total, self, min, max, cpu, {histogram bucket: calls}
+        # calls, total, self, min, max, cpu, {duration or histogram bucket: calls}
         self.sigs: dict[tuple, list] = {}
         self.errors: dict[tuple, int] = {}
         self.paths: frozenset = frozenset()
@@ -217,7 +217,7 @@ class SessionTree:
                 list(compress(col, keep)) for col in (fids, pfids, ins, outs, ress, excs,
                                                       durs, cpus))
         sigs = self.sigs
-        # acc: calls, total, self, min, max, cpu, {histogram bucket: calls}
+        # acc: calls, total, self, min, max, cpu, {duration or histogram bucket: calls}
         for (*key, d), count in Counter(zip(fids, pfids, ins, outs, ress, excs, durs)).items():
             key = tuple(key)
             acc = sigs.get(key)
@@ -230,9 +230,17 @@ class SessionTree:
                 acc[3] = d
             elif d > acc[4]:
                 acc[4] = d
+            # histogram.add inlined (once per distinct duration): exact values while few
             h = acc[6]
-            b = bucket(d)
-            h[b] = h.get(b, 0) + count
+            b = ~d
+            if b in h:
+                h[b] += count
+            elif len(h) < EXACT and (not h or next(iter(h)) < 0):
+                h[b] = count
+            else:
+                to_buckets(h)
+                b = bucket(d)
+                h[b] = h.get(b, 0) + count
         for key, child_ns in minus.items():
             sigs[key][2] -= child_ns
         if any(cpus):  # CPU time is opt-in (config cpu_time): zero columns cost one scan
@@ -384,9 +392,7 @@ class SessionTree:
                 n = nodes[f]
                 out.hists[f] = dict(hist)
             else:
-                h = out.hists[f]
-                for b, c in hist.items():
-                    h[b] = h.get(b, 0) + c
+                merge_into(out.hists[f], hist)
                 n[0] += count
                 n[3] += total
                 n[4] += self_ns

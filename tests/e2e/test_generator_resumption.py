@@ -7,6 +7,7 @@ caller's of ``throw()``, and the generator stays one successful call.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,9 @@ _KNOWN_BUGS = {
 
 def test_throw_and_close_resume_the_generator(tmp_path: Path, backend: str,
                                               request: pytest.FixtureRequest) -> None:
-    if backend in _KNOWN_BUGS:
+    # (Python 3.13 reports every resumption on the same RESUME, so the profile backend sees
+    # this one as a plain resumption there and records it right)
+    if backend in _KNOWN_BUGS and not (backend == "profile" and sys.version_info >= (3, 13)):
         request.applymarker(pytest.mark.xfail(reason=_KNOWN_BUGS[backend], strict=True))
     rec = record(PROGRAM, tmp_path, backend=backend)
     [g] = rec.trees()

@@ -78,7 +78,9 @@ def _free_port() -> int:
 def _wait_http(url: str, deadline: float) -> None:
     while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(url, timeout=1).read()
+            # A refused connection fails at once; an accepted one is waited for, or a slow
+            # first answer (a loaded machine) would be asked again and served twice.
+            urllib.request.urlopen(url, timeout=30).read()
             return
         except OSError:
             time.sleep(0.1)

@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 import pytest
 
+from flowagent.agent.backends import caveat
+
 from helpers import (
     PROGRAMS,
     Recording,
@@ -251,7 +253,11 @@ def test_yield_from_delegation(recorded: Callable[[str], Recording]) -> None:
 
 
 def test_generator_closed_early_is_still_one_call(
-        recorded: Callable[[str], Recording]) -> None:
+        recorded: Callable[[str], Recording], backend: str,
+        request: pytest.FixtureRequest) -> None:
+    if caveat(backend):
+        request.applymarker(pytest.mark.xfail(
+            reason=f"LIMITATION: {caveat(backend)} (CPython reports no event)", strict=True))
     # gen.close() and `break` out of a for loop end the generator's call, as a success
     g = session_named(recorded("flows"), "__main__:close_early")
     ids = {n["id"] for n in g["nodes"]}
@@ -342,6 +348,9 @@ def test_exception_thrown_into_a_generator(recorded: Callable[[str], Recording],
                    "generator (gen.throw(KeyError)) that propagates out of it is recorded as "
                    "a success (Iterator[int]) and the catching caller as success, not partial",
             strict=True))
+    if backend == "profile" and caveat(backend):
+        request.applymarker(pytest.mark.xfail(
+            reason=f"LIMITATION: {caveat(backend)}", strict=True))
     g = session_named(recorded("errors"), "__main__:thrower")
     assert outline(g, result=True) == [["thrower:partial", ["numbers:error", "ok:success"]]]
     assert_exception(one(g, ":numbers"), backend, "KeyError")

@@ -191,3 +191,24 @@ def test_signature_statistics_match_a_call_by_call_count(recs, cuts):
         acc[5] += r[12]
         H.add(acc[6], d)
     assert tree.sigs == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 10**7), min_size=1, max_size=3 * H.EXACT),
+       st.lists(st.integers(0, 200), max_size=5))
+def test_duration_distributions_match_one_pass_over_the_durations(durations, cuts):
+    # handle calls load once per duration: exact while few distinct, bucketed past the bound,
+    # the same whatever the batch boundaries
+    rows, t = [], 0
+    for i, d in enumerate(durations):
+        rows.append((i + 2, 1, 2, 1, 0, 0, SUCCESS, 0, t, t + d, 7, 0))
+        t += d + 1
+    rows.insert(0, (1, 0, 1, 0, 0, 0, SUCCESS, 0, 0, t, 7, 0))
+    c = _feed_in_batches(rows, cuts).contribution(_identity, _identity)
+    expected: dict[int, int] = {}
+    for d in durations:
+        H.add(expected, d)
+    assert c.hists[2] == expected
+    assert H.is_exact(c.hists[2]) == (len(set(durations)) <= H.EXACT)
+    assert H.quantile(c.hists[2], 1.0) == (max(durations) if H.is_exact(expected)
+                                           else H.quantile(expected, 1.0))
