@@ -221,5 +221,6 @@ def _monitor_or_wrap() -> tuple[Backend, str]:
             f"using wrap (import-time instrumentation), which records imported modules but not "
             f"a main script started without the runmain shim. Stop the other tool to use "
             f"monitor")
-    return MonitorBackend(tool_id), (f"requested with --backend monitor (sys.monitoring tool "
-                                     f"id {tool_id})")
+    backend = MonitorBackend(tool_id)
+    return backend, (f"requested with --backend monitor (sys.monitoring tool id {tool_id}; "
+                     f"{backend.core})")
