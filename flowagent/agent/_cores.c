@@ -21,6 +21,41 @@
 #define FA_CO_ASYNC_GENERATOR 0x200
 #define FA_YIELDING (FA_CO_GENERATOR | FA_CO_ASYNC_GENERATOR)
 
+/* Code-extra slots: public "unstable" API since 3.12, underscored before. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define FA_GetExtra PyUnstable_Code_GetExtra
+#define FA_SetExtra PyUnstable_Code_SetExtra
+#define FA_RequestExtraIndex PyUnstable_Eval_RequestCodeExtraIndex
+#else
+#define FA_GetExtra _PyCode_GetExtra
+#define FA_SetExtra _PyCode_SetExtra
+#define FA_RequestExtraIndex _PyEval_RequestCodeExtraIndex
+#endif
+
+/* An error inside the agent: counted in state.agent_errors and cleared if it is an
+   Exception (0); anything else (KeyboardInterrupt) is kept for the program (-1). */
+static int
+count_error(PyObject *state)
+{
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return -1;
+    PyErr_Clear();
+    PyObject *n = state == NULL ? NULL : PyObject_GetAttrString(state, "agent_errors");
+    if (n != NULL) {
+        PyObject *one = PyLong_FromLong(1);  /* a cached small int */
+        PyObject *m = PyNumber_Add(n, one);
+        Py_DECREF(one);
+        Py_DECREF(n);
+        if (m != NULL) {
+            if (PyObject_SetAttrString(state, "agent_errors", m) < 0)
+                PyErr_Clear();
+            Py_DECREF(m);
+        }
+    }
+    PyErr_Clear();
+    return 0;
+}
+
 #if PY_VERSION_HEX >= 0x030C0000
 
 typedef struct {
@@ -36,27 +71,10 @@ typedef struct {
     Py_ssize_t rv;           /* recorder.RV: where a return value goes in a recorder frame */
 } CoreObject;
 
-/* An error inside the agent: counted and cleared if it is an Exception (0), else kept (-1). */
 static int
 swallow(CoreObject *self)
 {
-    if (!PyErr_ExceptionMatches(PyExc_Exception))
-        return -1;
-    PyErr_Clear();
-    PyObject *n = PyObject_GetAttrString(self->state, "agent_errors");
-    if (n != NULL) {
-        PyObject *one = PyLong_FromLong(1);  /* a cached small int */
-        PyObject *m = PyNumber_Add(n, one);
-        Py_DECREF(one);
-        Py_DECREF(n);
-        if (m != NULL) {
-            if (PyObject_SetAttrString(self->state, "agent_errors", m) < 0)
-                PyErr_Clear();
-            Py_DECREF(m);
-        }
-    }
-    PyErr_Clear();
-    return 0;
+    return count_error(self->state);
 }
 
 static PyObject *
@@ -443,6 +461,212 @@ static PyTypeObject CoreType = {
 
 #endif  /* 3.12+ */
 
+/* ---------------------------------------------------------------------------------------- */
+/* ProfileCore: the ``profile`` backend's profile function, in C (any supported Python).
+ *
+ * The interpreter calls it for every call and return of the program, Python or C. It
+ * answers the question "is this code recorded?" once per code object and keeps the answer
+ * in a code-extra slot, so a call of unrecorded code costs one slot read; C calls cost one
+ * comparison. Events of recorded code go to the backend's Python handler (the same one the
+ * Python profile function runs), so the record semantics stay in one place. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *classify;      /* (frame, code) -> fid (0: not recorded); runs once per code */
+    PyObject *handle;        /* (frame, event, arg, fid) -> None, for recorded code only */
+    PyObject *token;         /* this core's identity in the code-extra slot */
+    PyObject *state;         /* recorder.S, for agent_errors */
+    int active;
+} ProfileCoreObject;
+
+static Py_ssize_t extra_index = -1;   /* the code-extra slot, requested once per process */
+static PyObject *ev_call, *ev_return;
+
+/* Slot contents: a (token, fid) tuple, owned by the code object. */
+static void
+free_extra(void *p)
+{
+    Py_XDECREF((PyObject *)p);
+}
+
+static int
+pswallow(ProfileCoreObject *self)
+{
+    return count_error(self->state);
+}
+
+/* The fid of the frame's code (borrowed), deciding now if this core has not yet. */
+static PyObject *
+profile_fid(ProfileCoreObject *self, PyFrameObject *frame)
+{
+    PyCodeObject *code = PyFrame_GetCode(frame);
+    void *extra = NULL;
+    PyObject *fid = NULL;
+    if (FA_GetExtra((PyObject *)code, extra_index, &extra) < 0)
+        goto out;
+    if (extra != NULL && PyTuple_GET_ITEM((PyObject *)extra, 0) == self->token) {
+        fid = PyTuple_GET_ITEM((PyObject *)extra, 1);
+        goto out;
+    }
+    PyObject *args[2] = {(PyObject *)frame, (PyObject *)code};
+    PyObject *got = PyObject_Vectorcall(self->classify, args, 2, NULL);
+    if (got == NULL)
+        goto out;
+    PyObject *entry = PyTuple_Pack(2, self->token, got);
+    Py_DECREF(got);
+    if (entry == NULL)
+        goto out;
+    if (FA_SetExtra((PyObject *)code, extra_index, entry) < 0) {
+        Py_DECREF(entry);
+        goto out;
+    }
+    Py_XDECREF((PyObject *)extra);  /* another core's (an earlier install's) answer */
+    fid = PyTuple_GET_ITEM(entry, 1);
+out:
+    Py_DECREF(code);
+    return fid;
+}
+
+static int
+profile_event(ProfileCoreObject *self, PyFrameObject *frame, PyObject *event, PyObject *arg)
+{
+    PyObject *fid = profile_fid(self, frame);
+    if (fid == NULL)
+        return pswallow(self);
+    int recorded = PyObject_IsTrue(fid);
+    if (recorded <= 0)
+        return recorded < 0 ? pswallow(self) : 0;
+    Py_INCREF(fid);
+    PyObject *args[4] = {(PyObject *)frame, event, arg ? arg : Py_None, fid};
+    PyObject *r = PyObject_Vectorcall(self->handle, args, 4, NULL);
+    Py_DECREF(fid);
+    if (r == NULL)
+        return pswallow(self);
+    Py_DECREF(r);
+    return 0;
+}
+
+static int
+profile_fn(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    if (what != PyTrace_CALL && what != PyTrace_RETURN)
+        return 0;  /* c_call, c_return, c_exception: builtins are never recorded */
+    ProfileCoreObject *self = (ProfileCoreObject *)obj;
+    if (!self->active)
+        return 0;
+    return profile_event(self, frame, what == PyTrace_CALL ? ev_call : ev_return, arg);
+}
+
+static PyObject *
+pcore_install(ProfileCoreObject *self, PyObject *unused)
+{
+    self->active = 1;
+    PyEval_SetProfile(profile_fn, (PyObject *)self);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+pcore_uninstall(ProfileCoreObject *self, PyObject *unused)
+{
+    /* Other threads may still hold this core as their profile function: inactive, it
+       returns at once. */
+    self->active = 0;
+    PyEval_SetProfile(NULL, NULL);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* Called as a Python-level profile function, which is what threading.setprofile() installs
+   in each new thread: switch that thread to the C function, then handle the event. */
+static PyObject *
+pcore_call(ProfileCoreObject *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *frame, *event, *arg;
+    if (!PyArg_ParseTuple(args, "OOO", &frame, &event, &arg))
+        return NULL;
+    if (self->active) {
+        PyEval_SetProfile(profile_fn, (PyObject *)self);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    if (self->active && PyFrame_Check(frame) && PyUnicode_Check(event)) {
+        PyObject *ev = PyUnicode_Compare(event, ev_call) == 0 ? ev_call
+                     : PyUnicode_Compare(event, ev_return) == 0 ? ev_return : NULL;
+        if (ev != NULL && profile_event(self, (PyFrameObject *)frame, ev, arg) < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+pcore_traverse(ProfileCoreObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->classify);
+    Py_VISIT(self->handle);
+    Py_VISIT(self->state);
+    return 0;
+}
+
+static int
+pcore_clear(ProfileCoreObject *self)
+{
+    Py_CLEAR(self->classify);
+    Py_CLEAR(self->handle);
+    Py_CLEAR(self->state);
+    return 0;
+}
+
+static void
+pcore_dealloc(ProfileCoreObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    pcore_clear(self);
+    Py_CLEAR(self->token);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+pcore_init(ProfileCoreObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"classify", "handle", "state", NULL};
+    PyObject *classify, *handle, *state;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO", kwlist, &classify, &handle, &state))
+        return -1;
+    pcore_clear(self);
+    self->classify = Py_NewRef(classify);
+    self->handle = Py_NewRef(handle);
+    self->state = Py_NewRef(state);
+    if (self->token == NULL)
+        self->token = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
+    return self->token == NULL ? -1 : 0;
+}
+
+static PyMethodDef pcore_methods[] = {
+    {"install", (PyCFunction)pcore_install, METH_NOARGS,
+     "Make this core the profile function of the calling thread."},
+    {"uninstall", (PyCFunction)pcore_uninstall, METH_NOARGS,
+     "Remove the calling thread's profile function; the core goes inactive everywhere."},
+    {NULL}
+};
+
+static PyTypeObject ProfileCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "flowagent.agent._cores.ProfileCore",
+    .tp_basicsize = sizeof(ProfileCoreObject),
+    .tp_dealloc = (destructor)pcore_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The profile backend's profile function, in C (decides once per code object).",
+    .tp_traverse = (traverseproc)pcore_traverse,
+    .tp_clear = (inquiry)pcore_clear,
+    .tp_methods = pcore_methods,
+    .tp_init = (initproc)pcore_init,
+    .tp_new = PyType_GenericNew,
+    .tp_call = (ternaryfunc)pcore_call,
+};
+
 static struct PyModuleDef cores_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "flowagent.agent._cores",
@@ -456,6 +680,16 @@ PyInit__cores(void)
     PyObject *m = PyModule_Create(&cores_module);
     if (m == NULL)
         return NULL;
+    if (extra_index < 0)
+        extra_index = FA_RequestExtraIndex(free_extra);
+    ev_call = PyUnicode_InternFromString("call");
+    ev_return = PyUnicode_InternFromString("return");
+    if (extra_index < 0 || ev_call == NULL || ev_return == NULL
+            || PyType_Ready(&ProfileCoreType) < 0
+            || PyModule_AddObjectRef(m, "ProfileCore", (PyObject *)&ProfileCoreType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
 #if PY_VERSION_HEX >= 0x030C0000
     if (PyType_Ready(&CoreType) < 0 || PyModule_AddObjectRef(m, "MonitorCore",
                                                              (PyObject *)&CoreType) < 0) {

@@ -8,7 +8,11 @@
   which exception unwound a frame (reported as ``?``).
 * ``monitor`` (Python 3.12+): ``sys.monitoring`` events on the selected code objects only
   (see :mod:`monitor`); other code is disabled after its first call. Sees modules imported
-  before the agent started and knows exception types.
+  before the agent started and knows exception types. Its callbacks are C functions
+  (``_cores.MonitorCore``) where the extension is built.
+
+The ``profile`` backend's profile function is C too (``_cores.ProfileCore``: one code-extra
+slot read per unrecorded call). :func:`choose` is the one place that picks.
 
 Callers read :class:`Capabilities` rather than checking which backend they have.
 """
@@ -104,14 +108,28 @@ class ProfileBackend(HooksMixin):
         self._codes: dict[Any, int] = {}
         self._live: dict[Any, list] = {}   # python frame -> recorder frame
         self._describe: Any = None
+        self.cores, self.core = choose_profile_core()
+        self._core: Any = None
 
     def install(self, selector: Selector, nested: bool) -> None:
         self._describe = CodeSelector(selector, nested).describe
         self._install_hooks_only(nested)
+        if self.cores is not None:
+            # The C profile function decides once per code object (a code-extra slot) and
+            # calls _handle for recorded code only; new threads switch to it on their first
+            # event (the core is also a Python-level profile function).
+            self._core = self.cores.ProfileCore(classify=self._classify, handle=self._handle,
+                                                state=recorder.S)
+            self._core.install()
+            threading.setprofile(self._core)
+            return
         sys.setprofile(self._callback)
         threading.setprofile(self._callback)
 
     def uninstall(self) -> None:
+        if self._core is not None:
+            self._core.uninstall()
+            self._core = None
         sys.setprofile(None)
         threading.setprofile(None)  # type: ignore[arg-type]
         self._uninstall_finder()
@@ -133,8 +151,12 @@ class ProfileBackend(HooksMixin):
         fid = self._codes.get(code)
         if fid is None:
             fid = self._classify(frame, code)
-        if not fid:
-            return
+        if fid:
+            self._handle(frame, event, arg, fid)
+
+    def _handle(self, frame: Any, event: str, arg: Any, fid: int) -> None:
+        """A call or return of recorded code (``fid``)."""
+        code = frame.f_code
         live = self._live
         if event == "call":
             rec = live.get(frame)
@@ -185,6 +207,18 @@ class ProfileBackend(HooksMixin):
 _THROWN = recorder.CPU + 1  # extra slot on profile-backend frames
 
 
+def choose_profile_core() -> tuple[Any, str]:
+    """The C profile function (``_cores.ProfileCore``) when the recorder runs its C twin,
+    else None (a Python profile function); and why."""
+    if not recorder.ACCELERATED:
+        return None, "Python profile function (the recorder runs its Python twin)"
+    try:
+        from . import _cores
+    except ImportError:
+        return None, "Python profile function (the C cores are not built)"
+    return _cores, "C profile function (_cores.ProfileCore), one check per unrecorded call"
+
+
 def _op(code: Any, lasti: int) -> int:
     try:
         return code.co_code[lasti]
@@ -195,7 +229,8 @@ def _op(code: Any, lasti: int) -> int:
 def choose(requested: str) -> tuple[Backend, str]:
     """The single place that decides which backend records, and says why."""
     if requested == "profile":
-        return ProfileBackend(), "requested with --backend profile"
+        backend = ProfileBackend()
+        return backend, f"requested with --backend profile ({backend.core})"
     if requested == "monitor":
         return _monitor_or_wrap()
     if requested == "wrap":
