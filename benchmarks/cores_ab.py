@@ -9,7 +9,7 @@ function the selection leaves out (what every other call of the program pays).
     .venv312/bin/python benchmarks/cores_ab.py [--n1 2000 --n2 12000]
 
 Writes ``results/cores_ab-<python>.md`` and ``.json``. Cores: ``none`` (no tracer),
-``monitor-c`` / ``monitor-py`` (sys.monitoring with C or Python callbacks, 3.12+),
+``wrap`` (import-time rewrite, C hot path), ``monitor-c`` / ``monitor-py`` (sys.monitoring with C or Python callbacks, 3.12+),
 ``profile-c`` / ``profile-py`` (C or Python profile function), ``cprofile`` and, when
 installed, ``viztracer`` (its C tracer, restricted to the module's file).
 """
@@ -45,8 +45,15 @@ CHILD = textwrap.dedent('''\
     import sys
     core, n, selected = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
     sys.path.insert(0, sys.argv[4])
-    import fa_ab_mod as mod
     stop = lambda: None
+    if core == "wrap":  # rewrites the module as it is imported: install first
+        from flowagent.agent import backends, bootstrap, recorder
+        from flowagent.agent.select import Selector
+        bootstrap.install_helpers()
+        backend, _ = backends.choose("wrap")
+        recorder.S.on = True
+        backend.install(Selector(("fa_ab_mod",) if selected else ("nothing",), (), ()), True)
+    import fa_ab_mod as mod
     if core in ("monitor-c", "monitor-py", "profile-c", "profile-py"):
         from flowagent.agent import backends, recorder
         from flowagent.agent.select import Selector
@@ -71,9 +78,11 @@ CHILD = textwrap.dedent('''\
         stop = tracer.stop
     mod.loop(n)
     stop()
+    if selected and core in ("wrap", "monitor-c", "monitor-py", "profile-c", "profile-py"):
+        assert recorder.S.buffered >= n, f"{core} recorded {recorder.S.buffered} of {n} calls"
 ''')
 
-CORES = ("none", "monitor-c", "monitor-py", "profile-c", "profile-py", "cprofile", "viztracer")
+CORES = ("none", "wrap", "monitor-c", "monitor-py", "profile-c", "profile-py", "cprofile", "viztracer")
 
 
 def instructions(core: str, n: int, selected: bool, moddir: str, tmp: str) -> int | None:
@@ -82,7 +91,8 @@ def instructions(core: str, n: int, selected: bool, moddir: str, tmp: str) -> in
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
          "-c", CHILD, core, str(n), "1" if selected else "0", moddir],
         capture_output=True, text=True, cwd=ROOT, timeout=1800,
-        env={**os.environ, "PYTHONPATH": ROOT})
+        env={**os.environ, "PYTHONPATH": ROOT, "PYTHONDONTWRITEBYTECODE": "1",
+             "XDG_CACHE_HOME": os.path.join(tmp, "cache")})
     if proc.returncode != 0:
         sys.stderr.write(f"{core} n={n}: {proc.stderr.strip().splitlines()[-1:]}\n")
         return None
@@ -113,8 +123,19 @@ def main(argv: list[str] | None = None) -> int:
                 per = None if i1 is None or i2 is None else (i2 - i1) / (a.n2 - a.n1)
                 rows.append({"core": core, "selected": selected, "per_call": per})
                 sys.stderr.write(f"{core:11s} selected={selected!s:5s} per call: {per}\n")
-    base = next((r["per_call"] for r in rows if r["core"] == "none"), None)
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stem = os.path.join(RESULTS, f"cores_ab-{py}")
+    # Cores measured by an earlier run (same sizes) and not by this one are kept.
+    try:
+        with open(stem + ".json") as f:
+            old = json.load(f)
+        if (old.get("n1"), old.get("n2")) == (a.n1, a.n2):
+            done = {r["core"] for r in rows}
+            rows = [r for r in old["rows"] if r["core"] not in done] + rows
+            rows.sort(key=lambda r: CORES.index(r["core"]) if r["core"] in CORES else 99)
+    except (OSError, ValueError, KeyError):
+        pass
+    base = next((r["per_call"] for r in rows if r["core"] == "none"), None)
     lines = [f"# Tracer cores: instructions per call (callgrind), Python {py}", "",
              f"`{os.path.relpath(sys.executable, ROOT)} benchmarks/cores_ab.py` — "
              f"(I({a.n2}) - I({a.n1})) / {a.n2 - a.n1} for a loop calling a two-argument "
@@ -131,7 +152,6 @@ def main(argv: list[str] | None = None) -> int:
                                                    f"{v - base:,.0f}" if base else "—"]
         lines.append(f"| {core} | " + " | ".join(cells) + " |")
     os.makedirs(RESULTS, exist_ok=True)
-    stem = os.path.join(RESULTS, f"cores_ab-{py}")
     with open(stem + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(stem + ".json", "w") as f:

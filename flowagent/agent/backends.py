@@ -12,7 +12,8 @@
   (``_cores.MonitorCore``) where the extension is built.
 
 The ``profile`` backend's profile function is C too (``_cores.ProfileCore``: one code-extra
-slot read per unrecorded call). :func:`choose` is the one place that picks.
+slot read per unrecorded call). :func:`choose` is the one place that picks, and ``auto``
+picks the cheapest core that keeps the semantics, by measurement (:func:`_auto` says why).
 
 Callers read :class:`Capabilities` rather than checking which backend they have.
 """
@@ -235,9 +236,29 @@ def choose(requested: str) -> tuple[Backend, str]:
         return _monitor_or_wrap()
     if requested == "wrap":
         return WrapBackend(), "requested with --backend wrap"
-    return WrapBackend(), ("auto: wrap instruments function bodies at import time, so "
-                           "decorator registries see recorded functions and no call pays "
-                           "an extra frame")
+    return _auto()
+
+
+def _auto() -> tuple[Backend, str]:
+    """The cheapest core that keeps every recorded fact, by measurement
+    (``benchmarks/run.py --cores`` and ``benchmarks/cores_ab.py``, results/cores*-PYTHON.md).
+
+    That is ``wrap`` on every version today: its ``with`` block opens and closes a call in C
+    without a frame object. On 3.12+ the ``monitor`` backend's C callbacks cost ~1.2-1.4x as
+    much per recorded call (the event dispatch, a frame object and a dict entry per call);
+    the ``profile`` backend costs ~4x and cannot see which exception unwound a frame. Both stay
+    available with ``--backend``.
+    """
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if sys.version_info >= (3, 12):
+        other = ("monitor's sys.monitoring callbacks cost more per recorded call (measured on "
+                 "3.12)")
+    else:
+        other = f"Python {version} has no sys.monitoring"
+    return WrapBackend(), (
+        f"auto: wrap (import-time instrumentation) records a call for the least of the cores "
+        f"that keep exception types; {other}; profile cannot see exception types. "
+        f"--backend monitor or profile overrides")
 
 
 def _monitor_or_wrap() -> tuple[Backend, str]:

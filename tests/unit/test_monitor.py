@@ -26,6 +26,11 @@ if sys.version_info < (3, 12):
         backend, reason = backends.choose("monitor")
         assert backend.name == "wrap"
         assert "Python 3.12+" in reason and "using wrap" in reason
+
+    def test_auto_is_wrap_before_python_3_12_and_says_why() -> None:
+        backend, reason = backends.choose("auto")
+        assert backend.name == "wrap"
+        assert "has no sys.monitoring" in reason and "exception types" in reason
 else:
     from flowagent.agent import monitor
 
@@ -237,3 +242,9 @@ else:
         other.plain(1)
         assert closed == [(("x",), 2), (("n",), GeneratorExit), (("x",), TypeError)]
         assert not backend._live
+
+    def test_auto_picks_wrap_and_says_why_monitor_is_not_chosen() -> None:
+        backend, reason = backends.choose("auto")
+        assert backend.name == "wrap"
+        assert "monitor" in reason and "cost more per recorded call" in reason
+
