@@ -218,6 +218,9 @@ _MONITOR = ("fa_monitor",) if sys.version_info >= (3, 12) else ()
 _ALL = ("baseline", "fa_wrap", "fa_profile", *_MONITOR, "fa_nomatch", "fa_disabled",
         "cprofile", "viztracer", "viztracer_all", "yappi", "pyinstrument", "monkeytype", "otel")
 _QUICK = ("baseline", "fa_wrap", *_MONITOR, "cprofile")
+# ``--cores``: every flowagent core beside plain Python, cProfile and VizTracer, in one run.
+CORES_WORKLOADS = ("calls", "handler", "flask")
+CORES_MODES = ("baseline", "fa_wrap", "fa_profile", *_MONITOR, "cprofile", "viztracer")
 
 WORKLOADS: dict[str, Workload] = {w.key: w for w in (
     Workload("calls", "~1M small calls", "bench_calls", "calls", "inner", 40_000, _ALL,
@@ -279,8 +282,11 @@ class Plan:
     pairs: int
     smoke: bool = False          # every mode once at the small sizes: checks, not numbers
     workloads: list[Workload] = field(default_factory=list)
+    modes: tuple[str, ...] = ()  # every workload runs exactly these (``--cores``)
 
     def modes_of(self, w: Workload) -> list[Mode]:
+        if self.modes:
+            return [MODES[k] for k in self.modes]
         keys = (w.quick_modes or w.modes) if self.quick and not self.smoke else w.modes
         return [MODES[k] for k in keys]
 

@@ -28,8 +28,8 @@ sys.path.insert(0, HERE)
 
 import protocol  # noqa: E402
 import report  # noqa: E402
-from modes import (MODES, PY, ROOT, RUNNER, WORKLOADS, WORKLOADS_DIR, Plan,  # noqa: E402
-                   Workload, target_for)
+from modes import (CORES_MODES, CORES_WORKLOADS, MODES, PY, ROOT, RUNNER,  # noqa: E402
+                   WORKLOADS, WORKLOADS_DIR, Plan, Workload, target_for)
 
 RESULTS = os.path.join(HERE, "results")
 
@@ -284,17 +284,26 @@ def main(argv: list[str] | None = None) -> int:
                    "small sizes (a check that all tools run; writes results/smoke.*)")
     p.add_argument("--only", action="append", default=[], help="run only this workload "
                    "(repeatable; writes results/only-NAMES.*, never latest.*)")
+    p.add_argument("--cores", action="store_true", help="the tracer cores (wrap, profile, "
+                   "monitor) beside python, cProfile and VizTracer on calls, handler and "
+                   "flask at full size (writes results/cores-PYTHON.*)")
     a = p.parse_args(argv)
+    if a.cores:
+        a.only = list(CORES_WORKLOADS)
     plan = Plan(quick=a.quick, smoke=a.smoke,
                 pairs=a.pairs or (1 if a.smoke else 3 if a.quick else 5))
     plan.workloads = [w for w in WORKLOADS.values() if (not a.only or w.key in a.only)
                       and (not a.quick or w.quick_n is not None)]
+    if a.cores:
+        plan.modes = CORES_MODES
     os.makedirs(os.path.join(RESULTS, "tmp"), exist_ok=True)
     prepare()
     started = time.time()
     out: dict[str, Any] = {"machine": machine_info(), "quick": a.quick, "smoke": a.smoke,
                            "pairs": plan.pairs,
-                           "stem": ("only-" + "-".join(sorted(a.only))) if a.only else None,
+                           "stem": f"cores-{sys.version_info.major}.{sys.version_info.minor}"
+                           if a.cores else ("only-" + "-".join(sorted(a.only))) if a.only
+                           else None,
                            "command": " ".join([os.path.relpath(PY, ROOT), "benchmarks/run.py",
                                                 *(argv if argv is not None else sys.argv[1:])]),
                            "workloads": {}}
@@ -303,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{', '.join(w.key for w in plan.workloads)}")
     for w in plan.workloads:
         run_workload(plan, w, out)
-    if "calls" in out["workloads"]:
+    if "calls" in out["workloads"] and not a.cores:
         sidecar_rate(out, 1 if a.quick or a.smoke else 3)
         if not (a.quick or a.smoke):
             memory_check(out, plan)

@@ -8,7 +8,12 @@
   which exception unwound a frame (reported as ``?``).
 * ``monitor`` (Python 3.12+): ``sys.monitoring`` events on the selected code objects only
   (see :mod:`monitor`); other code is disabled after its first call. Sees modules imported
-  before the agent started and knows exception types.
+  before the agent started and knows exception types. Its callbacks are C functions
+  (``_cores.MonitorCore``) where the extension is built.
+
+The ``profile`` backend's profile function is C too (``_cores.ProfileCore``: one code-extra
+slot read per unrecorded call). :func:`choose` is the one place that picks, and ``auto``
+picks the cheapest core that keeps the semantics, by measurement (:func:`_auto` says why).
 
 Callers read :class:`Capabilities` rather than checking which backend they have.
 """
@@ -110,14 +115,28 @@ class ProfileBackend(HooksMixin):
         self._codes: dict[Any, int] = {}
         self._live: dict[Any, list] = {}   # python frame -> recorder frame
         self._describe: Any = None
+        self.cores, self.core = choose_profile_core()
+        self._core: Any = None
 
     def install(self, selector: Selector, nested: bool) -> None:
         self._describe = CodeSelector(selector, nested).describe
         self._install_hooks_only(nested, selector)
+        if self.cores is not None:
+            # The C profile function decides once per code object (a code-extra slot) and
+            # calls _handle for recorded code only; new threads switch to it on their first
+            # event (the core is also a Python-level profile function).
+            self._core = self.cores.ProfileCore(classify=self._classify, handle=self._handle,
+                                                state=recorder.S)
+            self._core.install()
+            threading.setprofile(self._core)
+            return
         sys.setprofile(self._callback)
         threading.setprofile(self._callback)
 
     def uninstall(self) -> None:
+        if self._core is not None:
+            self._core.uninstall()
+            self._core = None
         sys.setprofile(None)
         threading.setprofile(None)  # type: ignore[arg-type]
         self._uninstall_finder()
@@ -139,8 +158,12 @@ class ProfileBackend(HooksMixin):
         fid = self._codes.get(code)
         if fid is None:
             fid = self._classify(frame, code)
-        if not fid:
-            return
+        if fid:
+            self._handle(frame, event, arg, fid)
+
+    def _handle(self, frame: Any, event: str, arg: Any, fid: int) -> None:
+        """A call or return of recorded code (``fid``)."""
+        code = frame.f_code
         live = self._live
         if event == "call":
             rec = live.get(frame)
@@ -191,6 +214,18 @@ class ProfileBackend(HooksMixin):
 _THROWN = recorder.CPU + 1  # extra slot on profile-backend frames
 
 
+def choose_profile_core() -> tuple[Any, str]:
+    """The C profile function (``_cores.ProfileCore``) when the recorder runs its C twin,
+    else None (a Python profile function); and why."""
+    if not recorder.ACCELERATED:
+        return None, "Python profile function (the recorder runs its Python twin)"
+    try:
+        from . import _cores
+    except ImportError:
+        return None, "Python profile function (the C cores are not built)"
+    return _cores, "C profile function (_cores.ProfileCore), one check per unrecorded call"
+
+
 def _op(code: Any, lasti: int) -> int:
     try:
         return code.co_code[lasti]
@@ -225,14 +260,35 @@ def caveat(name: str) -> str | None:
 def choose(requested: str) -> tuple[Backend, str]:
     """The single place that decides which backend records, and says why."""
     if requested == "profile":
-        return ProfileBackend(), "requested with --backend profile"
+        backend = ProfileBackend()
+        return backend, f"requested with --backend profile ({backend.core})"
     if requested == "monitor":
         return _monitor_or_wrap()
     if requested == "wrap":
         return WrapBackend(), "requested with --backend wrap"
-    return WrapBackend(), ("auto: wrap instruments function bodies at import time, so "
-                           "decorator registries see recorded functions and no call pays "
-                           "an extra frame")
+    return _auto()
+
+
+def _auto() -> tuple[Backend, str]:
+    """The cheapest core that keeps every recorded fact, by measurement
+    (``benchmarks/run.py --cores`` and ``benchmarks/cores_ab.py``, results/cores*-PYTHON.md).
+
+    That is ``wrap`` on every version today: its ``with`` block opens and closes a call in C
+    without a frame object. On 3.12+ the ``monitor`` backend's C callbacks cost ~1.2-1.4x as
+    much per recorded call (the event dispatch, a frame object and a dict entry per call);
+    the ``profile`` backend costs ~4x and cannot see which exception unwound a frame. Both stay
+    available with ``--backend``.
+    """
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if sys.version_info >= (3, 12):
+        other = ("monitor's sys.monitoring callbacks cost more per recorded call (measured on "
+                 "3.12)")
+    else:
+        other = f"Python {version} has no sys.monitoring"
+    return WrapBackend(), (
+        f"auto: wrap (import-time instrumentation) records a call for the least of the cores "
+        f"that keep exception types; {other}; profile cannot see exception types. "
+        f"--backend monitor or profile overrides")
 
 
 def _monitor_or_wrap() -> tuple[Backend, str]:
@@ -251,5 +307,6 @@ def _monitor_or_wrap() -> tuple[Backend, str]:
             f"using wrap (import-time instrumentation), which records imported modules but not "
             f"a main script started without the runmain shim. Stop the other tool to use "
             f"monitor")
-    return MonitorBackend(tool_id), (f"requested with --backend monitor (sys.monitoring tool "
-                                     f"id {tool_id})")
+    backend = MonitorBackend(tool_id)
+    return backend, (f"requested with --backend monitor (sys.monitoring tool id {tool_id}; "
+                     f"{backend.core})")

@@ -20,6 +20,11 @@ generator's across its whole iteration), so recursion, threads (``sys.monitoring
 process-wide) and asyncio tasks (the recorder keeps the current call per context) need
 nothing more. The tool id is :data:`sys.monitoring.PROFILER_ID` when free, else one of the
 ids Python assigns to no tool; a registered tool is never displaced (:func:`free_tool_id`).
+
+Two cores implement the callbacks with the same behaviour: the C one
+(``_cores.MonitorCore``, the default where the extension is built) and the Python closures
+below, which run where it is not built and with the recorder's Python twin
+(``FLOWAGENT_PURE=1``). :func:`choose_core` is the one place that picks.
 """
 
 from __future__ import annotations
@@ -47,6 +52,19 @@ def free_tool_id() -> int | None:
     return None
 
 
+def choose_core() -> tuple[Any, str]:
+    """The C callbacks (``_cores``) when the recorder runs its C twin, else None; and why."""
+    if not recorder.ACCELERATED:
+        return None, "Python callbacks (the recorder runs its Python twin)"
+    try:
+        from . import _cores
+    except ImportError:
+        return None, "Python callbacks (the C cores are not built)"
+    if not hasattr(_cores, "MonitorCore"):
+        return None, "Python callbacks (the C cores were built without sys.monitoring)"
+    return _cores, "C callbacks (_cores.MonitorCore)"
+
+
 class MonitorBackend(HooksMixin):
     name = "monitor"
     capabilities = Capabilities(exception_types=True, instruments_main=False)
@@ -54,8 +72,11 @@ class MonitorBackend(HooksMixin):
     def __init__(self, tool_id: int) -> None:
         self._post_import = {}
         self.tool_id = tool_id
-        # code -> (fid, parameter names, co_flags) for every recorded code object
-        self._infos: dict[Any, tuple[int, tuple[str, ...], int]] = {}
+        self.cores, self.core = choose_core()
+        # id(code) -> (fid, parameter names, co_flags, code) for every recorded code object.
+        # By id, not by code: equal code objects (the same function in two files) are two
+        # functions, and the info holds the code so the id stays its own.
+        self._infos: dict[int, tuple[int, tuple[str, ...], int, Any]] = {}
         self._live: dict[Any, list] = {}  # python frame -> recorder frame, while open
         self._installed = False
 
@@ -65,8 +86,12 @@ class MonitorBackend(HooksMixin):
         mon.use_tool_id(self.tool_id, TOOL_NAME)
         self._installed = True
         ev = mon.events
-        callbacks = _callbacks(self.tool_id, CodeSelector(selector, nested).describe,
-                               self._infos, self._live)
+        describe = CodeSelector(selector, nested).describe
+        if self.cores is not None:
+            callbacks = _c_callbacks(self.cores, self.tool_id, describe, self._infos,
+                                     self._live)
+        else:
+            callbacks = _callbacks(self.tool_id, describe, self._infos, self._live)
         for event, callback in zip((ev.PY_START, ev.PY_RETURN, ev.PY_YIELD, ev.PY_RESUME,
                                     ev.PY_UNWIND, ev.PY_THROW), callbacks):
             mon.register_callback(self.tool_id, event, callback)
@@ -80,8 +105,8 @@ class MonitorBackend(HooksMixin):
         self._installed = False
         mon = sys.monitoring
         mon.set_events(self.tool_id, 0)
-        for code in list(self._infos):
-            mon.set_local_events(self.tool_id, code, 0)
+        for info in list(self._infos.values()):
+            mon.set_local_events(self.tool_id, info[3], 0)
         for event in (mon.events.PY_START, mon.events.PY_RETURN, mon.events.PY_YIELD,
                       mon.events.PY_RESUME, mon.events.PY_UNWIND, mon.events.PY_THROW):
             mon.register_callback(self.tool_id, event, None)
@@ -90,35 +115,56 @@ class MonitorBackend(HooksMixin):
         self._live.clear()
 
 
-def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
-    """The six event callbacks, as closures over everything they use (no attribute lookups
-    on the per-call path). Each swallows and counts its own errors: an exception escaping a
-    monitoring callback would surface in the program."""
+def _classifier(tool_id: int, describe: Any, infos: dict) -> Any:
+    """Decides once per code object: registers a recorded one, stores its info in ``infos``
+    and switches its local events on; returns the info, or None for code not recorded."""
     mon = sys.monitoring
     ev = mon.events
-    DISABLE = mon.DISABLE
     set_local_events = mon.set_local_events
-    getframe = sys._getframe
-    open_call, close_call, RV = recorder.open_call, recorder.close_call, recorder.RV
-    resume, deactivate, function_params = recorder.resume, recorder.deactivate, \
-        recorder.function_params
-    S = recorder.S
+    function_params = recorder.function_params
 
     def classify(code: Any, frame: Any) -> tuple | None:
         fid = describe(code, frame.f_globals)
         if not fid:
             return None
         flags = code.co_flags
-        info = (fid, tuple(p.lstrip("*") for p in function_params(fid)), flags)
-        infos[code] = info
+        info = (fid, tuple(p.lstrip("*") for p in function_params(fid)), flags, code)
+        infos[id(code)] = info
         set_local_events(tool_id, code, ev.PY_RETURN | (
             ev.PY_YIELD | ev.PY_RESUME if flags & _YIELDING else 0))
         return info
 
+    return classify
+
+
+def _c_callbacks(cores: Any, tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
+    """The six event callbacks, as bound methods of one C core over the same recorder
+    functions and dicts the Python callbacks use."""
+    core = cores.MonitorCore(
+        classify=_classifier(tool_id, describe, infos), infos=infos, live=live,
+        open_call=recorder.open_call, close_call=recorder.close_call, resume=recorder.resume,
+        deactivate=recorder.deactivate, note_yield=note_yield, is_async_yield=is_async_yield,
+        unwrap_async_yield=unwrap_async_yield, state=recorder.S,
+        disable=sys.monitoring.DISABLE, rv=recorder.RV)
+    return (core.py_start, core.py_return, core.py_yield, core.py_resume, core.py_unwind,
+            core.py_throw)
+
+
+def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
+    """The six event callbacks, as closures over everything they use (no attribute lookups
+    on the per-call path). Each swallows and counts its own errors: an exception escaping a
+    monitoring callback would surface in the program."""
+    DISABLE = sys.monitoring.DISABLE
+    getframe = sys._getframe
+    open_call, close_call, RV = recorder.open_call, recorder.close_call, recorder.RV
+    resume, deactivate = recorder.resume, recorder.deactivate
+    S = recorder.S
+    classify = _classifier(tool_id, describe, infos)
+
     def py_start(code: Any, offset: int) -> Any:
         try:
             frame = getframe(1)
-            info = infos.get(code)
+            info = infos.get(id(code))
             if info is None:
                 info = classify(code, frame)
                 if info is None:
@@ -141,7 +187,7 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
             S.agent_errors += 1
 
     def py_unwind(code: Any, offset: int, exc: BaseException) -> None:
-        if code not in infos:
+        if id(code) not in infos:
             return  # global event: most unwinding frames are not ours
         try:
             rec = live.pop(getframe(1), None)
@@ -155,7 +201,7 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
             rec = live.get(getframe(1))
             if rec is None:
                 return
-            if infos[code][2] & CO_ASYNC_GENERATOR:
+            if infos[id(code)][2] & CO_ASYNC_GENERATOR:
                 if not is_async_yield(value):
                     return  # an await inside the async generator: still its call
                 value = unwrap_async_yield(value)
@@ -181,7 +227,7 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
     def py_throw(code: Any, offset: int, exc: BaseException) -> None:
         # throw() or close() resumes a suspended generator with an exception: it is the
         # current call again until it yields, returns or the exception unwinds it.
-        info = infos.get(code)
+        info = infos.get(id(code))
         if info is not None and info[2] & _YIELDING:
             resume_frame(getframe(1))
 

@@ -533,14 +533,6 @@ def gen_call(fid: int, *args: Any) -> Any:
     return frame
 
 
-def ret(fid: int, value: Any) -> Any:
-    """``return __fa_ret__(fid, value)``: keep the return value for the output shape."""
-    f = _get()
-    if f is not None and f[FID] == fid:
-        f[RV] = value
-    return value
-
-
 def own(fid: int) -> list | None:
     """The current frame if it is a call of ``fid`` (evaluated before a ``yield``)."""
     f = _get()

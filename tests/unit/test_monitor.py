@@ -26,6 +26,11 @@ if sys.version_info < (3, 12):
         backend, reason = backends.choose("monitor")
         assert backend.name == "wrap"
         assert "Python 3.12+" in reason and "using wrap" in reason
+
+    def test_auto_is_wrap_before_python_3_12_and_says_why() -> None:
+        backend, reason = backends.choose("auto")
+        assert backend.name == "wrap"
+        assert "has no sys.monitoring" in reason and "exception types" in reason
 else:
     from flowagent.agent import monitor
 
@@ -61,13 +66,19 @@ else:
         spec.loader.exec_module(module)
         return module
 
-    @pytest.fixture
-    def installed(tmp_path: Path) -> Iterator[tuple[Any, ModuleType, ModuleType]]:
-        """The backend installed with one selected and one unselected module loaded."""
+    @pytest.fixture(params=["c", "python"])
+    def installed(request: pytest.FixtureRequest,
+                  tmp_path: Path) -> Iterator[tuple[Any, ModuleType, ModuleType]]:
+        """The backend installed with one selected and one unselected module loaded, on the
+        C callbacks and on the Python ones."""
         chosen = load(tmp_path, "fa_monitor_selected")
         other = load(tmp_path, "fa_monitor_other")
         backend, _ = backends.choose("monitor")
         assert backend.name == "monitor"
+        if request.param == "python":
+            backend.cores = None
+        elif backend.cores is None:
+            pytest.skip(f"no C core here: {backend.core}")
         backend.install(Selector(("fa_monitor_selected",), (), ()), True)
         try:
             yield backend, chosen, other
@@ -159,3 +170,81 @@ else:
         assert MON.get_tool(backend.tool_id) is None
         assert MON.get_local_events(backend.tool_id, chosen.plain.__code__) == 0
         backend.uninstall()  # idempotent
+
+    def test_the_c_callbacks_are_the_default_with_the_c_recorder() -> None:
+        """Built with the extension and not forced onto the Python twin, the interpreter calls
+        C functions for every event (no Python frame per event)."""
+        from flowagent.agent import recorder
+
+        backend, reason = backends.choose("monitor")
+        if not recorder.ACCELERATED:
+            assert backend.cores is None and "Python callbacks" in reason
+            return
+        assert backend.cores is not None and "C callbacks" in reason
+        backend.install(Selector((), (), ()), True)
+        try:
+            for event in (EV.PY_START, EV.PY_RETURN, EV.PY_YIELD, EV.PY_RESUME, EV.PY_UNWIND,
+                          EV.PY_THROW):
+                callback = MON.register_callback(backend.tool_id, event, None)
+                MON.register_callback(backend.tool_id, event, callback)
+                assert type(callback).__name__ == "builtin_function_or_method", event
+        finally:
+            backend.uninstall()
+
+    def test_an_agent_error_in_a_callback_is_counted_not_raised(
+            installed: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A failing recorder (here: open_call raising) never reaches the program: the call
+        runs and returns as without the agent, and the error is counted."""
+        from flowagent.agent import recorder
+
+        backend, chosen, _ = installed
+
+        def broken(fid: int, args: tuple) -> None:
+            raise RuntimeError("recorder trouble")
+
+        backend.uninstall()
+        monkeypatch.setattr(recorder, "open_call", broken)
+        backend.install(Selector(("fa_monitor_selected",), (), ()), True)
+        before = recorder.S.agent_errors
+        assert chosen.plain(41) == 42
+        assert list(chosen.numbers(3)) == [0, 1, 2]
+        assert recorder.S.agent_errors - before == 2
+        assert not backend._live
+
+    def test_records_calls_generators_and_exceptions(installed: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+        """In-process: every recorded call is opened once and closed once, with its return
+        value or its exception's real type, and a generator closed early by its consumer
+        (GeneratorExit thrown in) is closed too; nothing stays open."""
+        from flowagent.agent import recorder
+
+        backend, chosen, other = installed
+        closed: list[tuple[Any, Any]] = []
+        real_close = recorder.close_call
+
+        def close(rec: list, exc_type: Any) -> None:
+            closed.append((recorder.function_params(rec[recorder.FID]),
+                           exc_type if exc_type is not None else rec[recorder.RV]))
+            real_close(rec, exc_type)
+
+        backend.uninstall()
+        monkeypatch.setattr(recorder, "close_call", close)
+        monkeypatch.setattr(recorder.S, "on", True)
+        backend.install(Selector(("fa_monitor_selected",), (), ()), True)
+        assert chosen.plain(1) == 2
+        gen = chosen.numbers(5)
+        assert next(gen) == 0
+        gen.close()
+        try:
+            chosen.plain("x")
+        except TypeError:
+            pass
+        other.plain(1)
+        assert closed == [(("x",), 2), (("n",), GeneratorExit), (("x",), TypeError)]
+        assert not backend._live
+
+    def test_auto_picks_wrap_and_says_why_monitor_is_not_chosen() -> None:
+        backend, reason = backends.choose("auto")
+        assert backend.name == "wrap"
+        assert "monitor" in reason and "cost more per recorded call" in reason
+

@@ -1,0 +1,701 @@
+/* Tracer cores in C: the interpreter calls these instead of Python callbacks.
+ *
+ * MonitorCore (Python 3.12+) holds the six sys.monitoring callbacks of the ``monitor``
+ * backend (monitor.py documents the events and why each). They do what monitor.py's Python
+ * callbacks do, statement for statement, without a Python frame per event, without building
+ * ``frame.f_locals`` (the parameters are read one by one with PyFrame_GetVar) and without
+ * attribute lookups. Everything they call is a recorder function handed in at construction
+ * (open_call, close_call, resume, ...), so a core works on either recorder twin and the
+ * record policy stays in one place. The rare path, deciding whether a code object is
+ * recorded, is a Python callable too: it runs once per code object.
+ *
+ * Errors inside the agent are counted in S.agent_errors and never raised into the program;
+ * only a BaseException that is not an Exception propagates, as through ``except Exception``.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* co_flags bits (code.h names them too; spelled out so the intent is local). */
+#define FA_CO_GENERATOR 0x20
+#define FA_CO_ASYNC_GENERATOR 0x200
+#define FA_YIELDING (FA_CO_GENERATOR | FA_CO_ASYNC_GENERATOR)
+
+/* Code-extra slots: public "unstable" API since 3.12, underscored before. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define FA_GetExtra PyUnstable_Code_GetExtra
+#define FA_SetExtra PyUnstable_Code_SetExtra
+#define FA_RequestExtraIndex PyUnstable_Eval_RequestCodeExtraIndex
+#else
+#define FA_GetExtra _PyCode_GetExtra
+#define FA_SetExtra _PyCode_SetExtra
+#define FA_RequestExtraIndex _PyEval_RequestCodeExtraIndex
+#endif
+
+/* An error inside the agent: counted in state.agent_errors and cleared if it is an
+   Exception (0); anything else (KeyboardInterrupt) is kept for the program (-1). */
+static int
+count_error(PyObject *state)
+{
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return -1;
+    PyErr_Clear();
+    PyObject *n = state == NULL ? NULL : PyObject_GetAttrString(state, "agent_errors");
+    if (n != NULL) {
+        PyObject *one = PyLong_FromLong(1);  /* a cached small int */
+        PyObject *m = PyNumber_Add(n, one);
+        Py_DECREF(one);
+        Py_DECREF(n);
+        if (m != NULL) {
+            if (PyObject_SetAttrString(state, "agent_errors", m) < 0)
+                PyErr_Clear();
+            Py_DECREF(m);
+        }
+    }
+    PyErr_Clear();
+    return 0;
+}
+
+#if PY_VERSION_HEX >= 0x030C0000
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *classify;      /* (code, frame) -> info tuple or None; registers the code */
+    PyObject *infos;         /* dict: id(code) -> (fid, parameter names, co_flags, code) */
+    PyObject *live;          /* dict: python frame -> recorder frame, while the call is open */
+    PyObject *open_call, *close_call, *resume, *deactivate, *note_yield;
+    PyObject *is_async_yield, *unwrap_async_yield;
+    PyObject *state;         /* recorder.S, for agent_errors */
+    PyObject *disable;       /* sys.monitoring.DISABLE */
+    PyObject *iterator, *async_iterator;   /* the yield kinds note_yield records */
+    Py_ssize_t rv;           /* recorder.RV: where a return value goes in a recorder frame */
+} CoreObject;
+
+static int
+swallow(CoreObject *self)
+{
+    return count_error(self->state);
+}
+
+static PyObject *
+done(CoreObject *self, int failed)
+{
+    if (failed && swallow(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+call1(PyObject *fn, PyObject *a)
+{
+    PyObject *args[1] = {a};
+    return PyObject_Vectorcall(fn, args, 1, NULL);
+}
+
+static PyObject *
+call2(PyObject *fn, PyObject *a, PyObject *b)
+{
+    PyObject *args[2] = {a, b};
+    return PyObject_Vectorcall(fn, args, 2, NULL);
+}
+
+static PyObject *
+call3(PyObject *fn, PyObject *a, PyObject *b, PyObject *c)
+{
+    PyObject *args[3] = {a, b, c};
+    return PyObject_Vectorcall(fn, args, 3, NULL);
+}
+
+/* The info of a recorded code object (borrowed), or NULL: not recorded, or an error. Keyed by
+   id: equal code objects in two files are two functions. */
+static PyObject *
+info_of(CoreObject *self, PyObject *code)
+{
+    PyObject *key = PyLong_FromVoidPtr(code);
+    if (key == NULL)
+        return NULL;
+    PyObject *info = PyDict_GetItemWithError(self->infos, key);
+    Py_DECREF(key);
+    if (info != NULL && (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) < 4)) {
+        PyErr_SetString(PyExc_TypeError, "a code info is (fid, params, flags, code)");
+        return NULL;
+    }
+    return info;
+}
+
+/* The frame that fired the event (borrowed); a C callback runs on no frame of its own. */
+static PyObject *
+event_frame(void)
+{
+    PyObject *f = (PyObject *)PyEval_GetFrame();
+    if (f == NULL && !PyErr_Occurred())
+        PyErr_SetString(PyExc_RuntimeError, "no Python frame for a monitoring event");
+    return f;
+}
+
+/* The recorder frame of `frame` (new reference, removed from live), or NULL: none or error. */
+static PyObject *
+pop_live(CoreObject *self, PyObject *frame)
+{
+    PyObject *rec = PyDict_GetItemWithError(self->live, frame);
+    if (rec == NULL)
+        return NULL;
+    Py_INCREF(rec);
+    if (PyDict_DelItem(self->live, frame) < 0) {
+        Py_DECREF(rec);
+        return NULL;
+    }
+    return rec;
+}
+
+/* The parameters' values as a tuple, None for one not bound (yet). */
+static PyObject *
+arguments(PyObject *frame, PyObject *names)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    PyObject *args = PyTuple_New(n);
+    if (args == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyFrame_GetVar((PyFrameObject *)frame, PyTuple_GET_ITEM(names, i));
+        if (v == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_NameError)) {
+                Py_DECREF(args);
+                return NULL;
+            }
+            PyErr_Clear();
+            v = Py_NewRef(Py_None);
+        }
+        PyTuple_SET_ITEM(args, i, v);
+    }
+    return args;
+}
+
+static PyObject *
+core_py_start(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1)
+        return done(self, 0);
+    PyObject *code = args[0];
+    PyObject *frame = event_frame();
+    if (frame == NULL)
+        return done(self, 1);
+    PyObject *info = info_of(self, code);
+    if (info == NULL) {
+        if (PyErr_Occurred())
+            return done(self, 1);
+        PyObject *r = call2(self->classify, code, frame);
+        if (r == NULL)
+            return done(self, 1);
+        if (r == Py_None) {
+            Py_DECREF(r);
+            return Py_NewRef(self->disable);
+        }
+        Py_DECREF(r);
+        info = info_of(self, code);  /* classify stored it */
+        if (info == NULL)
+            return done(self, PyErr_Occurred() != NULL);
+    }
+    Py_INCREF(info);
+    PyObject *values = arguments(frame, PyTuple_GET_ITEM(info, 1));
+    if (values == NULL) {
+        Py_DECREF(info);
+        return done(self, 1);
+    }
+    PyObject *rec = call2(self->open_call, PyTuple_GET_ITEM(info, 0), values);
+    Py_DECREF(values);
+    Py_DECREF(info);
+    if (rec == NULL)
+        return done(self, 1);
+    int failed = 0;
+    if (rec != Py_None)
+        failed = PyDict_SetItem(self->live, frame, rec) < 0;
+    Py_DECREF(rec);
+    return done(self, failed);
+}
+
+static PyObject *
+core_py_return(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *frame = event_frame();
+    if (frame == NULL)
+        return done(self, 1);
+    PyObject *rec = pop_live(self, frame);
+    if (rec == NULL)
+        return done(self, PyErr_Occurred() != NULL);
+    int failed = 0;
+    if (nargs >= 3 && PyList_Check(rec) && self->rv < PyList_GET_SIZE(rec))
+        failed = PyList_SetItem(rec, self->rv, Py_NewRef(args[2])) < 0;
+    if (!failed) {
+        PyObject *r = call2(self->close_call, rec, Py_None);
+        failed = r == NULL;
+        Py_XDECREF(r);
+    }
+    Py_DECREF(rec);
+    return done(self, failed);
+}
+
+static PyObject *
+core_py_unwind(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 3)
+        return done(self, 0);
+    /* A global event: most unwinding frames are not ours. */
+    if (info_of(self, args[0]) == NULL)
+        return done(self, PyErr_Occurred() != NULL);
+    PyObject *frame = event_frame();
+    if (frame == NULL)
+        return done(self, 1);
+    PyObject *rec = pop_live(self, frame);
+    if (rec == NULL)
+        return done(self, PyErr_Occurred() != NULL);
+    PyObject *r = call2(self->close_call, rec, (PyObject *)Py_TYPE(args[2]));
+    Py_DECREF(rec);
+    Py_XDECREF(r);
+    return done(self, r == NULL);
+}
+
+/* co_flags of a recorded code object, or -1 (not recorded, or an error: check it). */
+static long
+recorded_flags(CoreObject *self, PyObject *code)
+{
+    PyObject *info = info_of(self, code);
+    if (info == NULL)
+        return -1;
+    return PyLong_AsLong(PyTuple_GET_ITEM(info, 2));
+}
+
+static PyObject *
+core_py_yield(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 3)
+        return done(self, 0);
+    PyObject *frame = event_frame();
+    if (frame == NULL)
+        return done(self, 1);
+    PyObject *rec = PyDict_GetItemWithError(self->live, frame);
+    if (rec == NULL)
+        return done(self, PyErr_Occurred() != NULL);
+    Py_INCREF(rec);
+    long flags = recorded_flags(self, args[0]);
+    PyObject *value = Py_NewRef(args[2]), *kind = self->iterator, *r;
+    int failed = flags == -1 && PyErr_Occurred();
+    if (failed)
+        goto out;
+    if (flags & FA_CO_ASYNC_GENERATOR) {
+        r = call1(self->is_async_yield, value);
+        if (r == NULL) {
+            failed = 1;
+            goto out;
+        }
+        int real = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        if (real <= 0) {  /* an await inside the async generator: still its call */
+            failed = real < 0;
+            goto out;
+        }
+        Py_SETREF(value, call1(self->unwrap_async_yield, value));
+        if (value == NULL) {
+            failed = 1;
+            goto out;
+        }
+        kind = self->async_iterator;
+    }
+    r = call3(self->note_yield, rec, value, kind);
+    if (r == NULL) {
+        failed = 1;
+        goto out;
+    }
+    Py_DECREF(r);
+    r = call1(self->deactivate, rec);  /* whoever resumed it is the current call again */
+    failed = r == NULL;
+    Py_XDECREF(r);
+out:
+    Py_XDECREF(value);
+    Py_DECREF(rec);
+    return done(self, failed);
+}
+
+/* The generator running in the event's frame is the current call again. */
+static PyObject *
+resume_frame(CoreObject *self)
+{
+    PyObject *frame = event_frame();
+    if (frame == NULL)
+        return done(self, 1);
+    PyObject *rec = PyDict_GetItemWithError(self->live, frame);
+    if (rec == NULL)
+        return done(self, PyErr_Occurred() != NULL);
+    Py_INCREF(rec);
+    PyObject *r = call1(self->resume, rec);
+    Py_DECREF(rec);
+    Py_XDECREF(r);
+    return done(self, r == NULL);
+}
+
+static PyObject *
+core_py_resume(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return resume_frame(self);
+}
+
+static PyObject *
+core_py_throw(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* throw() or close() resumes a suspended generator with an exception: it is the current
+       call again until it yields, returns or the exception unwinds it. */
+    if (nargs < 1)
+        return done(self, 0);
+    long flags = recorded_flags(self, args[0]);
+    if (flags == -1)
+        return done(self, PyErr_Occurred() != NULL);
+    if (!(flags & FA_YIELDING))
+        return done(self, 0);
+    return resume_frame(self);
+}
+
+static int
+core_traverse(CoreObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->classify);
+    Py_VISIT(self->infos);
+    Py_VISIT(self->live);
+    Py_VISIT(self->open_call);
+    Py_VISIT(self->close_call);
+    Py_VISIT(self->resume);
+    Py_VISIT(self->deactivate);
+    Py_VISIT(self->note_yield);
+    Py_VISIT(self->is_async_yield);
+    Py_VISIT(self->unwrap_async_yield);
+    Py_VISIT(self->state);
+    Py_VISIT(self->disable);
+    return 0;
+}
+
+static int
+core_clear(CoreObject *self)
+{
+    Py_CLEAR(self->classify);
+    Py_CLEAR(self->infos);
+    Py_CLEAR(self->live);
+    Py_CLEAR(self->open_call);
+    Py_CLEAR(self->close_call);
+    Py_CLEAR(self->resume);
+    Py_CLEAR(self->deactivate);
+    Py_CLEAR(self->note_yield);
+    Py_CLEAR(self->is_async_yield);
+    Py_CLEAR(self->unwrap_async_yield);
+    Py_CLEAR(self->state);
+    Py_CLEAR(self->disable);
+    Py_CLEAR(self->iterator);
+    Py_CLEAR(self->async_iterator);
+    return 0;
+}
+
+static void
+core_dealloc(CoreObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    core_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+core_init(CoreObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"classify", "infos", "live", "open_call", "close_call", "resume",
+                             "deactivate", "note_yield", "is_async_yield",
+                             "unwrap_async_yield", "state", "disable", "rv", NULL};
+    PyObject *o[12];
+    Py_ssize_t rv;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!O!OOOOOOOOOn", kwlist, &o[0],
+                                     &PyDict_Type, &o[1], &PyDict_Type, &o[2], &o[3], &o[4],
+                                     &o[5], &o[6], &o[7], &o[8], &o[9], &o[10], &o[11], &rv))
+        return -1;
+    core_clear(self);
+    self->classify = Py_NewRef(o[0]);
+    self->infos = Py_NewRef(o[1]);
+    self->live = Py_NewRef(o[2]);
+    self->open_call = Py_NewRef(o[3]);
+    self->close_call = Py_NewRef(o[4]);
+    self->resume = Py_NewRef(o[5]);
+    self->deactivate = Py_NewRef(o[6]);
+    self->note_yield = Py_NewRef(o[7]);
+    self->is_async_yield = Py_NewRef(o[8]);
+    self->unwrap_async_yield = Py_NewRef(o[9]);
+    self->state = Py_NewRef(o[10]);
+    self->disable = Py_NewRef(o[11]);
+    self->rv = rv;
+    self->iterator = PyUnicode_InternFromString("Iterator");
+    self->async_iterator = PyUnicode_InternFromString("AsyncIterator");
+    if (self->iterator == NULL || self->async_iterator == NULL)
+        return -1;
+    return 0;
+}
+
+#define FASTCALL(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL
+
+static PyMethodDef core_methods[] = {
+    {"py_start", FASTCALL(core_py_start), "PY_START: open the call of a recorded code object."},
+    {"py_return", FASTCALL(core_py_return), "PY_RETURN: close it with its return value."},
+    {"py_yield", FASTCALL(core_py_yield), "PY_YIELD: a generator's call is suspended."},
+    {"py_resume", FASTCALL(core_py_resume), "PY_RESUME: it is the current call again."},
+    {"py_unwind", FASTCALL(core_py_unwind), "PY_UNWIND: close it with the exception's type."},
+    {"py_throw", FASTCALL(core_py_throw), "PY_THROW: throw()/close() resumes a generator."},
+    {NULL}
+};
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "flowagent.agent._cores.MonitorCore",
+    .tp_basicsize = sizeof(CoreObject),
+    .tp_dealloc = (destructor)core_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The monitor backend's sys.monitoring callbacks, in C.",
+    .tp_traverse = (traverseproc)core_traverse,
+    .tp_clear = (inquiry)core_clear,
+    .tp_methods = core_methods,
+    .tp_init = (initproc)core_init,
+    .tp_new = PyType_GenericNew,
+};
+
+#endif  /* 3.12+ */
+
+/* ---------------------------------------------------------------------------------------- */
+/* ProfileCore: the ``profile`` backend's profile function, in C (any supported Python).
+ *
+ * The interpreter calls it for every call and return of the program, Python or C. It
+ * answers the question "is this code recorded?" once per code object and keeps the answer
+ * in a code-extra slot, so a call of unrecorded code costs one slot read; C calls cost one
+ * comparison. Events of recorded code go to the backend's Python handler (the same one the
+ * Python profile function runs), so the record semantics stay in one place. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *classify;      /* (frame, code) -> fid (0: not recorded); runs once per code */
+    PyObject *handle;        /* (frame, event, arg, fid) -> None, for recorded code only */
+    PyObject *token;         /* this core's identity in the code-extra slot */
+    PyObject *state;         /* recorder.S, for agent_errors */
+    int active;
+} ProfileCoreObject;
+
+static Py_ssize_t extra_index = -1;   /* the code-extra slot, requested once per process */
+static PyObject *ev_call, *ev_return;
+
+/* Slot contents: a (token, fid) tuple, owned by the code object. */
+static void
+free_extra(void *p)
+{
+    Py_XDECREF((PyObject *)p);
+}
+
+static int
+pswallow(ProfileCoreObject *self)
+{
+    return count_error(self->state);
+}
+
+/* The fid of the frame's code (borrowed), deciding now if this core has not yet. */
+static PyObject *
+profile_fid(ProfileCoreObject *self, PyFrameObject *frame)
+{
+    PyCodeObject *code = PyFrame_GetCode(frame);
+    void *extra = NULL;
+    PyObject *fid = NULL;
+    if (FA_GetExtra((PyObject *)code, extra_index, &extra) < 0)
+        goto out;
+    if (extra != NULL && PyTuple_GET_ITEM((PyObject *)extra, 0) == self->token) {
+        fid = PyTuple_GET_ITEM((PyObject *)extra, 1);
+        goto out;
+    }
+    PyObject *args[2] = {(PyObject *)frame, (PyObject *)code};
+    PyObject *got = PyObject_Vectorcall(self->classify, args, 2, NULL);
+    if (got == NULL)
+        goto out;
+    PyObject *entry = PyTuple_Pack(2, self->token, got);
+    Py_DECREF(got);
+    if (entry == NULL)
+        goto out;
+    if (FA_SetExtra((PyObject *)code, extra_index, entry) < 0) {
+        Py_DECREF(entry);
+        goto out;
+    }
+    Py_XDECREF((PyObject *)extra);  /* another core's (an earlier install's) answer */
+    fid = PyTuple_GET_ITEM(entry, 1);
+out:
+    Py_DECREF(code);
+    return fid;
+}
+
+static int
+profile_event(ProfileCoreObject *self, PyFrameObject *frame, PyObject *event, PyObject *arg)
+{
+    PyObject *fid = profile_fid(self, frame);
+    if (fid == NULL)
+        return pswallow(self);
+    int recorded = PyObject_IsTrue(fid);
+    if (recorded <= 0)
+        return recorded < 0 ? pswallow(self) : 0;
+    Py_INCREF(fid);
+    PyObject *args[4] = {(PyObject *)frame, event, arg ? arg : Py_None, fid};
+    PyObject *r = PyObject_Vectorcall(self->handle, args, 4, NULL);
+    Py_DECREF(fid);
+    if (r == NULL)
+        return pswallow(self);
+    Py_DECREF(r);
+    return 0;
+}
+
+static int
+profile_fn(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    if (what != PyTrace_CALL && what != PyTrace_RETURN)
+        return 0;  /* c_call, c_return, c_exception: builtins are never recorded */
+    ProfileCoreObject *self = (ProfileCoreObject *)obj;
+    if (!self->active)
+        return 0;
+    return profile_event(self, frame, what == PyTrace_CALL ? ev_call : ev_return, arg);
+}
+
+static PyObject *
+pcore_install(ProfileCoreObject *self, PyObject *unused)
+{
+    self->active = 1;
+    PyEval_SetProfile(profile_fn, (PyObject *)self);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+pcore_uninstall(ProfileCoreObject *self, PyObject *unused)
+{
+    /* Other threads may still hold this core as their profile function: inactive, it
+       returns at once. */
+    self->active = 0;
+    PyEval_SetProfile(NULL, NULL);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* Called as a Python-level profile function, which is what threading.setprofile() installs
+   in each new thread: switch that thread to the C function, then handle the event. */
+static PyObject *
+pcore_call(ProfileCoreObject *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *frame, *event, *arg;
+    if (!PyArg_ParseTuple(args, "OOO", &frame, &event, &arg))
+        return NULL;
+    if (self->active) {
+        PyEval_SetProfile(profile_fn, (PyObject *)self);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    if (self->active && PyFrame_Check(frame) && PyUnicode_Check(event)) {
+        PyObject *ev = PyUnicode_Compare(event, ev_call) == 0 ? ev_call
+                     : PyUnicode_Compare(event, ev_return) == 0 ? ev_return : NULL;
+        if (ev != NULL && profile_event(self, (PyFrameObject *)frame, ev, arg) < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+pcore_traverse(ProfileCoreObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->classify);
+    Py_VISIT(self->handle);
+    Py_VISIT(self->state);
+    return 0;
+}
+
+static int
+pcore_clear(ProfileCoreObject *self)
+{
+    Py_CLEAR(self->classify);
+    Py_CLEAR(self->handle);
+    Py_CLEAR(self->state);
+    return 0;
+}
+
+static void
+pcore_dealloc(ProfileCoreObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    pcore_clear(self);
+    Py_CLEAR(self->token);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+pcore_init(ProfileCoreObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"classify", "handle", "state", NULL};
+    PyObject *classify, *handle, *state;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO", kwlist, &classify, &handle, &state))
+        return -1;
+    pcore_clear(self);
+    self->classify = Py_NewRef(classify);
+    self->handle = Py_NewRef(handle);
+    self->state = Py_NewRef(state);
+    if (self->token == NULL)
+        self->token = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
+    return self->token == NULL ? -1 : 0;
+}
+
+static PyMethodDef pcore_methods[] = {
+    {"install", (PyCFunction)pcore_install, METH_NOARGS,
+     "Make this core the profile function of the calling thread."},
+    {"uninstall", (PyCFunction)pcore_uninstall, METH_NOARGS,
+     "Remove the calling thread's profile function; the core goes inactive everywhere."},
+    {NULL}
+};
+
+static PyTypeObject ProfileCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "flowagent.agent._cores.ProfileCore",
+    .tp_basicsize = sizeof(ProfileCoreObject),
+    .tp_dealloc = (destructor)pcore_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The profile backend's profile function, in C (decides once per code object).",
+    .tp_traverse = (traverseproc)pcore_traverse,
+    .tp_clear = (inquiry)pcore_clear,
+    .tp_methods = pcore_methods,
+    .tp_init = (initproc)pcore_init,
+    .tp_new = PyType_GenericNew,
+    .tp_call = (ternaryfunc)pcore_call,
+};
+
+static struct PyModuleDef cores_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "flowagent.agent._cores",
+    .m_doc = "Tracer cores in C (see monitor.py and backends.py).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__cores(void)
+{
+    PyObject *m = PyModule_Create(&cores_module);
+    if (m == NULL)
+        return NULL;
+    if (extra_index < 0)
+        extra_index = FA_RequestExtraIndex(free_extra);
+    ev_call = PyUnicode_InternFromString("call");
+    ev_return = PyUnicode_InternFromString("return");
+    if (extra_index < 0 || ev_call == NULL || ev_return == NULL
+            || PyType_Ready(&ProfileCoreType) < 0
+            || PyModule_AddObjectRef(m, "ProfileCore", (PyObject *)&ProfileCoreType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    if (PyType_Ready(&CoreType) < 0 || PyModule_AddObjectRef(m, "MonitorCore",
+                                                             (PyObject *)&CoreType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#endif
+    return m;
+}

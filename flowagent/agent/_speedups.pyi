@@ -1,0 +1,54 @@
+"""The interface of the C recorder hot path (``_speedups.c``), the twin of recorder.py.
+
+Every function above the "Module-only" line has a pure-Python twin in recorder.py under the
+same name (``current`` and ``set_current`` are recorder's ``_get`` and ``_set``); when the
+extension is active, recorder binds the C function itself. tests/unit/test_twin_parity.py
+checks both directions in each twin.
+"""
+
+from typing import Any, Callable
+
+ABI: int
+FRAME_LAYOUT: tuple[int, ...]
+FLAG_BITS: tuple[int, int, int, int]
+IN_PLACE: bool
+IN_PLACE_WHY: str
+NOEXIT: Any
+
+class State:
+    on: bool
+    sync_sessions: bool
+    user_functions: bool
+    cpu: bool
+    sample_ppm: int
+    max_buf: int
+    flush_at: int
+    dropped: int
+    agent_errors: int
+    sampled_out: int
+    gen: object
+    session_starts: list[tuple]
+    wake: Callable[[], None]
+    flush_now: Callable[[], None]
+    @property
+    def buffered(self) -> int: ...
+    def next_id(self) -> int: ...
+
+S: State
+
+def call(fid: int, *args: Any) -> Any: ...
+def open_call(fid: int, args: tuple) -> list | None: ...
+def close_call(frame: list, exc_type: type | None) -> None: ...
+def ret(fid: int, value: Any) -> Any: ...
+def take_calls() -> tuple[int, bytes, set[int]]: ...
+def current() -> list | None: ...
+def set_current(frame: list | None) -> None: ...
+
+# Module-only (no recorder twin):
+def context_sets() -> int: ...
+def clock() -> int: ...
+def reset() -> None: ...
+def configure(*, input_sid: Callable, output_sid: Callable, exc_sid: Callable,
+              yield_sid: Callable, session_start: Callable, random: Callable,
+              thread_time: Callable, shape_first: int, shape_every: int, shape_warm: int,
+              shape_hot_every: int) -> None: ...
