@@ -25,6 +25,7 @@ from .codeinfo import (CO_ASYNC_GENERATOR, CO_GENERATOR, GENERATOR_FLAGS, CodeSe
                        is_async_yield, note_yield, unwrap_async_yield)
 from .importer import Finder, PostImportHook
 from .select import Selector
+from .guard import program_exception
 
 
 class Capabilities(NamedTuple):
@@ -59,7 +60,9 @@ class HooksMixin:
         if module in sys.modules:  # already imported (e.g. before the agent started)
             try:
                 hook(sys.modules[module])
-            except Exception:
+            except Exception as exc:
+                if program_exception(exc):
+                    raise
                 recorder.S.agent_errors += 1
             return
         self._post_import.setdefault(module, []).append(hook)
@@ -108,8 +111,15 @@ class ProfileBackend(HooksMixin):
     def install(self, selector: Selector, nested: bool) -> None:
         self._describe = CodeSelector(selector, nested).describe
         self._install_hooks_only(nested)
-        sys.setprofile(self._callback)
-        threading.setprofile(self._callback)
+        self._setprofile = _profile_setter(self._recover)
+        self._setprofile(self._callback)
+        threading.setprofile(self._thread_start)
+
+    def _thread_start(self, frame: Any, event: str, arg: Any) -> None:
+        """A new thread's first event (threading installs this with sys.setprofile): from
+        now on the thread reports to the callback through the trampoline that keeps it."""
+        self._setprofile(self._callback)
+        self._callback(frame, event, arg)
 
     def uninstall(self) -> None:
         sys.setprofile(None)
@@ -121,7 +131,9 @@ class ProfileBackend(HooksMixin):
         try:
             if self._describe is not None:
                 fid = self._describe(code, frame.f_globals)
-        except Exception:
+        except Exception as exc:
+            if program_exception(exc):
+                raise
             recorder.S.agent_errors += 1
         self._codes[code] = fid
         return fid
@@ -148,7 +160,9 @@ class ProfileBackend(HooksMixin):
             try:
                 loc = frame.f_locals
                 args = tuple(loc.get(p.lstrip("*")) for p in recorder.function_params(fid))
-            except Exception:
+            except Exception as exc:
+                if program_exception(exc):
+                    raise
                 args = ()
             rec = recorder.open_call(fid, args)
             if rec is not None:
@@ -181,8 +195,36 @@ class ProfileBackend(HooksMixin):
             else:
                 recorder.close_call(rec, recorder.UnknownError)
 
+    def _recover(self, frame: Any, event: str, exc: BaseException) -> None:
+        """An exception of the program's, raised asynchronously while the callback ran (a
+        signal handler ran inside it), leaves the callback: the C trampoline calls this, then
+        lets it propagate and keeps the callback. The exception ends the frame the event was
+        about: close its record (one opened but not yet registered would stay current)."""
+        if event == "return":
+            rec = self._live.pop(frame, None)
+            if rec is not None:
+                recorder.close_call(rec, type(exc))
+        elif event == "call":
+            cur = recorder._get()
+            if cur is not None and len(cur) >= _THROWN \
+                    and cur[recorder.FID] == self._codes.get(frame.f_code):
+                self._live.pop(frame, None)
+                recorder.close_call(cur, type(exc))
 
 _THROWN = recorder.CPU + 1  # extra slot on profile-backend frames
+
+
+def _profile_setter(on_error: Any) -> Any:
+    """sys.setprofile removes a profile function when an exception leaves it, and one can:
+    an exception the program raises asynchronously (a signal handler's) arriving while the
+    callback runs must reach the program. The C accelerator's trampoline keeps the callback
+    installed; without it, sys.setprofile is all there is."""
+    try:
+        from ._speedups import profile_on_error, setprofile
+    except ImportError:
+        return sys.setprofile
+    profile_on_error(on_error)
+    return setprofile
 
 
 def _op(code: Any, lasti: int) -> int:

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from . import recorder
 from .instrument import HELPERS
+from .guard import program_exception
 
 _wants: Callable[[str], bool] | None = None
 _nested = True
@@ -68,7 +69,9 @@ def _hook(event: str, args: tuple) -> None:
         if _instrumented(code):
             return
         _instrument_in_place(code, path)
-    except Exception:
+    except Exception as exc:
+        if program_exception(exc):
+            raise
         recorder.S.agent_errors += 1
 
 

@@ -32,6 +32,7 @@ from .backends import Capabilities, HooksMixin
 from .codeinfo import (CO_ASYNC_GENERATOR, CO_GENERATOR, CodeSelector, is_async_yield,
                        note_yield, unwrap_async_yield)
 from .select import Selector
+from .guard import program_exception
 
 TOOL_NAME = "flowagent"
 # PROFILER_ID first (what flowagent is); 3 and 4 are ids CPython reserves for no one.
@@ -127,7 +128,9 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
             rec = open_call(info[0], tuple([loc.get(p) for p in info[1]]))
             if rec is not None:
                 live[frame] = rec
-        except Exception:
+        except Exception as exc:
+            if program_exception(exc):
+                raise
             S.agent_errors += 1
         return None
 
@@ -137,7 +140,9 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
             if rec is not None:
                 rec[RV] = value
                 close_call(rec, None)
-        except Exception:
+        except Exception as exc:
+            if program_exception(exc):
+                raise
             S.agent_errors += 1
 
     def py_unwind(code: Any, offset: int, exc: BaseException) -> None:
@@ -147,7 +152,9 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
             rec = live.pop(getframe(1), None)
             if rec is not None:
                 close_call(rec, type(exc))
-        except Exception:
+        except Exception as exc:
+            if program_exception(exc):
+                raise
             S.agent_errors += 1
 
     def py_yield(code: Any, offset: int, value: Any) -> None:
@@ -163,7 +170,9 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
             else:
                 note_yield(rec, value, "Iterator")
             deactivate(rec)  # whoever resumed it is the current call again
-        except Exception:
+        except Exception as exc:
+            if program_exception(exc):
+                raise
             S.agent_errors += 1
 
     def resume_frame(frame: Any) -> None:
@@ -172,7 +181,9 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
             rec = live.get(frame)
             if rec is not None:
                 resume(rec)
-        except Exception:
+        except Exception as exc:
+            if program_exception(exc):
+                raise
             S.agent_errors += 1
 
     def py_resume(code: Any, offset: int) -> None:

@@ -24,9 +24,9 @@ def scenario(name: str, prog: str, **kw: object) -> Scenario:
 
 # -- checks on what was recorded -------------------------------------------------------------
 
-def recorded(**at_least: int) -> Callable[[AgentRun], None]:
-    """At least this many calls of each named function were stored, and nothing was
-    lost without being counted."""
+def recorded(complete: bool = True, **at_least: int) -> Callable[[AgentRun], None]:
+    """At least this many calls of each named function were stored, nothing was lost
+    without being counted and (``complete``) every session ended."""
 
     def check(run: AgentRun) -> None:
         calls = run.function_calls()
@@ -36,6 +36,9 @@ def recorded(**at_least: int) -> Callable[[AgentRun], None]:
         acc = run.accounting()
         assert acc is not None, "nothing stored"
         assert acc["produced"] == acc["stored"] + acc["dropped"], acc
+        if complete:
+            open_ = [x for x in acc["sessions"] if not x["complete"]]
+            assert not open_, f"{len(open_)} sessions never ended: {open_[:3]}"
 
     return check
 
@@ -57,3 +60,327 @@ scenario("crash/del-cycle", """
         return d["x"]
     print("ok", sum(session(200) for _ in range(400)))
 """, check=recorded(session=400, work=1000))
+
+scenario("crash/del-calls-recorded", """
+    def helper(n): return n * 2
+    class Node:
+        def __init__(self): self.me = self
+        def __del__(self): helper(3)
+    def work(i): Node(); return [i]
+    def session():
+        return sum(len(work(i)) for i in range(50))
+    print("ok", sum(session() for _ in range(300)))
+""", check=recorded(session=300, work=15000))
+
+scenario("crash/weakref-callbacks", """
+    import weakref
+    def on_gone(ref): note(1)
+    def note(x): return x
+    class Obj:
+        def __init__(self): self.me = self
+    refs = []
+    def make(i):
+        o = Obj(); refs.append(weakref.ref(o, on_gone)); return i
+    def session(k): return sum(make(i) for i in range(k))
+    print("ok", sum(session(40) for _ in range(300)))
+""", check=recorded(session=300, make=12000))
+
+scenario("crash/gc-callbacks-record", """
+    import gc
+    def seen(phase): return phase
+    def on_gc(phase, info): seen(phase)
+    gc.callbacks.append(on_gc)
+    class C:
+        def __init__(self): self.me = self
+    def work(i): C(); return {"i": i}
+    def session(): return [work(i)["i"] for i in range(100)]
+    print("ok", sum(len(session()) for _ in range(200)))
+    gc.callbacks.remove(on_gc)
+""", check=recorded(session=200, work=20000))
+
+scenario("crash/finalizer-closes-generator", """
+    def gen(n):
+        try:
+            for i in range(n):
+                yield inner(i)
+        finally:
+            inner(-1)
+    def inner(i): return i
+    class Holder:
+        def __init__(self):
+            self.me = self
+            self.g = gen(10)
+            next(self.g)
+    def session():
+        for _ in range(20): Holder()
+        return 1
+    print("ok", sum(session() for _ in range(300)))
+""", check=recorded(session=300, complete=False))  # a generator closed after its session ended
+
+scenario("crash/signal-handler-records", """
+    import signal
+    hits = []
+    def in_handler(n): return n + 1
+    def handler(signum, frame): hits.append(in_handler(signum))
+    def gen(n):
+        for i in range(n): yield leaf(i)
+    def leaf(i): return i
+    def work(i): return sum(gen(5)) + leaf(i)
+    def session(): return sum(work(i) for i in range(200))
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+    total = sum(session() for _ in range(150))
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    print("ok", total, bool(hits))
+""", check=recorded(session=150, work=30000))
+
+scenario("crash/thread-switch-storm", """
+    import sys, threading
+    sys.setswitchinterval(1e-6)
+    def leaf(i): return i
+    def gen(n):
+        for i in range(n): yield leaf(i)
+    def work(i): return sum(gen(3)) + leaf(i)
+    def session(k): return sum(work(i) for i in range(k))
+    out = []
+    def run(): out.append(sum(session(100) for _ in range(40)))
+    ts = [threading.Thread(target=run) for _ in range(6)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    print("ok", sorted(out))
+""", check=recorded(session=240, work=24000))
+
+scenario("crash/del-raises", """
+    class Bad:
+        def __init__(self): self.me = self
+        def __del__(self): raise ValueError("from del")
+    def work():
+        Bad()
+        return 1
+    def session(): return sum(work() for _ in range(3))
+    import gc
+    print(session())
+    gc.collect()
+    print("after")
+""", normalize=no_addresses)
+
+scenario("crash/async-generators-finalized", """
+    import asyncio
+    async def agen(n):
+        try:
+            for i in range(n):
+                yield await leaf(i)
+        finally:
+            await leaf(-1)
+    async def leaf(i): return i
+    async def consume(k):
+        async for v in agen(10):
+            if v == k: break
+        return k
+    async def main():
+        return sum(await asyncio.gather(*(consume(i % 5) for i in range(300))))
+    print("ok", asyncio.run(main()))
+""", check=recorded(consume=300))
+
+scenario("crash/recursion-limit-in-recorded-code", """
+    import sys
+    sys.setrecursionlimit(400)
+    def deep(n): return deep(n + 1)
+    def after(i): return i
+    def session():
+        try:
+            deep(0)
+        except RecursionError:
+            return "caught"
+    for _ in range(20): r = session()
+    print(r, sum(after(i) for i in range(100)))
+""", check=recorded(after=100))
+
+scenario("crash/contextvars-copied-contexts", """
+    import contextvars
+    v = contextvars.ContextVar("v", default=0)
+    def leaf(i): v.set(i); return v.get()
+    def run_in_copy(i): return contextvars.copy_context().run(leaf, i)
+    def session(): return sum(run_in_copy(i) for i in range(100))
+    print("ok", sum(session() for _ in range(100)), v.get())
+""", check=recorded(session=100, run_in_copy=10000))
+
+scenario("crash/asyncio-cancel-storm", """
+    import asyncio
+    async def leaf(i):
+        await asyncio.sleep(0)
+        return i
+    async def work(i):
+        total = 0
+        for j in range(1000):
+            total += await leaf(j)
+        return total
+    async def main():
+        tasks = [asyncio.ensure_future(work(i)) for i in range(50)]
+        for _ in range(5): await asyncio.sleep(0)
+        for t in tasks[::2]: t.cancel()
+        res = await asyncio.gather(*tasks, return_exceptions=True)
+        return sum(1 for r in res if isinstance(r, asyncio.CancelledError))
+    print("cancelled", asyncio.run(main()))
+""")
+
+scenario("crash/threads-and-gc-cycles", """
+    import threading, gc
+    gc.set_threshold(50)
+    class Node:
+        def __init__(self): self.me = self
+        def __del__(self): pass
+    def work(i): Node(); return i
+    def session(k): return sum(work(i) for i in range(k))
+    out = []
+    def run(): out.append(sum(session(50) for _ in range(40)))
+    ts = [threading.Thread(target=run) for _ in range(4)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    print("ok", out)
+""", check=recorded(session=160, work=8000))
+
+# == async-exc: exceptions from signal handlers and other threads ==========================
+
+_TIMEOUTS = """
+    import signal, time
+    class Timeout({base}):
+        pass
+    def on_alarm(signum, frame):
+        raise Timeout()
+    signal.signal(signal.SIGALRM, on_alarm)
+    def leaf(i): return i
+    {extra}
+    def spin():
+        n = 0
+        while True:
+            n += {body}
+    def guarded():
+        signal.setitimer(signal.ITIMER_REAL, 0.002)
+        try:
+            spin()
+        except Timeout:
+            return 1
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    def after(i): return i
+    delivered = sum(guarded() for _ in range(60))
+    print("timeouts delivered", delivered)
+    print("after", sum(after(i) for i in range(200)))
+"""
+
+
+def _timeouts(name: str, base: str, body: str, extra: str = "") -> None:
+    scenario(name, _TIMEOUTS.format(base=base, body=body, extra=extra),
+             check=recorded(after=200, guarded=60), timeout=60)
+
+
+_timeouts("async-exc/setitimer-timeout", "Exception", "leaf(1)")
+_timeouts("async-exc/setitimer-builtin-timeouterror", "TimeoutError", "leaf(1)")
+_timeouts("async-exc/setitimer-baseexception", "BaseException", "leaf(1)")
+_timeouts("async-exc/setitimer-in-generator", "Exception", "sum(gen(3))", extra="""
+    def gen(n):
+        for i in range(n): yield leaf(i)
+""")
+_timeouts("async-exc/setitimer-in-shapes", "Exception", "len(shaped({'a': [1, 2], 'b': {'c': 'd'}}))",
+          extra="""
+    def shaped(d): return d
+""")
+_timeouts("async-exc/setitimer-in-methods", "Exception", "Obj().method(2)", extra="""
+    class Obj:
+        def __init__(self): self.x = 1
+        def method(self, y): return self.x + leaf(y)
+""")
+
+scenario("async-exc/sigint-keyboardinterrupt", """
+    import os, signal
+    def leaf(i): return i
+    def spin(k):
+        n = 0
+        for i in range(k):
+            n += leaf(i)
+            if i == k // 2: os.kill(os.getpid(), signal.SIGINT)
+        return n
+    def guarded():
+        try:
+            spin(2000)
+        except KeyboardInterrupt:
+            return 1
+        return 0
+    def after(i): return i
+    print("interrupts", sum(guarded() for _ in range(100)))
+    print("after", sum(after(i) for i in range(100)))
+""", check=recorded(after=100, guarded=100))
+
+_ASYNC_EXC = """
+    import ctypes, threading, time
+    class Stop({base}):
+        pass
+    def leaf(i): return i
+    {extra}
+    caught = []
+    ready = threading.Event()
+    def worker(k):
+        try:
+            ready.set()
+            while True: {body}
+        except Stop:
+            caught.append(k)
+    def after(i): return i
+    for k in range(25):
+        ready.clear()
+        t = threading.Thread(target=worker, args=(k,))
+        t.start()
+        ready.wait()
+        time.sleep(0.002)
+        while t.is_alive():
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident),
+                                                       ctypes.py_object(Stop))
+            t.join(0.05)
+    print("stopped", len(caught))
+    print("after", sum(after(i) for i in range(100)))
+"""
+
+scenario("async-exc/setasyncexc-thread", _ASYNC_EXC.format(base="Exception", body="leaf(1)",
+                                                           extra=""),
+         check=recorded(after=100, worker=25))
+scenario("async-exc/setasyncexc-builtin-type", _ASYNC_EXC.format(
+    base="TimeoutError", body="leaf(1)", extra=""), check=recorded(after=100, worker=25))
+scenario("async-exc/setasyncexc-generator", _ASYNC_EXC.format(
+    base="Exception", body="sum(gen(4))", extra="""
+    def gen(n):
+        for i in range(n): yield leaf(i)
+"""), check=recorded(after=100, worker=25))
+
+scenario("async-exc/asyncio-wait-for-timeouts", """
+    import asyncio
+    async def leaf(i):
+        await asyncio.sleep(0)
+        return i
+    async def slow():
+        n = 0
+        while True: n += await leaf(1)
+    async def guarded():
+        try:
+            await asyncio.wait_for(slow(), 0.003)
+        except asyncio.TimeoutError:
+            return 1
+    async def main(): return sum([await guarded() for _ in range(40)])
+    print("timeouts", asyncio.run(main()))
+""", check=recorded(guarded=40))
+
+scenario("async-exc/signal-exception-uncaught", """
+    import signal, sys
+    class Timeout(Exception): pass
+    def on_alarm(s, f): raise Timeout("too slow")
+    signal.signal(signal.SIGALRM, on_alarm)
+    def leaf(i): return i
+    def spin():
+        while True: leaf(1)
+    signal.setitimer(signal.ITIMER_REAL, 0.01)
+    try:
+        spin()
+    except Timeout as e:
+        print("caught", e)
+        sys.exit(3)
+""")
