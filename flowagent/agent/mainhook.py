@@ -76,6 +76,7 @@ def _hook(event: str, args: tuple) -> None:
 
 
 def _instrumented(code: CodeType) -> bool:
+    """Does any function in this code tree call the recorder (already instrumented)?"""
     for c in code.co_consts:
         if type(c) is CodeType and (any(h in c.co_names for h in HELPERS[:2])
                                     or _instrumented(c)):
@@ -94,16 +95,24 @@ def _instrument_in_place(code: CodeType, path: str) -> None:
 
 def _swap(code: CodeType, twin: CodeType) -> None:
     """Each function or class body constant of ``code`` replaced by its twin in ``twin``
-    (matched by name and first line); the bodies' own constants come with the twin."""
+    (matched by name and first line, in order: two lambdas can share a line); the bodies'
+    own constants come with the twin. Code the rewrite left alone (a lambda, a
+    comprehension) keeps its original."""
     assert _set_const is not None
-    theirs = {(c.co_name, c.co_firstlineno): c for c in twin.co_consts if type(c) is CodeType}
+    theirs: dict[tuple[str, int], list[CodeType]] = {}
+    for c in twin.co_consts:
+        if type(c) is CodeType:
+            theirs.setdefault((c.co_name, c.co_firstlineno), []).append(c)
     for i, c in enumerate(code.co_consts):
         if type(c) is not CodeType:
             continue
-        t = theirs.get((c.co_name, c.co_firstlineno))
-        if t is None or not _compatible(c, t):
+        candidates = theirs.get((c.co_name, c.co_firstlineno))
+        if not candidates:
             continue
-        _set_const(code, i, t)
+        t = candidates.pop(0)
+        if (any(h in t.co_names for h in HELPERS[:2]) or _instrumented(t)) \
+                and _compatible(c, t):
+            _set_const(code, i, t)
 
 
 def _compatible(a: CodeType, b: CodeType) -> bool:

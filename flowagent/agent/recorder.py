@@ -739,6 +739,10 @@ def set_output_shape(frame: list | None, shape: str) -> None:
 
 def reset_after_fork() -> None:
     """In a forked child: fresh buffer and ids; frames inherited from the parent go stale."""
+    global _intern_lock, _drop_lock
+    # The flusher may have held them when the program forked; it does not exist here.
+    _intern_lock = threading.Lock()
+    _drop_lock = threading.Lock()
     S.gen = object()
     S.dropped = 0
     S.agent_errors = 0

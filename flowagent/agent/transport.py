@@ -113,27 +113,30 @@ class Transport:
 
     def _create_ring(self) -> None:
         pid = self.pid
-        info = dict(self.info, pid=pid, ppid=os.getppid(), argv=list(sys.argv),
-                    executable=sys.executable)
+        info = dict(self.info, pid=pid, ppid=os.getppid(), argv=[_escaped(a) for a in sys.argv],
+                    executable=_escaped(sys.executable))
         path = os.path.join(self.run_dir, "rings", f"{pid}-{self.key:012x}.ring")
         self.ring = RingWriter(path, self.ring_size, pid, os.getppid(), self.key,
                                self.anchor[0], info)
         self.ring.init_control(not recorder.S.on, recorder.S.sample_ppm)
 
     def _before_fork(self) -> None:
-        # The flusher stops for the fork: the child then never inherits a lock or a half-
-        # written batch from it, and a single-threaded program stays single-threaded at
-        # fork time (Python 3.12 warns about forking a multi-threaded process).
-        self._stop_flusher()
-        self.lock.acquire()
+        # Nothing the child uses is shared with the flusher: it makes its own lock, buffer,
+        # encoder and ring (below), so a fork never waits for a batch being encoded. Only a
+        # program with no thread of its own has the flusher stopped for the fork (it wakes
+        # and ends at once, without flushing): it stays single-threaded at fork time, as
+        # plainly (Python 3.12 warns about forking a multi-threaded process).
+        self._paused_for_fork = threading.active_count() <= 1
+        if self._paused_for_fork:
+            self._stop_flusher()
 
     def _after_fork_parent(self) -> None:
-        self.lock.release()
-        if not self.closed:
+        if self._paused_for_fork and not self.closed:
             self._start_flusher()
 
     def _after_fork_child(self) -> None:
-        self.lock.release()
+        # The flusher may have held these at the fork; it does not exist here.
+        self.lock = _native_lock()
         recorder.reset_after_fork()
         try:
             self._open_for(os.getpid())
@@ -145,6 +148,8 @@ class Transport:
         sys.setprofile(None)  # the flusher is ours: never recorded, never profiled
         while not self.stopping:
             event.wait(self.interval)
+            if self.stopping:
+                break  # a fork or the exit flushes (or keeps the buffer) itself
             try:
                 self.flush()
                 self._read_control()
@@ -224,6 +229,12 @@ class Transport:
         self.closed = True
         if self.ring is not None:
             self.ring.close()
+
+
+def _escaped(text: object) -> str:
+    """Text that is valid UTF-8: undecodable bytes of a command line (lone surrogates) are
+    escaped, so the process is still recorded and the store can hold its arguments."""
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def apply_control(paused: bool, sample_ppm: int) -> None:

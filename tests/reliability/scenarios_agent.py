@@ -384,3 +384,42 @@ scenario("async-exc/signal-exception-uncaught", """
         print("caught", e)
         sys.exit(3)
 """)
+
+# == resources: fork while threads record ====================================================
+
+scenario("resources/fork-while-threads-record", """
+    import os, threading
+    def leaf(i): return i
+    def work(k): return sum(leaf(i) for i in range(k))
+    stop = threading.Event()
+    def loop():
+        while not stop.is_set(): work(100)
+    ts = [threading.Thread(target=loop) for _ in range(3)]
+    for t in ts: t.start()
+    def child_work(): return 1
+    codes = []
+    for _ in range(15):
+        pid = os.fork()
+        if pid == 0:
+            child_work()
+            os._exit(7)
+        codes.append(os.waitpid(pid, 0)[1] >> 8)
+    stop.set()
+    for t in ts: t.join()
+    print("children", codes)
+""", check=recorded(child_work=15))
+
+scenario("resources/fork-single-threaded", """
+    import os, warnings
+    warnings.simplefilter("default")
+    def child_work(i): return i
+    def parent_work(i): return i
+    for i in range(20):
+        parent_work(i)
+        pid = os.fork()
+        if pid == 0:
+            child_work(i)
+            os._exit(0)
+        os.waitpid(pid, 0)
+    print("done")
+""", check=recorded(child_work=20, parent_work=20))
