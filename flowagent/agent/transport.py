@@ -65,6 +65,7 @@ class Transport:
                             after_in_child=self._after_fork_child)
         atexit.register(self.close)
         _patch_os_exit(self)
+        _patch_os_exec(self)
 
     # -- lifecycle ---------------------------------------------------------------------
     def _open_for(self, pid: int) -> None:
@@ -258,6 +259,29 @@ def _patch_os_exit(transport: Transport) -> None:
 
     _exit.__wrapped__ = _real_os_exit  # type: ignore[attr-defined]
     os._exit = _exit
+
+
+def _patch_os_exec(transport: Transport) -> None:
+    """``os.exec*`` replaces the process image: nothing after it runs, neither the flusher
+    nor ``atexit``. Flush what was recorded first (every ``os.exec*`` function goes through
+    ``os.execv`` or ``os.execve``). The process keeps recording if the exec fails."""
+
+    def patched(real: Any) -> Any:
+        def exec_(*args: Any) -> Any:
+            try:
+                if os.getpid() == transport.pid:
+                    transport.flush()
+            except Exception:
+                recorder.S.agent_errors += 1
+            return real(*args)
+
+        for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
+            setattr(exec_, attr, getattr(real, attr, None))
+        exec_.__wrapped__ = real  # type: ignore[attr-defined]
+        return exec_
+
+    os.execv = patched(os.execv)
+    os.execve = patched(os.execve)
 
 
 def _shape_failures() -> int:

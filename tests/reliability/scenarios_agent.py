@@ -423,3 +423,144 @@ scenario("resources/fork-single-threaded", """
         os.waitpid(pid, 0)
     print("done")
 """, check=recorded(child_work=20, parent_work=20))
+
+# == leaves-process: code that runs elsewhere ================================================
+
+# A worker that nothing records: no flowagent environment, no bootstrap on its path.
+_WORKER = """
+    import os, subprocess, sys
+    def run_in_clean_worker(payload: bytes, code: str) -> str:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWAGENT_")}
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+            if p and not os.path.exists(os.path.join(p, "sitecustomize.py")))
+        r = subprocess.run([sys.executable, "-c", code], input=payload, env=env,
+                           capture_output=True)
+        return r.stdout.decode() + (r.stderr.decode().strip().splitlines() or [""])[-1]
+"""
+
+_LOAD_AND_CALL = ("import sys, {mod}; f = {mod}.loads(sys.stdin.buffer.read()); "
+                  "print(f(3))")
+_DUMPS = {"cloudpickle": "cloudpickle.dumps", "dill": "(lambda f: dill.dumps(f, recurse=True))"}
+
+for _mod in ("cloudpickle", "dill"):
+    scenario(f"leaves-process/{_mod}-function-by-value", """
+        from worker import run_in_clean_worker
+        import MOD
+        def helper(x): return x * 10
+        def task(x):
+            return [helper(i) for i in range(x)]
+        print(task(2))
+        print(run_in_clean_worker(DUMPS(task), LOAD))
+    """.replace("DUMPS", _DUMPS[_mod]).replace("MOD", _mod).replace(
+        "LOAD", repr(_LOAD_AND_CALL.format(mod=_mod))),
+             files={"worker.py": _WORKER})
+
+    scenario(f"leaves-process/{_mod}-closure-generator-class", """
+        from worker import run_in_clean_worker
+        import MOD
+        class Acc:
+            def __init__(self): self.items = []
+            def add(self, x):
+                self.items.append(x)
+                return self
+        def make(k):
+            def gen(n):
+                for i in range(n):
+                    yield i * k
+            def task(n):
+                acc = Acc()
+                for v in gen(n): acc.add(v)
+                return acc.items
+            return task
+        print(make(2)(3))
+        print(run_in_clean_worker(DUMPS(make(5)), LOAD))
+    """.replace("DUMPS", _DUMPS[_mod]).replace("MOD", _mod).replace(
+        "LOAD", repr(_LOAD_AND_CALL.format(mod=_mod))),
+             files={"worker.py": _WORKER})
+
+    scenario(f"leaves-process/{_mod}-coroutine-by-value", """
+        from worker import run_in_clean_worker
+        import MOD
+        async def inner(x): return x + 1
+        async def task(x): return [await inner(i) for i in range(x)]
+        print(run_in_clean_worker(DUMPS(task), "import asyncio, sys, MOD; "
+              "f = MOD.loads(sys.stdin.buffer.read()); print(asyncio.run(f(3)))"))
+    """.replace("DUMPS", _DUMPS[_mod]).replace("MOD", _mod), files={"worker.py": _WORKER})
+
+scenario("leaves-process/cloudpickle-into-recorded-worker", """
+    import cloudpickle, subprocess, sys
+    def task(x): return x * 3
+    r = subprocess.run([sys.executable, "-c",
+                        "import sys, cloudpickle; f = cloudpickle.loads(sys.stdin.buffer.read()); "
+                        "print(f(4))"], input=cloudpickle.dumps(task), capture_output=True)
+    print(r.stdout.decode(), r.returncode)
+""")
+
+scenario("leaves-process/imported-module-by-value", """
+    from worker import run_in_clean_worker
+    import cloudpickle, lib
+    cloudpickle.register_pickle_by_value(lib)
+    print(run_in_clean_worker(cloudpickle.dumps(lib.task), "import sys, cloudpickle; "
+          "f = cloudpickle.loads(sys.stdin.buffer.read()); print(f(3))"))
+""", files={"worker.py": _WORKER, "lib.py": """
+    def helper(x): return x - 1
+    def task(n): return [helper(i) for i in range(n)]
+"""})
+
+_OTHER_PYTHONS = {"3.10": "~/.pyenv/versions/3.10.13/bin/python3.10",
+                  "3.9": "~/.pyenv/versions/3.9.18/bin/python3.9",
+                  "2.7": "~/.pyenv/versions/2.7.18/bin/python2.7"}
+
+for _v, _path in _OTHER_PYTHONS.items():
+    scenario(f"leaves-process/python{_v}-child-is-untouched", """
+        import os, subprocess, sys
+        py = os.path.expanduser(PATH)
+        if not os.path.exists(py):
+            print("not installed")
+            sys.exit(0)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+            + [os.path.abspath("usersite")])
+        r = subprocess.run([py, "-c", "print('child says hi')"], env=env,
+                           capture_output=True, text=True)
+        print(r.returncode, r.stdout, r.stderr)
+    """.replace("PATH", repr(_path)),
+             files={"usersite/sitecustomize.py": "print('user sitecustomize ran')\n"})
+
+scenario("leaves-process/own-sitecustomize-chained", """
+    import sys
+    print("sitecustomize" in sys.modules, getattr(sys.modules.get("sitecustomize"), "MARK", None))
+""", files={"usersite/sitecustomize.py": "MARK = 'user'\nprint('user sitecustomize ran')\n"},
+         shell='PYTHONPATH="$PYTHONPATH:$PWD/usersite" {cmd}',
+         limitation="the launcher (and the sidecar) are Python processes too: a "
+                    "sitecustomize on PYTHONPATH runs in them as well, so its output shows "
+                    "twice; inside the program it runs once, after the agent's")
+
+scenario("leaves-process/restricted-builtins-function-copy", """
+    import types
+    def f(x):
+        return x + 1
+    g = types.FunctionType(f.__code__, {"__builtins__": {}})
+    try:
+        print(g(1))
+    except NameError as e:
+        print("NameError", e)
+""", backends=("wrap", "wrap-pure"),
+         limitation="the rewritten body calls the recorder through builtins; a copy of a "
+                    "recorded function run with builtins of its own that lack them fails "
+                    "with NameError (profile and monitor are unaffected)")
+
+scenario("leaves-process/marshal-function-code", """
+    import marshal
+    def f(x):
+        return x + 1
+    try:
+        print(len(marshal.dumps(f.__code__)) > 0)
+    except ValueError as e:
+        print("ValueError", e)
+""", backends=("wrap", "wrap-pure"),
+         limitation="a recorded function's code object carries the constant that lets it "
+                    "run where nothing records it when pickled by value; marshal cannot "
+                    "write that constant (profile and monitor are unaffected)")
