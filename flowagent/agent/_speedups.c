@@ -1522,6 +1522,14 @@ profile_trampoline(PyObject *callback, PyFrameObject *frame, int what, PyObject 
         return 0;
     PyObject *args[3] = {(PyObject *)frame, profile_events[what], arg ? arg : Py_None};
     PyObject *r = PyObject_Vectorcall(callback, args, 3, NULL);
+    if (r == NULL && PyErr_ExceptionMatches(PyExc_RecursionError)) {
+        /* The program is at its recursion limit: the callback's own frame did not fit. Not
+           recording this event is the agent's loss; the program meets the limit itself, in
+           its own code, on its next call, with a traceback of its own frames only. */
+        PyErr_Clear();
+        S->agent_errors++;
+        return 0;
+    }
     if (r == NULL) {
         /* The callback can be interrupted anywhere, even before its first line: on_error
            puts the recording of the frame in order, then the exception goes on. */

@@ -61,7 +61,7 @@ class HooksMixin:
             try:
                 hook(sys.modules[module])
             except Exception as exc:
-                if program_exception(exc):
+                if type(exc) is not RecursionError and program_exception(exc):
                     raise
                 recorder.S.agent_errors += 1
             return
@@ -114,6 +114,23 @@ class ProfileBackend(HooksMixin):
         self._setprofile = _profile_setter(self._recover)
         self._setprofile(self._callback)
         threading.setprofile(self._thread_start)
+        self.add_post_import_hook("cProfile", self._after_cprofile)
+
+    def _after_cprofile(self, module: Any) -> None:
+        """cProfile displaces the recorder while it profiles (one profile function per
+        thread); when it stops and leaves none, the recorder takes the thread back."""
+        profile = module.Profile
+        disable = profile.disable
+        backend = self
+
+        def disable_and_resume(self: Any) -> None:
+            disable(self)
+            if sys.getprofile() is None:
+                backend._setprofile(backend._callback)
+
+        disable_and_resume.__name__ = disable_and_resume.__qualname__ = "disable"
+        disable_and_resume.__doc__ = disable.__doc__
+        profile.disable = disable_and_resume
 
     def _thread_start(self, frame: Any, event: str, arg: Any) -> None:
         """A new thread's first event (threading installs this with sys.setprofile): from
@@ -132,7 +149,7 @@ class ProfileBackend(HooksMixin):
             if self._describe is not None:
                 fid = self._describe(code, frame.f_globals)
         except Exception as exc:
-            if program_exception(exc):
+            if type(exc) is not RecursionError and program_exception(exc):
                 raise
             recorder.S.agent_errors += 1
         self._codes[code] = fid
@@ -161,7 +178,7 @@ class ProfileBackend(HooksMixin):
                 loc = frame.f_locals
                 args = tuple(loc.get(p.lstrip("*")) for p in recorder.function_params(fid))
             except Exception as exc:
-                if program_exception(exc):
+                if type(exc) is not RecursionError and program_exception(exc):
                     raise
                 args = ()
             rec = recorder.open_call(fid, args)

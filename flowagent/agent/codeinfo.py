@@ -143,7 +143,7 @@ def note_yield(rec: list, value: Any, kind: str) -> None:
     try:
         recorder._note_yield(rec, value, kind)
     except Exception as exc:
-        if program_exception(exc):
+        if type(exc) is not RecursionError and program_exception(exc):
             raise
         recorder.S.agent_errors += 1
 

@@ -40,7 +40,7 @@ def instrument_loader(loader: importlib.machinery.SourceFileLoader, nested: bool
         except SyntaxError:
             raise
         except Exception as exc:
-            if program_exception(exc):
+            if type(exc) is not RecursionError and program_exception(exc):
                 raise
             # Our bug must not break the user's import: fall back to the plain code.
             recorder.S.agent_errors += 1
@@ -73,14 +73,14 @@ class _ChainedLoader:
             if module.__spec__ is not None:
                 module.__spec__.loader = self._loader
         except Exception as exc:
-            if program_exception(exc):
+            if type(exc) is not RecursionError and program_exception(exc):
                 raise
             pass
         for hook in self._hooks:
             try:
                 hook(module)
             except Exception as exc:
-                if program_exception(exc):
+                if type(exc) is not RecursionError and program_exception(exc):
                     raise
                 recorder.S.agent_errors += 1
 

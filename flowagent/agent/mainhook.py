@@ -70,7 +70,7 @@ def _hook(event: str, args: tuple) -> None:
             return
         _instrument_in_place(code, path)
     except Exception as exc:
-        if program_exception(exc):
+        if type(exc) is not RecursionError and program_exception(exc):
             raise
         recorder.S.agent_errors += 1
 

@@ -129,7 +129,7 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
             if rec is not None:
                 live[frame] = rec
         except Exception as exc:
-            if program_exception(exc):
+            if type(exc) is not RecursionError and program_exception(exc):
                 raise
             S.agent_errors += 1
         return None
@@ -141,7 +141,7 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
                 rec[RV] = value
                 close_call(rec, None)
         except Exception as exc:
-            if program_exception(exc):
+            if type(exc) is not RecursionError and program_exception(exc):
                 raise
             S.agent_errors += 1
 
@@ -153,7 +153,7 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
             if rec is not None:
                 close_call(rec, type(exc))
         except Exception as exc:
-            if program_exception(exc):
+            if type(exc) is not RecursionError and program_exception(exc):
                 raise
             S.agent_errors += 1
 
@@ -171,7 +171,7 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
                 note_yield(rec, value, "Iterator")
             deactivate(rec)  # whoever resumed it is the current call again
         except Exception as exc:
-            if program_exception(exc):
+            if type(exc) is not RecursionError and program_exception(exc):
                 raise
             S.agent_errors += 1
 
@@ -182,7 +182,7 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
             if rec is not None:
                 resume(rec)
         except Exception as exc:
-            if program_exception(exc):
+            if type(exc) is not RecursionError and program_exception(exc):
                 raise
             S.agent_errors += 1
 

@@ -96,7 +96,7 @@ def _thread_name(ident: int) -> str:
         name = _object_getattr(t, "__dict__").get("_name")
         return name if type(name) is str else f"Thread-{ident}"
     except Exception as exc:
-        if program_exception(exc):
+        if type(exc) is not RecursionError and program_exception(exc):
             raise
         return f"Thread-{ident}"
 
@@ -252,7 +252,7 @@ def _exc_name(tp: type) -> str:
         qn = _type_qualname(tp)
         mod = _type_dict(tp).get("__module__", "builtins")
     except Exception as exc:
-        if program_exception(exc):
+        if type(exc) is not RecursionError and program_exception(exc):
             raise
         return "?"
     if type(mod) is not str:
@@ -326,7 +326,7 @@ def open_call(fid: int, args: tuple) -> list | None:
     except Exception as exc:
         if frame is not None and _get() is frame:
             _set(current)  # never leave a half-opened frame current: nobody would close it
-        if program_exception(exc):
+        if type(exc) is not RecursionError and program_exception(exc):
             raise
         S.agent_errors += 1
         return None
@@ -389,7 +389,7 @@ def close_call(frame: list, exc_type: type | None) -> None:
             # badly compressed batch per web request; otherwise it runs on its interval.
             S.wake()
     except Exception as exc:
-        if program_exception(exc):
+        if type(exc) is not RecursionError and program_exception(exc):
             raise
         S.agent_errors += 1
 
@@ -437,11 +437,14 @@ class _Exit:
         self.fid = fid
 
     def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
-        f = _get()
-        if f is not None and f[FID] == self.fid:
-            close_call(f, et)
-        elif f is not None:
-            _close_abandoned(f, self.fid, et)
+        try:
+            f = _get()
+            if f is not None and f[FID] == self.fid:
+                close_call(f, et)
+            elif f is not None:
+                _close_abandoned(f, self.fid, et)
+        except RecursionError:  # no frame to spare at the program's limit: not recorded
+            S.agent_errors += 1
 
 
 _MAX_ABANDONED = 64
@@ -490,7 +493,11 @@ def _exit_for(fid: int) -> _Exit:
 
 def call(fid: int, *args: Any) -> Any:
     """``with __fa_call__(fid, *args):`` around a plain function's or coroutine's body."""
-    if open_call(fid, args) is None:
+    try:
+        if open_call(fid, args) is None:
+            return _NOEXIT
+    except RecursionError:  # the program is at its limit: it meets it in its own code
+        S.agent_errors += 1
         return _NOEXIT
     try:
         return _exits[fid]
@@ -615,7 +622,7 @@ def suspend(fid: int, value: Any = None, kind: str = "Iterator") -> Any:
         try:
             _note_yield(f, value, kind)
         except Exception as exc:
-            if program_exception(exc):
+            if type(exc) is not RecursionError and program_exception(exc):
                 raise
             S.agent_errors += 1
         _set(f[OUTER])
@@ -672,7 +679,7 @@ class Delegate:
         try:
             _note_yield(frame, value, "Iterator")
         except Exception as exc:
-            if program_exception(exc):
+            if type(exc) is not RecursionError and program_exception(exc):
                 raise
             S.agent_errors += 1
         return value
@@ -719,7 +726,7 @@ def enter_root(name: str) -> list | None:
         frame[T0] = _clock()
         return frame
     except Exception as exc:
-        if program_exception(exc):
+        if type(exc) is not RecursionError and program_exception(exc):
             raise
         S.agent_errors += 1
         return None

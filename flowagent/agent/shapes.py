@@ -207,7 +207,7 @@ def shape_of(value: object) -> str:
         walk.budget -= 1  # what visit() would do: the top value is the first node
         return walk.describe(value, 1)
     except Exception as exc:
-        if program_exception(exc):
+        if type(exc) is not RecursionError and program_exception(exc):
             raise
         return _failed()
 
@@ -334,7 +334,7 @@ class _Walk:
             finally:
                 path.pop()
         except Exception as exc:
-            if program_exception(exc):
+            if type(exc) is not RecursionError and program_exception(exc):
                 raise
             return _failed()
 
@@ -790,7 +790,7 @@ def _read_field(v: object, mro: tuple[type, ...], instance_dict: Any, field: str
             return _dict_of(mro[at]).get(field, _UNREADABLE)
         return _UNREADABLE
     except Exception as exc:  # e.g. an unset slot
-        if program_exception(exc):
+        if type(exc) is not RecursionError and program_exception(exc):
             raise
         return _UNREADABLE
 

@@ -361,12 +361,10 @@ def test_generator_left_suspended_at_exit(app: Path, backend: str) -> None:
             ("__main__:pages", "incomplete")]
 
 
-@pytest.mark.xfail(reason="LIMITATION (low): the main script runs under the launcher's shim "
-                   "(python -m flowagent.agent.runmain: runpy's frames sit below the program's "
-                   "module, hidden from tracebacks), and the agent's per-call helper is one more "
-                   "call at the deepest point (the pure twin, profile and monitor run Python "
-                   "frames there), so a program recursing to the limit reaches 988-995 frames "
-                   "instead of 997 (Python 3.11)", strict=True)
+@pytest.mark.xfail(reason="LIMITATION (low): the agent's per-call helper is one more call at "
+                   "the deepest point (the pure twin, profile and monitor run Python frames "
+                   "there), so a program recursing to the limit reaches a few frames less",
+                   strict=True)
 def test_recursion_limit_reach_is_unchanged(app: Path, backend: str) -> None:
     write_files(app, {"prog.py": """
         def deep(n):

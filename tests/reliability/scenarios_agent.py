@@ -43,6 +43,14 @@ def recorded(complete: bool = True, **at_least: int) -> Callable[[AgentRun], Non
     return check
 
 
+def _files_and_error(data: bytes) -> bytes:
+    """A traceback reduced to the files its frames are in and the exception's type: no
+    frame of the agent may show, the program fails the same way."""
+    files = sorted(set(re.findall(rb'File "([^"]+)"', data)))
+    last = data.strip().splitlines()[-1].split(b":")[0] if data.strip() else b""
+    return b"\n".join(files) + b"\n" + last
+
+
 def no_addresses(data: bytes) -> bytes:
     return re.sub(rb"0x[0-9a-f]+", b"0x?", data)
 
@@ -564,3 +572,415 @@ scenario("leaves-process/marshal-function-code", """
          limitation="a recorded function's code object carries the constant that lets it "
                     "run where nothing records it when pickled by value; marshal cannot "
                     "write that constant (profile and monitor are unaffected)")
+
+# == transparency: the program's view of itself and its tools ===============================
+
+scenario("transparency/inspect-stack-bottom", """
+    import inspect, os, sys
+    def where():
+        st = inspect.stack()
+        return [(os.path.basename(f.filename), f.function) for f in st]
+    def outer(): return where()
+    print(outer())
+    print(len(inspect.stack()), sys._getframe().f_back)
+""", check=recorded(outer=1, where=1))
+
+scenario("transparency/main-module-attributes", """
+    import sys, os
+    def show():
+        m = sys.modules["__main__"]
+        return (m.__name__, os.path.basename(m.__file__), m.__package__, m.__spec__,
+                type(m.__loader__).__name__, m.__cached__ if hasattr(m, "__cached__") else "-",
+                sys.argv, os.path.basename(sys.path[0]), sys.flags.inspect,
+                type(__builtins__).__name__)
+    print(show())
+""", args=("a", "--b", "c d"))
+
+scenario("transparency/traceback-nested-uncaught", """
+    def a(x): return b(x) + 1
+    def b(x): return c(x) * 2
+    def c(x): return {"k": 1}[x]
+    a("missing")
+""")
+
+scenario("transparency/keyboardinterrupt-uncaught", """
+    def inner(): raise KeyboardInterrupt
+    def outer(): return inner()
+    print("before", flush=True)
+    outer()
+""")
+
+scenario("transparency/recursionerror-uncaught", """
+    def deep(n): return deep(n + 1) + 1
+    deep(0)
+""", normalize=lambda b: _files_and_error(b))
+
+scenario("transparency/recursion-depth-reached", """
+    import sys
+    def deep(n):
+        try:
+            return deep(n + 1)
+        except RecursionError:
+            return n
+    print(deep(0))
+""", backends=("wrap",),
+         limitation="the recorder's helper is one more call at the deepest point, so a "
+                    "program recursing to the limit reaches a few frames less")
+
+scenario("transparency/excepthook-raises", """
+    import sys
+    def hook(t, v, tb): raise RuntimeError("hook failed")
+    sys.excepthook = hook
+    def fail(): raise ValueError("original")
+    fail()
+""")
+
+scenario("transparency/excepthook-custom-output", """
+    import sys, traceback
+    def hook(t, v, tb):
+        print("HOOK", t.__name__, v, [f.name for f in traceback.extract_tb(tb)])
+    sys.excepthook = hook
+    def fail(x): raise LookupError(x)
+    def caller(): fail("z")
+    caller()
+""")
+
+scenario("transparency/settrace-events", """
+    import sys
+    events = []
+    def tracer(frame, event, arg):
+        if frame.f_code.co_filename == __file__:
+            events.append((event, frame.f_code.co_name, frame.f_lineno))
+        return tracer
+    def add(a, b):
+        c = a + b
+        return c
+    def gen(n):
+        for i in range(n):
+            yield add(i, 1)
+    sys.settrace(tracer)
+    total = sum(gen(3))
+    sys.settrace(None)
+    print(total)
+    for e in events: print(e)
+""", backends=("profile",))
+
+scenario("transparency/settrace-events-wrap", """
+    import sys
+    events = []
+    def tracer(frame, event, arg):
+        if frame.f_code.co_filename == __file__:
+            events.append((event, frame.f_code.co_name, frame.f_lineno))
+        return tracer
+    def add(a, b):
+        c = a + b
+        return c
+    sys.settrace(tracer)
+    add(1, 2)
+    sys.settrace(None)
+    for e in events: print(e)
+""", backends=("wrap", "wrap-pure"),
+         limitation="the rewritten body's `with` statement sits on the def line: a tracer "
+                    "sees a line event for the def line when the call ends (and under the "
+                    "pure twin, the recorder's own Python frames)")
+
+scenario("transparency/setprofile-events", """
+    import sys
+    events = []
+    def prof(frame, event, arg):
+        if frame.f_code.co_filename == __file__:
+            events.append((event, frame.f_code.co_name,
+                           getattr(arg, "__name__", None) if event.startswith("c_") else None))
+    def add(a, b): return len([a, b])
+    sys.setprofile(prof)
+    add(1, 2)
+    sys.setprofile(None)
+    for e in events: print(e)
+""", backends=("wrap", "profile"),
+         limitation="a program's own profile function sees the recorder's calls: c_call "
+                    "events for the rewritten body's C helpers (wrap with the C hot path; the "
+                    "pure twin's frames are the recorder's file, not the program's); under "
+                    "profile, the program's sys.setprofile displaces the recorder meanwhile")
+
+scenario("transparency/coverage-api-branch", """
+    import coverage, io
+    cov = coverage.Coverage(branch=True, data_file=None, include=["*target.py"])
+    cov.start()
+    import target
+    target.main()
+    cov.stop()
+    out = io.StringIO()
+    pct = cov.report(show_missing=True, file=out)
+    print(out.getvalue().replace(chr(13), ""))
+    print(round(pct, 2))
+""", files={"target.py": """
+    def classify(x):
+        if x > 0:
+            return "pos"
+        elif x < 0:
+            return "neg"
+        return "zero"
+    def loop(n):
+        out = []
+        for i in range(n):
+            if i % 2:
+                out.append(classify(i))
+        return out
+    def main():
+        return loop(4), classify(0)
+"""})
+
+scenario("transparency/coverage-run-branch-cli", """
+    import subprocess, sys
+    r = subprocess.run([sys.executable, "-m", "coverage", "run", "--branch",
+                        "--include=target.py", "target.py"], capture_output=True, text=True)
+    print(r.returncode, r.stdout, r.stderr[-500:])
+    r = subprocess.run([sys.executable, "-m", "coverage", "report", "-m",
+                        "--include=target.py"], capture_output=True, text=True)
+    print(r.stdout)
+""", limitation="coverage.py under wrap reports a generator's loop-exit arc as a partial "
+                "branch (9->exit): the rewritten body leaves through its with statement, "
+                "which sits on the def line; line percentages and other branches agree",
+   backends=("wrap", "wrap-pure"), files={"target.py": """
+    def classify(x):
+        if x > 0:
+            return "pos"
+        elif x < 0:
+            return "neg"
+        return "zero"
+    def gen(n):
+        for i in range(n):
+            if i % 3 == 0:
+                yield classify(i - 1)
+    print(list(gen(5)), classify(2))
+"""})
+
+scenario("transparency/coverage-run-branch-cli-profile", SCENARIOS[-1].files["prog.py"],
+         files={"target.py": SCENARIOS[-1].files["target.py"]}, backends=("profile",))
+
+scenario("transparency/warnings-stacklevel", """
+    import warnings
+    warnings.simplefilter("always")
+    def deprecated(x):
+        warnings.warn("old api", DeprecationWarning, stacklevel=2)
+        return x
+    def user(): return deprecated(1)
+    user()
+    def deeper(): warnings.warn("three", UserWarning, stacklevel=3)
+    def mid(): deeper()
+    mid()
+""")
+
+scenario("transparency/logging-locations", """
+    import logging, sys
+    logging.basicConfig(stream=sys.stdout, format="%(filename)s:%(lineno)d %(funcName)s %(message)s")
+    log = logging.getLogger("x")
+    def work(x):
+        log.warning("working %s", x)
+        return x
+    class K:
+        def meth(self): log.error("in meth"); return work(2)
+    work(1); K().meth()
+""")
+
+scenario("transparency/getframe-and-locals", """
+    import sys
+    def callee(a, b=2, *args, **kw):
+        f = sys._getframe()
+        return (f.f_code.co_name, f.f_back.f_code.co_name, sorted(f.f_locals),
+                sorted(locals()), f.f_code.co_varnames, f.f_code.co_argcount,
+                f.f_lineno - f.f_code.co_firstlineno)
+    def caller(): return callee(1, 3, 4, k=5)
+    print(caller())
+""")
+
+scenario("transparency/signatures-and-introspection", """
+    import inspect, functools, asyncio
+    def plain(a, b: int = 1, *, c): "doc"; return a
+    async def coro(x): return x
+    def gen(): yield 1
+    async def agen(): yield 1
+    class C:
+        @property
+        def p(self): return 1
+        @classmethod
+        def cm(cls): return cls
+        @staticmethod
+        def sm(): return 2
+    @functools.wraps(plain)
+    def wrapper(*a, **k): return plain(*a, **k)
+    print(inspect.signature(plain), plain.__doc__, plain.__name__, plain.__qualname__)
+    print(inspect.iscoroutinefunction(coro), inspect.isgeneratorfunction(gen),
+          inspect.isasyncgenfunction(agen), inspect.signature(wrapper))
+    print(C().p, C.cm().__name__, C.sm(), plain.__defaults__, plain.__kwdefaults__)
+    print(inspect.getsource(plain).strip())
+""")
+
+scenario("transparency/two-lambdas-one-line", """
+    import os
+    T = {}
+    os.register_at_fork(before=lambda: T.setdefault("b", 1), after_in_parent=lambda: T.setdefault("a", 2))
+    f, g = (lambda: "first"), (lambda: "second")
+    def h(): return f() + g()
+    pid = os.fork()
+    if pid == 0: os._exit(0)
+    os.waitpid(pid, 0)
+    print(sorted(T.items()), h())
+""")
+
+scenario("transparency/doctest-line-numbers", """
+    def add(a, b):
+        '''
+        >>> add(1, 2)
+        3
+        >>> add(2, 2)
+        5
+        '''
+        return a + b
+    import doctest
+    doctest.testmod()
+""")
+
+scenario("transparency/unittest-failure-output", """
+    import unittest
+    def compute(x): return x * 2
+    class T(unittest.TestCase):
+        def test_ok(self): self.assertEqual(compute(2), 4)
+        def test_bad(self): self.assertEqual(compute(2), 5)
+    unittest.main()
+""", normalize=lambda b: re.sub(rb"in \d+\.\d+s", b"in Xs", b))
+
+scenario("transparency/thread-exception-output", """
+    import threading
+    def work(): raise ValueError("in thread")
+    t = threading.Thread(target=work, name="worker-1")
+    t.start(); t.join()
+    print("main continues")
+""")
+
+scenario("transparency/generator-protocol", """
+    def gen():
+        try:
+            x = yield 1
+            while True:
+                x = yield x * 2
+        except ValueError as e:
+            yield f"caught {e}"
+        finally:
+            print("closed")
+    g = gen()
+    print(next(g), g.send(5), g.send(7), g.throw(ValueError("v")), g.gi_running)
+    g.close()
+    def delegating():
+        r = yield from gen()
+        return r
+    d = delegating(); print(next(d), d.send(3)); d.close()
+""")
+
+scenario("transparency/exception-chains-and-notes", """
+    def low(): raise KeyError("k")
+    def mid():
+        try:
+            low()
+        except KeyError as e:
+            raise ValueError("wrapped") from e
+    def top():
+        try:
+            mid()
+        except ValueError as e:
+            e.add_note("a note")
+            raise
+    top()
+""")
+
+scenario("transparency/atexit-and-exit-code", """
+    import atexit, sys
+    def bye(): print("bye", flush=True)
+    atexit.register(bye)
+    def main(): sys.exit(main_code())
+    def main_code(): return 4
+    main()
+""")
+
+scenario("transparency/builtins-namespace", """
+    import builtins
+    print(sorted(n for n in dir(builtins) if n.startswith("__fa")))
+""", limitation="the rewritten bodies (wrap) and every backend's helpers are found through "
+               "builtins under __fa_* names; a program listing builtins sees them")
+
+# == loss: names and process events that must not stop recording ============================
+
+def _nonutf8_dir(root):
+    import os
+    os.mkdir(os.path.join(os.fsencode(root), b"lib\xff"))
+    with open(os.path.join(os.fsencode(root), b"lib\xff", b"badmod.py"), "w") as f:
+        f.write("def inside(x):\n    return x + 1\n")
+
+
+scenario("loss/module-path-not-utf8", """
+    import os, sys
+    sys.path.insert(0, os.path.join(os.getcwd(), os.fsdecode(b"lib\\xff")))
+    import badmod
+    def before(i): return i
+    def after(i): return badmod.inside(i)
+    print(sum(before(i) for i in range(50)))
+    print(sum(after(i) for i in range(50)))
+""", setup=_nonutf8_dir, env={"FLOWAGENT_INCLUDE": "__main__,badmod"},
+         check=recorded(before=50, after=50, inside=50),
+         normalize=lambda b: b)
+
+scenario("loss/thread-name-lone-surrogate", """
+    import threading
+    def work(i): return i
+    def run(): return sum(work(i) for i in range(100))
+    t = threading.Thread(target=run, name="bad\\udcffname"); t.start(); t.join()
+    def later(i): return i
+    print(sum(later(i) for i in range(100)))
+""", check=recorded(run=1, work=100, later=100))
+
+scenario("loss/dict-key-not-utf8", """
+    def take(d): return len(d)
+    def later(i): return i
+    print(take({"k\\udcff": 1, "ok": 2}), sum(later(i) for i in range(50)))
+""", check=recorded(take=1, later=50))
+
+scenario("loss/argv-not-utf8", """
+    import sys
+    def work(a): return len(a)
+    print(work(sys.argv[1]) > 0)
+""", args=("caf\\udcff",), check=recorded(work=1))
+
+for _how in ("execv", "execl", "execvp", "execve"):
+    _call = {"execv": "os.execv(sys.executable, [sys.executable, '-c', 'print(\"after exec\")'])",
+             "execl": "os.execl(sys.executable, sys.executable, '-c', 'print(\"after exec\")')",
+             "execvp": "os.execvp(sys.executable, [sys.executable, '-c', 'print(\"after exec\")'])",
+             "execve": "os.execve(sys.executable, [sys.executable, '-c', 'print(\"after exec\")'], "
+                       "dict(os.environ))"}[_how]
+    scenario(f"loss/os-{_how}-flushes-first", """
+        import os, sys
+        def before(i): return i
+        def session(): return sum(before(i) for i in range(300))
+        print(session(), flush=True)
+        CALL
+    """.replace("CALL", _call), check=recorded(before=300))
+
+scenario("loss/profile-displaced-by-setprofile", """
+    import sys
+    def work(i): return i
+    def mine(frame, event, arg): pass
+    before = sum(work(i) for i in range(50))
+    old = sys.getprofile()
+    sys.setprofile(mine)
+    sys.setprofile(old)
+    print(before, sum(work(i) for i in range(50)))
+""", check=recorded(work=100))
+
+scenario("loss/profile-displaced-by-cprofile", """
+    import cProfile, io, pstats
+    def work(i): return i
+    def batch(): return sum(work(i) for i in range(50))
+    batch()
+    p = cProfile.Profile()
+    p.runcall(batch)
+    print(batch())
+""", check=recorded(batch=2))
