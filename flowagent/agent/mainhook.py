@@ -119,9 +119,12 @@ def _compatible(a: CodeType, b: CodeType) -> bool:
     """The module's bytecode builds the function from the constant: the calling convention
     and the closure it expects must be the same."""
     return (a.co_argcount, a.co_posonlyargcount, a.co_kwonlyargcount, a.co_freevars,
-            a.co_flags & ~0x0200) == (b.co_argcount, b.co_posonlyargcount,
-                                      b.co_kwonlyargcount, b.co_freevars,
-                                      b.co_flags & ~0x0200)
+            a.co_flags & _CALLING) == (b.co_argcount, b.co_posonlyargcount,
+                                       b.co_kwonlyargcount, b.co_freevars, b.co_flags & _CALLING)
+
+
+# CO_OPTIMIZED .. CO_ASYNC_GENERATOR: varargs, generator and coroutine kinds (not __future__)
+_CALLING = 0x3FF
 
 
 def _const_setter() -> Callable[[CodeType, int, Any], None] | None:
