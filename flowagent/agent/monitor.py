@@ -35,8 +35,10 @@ from .select import Selector
 from .guard import program_exception
 
 TOOL_NAME = "flowagent"
-# PROFILER_ID first (what flowagent is); 3 and 4 are ids CPython reserves for no one.
-CANDIDATE_TOOL_IDS = (2, 3, 4)
+# 3 and 4 first: CPython reserves them for no one. PROFILER_ID last: cProfile (3.12+) claims
+# it when the program profiles itself, and would fail with "Another profiling tool is
+# already active" if the recorder held it.
+CANDIDATE_TOOL_IDS = (3, 4, 2)
 _YIELDING = CO_GENERATOR | CO_ASYNC_GENERATOR  # yields are suspensions of the call
 
 
@@ -117,6 +119,7 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
         return info
 
     def py_start(code: Any, offset: int) -> Any:
+        rec = frame = None
         try:
             frame = getframe(1)
             info = infos.get(code)
@@ -128,8 +131,14 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
             rec = open_call(info[0], tuple([loc.get(p) for p in info[1]]))
             if rec is not None:
                 live[frame] = rec
-        except Exception as exc:
-            if type(exc) is not RecursionError and program_exception(exc):
+        except BaseException as exc:
+            if rec is not None:
+                # The program's exception (a signal handler ran in this callback) ends the
+                # call before it began; unregistered, its record would stay current.
+                live.pop(frame, None)
+                close_call(rec, type(exc))
+            if not isinstance(exc, Exception) or (
+                    type(exc) is not RecursionError and program_exception(exc)):
                 raise
             S.agent_errors += 1
         return None

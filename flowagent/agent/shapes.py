@@ -94,7 +94,11 @@ from types import (
     WrapperDescriptorType,
 )
 
-from .guard import program_exception
+try:
+    from .guard import program_exception
+except ImportError:  # loaded on its own, outside the package (its import-cost test)
+    def program_exception(exc: BaseException) -> bool:
+        return False
 
 # typing costs milliseconds at import and the host program may never load it; annotations are
 # strings here (PEP 563), so only type checkers need it.
