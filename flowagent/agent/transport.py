@@ -130,6 +130,7 @@ class Transport:
         self._paused_for_fork = threading.active_count() <= 1
         if self._paused_for_fork:
             self._stop_flusher()
+            _wait_single_threaded()
 
     def _after_fork_parent(self) -> None:
         if self._paused_for_fork and not self.closed:
@@ -230,6 +231,17 @@ class Transport:
         self.closed = True
         if self.ring is not None:
             self.ring.close()
+
+
+def _wait_single_threaded(limit_s: float = 0.05) -> None:
+    """The flusher has returned; wait (briefly) until the kernel no longer counts its thread,
+    which is what Python 3.12's multi-threaded fork warning reads (Linux)."""
+    deadline = time.monotonic() + limit_s
+    try:
+        while len(os.listdir("/proc/self/task")) > 1 and time.monotonic() < deadline:
+            time.sleep(0.0002)
+    except OSError:
+        pass
 
 
 def _escaped(text: object) -> str:

@@ -264,8 +264,8 @@ _TIMEOUTS = """
         while True:
             n += {body}
     def guarded():
-        signal.setitimer(signal.ITIMER_REAL, 0.002)
         try:
+            signal.setitimer(signal.ITIMER_REAL, 0.002)
             spin()
         except Timeout:
             return 1
