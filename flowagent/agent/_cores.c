@@ -32,14 +32,47 @@
 #define FA_RequestExtraIndex _PyEval_RequestCodeExtraIndex
 #endif
 
-/* An error inside the agent: counted in state.agent_errors and cleared if it is an
-   Exception (0); anything else (KeyboardInterrupt) is kept for the program (-1). */
+/* guard.program_exception, imported on first need (the rule lives in one place). */
+static PyObject *guard_fn = NULL;
+
+/* An error inside the agent: counted in state.agent_errors and cleared if it is the agent's
+   own Exception (0); anything else (KeyboardInterrupt, or an exception the program raised
+   into agent code) is kept for the program (-1). */
 static int
 count_error(PyObject *state)
 {
     if (!PyErr_ExceptionMatches(PyExc_Exception))
         return -1;
-    PyErr_Clear();
+    /* An exception the program raised into a callback (its signal handler ran there, or
+       another thread's PyThreadState_SetAsyncExc) is the program's: it propagates exactly as
+       without the agent. One rule decides, shared with both recorder twins (guard.py). */
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (v != NULL && tb != NULL)
+        PyException_SetTraceback(v, tb);
+    if (guard_fn == NULL) {
+        PyObject *m = PyImport_ImportModule("flowagent.agent.guard");
+        if (m != NULL) {
+            guard_fn = PyObject_GetAttrString(m, "program_exception");
+            Py_DECREF(m);
+        }
+        if (guard_fn == NULL)
+            PyErr_Clear();
+    }
+    if (guard_fn != NULL && v != NULL) {
+        PyObject *r = PyObject_CallOneArg(guard_fn, v);
+        int program = r != NULL && PyObject_IsTrue(r) == 1;
+        Py_XDECREF(r);
+        PyErr_Clear();
+        if (program) {
+            PyErr_Restore(t, v, tb);
+            return -1;
+        }
+    }
+    Py_XDECREF(t);
+    Py_XDECREF(v);
+    Py_XDECREF(tb);
     PyObject *n = state == NULL ? NULL : PyObject_GetAttrString(state, "agent_errors");
     if (n != NULL) {
         PyObject *one = PyLong_FromLong(1);  /* a cached small int */

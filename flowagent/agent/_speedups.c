@@ -12,8 +12,9 @@
  * profile backend keep working on frames this module creates, and the other way round.
  *
  * Errors inside the agent are counted in S.agent_errors and never raised into the program;
- * only a BaseException that is not an Exception (KeyboardInterrupt arriving while a Python
- * callback runs) propagates, exactly as it does through the pure twin's `except Exception`.
+ * an exception the program raised into agent code asynchronously (KeyboardInterrupt, a
+ * signal handler's or PyThreadState_SetAsyncExc's exception arriving while a Python callback
+ * runs) propagates, as it does through the pure twin: recorder.program_exception decides.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -24,7 +25,7 @@
 #include <time.h>
 
 /* Bumped whenever the interface recorder.py relies on changes: a stale build is refused. */
-#define ABI 2
+#define ABI 3
 
 /* Frame layout: recorder.py's CID, PARENT, ... (checked against FRAME_LAYOUT at import). */
 enum { CID, PARENT, SES, FID, T0, INS, FLAGS, OUTER, GEN, THR, EXC, YIELDED, RV, CPU, FRAME_LEN };
@@ -54,7 +55,7 @@ static PyObject *noexit;             /* context manager of calls that are not re
 
 /* Python callbacks for the rare paths (set by configure()). */
 static PyObject *h_input_sid, *h_output_sid, *h_exc_sid, *h_yield_sid, *h_session_start,
-                *h_random, *h_thread_time;
+                *h_random, *h_thread_time, *h_program_exception, *h_unknown_error;
 
 /* Shape budget (configure()): the first `shape_first` calls of a function are shaped, then
    one in `shape_every` up to `shape_warm` calls, then one in `shape_hot_every`. */
@@ -121,6 +122,20 @@ swallow(void)
 {
     if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception))
         return -1;
+    if (PyErr_Occurred() && h_program_exception != NULL) {
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        PyErr_NormalizeException(&et, &ev, &tb);
+        if (ev != NULL && tb != NULL)
+            PyException_SetTraceback(ev, tb);
+        PyObject *r = ev == NULL ? NULL : PyObject_CallOneArg(h_program_exception, ev);
+        int theirs = r != NULL && PyObject_IsTrue(r) == 1;
+        Py_XDECREF(r);
+        PyErr_Clear();
+        PyErr_Restore(et, ev, tb);
+        if (theirs)
+            return -1;
+    }
     PyErr_Clear();
     S->agent_errors++;
     return 0;
@@ -511,7 +526,13 @@ cur_replace(PyObject *h, PyObject *frame)
     PyObject *fresh = holder_new(frame);
     if (fresh == NULL)
         return -1;
+    /* The collector is held off: a collection inside PyContextVar_Set runs finalizers (a
+       recorded __del__, a weakref callback) that would set the variable again while CPython
+       is in the middle of setting it, reading the context's mapping after it was freed. */
+    int gc_was_on = PyGC_Disable();
     PyObject *token = PyContextVar_Set(cur_var, fresh);
+    if (gc_was_on)
+        PyGC_Enable();
     Py_DECREF(fresh);
     if (token == NULL)
         return -1;
@@ -822,32 +843,61 @@ typedef struct {
     PyObject *fidobj;
 } ExitObject;
 
+#define MAX_ABANDONED 64
+
 static PyObject *
 return_none(PyObject *self, PyObject *unused)
 {
     Py_RETURN_NONE;
 }
 
+/* Is a frame of this function within a few callers of `f`? (See exit_exit.) */
+static int
+below_abandoned(PyObject *f, ExitObject *self)
+{
+    for (int hops = 0; hops < MAX_ABANDONED && is_frame(f); hops++) {
+        f = ITEM(f, OUTER);
+        if (f != NULL && is_frame(f) && fid_matches(f, self->fid, self->fidobj))
+            return 1;
+    }
+    return 0;
+}
+
 static PyObject *
 exit_exit(ExitObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    /* At exit the call's frame is the current one: everything it called restored it. */
-    PyObject *value = cur_value();
-    if (value == NULL) {
-        if (swallow() < 0)
+    /* At exit the call's frame is the current one: everything it called restored it --
+       unless an exception the program raised asynchronously (a signal handler's, another
+       thread's PyThreadState_SetAsyncExc) arrived between a callee's `__fa_call__` and the
+       start of its `with` block, which then never closed. Such abandoned frames above ours
+       are closed first, as having raised what is propagating (or an unknown exception). */
+    PyObject *et = nargs > 0 ? args[0] : Py_None;
+    for (int hops = 0;; hops++) {
+        PyObject *value = cur_value();
+        if (value == NULL) {
+            if (swallow() < 0)
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        /* Held while closing: restoring the caller in place releases the holder's reference. */
+        PyObject *f = Py_NewRef(value_frame(value));
+        int r = 0, again = 0;
+        if (is_frame(f)) {
+            if (fid_matches(f, self->fid, self->fidobj))
+                r = close_impl(f, et, value);
+            else if (hops < MAX_ABANDONED && below_abandoned(f, self)) {
+                PyObject *t = et != Py_None || h_unknown_error == NULL ? et : h_unknown_error;
+                r = close_impl(f, t, value);
+                again = 1;
+            }
+        }
+        Py_DECREF(f);
+        Py_DECREF(value);
+        if (r < 0 && swallow() < 0)
             return NULL;
-        Py_RETURN_NONE;
+        if (!again || r < 0)
+            Py_RETURN_NONE;
     }
-    /* Held while closing: restoring the caller in place releases the holder's reference. */
-    PyObject *f = Py_NewRef(value_frame(value));
-    int r = 0;
-    if (is_frame(f) && fid_matches(f, self->fid, self->fidobj))
-        r = close_impl(f, nargs > 0 ? args[0] : Py_None, value);
-    Py_DECREF(f);
-    Py_DECREF(value);
-    if (r < 0 && swallow() < 0)
-        return NULL;
-    Py_RETURN_NONE;
 }
 
 static void
@@ -1152,20 +1202,23 @@ sp_configure(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"input_sid", "output_sid", "exc_sid", "yield_sid",
                              "session_start", "random", "thread_time", "shape_first",
-                             "shape_every", "shape_warm", "shape_hot_every", NULL};
-    PyObject *hooks[7];
+                             "shape_every", "shape_warm", "shape_hot_every",
+                             "program_exception", "unknown_error", NULL};
+    PyObject *hooks[9];
     unsigned long long first, every, warm, hot;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOOOKKKK", kwlist, &hooks[0],
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOOOKKKKOO", kwlist, &hooks[0],
                                      &hooks[1], &hooks[2], &hooks[3], &hooks[4], &hooks[5],
-                                     &hooks[6], &first, &every, &warm, &hot))
+                                     &hooks[6], &first, &every, &warm, &hot, &hooks[7],
+                                     &hooks[8]))
         return NULL;
     if (every == 0 || hot == 0) {
         PyErr_SetString(PyExc_ValueError, "shape_every and shape_hot_every must be positive");
         return NULL;
     }
-    PyObject **slots[7] = {&h_input_sid, &h_output_sid, &h_exc_sid, &h_yield_sid,
-                           &h_session_start, &h_random, &h_thread_time};
-    for (int i = 0; i < 7; i++)
+    PyObject **slots[9] = {&h_input_sid, &h_output_sid, &h_exc_sid, &h_yield_sid,
+                           &h_session_start, &h_random, &h_thread_time, &h_program_exception,
+                           &h_unknown_error};
+    for (int i = 0; i < 9; i++)
         Py_XSETREF(*slots[i], Py_NewRef(hooks[i]));
     shape_first = first;
     shape_every = every;
@@ -1454,7 +1507,82 @@ sp_set_const(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* setprofile(callback): sys.setprofile(callback) for this thread, except that an exception
+   leaving the callback does not remove it. CPython's own trampoline (sys.setprofile)
+   uninstalls a profile function that raises; the profile backend must let an exception the
+   program raised asynchronously inside it (a signal handler's) reach the program, and keep
+   recording afterwards. sys.getprofile() still returns `callback`. */
+static PyObject *profile_events[8];
+static PyObject *profile_on_error;  /* on_error(frame, event, exception), see below */
+
+static int
+profile_trampoline(PyObject *callback, PyFrameObject *frame, int what, PyObject *arg)
+{
+    if (what < 0 || what >= 8 || profile_events[what] == NULL)
+        return 0;
+    PyObject *args[3] = {(PyObject *)frame, profile_events[what], arg ? arg : Py_None};
+    PyObject *r = PyObject_Vectorcall(callback, args, 3, NULL);
+    if (r == NULL && PyErr_ExceptionMatches(PyExc_RecursionError)) {
+        /* The program is at its recursion limit: the callback's own frame did not fit. Not
+           recording this event is the agent's loss; the program meets the limit itself, in
+           its own code, on its next call, with a traceback of its own frames only. */
+        PyErr_Clear();
+        S->agent_errors++;
+        return 0;
+    }
+    if (r == NULL) {
+        /* The callback can be interrupted anywhere, even before its first line: on_error
+           puts the recording of the frame in order, then the exception goes on. */
+        if (profile_on_error != NULL) {
+            PyObject *et, *ev, *tb;
+            PyErr_Fetch(&et, &ev, &tb);
+            PyErr_NormalizeException(&et, &ev, &tb);
+            PyObject *eargs[3] = {(PyObject *)frame, profile_events[what], ev ? ev : Py_None};
+            PyObject *h = PyObject_Vectorcall(profile_on_error, eargs, 3, NULL);
+            if (h == NULL)
+                PyErr_Clear();
+            Py_XDECREF(h);
+            PyErr_Restore(et, ev, tb);
+        }
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *
+sp_profile_on_error(PyObject *module, PyObject *handler)
+{
+    Py_XSETREF(profile_on_error, handler == Py_None ? NULL : Py_NewRef(handler));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sp_setprofile(PyObject *module, PyObject *callback)
+{
+    if (profile_events[0] == NULL) {
+        static const char *names[8] = {"call", "exception", "line", "return", "c_call",
+                                       "c_exception", "c_return", "opcode"};
+        for (int i = 0; i < 8; i++) {
+            profile_events[i] = PyUnicode_InternFromString(names[i]);
+            if (profile_events[i] == NULL)
+                return NULL;
+        }
+    }
+    if (callback == Py_None)
+        PyEval_SetProfile(NULL, NULL);
+    else
+        PyEval_SetProfile(profile_trampoline, callback);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"profile_on_error", sp_profile_on_error, METH_O,
+     "on_error(frame, event, exception) for an exception leaving the setprofile callback."},
+    {"setprofile", sp_setprofile, METH_O,
+     "sys.setprofile for this thread, but an exception leaving the callback keeps it."},
     {"set_const", sp_set_const, METH_VARARGS,
      "Replace constant ``index`` of a code object that has not run yet."},
     {"call", (PyCFunction)(void (*)(void))sp_call, METH_FASTCALL,

@@ -30,6 +30,7 @@ from .codeinfo import (CO_ASYNC_GENERATOR, CO_GENERATOR, GENERATOR_FLAGS, CodeSe
                        is_async_yield, note_yield, unwrap_async_yield)
 from .importer import Finder, PostImportHook
 from .select import Selector
+from .guard import program_exception
 
 
 class Capabilities(NamedTuple):
@@ -64,7 +65,9 @@ class HooksMixin:
         if module in sys.modules:  # already imported (e.g. before the agent started)
             try:
                 hook(sys.modules[module])
-            except Exception:
+            except Exception as exc:
+                if type(exc) is not RecursionError and program_exception(exc):
+                    raise
                 recorder.S.agent_errors += 1
             return
         self._post_import.setdefault(module, []).append(hook)
@@ -129,9 +132,35 @@ class ProfileBackend(HooksMixin):
                                                 state=recorder.S)
             self._core.install()
             threading.setprofile(self._core)
-            return
-        sys.setprofile(self._callback)
-        threading.setprofile(self._callback)
+            self._resume: Any = self._core.install
+        else:
+            self._setprofile = _profile_setter(self._recover)
+            self._setprofile(self._callback)
+            threading.setprofile(self._thread_start)
+            self._resume = lambda: self._setprofile(self._callback)
+        self.add_post_import_hook("cProfile", self._after_cprofile)
+
+    def _after_cprofile(self, module: Any) -> None:
+        """cProfile displaces the recorder while it profiles (one profile function per
+        thread); when it stops and leaves none, the recorder takes the thread back."""
+        profile = module.Profile
+        disable = profile.disable
+        backend = self
+
+        def disable_and_resume(self: Any) -> None:
+            disable(self)
+            if sys.getprofile() is None:
+                backend._resume()
+
+        disable_and_resume.__name__ = disable_and_resume.__qualname__ = "disable"
+        disable_and_resume.__doc__ = disable.__doc__
+        profile.disable = disable_and_resume
+
+    def _thread_start(self, frame: Any, event: str, arg: Any) -> None:
+        """A new thread's first event (threading installs this with sys.setprofile): from
+        now on the thread reports to the callback through the trampoline that keeps it."""
+        self._setprofile(self._callback)
+        self._callback(frame, event, arg)
 
     def uninstall(self) -> None:
         if self._core is not None:
@@ -146,7 +175,9 @@ class ProfileBackend(HooksMixin):
         try:
             if self._describe is not None:
                 fid = self._describe(code, frame.f_globals)
-        except Exception:
+        except Exception as exc:
+            if type(exc) is not RecursionError and program_exception(exc):
+                raise
             recorder.S.agent_errors += 1
         self._codes[code] = fid
         return fid
@@ -177,7 +208,9 @@ class ProfileBackend(HooksMixin):
             try:
                 loc = frame.f_locals
                 args = tuple(loc.get(p.lstrip("*")) for p in recorder.function_params(fid))
-            except Exception:
+            except Exception as exc:
+                if type(exc) is not RecursionError and program_exception(exc):
+                    raise
                 args = ()
             rec = recorder.open_call(fid, args)
             if rec is not None:
@@ -210,6 +243,21 @@ class ProfileBackend(HooksMixin):
             else:
                 recorder.close_call(rec, recorder.UnknownError)
 
+    def _recover(self, frame: Any, event: str, exc: BaseException) -> None:
+        """An exception of the program's, raised asynchronously while the callback ran (a
+        signal handler ran inside it), leaves the callback: the C trampoline calls this, then
+        lets it propagate and keeps the callback. The exception ends the frame the event was
+        about: close its record (one opened but not yet registered would stay current)."""
+        if event == "return":
+            rec = self._live.pop(frame, None)
+            if rec is not None:
+                recorder.close_call(rec, type(exc))
+        elif event == "call":
+            cur = recorder._get()
+            if cur is not None and len(cur) >= _THROWN \
+                    and cur[recorder.FID] == self._codes.get(frame.f_code):
+                self._live.pop(frame, None)
+                recorder.close_call(cur, type(exc))
 
 _THROWN = recorder.CPU + 1  # extra slot on profile-backend frames
 
@@ -224,6 +272,19 @@ def choose_profile_core() -> tuple[Any, str]:
     except ImportError:
         return None, "Python profile function (the C cores are not built)"
     return _cores, "C profile function (_cores.ProfileCore), one check per unrecorded call"
+
+
+def _profile_setter(on_error: Any) -> Any:
+    """sys.setprofile removes a profile function when an exception leaves it, and one can:
+    an exception the program raises asynchronously (a signal handler's) arriving while the
+    callback runs must reach the program. The C accelerator's trampoline keeps the callback
+    installed; without it, sys.setprofile is all there is."""
+    try:
+        from ._speedups import profile_on_error, setprofile
+    except ImportError:
+        return sys.setprofile
+    profile_on_error(on_error)
+    return setprofile
 
 
 def _op(code: Any, lasti: int) -> int:

@@ -48,6 +48,7 @@ from types import CodeType
 from typing import Any
 
 from . import recorder
+from .portable import mark
 
 FORMAT = 1  # bump when the entry layout or the placeholder scheme changes
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -138,14 +139,15 @@ def instrumented_code(source: bytes, path: str, module: str, nested: bool,
             stats["uncacheable"] += 1
             from .instrument import instrument_source
 
-            return instrument_source(source, path, module, recorder.register_function,
-                                     nested)  # type: ignore[return-value]
+            code, count = instrument_source(source, path, module, recorder.register_function,
+                                            nested)
+            return mark(code), count  # type: ignore[arg-type]
         _store(places, entry, path)
     _, _, _, base, table, code = entry
     register = recorder.register_function
     fids = [register(module, qual, path, line, params, kind)
             for qual, line, params, kind in table]
-    code = _remap(code, base, fids)
+    code = mark(_remap(code, base, fids))  # marked after the entry was stored: unmarshalable
     _imp._fix_co_filename(code, path)  # the entry may have been built under another path
     return code, len(table)
 

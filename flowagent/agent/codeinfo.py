@@ -19,6 +19,7 @@ from typing import Any
 
 from . import recorder
 from .select import Selector
+from .guard import program_exception
 
 CO_OPTIMIZED, CO_VARARGS, CO_VARKEYWORDS = 0x01, 0x04, 0x08
 CO_GENERATOR, CO_COROUTINE, CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR = 0x20, 0x80, 0x100, 0x200
@@ -141,7 +142,9 @@ def note_yield(rec: list, value: Any, kind: str) -> None:
     """Record a yielded value's shape on a generator's frame (never raises)."""
     try:
         recorder._note_yield(rec, value, kind)
-    except Exception:
+    except Exception as exc:
+        if type(exc) is not RecursionError and program_exception(exc):
+            raise
         recorder.S.agent_errors += 1
 
 

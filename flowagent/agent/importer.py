@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from . import codecache, recorder
 from .select import Selector
+from .guard import program_exception
 
 PostImportHook = Callable[[ModuleType], None]
 
@@ -38,7 +39,9 @@ def instrument_loader(loader: importlib.machinery.SourceFileLoader, nested: bool
             code, n = codecache.instrumented_code(source, loader.path, fullname, nested)
         except SyntaxError:
             raise
-        except Exception:
+        except Exception as exc:
+            if type(exc) is not RecursionError and program_exception(exc):
+                raise
             # Our bug must not break the user's import: fall back to the plain code.
             recorder.S.agent_errors += 1
             return plain_get_code(fullname)
@@ -69,12 +72,16 @@ class _ChainedLoader:
             module.__loader__ = self._loader
             if module.__spec__ is not None:
                 module.__spec__.loader = self._loader
-        except Exception:
+        except Exception as exc:
+            if type(exc) is not RecursionError and program_exception(exc):
+                raise
             pass
         for hook in self._hooks:
             try:
                 hook(module)
-            except Exception:
+            except Exception as exc:
+                if type(exc) is not RecursionError and program_exception(exc):
+                    raise
                 recorder.S.agent_errors += 1
 
 

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from . import recorder
 from .instrument import HELPERS
+from .guard import program_exception
 
 _wants: Callable[[str], bool] | None = None
 _nested = True
@@ -68,11 +69,14 @@ def _hook(event: str, args: tuple) -> None:
         if _instrumented(code):
             return
         _instrument_in_place(code, path)
-    except Exception:
+    except Exception as exc:
+        if type(exc) is not RecursionError and program_exception(exc):
+            raise
         recorder.S.agent_errors += 1
 
 
 def _instrumented(code: CodeType) -> bool:
+    """Does any function in this code tree call the recorder (already instrumented)?"""
     for c in code.co_consts:
         if type(c) is CodeType and (any(h in c.co_names for h in HELPERS[:2])
                                     or _instrumented(c)):
@@ -91,25 +95,36 @@ def _instrument_in_place(code: CodeType, path: str) -> None:
 
 def _swap(code: CodeType, twin: CodeType) -> None:
     """Each function or class body constant of ``code`` replaced by its twin in ``twin``
-    (matched by name and first line); the bodies' own constants come with the twin."""
+    (matched by name and first line, in order: two lambdas can share a line); the bodies'
+    own constants come with the twin. Code the rewrite left alone (a lambda, a
+    comprehension) keeps its original."""
     assert _set_const is not None
-    theirs = {(c.co_name, c.co_firstlineno): c for c in twin.co_consts if type(c) is CodeType}
+    theirs: dict[tuple[str, int], list[CodeType]] = {}
+    for c in twin.co_consts:
+        if type(c) is CodeType:
+            theirs.setdefault((c.co_name, c.co_firstlineno), []).append(c)
     for i, c in enumerate(code.co_consts):
         if type(c) is not CodeType:
             continue
-        t = theirs.get((c.co_name, c.co_firstlineno))
-        if t is None or not _compatible(c, t):
+        candidates = theirs.get((c.co_name, c.co_firstlineno))
+        if not candidates:
             continue
-        _set_const(code, i, t)
+        t = candidates.pop(0)
+        if (any(h in t.co_names for h in HELPERS[:2]) or _instrumented(t)) \
+                and _compatible(c, t):
+            _set_const(code, i, t)
 
 
 def _compatible(a: CodeType, b: CodeType) -> bool:
     """The module's bytecode builds the function from the constant: the calling convention
     and the closure it expects must be the same."""
     return (a.co_argcount, a.co_posonlyargcount, a.co_kwonlyargcount, a.co_freevars,
-            a.co_flags & ~0x0200) == (b.co_argcount, b.co_posonlyargcount,
-                                      b.co_kwonlyargcount, b.co_freevars,
-                                      b.co_flags & ~0x0200)
+            a.co_flags & _CALLING) == (b.co_argcount, b.co_posonlyargcount,
+                                       b.co_kwonlyargcount, b.co_freevars, b.co_flags & _CALLING)
+
+
+# CO_OPTIMIZED .. CO_ASYNC_GENERATOR: varargs, generator and coroutine kinds (not __future__)
+_CALLING = 0x3FF
 
 
 def _const_setter() -> Callable[[CodeType, int, Any], None] | None:

@@ -37,10 +37,13 @@ from .backends import Capabilities, HooksMixin
 from .codeinfo import (CO_ASYNC_GENERATOR, CO_GENERATOR, CodeSelector, is_async_yield,
                        note_yield, unwrap_async_yield)
 from .select import Selector
+from .guard import program_exception
 
 TOOL_NAME = "flowagent"
-# PROFILER_ID first (what flowagent is); 3 and 4 are ids CPython reserves for no one.
-CANDIDATE_TOOL_IDS = (2, 3, 4)
+# 3 and 4 first: CPython reserves them for no one. PROFILER_ID last: cProfile (3.12+) claims
+# it when the program profiles itself, and would fail with "Another profiling tool is
+# already active" if the recorder held it.
+CANDIDATE_TOOL_IDS = (3, 4, 2)
 _YIELDING = CO_GENERATOR | CO_ASYNC_GENERATOR  # yields are suspensions of the call
 
 
@@ -162,6 +165,7 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
     classify = _classifier(tool_id, describe, infos)
 
     def py_start(code: Any, offset: int) -> Any:
+        rec = frame = None
         try:
             frame = getframe(1)
             info = infos.get(id(code))
@@ -173,7 +177,15 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
             rec = open_call(info[0], tuple([loc.get(p) for p in info[1]]))
             if rec is not None:
                 live[frame] = rec
-        except Exception:
+        except BaseException as exc:
+            if rec is not None:
+                # The program's exception (a signal handler ran in this callback) ends the
+                # call before it began; unregistered, its record would stay current.
+                live.pop(frame, None)
+                close_call(rec, type(exc))
+            if not isinstance(exc, Exception) or (
+                    type(exc) is not RecursionError and program_exception(exc)):
+                raise
             S.agent_errors += 1
         return None
 
@@ -183,7 +195,9 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
             if rec is not None:
                 rec[RV] = value
                 close_call(rec, None)
-        except Exception:
+        except Exception as exc:
+            if type(exc) is not RecursionError and program_exception(exc):
+                raise
             S.agent_errors += 1
 
     def py_unwind(code: Any, offset: int, exc: BaseException) -> None:
@@ -193,7 +207,9 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
             rec = live.pop(getframe(1), None)
             if rec is not None:
                 close_call(rec, type(exc))
-        except Exception:
+        except Exception as exc:
+            if type(exc) is not RecursionError and program_exception(exc):
+                raise
             S.agent_errors += 1
 
     def py_yield(code: Any, offset: int, value: Any) -> None:
@@ -209,7 +225,9 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
             else:
                 note_yield(rec, value, "Iterator")
             deactivate(rec)  # whoever resumed it is the current call again
-        except Exception:
+        except Exception as exc:
+            if type(exc) is not RecursionError and program_exception(exc):
+                raise
             S.agent_errors += 1
 
     def resume_frame(frame: Any) -> None:
@@ -218,7 +236,9 @@ def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
             rec = live.get(frame)
             if rec is not None:
                 resume(rec)
-        except Exception:
+        except Exception as exc:
+            if type(exc) is not RecursionError and program_exception(exc):
+                raise
             S.agent_errors += 1
 
     def py_resume(code: Any, offset: int) -> None:

@@ -37,6 +37,7 @@ are still found, at most SHAPE_EVERY (a hot function: SHAPE_HOT_EVERY) calls lat
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import random
@@ -47,6 +48,7 @@ from contextvars import ContextVar
 from typing import Any, Callable
 
 from . import shapes as _shapes
+from .guard import program_exception
 from .wire import ERROR, N_FIELDS, PARTIAL, SUCCESS, columns
 from .wire import THR as _THR_FIELD
 
@@ -59,7 +61,23 @@ _SHAPED = 8       # this call's shapes are taken (see the shape budget)
 
 _cur: ContextVar[list | None] = ContextVar("flowagent_current_call", default=None)
 _get = _cur.get
-_set = _cur.set
+_var_set = _cur.set
+_gc_isenabled, _gc_disable, _gc_enable = gc.isenabled, gc.disable, gc.enable
+
+
+def _set(frame: list | None) -> None:
+    """Make ``frame`` current, with the garbage collector held off meanwhile: a collection
+    inside ``ContextVar.set`` runs finalizers (a recorded ``__del__``, a weakref callback)
+    that would set the variable again while CPython is in the middle of setting it, which
+    reads the context's mapping after it was freed (a wrong current call, or a crash)."""
+    if _gc_isenabled():
+        _gc_disable()
+        try:
+            _var_set(frame)
+        finally:
+            _gc_enable()
+    else:
+        _var_set(frame)
 _clock = time.perf_counter_ns
 _ident = threading.get_ident
 _active_threads = threading._active  # ident -> Thread (what current_thread() reads)
@@ -82,7 +100,9 @@ def _thread_name(ident: int) -> str:
             return f"Thread-{ident}"
         name = _object_getattr(t, "__dict__").get("_name")
         return name if type(name) is str else f"Thread-{ident}"
-    except Exception:
+    except Exception as exc:
+        if type(exc) is not RecursionError and program_exception(exc):
+            raise
         return f"Thread-{ident}"
 
 
@@ -236,7 +256,9 @@ def _exc_name(tp: type) -> str:
     try:
         qn = _type_qualname(tp)
         mod = _type_dict(tp).get("__module__", "builtins")
-    except Exception:
+    except Exception as exc:
+        if type(exc) is not RecursionError and program_exception(exc):
+            raise
         return "?"
     if type(mod) is not str:
         mod = "?"
@@ -245,6 +267,8 @@ def _exc_name(tp: type) -> str:
 
 class UnknownError(Exception):
     """Stands for an exception whose type a backend cannot see (recorded as ``?``)."""
+
+
 
 
 def _exc_sid(exc_type: type) -> int:
@@ -304,10 +328,12 @@ def open_call(fid: int, args: tuple) -> list | None:
             frame[CPU] = _thread_time()
         frame[T0] = _clock()
         return frame
-    except Exception:
-        S.agent_errors += 1
+    except Exception as exc:
         if frame is not None and _get() is frame:
             _set(current)  # never leave a half-opened frame current: nobody would close it
+        if type(exc) is not RecursionError and program_exception(exc):
+            raise
+        S.agent_errors += 1
         return None
 
 
@@ -367,7 +393,9 @@ def close_call(frame: list, exc_type: type | None) -> None:
             # Once per buffer: waking the flusher at every session end would make one small,
             # badly compressed batch per web request; otherwise it runs on its interval.
             S.wake()
-    except Exception:
+    except Exception as exc:
+        if type(exc) is not RecursionError and program_exception(exc):
+            raise
         S.agent_errors += 1
 
 
@@ -414,9 +442,38 @@ class _Exit:
         self.fid = fid
 
     def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        try:
+            f = _get()
+            if f is not None and f[FID] == self.fid:
+                close_call(f, et)
+            elif f is not None:
+                _close_abandoned(f, self.fid, et)
+        except RecursionError:  # no frame to spare at the program's limit: not recorded
+            S.agent_errors += 1
+
+
+_MAX_ABANDONED = 64
+
+
+def _close_abandoned(f: list, fid: int, et: Any) -> None:
+    """An exception the program raised asynchronously (a signal handler's, another thread's
+    ``PyThreadState_SetAsyncExc``) arrived between a callee's ``__fa_call__`` and the start of
+    its ``with`` block, which then never closed: close such frames above the call of ``fid``
+    ending now, as having raised what is propagating (or an unknown exception), then it."""
+    mine = f[OUTER]
+    for _ in range(_MAX_ABANDONED):
+        if not isinstance(mine, list):
+            return
+        if mine[FID] == fid:
+            break
+        mine = mine[OUTER]
+    else:
+        return
+    while f is not None and f is not mine:
+        close_call(f, et if et is not None else UnknownError)
         f = _get()
-        if f is not None and f[FID] == self.fid:
-            close_call(f, et)
+    if f is mine:
+        close_call(f, et)
 
 
 class _NoExit:
@@ -441,7 +498,11 @@ def _exit_for(fid: int) -> _Exit:
 
 def call(fid: int, *args: Any) -> Any:
     """``with __fa_call__(fid, *args):`` around a plain function's or coroutine's body."""
-    if open_call(fid, args) is None:
+    try:
+        if open_call(fid, args) is None:
+            return _NOEXIT
+    except RecursionError:  # the program is at its limit: it meets it in its own code
+        S.agent_errors += 1
         return _NOEXIT
     try:
         return _exits[fid]
@@ -460,7 +521,7 @@ def ret(fid: int, value: Any) -> Any:
 # ---------------------------------------------------------------------------------------
 # Choosing the twin.
 
-_ACCELERATOR_ABI = 2  # _speedups.ABI this module is written against
+_ACCELERATOR_ABI = 3  # _speedups.ABI this module is written against
 
 
 def _configure(accelerator: Any) -> None:
@@ -469,7 +530,8 @@ def _configure(accelerator: Any) -> None:
                           yield_sid=_yield_sid, session_start=_session_start, random=_random,
                           thread_time=_thread_time, shape_first=SHAPE_FIRST,
                           shape_every=SHAPE_EVERY, shape_warm=SHAPE_WARM,
-                          shape_hot_every=SHAPE_HOT_EVERY)
+                          shape_hot_every=SHAPE_HOT_EVERY, program_exception=program_exception,
+                          unknown_error=UnknownError)
 
 
 def shape_every_call() -> None:
@@ -556,9 +618,11 @@ def suspend(fid: int, value: Any = None, kind: str = "Iterator") -> Any:
     if f is not None and f[FID] == fid:
         try:
             _note_yield(f, value, kind)
-            _set(f[OUTER])
-        except Exception:
+        except Exception as exc:
+            if type(exc) is not RecursionError and program_exception(exc):
+                raise
             S.agent_errors += 1
+        _set(f[OUTER])
     return value
 
 
@@ -611,7 +675,9 @@ class Delegate:
                 _set(frame[OUTER])
         try:
             _note_yield(frame, value, "Iterator")
-        except Exception:
+        except Exception as exc:
+            if type(exc) is not RecursionError and program_exception(exc):
+                raise
             S.agent_errors += 1
         return value
 
@@ -661,7 +727,9 @@ def enter_root(name: str, module: str = "<request>", always: bool = False,
             _session_start(cid, fid, frame[THR])
         frame[T0] = _clock()
         return frame
-    except Exception:
+    except Exception as exc:
+        if type(exc) is not RecursionError and program_exception(exc):
+            raise
         S.agent_errors += 1
         return None
 
@@ -686,6 +754,10 @@ def set_output_shape(frame: list | None, shape: str) -> None:
 
 def reset_after_fork() -> None:
     """In a forked child: fresh buffer and ids; frames inherited from the parent go stale."""
+    global _intern_lock, _drop_lock
+    # The flusher may have held them when the program forked; it does not exist here.
+    _intern_lock = threading.Lock()
+    _drop_lock = threading.Lock()
     S.gen = object()
     S.dropped = 0
     S.agent_errors = 0

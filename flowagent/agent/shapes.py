@@ -94,6 +94,12 @@ from types import (
     WrapperDescriptorType,
 )
 
+try:
+    from .guard import program_exception
+except ImportError:  # loaded on its own, outside the package (its import-cost test)
+    def program_exception(exc: BaseException) -> bool:
+        return False
+
 # typing costs milliseconds at import and the host program may never load it; annotations are
 # strings here (PEP 563), so only type checkers need it.
 TYPE_CHECKING = False
@@ -204,7 +210,9 @@ def shape_of(value: object) -> str:
         walk = _Walk()
         walk.budget -= 1  # what visit() would do: the top value is the first node
         return walk.describe(value, 1)
-    except Exception:
+    except Exception as exc:
+        if type(exc) is not RecursionError and program_exception(exc):
+            raise
         return _failed()
 
 
@@ -329,7 +337,9 @@ class _Walk:
                 return entry[_NAME] + template % tuple(shapes)
             finally:
                 path.pop()
-        except Exception:
+        except Exception as exc:
+            if type(exc) is not RecursionError and program_exception(exc):
+                raise
             return _failed()
 
     def sample(self, elements: Any, depth: int) -> str:
@@ -783,7 +793,9 @@ def _read_field(v: object, mro: tuple[type, ...], instance_dict: Any, field: str
         if how == _DEFAULT:
             return _dict_of(mro[at]).get(field, _UNREADABLE)
         return _UNREADABLE
-    except Exception:  # e.g. an unset slot
+    except Exception as exc:  # e.g. an unset slot
+        if type(exc) is not RecursionError and program_exception(exc):
+            raise
         return _UNREADABLE
 
 

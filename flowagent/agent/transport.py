@@ -65,6 +65,7 @@ class Transport:
                             after_in_child=self._after_fork_child)
         atexit.register(self.close)
         _patch_os_exit(self)
+        _patch_os_exec(self)
 
     # -- lifecycle ---------------------------------------------------------------------
     def _open_for(self, pid: int) -> None:
@@ -113,27 +114,31 @@ class Transport:
 
     def _create_ring(self) -> None:
         pid = self.pid
-        info = dict(self.info, pid=pid, ppid=os.getppid(), argv=list(sys.argv),
-                    executable=sys.executable)
+        info = dict(self.info, pid=pid, ppid=os.getppid(), argv=[_escaped(a) for a in sys.argv],
+                    executable=_escaped(sys.executable))
         path = os.path.join(self.run_dir, "rings", f"{pid}-{self.key:012x}.ring")
         self.ring = RingWriter(path, self.ring_size, pid, os.getppid(), self.key,
                                self.anchor[0], info)
         self.ring.init_control(not recorder.S.on, recorder.S.sample_ppm)
 
     def _before_fork(self) -> None:
-        # The flusher stops for the fork: the child then never inherits a lock or a half-
-        # written batch from it, and a single-threaded program stays single-threaded at
-        # fork time (Python 3.12 warns about forking a multi-threaded process).
-        self._stop_flusher()
-        self.lock.acquire()
+        # Nothing the child uses is shared with the flusher: it makes its own lock, buffer,
+        # encoder and ring (below), so a fork never waits for a batch being encoded. Only a
+        # program with no thread of its own has the flusher stopped for the fork (it wakes
+        # and ends at once, without flushing): it stays single-threaded at fork time, as
+        # plainly (Python 3.12 warns about forking a multi-threaded process).
+        self._paused_for_fork = threading.active_count() <= 1
+        if self._paused_for_fork:
+            self._stop_flusher()
+            _wait_single_threaded()
 
     def _after_fork_parent(self) -> None:
-        self.lock.release()
-        if not self.closed:
+        if self._paused_for_fork and not self.closed:
             self._start_flusher()
 
     def _after_fork_child(self) -> None:
-        self.lock.release()
+        # The flusher may have held these at the fork; it does not exist here.
+        self.lock = _native_lock()
         recorder.reset_after_fork()
         try:
             self._open_for(os.getpid())
@@ -145,6 +150,8 @@ class Transport:
         sys.setprofile(None)  # the flusher is ours: never recorded, never profiled
         while not self.stopping:
             event.wait(self.interval)
+            if self.stopping:
+                break  # a fork or the exit flushes (or keeps the buffer) itself
             try:
                 self.flush()
                 self._read_control()
@@ -227,6 +234,23 @@ class Transport:
             self.ring.close()
 
 
+def _wait_single_threaded(limit_s: float = 0.05) -> None:
+    """The flusher has returned; wait (briefly) until the kernel no longer counts its thread,
+    which is what Python 3.12's multi-threaded fork warning reads (Linux)."""
+    deadline = time.monotonic() + limit_s
+    try:
+        while len(os.listdir("/proc/self/task")) > 1 and time.monotonic() < deadline:
+            time.sleep(0.0002)
+    except OSError:
+        pass
+
+
+def _escaped(text: object) -> str:
+    """Text that is valid UTF-8: undecodable bytes of a command line (lone surrogates) are
+    escaped, so the process is still recorded and the store can hold its arguments."""
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def apply_control(paused: bool, sample_ppm: int) -> None:
     recorder.S.on = not paused
     recorder.S.sample_ppm = sample_ppm
@@ -248,6 +272,29 @@ def _patch_os_exit(transport: Transport) -> None:
 
     _exit.__wrapped__ = _real_os_exit  # type: ignore[attr-defined]
     os._exit = _exit
+
+
+def _patch_os_exec(transport: Transport) -> None:
+    """``os.exec*`` replaces the process image: nothing after it runs, neither the flusher
+    nor ``atexit``. Flush what was recorded first (every ``os.exec*`` function goes through
+    ``os.execv`` or ``os.execve``). The process keeps recording if the exec fails."""
+
+    def patched(real: Any) -> Any:
+        def exec_(*args: Any) -> Any:
+            try:
+                if os.getpid() == transport.pid:
+                    transport.flush()
+            except Exception:
+                recorder.S.agent_errors += 1
+            return real(*args)
+
+        for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
+            setattr(exec_, attr, getattr(real, attr, None))
+        exec_.__wrapped__ = real  # type: ignore[attr-defined]
+        return exec_
+
+    os.execv = patched(os.execv)
+    os.execve = patched(os.execve)
 
 
 def _shape_failures() -> int:

@@ -124,7 +124,10 @@ class Encoder:
         import msgpack
         import zstandard
 
-        self._packer = msgpack.Packer(use_bin_type=True)
+        # A name that is not valid UTF-8 (a file name or thread name carrying a lone surrogate
+        # from undecodable bytes) is sent escaped ("\\udcff"): failing on it would lose the
+        # whole batch, and every later one that carries the same definition.
+        self._packer = msgpack.Packer(use_bin_type=True, unicode_errors="backslashreplace")
         self._zc = zstandard.ZstdCompressor(level=level)
 
     def encode(self, batch: dict[str, Any], calls: Sequence[Sequence[int]]) -> bytes:

@@ -368,11 +368,9 @@ def c_cores() -> bool:
 
 
 RECURSION_LIMITATION = (
-    "LIMITATION (low): the main script runs under the launcher's shim (python -m "
-    "flowagent.agent.runmain: runpy's frames sit below the program's module, hidden from "
-    "tracebacks), and the agent's per-call helper is one more call at the deepest point (the "
+    "LIMITATION (low): the agent's per-call helper is one more call at the deepest point (the "
     "pure twin, profile and the monitor backend's Python callbacks run Python frames there), "
-    "so a program recursing to the limit reaches 988-995 frames instead of 997 (Python 3.11)")
+    "so a program recursing to the limit reaches a few frames less")
 
 
 def test_recursion_limit_reach_is_unchanged(app: Path, backend: str,

@@ -85,23 +85,23 @@ else:
         finally:
             backend.uninstall()
 
-    def test_takes_the_profiler_id_when_free() -> None:
+    def test_leaves_the_profiler_id_to_cprofile() -> None:
         backend, reason = backends.choose("monitor")
-        assert backend.name == "monitor" and backend.tool_id == MON.PROFILER_ID
-        assert f"tool id {MON.PROFILER_ID}" in reason
-
-    def test_takes_another_free_id_when_the_profiler_id_is_taken(claimed: list[int]) -> None:
-        MON.use_tool_id(MON.PROFILER_ID, "someone else")
-        claimed.append(MON.PROFILER_ID)
-        backend, _ = backends.choose("monitor")
         assert backend.name == "monitor" and backend.tool_id == 3
+        assert "tool id 3" in reason
+
+    def test_takes_another_free_id_when_one_is_taken(claimed: list[int]) -> None:
+        MON.use_tool_id(3, "someone else")
+        claimed.append(3)
+        backend, _ = backends.choose("monitor")
+        assert backend.name == "monitor" and backend.tool_id == 4
         backend.install(Selector((), (), ()), True)
         try:
-            assert MON.get_tool(MON.PROFILER_ID) == "someone else"
-            assert MON.get_tool(3) == monitor.TOOL_NAME
+            assert MON.get_tool(3) == "someone else"
+            assert MON.get_tool(4) == monitor.TOOL_NAME
         finally:
             backend.uninstall()
-        assert MON.get_tool(3) is None
+        assert MON.get_tool(4) is None
 
     def test_never_displaces_other_tools(claimed: list[int]) -> None:
         for tool_id in monitor.CANDIDATE_TOOL_IDS:
@@ -110,7 +110,8 @@ else:
         backend, reason = backends.choose("monitor")
         assert backend.name == "wrap"
         assert "tool2" in reason and "tool4" in reason and "using wrap" in reason
-        assert [MON.get_tool(i) for i in monitor.CANDIDATE_TOOL_IDS] == ["tool2", "tool3", "tool4"]
+        assert [MON.get_tool(i) for i in monitor.CANDIDATE_TOOL_IDS] == [
+            f"tool{i}" for i in monitor.CANDIDATE_TOOL_IDS]
 
     def test_install_refuses_an_id_taken_since_it_was_chosen(claimed: list[int]) -> None:
         backend, _ = backends.choose("monitor")

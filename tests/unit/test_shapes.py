@@ -752,8 +752,9 @@ def test_dataclass_defaults_and_descriptors(calls: list[str], failures_delta: ty
 def test_never_raises_on_internal_error(
     monkeypatch: pytest.MonkeyPatch, failures_delta: typing.Callable[[], int]
 ) -> None:
-    def broken(t: type) -> typing.NoReturn:
-        raise RuntimeError("bug")
+    # A bug inside the agent: raised by agent code itself (a C call with no frame of its own);
+    # an exception raised from a frame outside the agent is the program's (guard.py).
+    broken: typing.Callable[[type], typing.NoReturn] = {}.__getitem__  # type: ignore[assignment]
 
     monkeypatch.setattr(shapes, "_classify", broken)
     shapes._clear_caches()  # Cart is known from earlier tests: make the next call classify it
