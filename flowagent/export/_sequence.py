@@ -99,8 +99,12 @@ def sequence(graph: Mapping[str, Any], limit: int = MAX_CALLS) -> SequenceModel:
             model.lanes.append(lanes[lane_key])
         key = (lane_key, label)
         if key not in lines:
-            lines[key] = Lifeline(f"p{len(lines)}", label, lanes[lane_key].id)
-            model.lifelines.append(lines[key])
+            lane_id = lanes[lane_key].id
+            lines[key] = Lifeline(f"p{len(lines)}", label, lane_id)
+            # a lane's lifelines stay side by side, so lane frames never overlap
+            at = 1 + max((i for i, x in enumerate(model.lifelines) if x.lane == lane_id),
+                         default=len(model.lifelines) - 1)
+            model.lifelines.insert(at, lines[key])
         return lines[key].id
 
     by_id: dict[Any, Mapping[str, Any]] = {}

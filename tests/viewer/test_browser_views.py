@@ -163,8 +163,9 @@ def test_flow_view_shows_the_planted_flow(page: Page, flow_url: str, shots: Path
     steps = page.evaluate("""() => [...document.querySelectorAll('#flow-canvas .flow-step')].map(g =>
         [g.dataset.function, g.getAttribute('class'), g.querySelector('.stat').textContent])""")
     by_fn = {fn: (cls, text) for fn, cls, text in steps}
-    assert len(steps) == 5
+    assert len(steps) == 6  # handle, its four steps, and the audit thread of session 7
     assert by_fn["__main__:cached"][1].startswith("25%")
+    assert by_fn["__main__:Audit.record"][1].startswith("5%")
     assert by_fn["__main__:Store.load"][1].startswith("75%")
     assert "err" in by_fn["__main__:Store.load"][0] and "NotFound×3" in by_fn["__main__:Store.load"][1]
     assert "partial" in by_fn["__main__:handle"][0]
@@ -173,7 +174,7 @@ def test_flow_view_shows_the_planted_flow(page: Page, flow_url: str, shots: Path
         const r = g.getBoundingClientRect(); return [g.dataset.function, r.left, r.top]; })""")
     root = boxes[0]
     assert root[0] == "__main__:handle" and all(b[1] > root[1] and b[2] > root[2] for b in boxes[1:])
-    assert page.locator("#flow-variants tbody tr").count() == 3
+    assert page.locator("#flow-variants tbody tr").count() == 4
     page.screenshot(path=str(shots / "flows-small.png"), full_page=True)
 
 
@@ -214,6 +215,18 @@ def test_sequence_view_shows_the_planted_session(page: Page, flow_url: str, shot
     assert [m[3] for m in msgs] == sorted(m[3] for m in msgs)  # one row each, in call order
     assert len(msgs) == 6
     page.screenshot(path=str(shots / "sequence-small.png"), full_page=True)
+    # session 7 started an "audit" thread: two lanes, side by side, still readable
+    page.goto(flow_url + "/?q=Audit.record")
+    page.locator("#sessions-body tr").first.locator("a").click()
+    page.wait_for_url("**/sessions/**")
+    page.click("#to-sequence")
+    _sequence_ready(page)
+    check_labels(dom_labels(page, "#seq-canvas"), at_least=8)
+    lanes = page.evaluate("""() => [...document.querySelectorAll('#seq-canvas .lane')].map(g =>
+        [g.dataset.lane, g.getBoundingClientRect().left, g.getBoundingClientRect().right])""")
+    assert [name.split(" · ")[0] for name, _l, _r in lanes] == ["MainThread", "audit"], lanes
+    assert lanes[0][2] <= lanes[1][1]
+    page.screenshot(path=str(shots / "sequence-threads.png"), full_page=True)
 
 
 def test_sequence_view_of_a_demo_request_and_a_large_session(

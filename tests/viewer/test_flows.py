@@ -21,7 +21,7 @@ def test_flow_tree_shows_the_planted_structure(flow_client: FlaskClient) -> None
     run = _run(flow_client)
     listing = flow_client.get(f"/api/runs/{run}/flows").get_json()
     assert listing["entries"][0] == {"entry": "__main__:handle", "sessions": FLOW_SESSIONS,
-                                     "failed": 0, "variants": 3}
+                                     "failed": 0, "variants": 4}
     flow = flow_client.get(f"/api/runs/{run}/flows?entry=__main__:handle").get_json()["flow"]
     assert flow["sessions"] == FLOW_SESSIONS and flow["sampled"] == FLOW_SESSIONS
     assert flow["duration"]["p50_ns"] and flow["duration"]["p99_ns"] >= flow["duration"]["p50_ns"]
@@ -29,16 +29,18 @@ def test_flow_tree_shows_the_planted_structure(flow_client: FlaskClient) -> None
     assert root["function"] == "__main__:handle" and root["partials"] == 3
     steps = _steps(root)
     assert set(steps) == {"__main__:validate", "__main__:cached", "__main__:Store.load",
-                          "__main__:View.render"}
+                          "__main__:View.render", "__main__:Audit.record"}
     assert steps["__main__:validate"]["share"] == 1.0
     assert steps["__main__:cached"]["sessions"] == 5 and steps["__main__:cached"]["share"] == 0.25
     load = steps["__main__:Store.load"]
     assert load["sessions"] == 15 and load["errors"] == 3
     assert load["exceptions"] == [["__main__.NotFound", 3]]
     assert steps["__main__:View.render"]["sessions"] == 12
+    # the audit thread started by handle(7) belongs to that session: a step of its flow
+    assert steps["__main__:Audit.record"]["sessions"] == 1
     assert all(s["p50_ns"] is not None for s in steps.values())
-    # variants: cached, loaded and rendered, load failed
-    assert sorted(v["count"] for v in flow["variants"]) == [3, 5, 12]
+    # variants: audited then loaded and rendered (i=7), load failed, cached, loaded and rendered
+    assert sorted(v["count"] for v in flow["variants"]) == [1, 3, 5, 11]
 
 
 def test_flow_page_and_unknown_entry(flow_client: FlaskClient) -> None:

@@ -96,7 +96,7 @@ def test_report_opens_from_disk_without_network(flow_dir: Path, demo_dir: Path, 
                                    timeout=LARGE_TIMEOUT_MS)
             assert not refused and not problems, (refused, problems)
             check_labels(graph_labels(page), at_least=5)
-            assert page.evaluate("() => FA.cy.nodes('[w]').length") == 10  # the demo's modules
+            assert page.evaluate("() => FA.cy.nodes('[w]').length") == 11  # the demo's modules
             page.screenshot(path=str(shots / "report-top.png"))
             page.locator("#flows").scroll_into_view_if_needed()
             check_labels(dom_labels(page, "#flow-canvas"), at_least=5)
@@ -105,7 +105,7 @@ def test_report_opens_from_disk_without_network(flow_dir: Path, demo_dir: Path, 
             page.screenshot(path=str(shots / "report-full.png"), full_page=True)
             # another level is laid out in place, still without the network
             page.check("#levels input[value=function]")
-            page.wait_for_function("() => FA.graphReady && FA.cy.nodes('[w]').length === 66",
+            page.wait_for_function("() => FA.graphReady && FA.cy.nodes('[w]').length === 67",
                                    timeout=LARGE_TIMEOUT_MS)
             check_labels(graph_labels(page), at_least=5)
             assert not refused and not problems, (refused, problems)

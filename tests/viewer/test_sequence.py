@@ -122,6 +122,14 @@ def test_sequence_page_and_export_of_a_recorded_session(flow_client: FlaskClient
     assert status == 0 and parsed["messages"][0]["from"] == "p0"
     assert flow_client.get("/export/sessions/nope/sequence.mmd").status_code == 404
     assert json.loads(flow_client.get("/api/sessions/nope/sequence").get_data())["error"]
+    # session 7 started an "audit" thread: it joins that session as a second lane
+    audited = flow_client.get(f"/api/runs/{run}/sessions?q=Audit.record").get_json()["items"]
+    assert len(audited) == 1
+    model = flow_client.get(f"/api/sessions/{audited[0]['session_id']}/sequence").get_json()
+    lanes = [x["label"].split(" · ")[0] for x in model["lanes"]]
+    assert lanes == ["MainThread", "audit"]
+    audit_lane = model["lanes"][1]["id"]
+    assert [x["label"] for x in model["lifelines"] if x["lane"] == audit_lane] == ["__main__:Audit"]
 
 
 def test_hostile_names_are_escaped_in_flows_and_sequence_pages(hostile_client: FlaskClient

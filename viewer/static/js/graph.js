@@ -174,6 +174,7 @@
     near.ancestors().removeClass("faded");
     near.edges().addClass("hl labelled");
     node.addClass("sel");
+    FA.map.placeTags(cy, near.edges());
   }
 
   function clearHighlight() {
@@ -361,7 +362,11 @@
       FA.clear(details).append(FA.el("p", { className: "muted" }, HINT));
     }
   });
-  cy.on("mouseover", "edge", (event) => event.target.addClass("labelled"));
+  cy.on("mouseover", "edge", (event) => {
+    if (event.target.hasClass("labelled")) return;
+    event.target.addClass("labelled");
+    FA.map.placeTags(cy, cy.edges(".labelled"));
+  });
   cy.on("mouseout", "edge", (event) => { if (!event.target.hasClass("hl")) event.target.removeClass("labelled"); });
 
   async function applyForm() {

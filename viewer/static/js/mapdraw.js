@@ -47,6 +47,8 @@
     // Cytoscape's own min-zoomed-font-size rounds the zoom up to a power of two, so the
     // map hides labels itself below MIN_FONT px (see hideSmallLabels).
     { selector: ".nolabel", style: { "text-opacity": 0, "text-background-opacity": 0 } },
+    // an edge tag with no free place near its edge is not drawn (see placeTags)
+    { selector: "edge.tag-off", style: { "text-opacity": 0, "text-background-opacity": 0 } },
     { selector: ".faded", style: { opacity: 0.12 } },
     { selector: "node.box.faded", style: { opacity: 0.35 } },
     { selector: "node.sel", style: { "border-color": "#2b6cb0", "border-width": 3, "background-color": "#e6f0fa" } },
@@ -233,6 +235,40 @@
     cy.on("add", () => { hidden = null; update(); });
   }
 
+  // Edge tags (call counts) are drawn at the middle of their edge unless that covers a node
+  // or another tag; then a nearby free place is taken, and with none the tag is not drawn
+  // (the details panel lists the same counts). Busiest edges choose first.
+  const TAG_SHIFTS = (() => {
+    const out = [];
+    for (const dx of [0, -30, 30, -60, 60]) for (const dy of [0, -16, 16, -32, 32]) out.push([dx, dy]);
+    return out.sort((a, b) => Math.abs(a[0]) + 2 * Math.abs(a[1]) - Math.abs(b[0]) - 2 * Math.abs(b[1]));
+  })();
+  const hits = (a, b) => a.x1 < b.x2 + 2 && b.x1 < a.x2 + 2 && a.y1 < b.y2 + 2 && b.y1 < a.y2 + 2;
+
+  function placeTags(cy, edges) {
+    cy.batch(() => {
+      edges.removeClass("tag-off");
+      edges.removeStyle("text-margin-x text-margin-y");
+    });
+    const taken = [];
+    cy.nodes().forEach((n) => {
+      taken.push(n.hasClass("box") ? n.boundingBox({ includeNodes: false, includeLabels: true })
+        : n.boundingBox({ includeNodes: true, includeLabels: true }));
+    });
+    const tagBox = (e) => e.boundingBox({ includeNodes: false, includeEdges: false, includeLabels: true });
+    const order = edges.filter((e) => e.data("tag")).toArray().sort((a, b) => b.data("frequency") - a.data("frequency"));
+    for (const edge of order) {
+      let placed = null;
+      for (const [dx, dy] of TAG_SHIFTS) {
+        edge.style({ "text-margin-x": dx, "text-margin-y": dy });
+        const box = tagBox(edge);
+        if (box.w > 0 && !taken.some((t) => t.w > 0 && hits(box, t))) { placed = box; break; }
+      }
+      if (placed) taken.push(placed);
+      else { edge.removeStyle("text-margin-x text-margin-y"); edge.addClass("tag-off"); }
+    }
+  }
+
   // Hovering a node shows every path through it: all its callers up to the entry points and
   // all its callees down to the leaves.
   function showPaths(cy, node) {
@@ -243,5 +279,5 @@
     node.removeClass("path");
   }
 
-  FA.map = { MIN_FONT, MAX_START_ZOOM, create, elements, elkGraph, applyPositions, fitZoom, readableFit, showPaths };
+  FA.map = { MIN_FONT, MAX_START_ZOOM, create, elements, elkGraph, applyPositions, fitZoom, readableFit, showPaths, placeTags };
 })();
