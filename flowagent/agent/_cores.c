@@ -38,14 +38,14 @@ static PyObject *guard_fn = NULL;
 /* An error inside the agent: counted in state.agent_errors and cleared if it is the agent's
    own Exception (0); anything else (KeyboardInterrupt, or an exception the program raised
    into agent code) is kept for the program (-1). */
+/* 1 if the pending exception is the program's and must propagate (a KeyboardInterrupt, or
+   an exception its signal handler raised inside agent code), 0 if it is the agent's own.
+   The exception stays set. One rule decides, shared with both recorder twins (guard.py). */
 static int
-count_error(PyObject *state)
+pending_is_program(void)
 {
     if (!PyErr_ExceptionMatches(PyExc_Exception))
-        return -1;
-    /* An exception the program raised into a callback (its signal handler ran there, or
-       another thread's PyThreadState_SetAsyncExc) is the program's: it propagates exactly as
-       without the agent. One rule decides, shared with both recorder twins (guard.py). */
+        return 1;
     PyObject *t, *v, *tb;
     PyErr_Fetch(&t, &v, &tb);
     PyErr_NormalizeException(&t, &v, &tb);
@@ -60,19 +60,23 @@ count_error(PyObject *state)
         if (guard_fn == NULL)
             PyErr_Clear();
     }
+    int program = 0;
     if (guard_fn != NULL && v != NULL) {
         PyObject *r = PyObject_CallOneArg(guard_fn, v);
-        int program = r != NULL && PyObject_IsTrue(r) == 1;
+        program = r != NULL && PyObject_IsTrue(r) == 1;
         Py_XDECREF(r);
         PyErr_Clear();
-        if (program) {
-            PyErr_Restore(t, v, tb);
-            return -1;
-        }
     }
-    Py_XDECREF(t);
-    Py_XDECREF(v);
-    Py_XDECREF(tb);
+    PyErr_Restore(t, v, tb);
+    return program;
+}
+
+static int
+count_error(PyObject *state)
+{
+    if (pending_is_program())
+        return -1;
+    PyErr_Clear();
     PyObject *n = state == NULL ? NULL : PyObject_GetAttrString(state, "agent_errors");
     if (n != NULL) {
         PyObject *one = PyLong_FromLong(1);  /* a cached small int */
@@ -507,6 +511,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *classify;      /* (frame, code) -> fid (0: not recorded); runs once per code */
     PyObject *handle;        /* (frame, event, arg, fid) -> None, for recorded code only */
+    PyObject *recover;       /* (frame, event, exc): the program's exception left handle */
     PyObject *token;         /* this core's identity in the code-extra slot */
     PyObject *state;         /* recorder.S, for agent_errors */
     int active;
@@ -573,8 +578,22 @@ profile_event(ProfileCoreObject *self, PyFrameObject *frame, PyObject *event, Py
     PyObject *args[4] = {(PyObject *)frame, event, arg ? arg : Py_None, fid};
     PyObject *r = PyObject_Vectorcall(self->handle, args, 4, NULL);
     Py_DECREF(fid);
-    if (r == NULL)
+    if (r == NULL) {
+        if (self->recover != NULL && pending_is_program()) {
+            /* The program's exception (its signal handler ran inside the handler) ends the
+               frame the event was about: close its record, then let it propagate. */
+            PyObject *t, *v, *tb;
+            PyErr_Fetch(&t, &v, &tb);
+            PyErr_NormalizeException(&t, &v, &tb);
+            PyObject *rargs[3] = {(PyObject *)frame, event, v != NULL ? v : Py_None};
+            PyObject *h = PyObject_Vectorcall(self->recover, rargs, 3, NULL);
+            Py_XDECREF(h);
+            PyErr_Clear();
+            PyErr_Restore(t, v, tb);
+            return -1;
+        }
         return pswallow(self);
+    }
     Py_DECREF(r);
     return 0;
 }
@@ -639,6 +658,7 @@ pcore_traverse(ProfileCoreObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->classify);
     Py_VISIT(self->handle);
+    Py_VISIT(self->recover);
     Py_VISIT(self->state);
     return 0;
 }
@@ -648,6 +668,7 @@ pcore_clear(ProfileCoreObject *self)
 {
     Py_CLEAR(self->classify);
     Py_CLEAR(self->handle);
+    Py_CLEAR(self->recover);
     Py_CLEAR(self->state);
     return 0;
 }
@@ -664,13 +685,15 @@ pcore_dealloc(ProfileCoreObject *self)
 static int
 pcore_init(ProfileCoreObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"classify", "handle", "state", NULL};
-    PyObject *classify, *handle, *state;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO", kwlist, &classify, &handle, &state))
+    static char *kwlist[] = {"classify", "handle", "state", "recover", NULL};
+    PyObject *classify, *handle, *state, *recover = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|O", kwlist, &classify, &handle, &state,
+                                     &recover))
         return -1;
     pcore_clear(self);
     self->classify = Py_NewRef(classify);
     self->handle = Py_NewRef(handle);
+    self->recover = recover == Py_None ? NULL : Py_NewRef(recover);
     self->state = Py_NewRef(state);
     if (self->token == NULL)
         self->token = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);

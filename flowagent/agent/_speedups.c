@@ -751,6 +751,10 @@ close_impl(PyObject *frame, PyObject *exc_type, PyObject *value)
         res = R_ERROR;
         if ((exc = call_sid(h_exc_sid, exc_type)) < 0)
             return -1;
+        /* A fixed output shape (a request root's HTTP status) holds when it failed too. */
+        PyObject *y = ITEM(frame, YIELDED);
+        if (PyUnicode_CheckExact(y) && (out = call_sid(h_yield_sid, y)) < 0)
+            return -1;
     }
     else {
         res = flags & F_CHILD_ERR ? R_PARTIAL : R_SUCCESS;

@@ -129,7 +129,7 @@ class ProfileBackend(HooksMixin):
             # calls _handle for recorded code only; new threads switch to it on their first
             # event (the core is also a Python-level profile function).
             self._core = self.cores.ProfileCore(classify=self._classify, handle=self._handle,
-                                                state=recorder.S)
+                                                state=recorder.S, recover=self._recover)
             self._core.install()
             threading.setprofile(self._core)
             self._resume: Any = self._core.install

@@ -361,7 +361,9 @@ def close_call(frame: list, exc_type: type | None) -> None:
         if exc_type is not None and exc_type is not GeneratorExit:
             # A consumer closing a generator early (GeneratorExit) is not a failure.
             res = ERROR
-            out = 0
+            # A fixed output shape (a request root's HTTP status) holds when it failed too.
+            y = frame[YIELDED]
+            out = _yield_sid(y) if type(y) is str else 0
             exc = _exc_sid(exc_type)
         else:
             exc = 0
