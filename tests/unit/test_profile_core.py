@@ -47,6 +47,7 @@ def profiled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple]
     """The backend on its C core, with the classifier and the handler counted."""
     chosen = load(tmp_path, "fa_profile_selected")
     other = load(tmp_path, "fa_profile_other")
+    monkeypatch.setenv("FLOWAGENT_PROFILE_CORE", "c")  # opt-in while it is not the default
     backend, reason = backends.choose("profile")
     if backend.cores is None:
         assert not recorder.ACCELERATED, reason
