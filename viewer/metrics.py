@@ -43,8 +43,12 @@ _FN_LABELS = ["run", "service", "function"]
 def duration_buckets(hist: dict[int, int]) -> list[tuple[str, float]]:
     """Cumulative ``(le, count)`` pairs of a stored histogram on :data:`BOUNDS_NS`."""
     out = []
+    exact = H.is_exact(hist)  # small distributions keep each duration: key ~ns
     for bound in BOUNDS_NS:
-        count = sum(n for b, n in hist.items() if H.upper(b) <= bound)
+        if exact:
+            count = sum(n for k, n in hist.items() if ~k < bound)
+        else:
+            count = sum(n for b, n in hist.items() if H.upper(b) <= bound)
         out.append((repr(bound / 1e9), float(count)))
     out.append(("+Inf", float(sum(hist.values()))))
     return out

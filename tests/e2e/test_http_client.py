@@ -63,7 +63,7 @@ def test_outgoing_calls_are_recorded_with_their_status(tmp_path: Path, backend: 
     assert calls == [
         (f"<http>:GET {host}/items/{{int}}", "HTTP 404", "success", None),
         (f"<http>:GET {host}/items/{{int}}", "HTTP 404", "success", None),
-        (f"<http>:GET {host}/boom", None, "error", "HTTP 500"),
+        (f"<http>:GET {host}/boom", "HTTP 500", "error", "HTTP 500"),
         (f"<http>:POST {host}/orders/{{int}}", "HTTP 200", "success", None),
         (f"<http>:GET {host}/items/{{int}}", "HTTP 404", "success", None)]
     by_id = {n["id"]: n for n in g["nodes"]}
