@@ -361,12 +361,6 @@ def test_generator_left_suspended_at_exit(app: Path, backend: str) -> None:
             ("__main__:pages", "incomplete")]
 
 
-def c_cores() -> bool:
-    from flowagent.agent.backends import choose_profile_core
-
-    return choose_profile_core()[0] is not None
-
-
 RECURSION_LIMITATION = (
     "LIMITATION (low): the agent's per-call helper is one more call at the deepest point (the "
     "pure twin, profile and the monitor backend's Python callbacks run Python frames there), "
@@ -375,11 +369,10 @@ RECURSION_LIMITATION = (
 
 def test_recursion_limit_reach_is_unchanged(app: Path, backend: str,
                                             request: pytest.FixtureRequest) -> None:
-    # The C cores add no Python frame of their own and monitor needs no shim: exact under the
-    # monitor backend's C callbacks, and under the C profile function from Python 3.12 (whose
-    # recursion limit counts the program's frames, not those of a profile function's callee).
-    exact = hot_path() == "default" and c_cores() and (
-        backend == "monitor" or (backend == "profile" and sys.version_info >= (3, 12)))
+    # From Python 3.12 the recursion limit counts the program's Python frames only, and the
+    # C hot path and C callbacks add none: exact there for wrap, profile and monitor.
+    exact = hot_path() == "default" and sys.version_info >= (3, 12) and backend in (
+        "wrap", "profile", "monitor")
     if not exact:
         request.applymarker(pytest.mark.xfail(reason=RECURSION_LIMITATION, strict=True))
     write_files(app, {"prog.py": """
