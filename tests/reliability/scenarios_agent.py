@@ -9,7 +9,7 @@ import re
 import sys
 from collections.abc import Callable
 
-from harness import AgentRun, Scenario
+from harness import FORK_WARNING_313, AgentRun, Scenario
 
 SCENARIOS: list[Scenario] = []
 
@@ -437,7 +437,7 @@ scenario("resources/fork-single-threaded", """
             os._exit(0)
         os.waitpid(pid, 0)
     print("done")
-""", check=recorded(child_work=20, parent_work=20))
+""", check=recorded(child_work=20, parent_work=20), limitation=FORK_WARNING_313)
 
 # == leaves-process: code that runs elsewhere ================================================
 
@@ -835,7 +835,7 @@ scenario("transparency/two-lambdas-one-line", """
     if pid == 0: os._exit(0)
     os.waitpid(pid, 0)
     print(sorted(T.items()), h())
-""")
+""", limitation=FORK_WARNING_313)
 
 scenario("transparency/doctest-line-numbers", """
     def add(a, b):

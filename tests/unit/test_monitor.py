@@ -214,6 +214,9 @@ else:
         assert recorder.S.agent_errors - before == 2
         assert not backend._live
 
+    @pytest.mark.xfail(sys.version_info >= (3, 13), strict=False,
+                       reason="on Python 3.13 a generator closed early at a yield outside try/except raises no "
+                              "event the profile function or sys.monitoring sees (the backends say so when chosen)")
     def test_records_calls_generators_and_exceptions(installed: Any,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
         """In-process: every recorded call is opened once and closed once, with its return

@@ -88,6 +88,9 @@ def test_decides_once_per_code_object(profiled: tuple) -> None:
     assert handled == [("plain", "call"), ("plain", "return")] * 20
 
 
+@pytest.mark.xfail(sys.version_info >= (3, 13), strict=False,
+                   reason="on Python 3.13 a generator closed early at a yield outside try/except raises no "
+                          "event the profile function or sys.monitoring sees (the backends say so when chosen)")
 def test_generators_close_and_nothing_stays_open(profiled: tuple) -> None:
     backend, chosen, other, classified, handled = profiled
     gen = chosen.numbers(5)
