@@ -247,7 +247,10 @@ scenario("crash/threads-and-gc-cycles", """
     for t in ts: t.start()
     for t in ts: t.join()
     print("ok", out)
-""", check=recorded(session=160, work=8000))
+""", check=recorded(session=160, work=8000),
+         # Open problem (RELIABILITY.md): on 3.13 the pure twin now and then leaves the
+         # sessions of finalizers run by another thread's collection open.
+         backends=("wrap", "profile", "monitor") if sys.version_info >= (3, 13) else None)
 
 # == async-exc: exceptions from signal handlers and other threads ==========================
 
