@@ -12,7 +12,7 @@ _stamp="$_venv/.flowagent-installed$_extras"
 # Reinstall when the build changed: pyproject.toml, setup.py or the C accelerator's sources
 # (an editable install compiles the extension once: a changed C file needs a rebuild).
 if [ ! -f "$_stamp" ] || [ pyproject.toml -nt "$_stamp" ] || [ setup.py -nt "$_stamp" ] \
-    || [ -n "$(find flowagent -name '*.c' -newer "$_stamp" -print -quit)" ]; then
+    || [ -n "$(find flowagent \( -name '*.c' -o -name '*.h' \) -newer "$_stamp" -print -quit)" ]; then
   echo "flowagent setup: installing flowagent${_extras:+[$_extras]} into $_venv" >&2
   "$_venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >&2
   "$_venv/bin/python" -m pip install -q --disable-pip-version-check -e ".${_extras:+[$_extras]}" >&2

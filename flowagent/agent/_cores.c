@@ -16,6 +16,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "_guard.h"
+
 /* co_flags bits (code.h names them too; spelled out so the intent is local). */
 #define FA_CO_GENERATOR 0x20
 #define FA_CO_ASYNC_GENERATOR 0x200
@@ -38,37 +40,23 @@ static PyObject *guard_fn = NULL;
 /* An error inside the agent: counted in state.agent_errors and cleared if it is the agent's
    own Exception (0); anything else (KeyboardInterrupt, or an exception the program raised
    into agent code) is kept for the program (-1). */
-/* 1 if the pending exception is the program's and must propagate (a KeyboardInterrupt, or
-   an exception its signal handler raised inside agent code), 0 if it is the agent's own.
-   The exception stays set. One rule decides, shared with both recorder twins (guard.py). */
+/* Is the pending exception the program's (it must propagate)? The rule's Python side is
+   imported on first need, with the exception kept aside meanwhile. */
 static int
 pending_is_program(void)
 {
-    if (!PyErr_ExceptionMatches(PyExc_Exception))
-        return 1;
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    PyErr_NormalizeException(&t, &v, &tb);
-    if (v != NULL && tb != NULL)
-        PyException_SetTraceback(v, tb);
-    if (guard_fn == NULL) {
+    if (guard_fn == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
         PyObject *m = PyImport_ImportModule("flowagent.agent.guard");
         if (m != NULL) {
             guard_fn = PyObject_GetAttrString(m, "program_exception");
             Py_DECREF(m);
         }
-        if (guard_fn == NULL)
-            PyErr_Clear();
-    }
-    int program = 0;
-    if (guard_fn != NULL && v != NULL) {
-        PyObject *r = PyObject_CallOneArg(guard_fn, v);
-        program = r != NULL && PyObject_IsTrue(r) == 1;
-        Py_XDECREF(r);
         PyErr_Clear();
+        PyErr_Restore(t, v, tb);
     }
-    PyErr_Restore(t, v, tb);
-    return program;
+    return fa_program_error(guard_fn);
 }
 
 static int

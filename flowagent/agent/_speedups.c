@@ -24,6 +24,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "_guard.h"
+
 /* Bumped whenever the interface recorder.py relies on changes: a stale build is refused. */
 #define ABI 3
 
@@ -120,22 +122,8 @@ thread_time_ns(void)
 static int
 swallow(void)
 {
-    if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception))
+    if (PyErr_Occurred() && fa_program_error(h_program_exception))
         return -1;
-    if (PyErr_Occurred() && h_program_exception != NULL) {
-        PyObject *et, *ev, *tb;
-        PyErr_Fetch(&et, &ev, &tb);
-        PyErr_NormalizeException(&et, &ev, &tb);
-        if (ev != NULL && tb != NULL)
-            PyException_SetTraceback(ev, tb);
-        PyObject *r = ev == NULL ? NULL : PyObject_CallOneArg(h_program_exception, ev);
-        int theirs = r != NULL && PyObject_IsTrue(r) == 1;
-        Py_XDECREF(r);
-        PyErr_Clear();
-        PyErr_Restore(et, ev, tb);
-        if (theirs)
-            return -1;
-    }
     PyErr_Clear();
     S->agent_errors++;
     return 0;

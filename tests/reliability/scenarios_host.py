@@ -239,7 +239,8 @@ scenario("inherit/session-leader", _LEADS, limitation=(
 scenario("inherit/double-fork-daemon", """
     import os, time
     def daemon_work(path):
-        with open(path, "w") as f: f.write("daemon ran")
+        with open(path + ".tmp", "w") as f: f.write("daemon ran")
+        os.rename(path + ".tmp", path)  # whole when it appears
     if os.fork() == 0:
         os.setsid()
         if os.fork() == 0:
@@ -248,7 +249,6 @@ scenario("inherit/double-fork-daemon", """
         os._exit(0)
     os.wait()
     while not os.path.exists("daemon.txt"): time.sleep(0.01)
-    time.sleep(0.05)
     print(open("daemon.txt").read())
 """, backends=None, limitation=FORK_WARNING_313)
 
