@@ -11,7 +11,7 @@ echo
 echo "== flowagent sessions (first 12)"
 $FA sessions --limit 12
 session=$($FA sessions --json --limit 1000 | .venv/bin/python -c \
-  'import json,sys; print(next(s["session_id"] for s in json.load(sys.stdin) if s["name"]=="<request>:POST /checkout" and s["result"]=="partial"))')
+  'import json,sys; print(next(s["session_id"] for s in json.load(sys.stdin) if s["name"]=="<request>:POST /checkout" and s["result"]=="error"))')
 echo
 echo "== flowagent trace $session   (a checkout request that failed with HTTP 500)"
 $FA trace "$session"
