@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -28,6 +30,7 @@ needs_sys_monitoring = pytest.mark.skipif(
 REPO = Path(__file__).resolve().parents[1]
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 
+T = TypeVar("T")
 Node = dict[str, Any]
 Graph = dict[str, Any]
 
@@ -99,6 +102,37 @@ def run_python(args: Sequence[str], cwd: Path, *, timeout: float = 60,
     """Run plain ``python ARGS``: the baseline the agent must be invisible against."""
     return subprocess.run([sys.executable, *args], cwd=cwd, env=_clean_env(env),
                           timeout=timeout, capture_output=True, input=input)
+
+
+def wait_until(condition: Callable[[], T], what: str, *, timeout: float = 60,
+               proc: subprocess.Popen[Any] | None = None) -> T:
+    """Poll ``condition`` until it returns something true, and return that.
+
+    Tests wait for the event a pause would stand for (a file appearing, a port accepting, a
+    row in the store), never for a length of time: ``timeout`` only bounds a wait that
+    would otherwise hang. With ``proc``, a process that exits while being waited for fails
+    the wait at once, with its stderr when that was piped.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise AssertionError(f"exited with {proc.returncode} before {what}: {err}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def port_accepting(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on ``host:port`` now (for :func:`wait_until`)."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def strip_summary(stderr: bytes) -> bytes:

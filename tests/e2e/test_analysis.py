@@ -204,11 +204,18 @@ def test_retention_keeps_exemplars_failures_and_a_recent_window(tmp_path):
 CONTROLLED = """
 import os, subprocess, sys, time
 import shopapp
+from flowagent.agent import recorder
 
 def control(*args):
     subprocess.run([sys.executable, "-m", "flowagent", "control", *args,
                     "--data-dir", os.environ["DATA"]], check=True, capture_output=True)
-    time.sleep(0.6)  # sidecar poll + one flush interval for the program to read it
+    # The sidecar writes the change into this process's ring; the flusher reads it there.
+    recording = args[0] == "--resume"
+    deadline = time.monotonic() + 60
+    while recorder.S.on != recording:
+        if time.monotonic() > deadline:
+            sys.exit(f"{args[0]} never reached this process")
+        time.sleep(0.01)
 
 for phase in ("on", "paused", "on-again"):
     if phase == "paused":

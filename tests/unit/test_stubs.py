@@ -276,7 +276,9 @@ def _all_stubs() -> list[str]:
 
 
 def test_every_stub_is_valid_python() -> None:
-    for text in _all_stubs():
+    stubs = _all_stubs()
+    assert len(stubs) > 10  # the cases above produce stubs to check
+    for text in stubs:
         ast.parse(text)
 
 
