@@ -5,9 +5,6 @@ same code as the viewer's), the flows of the busiest entry points, the statistic
 worst sessions (slowest and failed) with their sequence diagrams. Everything is inline (data
 as JSON, scripts, styles, the ELK layout worker as a blob), so it opens from disk, from a CI
 artifact or a mail attachment, with no server and no network.
-
-Wiring into ``flowagent/cli.py``: ``add_parser(sub)`` next to the other sub-commands and
-``"report": cmd_report`` in the handlers table.
 """
 
 from __future__ import annotations

@@ -5,17 +5,6 @@ serving, so scripts and tests can start the viewer with ``--port 0`` and read wh
 The viewer binds 127.0.0.1 by default; any other address needs a token (``--token T``, or one
 is generated and shown in the URL), because the recorded shapes describe the program's data.
 Flask is imported only when the command runs, so ``flowagent --help`` stays fast.
-
-Wiring into ``flowagent/cli.py`` (this module imports nothing heavy at import time)::
-
-    # in _read_parser(), next to the other sub-commands
-    from .viewcmd import add_parser as add_view_parser
-    add_view_parser(sub)
-
-    # in main(), in the handlers table
-    from .viewcmd import cmd_view
-    handlers = {..., "view": cmd_view}
-
 ``python -m flowagent.viewcmd`` runs the same command on its own.
 """
 

@@ -23,9 +23,9 @@ import json
 from typing import Any
 
 from . import histogram as H
-from .sessiontree import Contribution, session_contributions
+from .sessiontree import Contribution
 
-__all__ = ["Aggregates", "Contribution", "session_contributions"]
+__all__ = ["Aggregates", "Contribution"]
 
 EXAMPLES = 3  # example sessions kept per variant and per error cluster
 _SUMS = (0, 1, 2, 3, 4, 7, 8)  # node stats that add: see Contribution.nodes

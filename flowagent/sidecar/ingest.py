@@ -23,7 +23,7 @@ from itertools import accumulate, groupby
 from typing import Any
 
 from ..agent.ring import RingError, RingReader
-from ..agent.wire import INCOMPLETE, PARTIAL, Decoder
+from ..agent.wire import INCOMPLETE, Decoder
 from ..store import chunks as C
 from ..store.sqlite import RESULTS, SQLiteStore
 from .aggregate import Aggregates
@@ -485,4 +485,4 @@ class Ingestor:
         return t
 
 
-__all__ = ["PARTIAL", "Ingestor", "Retention"]
+__all__ = ["Ingestor", "Retention"]
