@@ -256,7 +256,7 @@ _FULL = {"calls": 4.0, "handler": 2.0, "flask": 1.10, "flask_http": 1.10}
 
 
 def target_for(workload: str, mode: str) -> Target | None:
-    """The issue's targets, applied to the rows they are about."""
+    """The project's targets (benchmarks/README.md), applied to the rows they are about."""
     if mode in ("fa_wrap", "fa_profile", "fa_monitor") and workload in _FULL:
         lim = _FULL[workload]
         return Target("ratio", lim, f"full recording <= {lim:g}x")
