@@ -1,5 +1,6 @@
 """The agent is a guest: a recorded program imports only what it would import anyway, plus the
-agent's own small set (``flowagent.agent``, the standard library, msgpack, zstandard, wrapt).
+agent's own small set (``flowagent.agent``, the standard library, msgpack, zstandard; wrapt is
+allowed, unused today).
 
 The sidecar, CLI and viewer depend on Flask, networkx, psutil and more; none of that may reach
 the program's ``sys.modules``, whatever the backend. A helper module (excluded from
