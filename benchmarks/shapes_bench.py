@@ -12,7 +12,9 @@ handler workload in call order (the real mix); the ``cold`` rows give every call
 keys, or an instance of a class, never seen before: the worst case for the caches.
 
 Prints ns per shape for both versions and the ratio old/new (higher is better), and checks
-that both return the same shape for every value (a difference is listed, not hidden).
+that both return the same shape for every value (a difference is listed, not hidden). Then,
+where the C accelerator is built, what the recorder pays once a structure is known: the
+structural fingerprint its shape cache is keyed by, beside ``shape_of`` on the same values.
 
     .venv/bin/python benchmarks/shapes_bench.py [--baseline REV] [--rounds N] [--loops N]
 """
@@ -233,9 +235,41 @@ def main() -> int:
     total_new = sum(n for _, _, n in warm_rows)
     print(f"{'geometric mean (warm)':<{width}}  {'':>8}  {'':>8}  {geo:7.2f}")
     print(f"{'sum over warm values':<{width}}  {total_old:8.0f}  {total_new:8.0f}  {total_old / total_new:7.2f}")
+    fingerprint_column(warm, workload, args.rounds, args.loops)
     for name, old_shape, new_shape in mismatches:
         print(f"DIFFERENT SHAPE for {name}:\n  old {old_shape}\n  new {new_shape}")
     return 0
+
+
+def fingerprint_column(warm: dict[str, object], workload: list[object], rounds: int,
+                       loops: int) -> None:
+    """What the recorder's C hot path pays instead of ``shape_of`` once a structure is known:
+    the structural fingerprint (the shape cache's key; a table lookup follows), and how many
+    values it refuses (those are described by ``shape_of`` every time)."""
+    try:
+        from flowagent.agent import _speedups
+    except ImportError:
+        print("(the C accelerator is not built: no fingerprint column)")
+        return
+    fingerprint = _speedups.fingerprint
+    rows = []
+    for name, value in warm.items():
+        same = [value] * loops
+        rows.append((name, min(_round(fingerprint, same) for _ in range(rounds)),
+                     min(_round(current.shape_of, same) for _ in range(rounds)),
+                     fingerprint(value) is None))
+    rows.append((f"handler workload, {len(workload)} values",
+                 min(_round(fingerprint, workload) for _ in range(max(1, rounds // 4))),
+                 min(_round(current.shape_of, workload) for _ in range(max(1, rounds // 4))),
+                 False))
+    refused = sum(fingerprint(v) is None for v in workload)
+    width = max(len(r[0]) for r in rows)
+    print(f"\nC fingerprint vs shape_of (working tree), ns per value; "
+          f"{refused} of {len(workload)} workload values refused")
+    print(f"{'value':<{width}}  {'fprint':>8}  {'shape_of':>8}  {'ratio':>7}")
+    for name, t_fp, t_shape, no in rows:
+        note = "  (refused: described each time)" if no else ""
+        print(f"{name:<{width}}  {t_fp:8.0f}  {t_shape:8.0f}  {t_shape / t_fp:7.2f}{note}")
 
 
 if __name__ == "__main__":

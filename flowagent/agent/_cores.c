@@ -15,6 +15,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <string.h>
 
 #include "_guard.h"
 
@@ -37,9 +38,6 @@
 /* guard.program_exception, imported on first need (the rule lives in one place). */
 static PyObject *guard_fn = NULL;
 
-/* An error inside the agent: counted in state.agent_errors and cleared if it is the agent's
-   own Exception (0); anything else (KeyboardInterrupt, or an exception the program raised
-   into agent code) is kept for the program (-1). */
 /* Is the pending exception the program's (it must propagate)? The rule's Python side is
    imported on first need, with the exception kept aside meanwhile. */
 static int
@@ -59,6 +57,9 @@ pending_is_program(void)
     return fa_program_error(guard_fn);
 }
 
+/* An error inside the agent: counted in state.agent_errors and cleared if it is the agent's
+   own Exception (0); anything else (KeyboardInterrupt, or an exception the program raised
+   into agent code) is kept for the program (-1). */
 static int
 count_error(PyObject *state)
 {
@@ -81,35 +82,7 @@ count_error(PyObject *state)
     return 0;
 }
 
-#if PY_VERSION_HEX >= 0x030C0000
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *classify;      /* (code, frame) -> info tuple or None; registers the code */
-    PyObject *infos;         /* dict: id(code) -> (fid, parameter names, co_flags, code) */
-    PyObject *live;          /* dict: python frame -> recorder frame, while the call is open */
-    PyObject *open_call, *close_call, *resume, *deactivate, *note_yield;
-    PyObject *is_async_yield, *unwrap_async_yield;
-    PyObject *state;         /* recorder.S, for agent_errors */
-    PyObject *disable;       /* sys.monitoring.DISABLE */
-    PyObject *iterator, *async_iterator;   /* the yield kinds note_yield records */
-    Py_ssize_t rv;           /* recorder.RV: where a return value goes in a recorder frame */
-} CoreObject;
-
-static int
-swallow(CoreObject *self)
-{
-    return count_error(self->state);
-}
-
-static PyObject *
-done(CoreObject *self, int failed)
-{
-    if (failed && swallow(self) < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
+/* Calls of the recorder and backend functions a core was given (one place for both cores). */
 static PyObject *
 call1(PyObject *fn, PyObject *a)
 {
@@ -129,6 +102,46 @@ call3(PyObject *fn, PyObject *a, PyObject *b, PyObject *c)
 {
     PyObject *args[3] = {a, b, c};
     return PyObject_Vectorcall(fn, args, 3, NULL);
+}
+
+static PyObject *
+call4(PyObject *fn, PyObject *a, PyObject *b, PyObject *c, PyObject *d)
+{
+    PyObject *args[4] = {a, b, c, d};
+    return PyObject_Vectorcall(fn, args, 4, NULL);
+}
+
+#if PY_VERSION_HEX >= 0x030C0000
+
+#define LIVE_STACK 256
+#define FA_SUSPENDS (FA_YIELDING | 0x80 | 0x100)  /* + CO_COROUTINE, CO_ITERABLE_COROUTINE */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *classify;      /* (code, frame) -> info tuple or None; registers the code */
+    PyObject *infos;         /* dict: id(code) -> (fid, parameter names, co_flags, code) */
+    PyObject *live;          /* dict: python frame -> recorder frame, while the call is open */
+    PyObject *open_call, *close_call, *resume, *deactivate, *note_yield;
+    PyObject *is_async_yield, *unwrap_async_yield;
+    PyObject *state;         /* recorder.S, for agent_errors */
+    PyObject *disable;       /* sys.monitoring.DISABLE */
+    PyObject *iterator, *async_iterator;   /* the yield kinds note_yield records */
+    Py_ssize_t rv;           /* recorder.RV: where a return value goes in a recorder frame */
+    /* Open calls of plain functions (not generators or coroutines), most recent last: they
+       end in the reverse order they began on each thread, so the one ending is found at or
+       near the top and a dict insert and delete per call are saved. Entries own their
+       python frame and recorder frame, as `live` does; past LIVE_STACK open calls, the
+       others go to `live`. */
+    struct { PyObject *frame, *rec; } stack[LIVE_STACK];
+    int depth;
+} CoreObject;
+
+static PyObject *
+done(CoreObject *self, int failed)
+{
+    if (failed && count_error(self->state) < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 /* The info of a recorded code object (borrowed), or NULL: not recorded, or an error. Keyed by
@@ -158,10 +171,33 @@ event_frame(void)
     return f;
 }
 
+/* Keep `rec` as the open call of `frame` (a plain function's on the stack, else in live). */
+static int
+push_live(CoreObject *self, PyObject *frame, PyObject *rec, long co_flags)
+{
+    if (co_flags & FA_SUSPENDS || self->depth == LIVE_STACK)
+        return PyDict_SetItem(self->live, frame, rec);
+    self->stack[self->depth].frame = Py_NewRef(frame);
+    self->stack[self->depth].rec = Py_NewRef(rec);
+    self->depth++;
+    return 0;
+}
+
 /* The recorder frame of `frame` (new reference, removed from live), or NULL: none or error. */
 static PyObject *
 pop_live(CoreObject *self, PyObject *frame)
 {
+    for (int i = self->depth - 1; i >= 0; i--) {
+        if (self->stack[i].frame != frame)
+            continue;
+        PyObject *rec = self->stack[i].rec, *f = self->stack[i].frame;
+        self->depth--;
+        memmove(&self->stack[i], &self->stack[i + 1], (self->depth - i) * sizeof self->stack[0]);
+        Py_DECREF(f);
+        return rec;
+    }
+    if (PyDict_GET_SIZE(self->live) == 0)
+        return NULL;
     PyObject *rec = PyDict_GetItemWithError(self->live, frame);
     if (rec == NULL)
         return NULL;
@@ -222,6 +258,11 @@ core_py_start(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
             return done(self, PyErr_Occurred() != NULL);
     }
     Py_INCREF(info);
+    long co_flags = PyLong_AsLong(PyTuple_GET_ITEM(info, 2));
+    if (co_flags == -1 && PyErr_Occurred()) {
+        Py_DECREF(info);
+        return done(self, 1);
+    }
     PyObject *values = arguments(frame, PyTuple_GET_ITEM(info, 1));
     if (values == NULL) {
         Py_DECREF(info);
@@ -234,7 +275,7 @@ core_py_start(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
         return done(self, 1);
     int failed = 0;
     if (rec != Py_None)
-        failed = PyDict_SetItem(self->live, frame, rec) < 0;
+        failed = push_live(self, frame, rec, co_flags) < 0;
     Py_DECREF(rec);
     return done(self, failed);
 }
@@ -394,12 +435,21 @@ core_traverse(CoreObject *self, visitproc visit, void *arg)
     Py_VISIT(self->unwrap_async_yield);
     Py_VISIT(self->state);
     Py_VISIT(self->disable);
+    for (int i = 0; i < self->depth; i++) {
+        Py_VISIT(self->stack[i].frame);
+        Py_VISIT(self->stack[i].rec);
+    }
     return 0;
 }
 
 static int
 core_clear(CoreObject *self)
 {
+    while (self->depth > 0) {
+        self->depth--;
+        Py_CLEAR(self->stack[self->depth].frame);
+        Py_CLEAR(self->stack[self->depth].rec);
+    }
     Py_CLEAR(self->classify);
     Py_CLEAR(self->infos);
     Py_CLEAR(self->live);
@@ -515,12 +565,6 @@ free_extra(void *p)
     Py_XDECREF((PyObject *)p);
 }
 
-static int
-pswallow(ProfileCoreObject *self)
-{
-    return count_error(self->state);
-}
-
 /* The fid of the frame's code (borrowed), deciding now if this core has not yet. */
 static PyObject *
 profile_fid(ProfileCoreObject *self, PyFrameObject *frame)
@@ -534,8 +578,7 @@ profile_fid(ProfileCoreObject *self, PyFrameObject *frame)
         fid = PyTuple_GET_ITEM((PyObject *)extra, 1);
         goto out;
     }
-    PyObject *args[2] = {(PyObject *)frame, (PyObject *)code};
-    PyObject *got = PyObject_Vectorcall(self->classify, args, 2, NULL);
+    PyObject *got = call2(self->classify, (PyObject *)frame, (PyObject *)code);
     if (got == NULL)
         goto out;
     PyObject *entry = PyTuple_Pack(2, self->token, got);
@@ -558,13 +601,12 @@ profile_event(ProfileCoreObject *self, PyFrameObject *frame, PyObject *event, Py
 {
     PyObject *fid = profile_fid(self, frame);
     if (fid == NULL)
-        return pswallow(self);
+        return count_error(self->state);
     int recorded = PyObject_IsTrue(fid);
     if (recorded <= 0)
-        return recorded < 0 ? pswallow(self) : 0;
+        return recorded < 0 ? count_error(self->state) : 0;
     Py_INCREF(fid);
-    PyObject *args[4] = {(PyObject *)frame, event, arg ? arg : Py_None, fid};
-    PyObject *r = PyObject_Vectorcall(self->handle, args, 4, NULL);
+    PyObject *r = call4(self->handle, (PyObject *)frame, event, arg ? arg : Py_None, fid);
     Py_DECREF(fid);
     if (r == NULL) {
         if (self->recover != NULL && pending_is_program()) {
@@ -573,14 +615,13 @@ profile_event(ProfileCoreObject *self, PyFrameObject *frame, PyObject *event, Py
             PyObject *t, *v, *tb;
             PyErr_Fetch(&t, &v, &tb);
             PyErr_NormalizeException(&t, &v, &tb);
-            PyObject *rargs[3] = {(PyObject *)frame, event, v != NULL ? v : Py_None};
-            PyObject *h = PyObject_Vectorcall(self->recover, rargs, 3, NULL);
+            PyObject *h = call3(self->recover, (PyObject *)frame, event, v != NULL ? v : Py_None);
             Py_XDECREF(h);
             PyErr_Clear();
             PyErr_Restore(t, v, tb);
             return -1;
         }
-        return pswallow(self);
+        return count_error(self->state);
     }
     Py_DECREF(r);
     return 0;

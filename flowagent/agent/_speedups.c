@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "_guard.h"
+#include "_shapekey.h"
 
 /* Bumped whenever the interface recorder.py relies on changes: a stale build is refused. */
 #define ABI 3
@@ -264,12 +265,58 @@ call_sid(PyObject *hook, PyObject *arg)
     return sid;
 }
 
+/* A fingerprint walk's outcome: 1 (fingerprinted), 0 (refused: describe the value), -1 (an
+   exception that belongs to the program; the agent's own are cleared and count as refused). */
+static int
+fp_done(int st)
+{
+    if (st == FP_OK)
+        return 1;
+    if (st == FP_ERROR && PyErr_Occurred()) {
+        if (fa_program_error(h_program_exception))
+            return -1;
+        PyErr_Clear();
+    }
+    fp_refused++;
+    return 0;
+}
+
+static int
+fp_args(Fp *f, PyObject *const *args, Py_ssize_t n)
+{
+    f->a = f->b = FPM_ARGS;
+    fp_mix(f, (uint64_t)n);
+    int st = FP_OK;
+    for (Py_ssize_t i = 0; i < n && st == FP_OK; i++)
+        st = fp_value(f, args[i]);  /* one shape_of() per argument: a walk each */
+    return fp_done(st);
+}
+
+static int
+fp_output(Fp *f, PyObject *value)
+{
+    f->a = f->b = FPM_OUTPUT;
+    return fp_done(fp_value(f, value));
+}
+
 static long long
 input_sid(FnSlot *slot, PyObject *const *args, Py_ssize_t n)
 {
     uint64_t key = scalar_key(args, n);
     if (key != 0 && key == slot->in_key)
         return slot->in_sid;
+    Fp f;
+    int known = fp_args(&f, args, n);
+    if (known < 0)
+        return -1;
+    if (known) {
+        long long sid = fp_sid_get(&f);
+        if (sid) {
+            fp_hits++;
+            return sid;
+        }
+        fp_misses++;
+    }
     PyObject *tuple = PyTuple_New(n);
     if (tuple == NULL)
         return -1;
@@ -277,6 +324,8 @@ input_sid(FnSlot *slot, PyObject *const *args, Py_ssize_t n)
         PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
     long long sid = call_sid(h_input_sid, tuple);
     Py_DECREF(tuple);
+    if (sid > 0 && known)
+        fp_sid_put(&f, sid);
     if (sid >= 0 && key != 0) {
         slot->in_key = key;
         slot->in_sid = sid;
@@ -290,7 +339,21 @@ output_sid(PyObject *value)
     unsigned code = scalar_code(value);
     if (code && out_sid[code])
         return out_sid[code];
+    Fp f;
+    int known = code == 0 ? fp_output(&f, value) : 0;
+    if (known < 0)
+        return -1;
+    if (known) {
+        long long sid = fp_sid_get(&f);
+        if (sid) {
+            fp_hits++;
+            return sid;
+        }
+        fp_misses++;
+    }
     long long sid = call_sid(h_output_sid, value);
+    if (sid > 0 && known)
+        fp_sid_put(&f, sid);
     if (code && sid > 0)
         out_sid[code] = sid;
     return sid;
@@ -1185,8 +1248,31 @@ sp_reset(PyObject *module, PyObject *unused)
     for (Py_ssize_t i = 0; i < fns_cap; i++)
         fns[i].in_key = 0;
     memset(out_sid, 0, sizeof out_sid);
+    fp_sids_clear();
+    fp_plans_clear();
     Py_CLEAR(last_ident_obj);
     Py_RETURN_NONE;
+}
+
+/* The fingerprint of a value (a pair of ints) as the shape cache keys it, or None where the
+   value is described afresh each time (see _shapekey.h). For tests and benchmarks. */
+static PyObject *
+sp_fingerprint(PyObject *module, PyObject *value)
+{
+    Fp f;
+    int known = fp_output(&f, value);
+    if (known < 0)
+        return NULL;
+    if (!known)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(KK)", (unsigned long long)f.a, (unsigned long long)f.b);
+}
+
+static PyObject *
+sp_shape_cache_stats(PyObject *module, PyObject *unused)
+{
+    return Py_BuildValue("{sKsKsK}", "hits", fp_hits, "misses", fp_misses,
+                         "refused", fp_refused);
 }
 
 static PyObject *
@@ -1592,6 +1678,10 @@ static PyMethodDef module_methods[] = {
     {"clock", sp_clock, METH_NOARGS, "The clock call records use (time.perf_counter_ns)."},
     {"take_calls", sp_take_calls, METH_NOARGS,
      "(count, wire columns, thread idents) of the buffered records; empties the buffer."},
+    {"fingerprint", sp_fingerprint, METH_O,
+     "The structural fingerprint the shape cache keys a value by, or None if refused."},
+    {"shape_cache_stats", sp_shape_cache_stats, METH_NOARGS,
+     "Shape cache counters: hits, misses (described, then kept), refused (described)."},
     {"reset", sp_reset, METH_NOARGS, "Empty the buffer and caches (in a forked child)."},
     {"configure", (PyCFunction)(void (*)(void))sp_configure, METH_VARARGS | METH_KEYWORDS,
      "Install recorder.py's callbacks for the rare paths, and the shape budget."},

@@ -807,3 +807,169 @@ def _defines(t: type, *names: str) -> bool:
             if name in d:
                 return True
     return False
+
+
+# --------------------------------------------------------------------------------------------
+# Structural fingerprints: describing a structure once
+#
+# A value's shape depends only on the types met, the key sets of record dicts and where the
+# walk cuts. The C hot path (_shapekey.h) digests exactly that into a fingerprint, keeps the
+# shape id of the first value with a fingerprint and reuses it for every later one, so a
+# structure is walked once, not once per call. It refuses what it does not mirror exactly
+# (the value is then described here, each time): a walk that would run out of budget, a
+# cycle, a dict of more than MAX_FIELDS keys, a subclass of a builtin collection, a class, a
+# record field that is not in the instance dict. :func:`fingerprint` is the same rule in
+# Python (the twin, and what tests hold the C digest to); :func:`fingerprint_plan` is the one
+# place that says what a class contributes, for both.
+
+FINGERPRINT_LIMITS = (MAX_DEPTH, MAX_FIELDS, MAX_ITEMS, MAX_NODES, MAX_TUPLE)
+
+_WATCHED_MARKERS = ("__dataclass_fields__", "__pydantic_fields__", "model_fields")
+_BUILTIN_COLLECTIONS = frozenset(map(id, (dict, list, tuple, set, frozenset)))
+
+
+def fingerprint_plan(t: type) -> object:
+    """What instances of ``t`` contribute to a fingerprint, from class metadata only.
+
+    ``0``: a leaf (the shape is the class's name); ``("record", fields, watched)``: a record
+    whose shown fields are all read from the instance dict, with the marker dicts whose size
+    tells an in-place edit; ``("namedtuple", n)``: a named tuple of ``n`` fields; ``None``:
+    refused (described afresh each time). Called once per class state, never raises.
+    """
+    try:
+        entry = _learn(t, _Walk())
+        kind, body, data = entry[_KIND], entry[_BODY], entry[_DATA]
+        if kind == _LEAF:
+            return 0
+        if body is _Walk.namedtuple_:
+            return ("namedtuple", len(data[0]))
+        if body is not _Walk.record_:
+            return None  # a class object, or a subclass of a builtin collection
+        dict_at, fields, _template = data
+        if dict_at < 0 or any(how not in (_DICT, _DEFAULT) for _f, how, _at in fields):
+            return None
+        mro = _mro_of(t)
+        watched: dict[str, Any] = {}
+        for k in mro:
+            d = _dict_of(k)
+            if id(k) != _OBJECT_ID and not _flags_of(k) & _HEAP and "__dict__" in d:
+                return None  # an instance dict behind a builtin base's own getter
+            for marker in _WATCHED_MARKERS:
+                if marker in d and marker not in watched:
+                    watched[marker] = d[marker]
+        return ("record", tuple([f for f, _how, _at in fields]),
+                tuple([w for w in watched.values() if type(w) is dict]))
+    except Exception as exc:
+        if type(exc) is not RecursionError and program_exception(exc):
+            raise
+        return None
+
+
+class _Refused(Exception):
+    """Raised inside fingerprint(): the value is described afresh, not by fingerprint."""
+
+
+def fingerprint(value: object) -> tuple[Any, ...] | None:
+    """The structure ``shape_of(value)`` depends on, as a hashable key, or None if refused.
+
+    The pure-Python statement of the rule the C shape cache follows: two values with equal
+    fingerprints have equal shapes, and the C digest of two values is equal exactly when
+    these keys are. Holds classes (not instances) while it is kept: for tests, not caches.
+    """
+    out: list[Any] = []
+    try:
+        _fp_describe(value, 1, [MAX_NODES - 1], [], out)
+    except _Refused:
+        return None
+    except Exception as exc:
+        if type(exc) is not RecursionError and program_exception(exc):
+            raise
+        return None
+    return tuple(out)
+
+
+def _fp_visit(v: object, depth: int, budget: list[int], path: list[int], out: list[Any]) -> None:
+    if budget[0] <= 0:
+        raise _Refused  # the walk would cut here: the shape depends on the budget
+    budget[0] -= 1
+    _fp_describe(v, depth, budget, path, out)
+
+
+def _fp_describe(v: object, depth: int, budget: list[int], path: list[int], out: list[Any]) -> None:
+    t = type(v)
+    out.append(t)
+    if id(t) in _SCALAR_TYPE_IDS:
+        return
+    plan: Any = None
+    if id(t) not in _BUILTIN_COLLECTIONS:
+        plan = fingerprint_plan(t)
+        if plan == 0 and type(plan) is int:
+            return
+        if plan is None:
+            raise _Refused
+    if depth > MAX_DEPTH:
+        out.append(CUT)
+        return
+    if id(v) in path:
+        raise _Refused  # a cycle
+    path.append(id(v))
+    depth += 1
+    half = MAX_ITEMS // 2
+    elements: Any
+    if t is dict:
+        n = _dict_len(v)  # type: ignore[arg-type]
+        if n == 0:
+            out.append("{}")
+            elements = ()
+        elif n > MAX_FIELDS:
+            raise _Refused
+        else:
+            items = list(_dict_items(v))  # type: ignore[arg-type]
+            if all(type(k) is str and k.isidentifier() and not iskeyword(k) for k, _ in items):
+                out.append(("record", tuple([k for k, _ in items])))
+                elements = [x for _, x in items]
+            else:
+                out.append("pairs")
+                if n > MAX_ITEMS:
+                    items = items[:half] + items[-half:]
+                elements = [e for pair in items for e in pair]
+    elif t is list:
+        n = _list_len(v)  # type: ignore[arg-type]
+        out.append("[]" if n == 0 else "sample")
+        elements = _list_copy(v) if n <= MAX_ITEMS else _list_get(v, _HEAD) + _list_get(v, _TAIL)  # type: ignore[arg-type]
+    elif t is tuple:
+        n = _tuple_len(v)  # type: ignore[arg-type]
+        out.append(n if n <= MAX_TUPLE else "sample")
+        elements = _tuple_get(v, _ALL) if n <= MAX_TUPLE else _tuple_get(v, _HEAD) + _tuple_get(v, _TAIL)  # type: ignore[arg-type]
+    elif t is set or t is frozenset:
+        elements = list(islice(t.__iter__(v), MAX_ITEMS))  # type: ignore[attr-defined]
+        out.append("sample" if elements else "[]")
+    elif plan[0] == "namedtuple":
+        n = min(_tuple_len(v), plan[1])  # type: ignore[arg-type]
+        out.append(n)
+        elements = _tuple_get(v, slice(min(n, MAX_FIELDS)))  # type: ignore[arg-type]
+    else:
+        d = _instance_dict(v, _mro_of(t), _dict_at(t))
+        if d is None:
+            raise _Refused
+        elements = []
+        for field in plan[1]:
+            x = dict.get(d, field, _MISSING)
+            if x is _MISSING:
+                raise _Refused  # a default on the class, or unreadable
+            elements.append(x)
+        out.append("record")
+    for x in elements:
+        _fp_visit(x, depth, budget, path, out)
+    path.pop()
+
+
+def _dict_at(t: type) -> int:
+    """MRO position of the class whose ``__dict__`` getter gives an instance its dict."""
+    for at, k in enumerate(_mro_of(t)):
+        if "__dict__" in _dict_of(k):
+            return at
+    return -1
+
+
+_SCALAR_TYPE_IDS = frozenset(map(id, (int, str, float, bool, type(None), bytes, complex)))

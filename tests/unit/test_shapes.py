@@ -1029,3 +1029,137 @@ def _reordered(value: object) -> object:
 def test_property_order_independent(value: object) -> None:
     assume(_nodes(value) <= MAX_NODES)  # past the budget, which positions are cut depends on order
     assert shape_of(value) == shape_of(_reordered(value))
+
+
+# --------------------------------------------------------------------------------------------
+# Structural fingerprints: the C shape cache's key and its Python statement
+
+
+def _c_fingerprint() -> typing.Callable[[object], object]:
+    try:
+        from flowagent.agent import _speedups
+    except ImportError:
+        pytest.skip("the C accelerator is not built here")
+    return _speedups.fingerprint
+
+
+def _corpus() -> list[object]:
+    shared = [1]
+    deep = {"a": {"b": {"c": {"d": 1}}}}
+    cyclic: list[object] = [1]
+    cyclic.append(cyclic)
+    return [
+        None, True, 3, 1.5, 2j, "x", b"x", bytearray(b"x"), len, Cart, Cart(), Outer.Inner(),
+        [], [1], [1, "a"], ["a", 1], list(range(20)), [None] * 5, [[1], [2]], [[[[1]]]],
+        (), (1,), (1, "a"), (1, 2, 3, 4, 5), (1, 2, 3, 4, 5, 6), tuple(range(30)),
+        set(), {1}, {1, "a"}, frozenset(), frozenset({2.0}),
+        {}, {"sku": "a", "qty": 1}, {"qty": 1, "sku": "a"}, {"sku": 1, "qty": "a"},
+        {"user-1": 1}, {1: "a"}, {"class": 1}, {f"k{i}": i for i in range(12)},
+        {f"k{i}": i for i in range(40)}, deep, {"x": shared, "y": shared}, cyclic,
+        Item("a", 1), Item(1, "a"), Order(1, [Item("a", 1)]), PaidOrder(1, []), Slotted(1, "b"),
+        Frozen(1), Point(1, 2.0), PointC(1, "a"), Color.RED, Level.LOW, Mode.FAST, Perm.R,
+        UserId(1), Name("n"), MyList([1]), MyTuple((1,)), MyDict(a=1), collections.deque([1]),
+        collections.OrderedDict(a=1), datetime.date(2020, 1, 1), decimal.Decimal(1), range(3),
+        [Item("a", 1)] * 9, {"items": [{"sku": "a", "qty": 1}], "coupon": None},
+        [{"a": [1, 2, 3, 4, 5, 6, 7, 8, 9]}] * 8,
+    ]
+
+
+def test_fingerprints_refuse_what_they_do_not_mirror() -> None:
+    fp = _c_fingerprint()
+    refused = [{f"k{i}": i for i in range(40)}, MyList([1]), MyDict(a=1), Cart, Slotted(1, "b"),
+               collections.deque([1]), [[i] * 8 for i in range(8)]]
+    cyclic: list[object] = []
+    cyclic.append(cyclic)
+    for value in refused + [cyclic]:
+        assert fp(value) is None, shape_of(value)
+        assert shapes.fingerprint(value) is None, shape_of(value)
+    assert fp(Order(1, [])) is None  # a default never set on the instance (total)
+    assert fp(Item("a", 1)) is not None
+    assert fp([[[[1]]]]) is not None  # a depth cut is structure, not budget
+
+
+def test_fingerprints_agree_with_the_python_rule_and_the_shapes() -> None:
+    fp = _c_fingerprint()
+    values = _corpus()
+    c = [fp(v) for v in values]
+    py = [shapes.fingerprint(v) for v in values]
+    for v, a, b in zip(values, c, py):
+        assert (a is None) == (b is None), (v, a, b)
+    for i, v in enumerate(values):
+        for j, w in enumerate(values):
+            if c[i] is not None and c[j] is not None:
+                assert (c[i] == c[j]) == (py[i] == py[j]), (v, w)
+                if c[i] == c[j]:
+                    assert shape_of(v) == shape_of(w), (v, w)
+
+
+@given(st.lists(_json, min_size=2, max_size=6))
+@settings(max_examples=150, deadline=None)
+def test_property_equal_fingerprints_mean_equal_shapes(values: list[object]) -> None:
+    fp = _c_fingerprint()
+    for v in values:
+        assert (fp(v) is None) == (shapes.fingerprint(v) is None)
+    for v in values:
+        for w in values:
+            if fp(v) is not None and fp(v) == fp(w):
+                assert shape_of(v) == shape_of(w)
+                assert shapes.fingerprint(v) == shapes.fingerprint(w)
+
+
+def test_fingerprints_never_touch_hostile_objects(calls: list[str]) -> None:
+    global CALLS_ARMED
+    fp = _c_fingerprint()
+    keys = [_ArmedKey() for _ in range(3)]
+    small = {k: i for i, k in enumerate(keys)}
+    values = [Hostile(), [Hostile()], {"h": Hostile()}, HostileList([1]), HostileDict(a=1),
+              UnderHostileMeta(), ListUnderHostileMeta([1]), UnderHostileMeta, small,
+              {"k": keys[0]}, _hostile_record("Rec", dict_property=False),
+              _hostile_record("RecD", dict_property=True)]
+    calls.clear()
+    CALLS_ARMED = True
+    _ArmedKey.armed = True
+    try:
+        for v in values:
+            fp(v)
+            shapes.fingerprint(v)
+    finally:
+        CALLS_ARMED = False
+        _ArmedKey.armed = False
+    assert calls == []
+
+
+def test_fingerprint_follows_a_class_that_changes(calls: list[str]) -> None:
+    fp = _c_fingerprint()
+
+    @dataclasses.dataclass
+    class Changing:
+        a: int
+        b: float = 0.5
+
+    obj = Changing(1)
+    seen = [fp(obj)]
+    Changing.b = property(_trap("b"))  # type: ignore[assignment]
+    seen.append(fp(obj))  # refused now: a field behind a property
+    assert seen[-1] is None
+    del Changing.b
+    seen.append(fp(obj))
+    del Changing.__dataclass_fields__["b"]  # the fields dict edited in place
+    seen.append(fp(obj))
+    Changing.__qualname__ = "Renamed"
+    seen.append(fp(obj))
+    known = [s for s in seen if s is not None]
+    assert len(known) == len(set(known)) == 4
+    assert calls == []
+
+
+def test_fingerprint_of_a_dead_class_is_not_its_successors() -> None:
+    fp = _c_fingerprint()
+    seen = set()
+    for i in range(40):
+        cls = type("Turn", (), {}) if i % 2 else dataclasses.make_dataclass("Turn", [("f", int)])
+        key = fp(cls() if i % 2 else cls(1))
+        assert key not in seen
+        seen.add(key)
+        del cls
+        gc.collect()

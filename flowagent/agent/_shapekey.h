@@ -1,0 +1,570 @@
+/* Structural fingerprints of values, so that a shape is described once per structure.
+ *
+ * shapes.shape_of (Python) describes a value by walking it; most calls of a function get
+ * values of the same structure again and again (the same dict keys, the same dataclass, lists
+ * of the same element types). A fingerprint is a 128-bit digest of exactly what the walk's
+ * result depends on: the types met, the key set of each record dict and the walk's cuts. Two
+ * values with the same fingerprint have the same shape, so the shape id of the first is
+ * reused (shape_cache_*) and the value is never walked again.
+ *
+ * The fingerprint walk visits the same elements in the same order as shapes._Walk, under the
+ * same limits (MAX_ITEMS, MAX_TUPLE, MAX_FIELDS, MAX_DEPTH), and reads them the same way:
+ * through type slots and exact-type checks only (a key is hashed only if it is an exact str,
+ * whose hash is cached and runs no user code). Whatever it does not mirror exactly it refuses
+ * (FP_BAIL), and the value is described the old way: a value whose walk would run out of
+ * budget, a cycle, a dict of more than MAX_FIELDS keys, a subclass of a builtin collection,
+ * a class object, a record field that is not in the instance dict.
+ *
+ * What a class contributes is decided once per class *state* by shapes.fingerprint_plan
+ * (Python; the classification rules live there only): a leaf (the shape is the class's
+ * name), a record with fields read from the instance dict, a named tuple, or refused. The
+ * state is the type's version tag, which CPython replaces whenever the class or a base
+ * changes (an attribute set or deleted, __bases__ assigned), and the record marker dicts'
+ * sizes (a dataclass's fields dict edited in place). A class freed and another allocated at
+ * its address gets a new tag, so the tag, not the address, identifies it.
+ */
+#ifndef FLOWAGENT_SHAPEKEY_H
+#define FLOWAGENT_SHAPEKEY_H
+
+#include <Python.h>
+#include <stdint.h>
+
+/* shapes.py's limits (checked against it when the plan hook is first fetched). */
+#define FP_MAX_DEPTH 3
+#define FP_MAX_FIELDS 16
+#define FP_MAX_ITEMS 8
+#define FP_MAX_NODES 64
+#define FP_MAX_TUPLE 4
+
+#define FP_OK 0
+#define FP_BAIL 1
+#define FP_ERROR (-1)
+
+typedef struct {
+    uint64_t a, b;
+} Fp;
+
+static inline uint64_t
+fp_rotl(uint64_t x, int r)
+{
+    return (x << r) | (x >> (64 - r));
+}
+
+/* Two independently mixed lanes: a collision needs both to collide. */
+static inline void
+fp_mix(Fp *f, uint64_t x)
+{
+    f->a = fp_rotl((f->a ^ x) * 0x9E3779B97F4A7C15ULL, 31) * 0xBF58476D1CE4E5B9ULL;
+    f->b = fp_rotl(f->b + (x ^ 0x94D049BB133111EBULL), 27) * 0xC2B2AE3D27D4EB4FULL
+           + 0x165667B19E3779F9ULL;
+}
+
+/* Markers of what the walk met, mixed in besides type addresses. */
+enum { FPM_CUT = 1, FPM_EMPTY, FPM_RECORD, FPM_PAIRS, FPM_POSITIONAL, FPM_SAMPLE, FPM_ARGS,
+       FPM_OUTPUT };
+
+/* ---------------------------------------------------------------------------------------- */
+/* Per-class plans (a direct-mapped table: a class that collides replaces the other) */
+
+enum { PLAN_LEAF = 1, PLAN_RECORD, PLAN_NAMEDTUPLE, PLAN_REFUSED };
+
+#define FP_WATCH 3   /* record marker dicts watched per class (dataclass, pydantic x2) */
+
+typedef struct {
+    PyTypeObject *type;        /* compared only, never dereferenced unless it matches */
+    unsigned int tag;          /* the type's version tag when planned */
+    int kind;
+    Py_ssize_t nfields;        /* named tuple: its field count */
+    PyObject *fields;          /* record: tuple of exact-str field names (owned) */
+    PyObject *watched[FP_WATCH];           /* record marker dicts (owned) and their sizes */
+    Py_ssize_t watched_size[FP_WATCH];
+} TypePlan;
+
+#define FP_PLANS 1024
+static TypePlan fp_plans[FP_PLANS];
+static PyObject *fp_plan_hook;      /* shapes.fingerprint_plan, imported on first need */
+static PyObject *fp_keywords;       /* frozenset(keyword.kwlist) */
+static int fp_unavailable;          /* the hook could not be had: fingerprints refused */
+#if PY_VERSION_HEX < 0x030C0000
+static PyObject *fp_probe_name;     /* a name looked up to make CPython assign a version tag */
+#endif
+
+static void
+fp_plan_clear(TypePlan *p)
+{
+    Py_CLEAR(p->fields);
+    for (int i = 0; i < FP_WATCH; i++)
+        Py_CLEAR(p->watched[i]);
+    p->type = NULL;
+    p->kind = 0;
+}
+
+static void
+fp_plans_clear(void)
+{
+    for (Py_ssize_t i = 0; i < FP_PLANS; i++)
+        fp_plan_clear(&fp_plans[i]);
+}
+
+/* The type's valid version tag, assigning one if it has none; 0 if CPython will not. */
+static unsigned int
+fp_type_tag(PyTypeObject *t)
+{
+    if ((t->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) && t->tp_version_tag != 0)
+        return t->tp_version_tag;
+#if PY_VERSION_HEX >= 0x030C0000
+    if (!PyUnstable_Type_AssignVersionTag(t))
+        return 0;
+#else
+    (void)_PyType_Lookup(t, fp_probe_name);  /* assigns the tag as a side effect; no user code */
+#endif
+    if (!(t->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG))
+        return 0;
+    return t->tp_version_tag;
+}
+
+static int
+fp_load_hook(void)
+{
+    if (fp_plan_hook != NULL)
+        return 0;
+    if (fp_unavailable)
+        return -1;
+    fp_unavailable = 1;  /* until proven otherwise: never retried on every call */
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyObject *m = PyImport_ImportModule("flowagent.agent.shapes");
+    PyObject *kw = PyImport_ImportModule("keyword");
+    int ok = 0;
+    if (m != NULL && kw != NULL) {
+        PyObject *hook = PyObject_GetAttrString(m, "fingerprint_plan");
+        PyObject *limits = PyObject_GetAttrString(m, "FINGERPRINT_LIMITS");
+        PyObject *kwlist = PyObject_GetAttrString(kw, "kwlist");
+        PyObject *want = Py_BuildValue("(iiiii)", FP_MAX_DEPTH, FP_MAX_FIELDS, FP_MAX_ITEMS,
+                                       FP_MAX_NODES, FP_MAX_TUPLE);
+        if (hook != NULL && limits != NULL && kwlist != NULL && want != NULL
+                && PyObject_RichCompareBool(limits, want, Py_EQ) == 1) {
+            fp_keywords = PyFrozenSet_New(kwlist);
+            if (fp_keywords != NULL) {
+                fp_plan_hook = Py_NewRef(hook);
+                ok = 1;
+            }
+        }
+        Py_XDECREF(hook);
+        Py_XDECREF(limits);
+        Py_XDECREF(kwlist);
+        Py_XDECREF(want);
+    }
+    Py_XDECREF(m);
+    Py_XDECREF(kw);
+#if PY_VERSION_HEX < 0x030C0000
+    if (ok && fp_probe_name == NULL && (fp_probe_name = PyUnicode_InternFromString(
+            "__flowagent_version_probe__")) == NULL)
+        ok = 0;
+#endif
+    PyErr_Clear();
+    PyErr_Restore(et, ev, tb);
+    if (!ok)
+        return -1;
+    fp_unavailable = 0;
+    return 0;
+}
+
+/* Fill `p` for type `t` from shapes.fingerprint_plan(t): 0 (leaf), ("record", fields,
+   watched dicts), ("namedtuple", n) or None (refused). FP_ERROR only for an error that must
+   reach the program; any other failure refuses the class. */
+static int
+fp_plan_make(TypePlan *p, PyTypeObject *t, unsigned int tag)
+{
+    fp_plan_clear(p);
+    p->type = t;
+    p->tag = tag;
+    p->kind = PLAN_REFUSED;
+    if (fp_load_hook() < 0)
+        return FP_OK;
+    PyObject *r = PyObject_CallOneArg(fp_plan_hook, (PyObject *)t);
+    if (r == NULL)
+        return FP_ERROR;  /* the caller decides whose error it is */
+    /* The hook ran Python code: a collection may have run finalizers that changed the class
+       (and its tag) meanwhile; then this plan is not kept. */
+    if (fp_type_tag(t) != tag) {
+        Py_DECREF(r);
+        p->type = NULL;
+        return FP_OK;
+    }
+    if (PyLong_CheckExact(r) && PyLong_AsLong(r) == 0)
+        p->kind = PLAN_LEAF;
+    else if (PyTuple_CheckExact(r) && PyTuple_GET_SIZE(r) >= 2
+             && PyUnicode_CheckExact(PyTuple_GET_ITEM(r, 0))) {
+        PyObject *what = PyTuple_GET_ITEM(r, 0);
+        if (PyUnicode_CompareWithASCIIString(what, "namedtuple") == 0
+                && PyLong_CheckExact(PyTuple_GET_ITEM(r, 1))) {
+            p->nfields = PyLong_AsSsize_t(PyTuple_GET_ITEM(r, 1));
+            if (p->nfields >= 0)
+                p->kind = PLAN_NAMEDTUPLE;
+        }
+        else if (PyUnicode_CompareWithASCIIString(what, "record") == 0
+                 && PyTuple_GET_SIZE(r) == 3 && PyTuple_CheckExact(PyTuple_GET_ITEM(r, 1))
+                 && PyTuple_CheckExact(PyTuple_GET_ITEM(r, 2))
+                 && PyTuple_GET_SIZE(PyTuple_GET_ITEM(r, 2)) <= FP_WATCH) {
+            PyObject *watched = PyTuple_GET_ITEM(r, 2);
+            p->fields = Py_NewRef(PyTuple_GET_ITEM(r, 1));
+            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(watched); i++) {
+                PyObject *d = PyTuple_GET_ITEM(watched, i);
+                if (PyDict_CheckExact(d)) {
+                    p->watched[i] = Py_NewRef(d);
+                    p->watched_size[i] = PyDict_GET_SIZE(d);
+                }
+            }
+            p->kind = PLAN_RECORD;
+        }
+    }
+    if (PyErr_Occurred())
+        PyErr_Clear();
+    Py_DECREF(r);
+    return FP_OK;
+}
+
+/* The plan of `t` (borrowed), or NULL with FP_ERROR/FP_BAIL in *status. */
+static TypePlan *
+fp_plan(PyTypeObject *t, int *status)
+{
+    unsigned int tag = fp_type_tag(t);
+    if (tag == 0) {
+        *status = FP_BAIL;
+        return NULL;
+    }
+    TypePlan *p = &fp_plans[((uintptr_t)t >> 4) % FP_PLANS];
+    int fresh = p->type == t && p->tag == tag;
+    if (fresh && p->kind == PLAN_RECORD) {
+        for (int i = 0; i < FP_WATCH; i++)
+            if (p->watched[i] != NULL && PyDict_GET_SIZE(p->watched[i]) != p->watched_size[i])
+                fresh = 0;
+    }
+    if (!fresh && fp_plan_make(p, t, tag) < 0) {
+        fp_plan_clear(p);
+        *status = FP_ERROR;
+        return NULL;
+    }
+    if (p->type != t) {
+        *status = FP_BAIL;
+        return NULL;
+    }
+    return p;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The walk (mirrors shapes._Walk) */
+
+typedef struct {
+    Fp fp;
+    int budget;                       /* nodes left, as in _Walk.budget */
+    PyObject *path[FP_MAX_DEPTH + 1]; /* composites on the current path (cycle check) */
+    int depth_used;
+} FpWalk;
+
+static int fp_describe(FpWalk *w, PyObject *v, int depth);
+
+/* A value as _Walk.visit sees it: one node of the budget, then described. */
+static inline int
+fp_visit(FpWalk *w, PyObject *v, int depth)
+{
+    if (w->budget <= 0)
+        return FP_BAIL;  /* the walk would cut here: its shape depends on the budget */
+    w->budget--;
+    return fp_describe(w, v, depth);
+}
+
+/* Visit n values held (strong references) in vals; releases them. */
+static int
+fp_visit_all(FpWalk *w, PyObject **vals, Py_ssize_t n, int depth)
+{
+    int st = FP_OK;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (st == FP_OK)
+            st = fp_visit(w, vals[i], depth);
+        Py_DECREF(vals[i]);
+    }
+    return st;
+}
+
+static inline int
+fp_is_scalar(PyTypeObject *t)
+{
+    return t == &PyLong_Type || t == &PyUnicode_Type || t == &PyFloat_Type
+           || t == &PyBool_Type || t == Py_TYPE(Py_None) || t == &PyBytes_Type
+           || t == &PyComplex_Type;
+}
+
+/* Whether an exact-str key makes a record field: an identifier that is not a keyword. */
+static inline int
+fp_field_name(PyObject *k)
+{
+    if (!PyUnicode_IsIdentifier(k))
+        return 0;
+    int kw = PySet_Contains(fp_keywords, k);
+    return kw == 0;
+}
+
+static int
+fp_dict(FpWalk *w, PyObject *v, int depth)
+{
+    Py_ssize_t n = PyDict_GET_SIZE(v);
+    if (n == 0) {
+        fp_mix(&w->fp, FPM_EMPTY);
+        return FP_OK;
+    }
+    if (n > FP_MAX_FIELDS || fp_load_hook() < 0)
+        return FP_BAIL;  /* sampled from both ends: left to shapes.py */
+    PyObject *keys[FP_MAX_FIELDS], *vals[FP_MAX_FIELDS];
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *k, *x;
+    int record = 1;
+    while (i < n && PyDict_Next(v, &pos, &k, &x)) {
+        keys[i] = Py_NewRef(k);
+        vals[i] = Py_NewRef(x);
+        if (record && (!PyUnicode_CheckExact(k) || !fp_field_name(k)))
+            record = 0;
+        i++;
+    }
+    int st = FP_OK;
+    if (i != n)
+        st = FP_BAIL;
+    else if (record) {
+        /* A record: its key set (exact strs: their cached hash and length) and each value. */
+        fp_mix(&w->fp, FPM_RECORD);
+        for (Py_ssize_t j = 0; j < n; j++) {
+            Py_hash_t h = PyObject_Hash(keys[j]);
+            fp_mix(&w->fp, (uint64_t)h);
+            fp_mix(&w->fp, (uint64_t)PyUnicode_GET_LENGTH(keys[j]));
+        }
+        for (Py_ssize_t j = 0; j < n && st == FP_OK; j++)
+            st = fp_visit(w, vals[j], depth);
+    }
+    else {
+        /* A mapping: the sampled pairs (all, or the first and last halves), key then value. */
+        fp_mix(&w->fp, FPM_PAIRS);
+        for (Py_ssize_t j = 0; j < n && st == FP_OK; j++) {
+            if (n > FP_MAX_ITEMS && j >= FP_MAX_ITEMS / 2 && j < n - FP_MAX_ITEMS / 2)
+                continue;
+            st = fp_visit(w, keys[j], depth);
+            if (st == FP_OK)
+                st = fp_visit(w, vals[j], depth);
+        }
+    }
+    for (Py_ssize_t j = 0; j < i; j++) {
+        Py_DECREF(keys[j]);
+        Py_DECREF(vals[j]);
+    }
+    return st;
+}
+
+/* The elements shapes.py samples from a list or tuple: all of up to `all_upto`, else the
+   first and the last MAX_ITEMS/2 (which may overlap, as the slices do in shapes.py). */
+static Py_ssize_t
+fp_sample_seq(PyObject **items, Py_ssize_t n, Py_ssize_t all_upto, PyObject **out)
+{
+    Py_ssize_t m = 0, half = FP_MAX_ITEMS / 2;
+    if (n <= all_upto) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            out[m++] = Py_NewRef(items[i]);
+        return m;
+    }
+    for (Py_ssize_t i = 0; i < half && i < n; i++)
+        out[m++] = Py_NewRef(items[i]);
+    for (Py_ssize_t i = n - half < 0 ? 0 : n - half; i < n; i++)
+        out[m++] = Py_NewRef(items[i]);
+    return m;
+}
+
+static int
+fp_record(FpWalk *w, PyObject *v, TypePlan *p, int depth)
+{
+    PyObject *d = PyObject_GenericGetDict(v, NULL);
+    if (d == NULL) {
+        PyErr_Clear();
+        return FP_BAIL;
+    }
+    PyObject *fields = Py_NewRef(p->fields);  /* the plan may be replaced during the walk */
+    Py_ssize_t n = PyTuple_GET_SIZE(fields);
+    PyObject *vals[FP_MAX_FIELDS];
+    Py_ssize_t m = 0;
+    int st = FP_OK;
+    if (!PyDict_Check(d) || n > FP_MAX_FIELDS)
+        st = FP_BAIL;
+    for (Py_ssize_t i = 0; i < n && st == FP_OK; i++) {
+        PyObject *x = PyDict_GetItemWithError(d, PyTuple_GET_ITEM(fields, i));
+        if (x == NULL) {
+            PyErr_Clear();
+            st = FP_BAIL;  /* a default on the class, or unreadable: left to shapes.py */
+        }
+        else
+            vals[m++] = Py_NewRef(x);
+    }
+    Py_DECREF(d);
+    Py_DECREF(fields);
+    if (st != FP_OK) {
+        for (Py_ssize_t i = 0; i < m; i++)
+            Py_DECREF(vals[i]);
+        return st;
+    }
+    fp_mix(&w->fp, FPM_RECORD);
+    return fp_visit_all(w, vals, m, depth);
+}
+
+/* A value whose visit is paid for (shapes._Walk.describe). */
+static int
+fp_describe(FpWalk *w, PyObject *v, int depth)
+{
+    PyTypeObject *t = Py_TYPE(v);
+    fp_mix(&w->fp, (uint64_t)(uintptr_t)t);
+    if (fp_is_scalar(t))
+        return FP_OK;
+    TypePlan *plan = NULL;
+    int builtin = t == &PyDict_Type || t == &PyList_Type || t == &PyTuple_Type
+                  || t == &PySet_Type || t == &PyFrozenSet_Type;
+    if (!builtin) {
+        int st = FP_OK;
+        plan = fp_plan(t, &st);
+        if (plan == NULL)
+            return st;
+        fp_mix(&w->fp, plan->tag);
+        if (plan->kind == PLAN_LEAF)
+            return FP_OK;
+        if (plan->kind == PLAN_REFUSED)
+            return FP_BAIL;
+    }
+    if (depth > FP_MAX_DEPTH) {
+        fp_mix(&w->fp, FPM_CUT);
+        return FP_OK;
+    }
+    for (int i = 0; i < w->depth_used; i++)
+        if (w->path[i] == v)
+            return FP_BAIL;  /* a cycle */
+    if (w->depth_used > FP_MAX_DEPTH)
+        return FP_BAIL;
+    w->path[w->depth_used++] = v;
+    depth++;
+    int st;
+    PyObject *vals[FP_MAX_FIELDS];  /* >= MAX_ITEMS, MAX_TUPLE */
+    Py_ssize_t n, m;
+    if (t == &PyDict_Type)
+        st = fp_dict(w, v, depth);
+    else if (t == &PyList_Type) {
+        n = PyList_GET_SIZE(v);
+        if (n == 0) {
+            fp_mix(&w->fp, FPM_EMPTY);
+            st = FP_OK;
+        }
+        else {
+            fp_mix(&w->fp, FPM_SAMPLE);
+            m = fp_sample_seq(((PyListObject *)v)->ob_item, n, FP_MAX_ITEMS, vals);
+            st = fp_visit_all(w, vals, m, depth);
+        }
+    }
+    else if (t == &PyTuple_Type) {
+        n = PyTuple_GET_SIZE(v);
+        fp_mix(&w->fp, n <= FP_MAX_TUPLE ? FPM_POSITIONAL + ((uint64_t)n << 8) : FPM_SAMPLE);
+        m = fp_sample_seq(((PyTupleObject *)v)->ob_item, n, FP_MAX_TUPLE, vals);
+        st = fp_visit_all(w, vals, m, depth);
+    }
+    else if (t == &PySet_Type || t == &PyFrozenSet_Type) {
+        if (PySet_GET_SIZE(v) == 0) {
+            fp_mix(&w->fp, FPM_EMPTY);
+            st = FP_OK;
+        }
+        else {
+            /* The first MAX_ITEMS in iteration order, as islice(set.__iter__(v)) takes them. */
+            PyObject *it = PyObject_GetIter(v);
+            st = it == NULL ? FP_ERROR : FP_OK;
+            m = 0;
+            while (st == FP_OK && m < FP_MAX_ITEMS) {
+                PyObject *x = PyIter_Next(it);
+                if (x == NULL) {
+                    if (PyErr_Occurred())
+                        st = FP_ERROR;
+                    break;
+                }
+                vals[m++] = x;
+            }
+            Py_XDECREF(it);
+            if (st == FP_ERROR) {
+                PyErr_Clear();
+                st = FP_BAIL;
+                for (Py_ssize_t i = 0; i < m; i++)
+                    Py_DECREF(vals[i]);
+            }
+            else {
+                fp_mix(&w->fp, FPM_SAMPLE);
+                st = fp_visit_all(w, vals, m, depth);
+            }
+        }
+    }
+    else if (plan->kind == PLAN_NAMEDTUPLE && PyTuple_Check(v)) {
+        n = PyTuple_GET_SIZE(v);
+        if (n > plan->nfields)
+            n = plan->nfields;
+        fp_mix(&w->fp, FPM_POSITIONAL + ((uint64_t)n << 8));
+        m = 0;
+        for (Py_ssize_t i = 0; i < n && i < FP_MAX_FIELDS; i++)
+            vals[m++] = Py_NewRef(PyTuple_GET_ITEM(v, i));
+        st = fp_visit_all(w, vals, m, depth);
+    }
+    else if (plan->kind == PLAN_RECORD)
+        st = fp_record(w, v, plan, depth);
+    else
+        st = FP_BAIL;
+    w->depth_used--;
+    return st;
+}
+
+/* The fingerprint of one value as shape_of(value) sees it (a walk of its own). */
+static int
+fp_value(Fp *acc, PyObject *v)
+{
+    FpWalk w;
+    w.fp.a = acc->a;
+    w.fp.b = acc->b;
+    w.budget = FP_MAX_NODES - 1;  /* the top value is the first node */
+    w.depth_used = 0;
+    int st = fp_describe(&w, v, 1);
+    acc->a = w.fp.a;
+    acc->b = w.fp.b;
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Fingerprint -> shape id (a direct-mapped table; emptied with the other caches) */
+
+typedef struct {
+    uint64_t a, b;
+    long long sid;    /* 0: empty */
+} SidEntry;
+
+#define FP_SIDS 4096
+static SidEntry fp_sids[FP_SIDS];
+static unsigned long long fp_hits, fp_misses, fp_refused;
+
+static inline long long
+fp_sid_get(const Fp *f)
+{
+    SidEntry *e = &fp_sids[f->a % FP_SIDS];
+    return e->sid != 0 && e->a == f->a && e->b == f->b ? e->sid : 0;
+}
+
+static inline void
+fp_sid_put(const Fp *f, long long sid)
+{
+    SidEntry *e = &fp_sids[f->a % FP_SIDS];
+    e->a = f->a;
+    e->b = f->b;
+    e->sid = sid;
+}
+
+static void
+fp_sids_clear(void)
+{
+    memset(fp_sids, 0, sizeof fp_sids);
+}
+
+#endif
