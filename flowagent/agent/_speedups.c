@@ -1191,8 +1191,13 @@ sp_take_calls(PyObject *module, PyObject *args)
         }
     }
     else {
-        S->n = 0;
-        if (S->cap > 65536) {
+        /* A collection while the objects above were made can run a recorded finalizer,
+           which appends after the n records taken: keep those. */
+        Py_ssize_t rest = S->n - n;
+        if (rest > 0)
+            memmove(S->buf, S->buf + n * N_FIELDS, (size_t)rest * N_FIELDS * sizeof(int64_t));
+        S->n = rest;
+        if (rest == 0 && S->cap > 65536) {
             /* A burst grew the buffer: give the memory back rather than keep the peak. */
             PyMem_Free(S->buf);
             S->buf = NULL;
