@@ -1172,22 +1172,41 @@ store_le(unsigned char *dst, uint64_t x, int k)
         dst[b] = (unsigned char)(x >> (8 * b));
 }
 
-/* (count, wire columns, thread idents) of the records buffered so far, and an empty buffer.
+/* A backlog larger than one batch, taken out of the buffer whole (the recording threads
+   start a fresh one) and handed out `limit` records at a time, oldest first. */
+static int64_t *taken;
+static Py_ssize_t taken_n, taken_off;
+
+/* (count, wire columns, thread idents) of the oldest `limit` records buffered (0: all of
+ * them), removed from the buffer.
  *
  * The columns are wire.py's call columns: column-major, call id and start time as deltas,
  * end time as a duration, each value little-endian int64, the bytes regrouped by
  * significance (all lowest bytes first): zstd then finds long runs of zeros. */
 static PyObject *
-sp_take_calls(PyObject *module, PyObject *unused)
+sp_take_calls(PyObject *module, PyObject *args)
 {
-    Py_ssize_t n = S->n;
+    Py_ssize_t limit = 0;
+    if (!PyArg_ParseTuple(args, "|n:take_calls", &limit))
+        return NULL;
+    if (taken == NULL && limit > 0 && S->n > limit) {
+        /* No copy and no memmove of the backlog, however large it grew. */
+        taken = S->buf;
+        taken_n = S->n;
+        taken_off = 0;
+        S->buf = NULL;
+        S->n = S->cap = 0;
+    }
+    Py_ssize_t n = taken != NULL ? taken_n - taken_off : S->n;
+    if (limit > 0 && n > limit)
+        n = limit;
     Py_ssize_t total = n * N_FIELDS;
     PyObject *data = PyBytes_FromStringAndSize(NULL, total * 8);
     PyObject *threads = PySet_New(NULL);
     if (data == NULL || threads == NULL)
         goto error;
     unsigned char *out = (unsigned char *)PyBytes_AS_STRING(data);
-    const int64_t *buf = S->buf;
+    const int64_t *buf = taken != NULL ? taken + taken_off * N_FIELDS : S->buf;
     for (Py_ssize_t i = 0; i < n; i++) {
         int64_t thr = buf[i * N_FIELDS + C_THR];
         if (i == 0 || thr != buf[(i - 1) * N_FIELDS + C_THR]) {
@@ -1226,12 +1245,27 @@ sp_take_calls(PyObject *module, PyObject *unused)
             }
         }
     }
-    S->n = 0;
-    if (S->cap > 65536) {
-        /* A burst grew the buffer: give the memory back rather than keep the peak. */
-        PyMem_Free(S->buf);
-        S->buf = NULL;
-        S->cap = 0;
+    if (taken != NULL) {
+        taken_off += n;
+        if (taken_off >= taken_n) {
+            PyMem_Free(taken);
+            taken = NULL;
+            taken_n = taken_off = 0;
+        }
+    }
+    else {
+        /* A collection while the objects above were made can run a recorded finalizer,
+           which appends after the n records taken: keep those. */
+        Py_ssize_t rest = S->n - n;
+        if (rest > 0)
+            memmove(S->buf, S->buf + n * N_FIELDS, (size_t)rest * N_FIELDS * sizeof(int64_t));
+        S->n = rest;
+        if (rest == 0 && S->cap > 65536) {
+            /* A burst grew the buffer: give the memory back rather than keep the peak. */
+            PyMem_Free(S->buf);
+            S->buf = NULL;
+            S->cap = 0;
+        }
     }
     return Py_BuildValue("(nNN)", n, data, threads);
 error:
@@ -1245,6 +1279,9 @@ static PyObject *
 sp_reset(PyObject *module, PyObject *unused)
 {
     S->n = 0;
+    PyMem_Free(taken);  /* the parent's backlog: the parent sends it */
+    taken = NULL;
+    taken_n = taken_off = 0;
     for (Py_ssize_t i = 0; i < fns_cap; i++)
         fns[i].in_key = 0;
     memset(out_sid, 0, sizeof out_sid);
@@ -1676,8 +1713,9 @@ static PyMethodDef module_methods[] = {
     {"context_sets", sp_context_sets, METH_NOARGS,
      "How many writes of the current frame were ContextVar.set calls (not made in place)."},
     {"clock", sp_clock, METH_NOARGS, "The clock call records use (time.perf_counter_ns)."},
-    {"take_calls", sp_take_calls, METH_NOARGS,
-     "(count, wire columns, thread idents) of the buffered records; empties the buffer."},
+    {"take_calls", sp_take_calls, METH_VARARGS,
+     "take_calls(limit=0): (count, wire columns, thread idents) of the oldest `limit` buffered "
+     "records (0: all), removed from the buffer."},
     {"fingerprint", sp_fingerprint, METH_O,
      "The structural fingerprint the shape cache keys a value by, or None if refused."},
     {"shape_cache_stats", sp_shape_cache_stats, METH_NOARGS,

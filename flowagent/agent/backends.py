@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from _thread import get_ident as _thread_ident
 from opcode import opmap
 from typing import Any, NamedTuple, Protocol
 
@@ -140,6 +141,40 @@ class ProfileBackend(HooksMixin):
             threading.setprofile(self._thread_start)
             self._resume = lambda: self._setprofile(self._callback)
         self.add_post_import_hook("cProfile", self._after_cprofile)
+        self._displaced: set[int] = set()  # threads whose profile function is the program's
+        self.recovered = 0
+        self._installed = True
+        sys.addaudithook(self._audit)
+
+    def _ours(self, fn: Any) -> bool:
+        return fn is not None and (fn == self._callback or fn == self._thread_start
+                                   or (self._core is not None and fn is self._core))
+
+    def _audit(self, event: str, args: tuple) -> None:
+        """The program's ``sys.setprofile`` (or a profiler's ``enable()``) displaces the
+        recorder in its thread: the audit event comes just before. The thread is taken back
+        at its first audit event (an open, an import, a socket, another setprofile) that
+        finds it without a profile function; cProfile's ``disable()`` hands it back at
+        once. An audit hook cannot be removed: after uninstall() this returns at once."""
+        if not (self._installed and (self._displaced or event == "sys.setprofile")):
+            return
+        try:
+            ident = _thread_ident()
+            current = sys.getprofile()
+            if event == "sys.setprofile":
+                if self._ours(current):
+                    self._displaced.add(ident)
+            elif ident in self._displaced:
+                if current is None:
+                    self._displaced.discard(ident)
+                    self.recovered += 1
+                    self._resume()
+                elif self._ours(current):
+                    self._displaced.discard(ident)  # taken back (cProfile's disable())
+        except Exception as exc:
+            if type(exc) is not RecursionError and program_exception(exc):
+                raise
+            recorder.S.agent_errors += 1
 
     def _after_cprofile(self, module: Any) -> None:
         """cProfile displaces the recorder while it profiles (one profile function per
@@ -164,6 +199,7 @@ class ProfileBackend(HooksMixin):
         self._callback(frame, event, arg)
 
     def uninstall(self) -> None:
+        self._installed = False
         if self._core is not None:
             self._core.uninstall()
             self._core = None
@@ -236,6 +272,8 @@ class ProfileBackend(HooksMixin):
                     recorder.deactivate(rec)
                 return
             del live[frame]
+            if recorder._get() is not rec:
+                self._close_abandoned(rec)
             if thrown and thrown[0] == frame.f_lasti:
                 recorder.close_call(rec, thrown[1])
             elif op in _RETURNS:
@@ -243,6 +281,35 @@ class ProfileBackend(HooksMixin):
                 recorder.close_call(rec, None)
             else:
                 recorder.close_call(rec, recorder.UnknownError)
+
+    def _close_abandoned(self, rec: list) -> None:
+        """``rec``'s frame returns while calls it made are still current: their return
+        events never reached the recorder (at the recursion limit the callback itself cannot
+        be called while the RecursionError unwinds the deepest frames). Close them as
+        having raised, so the caller is current again; left open, every later call of the
+        thread would nest under them. A suspended generator or coroutine in between (one
+        driven by hand, which stays current across its awaits) is left as it is."""
+        chain = []
+        f = recorder._get()
+        for _ in range(_MAX_ABANDONED):
+            if f is rec:
+                break
+            if not isinstance(f, list):
+                return
+            chain.append(f)
+            f = f[recorder.OUTER]
+        else:
+            return
+        mine = {id(r): py for py, r in self._live.items()}
+        for r in chain:
+            py = mine.get(id(r))
+            if py is not None and py.f_code.co_flags & GENERATOR_FLAGS:
+                return
+        for r in chain:
+            py = mine.get(id(r))
+            if py is not None:
+                del self._live[py]
+            recorder.close_call(r, recorder.UnknownError)
 
     def _recover(self, frame: Any, event: str, exc: BaseException) -> None:
         """An exception of the program's, raised asynchronously while the callback ran (a
@@ -261,6 +328,8 @@ class ProfileBackend(HooksMixin):
                 recorder.close_call(cur, type(exc))
 
 _THROWN = recorder.CPU + 1  # extra slot on profile-backend frames
+# Abandoned calls closed at most at once: a recursion limit's depth, and some.
+_MAX_ABANDONED = 100_000
 
 
 def choose_profile_core() -> tuple[Any, str]:

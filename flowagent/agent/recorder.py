@@ -413,12 +413,17 @@ def _drop() -> None:
         S.dropped += 1
 
 
-def take_calls() -> tuple[int, bytes, set[int]]:
-    """(count, wire call block, thread idents) of the calls buffered so far; empties it.
+def take_calls(limit: int = 0) -> tuple[int, bytes, set[int]]:
+    """(count, wire call block, thread idents) of the oldest ``limit`` calls buffered (0: all
+    of them), removed from the buffer.
 
-    Called by the flusher. Appends made meanwhile land after the slice taken and are kept."""
+    Called by the flusher. Appends made meanwhile land after the slice taken and are kept
+    (a thread may hold on to ``S.buf`` between reading it and appending, so this twin never
+    swaps the buffer out as the C twin does)."""
     buf = S.buf
     n = len(buf)
+    if 0 < limit * N_FIELDS < n:
+        n = limit * N_FIELDS
     flat = buf[:n]
     del buf[:n]
     return n // N_FIELDS, columns(flat), set(flat[_THR_FIELD::N_FIELDS])

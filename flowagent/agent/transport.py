@@ -3,7 +3,8 @@
 A daemon *flusher* thread wakes every ``flush_interval_ms`` (or early, when a session ends or
 the buffer fills), encodes what accumulated into one msgpack+zstd batch and writes it into the
 ring. The program thread only ever packs integers into the recorder's buffer; the flusher
-takes it whole (:func:`recorder.take_calls`, already in the wire's column layout).
+takes it in batches of at most :data:`BATCH_CALLS` calls (:func:`recorder.take_calls`,
+already in the wire's column layout).
 
 Forks: ``os.register_at_fork`` gives the child a fresh ring, ids and flusher; a fork that
 bypassed the hooks is caught by a pid check before anything is written, so two processes
@@ -33,6 +34,10 @@ from .wire import VERSION, Encoder
 _native_lock = _thread.allocate_lock
 _start_native_thread = _thread.start_new_thread
 _native_get_ident = _thread.get_ident
+
+
+# Calls per batch at most (1.7 MB of records before compression).
+BATCH_CALLS = 1 << 14
 
 
 class _Wakeup:
@@ -188,37 +193,51 @@ class Transport:
                 # Forked without our at-fork hooks (a C extension calling fork()): start over.
                 recorder.reset_after_fork()
                 self._open_for(os.getpid())
-            S = recorder.S
-            n, columns, threads = recorder.take_calls()
-            starts = S.session_starts
-            ns = len(starts)
-            new_starts = starts[:ns]
-            del starts[:ns]
-            stats = [S.agent_errors + _shape_failures(), S.dropped, S.sampled_out]
-            if not (n or new_starts or final) and stats == self.sent_stats:
-                return
-            if self.ring is None:
-                if not (n or new_starts):
+            # In batches of at most BATCH_CALLS calls: what threads recording flat out buffer
+            # while the flusher waits for the GIL can be 10^5 calls, and one batch of them
+            # held the GIL for long C stretches (columns, msgpack) and left tens of MB of
+            # freed buffers behind, which made every os.fork() of the program slow.
+            # Bounded: about what a full buffer holds, also while threads keep recording.
+            for _ in range(recorder.S.max_buf // BATCH_CALLS + 2):
+                n, columns, threads = recorder.take_calls(BATCH_CALLS)
+                more = n == BATCH_CALLS
+                self._send(n, columns, threads, final and not more)
+                if not more:
                     return
-                self._create_ring()
-            fns, strs = recorder.take_definitions()
-            self.seq += 1
-            batch = {
-                "v": VERSION, "pk": self.key, "pid": self.pid, "seq": self.seq,
-                "anchor": list(self.anchor), "defs": fns, "strings": strs,
-                "starts": new_starts,
-                "threads": self._thread_names(threads, new_starts), "agent_errors": stats[0],
-                "sampled_out": stats[2],
-                "final": final,
-            }
-            payload = self.encoder.encode_columns(batch, n, columns)
-            new_drops = stats[1] - self.sent_stats[1]
-            if new_drops:
-                self.ring.count_dropped(0, new_drops)
-            self.sent_stats = stats
-            if not self.ring.write(self.seq, payload, n):
-                # The definitions in a dropped batch were never seen: send them again.
-                recorder.unsend_definitions(fns, strs)
+            if final:
+                self._send(0, b"", set(), True)
+
+    def _send(self, n: int, columns: bytes, threads: set[int], final: bool) -> None:
+        S = recorder.S
+        starts = S.session_starts
+        ns = len(starts)
+        new_starts = starts[:ns]
+        del starts[:ns]
+        stats = [S.agent_errors + _shape_failures(), S.dropped, S.sampled_out]
+        if not (n or new_starts or final) and stats == self.sent_stats:
+            return
+        if self.ring is None:
+            if not (n or new_starts):
+                return
+            self._create_ring()
+        fns, strs = recorder.take_definitions()
+        self.seq += 1
+        batch = {
+            "v": VERSION, "pk": self.key, "pid": self.pid, "seq": self.seq,
+            "anchor": list(self.anchor), "defs": fns, "strings": strs,
+            "starts": new_starts,
+            "threads": self._thread_names(threads, new_starts), "agent_errors": stats[0],
+            "sampled_out": stats[2],
+            "final": final,
+        }
+        payload = self.encoder.encode_columns(batch, n, columns)
+        new_drops = stats[1] - self.sent_stats[1]
+        if new_drops:
+            self.ring.count_dropped(0, new_drops)
+        self.sent_stats = stats
+        if not self.ring.write(self.seq, payload, n):
+            # The definitions in a dropped batch were never seen: send them again.
+            recorder.unsend_definitions(fns, strs)
 
     def close(self) -> None:
         """Final flush at exit (bounded: encoding what is buffered, one non-blocking write)."""

@@ -135,9 +135,29 @@ class Encoder:
         return self.encode_columns(batch, len(calls), columns(pack_records(calls)))
 
     def encode_columns(self, batch: dict[str, Any], n: int, data: bytes) -> bytes:
-        """``batch`` with ``n`` calls already in their wire block (see :func:`columns`)."""
-        batch["calls"] = {"n": n, "data": data}
-        return self._zc.compress(self._packer.pack(batch))
+        """``batch`` with ``n`` calls already in their wire block (see :func:`columns`).
+
+        The block goes to zstd from its own buffer, after the rest of the batch packed with
+        an empty block last: msgpack would copy the block (megabytes) holding the GIL,
+        while zstd releases it."""
+        batch.pop("calls", None)
+        batch["calls"] = {"n": n, "data": b""}
+        head = self._packer.pack(batch)
+        if not head.endswith(b"\xc4\x00"):  # not where it should be: pack it the plain way
+            batch["calls"]["data"] = data
+            return self._zc.compress(self._packer.pack(batch))
+        head = head[:-2] + _bin_header(len(data))
+        c = self._zc.compressobj(size=len(head) + len(data))
+        return c.compress(head) + c.compress(data) + c.flush()
+
+
+def _bin_header(size: int) -> bytes:
+    """msgpack's header of a ``bin`` of ``size`` bytes."""
+    if size < 1 << 8:
+        return bytes((0xC4, size))
+    if size < 1 << 16:
+        return b"\xc5" + size.to_bytes(2, "big")
+    return b"\xc6" + size.to_bytes(4, "big")
 
 
 class Decoder:

@@ -987,6 +987,52 @@ scenario("loss/profile-displaced-by-setprofile", """
     print(before, sum(work(i) for i in range(50)))
 """, check=recorded(work=100))
 
+scenario("loss/profile-cleared-by-setprofile-none", """
+    import sys, os
+    def work(i): return i
+    before = sum(work(i) for i in range(50))
+    sys.setprofile(None)           # not restoring what was there: clearing it
+    os.listdir(".")                # anything audited: the recorder takes the thread back
+    print(before, sum(work(i) for i in range(50)))
+""", check=recorded(work=100))
+
+scenario("loss/profile-replaced-then-cleared", """
+    import sys, json
+    def work(i): return i
+    seen = []
+    def mine(frame, event, arg):
+        if event == "call": seen.append(frame.f_code.co_name)
+    before = sum(work(i) for i in range(50))
+    sys.setprofile(mine)
+    sum(work(i) for i in range(5))
+    sys.setprofile(None)
+    json.loads(open(__file__).read(0) or "1")   # an open() in between
+    print(before, sum(work(i) for i in range(50)), seen.count("work"))
+""", check=recorded(work=100))
+
+scenario("loss/profile-cleared-in-a-thread", """
+    import sys, threading, os
+    def work(i): return i
+    def job():
+        sum(work(i) for i in range(20))
+        sys.setprofile(None)
+        os.listdir(".")
+        sum(work(i) for i in range(20))
+    t = threading.Thread(target=job); t.start(); t.join()
+    print(sum(work(i) for i in range(10)))
+""", check=recorded(work=50))
+
+scenario("loss/profile-displaced-by-cprofile-enable-disable", """
+    import cProfile
+    def work(i): return i
+    def batch(): return sum(work(i) for i in range(50))
+    batch()
+    p = cProfile.Profile()
+    p.enable(); batch(); p.disable()
+    p.enable(); batch(); p.disable()
+    print(batch())
+""", check=recorded(batch=2, work=100))
+
 scenario("loss/profile-displaced-by-cprofile", """
     import cProfile, io, pstats
     def work(i): return i

@@ -349,12 +349,19 @@ _TROUBLE = """
         print("to stderr", file=sys.stderr)
     sys.exit(3)
 """
+# The program in a directory whose name is not UTF-8 is recorded like any other (every
+# backend: the main script's path, its module's file name and the ring's info carry it).
 scenario("inherit/cwd-not-utf8", _TROUBLE,
          shell="d=$(printf 'dir\\377\\376'); mkdir -p \"$d\"; cp prog.py \"$d\"/; cd \"$d\"; "
-               "{cmd}; echo rc=$?")
+               "{cmd}; echo rc=$?", check=recorded(f=1), backends=None)
 scenario("inherit/cwd-latin1-name", _TROUBLE,
          shell="d=$(printf 'caf\\351'); mkdir -p \"$d\"; cp prog.py \"$d\"/; cd \"$d\"; "
-               "{cmd}; echo rc=$?")
+               "{cmd}; echo rc=$?", check=recorded(f=1), backends=None)
+scenario("inherit/cwd-not-utf8-module", _TROUBLE.replace(
+             "def f(x): return x + 1", "from helper import f"),
+         files={"helper.py": "def f(x): return x + 1\n"},
+         shell="d=$(printf 'mod\\377'); mkdir -p \"$d\"; cp prog.py helper.py \"$d\"/; "
+               "cd \"$d\"; {cmd}; echo rc=$?", check=recorded(f=1), backends=None)
 scenario("inherit/cwd-deleted", _TROUBLE,
          shell="mkdir gone; cd gone; rmdir ../gone; {cmd}; echo rc=$?",
          normalize=lambda b: b.replace(b"[Errno 2]", b"").replace(b"(null)", b""))
