@@ -1,0 +1,164 @@
+"""PostgreSQL store: the shared store of a fleet (``postgresql://user@host:port/db``).
+
+Any number of sidecars, on any number of hosts, write into one database at the same time.
+Each writes through its own local spool (:mod:`flowagent.store.spool`): the sidecar's writes
+go into a SQLite store in its data directory and a forwarder thread upserts every change into
+PostgreSQL in batches, so an unreachable or restarted server never slows the program down or
+loses a session, and a change delivered twice is stored once. Readers (CLI, viewer) query the
+server directly and see every run of every host.
+
+Layout: :mod:`flowagent.store.pgschema` (the SQLite layout, keyed per run, big tables
+partitioned by run). Reading reuses the SQLite store's queries through a connection that
+speaks their dialect (:mod:`flowagent.store.pgconn`); only statements whose SQL differs are
+written again here.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from ..errors import StoreError
+from . import chunks as C
+from . import pgschema
+from .pgconn import PgDB, drop_partitions, ensure_schema, one_line, redact, require_psycopg
+from .spool import Forwarder, describe, install_capture, spool_path, waiting
+from .sqlite import SQLiteStore
+
+FINAL_FORWARD_S = 10.0  # how long closing a writer waits for the server to take the spool
+
+
+class SpoolStore(SQLiteStore):
+    """The writer of a ``postgresql://`` store: a local SQLite spool plus its forwarder."""
+
+    capabilities = {"shared": True}
+
+    def __init__(self, url: str, data_dir: str, *, forward: bool = True) -> None:
+        require_psycopg()
+        super().__init__(spool_path(data_dir))
+        self.url = url
+        install_capture(self.db)
+        self.forwarder = Forwarder(self.path, url)
+        if forward:
+            self.forwarder.start()
+
+    def shape_id(self, text: str) -> int:
+        """Shapes are interned by a hash of their text: the same id in every spool and on
+        the server (see :mod:`flowagent.store.spool`)."""
+        sid = self._shape_ids.get(text)
+        if sid is None:
+            sid = pgschema.shape_id(text)
+            self.db.execute("INSERT OR IGNORE INTO shapes(sid, text) VALUES(?,?)", (sid, text))
+            self._shape_ids[text] = sid
+            self._shape_text[sid] = text
+        return sid
+
+    def prunable_runs(self, keep: str) -> list[str]:
+        # The spool holds what the server may not have yet: nothing is pruned locally
+        # until every change has been forwarded.
+        if waiting(self.db):
+            return []
+        return super().prunable_runs(keep)
+
+    def waiting(self) -> int:
+        return waiting(self.db)
+
+    def forward_status(self) -> str:
+        return describe(self.url, self.waiting(), self.forwarder.last_error)
+
+    def close(self, timeout_s: float = FINAL_FORWARD_S) -> None:
+        """Stop forwarding in the background, give the server ``timeout_s`` to take what is
+        still waiting (it stays in the spool otherwise), and close."""
+        self.forwarder.stop()
+        self.forwarder.drain(timeout_s)
+        self.forwarder.close()
+        super().close()
+
+
+class PostgresStore(SQLiteStore):
+    """A reader (and the retention writer) of the shared PostgreSQL store."""
+
+    capabilities = {"shared": True}
+
+    def __init__(self, url: str, readonly: bool = True) -> None:
+        self.url = url
+        self.path = redact(url)
+        self.readonly = readonly
+        self.db = PgDB(url)  # type: ignore[assignment]
+        pg = require_psycopg()
+        try:
+            with self.db.conn.transaction():
+                ensure_schema(self.db.conn)
+        except pg.Error as exc:
+            raise StoreError(f"cannot use the PostgreSQL store {self.path}: {one_line(exc)}"
+                             ) from None
+        self._shape_ids: dict[str, int] = {}
+        self._shape_text: dict[int, str] = {}
+        self._chunks: OrderedDict[Any, Any] = OrderedDict()
+
+    # -- statements whose SQL differs from SQLite's --------------------------------------------
+    def _call_rows(self, row: Any, info: dict[str, Any] | None = None) -> list[tuple]:
+        run_id = row["run_id"]
+        ids = self.db.execute(
+            "SELECT c.chunk_id, c.ids FROM session_chunks sc JOIN chunks c ON "
+            "c.run_id=sc.run_id AND c.chunk_id=sc.chunk_id WHERE sc.run_id=? AND sc.sid=? "
+            "ORDER BY sc.chunk_id", (run_id, row["sid"])).fetchall()
+        if not ids:
+            return []
+        if info is None:
+            info = self._process_info(row["pk"], run_id)
+        chunks = [(kind, *self._run_chunk(run_id, chunk_id)) for chunk_id, kind in ids]
+        return C.session_rows(chunks, C.session_number(row["session_id"]), C.ProcessMaps(info))
+
+    def _run_chunk(self, run_id: str, chunk_id: int) -> Any:
+        key = (run_id, chunk_id)
+        hit = self._chunks.get(key)
+        if hit is not None:
+            self._chunks.move_to_end(key)
+            return hit
+        data = self.db.execute("SELECT data FROM chunks WHERE run_id=? AND chunk_id=?",
+                               (run_id, chunk_id)).fetchone()
+        hit = C.by_session(bytes(data[0])) if data else ({}, (0, 0))
+        self._chunks[key] = hit
+        if len(self._chunks) > 8:
+            self._chunks.popitem(last=False)
+        return hit
+
+    def stored_calls(self, run_id: str | None = None) -> dict[str, int]:
+        where, args = ("WHERE sc.run_id=?", (run_id,)) if run_id else ("", ())
+        row = self.db.execute(
+            "SELECT COALESCE(SUM(CASE WHEN c.placeholders<>0 THEN 0 ELSE sc.calls END),0), "
+            "COALESCE(SUM(CASE WHEN c.placeholders<>0 THEN sc.calls ELSE 0 END),0) "
+            "FROM session_chunks sc JOIN chunks c ON c.run_id=sc.run_id AND "
+            f"c.chunk_id=sc.chunk_id {where}", args).fetchone()
+        return {"calls": int(row[0]), "placeholders": int(row[1])}
+
+    def stored_bytes(self) -> int:
+        return int(self.db.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+
+    def delete_run(self, run_id: str) -> None:
+        """Forget one run: its partitions are dropped whole, its small rows deleted."""
+        conn = self.db.conn
+        with self.db._lock, conn.transaction():
+            drop_partitions(conn, run_id)
+            for table in ("functions", "processes", "graph_nodes", "graph_edges", "variants",
+                          "error_clusters", "process_samples", "shape_counts", "paths",
+                          "runs"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id=%s", (run_id,))  # noqa: S608
+
+    def shape_id(self, text: str) -> int:
+        raise StoreError("the PostgreSQL store is written through a sidecar's spool")
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_reader(url: str) -> PostgresStore:
+    return PostgresStore(url)
+
+
+def open_writer(url: str, data_dir: str) -> SpoolStore:
+    return SpoolStore(url, data_dir)
+
+
+__all__ = ["PostgresStore", "SpoolStore", "open_reader", "open_writer"]
