@@ -25,7 +25,10 @@ from .pgconn import PgDB, drop_partitions, ensure_schema, one_line, redact, requ
 from .spool import Forwarder, describe, install_capture, spool_path, waiting
 from .sqlite import SQLiteStore
 
-FINAL_FORWARD_S = 10.0  # how long closing a writer waits for the server to take the spool
+# Closing a writer (end of a run) gives the server this long to take what the spool holds,
+# and gives up sooner when it is not answering: the spool keeps it for the next run.
+FINAL_FORWARD_S = 30.0
+FINAL_ATTEMPTS = 2
 
 
 class SpoolStore(SQLiteStore):
@@ -70,7 +73,7 @@ class SpoolStore(SQLiteStore):
         """Stop forwarding in the background, give the server ``timeout_s`` to take what is
         still waiting (it stays in the spool otherwise), and close."""
         self.forwarder.stop()
-        self.forwarder.drain(timeout_s)
+        self.forwarder.drain(timeout_s, FINAL_ATTEMPTS)
         self.forwarder.close()
         super().close()
 

@@ -143,16 +143,22 @@ class Forwarder:
             self._thread.join(timeout=60)
             self._thread = None
 
-    def drain(self, timeout_s: float) -> int:
-        """Forward until the spool is empty or ``timeout_s`` passed (end of a run); returns
+    def drain(self, timeout_s: float, attempts: int = 0) -> int:
+        """Forward until the spool is empty or ``timeout_s`` passed (end of a run), giving
+        up after ``attempts`` failures in a row (0: keep trying until the timeout); returns
         what is still waiting."""
         deadline = time.monotonic() + timeout_s
+        failures = 0
         while time.monotonic() < deadline:
             try:
                 if not self.forward_once() and not self.waiting():
                     break
+                failures = 0
             except Exception as exc:
                 self._failed(exc)
+                failures += 1
+                if attempts and failures >= attempts:
+                    break
                 time.sleep(min(RETRY_S[0], max(deadline - time.monotonic(), 0)))
         return self.waiting()
 

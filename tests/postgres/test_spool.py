@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pgserver import PgServer, pg_server, pg_url  # noqa: F401  (fixtures)
+from pgserver import PgServer
 
 psycopg = pytest.importorskip("psycopg")
 
