@@ -239,16 +239,23 @@ class Forwarder:
             return len(lines)
 
     def _read_groups(self, lines: list[sqlite3.Row]) -> list[tuple]:
-        """Consecutive lines of one table and operation, with the rows they name now."""
+        """The batch as runs of one operation on one table, with the rows they name now.
+
+        Tables are independent on the server (no foreign keys), so only the order within a
+        table matters: each table's lines are split into runs of upserts and deletes, and a
+        row changed several times in a run is sent once."""
+        by_table: dict[str, list[sqlite3.Row]] = {}
+        for line in lines:
+            by_table.setdefault(line["tbl"], []).append(line)
+        parts: list[tuple[str, str, list[sqlite3.Row]]] = []
+        for table, tlines in by_table.items():
+            start = 0
+            for k in range(1, len(tlines) + 1):
+                if k == len(tlines) or tlines[k]["op"] != tlines[start]["op"]:
+                    parts.append((table, tlines[start]["op"], tlines[start:k]))
+                    start = k
         groups: list[tuple] = []
-        i = 0
-        while i < len(lines):
-            table, op = lines[i]["tbl"], lines[i]["op"]
-            j = i
-            while j < len(lines) and lines[j]["tbl"] == table and lines[j]["op"] == op:
-                j += 1
-            part = lines[i:j]
-            i = j
+        for table, op, part in parts:
             if table not in pgschema.KEYS:
                 continue
             if op == "u":
