@@ -4,7 +4,6 @@ split between sidecars (tests/postgres/fleet_host.py is one simulated host)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
