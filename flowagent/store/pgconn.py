@@ -165,6 +165,12 @@ def ensure_schema(conn: Any) -> None:
                 f"format {row[0]}, this one writes {DATA_FORMAT}.pg{pgschema.SCHEMA_VERSION}); "
                 "use another database")
     conn.execute(pgschema.SCHEMA)
+    # Columns the SQLite layout gained after its tables shipped: the same here.
+    from .sqlite import _ADDED_COLUMNS
+
+    for table, column, decl in _ADDED_COLUMNS:
+        conn.execute(f'ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "{column}" '
+                     f"{pgschema.pg_type(decl)}")
     conn.execute(_FUNCTIONS)
     conn.execute("INSERT INTO meta VALUES('schema_version', %s) ON CONFLICT DO NOTHING",
                  (f"{DATA_FORMAT}.pg{pgschema.SCHEMA_VERSION}",))

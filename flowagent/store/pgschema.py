@@ -124,8 +124,10 @@ PG_TYPES = {"INTEGER": "BIGINT", "TEXT": "TEXT", "REAL": "DOUBLE PRECISION", "BL
 
 
 def pg_type(sqlite_decl: str) -> str:
-    base = sqlite_decl.split()[0].upper() if sqlite_decl.strip() else ""
-    return PG_TYPES.get(base, "TEXT")
+    """``INTEGER DEFAULT 0`` → ``BIGINT DEFAULT 0`` (the type mapped, the rest kept)."""
+    words = sqlite_decl.split()
+    base = words[0].upper() if words else ""
+    return " ".join([PG_TYPES.get(base, "TEXT"), *words[1:]])
 
 
 def shape_id(text: str) -> int:
