@@ -15,6 +15,8 @@ written again here.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections import OrderedDict
 from typing import Any
 
@@ -156,12 +158,25 @@ class PostgresStore(SQLiteStore):
         self.db.close()
 
 
-def open_reader(url: str) -> PostgresStore:
-    return PostgresStore(url)
+def default_spool_dir(url: str) -> str:
+    """Where a writer spools when its caller names no data directory: FLOWAGENT_SPOOL_DIR,
+    else one directory per server URL under the user's state directory."""
+    explicit = os.environ.get("FLOWAGENT_SPOOL_DIR")
+    if explicit:
+        return explicit
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                             "state")
+    digest = hashlib.sha256(redact(url).encode()).hexdigest()[:16]
+    return os.path.join(state, "flowagent", f"spool-{digest}")
 
 
-def open_writer(url: str, data_dir: str) -> SpoolStore:
-    return SpoolStore(url, data_dir)
+def open_store(url: str, readonly: bool = False, spool_dir: str | None = None
+               ) -> PostgresStore | SpoolStore:
+    """A reader of the server, or a writer spooling in ``spool_dir`` (the run's data
+    directory) and forwarding to the server."""
+    if readonly:
+        return PostgresStore(url)
+    return SpoolStore(url, spool_dir or default_spool_dir(url))
 
 
-__all__ = ["PostgresStore", "SpoolStore", "open_reader", "open_writer"]
+__all__ = ["PostgresStore", "SpoolStore", "default_spool_dir", "open_store"]
