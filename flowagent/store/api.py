@@ -1,0 +1,534 @@
+"""The store interface: every question the sidecar, CLI, viewer, stats, diff, analysis and
+exports ask of recorded data, and every write the sidecar makes, as typed methods.
+
+Nothing outside :mod:`flowagent.store` writes SQL, knows a table or a column, or decodes a
+stored encoding (duration histograms, example lists, the per-session function index): it
+calls a :class:`Store` method and gets plain records (frozen dataclasses) or the export
+contract's dicts. Two implementations, chosen by :func:`open_store` from a URL:
+
+* a path, or ``sqlite:///path``: :class:`flowagent.store.sqlite.SQLiteStore`, the embedded
+  default (one file in the data directory, one writer: the run's sidecar);
+* ``postgresql://...``: :mod:`flowagent.store.postgres`, the shared store of a fleet (any
+  number of sidecars on any number of hosts write into one database).
+
+Row mappings. ``runs()``/``run()``, ``sessions()``/``session()``, ``functions()`` and
+``processes()`` return plain dicts keyed by the field names listed in :data:`RUN_FIELDS`,
+:data:`SESSION_FIELDS`, :data:`FUNCTION_FIELDS` and :data:`PROCESS_FIELDS`: the CLI prints them
+as JSON and the viewer's templates read them, so their keys are a contract of their own.
+
+Idempotency. A process is identified by its key ``pk`` (``<pid>-<process start id>`` as the
+agent names its ring) within a run; each ring frame carries a sequence number, and the store
+keeps the last one stored per process (:meth:`Store.process_state`) in the same transaction as
+the frame's data, so a frame delivered twice is stored once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+RESULTS = ("success", "error", "partial", "incomplete")  # call result codes, in code order
+
+# sessions.tree_kept: why a session's full call tree is (still) stored
+PRUNED, RECENT, FAILED, EXEMPLAR = 0, 1, 2, 3
+
+RUN_FIELDS = (
+    "run_id", "started_ns", "ended_ns", "argv", "cwd", "status", "exit_code", "backend",
+    "sessions", "calls", "errors", "incomplete_sessions", "produced_events", "dropped_events",
+    "dropped_batches", "corrupt_frames", "duplicate_frames", "agent_errors", "processes",
+    "sampled_out", "hook_errors", "hook_error", "pruned_sessions", "otlp_sessions",
+    "otlp_spans", "otlp_undelivered", "service", "host")
+SESSION_FIELDS = (
+    "session_id", "run_id", "name", "root_fid", "pid", "pk", "thread", "result", "complete",
+    "started_ns", "ended_ns", "duration_ns", "calls", "errors", "variant", "tree_kept")
+FUNCTION_FIELDS = ("run_id", "fid", "name", "module", "qualname", "file", "line", "kind",
+                   "params")
+PROCESS_FIELDS = (
+    "run_id", "pk", "pid", "ppid", "info", "started_ns", "last_seq", "ring_tail",
+    "produced_events", "dropped_events", "dropped_batches", "stored_events",
+    "duplicate_frames", "corrupt_frames", "agent_errors", "closed")
+
+
+# -- records the sidecar writes ------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class FunctionDef:
+    """A recorded function, numbered per run (``fid``) by the run's sidecar."""
+
+    fid: int
+    name: str            # "module:qualname"
+    module: str
+    qualname: str
+    file: str
+    line: int
+    kind: str
+    params: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessState:
+    """Where ingestion of one process stands (resume after a sidecar restart)."""
+
+    last_seq: int        # the last frame sequence number stored (idempotency)
+    ring_tail: int       # the ring position after that frame
+    stored_events: int
+    duplicate_frames: int
+    info: Mapping[str, Any]  # the process's own description plus its wire-id maps
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessProgress:
+    """What the sidecar writes for a process with each committed batch of frames."""
+
+    last_seq: int
+    ring_tail: int
+    produced_events: int
+    dropped_events: int
+    dropped_batches: int
+    stored_events: int
+    duplicate_frames: int
+    corrupt_frames: int
+    agent_errors: int
+    closed: int
+    info: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessCounters:
+    """A stored process's loss and volume counters (a resumed run adds up retired rings)."""
+
+    pk: str
+    produced_events: int
+    dropped_events: int
+    dropped_batches: int
+    corrupt_frames: int
+    duplicate_frames: int
+    agent_errors: int
+    stored_events: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    """A stored session whose root call had not finished (rebuilt on resume)."""
+
+    rowid: int
+    session_id: str
+    root_fid: int
+    started_ns: int
+    name: str | None
+    thread: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnd:
+    """What a finished (or abandoned) session's row gets."""
+
+    name: str
+    root_fid: int
+    thread: str
+    result: str
+    complete: bool
+    started_ns: int
+    ended_ns: int
+    calls: int
+    errors: int
+    variant: str | None
+    tree_kept: int
+    fids: tuple[int, ...]                      # every function the session called
+    raised: tuple[tuple[int, int, int], ...]   # (fid, exception shape id, calls)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSample:
+    run_id: str
+    pid: int
+    ts_ns: int
+    cpu_s: float
+    rss_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunTotals:
+    """A run's totals as its sidecar writes them at the end."""
+
+    sessions: int
+    calls: int
+    errors: int
+    incomplete_sessions: int
+    produced_events: int
+    dropped_events: int
+    dropped_batches: int
+    corrupt_frames: int
+    duplicate_frames: int
+    agent_errors: int
+    processes: int
+    sampled_out: int
+    hook_errors: int
+    hook_error: str | None
+    pruned_sessions: int     # added to what earlier sidecars of the run pruned
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """What only the launcher knows about a run, written when the program has ended."""
+
+    argv: tuple[str, ...]
+    cwd: str
+    backend: str
+    ended_ns: int
+    exit_code: int
+    status: str
+
+
+# -- aggregates (merged-graph totals; written by the sidecar, read by everyone) ------------------
+
+@dataclass(frozen=True, slots=True)
+class NodeStats:
+    fid: int
+    calls: int
+    errors: int
+    partials: int
+    total_ns: int
+    self_ns: int
+    min_ns: int
+    max_ns: int
+    roots: int
+    cpu_ns: int
+    hist: Mapping[int, int]   # duration distribution (flowagent.sidecar.histogram)
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeStats:
+    caller_fid: int
+    callee_fid: int
+    result: int
+    count: int
+    total_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShapeCount:
+    fid: int
+    io: str                    # "in" | "out"
+    shape_sid: int
+    count: int
+    first_session: str | None
+    shape: str | None = None   # the shape's text (filled in on read)
+
+
+@dataclass(frozen=True, slots=True)
+class PathCount:
+    path: str                  # the path's stored key (a JSON list of function names)
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class VariantStats:
+    variant: str
+    root_fid: int
+    count: int
+    errors: int
+    hist: Mapping[int, int]
+    first_ns: int
+    examples: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStats:
+    exc_sid: int
+    fid: int
+    path: str                  # JSON list of function names
+    handled: int
+    count: int
+    first_ns: int
+    last_ns: int
+    examples: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateRows:
+    """A run's aggregates, or the changed part of them (what one commit writes)."""
+
+    nodes: tuple[NodeStats, ...] = ()
+    edges: tuple[EdgeStats, ...] = ()
+    shapes: tuple[ShapeCount, ...] = ()
+    paths: tuple[PathCount, ...] = ()
+    variants: tuple[VariantStats, ...] = ()
+    clusters: tuple[ClusterStats, ...] = ()
+
+
+# -- records readers get ---------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SessionFilter:
+    """The session list's filters (one definition, so a count always matches the list)."""
+
+    run_id: str | None = None
+    result: str | None = None
+    root: str | None = None            # substring of the session's name
+    min_duration_ns: int | None = None
+    search: str | None = None          # substring of any function the session called
+    service: str | None = None
+    host: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTotals:
+    """Totals of a run computed from its sessions (a run still being recorded)."""
+
+    sessions: int
+    calls: int
+    errors: int
+    open_sessions: int           # started, not finished yet
+    incomplete_sessions: int     # ended without their root call finishing
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCalls:
+    calls: int          # recorded calls held in kept trees
+    placeholders: int   # calls a dead process left open, stored as incomplete
+
+
+@dataclass(frozen=True, slots=True)
+class RootCount:
+    name: str
+    sessions: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionCount:
+    function_name: str
+    exception_type: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class VariantResult:
+    variant: str
+    result: str
+    sessions: int
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateVersion:
+    """Moves whenever a live run's aggregates may have changed (viewer caches)."""
+
+    nodes: int
+    calls: int
+    errors: int
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class FleetEntry:
+    """One (service, host) pair of a store's runs."""
+
+    service: str | None
+    host: str | None
+    runs: int
+    live_runs: int
+    last_started_ns: int
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Recorded data: one implementation per database engine (see the module doc)."""
+
+    url: str
+    readonly: bool
+    #: ``shared``: several sidecars write into it at once (PostgreSQL), not a file of one host
+    capabilities: Mapping[str, bool]
+
+    def close(self) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        """One atomic write: everything written inside commits together or not at all."""
+        ...
+
+    def savepoint(self) -> AbstractContextManager[Any]:
+        """Inside a transaction: what is written inside is undone when it raises (and the
+        exception goes on), the rest of the transaction stays."""
+        ...
+
+    # -- runs ----------------------------------------------------------------------------------
+    def create_run(self, run_id: str, started_ns: int, service: str | None,
+                   host: str | None) -> bool: ...
+    def finish_run(self, run_id: str, end: RunEnd) -> None: ...
+    def set_run_status(self, run_id: str, status: str) -> None: ...
+    def write_run_totals(self, run_id: str, totals: RunTotals) -> None: ...
+    def resolve_pending(self, run_id: str, still_running: bool) -> None:
+        """After a resume: ``pending`` while processes still run, else ``finished``."""
+        ...
+    def write_otlp_totals(self, run_id: str, sessions: int, spans: int,
+                          undelivered: int) -> None: ...
+    def write_hook_errors(self, run_id: str, errors: int, first_error: str | None) -> None: ...
+    def runs(self, *, service: str | None = None, host: str | None = None,
+             limit: int | None = None) -> list[dict[str, Any]]: ...
+    def run(self, run_id: str) -> dict[str, Any] | None: ...
+    def latest_run(self) -> str | None: ...
+    def fleet(self) -> list[FleetEntry]: ...
+
+    # -- processes -----------------------------------------------------------------------------
+    def add_process(self, run_id: str, pk: str, pid: int, ppid: int,
+                    info: Mapping[str, Any], started_ns: int) -> None: ...
+    def process_state(self, run_id: str, pk: str) -> ProcessState | None: ...
+    def save_process(self, run_id: str, pk: str, progress: ProcessProgress) -> None: ...
+    def process_counters(self, run_id: str) -> list[ProcessCounters]: ...
+    def processes(self, run_id: str) -> list[dict[str, Any]]: ...
+    def add_samples(self, samples: Sequence[ProcessSample]) -> None: ...
+    def samples(self, run_id: str, pid: int) -> list[ProcessSample]: ...
+
+    # -- functions and shapes ------------------------------------------------------------------
+    def add_function(self, run_id: str, fn: FunctionDef) -> None: ...
+    def functions(self, run_id: str) -> dict[int, dict[str, Any]]: ...
+    def shape_id(self, text: str) -> int: ...
+    def shape_text(self, sid: int | None) -> str | None: ...
+
+    # -- sessions and their calls (write) ------------------------------------------------------
+    def open_session(self, session_id: str, run_id: str, root_fid: int, pid: int, pk: str,
+                     thread: str, started_ns: int) -> int:
+        """The session's row (made once; a replay gets the same one): its row id."""
+        ...
+    def finish_session(self, rowid: int, end: SessionEnd) -> None: ...
+    def open_sessions(self, run_id: str, pk: str) -> list[OpenSession]: ...
+    def session_chunk_data(self, rowid: int) -> Iterator[bytes]:
+        """The chunks holding a session's calls, oldest first (raw, see ``chunks``)."""
+        ...
+    def add_chunk(self, run_id: str, pk: str, ids: int, calls: int, data: bytes,
+                  placeholders: int = 0) -> int: ...
+    def link_chunks(self, links: Iterable[tuple[int, int, int]]) -> None: ...
+    def add_calls(self, session_id: str, rows: list[tuple]) -> None: ...
+    def count_kept(self, run_id: str, tree_kept: int) -> int: ...
+    def kept_beyond(self, run_id: str, tree_kept: int, keep: int) -> list[int]:
+        """Row ids of a run's sessions kept for ``tree_kept`` past the newest ``keep``."""
+        ...
+    def prune_trees(self, rowids: Sequence[int]) -> None:
+        """Forget the calls of these sessions (their rows and aggregates stay)."""
+        ...
+
+    # -- aggregates ----------------------------------------------------------------------------
+    def load_aggregates(self, run_id: str) -> AggregateRows: ...
+    def write_aggregates(self, run_id: str, rows: AggregateRows) -> None:
+        """Upsert: each row replaces the stored row of the same key."""
+        ...
+    def node_stats(self, run_id: str) -> list[NodeStats]: ...
+    def variant_stats(self, run_id: str) -> list[VariantStats]:
+        """Most frequent first (then first seen)."""
+        ...
+    def cluster_stats(self, run_id: str) -> list[ClusterStats]: ...
+    def path_counts(self, run_id: str, limit: int | None = None) -> list[PathCount]: ...
+    def shape_counts(self, run_id: str, io: str | None = None) -> list[ShapeCount]: ...
+    def aggregates(self, run_id: str) -> dict[str, Any]:
+        """Raw merged-graph input of one run (``flowagent.sidecar.graph.from_aggregates``)."""
+        ...
+    def aggregate_version(self, run_id: str) -> AggregateVersion: ...
+
+    # -- sessions (read) -----------------------------------------------------------------------
+    def sessions(self, run_id: str | None = None, *, result: str | None = None,
+                 root: str | None = None, min_duration_ns: int | None = None,
+                 search: str | None = None, order: str = "started", limit: int = 100,
+                 offset: int = 0) -> list[dict[str, Any]]: ...
+    def count_sessions(self, run_id: str | None = None) -> int: ...
+    def count_matching(self, f: SessionFilter, cap: int = 10_000) -> tuple[int, bool]:
+        """Sessions matching ``f`` counted up to ``cap``: ``(count, capped)``."""
+        ...
+    def session(self, session_id: str) -> dict[str, Any] | None: ...
+    def session_starts(self, session_ids: Iterable[str]) -> dict[str, int]: ...
+    def session_totals(self, run_id: str) -> SessionTotals: ...
+    def session_results(self, run_id: str) -> dict[str, int]:
+        """Sessions per result (``open`` for those not finished)."""
+        ...
+    def variant_results(self, run_id: str) -> list[VariantResult]: ...
+    def session_roots(self, run_id: str, limit: int = 200) -> list[RootCount]: ...
+    def exception_types(self, run_id: str, limit: int = 200) -> list[ExceptionCount]: ...
+    def function_sessions(self, run_id: str, function_name: str,
+                          limit: int = 20) -> list[dict[str, Any]]: ...
+    def root_sessions(self, run_id: str, root_name: str, limit: int) -> list[str]:
+        """Kept sessions rooted at ``root_name``, newest first."""
+        ...
+    def session_graph(self, session_id: str) -> dict[str, Any] | None: ...
+    def session_calls(self, session_id: str) -> list[dict[str, Any]]: ...
+    def iter_session_graphs(self, run_id: str) -> Iterator[dict[str, Any]]: ...
+    def stored_calls(self, run_id: str | None = None) -> StoredCalls: ...
+
+    # -- size limits and retention (flowagent.store.limit) -------------------------------------
+    def stored_bytes(self) -> int: ...
+    def prunable_runs(self, keep: str) -> list[str]: ...
+    def delete_run(self, run_id: str) -> None: ...
+
+
+# -- choosing and opening a store ------------------------------------------------------------------
+
+DB_NAME = "flowagent.db"
+
+
+def db_path(data_dir: str) -> str:
+    """The SQLite store of a data directory."""
+    return os.path.join(data_dir, DB_NAME)
+
+
+def store_url(data_dir: str, store: str | None = None) -> str:
+    """The store a command uses: ``store`` (``--store`` / ``store =`` / FLOWAGENT_STORE) when
+    given, else the SQLite file of the data directory."""
+    return store if store else db_path(data_dir)
+
+
+def kind_of(url: str) -> str:
+    """``"sqlite"`` or ``"postgresql"`` for a store URL (a plain path is SQLite)."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme in ("", "sqlite", "file"):
+        return "sqlite"
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql"
+    from ..errors import StoreError
+
+    raise StoreError(f"unknown store {url!r}: give a path, sqlite:///PATH or "
+                     "postgresql://USER@HOST/DB")
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a SQLite store URL: ``sqlite:///rel/path``, ``sqlite:////abs/path`` (as
+    SQLAlchemy spells them), ``file:///abs/path``, or a plain path."""
+    for prefix in ("sqlite:///", "file://", "sqlite:"):
+        if url.startswith(prefix):
+            return url[len(prefix):]
+    return url
+
+
+def open_store(url: str, readonly: bool = False) -> Store:
+    """The store a URL names (see :func:`kind_of`): writable, or read-only for readers."""
+    if kind_of(url) == "postgresql":
+        from . import postgres  # type: ignore[attr-defined]
+
+        return postgres.open_store(url, readonly=readonly)  # type: ignore[no-any-return]
+    from .sqlite import SQLiteStore
+
+    return SQLiteStore(sqlite_path(url), readonly=readonly)
+
+
+def damage_error(exc: BaseException) -> Exception | None:
+    """The one-line error for a store that turned out damaged while reading it (a corrupt
+    page met by a query), if ``exc`` says so; None for anything else."""
+    import sys
+
+    if "sqlite3" in sys.modules:
+        from .sqlite import damage_error as sqlite_damage
+
+        found = sqlite_damage(exc)
+        if found is not None:
+            return found
+    return None
+
+
+__all__ = [
+    "RESULTS", "PRUNED", "RECENT", "FAILED", "EXEMPLAR", "RUN_FIELDS", "SESSION_FIELDS",
+    "FUNCTION_FIELDS", "PROCESS_FIELDS", "FunctionDef", "ProcessState", "ProcessProgress",
+    "ProcessCounters", "OpenSession", "SessionEnd", "ProcessSample", "RunTotals", "RunEnd",
+    "NodeStats", "EdgeStats", "ShapeCount", "PathCount", "VariantStats", "ClusterStats",
+    "AggregateRows", "SessionFilter", "SessionTotals", "StoredCalls", "RootCount",
+    "ExceptionCount", "VariantResult", "AggregateVersion", "FleetEntry", "Store",
+    "DB_NAME", "db_path", "store_url", "kind_of", "sqlite_path", "open_store", "damage_error",
+]
