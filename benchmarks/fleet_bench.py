@@ -138,7 +138,47 @@ def timed(fn, repeats: int = 3) -> tuple[float, object]:
     return best, value
 
 
-def reads(url: str) -> dict:
+def synthesize(url: str, source: str, total: int) -> str:
+    """A run of ``total`` sessions made on the server from ``source``'s rows (copies with new
+    ids and times, their trees pruned: the read paths of the sessions and architecture pages
+    at a size this machine cannot ingest in a benchmark's time)."""
+    import psycopg
+
+    from flowagent.store.pgconn import ensure_partitions
+
+    run = "bench-synth"
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction():
+            ensure_partitions(conn, run)
+        k = conn.execute("SELECT COUNT(*) FROM sessions WHERE run_id=%s", (source,)).fetchone()[0]
+        reps = -(-total // k)
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO sessions(sid, session_id, run_id, name, root_fid, pid, pk, thread, "
+                "result, complete, started_ns, ended_ns, duration_ns, calls, errors, variant, "
+                "tree_kept, fids, raised) SELECT r.n::bigint * %s + s.rn, 'synth' || r.n || "
+                "'-' || s.session_id, %s, s.name, s.root_fid, s.pid, s.pk, s.thread, s.result, "
+                "s.complete, s.started_ns + r.n::bigint * 1000000000, "
+                "s.ended_ns + r.n::bigint * 1000000000, s.duration_ns, s.calls, s.errors, "
+                "s.variant, 0, s.fids, s.raised FROM generate_series(0, %s) r(n) CROSS JOIN "
+                "(SELECT *, row_number() OVER (ORDER BY sid) AS rn FROM sessions "
+                "WHERE run_id=%s) s WHERE r.n::bigint * %s + s.rn <= %s",
+                (k, run, reps, source, k, total))
+            for table in ("functions", "graph_nodes", "graph_edges", "shape_counts", "paths",
+                          "variants", "error_clusters", "processes"):
+                cols = [r[0] for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name=%s "
+                    "AND column_name<>'run_id' ORDER BY ordinal_position", (table,))]
+                names = ", ".join(f'"{c}"' for c in cols)
+                conn.execute(f"INSERT INTO {table}(run_id, {names}) SELECT %s, {names} "
+                             f"FROM {table} WHERE run_id=%s", (run, source))
+            conn.execute("INSERT INTO runs(run_id, started_ns, status, host) "
+                         "VALUES(%s, 0, 'finished', 'synthetic')", (run,))
+        conn.execute("ANALYZE")
+    return run
+
+
+def reads(url: str, big_run: str | None = None) -> dict:
     from flowagent.sidecar.graph import from_aggregates, merge_all, to_contract
     from flowagent.store.postgres import PostgresStore
     from flowagent.store import queries
@@ -152,7 +192,8 @@ def reads(url: str) -> dict:
 
     out: dict = {"runs": len(runs), "sessions_stored": store.count_sessions()}
     out["merged_graph_s"], out["merged_nodes"] = timed(merged)
-    first = runs[0]
+    first = big_run or runs[0]
+    out["page_run_sessions"] = store.count_sessions(first)
     out["sessions_page_s"], _ = timed(lambda: store.sessions(first, limit=50))
     out["sessions_deep_page_s"], _ = timed(lambda: store.sessions(first, limit=50,
                                                                    offset=50_000))
@@ -169,6 +210,8 @@ def main() -> None:
     p.add_argument("--sessions", type=int, default=100_000, help="per host")
     p.add_argument("--batch", type=int, default=100, help="sessions per ring frame")
     p.add_argument("--url", help="an existing PostgreSQL (default: start one)")
+    p.add_argument("--page-sessions", type=int, default=1_000_000,
+                   help="sessions of the run the page queries read (copied on the server)")
     a = p.parse_args()
     server = None
     url = a.url
@@ -181,7 +224,8 @@ def main() -> None:
     try:
         baseline = fleet(None, 1, min(a.sessions, 20_000), a.batch)
         result = fleet(url, a.hosts, a.sessions, a.batch)
-        result["reads"] = reads(url)
+        big = synthesize(url, "bench-host0", a.page_sessions) if a.page_sessions else None
+        result["reads"] = reads(url, big)
         result["baseline_sqlite_1_host"] = {k: baseline[k] for k in (
             "sessions", "events", "wall_s", "sessions_per_s", "events_per_s")}
     finally:
@@ -189,13 +233,17 @@ def main() -> None:
             server.destroy()
     print(json.dumps({k: v for k, v in result.items() if k != "per_host"}))
     r = result["reads"]
-    print("| hosts x sessions | events | wall | sessions/s | events/s | merged graph | "
-          "sessions page (first / offset 50k / all runs) |")
+    print(f"| hosts x sessions | events | wall | sessions/s | events/s | merged graph | "
+          f"sessions page, run of {r['page_run_sessions']:,} (first / offset 50k) / all runs "
+          f"({r['sessions_stored']:,}) |")
     print("|---|---:|---:|---:|---:|---:|---|")
     print(f"| {a.hosts} x {a.sessions:,} | {result['events']:,} | {result['wall_s']:.0f} s | "
           f"{result['sessions_per_s']:,.0f} | {result['events_per_s']:,.0f} | "
           f"{r['merged_graph_s'] * 1000:.0f} ms | {r['sessions_page_s'] * 1000:.0f} / "
           f"{r['sessions_deep_page_s'] * 1000:.0f} / {r['all_sessions_page_s'] * 1000:.0f} ms |")
+    b = result["baseline_sqlite_1_host"]
+    print(f"baseline, one host into SQLite only: {b['sessions_per_s']:,.0f} sessions/s, "
+          f"{b['events_per_s']:,.0f} events/s")
 
 
 if __name__ == "__main__":
