@@ -151,6 +151,56 @@ class PostgresStore(SQLiteStore):
                           "runs"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id=%s", (run_id,))  # noqa: S608
 
+    def runs(self, *, service: str | None = None, host: str | None = None,
+             limit: int | None = None) -> list[dict[str, Any]]:
+        where, args = ["1=1"], []
+        for column, value in (("service", service), ("host", host)):
+            if value is not None:
+                where.append(f"{column}=?")
+                args.append(value)
+        rows = self.db.execute(f"SELECT * FROM runs WHERE {' AND '.join(where)} "
+                               "ORDER BY started_ns DESC LIMIT ?", (*args, limit)).fetchall()
+        return [dict(r) for r in rows]
+
+    def fleet(self) -> list[Any]:
+        from .api import FleetEntry
+
+        return [FleetEntry(r[0], r[1], r[2], r[3], r[4]) for r in self.db.execute(
+            "SELECT service, host, COUNT(*), "
+            "COUNT(*) FILTER (WHERE status='running' AND ended_ns IS NULL), MAX(started_ns) "
+            "FROM runs GROUP BY service, host ORDER BY service, host")]
+
+    def count_matching(self, f: Any, cap: int = 10_000) -> tuple[int, bool]:
+        from .sqlite import session_where
+
+        where, args = session_where(f.run_id, f.result, f.root, f.min_duration_ns)
+        n = self.db.execute(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM sessions WHERE {where} LIMIT ?) AS hits",
+            (*args, cap + 1)).fetchone()[0]
+        return (min(n, cap), n > cap)
+
+    def session_totals(self, run_id: str) -> Any:
+        from .api import SessionTotals
+
+        row = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(calls),0), COALESCE(SUM(errors),0), "
+            "COUNT(*) FILTER (WHERE result IS NULL), "
+            "COUNT(*) FILTER (WHERE complete=0 AND result IS NOT NULL) "
+            "FROM sessions WHERE run_id=?", (run_id,)).fetchone()
+        return SessionTotals(*(int(v) for v in row))
+
+    def exception_types(self, run_id: str, limit: int = 200) -> list[Any]:
+        from .api import ExceptionCount
+
+        return [ExceptionCount(r[0], r[1], int(r[2])) for r in self.db.execute(
+            "SELECT f.name AS function_name, sh.text AS exception_type, "
+            "SUM((j.value->>2)::bigint) AS count "
+            "FROM sessions s CROSS JOIN LATERAL jsonb_array_elements(s.raised::jsonb) j "
+            "JOIN functions f ON f.run_id=s.run_id AND f.fid=(j.value->>0)::bigint "
+            "JOIN shapes sh ON sh.sid=(j.value->>1)::bigint "
+            "WHERE s.run_id=? AND s.errors>0 AND s.tree_kept>0 AND s.raised IS NOT NULL "
+            "GROUP BY f.name, sh.text ORDER BY count DESC, f.name LIMIT ?", (run_id, limit))]
+
     def shape_id(self, text: str) -> int:
         raise StoreError("the PostgreSQL store is written through a sidecar's spool")
 
