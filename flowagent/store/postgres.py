@@ -208,6 +208,61 @@ class PostgresStore(SQLiteStore):
         self.db.close()
 
 
+# What readers ask (the CLI, the viewer, tools): a read-through writer answers these from the
+# server, once its own changes are there. The sidecar's bookkeeping (process state, open
+# sessions, row ids, its run's aggregates as it resumes) always reads its own spool.
+SERVER_READS = (
+    "runs", "run", "latest_run", "fleet", "processes", "samples", "functions", "shape_text",
+    "node_stats", "edge_stats", "variant_stats", "cluster_stats", "path_counts", "shape_counts",
+    "aggregates", "aggregate_version", "sessions", "count_sessions", "count_matching",
+    "session", "session_starts", "session_totals", "session_results", "variant_results",
+    "session_roots", "exception_types", "function_sessions", "root_sessions", "session_graph",
+    "session_calls", "iter_session_graphs", "stored_calls")
+
+
+class ReadThroughStore(SpoolStore):
+    """A writer that reads its own writes from the server: what a tool that writes and then
+    asks (an importer, the store's test suite) expects. Each read first forwards the spool
+    synchronously; inside an open transaction reads stay local (the transaction's rows are
+    not committed, so not forwardable yet)."""
+
+    def __init__(self, url: str, data_dir: str) -> None:
+        super().__init__(url, data_dir, forward=False)
+        self.server = PostgresStore(url)
+
+    def _synced(self) -> bool:
+        if self.db.in_transaction:
+            return False
+        left = self.forwarder.drain(FINAL_FORWARD_S, FINAL_ATTEMPTS)
+        if left:
+            raise StoreError(f"the PostgreSQL store {redact(self.url)} did not take "
+                             f"{left} changes ({self.forwarder.last_error}); they stay in "
+                             f"{self.path} and are forwarded by the next writer")
+        return True
+
+    def close(self, timeout_s: float = FINAL_FORWARD_S) -> None:
+        super().close(timeout_s)
+        self.server.close()
+
+
+def _read_through(name: str) -> Any:
+    local = getattr(SQLiteStore, name)
+
+    def method(self: ReadThroughStore, *args: Any, **kwargs: Any) -> Any:
+        if self._synced():
+            return getattr(self.server, name)(*args, **kwargs)
+        return local(self, *args, **kwargs)
+
+    method.__name__ = name
+    method.__doc__ = local.__doc__
+    return method
+
+
+for _name in SERVER_READS:
+    if hasattr(SQLiteStore, _name):
+        setattr(ReadThroughStore, _name, _read_through(_name))
+
+
 def default_spool_dir(url: str) -> str:
     """Where a writer spools when its caller names no data directory: FLOWAGENT_SPOOL_DIR,
     else one directory per server URL under the user's state directory."""
@@ -222,11 +277,15 @@ def default_spool_dir(url: str) -> str:
 
 def open_store(url: str, readonly: bool = False, spool_dir: str | None = None
                ) -> PostgresStore | SpoolStore:
-    """A reader of the server, or a writer spooling in ``spool_dir`` (the run's data
-    directory) and forwarding to the server."""
+    """A reader of the server; a recording writer (a run's sidecar and launcher) spooling in
+    ``spool_dir``, its data directory, and forwarding in the background; or, without a data
+    directory, a writer that reads its own writes back from the server."""
     if readonly:
         return PostgresStore(url)
-    return SpoolStore(url, spool_dir or default_spool_dir(url))
+    if spool_dir is not None:
+        return SpoolStore(url, spool_dir)
+    return ReadThroughStore(url, default_spool_dir(url))
 
 
-__all__ = ["PostgresStore", "SpoolStore", "default_spool_dir", "open_store"]
+__all__ = ["PostgresStore", "ReadThroughStore", "SpoolStore", "default_spool_dir",
+           "open_store"]
