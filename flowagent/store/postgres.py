@@ -42,7 +42,7 @@ class SpoolStore(SQLiteStore):
         require_psycopg()
         super().__init__(spool_path(data_dir))
         self.url = url
-        install_capture(self.db)
+        self.local_deletes = install_capture(self.db)
         self.forwarder = Forwarder(self.path, url)
         if forward:
             self.forwarder.start()
@@ -64,6 +64,12 @@ class SpoolStore(SQLiteStore):
         if waiting(self.db):
             return []
         return super().prunable_runs(keep)
+
+    def delete_run(self, run_id: str) -> None:
+        """Free the spool of a forwarded run (this data directory's size limit): the shared
+        server keeps it; its own retention decides there."""
+        with self.local_deletes:
+            super().delete_run(run_id)
 
     def waiting(self) -> int:
         return waiting(self.db)

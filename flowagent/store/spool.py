@@ -50,8 +50,33 @@ def spool_path(data_dir: str) -> str:
     return os.path.join(data_dir, SPOOL_FILE)
 
 
-def install_capture(db: sqlite3.Connection) -> None:
-    """The change log and its triggers on every forwarded table (idempotent)."""
+# Deletes made while this SQL function answers 1 (on the connection that registered it) are
+# not logged: the data directory's own size limit frees the spool without deleting from the
+# shared server. Every connection that writes the spool registers it (install_capture).
+LOCAL_ONLY = "flowagent_spool_local"
+
+
+class LocalDeletes:
+    """``with local_deletes:`` deletes on this connection stay in the spool."""
+
+    def __init__(self) -> None:
+        self.active = 0
+
+    def __call__(self) -> int:
+        return 1 if self.active else 0
+
+    def __enter__(self) -> None:
+        self.active += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.active -= 1
+
+
+def install_capture(db: sqlite3.Connection) -> LocalDeletes:
+    """The change log and its triggers on every forwarded table (idempotent); returns the
+    switch that keeps this connection's deletes local."""
+    local = LocalDeletes()
+    db.create_function(LOCAL_ONLY, 0, local)
     db.execute("CREATE TABLE IF NOT EXISTS spool_log(seq INTEGER PRIMARY KEY AUTOINCREMENT, "
                "tbl TEXT NOT NULL, op TEXT NOT NULL, rid INTEGER, key TEXT)")
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -67,7 +92,8 @@ def install_capture(db: sqlite3.Connection) -> None:
                 f"json_array((SELECT run_id FROM sessions WHERE sid=NEW.sid), {row})); END")
             old = ", ".join(f"OLD.{c}" for c in cols[:2])
             db.execute(
-                f"CREATE TRIGGER IF NOT EXISTS spool_{table}_d AFTER DELETE ON {table} BEGIN "
+                f"CREATE TRIGGER IF NOT EXISTS spool_{table}_d AFTER DELETE ON {table} "
+                f"WHEN {LOCAL_ONLY}() = 0 BEGIN "
                 f"INSERT INTO spool_log(tbl, op, key) VALUES('{table}', 'd', "
                 f"json_array((SELECT run_id FROM sessions WHERE sid=OLD.sid), {old})); END")
             continue
@@ -78,9 +104,11 @@ def install_capture(db: sqlite3.Connection) -> None:
                 f"VALUES('{table}', '{op}', NEW.rowid); END")
         old = ", ".join(f"OLD.{k}" for k in keys)
         db.execute(
-            f"CREATE TRIGGER IF NOT EXISTS spool_{table}_d AFTER DELETE ON {table} BEGIN "
+            f"CREATE TRIGGER IF NOT EXISTS spool_{table}_d AFTER DELETE ON {table} "
+            f"WHEN {LOCAL_ONLY}() = 0 BEGIN "
             f"INSERT INTO spool_log(tbl, op, key) VALUES('{table}', 'd', json_array({old})); "
             "END")
+    return local
 
 
 def waiting(db: sqlite3.Connection) -> int:

@@ -181,3 +181,22 @@ def test_spool_is_an_ordinary_sqlite_store(pg_url: str, tmp_path: Path) -> None:
     store.close(timeout_s=0)
     db = sqlite3.connect(tmp_path / "pg-spool.db")
     assert db.execute("SELECT COUNT(*) FROM sessions").fetchone() == (3,)
+
+
+def test_local_size_limit_frees_the_spool_not_the_server(pg_url: str, tmp_path: Path) -> None:
+    """A data directory's size limit deletes forwarded runs from its spool only: the shared
+    server keeps them; and nothing is pruned locally while changes still wait."""
+    store = SpoolStore(pg_url, str(tmp_path), forward=False)
+    _write_run(store, "run-a", 4)
+    _write_run(store, "run-b", 4)
+    assert store.prunable_runs("run-b") == []  # run-a has not reached the server yet
+    assert store.forwarder.drain(60) == 0
+    assert store.prunable_runs("run-b") == ["run-a"]
+    store.delete_run("run-a")
+    assert store.waiting() == 0
+    assert store.run("run-a") is None
+    assert store.forwarder.drain(60) == 0
+    pg = PostgresStore(pg_url)
+    assert pg.count_sessions("run-a") == 4 and pg.run("run-a") is not None
+    pg.close()
+    store.close()
