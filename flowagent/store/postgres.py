@@ -44,6 +44,7 @@ class SpoolStore(SQLiteStore):
         self.url = url
         self.local_deletes = install_capture(self.db)
         self.forwarder = Forwarder(self.path, url)
+        self.forward_note: str | None = None
         if forward:
             self.forwarder.start()
 
@@ -75,13 +76,16 @@ class SpoolStore(SQLiteStore):
         return waiting(self.db)
 
     def forward_status(self) -> str:
-        return describe(self.url, self.waiting(), self.forwarder.last_error)
+        return describe(self.url, self.waiting(), self.forwarder.last_error, self.path)
 
     def close(self, timeout_s: float = FINAL_FORWARD_S) -> None:
         """Stop forwarding in the background, give the server ``timeout_s`` to take what is
         still waiting (it stays in the spool otherwise), and close."""
         self.forwarder.stop()
-        self.forwarder.drain(timeout_s, FINAL_ATTEMPTS)
+        left = self.forwarder.drain(timeout_s, FINAL_ATTEMPTS)
+        #: what the run summary says about forwarding: None when everything reached the server
+        self.forward_note = (describe(self.url, left, self.forwarder.last_error, self.path)
+                            if left else None)
         self.forwarder.close()
         super().close()
 

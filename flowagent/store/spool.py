@@ -342,10 +342,11 @@ class Forwarder:
                 cur.executemany(f"DELETE FROM {table} WHERE {cond}", rows)
 
 
-def describe(url: str, waiting_changes: int, last_error: str | None) -> str:
+def describe(url: str, waiting_changes: int, last_error: str | None,
+             where: str = "the local spool") -> str:
     """One line for the run summary about what has not reached the server yet."""
     if not waiting_changes:
         return f"all changes forwarded to {redact(url)}"
     why = f" ({last_error})" if last_error else ""
-    return (f"{waiting_changes} changes waiting in the local spool for {redact(url)}{why}; "
-            "they are forwarded by the next flowagent run or 'flowagent sessions --store ...'")
+    return (f"{waiting_changes} changes waiting in {where} for {redact(url)}{why}; the next "
+            "'flowagent run' with this data directory forwards them")
