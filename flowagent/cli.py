@@ -41,6 +41,9 @@ RUN_OPTIONS: dict[str, tuple[str, str | None, object, str]] = {
     "--exclude": ("exclude", "GLOB", None,
                   "never record modules matching this glob (repeatable)"),
     "--data-dir": ("data_dir", "DIR", None, "where runs are stored (.flowagent)"),
+    "--store": ("store", "URL", None,
+                "store to write into: a path, sqlite:///PATH or postgresql://... "
+                "(the data directory's flowagent.db)"),
     "--backend": ("backend", "NAME", None, "auto, wrap, profile or monitor (auto)"),
     "--ring-size": ("ring_size", "SIZE", None, "bytes per process ring, e.g. 16MiB"),
     "--flush-interval-ms": ("flush_interval_ms", "MS", None,
@@ -183,12 +186,13 @@ def cmd_run(argv: list[str]) -> int:
 # ---------------------------------------------------------------------------------------
 # reading commands
 
-def _store(data_dir: str | None):
+def _store(data_dir: str | None, store: str | None = None):
     from .config import load_config
-    from .store.sqlite import SQLiteStore, db_path
+    from .store.api import open_store, store_url
 
-    cfg = load_config(os.getcwd(), os.environ, {"data_dir": data_dir} if data_dir else {})
-    return SQLiteStore(db_path(cfg.data_dir), readonly=True)
+    cfg = load_config(os.getcwd(), os.environ, {k: v for k, v in (
+        ("data_dir", data_dir), ("store", store)) if v})
+    return open_store(store_url(cfg.data_dir, cfg.store), readonly=True)
 
 
 def _run_id(store: Any, run: str | None) -> str:
@@ -236,7 +240,7 @@ def _ms(ns: int | None) -> str:
 def cmd_runs(ns: argparse.Namespace, out: TextIO) -> int:
     import json
 
-    store = _store(ns.data_dir)
+    store = _store(ns.data_dir, ns.store)
     runs = store.runs()
     if ns.json:
         _print_json(runs, out)
@@ -256,7 +260,7 @@ def cmd_runs(ns: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_sessions(ns: argparse.Namespace, out: TextIO) -> int:
-    store = _store(ns.data_dir)
+    store = _store(ns.data_dir, ns.store)
     run_id = _run_id(store, ns.run)
     rows = store.sessions(run_id, result=ns.result, limit=ns.limit, offset=0)
     if ns.json:
@@ -284,7 +288,7 @@ def _fmt_in(shape: dict[str, str] | None) -> str:
 
 
 def cmd_trace(ns: argparse.Namespace, out: TextIO) -> int:
-    store = _store(ns.data_dir)
+    store = _store(ns.data_dir, ns.store)
     g = store.session_graph(ns.session_id)
     if g is None:
         raise NotFoundError(f"no session {ns.session_id!r}; 'flowagent sessions' lists them")
@@ -325,8 +329,8 @@ def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
     if ns.format in ("otlp", "otlp-json"):
         from .otlpcmd import export_otlp
 
-        return export_otlp(ns, _store(ns.data_dir), _run_id, out)
-    store = _store(ns.data_dir)
+        return export_otlp(ns, _store(ns.data_dir, ns.store), _run_id, out)
+    store = _store(ns.data_dir, ns.store)
     fmt = FORMATS[ns.format]
     if ns.aggregate and (ns.format != "speedscope" or ns.session):
         raise UsageError("--aggregate goes with --format speedscope and a run, not a session")
@@ -376,7 +380,7 @@ def _table(out: TextIO, title: str, header: list[str], rows: list[list[Any]],
 def cmd_stats(ns: argparse.Namespace, out: TextIO) -> int:
     from .stats import report
 
-    store = _store(ns.data_dir)
+    store = _store(ns.data_dir, ns.store)
     run_id = _run_id(store, ns.run)
     rep = report(store, run_id)
     if ns.json:
@@ -428,7 +432,7 @@ def _mix_change(a: dict, b: dict, keys: list[str]) -> str:
 def cmd_diff(ns: argparse.Namespace, out: TextIO) -> int:
     from .diff import diff
 
-    store = _store(ns.data_dir)
+    store = _store(ns.data_dir, ns.store)
     d = diff(store, _run_id(store, ns.run_a), _run_id(store, ns.run_b))
     if ns.json:
         _print_json(d, out)
@@ -466,12 +470,11 @@ def cmd_stubs(ns: argparse.Namespace, out: TextIO) -> int:
     from .analysis import FunctionShapes, generate_stubs
     from .stats import shape_variants, shapes_and_drift
 
-    store = _store(ns.data_dir)
+    store = _store(ns.data_dir, ns.store)
     run_id = _run_id(store, ns.run)
     fns = {f["name"]: f for f in store.functions(run_id).values()}
-    calls = {r[0]: r[1] for r in store.db.execute(
-        "SELECT f.name, g.calls FROM graph_nodes g JOIN functions f ON f.run_id=g.run_id AND "
-        "f.fid=g.fid WHERE g.run_id=?", (run_id,))}
+    fn_names = {fid: f["name"] for fid, f in store.functions(run_id).items()}
+    calls = {fn_names[n.fid]: n.calls for n in store.node_stats(run_id) if n.fid in fn_names}
     merged, _ = shapes_and_drift(shape_variants(store, run_id))
     items = []
     for name, m in merged.items():
@@ -501,10 +504,11 @@ def cmd_stubs(ns: argparse.Namespace, out: TextIO) -> int:
 def cmd_control(ns: argparse.Namespace, out: TextIO) -> int:
     from .config import load_config
     from .sidecar import control
-    from .store.sqlite import SQLiteStore, db_path
+    from .store.api import open_store, store_url
 
-    cfg = load_config(os.getcwd(), os.environ, {"data_dir": ns.data_dir} if ns.data_dir else {})
-    store = SQLiteStore(db_path(cfg.data_dir), readonly=True)
+    cfg = load_config(os.getcwd(), os.environ, {k: v for k, v in (
+        ("data_dir", ns.data_dir), ("store", getattr(ns, "store", None))) if v})
+    store = open_store(store_url(cfg.data_dir, cfg.store), readonly=True)
     run_id = _run_id(store, ns.run)
     run = store.run(run_id)
     if run and run.get("ended_ns"):
@@ -522,21 +526,21 @@ def cmd_sidecar(ns: argparse.Namespace, out: TextIO) -> int:
     (the run then has no row in the store yet: it is made now)."""
     from .config import load_config
     from .sidecar.__main__ import run as run_sidecar
-    from .store.sqlite import SQLiteStore, db_path
+    from .store.api import kind_of, open_store, sqlite_path, store_url
 
-    cfg = load_config(os.getcwd(), os.environ, {"data_dir": ns.data_dir} if ns.data_dir else {})
-    db = db_path(cfg.data_dir)
+    cfg = load_config(os.getcwd(), os.environ, {k: v for k, v in (
+        ("data_dir", ns.data_dir), ("store", getattr(ns, "store", None))) if v})
+    db = store_url(cfg.data_dir, cfg.store)
     rings = os.path.join(cfg.data_dir, "runs", ns.resume, "rings")
     never_started = os.path.isdir(rings) and not (
-        os.path.exists(db) and SQLiteStore(db, readonly=True).run(ns.resume) is not None)
-    run_id = ns.resume if never_started else _run_id(SQLiteStore(db, readonly=True), ns.resume)
+        (kind_of(db) != "sqlite" or os.path.exists(sqlite_path(db)))
+        and open_store(db, readonly=True).run(ns.resume) is not None)
+    run_id = ns.resume if never_started else _run_id(open_store(db, readonly=True), ns.resume)
     run_dir = os.path.join(cfg.data_dir, "runs", run_id)
     summary = run_sidecar(run_dir, db, run_id, 0.02, resume=not never_started, follow=False)
     if never_started:
-        store = SQLiteStore(db)
-        with store.transaction():
-            store.db.execute("UPDATE runs SET status='sidecar-failed' WHERE run_id=?",
-                             (run_id,))
+        store = open_store(db)
+        store.set_run_status(run_id, "sidecar-failed")
         store.close()
     out.write(_one_line_json(summary) + "\n")
     return 0
@@ -557,6 +561,9 @@ def _read_parser() -> argparse.ArgumentParser:
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--data-dir", metavar="DIR")
+        sp.add_argument("--store", metavar="URL",
+                        help="store to read: a path, sqlite:///PATH or postgresql://... "
+                             "(default: the data directory's flowagent.db)")
 
     sp = sub.add_parser("runs", help="list recorded runs")
     common(sp)
@@ -649,9 +656,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         # A database that opened but turns out damaged further in (a corrupt page met by a
         # query) is the same one clear line as one that does not open.
-        if "sqlite3" not in sys.modules:
-            raise
-        from .store.sqlite import damage_error
+        from .store.api import damage_error
 
         damaged = damage_error(exc)
         if damaged is None:

@@ -22,6 +22,8 @@ Keys (TOML key / environment variable / default):
 - ``exclude`` / FLOWAGENT_EXCLUDE / ``[]``: module globs never recorded, even if included.
 - ``data_dir`` / FLOWAGENT_DATA_DIR / ``.flowagent``: where runs are stored; a relative path is
   taken from the config file's directory (file) or the working directory (environment, CLI).
+- ``store`` / FLOWAGENT_STORE / ``""``: the store runs are written to and read from: empty =
+  the SQLite file in the data directory; a path or ``sqlite:///PATH``; ``postgresql://...``.
 - ``backend`` / FLOWAGENT_BACKEND / ``auto``: auto, wrap, profile or monitor.
 - ``enabled`` / FLOWAGENT_ENABLED / ``true``: production switch; false = agent fully off.
 - ``nested`` / FLOWAGENT_NESTED / ``true``: also instrument functions defined in functions.
@@ -80,6 +82,7 @@ class Config:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     data_dir: str = ".flowagent"
+    store: str = ""
     backend: str = "auto"
     enabled: bool = True
     nested: bool = True
@@ -105,6 +108,9 @@ _KEYS: dict[str, tuple[str, str, str]] = {
     "exclude": ("globs", "[]", "Module globs never recorded, even when they match `include`."),
     "data_dir": ("path", '".flowagent"', "Where runs are stored; relative to the config file's "
                  "directory (file) or the working directory (environment, command line)."),
+    "store": ("store", '""', "Where runs are written and read: empty = the SQLite file in the "
+              "data directory; a path or `sqlite:///PATH`; `postgresql://USER@HOST/DB` for a "
+              "store shared by many hosts."),
     "backend": ("backend", '"auto"', "Instrumentation backend: `auto`, `wrap`, `profile` or "
                 "`monitor` (Python 3.12+)."),
     "enabled": ("bool", "true", "Production switch; `false` turns the agent fully off."),
@@ -141,6 +147,7 @@ _EXPECTED = {
     "size": "an integer number of bytes or a size string such as \"8MiB\"",
     "datasize": "an integer number of bytes or a size string such as \"2GiB\"",
     "url": "an http:// or https:// URL such as \"http://localhost:4318\"",
+    "store": "a path, sqlite:///PATH or postgresql://USER@HOST/DB",
 }
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 _SIZE_UNITS = {"": 1, "b": 1, "k": KiB, "kb": KiB, "kib": KiB, "m": MiB, "mb": MiB, "mib": MiB,
@@ -372,6 +379,8 @@ def _check(key: str, value: Any, where: str, base: Path) -> Any:
         return size
     if kind == "url":
         return _check_url(value, where, wrong)
+    if kind == "store":
+        return _check_store(value, where, base, wrong)
     if kind == "size":
         size = _parse_size(value, where) if isinstance(value, str) else value
         if isinstance(size, bool) or not isinstance(size, int):
@@ -411,6 +420,24 @@ def _check_url(value: Any, where: str, wrong: Any) -> str:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{where}: expected {_EXPECTED['url']}, got {value!r}")
+    return text
+
+
+def _check_store(value: Any, where: str, base: Path, wrong: Any) -> str:
+    if not isinstance(value, (str, os.PathLike)):
+        raise wrong()
+    text = os.fspath(value).strip()
+    if not text:
+        return ""  # the data directory's SQLite file
+    from .errors import StoreError
+    from .store.api import kind_of, sqlite_path
+
+    try:
+        kind = kind_of(text)
+    except StoreError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if kind == "sqlite":
+        return _abspath(sqlite_path(text), base)  # a relative file: from where it was given
     return text
 
 

@@ -24,7 +24,7 @@ import math
 from typing import Any, Mapping
 
 from .sidecar import histogram as H
-from .store.sqlite import SQLiteStore
+from .store.api import Store
 
 MIN_CALLS = 5
 RATIO = 1.25
@@ -65,57 +65,50 @@ def _status_code(shape: str) -> str | None:
     return shape[5:] if shape.startswith("HTTP ") else None
 
 
-def _side(store: SQLiteStore, run_id: str) -> dict[str, Any]:
+def _side(store: Store, run_id: str) -> dict[str, Any]:
     fns = store.functions(run_id)
     name = {fid: f["name"] for fid, f in fns.items()}
-    sessions = max(store.db.execute("SELECT COUNT(*) FROM sessions WHERE run_id=?",
-                                    (run_id,)).fetchone()[0], 1)
-    nodes = {name[r["fid"]]: {"calls": r["calls"], "hist": H.decode(r["hist"]),
-                              "results": {"calls": r["calls"], "error": r["errors"],
-                                          "partial": r["partials"],
-                                          "success": r["calls"] - r["errors"] - r["partials"]}}
-             for r in store.db.execute("SELECT * FROM graph_nodes WHERE run_id=?", (run_id,))
-             if r["fid"] in name}
+    sessions = max(store.count_sessions(run_id), 1)
+    nodes = {name[r.fid]: {"calls": r.calls, "hist": dict(r.hist),
+                           "results": {"calls": r.calls, "error": r.errors,
+                                       "partial": r.partials,
+                                       "success": r.calls - r.errors - r.partials}}
+             for r in store.node_stats(run_id) if r.fid in name}
     statuses: dict[str, dict[str, int]] = {}
-    for r in store.db.execute("SELECT fid, shape_sid, count FROM shape_counts WHERE run_id=? "
-                              "AND io='out'", (run_id,)):
-        fn = name.get(r["fid"], "")
-        code = _status_code(store.shape_text(r["shape_sid"]) or "") if fn.startswith(
-            REQUEST_PREFIX) else None
+    for r in store.shape_counts(run_id, "out"):
+        fn = name.get(r.fid, "")
+        code = _status_code(r.shape or "") if fn.startswith(REQUEST_PREFIX) else None
         if code is not None:
             mix = statuses.setdefault(fn, {"calls": 0})
-            mix[code] = mix.get(code, 0) + r["count"]
-            mix["calls"] += r["count"]
+            mix[code] = mix.get(code, 0) + r.count
+            mix["calls"] += r.count
     variants: dict[str, dict[str, Any]] = {}
-    roots = {r["variant"]: (name.get(r["root_fid"], "?"), json.loads(r["examples"] or "[]"))
-             for r in store.db.execute("SELECT variant, root_fid, examples FROM variants "
-                                       "WHERE run_id=?", (run_id,))}
-    for r in store.db.execute("SELECT variant, result, COUNT(*) FROM sessions WHERE run_id=? "
-                              "AND variant IS NOT NULL AND result IS NOT NULL "
-                              "GROUP BY variant, result", (run_id,)):
-        root, examples = roots.get(r[0], ("?", []))
-        v = variants.setdefault(r[0], {"root": root, "example": examples[0] if examples else None,
-                                       "mix": {"calls": 0, "success": 0, "error": 0,
-                                               "partial": 0, "incomplete": 0}})
-        v["mix"][r[1]] = v["mix"].get(r[1], 0) + r[2]
-        v["mix"]["calls"] += r[2]
+    roots = {r.variant: (name.get(r.root_fid, "?"), list(r.examples))
+             for r in store.variant_stats(run_id)}
+    for r in store.variant_results(run_id):
+        root, examples = roots.get(r.variant, ("?", []))
+        v = variants.setdefault(r.variant, {"root": root,
+                                            "example": examples[0] if examples else None,
+                                            "mix": {"calls": 0, "success": 0, "error": 0,
+                                                    "partial": 0, "incomplete": 0}})
+        v["mix"][r.result] = v["mix"].get(r.result, 0) + r.sessions
+        v["mix"]["calls"] += r.sessions
     edges: dict[tuple[str, str], int] = {}
-    for r in store.db.execute("SELECT * FROM graph_edges WHERE run_id=?", (run_id,)):
-        if r["caller_fid"] in name and r["callee_fid"] in name:
-            key = (name[r["caller_fid"]], name[r["callee_fid"]])
-            edges[key] = edges.get(key, 0) + r["count"]
+    for e in store.edge_stats(run_id):
+        if e.caller_fid in name and e.callee_fid in name:
+            key = (name[e.caller_fid], name[e.callee_fid])
+            edges[key] = edges.get(key, 0) + e.count
     shapes: dict[tuple[str, str, str], int] = {}
-    for r in store.db.execute("SELECT * FROM shape_counts WHERE run_id=?", (run_id,)):
-        if r["fid"] in name:
-            text = store.shape_text(r["shape_sid"]) or "?"
-            if r["io"] == "in":
-                text = json.dumps(dict(zip(fns[r["fid"]]["params"], json.loads(text))))
-            shapes[(name[r["fid"]], r["io"], text)] = r["count"]
+    for r in store.shape_counts(run_id):
+        if r.fid in name:
+            text = r.shape or "?"
+            if r.io == "in":
+                text = json.dumps(dict(zip(fns[r.fid]["params"], json.loads(text))))
+            shapes[(name[r.fid], r.io, text)] = r.count
     clusters = {}
-    for r in store.db.execute("SELECT * FROM error_clusters WHERE run_id=?", (run_id,)):
-        key = (store.shape_text(r["exc_sid"]) or "?", name.get(r["fid"], "?"),
-               bool(r["handled"]))
-        clusters[key] = clusters.get(key, 0) + r["count"]
+    for c in store.cluster_stats(run_id):
+        key = (store.shape_text(c.exc_sid) or "?", name.get(c.fid, "?"), bool(c.handled))
+        clusters[key] = clusters.get(key, 0) + c.count
     return {"sessions": sessions, "nodes": nodes, "edges": edges, "shapes": shapes,
             "clusters": clusters, "statuses": statuses, "variants": variants}
 
@@ -148,7 +141,7 @@ def _mix_shifts(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, list[di
             "variant_result_shifts": variants}
 
 
-def diff(store: SQLiteStore, run_a: str, run_b: str) -> dict[str, Any]:
+def diff(store: Store, run_a: str, run_b: str) -> dict[str, Any]:
     a, b = _side(store, run_a), _side(store, run_b)
     fa, fb = set(a["nodes"]), set(b["nodes"])
     ea, eb = set(a["edges"]), set(b["edges"])

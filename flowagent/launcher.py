@@ -538,10 +538,10 @@ def _prepare(cfg: Config, extra_args: tuple[str, ...] = ()) -> tuple[str, str, S
         raise StoreError(f"cannot create the data directory {cfg.data_dir}: {exc.strerror}; "
                          "pass --data-dir with a writable location") from None
     _check_room(run_dir, cfg.ring_size)
-    from .store.sqlite import db_path
+    from .store.api import store_url
 
     try:
-        sidecar = Sidecar(run_dir, db_path(cfg.data_dir), run_id, cfg, extra_args)
+        sidecar = Sidecar(run_dir, store_url(cfg.data_dir, cfg.store), run_id, cfg, extra_args)
     except OSError as exc:
         raise StoreError(f"cannot start the flowagent sidecar: {exc}") from None
     return run_id, run_dir, sidecar
@@ -639,25 +639,19 @@ def _text(s: str) -> str:
 def _finish_run(cfg: Config, target: Target, cwd: str, backend: str, run_id: str, rc: int,
                 summary: dict | None) -> None:
     """What only the launcher knows about the run, into its row (the sidecar made the row)."""
-    import json
-    import sqlite3
     import time
 
     from .redact import mask_argv
-    from .store.sqlite import SQLiteStore, db_path
+    from .store.api import RunEnd, open_store, store_url
 
     status = ("sidecar-failed" if summary is None
               else "pending" if summary.get("pending") else "finished")
     try:
-        store = SQLiteStore(db_path(cfg.data_dir))
-        with store.transaction():
-            store.db.execute(
-                "UPDATE runs SET argv=?, cwd=?, backend=?, ended_ns=?, exit_code=?, status=? "
-                "WHERE run_id=?",
-                (json.dumps(mask_argv([target.describe(), *target.args])), _text(cwd),
-                 backend, time.time_ns(), rc, status, run_id))
+        store = open_store(store_url(cfg.data_dir, cfg.store))
+        store.finish_run(run_id, RunEnd(tuple(mask_argv([target.describe(), *target.args])),
+                                        _text(cwd), backend, time.time_ns(), rc, status))
         store.close()
-    except (StoreError, sqlite3.Error) as exc:
+    except StoreError as exc:
         sys.stderr.write(f"flowagent: error: could not finish run {run_id} in the store: "
                          f"{exc}\n")
 

@@ -32,6 +32,8 @@ def add_parser(sub: Any) -> None:
     sp = sub.add_parser("report", help="write one self-contained HTML file of a run "
                                        "(map, flows, stats, worst sessions)")
     sp.add_argument("--data-dir", metavar="DIR")
+    sp.add_argument("--store", metavar="URL", help="store to read (default: the data "
+                    "directory's flowagent.db)")
     sp.add_argument("--run", metavar="RUN", help="run id or prefix (default: latest)")
     sp.add_argument("-o", "--output", metavar="FILE", required=True,
                     help="the HTML file to write (e.g. run.html)")
@@ -114,7 +116,7 @@ def render(data: dict[str, Any]) -> str:
 def cmd_report(ns: argparse.Namespace, out: TextIO) -> int:
     from .cli import _run_id, _store
 
-    store = _store(ns.data_dir)
+    store = _store(ns.data_dir, ns.store)
     run_id = _run_id(store, ns.run)
     html = render(build(store, run_id, entries=ns.entries, worst=ns.sessions))
     target = os.path.abspath(ns.output)

@@ -13,85 +13,74 @@ import json
 from typing import Any
 
 from .sidecar import histogram as H
-from .store.sqlite import SQLiteStore
+from .store.api import Store
 
 
 def _hist_stats(h: dict[int, int]) -> dict[str, Any]:
     return {"count": H.count(h), **{f"{k}_ns": v for k, v in H.summary(h).items()}}
 
 
-def functions(store: SQLiteStore, run_id: str) -> list[dict[str, Any]]:
+def functions(store: Store, run_id: str) -> list[dict[str, Any]]:
     fns = store.functions(run_id)
     out = []
-    for r in store.db.execute("SELECT * FROM graph_nodes WHERE run_id=?", (run_id,)):
-        fn = fns.get(r["fid"], {})
-        h = H.decode(r["hist"])
+    for r in store.node_stats(run_id):
+        fn = fns.get(r.fid, {})
         out.append({
-            "function": fn.get("name", "?"), "kind": fn.get("kind"), "calls": r["calls"],
-            "errors": r["errors"], "partials": r["partials"], "roots": r["roots"],
-            "total_ns": r["total_ns"], "self_ns": r["self_ns"], "cpu_ns": r["cpu_ns"] or 0,
-            "mean_ns": r["total_ns"] // r["calls"] if r["calls"] else None,
-            "min_ns": r["min_ns"], "max_ns": r["max_ns"],
-            **{f"{k}_ns": v for k, v in H.summary(h).items()},
+            "function": fn.get("name", "?"), "kind": fn.get("kind"), "calls": r.calls,
+            "errors": r.errors, "partials": r.partials, "roots": r.roots,
+            "total_ns": r.total_ns, "self_ns": r.self_ns, "cpu_ns": r.cpu_ns or 0,
+            "mean_ns": r.total_ns // r.calls if r.calls else None,
+            "min_ns": r.min_ns, "max_ns": r.max_ns,
+            **{f"{k}_ns": v for k, v in H.summary(r.hist).items()},
         })
     out.sort(key=lambda f: (-f["total_ns"], f["function"]))
     return out
 
 
-def variants(store: SQLiteStore, run_id: str) -> list[dict[str, Any]]:
+def variants(store: Store, run_id: str) -> list[dict[str, Any]]:
     fns = store.functions(run_id)
-    rows = store.db.execute("SELECT * FROM variants WHERE run_id=? ORDER BY count DESC, "
-                            "first_ns", (run_id,)).fetchall()
-    total = sum(r["count"] for r in rows) or 1
+    rows = store.variant_stats(run_id)
+    total = sum(r.count for r in rows) or 1
     return [{
-        "variant": r["variant"], "root": fns.get(r["root_fid"], {}).get("name", "?"),
-        "count": r["count"], "share": r["count"] / total, "failed": r["errors"],
-        "first_seen_ns": r["first_ns"], "examples": json.loads(r["examples"]),
-        "duration": _hist_stats(H.decode(r["hist"])),
+        "variant": r.variant, "root": fns.get(r.root_fid, {}).get("name", "?"),
+        "count": r.count, "share": r.count / total, "failed": r.errors,
+        "first_seen_ns": r.first_ns, "examples": list(r.examples),
+        "duration": _hist_stats(dict(r.hist)),
     } for r in rows]
 
 
-def error_clusters(store: SQLiteStore, run_id: str) -> list[dict[str, Any]]:
+def error_clusters(store: Store, run_id: str) -> list[dict[str, Any]]:
     fns = store.functions(run_id)
-    rows = store.db.execute("SELECT * FROM error_clusters WHERE run_id=? ORDER BY count DESC",
-                            (run_id,)).fetchall()
     return [{
-        "exception": store.shape_text(r["exc_sid"]) or "?",
-        "function": fns.get(r["fid"], {}).get("name", "?"),
-        "path": json.loads(r["path"]), "handled": bool(r["handled"]), "count": r["count"],
-        "first_seen_ns": r["first_ns"], "last_seen_ns": r["last_ns"],
-        "examples": json.loads(r["examples"]),
-    } for r in rows]
+        "exception": store.shape_text(r.exc_sid) or "?",
+        "function": fns.get(r.fid, {}).get("name", "?"),
+        "path": json.loads(r.path), "handled": bool(r.handled), "count": r.count,
+        "first_seen_ns": r.first_ns, "last_seen_ns": r.last_ns,
+        "examples": list(r.examples),
+    } for r in store.cluster_stats(run_id)]
 
 
-def frequent_paths(store: SQLiteStore, run_id: str, limit: int = 20) -> list[dict[str, Any]]:
-    rows = store.db.execute("SELECT path, count FROM paths WHERE run_id=? ORDER BY count DESC, "
-                            "path LIMIT ?", (run_id, limit)).fetchall()
-    return [{"path": json.loads(r["path"]), "count": r["count"]} for r in rows]
+def frequent_paths(store: Store, run_id: str, limit: int = 20) -> list[dict[str, Any]]:
+    return [{"path": json.loads(r.path), "count": r.count}
+            for r in store.path_counts(run_id, limit)]
 
 
-def shape_variants(store: SQLiteStore, run_id: str) -> dict[str, dict[str, list[dict]]]:
+def shape_variants(store: Store, run_id: str) -> dict[str, dict[str, list[dict]]]:
     """Per function: its input and output shape variants, in order of first appearance."""
     fns = store.functions(run_id)
-    rows = store.db.execute("SELECT * FROM shape_counts WHERE run_id=?", (run_id,)).fetchall()
+    rows = store.shape_counts(run_id)
     # Start times of the sessions that first showed each variant (only those: a run may
     # hold a million sessions).
-    wanted = sorted({r["first_session"] for r in rows if r["first_session"]})
-    firsts: dict[str, int] = {}
-    for i in range(0, len(wanted), 500):
-        chunk = wanted[i:i + 500]
-        firsts.update(store.db.execute(
-            f"SELECT session_id, started_ns FROM sessions WHERE session_id IN "
-            f"({','.join('?' * len(chunk))})", chunk).fetchall())
+    firsts = store.session_starts({r.first_session for r in rows if r.first_session})
     out: dict[str, dict[str, list[dict]]] = {}
     for r in rows:
-        fn = fns.get(r["fid"])
+        fn = fns.get(r.fid)
         if fn is None:
             continue
         entry = out.setdefault(fn["name"], {"params": fn["params"], "in": [], "out": []})
-        entry[r["io"]].append({"shape": store.shape_text(r["shape_sid"]), "count": r["count"],
-                               "first_session": r["first_session"],
-                               "first_seen_ns": firsts.get(r["first_session"], 0)})
+        entry[r.io].append({"shape": r.shape, "count": r.count,
+                            "first_session": r.first_session,
+                            "first_seen_ns": firsts.get(r.first_session or "", 0)})
     for entry in out.values():
         for io in ("in", "out"):
             entry[io].sort(key=lambda v: (v["first_seen_ns"], v["shape"] or ""))
@@ -134,28 +123,26 @@ def shapes_and_drift(variants_by_fn: dict[str, dict[str, Any]]
     return merged, events
 
 
-def processes(store: SQLiteStore, run_id: str) -> list[dict[str, Any]]:
+def processes(store: Store, run_id: str) -> list[dict[str, Any]]:
     out = []
     for p in store.processes(run_id):
         info = json.loads(p["info"] or "{}")
-        samples = store.db.execute(
-            "SELECT ts_ns, cpu_s, rss_bytes FROM process_samples WHERE run_id=? AND pid=? "
-            "ORDER BY ts_ns", (run_id, p["pid"])).fetchall()
+        samples = store.samples(run_id, p["pid"])
         out.append({
             "pid": p["pid"], "ppid": p["ppid"], "argv": info.get("argv", []),
             "events": p["stored_events"], "dropped_events": p["dropped_events"],
-            "samples": [{"ts_ns": s[0], "cpu_s": s[1], "rss_bytes": s[2]} for s in samples],
-            "cpu_s": samples[-1][1] if samples else None,
-            "max_rss_bytes": max((s[2] for s in samples), default=None),
+            "samples": [{"ts_ns": s.ts_ns, "cpu_s": s.cpu_s, "rss_bytes": s.rss_bytes}
+                        for s in samples],
+            "cpu_s": samples[-1].cpu_s if samples else None,
+            "max_rss_bytes": max((s.rss_bytes for s in samples), default=None),
         })
     return out
 
 
-def report(store: SQLiteStore, run_id: str) -> dict[str, Any]:
+def report(store: Store, run_id: str) -> dict[str, Any]:
     run = store.run(run_id) or {"run_id": run_id}
     vs = variants(store, run_id)
-    durations = H.merge_all(H.decode(r["hist"]) for r in store.db.execute(
-        "SELECT hist FROM variants WHERE run_id=?", (run_id,)))
+    durations = H.merge_all(dict(r.hist) for r in store.variant_stats(run_id))
     fns = functions(store, run_id)
     variants_by_fn = shape_variants(store, run_id)
     merged, drift_events = shapes_and_drift(variants_by_fn)

@@ -40,6 +40,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``view`` on the CLI's subparsers."""
     sp = subparsers.add_parser("view", help="open the web viewer on the recorded runs")
     sp.add_argument("--data-dir", metavar="DIR", help="where runs are stored (.flowagent)")
+    sp.add_argument("--store", metavar="URL", help="store to read: a path, sqlite:///PATH or "
+                    "postgresql://... (default: the data directory's flowagent.db)")
     sp.add_argument("--host", default=DEFAULT_HOST,
                     help="address to listen on (default 127.0.0.1; any other needs a token)")
     sp.add_argument("--port", type=int, default=DEFAULT_PORT,
@@ -65,16 +67,16 @@ def viewer_url(host: str, port: int, token: str | None) -> str:
     return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
 
 
-def _refuse_damaged_store(path: str) -> None:
+def _refuse_damaged_store(url: str) -> None:
     """A damaged store is one error line before anything is served, as for every command
     (a missing one is fine: the viewer shows runs as they are recorded)."""
     from .errors import StoreDamagedError, StoreError
-    from .store.sqlite import SQLiteStore
+    from .store.api import kind_of, open_store, sqlite_path
 
-    if not os.path.exists(path):
+    if kind_of(url) == "sqlite" and not os.path.exists(sqlite_path(url)):
         return
     try:
-        SQLiteStore(path, readonly=True).close()
+        open_store(url, readonly=True).close()
     except StoreDamagedError:
         raise
     except StoreError:
@@ -88,18 +90,20 @@ def cmd_view(ns: argparse.Namespace, out: TextIO) -> int:
     from flowagent_viewer import create_app
 
     from .config import load_config
-    from .store.sqlite import db_path
+    from .store.api import kind_of, sqlite_path, store_url
 
     if not 0 <= ns.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, not {ns.port}")
-    cfg = load_config(os.getcwd(), os.environ, {"data_dir": ns.data_dir} if ns.data_dir else {})
+    cfg = load_config(os.getcwd(), os.environ, {k: v for k, v in (
+        ("data_dir", ns.data_dir), ("store", getattr(ns, "store", None))) if v})
+    url_of_store = store_url(cfg.data_dir, cfg.store)
     token = ns.token
     if token is not None and not token.strip():
         raise UsageError("--token must not be empty")
     if token is None and not is_loopback(ns.host):
         token = secrets.token_urlsafe(24)
-    _refuse_damaged_store(db_path(cfg.data_dir))
-    app = create_app({"DATA_DIR": cfg.data_dir, "TOKEN": token})
+    _refuse_damaged_store(url_of_store)
+    app = create_app({"DATA_DIR": cfg.data_dir, "STORE": cfg.store, "TOKEN": token})
     # One line per request (the pages poll every 2 s) would drown the URL line; keep warnings.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     try:
@@ -112,7 +116,7 @@ def cmd_view(ns: argparse.Namespace, out: TextIO) -> int:
     url = viewer_url(ns.host, server.server_port, token)
     out.write(f"flowagent view: {url}\n")
     out.flush()
-    if not os.path.exists(db_path(cfg.data_dir)):
+    if kind_of(url_of_store) == "sqlite" and not os.path.exists(sqlite_path(url_of_store)):
         sys.stderr.write(f"flowagent view: no data in {cfg.data_dir} yet; the viewer shows runs "
                          "as soon as 'flowagent run' records one there\n")
     if ns.open:

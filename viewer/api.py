@@ -16,11 +16,11 @@ from flowagent.errors import StoreDamagedError, StoreError
 from flowagent.export import FORMATS
 from flowagent.export._sequence import sequence as sequence_model
 from flowagent.store import queries
-from flowagent.store.sqlite import SQLiteStore, db_path
+from flowagent.store.api import open_store
 
 from . import compareview, flowview, graphview, sessionview, statsview
 from .data import get_store, merged_contract, run_or_404, run_report, session_or_404, \
-    with_totals
+    store_location, with_totals
 from .sessionlist import list_sessions, parse_filters
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -32,7 +32,7 @@ def health() -> Response:
     """Liveness plus whether the store can be read (200 either way: the server is up)."""
     info: dict[str, Any] = {"status": "ok", "version": __version__}
     try:
-        store = SQLiteStore(db_path(current_app.config["DATA_DIR"]), readonly=True)
+        store = open_store(store_location(), readonly=True)
         try:
             info["store"] = "ok"
             info["runs"] = len(store.runs())

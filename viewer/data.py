@@ -20,14 +20,19 @@ from flask import Flask, abort, current_app, g
 from flowagent import stats
 from flowagent.sidecar.graph import from_aggregates, to_contract
 from flowagent.store import queries
-from flowagent.store.sqlite import SQLiteStore, db_path
+from flowagent.store.api import Store, open_store, store_url
 
 
-def get_store() -> SQLiteStore:
+def store_location() -> str:
+    """The app's store: its ``STORE`` URL, else the data directory's SQLite file."""
+    return store_url(current_app.config["DATA_DIR"], current_app.config.get("STORE"))
+
+
+def get_store() -> Store:
     """The request's read-only store (raises StoreError when there is no data yet)."""
     store = g.get("flowagent_store")
     if store is None:
-        store = SQLiteStore(db_path(current_app.config["DATA_DIR"]), readonly=True)
+        store = open_store(store_location(), readonly=True)
         g.flowagent_store = store
     return store
 
@@ -52,7 +57,7 @@ def run_or_404(run_id: str) -> dict[str, Any]:
     return with_totals(store, run)
 
 
-def with_totals(store: SQLiteStore, run: dict[str, Any]) -> dict[str, Any]:
+def with_totals(store: Store, run: dict[str, Any]) -> dict[str, Any]:
     run = dict(run)
     run["live"] = is_live(run)
     if run["live"]:
@@ -99,22 +104,19 @@ class _GraphCache:
                 self.items.popitem(last=False)
 
 
-def _run_version(store: SQLiteStore, run: dict[str, Any]) -> tuple:
+def _run_version(store: Store, run: dict[str, Any]) -> tuple:
     """A key that moves whenever what the run's aggregates say may have changed."""
     run_id = run["run_id"]
     if run.get("live"):
         # Aggregates are flushed while sessions are open, so the sums of the graph itself
         # (plus the sidecar's process samples) are the only reliable version of a live run.
-        version = store.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(calls),0), COALESCE(SUM(errors),0) FROM graph_nodes "
-            "WHERE run_id=?", (run_id,)).fetchone()
-        samples = store.db.execute("SELECT COUNT(*) FROM process_samples WHERE run_id=?",
-                                   (run_id,)).fetchone()[0]
-        return (store.path, run_id, "live", *version, samples, run.get("sessions"))
-    return (store.path, run_id, run.get("ended_ns"), run.get("sessions"), run.get("calls"))
+        v = store.aggregate_version(run_id)
+        return (store.url, run_id, "live", v.nodes, v.calls, v.errors, v.samples,
+                run.get("sessions"))
+    return (store.url, run_id, run.get("ended_ns"), run.get("sessions"), run.get("calls"))
 
 
-def _cached(kind: str, run: dict[str, Any], build: Callable[[SQLiteStore], dict[str, Any]]
+def _cached(kind: str, run: dict[str, Any], build: Callable[[Store], dict[str, Any]]
             ) -> dict[str, Any]:
     store = get_store()
     key = (kind, *_run_version(store, run))

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowagent.sidecar import histogram as H
-from flowagent.store.sqlite import RESULTS, SQLiteStore
+from flowagent.store.api import RESULTS, Store
 
 SAMPLE = 300      # kept session trees read per entry
 MAX_NODES = 400   # steps drawn; the rest is counted as cut
@@ -40,12 +40,8 @@ def entries(report: dict[str, Any], roots: list[dict[str, Any]] | None = None
     return sorted(out.values(), key=lambda e: (-e["sessions"], e["entry"]))
 
 
-def _kept_sessions(store: SQLiteStore, run_id: str, entry: str) -> list[str]:
-    rows = store.db.execute(
-        "SELECT s.session_id FROM sessions s JOIN functions f ON f.run_id=s.run_id AND "
-        "f.fid=s.root_fid WHERE s.run_id=? AND f.name=? AND s.tree_kept>0 "
-        "ORDER BY s.started_ns DESC LIMIT ?", (run_id, entry, SAMPLE)).fetchall()
-    return [r[0] for r in rows]
+def _kept_sessions(store: Store, run_id: str, entry: str) -> list[str]:
+    return store.root_sessions(run_id, entry, SAMPLE)
 
 
 def _percentiles(samples: list[int]) -> dict[str, int | None]:
@@ -103,7 +99,7 @@ def _add_session(root: _Step, graph: dict[str, Any], sample: int) -> None:
             stack.append((sub, child, depth + 1))
 
 
-def flow(store: SQLiteStore, run_id: str, entry: str, report: dict[str, Any]
+def flow(store: Store, run_id: str, entry: str, report: dict[str, Any]
          ) -> dict[str, Any] | None:
     """The flow tree of ``entry`` (None when no session starts there)."""
     variants = [v for v in report["variants"] if v["root"] == entry]
@@ -111,13 +107,12 @@ def flow(store: SQLiteStore, run_id: str, entry: str, report: dict[str, Any]
     if not variants and not kept:
         return None
     total = sum(v["count"] for v in variants)
-    hists = [H.decode(r["hist"]) for r in store.db.execute(
-        "SELECT v.hist FROM variants v JOIN functions f ON f.run_id=v.run_id AND "
-        "f.fid=v.root_fid WHERE v.run_id=? AND f.name=?", (run_id, entry))]
+    names = {fid: f["name"] for fid, f in store.functions(run_id).items()}
+    hists = [dict(v.hist) for v in store.variant_stats(run_id)
+             if names.get(v.root_fid) == entry]
     merged = H.merge_all(hists)
     root = _Step(entry)
     sampled = 0
-    names = {fid: f["name"] for fid, f in store.functions(run_id).items()}
     for sid in kept:
         # Raw stored rows, named through one function map: building each session's full
         # graph contract (shapes, threads, callers) would cost several times as much.

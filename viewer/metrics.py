@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 
 from flowagent.export.otlp import run_service_name
 from flowagent.sidecar import histogram as H
-from flowagent.store.sqlite import SQLiteStore
+from flowagent.store.api import Store
 
 from .data import get_store, is_live
 
@@ -57,14 +57,13 @@ def duration_buckets(hist: dict[int, int]) -> list[tuple[str, float]]:
 class StoreCollector(Collector):
     """Reads one store at collect time."""
 
-    def __init__(self, store: SQLiteStore, runs: int) -> None:
+    def __init__(self, store: Store, runs: int) -> None:
         self.store = store
         self.runs = runs
 
     def collect(self) -> Iterator[Any]:
-        db = self.store.db
-        runs = [dict(r) for r in db.execute(
-            "SELECT * FROM runs ORDER BY started_ns DESC LIMIT ?", (self.runs,))]
+        store = self.store
+        runs = store.runs(limit=self.runs)
         calls = CounterMetricFamily("flowagent_calls", "Recorded calls per function.",
                                     labels=_FN_LABELS)
         errors = CounterMetricFamily("flowagent_call_errors",
@@ -100,27 +99,23 @@ class StoreCollector(Collector):
             service = run_service_name(run)
             labels = [run_id, service]
             names = {fid: f["name"] for fid, f in self.store.functions(run_id).items()}
-            for r in db.execute("SELECT fid, calls, errors, partials, total_ns, hist "
-                                "FROM graph_nodes WHERE run_id=?", (run_id,)):
-                fn = [*labels, names.get(r["fid"], "?")]
-                calls.add_metric(fn, r["calls"])
-                errors.add_metric(fn, r["errors"])
-                partials.add_metric(fn, r["partials"])
-                durations.add_metric(fn, duration_buckets(H.decode(r["hist"])),
-                                     sum_value=r["total_ns"] / 1e9)
-            for r in db.execute("SELECT COALESCE(result, 'open') AS result, COUNT(*) AS n "
-                                "FROM sessions WHERE run_id=? GROUP BY 1", (run_id,)):
-                sessions.add_metric([*labels, r["result"]], r["n"])
-            for r in db.execute("SELECT variant, root_fid, count, errors FROM variants "
-                                "WHERE run_id=?", (run_id,)):
-                key = [*labels, r["variant"], names.get(r["root_fid"], "?")]
-                variants.add_metric(key, r["count"])
-                variant_errors.add_metric(key, r["errors"])
+            for r in store.node_stats(run_id):
+                fn = [*labels, names.get(r.fid, "?")]
+                calls.add_metric(fn, r.calls)
+                errors.add_metric(fn, r.errors)
+                partials.add_metric(fn, r.partials)
+                durations.add_metric(fn, duration_buckets(dict(r.hist)),
+                                     sum_value=r.total_ns / 1e9)
+            for result, n in store.session_results(run_id).items():
+                sessions.add_metric([*labels, result], n)
+            for v in store.variant_stats(run_id):
+                key = [*labels, v.variant, names.get(v.root_fid, "?")]
+                variants.add_metric(key, v.count)
+                variant_errors.add_metric(key, v.errors)
             is_running = is_live(run)
             lost = run.get("dropped_events") or 0
             if is_running:  # the runs row gets its totals at the end; processes are live
-                lost = db.execute("SELECT COALESCE(SUM(dropped_events), 0) FROM processes "
-                                  "WHERE run_id=?", (run_id,)).fetchone()[0]
+                lost = sum(p["dropped_events"] or 0 for p in store.processes(run_id))
             dropped.add_metric(labels, lost)
             undelivered.add_metric(labels, run.get("otlp_undelivered") or 0)
             live.add_metric(labels, 1 if is_running else 0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from flowagent.store import queries
-from flowagent.store.sqlite import RESULTS, SQLiteStore
+from flowagent.store.api import RESULTS, Store
 
 ORDERS = {"-started": "newest first", "started": "oldest first", "duration": "slowest first",
           "calls": "most calls first"}
@@ -50,7 +50,7 @@ def parse_filters(args: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def list_sessions(store: SQLiteStore, run_id: str, f: dict[str, Any]) -> dict[str, Any]:
+def list_sessions(store: Store, run_id: str, f: dict[str, Any]) -> dict[str, Any]:
     """One page of sessions and the figures the pager shows."""
     per_page, page = f["per_page"], f["page"]
     min_ns = int(f["min_ms"] * 1e6) or None

@@ -23,7 +23,7 @@ import threading
 import time
 
 from ..errors import StoreError
-from ..store.sqlite import SQLiteStore
+from ..store.api import RunTotals, Store, open_store
 from .pending import still_running
 from .retention import Retention
 
@@ -76,20 +76,16 @@ def _watch_parent(done: threading.Event, parent: int, poll_s: float) -> None:
 SETTLE_S = 1.5
 
 
-def _add_retired(store: SQLiteStore, run_id: str, seen: set[str], totals: dict) -> None:
+def _add_retired(store: Store, run_id: str, seen: set[str], totals: dict) -> None:
     """A resumed run's totals also count the processes whose rings were drained and
     removed before: their counters live in the store only."""
-    for row in store.db.execute(
-            "SELECT pk, produced_events, dropped_events, dropped_batches, corrupt_frames, "
-            "duplicate_frames, agent_errors, stored_events FROM processes WHERE run_id=?",
-            (run_id,)).fetchall():
-        if row[0] in seen:
+    for row in store.process_counters(run_id):
+        if row.pk in seen:
             continue
         totals["processes"] += 1
-        for key, value in zip(("produced_events", "dropped_events", "dropped_batches",
-                               "corrupt_frames", "duplicate_frames", "agent_errors",
-                               "stored_events"), row[1:]):
-            totals[key] += value or 0
+        for key in ("produced_events", "dropped_events", "dropped_batches",
+                    "corrupt_frames", "duplicate_frames", "agent_errors", "stored_events"):
+            totals[key] += getattr(row, key)
 
 
 def run_identity(service: str | None = None, host: str | None = None
@@ -112,7 +108,7 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
         service: str | None = None, host: str | None = None) -> dict:
     tune_gc()
     _raise_soft_limits()
-    store = SQLiteStore(db)
+    store = open_store(db)
     if not resume:
         made = store.create_run(run_id, time.time_ns(), *run_identity(service, host))
         if not made:  # never write one run's records into another's
@@ -179,46 +175,37 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
     for proc in ingest.procs.values():
         proc.reader.retire_if_done(producer_gone=True)
     with store.transaction():
-        db_ = store.db
-        sessions = db_.execute("SELECT COUNT(*), COALESCE(SUM(calls),0), COALESCE(SUM(errors),0) "
-                               "FROM sessions WHERE run_id=?", (run_id,)).fetchone()
-        incomplete_total = db_.execute("SELECT COUNT(*) FROM sessions WHERE run_id=? AND "
-                                       "complete=0", (run_id,)).fetchone()[0]
-        db_.execute(
-            "UPDATE runs SET sessions=?, calls=?, errors=?, incomplete_sessions=?, "
-            "produced_events=?, dropped_events=?, dropped_batches=?, corrupt_frames=?, "
-            "duplicate_frames=?, agent_errors=?, processes=?, sampled_out=?, hook_errors=?, "
-            "hook_error=?, pruned_sessions=pruned_sessions+? WHERE run_id=?",
-            (sessions[0], sessions[1], sessions[2], incomplete_total,
-             totals["produced_events"] + totals["dropped_events"], totals["dropped_events"],
-             totals["dropped_batches"], totals["corrupt_frames"], totals["duplicate_frames"],
-             totals["agent_errors"], totals["processes"], totals["sampled_out"], hooks.errors,
-             hooks.first_error or None, pruned, run_id))
+        st = store.session_totals(run_id)
+        sessions = (st.sessions, st.calls, st.errors)
+        incomplete_total = st.open_sessions + st.incomplete_sessions
+        store.write_run_totals(run_id, RunTotals(
+            sessions=st.sessions, calls=st.calls, errors=st.errors,
+            incomplete_sessions=incomplete_total,
+            produced_events=totals["produced_events"] + totals["dropped_events"],
+            dropped_events=totals["dropped_events"], dropped_batches=totals["dropped_batches"],
+            corrupt_frames=totals["corrupt_frames"], duplicate_frames=totals["duplicate_frames"],
+            agent_errors=totals["agent_errors"], processes=totals["processes"],
+            sampled_out=totals["sampled_out"], hook_errors=hooks.errors,
+            hook_error=hooks.first_error or None, pruned_sessions=pruned))
         if resume:
-            db_.execute("UPDATE runs SET status=CASE WHEN ? THEN 'pending' WHEN "
-                        "status='pending' THEN 'finished' ELSE status END WHERE run_id=?",
-                        (bool(running), run_id))
+            store.resolve_pending(run_id, bool(running))
         if otlp_totals:
-            db_.execute("UPDATE runs SET otlp_sessions=?, otlp_spans=?, otlp_undelivered=? "
-                        "WHERE run_id=?", (otlp_totals["otlp_sessions"],
-                                           otlp_totals["otlp_spans"],
-                                           otlp_totals["otlp_undelivered"], run_id))
+            store.write_otlp_totals(run_id, otlp_totals["otlp_sessions"],
+                                    otlp_totals["otlp_spans"], otlp_totals["otlp_undelivered"])
     summary = dict(totals, sessions=sessions[0], calls=sessions[1], errors=sessions[2],
                    incomplete_sessions=incomplete_total, newly_incomplete=incomplete,
                    hook_errors=hooks.errors, hook_error=hooks.first_error,
                    pending=running, **otlp_totals)
     if max_data_size:
-        from ..store.limit import enforce
+        from ..store.limit import data_dir_of, enforce
 
-        kept = enforce(store, os.path.dirname(os.path.abspath(db)), max_data_size, run_id)
+        kept = enforce(store, data_dir_of(db, run_dir), max_data_size, run_id)
         summary.update(pruned_runs=len(kept.runs), pruned_bytes=kept.freed_bytes,
                        data_bytes=kept.size_bytes)
     if hooks:
         hooks.run_end(dict(summary, run_id=run_id))
         if hooks.errors != summary["hook_errors"]:
-            with store.transaction():
-                store.db.execute("UPDATE runs SET hook_errors=?, hook_error=? WHERE run_id=?",
-                                 (hooks.errors, hooks.first_error, run_id))
+            store.write_hook_errors(run_id, hooks.errors, hooks.first_error)
             summary.update(hook_errors=hooks.errors, hook_error=hooks.first_error)
     store.close()
     return summary

@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..store.api import (AggregateRows, ClusterStats, EdgeStats, NodeStats, PathCount,
+                         ShapeCount, VariantStats)
 from . import histogram as H
 from .sessiontree import Contribution, session_contributions
 
@@ -54,23 +56,22 @@ class Aggregates:
     @classmethod
     def load(cls, store: Any, run_id: str) -> "Aggregates":
         a = cls()
-        db = store.db
-        for r in db.execute("SELECT * FROM graph_nodes WHERE run_id=?", (run_id,)):
-            a.nodes[r["fid"]] = [r["calls"], r["errors"], r["partials"], r["total_ns"],
-                                 r["self_ns"], r["min_ns"], r["max_ns"], r["roots"],
-                                 r["cpu_ns"] or 0, H.decode(r["hist"])]
-        for r in db.execute("SELECT * FROM graph_edges WHERE run_id=?", (run_id,)):
-            a.edges[(r["caller_fid"], r["callee_fid"], r["result"])] = [r["count"], r["total_ns"]]
-        for r in db.execute("SELECT * FROM shape_counts WHERE run_id=?", (run_id,)):
-            a.shapes[(r["fid"], r["io"], r["shape_sid"])] = [r["count"], r["first_session"]]
-        for r in db.execute("SELECT * FROM paths WHERE run_id=?", (run_id,)):
-            a.paths[r["path"]] = r["count"]
-        for r in db.execute("SELECT * FROM variants WHERE run_id=?", (run_id,)):
-            a.variants[r["variant"]] = [r["root_fid"], r["count"], r["errors"], H.decode(r["hist"]),
-                                        r["first_ns"], json.loads(r["examples"])]
-        for r in db.execute("SELECT * FROM error_clusters WHERE run_id=?", (run_id,)):
-            a.clusters[(r["exc_sid"], r["fid"], r["path"], r["handled"])] = [
-                r["count"], r["first_ns"], r["last_ns"], json.loads(r["examples"])]
+        rows = store.load_aggregates(run_id)
+        for n in rows.nodes:
+            a.nodes[n.fid] = [n.calls, n.errors, n.partials, n.total_ns, n.self_ns, n.min_ns,
+                              n.max_ns, n.roots, n.cpu_ns, dict(n.hist)]
+        for e in rows.edges:
+            a.edges[(e.caller_fid, e.callee_fid, e.result)] = [e.count, e.total_ns]
+        for s in rows.shapes:
+            a.shapes[(s.fid, s.io, s.shape_sid)] = [s.count, s.first_session]
+        for p in rows.paths:
+            a.paths[p.path] = p.count
+        for v in rows.variants:
+            a.variants[v.variant] = [v.root_fid, v.count, v.errors, dict(v.hist), v.first_ns,
+                                     list(v.examples)]
+        for c in rows.clusters:
+            a.clusters[(c.exc_sid, c.fid, c.path, c.handled)] = [
+                c.count, c.first_ns, c.last_ns, list(c.examples)]
         return a
 
     def add(self, c: Contribution, session_id: str) -> bool:
@@ -125,28 +126,16 @@ class Aggregates:
         return novel
 
     def flush(self, store: Any, run_id: str) -> None:
-        db = store.db
         d = self._dirty
-        if d["nodes"]:
-            db.executemany("INSERT OR REPLACE INTO graph_nodes VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-                           [(run_id, f, *self.nodes[f][:9], H.encode(self.nodes[f][9]))
-                            for f in d["nodes"]])
-        if d["edges"]:
-            db.executemany("INSERT OR REPLACE INTO graph_edges VALUES(?,?,?,?,?,?)",
-                           [(run_id, *k, *self.edges[k]) for k in d["edges"]])
-        if d["shapes"]:
-            db.executemany("INSERT OR REPLACE INTO shape_counts VALUES(?,?,?,?,?,?)",
-                           [(run_id, *k, *self.shapes[k]) for k in d["shapes"]])
-        if d["paths"]:
-            db.executemany("INSERT OR REPLACE INTO paths VALUES(?,?,?)",
-                           [(run_id, p, self.paths[p]) for p in d["paths"]])
-        if d["variants"]:
-            db.executemany("INSERT OR REPLACE INTO variants VALUES(?,?,?,?,?,?,?,?)",
-                           [(run_id, k, v[0], v[1], v[2], H.encode(v[3]), v[4], json.dumps(v[5]))
-                            for k, v in ((k, self.variants[k]) for k in d["variants"])])
-        if d["clusters"]:
-            db.executemany("INSERT OR REPLACE INTO error_clusters VALUES(?,?,?,?,?,?,?,?,?)",
-                           [(run_id, *k, v[0], v[1], v[2], json.dumps(v[3]))
-                            for k, v in ((k, self.clusters[k]) for k in d["clusters"])])
+        if any(d.values()):
+            store.write_aggregates(run_id, AggregateRows(
+                tuple(NodeStats(f, *self.nodes[f]) for f in d["nodes"]),
+                tuple(EdgeStats(*k, *self.edges[k]) for k in d["edges"]),
+                tuple(ShapeCount(*k, *self.shapes[k]) for k in d["shapes"]),
+                tuple(PathCount(p, self.paths[p]) for p in d["paths"]),
+                tuple(VariantStats(k, v[0], v[1], v[2], v[3], v[4], tuple(v[5]))
+                      for k, v in ((k, self.variants[k]) for k in d["variants"])),
+                tuple(ClusterStats(*k, v[0], v[1], v[2], tuple(v[3]))
+                      for k, v in ((k, self.clusters[k]) for k in d["clusters"]))))
         for s in d.values():
             s.clear()

@@ -25,10 +25,10 @@ from typing import Any
 from ..agent.ring import RingError, RingReader
 from ..agent.wire import INCOMPLETE, PARTIAL, Decoder
 from ..store import chunks as C
-from ..store.sqlite import RESULTS, SQLiteStore
+from ..store.api import (RESULTS, FunctionDef, ProcessProgress, SessionEnd, Store)
 from .aggregate import Aggregates
 from .hooks import session_payload
-from .retention import EXEMPLAR, FAILED, PRUNED, RECENT, Retention
+from .retention import EXEMPLAR, FAILED, RECENT, Retention
 from .sessiontree import Namer, SessionTree
 
 # Payload bytes drained per transaction: bounds the sidecar's memory when a ring holds a lot
@@ -105,10 +105,9 @@ _DONE_KEPT = 1 << 16  # finished sessions remembered per process for such late c
 
 
 class Ingestor:
-    def __init__(self, store: SQLiteStore, run_id: str, run_dir: str,
+    def __init__(self, store: Store, run_id: str, run_dir: str,
                  retention: Retention = Retention(), hooks: Any = None) -> None:
         self.store = store
-        self.db = store.db
         self.run_id = run_id
         self.ring_dir = os.path.join(run_dir, "rings")
         self.procs: dict[str, Proc] = {}
@@ -121,9 +120,7 @@ class Ingestor:
         self.undecodable = 0
         self.retention = retention
         self.hooks = hooks
-        self.failed_kept = store.db.execute(
-            "SELECT COUNT(*) FROM sessions WHERE run_id=? AND tree_kept=?",
-            (run_id, FAILED)).fetchone()[0]
+        self.failed_kept = store.count_kept(run_id, FAILED)
         self._recent_since_prune = 0
         self.sampled_out = 0
         # Receives the ids of finished sessions once they are committed (the OTLP sender).
@@ -151,18 +148,15 @@ class Ingestor:
             fids: dict[int, int] = {}
             proc = Proc(pk=pk, reader=reader, pid=reader.pid, info=reader.info(), fids=fids,
                         namer=Namer(self._name_of(fids)))
-            row = self.db.execute("SELECT last_seq, ring_tail, stored_events, duplicate_frames "
-                                  "FROM processes WHERE run_id=? AND pk=?",
-                                  (self.run_id, pk)).fetchone()
+            row = self.store.process_state(self.run_id, pk)
             if row is not None:  # a restarted sidecar: resume where the store says
-                proc.last_seq, proc.stored, proc.duplicates = row[0], row[2], row[3]
-                reader.tail = max(reader.tail, row[1])
-                self._reload(proc)
+                proc.last_seq, proc.stored, proc.duplicates = (row.last_seq, row.stored_events,
+                                                               row.duplicate_frames)
+                reader.tail = max(reader.tail, row.ring_tail)
+                self._reload(proc, row.info)
             else:
-                self.db.execute(
-                    "INSERT INTO processes(run_id, pk, pid, ppid, info, started_ns) "
-                    "VALUES(?,?,?,?,?,?)", (self.run_id, pk, reader.pid, reader.ppid,
-                                            json.dumps(proc.info), reader.created_ns))
+                self.store.add_process(self.run_id, pk, reader.pid, reader.ppid, proc.info,
+                                       reader.created_ns)
             self.procs[pk] = proc
 
     def _name_of(self, fids: dict[int, int]) -> Callable[[int], str]:
@@ -170,31 +164,24 @@ class Ingestor:
         names = self.fn_names
         return lambda wire_fid: names.get(fids.get(wire_fid, 0), "?")
 
-    def _reload(self, proc: Proc) -> None:
+    def _reload(self, proc: Proc, saved: Any) -> None:
         """Rebuild the id maps and open sessions of a process from the store (resume): each
         open session's tree is folded again from its stored chunks."""
-        row = self.db.execute("SELECT info FROM processes WHERE run_id=? AND pk=?",
-                              (self.run_id, proc.pk)).fetchone()
-        saved = json.loads(row[0]) if row and row[0] else {}
         proc.fids.update({int(k): v for k, v in saved.get("fids", {}).items()})
         proc.sids.update({int(k): v for k, v in saved.get("sids", {}).items()})
         proc.threads.update({int(k): v for k, v in saved.get("threads", {}).items()})
         proc.anchor = tuple(saved.get("anchor", (0, 0)))  # type: ignore[assignment]
         wire_fid = {v: k for k, v in proc.fids.items()}
         wall, mono = proc.anchor
-        for s in self.db.execute("SELECT sid, session_id, root_fid, started_ns, name, thread "
-                                 "FROM sessions WHERE run_id=? AND pk=? AND complete=0 AND "
-                                 "result IS NULL", (self.run_id, proc.pk)).fetchall():
-            ses = int(s["session_id"].rpartition("-")[2])
-            thread = int(s["thread"]) if (s["thread"] or "").lstrip("-").isdigit() else 0
-            tree = SessionTree(ses, proc.namer, wire_fid.get(s["root_fid"], 0),
-                               s["started_ns"] - wall + mono, thread)
-            for (data,) in self.db.execute(
-                    "SELECT c.data FROM session_chunks sc JOIN chunks c ON "
-                    "c.chunk_id=sc.chunk_id WHERE sc.sid=? ORDER BY sc.chunk_id", (s["sid"],)):
+        for s in self.store.open_sessions(self.run_id, proc.pk):
+            ses = int(s.session_id.rpartition("-")[2])
+            thread = int(s.thread) if (s.thread or "").lstrip("-").isdigit() else 0
+            tree = SessionTree(ses, proc.namer, wire_fid.get(s.root_fid, 0),
+                               s.started_ns - wall + mono, thread)
+            for data in self.store.session_chunk_data(s.rowid):
                 rows, _anchor = C.decode(data)
                 tree.feed([r for r in rows if r[2] == ses])
-            proc.pending[ses] = Pending(s["sid"], tree, s["name"])
+            proc.pending[ses] = Pending(s.rowid, tree, s.name)
 
     # -- draining --------------------------------------------------------------------------
     def poll(self) -> int:
@@ -238,15 +225,13 @@ class Ingestor:
                     self.undecodable += 1
                     proc.last_seq = seq
                     continue
-                self.db.execute("SAVEPOINT frame")
                 try:
-                    stored += self._apply(proc, batch, payload)
+                    with self.store.savepoint():
+                        stored += self._apply(proc, batch, payload)
                 except Exception:
-                    # Validated, yet unusable (ids out of range, values out of SQLite's
+                    # Validated, yet unusable (ids out of range, values out of the store's
                     # range): drop this frame's rows, count it, keep going.
-                    self.db.execute("ROLLBACK TO frame")
                     self.undecodable += 1
-                self.db.execute("RELEASE frame")
                 proc.last_seq = seq
             self._save_proc(proc, end if end is not None else reader.tail, counters)
             self.agg.flush(self.store, self.run_id)
@@ -264,14 +249,11 @@ class Ingestor:
     def _save_proc(self, proc: Proc, tail: int, c: dict[str, int]) -> None:
         info = dict(proc.info, fids=proc.fids, sids=proc.sids, threads=proc.threads,
                     anchor=list(proc.anchor))
-        self.db.execute(
-            "UPDATE processes SET last_seq=?, ring_tail=?, produced_events=?, dropped_events=?, "
-            "dropped_batches=?, stored_events=?, duplicate_frames=?, corrupt_frames=?, "
-            "agent_errors=?, closed=?, info=? WHERE run_id=? AND pk=?",
-            (proc.last_seq, min(tail, 2**63 - 1), c["produced_events"], c["dropped_events"],
-             c["dropped_batches"], proc.stored, proc.duplicates,
-             proc.reader.corrupt_frames + self.undecodable, proc.agent_errors, c["closed"],
-             json.dumps(info), self.run_id, proc.pk))
+        self.store.save_process(self.run_id, proc.pk, ProcessProgress(
+            proc.last_seq, min(tail, 2**63 - 1), c["produced_events"], c["dropped_events"],
+            c["dropped_batches"], proc.stored, proc.duplicates,
+            proc.reader.corrupt_frames + self.undecodable, proc.agent_errors, c["closed"],
+            info))
 
     # -- applying one batch ------------------------------------------------------------------
     def _fn(self, name: str, module: str, qualname: str, file: str, line: int, kind: str,
@@ -279,9 +261,8 @@ class Ingestor:
         fid = self.fn_ids.get(name)
         if fid is None:
             fid = len(self.fn_ids) + 1
-            self.db.execute("INSERT INTO functions VALUES(?,?,?,?,?,?,?,?,?)",
-                            (self.run_id, fid, name, module, qualname, file, line, kind,
-                             json.dumps(params)))
+            self.store.add_function(self.run_id, FunctionDef(fid, name, module, qualname, file,
+                                                             line, kind, params))
             self.fn_ids[name] = fid
             self.fn_names[fid] = name
         return fid
@@ -344,13 +325,8 @@ class Ingestor:
             return p
         session_id = f"{proc.pk}-{ses}"
         wall, mono = proc.anchor
-        cur = self.db.execute(
-            "INSERT OR IGNORE INTO sessions(session_id, run_id, root_fid, pid, pk, thread, "
-            "complete, started_ns) VALUES(?,?,?,?,?,?,0,?)",
-            (session_id, self.run_id, proc.fids.get(root_fid, 0), proc.pid, proc.pk, str(thr),
-             wall + t0 - mono))
-        rowid = cur.lastrowid if cur.rowcount else self.db.execute(
-            "SELECT sid FROM sessions WHERE session_id=?", (session_id,)).fetchone()[0]
+        rowid = self.store.open_session(session_id, self.run_id, proc.fids.get(root_fid, 0),
+                                        proc.pid, proc.pk, str(thr), wall + t0 - mono)
         p = Pending(rowid, SessionTree(ses, proc.namer, root_fid, t0, thr))
         proc.pending[ses] = p
         return p
@@ -402,15 +378,11 @@ class Ingestor:
         shift = proc.anchor[0] - proc.anchor[1]
         t0, t1 = root[9] + shift, root[10] + shift
         used = sorted({fids.get(f, 0) for f in tree.fids()})
-        raised = [[fids.get(f, 0), sids.get(e, 0), n] for (f, e), n in tree.raised().items()
-                  if sids.get(e, 0)]
-        self.db.execute(
-            "UPDATE sessions SET name=?, root_fid=?, thread=?, result=?, complete=?, "
-            "started_ns=?, ended_ns=?, duration_ns=?, calls=?, errors=?, variant=?, "
-            "tree_kept=?, fids=?, raised=? WHERE sid=?",
-            (name, root_fid, thread, result, 1 if complete else 0, t0, t1, t1 - t0, n_calls,
-             errors, contrib.variant, kept, f" {' '.join(map(str, used))} ",
-             json.dumps(raised) if raised else None, p.rowid))
+        raised = tuple((fids.get(f, 0), sids.get(e, 0), n)
+                       for (f, e), n in tree.raised().items() if sids.get(e, 0))
+        self.store.finish_session(p.rowid, SessionEnd(
+            name, root_fid, thread, result, complete, t0, t1, n_calls, errors, contrib.variant,
+            kept, tuple(used), raised))
         if self.finished_sink is not None:
             self._finished.append(session_key)
         if self.hooks is not None:
@@ -423,17 +395,10 @@ class Ingestor:
         if not force and self._recent_since_prune < max(self.retention.recent // 10, 100):
             return 0
         self._recent_since_prune = 0
-        rows = self.db.execute(
-            "SELECT sid FROM sessions WHERE run_id=? AND tree_kept=? ORDER BY sid DESC "
-            "LIMIT -1 OFFSET ?", (self.run_id, RECENT, self.retention.recent)).fetchall()
+        rows = self.store.kept_beyond(self.run_id, RECENT, self.retention.recent)
         if not rows:
             return 0
-        with self.store.transaction():
-            ids = [r[0] for r in rows]
-            for chunk in self.store.unlink_chunks(ids):
-                self.store.compact_chunk(chunk)
-            self.db.executemany(f"UPDATE sessions SET tree_kept={PRUNED} WHERE sid=?",
-                                [(i,) for i in ids])
+        self.store.prune_trees(rows)
         return len(rows)
 
     def drain_to_end(self) -> None:

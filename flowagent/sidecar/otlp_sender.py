@@ -142,10 +142,10 @@ class OtlpSender:
     def _run(self) -> None:
         try:
             from ..export.otlp import build_request, require_proto, with_row
-            from ..store.sqlite import SQLiteStore
+            from ..store.api import open_store
 
             require_proto()
-            store = SQLiteStore(self.db_path, readonly=True)
+            store = open_store(self.db_path, readonly=True)
         except Exception as exc:  # the extra vanished, the store cannot be read: count all
             self._fail(exc)
             self._discard_all()

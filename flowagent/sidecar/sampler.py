@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
+from ..store.api import ProcessSample
+
 
 class ProcessSampler:
     def __init__(self, store: Any, run_id: str, interval_s: float = 0.5) -> None:
@@ -41,10 +43,10 @@ class ProcessSampler:
                     h = self._handles[pid] = self._psutil.Process(pid)
                 with h.oneshot():
                     t = h.cpu_times()
-                    rows.append((self.run_id, pid, now, t.user + t.system, h.memory_info().rss))
+                    rows.append(ProcessSample(self.run_id, pid, now, t.user + t.system,
+                                              h.memory_info().rss))
             except Exception:  # gone, zombie, or not ours any more
                 self._gone.add(pid)
         if rows:
-            with self.store.transaction():
-                self.store.db.executemany("INSERT INTO process_samples VALUES(?,?,?,?,?)", rows)
+            self.store.add_samples(rows)
         return len(rows)

@@ -1,8 +1,15 @@
-"""The data directory's size limit: oldest runs pruned first, and the pruning reported.
+"""What a store keeps: the retention of full session trees within a run, and the data
+directory's size limit across runs (oldest runs pruned first, and the pruning reported).
+Both stores apply the same settings (``retention_sessions`` and ``max_data_size`` in the
+configuration), through the same :class:`~flowagent.store.api.Store` methods.
 
-The size counted is what the data directory holds for flowagent: the database's pages in use
-(:meth:`SQLiteStore.stored_bytes`; freed pages are reused, so the file stays near the limit
-instead of shrinking) plus every file under ``runs/`` (rings not yet drained, sidecar logs).
+Retention (:class:`Retention`): aggregates are kept for every session; full trees are kept
+for exemplars of every flow variant and error cluster, failed sessions up to a cap, and a
+recent window; older trees are pruned to their summary row.
+
+Size limit (:func:`enforce`): the size counted is what the data directory holds for
+flowagent: the store's bytes in use (:meth:`Store.stored_bytes`; SQLite reuses freed pages,
+so its file stays near the limit instead of shrinking) plus every file under ``runs/`` (rings not yet drained, sidecar logs).
 When it is over the limit after a run, whole ended runs are deleted, oldest first, until it
 fits. Never deleted: the run that just ended, a run still recording, and a run whose processes
 outlived it (its rings wait for ``flowagent sidecar --resume``). One run larger than the limit
@@ -15,7 +22,20 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from .sqlite import SQLiteStore
+from .api import Store, kind_of, sqlite_path
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Which full session trees are kept (aggregates are always kept for every session).
+
+    Every session that showed a new flow variant or a new error cluster is kept as an
+    exemplar; sessions that failed are kept up to ``error_cap``; of the rest, the most recent
+    ``recent`` are kept and older ones are pruned to their summary row.
+    """
+
+    recent: int = 10_000
+    error_cap: int = 1_000
 
 
 @dataclass(frozen=True)
@@ -23,6 +43,14 @@ class Pruned:
     runs: tuple[str, ...] = ()
     freed_bytes: int = 0
     size_bytes: int = 0   # what the data directory holds afterwards
+
+
+def data_dir_of(url: str, run_dir: str) -> str:
+    """The data directory whose size a run's limit bounds: the SQLite file's directory, or
+    for a store elsewhere (a server) the directory holding the run's own files."""
+    if kind_of(url) == "sqlite":
+        return os.path.dirname(os.path.abspath(sqlite_path(url)))
+    return os.path.dirname(os.path.dirname(os.path.abspath(run_dir)))
 
 
 def tree_bytes(path: str) -> int:
@@ -37,11 +65,11 @@ def tree_bytes(path: str) -> int:
     return total
 
 
-def data_bytes(store: SQLiteStore, data_dir: str) -> int:
+def data_bytes(store: Store, data_dir: str) -> int:
     return store.stored_bytes() + tree_bytes(os.path.join(data_dir, "runs"))
 
 
-def enforce(store: SQLiteStore, data_dir: str, limit: int, current: str) -> Pruned:
+def enforce(store: Store, data_dir: str, limit: int, current: str) -> Pruned:
     """Delete the oldest ended runs until the data directory is within ``limit`` bytes
     (0: no limit)."""
     size = data_bytes(store, data_dir)

@@ -22,6 +22,12 @@ from typing import Any, Iterator
 from ..agent.wire import VERSION as WIRE_VERSION
 from ..errors import StoreDamagedError, StoreError
 from . import chunks as C
+from .api import (
+    RESULTS, AggregateRows, AggregateVersion, ClusterStats, EdgeStats, ExceptionCount,
+    FleetEntry, FunctionDef, NodeStats, OpenSession, PathCount, ProcessCounters, ProcessProgress,
+    ProcessSample, ProcessState, RootCount, RunEnd, RunTotals, SessionEnd, SessionFilter,
+    SessionTotals, ShapeCount, StoredCalls, VariantResult, VariantStats, db_path,
+)
 
 SCHEMA_VERSION = 4
 # Chunks are wire batches (flowagent.store.chunks): a store is readable by the same schema
@@ -100,19 +106,22 @@ _ADDED_COLUMNS = (
     ("runs", "host", "TEXT"),
 )
 
-RESULTS = ("success", "error", "partial", "incomplete")
 _CHUNK_CACHE = 8  # decoded chunks kept by a reader (a frame is at most a few MB decoded)
 
 
 def session_where(run_id: str | None, result: str | None, root: str | None,
-                  min_duration_ns: int | None, alias: str = "") -> tuple[str, list[Any]]:
+                  min_duration_ns: int | None, alias: str = "", service: str | None = None,
+                  host: str | None = None) -> tuple[str, list[Any]]:
     """SQL condition and arguments for the session list filters (one definition, so a count
     always matches the rows listed)."""
     where: list[str] = ["1=1"]
     args: list[Any] = []
     for column, op, value in (("run_id", "=?", run_id), ("result", "=?", result),
                               ("name", " LIKE ?", f"%{root}%" if root else None),
-                              ("duration_ns", ">=?", min_duration_ns or None)):
+                              ("duration_ns", ">=?", min_duration_ns or None),
+                              ("run_id", " IN (SELECT run_id FROM runs WHERE service=?)",
+                               service),
+                              ("run_id", " IN (SELECT run_id FROM runs WHERE host=?)", host)):
         if value is not None and value != "":
             where.append(f"{alias}{column}{op}")
             args.append(value)
@@ -148,10 +157,6 @@ def _add_columns(db: sqlite3.Connection) -> None:
                     raise
 
 
-def db_path(data_dir: str) -> str:
-    return os.path.join(data_dir, "flowagent.db")
-
-
 class SQLiteStore:
     """One connection. The sidecar writes; the CLI and viewer open read-only."""
 
@@ -159,6 +164,7 @@ class SQLiteStore:
 
     def __init__(self, path: str, readonly: bool = False) -> None:
         self.path = path
+        self.url = path
         self.readonly = readonly
         try:
             if readonly:
@@ -212,6 +218,17 @@ class SQLiteStore:
 
     def close(self) -> None:
         self.db.close()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self.db.execute("SAVEPOINT frame")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK TO frame")
+            self.db.execute("RELEASE frame")
+            raise
+        self.db.execute("RELEASE frame")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -353,8 +370,16 @@ class SQLiteStore:
                 db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))  # noqa: S608
 
     # -- reading -------------------------------------------------------------------------
-    def runs(self) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT * FROM runs ORDER BY started_ns DESC").fetchall()
+    def runs(self, *, service: str | None = None, host: str | None = None,
+             limit: int | None = None) -> list[dict[str, Any]]:
+        where, args = ["1=1"], []
+        for column, value in (("service", service), ("host", host)):
+            if value is not None:
+                where.append(f"{column}=?")
+                args.append(value)
+        rows = self.db.execute(f"SELECT * FROM runs WHERE {' AND '.join(where)} "
+                               "ORDER BY started_ns DESC LIMIT ?",
+                               (*args, -1 if limit is None else limit)).fetchall()
         return [dict(r) for r in rows]
 
     def run(self, run_id: str) -> dict[str, Any] | None:
@@ -377,8 +402,10 @@ class SQLiteStore:
     def sessions(self, run_id: str | None = None, *, result: str | None = None,
                  root: str | None = None, min_duration_ns: int | None = None,
                  search: str | None = None, order: str = "started", limit: int = 100,
-                 offset: int = 0) -> list[dict[str, Any]]:
-        clause, args = session_where(run_id, result, root, min_duration_ns, alias="s.")
+                 offset: int = 0, service: str | None = None,
+                 host: str | None = None) -> list[dict[str, Any]]:
+        clause, args = session_where(run_id, result, root, min_duration_ns, alias="s.",
+                                     service=service, host=host)
         where = [clause]
         if search:
             # sessions.fids lists the session's functions as " 1 5 9 ".
@@ -532,3 +559,321 @@ class SQLiteStore:
                                 (run_id,)).fetchone()[0]
         return {"run_id": run_id, "functions": fns, "nodes": nodes, "edges": edges,
                 "shapes": shapes, "paths": paths, "total_sessions": total}
+
+    # -- runs (write) ----------------------------------------------------------------------
+    def finish_run(self, run_id: str, end: RunEnd) -> None:
+        try:
+            with self.transaction():
+                self.db.execute(
+                    "UPDATE runs SET argv=?, cwd=?, backend=?, ended_ns=?, exit_code=?, "
+                    "status=? WHERE run_id=?",
+                    (json.dumps(list(end.argv)), end.cwd, end.backend, end.ended_ns,
+                     end.exit_code, end.status, run_id))
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from None
+
+    def set_run_status(self, run_id: str, status: str) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE runs SET status=? WHERE run_id=?", (status, run_id))
+
+    def write_run_totals(self, run_id: str, t: RunTotals) -> None:
+        self.db.execute(
+            "UPDATE runs SET sessions=?, calls=?, errors=?, incomplete_sessions=?, "
+            "produced_events=?, dropped_events=?, dropped_batches=?, corrupt_frames=?, "
+            "duplicate_frames=?, agent_errors=?, processes=?, sampled_out=?, hook_errors=?, "
+            "hook_error=?, pruned_sessions=pruned_sessions+? WHERE run_id=?",
+            (t.sessions, t.calls, t.errors, t.incomplete_sessions, t.produced_events,
+             t.dropped_events, t.dropped_batches, t.corrupt_frames, t.duplicate_frames,
+             t.agent_errors, t.processes, t.sampled_out, t.hook_errors, t.hook_error,
+             t.pruned_sessions, run_id))
+
+    def resolve_pending(self, run_id: str, still_running: bool) -> None:
+        self.db.execute("UPDATE runs SET status=CASE WHEN ? THEN 'pending' WHEN "
+                        "status='pending' THEN 'finished' ELSE status END WHERE run_id=?",
+                        (bool(still_running), run_id))
+
+    def write_otlp_totals(self, run_id: str, sessions: int, spans: int,
+                          undelivered: int) -> None:
+        self.db.execute("UPDATE runs SET otlp_sessions=?, otlp_spans=?, otlp_undelivered=? "
+                        "WHERE run_id=?", (sessions, spans, undelivered, run_id))
+
+    def write_hook_errors(self, run_id: str, errors: int, first_error: str | None) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE runs SET hook_errors=?, hook_error=? WHERE run_id=?",
+                            (errors, first_error, run_id))
+
+    def fleet(self) -> list[FleetEntry]:
+        return [FleetEntry(r[0], r[1], r[2], r[3], r[4]) for r in self.db.execute(
+            "SELECT service, host, COUNT(*), "
+            "COALESCE(SUM(status='running' AND ended_ns IS NULL),0), MAX(started_ns) "
+            "FROM runs GROUP BY service, host ORDER BY service, host")]
+
+    # -- processes -------------------------------------------------------------------------
+    def add_process(self, run_id: str, pk: str, pid: int, ppid: int, info: Any,
+                    started_ns: int) -> None:
+        self.db.execute("INSERT INTO processes(run_id, pk, pid, ppid, info, started_ns) "
+                        "VALUES(?,?,?,?,?,?)",
+                        (run_id, pk, pid, ppid, json.dumps(info), started_ns))
+
+    def process_state(self, run_id: str, pk: str) -> ProcessState | None:
+        row = self.db.execute("SELECT last_seq, ring_tail, stored_events, duplicate_frames, "
+                              "info FROM processes WHERE run_id=? AND pk=?",
+                              (run_id, pk)).fetchone()
+        if row is None:
+            return None
+        return ProcessState(row[0], row[1], row[2], row[3],
+                            json.loads(row[4]) if row[4] else {})
+
+    def save_process(self, run_id: str, pk: str, p: ProcessProgress) -> None:
+        self.db.execute(
+            "UPDATE processes SET last_seq=?, ring_tail=?, produced_events=?, dropped_events=?, "
+            "dropped_batches=?, stored_events=?, duplicate_frames=?, corrupt_frames=?, "
+            "agent_errors=?, closed=?, info=? WHERE run_id=? AND pk=?",
+            (p.last_seq, p.ring_tail, p.produced_events, p.dropped_events, p.dropped_batches,
+             p.stored_events, p.duplicate_frames, p.corrupt_frames, p.agent_errors, p.closed,
+             json.dumps(p.info), run_id, pk))
+
+    def process_counters(self, run_id: str) -> list[ProcessCounters]:
+        return [ProcessCounters(r[0], *(v or 0 for v in r[1:])) for r in self.db.execute(
+            "SELECT pk, produced_events, dropped_events, dropped_batches, corrupt_frames, "
+            "duplicate_frames, agent_errors, stored_events FROM processes WHERE run_id=?",
+            (run_id,)).fetchall()]
+
+    def add_samples(self, samples: Any) -> None:
+        with self.transaction():
+            self.db.executemany("INSERT INTO process_samples VALUES(?,?,?,?,?)",
+                                [(s.run_id, s.pid, s.ts_ns, s.cpu_s, s.rss_bytes)
+                                 for s in samples])
+
+    def samples(self, run_id: str, pid: int) -> list[ProcessSample]:
+        return [ProcessSample(run_id, pid, r[0], r[1], r[2]) for r in self.db.execute(
+            "SELECT ts_ns, cpu_s, rss_bytes FROM process_samples WHERE run_id=? AND pid=? "
+            "ORDER BY ts_ns", (run_id, pid))]
+
+    # -- functions -------------------------------------------------------------------------
+    def add_function(self, run_id: str, fn: FunctionDef) -> None:
+        self.db.execute("INSERT INTO functions VALUES(?,?,?,?,?,?,?,?,?)",
+                        (run_id, fn.fid, fn.name, fn.module, fn.qualname, fn.file, fn.line,
+                         fn.kind, json.dumps(list(fn.params))))
+
+    # -- sessions (write) ------------------------------------------------------------------
+    def open_session(self, session_id: str, run_id: str, root_fid: int, pid: int, pk: str,
+                     thread: str, started_ns: int) -> int:
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO sessions(session_id, run_id, root_fid, pid, pk, thread, "
+            "complete, started_ns) VALUES(?,?,?,?,?,?,0,?)",
+            (session_id, run_id, root_fid, pid, pk, thread, started_ns))
+        if cur.rowcount:
+            return int(cur.lastrowid or 0)
+        return int(self.db.execute("SELECT sid FROM sessions WHERE session_id=?",
+                                   (session_id,)).fetchone()[0])
+
+    def finish_session(self, rowid: int, e: SessionEnd) -> None:
+        self.db.execute(
+            "UPDATE sessions SET name=?, root_fid=?, thread=?, result=?, complete=?, "
+            "started_ns=?, ended_ns=?, duration_ns=?, calls=?, errors=?, variant=?, "
+            "tree_kept=?, fids=?, raised=? WHERE sid=?",
+            (e.name, e.root_fid, e.thread, e.result, 1 if e.complete else 0, e.started_ns,
+             e.ended_ns, e.ended_ns - e.started_ns, e.calls, e.errors, e.variant, e.tree_kept,
+             f" {' '.join(map(str, e.fids))} ",
+             json.dumps([list(r) for r in e.raised]) if e.raised else None, rowid))
+
+    def open_sessions(self, run_id: str, pk: str) -> list[OpenSession]:
+        return [OpenSession(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self.db.execute(
+            "SELECT sid, session_id, root_fid, started_ns, name, thread FROM sessions "
+            "WHERE run_id=? AND pk=? AND complete=0 AND result IS NULL",
+            (run_id, pk)).fetchall()]
+
+    def session_chunk_data(self, rowid: int) -> Iterator[bytes]:
+        for (data,) in self.db.execute(
+                "SELECT c.data FROM session_chunks sc JOIN chunks c ON c.chunk_id=sc.chunk_id "
+                "WHERE sc.sid=? ORDER BY sc.chunk_id", (rowid,)).fetchall():
+            yield data
+
+    def count_kept(self, run_id: str, tree_kept: int) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM sessions WHERE run_id=? AND "
+                                   "tree_kept=?", (run_id, tree_kept)).fetchone()[0])
+
+    def kept_beyond(self, run_id: str, tree_kept: int, keep: int) -> list[int]:
+        return [r[0] for r in self.db.execute(
+            "SELECT sid FROM sessions WHERE run_id=? AND tree_kept=? ORDER BY sid DESC "
+            "LIMIT -1 OFFSET ?", (run_id, tree_kept, keep)).fetchall()]
+
+    def prune_trees(self, rowids: Any) -> None:
+        from .api import PRUNED
+
+        ids = list(rowids)
+        with self.transaction():
+            for chunk in self.unlink_chunks(ids):
+                self.compact_chunk(chunk)
+            self.db.executemany(f"UPDATE sessions SET tree_kept={PRUNED} WHERE sid=?",
+                                [(i,) for i in ids])
+
+    # -- aggregates ------------------------------------------------------------------------
+    def node_stats(self, run_id: str) -> list[NodeStats]:
+        from ..sidecar import histogram as H
+
+        return [NodeStats(r["fid"], r["calls"], r["errors"], r["partials"], r["total_ns"],
+                          r["self_ns"], r["min_ns"], r["max_ns"], r["roots"], r["cpu_ns"] or 0,
+                          H.decode(r["hist"]))
+                for r in self.db.execute("SELECT * FROM graph_nodes WHERE run_id=?", (run_id,))]
+
+    def edge_stats(self, run_id: str) -> list[EdgeStats]:
+        return [EdgeStats(r["caller_fid"], r["callee_fid"], r["result"], r["count"],
+                          r["total_ns"])
+                for r in self.db.execute("SELECT * FROM graph_edges WHERE run_id=?", (run_id,))]
+
+    def shape_counts(self, run_id: str, io: str | None = None) -> list[ShapeCount]:
+        where, args = ("AND io=?", (run_id, io)) if io else ("", (run_id,))
+        return [ShapeCount(r["fid"], r["io"], r["shape_sid"], r["count"], r["first_session"],
+                           self.shape_text(r["shape_sid"]))
+                for r in self.db.execute(f"SELECT * FROM shape_counts WHERE run_id=? {where}",
+                                         args).fetchall()]
+
+    def path_counts(self, run_id: str, limit: int | None = None) -> list[PathCount]:
+        return [PathCount(r[0], r[1]) for r in self.db.execute(
+            "SELECT path, count FROM paths WHERE run_id=? ORDER BY count DESC, path LIMIT ?",
+            (run_id, -1 if limit is None else limit))]
+
+    def variant_stats(self, run_id: str) -> list[VariantStats]:
+        from ..sidecar import histogram as H
+
+        return [VariantStats(r["variant"], r["root_fid"], r["count"], r["errors"],
+                             H.decode(r["hist"]), r["first_ns"],
+                             tuple(json.loads(r["examples"] or "[]")))
+                for r in self.db.execute("SELECT * FROM variants WHERE run_id=? "
+                                         "ORDER BY count DESC, first_ns", (run_id,)).fetchall()]
+
+    def cluster_stats(self, run_id: str) -> list[ClusterStats]:
+        return [ClusterStats(r["exc_sid"], r["fid"], r["path"], r["handled"], r["count"],
+                             r["first_ns"], r["last_ns"], tuple(json.loads(r["examples"] or "[]")))
+                for r in self.db.execute("SELECT * FROM error_clusters WHERE run_id=? "
+                                         "ORDER BY count DESC", (run_id,)).fetchall()]
+
+    def load_aggregates(self, run_id: str) -> AggregateRows:
+        return AggregateRows(tuple(self.node_stats(run_id)), tuple(self.edge_stats(run_id)),
+                             tuple(ShapeCount(r["fid"], r["io"], r["shape_sid"], r["count"],
+                                              r["first_session"]) for r in self.db.execute(
+                                 "SELECT * FROM shape_counts WHERE run_id=?", (run_id,))),
+                             tuple(self.path_counts(run_id)), tuple(self.variant_stats(run_id)),
+                             tuple(self.cluster_stats(run_id)))
+
+    def write_aggregates(self, run_id: str, a: AggregateRows) -> None:
+        from ..sidecar import histogram as H
+
+        db = self.db
+        if a.nodes:
+            db.executemany("INSERT OR REPLACE INTO graph_nodes VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                           [(run_id, n.fid, n.calls, n.errors, n.partials, n.total_ns,
+                             n.self_ns, n.min_ns, n.max_ns, n.roots, n.cpu_ns, H.encode(n.hist))
+                            for n in a.nodes])
+        if a.edges:
+            db.executemany("INSERT OR REPLACE INTO graph_edges VALUES(?,?,?,?,?,?)",
+                           [(run_id, e.caller_fid, e.callee_fid, e.result, e.count, e.total_ns)
+                            for e in a.edges])
+        if a.shapes:
+            db.executemany("INSERT OR REPLACE INTO shape_counts VALUES(?,?,?,?,?,?)",
+                           [(run_id, s.fid, s.io, s.shape_sid, s.count, s.first_session)
+                            for s in a.shapes])
+        if a.paths:
+            db.executemany("INSERT OR REPLACE INTO paths VALUES(?,?,?)",
+                           [(run_id, p.path, p.count) for p in a.paths])
+        if a.variants:
+            db.executemany("INSERT OR REPLACE INTO variants VALUES(?,?,?,?,?,?,?,?)",
+                           [(run_id, v.variant, v.root_fid, v.count, v.errors, H.encode(v.hist),
+                             v.first_ns, json.dumps(list(v.examples))) for v in a.variants])
+        if a.clusters:
+            db.executemany("INSERT OR REPLACE INTO error_clusters VALUES(?,?,?,?,?,?,?,?,?)",
+                           [(run_id, c.exc_sid, c.fid, c.path, c.handled, c.count, c.first_ns,
+                             c.last_ns, json.dumps(list(c.examples))) for c in a.clusters])
+
+    def aggregate_version(self, run_id: str) -> AggregateVersion:
+        n, calls, errors = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(calls),0), COALESCE(SUM(errors),0) FROM graph_nodes "
+            "WHERE run_id=?", (run_id,)).fetchone()
+        samples = self.db.execute("SELECT COUNT(*) FROM process_samples WHERE run_id=?",
+                                  (run_id,)).fetchone()[0]
+        return AggregateVersion(n, calls, errors, samples)
+
+    # -- sessions (read) -------------------------------------------------------------------
+    def count_matching(self, f: SessionFilter, cap: int = 10_000) -> tuple[int, bool]:
+        where, args = session_where(f.run_id, f.result, f.root, f.min_duration_ns,
+                                    service=f.service, host=f.host)
+        if f.search:
+            where += (" AND EXISTS (SELECT 1 FROM functions f WHERE f.run_id=sessions.run_id "
+                      "AND f.name LIKE ? AND instr(sessions.fids, ' ' || f.fid || ' ') > 0)")
+            args.append(f"%{f.search}%")
+        n = self.db.execute(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM sessions WHERE {where} LIMIT ?)",
+            (*args, cap + 1)).fetchone()[0]
+        return (min(n, cap), n > cap)
+
+    def session_starts(self, session_ids: Any) -> dict[str, int]:
+        wanted = sorted(set(session_ids))
+        firsts: dict[str, int] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            firsts.update(self.db.execute(
+                f"SELECT session_id, started_ns FROM sessions WHERE session_id IN "
+                f"({','.join('?' * len(chunk))})", chunk).fetchall())
+        return firsts
+
+    def session_totals(self, run_id: str) -> SessionTotals:
+        row = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(calls),0), COALESCE(SUM(errors),0), "
+            "COALESCE(SUM(result IS NULL),0), COALESCE(SUM(complete=0 AND result IS NOT NULL),0) "
+            "FROM sessions WHERE run_id=?", (run_id,)).fetchone()
+        return SessionTotals(row[0], row[1], row[2], row[3], row[4])
+
+    def session_results(self, run_id: str) -> dict[str, int]:
+        return {r[0]: r[1] for r in self.db.execute(
+            "SELECT COALESCE(result, 'open'), COUNT(*) FROM sessions WHERE run_id=? "
+            "GROUP BY 1", (run_id,))}
+
+    def variant_results(self, run_id: str) -> list[VariantResult]:
+        return [VariantResult(r[0], r[1], r[2]) for r in self.db.execute(
+            "SELECT variant, result, COUNT(*) FROM sessions WHERE run_id=? "
+            "AND variant IS NOT NULL AND result IS NOT NULL GROUP BY variant, result",
+            (run_id,))]
+
+    def session_roots(self, run_id: str, limit: int = 200) -> list[RootCount]:
+        """Root functions and request routes of a run's sessions, most frequent first: read
+        from the merged graph's per-function ``roots`` counts (finished sessions), one small
+        indexed read instead of a scan of every session."""
+        return [RootCount(r[0], r[1]) for r in self.db.execute(
+            "SELECT f.name, g.roots FROM graph_nodes g "
+            "JOIN functions f ON f.run_id=g.run_id AND f.fid=g.fid "
+            "WHERE g.run_id=? AND g.roots>0 ORDER BY g.roots DESC, f.name LIMIT ?",
+            (run_id, limit))]
+
+    def exception_types(self, run_id: str, limit: int = 200) -> list[ExceptionCount]:
+        """Which exception types each function raised over the kept trees of a run, from
+        each failed session's ``raised`` summary (no call record is decoded)."""
+        return [ExceptionCount(r[0], r[1], r[2]) for r in self.db.execute(
+            "SELECT f.name AS function_name, sh.text AS exception_type, "
+            "SUM(json_extract(j.value, '$[2]')) AS count "
+            "FROM sessions s, json_each(s.raised) j "
+            "JOIN functions f ON f.run_id=s.run_id AND f.fid=json_extract(j.value, '$[0]') "
+            "JOIN shapes sh ON sh.sid=json_extract(j.value, '$[1]') "
+            "WHERE s.run_id=? AND s.errors>0 AND s.tree_kept>0 AND s.raised IS NOT NULL "
+            "GROUP BY f.name, sh.text ORDER BY count DESC, f.name LIMIT ?", (run_id, limit))]
+
+    def function_sessions(self, run_id: str, function_name: str,
+                          limit: int = 20) -> list[dict[str, Any]]:
+        """Recent kept sessions whose tree calls ``function_name`` (newest first); stops at
+        ``limit`` matches (each session row lists its functions)."""
+        fid = self.db.execute("SELECT fid FROM functions WHERE run_id=? AND name=?",
+                              (run_id, function_name)).fetchone()
+        if fid is None:
+            return []
+        rows = self.db.execute(
+            "SELECT s.* FROM sessions s WHERE s.run_id=? AND s.tree_kept>0 AND "
+            "instr(s.fids, ' ' || ? || ' ') > 0 ORDER BY s.started_ns DESC LIMIT ?",
+            (run_id, fid[0], limit)).fetchall()
+        return [self.session_dict(r) for r in rows]
+
+    def root_sessions(self, run_id: str, root_name: str, limit: int) -> list[str]:
+        return [r[0] for r in self.db.execute(
+            "SELECT s.session_id FROM sessions s JOIN functions f ON f.run_id=s.run_id AND "
+            "f.fid=s.root_fid WHERE s.run_id=? AND f.name=? AND s.tree_kept>0 "
+            "ORDER BY s.started_ns DESC LIMIT ?", (run_id, root_name, limit)).fetchall()]
