@@ -67,7 +67,8 @@ def _frames(sessions: int, batch: int, pk: int, seed: int):
 def host(index: int, url: str | None, base: str, sessions: int, batch: int,
          out: "mp.Queue[dict]") -> None:
     """One host's sidecar: ingest every frame, then wait for the forwarder to finish."""
-    from flowagent.sidecar.ingest import Ingestor, Retention
+    from flowagent.sidecar.ingest import Ingestor
+    from flowagent.store.limit import Retention
 
     data_dir = os.path.join(base, f"host{index}")
     run_id = f"bench-host{index}"
@@ -79,8 +80,7 @@ def host(index: int, url: str | None, base: str, sessions: int, batch: int,
     else:
         from flowagent.store.sqlite import SQLiteStore
         store = SQLiteStore(os.path.join(data_dir, "flowagent.db"))
-    store.db.execute("INSERT INTO runs(run_id, started_ns, status) VALUES(?, ?, 'running')",
-                     (run_id, time.time_ns()))
+    store.create_run(run_id, time.time_ns(), "bench", f"host{index}")
     pk = 0x1000 + index
     ring = RingWriter(os.path.join(run_dir, "rings", f"1-{pk:012x}.ring"), 64 << 20, 1, 0,
                       pk, time.time_ns(), {"argv": ["bench"], "host": f"host{index}"})
@@ -98,8 +98,7 @@ def host(index: int, url: str | None, base: str, sessions: int, batch: int,
     ingest.drain_to_end()
     ingest.finish_all()
     ingest.prune(force=True)
-    store.db.execute("UPDATE runs SET status='finished', ended_ns=?, sessions=? WHERE run_id=?",
-                     (time.time_ns(), sessions, run_id))
+    store.set_run_status(run_id, "finished")
     ingested = time.perf_counter() - t0
     waiting = 0
     if url:

@@ -61,12 +61,39 @@ def _row_factory(cursor: Any) -> Any:
     return cls
 
 
-_LITERAL_OR_MARK = re.compile(r"'(?:[^']|'')*'|\?|%")
+_LITERAL_OR_MARK = re.compile(r"'(?:[^']|'')*'|\?|%|\bDESC\b|\bLIMIT -1\b")
 _TRANSLATED: dict[str, str] = {}
 
 
+def _alias_subqueries(sql: str) -> str:
+    """PostgreSQL (before 16) wants a name for every subquery in FROM: ``FROM (SELECT ...)``
+    gets ``AS sub``."""
+    out, pos = [], 0
+    while True:
+        start = sql.find("FROM (SELECT", pos)
+        if start < 0:
+            out.append(sql[pos:])
+            return "".join(out)
+        depth, i = 0, start + 5
+        while i < len(sql):
+            if sql[i] == "(":
+                depth += 1
+            elif sql[i] == ")":
+                depth -= 1
+                if depth == 0:
+                    break
+            i += 1
+        out.append(sql[pos:i + 1])
+        if not re.match(r"\s*(AS\b|\w)", sql[i + 1:]):
+            out.append(" AS sub")
+        pos = i + 1
+
+
 def translate(sql: str) -> str:
-    """``?`` → ``%s`` and ``%`` → ``%%`` outside string literals (cached per text)."""
+    """The SQLite dialect of the store's portable queries → PostgreSQL's, outside string
+    literals: ``?`` → ``%s`` (``LIMIT ?`` takes -1 as "no limit", as SQLite does), ``%`` →
+    ``%%``, ``DESC`` → ``DESC NULLS LAST`` (SQLite sorts NULL lowest), ``LIMIT -1`` →
+    ``LIMIT ALL``, and subqueries in FROM get a name. Cached per text."""
     out = _TRANSLATED.get(sql)
     if out is None:
         def sub(m: re.Match[str]) -> str:
@@ -75,8 +102,13 @@ def translate(sql: str) -> str:
                 return "%s"
             if tok == "%":
                 return "%%"
+            if tok == "DESC":
+                return "DESC NULLS LAST"
+            if tok == "LIMIT -1":
+                return "LIMIT ALL"
             return tok.replace("%", "%%")
-        out = _LITERAL_OR_MARK.sub(sub, sql)
+        out = _LITERAL_OR_MARK.sub(sub, _alias_subqueries(sql))
+        out = out.replace("LIMIT %s", "LIMIT NULLIF(%s, -1)")
         if len(_TRANSLATED) < 4096:
             _TRANSLATED[sql] = out
     return out

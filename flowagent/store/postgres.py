@@ -161,17 +161,6 @@ class PostgresStore(SQLiteStore):
                           "runs"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id=%s", (run_id,))  # noqa: S608
 
-    def runs(self, *, service: str | None = None, host: str | None = None,
-             limit: int | None = None) -> list[dict[str, Any]]:
-        where, args = ["1=1"], []
-        for column, value in (("service", service), ("host", host)):
-            if value is not None:
-                where.append(f"{column}=?")
-                args.append(value)
-        rows = self.db.execute(f"SELECT * FROM runs WHERE {' AND '.join(where)} "
-                               "ORDER BY started_ns DESC LIMIT ?", (*args, limit)).fetchall()
-        return [dict(r) for r in rows]
-
     def fleet(self) -> list[Any]:
         from .api import FleetEntry
 
@@ -179,15 +168,6 @@ class PostgresStore(SQLiteStore):
             "SELECT service, host, COUNT(*), "
             "COUNT(*) FILTER (WHERE status='running' AND ended_ns IS NULL), MAX(started_ns) "
             "FROM runs GROUP BY service, host ORDER BY service, host")]
-
-    def count_matching(self, f: Any, cap: int = 10_000) -> tuple[int, bool]:
-        from .sqlite import session_where
-
-        where, args = session_where(f.run_id, f.result, f.root, f.min_duration_ns)
-        n = self.db.execute(
-            f"SELECT COUNT(*) FROM (SELECT 1 FROM sessions WHERE {where} LIMIT ?) AS hits",
-            (*args, cap + 1)).fetchone()[0]
-        return (min(n, cap), n > cap)
 
     def session_totals(self, run_id: str) -> Any:
         from .api import SessionTotals
@@ -227,7 +207,7 @@ SERVER_READS = (
     "aggregates", "aggregate_version", "sessions", "count_sessions", "count_matching",
     "session", "session_starts", "session_totals", "session_results", "variant_results",
     "session_roots", "exception_types", "function_sessions", "root_sessions", "session_graph",
-    "session_calls", "iter_session_graphs", "stored_calls")
+    "session_calls", "iter_session_graphs", "stored_calls", "stored_bytes", "prunable_runs")
 
 
 class ReadThroughStore(SpoolStore):
@@ -249,6 +229,12 @@ class ReadThroughStore(SpoolStore):
                              f"{left} changes ({self.forwarder.last_error}); they stay in "
                              f"{self.path} and are forwarded by the next writer")
         return True
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete the run on the server (its partitions dropped) and from the spool."""
+        self._synced()
+        self.server.delete_run(run_id)
+        super().delete_run(run_id)
 
     def close(self, timeout_s: float = FINAL_FORWARD_S) -> None:
         super().close(timeout_s)

@@ -81,16 +81,12 @@ def main() -> None:
             assert ring.write(seq, payload, n), "ring full"
         ring.close()
     store = SpoolStore(url, data_dir)
-    with store.transaction():
-        store.db.execute("INSERT INTO runs(run_id, started_ns, status) VALUES(?,?,'running')",
-                         (run_id, ANCHOR[0]))
+    assert store.create_run(run_id, ANCHOR[0], "fleet", f"host-{run_id}")
     ingest = Ingestor(store, run_id, run_dir)
     ingest.drain_to_end()
     ingest.finish_all()
     totals = ingest.totals()
-    with store.transaction():
-        store.db.execute("UPDATE runs SET status='finished', ended_ns=? WHERE run_id=?",
-                         (ANCHOR[0] + 1, run_id))
+    store.set_run_status(run_id, "finished")
     store.close(timeout_s=120)
     db = sqlite3.connect(spool_path(data_dir))
     waiting = db.execute("SELECT COUNT(*) FROM spool_log").fetchone()[0]
