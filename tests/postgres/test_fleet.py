@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from helpers import run_cli
+
 pytest.importorskip("psycopg")
 
-from flowagent.sidecar.graph import from_aggregates, merge_all, to_contract  # noqa: E402
 from flowagent.store.postgres import PostgresStore  # noqa: E402
 
 HOST = Path(__file__).with_name("fleet_host.py")
@@ -32,8 +33,12 @@ def finish(proc: subprocess.Popen) -> dict[str, Any]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def merged(store: PostgresStore, runs: list[str]) -> dict[str, Any]:
-    g = to_contract(merge_all(from_aggregates(store.aggregates(r)) for r in runs))
+def merged(url: str, runs: list[str], cwd: Path) -> dict[str, Any]:
+    """``flowagent export --format json`` of these runs from the server."""
+    proc = run_cli(["export", "--format", "json", "--store", url,
+                    *(a for r in runs for a in ("--run", r))], cwd, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    g = json.loads(proc.stdout)
     g.pop("runs")
     return g
 
@@ -61,9 +66,9 @@ def test_one_sidecar_and_four_concurrent_sidecars_give_the_same_merge(
     quartet = [f"four-{i}" for i in range(4)]
     assert store.count_sessions("one") == PROCESSES * 60
     assert sum(store.count_sessions(r) for r in quartet) == PROCESSES * 60
-    single = merged(store, ["one"])
+    single = merged(pg_url, ["one"], tmp_path)
     assert single["stats"]["total_sessions"] == PROCESSES * 60
     assert any(n["errors"] for n in single["nodes"])  # failures are part of what is compared
-    assert merged(store, quartet) == single
+    assert merged(pg_url, quartet, tmp_path) == single
     assert trees(store, quartet) == trees(store, ["one"])
     store.close()

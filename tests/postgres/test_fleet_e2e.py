@@ -7,7 +7,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,6 @@ def checkout(item):
 '''
 
 WORKER = '''
-import sys
 
 import shop
 
@@ -63,7 +61,6 @@ print("worker", sys.argv[1])
 PROG = '''
 import os
 import subprocess
-import sys
 import time
 
 import shop
