@@ -49,6 +49,7 @@ def checkout(item):
 '''
 
 WORKER = '''
+import sys
 
 import shop
 
@@ -61,6 +62,7 @@ print("worker", sys.argv[1])
 PROG = '''
 import os
 import subprocess
+import sys
 import time
 
 import shop
