@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from ..agent.wire import VERSION as WIRE_VERSION
 from ..errors import StoreDamagedError, StoreError
 from . import chunks as C
+from .graphs import session_graph as build_session_graph
 from .api import (
     RESULTS, AggregateRows, AggregateVersion, ClusterStats, EdgeStats, ExceptionCount,
     FleetEntry, FunctionDef, NodeStats, OpenSession, PathCount, ProcessCounters, ProcessProgress,
@@ -445,37 +446,9 @@ class SQLiteStore:
                               (session_id,)).fetchone()
         if row is None:
             return None
-        run_id = row["run_id"]
-        fns = self.functions(run_id)
-        info = self._process_info(row["pk"], run_id)
-        threads = {int(k): v for k, v in info.get("threads", {}).items()}
-        calls = [dict(zip(C.STORE_FIELDS, c)) for c in self._call_rows(row, info)]
-        nodes, edges = [], []
-        for c in calls:
-            fn = fns.get(c["fid"], {})
-            params = fn.get("params", [])
-            in_shape = self.shape_text(c["in_sid"])
-            in_list = json.loads(in_shape) if in_shape else []
-            nodes.append({
-                "id": c["call_id"],
-                "parent_id": c["parent_id"] or None,
-                "function_name": fn.get("name", "?"),
-                "caller": fns[c["caller_fid"]]["name"] if c["caller_fid"] in fns else None,
-                "input_shape": dict(zip(params, in_list)) if in_shape else None,  # None: not sampled
-                "output_shape": self.shape_text(c["out_sid"]),
-                "result_type": RESULTS[c["result"]],
-                "exception_type": self.shape_text(c["exc_sid"]),
-                "timestamp_start": c["t0"], "timestamp_end": c["t1"],
-                "cpu_ns": c["cpu_ns"] or None,
-                "thread": c["thread"], "thread_name": threads.get(c["thread"]),
-                "pid": row["pid"],
-            })
-            if c["parent_id"]:
-                edges.append({"from": c["parent_id"], "to": c["call_id"],
-                              "branch": RESULTS[c["result"]]})
-        return {"session_id": session_id, "run_id": run_id, "name": row["name"],
-                "result_type": row["result"], "complete": bool(row["complete"]),
-                "nodes": nodes, "edges": edges}
+        info = self._process_info(row["pk"], row["run_id"])
+        return build_session_graph(row, self.functions(row["run_id"]), info,
+                                   self._call_rows(row, info), self.shape_text)
 
     def _process_info(self, pk: str, run_id: str) -> dict[str, Any]:
         row = self.db.execute("SELECT info FROM processes WHERE run_id=? AND pk=?",
