@@ -549,7 +549,8 @@ class SQLiteStore:
         with self.transaction():
             self.db.execute("UPDATE runs SET status=? WHERE run_id=?", (status, run_id))
 
-    def write_run_totals(self, run_id: str, t: RunTotals) -> None:
+    def write_run_totals(self, run_id: str, totals: RunTotals) -> None:
+        t = totals
         self.db.execute(
             "UPDATE runs SET sessions=?, calls=?, errors=?, incomplete_sessions=?, "
             "produced_events=?, dropped_events=?, dropped_batches=?, corrupt_frames=?, "
@@ -597,7 +598,8 @@ class SQLiteStore:
         return ProcessState(row[0], row[1], row[2], row[3],
                             json.loads(row[4]) if row[4] else {})
 
-    def save_process(self, run_id: str, pk: str, p: ProcessProgress) -> None:
+    def save_process(self, run_id: str, pk: str, progress: ProcessProgress) -> None:
+        p = progress
         self.db.execute(
             "UPDATE processes SET last_seq=?, ring_tail=?, produced_events=?, dropped_events=?, "
             "dropped_batches=?, stored_events=?, duplicate_frames=?, corrupt_frames=?, "
@@ -641,7 +643,8 @@ class SQLiteStore:
         return int(self.db.execute("SELECT sid FROM sessions WHERE session_id=?",
                                    (session_id,)).fetchone()[0])
 
-    def finish_session(self, rowid: int, e: SessionEnd) -> None:
+    def finish_session(self, rowid: int, end: SessionEnd) -> None:
+        e = end
         self.db.execute(
             "UPDATE sessions SET name=?, root_fid=?, thread=?, result=?, complete=?, "
             "started_ns=?, ended_ns=?, duration_ns=?, calls=?, errors=?, variant=?, "
@@ -731,7 +734,8 @@ class SQLiteStore:
                              tuple(self.path_counts(run_id)), tuple(self.variant_stats(run_id)),
                              tuple(self.cluster_stats(run_id)))
 
-    def write_aggregates(self, run_id: str, a: AggregateRows) -> None:
+    def write_aggregates(self, run_id: str, rows: AggregateRows) -> None:
+        a = rows
         from ..sidecar import histogram as H
 
         db = self.db

@@ -7,20 +7,17 @@ from pathlib import Path
 
 from helpers import record
 
+from flowagent.store.api import open_store
 from flowagent.store.sqlite import SQLiteStore
 
 
-def _sqlite_path(store_url: str) -> str:
-    return store_url.removeprefix("sqlite:///")
-
-
 def test_run_row_carries_service_and_host(store_url: str) -> None:
-    store = SQLiteStore(_sqlite_path(store_url))
+    store = open_store(store_url)
     assert store.create_run("r1", 1_000, "checkout", "web-1")
     assert store.create_run("r2", 2_000, None, "web-2")
     assert not store.create_run("r1", 3_000, "other", "web-3")  # never two rows of one run
     store.close()
-    reader = SQLiteStore(_sqlite_path(store_url), readonly=True)
+    reader = open_store(store_url, readonly=True)
     r1, r2 = reader.run("r1"), reader.run("r2")
     assert r1 is not None and r2 is not None
     assert (r1["service"], r1["host"], r1["status"], r1["started_ns"]) == (
@@ -30,7 +27,8 @@ def test_run_row_carries_service_and_host(store_url: str) -> None:
 
 
 def test_store_without_the_columns_gains_them(tmp_path: Path) -> None:
-    """A store written before runs named their service and host opens and keeps its runs."""
+    """A SQLite store written before runs named their service and host opens and keeps its
+    runs."""
     path = tmp_path / "flowagent.db"
     SQLiteStore(str(path)).close()
     db = sqlite3.connect(path)

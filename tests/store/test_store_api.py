@@ -49,6 +49,15 @@ def test_store_satisfies_the_interface(store: Store, store_url: str) -> None:
     missing = [name for name, _ in inspect.getmembers(Store, inspect.isfunction)
                if not name.startswith("_") and not callable(getattr(store, name, None))]
     assert missing == []
+    differ = {}
+    for name, fn in inspect.getmembers(Store, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        want = list(inspect.signature(fn).parameters)[1:]
+        have = list(inspect.signature(getattr(store, name)).parameters)
+        if want != have:  # keyword callers must work the same on every store
+            differ[name] = (want, have)
+    assert differ == {}
     assert store.readonly is False
     assert isinstance(store.capabilities, dict) and "shared" in store.capabilities
 
