@@ -16,6 +16,7 @@ written again here.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 from collections import OrderedDict
 from typing import Any
@@ -45,6 +46,7 @@ class SpoolStore(SQLiteStore):
         self.local_deletes = install_capture(self.db)
         self.forwarder = Forwarder(self.path, url)
         self.forward_note: str | None = None
+        self.final_forward_s = FINAL_FORWARD_S
         if forward:
             self.forwarder.start()
 
@@ -78,11 +80,11 @@ class SpoolStore(SQLiteStore):
     def forward_status(self) -> str:
         return describe(self.url, self.waiting(), self.forwarder.last_error, self.path)
 
-    def close(self, timeout_s: float = FINAL_FORWARD_S) -> None:
-        """Stop forwarding in the background, give the server ``timeout_s`` to take what is
-        still waiting (it stays in the spool otherwise), and close."""
+    def close(self) -> None:
+        """Stop forwarding in the background, give the server :attr:`final_forward_s` to
+        take what is still waiting (it stays in the spool otherwise), and close."""
         self.forwarder.stop()
-        left = self.forwarder.drain(timeout_s, FINAL_ATTEMPTS)
+        left = self.forwarder.drain(self.final_forward_s, FINAL_ATTEMPTS)
         #: what the run summary says about forwarding: None when everything reached the server
         self.forward_note = (describe(self.url, left, self.forwarder.last_error, self.path)
                             if left else None)
@@ -236,8 +238,8 @@ class ReadThroughStore(SpoolStore):
         self.server.delete_run(run_id)
         super().delete_run(run_id)
 
-    def close(self, timeout_s: float = FINAL_FORWARD_S) -> None:
-        super().close(timeout_s)
+    def close(self) -> None:
+        super().close()
         self.server.close()
 
 
@@ -251,6 +253,7 @@ def _read_through(name: str) -> Any:
 
     method.__name__ = name
     method.__doc__ = local.__doc__
+    method.__signature__ = inspect.signature(local)  # type: ignore[attr-defined]
     return method
 
 

@@ -87,7 +87,8 @@ def main() -> None:
     ingest.finish_all()
     totals = ingest.totals()
     store.set_run_status(run_id, "finished")
-    store.close(timeout_s=120)
+    store.final_forward_s = 120
+    store.close()
     db = sqlite3.connect(spool_path(data_dir))
     waiting = db.execute("SELECT COUNT(*) FROM spool_log").fetchone()[0]
     print(json.dumps({"run_id": run_id, "stored_events": totals["stored_events"],

@@ -178,7 +178,8 @@ def test_spool_is_an_ordinary_sqlite_store(pg_url: str, tmp_path: Path) -> None:
     """What waits in the spool stays readable locally (and by any SQLite tool)."""
     store = SpoolStore(pg_url, str(tmp_path), forward=False)
     _write_run(store, "run-a", 3)
-    store.close(timeout_s=0)
+    store.final_forward_s = 0
+    store.close()
     db = sqlite3.connect(tmp_path / "pg-spool.db")
     assert db.execute("SELECT COUNT(*) FROM sessions").fetchone() == (3,)
 
