@@ -183,39 +183,48 @@ CREATE OR REPLACE FUNCTION instr(text, text) RETURNS integer
 """
 
 
-def ensure_schema(conn: Any) -> None:
-    """Create the tables (idempotent) and check the data format; ``conn`` in a transaction."""
+def ensure_schema(conn: Any, readonly: bool = False) -> None:
+    """Create the tables (idempotent) and check the data format; ``conn`` in a transaction.
+    A reader of an existing store only checks (it may lack the right to create)."""
     from .sqlite import DATA_FORMAT
 
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-    exists = conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()[0]
-    if exists:
+    wanted = f"{DATA_FORMAT}.pg{pgschema.SCHEMA_VERSION}"
+
+    def check() -> bool:
+        if not conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()[0]:
+            return False
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is not None and row[0] != f"{DATA_FORMAT}.pg{pgschema.SCHEMA_VERSION}":
+        if row is not None and row[0] != wanted:
             raise StoreError(
                 f"the PostgreSQL store was written by a different flowagent version (data "
-                f"format {row[0]}, this one writes {DATA_FORMAT}.pg{pgschema.SCHEMA_VERSION}); "
-                "use another database")
+                f"format {row[0]}, this one writes {wanted}); use another database")
+        return True
+
+    if readonly and check():
+        return
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+    check()
     conn.execute(pgschema.SCHEMA)
     # Columns the SQLite layout gained after its tables shipped: the same here.
     from .sqlite import _ADDED_COLUMNS
 
-    for table, column, decl in _ADDED_COLUMNS:
-        conn.execute(f'ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "{column}" '
-                     f"{pgschema.pg_type(decl)}")
+    for table, column, decl in _ADDED_COLUMNS:  # ALTER only when missing: it locks the table
+        ensure_columns(conn, table, {column: decl})
     conn.execute(_FUNCTIONS)
     conn.execute("INSERT INTO meta VALUES('schema_version', %s) ON CONFLICT DO NOTHING",
-                 (f"{DATA_FORMAT}.pg{pgschema.SCHEMA_VERSION}",))
+                 (wanted,))
 
 
 def ensure_columns(conn: Any, table: str, columns: dict[str, str]) -> None:
     """Add the SQLite columns (name → declared type) PostgreSQL's table lacks."""
     have = {r[0] for r in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name=%s", (table,))}
+        "SELECT column_name FROM information_schema.columns WHERE table_name=%s AND "
+        "table_schema=current_schema()", (table,))}
     for name, decl in columns.items():
         if name not in have:
             conn.execute(f'ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "{name}" '
                          f"{pgschema.pg_type(decl)}")
+            have.add(name)
 
 
 def ensure_partitions(conn: Any, run_id: str) -> None:

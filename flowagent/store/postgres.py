@@ -105,7 +105,7 @@ class PostgresStore(SQLiteStore):
         pg = require_psycopg()
         try:
             with self.db.conn.transaction():
-                ensure_schema(self.db.conn)
+                ensure_schema(self.db.conn, readonly=readonly)
         except pg.Error as exc:
             raise StoreError(f"cannot use the PostgreSQL store {self.path}: {one_line(exc)}"
                              ) from None
