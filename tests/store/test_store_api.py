@@ -358,3 +358,20 @@ def test_sessions_filter_by_service_and_host(store: Store) -> None:
     assert [s["session_id"] for s in store.sessions(service="checkout", host="web-1")] == ["a-1"]
     assert store.count_matching(SessionFilter(service="checkout")) == (2, False)
     assert store.count_matching(SessionFilter(host="web-2")) == (1, False)
+
+
+def test_size_limit_prunes_oldest_ended_runs(store: Store, tmp_path) -> None:
+    from flowagent.store.limit import enforce
+
+    data_dir = tmp_path / "limits"
+    for i, run_id in enumerate(("old", "mid", "current")):
+        store.create_run(run_id, i, None, "h")
+        store.finish_run(run_id, RunEnd(("app.py",), "/", "wrap", 10 + i, 0, "finished"))
+        (data_dir / "runs" / run_id).mkdir(parents=True)
+        (data_dir / "runs" / run_id / "sidecar.log").write_bytes(b"x" * 10_000)
+    store.create_run("live", 5, None, "h")
+    assert enforce(store, str(data_dir), 0, "current").runs == ()  # 0: no limit
+    pruned = enforce(store, str(data_dir), 1, "current")  # nothing fits: all that may go
+    assert pruned.runs == ("old", "mid") and pruned.freed_bytes > 0
+    assert sorted(r["run_id"] for r in store.runs()) == ["current", "live"]
+    assert sorted(p.name for p in (data_dir / "runs").iterdir()) == ["current"]
