@@ -539,7 +539,7 @@ def cmd_sidecar(ns: argparse.Namespace, out: TextIO) -> int:
     run_dir = os.path.join(cfg.data_dir, "runs", run_id)
     summary = run_sidecar(run_dir, db, run_id, 0.02, resume=not never_started, follow=False)
     if never_started:
-        store = open_store(db)
+        store = open_store(db, data_dir=cfg.data_dir)
         store.set_run_status(run_id, "sidecar-failed")
         store.close()
     out.write(_one_line_json(summary) + "\n")

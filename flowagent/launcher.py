@@ -647,10 +647,13 @@ def _finish_run(cfg: Config, target: Target, cwd: str, backend: str, run_id: str
     status = ("sidecar-failed" if summary is None
               else "pending" if summary.get("pending") else "finished")
     try:
-        store = open_store(store_url(cfg.data_dir, cfg.store))
+        store = open_store(store_url(cfg.data_dir, cfg.store), data_dir=cfg.data_dir)
         store.finish_run(run_id, RunEnd(tuple(mask_argv([target.describe(), *target.args])),
                                         _text(cwd), backend, time.time_ns(), rc, status))
         store.close()
+        note = getattr(store, "forward_note", None)  # a shared store's spool still waiting
+        if note and summary is not None:
+            summary["store_note"] = note
     except StoreError as exc:
         sys.stderr.write(f"flowagent: error: could not finish run {run_id} in the store: "
                          f"{exc}\n")
@@ -778,7 +781,15 @@ def _print_summary(run_id: str, run_dir: str, s: dict, cfg: Config) -> None:
     if s["processes"] == 0 and not unrecorded and not pending and not preimported:
         w("flowagent: no Python process of this run was recorded (is the target a Python "
           "program run by this interpreter?)\n")
-    w(f"flowagent: data in {rel}/flowagent.db; look at it with 'flowagent sessions{dd}', "
+    if s.get("store_note"):
+        w(f"flowagent: {s['store_note']}\n")
+    where = f"{rel}/flowagent.db"
+    if cfg.store and "://" in cfg.store and not cfg.store.startswith(("sqlite:", "file:")):
+        from .store.pgconn import redact
+
+        where = redact(cfg.store)
+        dd = f" --store {where}"
+    w(f"flowagent: data in {where}; look at it with 'flowagent sessions{dd}', "
       f"'flowagent trace SESSION_ID{dd}', 'flowagent export --format dot{dd}'\n")
 
 

@@ -10,6 +10,10 @@ need_apt=()
 command -v dot >/dev/null || need_apt+=(graphviz)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# PostgreSQL for the shared-store tests (they start their own server with initdb + pg_ctl;
+# Debian keeps those under /usr/lib/postgresql/<version>/bin, off PATH)
+command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+  || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "flowagent tests: installing ${need_apt[*]} (Debian packages)" >&2

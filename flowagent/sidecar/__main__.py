@@ -108,7 +108,9 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
         service: str | None = None, host: str | None = None) -> dict:
     tune_gc()
     _raise_soft_limits()
-    store = open_store(db)
+    from ..store.limit import data_dir_of
+
+    store = open_store(db, data_dir=data_dir_of(db, run_dir))
     if not resume:
         made = store.create_run(run_id, time.time_ns(), *run_identity(service, host))
         if not made:  # never write one run's records into another's

@@ -506,12 +506,15 @@ def sqlite_path(url: str) -> str:
     return url
 
 
-def open_store(url: str, readonly: bool = False) -> Store:
-    """The store a URL names (see :func:`kind_of`): writable, or read-only for readers."""
+def open_store(url: str, readonly: bool = False, data_dir: str | None = None) -> Store:
+    """The store a URL names (see :func:`kind_of`): writable, or read-only for readers.
+    ``data_dir``: the run's data directory, where a writer of a shared store spools what the
+    server has not taken yet (see :mod:`flowagent.store.spool`)."""
     if kind_of(url) == "postgresql":
         from . import postgres  # type: ignore[attr-defined]
 
-        return postgres.open_store(url, readonly=readonly)  # type: ignore[no-any-return]
+        return postgres.open_store(url, readonly=readonly,  # type: ignore[no-any-return]
+                                   spool_dir=data_dir)
     from .sqlite import SQLiteStore
 
     return SQLiteStore(sqlite_path(url), readonly=readonly)
