@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from ..agent.wire import VERSION as WIRE_VERSION
 from ..errors import StoreDamagedError, StoreError
 from . import chunks as C
+from .traces import SCHEMA as TRACE_SCHEMA, TABLES as TRACE_TABLES
 
 SCHEMA_VERSION = 4
 # Chunks are wire batches (flowagent.store.chunks): a store is readable by the same schema
@@ -175,6 +176,7 @@ class SQLiteStore:
                                 "value TEXT)")
                 self._check_version(path)
                 self.db.executescript(_SCHEMA)
+                self.db.executescript(TRACE_SCHEMA)
                 _add_columns(self.db)
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)",
                                 (DATA_FORMAT,))
@@ -337,7 +339,7 @@ class SQLiteStore:
                        "(SELECT sid FROM sessions WHERE run_id=?)", (run_id,))
             for table in ("chunks", "sessions", "functions", "processes", "graph_nodes",
                           "graph_edges", "variants", "error_clusters", "process_samples",
-                          "shape_counts", "paths", "runs"):
+                          "shape_counts", "paths", "runs", *TRACE_TABLES):
                 db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))  # noqa: S608
 
     # -- reading -------------------------------------------------------------------------
