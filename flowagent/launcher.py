@@ -419,6 +419,9 @@ class Sidecar:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWAGENT_")
                and k not in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")}
         env["FLOWAGENT_ENABLED"] = "0"  # the sidecar is never recorded
+        for name in ("FLOWAGENT_SERVICE", "FLOWAGENT_HOST"):  # what the run's row names
+            if os.environ.get(name):
+                env[name] = os.environ[name]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "flowagent.sidecar", "--run-dir", run_dir, "--db", db,

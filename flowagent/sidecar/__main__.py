@@ -17,6 +17,7 @@ import gc
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -91,16 +92,29 @@ def _add_retired(store: SQLiteStore, run_id: str, seen: set[str], totals: dict) 
             totals[key] += value or 0
 
 
+def run_identity(service: str | None = None, host: str | None = None
+                 ) -> tuple[str | None, str | None]:
+    """The service a run records and the machine it runs on, as its row names them: given
+    ones first, else ``FLOWAGENT_SERVICE`` / ``FLOWAGENT_HOST``, else no service and this
+    machine's host name."""
+    env = os.environ
+    try:
+        here = socket.gethostname()
+    except OSError:
+        here = ""
+    return (service or env.get("FLOWAGENT_SERVICE") or None,
+            host or env.get("FLOWAGENT_HOST") or here or None)
+
+
 def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow: bool,
         retention: Retention = Retention(), hook_specs: tuple[str, ...] = (),
-        max_data_size: int = 0, otlp: dict[str, str] | None = None) -> dict:
+        max_data_size: int = 0, otlp: dict[str, str] | None = None,
+        service: str | None = None, host: str | None = None) -> dict:
     tune_gc()
     _raise_soft_limits()
     store = SQLiteStore(db)
     if not resume:
-        with store.transaction():
-            made = store.db.execute("INSERT OR IGNORE INTO runs(run_id, started_ns, status) "
-                                    "VALUES(?,?,'running')", (run_id, time.time_ns())).rowcount
+        made = store.create_run(run_id, time.time_ns(), *run_identity(service, host))
         if not made:  # never write one run's records into another's
             raise StoreError(f"run {run_id} already exists in {db}; start the run again "
                              "(it gets a new id)")
@@ -226,11 +240,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--otlp-endpoint", default="")
     p.add_argument("--otlp-service", default="")
     p.add_argument("--otlp-host", default="")
+    p.add_argument("--service", default="", help="service the run records (default: "
+                   "FLOWAGENT_SERVICE, else none)")
+    p.add_argument("--host", default="", help="host name the run is stored under (default: "
+                   "FLOWAGENT_HOST, else this machine's)")
     a = p.parse_args(argv)
     otlp = {"endpoint": a.otlp_endpoint, "service": a.otlp_service, "host": a.otlp_host}
     summary = run(a.run_dir, a.db, a.run_id, a.poll_ms / 1000.0, a.resume, not a.once,
                   Retention(a.retention, a.error_cap), tuple(a.hook), a.max_data_size,
-                  otlp)
+                  otlp, a.service or None, a.host or None)
     sys.stdout.write(json.dumps(summary) + "\n")
     sys.stdout.flush()
     return 0

@@ -96,6 +96,9 @@ _ADDED_COLUMNS = (
     ("runs", "otlp_sessions", "INTEGER DEFAULT 0"),
     ("runs", "otlp_spans", "INTEGER DEFAULT 0"),
     ("runs", "otlp_undelivered", "INTEGER DEFAULT 0"),
+    # which service the run recorded and on which machine (fleets: many runs, one store)
+    ("runs", "service", "TEXT"),
+    ("runs", "host", "TEXT"),
 )
 
 RESULTS = ("success", "error", "partial", "incomplete")
@@ -310,6 +313,15 @@ class SQLiteStore:
             if text is not None:
                 self._shape_text[sid] = text
         return text
+
+    def create_run(self, run_id: str, started_ns: int, service: str | None,
+                   host: str | None) -> bool:
+        """The run's row, made by its sidecar as it starts (status ``running``); False when
+        a run of that id exists already."""
+        with self.transaction():
+            return bool(self.db.execute(
+                "INSERT OR IGNORE INTO runs(run_id, started_ns, status, service, host) "
+                "VALUES(?,?,'running',?,?)", (run_id, started_ns, service, host)).rowcount)
 
     # -- size and pruning (flowagent.store.limit) ------------------------------------------
     def stored_bytes(self) -> int:
