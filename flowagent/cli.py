@@ -218,11 +218,15 @@ def _run_refs(store: Any, specs: list[str] | None) -> list[Any]:
     refs = []
     for spec in specs or [None]:
         where, run = store, spec
-        if spec and (os.path.isdir(spec) or os.path.isdir(spec.rpartition(":")[0])):
+        if _names_data_dir(spec):
             path, run = (spec, None) if os.path.isdir(spec) else spec.rpartition(":")[::2]
             where = SQLiteStore(db_path(path), readonly=True)
         refs.append(RunRef.of(where, _run_id(where, run)))
     return refs
+
+
+def _names_data_dir(spec: str | None) -> bool:
+    return bool(spec) and (os.path.isdir(spec) or os.path.isdir(spec.rpartition(":")[0]))
 
 
 def _print_json(obj: Any, out: TextIO) -> None:
@@ -344,7 +348,9 @@ def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
         from .otlpcmd import export_otlp
 
         return export_otlp(ns, _store(ns.data_dir), _run_id, out)
-    store = _store(ns.data_dir)
+    # Runs named by their data directories need no store of their own.
+    store = _store(ns.data_dir) if ns.session or not ns.run \
+        or not all(map(_names_data_dir, ns.run)) else None
     fmt = FORMATS[ns.format]
     if ns.aggregate and (ns.format != "speedscope" or ns.session):
         raise UsageError("--aggregate goes with --format speedscope and a run, not a session")

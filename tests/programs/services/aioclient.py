@@ -8,7 +8,7 @@ import aiohttp
 import httpx
 
 BASE = f"http://127.0.0.1:{sys.argv[1]}"
-OWN = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+OWN = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333{}-01"
 
 
 async def with_aiohttp(headers):
@@ -24,8 +24,8 @@ async def with_httpx(headers):
 
 
 async def main():
-    seen = [await with_aiohttp({}), await with_aiohttp({"traceparent": OWN}),
-            await with_httpx({}), await with_httpx({"traceparent": OWN})]
+    seen = [await with_aiohttp({}), await with_aiohttp({"traceparent": OWN.format(1)}),
+            await with_httpx({}), await with_httpx({"traceparent": OWN.format(2)})]
     print(*seen)
 
 

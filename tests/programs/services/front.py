@@ -1,6 +1,7 @@
 """The front service (Flask on werkzeug): a checkout asks the pricing service twice."""
 
 import os
+import signal
 import sys
 
 import requests
@@ -22,7 +23,12 @@ def checkout(oid):
     return jsonify(total=first["price"] + second["price"], seen=first["seen"])
 
 
+def stop(signum, frame):
+    sys.exit(0)  # a clean exit, as a service manager expects on SIGTERM
+
+
 def main():
+    signal.signal(signal.SIGTERM, stop)
     app.run(host="127.0.0.1", port=int(sys.argv[1]), threaded=True)
 
 

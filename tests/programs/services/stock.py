@@ -1,5 +1,6 @@
 """The stock service (Flask on werkzeug): answers with the trace headers it received."""
 
+import signal
 import sys
 
 from flask import Flask, jsonify, request
@@ -17,7 +18,12 @@ def stock(oid):
                    tracestate=request.headers.get("tracestate"))
 
 
+def stop(signum, frame):
+    sys.exit(0)  # a clean exit, as a service manager expects on SIGTERM
+
+
 def main():
+    signal.signal(signal.SIGTERM, stop)
     app.run(host="127.0.0.1", port=int(sys.argv[1]), threaded=True)
 
 
