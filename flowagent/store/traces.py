@@ -93,3 +93,14 @@ def session_traces(store: Any, session_id: str) -> list[str]:
                            "SELECT trace_id FROM trace_spans WHERE session_id=?",
                  (session_id, session_id))
     return [r["trace_id"] for r in rows]
+
+
+def trace_runs(store: Any, trace_ids: list[str], limit: int = 16) -> list[str]:
+    """Runs of the store that recorded part of any of these traces (at most ``limit``)."""
+    if not trace_ids:
+        return []
+    t = ",".join("?" * len(trace_ids))
+    rows = _rows(store.db, f"SELECT run_id FROM trace_sessions WHERE trace_id IN ({t}) UNION "
+                           f"SELECT run_id FROM trace_spans WHERE trace_id IN ({t}) LIMIT ?",
+                 (*trace_ids, *trace_ids, limit))
+    return [r["run_id"] for r in rows]

@@ -232,3 +232,25 @@ def test_traceparent_round_trip_through_httpx_and_aiohttp(services: Any,
         ["stock:<request>:GET /stock/<int:oid>"]] * 4
     assert f"aioclient:<http>:GET 127.0.0.1:{stock.port}/stock/{{int}}" == \
         calls[0]["function_name"]
+
+    # the viewer: the client's session offers the distributed session, and shows it
+    from flowagent_viewer import create_app
+
+    web = create_app({"DATA_DIR": str(tmp_path / "data")}).test_client()
+    client_run = runs[0]["run_id"]
+    page = web.get(f"/sessions/{main['session_id']}").get_data(as_text=True)
+    assert 'id="to-distributed"' in page and runs[1]["run_id"] in page
+    alone = web.get(f"/api/sessions/{main['session_id']}/tree").get_json()["rows"]
+    assert not any("<request>" in r["function_name"] for r in alone)
+    query = f"run={client_run}&run={runs[1]['run_id']}"
+    rows = web.get(f"/api/sessions/{main['session_id']}/tree?{query}").get_json()["rows"]
+    requests = [r for r in rows if r["function_name"] == "stock:<request>:GET /stock/<int:oid>"]
+    assert len(requests) == 4
+    assert all(rows[r["parent"]]["function_name"].startswith("aioclient:<http>:GET")
+               for r in requests)
+    timeline = web.get(f"/api/sessions/{main['session_id']}/timeline?{query}").get_json()
+    assert len({t["label"].split(" · ")[0] for t in timeline["tracks"]}) == 2  # two processes
+    seq = web.get(f"/api/sessions/{main['session_id']}/sequence?{query}").get_json()
+    assert {"aioclient:__main__", "stock:__main__"} <= {x["label"] for x in seq["lifelines"]}
+    page = web.get(f"/sessions/{main['session_id']}/sequence?{query}")
+    assert page.status_code == 200
