@@ -207,11 +207,15 @@ def test_traceparent_round_trip_through_httpx_and_aiohttp(services: Any,
     own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333{}-01"
     import re
 
-    # the agent's header where the program sent none; the program's own header unchanged
-    assert re.fullmatch(TRACEPARENT, seen[0]) and re.fullmatch(TRACEPARENT, seen[2])
-    assert seen[1] == own.format(1) and seen[3] == own.format(2)
-    # one trace per session: both added headers carry the client session's trace id
-    assert seen[0].split("-")[1] == seen[2].split("-")[1]
+    # the agent's header where the program sent none (aiohttp, httpx async, urllib, httpx
+    # sync); the program's own header unchanged (aiohttp, httpx async, http.client)
+    added = [seen[i] for i in (0, 2, 4, 6)]
+    assert all(re.fullmatch(TRACEPARENT, h) for h in added)
+    assert [seen[1], seen[3], seen[5]] == [own.format(1), own.format(2), own.format(3)]
+    # one trace per session: every added header carries the client session's trace id, and
+    # each call its own span id
+    assert len({h.split("-")[1] for h in added}) == 1
+    assert len({h.split("-")[2] for h in added}) == 4
     stock.stop()
 
     from flowagent.stitch import RunRef, sessions
@@ -223,13 +227,13 @@ def test_traceparent_round_trip_through_httpx_and_aiohttp(services: Any,
     refs = [RunRef.of(store, r["run_id"]) for r in runs]
     [main] = [g for g in sessions(refs) if g["name"] == "aioclient:__main__:main"]
     calls = [n for n in main["nodes"] if "<http>" in n["function_name"]]
-    assert [n["output_shape"] for n in calls] == ["HTTP 200"] * 4
+    assert [n["output_shape"] for n in calls] == ["HTTP 200"] * 7
     # every call's request is under it: the program's own traceparent names the call too
     by_parent: dict[Any, list[str]] = {}
     for n in main["nodes"]:
         by_parent.setdefault(n["parent_id"], []).append(n["function_name"])
     assert [by_parent.get(n["id"]) for n in calls] == [
-        ["stock:<request>:GET /stock/<int:oid>"]] * 4
+        ["stock:<request>:GET /stock/<int:oid>"]] * 7
     assert f"aioclient:<http>:GET 127.0.0.1:{stock.port}/stock/{{int}}" == \
         calls[0]["function_name"]
 
@@ -245,7 +249,7 @@ def test_traceparent_round_trip_through_httpx_and_aiohttp(services: Any,
     query = f"run={client_run}&run={runs[1]['run_id']}"
     rows = web.get(f"/api/sessions/{main['session_id']}/tree?{query}").get_json()["rows"]
     requests = [r for r in rows if r["function_name"] == "stock:<request>:GET /stock/<int:oid>"]
-    assert len(requests) == 4
+    assert len(requests) == 7
     assert all(rows[r["parent"]]["function_name"].startswith("aioclient:<http>:GET")
                for r in requests)
     timeline = web.get(f"/api/sessions/{main['session_id']}/timeline?{query}").get_json()

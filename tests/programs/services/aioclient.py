@@ -1,8 +1,12 @@
-"""Calls the stock service with aiohttp and httpx (async), once letting the agent add the
-trace headers and once with the program's own traceparent, and prints what arrived."""
+"""Calls the stock service with aiohttp and httpx (async), then with urllib.request,
+http.client and httpx's sync client, letting the agent add the trace headers or sending the
+program's own traceparent, and prints the traceparent each request arrived with."""
 
 import asyncio
+import http.client
+import json
 import sys
+import urllib.request
 
 import aiohttp
 import httpx
@@ -23,9 +27,29 @@ async def with_httpx(headers):
         return r.json()["traceparent"]
 
 
+def with_urllib():
+    with urllib.request.urlopen(f"{BASE}/stock/5", timeout=30) as r:
+        return json.loads(r.read())["traceparent"]
+
+
+def with_http_client(traceparent):
+    conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=30)
+    try:
+        conn.request("GET", "/stock/6", headers={"TraceParent": traceparent})
+        return json.loads(conn.getresponse().read())["traceparent"]
+    finally:
+        conn.close()
+
+
+def with_httpx_sync():
+    with httpx.Client() as client:
+        return client.get(f"{BASE}/stock/7").json()["traceparent"]
+
+
 async def main():
     seen = [await with_aiohttp({}), await with_aiohttp({"traceparent": OWN.format(1)}),
             await with_httpx({}), await with_httpx({"traceparent": OWN.format(2)})]
+    seen += [with_urllib(), with_http_client(OWN.format(3)), with_httpx_sync()]
     print(*seen)
 
 

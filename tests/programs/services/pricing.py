@@ -1,5 +1,5 @@
-"""The pricing service (FastAPI under uvicorn): each price asks the stock service, with
-httpx's async client in an async route and its sync client in a sync one."""
+"""The pricing service (FastAPI under uvicorn): each price asks the stock service with
+httpx's async client."""
 
 import os
 
@@ -21,9 +21,3 @@ async def price(oid: int):
     stock = r.json()
     return {"price": price_of(stock), "seen": stock["traceparent"]}
 
-
-@app.get("/sync-price/{oid}")
-def sync_price(oid: int):
-    with httpx.Client() as client:
-        stock = client.get(f"{STOCK}/stock/{oid}").json()
-    return {"price": price_of(stock), "seen": stock["traceparent"]}
