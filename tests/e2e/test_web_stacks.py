@@ -216,6 +216,9 @@ def _check_django(by_name: dict[str, list[dict[str, Any]]]) -> None:
     [fail] = by_name["<request>:GET /api/fail/"]
     assert fail["result"] == "error" and "catalog:ratio" in _functions(fail)
     assert _root(fail)["exception_type"] == "HTTP 500"
+    [quote] = by_name["<request>:GET /api/quotes/<str:sku>/"]  # an async view
+    assert "djsite.views:quote" in _functions(quote) and "catalog:price" in _functions(quote)
+    assert _root(quote)["output_shape"] == "HTTP 200"
     [health] = by_name["<request>:GET /health"]
     assert health["result"] == "success" and _root(health)["output_shape"] == "HTTP 200"
     assert {s["result"] for s in by_name["<request>:GET <unmatched>"]} == {"success"}
@@ -227,8 +230,9 @@ def _drive_django(srv: Server) -> None:
     b = srv.base
     assert [_request("GET", f"{b}/health"), _request("GET", f"{b}/api/items/A1/"),
             _request("GET", f"{b}/api/items/NOPE/"), _request("GET", f"{b}/api/fail/"),
-            _request("GET", f"{b}/nowhere"), _request("BREW", f"{b}/health")] \
-        == [200, 200, 404, 500, 404, 200]
+            _request("GET", f"{b}/nowhere"), _request("BREW", f"{b}/health"),
+            _request("GET", f"{b}/api/quotes/A1/")] \
+        == [200, 200, 404, 500, 404, 200, 200]
 
 
 def test_django_wsgi_handler(server: Any, backend: str) -> None:
