@@ -16,8 +16,8 @@ Nothing here imports more than the standard library.
 
 from __future__ import annotations
 
-import os
 import re
+from random import Random
 from typing import Any
 
 from . import recorder
@@ -28,6 +28,15 @@ _HEADER = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2}
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 MAX_TRACESTATE = 512  # the specification's own limit is 32 list members
 _MAX_SESSIONS = 4096  # sessions whose trace is remembered (oldest forgotten first)
+
+# Ids come from a generator of our own, seeded from the OS and again in a forked child: the
+# program's `random` state is never touched, and an id costs no system call.
+_ids = Random()
+
+
+def _new_id(bits: int) -> str:
+    return f"{_ids.getrandbits(bits) or 1:0{bits // 4}x}"
+
 
 # session id -> [trace id, flags, tracestate or None]
 _sessions: dict[int, list] = {}
@@ -91,9 +100,9 @@ def outgoing(frame: list) -> tuple[str, str | None]:
     ses = frame[recorder.SES]
     state = _sessions.get(ses)
     if state is None:
-        state = [os.urandom(16).hex(), "01", None]
+        state = [_new_id(128), "01", None]
         _remember(ses, state)
-    span = os.urandom(8).hex()
+    span = _new_id(64)
     _entries.append([ses, SENT, state[0], span, frame[recorder.CID]])
     return header(state[0], span, state[1]), state[2]
 
@@ -116,6 +125,7 @@ def take() -> list[list]:
 
 
 def reset_after_fork() -> None:
-    """The parent sends its own entries; a forked child starts with none."""
+    """The parent sends its own entries; a forked child starts with none (and ids of its own)."""
+    _ids.seed()
     _sessions.clear()
     del _entries[:]

@@ -70,3 +70,13 @@ def test_a_bad_incoming_header_joins_nothing() -> None:
     tc.join(_frame(3, 3), "00-nope", None)
     tc.join(_frame(0, 0), f"00-{TRACE}-{SPAN}-01", None)  # a sampled-out request
     assert tc.take() == []
+
+
+def test_ids_leave_the_programs_random_state_alone() -> None:
+    import random
+
+    random.seed(7)
+    expected = random.random()
+    random.seed(7)
+    tc.outgoing(_frame(2, 1))
+    assert random.random() == expected
