@@ -363,7 +363,7 @@ def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
     refs = _run_refs(store, ns.run)
     if ns.session and len(refs) > 1:
         # The session with the requests it made to the other runs' services.
-        at = [i for i, r in enumerate(refs) if r.store is store and r.run_id == g["run_id"]]
+        at = [i for i, r in enumerate(refs) if r.run_id == g["run_id"]]
         if at:
             g = stitch.session(refs, at[0], ns.session) or g
     target: TextIO = open(ns.output, "w", encoding="utf-8") if ns.output else out

@@ -183,6 +183,16 @@ def test_three_services_are_one_distributed_session_per_request(services: Any,
             "pricing:pricing:price", "stock:__main__:count_for"} <= names
     assert not any(n.startswith("__main__:") for n in names)
 
+    # one session's export shows its hops too (a sequence diagram per service)
+    seq = run_cli(["export", "--format", "mermaid", "--data-dir", str(tmp_path / "data-front"),
+                   "--session", stitched[0]["session_id"], *run_args], tmp_path, timeout=120)
+    assert seq.returncode == 0, seq.stderr.decode()
+    assert "pricing:pricing" in seq.stdout.decode() and "stock:__main__" in seq.stdout.decode()
+    alone = run_cli(["export", "--format", "mermaid", "--data-dir", str(tmp_path / "data-front"),
+                     "--session", stitched[0]["session_id"]], tmp_path, timeout=120)
+    assert alone.returncode == 0 and "pricing" not in alone.stdout.decode().replace(
+        f"{pricing_host}/price", "")
+
     # trace formats show the distributed sessions too
     chrome = run_cli(["export", "--format", "chrome", *run_args], tmp_path, timeout=120)
     assert chrome.returncode == 0, chrome.stderr.decode()
