@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 from .service import qualified, service_of
 from .store import traces
 
-MAX_HOPS = 10_000  # calls a distributed session may gather from other services
+MAX_NODES = 200_000  # calls one distributed session may gather (a runaway fan-out stops here)
 
 
 @dataclass(frozen=True)
@@ -109,11 +110,11 @@ def stitch(refs: list[RunRef], key: tuple[int, str], lk: Links,
     services = [ref.service]
     runs = [ref.run_id]
     # (hop key, the id of the client call it hangs under, in the output graph)
-    queue = [(child, n["id"]) for n in root["nodes"]
-             for child in lk.children.get((i, session_id, n["id"]), ())]
+    queue = deque((child, n["id"]) for n in root["nodes"]
+                  for child in lk.children.get((i, session_id, n["id"]), ()))
     hops = 0
-    while queue and len(nodes) < MAX_HOPS:
-        (j, sid), under = queue.pop(0)
+    while queue and len(nodes) < MAX_NODES:
+        (j, sid), under = queue.popleft()
         if (j, sid) in seen:
             continue
         seen.add((j, sid))

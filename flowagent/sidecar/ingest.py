@@ -312,7 +312,7 @@ class Ingestor:
             if p is not None:
                 p.name = str(name)
         if "traces" in batch:
-            add_trace_entries(self.db, self.run_id, proc.pk, batch["traces"])
+            add_trace_entries(store, self.run_id, proc.pk, batch["traces"])
         calls = batch["calls"]
         n_calls = len(calls)
         if not n_calls:

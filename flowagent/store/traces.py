@@ -33,9 +33,10 @@ TABLES = ("trace_sessions", "trace_spans")
 JOINED, SENT = 0, 1  # entry kinds (flowagent.agent.tracecontext)
 
 
-def add_entries(db: sqlite3.Connection, run_id: str, pk: str, entries: list) -> None:
+def add_entries(store: Any, run_id: str, pk: str, entries: list) -> None:
     """Store a batch's ``traces`` entries (``[session, kind, trace, span, call]``) of the
-    process ``pk``."""
+    process ``pk`` (inside the caller's transaction)."""
+    db = store.db
     joined, sent = [], []
     for ses, kind, trace, span, cid in entries:
         session_id = f"{pk}-{ses}"
