@@ -62,6 +62,8 @@ RUN_OPTIONS: dict[str, tuple[str, str | None, object, str]] = {
     "--otlp-endpoint": ("otlp_endpoint", "URL", None,
                         "send each finished session as OpenTelemetry spans to this OTLP/HTTP "
                         "receiver (needs the otlp extra)"),
+    "--service": ("service", "NAME", None,
+                  "service name of this run (default: the script, module or program name)"),
 }
 _RUN_SHORT = {"-v": "--verbose"}
 _REPEATABLE = {"include", "exclude"}
@@ -211,6 +213,26 @@ def _run_id(store: Any, run: str | None) -> str:
     return latest
 
 
+def _run_refs(store: Any, specs: list[str] | None) -> list[Any]:
+    """The runs ``--run`` names, each with its store: a run id (or prefix, or ``latest``) of
+    the data directory in use, a data directory (its latest run), or ``DIR:RUN``."""
+    from .stitch import RunRef
+    from .store.api import db_path, open_store
+
+    refs = []
+    for spec in specs or [None]:
+        where, run = store, spec
+        if _names_data_dir(spec):
+            path, run = (spec, None) if os.path.isdir(spec) else spec.rpartition(":")[::2]
+            where = open_store(db_path(path), readonly=True)
+        refs.append(RunRef.of(where, _run_id(where, run)))
+    return refs
+
+
+def _names_data_dir(spec: str | None) -> bool:
+    return bool(spec) and (os.path.isdir(spec) or os.path.isdir(spec.rpartition(":")[0]))
+
+
 def _print_json(obj: Any, out: TextIO) -> None:
     """The --json output of every reading command."""
     import json
@@ -330,7 +352,9 @@ def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
         from .otlpcmd import export_otlp
 
         return export_otlp(ns, _store(ns.data_dir, ns.store), _run_id, out)
-    store = _store(ns.data_dir, ns.store)
+    # Runs named by their data directories need no store of their own.
+    store = _store(ns.data_dir, ns.store) if ns.session or not ns.run \
+        or not all(map(_names_data_dir, ns.run)) else None
     fmt = FORMATS[ns.format]
     if ns.aggregate and (ns.format != "speedscope" or ns.session):
         raise UsageError("--aggregate goes with --format speedscope and a run, not a session")
@@ -338,7 +362,14 @@ def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
         g = store.session_graph(ns.session)
         if g is None:
             raise NotFoundError(f"no session {ns.session!r}; 'flowagent sessions' lists them")
-    runs = [_run_id(store, r) for r in (ns.run or [None])]
+    from . import stitch
+
+    refs = _run_refs(store, ns.run)
+    if ns.session and len(refs) > 1:
+        # The session with the requests it made to the other runs' services.
+        at = [i for i, r in enumerate(refs) if r.run_id == g["run_id"]]
+        if at:
+            g = stitch.session(refs, at[0], ns.session) or g
     target: TextIO = open(ns.output, "w", encoding="utf-8") if ns.output else out
     try:
         if ns.session:
@@ -348,17 +379,16 @@ def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
             from .export.collapsed import collapsed_stacks
             from .export.speedscope import merged_speedscope
 
-            merged_speedscope(collapsed_stacks(
-                g for r in runs for g in store.iter_session_graphs(r)), target)
+            merged_speedscope(collapsed_stacks(stitch.sessions(refs)), target)
         elif fmt.merged is not None:
             from .sidecar.graph import from_aggregates, merge_all, to_contract
 
-            graphs = (from_aggregates(store.aggregates(r)) for r in runs)
+            graphs = (from_aggregates(a) for a in stitch.aggregates(refs))
             target.write(fmt.merged(to_contract(merge_all(graphs))))  # type: ignore[arg-type]
         else:
-            # Trace formats: every kept session of the runs, streamed one at a time.
-            fmt.sessions((g for r in runs for g in store.iter_session_graphs(r)),  # type: ignore[misc]
-                         target)
+            # Trace formats: every kept session of the runs, streamed one at a time; a
+            # request one run made to another is inside the session that made it.
+            fmt.sessions(stitch.sessions(refs), target)  # type: ignore[misc]
     finally:
         if ns.output:
             target.close()
@@ -584,7 +614,8 @@ def _read_parser() -> argparse.ArgumentParser:
                     choices=("json", "dot", "mermaid", "chrome", "speedscope", "collapsed",
                              "otlp", "otlp-json"))
     sp.add_argument("--run", action="append", metavar="RUN",
-                    help="run id (repeatable: runs are merged); default: latest")
+                    help="run id, data directory or DIR:RUN (repeatable: runs are merged "
+                         "and requests between their services stitched); default: latest")
     sp.add_argument("--session", metavar="ID", help="export one session instead")
     sp.add_argument("--aggregate", action="store_true",
                     help="speedscope only: one sampled profile of all sessions (a merged "

@@ -44,6 +44,9 @@ Keys (TOML key / environment variable / default):
 - ``otlp_endpoint`` / FLOWAGENT_OTLP_ENDPOINT / ``""``: an OTLP/HTTP receiver
   (``http://host:4318``) the sidecar sends each finished session to as OpenTelemetry spans;
   empty means none.
+- ``service`` / FLOWAGENT_SERVICE / ``""``: the service name the run is stored under (letters,
+  digits, ``.``, ``_``, ``-``); empty means the program's name (script stem, ``-m`` module,
+  or program name).
 
 Any mistake raises :class:`~flowagent.errors.ConfigError` naming the key, where it came from
 (file path, variable or option) and what to do. This module runs inside the recorded program,
@@ -96,6 +99,7 @@ class Config:
     shape_every_call: bool = False
     max_data_size: int = 2 * GiB
     otlp_endpoint: str = ""
+    service: str = ""
     sources: tuple[tuple[str, str], ...] = ()  # (key, "default" | file path | env var | --option)
 
 
@@ -137,6 +141,9 @@ _KEYS: dict[str, tuple[str, str, str]] = {
     "otlp_endpoint": ("url", '""', "OTLP/HTTP receiver (`http://host:4318`) the sidecar sends "
                       "each finished session to as OpenTelemetry spans; empty = none. Needs "
                       "the `otlp` extra."),
+    "service": ("service", '""', "Service name the run is stored under (letters, digits, "
+                "`.`, `_`, `-`); requests that cross services are stitched by it. Empty = "
+                "the program's name (script stem, `-m` module or program)."),
 }
 KNOWN_KEYS: frozenset[str] = frozenset(_KEYS)
 ENV_KEYS: dict[str, str] = {"FLOWAGENT_" + key.upper(): key for key in _KEYS}
@@ -148,10 +155,12 @@ _EXPECTED = {
     "datasize": "an integer number of bytes or a size string such as \"2GiB\"",
     "url": "an http:// or https:// URL such as \"http://localhost:4318\"",
     "store": "a path, sqlite:///PATH or postgresql://USER@HOST/DB",
+    "service": "a service name such as \"checkout\"",
 }
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 _SIZE_UNITS = {"": 1, "b": 1, "k": KiB, "kb": KiB, "kib": KiB, "m": MiB, "mb": MiB, "mib": MiB,
                "g": GiB, "gb": GiB, "gib": GiB}
+_SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)")
 
 
@@ -381,6 +390,13 @@ def _check(key: str, value: Any, where: str, base: Path) -> Any:
         return _check_url(value, where, wrong)
     if kind == "store":
         return _check_store(value, where, base, wrong)
+    if kind == "service":
+        if not isinstance(value, str):
+            raise wrong()
+        if value and not _SERVICE_RE.fullmatch(value):
+            raise ConfigError(f"{where}: a service name is 1 to 64 letters, digits, '.', '_' "
+                              f"or '-' (it prefixes the service's functions), got {value!r}")
+        return value
     if kind == "size":
         size = _parse_size(value, where) if isinstance(value, str) else value
         if isinstance(size, bool) or not isinstance(size, int):

@@ -553,9 +553,12 @@ def run(cfg: Config, target: Target, cwd: str) -> int:
     The program always runs: if recording cannot start (data directory unwritable or full),
     one clear error line says so and the program runs unrecorded; if the sidecar fails, one
     line says why and where the recording waits to be stored."""
-    otlp_args = _otlp_args(cfg, target)
+    from .service import default_service
+
+    service = cfg.service or default_service(target.kind, target.name, target.args)
+    sidecar_args = (*_otlp_args(cfg, target), "--service", service)
     try:
-        run_id, run_dir, sidecar = _prepare(cfg, otlp_args)
+        run_id, run_dir, sidecar = _prepare(cfg, sidecar_args)
     except StoreError as exc:
         sys.stderr.write(f"flowagent: error: {exc}; running {target.describe()} without "
                          "recording\n")

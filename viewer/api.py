@@ -18,7 +18,7 @@ from flowagent.export._sequence import sequence as sequence_model
 from flowagent.store import queries
 from flowagent.store.api import open_store
 
-from . import compareview, flowview, graphview, sessionview, statsview
+from . import compareview, distributed, flowview, graphview, sessionview, statsview
 from .data import get_store, merged_contract, run_or_404, run_report, session_or_404, \
     store_location, with_totals
 from .sessionlist import list_sessions, parse_filters
@@ -166,24 +166,21 @@ def session(session_id: str) -> Response:
 
 @bp.get("/sessions/<session_id>/tree")
 def tree(session_id: str) -> Response:
-    session_or_404(session_id)
-    graph = get_store().session_graph(session_id) or {"nodes": []}
+    graph = distributed.session_graph(session_id, session_or_404(session_id))
     rows = [r.as_dict() for r in sessionview.tree_rows(graph)]
     return jsonify({"session_id": session_id, "rows": rows})
 
 
 @bp.get("/sessions/<session_id>/timeline")
 def timeline(session_id: str) -> Response:
-    session_or_404(session_id)
-    graph = get_store().session_graph(session_id) or {"nodes": []}
+    graph = distributed.session_graph(session_id, session_or_404(session_id))
     return jsonify(sessionview.timeline(graph))
 
 
 @bp.get("/sessions/<session_id>/sequence")
 def sequence(session_id: str) -> Response:
     """The session's sequence diagram model (lanes, lifelines, messages)."""
-    session_or_404(session_id)
-    graph = get_store().session_graph(session_id) or {"nodes": []}
+    graph = distributed.session_graph(session_id, session_or_404(session_id))
     return jsonify(sequence_model(graph).as_dict())
 
 

@@ -16,7 +16,7 @@ from flowagent.export import FORMATS
 from flowagent.export._sequence import sequence as sequence_model
 from flowagent.store import queries
 
-from . import compareview, flowview, graphview, sessionview, statsview
+from . import compareview, distributed, flowview, graphview, sessionview, statsview
 from .data import get_store, latest_run_id, merged_contract, run_or_404, run_report, \
     session_or_404, with_totals
 from .sessionlist import ORDERS, PAGE_SIZES, list_sessions, parse_filters
@@ -78,11 +78,13 @@ def run_page(run_id: str) -> Response:
 @bp.get("/sessions/<session_id>")
 def session(session_id: str) -> str:
     row = session_or_404(session_id)
-    graph = get_store().session_graph(session_id) or {"nodes": [], "edges": []}
+    graph = distributed.session_graph(session_id, row)
     run = run_or_404(row["run_id"])
     rows = sessionview.tree_rows(graph)
     threads = sorted({r.thread_name for r in rows})
     return render_template("session.html", session=row, run=run, rows=rows, threads=threads,
+                           runs=distributed.selected_runs(row["run_id"])[1:],
+                           related=distributed.related_runs(session_id, row["run_id"]),
                            errors=sum(1 for r in rows if r.result == "error"),
                            child_limit=sessionview.CHILD_LIMIT,
                            formats=_formats("session"))
@@ -151,7 +153,8 @@ def flows(run_id: str) -> str:
 def sequence(session_id: str) -> str:
     """The session as a sequence diagram: lifelines per class or module, lanes per thread."""
     row = session_or_404(session_id)
-    graph = get_store().session_graph(session_id) or {"nodes": [], "edges": []}
+    graph = distributed.session_graph(session_id, row)
     run = run_or_404(row["run_id"])
     model = sequence_model(graph).as_dict()
-    return render_template("sequence.html", session=row, run=run, model=model)
+    return render_template("sequence.html", session=row, run=run, model=model,
+                           runs=distributed.selected_runs(row["run_id"])[1:])

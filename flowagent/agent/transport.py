@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-from . import recorder
+from . import recorder, tracecontext
 from .ring import RingWriter
 from .wire import VERSION, Encoder
 
@@ -145,6 +145,7 @@ class Transport:
         # The flusher may have held these at the fork; it does not exist here.
         self.lock = _native_lock()
         recorder.reset_after_fork()
+        tracecontext.reset_after_fork()
         try:
             self._open_for(os.getpid())
         except Exception:
@@ -192,6 +193,7 @@ class Transport:
             if os.getpid() != self.pid:
                 # Forked without our at-fork hooks (a C extension calling fork()): start over.
                 recorder.reset_after_fork()
+                tracecontext.reset_after_fork()
                 self._open_for(os.getpid())
             # In batches of at most BATCH_CALLS calls: what threads recording flat out buffer
             # while the flusher waits for the GIL can be 10^5 calls, and one batch of them
@@ -213,11 +215,12 @@ class Transport:
         ns = len(starts)
         new_starts = starts[:ns]
         del starts[:ns]
+        traces = tracecontext.take()  # after the calls: never in a later batch than they
         stats = [S.agent_errors + _shape_failures(), S.dropped, S.sampled_out]
-        if not (n or new_starts or final) and stats == self.sent_stats:
+        if not (n or new_starts or traces or final) and stats == self.sent_stats:
             return
         if self.ring is None:
-            if not (n or new_starts):
+            if not (n or new_starts or traces):
                 return
             self._create_ring()
         fns, strs = recorder.take_definitions()
@@ -230,6 +233,8 @@ class Transport:
             "sampled_out": stats[2],
             "final": final,
         }
+        if traces:
+            batch["traces"] = traces
         payload = self.encoder.encode_columns(batch, n, columns)
         new_drops = stats[1] - self.sent_stats[1]
         if new_drops:

@@ -206,6 +206,8 @@ _ENTRIES: dict[str, tuple[tuple[type | tuple[type, ...], ...], ...]] = {
     "starts": ((int, int, int, int), (int, int, int, int, str)),
     "names": ((int, str),),
     "threads": ((int, str),),
+    # W3C trace context (flowagent.agent.tracecontext): session, kind, trace id, span id, call
+    "traces": ((int, int, str, str, int),),
 }
 
 

@@ -72,6 +72,8 @@ def owner(function_name: str) -> str:
     """The lifeline of a function: ``m:Cls.meth`` → ``m:Cls``; ``m:f`` and
     ``m:f.<locals>.g`` → ``m``."""
     module, qualname = split_function(function_name)
+    if ":" in qualname:  # ``svc:m:Cls.meth`` (several services): the service's own owner
+        return f"{module}:{owner(qualname)}"
     parts = qualname.split(".")
     if len(parts) > 1 and parts[1] != "<locals>" and parts[0] != "<locals>":
         return f"{module}:{parts[0]}" if module else parts[0]

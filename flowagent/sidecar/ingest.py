@@ -26,6 +26,7 @@ from ..agent.ring import RingError, RingReader
 from ..agent.wire import INCOMPLETE, Decoder
 from ..store import chunks as C
 from ..store.api import (RESULTS, FunctionDef, ProcessProgress, SessionEnd, Store)
+from ..store.traces import add_entries as add_trace_entries
 from .aggregate import Aggregates
 from .hooks import session_payload
 from .retention import EXEMPLAR, FAILED, RECENT, Retention
@@ -291,6 +292,8 @@ class Ingestor:
             p = proc.pending.get(ses)
             if p is not None:
                 p.name = str(name)
+        if "traces" in batch:
+            add_trace_entries(store, self.run_id, proc.pk, batch["traces"])
         calls = batch["calls"]
         n_calls = len(calls)
         if not n_calls:

@@ -29,6 +29,7 @@ from .api import (
     ProcessSample, ProcessState, RootCount, RunEnd, RunTotals, SessionEnd, SessionFilter,
     SessionTotals, ShapeCount, StoredCalls, VariantResult, VariantStats, db_path,
 )
+from .traces import SCHEMA as TRACE_SCHEMA, TABLES as TRACE_TABLES
 
 SCHEMA_VERSION = 4
 # Chunks are wire batches (flowagent.store.chunks): a store is readable by the same schema
@@ -185,6 +186,7 @@ class SQLiteStore:
                                 "value TEXT)")
                 self._check_version(path)
                 self.db.executescript(_SCHEMA)
+                self.db.executescript(TRACE_SCHEMA)
                 _add_columns(self.db)
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)",
                                 (DATA_FORMAT,))
@@ -367,7 +369,7 @@ class SQLiteStore:
                        "(SELECT sid FROM sessions WHERE run_id=?)", (run_id,))
             for table in ("chunks", "sessions", "functions", "processes", "graph_nodes",
                           "graph_edges", "variants", "error_clusters", "process_samples",
-                          "shape_counts", "paths", "runs"):
+                          "shape_counts", "paths", "runs", *TRACE_TABLES):
                 db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))  # noqa: S608
 
     # -- reading -------------------------------------------------------------------------

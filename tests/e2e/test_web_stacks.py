@@ -128,6 +128,11 @@ def _functions(s: dict[str, Any]) -> list[str]:
     return [n["function_name"] for n in s["tree"]["nodes"]]
 
 
+def _own_functions(s: dict[str, Any]) -> list[str]:
+    """The session's functions without its outgoing HTTP calls."""
+    return [f for f in _functions(s) if not f.startswith("<http>:")]
+
+
 def _check_fastapi(by_name: dict[str, list[dict[str, Any]]]) -> None:
     items = by_name["<request>:GET /items/{sku}"]
     ok = [s for s in items if _root(s)["output_shape"] == "HTTP 200"]
@@ -159,9 +164,11 @@ def test_fastapi_in_process_test_client(tmp_path: Path, backend: str) -> None:
     sessions = [{**s, "tree": rec.tree(s["session_id"])} for s in rec.sessions()]
     by_name = _requests(sessions)
     _check_fastapi(by_name)
-    # main() drives the client: the requests are their own sessions, not main's calls
+    # main() drives the client: the requests are their own sessions, main holds only the
+    # client calls that made them
     [main] = [s for s in sessions if s["name"] == "__main__:main"]
-    assert _functions(main) == ["__main__:main"]
+    assert _own_functions(main) == ["__main__:main"]
+    assert len(_functions(main)) == 8 and "<http>:GET testserver:80/items/A1" in _functions(main)
     # routes are named before the calls under them end: every caller in the merged graph is
     # a node of it (no edge from a request's provisional name)
     merged = rec.merged()
@@ -209,6 +216,9 @@ def _check_django(by_name: dict[str, list[dict[str, Any]]]) -> None:
     [fail] = by_name["<request>:GET /api/fail/"]
     assert fail["result"] == "error" and "catalog:ratio" in _functions(fail)
     assert _root(fail)["exception_type"] == "HTTP 500"
+    [quote] = by_name["<request>:GET /api/quotes/<str:sku>/"]  # an async view
+    assert "djsite.views:quote" in _functions(quote) and "catalog:price" in _functions(quote)
+    assert _root(quote)["output_shape"] == "HTTP 200"
     [health] = by_name["<request>:GET /health"]
     assert health["result"] == "success" and _root(health)["output_shape"] == "HTTP 200"
     assert {s["result"] for s in by_name["<request>:GET <unmatched>"]} == {"success"}
@@ -220,8 +230,9 @@ def _drive_django(srv: Server) -> None:
     b = srv.base
     assert [_request("GET", f"{b}/health"), _request("GET", f"{b}/api/items/A1/"),
             _request("GET", f"{b}/api/items/NOPE/"), _request("GET", f"{b}/api/fail/"),
-            _request("GET", f"{b}/nowhere"), _request("BREW", f"{b}/health")] \
-        == [200, 200, 404, 500, 404, 200]
+            _request("GET", f"{b}/nowhere"), _request("BREW", f"{b}/health"),
+            _request("GET", f"{b}/api/quotes/A1/")] \
+        == [200, 200, 404, 500, 404, 200, 200]
 
 
 def test_django_wsgi_handler(server: Any, backend: str) -> None:
@@ -271,7 +282,7 @@ def test_fastapi_concurrent_requests_through_httpx_in_process(tmp_path: Path,
     for s in by_name["<request>:GET /items/{sku}"]:  # gathered requests never mix
         assert _functions(s).count("catalog:price") == 1
     [main] = [s for s in sessions if s["name"] == "__main__:main"]
-    assert _functions(main) == ["__main__:main"]
+    assert _own_functions(main) == ["__main__:main"]
 
 
 def test_websocket_is_one_session(tmp_path: Path) -> None:

@@ -59,5 +59,6 @@ def test_host_defaults_to_the_machine(tmp_path: Path) -> None:
 
     rec = record("def f():\n    return 1\n\nf()\n", tmp_path)
     run = rec.run_info()
-    assert (run["service"], run["host"]) == (None, socket.gethostname())
+    # without --service the run is named after its program (the script's stem)
+    assert (run["service"], run["host"]) == ("prog", socket.gethostname())
     rec.close()

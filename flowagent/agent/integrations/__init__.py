@@ -5,8 +5,9 @@ one session rooted at ``<request>:METHOD /route/template`` (:mod:`.webrequest`);
 :mod:`.frameworks` says where each framework's app enters them and where its URL matching
 names the route. :mod:`.imports` makes import time one session per module tree,
 :mod:`.propagation` carries a call's context into the threads and pool work it starts,
-:mod:`.testing` makes each pytest test one session, :mod:`.httpclient` records outgoing
-HTTP calls, and :mod:`.mp` keeps multiprocessing
+:mod:`.testing` makes each pytest test one session, :mod:`.httpclient` (``http.client``,
+so urllib, requests and urllib3) and :mod:`.webclients` (httpx, aiohttp) record outgoing
+HTTP calls and carry the W3C trace context, and :mod:`.mp` keeps multiprocessing
 children recording.
 """
 
@@ -14,11 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import frameworks, httpclient, mp, propagation, testing
+from . import frameworks, httpclient, mp, propagation, testing, webclients
 
 
 def install(backend: Any) -> None:
-    for hooks in (frameworks.HOOKS, httpclient.HOOKS, propagation.HOOKS, testing.HOOKS):
+    for hooks in (frameworks.HOOKS, httpclient.HOOKS, propagation.HOOKS, testing.HOOKS,
+                  webclients.HOOKS):
         for module, hook in hooks.items():
             backend.add_post_import_hook(module, hook)
     backend.add_post_import_hook("multiprocessing.util", mp.patch_mp_util)

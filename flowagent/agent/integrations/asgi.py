@@ -30,6 +30,21 @@ def route_template(scope: Any, route_path: Any) -> str | None:
     return prefix + route_path
 
 
+def _trace_headers(headers: Any) -> tuple[Any, Any]:
+    """The request's ``traceparent`` and ``tracestate`` values (bytes), or None."""
+    parent = state = None
+    try:
+        for pair in headers or ():
+            name = pair[0]
+            if name == b"traceparent":
+                parent = pair[1]
+            elif name == b"tracestate":
+                state = pair[1]
+    except Exception:
+        recorder.S.agent_errors += 1
+    return parent, state
+
+
 def wrap_app(app: Callable) -> Callable:
     """An ASGI application method (``async __call__(self, scope, receive, send)``) that
     serves each HTTP request and websocket as its own session.
@@ -43,7 +58,8 @@ def wrap_app(app: Callable) -> Callable:
         if kind not in ("http", "websocket"):
             return await app(self, scope, receive, send)
         root, token = webrequest.open_request(scope.get("method", "GET")
-                                              if kind == "http" else "GET")
+                                              if kind == "http" else "GET",
+                                              *_trace_headers(scope.get("headers")))
         if root is None:
             return await app(self, scope, receive, send)
         base = scope.get("root_path", "")

@@ -13,6 +13,12 @@ noted when ``putrequest`` assigns the connection's ``_method`` and ends when the
 checks that can fail), through data descriptors that store the value where it always was (the
 instance dict). A request that fails before a status arrives (connection refused, timeout)
 is left unrecorded rather than guessed.
+
+The call carries a W3C ``traceparent`` (:mod:`flowagent.agent.tracecontext`) unless the
+program set one itself: the header is added to the connection's buffered header lines when
+``endheaders`` sends them (the buffer of a recorded call is a list whose ``extend``, the one
+step of ``_send_output`` before the lines are joined, adds it), so again no agent frame is
+on the stack where the program's request can fail.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from contextvars import ContextVar
 from types import ModuleType
 from typing import Any, Callable
 
-from .. import recorder
+from .. import recorder, tracecontext
 from . import webrequest
 
 MAX_NAME = 256
@@ -61,8 +67,47 @@ def _fid(name: str) -> int:
     return fid
 
 
+class _TracedBuffer(list):
+    """A connection's header buffer that adds the trace headers of the recorded call
+    ``frame`` when ``_send_output`` ends the header block (``extend((b"", b""))``)."""
+
+    __slots__ = ("frame",)
+
+    def extend(self, items: Any) -> None:
+        frame = self.frame
+        if frame is not None:
+            self.frame = None
+            try:
+                add_trace_lines(self, frame)
+            except Exception:
+                recorder.S.agent_errors += 1
+        list.extend(self, items)
+
+
+def add_trace_lines(lines: list, frame: list) -> None:
+    """Header lines (``b"Name: value"``, the first one the request line) get a
+    ``traceparent`` and the session's ``tracestate`` unless the program sent its own."""
+    own_parent = own_state = False
+    for line in lines[1:]:
+        if type(line) is bytes:
+            head = line[:12].lower()
+            if head == b"traceparent:":
+                tracecontext.adopt(frame, line[12:].strip())
+                own_parent = True
+            elif head[:11] == b"tracestate:":
+                own_state = True
+    if not own_parent:
+        parent, state = tracecontext.outgoing(frame)
+        lines.append(b"traceparent: " + parent.encode("ascii"))
+        if state and not own_state:
+            lines.append(b"tracestate: " + state.encode("latin-1"))
+
+
 def _begin(conn: Any, method: Any) -> None:
     """``putrequest`` assigned the method: open the call (a leaf, never current)."""
+    buffer = vars(conn).get("_buffer")
+    if type(buffer) is _TracedBuffer:
+        buffer.frame = None  # a kept-alive connection's previous call
     if recorder._get() is None or type(method) is not str:
         return
     url = sys._getframe(2).f_locals.get("url")  # putrequest's own argument
@@ -72,13 +117,14 @@ def _begin(conn: Any, method: Any) -> None:
     tunnel = getattr(conn, "_tunnel_host", None)
     host = tunnel or getattr(conn, "host", None)
     port = getattr(conn, "_tunnel_port", None) if tunnel else getattr(conn, "port", None)
-    name = url_template(method, f"{host}:{port}" if port else str(host), url)
-    frame = recorder.open_call(_fid(name), ())
+    frame = open_client_call(method, f"{host}:{port}" if port else str(host), url)
     if frame is None:
         return
-    if recorder._get() is frame:
-        recorder._set(frame[recorder.OUTER])
     _pending.set(frame)
+    if type(buffer) is list and not buffer:
+        buffer = vars(conn)["_buffer"] = _TracedBuffer()
+    if type(buffer) is _TracedBuffer:
+        buffer.frame = frame
 
 
 def _end(status: Any) -> None:
@@ -87,6 +133,22 @@ def _end(status: Any) -> None:
     if frame is None or type(status) is not int:
         return
     _pending.set(None)
+    close_client_call(frame, status)
+
+
+def open_client_call(method: str, host: str, url: str) -> list | None:
+    """Open the call of an outgoing request (a leaf, left not current: a request that fails
+    before a status arrives is never closed, so never recorded), or None outside a session."""
+    if recorder._get() is None:
+        return None
+    frame = recorder.open_call(_fid(url_template(method, host, url)), ())
+    if frame is not None and recorder._get() is frame:
+        recorder._set(frame[recorder.OUTER])
+    return frame
+
+
+def close_client_call(frame: list, status: int) -> None:
+    """The response arrived: the call ends with its status (a 5xx one as an error)."""
     recorder.set_output_shape(frame, f"HTTP {status}")
     recorder.close_call(frame, webrequest.server_error(status) if status >= 500 else None)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any
 
-from .. import recorder
+from .. import recorder, tracecontext
 
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
                      "CONNECT"))
@@ -68,6 +68,7 @@ class RequestRoot:
                 exc_type = server_error(self.status)
         except Exception:
             recorder.S.agent_errors += 1
+        tracecontext.forget(self.frame)
         recorder.close_call(self.frame, exc_type)
 
 
@@ -94,15 +95,22 @@ def current() -> RequestRoot | None:
     return root if root is not None and not root.closed else None
 
 
-def open_request(method: Any) -> tuple[RequestRoot | None, Any]:
+def open_request(method: Any, traceparent: Any = None, tracestate: Any = None
+                 ) -> tuple[RequestRoot | None, Any]:
     """Start a request's session, or (None, None) when one is already open here (a framework
     app called by another, a sub-application) or nothing is recorded. The second value is
-    the token :func:`leave` needs."""
+    the token :func:`leave` needs. A request that carries a W3C ``traceparent`` joins the
+    caller's trace."""
     if current() is not None:
         return None, None
     frame = recorder.enter_root(f"{method_name(method)} {UNMATCHED}", always=True)
     if frame is None:
         return None, None
+    if traceparent is not None:
+        try:
+            tracecontext.join(frame, traceparent, tracestate)
+        except Exception:
+            recorder.S.agent_errors += 1
     root = RequestRoot(frame, method_name(method))
     return root, _current.set(root)
 

@@ -78,8 +78,12 @@ def wrap_app(app: Callable) -> Callable:
 
     @functools.wraps(app)
     def serve(self: Any, environ: Any, start_response: Any) -> Any:
-        method = environ.get("REQUEST_METHOD") if type(environ) is dict else None
-        root, token = webrequest.open_request(method)
+        if type(environ) is dict:
+            root, token = webrequest.open_request(environ.get("REQUEST_METHOD"),
+                                                  environ.get("HTTP_TRACEPARENT"),
+                                                  environ.get("HTTP_TRACESTATE"))
+        else:
+            root, token = webrequest.open_request(None)
         if root is None:
             return app(self, environ, start_response)
 

@@ -5,6 +5,7 @@ from djsite import views
 api = [
     path("items/<str:sku>/", views.item),
     path("fail/", views.fail),
+    path("quotes/<str:sku>/", views.quote),
 ]
 
 urlpatterns = [
