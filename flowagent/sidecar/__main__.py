@@ -17,7 +17,6 @@ import gc
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -94,10 +93,7 @@ def run_identity(service: str | None = None, host: str | None = None
     ones first, else ``FLOWAGENT_SERVICE`` / ``FLOWAGENT_HOST``, else no service and this
     machine's host name."""
     env = os.environ
-    try:
-        here = socket.gethostname()
-    except OSError:
-        here = ""
+    here = os.uname().nodename  # socket.gethostname(), without importing socket
     return (service or env.get("FLOWAGENT_SERVICE") or None,
             host or env.get("FLOWAGENT_HOST") or here or None)
 

@@ -3,8 +3,11 @@ exports ask of recorded data, and every write the sidecar makes, as typed method
 
 Nothing outside :mod:`flowagent.store` writes SQL, knows a table or a column, or decodes a
 stored encoding (duration histograms, example lists, the per-session function index): it
-calls a :class:`Store` method and gets plain records (frozen dataclasses) or the export
-contract's dicts. Two implementations, chosen by :func:`open_store` from a URL:
+calls a :class:`Store` method and gets plain records (named tuples, read by field name) or
+the export contract's dicts. Records are named tuples rather than dataclasses because every
+command and the sidecar import this module before doing anything: classes made by
+``NamedTuple`` cost a fraction of a dataclass's to create. Two implementations, chosen by
+:func:`open_store` from a URL:
 
 * a path, or ``sqlite:///path``: :class:`flowagent.store.sqlite.SQLiteStore`, the embedded
   default (one file in the data directory, one writer: the run's sidecar);
@@ -27,8 +30,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 RESULTS = ("success", "error", "partial", "incomplete")  # call result codes, in code order
 
@@ -54,8 +56,7 @@ PROCESS_FIELDS = (
 
 # -- records the sidecar writes ------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class FunctionDef:
+class FunctionDef(NamedTuple):
     """A recorded function, numbered per run (``fid``) by the run's sidecar."""
 
     fid: int
@@ -68,8 +69,7 @@ class FunctionDef:
     params: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessState:
+class ProcessState(NamedTuple):
     """Where ingestion of one process stands (resume after a sidecar restart)."""
 
     last_seq: int        # the last frame sequence number stored (idempotency)
@@ -79,8 +79,7 @@ class ProcessState:
     info: Mapping[str, Any]  # the process's own description plus its wire-id maps
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessProgress:
+class ProcessProgress(NamedTuple):
     """What the sidecar writes for a process with each committed batch of frames."""
 
     last_seq: int
@@ -96,8 +95,7 @@ class ProcessProgress:
     info: Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessCounters:
+class ProcessCounters(NamedTuple):
     """A stored process's loss and volume counters (a resumed run adds up retired rings)."""
 
     pk: str
@@ -110,8 +108,7 @@ class ProcessCounters:
     stored_events: int
 
 
-@dataclass(frozen=True, slots=True)
-class OpenSession:
+class OpenSession(NamedTuple):
     """A stored session whose root call had not finished (rebuilt on resume)."""
 
     rowid: int
@@ -122,8 +119,7 @@ class OpenSession:
     thread: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class SessionEnd:
+class SessionEnd(NamedTuple):
     """What a finished (or abandoned) session's row gets."""
 
     name: str
@@ -141,8 +137,7 @@ class SessionEnd:
     raised: tuple[tuple[int, int, int], ...]   # (fid, exception shape id, calls)
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessSample:
+class ProcessSample(NamedTuple):
     run_id: str
     pid: int
     ts_ns: int
@@ -150,8 +145,7 @@ class ProcessSample:
     rss_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class RunTotals:
+class RunTotals(NamedTuple):
     """A run's totals as its sidecar writes them at the end."""
 
     sessions: int
@@ -171,8 +165,7 @@ class RunTotals:
     pruned_sessions: int     # added to what earlier sidecars of the run pruned
 
 
-@dataclass(frozen=True, slots=True)
-class RunEnd:
+class RunEnd(NamedTuple):
     """What only the launcher knows about a run, written when the program has ended."""
 
     argv: tuple[str, ...]
@@ -185,8 +178,7 @@ class RunEnd:
 
 # -- aggregates (merged-graph totals; written by the sidecar, read by everyone) ------------------
 
-@dataclass(frozen=True, slots=True)
-class NodeStats:
+class NodeStats(NamedTuple):
     fid: int
     calls: int
     errors: int
@@ -200,8 +192,7 @@ class NodeStats:
     hist: Mapping[int, int]   # duration distribution (flowagent.sidecar.histogram)
 
 
-@dataclass(frozen=True, slots=True)
-class EdgeStats:
+class EdgeStats(NamedTuple):
     caller_fid: int
     callee_fid: int
     result: int
@@ -209,8 +200,7 @@ class EdgeStats:
     total_ns: int
 
 
-@dataclass(frozen=True, slots=True)
-class ShapeCount:
+class ShapeCount(NamedTuple):
     fid: int
     io: str                    # "in" | "out"
     shape_sid: int
@@ -219,14 +209,12 @@ class ShapeCount:
     shape: str | None = None   # the shape's text (filled in on read)
 
 
-@dataclass(frozen=True, slots=True)
-class PathCount:
+class PathCount(NamedTuple):
     path: str                  # the path's stored key (a JSON list of function names)
     count: int
 
 
-@dataclass(frozen=True, slots=True)
-class VariantStats:
+class VariantStats(NamedTuple):
     variant: str
     root_fid: int
     count: int
@@ -236,8 +224,7 @@ class VariantStats:
     examples: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ClusterStats:
+class ClusterStats(NamedTuple):
     exc_sid: int
     fid: int
     path: str                  # JSON list of function names
@@ -248,8 +235,7 @@ class ClusterStats:
     examples: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class AggregateRows:
+class AggregateRows(NamedTuple):
     """A run's aggregates, or the changed part of them (what one commit writes)."""
 
     nodes: tuple[NodeStats, ...] = ()
@@ -262,8 +248,7 @@ class AggregateRows:
 
 # -- records readers get ---------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class SessionFilter:
+class SessionFilter(NamedTuple):
     """The session list's filters (one definition, so a count always matches the list)."""
 
     run_id: str | None = None
@@ -275,8 +260,7 @@ class SessionFilter:
     host: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class SessionTotals:
+class SessionTotals(NamedTuple):
     """Totals of a run computed from its sessions (a run still being recorded)."""
 
     sessions: int
@@ -286,34 +270,29 @@ class SessionTotals:
     incomplete_sessions: int     # ended without their root call finishing
 
 
-@dataclass(frozen=True, slots=True)
-class StoredCalls:
+class StoredCalls(NamedTuple):
     calls: int          # recorded calls held in kept trees
     placeholders: int   # calls a dead process left open, stored as incomplete
 
 
-@dataclass(frozen=True, slots=True)
-class RootCount:
+class RootCount(NamedTuple):
     name: str
     sessions: int
 
 
-@dataclass(frozen=True, slots=True)
-class ExceptionCount:
+class ExceptionCount(NamedTuple):
     function_name: str
     exception_type: str
     count: int
 
 
-@dataclass(frozen=True, slots=True)
-class VariantResult:
+class VariantResult(NamedTuple):
     variant: str
     result: str
     sessions: int
 
 
-@dataclass(frozen=True, slots=True)
-class AggregateVersion:
+class AggregateVersion(NamedTuple):
     """Moves whenever a live run's aggregates may have changed (viewer caches)."""
 
     nodes: int
@@ -322,8 +301,7 @@ class AggregateVersion:
     samples: int
 
 
-@dataclass(frozen=True, slots=True)
-class FleetEntry:
+class FleetEntry(NamedTuple):
     """One (service, host) pair of a store's runs."""
 
     service: str | None

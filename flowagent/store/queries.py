@@ -9,7 +9,6 @@ writes.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from .api import RESULTS, SessionFilter, Store
@@ -30,7 +29,7 @@ def count_sessions(store: Store, run_id: str | None, *, result: str | None = Non
 
 def session_roots(store: Store, run_id: str, limit: int = 200) -> list[dict[str, Any]]:
     """Root functions and request routes of a run's sessions, most frequent first."""
-    return [asdict(r) for r in store.session_roots(run_id, limit)]
+    return [r._asdict() for r in store.session_roots(run_id, limit)]
 
 
 def live_totals(store: Store, run_id: str) -> dict[str, int]:
@@ -39,12 +38,12 @@ def live_totals(store: Store, run_id: str) -> dict[str, int]:
     The ``runs`` row only gets its totals when the run ends; while it is going, the sessions
     are the truth. ``open_sessions`` counts sessions that started but have not finished yet.
     """
-    return asdict(store.session_totals(run_id))
+    return store.session_totals(run_id)._asdict()
 
 
 def exception_types(store: Store, run_id: str, limit: int = 200) -> list[dict[str, Any]]:
     """Which exception types each function raised, over the kept session trees of a run."""
-    return [asdict(r) for r in store.exception_types(run_id, limit)]
+    return [r._asdict() for r in store.exception_types(run_id, limit)]
 
 
 def function_sessions(store: Store, run_id: str, function_name: str,
