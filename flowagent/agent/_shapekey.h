@@ -116,6 +116,11 @@ fp_type_tag(PyTypeObject *t)
     if (!PyUnstable_Type_AssignVersionTag(t))
         return 0;
 #else
+    if (fp_probe_name == NULL
+            && (fp_probe_name = PyUnicode_InternFromString("__flowagent_version_probe__")) == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
     (void)_PyType_Lookup(t, fp_probe_name);  /* assigns the tag as a side effect; no user code */
 #endif
     if (!(t->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG))
@@ -157,11 +162,6 @@ fp_load_hook(void)
     }
     Py_XDECREF(m);
     Py_XDECREF(kw);
-#if PY_VERSION_HEX < 0x030C0000
-    if (ok && fp_probe_name == NULL && (fp_probe_name = PyUnicode_InternFromString(
-            "__flowagent_version_probe__")) == NULL)
-        ok = 0;
-#endif
     PyErr_Clear();
     PyErr_Restore(et, ev, tb);
     if (!ok)
@@ -296,14 +296,33 @@ fp_is_scalar(PyTypeObject *t)
            || t == &PyComplex_Type;
 }
 
-/* Whether an exact-str key makes a record field: an identifier that is not a keyword. */
+/* An exact str's hash: cached in the object after the first time, and never user code. */
+static inline Py_hash_t
+fp_str_hash(PyObject *k)
+{
+    Py_hash_t h = ((PyASCIIObject *)k)->hash;
+    return h != -1 ? h : PyObject_Hash(k);
+}
+
+/* Whether an exact-str key makes a record field: an identifier that is not a keyword. The
+   answer is kept by (hash, length), the same identity the fingerprint gives a key, since
+   the same few keys come back in every call. */
+#define FP_NAMES 512
+static struct { Py_hash_t hash; Py_ssize_t len; int field; } fp_names[FP_NAMES];
+
 static inline int
 fp_field_name(PyObject *k)
 {
-    if (!PyUnicode_IsIdentifier(k))
-        return 0;
-    int kw = PySet_Contains(fp_keywords, k);
-    return kw == 0;
+    Py_hash_t h = fp_str_hash(k);
+    Py_ssize_t len = PyUnicode_GET_LENGTH(k);
+    size_t at = (size_t)h % FP_NAMES;
+    if (fp_names[at].len == len + 1 && fp_names[at].hash == h)
+        return fp_names[at].field;
+    int field = PyUnicode_IsIdentifier(k) && PySet_Contains(fp_keywords, k) == 0;
+    fp_names[at].hash = h;
+    fp_names[at].len = len + 1;  /* 0 marks an empty slot */
+    fp_names[at].field = field;
+    return field;
 }
 
 static int
@@ -334,8 +353,7 @@ fp_dict(FpWalk *w, PyObject *v, int depth)
         /* A record: its key set (exact strs: their cached hash and length) and each value. */
         fp_mix(&w->fp, FPM_RECORD);
         for (Py_ssize_t j = 0; j < n; j++) {
-            Py_hash_t h = PyObject_Hash(keys[j]);
-            fp_mix(&w->fp, (uint64_t)h);
+            fp_mix(&w->fp, (uint64_t)fp_str_hash(keys[j]));
             fp_mix(&w->fp, (uint64_t)PyUnicode_GET_LENGTH(keys[j]));
         }
         for (Py_ssize_t j = 0; j < n && st == FP_OK; j++)
@@ -392,8 +410,21 @@ fp_record(FpWalk *w, PyObject *v, TypePlan *p, int depth)
     int st = FP_OK;
     if (!PyDict_Check(d) || n > FP_MAX_FIELDS)
         st = FP_BAIL;
-    for (Py_ssize_t i = 0; i < n && st == FP_OK; i++) {
-        PyObject *x = PyDict_GetItemWithError(d, PyTuple_GET_ITEM(fields, i));
+    /* The instance dict usually holds exactly the fields, set in order by __init__ under
+       the very name objects the class keeps: then one pass reads them all. */
+    Py_ssize_t pos = 0;
+    PyObject *k, *x;
+    if (st == FP_OK && PyDict_GET_SIZE(d) == n) {
+        while (m < n && PyDict_Next(d, &pos, &k, &x) && k == PyTuple_GET_ITEM(fields, m))
+            vals[m++] = Py_NewRef(x);
+        if (m < n) {
+            for (Py_ssize_t i = 0; i < m; i++)
+                Py_DECREF(vals[i]);
+            m = 0;
+        }
+    }
+    for (Py_ssize_t i = m; i < n && st == FP_OK; i++) {
+        x = PyDict_GetItemWithError(d, PyTuple_GET_ITEM(fields, i));
         if (x == NULL) {
             PyErr_Clear();
             st = FP_BAIL;  /* a default on the class, or unreadable: left to shapes.py */

@@ -1163,3 +1163,17 @@ def test_fingerprint_of_a_dead_class_is_not_its_successors() -> None:
         seen.add(key)
         del cls
         gc.collect()
+
+
+def test_first_fingerprint_in_a_fresh_process_is_of_a_plain_object() -> None:
+    """The first value the C cache ever meets may be an instance of a class with no version
+    tag yet, before anything else was set up (this crashed on 3.11 once)."""
+    _c_fingerprint()
+    code = ("from flowagent.agent import _speedups\n"
+            "class Meta(type):\n"
+            "    def __hash__(cls): raise RuntimeError('hash')\n"
+            "class C(metaclass=Meta): pass\n"
+            "print(_speedups.fingerprint(C()) is not None, _speedups.fingerprint([C()]) is not None)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"]
