@@ -425,7 +425,11 @@ scenario("resources/fork-while-threads-record", """
     stop.set()
     for t in ts: t.join()
     print("children", codes)
-""", check=recorded(child_work=15), normalize=lambda b: re.sub(rb"pid=\d+", b"pid=N", b))
+""", check=recorded(complete=False, child_work=15),
+         # Three threads recording flat out outrun the flusher on a loaded machine: the
+         # buffer fills and drops (counted: produced = stored + dropped is still checked),
+         # and a dropped root leaves its thread's one session incomplete.
+         normalize=lambda b: re.sub(rb"pid=\d+", b"pid=N", b))
 
 scenario("resources/fork-single-threaded", """
     import os, warnings
