@@ -131,6 +131,10 @@ class Cursor:
     def rowcount(self) -> int:
         return self._cur.rowcount
 
+    @property
+    def description(self) -> Any:
+        return self._cur.description
+
 
 class PgDB:
     """One autocommit connection (reads) with sqlite3's ``execute`` shape; thread-safe."""

@@ -12,6 +12,9 @@ Differences from SQLite, and why:
   retention and the size limit drop a run's partitions whole instead of deleting rows.
 * Long texts (paths, variants) are unique through an md5 index: a B-tree entry holds at most
   about 2.7 kB, and a call path can be longer.
+* The W3C trace links (``trace_sessions``, ``trace_spans``: :mod:`flowagent.store.traces`)
+  exist here so readers find them, but the spool does not forward them yet: a distributed
+  session is stitched from the recording hosts' SQLite stores, not from the server.
 * Columns are BIGINT (SQLite integers are 64-bit) and BYTEA for blobs.
 """
 
@@ -115,6 +118,15 @@ CREATE TABLE IF NOT EXISTS shape_counts(
   PRIMARY KEY(run_id, fid, io, shape_sid));
 CREATE TABLE IF NOT EXISTS paths(run_id TEXT, path TEXT, count BIGINT);
 CREATE UNIQUE INDEX IF NOT EXISTS paths_key ON paths(run_id, md5(path));
+CREATE TABLE IF NOT EXISTS trace_sessions(
+  session_id TEXT PRIMARY KEY, run_id TEXT, trace_id TEXT, parent_span TEXT, call_id BIGINT);
+CREATE INDEX IF NOT EXISTS trace_sessions_run ON trace_sessions(run_id);
+CREATE INDEX IF NOT EXISTS trace_sessions_trace ON trace_sessions(trace_id);
+CREATE TABLE IF NOT EXISTS trace_spans(
+  span_id TEXT, run_id TEXT, session_id TEXT, call_id BIGINT, trace_id TEXT,
+  PRIMARY KEY(span_id, session_id));
+CREATE INDEX IF NOT EXISTS trace_spans_run ON trace_spans(run_id);
+CREATE INDEX IF NOT EXISTS trace_spans_trace ON trace_spans(trace_id);
 """
 
 # SQLite declared types → PostgreSQL, for columns the SQLite schema gained later (added here
