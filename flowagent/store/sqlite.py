@@ -98,6 +98,13 @@ _ADDED_COLUMNS = (
 )
 
 RESULTS = ("success", "error", "partial", "incomplete")
+
+# A whole sessions row, as SQLiteStore.insert_sessions takes it.
+SESSION_ROW = ("sid", "session_id", "run_id", "name", "root_fid", "pid", "pk", "thread",
+               "result", "complete", "started_ns", "ended_ns", "duration_ns", "calls", "errors",
+               "variant", "tree_kept", "fids", "raised")
+_INSERT_SESSIONS = (f"INSERT INTO sessions({', '.join(SESSION_ROW)}) "
+                    f"VALUES({', '.join('?' * len(SESSION_ROW))})")
 _CHUNK_CACHE = 8  # decoded chunks kept by a reader (a frame is at most a few MB decoded)
 
 
@@ -244,6 +251,16 @@ class SQLiteStore:
     def link_chunks(self, links: list[tuple[int, int, int]]) -> None:
         """``(session rowid, chunk id, calls of that session in it)`` for each pair."""
         self.db.executemany("INSERT OR IGNORE INTO session_chunks VALUES(?,?,?)", links)
+
+    def next_session_sid(self) -> int:
+        """The first free session rowid. Ids taken from it are the writer's own only inside
+        the write transaction it was read in (:meth:`transaction` holds the write lock)."""
+        return self.db.execute("SELECT COALESCE(MAX(sid), 0) + 1 FROM sessions").fetchone()[0]
+
+    def insert_sessions(self, rows: list[tuple]) -> None:
+        """Finished sessions, whole rows at once (:data:`SESSION_ROW` order, ``sid`` taken from
+        :meth:`next_session_sid`)."""
+        self.db.executemany(_INSERT_SESSIONS, rows)
 
     def add_calls(self, session_id: str, rows: list[tuple]) -> None:
         """Add calls to a stored session, in store layout (:data:`chunks.STORE_FIELDS`):
