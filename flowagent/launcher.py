@@ -438,16 +438,18 @@ class Sidecar:
             self._failed(self.proc.stdout.read() if self.proc.stdout else b"")
             self.report()
 
-    def finish(self) -> dict | None:
-        """Tell the sidecar to drain and finish (close its stdin); its summary, or None if it
-        failed (``failure`` says why)."""
+    def finish(self, run_row: dict | None = None) -> dict | None:
+        """Tell the sidecar to drain and finish (close its stdin, after sending it
+        ``run_row``, the launcher's part of the run's row, to store with its last write);
+        its summary, or None if it failed (``failure`` says why)."""
         import json
         import subprocess
 
         if self.failure:
             return None
+        line = json.dumps({"run": run_row}).encode() + b"\n" if run_row else None
         try:
-            out, _ = self.proc.communicate(timeout=120)
+            out, _ = self.proc.communicate(line, timeout=120)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             out, _ = self.proc.communicate()
@@ -535,7 +537,7 @@ def _prepare(cfg: Config, extra_args: tuple[str, ...] = ()) -> tuple[str, str, S
         raise StoreError(f"cannot create the data directory {cfg.data_dir}: {exc.strerror}; "
                          "pass --data-dir with a writable location") from None
     _check_room(run_dir, cfg.ring_size)
-    from .store.sqlite import db_path
+    from .store import db_path
 
     try:
         sidecar = Sidecar(run_dir, db_path(cfg.data_dir), run_id, cfg, extra_args)
@@ -581,9 +583,10 @@ def run(cfg: Config, target: Target, cwd: str) -> int:
         raise TargetError(f"cannot start {target.describe()}: {exc.strerror}") from None
     rc = program.wait(on_other_child=sidecar.check)
     try:
-        summary = sidecar.finish()
+        summary = sidecar.finish(_run_row(target, cwd, backend.name, rc))
         sidecar.report()
-        if sidecar.started:
+        if sidecar.started and not (summary or {}).get("run_row"):
+            # The sidecar did not store our part of the run's row: store it ourselves.
             _finish_run(cfg, target, cwd, backend.name, run_id, rc, summary)
         if summary is not None:
             _print_summary(run_id, run_dir, summary, cfg)
@@ -631,6 +634,19 @@ def _text(s: str) -> str:
     """A file-system string as storable text: bytes that are not UTF-8 (a directory named in
     Latin-1) are shown as \\xNN escapes instead of failing the store."""
     return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _run_row(target: Target, cwd: str, backend: str, rc: int) -> dict:
+    """What only the launcher knows about the run, for the sidecar to store with its last
+    write (opening the store here would cost every run its schema check and a transaction
+    after the program has ended)."""
+    import json
+    import time
+
+    from .redact import mask_argv
+
+    return {"argv": json.dumps(mask_argv([target.describe(), *target.args])),
+            "cwd": _text(cwd), "backend": backend, "ended_ns": time.time_ns(), "exit_code": rc}
 
 
 def _finish_run(cfg: Config, target: Target, cwd: str, backend: str, run_id: str, rc: int,

@@ -27,13 +27,34 @@ from .pending import still_running
 from .retention import Retention
 
 
-def _watch_stdin(done: threading.Event) -> None:
+def _watch_stdin(done: threading.Event, received: list[bytes]) -> None:
+    """Until stdin closes (the launcher's word that the program has ended). What comes
+    before that (the launcher's part of the run's row, see :func:`_launcher_row`) is kept,
+    its first 64 KiB."""
+    kept = 0
     try:
-        while sys.stdin.buffer.read(1):
-            pass
+        while chunk := sys.stdin.buffer.read1(65536):
+            if kept < 65536:
+                received.append(chunk)
+                kept += len(chunk)
     except (OSError, ValueError):
         pass
     done.set()
+
+
+def _launcher_row(received: list[bytes]) -> dict | None:
+    """What only the launcher knows about the run (argv, cwd, backend, end, exit status),
+    sent as one JSON line ``{"run": {...}}`` before it closes our stdin: stored in the
+    run's last transaction, so the launcher need not open the store itself after the
+    program has ended."""
+    try:
+        row = json.loads(b"".join(received)).get("run")
+    except (ValueError, AttributeError):
+        return None
+    keys = ("argv", "cwd", "backend", "ended_ns", "exit_code")
+    if not isinstance(row, dict) or any(k not in row for k in keys):
+        return None
+    return {k: row[k] for k in keys}
 
 
 def tune_gc() -> None:
@@ -105,10 +126,11 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
             raise StoreError(f"run {run_id} already exists in {db}; start the run again "
                              "(it gets a new id)")
     done = threading.Event()
+    received: list[bytes] = []
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher forwards ^C to the program only
     if follow:
-        threading.Thread(target=_watch_stdin, args=(done,), daemon=True).start()
+        threading.Thread(target=_watch_stdin, args=(done, received), daemon=True).start()
         threading.Thread(target=_watch_parent, args=(done, os.getppid(), poll_s),
                          daemon=True).start()
     else:
@@ -184,6 +206,9 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
             db_.execute("UPDATE runs SET status=CASE WHEN ? THEN 'pending' WHEN "
                         "status='pending' THEN 'finished' ELSE status END WHERE run_id=?",
                         (bool(running), run_id))
+        launcher_row = None if resume else _launcher_row(received)
+        if launcher_row is not None:
+            store.finish_run(run_id, launcher_row, "pending" if running else "finished")
         if otlp_totals:
             db_.execute("UPDATE runs SET otlp_sessions=?, otlp_spans=?, otlp_undelivered=? "
                         "WHERE run_id=?", (otlp_totals["otlp_sessions"],
@@ -192,7 +217,7 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
     summary = dict(totals, sessions=sessions[0], calls=sessions[1], errors=sessions[2],
                    incomplete_sessions=incomplete_total, newly_incomplete=incomplete,
                    hook_errors=hooks.errors, hook_error=hooks.first_error,
-                   pending=running, **otlp_totals)
+                   pending=running, run_row=launcher_row is not None, **otlp_totals)
     if max_data_size:
         from ..store.limit import enforce
 

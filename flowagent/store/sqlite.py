@@ -152,8 +152,7 @@ def _add_columns(db: sqlite3.Connection) -> None:
                     raise
 
 
-def db_path(data_dir: str) -> str:
-    return os.path.join(data_dir, "flowagent.db")
+from . import db_path  # noqa: E402,F401 - its home is the package (light to import)
 
 
 class SQLiteStore:
@@ -261,6 +260,14 @@ class SQLiteStore:
         """Finished sessions, whole rows at once (:data:`SESSION_ROW` order, ``sid`` taken from
         :meth:`next_session_sid`)."""
         self.db.executemany(_INSERT_SESSIONS, rows)
+
+    def finish_run(self, run_id: str, row: dict[str, Any], status: str) -> None:
+        """The launcher's part of a run's row: ``argv`` (JSON text), ``cwd``, ``backend``,
+        ``ended_ns``, ``exit_code``; and its final status."""
+        self.db.execute(
+            "UPDATE runs SET argv=?, cwd=?, backend=?, ended_ns=?, exit_code=?, status=? "
+            "WHERE run_id=?", (row["argv"], row["cwd"], row["backend"], row["ended_ns"],
+                               row["exit_code"], status, run_id))
 
     def add_calls(self, session_id: str, rows: list[tuple]) -> None:
         """Add calls to a stored session, in store layout (:data:`chunks.STORE_FIELDS`):
