@@ -335,12 +335,18 @@ def main(pairs: int, only: list[str], machine: dict[str, Any], log: Any) -> list
     try:
         progs = programs(tmp)
         res: dict[str, Any] = {"machine": machine, "pairs": pairs, "programs": {}}
+        paths: list[str] = []
         for key, prog in progs.items():
             if only and key not in only:
                 continue
             res["programs"][key] = run_program(prog, pairs, tmp, log)
+            paths = _write(res)  # after each program: a long run cut short keeps its results
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return paths
+
+
+def _write(res: dict[str, Any]) -> list[str]:
     res["machine"]["loadavg_end"] = os.getloadavg()
     stem = os.path.join(RESULTS, f"real-{sys.version_info.major}.{sys.version_info.minor}")
     os.makedirs(RESULTS, exist_ok=True)
