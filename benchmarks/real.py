@@ -24,12 +24,14 @@ per pair divided by those calls.
 from __future__ import annotations
 
 import http.client
+import http.server
 import json
 import os
 import pstats
 import re
 import runpy
 import shutil
+import socketserver
 import statistics
 import subprocess
 import sys
@@ -167,6 +169,8 @@ def command(mode: str, prog: Program, run: str) -> list[str]:
         # below it: the chain from its own entry to the library (its "<string>" for -m,
         # runpy, the script) must be listed too, or it records nothing at all.
         entry = ["<string>", "<frozen runpy>", runpy.__file__] if t[0] == "-m" else [t[0]]
+        if prog.server:  # werkzeug's server reaches the app through the standard library's
+            entry += [socketserver.__file__, http.server.__file__]
         return [_tool("viztracer"), "--quiet", "--tracer_entries", "5000000",
                 "--ignore_c_function", "--include_files", *entry, *prog.lib_dirs(),
                 "-o", os.path.join(run, "trace.json"), *(t if t[0] == "-m" else ["--", *t])]
