@@ -5,7 +5,7 @@ CPU with the program), so the rate is measured by replaying a finished run: its 
 are copied into a fresh run directory with the consumer tail reset to 0, and
 ``flowagent.sidecar.ingest.Ingestor`` drains them into a fresh SQLite store, exactly as the
 sidecar does, with its garbage-collector setting (decode, session trees, aggregates, stored
-chunks, final ``finish_all``). A second figure, decode only (zstd + msgpack + column
+chunks, retention, final ``finish_all``; ``replay.py``). A second figure, decode only (zstd + msgpack + column
 decoding as the sidecar does it, ``Decoder.decode_columns``; no trees or SQLite), shows how
 much of that is the wire format.
 
@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 
@@ -33,10 +31,9 @@ sys.path.insert(0, HERE)
 from flowagent.agent.ring import RingReader  # noqa: E402
 from flowagent.agent.wire import Decoder  # noqa: E402
 from flowagent.sidecar.__main__ import tune_gc  # noqa: E402
-from flowagent.sidecar.ingest import Ingestor  # noqa: E402
-from flowagent.store.sqlite import SQLiteStore  # noqa: E402
 
 import wire  # noqa: E402
+from replay import drain, fresh_run  # noqa: E402
 
 
 def _rss_anon_kib() -> int | None:
@@ -81,32 +78,13 @@ class PeakMemory:
 
 
 def replay_once(rings: list[str]) -> tuple[int, float]:
-    tmp = tempfile.mkdtemp(prefix="fa-replay-")
-    try:
-        run_id = "replay"
-        run_dir = os.path.join(tmp, "runs", run_id)
-        os.makedirs(os.path.join(run_dir, "rings"))
-        for path in rings:
-            dst = os.path.join(run_dir, "rings", os.path.basename(path))
-            shutil.copyfile(path, dst)
-            wire.reset_tail(dst)
-        store = SQLiteStore(os.path.join(tmp, "flowagent.db"))
-        with store.transaction():
-            store.db.execute("INSERT INTO runs(run_id, started_ns, status) VALUES(?,?,?)",
-                             (run_id, time.time_ns(), "running"))
+    with fresh_run(rings) as run:
         with PeakMemory() as mem:
             t0 = time.perf_counter()
-            ingest = Ingestor(store, run_id, run_dir)
-            while ingest.poll():
-                pass
-            ingest.finish_all()
+            events = drain(run.ingestor())
             seconds = time.perf_counter() - t0
         replay_once.peak_mib = max(getattr(replay_once, "peak_mib", 0.0), mem.mib or 0.0)
-        events = ingest.totals()["stored_events"]
-        store.close()
         return events, seconds
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def decode_once(rings: list[str]) -> tuple[int, float]:

@@ -147,7 +147,9 @@ def _cprofile(ctx: Ctx) -> Command:
 
 def _viztracer(restricted: bool) -> Callable[[Ctx], Command]:
     def build(ctx: Ctx) -> Command:
-        inc = ["--include_files", ctx.workload.package_dir] if restricted else []
+        # VizTracer ignores everything below the first frame outside its include list: the
+        # runner that calls into the package must be listed, or nothing at all is recorded.
+        inc = ["--include_files", RUNNER, ctx.workload.package_dir] if restricted else []
         return [tool("viztracer"), "--quiet", *inc, "-o", os.path.join(ctx.tmp, "trace.json"),
                 "--", *ctx.workload_args()], {}
     return build
@@ -200,7 +202,8 @@ MODES: dict[str, Mode] = {m.key: m for m in (
          "python with the bootstrap on PYTHONPATH and FLOWAGENT_ENABLED=0 (kill switch)"),
     Mode("cprofile", "cProfile", "peer", _cprofile, "python -m cProfile -o /dev/null"),
     Mode("viztracer", "VizTracer (workload files)", "peer", _viztracer(True),
-         "viztracer --include_files WORKLOAD_DIR (drops calls made from outside those files)"),
+         "viztracer --include_files RUNNER WORKLOAD_DIR (without the runner it records "
+         "nothing)"),
     Mode("viztracer_all", "VizTracer (everything)", "peer", _viztracer(False),
          "viztracer (every Python and C call, 1M-entry ring buffer, JSON dump at exit)"),
     Mode("yappi", "yappi (wall clock)", "peer", _yappi, "yappi -c wall (all threads)"),

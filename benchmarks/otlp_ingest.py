@@ -1,7 +1,7 @@
 """Does live OpenTelemetry output slow the sidecar's ingestion?
 ``python otlp_ingest.py DATA_DIR [REPEATS]``.
 
-Replays a finished run's rings into a fresh store, as ``ingest_replay.py`` does, three ways:
+Replays a finished run's rings into a fresh store (``replay.py``), three ways:
 without OTLP output (the baseline); with the sender POSTing to a real OTLP/HTTP receiver (a
 separate process), once as a thread of the ingesting process
 (:class:`~flowagent.sidecar.otlp_sender.OtlpSender`) and once as the child process the sidecar
@@ -17,23 +17,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from flowagent.sidecar.__main__ import tune_gc  # noqa: E402
-from flowagent.sidecar.ingest import Ingestor  # noqa: E402
 from flowagent.sidecar.otlp_sender import OtlpSender, SenderProcess  # noqa: E402
-from flowagent.store.sqlite import SQLiteStore  # noqa: E402
 
 import wire  # noqa: E402
+from replay import drain, fresh_run  # noqa: E402
 
 RECEIVER = r"""
 import sys
@@ -56,40 +53,18 @@ def _closed_port() -> int:
 
 
 def replay(rings: list[str], mode: str, endpoint: str | None) -> dict:
-    tmp = tempfile.mkdtemp(prefix="fa-otlp-replay-")
-    try:
-        run_id = "replay"
-        run_dir = os.path.join(tmp, "runs", run_id)
-        os.makedirs(os.path.join(run_dir, "rings"))
-        for path in rings:
-            dst = os.path.join(run_dir, "rings", os.path.basename(path))
-            shutil.copyfile(path, dst)
-            wire.reset_tail(dst)
-        db = os.path.join(tmp, "flowagent.db")
-        store = SQLiteStore(db)
-        with store.transaction():
-            store.db.execute("INSERT INTO runs(run_id, started_ns, status) VALUES(?,?,?)",
-                             (run_id, time.time_ns(), "running"))
+    with fresh_run(rings) as run:
         sender = None
         if endpoint:
             kind = SenderProcess if mode.endswith("process") else OtlpSender
-            sender = kind(endpoint, db, "bench", shutdown_s=60.0)
+            sender = kind(endpoint, run.db, "bench", shutdown_s=60.0)
         t0 = time.perf_counter()
-        ingest = Ingestor(store, run_id, run_dir)
-        if sender is not None:
-            ingest.finished_sink = sender.offer
-        while ingest.poll():
-            pass
-        ingest.finish_all()
-        seconds = time.perf_counter() - t0
-        out = {"events": ingest.totals()["stored_events"], "seconds": seconds}
+        events = drain(run.ingestor(), sender.offer if sender is not None else None)
+        out = {"events": events, "seconds": time.perf_counter() - t0}
         if sender is not None:
             t1 = time.perf_counter()
             out.update(sender.close(), flush_seconds=time.perf_counter() - t1)
-        store.close()
         return out
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:

@@ -287,7 +287,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cores", action="store_true", help="the tracer cores (wrap, profile, "
                    "monitor) beside python, cProfile and VizTracer on calls, handler and "
                    "flask at full size (writes results/cores-PYTHON.*)")
+    p.add_argument("--real", action="store_true", help="real programs (docutils rst2html, "
+                   "Pygments, a Flask app over HTTP) under every tool; --only picks among "
+                   "rst2html, pygments, flask_http (writes results/real-PYTHON.*)")
     a = p.parse_args(argv)
+    if a.real:
+        import real
+
+        paths = real.main(a.pairs or 3, a.only, machine_info(), log)
+        log(f"done: {', '.join(paths)}")
+        return 0
     if a.cores:
         a.only = list(CORES_WORKLOADS)
     plan = Plan(quick=a.quick, smoke=a.smoke,

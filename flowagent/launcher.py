@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
     from .config import Config
+    from .store.api import RunEnd
 
 
 class Target:
@@ -441,16 +442,18 @@ class Sidecar:
             self._failed(self.proc.stdout.read() if self.proc.stdout else b"")
             self.report()
 
-    def finish(self) -> dict | None:
-        """Tell the sidecar to drain and finish (close its stdin); its summary, or None if it
-        failed (``failure`` says why)."""
+    def finish(self, end: RunEnd | None = None) -> dict | None:
+        """Tell the sidecar to drain and finish (close its stdin, after sending it ``end``,
+        the launcher's part of the run's row, to store with its last write; the sidecar
+        sets the status); its summary, or None if it failed (``failure`` says why)."""
         import json
         import subprocess
 
         if self.failure:
             return None
+        line = json.dumps({"run": end._asdict()}).encode() + b"\n" if end else None
         try:
-            out, _ = self.proc.communicate(timeout=120)
+            out, _ = self.proc.communicate(line, timeout=120)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             out, _ = self.proc.communicate()
@@ -587,10 +590,12 @@ def run(cfg: Config, target: Target, cwd: str) -> int:
         raise TargetError(f"cannot start {target.describe()}: {exc.strerror}") from None
     rc = program.wait(on_other_child=sidecar.check)
     try:
-        summary = sidecar.finish()
+        end = _run_end(target, cwd, backend.name, rc)
+        summary = sidecar.finish(end)
         sidecar.report()
-        if sidecar.started:
-            _finish_run(cfg, target, cwd, backend.name, run_id, rc, summary)
+        if sidecar.started and not (summary or {}).get("run_row"):
+            # The sidecar did not store our part of the run's row: store it ourselves.
+            _finish_run(cfg, run_id, end, summary)
         if summary is not None:
             _print_summary(run_id, run_dir, summary, cfg)
         sys.stderr.flush()
@@ -639,20 +644,29 @@ def _text(s: str) -> str:
     return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _finish_run(cfg: Config, target: Target, cwd: str, backend: str, run_id: str, rc: int,
-                summary: dict | None) -> None:
-    """What only the launcher knows about the run, into its row (the sidecar made the row)."""
+def _run_end(target: Target, cwd: str, backend: str, rc: int) -> RunEnd:
+    """What only the launcher knows about the run, for the sidecar to store with its last
+    write (opening the store here would cost every run its schema check and a transaction
+    after the program has ended); the status is the writer's to fill in."""
     import time
 
     from .redact import mask_argv
-    from .store.api import RunEnd, open_store, store_url
+    from .store.api import RunEnd
+
+    return RunEnd(tuple(mask_argv([target.describe(), *target.args])), _text(cwd), backend,
+                  time.time_ns(), rc, "")
+
+
+def _finish_run(cfg: Config, run_id: str, end: RunEnd, summary: dict | None) -> None:
+    """What only the launcher knows about the run, into its row (the sidecar made the row),
+    when the sidecar did not store it."""
+    from .store.api import open_store, store_url
 
     status = ("sidecar-failed" if summary is None
               else "pending" if summary.get("pending") else "finished")
     try:
         store = open_store(store_url(cfg.data_dir, cfg.store), data_dir=cfg.data_dir)
-        store.finish_run(run_id, RunEnd(tuple(mask_argv([target.describe(), *target.args])),
-                                        _text(cwd), backend, time.time_ns(), rc, status))
+        store.finish_run(run_id, end._replace(status=status))
         store.close()
         note = getattr(store, "forward_note", None)  # a shared store's spool still waiting
         if note and summary is not None:

@@ -211,18 +211,35 @@ _ENTRIES: dict[str, tuple[tuple[type | tuple[type, ...], ...], ...]] = {
 }
 
 
+# The exact types a field of each kind may hold (msgpack makes no subclasses; bool is not
+# an int here).
+_TYPES: dict[Any, frozenset[type]] = {int: frozenset((int,)), str: frozenset((str,)),
+                                      list: frozenset((list,)),
+                                      (str, list): frozenset((str, list))}
+_BY_LENGTH = {key: {len(layout): tuple(_TYPES[t] for t in layout) for layout in layouts}
+              for key, layouts in _ENTRIES.items()}
+
+
 def _check_entries(batch: dict[str, Any]) -> None:
-    for key, layouts in _ENTRIES.items():
+    # Column by column: a frame carries an entry per session started, and checking each
+    # value in a Python loop cost more than decoding the frame.
+    for key, by_length in _BY_LENGTH.items():
         entries = batch.get(key, [])
-        if not isinstance(entries, list):
+        if type(entries) is not list:
             raise ValueError(f"batch {key} is not a list")
-        for entry in entries:
-            if not isinstance(entry, list) or not any(
-                    len(entry) == len(layout)
-                    and all(isinstance(v, t) and not isinstance(v, bool) or t is int and
-                            type(v) is int for v, t in zip(entry, layout))
-                    for layout in layouts):
+        if not entries:
+            continue
+        if any(type(e) is not list for e in entries):
+            raise ValueError(f"batch {key} has a malformed entry")
+        lengths = set(map(len, entries))
+        for length in lengths:
+            layout = by_length.get(length)
+            if layout is None:
                 raise ValueError(f"batch {key} has a malformed entry")
+            rows = entries if len(lengths) == 1 else [e for e in entries if len(e) == length]
+            for column, allowed in zip(zip(*rows), layout):
+                if not allowed.issuperset(map(type, column)):
+                    raise ValueError(f"batch {key} has a malformed entry")
     anchor = batch.get("anchor")
     if anchor is not None and (not isinstance(anchor, list) or len(anchor) != 2
                                or any(type(a) is not int for a in anchor)):

@@ -22,18 +22,45 @@ import threading
 import time
 
 from ..errors import StoreError
-from ..store.api import RunTotals, Store, open_store
+from ..store.api import RunEnd, RunTotals, Store, open_store
 from .pending import still_running
 from .retention import Retention
 
 
-def _watch_stdin(done: threading.Event) -> None:
+def _watch_stdin(done: threading.Event, received: list[bytes]) -> None:
+    """Until stdin closes (the launcher's word that the program has ended). What comes
+    before that (the launcher's part of the run's row, see :func:`_launcher_row`) is kept,
+    its first 64 KiB."""
+    kept = 0
     try:
-        while sys.stdin.buffer.read(1):
-            pass
+        while chunk := sys.stdin.buffer.read1(65536):
+            if kept < 65536:
+                received.append(chunk)
+                kept += len(chunk)
     except (OSError, ValueError):
         pass
     done.set()
+
+
+def _launcher_row(received: list[bytes]) -> RunEnd | None:
+    """What only the launcher knows about the run (argv, cwd, backend, end, exit status),
+    sent as one JSON line ``{"run": {...}}`` (a :class:`RunEnd`'s fields) before it closes
+    our stdin: stored in the run's last transaction, so the launcher need not open the store
+    itself after the program has ended. None when it sent nothing usable (it then stores
+    the row itself)."""
+    try:
+        row = json.loads(b"".join(received)).get("run")
+        if not isinstance(row["argv"], list):
+            return None
+        end = RunEnd(argv=tuple(row["argv"]), cwd=row["cwd"], backend=row["backend"],
+                     ended_ns=row["ended_ns"], exit_code=row["exit_code"], status="")
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return None
+    if not (all(isinstance(a, str) for a in end.argv) and isinstance(end.cwd, str)
+            and isinstance(end.backend, str) and type(end.ended_ns) is int
+            and type(end.exit_code) is int):
+        return None
+    return end
 
 
 def tune_gc() -> None:
@@ -113,10 +140,11 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
             raise StoreError(f"run {run_id} already exists in {db}; start the run again "
                              "(it gets a new id)")
     done = threading.Event()
+    received: list[bytes] = []
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher forwards ^C to the program only
     if follow:
-        threading.Thread(target=_watch_stdin, args=(done,), daemon=True).start()
+        threading.Thread(target=_watch_stdin, args=(done, received), daemon=True).start()
         threading.Thread(target=_watch_parent, args=(done, os.getppid(), poll_s),
                          daemon=True).start()
     else:
@@ -187,13 +215,17 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
             hook_error=hooks.first_error or None, pruned_sessions=pruned))
         if resume:
             store.resolve_pending(run_id, bool(running))
+        launcher_row = None if resume else _launcher_row(received)
+        if launcher_row is not None:
+            store.finish_run(run_id, launcher_row._replace(
+                status="pending" if running else "finished"))
         if otlp_totals:
             store.write_otlp_totals(run_id, otlp_totals["otlp_sessions"],
                                     otlp_totals["otlp_spans"], otlp_totals["otlp_undelivered"])
     summary = dict(totals, sessions=sessions[0], calls=sessions[1], errors=sessions[2],
                    incomplete_sessions=incomplete_total, newly_incomplete=incomplete,
                    hook_errors=hooks.errors, hook_error=hooks.first_error,
-                   pending=running, **otlp_totals)
+                   pending=running, run_row=launcher_row is not None, **otlp_totals)
     if max_data_size:
         from ..store.limit import data_dir_of, enforce
 
@@ -206,6 +238,9 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
             store.write_hook_errors(run_id, hooks.errors, hooks.first_error)
             summary.update(hook_errors=hooks.errors, hook_error=hooks.first_error)
     store.close()
+    note = getattr(store, "forward_note", None)  # a shared store's spool still waiting
+    if note:
+        summary["store_note"] = note
     return summary
 
 

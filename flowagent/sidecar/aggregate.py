@@ -77,8 +77,80 @@ class Aggregates:
     def add(self, c: Contribution, session_id: str) -> bool:
         """Add one session; True when it showed something new worth keeping its tree for (a
         new flow variant or a new error cluster)."""
+        self._add_stats(c, session_id)
         d = self._dirty
         novel = False
+        if c.variant:
+            v = self.variants.get(c.variant)
+            if v is None:
+                v = self.variants[c.variant] = [c.root_fid, 0, 0, {}, c.start, []]
+                novel = True
+            v[1] += 1
+            v[2] += c.failed
+            H.add(v[3], c.duration)
+            v[4] = min(v[4], c.start)
+            v[5] = _examples(v[5], session_id)
+            d["variants"].add(c.variant)
+        for key, count in c.errors.items():
+            cl = self.clusters.get(key)
+            if cl is None:
+                cl = self.clusters[key] = [0, c.start, c.start, []]
+                novel = True
+            cl[0] += count
+            cl[1] = min(cl[1], c.start)
+            cl[2] = max(cl[2], c.start)
+            cl[3] = _examples(cl[3], session_id)
+            d["clusters"].add(key)
+        return novel
+
+    def add_alike(self, c: Contribution, k: int, first_session: str, durations: dict[int, int],
+                  last: int) -> bool:
+        """Add ``k`` sessions that differ only in their timing (one-call sessions of the same
+        function, caller, shapes and result) at once: ``c`` holds their summed statistics,
+        ``durations`` their root durations as a distribution, ``c.start`` and ``last`` the
+        earliest and latest start. The same totals as :meth:`add` once per session, except the
+        example sessions (:meth:`example`, in the order the sessions ended); True when the
+        first of them showed something new."""
+        self._add_stats(c, first_session)
+        d = self._dirty
+        novel = False
+        if c.variant:
+            v = self.variants.get(c.variant)
+            if v is None:
+                v = self.variants[c.variant] = [c.root_fid, 0, 0, {}, c.start, []]
+                novel = True
+            v[1] += k
+            v[2] += c.failed * k
+            H.merge_into(v[3], durations)
+            v[4] = min(v[4], c.start)
+            d["variants"].add(c.variant)
+        for key, count in c.errors.items():
+            cl = self.clusters.get(key)
+            if cl is None:
+                cl = self.clusters[key] = [0, c.start, last, []]
+                novel = True
+            cl[0] += count
+            cl[1] = min(cl[1], c.start)
+            cl[2] = max(cl[2], last)
+            d["clusters"].add(key)
+        return novel
+
+    def examples(self, variant: str, cluster: tuple | None) -> tuple[list, list | None]:
+        """The example lists of a variant and an error cluster added by :meth:`add_alike`,
+        for the caller to extend in session order (up to :data:`EXAMPLES`)."""
+        v = self.variants[variant]
+        if not isinstance(v[5], list):
+            v[5] = json.loads(v[5])
+        if cluster is None:
+            return v[5], None
+        cl = self.clusters[cluster]
+        if not isinstance(cl[3], list):
+            cl[3] = json.loads(cl[3])
+        return v[5], cl[3]
+
+    def _add_stats(self, c: Contribution, session_id: str) -> None:
+        """Nodes, edges, shapes and paths: the totals that only add."""
+        d = self._dirty
         for fid, s in c.nodes.items():
             n = self.nodes.get(fid)
             if n is None:
@@ -102,28 +174,6 @@ class Aggregates:
         for path, count in c.paths.items():
             self.paths[path] = self.paths.get(path, 0) + count
             d["paths"].add(path)
-        if c.variant:
-            v = self.variants.get(c.variant)
-            if v is None:
-                v = self.variants[c.variant] = [c.root_fid, 0, 0, {}, c.start, []]
-                novel = True
-            v[1] += 1
-            v[2] += c.failed
-            H.add(v[3], c.duration)
-            v[4] = min(v[4], c.start)
-            v[5] = _examples(v[5], session_id)
-            d["variants"].add(c.variant)
-        for key, count in c.errors.items():
-            cl = self.clusters.get(key)
-            if cl is None:
-                cl = self.clusters[key] = [0, c.start, c.start, []]
-                novel = True
-            cl[0] += count
-            cl[1] = min(cl[1], c.start)
-            cl[2] = max(cl[2], c.start)
-            cl[3] = _examples(cl[3], session_id)
-            d["clusters"].add(key)
-        return novel
 
     def flush(self, store: Any, run_id: str) -> None:
         d = self._dirty

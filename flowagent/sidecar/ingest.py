@@ -19,7 +19,8 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import accumulate, groupby
+from itertools import compress
+from operator import ne
 from typing import Any
 
 from ..agent.ring import RingError, RingReader
@@ -29,6 +30,7 @@ from ..store.api import (RESULTS, FunctionDef, ProcessProgress, SessionEnd, Stor
 from ..store.traces import add_entries as add_trace_entries
 from .aggregate import Aggregates
 from .hooks import session_payload
+from . import singles
 from .retention import EXEMPLAR, FAILED, RECENT, Retention
 from .sessiontree import Namer, SessionTree
 
@@ -42,12 +44,11 @@ def _session_runs(sessions: list[int]) -> list[tuple[int, int, int]]:
     (usually the whole frame: a process's flows rarely interleave within one batch)."""
     if sessions.count(sessions[0]) == len(sessions):
         return [(sessions[0], 0, len(sessions))]
-    keys, lengths = [], []
-    for ses, group in groupby(sessions):
-        keys.append(ses)
-        lengths.append(sum(1 for _ in group))
-    ends = list(accumulate(lengths))
-    return [(ses, end - length, end) for ses, length, end in zip(keys, lengths, ends)]
+    # Where the session changes, found by C-level builtins (a frame of one-call sessions
+    # has a run per call).
+    starts = [0, *compress(range(1, len(sessions)), map(ne, sessions[1:], sessions[:-1]))]
+    ends = [*starts[1:], len(sessions)]
+    return [(sessions[lo], lo, hi) for lo, hi in zip(starts, ends)]
 
 
 @dataclass
@@ -101,8 +102,18 @@ class Proc:
     # thread, a task) makes afterwards are stored with them, never reopen them.
     done: dict[int, int] = field(default_factory=dict)
 
+    def trim_done(self) -> None:
+        """Forget the oldest finished sessions beyond :data:`_DONE_KEPT`, a quarter of it at
+        a time (deleting a dict's first key one by one makes each later ``next(iter(...))``
+        walk the deleted slots: quadratic over a run)."""
+        if len(self.done) > _DONE_KEPT + _DONE_KEPT // 4:
+            newest = list(self.done.items())[-_DONE_KEPT:]
+            self.done.clear()
+            self.done.update(newest)
+
 
 _DONE_KEPT = 1 << 16  # finished sessions remembered per process for such late calls
+
 
 
 class Ingestor:
@@ -128,6 +139,7 @@ class Ingestor:
         self.finished_sink: Callable[[list[str]], None] | None = None
         self._finished: list[str] = []
         self._next_watch = 0
+        self.resumed: set[str] = set()  # processes whose state was reloaded from the store
 
     # -- discovery -------------------------------------------------------------------------
     def discover(self) -> None:
@@ -154,6 +166,7 @@ class Ingestor:
                 proc.last_seq, proc.stored, proc.duplicates = (row.last_seq, row.stored_events,
                                                                row.duplicate_frames)
                 reader.tail = max(reader.tail, row.ring_tail)
+                self.resumed.add(pk)
                 self._reload(proc, row.info)
             else:
                 self.store.add_process(self.run_id, pk, reader.pid, reader.ppid, proc.info,
@@ -283,7 +296,13 @@ class Ingestor:
             proc.threads[int(ident)] = str(name)
         proc.agent_errors = int(batch.get("agent_errors", proc.agent_errors))
         proc.sampled_out = int(batch.get("sampled_out", proc.sampled_out))
+        calls = batch["calls"]
+        picks = singles.pick(self, proc, calls, batch.get("starts", ()))
         for ses, fid, t0, thr, *name in batch.get("starts", ()):
+            if ses in picks:  # stored below, with the frame's other one-call sessions
+                if name:
+                    proc.threads[int(thr)] = str(name[0])
+                continue
             p = self._open(proc, ses, fid, t0, thr)
             if name:
                 p.thread_name = str(name[0])
@@ -294,7 +313,6 @@ class Ingestor:
                 p.name = str(name)
         if "traces" in batch:
             add_trace_entries(store, self.run_id, proc.pk, batch["traces"])
-        calls = batch["calls"]
         n_calls = len(calls)
         if not n_calls:
             return 0
@@ -303,6 +321,8 @@ class Ingestor:
         finished = []
         cids, _par, sessions, fids, *_mid, t0s, _t1, threads, _cpu = calls.cols
         for ses, lo, hi in _session_runs(sessions):
+            if ses in picks:
+                continue
             p = proc.pending.get(ses)
             if p is None:
                 late = proc.done.get(ses)
@@ -319,6 +339,9 @@ class Ingestor:
         proc.stored += n_calls
         for ses in dict.fromkeys(finished):
             self._finish(proc, ses, complete=True)
+        if picks:
+            given = {ses: str(name) for ses, name in batch.get("names", ()) if ses in picks}
+            singles.store_singles(self, proc, calls, picks, given, chunk)
         return n_calls
 
     def _open(self, proc: Proc, ses: int, root_fid: int, t0: int, thr: int) -> Pending:
@@ -338,8 +361,7 @@ class Ingestor:
         p = proc.pending.pop(ses)
         done = proc.done
         done[ses] = p.rowid
-        if len(done) > _DONE_KEPT:
-            del done[next(iter(done))]
+        proc.trim_done()
         tree = p.tree
         if not complete:
             # Open until its process was seen gone (or the run ended): in the process's own

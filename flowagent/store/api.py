@@ -137,6 +137,18 @@ class SessionEnd(NamedTuple):
     raised: tuple[tuple[int, int, int], ...]   # (fid, exception shape id, calls)
 
 
+class SessionRow(NamedTuple):
+    """A finished session stored whole in one write (:meth:`Store.insert_sessions`): one that
+    started and ended within one frame, so it never had an open row."""
+
+    rowid: int           # from :meth:`Store.next_session_rowid`, one more per row
+    session_id: str
+    run_id: str
+    pid: int
+    pk: str
+    end: SessionEnd
+
+
 class ProcessSample(NamedTuple):
     run_id: str
     pid: int
@@ -166,7 +178,8 @@ class RunTotals(NamedTuple):
 
 
 class RunEnd(NamedTuple):
-    """What only the launcher knows about a run, written when the program has ended."""
+    """What only the launcher knows about a run, written when the program has ended (by the
+    launcher, or by the sidecar with its last write when the launcher sent it this)."""
 
     argv: tuple[str, ...]
     cwd: str
@@ -371,6 +384,13 @@ class Store(Protocol):
         """The session's row (made once; a replay gets the same one): its row id."""
         ...
     def finish_session(self, rowid: int, end: SessionEnd) -> None: ...
+    def next_session_rowid(self) -> int:
+        """The first free session row id. Ids counted on from it are the writer's own only
+        inside the write transaction it was read in."""
+        ...
+    def insert_sessions(self, rows: Sequence[SessionRow]) -> None:
+        """Finished sessions, whole rows at once (ids from :meth:`next_session_rowid`)."""
+        ...
     def open_sessions(self, run_id: str, pk: str) -> list[OpenSession]: ...
     def session_chunk_data(self, rowid: int) -> Iterator[bytes]:
         """The chunks holding a session's calls, oldest first (raw, see ``chunks``)."""
@@ -515,7 +535,8 @@ def damage_error(exc: BaseException) -> Exception | None:
 __all__ = [
     "RESULTS", "PRUNED", "RECENT", "FAILED", "EXEMPLAR", "RUN_FIELDS", "SESSION_FIELDS",
     "FUNCTION_FIELDS", "PROCESS_FIELDS", "FunctionDef", "ProcessState", "ProcessProgress",
-    "ProcessCounters", "OpenSession", "SessionEnd", "ProcessSample", "RunTotals", "RunEnd",
+    "ProcessCounters", "OpenSession", "SessionEnd", "SessionRow", "ProcessSample", "RunTotals",
+    "RunEnd",
     "NodeStats", "EdgeStats", "ShapeCount", "PathCount", "VariantStats", "ClusterStats",
     "AggregateRows", "SessionFilter", "SessionTotals", "StoredCalls", "RootCount",
     "ExceptionCount", "VariantResult", "AggregateVersion", "FleetEntry", "Store",

@@ -17,7 +17,7 @@ import os
 import sqlite3
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from ..agent.wire import VERSION as WIRE_VERSION
 from ..errors import StoreDamagedError, StoreError
@@ -27,7 +27,7 @@ from .api import (
     RESULTS, AggregateRows, AggregateVersion, ClusterStats, EdgeStats, ExceptionCount,
     FleetEntry, FunctionDef, NodeStats, OpenSession, PathCount, ProcessCounters, ProcessProgress,
     ProcessSample, ProcessState, RootCount, RunEnd, RunTotals, SessionEnd, SessionFilter,
-    SessionTotals, ShapeCount, StoredCalls, VariantResult, VariantStats, db_path,
+    SessionRow, SessionTotals, ShapeCount, StoredCalls, VariantResult, VariantStats, db_path,
 )
 from .traces import SCHEMA as TRACE_SCHEMA, TABLES as TRACE_TABLES
 
@@ -108,6 +108,12 @@ _ADDED_COLUMNS = (
     ("runs", "host", "TEXT"),
 )
 
+# A whole sessions row, as SQLiteStore.insert_sessions writes it.
+_SESSION_ROW = ("sid", "session_id", "run_id", "name", "root_fid", "pid", "pk", "thread",
+                "result", "complete", "started_ns", "ended_ns", "duration_ns", "calls",
+                "errors", "variant", "tree_kept", "fids", "raised")
+_INSERT_SESSIONS = (f"INSERT INTO sessions({', '.join(_SESSION_ROW)}) "
+                    f"VALUES({', '.join('?' * len(_SESSION_ROW))})")
 _CHUNK_CACHE = 8  # decoded chunks kept by a reader (a frame is at most a few MB decoded)
 
 
@@ -537,13 +543,16 @@ class SQLiteStore:
 
     # -- runs (write) ----------------------------------------------------------------------
     def finish_run(self, run_id: str, end: RunEnd) -> None:
+        args = (json.dumps(list(end.argv)), end.cwd, end.backend, end.ended_ns, end.exit_code,
+                end.status, run_id)
+        sql = ("UPDATE runs SET argv=?, cwd=?, backend=?, ended_ns=?, exit_code=?, status=? "
+               "WHERE run_id=?")
+        if self.db.in_transaction:  # part of the writer's last write (the sidecar's)
+            self.db.execute(sql, args)
+            return
         try:
             with self.transaction():
-                self.db.execute(
-                    "UPDATE runs SET argv=?, cwd=?, backend=?, ended_ns=?, exit_code=?, "
-                    "status=? WHERE run_id=?",
-                    (json.dumps(list(end.argv)), end.cwd, end.backend, end.ended_ns,
-                     end.exit_code, end.status, run_id))
+                self.db.execute(sql, args)
         except sqlite3.Error as exc:
             raise StoreError(str(exc)) from None
 
@@ -655,6 +664,31 @@ class SQLiteStore:
              e.ended_ns, e.ended_ns - e.started_ns, e.calls, e.errors, e.variant, e.tree_kept,
              f" {' '.join(map(str, e.fids))} ",
              json.dumps([list(r) for r in e.raised]) if e.raised else None, rowid))
+
+    def next_session_rowid(self) -> int:
+        # The writer's own inside its transaction: BEGIN IMMEDIATE holds the write lock.
+        return int(self.db.execute("SELECT COALESCE(MAX(sid), 0) + 1 FROM sessions"
+                                   ).fetchone()[0])
+
+    def insert_sessions(self, rows: Sequence[SessionRow]) -> None:
+        # Sessions of one frame share their function lists and exceptions by group: each
+        # distinct one is encoded once.
+        fids_text: dict[tuple[int, ...], str] = {}
+        raised_text: dict[tuple[tuple[int, int, int], ...], str | None] = {(): None}
+        out = []
+        for r in rows:
+            e = r.end
+            f = fids_text.get(e.fids)
+            if f is None:
+                f = fids_text[e.fids] = f" {' '.join(map(str, e.fids))} "
+            x = raised_text.get(e.raised, False)
+            if x is False:
+                x = raised_text[e.raised] = json.dumps([list(t) for t in e.raised])
+            out.append((r.rowid, r.session_id, r.run_id, e.name, e.root_fid, r.pid, r.pk,
+                        e.thread, e.result, 1 if e.complete else 0, e.started_ns, e.ended_ns,
+                        e.ended_ns - e.started_ns, e.calls, e.errors, e.variant, e.tree_kept,
+                        f, x))
+        self.db.executemany(_INSERT_SESSIONS, out)
 
     def open_sessions(self, run_id: str, pk: str) -> list[OpenSession]:
         return [OpenSession(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self.db.execute(

@@ -13,7 +13,7 @@ from flowagent.store import chunks as C
 from flowagent.store.api import (
     FAILED, PRUNED, RECENT, AggregateRows, ClusterStats, EdgeStats, FunctionDef,
     NodeStats, PathCount, ProcessProgress, ProcessSample, RunEnd, RunTotals, SessionEnd,
-    SessionFilter, ShapeCount, Store, VariantStats, kind_of, open_store, sqlite_path)
+    SessionFilter, SessionRow, ShapeCount, Store, VariantStats, kind_of, open_store, sqlite_path)
 
 RUN = "run-1"
 
@@ -89,6 +89,9 @@ def test_run_lifecycle(store: Store, store_url: str) -> None:
             pruned_sessions=2))
         store.write_otlp_totals(RUN, 3, 30, 0)
     store.write_hook_errors(RUN, 1, "boom")
+    with store.transaction():  # the sidecar's last write carries the launcher's part
+        store.finish_run(RUN, RunEnd(("app.py", "--flag"), "/work", "wrap", 900, 0, "pending"))
+    assert store.run(RUN)["status"] == "pending"  # type: ignore[index]
     store.finish_run(RUN, RunEnd(("app.py", "--flag"), "/work", "wrap", 900, 0, "finished"))
     run = store.run(RUN)
     assert run is not None
@@ -217,6 +220,43 @@ def test_sessions_write_and_read(store: Store) -> None:
     assert store.count_kept(RUN, RECENT) == 3  # the open one counts as recent until it ends
     (open_,) = store.open_sessions(RUN, "p1")
     assert (open_.rowid, open_.session_id, open_.started_ns) == (rowid, "p1-4", 4_000)
+
+
+def test_sessions_stored_whole(store: Store) -> None:
+    """One-call sessions of a frame go in as whole rows, ids counted from the first free one
+    (a shared store's spool captures them like any other row)."""
+    store.create_run(RUN, 1, None, "h")
+    _fn(store, 1, "app:main")
+    _fn(store, 2, "app:helper")
+    exc = store.shape_id("KeyError")
+    first = _session(store, 1)
+    with store.transaction():
+        rowid = store.next_session_rowid()
+        assert rowid > first
+        rows = [SessionRow(rowid + i, f"p1-{10 + i}", RUN, 42, "p1", SessionEnd(
+            name="app:helper", root_fid=2, thread="worker", result=result,
+            complete=True, started_ns=10_000 + i, ended_ns=10_050 + 101 * i, calls=1,
+            errors=int(result == "error"), variant="v9", tree_kept=RECENT, fids=(2,),
+            raised=((2, exc, 1),) if result == "error" else ()))
+            for i, result in enumerate(("success", "error", "success"))]
+        store.insert_sessions(rows)
+        data = C.encode([(10, 0, 10, 2, 0, 0, 0, 0, 0, 10, 60, 1, 0)], (0, 0))
+        chunk = store.add_chunk(RUN, "p1", C.STORE, 1, data)
+        store.link_chunks([(rowid, chunk, 1)])
+        assert store.next_session_rowid() == rowid + 3
+    got = store.session("p1-11")
+    assert got is not None
+    assert (got["name"], got["thread"], got["result"], got["complete"], got["duration_ns"],
+            got["errors"], got["variant"]) == ("app:helper", "worker", "error", True, 150, 1,
+                                               "v9")
+    assert store.count_sessions(RUN) == 4
+    assert [s["session_id"] for s in store.function_sessions(RUN, "app:helper")][:3] == [
+        "p1-12", "p1-11", "p1-10"]
+    assert [(e.function_name, e.exception_type, e.count)
+            for e in store.exception_types(RUN)] == [("app:helper", "KeyError", 1)]
+    assert list(store.session_chunk_data(rowid)) == [data]
+    t = store.session_totals(RUN)
+    assert (t.sessions, t.calls, t.errors) == (4, 5, 1)
 
 
 def test_calls_round_trip(store: Store) -> None:
