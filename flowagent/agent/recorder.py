@@ -284,10 +284,19 @@ def _union(shapes: list[str]) -> str:
     return "|".join(sorted(set(shapes)))
 
 
+def _lineage_started(cid: int) -> None:
+    from . import lineage  # imports this module: bound on first use
+
+    global _lineage_started
+    _lineage_started = lineage.started
+    lineage.started(cid)
+
+
 def _session_start(cid: int, fid: int, thread: int) -> None:
     # The thread's name now: a short-lived thread may be gone (and its ident reused) before
     # the flusher could look it up.
     S.session_starts.append((cid, fid, _clock(), thread, _thread_name(thread)))
+    _lineage_started(cid)  # a session of a child process or pool task: under its parent call
 
 
 # ---------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from . import recorder
+from . import lineage, recorder
 from .ring import RingWriter
 from .wire import VERSION, Encoder
 
@@ -190,6 +190,7 @@ class Transport:
                 self._open_for(os.getpid())
             S = recorder.S
             n, columns, threads = recorder.take_calls()
+            links = lineage.take()  # made with the session starts taken below: never later
             starts = S.session_starts
             ns = len(starts)
             new_starts = starts[:ns]
@@ -211,6 +212,8 @@ class Transport:
                 "sampled_out": stats[2],
                 "final": final,
             }
+            if links:
+                batch["links"] = links
             payload = self.encoder.encode_columns(batch, n, columns)
             new_drops = stats[1] - self.sent_stats[1]
             if new_drops:

@@ -186,6 +186,9 @@ _ENTRIES: dict[str, tuple[tuple[type | tuple[type, ...], ...], ...]] = {
     "starts": ((int, int, int, int), (int, int, int, int, str)),
     "names": ((int, str),),
     "threads": ((int, str),),
+    # a session started under a call of another process (flowagent.agent.lineage):
+    # session, parent session id, parent call id, parent function, parent pid
+    "links": ((int, str, int, str, int),),
 }
 
 

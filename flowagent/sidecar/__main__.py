@@ -22,6 +22,7 @@ import threading
 import time
 
 from ..errors import StoreError
+from ..store.lineage import LINKED
 from ..store.sqlite import SQLiteStore
 from .pending import still_running
 from .retention import Retention
@@ -166,8 +167,9 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
         proc.reader.retire_if_done(producer_gone=True)
     with store.transaction():
         db_ = store.db
-        sessions = db_.execute("SELECT COUNT(*), COALESCE(SUM(calls),0), COALESCE(SUM(errors),0) "
-                               "FROM sessions WHERE run_id=?", (run_id,)).fetchone()
+        sessions = db_.execute(  # the sessions of child processes are parts of others
+            "SELECT COALESCE(SUM(NOT " + LINKED.format(alias="sessions.") + "),0), COALESCE(SUM(calls),0), "
+            "COALESCE(SUM(errors),0) FROM sessions WHERE run_id=?", (run_id,)).fetchone()
         incomplete_total = db_.execute("SELECT COUNT(*) FROM sessions WHERE run_id=? AND "
                                        "complete=0", (run_id,)).fetchone()[0]
         db_.execute(

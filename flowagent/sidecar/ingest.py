@@ -25,6 +25,7 @@ from typing import Any
 from ..agent.ring import RingError, RingReader
 from ..agent.wire import INCOMPLETE, PARTIAL, Decoder
 from ..store import chunks as C
+from ..store import lineage
 from ..store.sqlite import RESULTS, SQLiteStore
 from .aggregate import Aggregates
 from .hooks import session_payload
@@ -104,6 +105,22 @@ class Proc:
 _DONE_KEPT = 1 << 16  # finished sessions remembered per process for such late calls
 
 
+def _under_parent(contrib: Any, parent_fid: int | None, result: int) -> None:
+    """A child process's session in the merged graph: its root is called by the call that
+    started it (an edge), not an entry point of the program, and it is part of a flow,
+    not a flow (variant, root-to-leaf paths) of its own."""
+    contrib.variant = ""
+    contrib.paths = {}
+    if not parent_fid or not contrib.root_fid:
+        return
+    edge = contrib.edges.setdefault((parent_fid, contrib.root_fid, result), [0, 0])
+    edge[0] += 1
+    edge[1] += contrib.duration
+    node = contrib.nodes.get(contrib.root_fid)
+    if node is not None and node[7] > 0:
+        node[7] -= 1
+
+
 class Ingestor:
     def __init__(self, store: SQLiteStore, run_id: str, run_dir: str,
                  retention: Retention = Retention(), hooks: Any = None) -> None:
@@ -130,6 +147,9 @@ class Ingestor:
         self.finished_sink: Callable[[list[str]], None] | None = None
         self._finished: list[str] = []
         self._next_watch = 0
+        # Sessions of child processes, until they finish -> the function of the call that
+        # started them (their root's caller in the merged graph).
+        self.parent_functions: dict[str, str] = {}
 
     # -- discovery -------------------------------------------------------------------------
     def discover(self) -> None:
@@ -310,6 +330,9 @@ class Ingestor:
             p = proc.pending.get(ses)
             if p is not None:
                 p.name = str(name)
+        for ses, parent, call, function, pid in batch.get("links", ()):
+            lineage.add(self.db, self.run_id, f"{proc.pk}-{ses}", parent, call, function, pid)
+            self.parent_functions[f"{proc.pk}-{ses}"] = function
         calls = batch["calls"]
         n_calls = len(calls)
         if not n_calls:
@@ -379,6 +402,9 @@ class Ingestor:
         fids, sids = proc.fids, proc.sids
         contrib = tree.contribution(lambda f: fids.get(f, 0), lambda s: sids.get(s, 0))
         session_key = f"{proc.pk}-{ses}"
+        parent_function = self.parent_functions.pop(session_key, None)
+        if parent_function is not None and tree.root is not None:
+            _under_parent(contrib, self.fn_ids.get(parent_function), tree.root[7])
         novel = self.agg.add(contrib, session_key)
         root = tree.root
         if root is None:

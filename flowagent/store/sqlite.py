@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from ..agent.wire import VERSION as WIRE_VERSION
 from ..errors import StoreDamagedError, StoreError
 from . import chunks as C
+from . import lineage
 
 SCHEMA_VERSION = 4
 # Chunks are wire batches (flowagent.store.chunks): a store is readable by the same schema
@@ -105,7 +106,7 @@ def session_where(run_id: str | None, result: str | None, root: str | None,
                   min_duration_ns: int | None, alias: str = "") -> tuple[str, list[Any]]:
     """SQL condition and arguments for the session list filters (one definition, so a count
     always matches the rows listed)."""
-    where: list[str] = ["1=1"]
+    where: list[str] = ["NOT " + lineage.LINKED.format(alias=alias)]  # part of another
     args: list[Any] = []
     for column, op, value in (("run_id", "=?", run_id), ("result", "=?", result),
                               ("name", " LIKE ?", f"%{root}%" if root else None),
@@ -175,12 +176,15 @@ class SQLiteStore:
                                 "value TEXT)")
                 self._check_version(path)
                 self.db.executescript(_SCHEMA)
+                self.db.executescript(lineage.SCHEMA)
                 _add_columns(self.db)
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)",
                                 (DATA_FORMAT,))
             # The first read of the schema: a damaged file fails here, before anything
             # is read from it or written into it.
             self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            if readonly:
+                lineage.readable(self.db)
         except sqlite3.Error as exc:
             damaged = damage_error(exc, path)
             if damaged is not None:
@@ -337,7 +341,7 @@ class SQLiteStore:
                        "(SELECT sid FROM sessions WHERE run_id=?)", (run_id,))
             for table in ("chunks", "sessions", "functions", "processes", "graph_nodes",
                           "graph_edges", "variants", "error_clusters", "process_samples",
-                          "shape_counts", "paths", "runs"):
+                          "shape_counts", "paths", "runs", *lineage.TABLES):
                 db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))  # noqa: S608
 
     # -- reading -------------------------------------------------------------------------
@@ -378,13 +382,14 @@ class SQLiteStore:
         sql = (f"SELECT s.* FROM sessions s WHERE {' AND '.join(where)} "
                f"ORDER BY {orders.get(order, 's.started_ns')}, s.sid LIMIT ? OFFSET ?")
         rows = self.db.execute(sql, (*args, limit, offset)).fetchall()
-        return [self.session_dict(r) for r in rows]
+        return lineage.with_descendants(self.db, [self.session_dict(r) for r in rows])
 
     def count_sessions(self, run_id: str | None = None) -> int:
+        top = "NOT " + lineage.LINKED.format(alias="sessions.")
         if run_id:
-            return self.db.execute("SELECT COUNT(*) FROM sessions WHERE run_id=?",
+            return self.db.execute(f"SELECT COUNT(*) FROM sessions WHERE run_id=? AND {top}",
                                    (run_id,)).fetchone()[0]
-        return self.db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
+        return self.db.execute(f"SELECT COUNT(*) FROM sessions WHERE {top}").fetchone()[0]
 
     @staticmethod
     def session_dict(r: sqlite3.Row) -> dict[str, Any]:
@@ -398,10 +403,14 @@ class SQLiteStore:
     def session(self, session_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM sessions WHERE session_id=?",
                               (session_id,)).fetchone()
-        return self.session_dict(row) if row else None
+        return lineage.with_descendants(self.db, [self.session_dict(row)])[0] if row else None
 
     def session_graph(self, session_id: str) -> dict[str, Any] | None:
-        """The session as the export contract's session graph (timestamps in unix ns)."""
+        """The session as the export contract's session graph (timestamps in unix ns), with
+        the sessions of the child processes its calls started as subtrees."""
+        return self._own_graph(session_id, grafted=True)
+
+    def _own_graph(self, session_id: str, grafted: bool = False) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM sessions WHERE session_id=?",
                               (session_id,)).fetchone()
         if row is None:
@@ -434,9 +443,13 @@ class SQLiteStore:
             if c["parent_id"]:
                 edges.append({"from": c["parent_id"], "to": c["call_id"],
                               "branch": RESULTS[c["result"]]})
-        return {"session_id": session_id, "run_id": run_id, "name": row["name"],
-                "result_type": row["result"], "complete": bool(row["complete"]),
-                "nodes": nodes, "edges": edges}
+        graph = {"session_id": session_id, "run_id": run_id, "name": row["name"],
+                 "result_type": row["result"], "complete": bool(row["complete"]),
+                 "nodes": nodes, "edges": edges}
+        if not grafted:
+            return graph
+        # The sessions of child processes started from its calls, as subtrees.
+        return lineage.graft(graph, self.db, self._own_graph)
 
     def _process_info(self, pk: str, run_id: str) -> dict[str, Any]:
         row = self.db.execute("SELECT info FROM processes WHERE run_id=? AND pk=?",
@@ -496,8 +509,8 @@ class SQLiteStore:
     def iter_session_graphs(self, run_id: str) -> Iterator[dict[str, Any]]:
         """Every kept session tree of a run, one at a time (bounded memory for exports)."""
         ids = [r[0] for r in self.db.execute(
-            "SELECT session_id FROM sessions WHERE run_id=? AND tree_kept>0 ORDER BY started_ns",
-            (run_id,))]
+            "SELECT session_id FROM sessions WHERE run_id=? AND tree_kept>0 AND NOT "
+            + lineage.LINKED.format(alias="sessions.") + " ORDER BY started_ns", (run_id,))]
         for sid in ids:
             g = self.session_graph(sid)
             if g is not None:

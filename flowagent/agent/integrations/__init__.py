@@ -6,19 +6,21 @@ one session rooted at ``<request>:METHOD /route/template`` (:mod:`.webrequest`);
 names the route. :mod:`.imports` makes import time one session per module tree,
 :mod:`.propagation` carries a call's context into the threads and pool work it starts,
 :mod:`.testing` makes each pytest test one session, :mod:`.httpclient` records outgoing
-HTTP calls, and :mod:`.mp` keeps multiprocessing
-children recording.
+HTTP calls, :mod:`.mp` keeps multiprocessing children recording and :mod:`.procs` hangs
+child processes' sessions under the call that started them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import frameworks, httpclient, mp, propagation, testing
+from . import frameworks, httpclient, mp, procs, propagation, testing
 
 
 def install(backend: Any) -> None:
-    for hooks in (frameworks.HOOKS, httpclient.HOOKS, propagation.HOOKS, testing.HOOKS):
+    procs.install()
+    for hooks in (frameworks.HOOKS, httpclient.HOOKS, propagation.HOOKS, testing.HOOKS,
+                  procs.HOOKS):
         for module, hook in hooks.items():
             backend.add_post_import_hook(module, hook)
     backend.add_post_import_hook("multiprocessing.util", mp.patch_mp_util)
