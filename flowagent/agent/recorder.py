@@ -713,6 +713,32 @@ class Delegate:
 
 
 # ---------------------------------------------------------------------------------------
+# Lambdas (their body is one expression: see instrument.Instrumenter._lambdas).
+
+def lambda_call(fid: int, *args: Any) -> list | None:
+    """``__fa_lcall__(fid, *args)``: open a lambda's call; its frame, or None."""
+    try:
+        return open_call(fid, args)
+    except RecursionError:  # the program is at its limit: it meets it in its own code
+        S.agent_errors += 1
+        return None
+
+
+def lambda_return(frame: list | None, value: Any) -> Any:
+    """``__fa_lret__(frame, value)``: close the lambda's call with its body's value."""
+    if frame is not None:
+        try:
+            frame[RV] = value
+            if _get() is frame:
+                close_call(frame, None)
+            elif _get() is not None:  # a call below it that raised was left open
+                _close_abandoned(_get(), frame[FID], None)
+        except RecursionError:
+            S.agent_errors += 1
+    return value
+
+
+# ---------------------------------------------------------------------------------------
 # Synthetic session roots (one per web request).
 
 def enter_root(name: str, module: str = "<request>", always: bool = False,
