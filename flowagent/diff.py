@@ -91,7 +91,7 @@ def _side(store: SQLiteStore, run_id: str) -> dict[str, Any]:
              for r in store.db.execute("SELECT variant, root_fid, examples FROM variants "
                                        "WHERE run_id=?", (run_id,))}
     for r in store.db.execute("SELECT variant, result, COUNT(*) FROM sessions WHERE run_id=? "
-                              "AND variant IS NOT NULL AND result IS NOT NULL "
+                              "AND variant IS NOT NULL AND variant<>'' AND result IS NOT NULL "
                               "GROUP BY variant, result", (run_id,)):
         root, examples = roots.get(r[0], ("?", []))
         v = variants.setdefault(r[0], {"root": root, "example": examples[0] if examples else None,

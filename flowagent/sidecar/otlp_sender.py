@@ -142,6 +142,7 @@ class OtlpSender:
     def _run(self) -> None:
         try:
             from ..export.otlp import build_request, require_proto, with_row
+            from ..store.lineage import parent_of
             from ..store.sqlite import SQLiteStore
 
             require_proto()
@@ -155,6 +156,8 @@ class OtlpSender:
                 graphs = []
                 for session_id in batch:
                     try:
+                        if parent_of(store.db, session_id) is not None:
+                            continue  # a child process's part: sent inside its parent's
                         graph = store.session_graph(session_id)
                         row = store.session(session_id) or {}
                     except Exception as exc:  # a store error must not end the thread

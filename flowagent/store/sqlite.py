@@ -106,7 +106,8 @@ def session_where(run_id: str | None, result: str | None, root: str | None,
                   min_duration_ns: int | None, alias: str = "") -> tuple[str, list[Any]]:
     """SQL condition and arguments for the session list filters (one definition, so a count
     always matches the rows listed)."""
-    where: list[str] = ["NOT " + lineage.LINKED.format(alias=alias)]  # part of another
+    # a session of a child process is part of its parent's: listed with it, not alone
+    where: list[str] = ["NOT " + lineage.LINKED.format(alias=alias or "sessions.")]
     args: list[Any] = []
     for column, op, value in (("run_id", "=?", run_id), ("result", "=?", result),
                               ("name", " LIKE ?", f"%{root}%" if root else None),
