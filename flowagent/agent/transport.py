@@ -196,10 +196,10 @@ class Transport:
             new_starts = starts[:ns]
             del starts[:ns]
             stats = [S.agent_errors + _shape_failures(), S.dropped, S.sampled_out]
-            if not (n or new_starts or final) and stats == self.sent_stats:
+            if not (n or new_starts or links or final) and stats == self.sent_stats:
                 return
             if self.ring is None:
-                if not (n or new_starts):
+                if not (n or new_starts or links):
                     return
                 self._create_ring()
             fns, strs = recorder.take_definitions()
