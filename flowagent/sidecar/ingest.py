@@ -105,6 +105,22 @@ class Proc:
 _DONE_KEPT = 1 << 16  # finished sessions remembered per process for such late calls
 
 
+def _under_parent(contrib: Any, parent_fid: int | None, result: int) -> None:
+    """A child process's session in the merged graph: its root is called by the call that
+    started it (an edge), not an entry point of the program, and it is part of a flow,
+    not a flow (variant, root-to-leaf paths) of its own."""
+    contrib.variant = ""
+    contrib.paths = {}
+    if not parent_fid or not contrib.root_fid:
+        return
+    edge = contrib.edges.setdefault((parent_fid, contrib.root_fid, result), [0, 0])
+    edge[0] += 1
+    edge[1] += contrib.duration
+    node = contrib.nodes.get(contrib.root_fid)
+    if node is not None and node[7] > 0:
+        node[7] -= 1
+
+
 class Ingestor:
     def __init__(self, store: Store, run_id: str, run_dir: str,
                  retention: Retention = Retention(), hooks: Any = None) -> None:
@@ -128,6 +144,9 @@ class Ingestor:
         self.finished_sink: Callable[[list[str]], None] | None = None
         self._finished: list[str] = []
         self._next_watch = 0
+        # Sessions of child processes, until they finish -> the function of the call that
+        # started them (their root's caller in the merged graph).
+        self.parent_functions: dict[str, str] = {}
 
     # -- discovery -------------------------------------------------------------------------
     def discover(self) -> None:
@@ -294,6 +313,10 @@ class Ingestor:
                 p.name = str(name)
         if "traces" in batch:
             add_trace_entries(store, self.run_id, proc.pk, batch["traces"])
+        for ses, parent, call, function, pid in batch.get("links", ()):
+            store.add_session_link(self.run_id, f"{proc.pk}-{ses}", parent, call,
+                                   function, pid)
+            self.parent_functions[f"{proc.pk}-{ses}"] = function
         calls = batch["calls"]
         n_calls = len(calls)
         if not n_calls:
@@ -358,6 +381,9 @@ class Ingestor:
         fids, sids = proc.fids, proc.sids
         contrib = tree.contribution(lambda f: fids.get(f, 0), lambda s: sids.get(s, 0))
         session_key = f"{proc.pk}-{ses}"
+        parent_function = self.parent_functions.pop(session_key, None)
+        if parent_function is not None and tree.root is not None:
+            _under_parent(contrib, self.fn_ids.get(parent_function), tree.root[7])
         novel = self.agg.add(contrib, session_key)
         root = tree.root
         if root is None:

@@ -39,6 +39,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "variants": ("run_id", "variant"),
     "error_clusters": ("run_id", "exc_sid", "fid", "path", "handled"),
     "process_samples": ("run_id", "pid", "ts_ns"),
+    "session_links": ("run_id", "session_id"),
 }
 HASHED = {"paths": {"path"}, "variants": {"variant"}, "error_clusters": {"path"}}
 PARTITIONED = ("sessions", "chunks", "session_chunks")
@@ -115,6 +116,11 @@ CREATE TABLE IF NOT EXISTS shape_counts(
   PRIMARY KEY(run_id, fid, io, shape_sid));
 CREATE TABLE IF NOT EXISTS paths(run_id TEXT, path TEXT, count BIGINT);
 CREATE UNIQUE INDEX IF NOT EXISTS paths_key ON paths(run_id, md5(path));
+CREATE TABLE IF NOT EXISTS session_links(
+  session_id TEXT, run_id TEXT, parent_session TEXT, parent_call BIGINT,
+  parent_function TEXT, parent_pid BIGINT, PRIMARY KEY(run_id, session_id));
+CREATE INDEX IF NOT EXISTS session_links_id ON session_links(session_id);
+CREATE INDEX IF NOT EXISTS session_links_parent ON session_links(parent_session);
 """
 
 # SQLite declared types → PostgreSQL, for columns the SQLite schema gained later (added here
