@@ -131,6 +131,11 @@ class Cursor:
     def rowcount(self) -> int:
         return self._cur.rowcount
 
+    @property
+    def description(self) -> Any:
+        """As sqlite3's: one entry per column, its name first (None: no result rows)."""
+        return self._cur.description
+
 
 class PgDB:
     """One autocommit connection (reads) with sqlite3's ``execute`` shape; thread-safe."""

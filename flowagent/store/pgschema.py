@@ -40,6 +40,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "error_clusters": ("run_id", "exc_sid", "fid", "path", "handled"),
     "process_samples": ("run_id", "pid", "ts_ns"),
     "session_links": ("run_id", "session_id"),
+    "trace_sessions": ("run_id", "session_id"),
+    "trace_spans": ("run_id", "span_id", "session_id"),
 }
 HASHED = {"paths": {"path"}, "variants": {"variant"}, "error_clusters": {"path"}}
 PARTITIONED = ("sessions", "chunks", "session_chunks")
@@ -121,6 +123,16 @@ CREATE TABLE IF NOT EXISTS session_links(
   parent_function TEXT, parent_pid BIGINT, PRIMARY KEY(run_id, session_id));
 CREATE INDEX IF NOT EXISTS session_links_id ON session_links(session_id);
 CREATE INDEX IF NOT EXISTS session_links_parent ON session_links(parent_session);
+CREATE TABLE IF NOT EXISTS trace_sessions(
+  session_id TEXT, run_id TEXT, trace_id TEXT, parent_span TEXT, call_id BIGINT,
+  PRIMARY KEY(run_id, session_id));
+CREATE INDEX IF NOT EXISTS trace_sessions_id ON trace_sessions(session_id);
+CREATE INDEX IF NOT EXISTS trace_sessions_trace ON trace_sessions(trace_id);
+CREATE TABLE IF NOT EXISTS trace_spans(
+  span_id TEXT, run_id TEXT, session_id TEXT, call_id BIGINT, trace_id TEXT,
+  PRIMARY KEY(run_id, span_id, session_id));
+CREATE INDEX IF NOT EXISTS trace_spans_span ON trace_spans(span_id);
+CREATE INDEX IF NOT EXISTS trace_spans_trace ON trace_spans(trace_id);
 """
 
 # SQLite declared types → PostgreSQL, for columns the SQLite schema gained later (added here

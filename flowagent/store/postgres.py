@@ -27,6 +27,7 @@ from . import lineage, pgschema
 from .pgconn import PgDB, drop_partitions, ensure_schema, one_line, redact, require_psycopg
 from .spool import Forwarder, describe, install_capture, spool_path, waiting
 from .sqlite import SQLiteStore
+from .traces import TABLES as TRACE_TABLES
 
 # Closing a writer (end of a run) gives the server this long to take what the spool holds,
 # and gives up sooner when it is not answering: the spool keeps it for the next run.
@@ -160,7 +161,7 @@ class PostgresStore(SQLiteStore):
             drop_partitions(conn, run_id)
             for table in ("functions", "processes", "graph_nodes", "graph_edges", "variants",
                           "error_clusters", "process_samples", "shape_counts", "paths",
-                          "runs", *lineage.TABLES):
+                          "runs", *lineage.TABLES, *TRACE_TABLES):
                 conn.execute(f"DELETE FROM {table} WHERE run_id=%s", (run_id,))  # noqa: S608
 
     def fleet(self) -> list[Any]:
