@@ -222,21 +222,12 @@ def _run_refs(store: Any, specs: list[str] | None) -> list[Any]:
     refs = []
     for spec in specs or [None]:
         where, run = store, spec
-        if _names_data_dir(spec) and not (store is not None and _has_run(store, spec)):
+        # a run id of the store in use wins over a directory of the same name in the cwd
+        if _names_data_dir(spec) and (store is None or store.run(spec) is None):
             path, run = (spec, None) if os.path.isdir(spec) else spec.rpartition(":")[::2]
             where = open_store(db_path(path), readonly=True)
         refs.append(RunRef.of(where, _run_id(where, run)))
     return refs
-
-
-def _has_run(store: Any, spec: str) -> bool:
-    """Whether a run id (or prefix) of ``store`` reads ``spec``: it wins over a directory of
-    the same name."""
-    try:
-        _run_id(store, spec)
-    except NotFoundError:
-        return False
-    return True
 
 
 def _names_data_dir(spec: str | None) -> bool:
@@ -362,7 +353,7 @@ def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
         from .otlpcmd import export_otlp
 
         return export_otlp(ns, _store(ns.data_dir, ns.store), _run_id, out)
-    # Runs named by their data directories need no store of their own.
+    # Runs named by their data directories need no store of their own (unless one is named).
     store = _store(ns.data_dir, ns.store) if ns.store or ns.session or not ns.run \
         or not all(map(_names_data_dir, ns.run)) else None
     fmt = FORMATS[ns.format]

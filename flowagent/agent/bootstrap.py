@@ -49,6 +49,8 @@ def install_helpers() -> None:
     b["__fa_asuspend__"] = recorder.asuspend
     b["__fa_resume__"] = recorder.resume
     b["__fa_delegate__"] = recorder.Delegate
+    b["__fa_lcall__"] = recorder.lambda_call
+    b["__fa_lret__"] = recorder.lambda_return
 
 
 def compile_main(source: bytes, path: str, run_name: str) -> Any:

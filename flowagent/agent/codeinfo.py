@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import recorder
+from .instrument import LAMBDA, lambda_qualname
 from .select import Selector
 from .guard import program_exception
 
@@ -45,7 +46,7 @@ class CodeSelector:
         qual = getattr(code, "co_qualname", name)
         # CO_OPTIMIZED: real functions only, not class bodies or modules; and only code from a
         # source file (not `<string>`: dataclass- or namedtuple-generated code), as wrap sees.
-        if not code.co_flags & CO_OPTIMIZED or name.startswith("<") \
+        if not code.co_flags & CO_OPTIMIZED or (name.startswith("<") and name != LAMBDA) \
                 or filename.startswith("<") or (not self.nested and "<locals>" in qual):
             return 0
         module = globs.get("__name__")
@@ -57,6 +58,10 @@ class CodeSelector:
             wanted = self._modules[key] = self.selector.wants(module, filename)
         if not wanted:
             return 0
+        if name == LAMBDA:
+            line = code.co_firstlineno
+            return recorder.register_function(module, lambda_qualname(qual, line), filename,
+                                              line, _params(code), "function")
         kind, qual = _kind(code, globs, qual)
         return recorder.register_function(module, qual, filename, self._def_line(code),
                                           _params(code), kind)

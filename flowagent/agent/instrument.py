@@ -39,10 +39,13 @@ expression); injected nodes are positioned as they are made, so no whole-tree
 from __future__ import annotations
 
 import ast
+import re
 from typing import Callable
 
 HELPERS = ("__fa_call__", "__fa_gcall__", "__fa_ret__", "__fa_own__", "__fa_suspend__",
-           "__fa_asuspend__", "__fa_resume__", "__fa_delegate__")
+           "__fa_asuspend__", "__fa_resume__", "__fa_delegate__", "__fa_lcall__", "__fa_lret__")
+# The helpers that open a call: a code object naming one of them is instrumented.
+OPENERS = ("__fa_call__", "__fa_gcall__", "__fa_lcall__")
 
 Register = Callable[[str, str, str, int, tuple, str], int]
 
@@ -67,6 +70,18 @@ _ENCLOSING_PARTS: dict[type, tuple[str, ...]] = {
     ast.ClassDef: ("decorator_list", "bases", "keywords"),
 }
 _POSITION = ("lineno", "col_offset", "end_lineno", "end_col_offset")
+
+LAMBDA = "<lambda>"
+# Comprehension scopes in a code object's qualname (Python 3.11 has them all; 3.12 inlines
+# list, dict and set comprehensions): not part of a lambda's name on any version.
+_COMPREHENSIONS = re.compile(r"<(?:listcomp|dictcomp|setcomp|genexpr)>\.")
+
+
+def lambda_qualname(qualname: str, line: int) -> str:
+    """A lambda's recorded name: where it is defined, as a nested function's (``outer.<locals>.
+    <lambda>``), and its line, which keeps two lambdas of one scope apart (``@12``)."""
+    return f"{_COMPREHENSIONS.sub('', qualname)}@{line}"
+
 
 # (parent node, field name, index in the field's list or None, the Yield/YieldFrom node)
 YieldSite = tuple[ast.AST, str, int | None, ast.expr]
@@ -176,9 +191,44 @@ class Instrumenter:
         self.lines = lines
         self.count = 0
 
-    def transform(self, tree: ast.Module) -> ast.Module:
+    def transform(self, tree: ast.Module, lambdas: bool = True) -> ast.Module:
         self._children(tree, "", in_function=False, in_class=False)
+        if lambdas:
+            self._lambdas(tree, "", in_function=False)
         return tree
+
+    def _lambdas(self, node: ast.AST, prefix: str, in_function: bool) -> None:
+        """Instrument every lambda below ``node``, named by the scope it is written in.
+
+        A lambda's body is one expression, which a ``with`` cannot surround: it becomes
+        ``__fa_lret__(__fa_lcall__(fid, a, b), BODY)`` (arguments run left to right: the
+        call opens, the body runs, the call closes with the body's value). A body that
+        raises leaves its call open; the next recorded call below it on the stack that ends
+        closes it as having raised what propagates (see ``recorder._close_abandoned``)."""
+        for field, value in ast.iter_fields(node):
+            inner, inner_fn = prefix, in_function
+            if field == "body" and isinstance(node, _DEFS):
+                inner, inner_fn = prefix + node.name + ".<locals>.", True
+            elif field == "body" and isinstance(node, ast.ClassDef):
+                inner = prefix + node.name + "."
+            elif field == "body" and isinstance(node, ast.Lambda):
+                inner, inner_fn = prefix + LAMBDA + ".<locals>.", True
+            for child in (value if isinstance(value, list) else (value,)):
+                if isinstance(child, ast.AST):
+                    self._lambdas(child, inner, inner_fn)
+                    if isinstance(child, ast.Lambda) and (not inner_fn or self.nested):
+                        self._instrument_lambda(child, inner + LAMBDA)
+
+    def _instrument_lambda(self, node: ast.Lambda, qual: str) -> None:
+        names, shown = _params(node.args)
+        fid = self.register(self.module, lambda_qualname(qual, node.lineno), self.filename,
+                            node.lineno, tuple(shown), "function")
+        body = node.body
+        opened = _call("__fa_lcall__", [_const(fid, body),
+                                        *(_at(ast.Name(id=n, ctx=_LOAD), body) for n in names)],
+                       body)
+        node.body = _call("__fa_lret__", [opened, body], body)
+        self.count += 1
 
     def _children(self, node: ast.AST, prefix: str, in_function: bool, in_class: bool) -> None:
         for field in _STMT_FIELDS[type(node)]:
@@ -274,5 +324,5 @@ def instrument_source(source: str | bytes, filename: str, module: str, register:
     raw = source if isinstance(source, bytes) else source.encode("utf-8", "surrogatepass")
     inst = Instrumenter(module, filename, register, nested,
                         raw.splitlines() if b"yield" in raw else [])
-    inst.transform(tree)
+    inst.transform(tree, lambdas=b"lambda" in raw)
     return compile(tree, filename, "exec", dont_inherit=True), inst.count

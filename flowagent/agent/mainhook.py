@@ -28,7 +28,7 @@ from types import CodeType
 from typing import Any, Callable
 
 from . import recorder
-from .instrument import HELPERS
+from .instrument import OPENERS
 from .guard import program_exception
 
 _wants: Callable[[str], bool] | None = None
@@ -78,7 +78,7 @@ def _hook(event: str, args: tuple) -> None:
 def _instrumented(code: CodeType) -> bool:
     """Does any function in this code tree call the recorder (already instrumented)?"""
     for c in code.co_consts:
-        if type(c) is CodeType and (any(h in c.co_names for h in HELPERS[:2])
+        if type(c) is CodeType and (any(h in c.co_names for h in OPENERS)
                                     or _instrumented(c)):
             return True
     return False
@@ -110,7 +110,7 @@ def _swap(code: CodeType, twin: CodeType) -> None:
         if not candidates:
             continue
         t = candidates.pop(0)
-        if (any(h in t.co_names for h in HELPERS[:2]) or _instrumented(t)) \
+        if (any(h in t.co_names for h in OPENERS) or _instrumented(t)) \
                 and _compatible(c, t):
             _set_const(code, i, t)
 

@@ -41,7 +41,9 @@ for _name, _fn in (
         ("__fa_suspend__", lambda fid, value=None, kind=None: value),
         ("__fa_asuspend__", lambda fid, value=None: value),
         ("__fa_resume__", lambda frame, sent=None: sent),
-        ("__fa_delegate__", lambda fid, iterable: iterable)):
+        ("__fa_delegate__", lambda fid, iterable: iterable),
+        ("__fa_lcall__", lambda fid, *args: None),
+        ("__fa_lret__", lambda frame, value: value)):
     builtins.__dict__.setdefault(_name, _fn)
 """
 

@@ -284,10 +284,19 @@ def _union(shapes: list[str]) -> str:
     return "|".join(sorted(set(shapes)))
 
 
+def _lineage_started(cid: int) -> None:
+    from . import lineage  # imports this module: bound on first use
+
+    global _lineage_started
+    _lineage_started = lineage.started
+    lineage.started(cid)
+
+
 def _session_start(cid: int, fid: int, thread: int) -> None:
     # The thread's name now: a short-lived thread may be gone (and its ident reused) before
     # the flusher could look it up.
     S.session_starts.append((cid, fid, _clock(), thread, _thread_name(thread)))
+    _lineage_started(cid)  # a session of a child process or pool task: under its parent call
 
 
 # ---------------------------------------------------------------------------------------
@@ -706,6 +715,32 @@ class Delegate:
         closer = getattr(self._it, "close", None)
         if closer is not None:
             closer()
+
+
+# ---------------------------------------------------------------------------------------
+# Lambdas (their body is one expression: see instrument.Instrumenter._lambdas).
+
+def lambda_call(fid: int, *args: Any) -> list | None:
+    """``__fa_lcall__(fid, *args)``: open a lambda's call; its frame, or None."""
+    try:
+        return open_call(fid, args)
+    except RecursionError:  # the program is at its limit: it meets it in its own code
+        S.agent_errors += 1
+        return None
+
+
+def lambda_return(frame: list | None, value: Any) -> Any:
+    """``__fa_lret__(frame, value)``: close the lambda's call with its body's value."""
+    if frame is not None:
+        try:
+            frame[RV] = value
+            if _get() is frame:
+                close_call(frame, None)
+            elif _get() is not None:  # a call below it that raised was left open
+                _close_abandoned(_get(), frame[FID], None)
+        except RecursionError:
+            S.agent_errors += 1
+    return value
 
 
 # ---------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-from . import recorder, tracecontext
+from . import lineage, recorder, tracecontext
 from .ring import RingWriter
 from .wire import VERSION, Encoder
 
@@ -211,16 +211,17 @@ class Transport:
 
     def _send(self, n: int, columns: bytes, threads: set[int], final: bool) -> None:
         S = recorder.S
+        links = lineage.take()  # made with the session starts taken below: never later
         starts = S.session_starts
         ns = len(starts)
         new_starts = starts[:ns]
         del starts[:ns]
         traces = tracecontext.take()  # after the calls: never in a later batch than they
         stats = [S.agent_errors + _shape_failures(), S.dropped, S.sampled_out]
-        if not (n or new_starts or traces or final) and stats == self.sent_stats:
+        if not (n or new_starts or links or traces or final) and stats == self.sent_stats:
             return
         if self.ring is None:
-            if not (n or new_starts or traces):
+            if not (n or new_starts or links or traces):
                 return
             self._create_ring()
         fns, strs = recorder.take_definitions()
@@ -233,6 +234,8 @@ class Transport:
             "sampled_out": stats[2],
             "final": final,
         }
+        if links:
+            batch["links"] = links
         if traces:
             batch["traces"] = traces
         payload = self.encoder.encode_columns(batch, n, columns)

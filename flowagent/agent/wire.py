@@ -208,6 +208,9 @@ _ENTRIES: dict[str, tuple[tuple[type | tuple[type, ...], ...], ...]] = {
     "threads": ((int, str),),
     # W3C trace context (flowagent.agent.tracecontext): session, kind, trace id, span id, call
     "traces": ((int, int, str, str, int),),
+    # a session started under a call of another process (flowagent.agent.lineage):
+    # session, parent session id, parent call id, parent function, parent pid
+    "links": ((int, str, int, str, int),),
 }
 
 

@@ -115,6 +115,21 @@ class Proc:
 _DONE_KEPT = 1 << 16  # finished sessions remembered per process for such late calls
 
 
+def _under_parent(contrib: Any, parent_fid: int | None, result: int) -> None:
+    """A child process's session in the merged graph: its root is called by the call that
+    started it (an edge), not an entry point of the program, and it is part of a flow,
+    not a flow (variant, root-to-leaf paths) of its own."""
+    contrib.variant = ""
+    contrib.paths = {}
+    if not parent_fid or not contrib.root_fid:
+        return
+    edge = contrib.edges.setdefault((parent_fid, contrib.root_fid, result), [0, 0])
+    edge[0] += 1
+    edge[1] += contrib.duration
+    node = contrib.nodes.get(contrib.root_fid)
+    if node is not None and node[7] > 0:
+        node[7] -= 1
+
 
 class Ingestor:
     def __init__(self, store: Store, run_id: str, run_dir: str,
@@ -140,6 +155,9 @@ class Ingestor:
         self._finished: list[str] = []
         self._next_watch = 0
         self.resumed: set[str] = set()  # processes whose state was reloaded from the store
+        # Sessions of child processes, until they finish -> the function of the call that
+        # started them (their root's caller in the merged graph).
+        self.parent_functions: dict[str, str] = {}
 
     # -- discovery -------------------------------------------------------------------------
     def discover(self) -> None:
@@ -297,7 +315,10 @@ class Ingestor:
         proc.agent_errors = int(batch.get("agent_errors", proc.agent_errors))
         proc.sampled_out = int(batch.get("sampled_out", proc.sampled_out))
         calls = batch["calls"]
-        picks = singles.pick(self, proc, calls, batch.get("starts", ()))
+        # a child process's session hangs under its parent call: never the grouped path
+        linked = {link[0] for link in batch.get("links", ())}
+        picks = singles.pick(self, proc, calls, [s for s in batch.get("starts", ())
+                                                 if s[0] not in linked])
         for ses, fid, t0, thr, *name in batch.get("starts", ()):
             if ses in picks:  # stored below, with the frame's other one-call sessions
                 if name:
@@ -313,6 +334,10 @@ class Ingestor:
                 p.name = str(name)
         if "traces" in batch:
             add_trace_entries(store, self.run_id, proc.pk, batch["traces"])
+        for ses, parent, call, function, pid in batch.get("links", ()):
+            store.add_session_link(self.run_id, f"{proc.pk}-{ses}", parent, call,
+                                   function, pid)
+            self.parent_functions[f"{proc.pk}-{ses}"] = function
         n_calls = len(calls)
         if not n_calls:
             return 0
@@ -380,6 +405,9 @@ class Ingestor:
         fids, sids = proc.fids, proc.sids
         contrib = tree.contribution(lambda f: fids.get(f, 0), lambda s: sids.get(s, 0))
         session_key = f"{proc.pk}-{ses}"
+        parent_function = self.parent_functions.pop(session_key, None)
+        if parent_function is not None and tree.root is not None:
+            _under_parent(contrib, self.fn_ids.get(parent_function), tree.root[7])
         novel = self.agg.add(contrib, session_key)
         root = tree.root
         if root is None:

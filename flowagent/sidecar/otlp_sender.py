@@ -155,6 +155,8 @@ class OtlpSender:
                 graphs = []
                 for session_id in batch:
                     try:
+                        if store.parent_session(session_id) is not None:
+                            continue  # a child process's part: sent inside its parent's
                         graph = store.session_graph(session_id)
                         row = store.session(session_id) or {}
                     except Exception as exc:  # a store error must not end the thread

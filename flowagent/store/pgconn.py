@@ -133,6 +133,7 @@ class Cursor:
 
     @property
     def description(self) -> Any:
+        """As sqlite3's: one entry per column, its name first (None: no result rows)."""
         return self._cur.description
 
 

@@ -12,9 +12,6 @@ Differences from SQLite, and why:
   retention and the size limit drop a run's partitions whole instead of deleting rows.
 * Long texts (paths, variants) are unique through an md5 index: a B-tree entry holds at most
   about 2.7 kB, and a call path can be longer.
-* The W3C trace links (``trace_sessions``, ``trace_spans``: :mod:`flowagent.store.traces`)
-  exist here so readers find them, but the spool does not forward them yet: a distributed
-  session is stitched from the recording hosts' SQLite stores, not from the server.
 * Columns are BIGINT (SQLite integers are 64-bit) and BYTEA for blobs.
 """
 
@@ -42,6 +39,9 @@ KEYS: dict[str, tuple[str, ...]] = {
     "variants": ("run_id", "variant"),
     "error_clusters": ("run_id", "exc_sid", "fid", "path", "handled"),
     "process_samples": ("run_id", "pid", "ts_ns"),
+    "session_links": ("run_id", "session_id"),
+    "trace_sessions": ("run_id", "session_id"),
+    "trace_spans": ("run_id", "span_id", "session_id"),
 }
 HASHED = {"paths": {"path"}, "variants": {"variant"}, "error_clusters": {"path"}}
 PARTITIONED = ("sessions", "chunks", "session_chunks")
@@ -118,14 +118,20 @@ CREATE TABLE IF NOT EXISTS shape_counts(
   PRIMARY KEY(run_id, fid, io, shape_sid));
 CREATE TABLE IF NOT EXISTS paths(run_id TEXT, path TEXT, count BIGINT);
 CREATE UNIQUE INDEX IF NOT EXISTS paths_key ON paths(run_id, md5(path));
+CREATE TABLE IF NOT EXISTS session_links(
+  session_id TEXT, run_id TEXT, parent_session TEXT, parent_call BIGINT,
+  parent_function TEXT, parent_pid BIGINT, PRIMARY KEY(run_id, session_id));
+CREATE INDEX IF NOT EXISTS session_links_id ON session_links(session_id);
+CREATE INDEX IF NOT EXISTS session_links_parent ON session_links(parent_session);
 CREATE TABLE IF NOT EXISTS trace_sessions(
-  session_id TEXT PRIMARY KEY, run_id TEXT, trace_id TEXT, parent_span TEXT, call_id BIGINT);
-CREATE INDEX IF NOT EXISTS trace_sessions_run ON trace_sessions(run_id);
+  session_id TEXT, run_id TEXT, trace_id TEXT, parent_span TEXT, call_id BIGINT,
+  PRIMARY KEY(run_id, session_id));
+CREATE INDEX IF NOT EXISTS trace_sessions_id ON trace_sessions(session_id);
 CREATE INDEX IF NOT EXISTS trace_sessions_trace ON trace_sessions(trace_id);
 CREATE TABLE IF NOT EXISTS trace_spans(
   span_id TEXT, run_id TEXT, session_id TEXT, call_id BIGINT, trace_id TEXT,
-  PRIMARY KEY(span_id, session_id));
-CREATE INDEX IF NOT EXISTS trace_spans_run ON trace_spans(run_id);
+  PRIMARY KEY(run_id, span_id, session_id));
+CREATE INDEX IF NOT EXISTS trace_spans_span ON trace_spans(span_id);
 CREATE INDEX IF NOT EXISTS trace_spans_trace ON trace_spans(trace_id);
 """
 

@@ -23,10 +23,11 @@ from typing import Any
 
 from ..errors import StoreError
 from . import chunks as C
-from . import pgschema
+from . import lineage, pgschema
 from .pgconn import PgDB, drop_partitions, ensure_schema, one_line, redact, require_psycopg
 from .spool import Forwarder, describe, install_capture, spool_path, waiting
 from .sqlite import SQLiteStore
+from .traces import TABLES as TRACE_TABLES
 
 # Closing a writer (end of a run) gives the server this long to take what the spool holds,
 # and gives up sooner when it is not answering: the spool keeps it for the next run.
@@ -160,7 +161,7 @@ class PostgresStore(SQLiteStore):
             drop_partitions(conn, run_id)
             for table in ("functions", "processes", "graph_nodes", "graph_edges", "variants",
                           "error_clusters", "process_samples", "shape_counts", "paths",
-                          "runs"):
+                          "runs", *lineage.TABLES, *TRACE_TABLES):
                 conn.execute(f"DELETE FROM {table} WHERE run_id=%s", (run_id,))  # noqa: S608
 
     def fleet(self) -> list[Any]:
@@ -175,7 +176,9 @@ class PostgresStore(SQLiteStore):
         from .api import SessionTotals
 
         row = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(calls),0), COALESCE(SUM(errors),0), "
+            # the sessions of child processes are parts of others: not counted as sessions
+            "SELECT COUNT(*) FILTER (WHERE NOT " + lineage.LINKED.format(alias="sessions.")
+            + "), COALESCE(SUM(calls),0), COALESCE(SUM(errors),0), "
             "COUNT(*) FILTER (WHERE result IS NULL), "
             "COUNT(*) FILTER (WHERE complete=0 AND result IS NOT NULL) "
             "FROM sessions WHERE run_id=?", (run_id,)).fetchone()
@@ -209,7 +212,8 @@ SERVER_READS = (
     "aggregates", "aggregate_version", "sessions", "count_sessions", "count_matching",
     "session", "session_starts", "session_totals", "session_results", "variant_results",
     "session_roots", "exception_types", "function_sessions", "root_sessions", "session_graph",
-    "session_calls", "iter_session_graphs", "stored_calls", "stored_bytes", "prunable_runs")
+    "session_calls", "iter_session_graphs", "stored_calls", "stored_bytes", "prunable_runs",
+    "parent_session")
 
 
 class ReadThroughStore(SpoolStore):

@@ -43,7 +43,10 @@ IDLE_S = 0.2           # forwarder's pause when the spool is empty
 RETRY_S = (0.5, 5.0)   # back-off while the server is unreachable: first, longest
 
 # Tables without a rowid: their log lines carry the whole row (they are never updated).
-_NO_ROWID = {"session_chunks": ("sid", "chunk_id", "calls")}
+_NO_ROWID = {"session_chunks": ("sid", "chunk_id", "calls"),
+             "trace_spans": ("span_id", "session_id", "call_id", "trace_id")}
+# Their run: a column of the row, or (session_chunks) its session's.
+_RUN_OF = {"session_chunks": "(SELECT run_id FROM sessions WHERE sid={row}.sid)"}
 
 
 def spool_path(data_dir: str) -> str:
@@ -85,17 +88,18 @@ def install_capture(db: sqlite3.Connection) -> LocalDeletes:
             continue
         if table in _NO_ROWID:
             cols = _NO_ROWID[table]
+            run_of = _RUN_OF.get(table, "{row}.run_id")
             row = ", ".join(f"NEW.{c}" for c in cols)
             db.execute(
                 f"CREATE TRIGGER IF NOT EXISTS spool_{table}_i AFTER INSERT ON {table} BEGIN "
                 f"INSERT INTO spool_log(tbl, op, key) VALUES('{table}', 'i', "
-                f"json_array((SELECT run_id FROM sessions WHERE sid=NEW.sid), {row})); END")
+                f"json_array({run_of.format(row='NEW')}, {row})); END")
             old = ", ".join(f"OLD.{c}" for c in cols[:2])
             db.execute(
                 f"CREATE TRIGGER IF NOT EXISTS spool_{table}_d AFTER DELETE ON {table} "
                 f"WHEN {LOCAL_ONLY}() = 0 BEGIN "
                 f"INSERT INTO spool_log(tbl, op, key) VALUES('{table}', 'd', "
-                f"json_array((SELECT run_id FROM sessions WHERE sid=OLD.sid), {old})); END")
+                f"json_array({run_of.format(row='OLD')}, {old})); END")
             continue
         for event, op in (("INSERT", "u"), ("UPDATE", "u")):
             db.execute(

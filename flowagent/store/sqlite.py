@@ -30,6 +30,7 @@ from .api import (
     SessionRow, SessionTotals, ShapeCount, StoredCalls, VariantResult, VariantStats, db_path,
 )
 from .traces import SCHEMA as TRACE_SCHEMA, TABLES as TRACE_TABLES
+from . import lineage
 
 SCHEMA_VERSION = 4
 # Chunks are wire batches (flowagent.store.chunks): a store is readable by the same schema
@@ -122,7 +123,8 @@ def session_where(run_id: str | None, result: str | None, root: str | None,
                   host: str | None = None) -> tuple[str, list[Any]]:
     """SQL condition and arguments for the session list filters (one definition, so a count
     always matches the rows listed)."""
-    where: list[str] = ["1=1"]
+    # a session of a child process is part of its parent's: listed with it, not alone
+    where: list[str] = ["NOT " + lineage.LINKED.format(alias=alias or "sessions.")]
     args: list[Any] = []
     for column, op, value in (("run_id", "=?", run_id), ("result", "=?", result),
                               ("name", " LIKE ?", f"%{root}%" if root else None),
@@ -193,12 +195,15 @@ class SQLiteStore:
                 self._check_version(path)
                 self.db.executescript(_SCHEMA)
                 self.db.executescript(TRACE_SCHEMA)
+                self.db.executescript(lineage.SCHEMA)
                 _add_columns(self.db)
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)",
                                 (DATA_FORMAT,))
             # The first read of the schema: a damaged file fails here, before anything
             # is read from it or written into it.
             self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            if readonly:
+                lineage.readable(self.db)
         except sqlite3.Error as exc:
             damaged = damage_error(exc, path)
             if damaged is not None:
@@ -375,7 +380,8 @@ class SQLiteStore:
                        "(SELECT sid FROM sessions WHERE run_id=?)", (run_id,))
             for table in ("chunks", "sessions", "functions", "processes", "graph_nodes",
                           "graph_edges", "variants", "error_clusters", "process_samples",
-                          "shape_counts", "paths", "runs", *TRACE_TABLES):
+                          "shape_counts", "paths", "runs", *TRACE_TABLES,
+                          *lineage.TABLES):
                 db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))  # noqa: S608
 
     # -- reading -------------------------------------------------------------------------
@@ -426,13 +432,14 @@ class SQLiteStore:
         sql = (f"SELECT s.* FROM sessions s WHERE {' AND '.join(where)} "
                f"ORDER BY {orders.get(order, 's.started_ns')}, s.sid LIMIT ? OFFSET ?")
         rows = self.db.execute(sql, (*args, limit, offset)).fetchall()
-        return [self.session_dict(r) for r in rows]
+        return lineage.with_descendants(self.db, [self.session_dict(r) for r in rows])
 
     def count_sessions(self, run_id: str | None = None) -> int:
+        top = "NOT " + lineage.LINKED.format(alias="sessions.")
         if run_id:
-            return self.db.execute("SELECT COUNT(*) FROM sessions WHERE run_id=?",
+            return self.db.execute(f"SELECT COUNT(*) FROM sessions WHERE run_id=? AND {top}",
                                    (run_id,)).fetchone()[0]
-        return self.db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
+        return self.db.execute(f"SELECT COUNT(*) FROM sessions WHERE {top}").fetchone()[0]
 
     @staticmethod
     def session_dict(r: sqlite3.Row) -> dict[str, Any]:
@@ -446,17 +453,25 @@ class SQLiteStore:
     def session(self, session_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM sessions WHERE session_id=?",
                               (session_id,)).fetchone()
-        return self.session_dict(row) if row else None
+        return lineage.with_descendants(self.db, [self.session_dict(row)])[0] if row else None
 
     def session_graph(self, session_id: str) -> dict[str, Any] | None:
-        """The session as the export contract's session graph (timestamps in unix ns)."""
+        """The session as the export contract's session graph (timestamps in unix ns), with
+        the sessions of the child processes its calls started as subtrees."""
+        return self._own_graph(session_id, grafted=True)
+
+    def _own_graph(self, session_id: str, grafted: bool = False) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM sessions WHERE session_id=?",
                               (session_id,)).fetchone()
         if row is None:
             return None
         info = self._process_info(row["pk"], row["run_id"])
-        return build_session_graph(row, self.functions(row["run_id"]), info,
-                                   self._call_rows(row, info), self.shape_text)
+        graph = build_session_graph(row, self.functions(row["run_id"]), info,
+                                    self._call_rows(row, info), self.shape_text)
+        if not grafted:
+            return graph
+        # The sessions of child processes started from its calls, as subtrees.
+        return lineage.graft(graph, self.db, self._own_graph)
 
     def _process_info(self, pk: str, run_id: str) -> dict[str, Any]:
         row = self.db.execute("SELECT info FROM processes WHERE run_id=? AND pk=?",
@@ -516,8 +531,8 @@ class SQLiteStore:
     def iter_session_graphs(self, run_id: str) -> Iterator[dict[str, Any]]:
         """Every kept session tree of a run, one at a time (bounded memory for exports)."""
         ids = [r[0] for r in self.db.execute(
-            "SELECT session_id FROM sessions WHERE run_id=? AND tree_kept>0 ORDER BY started_ns",
-            (run_id,))]
+            "SELECT session_id FROM sessions WHERE run_id=? AND tree_kept>0 AND NOT "
+            + lineage.LINKED.format(alias="sessions.") + " ORDER BY started_ns", (run_id,))]
         for sid in ids:
             g = self.session_graph(sid)
             if g is not None:
@@ -833,10 +848,20 @@ class SQLiteStore:
 
     def session_totals(self, run_id: str) -> SessionTotals:
         row = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(calls),0), COALESCE(SUM(errors),0), "
+            # the sessions of child processes are parts of others: not counted as sessions
+            "SELECT COALESCE(SUM(NOT " + lineage.LINKED.format(alias="sessions.") + "),0), "
+            "COALESCE(SUM(calls),0), COALESCE(SUM(errors),0), "
             "COALESCE(SUM(result IS NULL),0), COALESCE(SUM(complete=0 AND result IS NOT NULL),0) "
             "FROM sessions WHERE run_id=?", (run_id,)).fetchone()
         return SessionTotals(row[0], row[1], row[2], row[3], row[4])
+
+    def parent_session(self, session_id: str) -> str | None:
+        return lineage.parent_of(self.db, session_id)
+
+    def add_session_link(self, run_id: str, session_id: str, parent_session: str,
+                         parent_call: int, parent_function: str, parent_pid: int) -> None:
+        lineage.add(self.db, run_id, session_id, parent_session, parent_call, parent_function,
+                    parent_pid)
 
     def session_results(self, run_id: str) -> dict[str, int]:
         return {r[0]: r[1] for r in self.db.execute(
@@ -846,7 +871,8 @@ class SQLiteStore:
     def variant_results(self, run_id: str) -> list[VariantResult]:
         return [VariantResult(r[0], r[1], r[2]) for r in self.db.execute(
             "SELECT variant, result, COUNT(*) FROM sessions WHERE run_id=? "
-            "AND variant IS NOT NULL AND result IS NOT NULL GROUP BY variant, result",
+            "AND variant IS NOT NULL AND variant<>'' AND result IS NOT NULL AND NOT "
+            + lineage.LINKED.format(alias="sessions.") + " GROUP BY variant, result",
             (run_id,))]
 
     def session_roots(self, run_id: str, limit: int = 200) -> list[RootCount]:

@@ -55,17 +55,32 @@ if __name__ == "__main__":
 def test_children_of_every_kind_are_recorded(tmp_path, backend):
     rec = record(PROGRAM, tmp_path, backend=backend, extra_files=WORK)
     assert rec.stdout == "[0, 1, 4, 9, 16, 25] [0, 1, 4, 9, 16, 25] 49\n"
-    main_pid = next(s["pid"] for s in rec.sessions() if s["name"] == "__main__:run_pool")
-    squares = [c for c in rec.calls("work:square")]
-    # 6 per pool (fork and spawn), 1 in the subprocess, 1 in the forked child
-    assert len(squares) == 14
-    assert all(c["pid"] != main_pid for c in squares)
-    assert len({c["pid"] for c in squares}) >= 4
-    for c in squares:  # each square is a session root in its worker, with helper below
-        g = rec.tree(c["session_id"])
-        assert [n["function_name"] for n in g["nodes"]] == ["work:square", "work:helper"]
+    sessions = rec.sessions()
+    main_pid = next(s["pid"] for s in sessions if s["name"] == "__main__:run_pool")
+    # every child's work hangs under the call that started it: 6 per pool (fork and
+    # spawn), 1 in the subprocess, 1 in the bare fork
+    assert sorted(s["name"] for s in sessions) == [
+        "__main__:child", "__main__:forked", "__main__:run_pool", "__main__:run_pool"]
+    for s in sessions:
+        g = rec.tree(s["session_id"])
+        names = [n["function_name"] for n in g["nodes"]]
+        squares = [n for n in g["nodes"] if n["function_name"] == "work:square"]
+        # pool workers run side by side: their calls interleave in time, each helper stays
+        # under its own square
+        assert len(names) == 1 + 2 * len(squares)
+        assert sorted(names[1:]) == ["work:helper"] * len(squares) + ["work:square"] * len(squares)
+        square_ids = {c["id"] for c in squares}
+        assert all(n["parent_id"] in square_ids for n in g["nodes"]
+                   if n["function_name"] == "work:helper")
+        assert len(squares) == {"__main__:run_pool": 6, "__main__:child": 1,
+                                "__main__:forked": 1}[s["name"]]
+        for c in squares:
+            assert c["parent_id"] == g["nodes"][0]["id"]
+            assert c["pid"] != main_pid
+        assert s["calls"] == len(names)  # the session's calls, in all its processes
     info = rec.run_info()
     assert info["dropped_events"] == 0
+    assert info["sessions"] == 4
     assert info["produced_events"] == info["calls"] == 4 + 14 * 2
 
 

@@ -82,6 +82,34 @@ def test_forwarded_rows_read_back_like_the_spool(pg_url: str, tmp_path: Path) ->
     store.close()
 
 
+def test_session_and_trace_links_reach_the_server(pg_url: str, tmp_path: Path) -> None:
+    """A child process's session linked under a call, and the W3C trace links of a run, read
+    the same from the server: the child is part of its parent's session there too."""
+    from flowagent.store import traces
+
+    store = SpoolStore(pg_url, str(tmp_path), forward=False)
+    _write_run(store, "run-a", 3)
+    with store.transaction():
+        store.add_session_link("run-a", "pruna-2", "pruna-1", 1, "app:main", 10)
+        traces.add_entries(store, "run-a", "pruna", [
+            [1, traces.JOINED, "t" * 32, "a" * 16, 1], [3, traces.SENT, "t" * 32, "b" * 16, 1]])
+    assert store.forwarder.drain(60) == 0
+    pg = PostgresStore(pg_url)
+    assert pg.parent_session("pruna-2") == store.parent_session("pruna-2") == "pruna-1"
+    assert pg.count_sessions("run-a") == store.count_sessions("run-a") == 2
+    assert pg.session_totals("run-a") == store.session_totals("run-a")
+    assert pg.session_totals("run-a").sessions == 2
+    assert pg.sessions("run-a") == store.sessions("run-a")
+    assert pg.session_graph("pruna-1") == store.session_graph("pruna-1")
+    assert traces.run_links(pg, "run-a") == traces.run_links(store, "run-a")
+    assert [len(x) for x in traces.run_links(pg, "run-a")] == [1, 1]
+    pg.delete_run("run-a")  # the server's retention
+    assert _table(pg_url, "SELECT * FROM session_links") == []
+    assert _table(pg_url, "SELECT * FROM trace_spans") == []
+    pg.close()
+    store.close()
+
+
 def test_a_batch_forwarded_twice_is_stored_once(pg_url: str, tmp_path: Path) -> None:
     """A forwarder that dies after the server committed and before the spool forgot the
     batch sends it again on restart: the server's rows are the same."""

@@ -98,6 +98,10 @@ def test_swap_keeps_lambdas_sharing_a_line_apart(monkeypatch: pytest.MonkeyPatch
                and c.co_name == "<lambda>"]
     mainhook._swap(plain, twin)  # type: ignore[arg-type]
     after = [c for c in plain.co_consts if isinstance(c, types.CodeType)]
-    assert [c for c in after if c.co_name == "<lambda>"] == lambdas  # untouched, in order
+    swapped = [c for c in after if c.co_name == "<lambda>"]
+    # each lambda replaced by its own instrumented twin, in order
+    assert [c for c in swapped if c in lambdas] == []
+    assert ["__fa_lcall__" in c.co_names for c in swapped] == [True, True]
+    assert [[k for k in c.co_consts if k in (1, 2)] for c in swapped] == [[1], [2]]
     f_code = next(c for c in after if c.co_name == "f")
     assert "__fa_call__" in f_code.co_names

@@ -66,18 +66,18 @@ def test_session_graph(client: FlaskClient, demo: dict) -> None:
     body = get(client, f"/api/sessions/{demo['big']}")
     assert body["session"]["session_id"] == demo["big"]
     graph = body["graph"]
-    assert len(graph["nodes"]) == 458 and len(graph["edges"]) == 457
+    assert len(graph["nodes"]) == 469 and len(graph["edges"]) == 468
     assert {"function_name", "input_shape", "output_shape", "result_type", "exception_type",
             "timestamp_start", "timestamp_end", "thread_name"} <= set(graph["nodes"][0])
 
 
 def test_session_tree_and_timeline(client: FlaskClient, demo: dict) -> None:
     rows = get(client, f"/api/sessions/{demo['big']}/tree")["rows"]
-    assert len(rows) == 458 and rows[0]["depth"] == 0 and rows[0]["parent"] is None
+    assert len(rows) == 469 and rows[0]["depth"] == 0 and rows[0]["parent"] is None
     assert all(r["parent"] is None or rows[r["parent"]]["depth"] == r["depth"] - 1 for r in rows)
     tl = get(client, f"/api/sessions/{demo['big']}/timeline")
     assert tl["duration_ns"] > 0 and tl["tracks"]
-    assert sum(len(t["spans"]) for t in tl["tracks"]) == 458
+    assert sum(len(t["spans"]) for t in tl["tracks"]) == 469
     assert tl["tracks"][0]["label"].startswith("MainThread")
     for track in tl["tracks"]:
         for row, start, end, level, fn, result in track["spans"]:
@@ -90,12 +90,12 @@ def test_session_tree_and_timeline(client: FlaskClient, demo: dict) -> None:
 def test_merged_graph_contract(client: FlaskClient, demo: dict) -> None:
     g = get(client, f"/api/runs/{demo['run_id']}/graph")
     assert g["graph_type"] == "merged" and g["runs"] == [demo["run_id"]]
-    assert len(g["nodes"]) == 67
+    assert len(g["nodes"]) == 68
     assert {"from", "to", "branch", "frequency"} <= set(g["edges"][0])
     assert g["stats"]["frequent_paths"]
 
 
-@pytest.mark.parametrize("level, nodes", [("function", 67), ("class", None), ("module", 11),
+@pytest.mark.parametrize("level, nodes", [("function", 68), ("class", None), ("module", 11),
                                           ("package", 4)])
 def test_graph_view_levels(client: FlaskClient, demo: dict, level: str, nodes: int | None) -> None:
     v = get(client, f"/api/runs/{demo['run_id']}/graph/view?level={level}")
@@ -106,7 +106,7 @@ def test_graph_view_levels(client: FlaskClient, demo: dict, level: str, nodes: i
     assert all(e["source"] in ids and e["target"] in ids for e in v["edges"])
     box_ids = {b["id"] for b in v["boxes"]}
     assert all(n["parent"] is None or n["parent"] in box_ids for n in v["nodes"])
-    assert sum(len(n["members"]) for n in v["nodes"]) == 67
+    assert sum(len(n["members"]) for n in v["nodes"]) == 68
 
 
 def test_graph_view_filters(client: FlaskClient, demo: dict) -> None:
@@ -114,7 +114,7 @@ def test_graph_view_filters(client: FlaskClient, demo: dict) -> None:
     errors = get(client, base + "&errors=1")
     assert errors["filters"]["errors_only"] is True
     assert errors["edges"] and all(e["errors"] or e["partials"] for e in errors["edges"])
-    assert len(errors["nodes"]) < 67
+    assert len(errors["nodes"]) < 68
     module = get(client, base + "&module=shop.cart")
     assert module["nodes"] and all(n["module"] == "shop.cart" for n in module["nodes"])
     package = get(client, base + "&module=shop")
@@ -147,7 +147,7 @@ def test_stats(client: FlaskClient, demo: dict) -> None:
     assert list(s)[:11] == ["run", "loss", "session_durations", "functions", "error_hotspots",
                             "error_clusters", "variants", "frequent_paths", "shapes", "drift",
                             "processes"]
-    assert s["sort"] == "self" and s["function_count"] == 67 == len(s["functions"])
+    assert s["sort"] == "self" and s["function_count"] == 68 == len(s["functions"])
     selfs = [f["self_ns"] for f in s["functions"]]
     assert selfs == sorted(selfs, reverse=True)
     hot = {h["function"]: h for h in s["error_hotspots"]}

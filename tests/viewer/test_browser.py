@@ -115,7 +115,7 @@ def test_session_call_graph_and_back(page: Page, demo_url: str, shots: Path) -> 
     page.wait_for_url("**/sessions/**")
     session_url = page.url
     first = page.locator("#tree [role=treeitem]").count()
-    assert 20 < first <= 458  # the rows visible at first; the rest come from /tree on demand
+    assert 20 < first <= 469  # the rows visible at first; the rest come from /tree on demand
     assert "__main__:main" in page.inner_text("h1")
     page.wait_for_function("() => document.getElementById('timeline-canvas').height > 0")
     page.screenshot(path=str(shots / "session.png"), full_page=True)
@@ -151,7 +151,7 @@ def test_session_call_graph_and_back(page: Page, demo_url: str, shots: Path) -> 
     page.wait_for_url(session_url)
     assert page.locator("#tree [role=treeitem]").count() == first
     page.click("#expand-all")
-    page.wait_for_function("() => document.querySelectorAll('#tree [role=treeitem]:not(.hidden)').length === 458")
+    page.wait_for_function("() => document.querySelectorAll('#tree [role=treeitem]:not(.hidden)').length === 469")
     page.click("#collapse-all")
     assert page.locator("#tree [role=treeitem]:not(.hidden)").count() == 1
     page.click("#next-error")
@@ -176,7 +176,7 @@ def test_architecture_page_interactions(page: Page, demo_url: str, shots: Path) 
     page.goto(demo_url + "/graph?level=function")
     graph_ready(page)
     counts = page.evaluate("() => [FA.cy.nodes('[w]').length, FA.cy.edges().length]")
-    assert counts[0] == 67 and counts[1] > 60
+    assert counts[0] == 68 and counts[1] > 60
     page.screenshot(path=str(shots / "graph.png"))
 
     click_node(page, "shop.inventory:stock_level")
@@ -196,8 +196,8 @@ def test_architecture_page_interactions(page: Page, demo_url: str, shots: Path) 
     page.check("input[name=level][value=function]")
     page.check("input[name=errors]")
     page.wait_for_url("**errors=1**")
-    page.wait_for_function("() => FA.graphReady === true && FA.cy.nodes('[w]').length < 67")
-    assert 0 < page.evaluate("() => FA.cy.nodes('[w]').length") < 67
+    page.wait_for_function("() => FA.graphReady === true && FA.cy.nodes('[w]').length < 68")
+    assert 0 < page.evaluate("() => FA.cy.nodes('[w]').length") < 68
     assert page.evaluate("() => FA.cy.edges().every(e => e.hasClass('err') || e.hasClass('partial'))")
     page.screenshot(path=str(shots / "graph-errors.png"))
 

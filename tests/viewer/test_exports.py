@@ -21,7 +21,7 @@ def test_session_export(client: FlaskClient, demo: dict, name: str) -> None:
     body = r.get_data(as_text=True)
     assert "shop.catalog" in body
     if name == "json":
-        assert len(json.loads(body)["nodes"]) == 458
+        assert len(json.loads(body)["nodes"]) == 469
 
 
 @pytest.mark.parametrize("name", list(FORMATS))

@@ -75,7 +75,7 @@ def test_session_page(client: FlaskClient, demo: dict) -> None:
     body = text(r)
     assert "__main__:main" in body
     rows = client.get(f"/api/sessions/{demo['big']}/tree").get_json()["rows"]
-    assert len(rows) == 458
+    assert len(rows) == 469
     assert body.count('role="treeitem"') == sum(r["visible"] for r in rows) > 20
     assert "shop.catalog:Catalog.add" in body
     assert "(self: Catalog, product: Product{" in body  # input shapes

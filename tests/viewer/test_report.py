@@ -105,7 +105,7 @@ def test_report_opens_from_disk_without_network(flow_dir: Path, demo_dir: Path, 
             page.screenshot(path=str(shots / "report-full.png"), full_page=True)
             # another level is laid out in place, still without the network
             page.check("#levels input[value=function]")
-            page.wait_for_function("() => FA.graphReady && FA.cy.nodes('[w]').length === 67",
+            page.wait_for_function("() => FA.graphReady && FA.cy.nodes('[w]').length === 68",
                                    timeout=LARGE_TIMEOUT_MS)
             check_labels(graph_labels(page), at_least=5)
             assert not refused and not problems, (refused, problems)

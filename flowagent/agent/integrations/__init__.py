@@ -7,20 +7,22 @@ names the route. :mod:`.imports` makes import time one session per module tree,
 :mod:`.propagation` carries a call's context into the threads and pool work it starts,
 :mod:`.testing` makes each pytest test one session, :mod:`.httpclient` (``http.client``,
 so urllib, requests and urllib3) and :mod:`.webclients` (httpx, aiohttp) record outgoing
-HTTP calls and carry the W3C trace context, and :mod:`.mp` keeps multiprocessing
-children recording.
+HTTP calls and carry the W3C trace context, :mod:`.mp` keeps multiprocessing
+children recording and :mod:`.procs` hangs child processes' sessions under the call
+that started them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import frameworks, httpclient, mp, propagation, testing, webclients
+from . import frameworks, httpclient, mp, procs, propagation, testing, webclients
 
 
 def install(backend: Any) -> None:
+    procs.install()
     for hooks in (frameworks.HOOKS, httpclient.HOOKS, propagation.HOOKS, testing.HOOKS,
-                  webclients.HOOKS):
+                  webclients.HOOKS, procs.HOOKS):
         for module, hook in hooks.items():
             backend.add_post_import_hook(module, hook)
     backend.add_post_import_hook("multiprocessing.util", mp.patch_mp_util)

@@ -12,7 +12,7 @@ import os
 from types import ModuleType
 from typing import Any
 
-from .. import recorder
+from .. import lineage, recorder
 
 
 def patch_mp_util(module: ModuleType) -> None:
@@ -65,6 +65,7 @@ def patch_mp_pool(module: ModuleType) -> None:
 
     def worker(*args: Any, **kwargs: Any) -> Any:
         recorder.S.sync_sessions = True  # Pool.terminate() SIGTERMs idle workers
+        lineage.process = None  # a worker serves any session: each task carries its own link
         return original(*args, **kwargs)
 
     # Pickled by reference for spawn: keep the name pickle looks up.
