@@ -106,11 +106,19 @@ fp_plans_clear(void)
         fp_plan_clear(&fp_plans[i]);
 }
 
+/* Whether a type's version tag is valid: from Python 3.13 on CPython no longer sets
+   Py_TPFLAGS_VALID_VERSION_TAG, and a tag of 0 alone means "none". */
+#if PY_VERSION_HEX >= 0x030D0000
+#define FP_TAG_VALID(t) ((t)->tp_version_tag != 0)
+#else
+#define FP_TAG_VALID(t) (((t)->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) && (t)->tp_version_tag != 0)
+#endif
+
 /* The type's valid version tag, assigning one if it has none; 0 if CPython will not. */
 static unsigned int
 fp_type_tag(PyTypeObject *t)
 {
-    if ((t->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) && t->tp_version_tag != 0)
+    if (FP_TAG_VALID(t))
         return t->tp_version_tag;
 #if PY_VERSION_HEX >= 0x030C0000
     if (!PyUnstable_Type_AssignVersionTag(t))
@@ -123,7 +131,7 @@ fp_type_tag(PyTypeObject *t)
     }
     (void)_PyType_Lookup(t, fp_probe_name);  /* assigns the tag as a side effect; no user code */
 #endif
-    if (!(t->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG))
+    if (!FP_TAG_VALID(t))
         return 0;
     return t->tp_version_tag;
 }

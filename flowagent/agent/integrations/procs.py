@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import os
+import sys
 from types import ModuleType
 from typing import Any, Callable
 
@@ -122,6 +123,12 @@ def _patch_fork_exec(module: Any, name: str) -> None:
 
 def patch_subprocess(module: ModuleType) -> None:
     _patch_fork_exec(module, "_fork_exec")  # bound at import from _posixsubprocess
+    # From Python 3.13 on, Popen starts a child given by path through os.posix_spawn even
+    # with close_fds (where the C library can close from a descriptor on): that path takes no
+    # fork_exec, so the link could not travel. Children start through fork_exec as on 3.12;
+    # what the program sees of the child is the same.
+    if getattr(module, "_USE_POSIX_SPAWN", False) and sys.version_info >= (3, 13):
+        module._USE_POSIX_SPAWN = False
 
 
 # -- multiprocessing ------------------------------------------------------------------------
