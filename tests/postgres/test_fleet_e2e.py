@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from helpers import flowagent_cmd, run_cli, write_files
+from helpers import flowagent_cmd, run_cli, wait_until, write_files
 from pgserver import PgServer
 
 pytest.importorskip("psycopg")
@@ -128,13 +128,6 @@ def spool_waiting(data_dir: Path) -> int:
         db.close()
 
 
-def wait_for(cond: Any, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def sessions_of(store: Any, run_id: str) -> dict[str, Any]:
     """Every session of a run with its tree (the run id left out: compared across stores)."""
     out = {}
@@ -193,17 +186,17 @@ def test_server_restarted_in_the_middle_of_a_run_loses_nothing(
     data = root / ".fa"
     proc = start_run(root, data, url, "host-a", {"FLEET_GATES": str(gates)})
     try:
-        wait_for(lambda: (gates / "1").exists(), "the first phase")
+        wait_until(lambda: (gates / "1").exists(), "the first phase", timeout=120)
         pg = PostgresStore(url)
         # Sessions reach the server while the run goes on.
-        wait_for(lambda: pg.count_sessions() >= 12 + 7, "live forwarding")
+        wait_until(lambda: pg.count_sessions() >= 12 + 7, "live forwarding", timeout=120)
         pg.close()
         pg_server.stop()
         (gates / "go-1").touch()
-        wait_for(lambda: (gates / "2").exists(), "the second phase")
+        wait_until(lambda: (gates / "2").exists(), "the second phase", timeout=120)
         # The sidecar records on: the second phase is in the spool, waiting for the server.
-        wait_for(lambda: spool(data).count_sessions() >= 12 + 7 + 12 + 1, "the spool")
-        wait_for(lambda: spool_waiting(data) > 0, "changes waiting")
+        wait_until(lambda: spool(data).count_sessions() >= 12 + 7 + 12 + 1, "the spool", timeout=120)
+        wait_until(lambda: spool_waiting(data) > 0, "changes waiting", timeout=120)
     finally:
         if not pg_server.running:
             pg_server.start()

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import _clean_env, flowagent_cmd, run_cli, write_files
+from helpers import _clean_env, flowagent_cmd, run_cli, wait_until, write_files
 
 from flowagent import launcher
 from flowagent.agent.ring import HEADER_SIZE, RingReader, RingWriter
@@ -298,18 +298,14 @@ def test_orphaned_sidecar_ends_when_its_launcher_is_killed(tmp_path: Path) -> No
     proc = subprocess.Popen(flowagent_cmd("run", "--data-dir", str(data), "prog.py"),
                             cwd=tmp_path, env=_clean_env({}), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "ready").exists():
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.02)
+    wait_until(lambda: (tmp_path / "ready").exists(), "the program to start", proc=proc)
     sidecars = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, str(data))
                 and _cmdline_has(p, "flowagent.sidecar")]
     assert sidecars
     proc.kill()
     proc.wait()
-    while any(_cmdline_has(p, str(data)) for p in sidecars):
-        assert time.monotonic() < deadline, "the sidecar outlived its launcher"
-        time.sleep(0.05)
+    wait_until(lambda: not any(_cmdline_has(p, str(data)) for p in sidecars),
+               "the sidecar to end with its launcher")
     run = _runs(data)[0]
     assert run["status"] == "running"  # the launcher never finished it: it was killed
 
