@@ -178,7 +178,7 @@ def synthesize(url: str, source: str, total: int) -> str:
 
 
 def reads(url: str, big_run: str | None = None) -> dict:
-    from flowagent.sidecar.graph import from_aggregates, merge_all, to_contract
+    from flowagent.model.graph import from_aggregates, merge_all, to_contract
     from flowagent.store.postgres import PostgresStore
     from flowagent.store import queries
 

@@ -382,7 +382,7 @@ def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
 
             merged_speedscope(collapsed_stacks(stitch.sessions(refs)), target)
         elif fmt.merged is not None:
-            from .sidecar.graph import from_aggregates, merge_all, to_contract
+            from .model.graph import from_aggregates, merge_all, to_contract
 
             graphs = (from_aggregates(a) for a in stitch.aggregates(refs))
             target.write(fmt.merged(to_contract(merge_all(graphs))))  # type: ignore[arg-type]

@@ -23,7 +23,8 @@ import json
 import math
 from typing import Any, Mapping
 
-from .sidecar import histogram as H
+from .model import histogram as H
+from .model.shapes import input_shape
 from .store.api import Store
 
 MIN_CALLS = 5
@@ -103,7 +104,7 @@ def _side(store: Store, run_id: str) -> dict[str, Any]:
         if r.fid in name:
             text = r.shape or "?"
             if r.io == "in":
-                text = json.dumps(dict(zip(fns[r.fid]["params"], json.loads(text))))
+                text = json.dumps(input_shape(fns[r.fid]["params"], text))
             shapes[(name[r.fid], r.io, text)] = r.count
     clusters = {}
     for c in store.cluster_stats(run_id):

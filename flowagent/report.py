@@ -48,7 +48,7 @@ def build(store: Any, run_id: str, *, entries: int = ENTRIES, worst: int = WORST
 
     from . import stats
     from .export._sequence import sequence
-    from .sidecar.graph import from_aggregates, to_contract
+    from .model.graph import from_aggregates, to_contract
     from .store import queries
 
     run = store.run(run_id) or {"run_id": run_id}

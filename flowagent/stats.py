@@ -2,7 +2,7 @@
 
 Everything here is read from the aggregates the sidecar keeps for every session (so it is
 right even when old session trees were pruned): per-function profiles from mergeable
-duration distributions (exact quantiles while small, see :mod:`flowagent.sidecar.histogram`),
+duration distributions (exact quantiles while small, see :mod:`flowagent.model.histogram`),
 flow variants, error clusters, frequent paths, shapes and their drift, the
 processes' CPU and memory, and what was lost on the way.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .sidecar import histogram as H
+from .model import histogram as H
 from .store.api import Store
 
 

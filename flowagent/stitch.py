@@ -207,7 +207,7 @@ def _qualified_path(service: str, path: str) -> str:
 
 def aggregates(refs: list[RunRef]) -> Iterable[dict[str, Any]]:
     """Each run's merged-graph aggregates, function names qualified with the service when
-    the runs are of several services (input of :func:`flowagent.sidecar.graph.merge_all`)."""
+    the runs are of several services (input of :func:`flowagent.model.graph.merge_all`)."""
     qualify = qualify_names(refs)
     for ref in refs:
         agg = ref.store.aggregates(ref.run_id)

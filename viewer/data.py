@@ -18,7 +18,7 @@ from typing import Any
 from flask import Flask, abort, current_app, g
 
 from flowagent import stats
-from flowagent.sidecar.graph import from_aggregates, to_contract
+from flowagent.model.graph import from_aggregates, to_contract
 from flowagent.store import queries
 from flowagent.store.api import Store, open_store, store_url
 

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, abort, request
 
 from flowagent.export import FORMATS, ExportFormat
 from flowagent.export.mermaid import session_sequence_mermaid
-from flowagent.sidecar.graph import from_aggregates, merge_all, to_contract
+from flowagent.model.graph import from_aggregates, merge_all, to_contract
 
 from .data import get_store, merged_contract, run_or_404, session_or_404
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowagent.sidecar import histogram as H
+from flowagent.model import histogram as H
 from flowagent.store.api import RESULTS, Store
 
 SAMPLE = 300      # kept session trees read per entry

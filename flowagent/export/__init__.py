@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from flowagent.export import chrome, collapsed, dot, jsonfmt, mermaid, speedscope
-from flowagent.export._common import MergedGraph, SessionGraph
+from flowagent.model.contract import MergedGraph, SessionGraph
 
 SessionExport = Callable[[SessionGraph], str]
 MergedExport = Callable[[MergedGraph], str]

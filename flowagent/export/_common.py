@@ -11,51 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, NamedTuple, TypedDict
-
-
-class CallNode(TypedDict, total=False):
-    """One call of a session graph (the store's contract)."""
-
-    id: int
-    parent_id: int | None
-    function_name: str
-    caller: str | None
-    input_shape: dict[str, str] | None  # None: shapes not sampled for this call
-    output_shape: str | None
-    result_type: str
-    exception_type: str | None
-    timestamp_start: int
-    timestamp_end: int | None
-    thread: int
-    thread_name: str
-    pid: int
-
-
-# "from" is a Python keyword, hence the functional form.
-SessionEdge = TypedDict("SessionEdge", {"from": int, "to": int, "branch": str})
-
-
-class SessionGraph(TypedDict, total=False):
-    """One session: its calls in start order and the parent→child edges between them."""
-
-    session_id: str
-    run_id: str
-    name: str
-    result_type: str
-    complete: bool
-    nodes: list[CallNode]
-    edges: list[SessionEdge]
-
-
-class MergedGraph(TypedDict, total=False):
-    """The architecture graph merged over all sessions (the store's contract)."""
-
-    graph_type: str
-    runs: list[str]
-    nodes: list[dict[str, Any]]
-    edges: list[dict[str, Any]]
-    stats: dict[str, Any]
+from typing import Any, NamedTuple
 
 
 class Visit(NamedTuple):

@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowagent.export._common import SessionGraph, end_ns, start_ns, walk_calls
+from flowagent.export._common import end_ns, start_ns, walk_calls
+from flowagent.model.contract import SessionGraph
 
 TrackKey = tuple[Any, Any]  # (pid, thread)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TextIO
 
-from flowagent.export._common import SessionGraph, duration_ns, printable, walk_calls
+from flowagent.export._common import duration_ns, printable, walk_calls
+from flowagent.model.contract import SessionGraph
 
 
 def frame_name(function_name: object) -> str:

@@ -12,8 +12,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flowagent.export._common import (
-    MergedGraph,
-    SessionGraph,
     duration_ns,
     format_ms,
     printable,
@@ -21,6 +19,7 @@ from flowagent.export._common import (
     split_function,
     walk_calls,
 )
+from flowagent.model.contract import MergedGraph, SessionGraph
 
 _RED = "#d62728"
 _ORANGE = "#ff7f0e"

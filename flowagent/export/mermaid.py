@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from flowagent.export._common import (
-    MergedGraph,
-    SessionGraph,
     duration_ns,
     format_ms,
     printable,
@@ -23,6 +21,7 @@ from flowagent.export._common import (
     split_function,
     walk_calls,
 )
+from flowagent.model.contract import MergedGraph, SessionGraph
 
 _ENTITIES = str.maketrans(
     {

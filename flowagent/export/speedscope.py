@@ -16,7 +16,8 @@ import json
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from flowagent.export._common import SessionGraph, split_function
+from flowagent.export._common import split_function
+from flowagent.model.contract import SessionGraph
 from flowagent.export._timeline import Timeline
 
 SCHEMA = "https://www.speedscope.app/file-format-schema.json"

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from itertools import compress
 
 from ..agent.wire import ERROR, INCOMPLETE, PARTIAL, CallColumns
-from .histogram import EXACT, bucket, merge_into, to_buckets
+from ..model.histogram import EXACT, bucket, merge_into, to_buckets
 
 MAX_KIDS = 1024    # distinct child runs kept per open call before the oldest are folded
 MAX_HOPS = 256     # error paths longer than this are cut (as deep recursion collapses anyway)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowagent.agent.wire import ERROR, INCOMPLETE, PARTIAL, SUCCESS
-from flowagent.sidecar import histogram as H
+from flowagent.model import histogram as H
 from flowagent.sidecar.sessiontree import (
     MAX_KIDS,
     Namer,

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 import networkx as nx
 
 from . import histogram as H
+from .shapes import input_shape
 
 RESULTS = ("success", "error", "partial", "incomplete")
 _SUMS = ("calls", "errors", "partials", "total_ns", "self_ns", "roots", "cpu_ns")
@@ -108,7 +109,7 @@ def to_contract(g: nx.DiGraph, top_paths: int = 20) -> dict[str, Any]:
         params = n.get("params", [])
 
         def inputs(text: str) -> dict[str, str]:
-            return dict(zip(params, json.loads(text)))
+            return input_shape(params, text)
 
         top_in = _top(n["in_shapes"])
         nodes.append({
