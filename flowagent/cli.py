@@ -216,7 +216,7 @@ def _run_id(store: Any, run: str | None) -> str:
 def _run_refs(store: Any, specs: list[str] | None) -> list[Any]:
     """The runs ``--run`` names, each with its store: a run id (or prefix, or ``latest``) of
     the data directory in use, a data directory (its latest run), or ``DIR:RUN``."""
-    from .stitch import RunRef
+    from .reports.stitch import RunRef
     from .store.api import db_path, open_store
 
     refs = []
@@ -316,7 +316,7 @@ def cmd_trace(ns: argparse.Namespace, out: TextIO) -> int:
     if g is None:
         raise NotFoundError(f"no session {ns.session_id!r}; 'flowagent sessions' lists them")
     if ns.json:
-        from .export.jsonfmt import session_json
+        from .reports.export.jsonfmt import session_json
 
         _print_json(session_json(g), out)
         return 0
@@ -347,7 +347,7 @@ def cmd_trace(ns: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
-    from .export import FORMATS
+    from .reports.export import FORMATS
 
     if ns.format in ("otlp", "otlp-json"):
         from .otlpcmd import export_otlp
@@ -363,7 +363,7 @@ def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
         g = store.session_graph(ns.session)
         if g is None:
             raise NotFoundError(f"no session {ns.session!r}; 'flowagent sessions' lists them")
-    from . import stitch
+    from .reports import stitch
 
     refs = _run_refs(store, ns.run)
     if ns.session and len(refs) > 1:
@@ -377,8 +377,8 @@ def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
             target.write(fmt.session(g))  # type: ignore[misc]
         elif ns.aggregate:
             # One flame graph of every kept session: collapsed stacks as a sampled profile.
-            from .export.collapsed import collapsed_stacks
-            from .export.speedscope import merged_speedscope
+            from .reports.export.collapsed import collapsed_stacks
+            from .reports.export.speedscope import merged_speedscope
 
             merged_speedscope(collapsed_stacks(stitch.sessions(refs)), target)
         elif fmt.merged is not None:
@@ -409,7 +409,7 @@ def _table(out: TextIO, title: str, header: list[str], rows: list[list[Any]],
 
 
 def cmd_stats(ns: argparse.Namespace, out: TextIO) -> int:
-    from .stats import report
+    from .reports.stats import report
 
     store = _store(ns.data_dir, ns.store)
     run_id = _run_id(store, ns.run)
@@ -461,7 +461,7 @@ def _mix_change(a: dict, b: dict, keys: list[str]) -> str:
 
 
 def cmd_diff(ns: argparse.Namespace, out: TextIO) -> int:
-    from .diff import diff
+    from .reports.diff import diff
 
     store = _store(ns.data_dir, ns.store)
     d = diff(store, _run_id(store, ns.run_a), _run_id(store, ns.run_b))
@@ -498,8 +498,8 @@ def cmd_diff(ns: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_stubs(ns: argparse.Namespace, out: TextIO) -> int:
-    from .analysis import FunctionShapes, generate_stubs
-    from .stats import shape_variants, shapes_and_drift
+    from .reports.stubs import FunctionShapes, generate_stubs
+    from .reports.stats import shape_variants, shapes_and_drift
 
     store = _store(ns.data_dir, ns.store)
     run_id = _run_id(store, ns.run)
@@ -651,7 +651,7 @@ def _read_parser() -> argparse.ArgumentParser:
     from .viewcmd import add_parser as add_view_parser
 
     add_view_parser(sub)
-    from .report import add_parser as add_report_parser
+    from .reports.html import add_parser as add_report_parser
 
     add_report_parser(sub)
     return p
@@ -665,7 +665,7 @@ def main(argv: list[str] | None = None) -> None:
 
             exit_like(cmd_run(argv[1:]))
         from .viewcmd import cmd_view
-        from .report import cmd_report
+        from .reports.html import cmd_report
 
         ns = _read_parser().parse_args(argv)
         if ns.version:

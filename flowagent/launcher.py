@@ -524,7 +524,7 @@ def _otlp_args(cfg: Config, target: Target) -> tuple[str, ...]:
     endpoint = getattr(cfg, "otlp_endpoint", "")
     if not endpoint:
         return ()
-    from .export.otlp import program_name
+    from .reports.export.otlp import program_name
     from .sidecar.otlp_sender import check_available
 
     check_available()

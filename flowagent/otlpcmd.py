@@ -1,6 +1,6 @@
 """``flowagent export --format otlp|otlp-json``: a run's kept sessions as OpenTelemetry spans.
 
-Kept apart from the text formats of :data:`flowagent.export.FORMATS`: the protobuf encoding is
+Kept apart from the text formats of :data:`flowagent.reports.export.FORMATS`: the protobuf encoding is
 binary, and both need the run's service name, which the text formats do not.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from .errors import NotFoundError, UsageError
-from .export.otlp import require_proto, run_service_name, with_row, write_otlp, \
+from .reports.export.otlp import require_proto, run_service_name, with_row, write_otlp, \
     write_otlp_json
 
 

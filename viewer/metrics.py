@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from flowagent.export.otlp import run_service_name
+from flowagent.reports.export.otlp import run_service_name
 from flowagent.model import histogram as H
 from flowagent.store.api import Store
 

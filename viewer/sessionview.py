@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flowagent.export._common import end_ns, start_ns, walk_calls
-from flowagent.export._timeline import Span, Timeline
+from flowagent.reports.export._common import end_ns, start_ns, walk_calls
+from flowagent.reports.export._timeline import Span, Timeline
 
 from .fmt import duration, input_shape, mark
 

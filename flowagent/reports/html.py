@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import FlowagentError
+from ..errors import FlowagentError
 
 ENTRIES = 10          # flows of the busiest entry points
 WORST = 10            # slowest sessions, and as many failed ones
@@ -48,8 +48,8 @@ def build(store: Any, run_id: str, *, entries: int = ENTRIES, worst: int = WORST
 
     from . import stats
     from .export._sequence import sequence
-    from .model.graph import from_aggregates, to_contract
-    from .store import queries
+    from ..model.graph import from_aggregates, to_contract
+    from ..store import queries
 
     run = store.run(run_id) or {"run_id": run_id}
     report = stats.report(store, run_id)
@@ -111,7 +111,7 @@ def render(data: dict[str, Any]) -> str:
 
 
 def cmd_report(ns: argparse.Namespace, out: TextIO) -> int:
-    from .cli import _run_id, _store
+    from ..cli import _run_id, _store
 
     store = _store(ns.data_dir, ns.store)
     run_id = _run_id(store, ns.run)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TextIO
 
-from flowagent.export import chrome, collapsed, dot, jsonfmt, mermaid, speedscope
+from flowagent.reports.export import chrome, collapsed, dot, jsonfmt, mermaid, speedscope
 from flowagent.model.contract import MergedGraph, SessionGraph
 
 SessionExport = Callable[[SessionGraph], str]

@@ -23,9 +23,9 @@ import json
 import math
 from typing import Any, Mapping
 
-from .model import histogram as H
-from .model.shapes import input_shape
-from .store.api import Store
+from ..model import histogram as H
+from ..model.shapes import input_shape
+from ..store.api import Store
 
 MIN_CALLS = 5
 RATIO = 1.25

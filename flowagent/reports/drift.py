@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from flowagent.analysis.shapetree import (
+from flowagent.reports.shapetree import (
     Container, MappingShape, Record, Shape, TupleShape, Union, Unknown, merge_trees, parse,
     render, split_inputs,
 )

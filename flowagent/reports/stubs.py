@@ -18,7 +18,7 @@ import keyword
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from flowagent.analysis.shapetree import (
+from flowagent.reports.shapetree import (
     Container, Field, MappingShape, Name, Record, Shape, TupleShape, Union, Unknown, merge_trees,
     parse,
 )

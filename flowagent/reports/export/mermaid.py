@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flowagent.export._common import (
+from flowagent.reports.export._common import (
     duration_ns,
     format_ms,
     printable,

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from flowagent.errors import UsageError
-from flowagent.export._common import end_ns, split_function, start_ns, walk_calls
+from flowagent.reports.export._common import end_ns, split_function, start_ns, walk_calls
 
 if TYPE_CHECKING:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flowagent.export._common import (
+from flowagent.reports.export._common import (
     duration_ns,
     format_ms,
     printable,

@@ -1,7 +1,7 @@
 """speedscope export: evented profiles of the recorded sessions, sampled profile of stacks.
 
 File format: https://www.speedscope.app/file-format-schema.json. One ``"evented"`` profile
-per thread lane (see :mod:`flowagent.export._timeline`: concurrent asyncio tasks on one
+per thread lane (see :mod:`flowagent.reports.export._timeline`: concurrent asyncio tasks on one
 thread get extra lanes, because an evented profile is a single stack over time), with
 open/close events in nanoseconds relative to the earliest call written, so every profile
 shares one time axis. The frames list is shared by all profiles.
@@ -16,9 +16,9 @@ import json
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from flowagent.export._common import split_function
+from flowagent.reports.export._common import split_function
 from flowagent.model.contract import SessionGraph
-from flowagent.export._timeline import Timeline
+from flowagent.reports.export._timeline import Timeline
 
 SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 
@@ -154,7 +154,7 @@ def merged_speedscope(
 ) -> None:
     """Write collapsed stacks as one ``"sampled"`` profile (weights: self time in ns).
 
-    ``stacks`` are lines as made by :func:`flowagent.export.collapsed.collapsed_stacks`,
+    ``stacks`` are lines as made by :func:`flowagent.reports.export.collapsed.collapsed_stacks`,
     ``frame;frame;frame <weight>``; this is the merged view of all sessions as a flame graph.
     Lines without a numeric weight are skipped.
     """

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from flowagent.export._common import duration_ns, start_ns
+from flowagent.reports.export._common import duration_ns, start_ns
 from flowagent.model.contract import MergedGraph, SessionGraph
 
 _EPOCH = datetime(1970, 1, 1)

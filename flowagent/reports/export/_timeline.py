@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowagent.export._common import end_ns, start_ns, walk_calls
+from flowagent.reports.export._common import end_ns, start_ns, walk_calls
 from flowagent.model.contract import SessionGraph
 
 TrackKey = tuple[Any, Any]  # (pid, thread)

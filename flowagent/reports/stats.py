@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .model import histogram as H
-from .store.api import Store
+from ..model import histogram as H
+from ..store.api import Store
 
 
 def _hist_stats(h: dict[int, int]) -> dict[str, Any]:
@@ -92,7 +92,8 @@ def shapes_and_drift(variants_by_fn: dict[str, dict[str, Any]]
     """Per function: merged input/output shapes (optional fields marked ``?``); and every
     shape drift event (a field appearing, disappearing or changing type) with the session
     where it first happened."""
-    from .analysis import Variant, drift, input_drift, merge_inputs, merge_shapes
+    from .drift import Variant, drift, input_drift
+    from .shapetree import merge_inputs, merge_shapes
 
     merged: dict[str, dict[str, Any]] = {}
     events: list[dict[str, Any]] = []

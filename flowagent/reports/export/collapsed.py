@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TextIO
 
-from flowagent.export._common import duration_ns, printable, walk_calls
+from flowagent.reports.export._common import duration_ns, printable, walk_calls
 from flowagent.model.contract import SessionGraph
 
 

@@ -12,7 +12,7 @@ Decisions:
   (~1.8e15) leave a double only quarter-microsecond precision, and viewers written in
   JavaScript then show slices jittering by hundreds of nanoseconds. The base is recorded in
   ``otherData`` so the wall-clock time can be recovered.
-* Calls nest per track (see :mod:`flowagent.export._timeline`): clamping is done on integer
+* Calls nest per track (see :mod:`flowagent.reports.export._timeline`): clamping is done on integer
   nanoseconds before converting, so ``ts``/``dur`` of a child never leave its parent.
 * Lane 0 of a thread uses the real thread id as ``tid``; the extra lanes of concurrent
   asyncio tasks get ids from ``2**52`` up (still exact in JavaScript, far above any real
@@ -25,10 +25,10 @@ import json
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from flowagent.export._common import split_function
+from flowagent.reports.export._common import split_function
 from flowagent.model.contract import SessionGraph
-from flowagent.export._timeline import Span, Timeline, Track
-from flowagent.export.jsonfmt import iso_utc
+from flowagent.reports.export._timeline import Span, Timeline, Track
+from flowagent.reports.export.jsonfmt import iso_utc
 
 _LANE_TID_BASE = 1 << 52
 

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .service import qualified, service_of
-from .store import traces
+from ..service import qualified, service_of
+from ..store import traces
 
 MAX_NODES = 200_000  # calls one distributed session may gather (a runaway fan-out stops here)
 
