@@ -111,7 +111,7 @@ def render(data: dict[str, Any]) -> str:
 
 
 def cmd_report(ns: argparse.Namespace, out: TextIO) -> int:
-    from ..cli import _run_id, _store
+    from ..cli.common import _run_id, _store
 
     store = _store(ns.data_dir, ns.store)
     run_id = _run_id(store, ns.run)

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from .errors import NotFoundError, UsageError
-from .reports.export.otlp import require_proto, run_service_name, with_row, write_otlp, \
+from ..errors import NotFoundError, UsageError
+from ..reports.export.otlp import require_proto, run_service_name, with_row, write_otlp, \
     write_otlp_json
 
 

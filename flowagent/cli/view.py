@@ -5,7 +5,7 @@ serving, so scripts and tests can start the viewer with ``--port 0`` and read wh
 The viewer binds 127.0.0.1 by default; any other address needs a token (``--token T``, or one
 is generated and shown in the URL), because the recorded shapes describe the program's data.
 Flask is imported only when the command runs, so ``flowagent --help`` stays fast.
-``python -m flowagent.viewcmd`` runs the same command on its own.
+``python -m flowagent.cli.view`` runs the same command on its own.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from .errors import UsageError
+from ..errors import UsageError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -59,8 +59,8 @@ def viewer_url(host: str, port: int, token: str | None) -> str:
 def _refuse_damaged_store(url: str) -> None:
     """A damaged store is one error line before anything is served, as for every command
     (a missing one is fine: the viewer shows runs as they are recorded)."""
-    from .errors import StoreDamagedError, StoreError
-    from .store.api import kind_of, open_store, sqlite_path
+    from ..errors import StoreDamagedError, StoreError
+    from ..store.api import kind_of, open_store, sqlite_path
 
     if kind_of(url) == "sqlite" and not os.path.exists(sqlite_path(url)):
         return
@@ -78,8 +78,8 @@ def cmd_view(ns: argparse.Namespace, out: TextIO) -> int:
 
     from flowagent_viewer import create_app
 
-    from .config import load_config
-    from .store.api import kind_of, sqlite_path, store_url
+    from ..config import load_config
+    from ..store.api import kind_of, sqlite_path, store_url
 
     if not 0 <= ns.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, not {ns.port}")
@@ -122,8 +122,8 @@ def cmd_view(ns: argparse.Namespace, out: TextIO) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m flowagent.viewcmd`` (same options as ``flowagent view``)."""
-    from .errors import FlowagentError
+    """``python -m flowagent.cli.view`` (same options as ``flowagent view``)."""
+    from ..errors import FlowagentError
 
     parser = argparse.ArgumentParser(prog="flowagent")
     add_parser(parser.add_subparsers(dest="command", required=True))
