@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "run":
-            from ..launcher import exit_like
+            from ..launch.run import exit_like
             from .run import cmd_run
 
             exit_like(cmd_run(argv[1:]))

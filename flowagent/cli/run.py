@@ -141,7 +141,8 @@ def parse_run_options(opts: list[str]) -> dict[str, object]:
 
 
 def cmd_run(argv: list[str]) -> int:
-    from ..launcher import exec_plain, reserve_std_fds
+    from ..launch.run import reserve_std_fds
+    from ..launch.target import exec_plain
 
     reserve_std_fds()
     opts, kind, name, args = split_run_argv(argv)
@@ -152,7 +153,8 @@ def cmd_run(argv: list[str]) -> int:
         # file too: a switched-off flowagent never stops a program): exec the program as is.
         exec_plain(kind, name, args)
     from ..config import load_config
-    from ..launcher import resolve_target, run
+    from ..launch.run import run
+    from ..launch.target import resolve_target
 
     try:
         cwd = os.getcwd()

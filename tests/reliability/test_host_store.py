@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import _clean_env, flowagent_cmd, run_cli, wait_until, write_files
 
-from flowagent import launcher
+from flowagent.launch import run as launcher
 from flowagent.agent.ring import HEADER_SIZE, RingReader, RingWriter
 from flowagent.config import load_config
 from flowagent.errors import ConfigError, StoreDamagedError
