@@ -12,10 +12,11 @@ from typing import Any, Iterable
 
 import networkx as nx
 
+from ..protocol.wire import RESULT_NAMES as RESULTS
+
 from . import histogram as H
 from .shapes import input_shape
 
-RESULTS = ("success", "error", "partial", "incomplete")
 _SUMS = ("calls", "errors", "partials", "total_ns", "self_ns", "roots", "cpu_ns")
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from ..agent.wire import ERROR, INCOMPLETE, PARTIAL, CallColumns
+from ..protocol.wire import ERROR, INCOMPLETE, PARTIAL, CallColumns
 from ..store.api import RESULTS, SessionEnd, SessionRow
 from ..model import histogram as H
 from .aggregate import EXAMPLES

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-RESULTS = ("success", "error", "partial", "incomplete")  # call result codes, in code order
+from ..protocol.wire import RESULT_NAMES as RESULTS  # call result names, in code order
 
 # sessions.tree_kept: why a session's full call tree is (still) stored
 PRUNED, RECENT, FAILED, EXEMPLAR = 0, 1, 2, 3

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
-from ..agent.wire import VERSION as WIRE_VERSION
+from ..protocol.wire import VERSION as WIRE_VERSION
 from ..errors import StoreDamagedError, StoreError
 from . import chunks as C
 from .graphs import session_graph as build_session_graph

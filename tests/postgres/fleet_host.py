@@ -39,7 +39,7 @@ def session_calls(ses: int, t: int, rnd: random.Random) -> tuple[list[tuple], in
 
 
 def frames(process: int) -> list[tuple[int, bytes, int]]:
-    from flowagent.agent.wire import VERSION, Encoder
+    from flowagent.protocol.wire import VERSION, Encoder
 
     enc = Encoder()
     rnd = random.Random(process)
