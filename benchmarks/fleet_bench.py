@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from retention_bench import FUNCS, session_calls  # noqa: E402
 
-from flowagent.agent.ring import RingWriter  # noqa: E402
+from flowagent.protocol.ring import RingWriter  # noqa: E402
 from flowagent.protocol.wire import VERSION, Encoder  # noqa: E402
 
 

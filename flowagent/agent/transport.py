@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from . import lineage, recorder, tracecontext
-from .ring import RingWriter
+from ..protocol.ring import RingWriter
 from ..protocol.wire import VERSION, Encoder
 
 

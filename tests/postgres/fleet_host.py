@@ -66,7 +66,7 @@ def frames(process: int) -> list[tuple[int, bytes, int]]:
 
 def main() -> None:
     url, data_dir, run_id, *procs = sys.argv[1:]
-    from flowagent.agent.ring import RingWriter
+    from flowagent.protocol.ring import RingWriter
     from flowagent.sidecar.ingest import Ingestor
     from flowagent.store.postgres import SpoolStore
     from flowagent.store.spool import spool_path

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flowagent.agent.ring import RingWriter
+from flowagent.protocol.ring import RingWriter
 from flowagent.protocol.wire import ERROR, SUCCESS, VERSION, Encoder
 from flowagent.errors import StoreError
 from flowagent.sidecar.ingest import Ingestor, Retention
