@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from ..errors import UsageError
+from ..protocol import rundir
 from .common import _one_line_json, _run_id
 
 TYPE_CHECKING = False  # `flowagent run` imports as little as it can: no typing, no argparse
@@ -29,7 +30,7 @@ def cmd_control(ns: argparse.Namespace, out: TextIO) -> int:
     if ns.sample_rate is not None and not 0.0 <= ns.sample_rate <= 1.0:
         raise UsageError("--sample-rate takes a fraction between 0 and 1")
     paused = True if ns.pause else False if ns.resume else None
-    state = control.write(os.path.join(cfg.data_dir, "runs", run_id), paused, ns.sample_rate)
+    state = control.write(rundir.run_dir(cfg.data_dir, run_id), paused, ns.sample_rate)
     out.write(f"run {run_id}: {_one_line_json(state)}\n")
     return 0
 
@@ -44,12 +45,12 @@ def cmd_sidecar(ns: argparse.Namespace, out: TextIO) -> int:
     cfg = load_config(os.getcwd(), os.environ, {k: v for k, v in (
         ("data_dir", ns.data_dir), ("store", getattr(ns, "store", None))) if v})
     db = store_url(cfg.data_dir, cfg.store)
-    rings = os.path.join(cfg.data_dir, "runs", ns.resume, "rings")
+    rings = rundir.rings_dir(rundir.run_dir(cfg.data_dir, ns.resume))
     never_started = os.path.isdir(rings) and not (
         (kind_of(db) != "sqlite" or os.path.exists(sqlite_path(db)))
         and open_store(db, readonly=True).run(ns.resume) is not None)
     run_id = ns.resume if never_started else _run_id(open_store(db, readonly=True), ns.resume)
-    run_dir = os.path.join(cfg.data_dir, "runs", run_id)
+    run_dir = rundir.run_dir(cfg.data_dir, run_id)
     summary = run_sidecar(run_dir, db, run_id, 0.02, resume=not never_started, follow=False)
     if never_started:
         store = open_store(db, data_dir=cfg.data_dir)

@@ -9,6 +9,7 @@ import signal
 import sys
 
 from ..errors import StoreError, TargetError
+from ..protocol import rundir
 from .summary import _finish_run, _print_summary, _run_end, _size
 from .supervise import Sidecar, Supervisor
 from .target import Target, _command, _pythonpath, _script_dir, bootstrap_dir, exec_plain
@@ -29,7 +30,7 @@ def _new_run_id() -> str:
 def _claim_run_dir(data_dir: str) -> tuple[str, str]:
     """A new run id and its directory, made atomically: an id whose directory exists (a
     concurrent run, a clock set back) is never reused."""
-    runs = os.path.join(data_dir, "runs")
+    runs = os.path.join(data_dir, rundir.RUNS)
     os.makedirs(runs, exist_ok=True)
     while True:
         run_id = _new_run_id()
@@ -38,7 +39,7 @@ def _claim_run_dir(data_dir: str) -> tuple[str, str]:
             os.mkdir(run_dir)
         except FileExistsError:
             continue
-        os.mkdir(os.path.join(run_dir, "rings"))
+        os.mkdir(rundir.rings_dir(run_dir))
         return run_id, run_dir
 
 

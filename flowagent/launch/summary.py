@@ -8,6 +8,7 @@ import os
 import sys
 
 from ..errors import StoreError
+from ..protocol import rundir
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of every run's start-up
 if TYPE_CHECKING:
@@ -75,12 +76,12 @@ def _unrecorded(run_dir: str) -> dict[str, int]:
 
     causes: dict[str, int] = {}
     try:
-        names = os.listdir(os.path.join(run_dir, "rings"))
+        names = os.listdir(rundir.rings_dir(run_dir))
     except OSError:
         return causes
     for name in names:
         base, _, code = name.rpartition(".")
-        if base.endswith(".ring") and code.startswith("E"):
+        if base.endswith(rundir.RING_SUFFIX) and code.startswith("E"):
             why = os.strerror(getattr(errno, code, errno.EIO))
             causes[why] = causes.get(why, 0) + 1
     return causes
@@ -90,9 +91,9 @@ def _preimported(run_dir: str) -> list[str]:
     """Modules the include globs select that a process had imported before its agent
     started (listed by the agent in ``rings/<pid>.preimported``)."""
     found: set[str] = set()
-    rings = os.path.join(run_dir, "rings")
+    rings = rundir.rings_dir(run_dir)
     try:
-        names = [n for n in os.listdir(rings) if n.endswith(".preimported")]
+        names = [n for n in os.listdir(rings) if n.endswith(rundir.PREIMPORTED_SUFFIX)]
     except OSError:
         return []
     for name in names:

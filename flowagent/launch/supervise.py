@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 
+from ..protocol import rundir
 from .summary import _data_dir_option
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of every run's start-up
@@ -224,7 +225,7 @@ class Sidecar:
         import subprocess
 
         self.run_dir, self.run_id, self.data_dir = run_dir, run_id, cfg.data_dir
-        self.log_path = os.path.join(run_dir, "sidecar.log")
+        self.log_path = os.path.join(run_dir, rundir.SIDECAR_LOG)
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWAGENT_")
                and k not in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")}
         env["FLOWAGENT_ENABLED"] = "0"  # the sidecar is never recorded
