@@ -315,7 +315,7 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [f"# Real programs, Python {m['python']}", "",
              f"{m['date']}; {m['cores']} cores; load average {m['loadavg_start']} at the "
              f"start, {m['loadavg_end']} at the end; {res['pairs']} pairs per mode.", ""]
-    for key, prog in res["programs"].items():
+    for prog in res["programs"].values():
         lines += [f"## {prog['label']}", "",
                   f"plain Python: {prog['plain_seconds']:.3f} s (median)", "",
                   "| mode | median s | ratio (min–max) | calls recorded | ns per call |",

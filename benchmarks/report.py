@@ -41,8 +41,8 @@ def _noise(n: dict | None) -> str:
 
 def _summaries(out: dict[str, Any]) -> list[tuple[dict, dict]]:
     rows = []
-    for wkey, entry in out["workloads"].items():
-        for mkey, m in entry["modes"].items():
+    for entry in out["workloads"].values():
+        for m in entry["modes"].values():
             rows.append((entry, m["summary"]))
     return rows
 

@@ -193,7 +193,7 @@ def run_workload(plan: Plan, w: Workload, out: dict[str, Any]) -> None:
         warm = protocol.measure(w, mode, n, keep_data=keep)
         _check(warm, ref, f"{w.key}/{mode.key} warm-up")
         pairs = []
-        for i in range(plan.pairs_for(w, mode)):
+        for _ in range(plan.pairs_for(w, mode)):
             a = protocol.measure(w, base, n)
             _check(a, ref, f"{w.key}/baseline")
             b = protocol.measure(w, mode, n)

@@ -27,7 +27,9 @@ import tempfile
 import time
 from typing import Any
 
-from flowagent.store.sqlite import SQLiteStore, db_path
+from flowagent.store.api import db_path
+
+from flowagent.store.sqlite import SQLiteStore
 
 RUN_ID = "20260101-000000-bench"
 PK = "benchpk00001"
@@ -120,7 +122,8 @@ def build_store(data_dir: str, *, sessions: int = 100_000, big_session: int = 10
         root = rng.choice(route_fns)
         calls: list[list[int]] = []  # [cid, parent, fid, caller_fid, in, out, res, exc, t0, t1]
 
-        def visit(f: dict[str, Any], parent: int, caller: int, t: int, depth: int) -> int:
+        def visit(f: dict[str, Any], parent: int, caller: int, t: int, depth: int,
+                  calls: list[list[int]] = calls) -> int:
             cid = len(calls) + 1
             row = [cid, parent, fid[f["name"]], caller, in_shapes[f["name"]],
                    rng.choice(out_shape[:5]), SUCCESS, 0, t, 0]

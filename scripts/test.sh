@@ -37,6 +37,10 @@ jobs=${FLOWAGENT_TEST_JOBS:-$(nproc 2>/dev/null || echo 2)}
 py311=${PYTHON:-python3}
 . scripts/_env.sh "$py311" .venv test
 status=0
+# Static checks first: a new lint finding or a type error in the strictly typed packages
+# (pyproject.toml: [tool.ruff], [tool.mypy]) fails the run like a failing test.
+.venv/bin/ruff check --quiet . || { echo "== ruff: findings above" >&2; status=1; }
+.venv/bin/mypy || { echo "== mypy: errors above" >&2; status=1; }
 start=$SECONDS
 .venv/bin/python -m pytest -n "$jobs" -q "$@" || status=$?
 echo "== $("$py311" --version): $((SECONDS - start)) s" >&2

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         if damaged is None:
             raise
         sys.stderr.write(f"flowagent: error: {damaged}\n")
-        sys.exit(damaged.exit_code)
+        sys.exit(getattr(damaged, "exit_code", 2))
 
 
 if __name__ == "__main__":

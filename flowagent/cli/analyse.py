@@ -68,11 +68,16 @@ def cmd_stats(ns: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _mix_change(a: dict, b: dict, keys: list[str]) -> str:
+def _mix_change(a: dict[str, Any], b: dict[str, Any], keys: list[str]) -> str:
     """``error 10/30 (33%) -> 30/30 (100%)`` for each shifted key of a result or status mix."""
-    def share(m: dict, k: str) -> str:
+    def share(m: dict[str, Any], k: str) -> str:
         return f"{m.get(k, 0)}/{m['calls']} ({m.get(k, 0) / m['calls']:.0%})"
     return ", ".join(f"{k} {share(a, k)} -> {share(b, k)}" for k in keys)
+
+
+def _status_mix(side: dict[str, Any]) -> dict[str, Any]:
+    """A status shift's side as a mix :func:`_mix_change` reads (statuses and calls)."""
+    return dict(side["status"], calls=side["calls"])
 
 
 def cmd_diff(ns: argparse.Namespace, out: TextIO) -> int:
@@ -103,7 +108,7 @@ def cmd_diff(ns: argparse.Namespace, out: TextIO) -> int:
         + [f"! results of {r['function']}: {_mix_change(r['a'], r['b'], r['changed'])}"
            for r in d["result_shifts"]]
         + [f"! status of {r['function']}: " + _mix_change(
-            *(dict(r[side]["status"], calls=r[side]["calls"]) for side in "ab"), r["changed"])
+            _status_mix(r["a"]), _status_mix(r["b"]), r["changed"])
            for r in d["status_shifts"]]
         + [f"! results of flow variant {v['variant'][:12]} ({v['root']}): "
            f"{_mix_change(v['a'], v['b'], v['changed'])}" for v in d["variant_result_shifts"]]

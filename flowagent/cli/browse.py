@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     import argparse
     from typing import Any, TextIO
 
+    from ..model.contract import SessionGraph
+
 
 def cmd_runs(ns: argparse.Namespace, out: TextIO) -> int:
     import json
@@ -69,9 +71,11 @@ def cmd_trace(ns: argparse.Namespace, out: TextIO) -> int:
     if g is None:
         raise NotFoundError(f"no session {ns.session_id!r}; 'flowagent sessions' lists them")
     if ns.json:
+        from typing import cast
+
         from ..reports.export.jsonfmt import session_json
 
-        _print_json(session_json(g), out)
+        _print_json(session_json(cast("SessionGraph", g)), out)
         return 0
     utf = (getattr(out, "encoding", None) or "").lower().replace("-", "") == "utf8"
     idx = 0 if utf else 1
@@ -79,12 +83,12 @@ def cmd_trace(ns: argparse.Namespace, out: TextIO) -> int:
     arrow = "→" if utf else "->"
     out.write(f"session {g['session_id']}  {g['name']}  {g['result_type']}"
               f"{'' if g['complete'] else ' (incomplete)'}\n")
-    children: dict[Any, list[dict]] = {}
+    children: dict[Any, list[dict[str, Any]]] = {}
     for n in g["nodes"]:
         children.setdefault(n["parent_id"], []).append(n)
     roots = children.get(None, [])
 
-    def show(n: dict, prefix: str, is_last: bool) -> None:
+    def show(n: dict[str, Any], prefix: str, is_last: bool) -> None:
         mark = _MARKS.get(n["result_type"], ("?", "?"))[idx]
         dur = _ms(n["timestamp_end"] - n["timestamp_start"])
         outcome = n["exception_type"] if n["result_type"] == "error" else n["output_shape"]

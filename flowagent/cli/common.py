@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     import argparse
     from typing import Any, TextIO
 
+    from ..store.api import Store
+
 
 def _parser(**kwargs: Any) -> argparse.ArgumentParser:
     """An ArgumentParser whose errors are UsageErrors (one line, exit 2). argparse is imported
@@ -27,7 +29,7 @@ def _parser(**kwargs: Any) -> argparse.ArgumentParser:
     return Parser(**kwargs)
 
 
-def _store(data_dir: str | None, store: str | None = None):
+def _store(data_dir: str | None, store: str | None = None) -> Store:
     from ..config import load_config
     from ..store.api import open_store, store_url
 
@@ -44,12 +46,12 @@ def _run_id(store: Any, run: str | None) -> str:
                 matches = [store.latest_run()] if store.latest_run() else []
             if len(matches) != 1:
                 raise NotFoundError(f"no run {run!r} in the store; 'flowagent runs' lists them")
-            return matches[0]
+            return str(matches[0])
         return run
     latest = store.latest_run()
     if latest is None:
         raise NotFoundError("the store has no runs yet; record one with 'flowagent run app.py'")
-    return latest
+    return str(latest)
 
 
 def _run_refs(store: Any, specs: list[str] | None) -> list[Any]:
@@ -59,10 +61,11 @@ def _run_refs(store: Any, specs: list[str] | None) -> list[Any]:
     from ..store.api import db_path, open_store
 
     refs = []
-    for spec in specs or [None]:
+    wanted: list[str | None] = list(specs) if specs else [None]
+    for spec in wanted:
         where, run = store, spec
         # a run id of the store in use wins over a directory of the same name in the cwd
-        if _names_data_dir(spec) and (store is None or store.run(spec) is None):
+        if spec and _names_data_dir(spec) and (store is None or store.run(spec) is None):
             path, run = (spec, None) if os.path.isdir(spec) else spec.rpartition(":")[::2]
             where = open_store(db_path(path), readonly=True)
         refs.append(RunRef.of(where, _run_id(where, run)))
@@ -70,7 +73,9 @@ def _run_refs(store: Any, specs: list[str] | None) -> list[Any]:
 
 
 def _names_data_dir(spec: str | None) -> bool:
-    return bool(spec) and (os.path.isdir(spec) or os.path.isdir(spec.rpartition(":")[0]))
+    if not spec:
+        return False
+    return os.path.isdir(spec) or os.path.isdir(spec.rpartition(":")[0])
 
 
 def _print_json(obj: Any, out: TextIO) -> None:

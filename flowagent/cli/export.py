@@ -11,10 +11,15 @@ from .common import _names_data_dir, _run_id, _run_refs, _store
 TYPE_CHECKING = False  # `flowagent run` imports as little as it can: no typing, no argparse
 if TYPE_CHECKING:
     import argparse
-    from typing import TextIO
+    from collections.abc import Iterable
+    from typing import Any, TextIO
+
+    from ..model.contract import SessionGraph
 
 
 def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
+    from typing import cast
+
     from ..reports.export import FORMATS
 
     if ns.format in ("otlp", "otlp-json"):
@@ -27,7 +32,9 @@ def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
     fmt = FORMATS[ns.format]
     if ns.aggregate and (ns.format != "speedscope" or ns.session):
         raise UsageError("--aggregate goes with --format speedscope and a run, not a session")
+    g: Any = None  # the session's graph (the SessionGraph contract) when --session names one
     if ns.session:
+        assert store is not None  # a session is looked up in the store opened above
         g = store.session_graph(ns.session)
         if g is None:
             raise NotFoundError(f"no session {ns.session!r}; 'flowagent sessions' lists them")
@@ -48,7 +55,8 @@ def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
             from ..reports.export.collapsed import collapsed_stacks
             from ..reports.export.speedscope import merged_speedscope
 
-            merged_speedscope(collapsed_stacks(stitch.sessions(refs)), target)
+            merged_speedscope(collapsed_stacks(
+                cast("Iterable[SessionGraph]", stitch.sessions(refs))), target)
         elif fmt.merged is not None:
             from ..model.graph import from_aggregates, merge_all, to_contract
 
@@ -57,7 +65,7 @@ def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
         else:
             # Trace formats: every kept session of the runs, streamed one at a time; a
             # request one run made to another is inside the session that made it.
-            fmt.sessions(stitch.sessions(refs), target)  # type: ignore[misc]
+            fmt.sessions(cast("Iterable[SessionGraph]", stitch.sessions(refs)), target)  # type: ignore[misc]
     finally:
         if ns.output:
             target.close()

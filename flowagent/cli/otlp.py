@@ -35,7 +35,7 @@ def export_otlp(ns: Any, store: Any, run_id_of: Callable[[Any, str | None], str]
                     for r in runs for g in store.iter_session_graphs(r))
     service = ns.service or run_service_name(store.run(runs[0]) or {})
     if ns.format == "otlp":
-        target = open(ns.output, "wb") if ns.output else out.buffer  # type: ignore[attr-defined]
+        target = open(ns.output, "wb") if ns.output else out.buffer
         try:
             spans = write_otlp(sessions, target, service)
         finally:

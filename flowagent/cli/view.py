@@ -27,7 +27,8 @@ DEFAULT_PORT = 8765
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``view`` on the CLI's subparsers."""
-    sp = subparsers.add_parser("view", help="open the web viewer on the recorded runs")
+    sp: argparse.ArgumentParser = subparsers.add_parser(
+        "view", help="open the web viewer on the recorded runs")
     sp.add_argument("--data-dir", metavar="DIR", help="where runs are stored (.flowagent)")
     sp.add_argument("--store", metavar="URL", help="store to read: a path, sqlite:///PATH or "
                     "postgresql://... (default: the data directory's flowagent.db)")

@@ -12,6 +12,8 @@ from ..protocol import rundir
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of every run's start-up
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..config import Config
     from ..store.api import RunEnd
     from .target import Target
@@ -36,7 +38,7 @@ def _run_end(target: Target, cwd: str, backend: str, rc: int) -> RunEnd:
                   time.time_ns(), rc, "")
 
 
-def _finish_run(cfg: Config, run_id: str, end: RunEnd, summary: dict | None) -> None:
+def _finish_run(cfg: Config, run_id: str, end: RunEnd, summary: dict[str, Any] | None) -> None:
     """What only the launcher knows about the run, into its row (the sidecar made the row),
     when the sidecar did not store it."""
     from ..store.api import open_store, store_url
@@ -117,7 +119,7 @@ def _sample_rate_note(run_dir: str, configured: float) -> str:
     return f"sample rate {configured:g}"
 
 
-def _print_summary(run_id: str, run_dir: str, s: dict, cfg: Config) -> None:
+def _print_summary(run_id: str, run_dir: str, s: dict[str, Any], cfg: Config) -> None:
     w = sys.stderr.write
     rel = os.path.relpath(cfg.data_dir)
     dd = _data_dir_option(cfg.data_dir)

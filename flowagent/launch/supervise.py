@@ -14,6 +14,7 @@ from .summary import _data_dir_option
 TYPE_CHECKING = False  # importing typing costs ~3 ms of every run's start-up
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from ..config import Config
     from ..store.api import RunEnd
@@ -251,7 +252,7 @@ class Sidecar:
             self._failed(self.proc.stdout.read() if self.proc.stdout else b"")
             self.report()
 
-    def finish(self, end: RunEnd | None = None) -> dict | None:
+    def finish(self, end: RunEnd | None = None) -> dict[str, Any] | None:
         """Tell the sidecar to drain and finish (close its stdin, after sending it ``end``,
         the launcher's part of the run's row, to store with its last write; the sidecar
         sets the status); its summary, or None if it failed (``failure`` says why)."""
@@ -260,9 +261,9 @@ class Sidecar:
 
         if self.failure:
             return None
-        line = json.dumps({"run": end._asdict()}).encode() + b"\n" if end else None
+        request = json.dumps({"run": end._asdict()}).encode() + b"\n" if end else None
         try:
-            out, _ = self.proc.communicate(line, timeout=120)
+            out, _ = self.proc.communicate(request, timeout=120)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             out, _ = self.proc.communicate()
@@ -272,7 +273,8 @@ class Sidecar:
         for line in reversed(out.decode(errors="replace").splitlines()):
             if line.startswith("{"):
                 try:
-                    return json.loads(line)
+                    summary: dict[str, Any] = json.loads(line)
+                    return summary
                 except ValueError:
                     break
         self._failed(out)

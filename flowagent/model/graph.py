@@ -8,22 +8,27 @@ minima and maxima combine), so runs and processes merge in any order to the same
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import networkx as nx
 
 from ..protocol.wire import RESULT_NAMES as RESULTS
-
 from . import histogram as H
 from .shapes import input_shape
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    # The merged graph: one node per function, keyed by its name (module:qualname).
+    Graph: TypeAlias = "nx.DiGraph[str]"
 
 _SUMS = ("calls", "errors", "partials", "total_ns", "self_ns", "roots", "cpu_ns")
 
 
-def from_aggregates(agg: dict[str, Any]) -> nx.DiGraph:
+def from_aggregates(agg: dict[str, Any]) -> Graph:
     """One run's aggregates (``SQLiteStore.aggregates``) → graph keyed by function name."""
     fns = agg["functions"]
-    g = nx.DiGraph(runs=[agg["run_id"]], total_sessions=agg["total_sessions"], paths={})
+    g: Graph = nx.DiGraph(runs=[agg["run_id"]], total_sessions=agg["total_sessions"], paths={})
     for n in agg["nodes"]:
         fn = fns.get(n["fid"])
         if fn is None:
@@ -60,9 +65,9 @@ def _add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
     return out
 
 
-def merge(a: nx.DiGraph, b: nx.DiGraph) -> nx.DiGraph:
+def merge(a: Graph, b: Graph) -> Graph:
     """Pure merge of two merged graphs (neither input is modified)."""
-    g = nx.DiGraph(runs=sorted(set(a.graph.get("runs", [])) | set(b.graph.get("runs", []))),
+    g: Graph = nx.DiGraph(runs=sorted(set(a.graph.get("runs", [])) | set(b.graph.get("runs", []))),
                    total_sessions=a.graph.get("total_sessions", 0) + b.graph.get(
                        "total_sessions", 0),
                    paths=_add_counts(a.graph.get("paths", {}), b.graph.get("paths", {})))
@@ -89,8 +94,8 @@ def merge(a: nx.DiGraph, b: nx.DiGraph) -> nx.DiGraph:
     return g
 
 
-def merge_all(graphs: Iterable[nx.DiGraph]) -> nx.DiGraph:
-    out = nx.DiGraph(runs=[], total_sessions=0, paths={})
+def merge_all(graphs: Iterable[Graph]) -> Graph:
+    out: Graph = nx.DiGraph(runs=[], total_sessions=0, paths={})
     for g in graphs:
         out = merge(out, g)
     return out
@@ -102,25 +107,21 @@ def _top(counts: dict[str, int]) -> str | None:
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
 
 
-def to_contract(g: nx.DiGraph, top_paths: int = 20) -> dict[str, Any]:
+def to_contract(g: Graph, top_paths: int = 20) -> dict[str, Any]:
     """The merged-graph export contract (see the README)."""
     nodes = []
     for name in sorted(g.nodes):
         n = g.nodes[name]
         params = n.get("params", [])
-
-        def inputs(text: str) -> dict[str, str]:
-            return input_shape(params, text)
-
         top_in = _top(n["in_shapes"])
         nodes.append({
             "id": name, "function_name": name, "module": n["module"], "qualname": n["qualname"],
             "kind": n.get("kind"), "occurrences": n["calls"], "errors": n["errors"],
             "partials": n["partials"], "roots": n["roots"],
-            "input_shape": inputs(top_in) if top_in else {},
+            "input_shape": input_shape(params, top_in) if top_in else {},
             "output_shape": _top(n["out_shapes"]),
             # Ties broken by the shape text: the contract must not depend on merge order.
-            "input_shapes": [{"shape": inputs(s), "count": c} for s, c in sorted(
+            "input_shapes": [{"shape": input_shape(params, s), "count": c} for s, c in sorted(
                 n["in_shapes"].items(), key=lambda kv: (-kv[1], kv[0]))],
             "output_shapes": [{"shape": s, "count": c} for s, c in sorted(
                 n["out_shapes"].items(), key=lambda kv: (-kv[1], kv[0]))],

@@ -41,12 +41,12 @@ _WIDTH = 8  # bytes per value
 _BIG_ENDIAN = sys.byteorder == "big"
 
 
-def pack_records(records: Iterable[Sequence[int]]) -> array:
+def pack_records(records: Iterable[Sequence[int]]) -> array[int]:
     """13-tuples as one flat int64 array, the layout the recorder buffers calls in."""
     return array("q", chain.from_iterable(records))
 
 
-def columns(flat: array) -> bytes:
+def columns(flat: array[int]) -> bytes:
     """The call block of a flat int64 array of records (pure twin of the accelerator's)."""
     n = len(flat) // N_FIELDS
     cols = [flat[f::N_FIELDS] for f in range(N_FIELDS)]

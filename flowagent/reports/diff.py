@@ -86,14 +86,14 @@ def _side(store: Store, run_id: str) -> dict[str, Any]:
     variants: dict[str, dict[str, Any]] = {}
     roots = {r.variant: (name.get(r.root_fid, "?"), list(r.examples))
              for r in store.variant_stats(run_id)}
-    for r in store.variant_results(run_id):
-        root, examples = roots.get(r.variant, ("?", []))
-        v = variants.setdefault(r.variant, {"root": root,
-                                            "example": examples[0] if examples else None,
-                                            "mix": {"calls": 0, "success": 0, "error": 0,
-                                                    "partial": 0, "incomplete": 0}})
-        v["mix"][r.result] = v["mix"].get(r.result, 0) + r.sessions
-        v["mix"]["calls"] += r.sessions
+    for vr in store.variant_results(run_id):
+        root, examples = roots.get(vr.variant, ("?", []))
+        v = variants.setdefault(vr.variant, {"root": root,
+                                             "example": examples[0] if examples else None,
+                                             "mix": {"calls": 0, "success": 0, "error": 0,
+                                                     "partial": 0, "incomplete": 0}})
+        v["mix"][vr.result] = v["mix"].get(vr.result, 0) + vr.sessions
+        v["mix"]["calls"] += vr.sessions
     edges: dict[tuple[str, str], int] = {}
     for e in store.edge_stats(run_id):
         if e.caller_fid in name and e.callee_fid in name:
@@ -106,15 +106,15 @@ def _side(store: Store, run_id: str) -> dict[str, Any]:
             if r.io == "in":
                 text = json.dumps(input_shape(fns[r.fid]["params"], text))
             shapes[(name[r.fid], r.io, text)] = r.count
-    clusters = {}
+    clusters: dict[tuple[str, str, bool], int] = {}
     for c in store.cluster_stats(run_id):
-        key = (store.shape_text(c.exc_sid) or "?", name.get(c.fid, "?"), bool(c.handled))
-        clusters[key] = clusters.get(key, 0) + c.count
+        cluster = (store.shape_text(c.exc_sid) or "?", name.get(c.fid, "?"), bool(c.handled))
+        clusters[cluster] = clusters.get(cluster, 0) + c.count
     return {"sessions": sessions, "nodes": nodes, "edges": edges, "shapes": shapes,
             "clusters": clusters, "statuses": statuses, "variants": variants}
 
 
-def _mix_shifts(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, list[dict]]:
+def _mix_shifts(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Result shifts per function and per flow variant, status shifts per request route."""
     results = []
     for fn in sorted(set(a["nodes"]) & set(b["nodes"])):

@@ -10,7 +10,6 @@ artifact or a mail attachment, with no server and no network.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any, TextIO

@@ -65,14 +65,14 @@ def frequent_paths(store: Store, run_id: str, limit: int = 20) -> list[dict[str,
             for r in store.path_counts(run_id, limit)]
 
 
-def shape_variants(store: Store, run_id: str) -> dict[str, dict[str, list[dict]]]:
+def shape_variants(store: Store, run_id: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Per function: its input and output shape variants, in order of first appearance."""
     fns = store.functions(run_id)
     rows = store.shape_counts(run_id)
     # Start times of the sessions that first showed each variant (only those: a run may
     # hold a million sessions).
     firsts = store.session_starts({r.first_session for r in rows if r.first_session})
-    out: dict[str, dict[str, list[dict]]] = {}
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for r in rows:
         fn = fns.get(r.fid)
         if fn is None:

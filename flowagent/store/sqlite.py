@@ -24,10 +24,10 @@ from ..errors import StoreDamagedError, StoreError
 from . import chunks as C
 from .graphs import session_graph as build_session_graph
 from .api import (
-    RESULTS, AggregateRows, AggregateVersion, ClusterStats, EdgeStats, ExceptionCount,
+    AggregateRows, AggregateVersion, ClusterStats, EdgeStats, ExceptionCount,
     FleetEntry, FunctionDef, NodeStats, OpenSession, PathCount, ProcessCounters, ProcessProgress,
     ProcessSample, ProcessState, RootCount, RunEnd, RunTotals, SessionEnd, SessionFilter,
-    SessionRow, SessionTotals, ShapeCount, StoredCalls, VariantResult, VariantStats, db_path,
+    SessionRow, SessionTotals, ShapeCount, VariantResult, VariantStats,
 )
 from .traces import SCHEMA as TRACE_SCHEMA, TABLES as TRACE_TABLES
 from . import lineage

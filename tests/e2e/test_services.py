@@ -128,7 +128,8 @@ def test_three_services_are_one_distributed_session_per_request(services: Any,
         s.stop()
 
     from flowagent.reports.stitch import RunRef, sessions
-    from flowagent.store.sqlite import SQLiteStore, db_path
+    from flowagent.store.api import db_path
+    from flowagent.store.sqlite import SQLiteStore
 
     front_store = SQLiteStore(db_path(str(tmp_path / "data-front")), readonly=True)
     back_store = SQLiteStore(db_path(str(tmp_path / "data-back")), readonly=True)
@@ -229,7 +230,8 @@ def test_traceparent_round_trip_through_httpx_and_aiohttp(services: Any,
     stock.stop()
 
     from flowagent.reports.stitch import RunRef, sessions
-    from flowagent.store.sqlite import SQLiteStore, db_path
+    from flowagent.store.api import db_path
+    from flowagent.store.sqlite import SQLiteStore
 
     store = SQLiteStore(db_path(str(tmp_path / "data")), readonly=True)
     runs = sorted(store.runs(), key=lambda r: r["service"])

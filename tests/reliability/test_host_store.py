@@ -22,7 +22,8 @@ from flowagent.config import load_config
 from flowagent.errors import ConfigError, StoreDamagedError
 from flowagent.redact import mask_argv
 from flowagent.store.limit import enforce
-from flowagent.store.sqlite import SQLiteStore, db_path
+from flowagent.store.api import db_path
+from flowagent.store.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.e2e
 

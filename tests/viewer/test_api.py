@@ -164,7 +164,8 @@ def test_stats(client: FlaskClient, demo: dict) -> None:
 
 def test_stats_is_the_cli_report(client: FlaskClient, demo: dict, demo_dir) -> None:
     from flowagent.reports.stats import report
-    from flowagent.store.sqlite import SQLiteStore, db_path
+    from flowagent.store.api import db_path
+    from flowagent.store.sqlite import SQLiteStore
 
     store = SQLiteStore(db_path(str(demo_dir)), readonly=True)
     try:

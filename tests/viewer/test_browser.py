@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from flowagent.store.sqlite import SQLiteStore, db_path
+from flowagent.store.api import db_path
+from flowagent.store.sqlite import SQLiteStore
 
 from viewer_data import HOSTILE_FUNCTION, HOSTILE_SESSION, LIVE_RUN as RUN, REPO, XSS, XSS_IMG
 from viewer_data import add_live_session as add_session

@@ -10,7 +10,9 @@ import re
 import time
 from pathlib import Path
 
-from flowagent.store.sqlite import SQLiteStore, db_path
+from flowagent.store.api import db_path
+
+from flowagent.store.sqlite import SQLiteStore
 from flowagent_viewer import create_app
 
 from viewer_data import LIVE_RUN as RUN

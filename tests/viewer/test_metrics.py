@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from flowagent.store.sqlite import SQLiteStore, db_path
+from flowagent.store.api import db_path
+
+from flowagent.store.sqlite import SQLiteStore
 from flowagent_viewer import create_app
 from flowagent_viewer.metrics import BOUNDS_NS
 

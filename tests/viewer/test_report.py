@@ -33,7 +33,8 @@ def test_report_cli_writes_one_file_and_refuses_bad_targets(flow_dir: Path, tmp_
 
 def test_report_data_has_the_planted_flow_and_worst_sessions(flow_dir: Path) -> None:
     from flowagent.reports import html as report
-    from flowagent.store.sqlite import SQLiteStore, db_path
+    from flowagent.store.api import db_path
+    from flowagent.store.sqlite import SQLiteStore
 
     store = SQLiteStore(db_path(str(flow_dir)), readonly=True)
     try:

@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from flowagent.store import queries
-from flowagent.store.sqlite import SQLiteStore, db_path
+from flowagent.store.api import db_path
+from flowagent.store.sqlite import SQLiteStore
 from flowagent_viewer import fmt, graphview, sessionview
 from flowagent_viewer.sessionlist import parse_filters
 

@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flowagent.store.sqlite import SQLiteStore, db_path
+from flowagent.store.api import db_path
+from flowagent.store.sqlite import SQLiteStore
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts"

@@ -326,13 +326,13 @@ def write_otlp(sessions: Iterable[Mapping[str, Any]], out: BinaryIO, service_nam
     several requests, each preceded by its length as a protobuf varint (the standard
     delimited framing, ``google.protobuf.internal.decoder._DecodeVarint``)."""
     batches = _batches(sessions)
-    first = next(batches, [])
+    first: list[Mapping[str, Any]] = next(batches, [])
     second = next(batches, None)
     if second is None:
         request, spans = build_request(first, service_name, host)
         out.write(request.SerializeToString())
         return spans
-    from google.protobuf.internal.encoder import _VarintBytes
+    from google.protobuf.internal.encoder import _VarintBytes  # type: ignore[attr-defined]
 
     total = 0
     for batch in (first, second, *batches):
