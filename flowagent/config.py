@@ -63,6 +63,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from flowagent.errors import ConfigError
+from flowagent.protocol.env import FALSE_WORDS, TRUE_WORDS
 
 TYPE_CHECKING = False  # typing costs ~3 ms of `flowagent run`'s start-up
 if TYPE_CHECKING:
@@ -157,7 +158,6 @@ _EXPECTED = {
     "store": "a path, sqlite:///PATH or postgresql://USER@HOST/DB",
     "service": "a service name such as \"checkout\"",
 }
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 _SIZE_UNITS = {"": 1, "b": 1, "k": KiB, "kb": KiB, "kib": KiB, "m": MiB, "mb": MiB, "mib": MiB,
                "g": GiB, "gb": GiB, "gib": GiB}
 _SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -339,8 +339,8 @@ def _parse_text(key: str, text: str, where: str) -> Any:
     if kind in ("globs", "hooks"):
         return [item.strip() for item in text.split(",") if item.strip()]
     if kind == "bool":
-        if text.lower() in _TRUE | _FALSE:
-            return text.lower() in _TRUE
+        if text.lower() in TRUE_WORDS | FALSE_WORDS:
+            return text.lower() in TRUE_WORDS
         raise ConfigError(f"{where}: expected one of 1/0, true/false, yes/no, on/off, got {text!r}")
     if kind == "backend":
         return text.lower()

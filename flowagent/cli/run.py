@@ -8,6 +8,7 @@ import os
 import sys
 
 from ..errors import UsageError
+from ..protocol.env import is_false
 from .common import _parser
 
 TYPE_CHECKING = False  # `flowagent run` imports as little as it can: no typing, no argparse
@@ -50,9 +51,6 @@ RUN_OPTIONS: dict[str, tuple[str, str | None, object, str]] = {
 _RUN_SHORT = {"-v": "--verbose"}
 _REPEATABLE = {"include", "exclude"}
 _RUN_USAGE = "flowagent run [OPTIONS] (SCRIPT | -m MODULE | -- PROGRAM) [ARGS...]"
-# The kill switch's words, as config.py reads FLOWAGENT_ENABLED (tests/e2e/test_cli.py checks
-# they agree): checked before config.py is even imported.
-_OFF = ("0", "false", "no", "off")
 
 
 def _takes_value(option: str) -> bool:
@@ -148,7 +146,8 @@ def cmd_run(argv: list[str]) -> int:
     opts, kind, name, args = split_run_argv(argv)
     settings = parse_run_options(opts)
 
-    if os.environ.get("FLOWAGENT_ENABLED", "").strip().lower() in _OFF:
+    # The kill switch, read before config.py is even imported, with the words it reads.
+    if is_false(os.environ.get("FLOWAGENT_ENABLED")):
         # The production switch, taken before anything else is imported or read (a config
         # file too: a switched-off flowagent never stops a program): exec the program as is.
         exec_plain(kind, name, args)

@@ -22,8 +22,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..protocol.clock import wall_offset
+from ..protocol.wire import ERROR
+
 WIRE, STORE = 0, 1
-ERROR = 1  # result code (flowagent.protocol.wire.ERROR)
 
 # Store layout of one call, as readers get it (the order of the former ``calls`` table).
 STORE_FIELDS = ("call_id", "parent_id", "fid", "caller_fid", "in_sid", "out_sid", "result",
@@ -90,7 +92,7 @@ class ProcessMaps:
     def translate(self, rows: Iterable[tuple], anchor: tuple[int, int]) -> list[tuple]:
         """Wire rows → store layout (store ids, unix-ns times)."""
         fids, sids = self.fids.get, self.sids.get
-        shift = anchor[0] - anchor[1]
+        shift = wall_offset(anchor)
         return [(cid, par, fids(fid, 0), fids(pfid, 0), sids(ins, 0), sids(out, 0), res,
                  sids(exc, 0), t0 + shift, t1 + shift, thr, cpu)
                 for cid, par, _s, fid, pfid, ins, out, res, exc, t0, t1, thr, cpu in rows]

@@ -166,9 +166,14 @@ def test_disabled_launcher_becomes_the_program(tmp_path):
 def test_kill_switch_words_are_the_configs():
     # flowagent run reads FLOWAGENT_ENABLED before importing config.py, with the same words.
     from flowagent import config
-    from flowagent.cli import run as cli
+    from flowagent.protocol.env import FALSE_WORDS, TRUE_WORDS, is_false
 
-    assert set(cli._OFF) == config._FALSE
+    for word in FALSE_WORDS:
+        assert is_false(f" {word.upper()} ")
+        assert not config.load_config("/", {"FLOWAGENT_ENABLED": word}, {}).enabled
+    for word in TRUE_WORDS:
+        assert not is_false(word)
+        assert config.load_config("/", {"FLOWAGENT_ENABLED": word}, {}).enabled
 
 
 def test_run_options_parse_like_the_help_says(tmp_path):
