@@ -17,6 +17,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from ..protocol.rundir import session_id as make_session_id
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trace_sessions(
   session_id TEXT PRIMARY KEY, run_id TEXT, trace_id TEXT, parent_span TEXT, call_id INTEGER);
@@ -39,7 +41,7 @@ def add_entries(store: Any, run_id: str, pk: str, entries: list) -> None:
     db = store.db
     joined, sent = [], []
     for ses, kind, trace, span, cid in entries:
-        session_id = f"{pk}-{ses}"
+        session_id = make_session_id(pk, ses)
         if kind == JOINED:
             joined.append((session_id, run_id, trace, span, cid))
         elif kind == SENT:
