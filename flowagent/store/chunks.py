@@ -23,13 +23,18 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..protocol.clock import wall_offset
-from ..protocol.wire import ERROR
+from ..protocol.wire import CALL_FIELDS, ERROR
 
 WIRE, STORE = 0, 1
 
 # Store layout of one call, as readers get it (the order of the former ``calls`` table).
 STORE_FIELDS = ("call_id", "parent_id", "fid", "caller_fid", "in_sid", "out_sid", "result",
                 "exc_sid", "t0", "t1", "thread", "cpu_ns")
+# Positions read by name below (rows stay plain tuples: they are built and sorted by the
+# million, and a field index costs nothing where an attribute lookup would).
+_CALL_ID, _FID, _RESULT, _EXC_SID, _T0 = (
+    STORE_FIELDS.index(f) for f in ("call_id", "fid", "result", "exc_sid", "t0"))
+_SES = CALL_FIELDS.index("ses")  # wire layout
 
 
 _codec: dict[str, Any] = {}  # one encoder and one decoder per process, made on first use
@@ -63,9 +68,10 @@ def summary(rows: Iterable[tuple], old_fids: str | None, old_raised: str | None
     raised: dict[tuple[int, int], int] = {
         (f, e): n for f, e, n in json.loads(old_raised)} if old_raised else {}
     for c in rows:
-        fids.add(c[2])
-        if c[6] == ERROR and c[7]:
-            raised[(c[2], c[7])] = raised.get((c[2], c[7]), 0) + 1
+        fids.add(c[_FID])
+        if c[_RESULT] == ERROR and c[_EXC_SID]:
+            key = (c[_FID], c[_EXC_SID])
+            raised[key] = raised.get(key, 0) + 1
     return (f" {' '.join(map(str, sorted(fids)))} ",
             json.dumps([[f, e, n] for (f, e), n in raised.items()]) if raised else None)
 
@@ -103,7 +109,7 @@ def by_session(data: bytes) -> tuple[dict[int, list[tuple]], tuple[int, int]]:
     rows, anchor = decode(data)
     grouped: dict[int, list[tuple]] = {}
     for r in rows:
-        grouped.setdefault(r[2], []).append(r)
+        grouped.setdefault(r[_SES], []).append(r)
     return grouped, anchor
 
 
@@ -118,5 +124,5 @@ def session_rows(chunks: Iterable[tuple[int, dict[int, list[tuple]], tuple[int, 
             out.extend(maps.translate(mine, anchor))
         else:
             out.extend((*r[:2], *r[3:]) for r in mine)
-    out.sort(key=lambda c: (c[8], c[0]))
+    out.sort(key=lambda c: (c[_T0], c[_CALL_ID]))
     return out
