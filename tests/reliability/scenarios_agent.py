@@ -297,6 +297,17 @@ scenario("crash/gc-callback-records-inside-the-flush", _POOL_FLUSH.format(setup=
          # last sessions of a worker may be cut off (stored as incomplete, and counted).
          check=recorded(complete=False, task=40, work=2000, seen=1), timeout=90)
 
+scenario("crash/weakref-callback-ends-a-session-inside-the-flush", _POOL_FLUSH.format(setup="""
+    import weakref
+    refs = set()
+    def gone(ref): refs.discard(ref)
+    class Node:
+        def __init__(self):
+            self.me = self
+            refs.add(weakref.ref(self, gone))
+    def start(): gc.set_threshold(1)
+"""), check=recorded(task=40, work=2000, gone=1000), timeout=90)
+
 scenario("crash/signal-handler-ends-a-session-inside-a-flush", _POOL_FLUSH.format(setup="""
     class Node:
         def __init__(self): self.me = self
