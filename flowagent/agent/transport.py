@@ -169,9 +169,10 @@ class Transport:
 
     def _read_control(self) -> None:
         """Pause/resume and sampling rate, as the sidecar last wrote them in our ring."""
-        if self.ring is not None:
-            paused, ppm = self.ring.control()
-            apply_control(paused, ppm)
+        with self.lock:  # never once close() turned recording off for the last batch
+            if self.ring is not None and not self.stopping:
+                paused, ppm = self.ring.control()
+                apply_control(paused, ppm)
 
     def _thread_names(self, threads: set[int], starts: list[tuple]) -> list[list[Any]]:
         """Names of threads seen for the first time (session starts carry their own)."""
@@ -205,6 +206,8 @@ class Transport:
             self.flushing = me
             if self.closed:
                 return
+            if final:
+                recorder.S.on = False
             if os.getpid() != self.pid:
                 # Forked without our at-fork hooks (a C extension calling fork()): start over.
                 recorder.reset_after_fork()
@@ -272,7 +275,7 @@ class Transport:
         # finalizer run by a collection the final flush itself triggers, a daemon thread)
         # could never be sent, and its session, announced in that batch, would be stored as
         # never ended. Calls already open still end and are kept.
-        recorder.S.on = False
+        recorder.S.on = False  # (again under the lock in flush: see _read_control)
         try:
             self.flush(final=True)
         except Exception:
