@@ -453,19 +453,7 @@ _WAIT_FOR = """
     async def main(): return sum([await guarded() for _ in range(40)])
     print("timeouts", asyncio.run(main()))
 """
-_PY312 = sys.version_info[:2] == (3, 12)
-scenario("async-exc/asyncio-wait-for-timeouts", _WAIT_FOR, check=recorded(guarded=40),
-         backends=("wrap", "wrap-pure", "monitor") if _PY312 else None)
-if _PY312:
-    scenario("async-exc/asyncio-wait-for-timeouts-profile", _WAIT_FOR,
-             check=recorded(guarded=40), backends=("profile",), limitation=(
-                 "on Python 3.12 the profile backend takes a coroutine thrown into at an "
-                 "await (wait_for cancels the awaiting task) and later suspended at that same "
-                 "instruction (a loop, or a comprehension CPython 3.12 inlines) for one that "
-                 "ended by the exception: the awaiting call is closed early and reopened as "
-                 "a new call under its callee, so later calls nest wrongly and the graph "
-                 "undercounts them (the backend's thrown-at marker is not cleared when the "
-                 "coroutine goes on; wrap and monitor are unaffected)"))
+scenario("async-exc/asyncio-wait-for-timeouts", _WAIT_FOR, check=recorded(guarded=40))
 
 scenario("async-exc/signal-exception-uncaught", """
     import signal, sys
