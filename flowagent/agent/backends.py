@@ -242,6 +242,11 @@ class ProfileBackend(HooksMixin):
                         arg, BaseException) else GeneratorExit)
                 recorder.resume(rec)
                 return
+            caller = recorder._get()
+            if caller is not None and len(caller) > _THROWN and caller[_THROWN]:
+                # The caller was thrown into and goes on (its callee handled the exception):
+                # suspending again at that same await later is not an exit by the exception.
+                caller[_THROWN] = None
             try:
                 loc = frame.f_locals
                 args = tuple(loc.get(p.lstrip("*")) for p in recorder.function_params(fid))

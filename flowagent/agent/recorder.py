@@ -141,7 +141,18 @@ _strings: list[Any] = [None]            # sid -> shape string, input tuple or ty
 _str_index: dict[Any, int] = {None: 0}
 _sent_functions = 1
 _sent_strings = 1
-_intern_lock = threading.Lock()
+# Re-entrant: code the program runs inside agent code (a finalizer of the collection an
+# allocation here triggered, a gc callback, a signal handler) may record a call and intern
+# its shapes in the same thread. Both holders keep the tables consistent: an id is taken and
+# stored in one step, so a nested one gets the next id (at worst a value gets two ids).
+_intern_lock = threading.RLock()
+
+
+def in_critical_section() -> bool:
+    """Does this thread hold one of the recorder's locks? Then the code running now was
+    entered from inside agent code, and must not wait for anything that may be waiting for
+    that lock (a synchronous flush waits for the flusher, which may wait for it)."""
+    return _intern_lock._is_owned() or _drop_lock._is_owned()
 
 
 def register_function(module: str, qualname: str, filename: str, line: int,
@@ -410,7 +421,7 @@ def close_call(frame: list, exc_type: type | None) -> None:
         S.agent_errors += 1
 
 
-_drop_lock = threading.Lock()
+_drop_lock = threading.RLock()  # re-entrant, as _intern_lock
 
 
 def _drop() -> None:
@@ -798,8 +809,8 @@ def reset_after_fork() -> None:
     """In a forked child: fresh buffer and ids; frames inherited from the parent go stale."""
     global _intern_lock, _drop_lock
     # The flusher may have held them when the program forked; it does not exist here.
-    _intern_lock = threading.Lock()
-    _drop_lock = threading.Lock()
+    _intern_lock = threading.RLock()
+    _drop_lock = threading.RLock()
     S.gen = object()
     S.dropped = 0
     S.agent_errors = 0

@@ -65,6 +65,8 @@ class Transport:
         self.interval = max(interval_ms, 1) / 1000.0
         self.info = info
         self.lock = _native_lock()
+        self.flushing = 0  # the thread that last took the lock in flush()
+        self.again = False  # a flush was asked for from inside the one running
         self._open_for(os.getpid())
         os.register_at_fork(before=self._before_fork, after_in_parent=self._after_fork_parent,
                             after_in_child=self._after_fork_child)
@@ -144,6 +146,7 @@ class Transport:
     def _after_fork_child(self) -> None:
         # The flusher may have held these at the fork; it does not exist here.
         self.lock = _native_lock()
+        self.flushing = 0
         recorder.reset_after_fork()
         tracecontext.reset_after_fork()
         try:
@@ -166,9 +169,10 @@ class Transport:
 
     def _read_control(self) -> None:
         """Pause/resume and sampling rate, as the sidecar last wrote them in our ring."""
-        if self.ring is not None:
-            paused, ppm = self.ring.control()
-            apply_control(paused, ppm)
+        with self.lock:  # never once close() turned recording off for the last batch
+            if self.ring is not None and not self.stopping:
+                paused, ppm = self.ring.control()
+                apply_control(paused, ppm)
 
     def _thread_names(self, threads: set[int], starts: list[tuple]) -> list[list[Any]]:
         """Names of threads seen for the first time (session starts carry their own)."""
@@ -187,9 +191,23 @@ class Transport:
         return out
 
     def flush(self, final: bool = False) -> None:
+        me = _native_get_ident()
+        if (self.flushing == me and self.lock.locked()) or recorder.in_critical_section():
+            # Entered from inside agent code in this thread (its own flush, or a recorder
+            # lock held): a finalizer run by a collection an allocation there triggered, a gc
+            # callback or a signal handler ended a recorded session and asked for a
+            # synchronous flush. Waiting for a lock this thread holds, or one the flusher
+            # holds while it waits for this thread's, would hang the program for good; what
+            # was recorded stays buffered for the next flush.
+            self.again = True
+            recorder.S.wake()
+            return
         with self.lock:
+            self.flushing = me
             if self.closed:
                 return
+            if final:
+                recorder.S.on = False
             if os.getpid() != self.pid:
                 # Forked without our at-fork hooks (a C extension calling fork()): start over.
                 recorder.reset_after_fork()
@@ -201,11 +219,12 @@ class Transport:
             # freed buffers behind, which made every os.fork() of the program slow.
             # Bounded: about what a full buffer holds, also while threads keep recording.
             for _ in range(recorder.S.max_buf // BATCH_CALLS + 2):
+                self.again = False
                 n, columns, threads = recorder.take_calls(BATCH_CALLS)
                 more = n == BATCH_CALLS
                 self._send(n, columns, threads, final and not more)
-                if not more:
-                    return
+                if not more and (final or not self.again):
+                    return  # (again: a session ended inside this flush, see above: send it)
             if final:
                 self._send(0, b"", set(), True)
 
@@ -252,6 +271,11 @@ class Transport:
         if self.closed or os.getpid() != self.pid:
             return
         self.stopping = True
+        # Nothing starts recording once the last batch is being made: a call begun now (a
+        # finalizer run by a collection the final flush itself triggers, a daemon thread)
+        # could never be sent, and its session, announced in that batch, would be stored as
+        # never ended. Calls already open still end and are kept.
+        recorder.S.on = False  # (again under the lock in flush: see _read_control)
         try:
             self.flush(final=True)
         except Exception:

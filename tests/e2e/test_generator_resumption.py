@@ -7,7 +7,6 @@ caller's of ``throw()``, and the generator stays one successful call.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -53,17 +52,12 @@ _KNOWN_BUGS = {
             "statement holding a yield in `try/except BaseException: __fa_rethrown__(fid); "
             "raise`, with gen_call keeping a Python-frame -> recorder-frame map for that "
             "helper (recorder and bootstrap.install_helpers)",
-    "profile": "BUG: with the profile backend, a generator that handles an exception thrown "
-               "into it and yields again at the same yield is closed as if the exception had "
-               "escaped it (the frame's last instruction is all it sees)",
 }
 
 
 def test_throw_and_close_resume_the_generator(tmp_path: Path, backend: str,
                                               request: pytest.FixtureRequest) -> None:
-    # (Python 3.13 reports every resumption on the same RESUME, so the profile backend sees
-    # this one as a plain resumption there and records it right)
-    if backend in _KNOWN_BUGS and not (backend == "profile" and sys.version_info >= (3, 13)):
+    if backend in _KNOWN_BUGS:
         request.applymarker(pytest.mark.xfail(reason=_KNOWN_BUGS[backend], strict=True))
     rec = record(PROGRAM, tmp_path, backend=backend)
     [g] = rec.trees()

@@ -95,13 +95,6 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path: Path, case: str) -> No
     assert not (tmp_path / ".flowagent").exists()  # nor was a run
 
 
-def test_figure_bad_input(figure) -> None:
-    figure(f"{len(CASES)} kinds of bad input not covered by tests/e2e/test_cli.py (bad TOML, "
-           "unknown keys, bad values and globs from file/env/CLI, unknown backends, binary and "
-           "directory targets, unknown options and commands): each one line "
-           "'flowagent: error: ...' naming the culprit, exit 2, program not started")
-
-
 def test_directory_as_a_program_is_refused_before_any_run(tmp_path: Path) -> None:
     # (bug 13: a sidecar was started and a run created before "Permission denied")
     (tmp_path / "pkgdir").mkdir()

@@ -301,6 +301,8 @@ def test_figure_corruption_kinds(tmp_path_factory: pytest.TempPathFactory, figur
     _expect(s, good)
     t = s.totals()
     s.close()
+    # Each bad frame counted once, as what it is: the replayed one as a duplicate.
+    assert (t["corrupt_frames"], t["duplicate_frames"]) == (len(BAD_KINDS) - 1, 1), t
     figure(f"{len(BAD_KINDS)} kinds of bad frame ({', '.join(BAD_KINDS)}), each followed by a "
            f"valid one: {len(good)}/{len(good)} valid frames stored, "
            f"{t['corrupt_frames']} corrupt + {t['duplicate_frames']} replayed frames counted, "

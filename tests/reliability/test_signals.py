@@ -300,9 +300,3 @@ def test_exit_paths_are_unchanged(tmp_path: Path, name: str) -> None:
 
 
 _ADDRESS = re.compile(rb"0x[0-9a-f]+")
-
-
-def test_figure_exit_paths(figure) -> None:
-    figure(f"{len(EXITS)} exit paths ({', '.join(EXITS)}): same stdout, stderr and exit "
-           f"status as plain python ({len(FAST_EXITS)} in the fast run, all with "
-           f"FLOWAGENT_FULL=1)")
