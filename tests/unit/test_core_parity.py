@@ -84,7 +84,8 @@ CHILD = textwrap.dedent('''\
     import json, sys
     backend_name, variant, moddir = sys.argv[1], sys.argv[2], sys.argv[3]
     sys.path.insert(0, moddir)
-    from flowagent.agent import backends, bootstrap, recorder, wire
+    from flowagent.agent import backends, bootstrap, recorder
+    from flowagent.protocol import wire
     from flowagent.agent.select import Selector
     if backend_name == "wrap":
         bootstrap.install_helpers()
