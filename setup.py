@@ -10,6 +10,7 @@ Python callbacks, where the extensions exist).
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("flowagent.agent._speedups", ["flowagent/agent/_speedups.c"],
-                             depends=["flowagent/agent/_guard.h", "flowagent/agent/_shapekey.h"], optional=True),
+                             depends=["flowagent/agent/_guard.h", "flowagent/agent/_hotpath.h",
+                                      "flowagent/agent/_shapekey.h"], optional=True),
                    Extension("flowagent.agent._cores", ["flowagent/agent/_cores.c"],
-                             depends=["flowagent/agent/_guard.h"], optional=True)])
+                             depends=["flowagent/agent/_guard.h", "flowagent/agent/_hotpath.h"], optional=True)])

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "_guard.h"
+#include "_hotpath.h"
 
 /* co_flags bits (code.h names them too; spelled out so the intent is local). */
 #define FA_CO_GENERATOR 0x20
@@ -34,6 +35,17 @@
 #define FA_SetExtra _PyCode_SetExtra
 #define FA_RequestExtraIndex _PyEval_RequestCodeExtraIndex
 #endif
+
+/* The code-extra slot both cores keep their per-code decision in, requested once per
+   process. An entry is a tuple whose first item is the identity (token) of the core that
+   wrote it: another core's entry is a miss, and is replaced. */
+static Py_ssize_t extra_index = -1;
+
+static void
+free_extra(void *p)
+{
+    Py_XDECREF((PyObject *)p);
+}
 
 /* guard.program_exception, imported on first need (the rule lives in one place). */
 static PyObject *guard_fn = NULL;
@@ -134,7 +146,17 @@ typedef struct {
        others go to `live`. */
     struct { PyObject *frame, *rec; } stack[LIVE_STACK];
     int depth;
+    PyObject *token;         /* this core's identity in the code-extra slot */
+    /* _speedups' C functions, when open_call and close_call are _speedups' own (else NULL:
+       the recorder functions are called as Python callables). */
+    const FaHotPath *hot;
 } CoreObject;
+
+/* A recorded code object's entry in the code-extra slot: (token, fid, parameter names,
+   co_flags), the dict info without the code object (an entry that held its own code would
+   keep it alive for ever). Read once per event instead of a dict lookup by id(code). */
+enum { E_TOKEN, E_FID, E_PARAMS, E_FLAGS, E_LEN };
+#define MAX_DIRECT_ARGS 16
 
 static PyObject *
 done(CoreObject *self, int failed)
@@ -144,21 +166,42 @@ done(CoreObject *self, int failed)
     Py_RETURN_NONE;
 }
 
-/* The info of a recorded code object (borrowed), or NULL: not recorded, or an error. Keyed by
-   id: equal code objects in two files are two functions. */
+/* The entry (E_*) of a recorded code object (borrowed: the code object owns it), or NULL:
+   not recorded, or an error. The decision is monitor.py's `infos`, keyed by id (equal code
+   objects in two files are two functions); its answer is copied into the code's extra slot
+   the first time, so later events read the slot. */
 static PyObject *
 info_of(CoreObject *self, PyObject *code)
 {
+    void *extra = NULL;
+    if (!PyCode_Check(code))
+        return NULL;
+    if (FA_GetExtra(code, extra_index, &extra) < 0)
+        return NULL;
+    if (extra != NULL && PyTuple_GET_ITEM((PyObject *)extra, E_TOKEN) == self->token)
+        return (PyObject *)extra;
     PyObject *key = PyLong_FromVoidPtr(code);
     if (key == NULL)
         return NULL;
     PyObject *info = PyDict_GetItemWithError(self->infos, key);
     Py_DECREF(key);
-    if (info != NULL && (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) < 4)) {
+    if (info == NULL)
+        return NULL;
+    if (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) < 4
+            || !PyTuple_Check(PyTuple_GET_ITEM(info, 1))) {
         PyErr_SetString(PyExc_TypeError, "a code info is (fid, params, flags, code)");
         return NULL;
     }
-    return info;
+    PyObject *entry = PyTuple_Pack(E_LEN, self->token, PyTuple_GET_ITEM(info, 0),
+                                   PyTuple_GET_ITEM(info, 1), PyTuple_GET_ITEM(info, 2));
+    if (entry == NULL)
+        return NULL;
+    if (FA_SetExtra(code, extra_index, entry) < 0) {
+        Py_DECREF(entry);
+        return NULL;
+    }
+    Py_XDECREF((PyObject *)extra);  /* another core's (an earlier install's) entry */
+    return entry;
 }
 
 /* The frame that fired the event (borrowed); a C callback runs on no frame of its own. */
@@ -258,18 +301,40 @@ core_py_start(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
             return done(self, PyErr_Occurred() != NULL);
     }
     Py_INCREF(info);
-    long co_flags = PyLong_AsLong(PyTuple_GET_ITEM(info, 2));
+    long co_flags = PyLong_AsLong(PyTuple_GET_ITEM(info, E_FLAGS));
     if (co_flags == -1 && PyErr_Occurred()) {
         Py_DECREF(info);
         return done(self, 1);
     }
-    PyObject *values = arguments(frame, PyTuple_GET_ITEM(info, 1));
-    if (values == NULL) {
-        Py_DECREF(info);
-        return done(self, 1);
+    PyObject *names = PyTuple_GET_ITEM(info, E_PARAMS), *rec;
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    if (self->hot != NULL && n <= MAX_DIRECT_ARGS) {
+        /* The parameters' values straight into _speedups' open_call: no tuple, no call. */
+        PyObject *argv[MAX_DIRECT_ARGS];
+        Py_ssize_t got = 0;
+        for (; got < n; got++) {
+            PyObject *v = PyFrame_GetVar((PyFrameObject *)frame, PyTuple_GET_ITEM(names, got));
+            if (v == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_NameError))
+                    break;
+                PyErr_Clear();
+                v = Py_NewRef(Py_None);
+            }
+            argv[got] = v;
+        }
+        rec = got == n ? self->hot->open(PyTuple_GET_ITEM(info, E_FID), argv, n) : NULL;
+        for (Py_ssize_t i = 0; i < got; i++)
+            Py_DECREF(argv[i]);
     }
-    PyObject *rec = call2(self->open_call, PyTuple_GET_ITEM(info, 0), values);
-    Py_DECREF(values);
+    else {
+        PyObject *values = arguments(frame, names);
+        if (values == NULL) {
+            Py_DECREF(info);
+            return done(self, 1);
+        }
+        rec = call2(self->open_call, PyTuple_GET_ITEM(info, E_FID), values);
+        Py_DECREF(values);
+    }
     Py_DECREF(info);
     if (rec == NULL)
         return done(self, 1);
@@ -278,6 +343,17 @@ core_py_start(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
         failed = push_live(self, frame, rec, co_flags) < 0;
     Py_DECREF(rec);
     return done(self, failed);
+}
+
+/* close_call(rec, exc_type): 0, or -1 with an exception set. */
+static int
+close_rec(CoreObject *self, PyObject *rec, PyObject *exc_type)
+{
+    if (self->hot != NULL)
+        return self->hot->close(rec, exc_type);
+    PyObject *r = call2(self->close_call, rec, exc_type);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
 }
 
 static PyObject *
@@ -292,11 +368,8 @@ core_py_return(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     int failed = 0;
     if (nargs >= 3 && PyList_Check(rec) && self->rv < PyList_GET_SIZE(rec))
         failed = PyList_SetItem(rec, self->rv, Py_NewRef(args[2])) < 0;
-    if (!failed) {
-        PyObject *r = call2(self->close_call, rec, Py_None);
-        failed = r == NULL;
-        Py_XDECREF(r);
-    }
+    if (!failed)
+        failed = close_rec(self, rec, Py_None) < 0;
     Py_DECREF(rec);
     return done(self, failed);
 }
@@ -315,10 +388,9 @@ core_py_unwind(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *rec = pop_live(self, frame);
     if (rec == NULL)
         return done(self, PyErr_Occurred() != NULL);
-    PyObject *r = call2(self->close_call, rec, (PyObject *)Py_TYPE(args[2]));
+    int failed = close_rec(self, rec, (PyObject *)Py_TYPE(args[2])) < 0;
     Py_DECREF(rec);
-    Py_XDECREF(r);
-    return done(self, r == NULL);
+    return done(self, failed);
 }
 
 /* co_flags of a recorded code object, or -1 (not recorded, or an error: check it). */
@@ -328,7 +400,7 @@ recorded_flags(CoreObject *self, PyObject *code)
     PyObject *info = info_of(self, code);
     if (info == NULL)
         return -1;
-    return PyLong_AsLong(PyTuple_GET_ITEM(info, 2));
+    return PyLong_AsLong(PyTuple_GET_ITEM(info, E_FLAGS));
 }
 
 static PyObject *
@@ -464,6 +536,7 @@ core_clear(CoreObject *self)
     Py_CLEAR(self->disable);
     Py_CLEAR(self->iterator);
     Py_CLEAR(self->async_iterator);
+    self->hot = NULL;
     return 0;
 }
 
@@ -472,7 +545,34 @@ core_dealloc(CoreObject *self)
 {
     PyObject_GC_UnTrack(self);
     core_clear(self);
+    Py_CLEAR(self->token);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* _speedups' C API if `open_call` and `close_call` are its own functions (an import of
+   _speedups is never triggered from here: the recorder chose its twin already). */
+static const FaHotPath *
+hot_path_of(PyObject *open_call, PyObject *close_call)
+{
+    PyObject *name = PyUnicode_FromString("flowagent.agent._speedups");
+    if (name == NULL)
+        return NULL;
+    PyObject *m = PyImport_GetModule(name);
+    Py_DECREF(name);
+    if (m == NULL)
+        return NULL;        /* not imported: the recorder runs its Python twin */
+    PyObject *cap = PyObject_GetAttrString(m, "_C_API");
+    Py_DECREF(m);
+    const FaHotPath *api = cap == NULL ? NULL : PyCapsule_GetPointer(cap, FA_HOTPATH_CAPSULE);
+    Py_XDECREF(cap);
+    if (api == NULL) {
+        PyErr_Clear();      /* a _speedups without the C API: call it through Python */
+        return NULL;
+    }
+    if (api->version != FA_HOTPATH_VERSION || api->open_fn != open_call
+            || api->close_fn != close_call)
+        return NULL;
+    return api;
 }
 
 static int
@@ -501,6 +601,12 @@ core_init(CoreObject *self, PyObject *args, PyObject *kwargs)
     self->state = Py_NewRef(o[10]);
     self->disable = Py_NewRef(o[11]);
     self->rv = rv;
+    if (self->token == NULL && (self->token = PyObject_CallNoArgs(
+            (PyObject *)&PyBaseObject_Type)) == NULL)
+        return -1;
+    self->hot = hot_path_of(o[3], o[4]);
+    if (self->hot == NULL && PyErr_Occurred())
+        return -1;
     self->iterator = PyUnicode_InternFromString("Iterator");
     self->async_iterator = PyUnicode_InternFromString("AsyncIterator");
     if (self->iterator == NULL || self->async_iterator == NULL)
@@ -520,6 +626,19 @@ static PyMethodDef core_methods[] = {
     {NULL}
 };
 
+static PyObject *
+core_get_direct(CoreObject *self, void *closure)
+{
+    return PyBool_FromLong(self->hot != NULL);
+}
+
+static PyGetSetDef core_getset[] = {
+    {"direct", (getter)core_get_direct, NULL,
+     "True when the recorder's C functions are called directly (no Python call per event).",
+     NULL},
+    {NULL}
+};
+
 static PyTypeObject CoreType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "flowagent.agent._cores.MonitorCore",
@@ -530,6 +649,7 @@ static PyTypeObject CoreType = {
     .tp_traverse = (traverseproc)core_traverse,
     .tp_clear = (inquiry)core_clear,
     .tp_methods = core_methods,
+    .tp_getset = core_getset,
     .tp_init = (initproc)core_init,
     .tp_new = PyType_GenericNew,
 };
@@ -555,15 +675,9 @@ typedef struct {
     int active;
 } ProfileCoreObject;
 
-static Py_ssize_t extra_index = -1;   /* the code-extra slot, requested once per process */
 static PyObject *ev_call, *ev_return;
 
 /* Slot contents: a (token, fid) tuple, owned by the code object. */
-static void
-free_extra(void *p)
-{
-    Py_XDECREF((PyObject *)p);
-}
 
 /* The fid of the frame's code (borrowed), deciding now if this core has not yet. */
 static PyObject *

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "_guard.h"
+#include "_hotpath.h"
 #include "_shapekey.h"
 
 /* Bumped whenever the interface recorder.py relies on changes: a stale build is refused. */
@@ -149,6 +150,17 @@ set_item(PyObject *f, Py_ssize_t i, PyObject *v)   /* steals v */
 static inline long long
 as_ll(PyObject *o)
 {
+    /* Most values a frame holds (ids, flags, shape ids) fit one digit: read it inline. */
+#if PY_VERSION_HEX >= 0x030C0000
+    if (PyLong_CheckExact(o) && PyUnstable_Long_IsCompact((PyLongObject *)o))
+        return (long long)PyUnstable_Long_CompactValue((PyLongObject *)o);
+#else
+    if (PyLong_CheckExact(o)) {
+        Py_ssize_t size = Py_SIZE(o);
+        if (size >= -1 && size <= 1)
+            return (long long)size * (long long)((PyLongObject *)o)->ob_digit[0];
+    }
+#endif
 #if LONG_MAX >= LLONG_MAX
     /* PyLong_AsLongLong goes through a byte array for every int above 2**30 (times, ids). */
     return PyLong_AsLong(o);
@@ -475,13 +487,10 @@ static PyInterpreterState *main_interp;
 static inline unsigned
 popcount32(uint32_t x)
 {
-#if defined(__GNUC__) || defined(__clang__)
-    return (unsigned)__builtin_popcount(x);
-#else
+    /* Inline: without -mpopcnt, __builtin_popcount is a call into libgcc. */
     x = x - ((x >> 1) & 0x55555555u);
     x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
     return (((x + (x >> 4)) & 0x0F0F0F0Fu) * 0x01010101u) >> 24;
-#endif
 }
 
 /* The value cur_var maps to in `hamt` if every node on the way to it is referenced once,
@@ -844,7 +853,9 @@ close_impl(PyObject *frame, PyObject *exc_type, PyObject *value)
     rec[C_EXC] = exc;
     rec[C_T0] = as_ll(ITEM(frame, T0));
     rec[C_T1] = t1;
-    rec[C_THR] = (int64_t)PyLong_AsUnsignedLongLongMask(ITEM(frame, THR));
+    PyObject *thr = ITEM(frame, THR);
+    rec[C_THR] = thr == last_ident_obj ? (int64_t)last_ident
+                                       : (int64_t)PyLong_AsUnsignedLongLongMask(thr);
     rec[C_CPU] = cpu;
     if (PyErr_Occurred())
         return -1;
@@ -896,6 +907,7 @@ typedef struct {
     PyObject_HEAD
     Py_ssize_t fid;
     PyObject *fidobj;
+    vectorcallfunc vectorcall;  /* exit_exit: the object is its own bound __exit__ */
 } ExitObject;
 
 #define MAX_ABANDONED 64
@@ -919,8 +931,9 @@ below_abandoned(PyObject *f, ExitObject *self)
 }
 
 static PyObject *
-exit_exit(ExitObject *self, PyObject *const *args, Py_ssize_t nargs)
+exit_exit(ExitObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     /* At exit the call's frame is the current one: everything it called restored it --
        unless an exception the program raised asynchronously (a signal handler's, another
        thread's PyThreadState_SetAsyncExc) arrived between a callee's `__fa_call__` and the
@@ -962,10 +975,35 @@ exit_dealloc(ExitObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyMethodDef exit_methods[] = {
-    {"__exit__", (PyCFunction)(void (*)(void))exit_exit, METH_FASTCALL, NULL},
-    {NULL}
+/* `with` looks __exit__ up on the type and binds it: a method descriptor would allocate a
+   bound method per call (and free it at the end of the block). The `__exit__` of an Exit is
+   this descriptor instead, whose binding is the Exit object itself, callable as __exit__. */
+static PyObject *
+self_descr_get(PyObject *descr, PyObject *obj, PyObject *type)
+{
+    return Py_NewRef(obj != NULL && obj != Py_None ? obj : descr);
+}
+
+static PyTypeObject SelfDescrType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "flowagent.agent._speedups.SelfDescr",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "An attribute whose value on an instance is the instance itself.",
+    .tp_descr_get = self_descr_get,
 };
+
+static int
+add_self_descr(PyTypeObject *type, const char *name)
+{
+    PyObject *d = PyObject_New(PyObject, &SelfDescrType);
+    if (d == NULL)
+        return -1;
+    int r = PyDict_SetItemString(type->tp_dict, name, d);
+    Py_DECREF(d);
+    PyType_Modified(type);
+    return r;
+}
 
 static PyMemberDef exit_members[] = {
     {"fid", T_PYSSIZET, offsetof(ExitObject, fid), READONLY, NULL},
@@ -977,9 +1015,11 @@ static PyTypeObject ExitType = {
     .tp_name = "flowagent.agent._speedups.Exit",
     .tp_basicsize = sizeof(ExitObject),
     .tp_dealloc = (destructor)exit_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "The `with` context manager of one instrumented function (one per function).",
-    .tp_methods = exit_methods,
+    .tp_doc = "The `with` context manager of one instrumented function (one per function); "
+              "calling it is its __exit__.",
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(ExitObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
     .tp_members = exit_members,
 };
 
@@ -1025,6 +1065,7 @@ exit_for(FnSlot *slot, Py_ssize_t fid, PyObject *fidobj)
             return NULL;
         e->fid = fid;
         e->fidobj = Py_NewRef(fidobj);
+        e->vectorcall = (vectorcallfunc)exit_exit;
         slot->exit = (PyObject *)e;
     }
     return Py_NewRef(slot->exit);
@@ -1073,6 +1114,38 @@ sp_open_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     return frame;
 }
+
+/* The C API (_hotpath.h): open_call and close_call without their Python calling convention. */
+static PyObject *
+api_open(PyObject *fid, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!S->on)
+        Py_RETURN_NONE;
+    PyObject *frame = open_impl(fid, args, nargs);
+    if (frame == NULL) {
+        if (PyErr_Occurred() && swallow() < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    return frame;
+}
+
+static int
+api_close(PyObject *frame, PyObject *exc_type)
+{
+    if (!is_frame(frame)) {
+        PyErr_SetString(PyExc_TypeError, "close_call(frame, exc_type)");
+        return swallow();
+    }
+    PyObject *value = cur_value();
+    int r = value == NULL ? -1 : close_impl(frame, exc_type, value);
+    Py_XDECREF(value);
+    if (r < 0 && swallow() < 0)
+        return -1;
+    return 0;
+}
+
+static FaHotPath hot_path_api = {FA_HOTPATH_VERSION, api_open, api_close, NULL, NULL};
 
 static PyObject *
 sp_close_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -1739,7 +1812,9 @@ PyInit__speedups(void)
     const char *in_place_why;
     if (PyType_Ready(&StateType) < 0 || PyType_Ready(&ExitType) < 0
             || PyType_Ready(&HolderType) < 0
-            || PyType_Ready(&NoExitType) < 0 || add_unbound(&ExitType, &unbound_enter) < 0
+            || PyType_Ready(&NoExitType) < 0 || PyType_Ready(&SelfDescrType) < 0
+            || add_unbound(&ExitType, &unbound_enter) < 0
+            || add_self_descr(&ExitType, "__exit__") < 0
             || add_unbound(&NoExitType, &unbound_enter) < 0
             || add_unbound(&NoExitType, &unbound_noexit) < 0)
         return NULL;
@@ -1773,6 +1848,14 @@ PyInit__speedups(void)
     in_place_why = "built for a Python whose context structures are not mirrored "
                    "(only CPython 3.11-3.13 with the GIL are)";
 #endif
+    hot_path_api.open_fn = PyObject_GetAttrString(m, "open_call");
+    hot_path_api.close_fn = PyObject_GetAttrString(m, "close_call");
+    Py_XDECREF(hot_path_api.open_fn);   /* borrowed: the module keeps them */
+    Py_XDECREF(hot_path_api.close_fn);
+    if (hot_path_api.open_fn == NULL || hot_path_api.close_fn == NULL
+            || PyModule_AddObject(m, "_C_API", PyCapsule_New(&hot_path_api, FA_HOTPATH_CAPSULE,
+                                                              NULL)) < 0)
+        goto fail;
     if (PyModule_AddObject(m, "S", Py_NewRef((PyObject *)S)) < 0
             || PyModule_AddObject(m, "IN_PLACE", PyBool_FromLong(in_place)) < 0
             || PyModule_AddStringConstant(m, "IN_PLACE_WHY", in_place_why) < 0

@@ -15,6 +15,7 @@ FLAG_BITS: tuple[int, int, int, int]
 IN_PLACE: bool
 IN_PLACE_WHY: str
 NOEXIT: Any
+_C_API: Any  # capsule: open_call/close_call for other extensions (_hotpath.h)
 
 class State:
     on: bool

@@ -79,7 +79,9 @@ def speedups():
 def test_the_stub_lists_exactly_what_the_extension_exports() -> None:
     module = speedups()
     twinned, only, other = interface(AGENT / "_speedups.pyi")
-    exported = {n for n in dir(module) if not n.startswith("_")}
+    # `_C_API` (the capsule other extensions call) is private to the package, yet part of
+    # the written interface: dunder names are the only ones left out.
+    exported = {n for n in dir(module) if not n.startswith("__")}
     assert exported == set(twinned) | set(only) | set(other)
 
 

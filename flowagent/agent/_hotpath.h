@@ -1,0 +1,27 @@
+/* The recorder's C hot path as other extensions call it (no Python call in between).
+ *
+ * _speedups exports one FaHotPath as the capsule `_speedups._C_API`; a tracer core in
+ * _cores.c that was handed _speedups' own open_call and close_call calls these instead:
+ * the same functions, without an argument tuple and two vectorcalls per recorded call.
+ * Semantics are exactly those of the Python-visible functions named in each comment.
+ */
+#ifndef FA_HOTPATH_H
+#define FA_HOTPATH_H
+
+#include <Python.h>
+
+#define FA_HOTPATH_CAPSULE "flowagent.agent._speedups._C_API"
+#define FA_HOTPATH_VERSION 1
+
+typedef struct {
+    int version;
+    /* open_call(fid, args): the new frame or None (new reference); NULL only with an
+       exception set that belongs to the program (the agent's own are counted). */
+    PyObject *(*open)(PyObject *fid, PyObject *const *args, Py_ssize_t nargs);
+    /* close_call(frame, exc_type): 0, or -1 with an exception that belongs to the program. */
+    int (*close)(PyObject *frame, PyObject *exc_type);
+    /* The Python-visible functions these stand for (borrowed: the module lives on). */
+    PyObject *open_fn, *close_fn;
+} FaHotPath;
+
+#endif
