@@ -19,8 +19,8 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import compress
-from operator import ne
+from itertools import compress, repeat
+from operator import itemgetter, ne, not_, or_
 from typing import Any
 
 from ..agent.ring import RingError, RingReader
@@ -315,11 +315,16 @@ class Ingestor:
         proc.agent_errors = int(batch.get("agent_errors", proc.agent_errors))
         proc.sampled_out = int(batch.get("sampled_out", proc.sampled_out))
         calls = batch["calls"]
+        starts = batch.get("starts", ())
         # a child process's session hangs under its parent call: never the grouped path
         linked = {link[0] for link in batch.get("links", ())}
-        picks = singles.pick(self, proc, calls, [s for s in batch.get("starts", ())
-                                                 if s[0] not in linked])
-        for ses, fid, t0, thr, *name in batch.get("starts", ()):
+        picks = singles.pick(self, proc, calls, [s for s in starts if s[0] not in linked]
+                             if linked else starts)
+        if picks:  # the starts left to look at: sessions opened here, and thread names
+            starts = list(compress(starts, map(or_, map(not_, map(
+                picks.__contains__, map(itemgetter(0), starts))), map(ne, map(len, starts),
+                                                                     repeat(4)))))
+        for ses, fid, t0, thr, *name in starts:
             if ses in picks:  # stored below, with the frame's other one-call sessions
                 if name:
                     proc.threads[int(thr)] = str(name[0])
@@ -345,7 +350,7 @@ class Ingestor:
         links: dict[int, int] = {}
         finished = []
         cids, _par, sessions, fids, *_mid, t0s, _t1, threads, _cpu = calls.cols
-        for ses, lo, hi in _session_runs(sessions):
+        for ses, lo, hi in _session_runs(sessions) if len(picks) < n_calls else ():
             if ses in picks:
                 continue
             p = proc.pending.get(ses)
@@ -366,7 +371,8 @@ class Ingestor:
             self._finish(proc, ses, complete=True)
         if picks:
             given = {ses: str(name) for ses, name in batch.get("names", ()) if ses in picks}
-            singles.store_singles(self, proc, calls, picks, given, chunk)
+            singles.store_singles(self, proc, calls, picks, batch.get("starts", ()), given,
+                                  chunk)
         return n_calls
 
     def _open(self, proc: Proc, ses: int, root_fid: int, t0: int, thr: int) -> Pending:
@@ -448,11 +454,7 @@ class Ingestor:
         if not force and self._recent_since_prune < max(self.retention.recent // 10, 100):
             return 0
         self._recent_since_prune = 0
-        rows = self.store.kept_beyond(self.run_id, RECENT, self.retention.recent)
-        if not rows:
-            return 0
-        self.store.prune_trees(rows)
-        return len(rows)
+        return self.store.prune_recent(self.run_id, RECENT, self.retention.recent)
 
     def drain_to_end(self) -> None:
         """Poll until nothing moves any more: new records, a reader position, or a reader
