@@ -158,6 +158,8 @@ class Ingestor:
         # Sessions of child processes, until they finish -> the function of the call that
         # started them (their root's caller in the merged graph).
         self.parent_functions: dict[str, str] = {}
+        # One-call session rows written when the transaction ends (retention decided there).
+        self.held = singles.Held()
 
     # -- discovery -------------------------------------------------------------------------
     def discover(self) -> None:
@@ -265,12 +267,17 @@ class Ingestor:
                     # range): drop this frame's rows, count it, keep going.
                     self.undecodable += 1
                 proc.last_seq = seq
+            self._flush_held()
             self._save_proc(proc, end if end is not None else reader.tail, counters)
             self.agg.flush(self.store, self.run_id)
         self._hand_over_finished()
         if end is not None:
             reader.commit(end)
         return stored
+
+    def _flush_held(self) -> None:
+        if self.held:
+            self._recent_since_prune -= self.held.flush(self.store, self.retention.recent)
 
     def _hand_over_finished(self) -> None:
         if self._finished:
@@ -365,7 +372,9 @@ class Ingestor:
             links[p.rowid] = links.get(p.rowid, 0) + p.tree.feed(run)
             if p.tree.root is not None:
                 finished.append(ses)
-        store.link_chunks([(rowid, chunk, n) for rowid, n in links.items()])
+        if links:
+            self._flush_held()  # a late call may belong to a held session
+            store.link_chunks([(rowid, chunk, n) for rowid, n in links.items()])
         proc.stored += n_calls
         for ses in dict.fromkeys(finished):
             self._finish(proc, ses, complete=True)
@@ -380,6 +389,7 @@ class Ingestor:
         p = proc.pending.get(ses)
         if p is not None:
             return p
+        self._flush_held()  # row ids are handed out in the order rows are written
         session_id = f"{proc.pk}-{ses}"
         wall, mono = proc.anchor
         rowid = self.store.open_session(session_id, self.run_id, proc.fids.get(root_fid, 0),

@@ -18,16 +18,18 @@ import json
 from collections import Counter
 from itertools import compress, repeat
 from operator import add, eq, itemgetter, ne, sub
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ..agent.wire import ERROR, INCOMPLETE, PARTIAL, CallColumns
 from ..store.api import RESULTS
 from . import histogram as H
 from .aggregate import EXAMPLES
-from .retention import EXEMPLAR, FAILED, RECENT
+from .retention import EXEMPLAR, FAILED, PRUNED, RECENT
 from .sessiontree import Contribution
 
 if TYPE_CHECKING:
+    from ..store.api import Store
     from .ingest import Ingestor, Proc
 
 
@@ -179,15 +181,79 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
     shift = proc.anchor[0] - proc.anchor[1]
     t0 = list(map(add, _gather(t0s, sel), repeat(shift)))
     t1 = list(map(add, _gather(t1s, sel), repeat(shift)))
-    sid = ing.store.next_session_rowid()
+    held = ing.held
+    sid = held.next_sid(ing.store)
     sids = range(sid, sid + m)
-    ing.store.insert_session_rows(zip(
+    held.add(zip(
         sids, session_ids, repeat(ing.run_id), name_col, map(itemgetter(1), shared),
         repeat(proc.pid), repeat(pk), thread_col, results, repeat(1), t0, t1,
         map(sub, t1, t0), repeat(1), map(itemgetter(3), shared), map(itemgetter(4), shared),
-        kept, map(itemgetter(5), shared), map(itemgetter(6), shared)))
-    ing.store.link_chunks(list(zip(sids, repeat(chunk), repeat(1))))
+        kept, map(itemgetter(5), shared), map(itemgetter(6), shared)), chunk)
     proc.done.update(zip(sess, sids))
     proc.trim_done()
     if ing.finished_sink is not None:
         ing._finished.extend(session_ids)
+
+
+_KEPT = 16  # tree_kept's place in a sessions row
+
+
+class Held:
+    """The one-call session rows of the write transaction under way, written when it ends
+    (:meth:`flush`), or before anything else writes or reads session rows.
+
+    Retention is decided for them as a whole there: of the run's recent sessions only the
+    newest ``recent`` keep their trees, and rows are numbered in the order they are
+    written, so a held recent session with at least ``recent`` held recent sessions after it
+    would be pruned by the next pruning whatever comes later. It is written pruned, with no
+    link to its frame's chunk, instead of being written, linked, and then unlinked and
+    marked row by row: the sessions of a drain (a program that made hundreds of thousands
+    of them before the sidecar caught up) are written once."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+        self._chunks: list[tuple[int, int, int]] = []  # chunk, first row, end row
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+    def next_sid(self, store: Store) -> int:
+        return self.rows[-1][0] + 1 if self.rows else store.next_session_rowid()
+
+    def add(self, rows: Iterable[tuple], chunk: int) -> None:
+        lo = len(self.rows)
+        self.rows.extend(rows)
+        self._chunks.append((chunk, lo, len(self.rows)))
+
+    def flush(self, store: Store, recent: int) -> int:
+        """Write the held rows and their links; returns how many were written pruned."""
+        rows, chunks = self.rows, self._chunks
+        if not rows:
+            return 0
+        self.rows, self._chunks = [], []
+        kept = list(map(itemgetter(_KEPT), rows))
+        over = kept.count(RECENT) - recent
+        pruned = 0
+        if over > 0:
+            for j, k in enumerate(kept):
+                if k == RECENT:
+                    r = rows[j]
+                    rows[j] = (*r[:_KEPT], PRUNED, *r[_KEPT + 1:])
+                    kept[j] = PRUNED
+                    pruned += 1
+                    if pruned == over:
+                        break
+        store.insert_session_rows(rows)
+        touched = []
+        links = []
+        for chunk, lo, hi in chunks:
+            if pruned and PRUNED in kept[lo:hi]:
+                touched.append(chunk)
+                links += [(r[0], chunk, 1) for r, k in zip(rows[lo:hi], kept[lo:hi])
+                          if k != PRUNED]
+            else:
+                links += zip(map(itemgetter(0), rows[lo:hi]), repeat(chunk), repeat(1))
+        store.link_chunks(links)
+        if touched:  # as pruning leaves them: gone when unlinked, else compacted
+            store.release_chunks(touched)
+        return pruned

@@ -421,6 +421,9 @@ class Store(Protocol):
         """:meth:`prune_trees` of :meth:`kept_beyond` (``run_id``, ``tree_kept``, ``keep``)
         at once; returns how many sessions were pruned."""
         ...
+    def release_chunks(self, chunk_ids: Iterable[int]) -> None:
+        """Chunks some of whose sessions were pruned: deleted when unlinked, else compacted."""
+        ...
 
     # -- aggregates ----------------------------------------------------------------------------
     def load_aggregates(self, run_id: str) -> AggregateRows: ...

@@ -760,18 +760,23 @@ class SQLiteStore:
                 f"SELECT DISTINCT chunk_id FROM session_chunks WHERE sid IN ({beyond})",
                 args)]
             self.db.execute(f"DELETE FROM session_chunks WHERE sid IN ({beyond})", args)
-            shared = []
-            for chunk in sorted(chunks):
-                if self.db.execute("SELECT 1 FROM session_chunks WHERE chunk_id=? LIMIT 1",
-                                   (chunk,)).fetchone():
-                    shared.append(chunk)
-                else:
-                    self.db.execute("DELETE FROM chunks WHERE chunk_id=?", (chunk,))
-            for chunk in shared:
-                self.compact_chunk(chunk)
+            self.release_chunks(chunks)
             return self.db.execute(
                 f"UPDATE sessions SET tree_kept={PRUNED} WHERE run_id=? AND tree_kept=? "
                 "AND sid<=?", args).rowcount
+
+    def release_chunks(self, chunk_ids: Iterable[int]) -> None:
+        """Chunks some of whose sessions were pruned: deleted when no session links them any
+        more, else compacted (:meth:`compact_chunk`), in chunk order."""
+        shared = []
+        for chunk in sorted(set(chunk_ids)):
+            if self.db.execute("SELECT 1 FROM session_chunks WHERE chunk_id=? LIMIT 1",
+                               (chunk,)).fetchone():
+                shared.append(chunk)
+            else:
+                self.db.execute("DELETE FROM chunks WHERE chunk_id=?", (chunk,))
+        for chunk in shared:
+            self.compact_chunk(chunk)
 
     # -- aggregates ------------------------------------------------------------------------
     def node_stats(self, run_id: str) -> list[NodeStats]:

@@ -12,6 +12,7 @@ from test_singles import SESSION_COLUMNS, _record
 
 from flowagent.sidecar.ingest import Ingestor, Retention
 from flowagent.store.api import PRUNED, RECENT
+from flowagent.store.sqlite import SQLiteStore
 
 
 def _row_by_row(self: Ingestor, force: bool = False) -> int:
@@ -35,9 +36,9 @@ def _dump(store) -> tuple:
 
 
 def _drained(base: Path, monkeypatch: pytest.MonkeyPatch, row_by_row: bool,
-             retention: Retention) -> tuple[tuple, list[int]]:
+             retention: Retention, mixed: bool = True) -> tuple[tuple, list[int], SQLiteStore]:
     run_dir = base / "runs" / RUN
-    _record(run_dir, mixed=True)
+    _record(run_dir, mixed=mixed)
     store = _store(base)
     with monkeypatch.context() as m:
         if row_by_row:
@@ -48,14 +49,14 @@ def _drained(base: Path, monkeypatch: pytest.MonkeyPatch, row_by_row: bool,
             pruned.append(ingest.prune())
         ingest.finish_all()
         pruned.append(ingest.prune(force=True))
-    return _dump(store), pruned
+    return _dump(store), pruned, store
 
 
 @pytest.mark.parametrize("recent", [50, 400, 10_000])
 def test_set_wise_pruning_stores_what_row_by_row_pruning_did(tmp_path, monkeypatch, recent):
     retention = Retention(recent=recent, error_cap=20)
-    new, pruned_new = _drained(tmp_path / "new", monkeypatch, False, retention)
-    old, pruned_old = _drained(tmp_path / "old", monkeypatch, True, retention)
+    new, pruned_new, _ = _drained(tmp_path / "new", monkeypatch, False, retention)
+    old, pruned_old, _ = _drained(tmp_path / "old", monkeypatch, True, retention)
     assert pruned_new == pruned_old
     assert new == old
     kept = [r[16] for r in new[0]]
@@ -78,3 +79,33 @@ def test_pruned_sessions_keep_no_calls_and_kept_ones_read_back(tmp_path):
         stored = store.session_calls(session_id)
         assert len(stored) == (0 if kept == PRUNED else calls), session_id
     assert any(r[0].startswith(PK) for r in rows)
+
+
+def _calls_of_kept(store) -> list:
+    return [(sid, store.session_calls(sid)) for (sid,) in store.db.execute(
+        "SELECT session_id FROM sessions ORDER BY sid")]
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+@pytest.mark.parametrize("recent", [50, 400, 2000])
+def test_held_sessions_written_pruned_store_what_pruning_them_later_did(tmp_path, monkeypatch,
+                                                                        recent, mixed):
+    """One-call sessions of a transaction beyond the retention window are written pruned
+    (``singles.Held``) instead of being written, linked, then pruned: the same store."""
+    from flowagent.sidecar import singles
+
+    retention = Retention(recent=recent, error_cap=20)
+    flush = singles.Held.flush
+    written_pruned = []
+    with monkeypatch.context() as m:
+        m.setattr(singles.Held, "flush", lambda self, store, keep: written_pruned.append(
+            flush(self, store, keep)) or written_pruned[-1])
+        held, _, store_held = _drained(tmp_path / "held", monkeypatch, False, retention, mixed)
+    with monkeypatch.context() as m:
+        m.setattr(singles.Held, "flush", lambda self, store, _keep: flush(self, store, 1 << 40))
+        later, _, store_later = _drained(tmp_path / "later", monkeypatch, False, retention,
+                                         mixed)
+    if recent < 1000 and not mixed:  # every frame's sessions held until the drain commits
+        assert sum(written_pruned) > 1000
+    assert held == later  # sessions, links, chunks, aggregates
+    assert _calls_of_kept(store_held) == _calls_of_kept(store_later)
