@@ -355,6 +355,7 @@ class Ingestor:
             return 0
         chunk = store.add_chunk(self.run_id, proc.pk, C.WIRE, n_calls, payload)
         links: dict[int, int] = {}
+        late_links = False
         finished = []
         cids, _par, sessions, fids, *_mid, t0s, _t1, threads, _cpu = calls.cols
         for ses, lo, hi in _session_runs(sessions) if len(picks) < n_calls else ():
@@ -364,6 +365,9 @@ class Ingestor:
             if p is None:
                 late = proc.done.get(ses)
                 if late is not None:
+                    if not late_links:
+                        self._flush_held()  # the session may be one of them
+                        late_links = True
                     links[late] = links.get(late, 0) + hi - lo
                     continue
                 p = self._open(proc, ses, fids[lo] if cids[lo] == ses else 0, t0s[lo],
@@ -373,7 +377,6 @@ class Ingestor:
             if p.tree.root is not None:
                 finished.append(ses)
         if links:
-            self._flush_held()  # a late call may belong to a held session
             store.link_chunks([(rowid, chunk, n) for rowid, n in links.items()])
         proc.stored += n_calls
         for ses in dict.fromkeys(finished):
@@ -389,11 +392,14 @@ class Ingestor:
         p = proc.pending.get(ses)
         if p is not None:
             return p
-        self._flush_held()  # row ids are handed out in the order rows are written
         session_id = f"{proc.pk}-{ses}"
         wall, mono = proc.anchor
+        # While one-call sessions are held, row ids go on from theirs (as if they were written).
+        wanted = self.held.reserve()
         rowid = self.store.open_session(session_id, self.run_id, proc.fids.get(root_fid, 0),
-                                        proc.pid, proc.pk, str(thr), wall + t0 - mono)
+                                        proc.pid, proc.pk, str(thr), wall + t0 - mono, wanted)
+        if wanted is not None and rowid != wanted:  # a replay: the row existed
+            self.held.unreserve(wanted)
         p = Pending(rowid, SessionTree(ses, proc.namer, root_fid, t0, thr))
         proc.pending[ses] = p
         return p

@@ -213,16 +213,31 @@ class Held:
     def __init__(self) -> None:
         self.rows: list[tuple] = []
         self._chunks: list[tuple[int, int, int]] = []  # chunk, first row, end row
+        self._next = 0  # the next free row id while rows are held
 
     def __bool__(self) -> bool:
         return bool(self.rows)
 
     def next_sid(self, store: Store) -> int:
-        return self.rows[-1][0] + 1 if self.rows else store.next_session_rowid()
+        return self._next if self.rows else store.next_session_rowid()
+
+    def reserve(self) -> int | None:
+        """A row id for a session row written now, while rows are held (None: none held,
+        the store numbers it)."""
+        if not self.rows:
+            return None
+        self._next += 1
+        return self._next - 1
+
+    def unreserve(self, sid: int) -> None:
+        if sid == self._next - 1:
+            self._next = sid
 
     def add(self, rows: Iterable[tuple], chunk: int) -> None:
         lo = len(self.rows)
         self.rows.extend(rows)
+        if len(self.rows) > lo:
+            self._next = self.rows[-1][0] + 1
         self._chunks.append((chunk, lo, len(self.rows)))
 
     def flush(self, store: Store, recent: int) -> int:

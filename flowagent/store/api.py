@@ -380,8 +380,9 @@ class Store(Protocol):
 
     # -- sessions and their calls (write) ------------------------------------------------------
     def open_session(self, session_id: str, run_id: str, root_fid: int, pid: int, pk: str,
-                     thread: str, started_ns: int) -> int:
-        """The session's row (made once; a replay gets the same one): its row id."""
+                     thread: str, started_ns: int, rowid: int | None = None) -> int:
+        """The session's row (made once; a replay gets the same one): its row id (``rowid``
+        when given and the row is new, else the next free one)."""
         ...
     def finish_session(self, rowid: int, end: SessionEnd) -> None: ...
     def next_session_rowid(self) -> int:

@@ -659,11 +659,11 @@ class SQLiteStore:
 
     # -- sessions (write) ------------------------------------------------------------------
     def open_session(self, session_id: str, run_id: str, root_fid: int, pid: int, pk: str,
-                     thread: str, started_ns: int) -> int:
+                     thread: str, started_ns: int, rowid: int | None = None) -> int:
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO sessions(session_id, run_id, root_fid, pid, pk, thread, "
-            "complete, started_ns) VALUES(?,?,?,?,?,?,0,?)",
-            (session_id, run_id, root_fid, pid, pk, thread, started_ns))
+            "INSERT OR IGNORE INTO sessions(sid, session_id, run_id, root_fid, pid, pk, thread, "
+            "complete, started_ns) VALUES(?,?,?,?,?,?,?,0,?)",
+            (rowid, session_id, run_id, root_fid, pid, pk, thread, started_ns))
         if cur.rowcount:
             return int(cur.lastrowid or 0)
         return int(self.db.execute("SELECT sid FROM sessions WHERE session_id=?",
