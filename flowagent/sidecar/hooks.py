@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import traceback
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
@@ -88,6 +87,8 @@ class Hooks:
         if not self.first_error:
             self.first_error = f"{what}: {type(exc).__name__}: {exc}"
             sys.stderr.write(f"flowagent sidecar: {self.first_error}\n")
+            import traceback  # only on failure: it costs the sidecar's start a few ms
+
             traceback.print_exc(file=sys.stderr)
 
     def _call(self, event: str, data: dict) -> None:
