@@ -139,7 +139,7 @@ class Ingestor:
         self.ring_dir = os.path.join(run_dir, "rings")
         self.procs: dict[str, Proc] = {}
         self.bad_rings: set[str] = set()
-        self.decoder = Decoder()
+        self._decoder: Decoder | None = None  # made with the first frame (zstandard loads)
         self.fn_ids: dict[str, int] = {
             r["name"]: fid for fid, r in store.functions(run_id).items()}
         self.fn_names: dict[int, str] = {fid: name for name, fid in self.fn_ids.items()}
@@ -160,6 +160,11 @@ class Ingestor:
         self.parent_functions: dict[str, str] = {}
         # One-call session rows written when the transaction ends (retention decided there).
         self.held = singles.Held()
+
+    def decoder(self) -> Decoder:
+        if self._decoder is None:
+            self._decoder = Decoder()
+        return self._decoder
 
     # -- discovery -------------------------------------------------------------------------
     def discover(self) -> None:
@@ -254,7 +259,7 @@ class Ingestor:
                     proc.duplicates += 1
                     continue
                 try:
-                    batch = self.decoder.decode_columns(payload)
+                    batch = self.decoder().decode_columns(payload)
                 except ValueError:
                     self.undecodable += 1
                     proc.last_seq = seq
