@@ -23,13 +23,16 @@ and the parts of ``enabled``, each on its own:
   store and end of run, which the launcher waits for after the program.
 
 Prints one JSON line: the minimum seconds of each, the milliseconds each adds to ``plain``
-and the ratios to it.
+and the ratios to it; the same for the CPU time of the processes each run waited for
+(``cpu_*``: on a loaded machine the wall figures grow with the load, the CPU ones far less),
+and the load average it ran at.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -45,14 +48,22 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _time(argv: list[str], env: dict[str, str], cwd: str) -> float:
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _time(argv: list[str], env: dict[str, str], cwd: str) -> tuple[float, float]:
+    """Wall seconds until it returned, and the CPU seconds of every process it waited for
+    (what a loaded machine inflates far less than the wall time)."""
+    cpu = _children_cpu()
     t = time.perf_counter()
     proc = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, timeout=120)
     took = time.perf_counter() - t
     if proc.returncode != 0:
         raise RuntimeError(f"{argv} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
-    return took
+    return took, _children_cpu() - cpu
 
 
 def _program_env(tmp: str) -> dict[str, str]:
@@ -90,12 +101,18 @@ def main() -> None:
             "program_kill_switch": ([PY, script], dict(agent_env, FLOWAGENT_ENABLED="0")),
         }
         best = {k: float("inf") for k in (*variants, "sidecar")}
+        cpu = dict(best)
+
+        def keep(name: str, took: tuple[float, float]) -> None:
+            best[name] = min(best[name], took[0])
+            cpu[name] = min(cpu[name], took[1])
+
         for i in range(n):
             for name, (argv, env) in variants.items():
-                best[name] = min(best[name], _time(argv, env, tmp))
+                keep(name, _time(argv, env, tmp))
             shutil.rmtree(sidecar_run, ignore_errors=True)
             os.makedirs(os.path.join(sidecar_run, "rings"))
-            best["sidecar"] = min(best["sidecar"], _time(
+            keep("sidecar", _time(
                 [PY, "-m", "flowagent.sidecar", "--once", "--run-dir", sidecar_run, "--db",
                  os.path.join(sidecar_run, "flowagent.db"), "--run-id", f"startup-{i}"],
                 _env(FLOWAGENT_ENABLED="0"), tmp))
@@ -103,14 +120,17 @@ def main() -> None:
                 shutil.rmtree(data, ignore_errors=True)  # runs pile up: keep the store small
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    plain = best["plain"]
+    def added(m: dict[str, float]) -> dict[str, float]:
+        plain = m["plain"]
+        return {k: round((v - plain) * 1000, 1) for k, v in m.items()
+                if k not in ("plain", "sidecar")} | {
+            "launcher_exec": round((m["disabled"] - plain) * 1000, 1),
+            "sidecar": round(m["sidecar"] * 1000, 1)}
+
     print(json.dumps({
-        "runs": n, "min_s": best,
-        "added_ms": {k: round((v - plain) * 1000, 1) for k, v in best.items()
-                     if k not in ("plain", "sidecar")} | {
-            "launcher_exec": round((best["disabled"] - plain) * 1000, 1),
-            "sidecar": round(best["sidecar"] * 1000, 1)},
-        "ratio": {k: round(v / plain, 2) for k, v in best.items() if k != "plain"},
+        "runs": n, "load": os.getloadavg()[0], "min_s": best, "added_ms": added(best),
+        "ratio": {k: round(v / best["plain"], 2) for k, v in best.items() if k != "plain"},
+        "cpu_min_s": cpu, "cpu_added_ms": added(cpu),
         "targets_ms": {"enabled": 50, "disabled": 5}}))
 
 
