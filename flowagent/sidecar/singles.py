@@ -21,9 +21,9 @@ from operator import add, eq, itemgetter, ne, sub
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ..agent.wire import ERROR, INCOMPLETE, PARTIAL, CallColumns
+from ..protocol.wire import ERROR, INCOMPLETE, PARTIAL, CallColumns
 from ..store.api import RESULTS
-from . import histogram as H
+from ..model import histogram as H
 from .aggregate import EXAMPLES
 from .retention import EXEMPLAR, FAILED, PRUNED, RECENT
 from .sessiontree import Contribution
