@@ -245,7 +245,6 @@ class Held:
         rows, chunks = self.rows, self._chunks
         if not rows:
             return 0
-        self.rows, self._chunks = [], []
         kept = list(map(itemgetter(_KEPT), rows))
         over = kept.count(RECENT) - recent
         pruned = 0
@@ -259,6 +258,7 @@ class Held:
                     if pruned == over:
                         break
         store.insert_session_rows(rows)
+        pruned = kept.count(PRUNED)  # held rows are pruned only here (a retried flush too)
         touched = []
         links = []
         for chunk, lo, hi in chunks:
@@ -271,4 +271,7 @@ class Held:
         store.link_chunks(links)
         if touched:  # as pruning leaves them: gone when unlinked, else compacted
             store.release_chunks(touched)
+        # Let go only once written: a write that failed (and was rolled back) is tried
+        # again with the transaction's next flush.
+        self.rows, self._chunks = [], []
         return pruned

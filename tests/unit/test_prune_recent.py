@@ -109,3 +109,37 @@ def test_held_sessions_written_pruned_store_what_pruning_them_later_did(tmp_path
         assert sum(written_pruned) > 1000
     assert held == later  # sessions, links, chunks, aggregates
     assert _calls_of_kept(store_held) == _calls_of_kept(store_later)
+
+
+def test_a_held_flush_that_failed_is_written_whole_by_the_next(tmp_path):
+    """A write of held rows that fails (and is rolled back with its frame) keeps them held:
+    the next flush writes them, pruned ones still without links."""
+    from flowagent.sidecar.singles import Held
+
+    store = _store(tmp_path)
+    chunk = store.add_chunk(RUN, PK, 0, 4, b"")
+    held = Held()
+    sid = held.next_sid(store)
+    held.add([(sid + i, f"{PK}-{i}", RUN, "f", 1, 1, PK, "t", "success", 1, i, i + 1, 1, 1, 0,
+               "v", RECENT, " 1 ", None) for i in range(4)], chunk)
+    real = store.insert_session_rows
+    calls = []
+
+    def fails_once(rows):
+        calls.append(len(rows))
+        if len(calls) == 1:
+            raise OSError("disk full")
+        real(rows)
+
+    store.insert_session_rows = fails_once
+    with pytest.raises(OSError):
+        with store.savepoint():
+            held.flush(store, 1)
+    assert held and held.next_sid(store) == sid + 4
+    assert held.flush(store, 1) == 3
+    assert not held
+    kept = store.db.execute("SELECT sid, tree_kept FROM sessions ORDER BY sid").fetchall()
+    assert [tuple(r) for r in kept] == [(sid, PRUNED), (sid + 1, PRUNED), (sid + 2, PRUNED),
+                                        (sid + 3, RECENT)]
+    links = store.db.execute("SELECT sid FROM session_chunks").fetchall()
+    assert [r[0] for r in links] == [sid + 3]
