@@ -93,13 +93,14 @@ def _read_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    console = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "run":
             from ..launch.run import exit_like
             from .run import cmd_run
 
-            exit_like(cmd_run(argv[1:]))
+            exit_like(cmd_run(argv[1:]), end_process=console)
         from .analyse import cmd_diff, cmd_stats, cmd_stubs
         from .browse import cmd_runs, cmd_sessions, cmd_trace
         from .export import cmd_export

@@ -12,13 +12,49 @@ from __future__ import annotations
 
 import importlib
 import sys
-import traceback
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from .sessiontree import Contribution
 
 Hook = Callable[[str, dict], Any]
+GROUP = "flowagent.hooks"
+
+
+def may_have_entry_points(group: str) -> bool:
+    """False only when no installed distribution on ``sys.path`` can declare an entry point
+    of ``group``: no ``entry_points.txt`` of a ``*.dist-info`` or ``*.egg-info`` directory
+    names it. ``importlib.metadata`` reads every distribution's metadata with the email
+    parser (~100 ms where the sidecar starts beside a short program); this reads a few small
+    files. True (ask importlib.metadata) whenever it cannot tell: a finder other than the
+    path finder that lists distributions, a path entry that is not a directory."""
+    import importlib.machinery
+    import os
+
+    for finder in sys.meta_path:
+        if hasattr(finder, "find_distributions") and \
+                finder is not importlib.machinery.PathFinder:
+            return True
+    marker = f"[{group}]"
+    for entry in sys.path:
+        entry = entry or "."
+        try:
+            names = os.listdir(entry)
+        except NotADirectoryError:
+            return True  # a zip file on the path
+        except OSError:
+            continue
+        for name in names:
+            if not name.endswith((".dist-info", ".egg-info")):
+                continue
+            try:
+                with open(os.path.join(entry, name, "entry_points.txt"),
+                          encoding="utf-8", errors="replace") as f:
+                    if marker in f.read():
+                        return True
+            except OSError:
+                continue
+    return False
 
 
 class Hooks:
@@ -28,11 +64,11 @@ class Hooks:
         self.first_error = ""
         for spec in specs:
             self._load(spec, lambda spec=spec: _resolve(spec))
-        if entry_points:
+        if entry_points and may_have_entry_points(GROUP):
             try:
                 from importlib.metadata import entry_points as eps
 
-                for ep in eps(group="flowagent.hooks"):
+                for ep in eps(group=GROUP):
                     self._load(f"{ep.name} (entry point {ep.value})", ep.load)
             except Exception as exc:  # a broken distribution's metadata
                 self._fail("flowagent.hooks entry points", exc)
@@ -51,6 +87,8 @@ class Hooks:
         if not self.first_error:
             self.first_error = f"{what}: {type(exc).__name__}: {exc}"
             sys.stderr.write(f"flowagent sidecar: {self.first_error}\n")
+            import traceback  # only on failure: it costs the sidecar's start a few ms
+
             traceback.print_exc(file=sys.stderr)
 
     def _call(self, event: str, data: dict) -> None:

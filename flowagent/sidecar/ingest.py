@@ -19,8 +19,8 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import compress
-from operator import ne
+from itertools import compress, repeat
+from operator import itemgetter, ne, not_, or_
 from typing import Any
 
 from ..protocol.ring import RingError, RingReader
@@ -139,7 +139,7 @@ class Ingestor:
         self.ring_dir = os.path.join(run_dir, "rings")
         self.procs: dict[str, Proc] = {}
         self.bad_rings: set[str] = set()
-        self.decoder = Decoder()
+        self._decoder: Decoder | None = None  # made with the first frame (zstandard loads)
         self.fn_ids: dict[str, int] = {
             r["name"]: fid for fid, r in store.functions(run_id).items()}
         self.fn_names: dict[int, str] = {fid: name for name, fid in self.fn_ids.items()}
@@ -158,6 +158,13 @@ class Ingestor:
         # Sessions of child processes, until they finish -> the function of the call that
         # started them (their root's caller in the merged graph).
         self.parent_functions: dict[str, str] = {}
+        # One-call session rows written when the transaction ends (retention decided there).
+        self.held = singles.Held()
+
+    def decoder(self) -> Decoder:
+        if self._decoder is None:
+            self._decoder = Decoder()
+        return self._decoder
 
     # -- discovery -------------------------------------------------------------------------
     def discover(self) -> None:
@@ -252,7 +259,7 @@ class Ingestor:
                     proc.duplicates += 1
                     continue
                 try:
-                    batch = self.decoder.decode_columns(payload)
+                    batch = self.decoder().decode_columns(payload)
                 except ValueError:
                     self.undecodable += 1
                     proc.last_seq = seq
@@ -265,12 +272,17 @@ class Ingestor:
                     # range): drop this frame's rows, count it, keep going.
                     self.undecodable += 1
                 proc.last_seq = seq
+            self._flush_held()
             self._save_proc(proc, end if end is not None else reader.tail, counters)
             self.agg.flush(self.store, self.run_id)
         self._hand_over_finished()
         if end is not None:
             reader.commit(end)
         return stored
+
+    def _flush_held(self) -> None:
+        if self.held:
+            self._recent_since_prune -= self.held.flush(self.store, self.retention.recent)
 
     def _hand_over_finished(self) -> None:
         if self._finished:
@@ -315,11 +327,16 @@ class Ingestor:
         proc.agent_errors = int(batch.get("agent_errors", proc.agent_errors))
         proc.sampled_out = int(batch.get("sampled_out", proc.sampled_out))
         calls = batch["calls"]
+        starts = batch.get("starts", ())
         # a child process's session hangs under its parent call: never the grouped path
         linked = {link[0] for link in batch.get("links", ())}
-        picks = singles.pick(self, proc, calls, [s for s in batch.get("starts", ())
-                                                 if s[0] not in linked])
-        for ses, fid, t0, thr, *name in batch.get("starts", ()):
+        picks = singles.pick(self, proc, calls, [s for s in starts if s[0] not in linked]
+                             if linked else starts)
+        if picks:  # the starts left to look at: sessions opened here, and thread names
+            starts = list(compress(starts, map(or_, map(not_, map(
+                picks.__contains__, map(itemgetter(0), starts))), map(ne, map(len, starts),
+                                                                     repeat(4)))))
+        for ses, fid, t0, thr, *name in starts:
             if ses in picks:  # stored below, with the frame's other one-call sessions
                 if name:
                     proc.threads[int(thr)] = str(name[0])
@@ -343,15 +360,19 @@ class Ingestor:
             return 0
         chunk = store.add_chunk(self.run_id, proc.pk, C.WIRE, n_calls, payload)
         links: dict[int, int] = {}
+        late_links = False
         finished = []
         cids, _par, sessions, fids, *_mid, t0s, _t1, threads, _cpu = calls.cols
-        for ses, lo, hi in _session_runs(sessions):
+        for ses, lo, hi in _session_runs(sessions) if len(picks) < n_calls else ():
             if ses in picks:
                 continue
             p = proc.pending.get(ses)
             if p is None:
                 late = proc.done.get(ses)
                 if late is not None:
+                    if not late_links:
+                        self._flush_held()  # the session may be one of them
+                        late_links = True
                     links[late] = links.get(late, 0) + hi - lo
                     continue
                 p = self._open(proc, ses, fids[lo] if cids[lo] == ses else 0, t0s[lo],
@@ -360,13 +381,15 @@ class Ingestor:
             links[p.rowid] = links.get(p.rowid, 0) + p.tree.feed(run)
             if p.tree.root is not None:
                 finished.append(ses)
-        store.link_chunks([(rowid, chunk, n) for rowid, n in links.items()])
+        if links:
+            store.link_chunks([(rowid, chunk, n) for rowid, n in links.items()])
         proc.stored += n_calls
         for ses in dict.fromkeys(finished):
             self._finish(proc, ses, complete=True)
         if picks:
             given = {ses: str(name) for ses, name in batch.get("names", ()) if ses in picks}
-            singles.store_singles(self, proc, calls, picks, given, chunk)
+            singles.store_singles(self, proc, calls, picks, batch.get("starts", ()), given,
+                                  chunk)
         return n_calls
 
     def _open(self, proc: Proc, ses: int, root_fid: int, t0: int, thr: int) -> Pending:
@@ -376,8 +399,12 @@ class Ingestor:
             return p
         session_id = f"{proc.pk}-{ses}"
         wall, mono = proc.anchor
+        # While one-call sessions are held, row ids go on from theirs (as if they were written).
+        wanted = self.held.reserve()
         rowid = self.store.open_session(session_id, self.run_id, proc.fids.get(root_fid, 0),
-                                        proc.pid, proc.pk, str(thr), wall + t0 - mono)
+                                        proc.pid, proc.pk, str(thr), wall + t0 - mono, wanted)
+        if wanted is not None and rowid != wanted:  # a replay: the row existed
+            self.held.unreserve(wanted)
         p = Pending(rowid, SessionTree(ses, proc.namer, root_fid, t0, thr))
         proc.pending[ses] = p
         return p
@@ -448,11 +475,7 @@ class Ingestor:
         if not force and self._recent_since_prune < max(self.retention.recent // 10, 100):
             return 0
         self._recent_since_prune = 0
-        rows = self.store.kept_beyond(self.run_id, RECENT, self.retention.recent)
-        if not rows:
-            return 0
-        self.store.prune_trees(rows)
-        return len(rows)
+        return self.store.prune_recent(self.run_id, RECENT, self.retention.recent)
 
     def drain_to_end(self) -> None:
         """Poll until nothing moves any more: new records, a reader position, or a reader

@@ -7,68 +7,82 @@ updated when it ends) costs the sidecar tens of microseconds per session, so the
 such a program ends took far longer than the program. A one-call session is fully described
 by its root record, though, so a frame's one-call sessions are grouped by what they share
 (function, caller, shapes, result, exception), each group is added to the aggregates once
-with summed statistics and a duration distribution, and their rows are inserted whole in one
-statement. The stored result is the same as the per-session path's (a test compares the two).
+with summed statistics and a duration distribution, and their rows, built column by column,
+are inserted whole in one statement. The stored result is the same as the per-session path's
+(a test compares the two).
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from itertools import compress, repeat
+from operator import add, eq, itemgetter, ne, sub
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ..protocol.wire import ERROR, INCOMPLETE, PARTIAL, CallColumns
-from ..store.api import RESULTS, SessionEnd, SessionRow
+from ..store.api import RESULTS
 from ..model import histogram as H
 from .aggregate import EXAMPLES
-from .retention import EXEMPLAR, FAILED, RECENT
+from .retention import EXEMPLAR, FAILED, PRUNED, RECENT
 from .sessiontree import Contribution
 
 if TYPE_CHECKING:
+    from ..store.api import Store
     from .ingest import Ingestor, Proc
 
 
-def pick(ing: Ingestor, proc: Proc, calls: CallColumns,
-         starts: list) -> dict[int, tuple[int, tuple]]:
+def pick(ing: Ingestor, proc: Proc, calls: CallColumns, starts: list) -> dict[int, int]:
     """The sessions of a frame that start and end in it with their root as their only
-    record: session -> (record index, start entry ``(fid, t0, thread, thread name)``), in
-    frame order. Empty where the grouped path does not serve the process: sessions
-    reloaded from the store (a resumed run), and runs with session hooks (they take each
-    session as it ends)."""
+    record: session -> its record's index, in frame order. Empty where the grouped path does
+    not serve the process: sessions reloaded from the store (a resumed run), and runs with
+    session hooks (they take each session as it ends).
+
+    Column at a time, with C-level builtins: a frame of one-call sessions holds thousands."""
     n = len(calls)
     if not starts or not n or ing.hooks is not None or proc.pk in ing.resumed:
         return {}
     cids, sess, ress = calls.cols[0], calls.cols[2], calls.cols[7]
-    counts = {sess[0]: n} if sess.count(sess[0]) == n else Counter(sess)
-    pending, done = proc.pending, proc.done
-    started = {s[0]: s for s in starts}
-    wanted = {ses for ses in started if counts.get(ses) == 1 and ses not in pending
-              and ses not in done}
+    wanted = set(map(itemgetter(0), starts)).difference(proc.pending, proc.done)
     if not wanted:
         return {}
-    out = {}
-    for i, ses in enumerate(sess):
-        if ses in wanted and cids[i] == ses and ress[i] != INCOMPLETE:
-            st = started[ses]
-            out[ses] = (i, (st[1], st[2], st[3], str(st[4]) if len(st) > 4 else None))
-    return out
+    if len(set(sess)) != n:  # some sessions have several records here: not theirs
+        counts = Counter(sess)
+        wanted = {ses for ses in wanted if counts.get(ses) == 1}
+    ok = map(all, zip(map(wanted.__contains__, sess), map(eq, cids, sess),
+                      map(ne, ress, repeat(INCOMPLETE))))
+    return dict(compress(zip(sess, range(n)), ok))
 
 
-def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns,
-                  picks: dict[int, tuple[int, tuple]], names: dict[int, str],
-                  chunk: int) -> None:
-    """Store the one-call sessions ``picks`` of a frame (see :func:`pick`). ``names`` holds
-    the session names the frame set; ``chunk`` is the frame's chunk."""
+def _gather(col: list, idx: list[int]) -> list:
+    return list(map(col.__getitem__, idx))
+
+
+def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int, int],
+                  starts: list, names: dict[int, str], chunk: int) -> None:
+    """Store the one-call sessions ``picks`` of a frame (see :func:`pick`). ``starts`` are
+    the frame's session starts, ``names`` the session names the frame set; ``chunk`` is the
+    frame's chunk. Rows are built column by column: no object per session."""
     _cids, _pars, _ses, fids, pfids, ins, outs, ress, excs, t0s, t1s, thrs, cpus = calls.cols
     durs = calls.dur
+    sel = list(picks.values())  # record indices, frame order
+    sess = list(picks)
+    m = len(sel)
+    keys = list(zip(_gather(fids, sel), _gather(pfids, sel), _gather(ins, sel),
+                    _gather(outs, sel), _gather(ress, sel), _gather(excs, sel)))
+    groups: dict[tuple, list[int]]  # key -> record indices, frame order
+    if len(dict.fromkeys(keys)) == 1:
+        groups = {keys[0]: sel}
+    else:
+        groups = {}
+        for key, i in zip(keys, sel):
+            g = groups.get(key)
+            if g is None:
+                groups[key] = [i]
+            else:
+                g.append(i)
     fmap, smap, namer = proc.fids, proc.sids, proc.namer
-    groups: dict[tuple, list[int]] = {}
-    for i, _start in picks.values():
-        key = (fids[i], pfids[i], ins[i], outs[i], ress[i], excs[i])
-        g = groups.get(key)
-        if g is None:
-            groups[key] = [i]
-        else:
-            g.append(i)
     pk = proc.pk
     novel_at: set[int] = set()  # record index of the first session of a group that was novel
     row_of: dict[tuple, tuple] = {}  # what the sessions of a group share in their rows
@@ -77,7 +91,7 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns,
     for key, idx in groups.items():
         fid, pfid, in_s, out_s, res, exc = key
         f = fmap.get(fid, 0)
-        ds = [durs[i] if durs[i] > 0 else 0 for i in idx]
+        ds = list(map(max, _gather(durs, idx), repeat(0)))
         k = len(idx)
         total = sum(ds)
         hist: dict[int, int] = {}
@@ -85,7 +99,7 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns,
             H.add(hist, d, n)
         c = Contribution()
         c.nodes[f] = [k, k if res == ERROR else 0, k if res == PARTIAL else 0, total, total,
-                      min(ds), max(ds), k, sum(cpus[i] for i in idx)]
+                      min(ds), max(ds), k, sum(_gather(cpus, idx))]
         c.hists[f] = hist
         if pfid:
             c.edges[(fmap.get(pfid, 0), f, res)] = [k, total]
@@ -102,52 +116,162 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns,
         c.variant = (namer.leaves.get(fid) or namer.leaf(fid)).hex()
         failed = res == ERROR
         raised = ((f, smap[exc], 1),) if failed and smap.get(exc, 0) else ()
-        row_of[key] = (f, RESULTS[res], int(failed), c.variant, (f,), raised,
-                       fn_names.get(f, "?"))
+        row_of[key] = (fn_names.get(f, "?"), f, RESULTS[res], int(failed), c.variant,
+                       f" {f} ", json.dumps([list(t) for t in raised]) if raised else None)
         c.root_fid = f
-        starts = [t0s[i] for i in idx]
-        c.start = min(starts)
+        starts_ns = _gather(t0s, idx)
+        c.start = min(starts_ns)
         c.failed = failed
-        if ing.agg.add_alike(c, k, f"{pk}-{calls.cols[2][idx[0]]}", hist, max(starts)):
+        if ing.agg.add_alike(c, k, f"{pk}-{calls.cols[2][idx[0]]}", hist, max(starts_ns)):
             novel_at.add(idx[0])
         examples_of[key] = ing.agg.examples(c.variant, cluster)
-    # The rows, in frame order (retention's error cap counts sessions in the order they end).
-    sid = ing.store.next_session_rowid()
-    run_id, pid = ing.run_id, proc.pid
-    shift = proc.anchor[0] - proc.anchor[1]
-    threads, done = proc.threads, proc.done
-    cap = ing.retention.error_cap
-    rows: list[SessionRow] = []
-    links = []
-    recent = 0
-    for ses, (i, start) in picks.items():
-        key = (fids[i], pfids[i], ins[i], outs[i], ress[i], excs[i])
-        f, result, failed, variant, used, raised, name = row_of[key]
-        session_id = f"{pk}-{ses}"
-        for examples in examples_of[key]:
-            if examples is not None and len(examples) < EXAMPLES and session_id not in examples:
-                examples.append(session_id)
-        if i in novel_at:
-            kept = EXEMPLAR
-        elif result != "success" and ing.failed_kept < cap:
-            kept = FAILED
-            ing.failed_kept += 1
-        else:
-            kept = RECENT
-            recent += 1
-        thr = thrs[i]
-        t0, t1 = t0s[i] + shift, t1s[i] + shift
-        rows.append(SessionRow(sid, session_id, run_id, pid, pk, SessionEnd(
-            names.get(ses, name) if names else name, f,
-            start[3] or threads.get(start[2]) or threads.get(thr) or str(thr),
-            result, True, t0, t1, 1, failed, variant, kept, used, raised)))
-        links.append((sid, chunk, 1))
-        done[ses] = sid
-        sid += 1
-    ing._recent_since_prune += recent
-    proc.trim_done()
-    ing.store.insert_sessions(rows)
-    ing.store.link_chunks(links)
-    if ing.finished_sink is not None:
-        ing._finished.extend(r.session_id for r in rows)
 
+    session_ids = list(map(f"{pk}-".__add__, map(str, sess)))
+    # Example sessions, in frame order, until every list the frame's groups add to is full.
+    open_lists = {id(x): x for ex in examples_of.values() for x in ex
+                  if x is not None and len(x) < EXAMPLES}
+    if open_lists:
+        for key, session_id in zip(keys, session_ids):
+            for examples in examples_of[key]:
+                if examples is not None and len(examples) < EXAMPLES \
+                        and session_id not in examples:
+                    examples.append(session_id)
+            if all(len(x) >= EXAMPLES for x in open_lists.values()):
+                break
+    shared = list(map(row_of.__getitem__, keys))
+    results = list(map(itemgetter(2), shared))
+    # Which trees are kept: the novel first session of a group as an exemplar; failed ones
+    # up to the cap, counted in frame order (the order sessions end); the rest as recent.
+    kept = [RECENT] * m
+    n_novel = n_failed = 0
+    if novel_at:
+        for j, i in enumerate(sel):
+            if i in novel_at:
+                kept[j] = EXEMPLAR
+                n_novel += 1
+    cap = ing.retention.error_cap
+    if ing.failed_kept < cap and results.count("success") != m:
+        for j, result in enumerate(results):
+            if result != "success" and kept[j] == RECENT:
+                if ing.failed_kept >= cap:
+                    break
+                kept[j] = FAILED
+                ing.failed_kept += 1
+                n_failed += 1
+    ing._recent_since_prune += m - n_novel - n_failed
+    # Threads: the start's name, else the name known for the start's thread or the record's.
+    threads = proc.threads
+    start_thread = dict(zip(map(itemgetter(0), starts), map(itemgetter(3), starts)))
+    pairs = list(zip(map(start_thread.__getitem__, sess), _gather(thrs, sel)))
+    by_pair = {p: threads.get(p[0]) or threads.get(p[1]) or str(p[1])
+               for p in dict.fromkeys(pairs)}
+    thread_col = list(map(by_pair.__getitem__, pairs))
+    named = [s for s in starts if len(s) > 4 and s[4]]
+    if named:
+        pos = dict(zip(sess, range(m)))
+        for s in named:
+            j = pos.get(s[0])
+            if j is not None and str(s[4]):
+                thread_col[j] = str(s[4])
+    name_col = list(map(itemgetter(0), shared))
+    if names:
+        for j, ses in enumerate(sess):
+            if ses in names:
+                name_col[j] = names[ses]
+    shift = proc.anchor[0] - proc.anchor[1]
+    t0 = list(map(add, _gather(t0s, sel), repeat(shift)))
+    t1 = list(map(add, _gather(t1s, sel), repeat(shift)))
+    held = ing.held
+    sid = held.next_sid(ing.store)
+    sids = range(sid, sid + m)
+    held.add(zip(
+        sids, session_ids, repeat(ing.run_id), name_col, map(itemgetter(1), shared),
+        repeat(proc.pid), repeat(pk), thread_col, results, repeat(1), t0, t1,
+        map(sub, t1, t0), repeat(1), map(itemgetter(3), shared), map(itemgetter(4), shared),
+        kept, map(itemgetter(5), shared), map(itemgetter(6), shared)), chunk)
+    proc.done.update(zip(sess, sids))
+    proc.trim_done()
+    if ing.finished_sink is not None:
+        ing._finished.extend(session_ids)
+
+
+_KEPT = 16  # tree_kept's place in a sessions row
+
+
+class Held:
+    """The one-call session rows of the write transaction under way, written when it ends
+    (:meth:`flush`), or before anything else writes or reads session rows.
+
+    Retention is decided for them as a whole there: of the run's recent sessions only the
+    newest ``recent`` keep their trees, and rows are numbered in the order they are
+    written, so a held recent session with at least ``recent`` held recent sessions after it
+    would be pruned by the next pruning whatever comes later. It is written pruned, with no
+    link to its frame's chunk, instead of being written, linked, and then unlinked and
+    marked row by row: the sessions of a drain (a program that made hundreds of thousands
+    of them before the sidecar caught up) are written once."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+        self._chunks: list[tuple[int, int, int]] = []  # chunk, first row, end row
+        self._next = 0  # the next free row id while rows are held
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+    def next_sid(self, store: Store) -> int:
+        return self._next if self.rows else store.next_session_rowid()
+
+    def reserve(self) -> int | None:
+        """A row id for a session row written now, while rows are held (None: none held,
+        the store numbers it)."""
+        if not self.rows:
+            return None
+        self._next += 1
+        return self._next - 1
+
+    def unreserve(self, sid: int) -> None:
+        if sid == self._next - 1:
+            self._next = sid
+
+    def add(self, rows: Iterable[tuple], chunk: int) -> None:
+        lo = len(self.rows)
+        self.rows.extend(rows)
+        if len(self.rows) > lo:
+            self._next = self.rows[-1][0] + 1
+        self._chunks.append((chunk, lo, len(self.rows)))
+
+    def flush(self, store: Store, recent: int) -> int:
+        """Write the held rows and their links; returns how many were written pruned."""
+        rows, chunks = self.rows, self._chunks
+        if not rows:
+            return 0
+        kept = list(map(itemgetter(_KEPT), rows))
+        over = kept.count(RECENT) - recent
+        pruned = 0
+        if over > 0:
+            for j, k in enumerate(kept):
+                if k == RECENT:
+                    r = rows[j]
+                    rows[j] = (*r[:_KEPT], PRUNED, *r[_KEPT + 1:])
+                    kept[j] = PRUNED
+                    pruned += 1
+                    if pruned == over:
+                        break
+        store.insert_session_rows(rows)
+        pruned = kept.count(PRUNED)  # held rows are pruned only here (a retried flush too)
+        touched = []
+        links = []
+        for chunk, lo, hi in chunks:
+            if pruned and PRUNED in kept[lo:hi]:
+                touched.append(chunk)
+                links += [(r[0], chunk, 1) for r, k in zip(rows[lo:hi], kept[lo:hi])
+                          if k != PRUNED]
+            else:
+                links += zip(map(itemgetter(0), rows[lo:hi]), repeat(chunk), repeat(1))
+        store.link_chunks(links)
+        if touched:  # as pruning leaves them: gone when unlinked, else compacted
+            store.release_chunks(touched)
+        # Let go only once written: a write that failed (and was rolled back) is tried
+        # again with the transaction's next flush.
+        self.rows, self._chunks = [], []
+        return pruned

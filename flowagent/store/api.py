@@ -380,8 +380,9 @@ class Store(Protocol):
 
     # -- sessions and their calls (write) ------------------------------------------------------
     def open_session(self, session_id: str, run_id: str, root_fid: int, pid: int, pk: str,
-                     thread: str, started_ns: int) -> int:
-        """The session's row (made once; a replay gets the same one): its row id."""
+                     thread: str, started_ns: int, rowid: int | None = None) -> int:
+        """The session's row (made once; a replay gets the same one): its row id (``rowid``
+        when given and the row is new, else the next free one)."""
         ...
     def finish_session(self, rowid: int, end: SessionEnd) -> None: ...
     def next_session_rowid(self) -> int:
@@ -390,6 +391,12 @@ class Store(Protocol):
         ...
     def insert_sessions(self, rows: Sequence[SessionRow]) -> None:
         """Finished sessions, whole rows at once (ids from :meth:`next_session_rowid`)."""
+        ...
+    def insert_session_rows(self, rows: Iterable[tuple]) -> None:
+        """As :meth:`insert_sessions`, each row a tuple of the ``sessions`` table's columns
+        (sid, session_id, run_id, name, root_fid, pid, pk, thread, result, complete,
+        started_ns, ended_ns, duration_ns, calls, errors, variant, tree_kept, fids, raised)
+        with ``fids`` and ``raised`` already in their stored text form."""
         ...
     def open_sessions(self, run_id: str, pk: str) -> list[OpenSession]: ...
     def session_chunk_data(self, rowid: int) -> Iterator[bytes]:
@@ -410,6 +417,13 @@ class Store(Protocol):
         ...
     def prune_trees(self, rowids: Sequence[int]) -> None:
         """Forget the calls of these sessions (their rows and aggregates stay)."""
+        ...
+    def prune_recent(self, run_id: str, tree_kept: int, keep: int) -> int:
+        """:meth:`prune_trees` of :meth:`kept_beyond` (``run_id``, ``tree_kept``, ``keep``)
+        at once; returns how many sessions were pruned."""
+        ...
+    def release_chunks(self, chunk_ids: Iterable[int]) -> None:
+        """Chunks some of whose sessions were pruned: deleted when unlinked, else compacted."""
         ...
 
     # -- aggregates ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import os
 import sqlite3
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from ..protocol.wire import VERSION as WIRE_VERSION
 from ..errors import StoreDamagedError, StoreError
@@ -659,11 +659,11 @@ class SQLiteStore:
 
     # -- sessions (write) ------------------------------------------------------------------
     def open_session(self, session_id: str, run_id: str, root_fid: int, pid: int, pk: str,
-                     thread: str, started_ns: int) -> int:
+                     thread: str, started_ns: int, rowid: int | None = None) -> int:
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO sessions(session_id, run_id, root_fid, pid, pk, thread, "
-            "complete, started_ns) VALUES(?,?,?,?,?,?,0,?)",
-            (session_id, run_id, root_fid, pid, pk, thread, started_ns))
+            "INSERT OR IGNORE INTO sessions(sid, session_id, run_id, root_fid, pid, pk, thread, "
+            "complete, started_ns) VALUES(?,?,?,?,?,?,?,0,?)",
+            (rowid, session_id, run_id, root_fid, pid, pk, thread, started_ns))
         if cur.rowcount:
             return int(cur.lastrowid or 0)
         return int(self.db.execute("SELECT sid FROM sessions WHERE session_id=?",
@@ -705,6 +705,11 @@ class SQLiteStore:
                         f, x))
         self.db.executemany(_INSERT_SESSIONS, out)
 
+    def insert_session_rows(self, rows: Iterable[tuple]) -> None:
+        # Whole rows in _SESSION_ROW order, already encoded: a writer that builds its rows
+        # column by column (thousands per frame) makes no object per session.
+        self.db.executemany(_INSERT_SESSIONS, rows)
+
     def open_sessions(self, run_id: str, pk: str) -> list[OpenSession]:
         return [OpenSession(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self.db.execute(
             "SELECT sid, session_id, root_fid, started_ns, name, thread FROM sessions "
@@ -735,6 +740,43 @@ class SQLiteStore:
                 self.compact_chunk(chunk)
             self.db.executemany(f"UPDATE sessions SET tree_kept={PRUNED} WHERE sid=?",
                                 [(i,) for i in ids])
+
+    def prune_recent(self, run_id: str, tree_kept: int, keep: int) -> int:
+        """:meth:`prune_trees` of :meth:`kept_beyond` in a few set-wise statements: the
+        sessions to prune are those kept for ``tree_kept`` with a row id at most the
+        cutoff's (sessions are never kept again once pruned, so that set only grows).
+        Returns how many were pruned."""
+        from .api import PRUNED
+
+        with self.transaction():
+            row = self.db.execute(
+                "SELECT sid FROM sessions WHERE run_id=? AND tree_kept=? ORDER BY sid DESC "
+                "LIMIT 1 OFFSET ?", (run_id, tree_kept, keep)).fetchone()
+            if row is None:
+                return 0
+            beyond = "SELECT sid FROM sessions WHERE run_id=? AND tree_kept=? AND sid<=?"
+            args = (run_id, tree_kept, row[0])
+            chunks = [r[0] for r in self.db.execute(
+                f"SELECT DISTINCT chunk_id FROM session_chunks WHERE sid IN ({beyond})",
+                args)]
+            self.db.execute(f"DELETE FROM session_chunks WHERE sid IN ({beyond})", args)
+            self.release_chunks(chunks)
+            return self.db.execute(
+                f"UPDATE sessions SET tree_kept={PRUNED} WHERE run_id=? AND tree_kept=? "
+                "AND sid<=?", args).rowcount
+
+    def release_chunks(self, chunk_ids: Iterable[int]) -> None:
+        """Chunks some of whose sessions were pruned: deleted when no session links them any
+        more, else compacted (:meth:`compact_chunk`), in chunk order."""
+        shared = []
+        for chunk in sorted(set(chunk_ids)):
+            if self.db.execute("SELECT 1 FROM session_chunks WHERE chunk_id=? LIMIT 1",
+                               (chunk,)).fetchone():
+                shared.append(chunk)
+            else:
+                self.db.execute("DELETE FROM chunks WHERE chunk_id=?", (chunk,))
+        for chunk in shared:
+            self.compact_chunk(chunk)
 
     # -- aggregates ------------------------------------------------------------------------
     def node_stats(self, run_id: str) -> list[NodeStats]:
