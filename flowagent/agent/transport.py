@@ -85,6 +85,7 @@ class Transport:
         # The ring is created with the first batch that carries something: a Python process
         # that records nothing (a helper `python -c`, a resource tracker) leaves no ring.
         self.ring: RingWriter | None = None
+        self.control_generation = 0
         # Encoder imports msgpack and zstandard now, not at exit: an import while the
         # program is ending (after an unhandled KeyboardInterrupt) would clear CPython's
         # note to die by SIGINT.
@@ -169,6 +170,12 @@ class Transport:
         if self.ring is not None:
             paused, ppm = self.ring.control()
             apply_control(paused, ppm)
+            generation = self.ring.control_generation()
+            if generation != self.control_generation:  # the control file changed: its globs
+                self.control_generation = generation
+                from .bootstrap import apply_selection
+
+                apply_selection(self.run_dir)
 
     def _thread_names(self, threads: set[int], starts: list[tuple]) -> list[list[Any]]:
         """Names of threads seen for the first time (session starts carry their own)."""

@@ -162,7 +162,7 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
 
     hooks = Hooks(list(hook_specs))
     ingest = Ingestor(store, run_id, run_dir, retention, hooks if hooks else None)
-    control = Control(run_dir)
+    control = Control(run_dir, db, run_identity(service, host)[0])  # + the service's fleet
     sender = None
     if otlp and otlp.get("endpoint"):
         from .otlp_sender import SenderProcess
@@ -178,6 +178,7 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
         ingest.prune()
         if stored == 0:
             done.wait(poll_s)
+    control.close()
     # Processes still running (a daemon that outlived the program) keep their sessions open
     # and their rings: what they record from now on is stored by a later --resume. Helpers
     # that end just after the program (a pool's workers, multiprocessing's resource

@@ -471,6 +471,19 @@ class Store(Protocol):
         process left open, stored as incomplete}``."""
         ...
 
+    # -- fleet control (flowagent.store.control) ----------------------------------------------
+    def service_control(self, service: str) -> Any:
+        """The service's live settings (a :class:`~flowagent.store.control.ServiceControl`),
+        or None when it was never controlled."""
+        ...
+    def service_controls(self) -> list[Any]: ...
+    def set_service_control(self, service: str, *, paused: bool | None = None,
+                            sample_rate: float | None = None,
+                            include: Sequence[str] | None = None,
+                            exclude: Sequence[str] | None = None) -> Any:
+        """Change the given settings of every recording of ``service`` (others stay)."""
+        ...
+
     # -- size limits and retention (flowagent.store.limit) -------------------------------------
     def stored_bytes(self) -> int: ...
     def prunable_runs(self, keep: str) -> list[str]: ...
