@@ -324,6 +324,15 @@ class FleetEntry(NamedTuple):
     last_started_ns: int
 
 
+class SpoolBacklog(NamedTuple):
+    """What one host's spool still held for a shared store when it last reached it."""
+
+    host: str | None
+    spool: str
+    waiting: int
+    updated_ns: int
+
+
 @runtime_checkable
 class Store(Protocol):
     """Recorded data: one implementation per database engine (see the module doc)."""
@@ -361,6 +370,9 @@ class Store(Protocol):
     def run(self, run_id: str) -> dict[str, Any] | None: ...
     def latest_run(self) -> str | None: ...
     def fleet(self) -> list[FleetEntry]: ...
+    def spool_backlog(self) -> list[SpoolBacklog]:
+        """Changes each host's spool holds for a shared store (none for SQLite)."""
+        ...
 
     # -- processes -----------------------------------------------------------------------------
     def add_process(self, run_id: str, pk: str, pid: int, ppid: int,
@@ -558,7 +570,8 @@ def damage_error(exc: BaseException) -> Exception | None:
 
 __all__ = [
     "RESULTS", "PRUNED", "RECENT", "FAILED", "EXEMPLAR", "RUN_FIELDS", "SESSION_FIELDS",
-    "FUNCTION_FIELDS", "PROCESS_FIELDS", "FunctionDef", "ProcessState", "ProcessProgress",
+    "FUNCTION_FIELDS", "PROCESS_FIELDS", "SpoolBacklog", "FunctionDef", "ProcessState",
+    "ProcessProgress",
     "ProcessCounters", "OpenSession", "SessionEnd", "SessionRow", "ProcessSample", "RunTotals",
     "RunEnd",
     "NodeStats", "EdgeStats", "ShapeCount", "PathCount", "VariantStats", "ClusterStats",

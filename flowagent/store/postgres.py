@@ -195,6 +195,18 @@ class PostgresStore(SQLiteStore):
             "COUNT(*) FILTER (WHERE status='running' AND ended_ns IS NULL), MAX(started_ns) "
             "FROM runs GROUP BY service, host ORDER BY service, host")]
 
+    def spool_backlog(self) -> list[Any]:
+        from .api import SpoolBacklog
+
+        try:
+            rows = self.db.execute("SELECT host, spool, waiting, updated_ns FROM spool_backlog "
+                                   "ORDER BY host, spool").fetchall()
+        except Exception as exc:  # no forwarder ever reached this server
+            if "does not exist" in str(exc):
+                return []
+            raise
+        return [SpoolBacklog(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
     def session_totals(self, run_id: str) -> Any:
         from .api import SessionTotals
 
@@ -247,7 +259,7 @@ class PostgresStore(SQLiteStore):
 # server, once its own changes are there. The sidecar's bookkeeping (process state, open
 # sessions, row ids, its run's aggregates as it resumes) always reads its own spool.
 SERVER_READS = (
-    "runs", "run", "latest_run", "fleet", "processes", "samples", "functions", "shape_text",
+    "runs", "run", "latest_run", "fleet", "spool_backlog", "processes", "samples", "functions", "shape_text",
     "node_stats", "edge_stats", "variant_stats", "cluster_stats", "path_counts", "shape_counts",
     "aggregates", "aggregate_version", "sessions", "count_sessions", "count_matching",
     "session", "session_starts", "session_totals", "session_results", "variant_results",

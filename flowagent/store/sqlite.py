@@ -917,6 +917,9 @@ class SQLiteStore:
             "f.fid=s.root_fid WHERE s.run_id=? AND f.name=? AND s.tree_kept>0 "
             "ORDER BY s.started_ns DESC LIMIT ?", (run_id, root_name, limit)).fetchall()]
 
+    def spool_backlog(self) -> list[Any]:
+        return []  # a SQLite store is written directly: nothing waits in a spool
+
     # -- fleet control (flowagent.store.control) -------------------------------------------
     def service_control(self, service: str) -> Any:
         from . import control
