@@ -242,7 +242,22 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
     note = getattr(store, "forward_note", None)  # a shared store's spool still waiting
     if note:
         summary["store_note"] = note
+    if max_data_size and getattr(store, "capabilities", {}).get("shared"):
+        summary.update(_server_limit(db, max_data_size, run_id))
     return summary
+
+
+def _server_limit(db: str, max_data_size: int, run_id: str) -> dict:
+    """The size limit on a shared server (whole runs dropped, oldest first), reported in
+    the summary; a server that does not answer is left for the next run to limit."""
+    from ..store.limit import enforce_server
+
+    try:
+        kept = enforce_server(db, max_data_size, run_id)
+    except Exception as exc:
+        return {"server_limit_error": " ".join(str(exc).split())[:300]}
+    return {"server_pruned_runs": len(kept.runs), "server_pruned_bytes": kept.freed_bytes,
+            "server_bytes": kept.size_bytes}
 
 
 def main(argv: list[str] | None = None) -> int:
