@@ -150,3 +150,23 @@ class Control:
             if proc.pk not in self._applied:
                 proc.reader.set_control(paused, ppm)
                 self._applied.add(proc.pk)
+
+
+def control_service(url: str, service: str, *, paused: bool | None = None,
+                    sample_rate: float | None = None, include: Sequence[str] | None = None,
+                    exclude: Sequence[str] | None = None) -> tuple[Any, list[str]]:
+    """Change a service's live settings in the store at ``url``; returns the new settings
+    (:class:`~flowagent.store.control.ServiceControl`) and the service's runs still being
+    recorded, which take them within :data:`FLEET_POLL_S` and a flush interval."""
+    from ..store.api import kind_of, open_store
+
+    # A server is written directly (never through a spool); SQLite needs a writer.
+    store = open_store(url, readonly=kind_of(url) == "postgresql")
+    try:
+        row = store.set_service_control(service, paused=paused, sample_rate=sample_rate,
+                                        include=include, exclude=exclude)
+        live = [r["run_id"] for r in store.runs(service=service)
+                if r.get("status") == "running" and not r.get("ended_ns")]
+    finally:
+        store.close()
+    return row, live
