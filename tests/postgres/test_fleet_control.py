@@ -271,3 +271,20 @@ def test_a_sidecar_follows_its_service_row_in_a_sqlite_store(tmp_path: Path) -> 
     finally:
         reader.close()
         writer.close()
+
+
+def test_live_globs_add_to_the_configured_selection(tmp_path: Path) -> None:
+    from flowagent.agent.select import Selector
+
+    sel = Selector((), ("noisy",), (str(tmp_path),))
+    lib = "/usr/lib/python3/dist-packages/requests/api.py"
+    assert sel.wants("requests.api", lib) is False       # a library: not by default
+    assert sel.wants("app", str(tmp_path / "app.py")) is True
+    sel.set_live(("requests.*",), ("app",))
+    assert sel.wants("requests.api", lib) is True        # added live
+    assert sel.wants("app", str(tmp_path / "app.py")) is False  # skipped live
+    assert sel.wants("noisy", str(tmp_path / "noisy.py")) is False  # configured: still
+    assert sel.wants("json.decoder", None) is False      # the standard library: never
+    sel.set_live((), ())                                  # a later control clears them
+    assert sel.wants("requests.api", lib) is False
+    assert sel.wants("app", str(tmp_path / "app.py")) is True
