@@ -19,7 +19,7 @@ import os
 import threading
 from typing import Any, Callable, Iterable, Sequence
 
-FILE = "control.json"
+from ..protocol.rundir import CONTROL_FILE as FILE
 
 
 def read(run_dir: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from ..protocol import rundir
 from .api import Store, kind_of, sqlite_path
 
 
@@ -73,7 +74,7 @@ def tree_bytes(path: str) -> int:
 
 def data_bytes(store: Store, data_dir: str | None) -> int:
     """The store's bytes, plus the run files of ``data_dir`` (None: a server's store only)."""
-    return store.stored_bytes() + (tree_bytes(os.path.join(data_dir, "runs")) if data_dir
+    return store.stored_bytes() + (tree_bytes(os.path.join(data_dir, rundir.RUNS)) if data_dir
                                    else 0)
 
 
@@ -88,7 +89,7 @@ def enforce(store: Store, data_dir: str | None, limit: int, current: str) -> Pru
     for run_id in store.prunable_runs(current):
         store.delete_run(run_id)
         if data_dir and run_id and os.sep not in run_id and run_id not in (".", ".."):
-            shutil.rmtree(os.path.join(data_dir, "runs", run_id), ignore_errors=True)
+            shutil.rmtree(rundir.run_dir(data_dir, run_id), ignore_errors=True)
         pruned.append(run_id)
         size = data_bytes(store, data_dir)
         if size <= limit:

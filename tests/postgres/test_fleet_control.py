@@ -121,16 +121,6 @@ def quiet_since(host: Host) -> int:
     return last if last and now - last > 1_500_000_000 else 0
 
 
-def control_via_store(url: str) -> Callable[..., None]:
-    def control(service: str, **changes: Any) -> None:
-        pg = PostgresStore(url)
-        try:
-            pg.set_service_control(service, **changes)
-        finally:
-            pg.close()
-    return control
-
-
 def control_via_cli(url: str, cwd: Path) -> Callable[..., None]:
     def control(service: str, paused: bool | None = None, include: list[str] | None = None,
                 **_: Any) -> None:
@@ -221,7 +211,8 @@ def fleet_control(url: str, tmp_path: Path, control: Callable[..., None]) -> Non
 
 
 def test_fleet_control_through_the_store(pg_url: str, tmp_path: Path) -> None:
-    fleet_control(pg_url, tmp_path, control_via_store(pg_url))
+    """``flowagent control --service`` pauses, resumes and adds a module glob, live."""
+    fleet_control(pg_url, tmp_path, control_via_cli(pg_url, tmp_path))
 
 
 def test_service_control_row_in_both_stores(pg_url: str, tmp_path: Path) -> None:
