@@ -200,6 +200,33 @@ def reads(url: str, big_run: str | None = None) -> dict:
     out["all_sessions_page_s"], _ = timed(lambda: store.sessions(None, order="-started",
                                                                  limit=50))
     store.close()
+    out.update(viewer_pages(url, first))
+    return out
+
+
+def viewer_pages(url: str, run_id: str) -> dict:
+    """The viewer's own pages over the server, as a browser asks for them (Flask's test
+    client: the whole request, templates included, no network): the sessions page of the
+    big run, a deep page of it, its architecture page (a fresh app each time, so the merged
+    graph is built, not served from the app's cache) and the fleet page."""
+    import tempfile
+
+    from flowagent_viewer import create_app
+
+    empty = tempfile.mkdtemp(prefix="fa-viewer-")
+
+    def get(path: str) -> int:
+        client = create_app({"DATA_DIR": empty, "STORE": url, "TESTING": True}).test_client()
+        resp = client.get(path)
+        if resp.status_code != 200:
+            raise RuntimeError(f"{path}: HTTP {resp.status_code}")
+        return len(resp.data)
+
+    out: dict = {}
+    out["viewer_sessions_page_s"], _ = timed(lambda: get(f"/?run={run_id}"))
+    out["viewer_sessions_deep_page_s"], _ = timed(lambda: get(f"/?run={run_id}&page=1000"))
+    out["viewer_architecture_page_s"], _ = timed(lambda: get(f"/runs/{run_id}/graph"))
+    out["viewer_fleet_page_s"], _ = timed(lambda: get("/fleet"))
     return out
 
 
@@ -240,6 +267,11 @@ def main() -> None:
           f"{result['sessions_per_s']:,.0f} | {result['events_per_s']:,.0f} | "
           f"{r['merged_graph_s'] * 1000:.0f} ms | {r['sessions_page_s'] * 1000:.0f} / "
           f"{r['sessions_deep_page_s'] * 1000:.0f} / {r['all_sessions_page_s'] * 1000:.0f} ms |")
+    print(f"viewer, run of {r['page_run_sessions']:,}: sessions page "
+          f"{r['viewer_sessions_page_s'] * 1000:.0f} ms (page 1000: "
+          f"{r['viewer_sessions_deep_page_s'] * 1000:.0f} ms), architecture page "
+          f"{r['viewer_architecture_page_s'] * 1000:.0f} ms, fleet page "
+          f"{r['viewer_fleet_page_s'] * 1000:.0f} ms")
     b = result["baseline_sqlite_1_host"]
     print(f"baseline, one host into SQLite only: {b['sessions_per_s']:,.0f} sessions/s, "
           f"{b['events_per_s']:,.0f} events/s")

@@ -16,7 +16,7 @@ from flowagent.reports.export import FORMATS
 from flowagent.reports.export._sequence import sequence as sequence_model
 from flowagent.store import queries
 
-from . import compareview, distributed, flowview, graphview, sessionview, statsview
+from . import compareview, distributed, fleetview, flowview, graphview, sessionview, statsview
 from .data import get_store, latest_run_id, merged_contract, run_or_404, run_report, \
     session_or_404, with_totals
 from .sessionlist import ORDERS, PAGE_SIZES, list_sessions, parse_filters
@@ -30,10 +30,16 @@ def _formats(kind: str) -> list[dict[str, str]]:
             if kind in f.inputs]
 
 
+def _fleet_filters() -> dict[str, str]:
+    """``service`` / ``host`` of the request (at most a name's length), when given."""
+    return {k: request.args[k][:200] for k in ("service", "host") if request.args.get(k)}
+
+
 @bp.get("/")
 def index() -> str:
     store = get_store()
-    runs = store.runs()
+    fleet_filters = _fleet_filters()
+    runs = store.runs(**fleet_filters)  # type: ignore[arg-type]
     run_id = request.args.get("run") or (runs[0]["run_id"] if runs else None)
     run = run_or_404(run_id) if run_id else None
     shown = [run if run and r["run_id"] == run["run_id"] else with_totals(store, r)
@@ -43,8 +49,10 @@ def index() -> str:
         listing = list_sessions(store, run["run_id"], parse_filters(request.args))
         roots = queries.session_roots(store, run["run_id"])
         pager = _pager(run["run_id"], listing)
+    services, hosts = fleetview.names(store)
     return render_template("index.html", runs=shown, all_runs=runs, run=run, listing=listing,
                            roots=roots, pager=pager, orders=ORDERS, page_sizes=PAGE_SIZES,
+                           services=services, hosts=hosts, fleet_filters=fleet_filters,
                            results=("success", "error", "partial", "incomplete"),
                            run_formats=_formats("merged") + _formats("sessions"))
 
@@ -53,6 +61,7 @@ def _pager(run_id: str, listing: dict) -> dict[str, str | None]:
     """Links to other pages of the same listing, built from the parsed filters only."""
     f = listing["filters"]
     keep = {k: f[k] for k in ("result", "root", "q", "order") if f[k]}
+    keep.update(_fleet_filters())
     if f["min_ms"]:
         keep["min_ms"] = f["min_ms"]
     keep["per_page"] = f["per_page"]
@@ -67,6 +76,18 @@ def _pager(run_id: str, listing: dict) -> dict[str, str | None]:
         "next": link(page + 1) if listing["has_more"] else None,
         "last": link(pages) if pages and page < pages and not listing["matched_capped"] else None,
     }
+
+
+@bp.get("/fleet")
+def fleet() -> str:
+    """Services → hosts → runs of the store, with live sessions and spools still waiting."""
+    store = get_store()
+    f = _fleet_filters()
+    services = fleetview.fleet(store, f.get("service"), f.get("host"))
+    all_services, hosts = fleetview.names(store)
+    return render_template("fleet.html", services=services, all_services=all_services,
+                           hosts=hosts, fleet_filters=f, run=None,
+                           refresh=any(s.live_runs for s in services))
 
 
 @bp.get("/runs/<run_id>")

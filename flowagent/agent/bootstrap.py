@@ -99,6 +99,23 @@ def _initial_control(run_dir: str, env: Any) -> None:
     except (OSError, ValueError, AttributeError):
         pass
     apply_control(paused, int(round(max(0.0, min(rate, 1.0)) * 1_000_000)))
+    apply_selection(run_dir)
+
+
+def apply_selection(run_dir: str) -> None:
+    """Module globs the run's control file adds to the configured ones (``flowagent control
+    --include/--exclude``), for modules imported from now on."""
+    import json
+
+    if _selector is None:
+        return
+    try:
+        with open(os.path.join(run_dir, "control.json")) as f:
+            state = json.load(f)
+        include, exclude = state.get("include") or (), state.get("exclude") or ()
+        _selector.set_live(tuple(str(g) for g in include), tuple(str(g) for g in exclude))
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
 
 
 def start() -> None:

@@ -50,16 +50,26 @@ class Selector:
                  roots: tuple[str, ...]) -> None:
         self.include = tuple(include)
         self.exclude = tuple(exclude)
+        self.configured_exclude = self.exclude
+        self.also: tuple[str, ...] = ()  # globs recorded on top of the configured choice
         self.roots = tuple(_norm(r) + os.sep for r in roots if r)
         self.env_dirs = tuple(_environment_dirs())
 
     def _excluded(self, name: str) -> bool:
         return any(fnmatchcase(name, g) for g in _ALWAYS_EXCLUDED + self.exclude)
 
+    def set_live(self, include: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+        """Globs a live control adds (modules imported later): ``include`` recorded as well
+        as what the configuration selects, ``exclude`` skipped as well."""
+        self.also = include
+        self.exclude = self.configured_exclude + exclude
+
     def wants_name(self, name: str) -> bool | None:
         """Decision from the name alone; None when the file location must decide."""
         if self._excluded(name):
             return False
+        if self.also and any(fnmatchcase(name, g) for g in self.also):
+            return True
         if self.include:
             return any(fnmatchcase(name, g) for g in self.include)
         top = name.partition(".")[0]

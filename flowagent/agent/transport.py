@@ -87,6 +87,7 @@ class Transport:
         # The ring is created with the first batch that carries something: a Python process
         # that records nothing (a helper `python -c`, a resource tracker) leaves no ring.
         self.ring: RingWriter | None = None
+        self.control_generation = 0
         # Encoder imports msgpack and zstandard now, not at exit: an import while the
         # program is ending (after an unhandled KeyboardInterrupt) would clear CPython's
         # note to die by SIGINT.
@@ -170,9 +171,17 @@ class Transport:
     def _read_control(self) -> None:
         """Pause/resume and sampling rate, as the sidecar last wrote them in our ring."""
         with self.lock:  # never once close() turned recording off for the last batch
-            if self.ring is not None and not self.stopping:
-                paused, ppm = self.ring.control()
-                apply_control(paused, ppm)
+            if self.ring is None or self.stopping:
+                return
+            paused, ppm = self.ring.control()
+            apply_control(paused, ppm)
+            generation = self.ring.control_generation()
+            changed = generation != self.control_generation
+            self.control_generation = generation
+        if changed:  # the control file changed: its globs (read outside the flush lock)
+            from .bootstrap import apply_selection
+
+            apply_selection(self.run_dir)
 
     def _thread_names(self, threads: set[int], starts: list[tuple]) -> list[list[Any]]:
         """Names of threads seen for the first time (session starts carry their own)."""

@@ -25,6 +25,10 @@ def _read_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run a program under the agent (see 'flowagent run --help')",
                    add_help=False)
 
+    def fleet_filters(sp: argparse.ArgumentParser, what: str) -> None:
+        sp.add_argument("--service", metavar="NAME", help=f"without --run: {what}")
+        sp.add_argument("--host", metavar="NAME", help=f"without --run: {what}")
+
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--data-dir", metavar="DIR")
         sp.add_argument("--store", metavar="URL",
@@ -37,6 +41,7 @@ def _read_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("sessions", help="list the sessions of a run")
     common(sp)
     sp.add_argument("--run", metavar="RUN", help="run id or prefix (default: latest)")
+    fleet_filters(sp, "the sessions of every run of that service (and host), newest first")
     sp.add_argument("--result", choices=("success", "error", "partial", "incomplete"))
     sp.add_argument("--limit", type=int, default=200)
     sp.add_argument("--json", action="store_true")
@@ -58,10 +63,14 @@ def _read_parser() -> argparse.ArgumentParser:
                          "flame graph) instead of one evented profile per thread")
     sp.add_argument("-o", "--output", metavar="FILE")
     sp.add_argument("--service", metavar="NAME",
-                    help="otlp only: service.name of the spans (default: the program's name)")
+                    help="the runs of that service, merged (without --run); otlp: the "
+                         "service.name of the spans (default: the program's name)")
+    sp.add_argument("--host", metavar="NAME", help="the runs recorded on that host, merged "
+                    "(without --run)")
     sp = sub.add_parser("stats", help="profiles, flow variants, error clusters, paths")
     common(sp)
     sp.add_argument("--run", metavar="RUN")
+    fleet_filters(sp, "the latest run of that service (and host)")
     sp.add_argument("--top", type=int, default=15, help="rows per table (15)")
     sp.add_argument("--json", action="store_true")
     sp = sub.add_parser("diff", help="what changed between two runs")
@@ -76,10 +85,19 @@ def _read_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("control", help="pause/resume a running recording, change sampling")
     common(sp)
     sp.add_argument("--run", metavar="RUN", help="default: latest")
+    sp.add_argument("--service", metavar="NAME",
+                    help="every running recording of that service, on every host writing "
+                         "into this store (instead of one run)")
     g = sp.add_mutually_exclusive_group()
     g.add_argument("--pause", action="store_true")
     g.add_argument("--resume", action="store_true")
     sp.add_argument("--sample-rate", type=float, metavar="FRACTION")
+    sp.add_argument("--include", action="append", metavar="GLOB",
+                    help="also record modules matching it, imported from now on "
+                         "(repeatable; replaces the globs of an earlier control)")
+    sp.add_argument("--exclude", action="append", metavar="GLOB",
+                    help="stop recording modules matching it, imported from now on "
+                         "(repeatable; replaces the globs of an earlier control)")
     sp = sub.add_parser("sidecar", help="re-drain the rings of a run (after a sidecar crash)")
     common(sp)
     sp.add_argument("--resume", metavar="RUN", required=True)

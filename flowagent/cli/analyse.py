@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from .common import _ms, _print_json, _run_id, _store
+from .common import _ms, _print_json, _run_id, _run_of, _store
 
 TYPE_CHECKING = False  # `flowagent run` imports as little as it can: no typing, no argparse
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ def cmd_stats(ns: argparse.Namespace, out: TextIO) -> int:
     from ..reports.stats import report
 
     store = _store(ns.data_dir, ns.store)
-    run_id = _run_id(store, ns.run)
+    run_id = _run_of(store, ns)
     rep = report(store, run_id)
     if ns.json:
         _print_json(rep, out)

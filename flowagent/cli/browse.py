@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 from ..errors import NotFoundError
-from .common import _iso, _ms, _print_json, _run_id, _store
+from .common import _fleet_runs, _iso, _ms, _print_json, _run_id, _run_of, _store
 
 TYPE_CHECKING = False  # `flowagent run` imports as little as it can: no typing, no argparse
 if TYPE_CHECKING:
@@ -39,7 +39,9 @@ def cmd_runs(ns: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_sessions(ns: argparse.Namespace, out: TextIO) -> int:
     store = _store(ns.data_dir, ns.store)
-    run_id = _run_id(store, ns.run)
+    if (ns.service or ns.host) and not ns.run:
+        return _fleet_sessions(store, ns, out)
+    run_id = _run_of(store, ns)
     rows = store.sessions(run_id, result=ns.result, limit=ns.limit, offset=0)
     if ns.json:
         _print_json(rows, out)
@@ -52,6 +54,30 @@ def cmd_sessions(ns: argparse.Namespace, out: TextIO) -> int:
     total = store.count_sessions(run_id)
     if total > len(rows):
         out.write(f"({len(rows)} of {total} sessions shown; --limit N shows more)\n")
+    return 0
+
+
+def _fleet_sessions(store: Any, ns: argparse.Namespace, out: TextIO) -> int:
+    """The sessions of every run of a service and/or host (a fleet's), newest first."""
+    from ..store.api import SessionFilter
+
+    runs = _fleet_runs(store, ns.service, ns.host)
+    rows = store.sessions(None, result=ns.result, order="-started", limit=ns.limit,
+                          service=ns.service, host=ns.host)
+    if ns.json:
+        _print_json(rows, out)
+        return 0
+    out.write(f"{'SESSION':<20} {'RUN':<24} {'RESULT':<10} {'START (UTC)':<19} "
+              f"{'DURATION':>11} {'CALLS':>6}  ROOT\n")
+    for s in rows:
+        out.write(f"{s['session_id']:<20} {s['run_id']:<24} {s['result'] or 'open':<10} "
+                  f"{_iso(s['started_ns']):<19} {_ms(s['duration_ns']):>11} {s['calls']:>6}  "
+                  f"{s['name'] or '?'}\n")
+    total, capped = store.count_matching(SessionFilter(result=ns.result, service=ns.service,
+                                                       host=ns.host))
+    if total > len(rows):
+        out.write(f"({len(rows)} of {'more than ' if capped else ''}{total} sessions of "
+                  f"{len(runs)} runs shown; --limit N shows more)\n")
     return 0
 
 

@@ -108,3 +108,25 @@ def _one_line_json(obj: Any) -> str:
     import json
 
     return json.dumps(obj)
+
+
+def _fleet_runs(store: Any, service: str | None, host: str | None) -> list[str]:
+    """The runs of a service and/or host, newest first (one error line when there are none)."""
+    runs = [r["run_id"] for r in store.runs(service=service, host=host)]
+    if not runs:
+        what = " on ".join(f"{k} {v!r}" for k, v in (("service", service), ("host", host)) if v)
+        raise NotFoundError(f"no run of {what} in the store; 'flowagent view' shows the "
+                            "services and hosts it holds on its Fleet page")
+    return runs
+
+
+def _run_of(store: Any, ns: Any) -> str:
+    """``--run``, else the latest run of ``--service`` / ``--host``, else the latest run."""
+    service, host = getattr(ns, "service", None), getattr(ns, "host", None)
+    if ns.run and (service or host):
+        raise UsageError("--run names one run and --service/--host choose runs by name: "
+                         "give one or the other")
+    if ns.run or not (service or host):
+        return _run_id(store, ns.run)
+    return _fleet_runs(store, service, host)[0]
+

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import NotFoundError, UsageError
-from .common import _names_data_dir, _run_id, _run_refs, _store
+from .common import _fleet_runs, _names_data_dir, _run_id, _run_refs, _store
 
 TYPE_CHECKING = False  # `flowagent run` imports as little as it can: no typing, no argparse
 if TYPE_CHECKING:
@@ -30,6 +30,8 @@ def cmd_export(ns: argparse.Namespace, out: TextIO) -> int:
     store = _store(ns.data_dir, ns.store) if ns.store or ns.session or not ns.run \
         or not all(map(_names_data_dir, ns.run)) else None
     fmt = FORMATS[ns.format]
+    if (ns.service or ns.host) and not ns.run and not ns.session:
+        ns.run = _fleet_runs(store, ns.service, ns.host)
     if ns.aggregate and (ns.format != "speedscope" or ns.session):
         raise UsageError("--aggregate goes with --format speedscope and a run, not a session")
     g: Any = None  # the session's graph (the SessionGraph contract) when --session names one

@@ -22,16 +22,42 @@ def cmd_control(ns: argparse.Namespace, out: TextIO) -> int:
 
     cfg = load_config(os.getcwd(), os.environ, {k: v for k, v in (
         ("data_dir", ns.data_dir), ("store", getattr(ns, "store", None))) if v})
+    if ns.sample_rate is not None and not 0.0 <= ns.sample_rate <= 1.0:
+        raise UsageError("--sample-rate takes a fraction between 0 and 1")
+    if ns.service is not None:
+        return _control_service(ns, store_url(cfg.data_dir, cfg.store), out)
     store = open_store(store_url(cfg.data_dir, cfg.store), readonly=True)
     run_id = _run_id(store, ns.run)
     run = store.run(run_id)
     if run and run.get("ended_ns"):
         raise UsageError(f"run {run_id} has ended; control applies to a run in progress")
-    if ns.sample_rate is not None and not 0.0 <= ns.sample_rate <= 1.0:
-        raise UsageError("--sample-rate takes a fraction between 0 and 1")
     paused = True if ns.pause else False if ns.resume else None
-    state = control.write(rundir.run_dir(cfg.data_dir, run_id), paused, ns.sample_rate)
+    state = control.write(rundir.run_dir(cfg.data_dir, run_id), paused, ns.sample_rate,
+                          ns.include, ns.exclude)
     out.write(f"run {run_id}: {_one_line_json(state)}\n")
+    return 0
+
+
+def _control_service(ns: argparse.Namespace, url: str, out: TextIO) -> int:
+    """Every running recording of a service, on every host writing into the store."""
+    import re
+
+    from ..sidecar import control
+
+    if ns.run:
+        raise UsageError("--service controls every run of a service and --run one run: "
+                         "give one or the other")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", ns.service):
+        raise UsageError(f"--service: a service name is 1 to 64 letters, digits, '.', '_' or "
+                         f"'-', got {ns.service!r}")
+    paused = True if ns.pause else False if ns.resume else None
+    row, live = control.control_service(url, ns.service, paused=paused,
+                                        sample_rate=ns.sample_rate, include=ns.include,
+                                        exclude=ns.exclude)
+    n = len(live)
+    out.write(f"service {ns.service}: {_one_line_json(row.state())}; "
+              f"{n} running recording{'' if n == 1 else 's'} take{'s' if n == 1 else ''} it "
+              f"within {control.FLEET_POLL_S * 2:g} s, recordings started later at once\n")
     return 0
 
 

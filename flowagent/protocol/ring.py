@@ -215,6 +215,10 @@ class RingWriter:
         mm = self._mm
         return bool(_I.unpack_from(mm, OFF_PAUSED)[0]), _I.unpack_from(mm, OFF_SAMPLE_PPM)[0]
 
+    def control_generation(self) -> int:
+        """Grows with every control the sidecar writes (the module globs live in the file)."""
+        return int(_Q.unpack_from(self._mm, OFF_CONTROL_GEN)[0])
+
     def close(self) -> None:
         """Mark a clean exit; the mapping stays valid for the sidecar's last drain."""
         try:

@@ -162,7 +162,7 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
 
     hooks = Hooks(list(hook_specs))
     ingest = Ingestor(store, run_id, run_dir, retention, hooks if hooks else None)
-    control = Control(run_dir)
+    control = Control(run_dir, db, run_identity(service, host)[0])  # + the service's fleet
     sender = None
     if otlp and otlp.get("endpoint"):
         from .otlp_sender import SenderProcess
@@ -178,6 +178,7 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
         ingest.prune()
         if stored == 0:
             done.wait(poll_s)
+    control.close()
     # Processes still running (a daemon that outlived the program) keep their sessions open
     # and their rings: what they record from now on is stored by a later --resume. Helpers
     # that end just after the program (a pool's workers, multiprocessing's resource
@@ -241,7 +242,22 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
     note = getattr(store, "forward_note", None)  # a shared store's spool still waiting
     if note:
         summary["store_note"] = note
+    if max_data_size and getattr(store, "capabilities", {}).get("shared"):
+        summary.update(_server_limit(db, max_data_size, run_id))
     return summary
+
+
+def _server_limit(db: str, max_data_size: int, run_id: str) -> dict:
+    """The size limit on a shared server (whole runs dropped, oldest first), reported in
+    the summary; a server that does not answer is left for the next run to limit."""
+    from ..store.limit import enforce_server
+
+    try:
+        kept = enforce_server(db, max_data_size, run_id)
+    except Exception as exc:
+        return {"server_limit_error": " ".join(str(exc).split())[:300]}
+    return {"server_pruned_runs": len(kept.runs), "server_pruned_bytes": kept.freed_bytes,
+            "server_bytes": kept.size_bytes}
 
 
 def main(argv: list[str] | None = None) -> int:

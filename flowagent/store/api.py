@@ -324,6 +324,15 @@ class FleetEntry(NamedTuple):
     last_started_ns: int
 
 
+class SpoolBacklog(NamedTuple):
+    """What one host's spool still held for a shared store when it last reached it."""
+
+    host: str | None
+    spool: str
+    waiting: int
+    updated_ns: int
+
+
 @runtime_checkable
 class Store(Protocol):
     """Recorded data: one implementation per database engine (see the module doc)."""
@@ -361,6 +370,9 @@ class Store(Protocol):
     def run(self, run_id: str) -> dict[str, Any] | None: ...
     def latest_run(self) -> str | None: ...
     def fleet(self) -> list[FleetEntry]: ...
+    def spool_backlog(self) -> list[SpoolBacklog]:
+        """Changes each host's spool holds for a shared store (none for SQLite)."""
+        ...
 
     # -- processes -----------------------------------------------------------------------------
     def add_process(self, run_id: str, pk: str, pid: int, ppid: int,
@@ -485,6 +497,19 @@ class Store(Protocol):
         process left open, stored as incomplete}``."""
         ...
 
+    # -- fleet control (flowagent.store.control) ----------------------------------------------
+    def service_control(self, service: str) -> Any:
+        """The service's live settings (a :class:`~flowagent.store.control.ServiceControl`),
+        or None when it was never controlled."""
+        ...
+    def service_controls(self) -> list[Any]: ...
+    def set_service_control(self, service: str, *, paused: bool | None = None,
+                            sample_rate: float | None = None,
+                            include: Sequence[str] | None = None,
+                            exclude: Sequence[str] | None = None) -> Any:
+        """Change the given settings of every recording of ``service`` (others stay)."""
+        ...
+
     # -- size limits and retention (flowagent.store.limit) -------------------------------------
     def stored_bytes(self) -> int: ...
     def prunable_runs(self, keep: str) -> list[str]: ...
@@ -559,7 +584,8 @@ def damage_error(exc: BaseException) -> Exception | None:
 
 __all__ = [
     "RESULTS", "PRUNED", "RECENT", "FAILED", "EXEMPLAR", "RUN_FIELDS", "SESSION_FIELDS",
-    "FUNCTION_FIELDS", "PROCESS_FIELDS", "FunctionDef", "ProcessState", "ProcessProgress",
+    "FUNCTION_FIELDS", "PROCESS_FIELDS", "SpoolBacklog", "FunctionDef", "ProcessState",
+    "ProcessProgress",
     "ProcessCounters", "OpenSession", "SessionEnd", "SessionRow", "ProcessSample", "RunTotals",
     "RunEnd",
     "NodeStats", "EdgeStats", "ShapeCount", "PathCount", "VariantStats", "ClusterStats",

@@ -14,6 +14,12 @@ When it is over the limit after a run, whole ended runs are deleted, oldest firs
 fits. Never deleted: the run that just ended, a run still recording, and a run whose processes
 outlived it (its rings wait for ``flowagent sidecar --resume``). One run larger than the limit
 is kept whole: the limit bounds what accumulates, the per-run retention bounds one run.
+
+A shared PostgreSQL store (:func:`enforce_server`): the same limit bounds the server's
+database, applied by each sidecar as its run ends (after its spool was forwarded), over the
+whole fleet's ended runs, oldest first; a run's partitions are dropped whole (no row-by-row
+delete, no vacuum debt). Every host applies the limit it is configured with, so a fleet
+should configure one (``max_data_size`` in the shared configuration).
 """
 
 from __future__ import annotations
@@ -66,13 +72,15 @@ def tree_bytes(path: str) -> int:
     return total
 
 
-def data_bytes(store: Store, data_dir: str) -> int:
-    return store.stored_bytes() + tree_bytes(os.path.join(data_dir, rundir.RUNS))
+def data_bytes(store: Store, data_dir: str | None) -> int:
+    """The store's bytes, plus the run files of ``data_dir`` (None: a server's store only)."""
+    return store.stored_bytes() + (tree_bytes(os.path.join(data_dir, rundir.RUNS)) if data_dir
+                                   else 0)
 
 
-def enforce(store: Store, data_dir: str, limit: int, current: str) -> Pruned:
-    """Delete the oldest ended runs until the data directory is within ``limit`` bytes
-    (0: no limit)."""
+def enforce(store: Store, data_dir: str | None, limit: int, current: str) -> Pruned:
+    """Delete the oldest ended runs until the data directory (None: the store alone) is
+    within ``limit`` bytes (0: no limit)."""
     size = data_bytes(store, data_dir)
     if limit <= 0 or size <= limit:
         return Pruned(size_bytes=size)
@@ -80,10 +88,24 @@ def enforce(store: Store, data_dir: str, limit: int, current: str) -> Pruned:
     start = size
     for run_id in store.prunable_runs(current):
         store.delete_run(run_id)
-        if run_id and os.sep not in run_id and run_id not in (".", ".."):
+        if data_dir and run_id and os.sep not in run_id and run_id not in (".", ".."):
             shutil.rmtree(rundir.run_dir(data_dir, run_id), ignore_errors=True)
         pruned.append(run_id)
         size = data_bytes(store, data_dir)
         if size <= limit:
             break
     return Pruned(tuple(pruned), max(start - size, 0), size)
+
+
+def enforce_server(url: str, limit: int, current: str) -> Pruned:
+    """The size limit on a shared server's database (see the module doc); a store that is
+    not shared has nothing to do here."""
+    if limit <= 0 or kind_of(url) == "sqlite":
+        return Pruned()
+    from .api import open_store
+
+    server = open_store(url, readonly=True)
+    try:
+        return enforce(server, None, limit, current)
+    finally:
+        server.close()

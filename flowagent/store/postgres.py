@@ -19,12 +19,13 @@ import hashlib
 import inspect
 import os
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Sequence
 
 from ..errors import StoreError
 from . import chunks as C
 from . import lineage, pgschema
-from .pgconn import PgDB, drop_partitions, ensure_schema, one_line, redact, require_psycopg
+from .pgconn import (_SCHEMA_LOCK, PgDB, drop_partitions, ensure_schema, one_line, redact,
+                     require_psycopg)
 from .spool import Forwarder, describe, install_capture, spool_path, waiting
 from .sqlite import SQLiteStore
 from .traces import TABLES as TRACE_TABLES
@@ -78,6 +79,20 @@ class SpoolStore(SQLiteStore):
     def waiting(self) -> int:
         return waiting(self.db)
 
+    # Fleet control is the server's: a spool would hold it back from the sidecars.
+    def service_control(self, service: str) -> Any:
+        return _on_server(self.url, "service_control", service)
+
+    def service_controls(self) -> list[Any]:
+        return _on_server(self.url, "service_controls")  # type: ignore[no-any-return]
+
+    def set_service_control(self, service: str, *, paused: bool | None = None,
+                            sample_rate: float | None = None,
+                            include: Sequence[str] | None = None,
+                            exclude: Sequence[str] | None = None) -> Any:
+        return _on_server(self.url, "set_service_control", service, paused=paused,
+                          sample_rate=sample_rate, include=include, exclude=exclude)
+
     def forward_status(self) -> str:
         return describe(self.url, self.waiting(), self.forwarder.last_error, self.path)
 
@@ -91,6 +106,14 @@ class SpoolStore(SQLiteStore):
                             if left else None)
         self.forwarder.close()
         super().close()
+
+
+def _on_server(url: str, method: str, *args: Any, **kwargs: Any) -> Any:
+    server = PostgresStore(url)
+    try:
+        return getattr(server, method)(*args, **kwargs)
+    finally:
+        server.close()
 
 
 class PostgresStore(SQLiteStore):
@@ -172,6 +195,18 @@ class PostgresStore(SQLiteStore):
             "COUNT(*) FILTER (WHERE status='running' AND ended_ns IS NULL), MAX(started_ns) "
             "FROM runs GROUP BY service, host ORDER BY service, host")]
 
+    def spool_backlog(self) -> list[Any]:
+        from .api import SpoolBacklog
+
+        try:
+            rows = self.db.execute("SELECT host, spool, waiting, updated_ns FROM spool_backlog "
+                                   "ORDER BY host, spool").fetchall()
+        except Exception as exc:  # no forwarder ever reached this server
+            if "does not exist" in str(exc):
+                return []
+            raise
+        return [SpoolBacklog(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
     def session_totals(self, run_id: str) -> Any:
         from .api import SessionTotals
 
@@ -199,6 +234,23 @@ class PostgresStore(SQLiteStore):
     def shape_id(self, text: str) -> int:
         raise StoreError("the PostgreSQL store is written through a sidecar's spool")
 
+    def set_service_control(self, service: str, *, paused: bool | None = None,
+                            sample_rate: float | None = None,
+                            include: Sequence[str] | None = None,
+                            exclude: Sequence[str] | None = None) -> Any:
+        """Written straight to the server (not spooled): a fleet's sidecars poll it there.
+        Under the schema lock, so concurrent first writers never race on the table."""
+        from . import control
+
+        conn = self.db.conn
+        with self.db._lock, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            conn.execute(control.SCHEMA)
+            control.write(self.db, service, control.merged(
+                control.read(self.db, service), service, paused, sample_rate, include,
+                exclude))
+        return control.read(self.db, service)
+
     def close(self) -> None:
         self.db.close()
 
@@ -207,7 +259,7 @@ class PostgresStore(SQLiteStore):
 # server, once its own changes are there. The sidecar's bookkeeping (process state, open
 # sessions, row ids, its run's aggregates as it resumes) always reads its own spool.
 SERVER_READS = (
-    "runs", "run", "latest_run", "fleet", "processes", "samples", "functions", "shape_text",
+    "runs", "run", "latest_run", "fleet", "spool_backlog", "processes", "samples", "functions", "shape_text",
     "node_stats", "edge_stats", "variant_stats", "cluster_stats", "path_counts", "shape_counts",
     "aggregates", "aggregate_version", "sessions", "count_sessions", "count_matching",
     "session", "session_starts", "session_totals", "session_results", "variant_results",

@@ -34,11 +34,16 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from . import pgschema
-from .pgconn import (CONNECT_TIMEOUT_S, ensure_columns, ensure_partitions, ensure_schema,
+from .pgconn import (_SCHEMA_LOCK, CONNECT_TIMEOUT_S, ensure_columns, ensure_partitions, ensure_schema,
                      one_line, redact, require_psycopg)
 
 SPOOL_FILE = "pg-spool.db"
 BATCH = 2000           # log lines per forwarded transaction
+
+# Each forwarder reports its backlog to the server with every batch, so a fleet view can say
+# what each host still holds (as of when it last reached the server).
+BACKLOG_SCHEMA = ("CREATE TABLE IF NOT EXISTS spool_backlog(spool TEXT PRIMARY KEY, "
+                  "host TEXT, waiting BIGINT, updated_ns BIGINT)")
 IDLE_S = 0.2           # forwarder's pause when the spool is empty
 RETRY_S = (0.5, 5.0)   # back-off while the server is unreachable: first, longest
 
@@ -140,6 +145,9 @@ class Forwarder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lockfile = path + ".lock"
+        #: the host as its runs name it, and this spool on it (its row in spool_backlog)
+        self.host = os.environ.get("FLOWAGENT_HOST") or os.uname().nodename
+        self.identity = f"{self.host}:{os.path.abspath(path)}"
 
     # -- the loop ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -222,6 +230,8 @@ class Forwarder:
             conn = pg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
             with conn.transaction():
                 ensure_schema(conn)
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                conn.execute(BACKLOG_SCHEMA)
             self.pg = conn
             self._columns.clear()
             self._partitions.clear()
@@ -259,12 +269,18 @@ class Forwarder:
             groups = self._read_groups(lines)
             for run_id in sorted({r for _op, _t, _c, rows, runs in groups for r in runs}):
                 self._partition(run_id)
+            left = self.waiting() - len(lines)
             with pg.transaction():
                 for op, table, cols, rows, _runs in groups:
                     if op == "u":
                         self._upsert(pg, table, cols, rows)
                     else:
                         self._delete(pg, table, rows)
+                pg.execute("INSERT INTO spool_backlog(spool, host, waiting, updated_ns) "
+                           "VALUES(%s,%s,%s,%s) ON CONFLICT(spool) DO UPDATE "
+                           "SET host=excluded.host, waiting=excluded.waiting, "
+                           "updated_ns=excluded.updated_ns",
+                           (self.identity, self.host, left, time.time_ns()))
             self.db.execute("DELETE FROM spool_log WHERE seq<=?", (lines[-1][0],))
             self.forwarded += len(lines)
             self.last_error = None

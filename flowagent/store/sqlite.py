@@ -958,3 +958,30 @@ class SQLiteStore:
             "SELECT s.session_id FROM sessions s JOIN functions f ON f.run_id=s.run_id AND "
             "f.fid=s.root_fid WHERE s.run_id=? AND f.name=? AND s.tree_kept>0 "
             "ORDER BY s.started_ns DESC LIMIT ?", (run_id, root_name, limit)).fetchall()]
+
+    def spool_backlog(self) -> list[Any]:
+        return []  # a SQLite store is written directly: nothing waits in a spool
+
+    # -- fleet control (flowagent.store.control) -------------------------------------------
+    def service_control(self, service: str) -> Any:
+        from . import control
+
+        return control.read(self.db, service)
+
+    def service_controls(self) -> list[Any]:
+        from . import control
+
+        return control.read_all(self.db)
+
+    def set_service_control(self, service: str, *, paused: bool | None = None,
+                            sample_rate: float | None = None,
+                            include: Sequence[str] | None = None,
+                            exclude: Sequence[str] | None = None) -> Any:
+        from . import control
+
+        with self.transaction():
+            self.db.execute(control.SCHEMA)
+            control.write(self.db, service, control.merged(
+                control.read(self.db, service), service, paused, sample_rate, include,
+                exclude))
+        return control.read(self.db, service)
