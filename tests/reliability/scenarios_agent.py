@@ -282,7 +282,7 @@ scenario("crash/finalizer-ends-a-session-inside-the-flush", _POOL_FLUSH.format(s
         def __init__(self): self.me = self
         def __del__(self): pass
     def start(): gc.set_threshold(1)  # a collection at almost every allocation of a flush
-"""), check=recorded(task=40, work=2000), timeout=90)
+"""), check=recorded(task=40, work=2000), timeout=180)
 
 scenario("crash/gc-callback-records-inside-the-flush", _POOL_FLUSH.format(setup="""
     class Node:
@@ -295,7 +295,8 @@ scenario("crash/gc-callback-records-inside-the-flush", _POOL_FLUSH.format(setup=
 """),
          # The pool terminates its workers while collections keep recording in them: the
          # last sessions of a worker may be cut off (stored as incomplete, and counted).
-         check=recorded(complete=False, task=40, work=2000, seen=1), timeout=90)
+         check=recorded(complete=False, task=40, work=2000, seen=1), timeout=180,
+         slow=True)  # a recorded gc callback at almost every allocation: slow
 
 scenario("crash/weakref-callback-ends-a-session-inside-the-flush", _POOL_FLUSH.format(setup="""
     import weakref
@@ -306,7 +307,7 @@ scenario("crash/weakref-callback-ends-a-session-inside-the-flush", _POOL_FLUSH.f
             self.me = self
             refs.add(weakref.ref(self, gone))
     def start(): gc.set_threshold(1)
-"""), check=recorded(task=40, work=2000), timeout=90)
+"""), check=recorded(task=40, work=2000), timeout=180, slow=True)
 
 scenario("crash/signal-handler-ends-a-session-inside-a-flush", _POOL_FLUSH.format(setup="""
     class Node:
@@ -317,7 +318,7 @@ scenario("crash/signal-handler-ends-a-session-inside-a-flush", _POOL_FLUSH.forma
         # while the worker's own flush is running.
         signal.signal(signal.SIGALRM, lambda s, f: tick(s))
         signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)
-"""), check=recorded(task=40, work=2000), timeout=90)
+"""), check=recorded(task=40, work=2000), timeout=180)
 
 # == async-exc: exceptions from signal handlers and other threads ==========================
 
