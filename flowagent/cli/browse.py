@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 from ..errors import NotFoundError
-from .common import _fleet_runs, _iso, _ms, _print_json, _run_id, _run_of, _store
+from .common import _fleet_runs, _iso, _ms, _print_json, _run_of, _store
 
 TYPE_CHECKING = False  # `flowagent run` imports as little as it can: no typing, no argparse
 if TYPE_CHECKING:
