@@ -96,7 +96,7 @@ class Transport:
         self.stopping = False
         self.anchor = (time.time_ns(), time.perf_counter_ns())
         self.thread_names: dict[int, str] = {}
-        self.sent_stats = [0, 0, 0]
+        self.sent_stats = [0, 0, 0, 0]
         # The ring is created with the first batch that carries something: a Python process
         # that records nothing (a helper `python -c`, a resource tracker) leaves no ring.
         self.ring: RingWriter | None = None
@@ -169,6 +169,10 @@ class Transport:
         self._paused_for_fork = self._yield_to_fork = False
         recorder.reset_after_fork()
         tracecontext.reset_after_fork()
+        from . import backends
+
+        if backends._profile is not None:
+            backends._profile.restart_after_fork()
         try:
             self._open_for(os.getpid())
         except Exception:
@@ -246,7 +250,8 @@ class Transport:
         new_starts = starts[:ns]
         del starts[:ns]
         traces = tracecontext.take()  # after the calls: never in a later batch than they
-        stats = [S.agent_errors + _shape_failures(), S.dropped, S.sampled_out]
+        displaced = _displaced()
+        stats = [S.agent_errors + _shape_failures(), S.dropped, S.sampled_out, displaced[0]]
         if not (n or new_starts or links or traces or final) and stats == self.sent_stats:
             return
         if self.ring is None:
@@ -267,6 +272,9 @@ class Transport:
             batch["links"] = links
         if traces:
             batch["traces"] = traces
+        if displaced[0]:
+            # the program's own profile function displaced recording: [times, ns]
+            batch["profile_displaced"] = list(displaced)
         payload = self.encoder.encode_columns(batch, n, columns)
         new_drops = stats[1] - self.sent_stats[1]
         if new_drops:
@@ -363,6 +371,12 @@ def _patch_os_exec(transport: Transport) -> None:
 
     os.execv = patched(os.execv)
     os.execve = patched(os.execve)
+
+
+def _displaced() -> tuple[int, int]:
+    from . import backends
+
+    return backends.displaced()
 
 
 def _shape_failures() -> int:
