@@ -35,8 +35,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from retention_bench import FUNCS, session_calls  # noqa: E402
 
-from flowagent.agent.ring import RingWriter  # noqa: E402
-from flowagent.agent.wire import VERSION, Encoder  # noqa: E402
+from flowagent.protocol.ring import RingWriter  # noqa: E402
+from flowagent.protocol.wire import VERSION, Encoder  # noqa: E402
 
 
 def _frames(sessions: int, batch: int, pk: int, seed: int):
@@ -178,7 +178,7 @@ def synthesize(url: str, source: str, total: int) -> str:
 
 
 def reads(url: str, big_run: str | None = None) -> dict:
-    from flowagent.sidecar.graph import from_aggregates, merge_all, to_contract
+    from flowagent.model.graph import from_aggregates, merge_all, to_contract
     from flowagent.store.postgres import PostgresStore
     from flowagent.store import queries
 

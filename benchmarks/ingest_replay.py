@@ -28,8 +28,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from flowagent.agent.ring import RingReader  # noqa: E402
-from flowagent.agent.wire import Decoder  # noqa: E402
+from flowagent.protocol.ring import RingReader  # noqa: E402
+from flowagent.protocol.wire import Decoder  # noqa: E402
 from flowagent.sidecar.__main__ import tune_gc  # noqa: E402
 
 import wire  # noqa: E402

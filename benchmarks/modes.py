@@ -107,7 +107,7 @@ def _fa_disabled(ctx: Ctx) -> Command:
 def _agent_env(ctx: Ctx, enabled: bool) -> dict[str, str]:
     """The environment ``flowagent run`` gives its child, without the launcher or a
     sidecar: isolates what the agent costs inside the process."""
-    from flowagent.launcher import bootstrap_dir
+    from flowagent.launch.target import bootstrap_dir
 
     run_dir = os.path.join(ctx.tmp, "data", "runs", "agent-only")
     os.makedirs(os.path.join(run_dir, "rings"), exist_ok=True)

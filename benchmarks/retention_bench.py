@@ -20,8 +20,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from flowagent.agent.ring import RingWriter  # noqa: E402
-from flowagent.agent.wire import VERSION, Encoder  # noqa: E402
+from flowagent.protocol.ring import RingWriter  # noqa: E402
+from flowagent.protocol.wire import VERSION, Encoder  # noqa: E402
 from flowagent.sidecar.ingest import Ingestor, Retention  # noqa: E402
 from flowagent.store.sqlite import SQLiteStore  # noqa: E402
 

@@ -376,7 +376,7 @@ def measure_browser(data_dir: str, ids: dict[str, Any], report: str | None = Non
     import re
     import subprocess
 
-    server = subprocess.Popen([sys.executable, "-m", "flowagent.viewcmd", "--data-dir", data_dir,
+    server = subprocess.Popen([sys.executable, "-m", "flowagent.cli.view", "--data-dir", data_dir,
                                "--port", "0"], stdout=subprocess.PIPE, text=True)
     try:
         url = re.search(r"(http://\S+)", server.stdout.readline()).group(1).rstrip("/")  # type: ignore

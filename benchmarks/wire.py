@@ -11,8 +11,8 @@ import os
 import struct
 from typing import Any
 
-from flowagent.agent import ring as ringmod
-from flowagent.agent.ring import RingReader
+from flowagent.protocol import ring as ringmod
+from flowagent.protocol.ring import RingReader
 
 
 def ring_files(data_dir: str) -> list[str]:

@@ -13,8 +13,8 @@ from werkzeug.wrappers import Response
 
 from flowagent import __version__
 from flowagent.errors import StoreDamagedError, StoreError
-from flowagent.export import FORMATS
-from flowagent.export._sequence import sequence as sequence_model
+from flowagent.reports.export import FORMATS
+from flowagent.reports.export._sequence import sequence as sequence_model
 from flowagent.store import queries
 from flowagent.store.api import open_store
 
@@ -150,7 +150,7 @@ def function(run_id: str) -> Response:
 
 @bp.get("/runs/<run_id>/stats")
 def stats(run_id: str) -> Response:
-    """``flowagent stats --json`` of the run (:func:`flowagent.stats.report`), with live
+    """``flowagent stats --json`` of the run (:func:`flowagent.reports.stats.report`), with live
     totals while it is recorded, functions in ``?sort=`` order, ``function_count`` and
     ``has_loss``."""
     r = run_or_404(run_id)

@@ -1,6 +1,6 @@
 """Two runs on one map: the architecture of run B with what changed since run A drawn on it.
 
-:func:`flowagent.diff.diff` decides what changed (new and gone functions and call edges,
+:func:`flowagent.reports.diff.diff` decides what changed (new and gone functions and call edges,
 frequency shifts, slower or faster functions, new error clusters, and, when it reports them,
 result-mix shifts per function). Here that verdict is put on the map: the graph is run B's,
 plus run A's gone functions and call edges (with no calls), and every node and edge of the
@@ -116,7 +116,7 @@ def other_run(run: dict[str, Any]) -> dict[str, Any] | None:
 def compared_view(run: dict[str, Any], other: dict[str, Any], opts: dict[str, Any]
                   ) -> dict[str, Any]:
     """The view of ``run`` (B) with the changes since ``other`` (A) on it."""
-    from flowagent.diff import diff
+    from flowagent.reports.diff import diff
 
     from .data import _cached, merged_contract
     from .graphview import view_graph

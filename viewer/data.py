@@ -17,8 +17,8 @@ from typing import Any
 
 from flask import Flask, abort, current_app, g
 
-from flowagent import stats
-from flowagent.sidecar.graph import from_aggregates, to_contract
+from flowagent.reports import stats
+from flowagent.model.graph import from_aggregates, to_contract
 from flowagent.store import queries
 from flowagent.store.api import Store, open_store, store_url
 
@@ -135,7 +135,7 @@ def merged_contract(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_report(run: dict[str, Any]) -> dict[str, Any]:
-    """:func:`flowagent.stats.report` of the run, cached like the graph. Callers must not
+    """:func:`flowagent.reports.stats.report` of the run, cached like the graph. Callers must not
     change it in place (it is shared between requests)."""
     return _cached("report", run, lambda store: stats.report(store, run["run_id"]))
 

@@ -2,7 +2,7 @@
 
 The session and sequence pages (and their API twins) take ``?run=A&run=B``: with runs other
 than the session's own selected, the session is read as a distributed session
-(:mod:`flowagent.stitch`), each request another run served under the client call that made
+(:mod:`flowagent.reports.stitch`), each request another run served under the client call that made
 it. :func:`related_runs` finds the runs of this store that took part in the session's traces,
 which the session page offers as that selection.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import request
 
-from flowagent import stitch
+from flowagent.reports import stitch
 from flowagent.store import traces
 
 from .data import get_store

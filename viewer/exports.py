@@ -1,6 +1,6 @@
 """Downloads in the export formats, generated from the store on each request.
 
-The format must be a key of :data:`flowagent.export.FORMATS` (anything else, such as
+The format must be a key of :data:`flowagent.reports.export.FORMATS` (anything else, such as
 ``../../x``, is a 404) and ids are looked up in the store; the download's file name is built
 from the id the store returned, reduced to safe characters. Nothing is read from disk but the
 database.
@@ -15,9 +15,9 @@ from typing import IO
 
 from flask import Blueprint, Response, abort, request
 
-from flowagent.export import FORMATS, ExportFormat
-from flowagent.export.mermaid import session_sequence_mermaid
-from flowagent.sidecar.graph import from_aggregates, merge_all, to_contract
+from flowagent.reports.export import FORMATS, ExportFormat
+from flowagent.reports.export.mermaid import session_sequence_mermaid
+from flowagent.model.graph import from_aggregates, merge_all, to_contract
 
 from .data import get_store, merged_contract, run_or_404, session_or_404
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowagent.sidecar import histogram as H
+from flowagent.model import histogram as H
 from flowagent.store.api import RESULTS, Store
 
 SAMPLE = 300      # kept session trees read per entry
@@ -24,7 +24,7 @@ MAX_DEPTH = 24
 
 def entries(report: dict[str, Any], roots: list[dict[str, Any]] | None = None
             ) -> list[dict[str, Any]]:
-    """Entry points of a run, most sessions first, from :func:`flowagent.stats.report`'s flow
+    """Entry points of a run, most sessions first, from :func:`flowagent.reports.stats.report`'s flow
     variants, plus ``roots`` (``queries.session_roots``) that have none (a store written
     without variants still lists where its sessions start)."""
     out: dict[str, dict[str, Any]] = {}

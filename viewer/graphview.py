@@ -1,6 +1,6 @@
 """The merged graph as the architecture page draws it: filtered, collapsed, grouped.
 
-Input is the merged-graph contract (``sidecar.graph.to_contract``). Filters apply to functions
+Input is the merged-graph contract (``model.graph.to_contract``). Filters apply to functions
 first (error paths, module, minimum frequency), then functions collapse to the chosen level:
 
 * ``function``: one node per function, inside class and module boxes;

@@ -11,7 +11,7 @@ store has one, else its program's name), so dashboards sum by service across run
 counters stop moving and would otherwise grow every scrape forever.
 
 Duration histograms are re-bucketed from the store's log-linear histograms
-(:mod:`flowagent.sidecar.histogram`) onto bounds that are powers of two nanoseconds
+(:mod:`flowagent.model.histogram`) onto bounds that are powers of two nanoseconds
 (:data:`BOUNDS_NS`, 1.024 µs to 17.2 s): every stored bucket lies wholly below or above each
 of them, so the exported cumulative counts are exact, not interpolated.
 """
@@ -26,8 +26,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from flowagent.export.otlp import run_service_name
-from flowagent.sidecar import histogram as H
+from flowagent.reports.export.otlp import run_service_name
+from flowagent.model import histogram as H
 from flowagent.store.api import Store
 
 from .data import get_store, is_live

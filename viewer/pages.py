@@ -12,8 +12,8 @@ from typing import Any
 from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from flowagent.export import FORMATS
-from flowagent.export._sequence import sequence as sequence_model
+from flowagent.reports.export import FORMATS
+from flowagent.reports.export._sequence import sequence as sequence_model
 from flowagent.store import queries
 
 from . import compareview, distributed, flowview, graphview, sessionview, statsview

@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flowagent.export._common import end_ns, start_ns, walk_calls
-from flowagent.export._timeline import Span, Timeline
+from flowagent.protocol.wire import RESULT_NAMES as RESULTS
+from flowagent.reports.export._common import end_ns, start_ns, walk_calls
+from flowagent.reports.export._timeline import Span, Timeline
 
 from .fmt import duration, input_shape, mark
 
-RESULTS = ("success", "error", "partial", "incomplete")
 OPEN_BUDGET = 300  # rows visible at first in a big session
 ERROR_PATH_BUDGET = 300  # extra rows opened to show where errors are
 MAX_INDENT = 40  # deeper calls are indented like depth 40 and show their depth as a badge

@@ -1,6 +1,6 @@
 """Statistics of one run, as the stats page and ``/api/runs/<id>/stats`` show them.
 
-Both start from :func:`flowagent.stats.report` (the data behind ``flowagent stats --json``),
+Both start from :func:`flowagent.reports.stats.report` (the data behind ``flowagent stats --json``),
 which reads the aggregates the sidecar keeps for every session, never the call trees: so the
 page costs the same for 100 sessions as for 100 000. The API returns the report itself plus a
 few keys the page's live refresh needs; the page shapes it into tables here, so the template

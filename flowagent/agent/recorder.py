@@ -16,7 +16,7 @@ copied context shares is replaced, never written; ``_speedups.c`` proves the cas
 CPython's own structures). Everything here and in the backends and integrations reads and
 writes the current call through ``_get`` / ``_set`` only, which understand the holder.
 
-A finished call becomes one record of 13 integers (:data:`flowagent.agent.wire.CALL_FIELDS`)
+A finished call becomes one record of 13 integers (:data:`flowagent.protocol.wire.CALL_FIELDS`)
 packed into a flat int64 buffer, so nothing built for it outlives the call; a flusher thread
 takes the buffer (:func:`take_calls`), encodes batches and writes them into this process's
 ring, so msgpack and zstd never run on the program's own call path.
@@ -49,8 +49,8 @@ from typing import Any, Callable
 
 from . import shapes as _shapes
 from .guard import program_exception
-from .wire import ERROR, N_FIELDS, PARTIAL, SUCCESS, columns
-from .wire import THR as _THR_FIELD
+from ..protocol.wire import ERROR, N_FIELDS, PARTIAL, SUCCESS, columns
+from ..protocol.wire import THR as _THR_FIELD
 
 # Frame layout. A list, because it is the cheapest mutable record CPython has.
 CID, PARENT, SES, FID, T0, INS, FLAGS, OUTER, GEN, THR, EXC, YIELDED, RV, CPU = range(14)

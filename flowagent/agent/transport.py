@@ -29,8 +29,8 @@ import time
 from typing import Any
 
 from . import lineage, recorder, tracecontext
-from .ring import RingWriter
-from .wire import VERSION, Encoder
+from ..protocol.ring import RingWriter
+from ..protocol.wire import VERSION, Encoder
 
 
 # Captured when the agent starts, before any monkey-patching (gevent's patch_all replaces

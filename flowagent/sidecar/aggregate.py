@@ -24,7 +24,7 @@ from typing import Any
 
 from ..store.api import (AggregateRows, ClusterStats, EdgeStats, NodeStats, PathCount,
                          ShapeCount, VariantStats)
-from . import histogram as H
+from ..model import histogram as H
 from .sessiontree import Contribution
 
 __all__ = ["Aggregates", "Contribution"]

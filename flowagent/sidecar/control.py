@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any, Iterable
 
-FILE = "control.json"
+from ..protocol.rundir import CONTROL_FILE as FILE
 
 
 def read(run_dir: str) -> dict[str, Any]:

@@ -23,8 +23,8 @@ from itertools import compress
 from operator import ne
 from typing import Any
 
-from ..agent.ring import RingError, RingReader
-from ..agent.wire import INCOMPLETE, Decoder
+from ..protocol.ring import RingError, RingReader
+from ..protocol.wire import INCOMPLETE, Decoder
 from ..store import chunks as C
 from ..store.api import (RESULTS, FunctionDef, ProcessProgress, SessionEnd, Store)
 from ..store.traces import add_entries as add_trace_entries

@@ -5,7 +5,7 @@ Ingestion hands over the ids of finished sessions once their transaction has com
 span building never competes with ingestion for the interpreter lock, fed through a
 non-blocking pipe. In the child, :class:`OtlpSender` queues them (a bounded deque) and a
 thread reads each session back through its own read-only store connection, builds the spans
-with :mod:`flowagent.export.otlp` and POSTs them in batches (``application/x-protobuf`` to
+with :mod:`flowagent.reports.export.otlp` and POSTs them in batches (``application/x-protobuf`` to
 ``/v1/traces``).
 
 Why a thread and a queue: a slow, failing or unreachable receiver must never slow ingestion,
@@ -141,7 +141,7 @@ class OtlpSender:
 
     def _run(self) -> None:
         try:
-            from ..export.otlp import build_request, require_proto, with_row
+            from ..reports.export.otlp import build_request, require_proto, with_row
             from ..store.api import open_store
 
             require_proto()

@@ -40,8 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import compress
 
-from ..agent.wire import ERROR, INCOMPLETE, PARTIAL, CallColumns
-from .histogram import EXACT, bucket, merge_into, to_buckets
+from ..protocol.wire import ERROR, INCOMPLETE, PARTIAL, CallColumns
+from ..model.histogram import EXACT, bucket, merge_into, to_buckets
 
 MAX_KIDS = 1024    # distinct child runs kept per open call before the oldest are folded
 MAX_HOPS = 256     # error paths longer than this are cut (as deep recursion collapses anyway)
@@ -166,7 +166,7 @@ def _add_kid(node: list, digest: bytes, t0: int) -> None:
 
 
 class SessionTree:
-    """Folds one session's call records (wire layout, :data:`~flowagent.agent.wire.CALL_FIELDS`)
+    """Folds one session's call records (wire layout, :data:`~flowagent.protocol.wire.CALL_FIELDS`)
     into its statistics as they arrive."""
 
     def __init__(self, ses: int, namer: Namer, root_fid: int = 0, t0: int = 0,

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from ..agent.wire import ERROR, INCOMPLETE, PARTIAL, CallColumns
+from ..protocol.wire import ERROR, INCOMPLETE, PARTIAL, CallColumns
 from ..store.api import RESULTS, SessionEnd, SessionRow
-from . import histogram as H
+from ..model import histogram as H
 from .aggregate import EXAMPLES
 from .retention import EXEMPLAR, FAILED, RECENT
 from .sessiontree import Contribution

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-RESULTS = ("success", "error", "partial", "incomplete")  # call result codes, in code order
+from ..protocol.wire import RESULT_NAMES as RESULTS  # call result names, in code order
 
 # sessions.tree_kept: why a session's full call tree is (still) stored
 PRUNED, RECENT, FAILED, EXEMPLAR = 0, 1, 2, 3
@@ -203,7 +203,7 @@ class NodeStats(NamedTuple):
     max_ns: int
     roots: int
     cpu_ns: int
-    hist: Mapping[int, int]   # duration distribution (flowagent.sidecar.histogram)
+    hist: Mapping[int, int]   # duration distribution (flowagent.model.histogram)
 
 
 class EdgeStats(NamedTuple):
@@ -431,7 +431,7 @@ class Store(Protocol):
     def path_counts(self, run_id: str, limit: int | None = None) -> list[PathCount]: ...
     def shape_counts(self, run_id: str, io: str | None = None) -> list[ShapeCount]: ...
     def aggregates(self, run_id: str) -> dict[str, Any]:
-        """Raw merged-graph input of one run (``flowagent.sidecar.graph.from_aggregates``)."""
+        """Raw merged-graph input of one run (``flowagent.model.graph.from_aggregates``)."""
         ...
     def aggregate_version(self, run_id: str) -> AggregateVersion: ...
 

@@ -1,6 +1,6 @@
 """Call records at rest: compressed columnar chunks instead of one SQLite row per call.
 
-A chunk is a wire batch (:mod:`flowagent.agent.wire`: msgpack columns, delta-coded, zstd), so
+A chunk is a wire batch (:mod:`flowagent.protocol.wire`: msgpack columns, delta-coded, zstd), so
 the sidecar stores each ring frame's payload *as it arrived*: no per-call row building, no
 per-call INSERT, ~5 bytes a call. ``session_chunks`` says which sessions have calls in which
 chunk, so reading one session decodes only its chunks and keeps the records of that session.
@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 WIRE, STORE = 0, 1
-ERROR = 1  # result code (flowagent.agent.wire.ERROR)
+ERROR = 1  # result code (flowagent.protocol.wire.ERROR)
 
 # Store layout of one call, as readers get it (the order of the former ``calls`` table).
 STORE_FIELDS = ("call_id", "parent_id", "fid", "caller_fid", "in_sid", "out_sid", "result",
@@ -34,8 +34,8 @@ _codec: dict[str, Any] = {}  # one encoder and one decoder per process, made on 
 
 
 def encode(rows: list[tuple], anchor: tuple[int, int] = (0, 0)) -> bytes:
-    """Rows in wire layout (:data:`flowagent.agent.wire.CALL_FIELDS`) → a chunk."""
-    from ..agent.wire import VERSION, Encoder
+    """Rows in wire layout (:data:`flowagent.protocol.wire.CALL_FIELDS`) → a chunk."""
+    from ..protocol.wire import VERSION, Encoder
 
     enc = _codec.get("enc") or _codec.setdefault("enc", Encoder())
     return enc.encode({"v": VERSION, "anchor": list(anchor)}, rows)
@@ -43,7 +43,7 @@ def encode(rows: list[tuple], anchor: tuple[int, int] = (0, 0)) -> bytes:
 
 def decode(data: bytes) -> tuple[list[tuple], tuple[int, int]]:
     """A chunk → (rows in wire layout, clock anchor)."""
-    from ..agent.wire import Decoder
+    from ..protocol.wire import Decoder
 
     dec = _codec.get("dec") or _codec.setdefault("dec", Decoder())
     batch = dec.decode(bytes(data))

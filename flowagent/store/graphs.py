@@ -4,10 +4,10 @@ its calls (store layout, :data:`flowagent.store.chunks.STORE_FIELDS`)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ..model.shapes import input_shape
 from . import chunks as C
 from .api import RESULTS
 
@@ -23,13 +23,12 @@ def session_graph(session: Mapping[str, Any], fns: Mapping[int, Mapping[str, Any
         fn = fns.get(c["fid"], {})
         params = fn.get("params", [])
         in_shape = shape_text(c["in_sid"])
-        in_list = json.loads(in_shape) if in_shape else []
         nodes.append({
             "id": c["call_id"],
             "parent_id": c["parent_id"] or None,
             "function_name": fn.get("name", "?"),
             "caller": fns[c["caller_fid"]]["name"] if c["caller_fid"] in fns else None,
-            "input_shape": dict(zip(params, in_list)) if in_shape else None,  # None: not sampled
+            "input_shape": input_shape(params, in_shape) if in_shape else None,  # None: not sampled
             "output_shape": shape_text(c["out_sid"]),
             "result_type": RESULTS[c["result"]],
             "exception_type": shape_text(c["exc_sid"]),

@@ -22,6 +22,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from ..protocol import rundir
 from .api import Store, kind_of, sqlite_path
 
 
@@ -66,7 +67,7 @@ def tree_bytes(path: str) -> int:
 
 
 def data_bytes(store: Store, data_dir: str) -> int:
-    return store.stored_bytes() + tree_bytes(os.path.join(data_dir, "runs"))
+    return store.stored_bytes() + tree_bytes(os.path.join(data_dir, rundir.RUNS))
 
 
 def enforce(store: Store, data_dir: str, limit: int, current: str) -> Pruned:
@@ -80,7 +81,7 @@ def enforce(store: Store, data_dir: str, limit: int, current: str) -> Pruned:
     for run_id in store.prunable_runs(current):
         store.delete_run(run_id)
         if run_id and os.sep not in run_id and run_id not in (".", ".."):
-            shutil.rmtree(os.path.join(data_dir, "runs", run_id), ignore_errors=True)
+            shutil.rmtree(rundir.run_dir(data_dir, run_id), ignore_errors=True)
         pruned.append(run_id)
         size = data_bytes(store, data_dir)
         if size <= limit:

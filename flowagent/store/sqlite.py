@@ -19,7 +19,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
-from ..agent.wire import VERSION as WIRE_VERSION
+from ..protocol.wire import VERSION as WIRE_VERSION
 from ..errors import StoreDamagedError, StoreError
 from . import chunks as C
 from .graphs import session_graph as build_session_graph
@@ -543,7 +543,7 @@ class SQLiteStore:
                 yield g
 
     def aggregates(self, run_id: str) -> dict[str, Any]:
-        """Raw merged-graph aggregates of one run (input of sidecar.graph.merged_graph)."""
+        """Raw merged-graph aggregates of one run (input of model.graph.merged_graph)."""
         fns = self.functions(run_id)
         nodes = [dict(r) for r in self.db.execute(
             "SELECT * FROM graph_nodes WHERE run_id=?", (run_id,))]
@@ -746,7 +746,7 @@ class SQLiteStore:
 
     # -- aggregates ------------------------------------------------------------------------
     def node_stats(self, run_id: str) -> list[NodeStats]:
-        from ..sidecar import histogram as H
+        from ..model import histogram as H
 
         return [NodeStats(r["fid"], r["calls"], r["errors"], r["partials"], r["total_ns"],
                           r["self_ns"], r["min_ns"], r["max_ns"], r["roots"], r["cpu_ns"] or 0,
@@ -771,7 +771,7 @@ class SQLiteStore:
             (run_id, -1 if limit is None else limit))]
 
     def variant_stats(self, run_id: str) -> list[VariantStats]:
-        from ..sidecar import histogram as H
+        from ..model import histogram as H
 
         return [VariantStats(r["variant"], r["root_fid"], r["count"], r["errors"],
                              H.decode(r["hist"]), r["first_ns"],
@@ -795,7 +795,7 @@ class SQLiteStore:
 
     def write_aggregates(self, run_id: str, rows: AggregateRows) -> None:
         a = rows
-        from ..sidecar import histogram as H
+        from ..model import histogram as H
 
         db = self.db
         if a.nodes:

@@ -2,7 +2,7 @@
 and which span id each outgoing HTTP call sent.
 
 Two small tables, written by the sidecar from the batches' ``traces`` entries
-(:mod:`flowagent.agent.tracecontext`) and read by :mod:`flowagent.stitch`:
+(:mod:`flowagent.agent.tracecontext`) and read by :mod:`flowagent.reports.stitch`:
 
 * ``trace_sessions``: a session whose request arrived with a ``traceparent`` (its trace id and
   the caller's span id);

@@ -164,14 +164,15 @@ def test_disabled_launcher_becomes_the_program(tmp_path):
 
 
 def test_kill_switch_words_are_the_configs():
-    # cli.py reads FLOWAGENT_ENABLED before importing config.py, with the same words.
-    from flowagent import cli, config
+    # flowagent run reads FLOWAGENT_ENABLED before importing config.py, with the same words.
+    from flowagent import config
+    from flowagent.cli import run as cli
 
     assert set(cli._OFF) == config._FALSE
 
 
 def test_run_options_parse_like_the_help_says(tmp_path):
-    from flowagent.cli import parse_run_options, split_run_argv
+    from flowagent.cli.run import parse_run_options, split_run_argv
 
     opts, kind, name, args = split_run_argv(
         ["--include", "a", "--include=b.*", "-v", "--no-nested", "--ring-size", "1MiB",

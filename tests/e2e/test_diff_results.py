@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from flowagent import diff as D
+from flowagent.reports import diff as D
 from helpers import run_cli, write_files
 
 pytestmark = pytest.mark.e2e

@@ -21,7 +21,7 @@ pytest.importorskip("opentelemetry.proto")
 from helpers import _clean_env, flowagent_cmd, record, run_python, strip_summary, write_files
 from otlp_receiver import Receiver, attributes, closed_port
 
-from flowagent.export.otlp import span_id, trace_id
+from flowagent.reports.export.otlp import span_id, trace_id
 
 pytestmark = pytest.mark.e2e
 

@@ -83,7 +83,7 @@ def test_request_fan_out_is_one_session_with_a_lane_per_thread_and_process(
               for s in ss["spans"]}
     assert len(traces) == 1
 
-    from flowagent.export.mermaid import session_sequence_mermaid
+    from flowagent.reports.export.mermaid import session_sequence_mermaid
 
     sequence = session_sequence_mermaid(g)
     assert all(f"pid {p}" in sequence for p in pids)

@@ -181,7 +181,7 @@ def test_two_identical_runs_give_the_same_hook_payloads(two_runs):
 def _rewound_copy(data, run_id, dest):
     """A copy of the run's rings with every ring rewound to its first byte (the run was
     small enough that no frame was overwritten), as if no sidecar had read them yet."""
-    from flowagent.agent.ring import OFF_CAPACITY, OFF_CONSUMER, OFF_HEAD, OFF_TAIL
+    from flowagent.protocol.ring import OFF_CAPACITY, OFF_CONSUMER, OFF_HEAD, OFF_TAIL
 
     shutil.copytree(data / "runs" / run_id, dest)
     for kept in (dest / "rings").glob("*.ring.kept"):

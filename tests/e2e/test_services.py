@@ -127,7 +127,7 @@ def test_three_services_are_one_distributed_session_per_request(services: Any,
     for s in (front, pricing, stock):
         s.stop()
 
-    from flowagent.stitch import RunRef, sessions
+    from flowagent.reports.stitch import RunRef, sessions
     from flowagent.store.sqlite import SQLiteStore, db_path
 
     front_store = SQLiteStore(db_path(str(tmp_path / "data-front")), readonly=True)
@@ -228,7 +228,7 @@ def test_traceparent_round_trip_through_httpx_and_aiohttp(services: Any,
     assert len({h.split("-")[2] for h in added}) == 4
     stock.stop()
 
-    from flowagent.stitch import RunRef, sessions
+    from flowagent.reports.stitch import RunRef, sessions
     from flowagent.store.sqlite import SQLiteStore, db_path
 
     store = SQLiteStore(db_path(str(tmp_path / "data")), readonly=True)

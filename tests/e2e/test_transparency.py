@@ -203,7 +203,7 @@ _KEYBOARD_INTERRUPT = """
         run_dir = os.environ.get("FLOWAGENT_RUN_DIR")
         if run_dir is None:
             return
-        from flowagent.agent.ring import OFF_PRODUCED_BATCHES
+        from flowagent.protocol.ring import OFF_PRODUCED_BATCHES
         pattern = os.path.join(run_dir, "rings", f"{os.getpid()}-*.ring")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

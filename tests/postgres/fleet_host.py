@@ -39,7 +39,7 @@ def session_calls(ses: int, t: int, rnd: random.Random) -> tuple[list[tuple], in
 
 
 def frames(process: int) -> list[tuple[int, bytes, int]]:
-    from flowagent.agent.wire import VERSION, Encoder
+    from flowagent.protocol.wire import VERSION, Encoder
 
     enc = Encoder()
     rnd = random.Random(process)
@@ -66,7 +66,7 @@ def frames(process: int) -> list[tuple[int, bytes, int]]:
 
 def main() -> None:
     url, data_dir, run_id, *procs = sys.argv[1:]
-    from flowagent.agent.ring import RingWriter
+    from flowagent.protocol.ring import RingWriter
     from flowagent.sidecar.ingest import Ingestor
     from flowagent.store.postgres import SpoolStore
     from flowagent.store.spool import spool_path

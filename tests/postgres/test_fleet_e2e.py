@@ -18,7 +18,7 @@ from pgserver import PgServer
 
 pytest.importorskip("psycopg")
 
-from flowagent.sidecar.graph import from_aggregates, merge_all, to_contract  # noqa: E402
+from flowagent.model.graph import from_aggregates, merge_all, to_contract  # noqa: E402
 from flowagent.store.postgres import PostgresStore  # noqa: E402
 from flowagent.store.sqlite import SQLiteStore  # noqa: E402
 

@@ -2,8 +2,8 @@
 random bytes. The sidecar skips and counts, never crashes, and keeps every valid frame that
 comes after a bad one.
 
-Rings are built with the real :class:`~flowagent.agent.ring.RingWriter` and batches with the
-real :class:`~flowagent.agent.wire.Encoder`, shaped like the ones
+Rings are built with the real :class:`~flowagent.protocol.ring.RingWriter` and batches with the
+real :class:`~flowagent.protocol.wire.Encoder`, shaped like the ones
 ``flowagent/agent/transport.py`` sends; bad frames are written into the ring's data area by
 hand. :class:`~flowagent.sidecar.ingest.Ingestor` drains them in-process, polling the way the
 live sidecar does (every poll, until the ring is read to its head), and one case goes end to
@@ -30,8 +30,8 @@ from helpers import record, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flowagent.agent import ring as R
-from flowagent.agent.wire import CALL_FIELDS, VERSION, Encoder
+from flowagent.protocol import ring as R
+from flowagent.protocol.wire import CALL_FIELDS, VERSION, Encoder
 from flowagent.sidecar.ingest import Ingestor
 from flowagent.store.sqlite import SQLiteStore
 

@@ -16,7 +16,8 @@ from flowagent.agent import recorder
 
 PROBE = textwrap.dedent("""
     import json, sys
-    from flowagent.agent import recorder, wire
+    from flowagent.agent import recorder
+    from flowagent.protocol import wire
     fid = recorder.register_function("m", "f", "m.py", 1, ("a",), "function")
     recorder.S.on = True
     recorder.take_calls()

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from helpers import _clean_env, flowagent_cmd, run_cli, wait_until, write_files
 
-from flowagent import launcher
-from flowagent.agent.ring import HEADER_SIZE, RingReader, RingWriter
+from flowagent.launch import run as launcher
+from flowagent.protocol.ring import HEADER_SIZE, RingReader, RingWriter
 from flowagent.config import load_config
 from flowagent.errors import ConfigError, StoreDamagedError
 from flowagent.redact import mask_argv
@@ -253,7 +253,7 @@ def test_a_ring_with_unread_frames_is_kept(tmp_path: Path) -> None:
 
 _LIMITED = """
 import errno, json, os, resource, sys
-from flowagent.agent.ring import fit_limits, RingWriter
+from flowagent.protocol.ring import fit_limits, RingWriter
 kind, soft = sys.argv[1], int(sys.argv[2])
 limit = {"fsize": resource.RLIMIT_FSIZE, "as": resource.RLIMIT_AS}[kind]
 resource.setrlimit(limit, (soft, resource.getrlimit(limit)[1]))

@@ -3,7 +3,7 @@ the record tuples, and a frame's calls split into runs of one session each."""
 
 from __future__ import annotations
 
-from flowagent.agent.wire import VERSION, CallColumns, Decoder, Encoder
+from flowagent.protocol.wire import VERSION, CallColumns, Decoder, Encoder
 from flowagent.sidecar.ingest import _session_runs
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flowagent.agent.ring import RingWriter
-from flowagent.agent.wire import ERROR, SUCCESS, VERSION, Encoder
+from flowagent.protocol.ring import RingWriter
+from flowagent.protocol.wire import ERROR, SUCCESS, VERSION, Encoder
 from flowagent.errors import StoreError
 from flowagent.sidecar.ingest import Ingestor, Retention
 from flowagent.store import queries

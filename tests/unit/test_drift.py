@@ -1,4 +1,4 @@
-"""Unit tests for flowagent.analysis.drift: planted changes must come back as exact events."""
+"""Unit tests for flowagent.reports.drift: planted changes must come back as exact events."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from flowagent.analysis.drift import DriftEvent, Variant, drift, input_drift
+from flowagent.reports.drift import DriftEvent, Variant, drift, input_drift
 
 
 def _variants(*shapes: str) -> list[Variant]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from flowagent.export import FORMATS, dot, jsonfmt, mermaid
+from flowagent.reports.export import FORMATS, dot, jsonfmt, mermaid
 
 T0 = 1_763_822_100_123_456_789  # 2025-11-22T14:35:00.123456789Z
 MERMAID_CHECK = Path(__file__).resolve().parents[1] / "tools" / "mermaid_check"

@@ -17,9 +17,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowagent.export.chrome import write_chrome_trace
-from flowagent.export.collapsed import collapsed_stacks, frame_name, write_collapsed
-from flowagent.export.speedscope import SCHEMA, merged_speedscope, write_speedscope
+from flowagent.reports.export.chrome import write_chrome_trace
+from flowagent.reports.export.collapsed import collapsed_stacks, frame_name, write_collapsed
+from flowagent.reports.export.speedscope import SCHEMA, merged_speedscope, write_speedscope
 
 T0 = 1_763_822_100_000_000_000
 HOSTILE = '<script>alert("x")</script> a;b\nc "q" \\ {x|y} ünï 漢'
@@ -373,8 +373,8 @@ def _synthetic_sessions(n: int):
 def test_trace_exports_stream_in_bounded_memory():
     import tracemalloc
 
-    from flowagent.export.chrome import write_chrome_trace
-    from flowagent.export.speedscope import write_speedscope
+    from flowagent.reports.export.chrome import write_chrome_trace
+    from flowagent.reports.export.speedscope import write_speedscope
 
     def peak(write, n):
         tracemalloc.start()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowagent.sidecar import histogram as H
+from flowagent.model import histogram as H
 
 durations = st.integers(0, 10**10)
 

@@ -27,13 +27,15 @@ from pathlib import Path
 
 import pytest
 
-from flowagent.agent import recorder, wire
+from flowagent.agent import recorder
+from flowagent.protocol import wire
 
 REPO = Path(__file__).resolve().parents[2]
 
 PROBE = textwrap.dedent('''
     import asyncio, contextvars, json, sys, threading
-    from flowagent.agent import bootstrap, recorder, wire
+    from flowagent.agent import bootstrap, recorder
+    from flowagent.protocol import wire
     from flowagent.agent.instrument import instrument_source
 
     SOURCE = """

@@ -7,10 +7,10 @@ import json
 
 from hypothesis import given, settings, strategies as st
 
-from flowagent.sidecar import histogram as H
+from flowagent.model import histogram as H
 from flowagent.sidecar.aggregate import Aggregates
 from flowagent.sidecar.sessiontree import session_contributions
-from flowagent.sidecar.graph import from_aggregates, merge, to_contract
+from flowagent.model.graph import from_aggregates, merge, to_contract
 
 NAMES = ["m:a", "m:b", "m:c", "n:d"]
 

@@ -15,8 +15,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from flowagent.errors import ConfigError
-from flowagent.export import otlp
-from flowagent.export.otlp import (
+from flowagent.reports.export import otlp
+from flowagent.reports.export.otlp import (
     build_request,
     program_name,
     span_id,
@@ -187,7 +187,7 @@ def test_sender_counts_what_does_not_fit_or_cannot_be_read(tmp_path: Path) -> No
 
 
 def test_bare_trace_id_from_the_session_row() -> None:
-    from flowagent.export.otlp import with_row
+    from flowagent.reports.export.otlp import with_row
 
     graph = with_row(_session(), {"variant": "v9", "trace_id": UPSTREAM_TRACE.upper()})
     spans = _spans(build_request([graph], "s")[0])

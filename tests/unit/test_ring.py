@@ -7,7 +7,7 @@ import os
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from flowagent.agent import ring as R
+from flowagent.protocol import ring as R
 
 
 def make(tmp_path, capacity=64 * 1024):

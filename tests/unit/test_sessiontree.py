@@ -8,8 +8,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowagent.agent.wire import ERROR, INCOMPLETE, PARTIAL, SUCCESS
-from flowagent.sidecar import histogram as H
+from flowagent.protocol.wire import ERROR, INCOMPLETE, PARTIAL, SUCCESS
+from flowagent.model import histogram as H
 from flowagent.sidecar.sessiontree import (
     MAX_KIDS,
     Namer,

@@ -1,4 +1,4 @@
-"""Unit tests for flowagent.analysis.shapetree: parse ⇄ render, errors, merging."""
+"""Unit tests for flowagent.reports.shapetree: parse ⇄ render, errors, merging."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowagent.agent.shapes import shape_of
-from flowagent.analysis.shapetree import (
+from flowagent.reports.shapetree import (
     Container, Field, FieldStats, MappingShape, Name, Record, ShapeSyntaxError, TupleShape,
     Union, Unknown, merge_inputs, merge_shapes, parse, render,
 )

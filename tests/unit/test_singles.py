@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_chunks import PK, RUN, Program, _aggregates, _drain, _store
 
-from flowagent.agent.wire import ERROR, PARTIAL, SUCCESS
+from flowagent.protocol.wire import ERROR, PARTIAL, SUCCESS
 from flowagent.sidecar import singles
 from flowagent.sidecar.ingest import Retention
 

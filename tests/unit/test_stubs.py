@@ -1,4 +1,4 @@
-"""Unit tests for flowagent.analysis.stubs: exact stub text, and every stub is valid Python
+"""Unit tests for flowagent.reports.stubs: exact stub text, and every stub is valid Python
 that mypy accepts (when mypy is installed)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowagent.analysis import shapetree as sh
-from flowagent.analysis.stubs import FunctionShapes, generate_stubs
+from flowagent.reports import shapetree as sh
+from flowagent.reports.stubs import FunctionShapes, generate_stubs
 
 USER = "dict{email?:None|str,id:int}"
 ORDER = "dict{at:datetime,order_id:str,total:Decimal}"

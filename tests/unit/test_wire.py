@@ -6,7 +6,7 @@ import msgpack
 import pytest
 import zstandard
 
-from flowagent.agent.wire import CALL_FIELDS, VERSION, Decoder, Encoder
+from flowagent.protocol.wire import CALL_FIELDS, VERSION, Decoder, Encoder
 
 
 def rec(i, t0):

@@ -7,7 +7,7 @@ import json
 import pytest
 from flask.testing import FlaskClient
 
-from flowagent.export import FORMATS
+from flowagent.reports.export import FORMATS
 
 
 def get(client: FlaskClient, path: str, status: int = 200) -> dict:
@@ -141,7 +141,7 @@ def test_function_details(client: FlaskClient, demo: dict) -> None:
 
 
 def test_stats(client: FlaskClient, demo: dict) -> None:
-    """The stats API is ``flowagent stats --json`` (``flowagent.stats.report``) plus the
+    """The stats API is ``flowagent stats --json`` (``flowagent.reports.stats.report``) plus the
     viewer's sort order, function count and loss flag."""
     s = get(client, f"/api/runs/{demo['run_id']}/stats?sort=self")
     assert list(s)[:11] == ["run", "loss", "session_durations", "functions", "error_hotspots",
@@ -163,7 +163,7 @@ def test_stats(client: FlaskClient, demo: dict) -> None:
 
 
 def test_stats_is_the_cli_report(client: FlaskClient, demo: dict, demo_dir) -> None:
-    from flowagent.stats import report
+    from flowagent.reports.stats import report
     from flowagent.store.sqlite import SQLiteStore, db_path
 
     store = SQLiteStore(db_path(str(demo_dir)), readonly=True)

@@ -7,7 +7,7 @@ import json
 import pytest
 from flask.testing import FlaskClient
 
-from flowagent.export import FORMATS
+from flowagent.reports.export import FORMATS
 
 
 @pytest.mark.parametrize("name", [n for n, f in FORMATS.items() if f.session])

@@ -32,7 +32,7 @@ def test_report_cli_writes_one_file_and_refuses_bad_targets(flow_dir: Path, tmp_
 
 
 def test_report_data_has_the_planted_flow_and_worst_sessions(flow_dir: Path) -> None:
-    from flowagent import report
+    from flowagent.reports import html as report
     from flowagent.store.sqlite import SQLiteStore, db_path
 
     store = SQLiteStore(db_path(str(flow_dir)), readonly=True)
@@ -51,7 +51,7 @@ def test_report_data_has_the_planted_flow_and_worst_sessions(flow_dir: Path) -> 
 
 
 def test_inline_scripts_cannot_close_their_element() -> None:
-    from flowagent.report import _inline_script
+    from flowagent.reports.html import _inline_script
 
     assert _inline_script('a = "</script><script>x</script>"') == \
         'a = "<\\/script><script>x<\\/script>"'

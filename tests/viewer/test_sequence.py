@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from flowagent.export._sequence import owner, sequence
-from flowagent.export.mermaid import session_sequence_mermaid
+from flowagent.reports.export._sequence import owner, sequence
+from flowagent.reports.export.mermaid import session_sequence_mermaid
 
 _UNIT = Path(__file__).resolve().parents[1] / "unit" / "test_export.py"
 _spec = importlib.util.spec_from_file_location("export_cases", _UNIT)

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from flowagent.viewcmd import is_loopback, viewer_url
+from flowagent.cli.view import is_loopback, viewer_url
 
 from viewer_data import REPO, clean_env, fetch, serve, view_command
 
 def test_cli_registers_view() -> None:
     cmd = view_command()
     if cmd[-1] != "view":
-        pytest.skip("flowagent/cli.py does not register 'view' yet (see flowagent/viewcmd.py "
+        pytest.skip("flowagent/cli does not register 'view' yet (see flowagent/cli/view.py "
                     "for the two lines of wiring)")
     assert cmd == [sys.executable, "-m", "flowagent", "view"]
 

@@ -360,7 +360,7 @@ def _view_command() -> tuple[str, ...]:
                            env=clean_env(), capture_output=True, text=True, timeout=60)
     if probe.returncode == 0 and "--token" in probe.stdout:
         return (sys.executable, "-m", "flowagent", "view")
-    return (sys.executable, "-m", "flowagent.viewcmd")
+    return (sys.executable, "-m", "flowagent.cli.view")
 
 
 def view_command() -> list[str]:

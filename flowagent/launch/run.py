@@ -1,0 +1,194 @@
+"""A run from start to end: the run directory, the sidecar, the program, the summary, and the
+exit status passed through.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from ..errors import StoreError, TargetError
+from ..protocol import rundir
+from .summary import _finish_run, _print_summary, _run_end, _size
+from .supervise import Sidecar, Supervisor
+from .target import Target, _command, _pythonpath, _script_dir, bootstrap_dir, exec_plain
+
+TYPE_CHECKING = False  # importing typing costs ~3 ms of every run's start-up
+if TYPE_CHECKING:
+    from ..config import Config
+
+
+def _new_run_id() -> str:
+    """Time-ordered and readable; 32 random bits tell apart runs of the same second, and
+    :func:`_claim_run_dir` makes sure no two runs ever get the same id."""
+    import time
+
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + os.urandom(4).hex()
+
+
+def _claim_run_dir(data_dir: str) -> tuple[str, str]:
+    """A new run id and its directory, made atomically: an id whose directory exists (a
+    concurrent run, a clock set back) is never reused."""
+    runs = os.path.join(data_dir, rundir.RUNS)
+    os.makedirs(runs, exist_ok=True)
+    while True:
+        run_id = _new_run_id()
+        run_dir = os.path.join(runs, run_id)
+        try:
+            os.mkdir(run_dir)
+        except FileExistsError:
+            continue
+        os.mkdir(rundir.rings_dir(run_dir))
+        return run_id, run_dir
+
+
+def _check_room(run_dir: str, ring_size: int) -> None:
+    """Refuse to record where not even one ring fits: the cause, named before anything runs."""
+    try:
+        st = os.statvfs(run_dir)
+    except OSError:
+        return
+    free = st.f_bavail * st.f_frsize
+    if free < ring_size + 4096 + (1 << 20):  # a ring, its header, room for the database
+        raise StoreError(f"not enough free space for recording in {run_dir} ({_size(free)} "
+                         f"free; each recorded process needs {_size(ring_size)} for its ring); "
+                         "free some space, lower --ring-size or pass --data-dir on a larger "
+                         "filesystem")
+
+
+
+def _otlp_args(cfg: Config, target: Target) -> tuple[str, ...]:
+    """The sidecar's OTLP options (none without an endpoint); ConfigError when the extra is
+    missing, before anything starts."""
+    endpoint = getattr(cfg, "otlp_endpoint", "")
+    if not endpoint:
+        return ()
+    from ..reports.export.otlp import program_name
+    from ..sidecar.otlp_sender import check_available
+
+    check_available()
+    service = getattr(cfg, "service", "") or program_name(target.describe())
+    return ("--otlp-endpoint", endpoint, "--otlp-service", service,
+            "--otlp-host", getattr(cfg, "host", "") or "")
+
+
+def _prepare(cfg: Config, extra_args: tuple[str, ...] = ()) -> tuple[str, str, Sidecar]:
+    """Run id, run directory and the sidecar (not waited for); StoreError if any fails."""
+    try:
+        run_id, run_dir = _claim_run_dir(cfg.data_dir)
+    except OSError as exc:
+        raise StoreError(f"cannot create the data directory {cfg.data_dir}: {exc.strerror}; "
+                         "pass --data-dir with a writable location") from None
+    _check_room(run_dir, cfg.ring_size)
+    from ..store.api import store_url
+
+    try:
+        sidecar = Sidecar(run_dir, store_url(cfg.data_dir, cfg.store), run_id, cfg, extra_args)
+    except OSError as exc:
+        raise StoreError(f"cannot start the flowagent sidecar: {exc}") from None
+    return run_id, run_dir, sidecar
+
+
+def run(cfg: Config, target: Target, cwd: str) -> int:
+    """Run ``target`` under the agent; returns the program's exit status.
+
+    The program always runs: if recording cannot start (data directory unwritable or full),
+    one clear error line says so and the program runs unrecorded; if the sidecar fails, one
+    line says why and where the recording waits to be stored."""
+    from ..service import default_service
+
+    service = cfg.service or default_service(target.kind, target.name, target.args)
+    sidecar_args = (*_otlp_args(cfg, target), "--service", service)
+    try:
+        run_id, run_dir, sidecar = _prepare(cfg, sidecar_args)
+    except StoreError as exc:
+        sys.stderr.write(f"flowagent: error: {exc}; running {target.describe()} without "
+                         "recording\n")
+        exec_plain(target.kind, target.name, target.args)
+    # The sidecar's interpreter boots on another core while this one gets the program ready.
+    from ..agent.backends import choose
+    from ..config import to_child_env
+
+    backend, reason = choose(cfg.backend)
+    if cfg.verbose:
+        sys.stderr.write(f"flowagent: backend {backend.name}: {reason}\n")
+    from ..agent.backends import caveat
+
+    if caveat(backend.name):
+        sys.stderr.write(f"flowagent: note: {caveat(backend.name)}\n")
+    env = dict(os.environ)
+    env.update(to_child_env(cfg))
+    roots = [cwd] + ([_script_dir(target.path)] if target.kind == "script" else [])
+    env.update(FLOWAGENT_RUN_DIR=run_dir, FLOWAGENT_RUN_ID=run_id, FLOWAGENT_PREFIX=sys.prefix,
+               FLOWAGENT_ROOTS=os.pathsep.join(roots), FLOWAGENT_BACKEND=backend.name,
+               PYTHONPATH=_pythonpath(bootstrap_dir(), os.environ.get("PYTHONPATH")))
+    try:
+        program = Supervisor(_command(target, backend.capabilities.instruments_main), env)
+    except OSError as exc:
+        sidecar.stop()
+        raise TargetError(f"cannot start {target.describe()}: {exc.strerror}") from None
+    rc = program.wait(on_other_child=sidecar.check)
+    try:
+        end = _run_end(target, cwd, backend.name, rc)
+        summary = sidecar.finish(end)
+        sidecar.report()
+        if sidecar.started and not (summary or {}).get("run_row"):
+            # The sidecar did not store our part of the run's row: store it ourselves.
+            _finish_run(cfg, run_id, end, summary)
+        if summary is not None:
+            _print_summary(run_id, run_dir, summary, cfg)
+        sys.stderr.flush()
+    except OSError:
+        pass  # stderr is gone (a closed pipe, a hung-up terminal): the exit status still counts
+    except Exception as exc:  # noqa: BLE001 - the launcher's own trouble is only reported
+        _say(f"flowagent: error: could not finish run {run_id} ({type(exc).__name__}: {exc}); "
+             f"the program's exit status is kept\n")
+    return rc
+
+
+def _say(line: str) -> None:
+    """One line on stderr, if there still is one."""
+    try:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def reserve_std_fds() -> None:
+    """Standard descriptors the launcher was started without (``2>&-``) get /dev/null,
+    close-on-exec: the launcher's own files and pipes then never take their numbers (where the
+    program would find them open), the program still finds them closed, and the launcher's
+    messages go nowhere instead of failing."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            except OSError:
+                return
+            if null != fd:  # a lower one is open: put it where it belongs
+                os.dup2(null, fd, inheritable=False)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+
+
+def exit_like(rc: int) -> None:
+    """Exit with the program's status; if a signal killed it, die by the same signal."""
+    if rc < 0:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if -rc not in (signal.SIGKILL, signal.SIGSTOP):  # those cannot be caught anyway
+            signal.signal(-rc, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, (-rc,))
+        os.kill(os.getpid(), -rc)
+        import time
+
+        time.sleep(1)
+        os._exit(128 - rc)
+    sys.exit(rc)

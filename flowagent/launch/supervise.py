@@ -1,0 +1,309 @@
+"""The children of a run: the program (signals forwarded exactly once, its process group held)
+and the sidecar process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from ..protocol import rundir
+from .summary import _data_dir_option
+
+TYPE_CHECKING = False  # importing typing costs ~3 ms of every run's start-up
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..config import Config
+    from ..store.api import RunEnd
+
+
+# -- signals ---------------------------------------------------------------------------------
+#
+# A signal can reach the program two ways: sent to the launcher and forwarded, or sent to a
+# whole process group (a terminal's ^C, `kill -INT -PGID`, a supervisor or CI runner stopping
+# a job) that the program is in. The program must get each exactly once, and siginfo cannot
+# tell a signal sent to our pid from one sent to our group. So:
+#
+# * With a controlling terminal, the program stays in the launcher's process group: job
+#   control (^C, ^Z, fg/bg, reading the terminal) then works for it exactly as for `python`.
+#   The terminal's own signals reach the whole group; the kernel marks them (si_code
+#   SI_KERNEL), and those are not forwarded. Anything else (`kill PID`) is.
+# * Without one (services, CI, `setsid`, pipelines started by other programs), the program
+#   gets its own process group, so a group signal reaches only the launcher, which forwards it:
+#   once. If the launcher itself is killed (SIGKILL to the group), the kernel kills the
+#   program too (PR_SET_PDEATHSIG), as the group kill would have. The program leads that
+#   group only when the launcher leads its own (see _GroupHolder).
+
+# Every signal a shell, terminal or supervisor may send is forwarded (the program may
+# handle any of them: SIGALRM, SIGWINCH, SIGPIPE, SIGUSR1, realtime signals, ...), except:
+# SIGCHLD (the launcher's own), those that cannot be caught (SIGKILL, SIGSTOP), those the
+# kernel raises for a fault of the receiving thread (blocking them would hide a real fault of
+# the launcher), and the job-control stops, which must stop the launcher itself.
+_NOT_FORWARDED = frozenset(getattr(signal, s) for s in (
+    "SIGCHLD", "SIGKILL", "SIGSTOP", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP",
+    "SIGSYS", "SIGTSTP", "SIGTTIN", "SIGTTOU") if hasattr(signal, s))
+_FORWARDED = tuple(sorted(s for s in signal.valid_signals() if s not in _NOT_FORWARDED))
+_WAITED = frozenset((*_FORWARDED, signal.SIGCHLD))
+_SI_KERNEL = 0x80  # siginfo.si_code of a signal the kernel sent (the terminal's ^C, ^\, hangup)
+
+
+def _has_terminal() -> bool:
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A callable for the child (between fork and exec) that has the kernel kill it with
+    SIGKILL when the launcher dies; None where prctl is not available."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+    launcher = os.getpid()
+
+    def arm() -> None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != launcher:  # the launcher died before the line above
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return arm
+
+
+def _inherited_fds() -> tuple[int, ...]:
+    """Descriptors 3 and above the launcher inherited: the inheritable ones (everything the
+    launcher opens itself is close-on-exec)."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return ()
+    fds = []
+    for name in names:
+        fd = int(name)
+        try:
+            if fd > 2 and os.get_inheritable(fd):
+                fds.append(fd)
+        except OSError:
+            pass  # the descriptor listdir itself used, closed by now
+    return tuple(sorted(fds))
+
+
+def _socket_activation(argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """systemd socket activation (LISTEN_FDS) names the process meant to take the sockets by
+    its pid: the launcher's. The program must see its own pid there, which is only known
+    once it exists: a shell sets it just before the exec."""
+    if env.get("LISTEN_PID") != str(os.getpid()) or not os.path.exists("/bin/sh"):
+        return argv, env
+    env = dict(env)
+    del env["LISTEN_PID"]
+    return ["/bin/sh", "-c", 'LISTEN_PID=$$; export LISTEN_PID; exec "$@"', argv[0],
+            *argv], env
+
+
+class _GroupHolder:
+    """A process group for the program that the program does not lead.
+
+    Without a terminal the program gets its own group (signals to the launcher's group are
+    then forwarded once); but a group *leader* cannot call ``os.setsid()``, which a program
+    started by a shell script or a supervisor can. So a short-lived forked child leads the
+    group, the program joins it, and the holder exits: the group lives on with the program
+    in it, as a member."""
+
+    def __init__(self) -> None:
+        self._r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the holder: wait until the program is in the group, then go
+            try:
+                os.close(w)
+                os.setpgid(0, 0)
+                os.read(self._r, 1)
+            finally:
+                os._exit(0)
+        os.close(self._r)
+        self._w, self.pid = w, pid
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass  # it did it first (or is gone: the program then leads its own group)
+        self.pgid = pid
+
+    def release(self) -> None:
+        os.close(self._w)
+        os.waitpid(self.pid, 0)
+
+
+class Supervisor:
+    """Runs the program with every forwarded signal blocked in the launcher and taken with
+    ``sigwaitinfo`` (whose siginfo tells the terminal's signals apart), and waits for it."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        import subprocess
+
+        self.same_group = _has_terminal()
+        arm = None if self.same_group else _die_with_parent()
+        # Blocked before the program exists: a signal arriving while it starts is held, not
+        # lost (or fatal to the launcher). The program starts with the mask we were given.
+        self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
+
+        def in_child() -> None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+            if arm is not None:
+                arm()
+
+        argv, env = _socket_activation(argv, env)
+        # The program leads its process group exactly when the launcher leads its own, as
+        # it would in the launcher's place (a session leader started by a supervisor leads
+        # its group; a command of a shell script does not, and may call os.setsid()).
+        leader = os.getpgrp() == os.getpid()
+        holder = None if self.same_group or leader else _GroupHolder()
+        try:
+            # preexec_fn is safe here: the launcher has no other thread. Every descriptor
+            # the launcher was given (`3>file`, pass_fds, socket activation) goes to the
+            # program as to a program started by the shell; the launcher's own are
+            # non-inheritable and stay behind.
+            self.child = subprocess.Popen(
+                argv, env=env, preexec_fn=in_child, pass_fds=_inherited_fds(),  # noqa: PLW1509
+                process_group=(None if self.same_group else 0 if holder is None
+                               else holder.pgid))
+        except BaseException:
+            self._restore()
+            raise
+        finally:
+            if holder is not None:
+                holder.release()
+
+    def wait(self, on_other_child: Callable[[], None] | None = None) -> int:
+        """The program's exit status (negative: the signal that killed it). Forwards signals
+        meanwhile; ``on_other_child()`` runs when another child (the sidecar) changes state."""
+        try:
+            while True:
+                info = signal.sigwaitinfo(_WAITED)
+                sig = info.si_signo
+                if sig == signal.SIGCHLD:
+                    rc = self.child.poll()
+                    if rc is not None:
+                        return rc
+                    if on_other_child is not None:
+                        on_other_child()
+                elif info.si_code != _SI_KERNEL and info.si_pid != os.getpid():
+                    # SI_KERNEL: the terminal's signal to the whole group (the program has
+                    # it too) or the launcher's own (SIGXCPU); our own pid: a SIGPIPE of the
+                    # launcher's own write. Anything else was sent to be forwarded.
+                    try:
+                        os.kill(self.child.pid, sig)
+                    except ProcessLookupError:
+                        pass
+        finally:
+            self._restore()
+
+    def _restore(self) -> None:
+        # Signals that came while the program was ending were meant for it: drop them. From
+        # here on ^C or SIGTERM end the launcher quietly (no KeyboardInterrupt traceback).
+        while signal.sigtimedwait(_WAITED, 0) is not None:
+            pass
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+class Sidecar:
+    """The sidecar process of one run, started without waiting for it. Its READY line, its
+    summary and, when it fails, the cause are read when the launcher needs them."""
+
+    def __init__(self, run_dir: str, db: str, run_id: str, cfg: Config,
+                 extra_args: tuple[str, ...] = ()) -> None:
+        import subprocess
+
+        self.run_dir, self.run_id, self.data_dir = run_dir, run_id, cfg.data_dir
+        self.log_path = os.path.join(run_dir, rundir.SIDECAR_LOG)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWAGENT_")
+               and k not in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")}
+        env["FLOWAGENT_ENABLED"] = "0"  # the sidecar is never recorded
+        for name in ("FLOWAGENT_SERVICE", "FLOWAGENT_HOST"):  # what the run's row names
+            if os.environ.get(name):
+                env[name] = os.environ[name]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "flowagent.sidecar", "--run-dir", run_dir, "--db", db,
+                 "--run-id", run_id, "--retention", str(cfg.retention_sessions),
+                 "--max-data-size", str(cfg.max_data_size),
+                 *(a for h in cfg.hooks for a in ("--hook", h)), *extra_args],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+                start_new_session=True)  # out of the way of every signal sent to the program
+        self.started = False    # it said READY: the run's row exists in the store
+        self.failure = ""       # why it failed, once known
+        self._reported = False
+
+    def check(self) -> None:
+        """If the sidecar has exited on its own, say so now: the program goes on recording
+        into its rings, and the user learns it now, not when a long-running program ends."""
+        if not self.failure and self.proc.poll() is not None:
+            self._failed(self.proc.stdout.read() if self.proc.stdout else b"")
+            self.report()
+
+    def finish(self, end: RunEnd | None = None) -> dict | None:
+        """Tell the sidecar to drain and finish (close its stdin, after sending it ``end``,
+        the launcher's part of the run's row, to store with its last write; the sidecar
+        sets the status); its summary, or None if it failed (``failure`` says why)."""
+        import json
+        import subprocess
+
+        if self.failure:
+            return None
+        line = json.dumps({"run": end._asdict()}).encode() + b"\n" if end else None
+        try:
+            out, _ = self.proc.communicate(line, timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+            self._failed(out, "it did not finish within 120 s")
+            return None
+        self.started = out.startswith(b"READY")
+        for line in reversed(out.decode(errors="replace").splitlines()):
+            if line.startswith("{"):
+                try:
+                    return json.loads(line)
+                except ValueError:
+                    break
+        self._failed(out)
+        return None
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def report(self) -> None:
+        """The failure, as one line, once."""
+        if not self.failure or self._reported:
+            return
+        self._reported = True
+        sys.stderr.write(
+            f"flowagent: error: {self.failure}; what the program recorded stays in "
+            f"{self.run_dir}/rings: store it with 'flowagent sidecar --resume {self.run_id}"
+            f"{_data_dir_option(self.data_dir)}' once the cause is fixed (log: "
+            f"{self.log_path})\n")
+        sys.stderr.flush()
+
+    def _failed(self, out: bytes, why: str = "") -> None:
+        self.started = out.startswith(b"READY")
+        rc = self.proc.returncode
+        if not why and rc is not None and rc < 0:
+            why = f"killed by signal {-rc}"
+        if not why:  # its own last word: the exception that stopped it
+            try:
+                with open(self.log_path, "rb") as f:
+                    lines = f.read().decode(errors="replace").strip().splitlines()
+            except OSError:
+                lines = []
+            why = lines[-1].strip() if lines else f"exit status {rc}, no output"
+        self.failure = f"the sidecar {'stopped' if self.started else 'did not start'} ({why})"

@@ -1,0 +1,47 @@
+"""Where a run's files live, and how a process and its sessions are named.
+
+The launcher makes ``<data dir>/runs/<run id>/`` and its ``rings/`` folder; each recorded
+process makes its ring there as ``<pid>-<key>.ring`` (``key``: 48 random bits, printed as 12
+hex digits, the process key ``pk``), lists what it had imported before its agent started in
+``<pid>.preimported``, and reads ``control.json`` (written by ``flowagent control``). The
+sidecar logs to ``sidecar.log``. A session is named ``<pk>-<number>``, the number being the
+``ses`` field of its process's call records. Every side reads these names from here.
+"""
+
+from __future__ import annotations
+
+import os
+
+RUNS = "runs"
+RINGS = "rings"
+RING_SUFFIX = ".ring"
+PREIMPORTED_SUFFIX = ".preimported"
+CONTROL_FILE = "control.json"
+SIDECAR_LOG = "sidecar.log"
+
+
+def run_dir(data_dir: str, run_id: str) -> str:
+    return os.path.join(data_dir, RUNS, run_id)
+
+
+def rings_dir(run_dir: str) -> str:
+    return os.path.join(run_dir, RINGS)
+
+
+def process_key(key: int) -> str:
+    """The process key ``pk`` as it appears in ring names and session ids."""
+    return f"{key:012x}"
+
+
+def ring_name(pid: int, key: int) -> str:
+    return f"{pid}-{process_key(key)}{RING_SUFFIX}"
+
+
+def ring_process_key(name: str) -> str:
+    """``"<pid>-<pk>.ring"`` → ``pk``."""
+    return name[:-len(RING_SUFFIX)].rpartition("-")[2]
+
+
+def session_id(pk: str, ses: int) -> str:
+    return f"{pk}-{ses}"
+
