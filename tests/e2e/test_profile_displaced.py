@@ -5,6 +5,7 @@ run and the summary says so."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 
@@ -60,6 +61,16 @@ def test_displacements_are_counted_and_shown(tmp_path, pure):
     cprofile_displaces = sys.version_info < (3, 12)
     assert run["profile_displacements"] == 1 + cprofile_displaces
     assert run["profile_displaced_ns"] > 0
+    n = 1 + cprofile_displaces
+    assert f"displaced recording {n} time{'s' if n > 1 else ''}, " in rec.stderr, rec.stderr
+    loss = json.loads(rec.cli("stats", "--json").stdout)["loss"]
+    assert loss["profile_displacements"] == n
+    from flowagent_viewer import create_app  # the stats page lists it with the losses
+
+    page = create_app({"DATA_DIR": str(rec.data_dir)}).test_client().get(
+        f"/runs/{run['run_id']}/stats").get_data(as_text=True)
+    assert f'data-k="profile_displacements">{n}</dd>' in page
+    assert 'class="loss has-loss"' in page
     # recorded: every work() call but the one under the program's own profile function
     # (and the one under cProfile where it displaces the recorder)
     works = 5 - cprofile_displaces
