@@ -35,11 +35,14 @@ LOSS = (
     ("duplicate_frames", "Duplicate frames", "frames seen twice (harmless, counted once)"),
     ("agent_errors", "Agent errors", "the agent's own errors inside the program, counted"),
     ("sampled_out", "Sampled-out sessions", "sessions skipped by --sample-rate"),
+    ("profile_displacements", "Profile displacements",
+     "times the program's own sys.setprofile or profiler displaced --backend profile in a "
+     "thread; what ran meanwhile was not recorded"),
     ("incomplete_sessions", "Incomplete sessions", "sessions whose end was never seen"),
     ("hook_errors", "Hook errors", "hooks that raised; ingestion went on"),
 )
 LOST_KEYS = ("dropped_events", "dropped_batches", "corrupt_frames", "agent_errors",
-             "hook_errors")
+             "hook_errors", "profile_displacements")
 SPARK_W, SPARK_H = 120, 22
 
 

@@ -23,6 +23,10 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#ifdef __linux__
+#include <pthread.h>
+#include <sys/mman.h>
+#endif
 
 #include "_guard.h"
 #include "_hotpath.h"
@@ -767,13 +771,58 @@ done:
 /* ---------------------------------------------------------------------------------------- */
 /* Closing a call */
 
+/* The record buffer's memory: on Linux an anonymous mapping of its own, excluded from fork
+   (MADV_DONTFORK). The records pending in a parent are the parent's to send (a forked child
+   starts empty), and fork() copies the page tables of all resident memory: a backlog of tens
+   of MB, as threads recording flat out build, made every os.fork() of the program that much
+   slower. A pthread_atfork child handler forgets the buffers (absent in the child) before
+   any code of the child runs, also for a fork() made from C without Python's hooks. */
+#if defined(__linux__) && defined(MADV_DONTFORK) && defined(MREMAP_MAYMOVE)
+#define BUF_OWN_MAPPING 1
+#endif
+
+static size_t
+buf_bytes(Py_ssize_t cap)
+{
+    return (size_t)cap * N_FIELDS * sizeof(int64_t);
+}
+
+static int64_t *
+buf_resize(int64_t *old, Py_ssize_t old_cap, Py_ssize_t cap)
+{
+#ifdef BUF_OWN_MAPPING
+    void *p = old == NULL
+        ? mmap(NULL, buf_bytes(cap), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        : mremap(old, buf_bytes(old_cap), buf_bytes(cap), MREMAP_MAYMOVE);
+    if (p == MAP_FAILED)
+        return NULL;
+    (void)madvise(p, buf_bytes(cap), MADV_DONTFORK);  /* kept by mremap; cheap to repeat */
+    return (int64_t *)p;
+#else
+    (void)old_cap;
+    return PyMem_Realloc(old, buf_bytes(cap));
+#endif
+}
+
+static void
+buf_free(int64_t *buf, Py_ssize_t cap)
+{
+#ifdef BUF_OWN_MAPPING
+    if (buf != NULL)
+        munmap(buf, buf_bytes(cap));
+#else
+    (void)cap;
+    PyMem_Free(buf);
+#endif
+}
+
 static int
 grow_buffer(void)
 {
     Py_ssize_t cap = S->cap ? S->cap * 2 : 1024;
     if (cap > S->max_buf)
         cap = S->max_buf;
-    int64_t *grown = PyMem_Realloc(S->buf, (size_t)cap * N_FIELDS * sizeof(int64_t));
+    int64_t *grown = buf_resize(S->buf, S->cap, cap);
     if (grown == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -1248,7 +1297,21 @@ store_le(unsigned char *dst, uint64_t x, int k)
 /* A backlog larger than one batch, taken out of the buffer whole (the recording threads
    start a fresh one) and handed out `limit` records at a time, oldest first. */
 static int64_t *taken;
-static Py_ssize_t taken_n, taken_off;
+static Py_ssize_t taken_n, taken_off, taken_cap;
+
+#ifdef BUF_OWN_MAPPING
+/* In a forked child (see buf_resize): the parent's buffers were not copied. */
+static void
+buf_forget_in_child(void)
+{
+    if (S != NULL) {
+        S->buf = NULL;
+        S->n = S->cap = 0;
+    }
+    taken = NULL;
+    taken_n = taken_off = taken_cap = 0;
+}
+#endif
 
 /* (count, wire columns, thread idents) of the oldest `limit` records buffered (0: all of
  * them), removed from the buffer.
@@ -1266,6 +1329,7 @@ sp_take_calls(PyObject *module, PyObject *args)
         /* No copy and no memmove of the backlog, however large it grew. */
         taken = S->buf;
         taken_n = S->n;
+        taken_cap = S->cap;
         taken_off = 0;
         S->buf = NULL;
         S->n = S->cap = 0;
@@ -1321,9 +1385,9 @@ sp_take_calls(PyObject *module, PyObject *args)
     if (taken != NULL) {
         taken_off += n;
         if (taken_off >= taken_n) {
-            PyMem_Free(taken);
+            buf_free(taken, taken_cap);
             taken = NULL;
-            taken_n = taken_off = 0;
+            taken_n = taken_off = taken_cap = 0;
         }
     }
     else {
@@ -1335,7 +1399,7 @@ sp_take_calls(PyObject *module, PyObject *args)
         S->n = rest;
         if (rest == 0 && S->cap > 65536) {
             /* A burst grew the buffer: give the memory back rather than keep the peak. */
-            PyMem_Free(S->buf);
+            buf_free(S->buf, S->cap);
             S->buf = NULL;
             S->cap = 0;
         }
@@ -1352,9 +1416,9 @@ static PyObject *
 sp_reset(PyObject *module, PyObject *unused)
 {
     S->n = 0;
-    PyMem_Free(taken);  /* the parent's backlog: the parent sends it */
+    buf_free(taken, taken_cap);  /* the parent's backlog: the parent sends it */
     taken = NULL;
-    taken_n = taken_off = 0;
+    taken_n = taken_off = taken_cap = 0;
     for (Py_ssize_t i = 0; i < fns_cap; i++)
         fns[i].in_key = 0;
     memset(out_sid, 0, sizeof out_sid);
@@ -1831,6 +1895,13 @@ PyInit__speedups(void)
     S->dropped = S->agent_errors = S->sampled_out = S->next_cid = 0;
     S->buf = NULL;
     S->n = S->cap = 0;
+#ifdef BUF_OWN_MAPPING
+    {
+        static int registered;
+        if (!registered && pthread_atfork(NULL, NULL, buf_forget_in_child) == 0)
+            registered = 1;
+    }
+#endif
     S->gen = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
     S->session_starts = PyList_New(0);
     S->wake = Py_NewRef(Py_None);

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from _thread import get_ident as _thread_ident
 from opcode import opmap
 from typing import Any, NamedTuple, Protocol
@@ -141,9 +142,18 @@ class ProfileBackend(HooksMixin):
             threading.setprofile(self._thread_start)
             self._resume = lambda: self._setprofile(self._callback)
         self.add_post_import_hook("cProfile", self._after_cprofile)
-        self._displaced: set[int] = set()  # threads whose profile function is the program's
+        # threads whose profile function may be the program's -> [since when (monotonic ns),
+        # confirmed]: what they run meanwhile is not recorded; counted (intervals and their
+        # length) and shown. The audit event comes before the change and does not say what
+        # is set (threading sets ours again in a new thread): a displacement is confirmed
+        # by a later event of the thread that finds another profile function, or none.
+        self._displaced: dict[int, list] = {}
         self.recovered = 0
+        self.displacements = 0
+        self.displaced_ns = 0  # of the intervals that ended
         self._installed = True
+        global _profile
+        _profile = self
         sys.addaudithook(self._audit)
 
     def _ours(self, fn: Any) -> bool:
@@ -161,20 +171,51 @@ class ProfileBackend(HooksMixin):
         try:
             ident = _thread_ident()
             current = sys.getprofile()
-            if event == "sys.setprofile":
-                if self._ours(current):
-                    self._displaced.add(ident)
-            elif ident in self._displaced:
-                if current is None:
-                    self._displaced.discard(ident)
-                    self.recovered += 1
-                    self._resume()
-                elif self._ours(current):
-                    self._displaced.discard(ident)  # taken back (cProfile's disable())
+            entry = self._displaced.get(ident)
+            if entry is None:
+                if event == "sys.setprofile" and self._ours(current):
+                    self._displaced[ident] = [time.monotonic_ns(), False]
+            elif current is None:
+                self._confirm(entry)
+                self._taken_back(ident)
+                self.recovered += 1
+                self._resume()
+            elif self._ours(current):
+                self._taken_back(ident)  # taken back (cProfile's disable()), or never lost
+            else:
+                self._confirm(entry)
         except Exception as exc:
             if type(exc) is not RecursionError and program_exception(exc):
                 raise
             recorder.S.agent_errors += 1
+
+    def _confirm(self, entry: list) -> None:
+        if not entry[1]:
+            entry[1] = True
+            self.displacements += 1
+
+    def _taken_back(self, ident: int) -> None:
+        entry = self._displaced.pop(ident, None)
+        if entry is not None and entry[1]:
+            self.displaced_ns += time.monotonic_ns() - entry[0]
+
+    def displaced(self) -> tuple[int, int]:
+        """(times a thread's recording was displaced by the program's own profile function,
+        total time displaced in ns, the intervals still going on counted up to now)."""
+        now = time.monotonic_ns()
+        ongoing = sum(now - e[0] for e in list(self._displaced.values()) if e[1])
+        return self.displacements, self.displaced_ns + ongoing
+
+    def restart_after_fork(self) -> None:
+        """A forked child counts its own: the forking thread may still be displaced."""
+        entry = self._displaced.get(_thread_ident())
+        self._displaced.clear()
+        self.displaced_ns = 0
+        self.displacements = 0
+        if entry is not None:
+            self._displaced[_thread_ident()] = [time.monotonic_ns(), False]
+            if entry[1]:
+                self._confirm(self._displaced[_thread_ident()])
 
     def _after_cprofile(self, module: Any) -> None:
         """cProfile displaces the recorder while it profiles (one profile function per
@@ -186,6 +227,10 @@ class ProfileBackend(HooksMixin):
         def disable_and_resume(self: Any) -> None:
             disable(self)
             if sys.getprofile() is None:
+                entry = backend._displaced.get(_thread_ident())
+                if entry is not None:
+                    backend._confirm(entry)
+                backend._taken_back(_thread_ident())
                 backend._resume()
 
         disable_and_resume.__name__ = disable_and_resume.__qualname__ = "disable"
@@ -335,6 +380,14 @@ class ProfileBackend(HooksMixin):
 _THROWN = recorder.CPU + 1  # extra slot on profile-backend frames
 # Abandoned calls closed at most at once: a recursion limit's depth, and some.
 _MAX_ABANDONED = 100_000
+
+
+_profile: ProfileBackend | None = None  # the installed profile backend, if it is that one
+
+
+def displaced() -> tuple[int, int]:
+    """(displacements, ns displaced) of the profile backend; (0, 0) for the others."""
+    return _profile.displaced() if _profile is not None else (0, 0)
 
 
 def choose_profile_core() -> tuple[Any, str]:

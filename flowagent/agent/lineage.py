@@ -10,8 +10,9 @@ time it runs (:data:`_task`, set by the carrier the submission was wrapped in, s
 is in force is announced with it (:func:`started`); the flusher sends the announcements in
 the batch's ``links`` list, and the sidecar hangs the session under the parent call.
 
-The link travels to the child in memory for ``fork`` (captured in the parent just before the
-fork), in the environment variable :data:`ENV` for anything that ``exec``s a new Python,
+The link travels to the child in memory for ``fork`` (read in the child from the stack it
+inherited, before anything else runs there: the parent's fork runs no code of ours), in the
+environment variable :data:`ENV` for anything that ``exec``s a new Python,
 and in multiprocessing's own preparation data for spawned and forkserver children.
 """
 
@@ -31,7 +32,6 @@ Link = tuple[str, int, str, int]
 process: Optional[Link] = None  # the link of everything this process does
 _task: ContextVar[Optional[Link]] = ContextVar("flowagent_parent_call", default=None)
 _entries: list[list[Any]] = []  # [session, *link], taken by the flusher
-_forking: Optional[Link] = None
 _run = os.environ.get("FLOWAGENT_RUN_ID", "")
 
 
@@ -47,13 +47,17 @@ def _process_key() -> int:
 def here() -> Optional[Link]:
     """The link for a child started now: the current recorded call, or, outside any call,
     whatever this process or pool task itself hangs under."""
+    return _link(_process_key(), os.getpid())
+
+
+def _link(key: int, pid: int) -> Optional[Link]:
+    """The link to the current call of the process with this key and pid."""
     frame = recorder._get()
     if frame is not None and frame[recorder.GEN] is recorder.S.gen and frame[recorder.CID]:
-        key = _process_key()
         if key:
             module, qualname = recorder._functions[frame[recorder.FID]][:2]
             return (f"{key:012x}-{frame[recorder.SES]}", frame[recorder.CID],
-                    f"{module}:{qualname}", os.getpid())
+                    f"{module}:{qualname}", pid)
     return _task.get() or process
 
 
@@ -97,24 +101,16 @@ def adopt(text: Any) -> None:
     process = decode(text)
 
 
-def before_fork() -> None:
-    global _forking
+def inherit_at_fork(parent_key: int, parent_pid: int) -> None:
+    """In a forked child, before the recorder forgets the parent's frames: whatever the child
+    does belongs to the call that forked it (the forking thread's current call, still on the
+    stack the child inherited). The parent's announcements not yet sent are the parent's."""
+    global process
+    del _entries[:]
     try:
-        _forking = here()
+        link = _link(parent_key, parent_pid)
     except Exception:
         recorder.S.agent_errors += 1
-
-
-def after_fork_parent() -> None:
-    global _forking
-    _forking = None
-
-
-def after_fork_child() -> None:
-    """A forked child: whatever it does belongs to the call that forked it. The parent's
-    announcements not yet sent are the parent's to send."""
-    global process, _forking
-    if _forking is not None:
-        process = _forking
-    _forking = None
-    del _entries[:]
+        return
+    if link is not None:
+        process = link

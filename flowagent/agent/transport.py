@@ -8,7 +8,12 @@ already in the wire's column layout).
 
 Forks: ``os.register_at_fork`` gives the child a fresh ring, ids and flusher; a fork that
 bypassed the hooks is caught by a pid check before anything is written, so two processes
-never write into one ring. Exit: a final flush runs from ``atexit`` (registered first, so it
+never write into one ring. The parent's side of a fork runs no agent code where it can be
+avoided: the child works out which call forked it from the stack it inherited, and the
+parent keeps its pending records (the C recorder's buffer is not even copied into the
+child, see ``_speedups.c``), so ``os.fork()`` costs about what it costs plainly. Only a
+program with no thread of its own on Python 3.12+ has the flusher stopped for the fork
+(:meth:`Transport._before_fork`). Exit: a final flush runs from ``atexit`` (registered first, so it
 runs last) and from multiprocessing's exit path for forked workers, which end in ``os._exit``.
 """
 
@@ -67,9 +72,19 @@ class Transport:
         self.lock = _native_lock()
         self.flushing = 0  # the thread that last took the lock in flush()
         self.again = False  # a flush was asked for from inside the one running
+        # The interpreter's main thread: a child forked from any other thread has none, and
+        # no interpreter exit (atexit) ends it: it ends when its last thread does.
+        self.main_ident = _native_get_ident()
+        self.forked_in_thread = False
         self._open_for(os.getpid())
-        os.register_at_fork(before=self._before_fork, after_in_parent=self._after_fork_parent,
-                            after_in_child=self._after_fork_child)
+        self._paused_for_fork = False
+        self._yield_to_fork = False
+        if _FORK_WARNS:
+            os.register_at_fork(before=self._before_fork,
+                                after_in_parent=self._after_fork_parent,
+                                after_in_child=self._after_fork_child)
+        else:
+            os.register_at_fork(after_in_child=self._after_fork_child)
         atexit.register(self.close)
         _patch_os_exit(self)
         _patch_os_exec(self)
@@ -83,7 +98,7 @@ class Transport:
         self.stopping = False
         self.anchor = (time.time_ns(), time.perf_counter_ns())
         self.thread_names: dict[int, str] = {}
-        self.sent_stats = [0, 0, 0]
+        self.sent_stats = [0, 0, 0, 0]
         # The ring is created with the first batch that carries something: a Python process
         # that records nothing (a helper `python -c`, a resource tracker) leaves no ring.
         self.ring: RingWriter | None = None
@@ -130,26 +145,38 @@ class Transport:
         self.ring.init_control(not recorder.S.on, recorder.S.sample_ppm)
 
     def _before_fork(self) -> None:
-        # Nothing the child uses is shared with the flusher: it makes its own lock, buffer,
-        # encoder and ring (below), so a fork never waits for a batch being encoded. Only a
-        # program with no thread of its own has the flusher stopped for the fork (it wakes
-        # and ends at once, without flushing): it stays single-threaded at fork time, as
-        # plainly (Python 3.12 warns about forking a multi-threaded process).
+        # Python 3.12+ only. Nothing the child uses is shared with the flusher: it makes its
+        # own lock, buffer, encoder and ring (below), so a fork of a program with threads of
+        # its own never waits for the flusher. A program with no thread of its own has the
+        # flusher stopped for the fork, so it stays single-threaded at fork time as plainly
+        # (3.12 warns about forking a multi-threaded process): the flusher ends after the
+        # batch it is encoding, if any, not after everything buffered.
         self._paused_for_fork = threading.active_count() <= 1
         if self._paused_for_fork:
+            self._yield_to_fork = True
             self._stop_flusher()
             _wait_single_threaded()
 
     def _after_fork_parent(self) -> None:
+        self._yield_to_fork = False
         if self._paused_for_fork and not self.closed:
             self._start_flusher()
 
     def _after_fork_child(self) -> None:
+        # Which call forked this child, read from the stack it inherited before the recorder
+        # forgets the parent's frames (the parent ran no hook of ours to note it).
+        lineage.inherit_at_fork(self.key, self.pid)
+        self.forked_in_thread = self.forked_in_thread or _native_get_ident() != self.main_ident
         # The flusher may have held these at the fork; it does not exist here.
         self.lock = _native_lock()
         self.flushing = 0
+        self._paused_for_fork = self._yield_to_fork = False
         recorder.reset_after_fork()
         tracecontext.reset_after_fork()
+        from . import backends
+
+        if backends._profile is not None:
+            backends._profile.restart_after_fork()
         try:
             self._open_for(os.getpid())
         except Exception:
@@ -163,6 +190,12 @@ class Transport:
             if self.stopping:
                 break  # a fork or the exit flushes (or keeps the buffer) itself
             try:
+                if self.forked_in_thread and not _program_threads_alive(self.thread_ident):
+                    # A child forked from a thread other than the main one, whose threads
+                    # have all ended: plainly the process ends now (no atexit runs). The
+                    # flusher must not keep it alive: final flush, and end.
+                    self.close()
+                    break
                 self.flush()
                 self._read_control()
             except Exception:
@@ -232,6 +265,8 @@ class Transport:
                 n, columns, threads = recorder.take_calls(BATCH_CALLS)
                 more = n == BATCH_CALLS
                 self._send(n, columns, threads, final and not more)
+                if self._yield_to_fork and not final:
+                    return  # (a fork waits: the rest stays buffered for the next flush)
                 if not more and (final or not self.again):
                     return  # (again: a session ended inside this flush, see above: send it)
             if final:
@@ -245,7 +280,8 @@ class Transport:
         new_starts = starts[:ns]
         del starts[:ns]
         traces = tracecontext.take()  # after the calls: never in a later batch than they
-        stats = [S.agent_errors + _shape_failures(), S.dropped, S.sampled_out]
+        displaced = _displaced()
+        stats = [S.agent_errors + _shape_failures(), S.dropped, S.sampled_out, displaced[0]]
         if not (n or new_starts or links or traces or final) and stats == self.sent_stats:
             return
         if self.ring is None:
@@ -266,6 +302,9 @@ class Transport:
             batch["links"] = links
         if traces:
             batch["traces"] = traces
+        if displaced[0]:
+            # the program's own profile function displaced recording: [times, ns]
+            batch["profile_displaced"] = list(displaced)
         payload = self.encoder.encode_columns(batch, n, columns)
         new_drops = stats[1] - self.sent_stats[1]
         if new_drops:
@@ -292,6 +331,18 @@ class Transport:
         self.closed = True
         if self.ring is not None:
             self.ring.close()
+
+
+# Python 3.12+ warns when a process with more than one thread forks.
+_FORK_WARNS = sys.version_info >= (3, 12)
+
+
+def _program_threads_alive(own: int) -> bool:
+    """Whether any thread of the program (the flusher ``own`` aside) is still running."""
+    for t in threading.enumerate():
+        if t.ident != own and t.is_alive():
+            return True
+    return False
 
 
 def _wait_single_threaded(limit_s: float = 0.05) -> None:
@@ -355,6 +406,12 @@ def _patch_os_exec(transport: Transport) -> None:
 
     os.execv = patched(os.execv)
     os.execve = patched(os.execve)
+
+
+def _displaced() -> tuple[int, int]:
+    from . import backends
+
+    return backends.displaced()
 
 
 def _shape_failures() -> int:

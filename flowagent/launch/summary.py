@@ -135,6 +135,12 @@ def _print_summary(run_id: str, run_dir: str, s: dict[str, Any], cfg: Config) ->
     if s.get("sampled_out"):
         w(f"flowagent: {s['sampled_out']} sessions were left out by sampling "
           f"({_sample_rate_note(run_dir, cfg.sample_rate)})\n")
+    if s.get("profile_displacements"):
+        n = s["profile_displacements"]
+        w(f"flowagent: the program's own profile function (sys.setprofile, a profiler) "
+          f"displaced recording {n} time{'s' if n != 1 else ''}, "
+          f"{s.get('profile_displaced_ns', 0) / 1e9:.3f} s in all; what ran meanwhile in "
+          f"that thread was not recorded (--backend wrap is not displaced)\n")
     if s.get("hook_errors"):
         w(f"flowagent: {s['hook_errors']} hook failures; first: {s['hook_error']}\n")
     if s.get("otlp_endpoint"):

@@ -152,6 +152,7 @@ def report(store: Store, run_id: str) -> dict[str, Any]:
         "loss": {k: run.get(k, 0) for k in ("produced_events", "dropped_events",
                                              "dropped_batches", "corrupt_frames",
                                              "duplicate_frames", "agent_errors", "sampled_out",
+                                             "profile_displacements",
                                              "incomplete_sessions", "hook_errors")},
         "session_durations": _hist_stats(durations),
         "functions": fns,

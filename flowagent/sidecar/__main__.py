@@ -220,6 +220,9 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
         if launcher_row is not None:
             store.finish_run(run_id, launcher_row._replace(
                 status="pending" if running else "finished"))
+        if totals["profile_displacements"]:
+            store.write_profile_displaced(run_id, totals["profile_displacements"],
+                                          totals["profile_displaced_ns"])
         if otlp_totals:
             store.write_otlp_totals(run_id, otlp_totals["otlp_sessions"],
                                     otlp_totals["otlp_spans"], otlp_totals["otlp_undelivered"])

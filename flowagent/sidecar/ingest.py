@@ -97,6 +97,7 @@ class Proc:
     info: dict = field(default_factory=dict)
     last_counters: dict = field(default_factory=dict)
     sampled_out: int = 0
+    displaced: tuple[int, int] = (0, 0)  # profile backend: (times, ns) not recorded
     gone_ns: int = 0  # wall clock when the process was first seen gone (0: alive or unknown)
     # Sessions whose root already ended -> their row: calls that work they started (a
     # thread, a task) makes afterwards are stored with them, never reopen them.
@@ -326,6 +327,9 @@ class Ingestor:
             proc.threads[int(ident)] = str(name)
         proc.agent_errors = int(batch.get("agent_errors", proc.agent_errors))
         proc.sampled_out = int(batch.get("sampled_out", proc.sampled_out))
+        d = batch.get("profile_displaced")
+        if isinstance(d, list) and len(d) == 2:
+            proc.displaced = (int(d[0]), int(d[1]))
         calls = batch["calls"]
         starts = batch.get("starts", ())
         # a child process's session hangs under its parent call: never the grouped path
@@ -511,7 +515,8 @@ class Ingestor:
     def totals(self) -> dict[str, int]:
         t = dict(processes=len(self.procs), produced_events=0, dropped_events=0,
                  dropped_batches=0, corrupt_frames=0, duplicate_frames=0, agent_errors=0,
-                 stored_events=0, sampled_out=0, foreign_rings=len(self.bad_rings))
+                 stored_events=0, sampled_out=0, foreign_rings=len(self.bad_rings),
+                 profile_displacements=0, profile_displaced_ns=0)
         for p in self.procs.values():
             c = p.reader.counters()
             t["produced_events"] += c["produced_events"]
@@ -522,6 +527,8 @@ class Ingestor:
             t["agent_errors"] += p.agent_errors
             t["stored_events"] += p.stored
             t["sampled_out"] += p.sampled_out
+            t["profile_displacements"] += p.displaced[0]
+            t["profile_displaced_ns"] += p.displaced[1]
         t["corrupt_frames"] += self.undecodable + len(self.bad_rings)
         return t
 

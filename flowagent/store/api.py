@@ -42,7 +42,8 @@ RUN_FIELDS = (
     "sessions", "calls", "errors", "incomplete_sessions", "produced_events", "dropped_events",
     "dropped_batches", "corrupt_frames", "duplicate_frames", "agent_errors", "processes",
     "sampled_out", "hook_errors", "hook_error", "pruned_sessions", "otlp_sessions",
-    "otlp_spans", "otlp_undelivered", "service", "host")
+    "otlp_spans", "otlp_undelivered", "service", "host", "profile_displacements",
+    "profile_displaced_ns")
 SESSION_FIELDS = (
     "session_id", "run_id", "name", "root_fid", "pid", "pk", "thread", "result", "complete",
     "started_ns", "ended_ns", "duration_ns", "calls", "errors", "variant", "tree_kept")
@@ -364,6 +365,10 @@ class Store(Protocol):
         ...
     def write_otlp_totals(self, run_id: str, sessions: int, spans: int,
                           undelivered: int) -> None: ...
+    def write_profile_displaced(self, run_id: str, displacements: int, ns: int) -> None:
+        """Profile backend: times recording was displaced by the program's own profile
+        function, and the time displaced in all."""
+        ...
     def write_hook_errors(self, run_id: str, errors: int, first_error: str | None) -> None: ...
     def runs(self, *, service: str | None = None, host: str | None = None,
              limit: int | None = None) -> list[dict[str, Any]]: ...

@@ -107,6 +107,10 @@ _ADDED_COLUMNS = (
     # which service the run recorded and on which machine (fleets: many runs, one store)
     ("runs", "service", "TEXT"),
     ("runs", "host", "TEXT"),
+    # profile backend: times the program's own profile function displaced recording in a
+    # thread, and for how long in all (what ran meanwhile was not recorded)
+    ("runs", "profile_displacements", "INTEGER DEFAULT 0"),
+    ("runs", "profile_displaced_ns", "INTEGER DEFAULT 0"),
 )
 
 # A whole sessions row, as SQLiteStore.insert_sessions writes it.
@@ -596,6 +600,10 @@ class SQLiteStore:
                           undelivered: int) -> None:
         self.db.execute("UPDATE runs SET otlp_sessions=?, otlp_spans=?, otlp_undelivered=? "
                         "WHERE run_id=?", (sessions, spans, undelivered, run_id))
+
+    def write_profile_displaced(self, run_id: str, displacements: int, ns: int) -> None:
+        self.db.execute("UPDATE runs SET profile_displacements=?, profile_displaced_ns=? "
+                        "WHERE run_id=?", (displacements, ns, run_id))
 
     def write_hook_errors(self, run_id: str, errors: int, first_error: str | None) -> None:
         with self.transaction():

@@ -216,8 +216,6 @@ def patch_process_pool(module: ModuleType) -> None:
 def install() -> None:
     """Adopt this process's own link, and pass links on to the children it starts."""
     lineage.adopt(os.environ.get(lineage.ENV))
-    os.register_at_fork(before=lineage.before_fork, after_in_parent=lineage.after_fork_parent,
-                        after_in_child=lineage.after_fork_child)
     try:
         import _posixsubprocess
     except ImportError:
