@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from flowagent.store.sqlite import SQLiteStore, db_path
+from flowagent.store.api import db_path
+from flowagent.store.sqlite import SQLiteStore
 from flowagent_viewer import create_app
 from viewer_data import clean_env, serve
 
