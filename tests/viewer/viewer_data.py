@@ -397,6 +397,10 @@ def serve(*args: str, cmd: list[str] | None = None) -> Iterator[tuple[str, subpr
             assert m, line[0]
             yield m.group(1), proc
         finally:
+            errors.seek(0)
+            logged = errors.read()
+            if "Traceback" in logged:  # shown with a failing test's captured output
+                print(f"viewer server log:\n{logged}")
             proc.terminate()
             try:
                 proc.wait(timeout=10)
