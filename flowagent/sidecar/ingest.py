@@ -23,6 +23,7 @@ from itertools import compress, repeat
 from operator import itemgetter, ne, not_, or_
 from typing import Any
 
+from ..protocol.clock import to_mono, to_wall, wall_offset
 from ..protocol.ring import RingError, RingReader
 from ..protocol.wire import INCOMPLETE, Decoder
 from ..store import chunks as C
@@ -212,12 +213,11 @@ class Ingestor:
         proc.threads.update({int(k): v for k, v in saved.get("threads", {}).items()})
         proc.anchor = tuple(saved.get("anchor", (0, 0)))  # type: ignore[assignment]
         wire_fid = {v: k for k, v in proc.fids.items()}
-        wall, mono = proc.anchor
         for s in self.store.open_sessions(self.run_id, proc.pk):
             ses = int(s.session_id.rpartition("-")[2])
             thread = int(s.thread) if (s.thread or "").lstrip("-").isdigit() else 0
             tree = SessionTree(ses, proc.namer, wire_fid.get(s.root_fid, 0),
-                               s.started_ns - wall + mono, thread)
+                               to_mono(s.started_ns, proc.anchor), thread)
             for data in self.store.session_chunk_data(s.rowid):
                 rows, _anchor = C.decode(data)
                 tree.feed([r for r in rows if r[2] == ses])
@@ -402,11 +402,11 @@ class Ingestor:
         if p is not None:
             return p
         session_id = f"{proc.pk}-{ses}"
-        wall, mono = proc.anchor
         # While one-call sessions are held, row ids go on from theirs (as if they were written).
         wanted = self.held.reserve()
         rowid = self.store.open_session(session_id, self.run_id, proc.fids.get(root_fid, 0),
-                                        proc.pid, proc.pk, str(thr), wall + t0 - mono, wanted)
+                                        proc.pid, proc.pk, str(thr), to_wall(t0, proc.anchor),
+                                        wanted)
         if wanted is not None and rowid != wanted:  # a replay: the row existed
             self.held.unreserve(wanted)
         p = Pending(rowid, SessionTree(ses, proc.namer, root_fid, t0, thr))
@@ -422,9 +422,8 @@ class Ingestor:
         if not complete:
             # Open until its process was seen gone (or the run ended): in the process's own
             # clock through its wall/monotonic anchor.
-            wall, mono = proc.anchor
-            if wall and proc.gone_ns:
-                tree.end = max(tree.end, proc.gone_ns - wall + mono)
+            if proc.anchor[0] and proc.gone_ns:
+                tree.end = max(tree.end, to_mono(proc.gone_ns, proc.anchor))
             placeholders = tree.placeholders()
             if placeholders:
                 tree.feed(placeholders)
@@ -459,7 +458,7 @@ class Ingestor:
             kept = RECENT
             self._recent_since_prune += 1
         n_calls = tree.calls()
-        shift = proc.anchor[0] - proc.anchor[1]
+        shift = wall_offset(proc.anchor)
         t0, t1 = root[9] + shift, root[10] + shift
         used = sorted({fids.get(f, 0) for f in tree.fids()})
         raised = tuple((fids.get(f, 0), sids.get(e, 0), n)

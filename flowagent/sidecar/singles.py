@@ -21,6 +21,7 @@ from operator import add, eq, itemgetter, ne, sub
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from ..protocol.clock import wall_offset
 from ..protocol.wire import ERROR, INCOMPLETE, PARTIAL, CallColumns
 from ..store.api import RESULTS
 from ..model import histogram as H
@@ -178,7 +179,7 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
         for j, ses in enumerate(sess):
             if ses in names:
                 name_col[j] = names[ses]
-    shift = proc.anchor[0] - proc.anchor[1]
+    shift = wall_offset(proc.anchor)
     t0 = list(map(add, _gather(t0s, sel), repeat(shift)))
     t1 = list(map(add, _gather(t1s, sel), repeat(shift)))
     held = ing.held
