@@ -11,6 +11,7 @@ sidecar logs to ``sidecar.log``. A session is named ``<pk>-<number>``, the numbe
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 RUNS = "runs"
 RINGS = "rings"
@@ -44,4 +45,17 @@ def ring_process_key(name: str) -> str:
 
 def session_id(pk: str, ses: int) -> str:
     return f"{pk}-{ses}"
+
+
+def session_ids(pk: str, numbers: Iterable[int]) -> list[str]:
+    """:func:`session_id` of each number, built by C-level builtins (a frame can finish
+    thousands of one-call sessions)."""
+    return list(map(f"{pk}-".__add__, map(str, numbers)))
+
+
+def session_number(session_id: str) -> int:
+    """The process's own number of a session (``"<pk>-<number>"``), the ``ses`` field of its
+    records; 0 for an id of another form (a session written by a tool)."""
+    tail = session_id.rpartition("-")[2]
+    return int(tail) if tail.isdigit() else 0
 

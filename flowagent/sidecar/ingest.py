@@ -25,6 +25,7 @@ from typing import Any
 
 from ..protocol.clock import to_mono, to_wall, wall_offset
 from ..protocol.ring import RingError, RingReader
+from ..protocol.rundir import session_id, session_number
 from ..protocol.wire import INCOMPLETE, Decoder
 from ..store import chunks as C
 from ..store.api import (RESULTS, FunctionDef, ProcessProgress, SessionEnd, Store)
@@ -214,7 +215,7 @@ class Ingestor:
         proc.anchor = tuple(saved.get("anchor", (0, 0)))  # type: ignore[assignment]
         wire_fid = {v: k for k, v in proc.fids.items()}
         for s in self.store.open_sessions(self.run_id, proc.pk):
-            ses = int(s.session_id.rpartition("-")[2])
+            ses = session_number(s.session_id)
             thread = int(s.thread) if (s.thread or "").lstrip("-").isdigit() else 0
             tree = SessionTree(ses, proc.namer, wire_fid.get(s.root_fid, 0),
                                to_mono(s.started_ns, proc.anchor), thread)
@@ -356,9 +357,9 @@ class Ingestor:
         if "traces" in batch:
             add_trace_entries(store, self.run_id, proc.pk, batch["traces"])
         for ses, parent, call, function, pid in batch.get("links", ()):
-            store.add_session_link(self.run_id, f"{proc.pk}-{ses}", parent, call,
+            store.add_session_link(self.run_id, session_id(proc.pk, ses), parent, call,
                                    function, pid)
-            self.parent_functions[f"{proc.pk}-{ses}"] = function
+            self.parent_functions[session_id(proc.pk, ses)] = function
         n_calls = len(calls)
         if not n_calls:
             return 0
@@ -401,12 +402,11 @@ class Ingestor:
         p = proc.pending.get(ses)
         if p is not None:
             return p
-        session_id = f"{proc.pk}-{ses}"
         # While one-call sessions are held, row ids go on from theirs (as if they were written).
         wanted = self.held.reserve()
-        rowid = self.store.open_session(session_id, self.run_id, proc.fids.get(root_fid, 0),
-                                        proc.pid, proc.pk, str(thr), to_wall(t0, proc.anchor),
-                                        wanted)
+        rowid = self.store.open_session(session_id(proc.pk, ses), self.run_id,
+                                        proc.fids.get(root_fid, 0), proc.pid, proc.pk, str(thr),
+                                        to_wall(t0, proc.anchor), wanted)
         if wanted is not None and rowid != wanted:  # a replay: the row existed
             self.held.unreserve(wanted)
         p = Pending(rowid, SessionTree(ses, proc.namer, root_fid, t0, thr))
@@ -434,7 +434,7 @@ class Ingestor:
         tree.finish()
         fids, sids = proc.fids, proc.sids
         contrib = tree.contribution(lambda f: fids.get(f, 0), lambda s: sids.get(s, 0))
-        session_key = f"{proc.pk}-{ses}"
+        session_key = session_id(proc.pk, ses)
         parent_function = self.parent_functions.pop(session_key, None)
         if parent_function is not None and tree.root is not None:
             _under_parent(contrib, self.fn_ids.get(parent_function), tree.root[7])
