@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Any
 
+from ..protocol.env import flag as _flag
 from . import recorder
 from .select import Selector
 
@@ -21,12 +22,6 @@ _selector: Selector | None = None
 _nested = True
 transport: Any = None
 backend_name = ""
-
-
-def _flag(value: str | None, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
 
 
 def _list(value: str | None) -> tuple[str, ...]:
