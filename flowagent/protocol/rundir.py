@@ -11,7 +11,10 @@ sidecar logs to ``sidecar.log``. A session is named ``<pk>-<number>``, the numbe
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 RUNS = "runs"
 RINGS = "rings"
@@ -36,6 +39,10 @@ def process_key(key: int) -> str:
 
 def ring_name(pid: int, key: int) -> str:
     return f"{pid}-{process_key(key)}{RING_SUFFIX}"
+
+
+def preimported_name(pid: int) -> str:
+    return f"{pid}{PREIMPORTED_SUFFIX}"
 
 
 def ring_process_key(name: str) -> str:

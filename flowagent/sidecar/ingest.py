@@ -25,7 +25,8 @@ from typing import Any
 
 from ..protocol.clock import to_mono, to_wall, wall_offset
 from ..protocol.ring import RingError, RingReader
-from ..protocol.rundir import session_id, session_number
+from ..protocol.rundir import (RING_SUFFIX, ring_process_key, rings_dir, session_id,
+                               session_number)
 from ..protocol.wire import INCOMPLETE, Decoder
 from ..store import chunks as C
 from ..store.api import (RESULTS, FunctionDef, ProcessProgress, SessionEnd, Store)
@@ -139,7 +140,7 @@ class Ingestor:
                  retention: Retention = Retention(), hooks: Any = None) -> None:
         self.store = store
         self.run_id = run_id
-        self.ring_dir = os.path.join(run_dir, "rings")
+        self.ring_dir = rings_dir(run_dir)
         self.procs: dict[str, Proc] = {}
         self.bad_rings: set[str] = set()
         self._decoder: Decoder | None = None  # made with the first frame (zstandard loads)
@@ -176,9 +177,9 @@ class Ingestor:
         except FileNotFoundError:
             return
         for name in names:
-            if not name.endswith(".ring") or name in self.bad_rings:
+            if not name.endswith(RING_SUFFIX) or name in self.bad_rings:
                 continue
-            pk = name[:-5].rpartition("-")[2]
+            pk = ring_process_key(name)
             if pk in self.procs:
                 continue
             try:
