@@ -27,7 +27,7 @@ from ..protocol.clock import to_mono, to_wall, wall_offset
 from ..protocol.ring import RingError, RingReader
 from ..protocol.rundir import (RING_SUFFIX, ring_process_key, rings_dir, session_id,
                                session_number)
-from ..protocol.wire import INCOMPLETE, Decoder
+from ..protocol.wire import CALL_FIELDS, INCOMPLETE, Decoder
 from ..store import chunks as C
 from ..store.api import (RESULTS, FunctionDef, ProcessProgress, SessionEnd, Store)
 from ..store.traces import add_entries as add_trace_entries
@@ -35,7 +35,11 @@ from .aggregate import Aggregates
 from .hooks import session_payload
 from . import singles
 from .retention import EXEMPLAR, FAILED, RECENT, Retention
-from .sessiontree import Namer, SessionTree
+from .sessiontree import NODE_ROOTS, Namer, SessionTree
+
+# Positions of a call record's fields read by name (see sessiontree).
+_SES, _FID, _RES, _T0, _T1, _THR = (
+    CALL_FIELDS.index(f) for f in ("ses", "fid", "res", "t0", "t1", "thr"))
 
 # Payload bytes drained per transaction: bounds the sidecar's memory when a ring holds a lot
 # (a replay, a sidecar catching up), and the time the store's write lock is held.
@@ -131,8 +135,8 @@ def _under_parent(contrib: Any, parent_fid: int | None, result: int) -> None:
     edge[0] += 1
     edge[1] += contrib.duration
     node = contrib.nodes.get(contrib.root_fid)
-    if node is not None and node[7] > 0:
-        node[7] -= 1
+    if node is not None and node[NODE_ROOTS] > 0:
+        node[NODE_ROOTS] -= 1
 
 
 class Ingestor:
@@ -222,7 +226,7 @@ class Ingestor:
                                to_mono(s.started_ns, proc.anchor), thread)
             for data in self.store.session_chunk_data(s.rowid):
                 rows, _anchor = C.decode(data)
-                tree.feed([r for r in rows if r[2] == ses])
+                tree.feed([r for r in rows if r[_SES] == ses])
             proc.pending[ses] = Pending(s.rowid, tree, s.name)
 
     # -- draining --------------------------------------------------------------------------
@@ -438,18 +442,18 @@ class Ingestor:
         session_key = session_id(proc.pk, ses)
         parent_function = self.parent_functions.pop(session_key, None)
         if parent_function is not None and tree.root is not None:
-            _under_parent(contrib, self.fn_ids.get(parent_function), tree.root[7])
+            _under_parent(contrib, self.fn_ids.get(parent_function), tree.root[_RES])
         novel = self.agg.add(contrib, session_key)
         root = tree.root
         if root is None:
             return
         names = self.fn_names
-        root_fid = fids.get(root[3], 0)
-        result = RESULTS[root[7]] if complete else RESULTS[INCOMPLETE]
+        root_fid = fids.get(root[_FID], 0)
+        result = RESULTS[root[_RES]] if complete else RESULTS[INCOMPLETE]
         errors = tree.error_calls()
         name = p.name or names.get(root_fid, "?")
-        thread = (p.thread_name or proc.threads.get(tree.thread) or proc.threads.get(root[11])
-                  or str(root[11]))
+        thread = (p.thread_name or proc.threads.get(tree.thread) or proc.threads.get(root[_THR])
+                  or str(root[_THR]))
         if novel:
             kept = EXEMPLAR
         elif result != "success" and self.failed_kept < self.retention.error_cap:
@@ -460,7 +464,7 @@ class Ingestor:
             self._recent_since_prune += 1
         n_calls = tree.calls()
         shift = wall_offset(proc.anchor)
-        t0, t1 = root[9] + shift, root[10] + shift
+        t0, t1 = root[_T0] + shift, root[_T1] + shift
         used = sorted({fids.get(f, 0) for f in tree.fids()})
         raised = tuple((fids.get(f, 0), sids.get(e, 0), n)
                        for (f, e), n in tree.raised().items() if sids.get(e, 0))
