@@ -42,6 +42,7 @@ from itertools import compress
 
 from ..protocol.wire import CALL_FIELDS, ERROR, INCOMPLETE, PARTIAL, CallColumns
 from ..model.histogram import EXACT, bucket, merge_into, to_buckets
+from ..store.chunks import store_rows
 
 MAX_KIDS = 1024    # distinct child runs kept per open call before the oldest are folded
 MAX_HOPS = 256     # error paths longer than this are cut (as deep recursion collapses anyway)
@@ -443,7 +444,7 @@ def session_contributions(calls: list[tuple], ses: int, names: dict[int, str]) -
     """One whole session's contribution from its call rows in store layout (call_id,
     parent_id, fid, caller_fid, in_sid, out_sid, result, exc_sid, t0, t1, thread[, cpu_ns]),
     in any order: the pure form of what the sidecar folds as records stream in."""
-    rows = [(c[0], c[1], ses, *c[2:11], c[11] if len(c) > 11 else 0) for c in calls]
+    rows = store_rows(calls, ses)
     # Children first, as a process emits them: by end time; a parent that ends at the same
     # nanosecond as its child started no later and was given a smaller id.
     rows.sort(key=lambda r: (r[10], -r[9], -r[0]))
