@@ -15,7 +15,10 @@ def _flowagent_bootstrap():
     import sys
 
     env = os.environ
-    if env.get("FLOWAGENT_RUN_DIR") and env.get("FLOWAGENT_ENABLED", "1").lower() not in (
+    # The words of flowagent.protocol.env.FALSE_WORDS, spelled out: the kill switch imports
+    # nothing (a test keeps the two equal).
+    enabled = env.get("FLOWAGENT_ENABLED", "1").strip().lower()
+    if env.get("FLOWAGENT_RUN_DIR") and enabled not in (
             "0", "false", "no", "off") and _is_the_runs_interpreter(env, sys):
         try:
             from flowagent.agent import bootstrap

@@ -13,6 +13,8 @@ import os
 import sys
 from typing import Any
 
+from ..protocol.env import flag as _flag
+from ..protocol.rundir import CONTROL_FILE, preimported_name, rings_dir
 from . import recorder
 from .select import Selector
 
@@ -21,12 +23,6 @@ _selector: Selector | None = None
 _nested = True
 transport: Any = None
 backend_name = ""
-
-
-def _flag(value: str | None, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
 
 
 def _list(value: str | None) -> tuple[str, ...]:
@@ -75,7 +71,7 @@ def _note_preimported(run_dir: str, selector: Selector) -> None:
     summary, which names them and says how to record them."""
     found = sorted(m for m in list(sys.modules) if selector.wants_name(m))
     if found:
-        path = os.path.join(run_dir, "rings", f"{os.getpid()}.preimported")
+        path = os.path.join(rings_dir(run_dir), preimported_name(os.getpid()))
         with open(path, "w", encoding="utf-8") as f:
             f.write("\n".join(found) + "\n")
 
@@ -92,7 +88,7 @@ def _initial_control(run_dir: str, env: Any) -> None:
         rate = 1.0
     paused = False
     try:
-        with open(os.path.join(run_dir, "control.json")) as f:
+        with open(os.path.join(run_dir, CONTROL_FILE)) as f:
             state = json.load(f)
         paused = bool(state.get("paused", False))
         rate = float(state.get("sample_rate", rate))
@@ -110,7 +106,7 @@ def apply_selection(run_dir: str) -> None:
     if _selector is None:
         return
     try:
-        with open(os.path.join(run_dir, "control.json")) as f:
+        with open(os.path.join(run_dir, CONTROL_FILE)) as f:
             state = json.load(f)
         include, exclude = state.get("include") or (), state.get("exclude") or ()
         _selector.set_live(tuple(str(g) for g in include), tuple(str(g) for g in exclude))

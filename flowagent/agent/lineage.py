@@ -22,6 +22,7 @@ import os
 from contextvars import ContextVar
 from typing import Any, Optional
 
+from ..protocol.rundir import process_key, session_id
 from . import recorder
 
 ENV = "FLOWAGENT_PARENT"
@@ -56,7 +57,7 @@ def _link(key: int, pid: int) -> Optional[Link]:
     if frame is not None and frame[recorder.GEN] is recorder.S.gen and frame[recorder.CID]:
         if key:
             module, qualname = recorder._functions[frame[recorder.FID]][:2]
-            return (f"{key:012x}-{frame[recorder.SES]}", frame[recorder.CID],
+            return (session_id(process_key(key), frame[recorder.SES]), frame[recorder.CID],
                     f"{module}:{qualname}", pid)
     return _task.get() or process
 

@@ -49,6 +49,7 @@ from typing import Any, Callable
 
 from . import shapes as _shapes
 from .guard import program_exception
+from ..protocol.env import is_true
 from ..protocol.wire import ERROR, N_FIELDS, PARTIAL, SUCCESS, columns
 from ..protocol.wire import THR as _THR_FIELD
 
@@ -572,7 +573,7 @@ def shape_every_call() -> None:
 
 def _choose_hot_path() -> tuple[Any, str]:
     """The single place that picks the hot path: (the C module or None, why)."""
-    if os.environ.get("FLOWAGENT_PURE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if is_true(os.environ.get("FLOWAGENT_PURE")):
         return None, "pure Python (FLOWAGENT_PURE is set)"
     try:
         from . import _speedups

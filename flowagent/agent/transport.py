@@ -30,6 +30,7 @@ from typing import Any
 
 from . import lineage, recorder, tracecontext
 from ..protocol.ring import RingWriter
+from ..protocol.rundir import ring_name, rings_dir
 from ..protocol.wire import VERSION, Encoder
 
 
@@ -139,7 +140,7 @@ class Transport:
         pid = self.pid
         info = dict(self.info, pid=pid, ppid=os.getppid(), argv=[_escaped(a) for a in sys.argv],
                     executable=_escaped(sys.executable))
-        path = os.path.join(self.run_dir, "rings", f"{pid}-{self.key:012x}.ring")
+        path = os.path.join(rings_dir(self.run_dir), ring_name(pid, self.key))
         self.ring = RingWriter(path, self.ring_size, pid, os.getppid(), self.key,
                                self.anchor[0], info)
         self.ring.init_control(not recorder.S.on, recorder.S.sample_ppm)

@@ -1,6 +1,5 @@
 """Command line: the ``flowagent`` parser and :func:`main`; each command family has its module
-(``run``, ``browse``, ``export``, ``analyse``, ``ops``, ``view``, ``otlp``; ``report`` is in
-:mod:`flowagent.reports.html`).
+(``run``, ``browse``, ``export``, ``analyse``, ``ops``, ``view``, ``report``, ``otlp``).
 
 The single exit point is :func:`main`: a :class:`FlowagentError` becomes one line on stderr
 and exit status 2; ``flowagent run`` exits with the program's own status.
@@ -104,7 +103,7 @@ def _read_parser() -> argparse.ArgumentParser:
     from .view import add_parser as add_view_parser
 
     add_view_parser(sub)
-    from ..reports.html import add_parser as add_report_parser
+    from .report import add_parser as add_report_parser
 
     add_report_parser(sub)
     return p
@@ -124,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         from .export import cmd_export
         from .ops import cmd_control, cmd_sidecar
         from .view import cmd_view
-        from ..reports.html import cmd_report
+        from .report import cmd_report
 
         ns = _read_parser().parse_args(argv)
         if ns.version:

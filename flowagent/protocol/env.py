@@ -19,3 +19,9 @@ def is_true(value: str | None) -> bool:
 def is_false(value: str | None) -> bool:
     """``True`` for one of :data:`FALSE_WORDS` (any case, surrounding blanks ignored)."""
     return value is not None and value.strip().lower() in FALSE_WORDS
+
+
+def flag(value: str | None, default: bool) -> bool:
+    """A switch that is on only when spelled with one of :data:`TRUE_WORDS`; unset or empty
+    keeps ``default``."""
+    return default if not value else is_true(value)

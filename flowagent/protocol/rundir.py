@@ -11,6 +11,10 @@ sidecar logs to ``sidecar.log``. A session is named ``<pk>-<number>``, the numbe
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 RUNS = "runs"
 RINGS = "rings"
@@ -37,6 +41,10 @@ def ring_name(pid: int, key: int) -> str:
     return f"{pid}-{process_key(key)}{RING_SUFFIX}"
 
 
+def preimported_name(pid: int) -> str:
+    return f"{pid}{PREIMPORTED_SUFFIX}"
+
+
 def ring_process_key(name: str) -> str:
     """``"<pid>-<pk>.ring"`` → ``pk``."""
     return name[:-len(RING_SUFFIX)].rpartition("-")[2]
@@ -44,4 +52,17 @@ def ring_process_key(name: str) -> str:
 
 def session_id(pk: str, ses: int) -> str:
     return f"{pk}-{ses}"
+
+
+def session_ids(pk: str, numbers: Iterable[int]) -> list[str]:
+    """:func:`session_id` of each number, built by C-level builtins (a frame can finish
+    thousands of one-call sessions)."""
+    return list(map(f"{pk}-".__add__, map(str, numbers)))
+
+
+def session_number(session_id: str) -> int:
+    """The process's own number of a session (``"<pk>-<number>"``), the ``ses`` field of its
+    records; 0 for an id of another form (a session written by a tool)."""
+    tail = session_id.rpartition("-")[2]
+    return int(tail) if tail.isdigit() else 0
 

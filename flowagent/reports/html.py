@@ -1,4 +1,4 @@
-"""``flowagent report -o run.html``: one self-contained HTML file of a run.
+"""One self-contained HTML file of a run (written by ``flowagent report -o run.html``).
 
 The file holds the architecture map (every collapse level, laid out in the browser by the
 same code as the viewer's), the flows of the busiest entry points, the statistics and the
@@ -9,10 +9,8 @@ artifact or a mail attachment, with no server and no network.
 
 from __future__ import annotations
 
-import argparse
-import os
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from ..errors import FlowagentError
 
@@ -22,21 +20,6 @@ SEQUENCE_CALLS = 150  # calls drawn per sequence diagram
 # Scripts in the order they load; vendor files first. The ELK worker goes in as text.
 SCRIPTS = ("vendor/cytoscape.min.js", "vendor/elk-api.js", "js/common.js", "js/svgdraw.js",
            "js/mapdraw.js", "js/flowdraw.js", "js/seqdraw.js", "js/report.js")
-
-
-def add_parser(sub: Any) -> None:
-    sp = sub.add_parser("report", help="write one self-contained HTML file of a run "
-                                       "(map, flows, stats, worst sessions)")
-    sp.add_argument("--data-dir", metavar="DIR")
-    sp.add_argument("--store", metavar="URL", help="store to read (default: the data "
-                    "directory's flowagent.db)")
-    sp.add_argument("--run", metavar="RUN", help="run id or prefix (default: latest)")
-    sp.add_argument("-o", "--output", metavar="FILE", required=True,
-                    help="the HTML file to write (e.g. run.html)")
-    sp.add_argument("--entries", type=int, default=ENTRIES, metavar="N",
-                    help=f"entry points whose flows are included ({ENTRIES})")
-    sp.add_argument("--sessions", type=int, default=WORST, metavar="N",
-                    help=f"slowest and failed sessions included, each ({WORST})")
 
 
 def build(store: Any, run_id: str, *, entries: int = ENTRIES, worst: int = WORST
@@ -107,32 +90,6 @@ def render(data: dict[str, Any]) -> str:
     return env.get_template("report.html").render(
         data=data, run=data["run"], css=(static / "style.css").read_text(encoding="utf-8"),
         scripts=scripts, worker=worker)
-
-
-def cmd_report(ns: argparse.Namespace, out: TextIO) -> int:
-    from ..cli.common import _run_id, _store
-
-    store = _store(ns.data_dir, ns.store)
-    run_id = _run_id(store, ns.run)
-    html = render(build(store, run_id, entries=ns.entries, worst=ns.sessions))
-    target = os.path.abspath(ns.output)
-    if os.path.isdir(target):
-        raise ReportError(f"{ns.output} is a directory; give a file name such as run.html")
-    tmp = f"{target}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(html)
-        os.replace(tmp, target)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise ReportError(f"cannot write {ns.output}: {exc.strerror or exc}; "
-                          "choose a writable path with -o") from exc
-    out.write(f"flowagent: report of run {run_id} written to {ns.output} "
-              f"({len(html.encode('utf-8')) / 2**20:.1f} MiB); open it in a browser\n")
-    return 0
 
 
 class ReportError(FlowagentError):

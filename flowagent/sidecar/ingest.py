@@ -23,8 +23,11 @@ from itertools import compress, repeat
 from operator import itemgetter, ne, not_, or_
 from typing import Any
 
+from ..protocol.clock import to_mono, to_wall, wall_offset
 from ..protocol.ring import RingError, RingReader
-from ..protocol.wire import INCOMPLETE, Decoder
+from ..protocol.rundir import (RING_SUFFIX, ring_process_key, rings_dir, session_id,
+                               session_number)
+from ..protocol.wire import CALL_FIELDS, INCOMPLETE, Decoder
 from ..store import chunks as C
 from ..store.api import (RESULTS, FunctionDef, ProcessProgress, SessionEnd, Store)
 from ..store.traces import add_entries as add_trace_entries
@@ -32,7 +35,11 @@ from .aggregate import Aggregates
 from .hooks import session_payload
 from . import singles
 from .retention import EXEMPLAR, FAILED, RECENT, Retention
-from .sessiontree import Namer, SessionTree
+from .sessiontree import NODE_ROOTS, Namer, SessionTree
+
+# Positions of a call record's fields read by name (see sessiontree).
+_SES, _FID, _RES, _T0, _T1, _THR = (
+    CALL_FIELDS.index(f) for f in ("ses", "fid", "res", "t0", "t1", "thr"))
 
 # Payload bytes drained per transaction: bounds the sidecar's memory when a ring holds a lot
 # (a replay, a sidecar catching up), and the time the store's write lock is held.
@@ -128,8 +135,8 @@ def _under_parent(contrib: Any, parent_fid: int | None, result: int) -> None:
     edge[0] += 1
     edge[1] += contrib.duration
     node = contrib.nodes.get(contrib.root_fid)
-    if node is not None and node[7] > 0:
-        node[7] -= 1
+    if node is not None and node[NODE_ROOTS] > 0:
+        node[NODE_ROOTS] -= 1
 
 
 class Ingestor:
@@ -137,7 +144,7 @@ class Ingestor:
                  retention: Retention = Retention(), hooks: Any = None) -> None:
         self.store = store
         self.run_id = run_id
-        self.ring_dir = os.path.join(run_dir, "rings")
+        self.ring_dir = rings_dir(run_dir)
         self.procs: dict[str, Proc] = {}
         self.bad_rings: set[str] = set()
         self._decoder: Decoder | None = None  # made with the first frame (zstandard loads)
@@ -174,9 +181,9 @@ class Ingestor:
         except FileNotFoundError:
             return
         for name in names:
-            if not name.endswith(".ring") or name in self.bad_rings:
+            if not name.endswith(RING_SUFFIX) or name in self.bad_rings:
                 continue
-            pk = name[:-5].rpartition("-")[2]
+            pk = ring_process_key(name)
             if pk in self.procs:
                 continue
             try:
@@ -212,15 +219,14 @@ class Ingestor:
         proc.threads.update({int(k): v for k, v in saved.get("threads", {}).items()})
         proc.anchor = tuple(saved.get("anchor", (0, 0)))  # type: ignore[assignment]
         wire_fid = {v: k for k, v in proc.fids.items()}
-        wall, mono = proc.anchor
         for s in self.store.open_sessions(self.run_id, proc.pk):
-            ses = int(s.session_id.rpartition("-")[2])
+            ses = session_number(s.session_id)
             thread = int(s.thread) if (s.thread or "").lstrip("-").isdigit() else 0
             tree = SessionTree(ses, proc.namer, wire_fid.get(s.root_fid, 0),
-                               s.started_ns - wall + mono, thread)
+                               to_mono(s.started_ns, proc.anchor), thread)
             for data in self.store.session_chunk_data(s.rowid):
                 rows, _anchor = C.decode(data)
-                tree.feed([r for r in rows if r[2] == ses])
+                tree.feed([r for r in rows if r[_SES] == ses])
             proc.pending[ses] = Pending(s.rowid, tree, s.name)
 
     # -- draining --------------------------------------------------------------------------
@@ -356,9 +362,9 @@ class Ingestor:
         if "traces" in batch:
             add_trace_entries(store, self.run_id, proc.pk, batch["traces"])
         for ses, parent, call, function, pid in batch.get("links", ()):
-            store.add_session_link(self.run_id, f"{proc.pk}-{ses}", parent, call,
+            store.add_session_link(self.run_id, session_id(proc.pk, ses), parent, call,
                                    function, pid)
-            self.parent_functions[f"{proc.pk}-{ses}"] = function
+            self.parent_functions[session_id(proc.pk, ses)] = function
         n_calls = len(calls)
         if not n_calls:
             return 0
@@ -401,12 +407,11 @@ class Ingestor:
         p = proc.pending.get(ses)
         if p is not None:
             return p
-        session_id = f"{proc.pk}-{ses}"
-        wall, mono = proc.anchor
         # While one-call sessions are held, row ids go on from theirs (as if they were written).
         wanted = self.held.reserve()
-        rowid = self.store.open_session(session_id, self.run_id, proc.fids.get(root_fid, 0),
-                                        proc.pid, proc.pk, str(thr), wall + t0 - mono, wanted)
+        rowid = self.store.open_session(session_id(proc.pk, ses), self.run_id,
+                                        proc.fids.get(root_fid, 0), proc.pid, proc.pk, str(thr),
+                                        to_wall(t0, proc.anchor), wanted)
         if wanted is not None and rowid != wanted:  # a replay: the row existed
             self.held.unreserve(wanted)
         p = Pending(rowid, SessionTree(ses, proc.namer, root_fid, t0, thr))
@@ -422,9 +427,8 @@ class Ingestor:
         if not complete:
             # Open until its process was seen gone (or the run ended): in the process's own
             # clock through its wall/monotonic anchor.
-            wall, mono = proc.anchor
-            if wall and proc.gone_ns:
-                tree.end = max(tree.end, proc.gone_ns - wall + mono)
+            if proc.anchor[0] and proc.gone_ns:
+                tree.end = max(tree.end, to_mono(proc.gone_ns, proc.anchor))
             placeholders = tree.placeholders()
             if placeholders:
                 tree.feed(placeholders)
@@ -435,21 +439,21 @@ class Ingestor:
         tree.finish()
         fids, sids = proc.fids, proc.sids
         contrib = tree.contribution(lambda f: fids.get(f, 0), lambda s: sids.get(s, 0))
-        session_key = f"{proc.pk}-{ses}"
+        session_key = session_id(proc.pk, ses)
         parent_function = self.parent_functions.pop(session_key, None)
         if parent_function is not None and tree.root is not None:
-            _under_parent(contrib, self.fn_ids.get(parent_function), tree.root[7])
+            _under_parent(contrib, self.fn_ids.get(parent_function), tree.root[_RES])
         novel = self.agg.add(contrib, session_key)
         root = tree.root
         if root is None:
             return
         names = self.fn_names
-        root_fid = fids.get(root[3], 0)
-        result = RESULTS[root[7]] if complete else RESULTS[INCOMPLETE]
+        root_fid = fids.get(root[_FID], 0)
+        result = RESULTS[root[_RES]] if complete else RESULTS[INCOMPLETE]
         errors = tree.error_calls()
         name = p.name or names.get(root_fid, "?")
-        thread = (p.thread_name or proc.threads.get(tree.thread) or proc.threads.get(root[11])
-                  or str(root[11]))
+        thread = (p.thread_name or proc.threads.get(tree.thread) or proc.threads.get(root[_THR])
+                  or str(root[_THR]))
         if novel:
             kept = EXEMPLAR
         elif result != "success" and self.failed_kept < self.retention.error_cap:
@@ -459,8 +463,8 @@ class Ingestor:
             kept = RECENT
             self._recent_since_prune += 1
         n_calls = tree.calls()
-        shift = proc.anchor[0] - proc.anchor[1]
-        t0, t1 = root[9] + shift, root[10] + shift
+        shift = wall_offset(proc.anchor)
+        t0, t1 = root[_T0] + shift, root[_T1] + shift
         used = sorted({fids.get(f, 0) for f in tree.fids()})
         raised = tuple((fids.get(f, 0), sids.get(e, 0), n)
                        for (f, e), n in tree.raised().items() if sids.get(e, 0))

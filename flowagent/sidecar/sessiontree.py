@@ -40,12 +40,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import compress
 
-from ..protocol.wire import ERROR, INCOMPLETE, PARTIAL, CallColumns
+from ..protocol.wire import CALL_FIELDS, ERROR, INCOMPLETE, PARTIAL, CallColumns
 from ..model.histogram import EXACT, bucket, merge_into, to_buckets
+from ..store.chunks import store_rows
 
 MAX_KIDS = 1024    # distinct child runs kept per open call before the oldest are folded
 MAX_HOPS = 256     # error paths longer than this are cut (as deep recursion collapses anyway)
 _MEMO_CAP = 16_384  # entries per memo before it is cleared (a memo only saves work)
+# Positions of a call record's fields read by name (records stay plain tuples: a field index
+# costs nothing where an attribute lookup would).
+_CID, _FID, _RES, _T0, _T1 = (CALL_FIELDS.index(f) for f in ("cid", "fid", "res", "t0", "t1"))
+# A node's stats (``Contribution.nodes``): the position of how many sessions it is the root of.
+NODE_ROOTS = 7
 
 
 @dataclass
@@ -418,15 +424,15 @@ class SessionTree:
             out.errors[key] = out.errors.get(key, 0) + count
         root = self.root
         if root is not None:
-            if root[7] != INCOMPLETE:
-                nodes[fid_map(root[3])][7] += 1
+            if root[_RES] != INCOMPLETE:
+                nodes[fid_map(root[_FID])][NODE_ROOTS] += 1
             for path in self.paths:
                 out.paths[namer.path_json(path)] = 1  # each distinct path once per session
             out.variant = self.digest.hex()
-            out.root_fid = fid_map(root[3])
-            out.duration = max(root[10] - root[9], 0)
-            out.start = root[9]
-            out.failed = root[7] == ERROR
+            out.root_fid = fid_map(root[_FID])
+            out.duration = max(root[_T1] - root[_T0], 0)
+            out.start = root[_T0]
+            out.failed = root[_RES] == ERROR
         return out
 
 
@@ -438,12 +444,12 @@ def session_contributions(calls: list[tuple], ses: int, names: dict[int, str]) -
     """One whole session's contribution from its call rows in store layout (call_id,
     parent_id, fid, caller_fid, in_sid, out_sid, result, exc_sid, t0, t1, thread[, cpu_ns]),
     in any order: the pure form of what the sidecar folds as records stream in."""
-    rows = [(c[0], c[1], ses, *c[2:11], c[11] if len(c) > 11 else 0) for c in calls]
+    rows = store_rows(calls, ses)
     # Children first, as a process emits them: by end time; a parent that ends at the same
     # nanosecond as its child started no later and was given a smaller id.
     rows.sort(key=lambda r: (r[10], -r[9], -r[0]))
-    root = next((r for r in rows if r[0] == ses), None)
-    tree = SessionTree(ses, Namer(lambda f: names.get(f, "?")), root[3] if root else 0)
+    root = next((r for r in rows if r[_CID] == ses), None)
+    tree = SessionTree(ses, Namer(lambda f: names.get(f, "?")), root[_FID] if root else 0)
     tree.feed(rows)
     tree.finish()
     return tree.contribution(_identity, _identity)

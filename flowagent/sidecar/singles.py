@@ -21,6 +21,8 @@ from operator import add, eq, itemgetter, ne, sub
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from ..protocol.clock import wall_offset
+from ..protocol.rundir import session_id, session_ids
 from ..protocol.wire import ERROR, INCOMPLETE, PARTIAL, CallColumns
 from ..store.api import RESULTS
 from ..model import histogram as H
@@ -122,20 +124,20 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
         starts_ns = _gather(t0s, idx)
         c.start = min(starts_ns)
         c.failed = failed
-        if ing.agg.add_alike(c, k, f"{pk}-{calls.cols[2][idx[0]]}", hist, max(starts_ns)):
+        if ing.agg.add_alike(c, k, session_id(pk, calls.cols[2][idx[0]]), hist, max(starts_ns)):
             novel_at.add(idx[0])
         examples_of[key] = ing.agg.examples(c.variant, cluster)
 
-    session_ids = list(map(f"{pk}-".__add__, map(str, sess)))
+    ids = session_ids(pk, sess)
     # Example sessions, in frame order, until every list the frame's groups add to is full.
     open_lists = {id(x): x for ex in examples_of.values() for x in ex
                   if x is not None and len(x) < EXAMPLES}
     if open_lists:
-        for key, session_id in zip(keys, session_ids):
+        for key, one_id in zip(keys, ids):
             for examples in examples_of[key]:
                 if examples is not None and len(examples) < EXAMPLES \
-                        and session_id not in examples:
-                    examples.append(session_id)
+                        and one_id not in examples:
+                    examples.append(one_id)
             if all(len(x) >= EXAMPLES for x in open_lists.values()):
                 break
     shared = list(map(row_of.__getitem__, keys))
@@ -178,21 +180,21 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
         for j, ses in enumerate(sess):
             if ses in names:
                 name_col[j] = names[ses]
-    shift = proc.anchor[0] - proc.anchor[1]
+    shift = wall_offset(proc.anchor)
     t0 = list(map(add, _gather(t0s, sel), repeat(shift)))
     t1 = list(map(add, _gather(t1s, sel), repeat(shift)))
     held = ing.held
     sid = held.next_sid(ing.store)
     sids = range(sid, sid + m)
     held.add(zip(
-        sids, session_ids, repeat(ing.run_id), name_col, map(itemgetter(1), shared),
+        sids, ids, repeat(ing.run_id), name_col, map(itemgetter(1), shared),
         repeat(proc.pid), repeat(pk), thread_col, results, repeat(1), t0, t1,
         map(sub, t1, t0), repeat(1), map(itemgetter(3), shared), map(itemgetter(4), shared),
         kept, map(itemgetter(5), shared), map(itemgetter(6), shared)), chunk)
     proc.done.update(zip(sess, sids))
     proc.trim_done()
     if ing.finished_sink is not None:
-        ing._finished.extend(session_ids)
+        ing._finished.extend(ids)
 
 
 _KEPT = 16  # tree_kept's place in a sessions row

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..protocol.clock import wall_offset
+from ..protocol.rundir import session_number as session_number  # the store's readers use C.
 from ..protocol.wire import CALL_FIELDS, ERROR
 
 WIRE, STORE = 0, 1
@@ -74,13 +75,6 @@ def summary(rows: Iterable[tuple], old_fids: str | None, old_raised: str | None
             raised[key] = raised.get(key, 0) + 1
     return (f" {' '.join(map(str, sorted(fids)))} ",
             json.dumps([[f, e, n] for (f, e), n in raised.items()]) if raised else None)
-
-
-def session_number(session_id: str) -> int:
-    """The process's own number of a session (``"<pk>-<number>"``), the ``ses`` field of its
-    records; 0 for an id of another form (a session written by a tool)."""
-    tail = session_id.rpartition("-")[2]
-    return int(tail) if tail.isdigit() else 0
 
 
 def store_rows(rows: Iterable[tuple], ses: int) -> list[tuple]:
