@@ -210,7 +210,7 @@ class EdgeStats(NamedTuple):
     caller_fid: int
     callee_fid: int
     result: int
-    count: int
+    count: int  # type: ignore[assignment]  # the column's name; shadows tuple.count
     total_ns: int
 
 
@@ -218,20 +218,20 @@ class ShapeCount(NamedTuple):
     fid: int
     io: str                    # "in" | "out"
     shape_sid: int
-    count: int
+    count: int  # type: ignore[assignment]  # the column's name; shadows tuple.count
     first_session: str | None
     shape: str | None = None   # the shape's text (filled in on read)
 
 
 class PathCount(NamedTuple):
     path: str                  # the path's stored key (a JSON list of function names)
-    count: int
+    count: int  # type: ignore[assignment]  # the column's name; shadows tuple.count
 
 
 class VariantStats(NamedTuple):
     variant: str
     root_fid: int
-    count: int
+    count: int  # type: ignore[assignment]  # the column's name; shadows tuple.count
     errors: int
     hist: Mapping[int, int]
     first_ns: int
@@ -243,7 +243,7 @@ class ClusterStats(NamedTuple):
     fid: int
     path: str                  # JSON list of function names
     handled: int
-    count: int
+    count: int  # type: ignore[assignment]  # the column's name; shadows tuple.count
     first_ns: int
     last_ns: int
     examples: tuple[str, ...]
@@ -297,7 +297,7 @@ class RootCount(NamedTuple):
 class ExceptionCount(NamedTuple):
     function_name: str
     exception_type: str
-    count: int
+    count: int  # type: ignore[assignment]  # the column's name; shadows tuple.count
 
 
 class VariantResult(NamedTuple):
@@ -409,7 +409,7 @@ class Store(Protocol):
     def insert_sessions(self, rows: Sequence[SessionRow]) -> None:
         """Finished sessions, whole rows at once (ids from :meth:`next_session_rowid`)."""
         ...
-    def insert_session_rows(self, rows: Iterable[tuple]) -> None:
+    def insert_session_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """As :meth:`insert_sessions`, each row a tuple of the ``sessions`` table's columns
         (sid, session_id, run_id, name, root_fid, pid, pk, thread, result, complete,
         started_ns, ended_ns, duration_ns, calls, errors, variant, tree_kept, fids, raised)
@@ -422,7 +422,7 @@ class Store(Protocol):
     def add_chunk(self, run_id: str, pk: str, ids: int, calls: int, data: bytes,
                   placeholders: int = 0) -> int: ...
     def link_chunks(self, links: Iterable[tuple[int, int, int]]) -> None: ...
-    def add_calls(self, session_id: str, rows: list[tuple]) -> None: ...
+    def add_calls(self, session_id: str, rows: list[tuple[Any, ...]]) -> None: ...
     def add_session_link(self, run_id: str, session_id: str, parent_session: str,
                          parent_call: int, parent_function: str, parent_pid: int) -> None:
         """The session hangs under call ``parent_call`` of ``parent_session`` (a child
@@ -564,9 +564,9 @@ def open_store(url: str, readonly: bool = False, data_dir: str | None = None) ->
     ``data_dir``: the run's data directory, where a writer of a shared store spools what the
     server has not taken yet (see :mod:`flowagent.store.spool`)."""
     if kind_of(url) == "postgresql":
-        from . import postgres  # type: ignore[attr-defined]
+        from . import postgres
 
-        return postgres.open_store(url, readonly=readonly,  # type: ignore[no-any-return]
+        return postgres.open_store(url, readonly=readonly,
                                    spool_dir=data_dir)
     from .sqlite import SQLiteStore
 
