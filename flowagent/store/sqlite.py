@@ -25,9 +25,10 @@ from . import chunks as C
 from .graphs import session_graph as build_session_graph
 from .api import (
     AggregateRows, AggregateVersion, ClusterStats, EdgeStats, ExceptionCount,
-    FleetEntry, FunctionDef, NodeStats, OpenSession, PathCount, ProcessCounters, ProcessProgress,
-    ProcessSample, ProcessState, RootCount, RunEnd, RunTotals, SessionEnd, SessionFilter,
-    SessionRow, SessionTotals, ShapeCount, VariantResult, VariantStats,
+    FleetEntry, FunctionDef, FunctionDict, NodeStats, OpenSession, PathCount, ProcessCounters,
+    ProcessDict, ProcessProgress, ProcessSample, ProcessState, RootCount, RunDict, RunEnd,
+    RunTotals, SessionDict, SessionEnd, SessionFilter, SessionRow, SessionTotals, ShapeCount,
+    VariantResult, VariantStats,
 )
 from .traces import SCHEMA as TRACE_SCHEMA, TABLES as TRACE_TABLES
 from . import lineage
@@ -264,7 +265,8 @@ class SQLiteStore:
         if sid is None:
             row = self.db.execute("SELECT sid FROM shapes WHERE text=?", (text,)).fetchone()
             if row is None:
-                sid = cast(int, self.db.execute("INSERT INTO shapes(text) VALUES(?)", (text,)).lastrowid)
+                sid = cast(int, self.db.execute("INSERT INTO shapes(text) VALUES(?)",
+                                                (text,)).lastrowid)
             else:
                 sid = row[0]
             self._shape_ids[text] = sid
@@ -390,7 +392,7 @@ class SQLiteStore:
 
     # -- reading -------------------------------------------------------------------------
     def runs(self, *, service: str | None = None, host: str | None = None,
-             limit: int | None = None) -> list[dict[str, Any]]:
+             limit: int | None = None) -> list[RunDict]:
         where, args = ["1=1"], []
         for column, value in (("service", service), ("host", host)):
             if value is not None:
@@ -399,30 +401,31 @@ class SQLiteStore:
         rows = self.db.execute(f"SELECT * FROM runs WHERE {' AND '.join(where)} "
                                "ORDER BY started_ns DESC LIMIT ?",
                                (*args, -1 if limit is None else limit)).fetchall()
-        return [dict(r) for r in rows]
+        return cast("list[RunDict]", [dict(r) for r in rows])
 
-    def run(self, run_id: str) -> dict[str, Any] | None:
+    def run(self, run_id: str) -> RunDict | None:
         row = self.db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
-        return dict(row) if row else None
+        return cast(RunDict, dict(row)) if row else None
 
     def latest_run(self) -> str | None:
         row = self.db.execute("SELECT run_id FROM runs ORDER BY started_ns DESC LIMIT 1").fetchone()
         return row[0] if row else None
 
-    def processes(self, run_id: str) -> list[dict[str, Any]]:
+    def processes(self, run_id: str) -> list[ProcessDict]:
         rows = self.db.execute("SELECT * FROM processes WHERE run_id=? ORDER BY started_ns",
                                (run_id,)).fetchall()
-        return [dict(r) for r in rows]
+        return cast("list[ProcessDict]", [dict(r) for r in rows])
 
-    def functions(self, run_id: str) -> dict[int, dict[str, Any]]:
+    def functions(self, run_id: str) -> dict[int, FunctionDict]:
         rows = self.db.execute("SELECT * FROM functions WHERE run_id=?", (run_id,)).fetchall()
-        return {r["fid"]: dict(r, params=json.loads(r["params"] or "[]")) for r in rows}
+        return cast("dict[int, FunctionDict]",
+                    {r["fid"]: dict(r, params=json.loads(r["params"] or "[]")) for r in rows})
 
     def sessions(self, run_id: str | None = None, *, result: str | None = None,
                  root: str | None = None, min_duration_ns: int | None = None,
                  search: str | None = None, order: str = "started", limit: int = 100,
                  offset: int = 0, service: str | None = None,
-                 host: str | None = None) -> list[dict[str, Any]]:
+                 host: str | None = None) -> list[SessionDict]:
         clause, args = session_where(run_id, result, root, min_duration_ns, alias="s.",
                                      service=service, host=host)
         where = [clause]
@@ -436,14 +439,16 @@ class SQLiteStore:
         sql = (f"SELECT s.* FROM sessions s WHERE {' AND '.join(where)} "
                f"ORDER BY {orders.get(order, 's.started_ns')}, s.sid LIMIT ? OFFSET ?")
         rows = self.db.execute(sql, (*args, limit, offset)).fetchall()
-        return lineage.with_descendants(self.db, [self.session_dict(r) for r in rows])
+        return cast("list[SessionDict]",
+                    lineage.with_descendants(self.db, [self.session_dict(r) for r in rows]))
 
     def count_sessions(self, run_id: str | None = None) -> int:
         top = "NOT " + lineage.LINKED.format(alias="sessions.")
         if run_id:
             return cast(int, self.db.execute(
                 f"SELECT COUNT(*) FROM sessions WHERE run_id=? AND {top}", (run_id,)).fetchone()[0])
-        return cast(int, self.db.execute(f"SELECT COUNT(*) FROM sessions WHERE {top}").fetchone()[0])
+        return cast(int,
+                    self.db.execute(f"SELECT COUNT(*) FROM sessions WHERE {top}").fetchone()[0])
 
     @staticmethod
     def session_dict(r: sqlite3.Row) -> dict[str, Any]:
@@ -454,10 +459,11 @@ class SQLiteStore:
         d["complete"] = bool(d["complete"])
         return d
 
-    def session(self, session_id: str) -> dict[str, Any] | None:
+    def session(self, session_id: str) -> SessionDict | None:
         row = self.db.execute("SELECT * FROM sessions WHERE session_id=?",
                               (session_id,)).fetchone()
-        return lineage.with_descendants(self.db, [self.session_dict(row)])[0] if row else None
+        return cast(SessionDict, lineage.with_descendants(self.db, [self.session_dict(row)])[0]
+                    ) if row else None
 
     def session_graph(self, session_id: str) -> dict[str, Any] | None:
         """The session as the export contract's session graph (timestamps in unix ns), with
