@@ -61,11 +61,11 @@ class RunDict(TypedDict):
     run_id: str
     started_ns: int
     ended_ns: int | None          # None while the run is recording
-    argv: str                     # JSON list
-    cwd: str
+    argv: str | None              # JSON list; None until the run ends
+    cwd: str | None
     status: str
     exit_code: int | None
-    backend: str
+    backend: str | None
     sessions: int
     calls: int
     errors: int
@@ -96,7 +96,7 @@ class SessionDict(TypedDict):
 
     session_id: str
     run_id: str
-    name: str
+    name: str | None              # None while the session is open
     root_fid: int
     pid: int
     pk: str
