@@ -10,6 +10,7 @@ processes' CPU and memory, and what was lost on the way.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from ..model import histogram as H
@@ -21,8 +22,8 @@ def _hist_stats(h: dict[int, int]) -> dict[str, Any]:
 
 
 def functions(store: Store, run_id: str) -> list[dict[str, Any]]:
-    fns = store.functions(run_id)
-    out = []
+    fns: Mapping[int, Mapping[str, Any]] = store.functions(run_id)
+    out: list[dict[str, Any]] = []
     for r in store.node_stats(run_id):
         fn = fns.get(r.fid, {})
         out.append({
@@ -38,7 +39,7 @@ def functions(store: Store, run_id: str) -> list[dict[str, Any]]:
 
 
 def variants(store: Store, run_id: str) -> list[dict[str, Any]]:
-    fns = store.functions(run_id)
+    fns: Mapping[int, Mapping[str, Any]] = store.functions(run_id)
     rows = store.variant_stats(run_id)
     total = sum(r.count for r in rows) or 1
     return [{
@@ -50,7 +51,7 @@ def variants(store: Store, run_id: str) -> list[dict[str, Any]]:
 
 
 def error_clusters(store: Store, run_id: str) -> list[dict[str, Any]]:
-    fns = store.functions(run_id)
+    fns: Mapping[int, Mapping[str, Any]] = store.functions(run_id)
     return [{
         "exception": store.shape_text(r.exc_sid) or "?",
         "function": fns.get(r.fid, {}).get("name", "?"),
@@ -65,14 +66,14 @@ def frequent_paths(store: Store, run_id: str, limit: int = 20) -> list[dict[str,
             for r in store.path_counts(run_id, limit)]
 
 
-def shape_variants(store: Store, run_id: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
+def shape_variants(store: Store, run_id: str) -> dict[str, dict[str, list[Any]]]:
     """Per function: its input and output shape variants, in order of first appearance."""
     fns = store.functions(run_id)
     rows = store.shape_counts(run_id)
     # Start times of the sessions that first showed each variant (only those: a run may
     # hold a million sessions).
     firsts = store.session_starts({r.first_session for r in rows if r.first_session})
-    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    out: dict[str, dict[str, list[Any]]] = {}  # "params": names; "in"/"out": shape dicts
     for r in rows:
         fn = fns.get(r.fid)
         if fn is None:

@@ -33,7 +33,7 @@ def read(run_dir: str) -> dict[str, Any]:
 
 def write(run_dir: str, paused: bool | None = None, sample_rate: float | None = None,
           include: Sequence[str] | None = None, exclude: Sequence[str] | None = None,
-          **extra: Any) -> dict:
+          **extra: Any) -> dict[str, Any]:
     """Merge the given settings into the run's control file (atomically) and return it."""
     state = read(run_dir)
     if paused is not None:

@@ -39,7 +39,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import deque
-from typing import Any
+from typing import Any, Mapping
 
 from ..errors import ConfigError
 
@@ -158,7 +158,7 @@ class OtlpSender:
                         if store.parent_session(session_id) is not None:
                             continue  # a child process's part: sent inside its parent's
                         graph = store.session_graph(session_id)
-                        row = store.session(session_id) or {}
+                        row: Mapping[str, Any] = store.session(session_id) or {}
                     except Exception as exc:  # a store error must not end the thread
                         self._fail(exc)
                         graph = None

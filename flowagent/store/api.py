@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, TypedDict, runtime_checkable
 
 from ..protocol.wire import RESULT_NAMES as RESULTS  # call result names, in code order
 
@@ -53,6 +53,98 @@ PROCESS_FIELDS = (
     "run_id", "pk", "pid", "ppid", "info", "started_ns", "last_seq", "ring_tail",
     "produced_events", "dropped_events", "dropped_batches", "stored_events",
     "duplicate_frames", "corrupt_frames", "agent_errors", "closed")
+
+
+class RunDict(TypedDict):
+    """A ``runs()``/``run()`` row (:data:`RUN_FIELDS`); None where the run has not set it."""
+
+    run_id: str
+    started_ns: int
+    ended_ns: int | None          # None while the run is recording
+    argv: str | None              # JSON list; None until the run ends
+    cwd: str | None
+    status: str
+    exit_code: int | None
+    backend: str | None
+    sessions: int
+    calls: int
+    errors: int
+    incomplete_sessions: int
+    produced_events: int
+    dropped_events: int
+    dropped_batches: int
+    corrupt_frames: int
+    duplicate_frames: int
+    agent_errors: int
+    processes: int
+    sampled_out: int
+    hook_errors: int
+    hook_error: str | None
+    pruned_sessions: int
+    otlp_sessions: int
+    otlp_spans: int
+    otlp_undelivered: int
+    service: str | None
+    host: str | None
+    profile_displacements: int
+    profile_displaced_ns: int
+
+
+class SessionDict(TypedDict):
+    """A ``sessions()``/``session()`` row (:data:`SESSION_FIELDS`); ``calls`` and ``errors``
+    include those of the sessions linked under it."""
+
+    session_id: str
+    run_id: str
+    name: str | None              # None while the session is open
+    root_fid: int
+    pid: int
+    pk: str
+    thread: str
+    result: str | None            # None while the session is open
+    complete: bool
+    started_ns: int
+    ended_ns: int | None
+    duration_ns: int | None
+    calls: int
+    errors: int
+    variant: str | None
+    tree_kept: int                # PRUNED, RECENT, FAILED or EXEMPLAR
+
+
+class FunctionDict(TypedDict):
+    """A ``functions()`` value (:data:`FUNCTION_FIELDS`), ``params`` decoded."""
+
+    run_id: str
+    fid: int
+    name: str
+    module: str
+    qualname: str
+    file: str
+    line: int
+    kind: str
+    params: list[str]
+
+
+class ProcessDict(TypedDict):
+    """A ``processes()`` row (:data:`PROCESS_FIELDS`)."""
+
+    run_id: str
+    pk: str
+    pid: int
+    ppid: int | None
+    info: str                     # JSON: the process's description and wire-id maps
+    started_ns: int
+    last_seq: int
+    ring_tail: int
+    produced_events: int
+    dropped_events: int
+    dropped_batches: int
+    stored_events: int
+    duplicate_frames: int
+    corrupt_frames: int
+    agent_errors: int
+    closed: int
 
 
 # -- records the sidecar writes ------------------------------------------------------------------
@@ -210,7 +302,7 @@ class EdgeStats(NamedTuple):
     caller_fid: int
     callee_fid: int
     result: int
-    count: int
+    count: int  # type: ignore[assignment]  # the column's name; shadows tuple.count
     total_ns: int
 
 
@@ -218,20 +310,20 @@ class ShapeCount(NamedTuple):
     fid: int
     io: str                    # "in" | "out"
     shape_sid: int
-    count: int
+    count: int  # type: ignore[assignment]  # the column's name; shadows tuple.count
     first_session: str | None
     shape: str | None = None   # the shape's text (filled in on read)
 
 
 class PathCount(NamedTuple):
     path: str                  # the path's stored key (a JSON list of function names)
-    count: int
+    count: int  # type: ignore[assignment]  # the column's name; shadows tuple.count
 
 
 class VariantStats(NamedTuple):
     variant: str
     root_fid: int
-    count: int
+    count: int  # type: ignore[assignment]  # the column's name; shadows tuple.count
     errors: int
     hist: Mapping[int, int]
     first_ns: int
@@ -243,7 +335,7 @@ class ClusterStats(NamedTuple):
     fid: int
     path: str                  # JSON list of function names
     handled: int
-    count: int
+    count: int  # type: ignore[assignment]  # the column's name; shadows tuple.count
     first_ns: int
     last_ns: int
     examples: tuple[str, ...]
@@ -297,7 +389,7 @@ class RootCount(NamedTuple):
 class ExceptionCount(NamedTuple):
     function_name: str
     exception_type: str
-    count: int
+    count: int  # type: ignore[assignment]  # the column's name; shadows tuple.count
 
 
 class VariantResult(NamedTuple):
@@ -371,8 +463,8 @@ class Store(Protocol):
         ...
     def write_hook_errors(self, run_id: str, errors: int, first_error: str | None) -> None: ...
     def runs(self, *, service: str | None = None, host: str | None = None,
-             limit: int | None = None) -> list[dict[str, Any]]: ...
-    def run(self, run_id: str) -> dict[str, Any] | None: ...
+             limit: int | None = None) -> list[RunDict]: ...
+    def run(self, run_id: str) -> RunDict | None: ...
     def latest_run(self) -> str | None: ...
     def fleet(self) -> list[FleetEntry]: ...
     def spool_backlog(self) -> list[SpoolBacklog]:
@@ -385,13 +477,13 @@ class Store(Protocol):
     def process_state(self, run_id: str, pk: str) -> ProcessState | None: ...
     def save_process(self, run_id: str, pk: str, progress: ProcessProgress) -> None: ...
     def process_counters(self, run_id: str) -> list[ProcessCounters]: ...
-    def processes(self, run_id: str) -> list[dict[str, Any]]: ...
+    def processes(self, run_id: str) -> list[ProcessDict]: ...
     def add_samples(self, samples: Sequence[ProcessSample]) -> None: ...
     def samples(self, run_id: str, pid: int) -> list[ProcessSample]: ...
 
     # -- functions and shapes ------------------------------------------------------------------
     def add_function(self, run_id: str, fn: FunctionDef) -> None: ...
-    def functions(self, run_id: str) -> dict[int, dict[str, Any]]: ...
+    def functions(self, run_id: str) -> dict[int, FunctionDict]: ...
     def shape_id(self, text: str) -> int: ...
     def shape_text(self, sid: int | None) -> str | None: ...
 
@@ -409,7 +501,7 @@ class Store(Protocol):
     def insert_sessions(self, rows: Sequence[SessionRow]) -> None:
         """Finished sessions, whole rows at once (ids from :meth:`next_session_rowid`)."""
         ...
-    def insert_session_rows(self, rows: Iterable[tuple]) -> None:
+    def insert_session_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """As :meth:`insert_sessions`, each row a tuple of the ``sessions`` table's columns
         (sid, session_id, run_id, name, root_fid, pid, pk, thread, result, complete,
         started_ns, ended_ns, duration_ns, calls, errors, variant, tree_kept, fids, raised)
@@ -422,7 +514,7 @@ class Store(Protocol):
     def add_chunk(self, run_id: str, pk: str, ids: int, calls: int, data: bytes,
                   placeholders: int = 0) -> int: ...
     def link_chunks(self, links: Iterable[tuple[int, int, int]]) -> None: ...
-    def add_calls(self, session_id: str, rows: list[tuple]) -> None: ...
+    def add_calls(self, session_id: str, rows: list[tuple[Any, ...]]) -> None: ...
     def add_session_link(self, run_id: str, session_id: str, parent_session: str,
                          parent_call: int, parent_function: str, parent_pid: int) -> None:
         """The session hangs under call ``parent_call`` of ``parent_session`` (a child
@@ -466,7 +558,7 @@ class Store(Protocol):
                  root: str | None = None, min_duration_ns: int | None = None,
                  search: str | None = None, order: str = "started", limit: int = 100,
                  offset: int = 0, service: str | None = None,
-                 host: str | None = None) -> list[dict[str, Any]]:
+                 host: str | None = None) -> list[SessionDict]:
         """Sessions matching the filters (see :class:`SessionFilter`); ``order``: started,
         -started, duration (longest first) or calls (most first)."""
         ...
@@ -474,7 +566,7 @@ class Store(Protocol):
     def count_matching(self, f: SessionFilter, cap: int = 10_000) -> tuple[int, bool]:
         """Sessions matching ``f`` counted up to ``cap``: ``(count, capped)``."""
         ...
-    def session(self, session_id: str) -> dict[str, Any] | None: ...
+    def session(self, session_id: str) -> SessionDict | None: ...
     def session_starts(self, session_ids: Iterable[str]) -> dict[str, int]: ...
     def session_totals(self, run_id: str) -> SessionTotals:
         """Sessions linked under another's call count as part of it, not as sessions (their
@@ -564,9 +656,9 @@ def open_store(url: str, readonly: bool = False, data_dir: str | None = None) ->
     ``data_dir``: the run's data directory, where a writer of a shared store spools what the
     server has not taken yet (see :mod:`flowagent.store.spool`)."""
     if kind_of(url) == "postgresql":
-        from . import postgres  # type: ignore[attr-defined]
+        from . import postgres
 
-        return postgres.open_store(url, readonly=readonly,  # type: ignore[no-any-return]
+        return postgres.open_store(url, readonly=readonly,
                                    spool_dir=data_dir)
     from .sqlite import SQLiteStore
 
@@ -589,7 +681,8 @@ def damage_error(exc: BaseException) -> Exception | None:
 
 __all__ = [
     "RESULTS", "PRUNED", "RECENT", "FAILED", "EXEMPLAR", "RUN_FIELDS", "SESSION_FIELDS",
-    "FUNCTION_FIELDS", "PROCESS_FIELDS", "SpoolBacklog", "FunctionDef", "ProcessState",
+    "FUNCTION_FIELDS", "PROCESS_FIELDS", "RunDict", "SessionDict", "FunctionDict", "ProcessDict",
+    "SpoolBacklog", "FunctionDef", "ProcessState",
     "ProcessProgress",
     "ProcessCounters", "OpenSession", "SessionEnd", "SessionRow", "ProcessSample", "RunTotals",
     "RunEnd",

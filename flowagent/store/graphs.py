@@ -13,7 +13,7 @@ from .api import RESULTS
 
 
 def session_graph(session: Mapping[str, Any], fns: Mapping[int, Mapping[str, Any]],
-                  info: Mapping[str, Any], call_rows: Iterable[tuple],
+                  info: Mapping[str, Any], call_rows: Iterable[tuple[Any, ...]],
                   shape_text: Callable[[int | None], str | None]) -> dict[str, Any]:
     """The session graph (timestamps in unix ns) of one stored session."""
     threads = {int(k): v for k, v in info.get("threads", {}).items()}

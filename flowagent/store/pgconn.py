@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence, cast
 
 from ..errors import StoreError
 from . import pgschema
@@ -30,13 +30,13 @@ def require_psycopg() -> Any:
     return psycopg
 
 
-class Row(tuple):
+class Row(tuple[Any, ...]):
     """A result row readable as ``r[0]``, ``r["name"]`` and ``dict(r)``, like sqlite3.Row."""
 
     __slots__ = ()
     _index: dict[str, int] = {}
 
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+    def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             return tuple.__getitem__(self, self._index[key])
         return tuple.__getitem__(self, key)
@@ -129,7 +129,7 @@ class Cursor:
 
     @property
     def rowcount(self) -> int:
-        return self._cur.rowcount
+        return cast(int, self._cur.rowcount)
 
     @property
     def description(self) -> Any:
@@ -155,14 +155,14 @@ class PgDB:
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
         with self._lock:
             cur = self.conn.cursor()
-            cur.execute(translate(sql), tuple(args))  # type: ignore[arg-type]
+            cur.execute(translate(sql), tuple(args))
             return Cursor(cur)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with self._lock:
             rows = list(rows)
             if rows:
-                self.conn.cursor().executemany(translate(sql), rows)  # type: ignore[arg-type]
+                self.conn.cursor().executemany(translate(sql), rows)
 
     def close(self) -> None:
         self.conn.close()

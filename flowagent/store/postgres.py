@@ -19,7 +19,7 @@ import hashlib
 import inspect
 import os
 from collections import OrderedDict
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..errors import StoreError
 from . import chunks as C
@@ -39,7 +39,7 @@ FINAL_ATTEMPTS = 2
 class SpoolStore(SQLiteStore):
     """The writer of a ``postgresql://`` store: a local SQLite spool plus its forwarder."""
 
-    capabilities = {"shared": True}
+    capabilities: Mapping[str, bool] = {"shared": True}
 
     def __init__(self, url: str, data_dir: str, *, forward: bool = True) -> None:
         require_psycopg()
@@ -119,13 +119,15 @@ def _on_server(url: str, method: str, *args: Any, **kwargs: Any) -> Any:
 class PostgresStore(SQLiteStore):
     """A reader (and the retention writer) of the shared PostgreSQL store."""
 
-    capabilities = {"shared": True}
+    capabilities: Mapping[str, bool] = {"shared": True}
+    # PgDB speaks sqlite3.Connection's execute dialect (see flowagent.store.pgconn)
+    db: PgDB  # type: ignore[assignment]
 
     def __init__(self, url: str, readonly: bool = True) -> None:
         self.url = url
         self.path = redact(url)
         self.readonly = readonly
-        self.db = PgDB(url)  # type: ignore[assignment]
+        self.db = PgDB(url)
         pg = require_psycopg()
         try:
             with self.db.conn.transaction():
@@ -138,7 +140,7 @@ class PostgresStore(SQLiteStore):
         self._chunks: OrderedDict[Any, Any] = OrderedDict()
 
     # -- statements whose SQL differs from SQLite's --------------------------------------------
-    def _call_rows(self, row: Any, info: dict[str, Any] | None = None) -> list[tuple]:
+    def _call_rows(self, row: Any, info: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         run_id = row["run_id"]
         ids = self.db.execute(
             "SELECT c.chunk_id, c.ids FROM session_chunks sc JOIN chunks c ON "

@@ -31,7 +31,7 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 from . import pgschema
 from .pgconn import (_SCHEMA_LOCK, CONNECT_TIMEOUT_S, ensure_columns, ensure_partitions, ensure_schema,
@@ -123,7 +123,7 @@ def install_capture(db: sqlite3.Connection) -> LocalDeletes:
 def waiting(db: sqlite3.Connection) -> int:
     """Changes recorded in the spool and not yet on the server."""
     try:
-        return db.execute("SELECT COUNT(*) FROM spool_log").fetchone()[0]
+        return cast(int, db.execute("SELECT COUNT(*) FROM spool_log").fetchone()[0])
     except sqlite3.Error:
         return 0
 
@@ -286,7 +286,7 @@ class Forwarder:
             self.last_error = None
             return len(lines)
 
-    def _read_groups(self, lines: list[sqlite3.Row]) -> list[tuple]:
+    def _read_groups(self, lines: list[sqlite3.Row]) -> list[tuple[Any, ...]]:
         """The batch as runs of one operation on one table, with the rows they name now.
 
         Tables are independent on the server (no foreign keys), so only the order within a
@@ -302,14 +302,14 @@ class Forwarder:
                 if k == len(tlines) or tlines[k]["op"] != tlines[start]["op"]:
                     parts.append((table, tlines[start]["op"], tlines[start:k]))
                     start = k
-        groups: list[tuple] = []
+        groups: list[tuple[Any, ...]] = []
         for table, op, part in parts:
             if table not in pgschema.KEYS:
                 continue
             if op == "u":
                 cols = self._table_columns(table)
                 rids = list(dict.fromkeys(r["rid"] for r in part))
-                rows: list[tuple] = []
+                rows: list[tuple[Any, ...]] = []
                 for k in range(0, len(rids), 500):
                     chunk = rids[k:k + 500]
                     marks = ",".join("?" * len(chunk))
@@ -329,7 +329,7 @@ class Forwarder:
         return groups
 
     @staticmethod
-    def _upsert(pg: Any, table: str, cols: list[str], rows: list[tuple]) -> None:
+    def _upsert(pg: Any, table: str, cols: list[str], rows: list[tuple[Any, ...]]) -> None:
         if not rows:
             return
         keys = pgschema.KEYS[table]
@@ -350,7 +350,7 @@ class Forwarder:
             cur.executemany(sql, rows)
 
     @staticmethod
-    def _delete(pg: Any, table: str, rows: list[tuple]) -> None:
+    def _delete(pg: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
         keys = pgschema.KEYS[table]
         if table == "session_chunks":
             keys = ("run_id", "sid", "chunk_id")

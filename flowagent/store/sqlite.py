@@ -17,7 +17,7 @@ import os
 import sqlite3
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence, cast
 
 from ..protocol.wire import VERSION as WIRE_VERSION
 from ..errors import StoreDamagedError, StoreError
@@ -25,9 +25,10 @@ from . import chunks as C
 from .graphs import session_graph as build_session_graph
 from .api import (
     AggregateRows, AggregateVersion, ClusterStats, EdgeStats, ExceptionCount,
-    FleetEntry, FunctionDef, NodeStats, OpenSession, PathCount, ProcessCounters, ProcessProgress,
-    ProcessSample, ProcessState, RootCount, RunEnd, RunTotals, SessionEnd, SessionFilter,
-    SessionRow, SessionTotals, ShapeCount, VariantResult, VariantStats,
+    FleetEntry, FunctionDef, FunctionDict, NodeStats, OpenSession, PathCount, ProcessCounters,
+    ProcessDict, ProcessProgress, ProcessSample, ProcessState, RootCount, RunDict, RunEnd,
+    RunTotals, SessionDict, SessionEnd, SessionFilter, SessionRow, SessionTotals, ShapeCount,
+    VariantResult, VariantStats,
 )
 from .traces import SCHEMA as TRACE_SCHEMA, TABLES as TRACE_TABLES
 from . import lineage
@@ -174,7 +175,7 @@ def _add_columns(db: sqlite3.Connection) -> None:
 class SQLiteStore:
     """One connection. The sidecar writes; the CLI and viewer open read-only."""
 
-    capabilities = {"shared": False}
+    capabilities: Mapping[str, bool] = {"shared": False}
 
     def __init__(self, path: str, readonly: bool = False) -> None:
         self.path = path
@@ -219,7 +220,7 @@ class SQLiteStore:
         self.db.row_factory = sqlite3.Row
         self._shape_ids: dict[str, int] = {}
         self._shape_text: dict[int, str] = {}
-        self._chunks: OrderedDict[int, tuple[dict[int, list[tuple]], tuple[int, int]]] = (
+        self._chunks: OrderedDict[int, tuple[dict[int, list[tuple[Any, ...]]], tuple[int, int]]] = (
             OrderedDict())
 
     def _check_version(self, path: str) -> None:
@@ -264,7 +265,8 @@ class SQLiteStore:
         if sid is None:
             row = self.db.execute("SELECT sid FROM shapes WHERE text=?", (text,)).fetchone()
             if row is None:
-                sid = self.db.execute("INSERT INTO shapes(text) VALUES(?)", (text,)).lastrowid
+                sid = cast(int, self.db.execute("INSERT INTO shapes(text) VALUES(?)",
+                                                (text,)).lastrowid)
             else:
                 sid = row[0]
             self._shape_ids[text] = sid
@@ -275,15 +277,15 @@ class SQLiteStore:
                   placeholders: int = 0) -> int:
         """Store one chunk of call records (see :mod:`flowagent.store.chunks`); returns its
         id, for :meth:`link_chunks`."""
-        return self.db.execute(
+        return cast(int, self.db.execute(
             "INSERT INTO chunks(run_id, pk, ids, calls, placeholders, data) VALUES(?,?,?,?,?,?)",
-            (run_id, pk, ids, calls, placeholders, data)).lastrowid
+            (run_id, pk, ids, calls, placeholders, data)).lastrowid)
 
-    def link_chunks(self, links: list[tuple[int, int, int]]) -> None:
+    def link_chunks(self, links: Iterable[tuple[int, int, int]]) -> None:
         """``(session rowid, chunk id, calls of that session in it)`` for each pair."""
         self.db.executemany("INSERT OR IGNORE INTO session_chunks VALUES(?,?,?)", links)
 
-    def add_calls(self, session_id: str, rows: list[tuple]) -> None:
+    def add_calls(self, session_id: str, rows: list[tuple[Any, ...]]) -> None:
         """Add calls to a stored session, in store layout (:data:`chunks.STORE_FIELDS`):
         for importers and tools that write a store without recording."""
         row = self.db.execute("SELECT sid, run_id, pk, fids, raised FROM sessions WHERE "
@@ -363,7 +365,7 @@ class SQLiteStore:
         pages = self.db.execute("PRAGMA page_count").fetchone()[0]
         free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
         size = self.db.execute("PRAGMA page_size").fetchone()[0]
-        return (pages - free) * size
+        return cast(int, (pages - free) * size)
 
     def prunable_runs(self, keep: str) -> list[str]:
         """Runs that may be deleted to bound the data directory, oldest first: every ended
@@ -390,7 +392,7 @@ class SQLiteStore:
 
     # -- reading -------------------------------------------------------------------------
     def runs(self, *, service: str | None = None, host: str | None = None,
-             limit: int | None = None) -> list[dict[str, Any]]:
+             limit: int | None = None) -> list[RunDict]:
         where, args = ["1=1"], []
         for column, value in (("service", service), ("host", host)):
             if value is not None:
@@ -399,30 +401,31 @@ class SQLiteStore:
         rows = self.db.execute(f"SELECT * FROM runs WHERE {' AND '.join(where)} "
                                "ORDER BY started_ns DESC LIMIT ?",
                                (*args, -1 if limit is None else limit)).fetchall()
-        return [dict(r) for r in rows]
+        return cast("list[RunDict]", [dict(r) for r in rows])
 
-    def run(self, run_id: str) -> dict[str, Any] | None:
+    def run(self, run_id: str) -> RunDict | None:
         row = self.db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
-        return dict(row) if row else None
+        return cast(RunDict, dict(row)) if row else None
 
     def latest_run(self) -> str | None:
         row = self.db.execute("SELECT run_id FROM runs ORDER BY started_ns DESC LIMIT 1").fetchone()
         return row[0] if row else None
 
-    def processes(self, run_id: str) -> list[dict[str, Any]]:
+    def processes(self, run_id: str) -> list[ProcessDict]:
         rows = self.db.execute("SELECT * FROM processes WHERE run_id=? ORDER BY started_ns",
                                (run_id,)).fetchall()
-        return [dict(r) for r in rows]
+        return cast("list[ProcessDict]", [dict(r) for r in rows])
 
-    def functions(self, run_id: str) -> dict[int, dict[str, Any]]:
+    def functions(self, run_id: str) -> dict[int, FunctionDict]:
         rows = self.db.execute("SELECT * FROM functions WHERE run_id=?", (run_id,)).fetchall()
-        return {r["fid"]: dict(r, params=json.loads(r["params"] or "[]")) for r in rows}
+        return cast("dict[int, FunctionDict]",
+                    {r["fid"]: dict(r, params=json.loads(r["params"] or "[]")) for r in rows})
 
     def sessions(self, run_id: str | None = None, *, result: str | None = None,
                  root: str | None = None, min_duration_ns: int | None = None,
                  search: str | None = None, order: str = "started", limit: int = 100,
                  offset: int = 0, service: str | None = None,
-                 host: str | None = None) -> list[dict[str, Any]]:
+                 host: str | None = None) -> list[SessionDict]:
         clause, args = session_where(run_id, result, root, min_duration_ns, alias="s.",
                                      service=service, host=host)
         where = [clause]
@@ -436,14 +439,16 @@ class SQLiteStore:
         sql = (f"SELECT s.* FROM sessions s WHERE {' AND '.join(where)} "
                f"ORDER BY {orders.get(order, 's.started_ns')}, s.sid LIMIT ? OFFSET ?")
         rows = self.db.execute(sql, (*args, limit, offset)).fetchall()
-        return lineage.with_descendants(self.db, [self.session_dict(r) for r in rows])
+        return cast("list[SessionDict]",
+                    lineage.with_descendants(self.db, [self.session_dict(r) for r in rows]))
 
     def count_sessions(self, run_id: str | None = None) -> int:
         top = "NOT " + lineage.LINKED.format(alias="sessions.")
         if run_id:
-            return self.db.execute(f"SELECT COUNT(*) FROM sessions WHERE run_id=? AND {top}",
-                                   (run_id,)).fetchone()[0]
-        return self.db.execute(f"SELECT COUNT(*) FROM sessions WHERE {top}").fetchone()[0]
+            return cast(int, self.db.execute(
+                f"SELECT COUNT(*) FROM sessions WHERE run_id=? AND {top}", (run_id,)).fetchone()[0])
+        return cast(int,
+                    self.db.execute(f"SELECT COUNT(*) FROM sessions WHERE {top}").fetchone()[0])
 
     @staticmethod
     def session_dict(r: sqlite3.Row) -> dict[str, Any]:
@@ -454,10 +459,11 @@ class SQLiteStore:
         d["complete"] = bool(d["complete"])
         return d
 
-    def session(self, session_id: str) -> dict[str, Any] | None:
+    def session(self, session_id: str) -> SessionDict | None:
         row = self.db.execute("SELECT * FROM sessions WHERE session_id=?",
                               (session_id,)).fetchone()
-        return lineage.with_descendants(self.db, [self.session_dict(row)])[0] if row else None
+        return cast(SessionDict, lineage.with_descendants(self.db, [self.session_dict(row)])[0]
+                    ) if row else None
 
     def session_graph(self, session_id: str) -> dict[str, Any] | None:
         """The session as the export contract's session graph (timestamps in unix ns), with
@@ -482,7 +488,7 @@ class SQLiteStore:
                               (run_id, pk)).fetchone()
         return json.loads(row[0]) if row and row[0] else {}
 
-    def _call_rows(self, row: sqlite3.Row, info: dict[str, Any] | None = None) -> list[tuple]:
+    def _call_rows(self, row: sqlite3.Row, info: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         ids = self.db.execute(
             "SELECT c.chunk_id, c.ids FROM session_chunks sc JOIN chunks c ON "
             "c.chunk_id=sc.chunk_id WHERE sc.sid=? ORDER BY sc.chunk_id", (row["sid"],)).fetchall()
@@ -493,7 +499,7 @@ class SQLiteStore:
         chunks = [(kind, *self._chunk(chunk_id)) for chunk_id, kind in ids]
         return C.session_rows(chunks, C.session_number(row["session_id"]), C.ProcessMaps(info))
 
-    def _chunk(self, chunk_id: int) -> tuple[dict[int, list[tuple]], tuple[int, int]]:
+    def _chunk(self, chunk_id: int) -> tuple[dict[int, list[tuple[Any, ...]]], tuple[int, int]]:
         """A chunk decoded and grouped by session, through a small cache: sessions that
         share a frame are read one after the other (a session list, an export), and each
         must not decode the whole frame again. Chunk ids are never reused and a chunk only
@@ -713,7 +719,7 @@ class SQLiteStore:
                         f, x))
         self.db.executemany(_INSERT_SESSIONS, out)
 
-    def insert_session_rows(self, rows: Iterable[tuple]) -> None:
+    def insert_session_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
         # Whole rows in _SESSION_ROW order, already encoded: a writer that builds its rows
         # column by column (thousands per frame) makes no object per session.
         self.db.executemany(_INSERT_SESSIONS, rows)

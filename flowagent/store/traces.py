@@ -35,7 +35,7 @@ TABLES = ("trace_sessions", "trace_spans")
 JOINED, SENT = 0, 1  # entry kinds (flowagent.agent.tracecontext)
 
 
-def add_entries(store: Any, run_id: str, pk: str, entries: list) -> None:
+def add_entries(store: Any, run_id: str, pk: str, entries: list[Any]) -> None:
     """Store a batch's ``traces`` entries (``[session, kind, trace, span, call]``) of the
     process ``pk`` (inside the caller's transaction)."""
     db = store.db
@@ -52,7 +52,7 @@ def add_entries(store: Any, run_id: str, pk: str, entries: list) -> None:
         db.executemany("INSERT OR IGNORE INTO trace_spans VALUES(?,?,?,?,?)", sent)
 
 
-def _rows(db: sqlite3.Connection, sql: str, args: tuple) -> list[dict[str, Any]]:
+def _rows(db: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
     try:
         cur = db.execute(sql, args)
     except sqlite3.OperationalError as exc:
