@@ -126,6 +126,13 @@ def wait_until(condition: Callable[[], T], what: str, *, timeout: float = 60,
         time.sleep(0.01)
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now, for a server the test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def port_accepting(port: int, host: str = "127.0.0.1") -> bool:
     """Whether something accepts TCP connections on ``host:port`` now (for :func:`wait_until`)."""
     try:

@@ -19,7 +19,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from helpers import PROGRAMS, _clean_env, flowagent_cmd, run_cli
+from helpers import (PROGRAMS, _clean_env, flowagent_cmd, free_port, port_accepting, run_cli,
+                     wait_until)
 
 pytestmark = pytest.mark.e2e
 
@@ -27,18 +28,12 @@ SERVICES = PROGRAMS / "services"
 TRACEPARENT = r"00-[0-9a-f]{32}-[0-9a-f]{16}-01"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Service:
     """A program serving HTTP under ``flowagent run``, stopped with SIGTERM like a service."""
 
     def __init__(self, root: Path, data: Path, argv: list[str], env: dict[str, str],
                  options: list[str] = ()) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.data = data
         self.base = f"http://127.0.0.1:{self.port}"
         full = _clean_env({"PATH": os.path.dirname(sys.executable) + os.pathsep
@@ -49,16 +44,8 @@ class Service:
             env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(self.proc.stderr.read().decode())
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError(f"{self.base} never answered")
+        wait_until(lambda: port_accepting(self.port), f"{self.base} answering", timeout=90,
+                   proc=self.proc)
 
     def stop(self) -> None:
         self.proc.terminate()

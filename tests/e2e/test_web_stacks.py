@@ -19,7 +19,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from helpers import PROGRAMS, _clean_env, flowagent_cmd, record
+from helpers import (PROGRAMS, _clean_env, flowagent_cmd, free_port, port_accepting, record,
+                     wait_until)
 
 pytestmark = pytest.mark.e2e
 
@@ -28,12 +29,6 @@ WEB = PROGRAMS / "web"
 
 def _web_files() -> dict[str, str]:
     return {str(p.relative_to(WEB)): p.read_text() for p in WEB.rglob("*.py")}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _request(method: str, url: str) -> int:
@@ -54,7 +49,7 @@ class Server:
         for name, text in _web_files().items():
             (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / name).write_text(text)
-        self.port = _free_port()
+        self.port = free_port()
         self.data = tmp_path / "data"
         self.base = f"http://127.0.0.1:{self.port}"
         env = _clean_env({"PATH": os.path.dirname(sys.executable) + os.pathsep
@@ -66,16 +61,8 @@ class Server:
             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def wait_ready(self, path: str) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(self.proc.stderr.read().decode())
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError(f"{self.base}{path} never answered")
+        wait_until(lambda: port_accepting(self.port), f"{self.base}{path} answering", timeout=60,
+                   proc=self.proc)
 
     def stop(self) -> str:
         self.proc.terminate()
