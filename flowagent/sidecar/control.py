@@ -19,6 +19,7 @@ import os
 import threading
 from typing import Any, Callable, Iterable, Sequence
 
+from ..protocol.control import apply_change
 from ..protocol.rundir import CONTROL_FILE as FILE
 
 
@@ -35,15 +36,7 @@ def write(run_dir: str, paused: bool | None = None, sample_rate: float | None = 
           include: Sequence[str] | None = None, exclude: Sequence[str] | None = None,
           **extra: Any) -> dict[str, Any]:
     """Merge the given settings into the run's control file (atomically) and return it."""
-    state = read(run_dir)
-    if paused is not None:
-        state["paused"] = bool(paused)
-    if sample_rate is not None:
-        state["sample_rate"] = float(sample_rate)
-    if include is not None:
-        state["include"] = list(include)
-    if exclude is not None:
-        state["exclude"] = list(exclude)
+    state = apply_change(read(run_dir), paused, sample_rate, include, exclude)
     state.update(extra)
     tmp = os.path.join(run_dir, f".{FILE}.{os.getpid()}")
     with open(tmp, "w") as f:

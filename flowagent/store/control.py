@@ -18,6 +18,8 @@ import json
 import time
 from typing import Any, NamedTuple, Sequence
 
+from ..protocol.control import apply_change
+
 TABLE = "service_control"
 
 SCHEMA = (f"CREATE TABLE IF NOT EXISTS {TABLE}(service TEXT PRIMARY KEY, state TEXT NOT NULL, "
@@ -92,15 +94,7 @@ def merged(current: ServiceControl | None, service: str, paused: bool | None,
            exclude: Sequence[str] | None) -> dict[str, Any]:
     """The state after a change: given settings replace the current ones, others stay."""
     state = current.state() if current is not None else {"include": [], "exclude": []}
-    if paused is not None:
-        state["paused"] = bool(paused)
-    if sample_rate is not None:
-        state["sample_rate"] = float(sample_rate)
-    if include is not None:
-        state["include"] = list(include)
-    if exclude is not None:
-        state["exclude"] = list(exclude)
-    return state
+    return apply_change(state, paused, sample_rate, include, exclude)
 
 
 def write(db: Any, service: str, state: dict[str, Any]) -> None:
