@@ -185,6 +185,10 @@ def _print_summary(run_id: str, run_dir: str, s: dict[str, Any], cfg: Config) ->
     if s["processes"] == 0 and not unrecorded and not pending and not preimported:
         w("flowagent: no Python process of this run was recorded (is the target a Python "
           "program run by this interpreter?)\n")
+    if s.get("store_full"):
+        w(f"flowagent: the store's disk was full {_times(s['store_full'])} "
+          f"({s.get('store_full_s', 0):.1f} s in all): the sidecar waited for room and stored "
+          "what the rings kept meanwhile (what a full ring dropped is counted above)\n")
     if s.get("store_note"):
         w(f"flowagent: {s['store_note']}\n")
     where = f"{rel}/flowagent.db"
@@ -195,6 +199,10 @@ def _print_summary(run_id: str, run_dir: str, s: dict[str, Any], cfg: Config) ->
         dd = f" --store {where}"
     w(f"flowagent: data in {where}; look at it with 'flowagent sessions{dd}', "
       f"'flowagent trace SESSION_ID{dd}', 'flowagent export --format dot{dd}'\n")
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else "twice" if n == 2 else f"{n} times"
+
 
 def _size(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n // 1024} KiB"

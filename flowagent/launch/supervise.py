@@ -302,6 +302,10 @@ class Sidecar:
         if not why and rc is not None and rc < 0:
             why = f"killed by signal {-rc}"
         if not why:  # its own last word: the exception that stopped it
+            said = [line[6:] for line in out.decode(errors="replace").splitlines()
+                    if line.startswith("ERROR ")]
+            why = said[-1].strip() if said else ""
+        if not why:
             try:
                 with open(self.log_path, "rb") as f:
                     lines = f.read().decode(errors="replace").strip().splitlines()

@@ -4,7 +4,7 @@ The launcher makes ``<data dir>/runs/<run id>/`` and its ``rings/`` folder; each
 process makes its ring there as ``<pid>-<key>.ring`` (``key``: 48 random bits, printed as 12
 hex digits, the process key ``pk``), lists what it had imported before its agent started in
 ``<pid>.preimported``, and reads ``control.json`` (written by ``flowagent control``). The
-sidecar logs to ``sidecar.log``. A session is named ``<pk>-<number>``, the number being the
+sidecar logs to ``sidecar.log`` and says what it is doing in ``sidecar.state``. A session is named ``<pk>-<number>``, the number being the
 ``ses`` field of its process's call records. Every side reads these names from here.
 """
 
@@ -22,6 +22,7 @@ RING_SUFFIX = ".ring"
 PREIMPORTED_SUFFIX = ".preimported"
 CONTROL_FILE = "control.json"
 SIDECAR_LOG = "sidecar.log"
+SIDECAR_STATE = "sidecar.state"
 
 
 def run_dir(data_dir: str, run_id: str) -> str:

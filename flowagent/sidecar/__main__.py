@@ -20,9 +20,10 @@ import signal
 import sys
 import threading
 import time
+import traceback
 
 from ..errors import StoreError
-from ..store.api import RunEnd, RunTotals, Store, open_store
+from ..store.api import RunEnd, RunTotals, Store, open_store, out_of_space
 from .pending import still_running
 from .retention import Retention
 
@@ -100,6 +101,26 @@ def _watch_parent(done: threading.Event, parent: int, poll_s: float) -> None:
 
 # How long the end of a run waits for processes that are still running to end by themselves.
 SETTLE_S = 1.5
+# How often a sidecar whose store's disk is full tries to write again.
+FULL_RETRY_S = 0.5
+
+
+def _close(store: Store) -> None:
+    """Close a store whose last write failed: what it had not committed is rolled back."""
+    try:
+        store.close()
+    except Exception:
+        pass
+
+
+def _say(line: str) -> None:
+    """One line in the sidecar's log (its stderr), never failing: the log may sit on the
+    same full disk."""
+    try:
+        sys.stderr.write(f"flowagent sidecar: {line}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def _add_retired(store: Store, run_id: str, seen: set[str], totals: dict) -> None:
@@ -159,6 +180,7 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
     from .hooks import Hooks
     from .ingest import Ingestor
     from .sampler import ProcessSampler
+    from .state import StateFile
 
     hooks = Hooks(list(hook_specs))
     ingest = Ingestor(store, run_id, run_dir, retention, hooks if hooks else None)
@@ -171,11 +193,55 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
                                otlp.get("host") or None)
         ingest.finished_sink = sender.offer
     sampler = ProcessSampler(store, run_id)
+    state = StateFile(run_dir)
+    state.set("storing")
+    reloaded = resume  # the ingestion state was rebuilt from the store at least once
+    full_waits = 0  # failed tries since the store's disk was last found full
+    full_since = 0.0
+    full_episodes, full_s = 0, 0.0  # for the summary
     while not done.is_set():
-        control.apply(ingest.procs.values())
-        sampler.maybe_sample(ingest.procs.values())
-        stored = ingest.poll()
-        ingest.prune()
+        try:
+            control.apply(ingest.procs.values())
+            sampler.maybe_sample(ingest.procs.values())
+            stored = ingest.poll()
+            ingest.prune()
+        except Exception as exc:
+            if not out_of_space(exc):
+                raise
+            # The store's disk is full. The transaction that found no room rolls back and
+            # the rings keep everything not yet committed (a ring that fills meanwhile
+            # counts what it drops). Wait for room, then go on from what the store holds,
+            # as a restarted sidecar does; once the program has ended, the final drain
+            # below tries once more and names the cause if there is still no room.
+            _close(store)
+            if not full_waits:
+                full_episodes += 1
+                full_since = time.monotonic()
+                said = (f"the store's disk is full ({' '.join(str(exc).split())}); waiting "
+                        "for room, the rings keep what the program records meanwhile")
+                _say(said)
+                state.set(f"waiting for room: {said}")
+            full_waits += 1
+            while True:
+                done.wait(min(FULL_RETRY_S * 2 ** min(full_waits, 4), 5.0))
+                try:
+                    store = open_store(db, data_dir=data_dir_of(db, run_dir))
+                    ingest = Ingestor(store, run_id, run_dir, retention,
+                                      hooks if hooks else None)
+                    break
+                except Exception as again:
+                    if not out_of_space(again) or done.is_set():
+                        raise
+            if sender is not None:
+                ingest.finished_sink = sender.offer
+            sampler = ProcessSampler(store, run_id)
+            reloaded = True
+            continue
+        if full_waits and stored:
+            _say("there is room again: storing goes on")
+            state.set("storing")
+            full_waits = 0
+            full_s += time.monotonic() - full_since
         if stored == 0:
             done.wait(poll_s)
     control.close()
@@ -197,7 +263,7 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
     otlp_totals = sender.close() if sender is not None else {}
     pruned = ingest.prune(force=True)
     totals = ingest.totals()
-    if resume:
+    if reloaded:
         _add_retired(store, run_id, set(ingest.procs), totals)
     for proc in ingest.procs.values():
         proc.reader.retire_if_done(producer_gone=True)
@@ -226,10 +292,15 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
         if otlp_totals:
             store.write_otlp_totals(run_id, otlp_totals["otlp_sessions"],
                                     otlp_totals["otlp_spans"], otlp_totals["otlp_undelivered"])
+    if full_waits:  # room came back for the final drain only
+        full_s += time.monotonic() - full_since
+    state.set("finished")
+    state.close()
     summary = dict(totals, sessions=sessions[0], calls=sessions[1], errors=sessions[2],
                    incomplete_sessions=incomplete_total, newly_incomplete=incomplete,
                    hook_errors=hooks.errors, hook_error=hooks.first_error,
-                   pending=running, run_row=launcher_row is not None, **otlp_totals)
+                   pending=running, run_row=launcher_row is not None,
+                   store_full=full_episodes, store_full_s=round(full_s, 3), **otlp_totals)
     if max_data_size:
         from ..store.limit import data_dir_of, enforce
 
@@ -293,11 +364,37 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _exit_code() -> int:
+    """Run :func:`main`; an error that stops it is printed to the log and, as one line
+    ``ERROR <exception>``, on stdout (what the launcher reports), and ends it with status 1."""
+    try:
+        return main()
+    except SystemExit as exc:  # argparse's usage errors
+        return exc.code if isinstance(exc.code, int) else 2
+    except BaseException as exc:
+        try:
+            traceback.print_exc()
+        except (OSError, ValueError):
+            pass
+        # Also on stdout, for the launcher: the log may sit on a full disk.
+        last = " ".join(traceback.format_exception_only(type(exc), exc)[-1].split())
+        try:
+            sys.stdout.write(f"ERROR {last}\n")
+        except (OSError, ValueError):
+            pass
+        return 1
+
+
 if __name__ == "__main__":
-    code = main()
-    # Everything is stored, closed and said: end now. Tearing the interpreter down (every
-    # module, the collector's last pass) adds tens of milliseconds the launcher would wait
-    # for at the end of every run.
-    sys.stdout.flush()
-    sys.stderr.flush()
+    code = _exit_code()
+    # Everything is stored, closed and said (or the error is): end now, also after an error.
+    # Tearing the interpreter down (every module, the collector's last pass) adds tens of
+    # milliseconds the launcher would wait for at the end of every run, and with the stdin
+    # watcher still blocked in a read it aborts the process (``_enter_buffered_busy``), which
+    # would hide the error behind a signal.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
     os._exit(code)

@@ -691,3 +691,20 @@ __all__ = [
     "ExceptionCount", "VariantResult", "AggregateVersion", "FleetEntry", "Store",
     "DB_NAME", "db_path", "store_url", "kind_of", "sqlite_path", "open_store", "damage_error",
 ]
+
+
+# SQLite's result code for a write that found no room (``database or disk is full``).
+_SQLITE_FULL = 13
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether a write failed only because the store's disk (or quota) is full: the store is
+    intact (the failed transaction rolls back) and writing can go on once there is room."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF == _SQLITE_FULL:
+        return True
+    return "database or disk is full" in str(exc)

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import run_cli, run_python, strip_summary
+from helpers import run_cli, run_python, strip_summary, wait_until
+
+from flowagent.sidecar.state import read_state
 from reliability_support import PROGRAMS, launch
 
 pytestmark = pytest.mark.e2e
@@ -62,14 +64,13 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
 
 def _fill(directory: Path) -> None:
     """Write until the filesystem says it is full."""
-    with open(directory / "filler", "wb") as f:
+    with open(directory / "filler", "wb", buffering=0) as f:  # nothing left to flush at close
         try:
             while True:
-                f.write(b"\0" * 65536)
-                f.flush()
+                f.write(b"\0" * 4096)
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
-    assert shutil.disk_usage(directory).free < 65536
+    assert shutil.disk_usage(directory).free < 4096
 
 
 def _unaffected(tmp: Path, data_dir: str, recorded: bool = False) -> str:
@@ -172,7 +173,9 @@ def test_full_during_the_run(tmp_path: Path, tmpfs: Callable[..., Path], figure)
     # once the filesystem was full; fixed since)
     _, rc, run = _fill_during_a_run(tmp_path, tmpfs("16m"))  # room for the 8 MiB ring
     ours = " | ".join(_ours(run))
-    assert "disk is full" in ours or "No space left" in ours, ours
+    # the sidecar's own line names the cause, though its log is on the full disk
+    assert "the sidecar stopped" in ours and "no output" not in ours, ours
+    assert "disk is full" in _ours(run)[0] or "No space left" in _ours(run)[0], ours
     figure(f"filesystem full in the middle of the run (16 MiB tmpfs filled after 50 of 3050 "
            f"sessions): program unaffected (same output, exit {rc}); flowagent said: "
            f"{ours.replace(str(tmp_path), '...')[:260]!r}")
@@ -188,6 +191,72 @@ def test_no_room_for_the_ring_is_reported_as_such(tmp_path: Path,
     figure(f"2 MiB data filesystem, 8 MiB ring: program unaffected; said before it ran: "
            f"{ours[:200]!r}")
 
+
+
+THREE_PHASES = """\
+import os, sys, time
+
+def leaf(k):
+    return k
+
+def session(i):
+    return i + sum(leaf(k) for k in range(5))
+
+def wait_for(path):
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+total = sum(session(i) for i in range(50))
+print("phase 1 done", flush=True)
+wait_for("go1")
+total += sum(session(i) for i in range(20000))
+print("phase 2 done", flush=True)
+wait_for("go2")
+total += sum(session(i) for i in range(1000))
+print("phase 3 done", total)
+"""
+
+
+def _sidecar_state(fs: Path) -> str:
+    return " ".join(read_state(str(d)) for d in (fs / "data" / "runs").glob("*"))
+
+
+def test_full_for_a_while_during_the_run_loses_nothing(tmp_path: Path,
+                                                       tmpfs: Callable[..., Path],
+                                                       figure) -> None:
+    """The store's disk fills in the middle of the run and gets room again before the end:
+    the sidecar lets go of the store and waits (the rings keep what the program records),
+    then stores everything; the program is unaffected, the run is complete, and the summary
+    says the disk was full for a while."""
+    fs = tmpfs("32m")  # room for the 8 MiB ring and the store
+    (tmp_path / "prog.py").write_text(THREE_PHASES)
+    for go in ("go1", "go2"):
+        (tmp_path / go).touch()
+    plain = run_python(["prog.py"], tmp_path)
+    for go in ("go1", "go2"):
+        (tmp_path / go).unlink()
+    run = launch(["run", "--data-dir", str(fs / "data"), "prog.py"], tmp_path)
+    try:
+        run.wait_line(b"phase 1 done")
+        wait_until(lambda: shutil.disk_usage(fs).used > 8 << 20,
+                   "the program's ring")  # made with its first batch
+        _fill(fs)
+        (tmp_path / "go1").touch()  # phase 2 records while the store has no room
+        wait_until(lambda: "waiting for room" in _sidecar_state(fs),
+                   "the sidecar to find the disk full (its state file says so)")
+        (fs / "filler").unlink()
+        (tmp_path / "go2").touch()
+        rc = run.wait()
+    finally:
+        run.kill()
+    assert (rc, run.stdout) == (plain.returncode, plain.stdout)
+    assert strip_summary(run.stderr) == plain.stderr
+    ours = " | ".join(_ours(run))
+    assert "error:" not in ours and "21052 sessions" in ours and " 0 dropped" in ours, ours  # + 2 wait_for
+    assert "the store's disk was full once" in ours, ours
+    figure(f"store's disk full during the run and freed again: program unaffected (exit {rc}),"
+           f" the sidecar waited for room and stored every session: {ours[:400]!r}")
 
 WORK = """\
 def child():
