@@ -4,10 +4,12 @@ only; its twin is the Python callbacks in monitor.py (``_callbacks``)."""
 from typing import Any, Callable
 
 class MonitorCore:
-    def __init__(self, *, classify: Callable[[Any, Any], tuple | None], infos: dict,
-                 live: dict, open_call: Callable, close_call: Callable, resume: Callable,
-                 deactivate: Callable, note_yield: Callable, is_async_yield: Callable,
-                 unwrap_async_yield: Callable, state: Any, disable: Any, rv: int) -> None: ...
+    def __init__(self, *, classify: Callable[[Any, Any], tuple[Any, ...] | None],
+                 infos: dict[Any, Any], live: dict[Any, Any], open_call: Callable[..., Any],
+                 close_call: Callable[..., Any], resume: Callable[..., Any],
+                 deactivate: Callable[..., Any], note_yield: Callable[..., Any],
+                 is_async_yield: Callable[..., Any], unwrap_async_yield: Callable[..., Any],
+                 state: Any, disable: Any, rv: int) -> None: ...
     @property
     def direct(self) -> bool:
         """True when open_call and close_call are _speedups' own: the core then calls their C

@@ -26,67 +26,14 @@ import threading
 import time
 from _thread import get_ident as _thread_ident
 from opcode import opmap
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 from . import recorder
+from .backendapi import Backend, Capabilities, HooksMixin
 from .codeinfo import (CO_ASYNC_GENERATOR, CO_GENERATOR, GENERATOR_FLAGS, CodeSelector,
                        is_async_yield, note_yield, unwrap_async_yield)
-from .importer import Finder, PostImportHook
 from .select import Selector
 from .guard import program_exception
-
-
-class Capabilities(NamedTuple):
-    exception_types: bool      # the recorded exception type is the real one
-    instruments_main: bool     # needs the runmain shim to see the main script
-
-
-class Backend(Protocol):
-    name: str
-    capabilities: Capabilities
-
-    def install(self, selector: Selector, nested: bool) -> None: ...
-    def uninstall(self) -> None: ...
-    def add_post_import_hook(self, module: str, hook: PostImportHook) -> None: ...
-
-
-class _NothingSelected(Selector):
-    def __init__(self) -> None:
-        super().__init__((), (), ())
-
-    def wants_name(self, name: str) -> bool | None:
-        return False
-
-
-class HooksMixin:
-    """Post-import hooks (framework integrations), with or without instrumenting imports."""
-
-    finder: Finder | None = None
-    _post_import: dict[str, list[PostImportHook]]
-
-    def add_post_import_hook(self, module: str, hook: PostImportHook) -> None:
-        if module in sys.modules:  # already imported (e.g. before the agent started)
-            try:
-                hook(sys.modules[module])
-            except Exception as exc:
-                if type(exc) is not RecursionError and program_exception(exc):
-                    raise
-                recorder.S.agent_errors += 1
-            return
-        self._post_import.setdefault(module, []).append(hook)
-
-    def _install_finder(self, selector: Selector, nested: bool, instrument: bool = True) -> None:
-        self.finder = Finder(selector, nested, self._post_import, instrument)
-        self.finder.install()
-
-    def _install_hooks_only(self, nested: bool, selector: Selector | None = None) -> None:
-        """For backends that see code at run time: the finder only runs post-import hooks
-        (and, given the selector, gives selected modules their import sessions)."""
-        self._install_finder(selector or _NothingSelected(), nested, instrument=False)
-
-    def _uninstall_finder(self) -> None:
-        if self.finder is not None:
-            self.finder.uninstall()
 
 
 class WrapBackend(HooksMixin):

@@ -15,14 +15,11 @@ from typing import Any
 
 from ..protocol.env import flag as _flag
 from ..protocol.rundir import CONTROL_FILE, preimported_name, rings_dir
-from . import recorder
+from . import recorder, runstate
+from .runstate import apply_selection
 from .select import Selector
 
 _started = False
-_selector: Selector | None = None
-_nested = True
-transport: Any = None
-backend_name = ""
 
 
 def _list(value: str | None) -> tuple[str, ...]:
@@ -47,21 +44,6 @@ def install_helpers() -> None:
     b["__fa_delegate__"] = recorder.Delegate
     b["__fa_lcall__"] = recorder.lambda_call
     b["__fa_lret__"] = recorder.lambda_return
-
-
-def compile_main(source: bytes, path: str, run_name: str) -> Any:
-    """Code for a main script: instrumented if ``__main__`` is selected, else plain."""
-    if _selector is not None and backend_name == "wrap" and _selector.wants("__main__", path):
-        from .codecache import instrumented_code
-
-        try:
-            code, _ = instrumented_code(source, path, run_name, _nested, main=True)
-            return code
-        except SyntaxError:
-            raise
-        except Exception:
-            recorder.S.agent_errors += 1
-    return compile(source, path, "exec", dont_inherit=True)
 
 
 def _note_preimported(run_dir: str, selector: Selector) -> None:
@@ -98,25 +80,9 @@ def _initial_control(run_dir: str, env: Any) -> None:
     apply_selection(run_dir)
 
 
-def apply_selection(run_dir: str) -> None:
-    """Module globs the run's control file adds to the configured ones (``flowagent control
-    --include/--exclude``), for modules imported from now on."""
-    import json
-
-    if _selector is None:
-        return
-    try:
-        with open(os.path.join(run_dir, CONTROL_FILE)) as f:
-            state = json.load(f)
-        include, exclude = state.get("include") or (), state.get("exclude") or ()
-        _selector.set_live(tuple(str(g) for g in include), tuple(str(g) for g in exclude))
-    except (OSError, ValueError, AttributeError, TypeError):
-        pass
-
-
 def start() -> None:
     """Idempotent entry point; does nothing unless this process belongs to a flowagent run."""
-    global _started, _selector, _nested, transport, backend_name
+    global _started
     if _started:
         return
     _started = True
@@ -135,31 +101,31 @@ def start() -> None:
 
         include, exclude = _list(env.get("FLOWAGENT_INCLUDE")), _list(env.get("FLOWAGENT_EXCLUDE"))
         roots = tuple(p for p in env.get("FLOWAGENT_ROOTS", os.getcwd()).split(os.pathsep) if p)
-        _selector = Selector(include, exclude, roots)
-        _nested = _flag(env.get("FLOWAGENT_NESTED"), True)
+        runstate.selector = selector = Selector(include, exclude, roots)
+        runstate.nested = nested = _flag(env.get("FLOWAGENT_NESTED"), True)
         recorder.S.cpu = _flag(env.get("FLOWAGENT_CPU_TIME"), False)
         if _flag(env.get("FLOWAGENT_SHAPE_EVERY_CALL"), False):
             recorder.shape_every_call()
         backend, reason = choose(env.get("FLOWAGENT_BACKEND", "auto"))
-        backend_name = backend.name
+        runstate.backend_name = backend.name
         _log(f"backend {backend.name}: {reason}")
         _log(f"recorder hot path: {recorder.HOT_PATH}")
         transport = Transport(run_dir, int(env.get("FLOWAGENT_RING_SIZE") or 8 << 20),
                               int(env.get("FLOWAGENT_FLUSH_INTERVAL_MS") or 50),
                               {"run_id": env.get("FLOWAGENT_RUN_ID", ""), "backend": backend.name})
+        runstate.transport = transport
         install_helpers()
-        backend.install(_selector, _nested)
+        backend.install(selector, nested)
         if backend.name == "wrap":
             from . import mainhook
 
-            selector = _selector
-            mainhook.install(lambda path: selector.wants("__main__", path), _nested)
+            mainhook.install(lambda path: selector.wants("__main__", path), nested)
         from .integrations import install as install_integrations
 
         install_integrations(backend)
         _initial_control(run_dir, env)
         if include and backend.name == "wrap":
-            _note_preimported(run_dir, _selector)
+            _note_preimported(run_dir, selector)
     except Exception as exc:  # never break the program because recording could not start
         recorder.S.on = False
         if backend is not None:

@@ -56,7 +56,7 @@ _FINGERPRINTED = ("instrument.py", "codecache.py")  # their source decides what 
 _SIP_KEY = int.from_bytes(b"flowagnt", "little")
 
 # (format, config key, source hash, placeholder base, function table, code)
-Entry = tuple[int, str, bytes, int, tuple, CodeType]
+Entry = tuple[int, str, bytes, int, tuple[Any, ...], CodeType]
 
 _keys: dict[bool, str] = {}
 # What the cache did in this process (tests and --verbose diagnostics read it).
@@ -148,7 +148,8 @@ def instrumented_code(source: bytes, path: str, module: str, nested: bool,
     fids = [register(module, qual, path, line, params, kind)
             for qual, line, params, kind in table]
     code = mark(_remap(code, base, fids))  # marked after the entry was stored: unmarshalable
-    _imp._fix_co_filename(code, path)  # the entry may have been built under another path
+    # the entry may have been built under another path (private to CPython: not in typeshed)
+    _imp._fix_co_filename(code, path)  # type: ignore[attr-defined]
     return code, len(table)
 
 
@@ -220,7 +221,7 @@ def _read(place: str, key: str, digest: bytes) -> Entry | None:
     if data[:4] != MAGIC_NUMBER:
         return None
     try:
-        entry = marshal.loads(memoryview(data)[4:])
+        entry: Entry = marshal.loads(memoryview(data)[4:])  # checked field by field below
         fmt, ekey, edigest, base, table, code = entry
     except Exception:  # truncated, corrupt or from another layout: rebuild it
         return None

@@ -39,7 +39,7 @@ class CodeSelector:
         self._modules: dict[tuple[str, str], bool] = {}
         self._lines: dict[str, list[bytes]] = {}
 
-    def describe(self, code: Any, globs: dict) -> int:
+    def describe(self, code: Any, globs: dict[str, Any]) -> int:
         """The function id of ``code`` (registered now), or 0 when it is not recorded."""
         name = code.co_name
         filename = code.co_filename
@@ -68,7 +68,7 @@ class CodeSelector:
 
     def _def_line(self, code: Any) -> int:
         """The ``def`` line: ``co_firstlineno`` is the first decorator's line, if any."""
-        first = code.co_firstlineno
+        first: int = code.co_firstlineno
         lines = self._lines.get(code.co_filename)
         if lines is None:
             try:
@@ -102,7 +102,7 @@ def _params(code: Any) -> tuple[str, ...]:
 _MISSING = object()
 
 
-def _kind(code: Any, globs: dict, qual: str) -> tuple[str, str]:
+def _kind(code: Any, globs: dict[str, Any], qual: str) -> tuple[str, str]:
     """(kind, qualname) as the wrap backend names them."""
     flags = code.co_flags
     base = ("async_generator" if flags & CO_ASYNC_GENERATOR else "async"
@@ -130,7 +130,7 @@ def _kind(code: Any, globs: dict, qual: str) -> tuple[str, str]:
 _type_dict = type.__dict__["__dict__"].__get__
 
 
-def _class_attribute(globs: dict, parts: list[str]) -> Any:
+def _class_attribute(globs: dict[str, Any], parts: list[str]) -> Any:
     """What the class named by ``parts[:-1]`` holds under ``parts[-1]``, read from the
     classes' own dicts through type's C getter: no descriptor or metaclass code runs."""
     if "<locals>" in parts:
@@ -143,7 +143,7 @@ def _class_attribute(globs: dict, parts: list[str]) -> Any:
     return obj
 
 
-def note_yield(rec: list, value: Any, kind: str) -> None:
+def note_yield(rec: list[Any], value: Any, kind: str) -> None:
     """Record a yielded value's shape on a generator's frame (never raises)."""
     try:
         recorder._note_yield(rec, value, kind)

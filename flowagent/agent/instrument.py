@@ -40,14 +40,14 @@ from __future__ import annotations
 
 import ast
 import re
-from typing import Callable
+from typing import Callable, TypedDict, TypeVar
 
 HELPERS = ("__fa_call__", "__fa_gcall__", "__fa_ret__", "__fa_own__", "__fa_suspend__",
            "__fa_asuspend__", "__fa_resume__", "__fa_delegate__", "__fa_lcall__", "__fa_lret__")
 # The helpers that open a call: a code object naming one of them is instrumented.
 OPENERS = ("__fa_call__", "__fa_gcall__", "__fa_lcall__")
 
-Register = Callable[[str, str, str, int, tuple, str], int]
+Register = Callable[[str, str, str, int, tuple[str, ...], str], int]
 
 _LOAD = ast.Load()
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -84,10 +84,18 @@ def lambda_qualname(qualname: str, line: int) -> str:
 
 
 # (parent node, field name, index in the field's list or None, the Yield/YieldFrom node)
-YieldSite = tuple[ast.AST, str, int | None, ast.expr]
+YieldSite = tuple[ast.AST, str, int | None, ast.Yield | ast.YieldFrom]
+_Node = TypeVar("_Node", bound=ast.AST)
 
 
-def _at(node: ast.AST, loc: ast.AST) -> ast.AST:
+class _Position(TypedDict):
+    lineno: int
+    col_offset: int
+    end_lineno: int
+    end_col_offset: int
+
+
+def _at(node: _Node, loc: ast.AST) -> _Node:
     """Give an injected node ``loc``'s position (all four attributes)."""
     for attr in _POSITION:
         setattr(node, attr, getattr(loc, attr, 1 if attr == "lineno" else 0))
@@ -97,18 +105,18 @@ def _at(node: ast.AST, loc: ast.AST) -> ast.AST:
 def _call(fn: str, args: list[ast.expr], loc: ast.AST) -> ast.Call:
     """``fn(*args)`` positioned at ``loc``; ``args`` must already be positioned."""
     return _at(ast.Call(func=_at(ast.Name(id=fn, ctx=_LOAD), loc), args=args, keywords=[]),
-               loc)  # type: ignore[return-value]
+               loc)
 
 
-def _const(value: object, loc: ast.AST) -> ast.Constant:
-    return _at(ast.Constant(value), loc)  # type: ignore[return-value]
+def _const(value: int | None, loc: ast.AST) -> ast.Constant:
+    return _at(ast.Constant(value), loc)
 
 
 def _returns(body: list[ast.stmt], out: list[ast.Return]) -> None:
     """The ``return <value>`` statements of one function, not of the scopes nested in it."""
     for stmt in body:
         t = type(stmt)
-        if t is ast.Return:
+        if isinstance(stmt, ast.Return):
             if stmt.value is not None:
                 out.append(stmt)
         elif t in _COMPOUND:
@@ -243,7 +251,7 @@ class Instrumenter:
                 elif type(child) in _COMPOUND:
                     self._children(child, prefix, in_function, in_class)
 
-    def _may_yield(self, node: ast.AST) -> bool:
+    def _may_yield(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
         lines = self.lines
         if lines is None:
             return True
@@ -276,8 +284,8 @@ class Instrumenter:
             ret.value = _call("__fa_ret__", [_const(fid, value), value], value)  # type: ignore
         # Injected code sits on the `def` line: a debugger stepping in or a coverage tool
         # sees no foreign line numbers.
-        at = {"lineno": node.lineno, "col_offset": node.col_offset,
-              "end_lineno": node.lineno, "end_col_offset": node.col_offset}
+        at: _Position = {"lineno": node.lineno, "col_offset": node.col_offset,
+                         "end_lineno": node.lineno, "end_col_offset": node.col_offset}
         helper = "__fa_gcall__" if gen else "__fa_call__"
         enter = ast.Call(func=ast.Name(id=helper, ctx=_LOAD, **at),
                          args=[ast.Constant(fid, **at),

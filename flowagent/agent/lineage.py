@@ -23,7 +23,7 @@ from contextvars import ContextVar
 from typing import Any, Optional
 
 from ..protocol.rundir import process_key, session_id
-from . import recorder
+from . import recorder, runstate
 
 ENV = "FLOWAGENT_PARENT"
 
@@ -39,9 +39,7 @@ _run = os.environ.get("FLOWAGENT_RUN_ID", "")
 def _process_key() -> int:
     """This process's key (its transport's, which a fork renews): the first part of the
     ids of its sessions."""
-    from . import bootstrap
-
-    transport = bootstrap.transport
+    transport = runstate.transport
     return transport.key if transport is not None and transport.pid == os.getpid() else 0
 
 

@@ -52,7 +52,7 @@ def install(wants: Callable[[str], bool], nested: bool) -> bool:
     return True
 
 
-def _hook(event: str, args: tuple) -> None:
+def _hook(event: str, args: tuple[Any, ...]) -> None:
     if event != "exec" or _wants is None:
         return
     try:
@@ -90,7 +90,7 @@ def _instrument_in_place(code: CodeType, path: str) -> None:
     with open(path, "rb") as f:
         source = f.read()
     twin, _ = instrumented_code(source, path, "__main__", _nested, main=True)
-    _swap(code, twin)  # type: ignore[arg-type]
+    _swap(code, twin)
 
 
 def _swap(code: CodeType, twin: CodeType) -> None:
@@ -131,7 +131,7 @@ def _const_setter() -> Callable[[CodeType, int, Any], None] | None:
     try:
         from ._speedups import set_const
 
-        return set_const  # type: ignore[no-any-return]
+        return set_const
     except ImportError:
         pass
     try:
@@ -142,7 +142,7 @@ def _const_setter() -> Callable[[CodeType, int, Any], None] | None:
     item0 = tuple.__basicsize__
     width = tuple.__itemsize__
 
-    def set_const(code: CodeType, i: int, value: Any) -> None:
+    def set_const_by_ctypes(code: CodeType, i: int, value: Any) -> None:
         consts = code.co_consts
         if not 0 <= i < len(consts):
             raise IndexError(i)
@@ -150,4 +150,4 @@ def _const_setter() -> Callable[[CodeType, int, Any], None] | None:
         keep.append(value)
         ctypes.c_void_p.from_address(id(consts) + item0 + i * width).value = id(value)
 
-    return set_const
+    return set_const_by_ctypes

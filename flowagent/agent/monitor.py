@@ -33,7 +33,7 @@ import sys
 from typing import Any
 
 from . import recorder
-from .backends import Capabilities, HooksMixin
+from .backendapi import Capabilities, HooksMixin
 from .codeinfo import (CO_ASYNC_GENERATOR, CO_GENERATOR, CodeSelector, is_async_yield,
                        note_yield, unwrap_async_yield)
 from .select import Selector

@@ -53,7 +53,7 @@ class _Marker:
 
     __slots__ = ()
 
-    def __reduce__(self) -> tuple[Any, tuple[str, dict]]:
+    def __reduce__(self) -> tuple[Any, tuple[str, dict[str, Any]]]:
         return exec, (_FALLBACKS, {})
 
     def __repr__(self) -> str:

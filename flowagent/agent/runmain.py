@@ -16,14 +16,33 @@ import sys
 import types
 from importlib.machinery import SourceFileLoader
 
+from . import runstate
 
-def build_main_code(path: str, run_name: str = "__main__") -> object:
+
+def compile_main(source: bytes, path: str, run_name: str) -> types.CodeType:
+    """Code for a main script: instrumented if ``__main__`` is selected, else plain."""
+    selector = runstate.selector
+    if selector is not None and runstate.backend_name == "wrap" \
+            and selector.wants("__main__", path):
+        # loaded already when recording with wrap; not imported by an unrecorded run
+        from . import recorder
+        from .codecache import instrumented_code
+
+        try:
+            code, _ = instrumented_code(source, path, run_name, runstate.nested, main=True)
+            return code
+        except SyntaxError:
+            raise
+        except Exception:
+            recorder.S.agent_errors += 1
+    return compile(source, path, "exec", dont_inherit=True)
+
+
+def build_main_code(path: str, run_name: str = "__main__") -> types.CodeType:
     """Compile ``path`` for running as a main module, instrumented when it is selected."""
-    from . import bootstrap
-
     with open(path, "rb") as f:
         source = f.read()
-    return bootstrap.compile_main(source, os.path.abspath(path), run_name)
+    return compile_main(source, os.path.abspath(path), run_name)
 
 
 def _trim_traceback(tb: types.TracebackType | None) -> types.TracebackType | None:

@@ -104,6 +104,7 @@ except ImportError:  # loaded on its own, outside the package (its import-cost t
 # strings here (PEP 563), so only type checkers need it.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from _collections_abc import dict_items, dict_keys, dict_values
     from typing import Any, Callable
 
     _Body = Callable[["_Walk", Any, int, str, Any], "str | _Positional"]
@@ -178,7 +179,7 @@ _FIXED: dict[int, str] = {
 _fixed_shape = _FIXED.get
 
 _LEAF, _CLASS, _COMPOSITE = 0, 1, 2
-_MISSING = object()
+_MISSING: Any = object()  # compared by identity only: Any keeps dict.get's value type
 
 
 class _Unreadable:
@@ -255,9 +256,16 @@ _ALL = slice(None)
 
 # The base types' unbound C methods, bound to names once: the only way elements are reached, so
 # a subclass overriding __iter__, __len__, keys or __getitem__ is never called.
-_dict_len, _dict_keys, _dict_values, _dict_items = dict.__len__, dict.keys, dict.values, dict.items
-_list_len, _list_copy, _list_get = list.__len__, list.copy, list.__getitem__
-_tuple_len, _tuple_get = tuple.__len__, tuple.__getitem__
+# Typed as taking any object: each caller has checked the exact type (type(v) is dict) first.
+_dict_len: Callable[[Any], int] = dict.__len__
+_dict_keys: Callable[[Any], dict_keys[Any, Any]] = dict.keys
+_dict_values: Callable[[Any], dict_values[Any, Any]] = dict.values
+_dict_items: Callable[[Any], dict_items[Any, Any]] = dict.items
+_list_len: Callable[[Any], int] = list.__len__
+_list_copy: Callable[[Any], list[Any]] = list.copy
+_list_get: Callable[[Any, slice], list[Any]] = list.__getitem__
+_tuple_len: Callable[[Any], int] = tuple.__len__
+_tuple_get: Callable[[Any, slice], tuple[Any, ...]] = tuple.__getitem__
 
 
 class _Walk:
@@ -300,8 +308,9 @@ class _Walk:
                 elif entry[_CHECKED] is not self and entry[_CHECKS] is not None:
                     entry = _recheck(t, entry, self)
             kind = entry[_KIND]
+            name: str = entry[_NAME]
             if kind == _LEAF:
-                return entry[_NAME]
+                return name
             if kind == _CLASS:
                 return "type[" + _qualname_of(v) + "]"  # type: ignore[arg-type]
             if depth > MAX_DEPTH:
@@ -313,9 +322,10 @@ class _Walk:
             path.append(key)
             try:
                 depth += 1
-                shape = entry[_BODY](self, v, depth, entry[_NAME], entry[_DATA])
+                shape = entry[_BODY](self, v, depth, name, entry[_DATA])
                 if type(shape) is str:
                     return shape
+                template: str  # a _Positional: (template, elements)
                 template, elements = shape
                 shapes = []
                 budget = self.budget  # a local while only scalars are met: the common case
@@ -334,7 +344,7 @@ class _Walk:
                         budget = self.budget
                     shapes.append(shape)
                 self.budget = budget
-                return entry[_NAME] + template % tuple(shapes)
+                return name + template % tuple(shapes)
             finally:
                 path.pop()
         except Exception as exc:
@@ -541,6 +551,7 @@ def _key_plan(keys: tuple[str, ...]) -> _KeyPlan | None:
 def _learn(t: type, walk: _Walk) -> list[Any]:
     """Classify ``t`` and remember it, with what to re-check if the class is mutable."""
     exact = _CONTAINERS.get(id(t))
+    data: Any  # per body: None, or what the body needs (a record's fields, ...)
     if exact is not None:  # a builtin collection itself: nothing to look up
         kind, name, body, data = _COMPOSITE, exact[1], exact[0], None
     else:
@@ -585,7 +596,7 @@ def _checks(t: type, keys: frozenset[str]) -> Any:
 
 def _size(value: object) -> int | bool:
     """What _recheck compares to tell a fields dict edited in place (False if not a dict)."""
-    return type(value) is dict and _dict_len(value)  # type: ignore[arg-type]
+    return type(value) is dict and _dict_len(value)
 
 
 def _recheck(t: type, entry: list[Any], walk: _Walk) -> list[Any]:
@@ -917,14 +928,14 @@ def _fp_describe(v: object, depth: int, budget: list[int], path: list[int], out:
     half = MAX_ITEMS // 2
     elements: Any
     if t is dict:
-        n = _dict_len(v)  # type: ignore[arg-type]
+        n = _dict_len(v)
         if n == 0:
             out.append("{}")
             elements = ()
         elif n > MAX_FIELDS:
             raise _Refused
         else:
-            items = list(_dict_items(v))  # type: ignore[arg-type]
+            items = list(_dict_items(v))
             if all(type(k) is str and k.isidentifier() and not iskeyword(k) for k, _ in items):
                 out.append(("record", tuple([k for k, _ in items])))
                 elements = [x for _, x in items]
@@ -934,20 +945,20 @@ def _fp_describe(v: object, depth: int, budget: list[int], path: list[int], out:
                     items = items[:half] + items[-half:]
                 elements = [e for pair in items for e in pair]
     elif t is list:
-        n = _list_len(v)  # type: ignore[arg-type]
+        n = _list_len(v)
         out.append("[]" if n == 0 else "sample")
-        elements = _list_copy(v) if n <= MAX_ITEMS else _list_get(v, _HEAD) + _list_get(v, _TAIL)  # type: ignore[arg-type]
+        elements = _list_copy(v) if n <= MAX_ITEMS else _list_get(v, _HEAD) + _list_get(v, _TAIL)
     elif t is tuple:
-        n = _tuple_len(v)  # type: ignore[arg-type]
+        n = _tuple_len(v)
         out.append(n if n <= MAX_TUPLE else "sample")
-        elements = _tuple_get(v, _ALL) if n <= MAX_TUPLE else _tuple_get(v, _HEAD) + _tuple_get(v, _TAIL)  # type: ignore[arg-type]
+        elements = _tuple_get(v, _ALL) if n <= MAX_TUPLE else _tuple_get(v, _HEAD) + _tuple_get(v, _TAIL)
     elif t is set or t is frozenset:
-        elements = list(islice(t.__iter__(v), MAX_ITEMS))  # type: ignore[attr-defined]
+        elements = list(islice(t.__iter__(v), MAX_ITEMS))  # type: ignore[arg-type]
         out.append("sample" if elements else "[]")
     elif plan[0] == "namedtuple":
-        n = min(_tuple_len(v), plan[1])  # type: ignore[arg-type]
+        n = min(_tuple_len(v), plan[1])
         out.append(n)
-        elements = _tuple_get(v, slice(min(n, MAX_FIELDS)))  # type: ignore[arg-type]
+        elements = _tuple_get(v, slice(min(n, MAX_FIELDS)))
     else:
         d = _instance_dict(v, _mro_of(t), _dict_at(t))
         if d is None:

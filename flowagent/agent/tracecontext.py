@@ -39,9 +39,9 @@ def _new_id(bits: int) -> str:
 
 
 # session id -> [trace id, flags, tracestate or None]
-_sessions: dict[int, list] = {}
+_sessions: dict[int, list[Any]] = {}
 # entries not yet sent (taken by the flusher)
-_entries: list[list] = []
+_entries: list[list[Any]] = []
 
 
 def parse(value: Any) -> tuple[str, str, str] | None:
@@ -65,14 +65,14 @@ def header(trace: str, span: str, flags: str = "01") -> str:
     return f"00-{trace}-{span}-{flags}"
 
 
-def _remember(ses: int, state: list) -> None:
+def _remember(ses: int, state: list[Any]) -> None:
     if len(_sessions) >= _MAX_SESSIONS:
         for key in list(_sessions)[:_MAX_SESSIONS // 4]:
             del _sessions[key]
     _sessions[ses] = state
 
 
-def join(frame: list | None, traceparent: Any, tracestate: Any = None) -> None:
+def join(frame: list[Any] | None, traceparent: Any, tracestate: Any = None) -> None:
     """A request root ``frame`` arrived with these headers: its session joins the trace."""
     if frame is None or not frame[recorder.CID]:
         return
@@ -89,13 +89,13 @@ def join(frame: list | None, traceparent: Any, tracestate: Any = None) -> None:
     _entries.append([ses, JOINED, trace, parent, frame[recorder.CID]])
 
 
-def forget(frame: list | None) -> None:
+def forget(frame: list[Any] | None) -> None:
     """The request's session ended."""
     if frame is not None:
         _sessions.pop(frame[recorder.SES], None)
 
 
-def outgoing(frame: list) -> tuple[str, str | None]:
+def outgoing(frame: list[Any]) -> tuple[str, str | None]:
     """The ``traceparent`` (and ``tracestate``, or None) the outgoing call ``frame`` sends."""
     ses = frame[recorder.SES]
     state = _sessions.get(ses)
@@ -107,14 +107,14 @@ def outgoing(frame: list) -> tuple[str, str | None]:
     return header(state[0], span, state[1]), state[2]
 
 
-def adopt(frame: list, traceparent: Any) -> None:
+def adopt(frame: list[Any], traceparent: Any) -> None:
     """The program sent its own ``traceparent`` on the call ``frame``: note its span id."""
     parsed = parse(traceparent)
     if parsed is not None:
         _entries.append([frame[recorder.SES], SENT, parsed[0], parsed[1], frame[recorder.CID]])
 
 
-def take() -> list[list]:
+def take() -> list[list[Any]]:
     """The entries made since the last call (the flusher sends them with the batch)."""
     n = len(_entries)
     if not n:

@@ -213,7 +213,7 @@ class Transport:
             changed = generation != self.control_generation
             self.control_generation = generation
         if changed:  # the control file changed: its globs (read outside the flush lock)
-            from .bootstrap import apply_selection
+            from .runstate import apply_selection
 
             apply_selection(self.run_dir)
 

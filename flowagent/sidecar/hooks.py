@@ -10,14 +10,16 @@ stops ingestion.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypedDict
 
 if TYPE_CHECKING:
     from .sessiontree import Contribution
 
-Hook = Callable[[str, dict], Any]
+# a hook receives a plain dict: SessionPayload for "session", the run's totals for "run_end"
+Hook = Callable[[str, Mapping[str, Any]], Any]
 GROUP = "flowagent.hooks"
 
 
@@ -63,7 +65,7 @@ class Hooks:
         self.errors = 0
         self.first_error = ""
         for spec in specs:
-            self._load(spec, lambda spec=spec: _resolve(spec))
+            self._load(spec, functools.partial(_resolve, spec))
         if entry_points and may_have_entry_points(GROUP):
             try:
                 from importlib.metadata import entry_points as eps
@@ -91,17 +93,17 @@ class Hooks:
 
             traceback.print_exc(file=sys.stderr)
 
-    def _call(self, event: str, data: dict) -> None:
+    def _call(self, event: str, data: Mapping[str, Any]) -> None:
         for label, fn in self.hooks:
             try:
                 fn(event, data)
             except Exception as exc:
                 self._fail(f"hook {label} on {event}", exc)
 
-    def session(self, data: dict) -> None:
+    def session(self, data: SessionPayload) -> None:
         self._call("session", data)
 
-    def run_end(self, data: dict) -> None:
+    def run_end(self, data: dict[str, Any]) -> None:
         self._call("run_end", data)
 
     def __bool__(self) -> bool:
@@ -116,9 +118,27 @@ def _resolve(spec: str) -> Any:
     return obj
 
 
+class SessionPayload(TypedDict):
+    """What a ``session`` hook receives (a plain dict of these keys)."""
+
+    session_id: str
+    run_id: str
+    name: str
+    result: str
+    complete: bool
+    pid: int
+    started_ns: int
+    duration_ns: int
+    calls: int
+    errors: int
+    variant: str
+    functions: list[str]            # distinct function names, sorted
+    function_calls: dict[str, int]  # function name -> calls in this session
+
+
 def session_payload(session_id: str, run_id: str, name: str, result: str, complete: bool,
                     pid: int, started_ns: int, duration_ns: int, calls: int, errors: int,
-                    contrib: "Contribution", names: dict[int, str]) -> dict[str, Any]:
+                    contrib: "Contribution", names: dict[int, str]) -> SessionPayload:
     """What a ``session`` hook receives: the session's summary and the functions it called.
 
     ``functions`` (distinct names, sorted) and ``function_calls`` (name -> calls) come from

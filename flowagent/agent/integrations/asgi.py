@@ -45,7 +45,7 @@ def _trace_headers(headers: Any) -> tuple[Any, Any]:
     return parent, state
 
 
-def wrap_app(app: Callable) -> Callable:
+def wrap_app(app: Callable[..., Any]) -> Callable[..., Any]:
     """An ASGI application method (``async __call__(self, scope, receive, send)``) that
     serves each HTTP request and websocket as its own session.
 
@@ -89,5 +89,5 @@ def wrap_app(app: Callable) -> Callable:
             root.close(exc_type)
             webrequest.leave(token)
 
-    serve.__wrapped__ = app  # type: ignore[attr-defined]
+    serve.__wrapped__ = app
     return serve

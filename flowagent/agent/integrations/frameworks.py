@@ -19,7 +19,7 @@ from .. import recorder
 from . import asgi, webrequest, wsgi
 
 
-def _patch(owner: Any, name: str, make: Callable[[Callable], Callable]) -> None:
+def _patch(owner: Any, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
     original = owner.__dict__.get(name)
     if original is None or getattr(original, "_flowagent_patch", False):
         return
@@ -30,7 +30,7 @@ def _patch(owner: Any, name: str, make: Callable[[Callable], Callable]) -> None:
 
 # Flask's hooks sit beside the view, not around it: no agent frame in a view's traceback.
 
-def _flask_preprocess(original: Callable) -> Callable:
+def _flask_preprocess(original: Callable[..., Any]) -> Callable[..., Any]:
     def preprocess_request(self: Any) -> Any:
         try:
             from flask import request
@@ -46,7 +46,7 @@ def _flask_preprocess(original: Callable) -> Callable:
     return preprocess_request
 
 
-def _flask_process_response(original: Callable) -> Callable:
+def _flask_process_response(original: Callable[..., Any]) -> Callable[..., Any]:
     def process_response(self: Any, response: Any) -> Any:
         response = original(self, response)
         try:
@@ -70,7 +70,7 @@ def patch_flask(module: ModuleType) -> None:
     _patch(module.Flask, "process_response", _flask_process_response)
 
 
-def _django_resolve(original: Callable) -> Callable:
+def _django_resolve(original: Callable[..., Any]) -> Callable[..., Any]:
     def resolve_request(self: Any, request: Any) -> Any:
         match = original(self, request)
         try:
@@ -101,7 +101,7 @@ def patch_starlette(module: ModuleType) -> None:
     _patch(module.Starlette, "__call__", asgi.wrap_app)
 
 
-def _route_handle(original: Callable) -> Callable:
+def _route_handle(original: Callable[..., Any]) -> Callable[..., Any]:
     async def handle(self: Any, scope: Any, receive: Any, send: Any) -> Any:
         try:
             webrequest.set_template(asgi.route_template(scope, getattr(self, "path", None)))

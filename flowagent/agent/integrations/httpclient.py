@@ -35,7 +35,7 @@ MAX_NAME = 256
 _INT = r"^\d+$"
 _ID = r"^(?=.*\d)[0-9a-fA-F-]{8,}$"
 
-_pending: ContextVar[list | None] = ContextVar("flowagent_http_call", default=None)
+_pending: ContextVar[list[Any] | None] = ContextVar("flowagent_http_call", default=None)
 _fids: dict[str, int] = {}
 
 
@@ -67,11 +67,12 @@ def _fid(name: str) -> int:
     return fid
 
 
-class _TracedBuffer(list):
+class _TracedBuffer(list[Any]):
     """A connection's header buffer that adds the trace headers of the recorded call
     ``frame`` when ``_send_output`` ends the header block (``extend((b"", b""))``)."""
 
     __slots__ = ("frame",)
+    frame: list[Any] | None
 
     def extend(self, items: Any) -> None:
         frame = self.frame
@@ -84,7 +85,7 @@ class _TracedBuffer(list):
         list.extend(self, items)
 
 
-def add_trace_lines(lines: list, frame: list) -> None:
+def add_trace_lines(lines: list[Any], frame: list[Any]) -> None:
     """Header lines (``b"Name: value"``, the first one the request line) get a
     ``traceparent`` and the session's ``tracestate`` unless the program sent its own."""
     own_parent = own_state = False
@@ -136,7 +137,7 @@ def _end(status: Any) -> None:
     close_client_call(frame, status)
 
 
-def open_client_call(method: str, host: str, url: str) -> list | None:
+def open_client_call(method: str, host: str, url: str) -> list[Any] | None:
     """Open the call of an outgoing request (a leaf, left not current: a request that fails
     before a status arrives is never closed, so never recorded), or None outside a session."""
     if recorder._get() is None:
@@ -147,7 +148,7 @@ def open_client_call(method: str, host: str, url: str) -> list | None:
     return frame
 
 
-def close_client_call(frame: list, status: int) -> None:
+def close_client_call(frame: list[Any], status: int) -> None:
     """The response arrived: the call ends with its status (a 5xx one as an error)."""
     recorder.set_output_shape(frame, f"HTTP {status}")
     recorder.close_call(frame, webrequest.server_error(status) if status >= 500 else None)

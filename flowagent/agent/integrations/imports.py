@@ -16,20 +16,20 @@ traceback it would see without the agent).
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 from .. import recorder
 
 _IMPORTLIB_FILE = "<frozen importlib._bootstrap_external>"
 
 
-def _open(name: str) -> list | None:
+def _open(name: str) -> list[Any] | None:
     if not recorder.S.on or recorder._get() is not None:
         return None
     return recorder.enter_root(name, module="<import>", always=True, announce=False)
 
 
-def _close(frame: list, exc_type: type | None) -> None:
+def _close(frame: list[Any], exc_type: type | None) -> None:
     try:
         if recorder.S.next_id() == frame[recorder.CID] + 1:
             recorder.discard(frame)  # nothing was called while the module ran
@@ -41,7 +41,7 @@ def _close(frame: list, exc_type: type | None) -> None:
 
 def session_loader(loader: Any, fullname: str) -> None:
     """Make this one loader instance run its module inside an import session."""
-    plain_exec = loader.exec_module
+    plain_exec: Callable[[ModuleType], None] = loader.exec_module
 
     def exec_module(module: ModuleType) -> None:
         frame = _open(fullname)

@@ -12,7 +12,8 @@ import os
 from types import ModuleType
 from typing import Any
 
-from .. import lineage, recorder
+from .. import lineage, recorder, runstate
+from ..runmain import build_main_code
 
 
 def patch_mp_util(module: ModuleType) -> None:
@@ -22,12 +23,10 @@ def patch_mp_util(module: ModuleType) -> None:
         try:
             return original(*args, **kwargs)
         finally:
-            from .. import bootstrap
+            if runstate.transport is not None:
+                runstate.transport.close()
 
-            if bootstrap.transport is not None:
-                bootstrap.transport.close()
-
-    module._exit_function = _exit_function
+    module.__dict__["_exit_function"] = _exit_function
 
 
 def patch_mp_spawn(module: ModuleType) -> None:
@@ -38,11 +37,11 @@ def patch_mp_spawn(module: ModuleType) -> None:
     def _fixup_main_from_path(main_path: str) -> Any:
         real_run_path = runpy.run_path
 
-        def run_path(path: str, init_globals: Any = None, run_name: str | None = None) -> dict:
+        def run_path(path_name: str, init_globals: dict[str, Any] | None = None,
+                     run_name: str | None = None) -> dict[str, Any]:
+            path = path_name  # runpy's own parameter names: a caller may pass them by keyword
             if os.path.splitext(path)[1] != ".py" or not os.path.isfile(path):
                 return real_run_path(path, init_globals, run_name)
-            from ..runmain import build_main_code
-
             code = build_main_code(path, run_name or "<run_path>")
             namespace: dict[str, Any] = dict(init_globals or {})
             namespace.update(__name__=run_name, __file__=os.path.abspath(path),
@@ -57,7 +56,7 @@ def patch_mp_spawn(module: ModuleType) -> None:
         finally:
             runpy.run_path = real_run_path
 
-    module._fixup_main_from_path = _fixup_main_from_path
+    module.__dict__["_fixup_main_from_path"] = _fixup_main_from_path
 
 
 def patch_mp_pool(module: ModuleType) -> None:
@@ -71,4 +70,4 @@ def patch_mp_pool(module: ModuleType) -> None:
     # Pickled by reference for spawn: keep the name pickle looks up.
     worker.__module__, worker.__qualname__, worker.__name__ = module.__name__, "worker", "worker"
     worker.__wrapped__ = original  # type: ignore[attr-defined]
-    module.worker = worker
+    module.__dict__["worker"] = worker

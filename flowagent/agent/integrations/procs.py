@@ -46,18 +46,18 @@ class Carrier:
 
     __slots__ = ("fn", "link")
 
-    def __init__(self, fn: Callable, link: lineage.Link) -> None:
+    def __init__(self, fn: Callable[..., Any], link: lineage.Link) -> None:
         self.fn = fn
         self.link = link
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return _resume, (self.fn, lineage.encode(self.link))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
 
 
-def _resume(fn: Callable, link: str) -> Callable:
+def _resume(fn: Callable[..., Any], link: str) -> Callable[..., Any]:
     """In the worker: ``fn`` to run in a copy of the current context that holds the link."""
     try:
         decoded = lineage.decode(link)
@@ -99,7 +99,7 @@ def _env_with_link(env: Any, link: lineage.Link) -> Any:
     return items
 
 
-def _fork_exec_wrapper(original: Callable) -> Callable:
+def _fork_exec_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
     def fork_exec(*args: Any) -> Any:
         try:
             if len(args) > 5:
@@ -160,10 +160,10 @@ def patch_mp_spawn(module: ModuleType) -> None:
     for new, old in ((get_preparation_data, get_data), (prepare_, prepare)):
         new.__module__, new.__qualname__, new.__name__ = old.__module__, old.__qualname__, \
             old.__name__
-        new.__wrapped__ = old  # type: ignore[attr-defined]
-        new._flowagent_patch = True  # type: ignore[attr-defined]
-    module.get_preparation_data = get_preparation_data
-    module.prepare = prepare_
+        new.__wrapped__ = old  # type: ignore[union-attr]
+        new._flowagent_patch = True  # type: ignore[union-attr]
+    module.__dict__["get_preparation_data"] = get_preparation_data
+    module.__dict__["prepare"] = prepare_
 
 
 def patch_mp_pool(module: ModuleType) -> None:
@@ -173,7 +173,7 @@ def patch_mp_pool(module: ModuleType) -> None:
     thread_pool = getattr(module, "ThreadPool", None)
     apply_async = cls.__dict__.get("apply_async")
     generate = cls.__dict__.get("_guarded_task_generation")
-    if apply_async is None or generate is None or getattr(apply_async, "_flowagent_patch", 0):
+    if apply_async is None or generate is None or getattr(apply_async, "_flowagent_patch", False):
         return
 
     def _is_process_pool(pool: Any) -> bool:
@@ -191,8 +191,8 @@ def patch_mp_pool(module: ModuleType) -> None:
 
     for new, old in ((apply_async_, apply_async), (_guarded_task_generation, generate)):
         new.__qualname__, new.__name__, new.__doc__ = old.__qualname__, old.__name__, old.__doc__
-        new.__wrapped__ = old  # type: ignore[attr-defined]
-        new._flowagent_patch = True  # type: ignore[attr-defined]
+        new.__wrapped__ = old  # type: ignore[union-attr]
+        new._flowagent_patch = True  # type: ignore[union-attr]
     cls.apply_async = apply_async_
     cls._guarded_task_generation = _guarded_task_generation
 

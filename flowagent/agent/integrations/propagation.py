@@ -34,7 +34,7 @@ def _starts_pool_worker(function: Any) -> bool:
         return False
 
 
-def _carry(parent: list, function: Callable) -> Callable:
+def _carry(parent: list[Any], function: Callable[..., Any]) -> Callable[..., Any]:
     thread = getattr(function, "__self__", None)
     name = vars(thread).get("_name") if thread is not None else None
 
@@ -53,7 +53,7 @@ def _carry(parent: list, function: Callable) -> Callable:
     return bootstrap
 
 
-def _start_wrapper(original: Callable) -> Callable:
+def _start_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
     def start_new_thread(function: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             parent = recorder._get()
@@ -77,7 +77,7 @@ def patch_threading(module: ModuleType) -> None:
             return
 
 
-def _submit_wrapper(original: Callable) -> Callable:
+def _submit_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
     def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         parent = recorder._get()
         if parent is None:

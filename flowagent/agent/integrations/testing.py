@@ -19,7 +19,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any, Callable
 
-from .. import recorder
+from .. import recorder, runstate
 
 MAX_NODE_ID = 512  # node ids are test code, but parametrized ids can be long
 
@@ -43,7 +43,7 @@ def _outcome(reports: Any) -> str:
     return outcome
 
 
-def _protocol(original: Callable) -> Callable:
+def _protocol(original: Callable[..., Any]) -> Callable[..., Any]:
     def runtestprotocol(item: Any, log: bool = True, nextitem: Any = None) -> Any:
         frame = None
         try:
@@ -82,21 +82,20 @@ def _protocol(original: Callable) -> Callable:
 def patch_pytest_runner(module: ModuleType) -> None:
     original = module.__dict__.get("runtestprotocol")
     if original is not None and not getattr(original, "_flowagent_patch", False):
-        module.runtestprotocol = _protocol(original)
+        module.__dict__["runtestprotocol"] = _protocol(original)
 
 
 def _recorded_module(fn: Any, config: Any) -> str | None:
     """The module name pytest imports the test file ``fn`` as, when the run records it
     with the ``wrap`` backend."""
-    from .. import bootstrap
-
-    selector = bootstrap._selector
-    if selector is None or bootstrap.backend_name != "wrap":
+    selector = runstate.selector
+    if selector is None or runstate.backend_name != "wrap":
         return None
     import _pytest.assertion.rewrite as rewrite
 
     hook = config.stash[rewrite.assertstate_key].hook
-    names = [name for name, path in getattr(hook, "_rewritten_names", {}).items() if path == fn]
+    names: list[str] = [name for name, path in getattr(hook, "_rewritten_names", {}).items()
+                        if path == fn]
     if not names or not selector.wants(names[-1], str(fn)):
         return None
     return names[-1]
@@ -106,7 +105,7 @@ def patch_pytest_rewrite(module: ModuleType) -> None:
     rewrite_test = module.__dict__.get("_rewrite_test")
     read_pyc, write_pyc = module.__dict__.get("_read_pyc"), module.__dict__.get("_write_pyc")
     rewrite_asserts = module.__dict__.get("rewrite_asserts")
-    if None in (rewrite_test, read_pyc, write_pyc, rewrite_asserts) \
+    if rewrite_test is None or read_pyc is None or write_pyc is None or rewrite_asserts is None \
             or getattr(rewrite_test, "_flowagent_patch", False):
         return
     ours: set[int] = set()  # ids of code objects instrumented here (alive until executed)
@@ -122,7 +121,6 @@ def patch_pytest_rewrite(module: ModuleType) -> None:
         import ast
         import importlib.util
 
-        from .. import bootstrap
         from ..instrument import Instrumenter
 
         source = fn.read_bytes()
@@ -130,7 +128,7 @@ def patch_pytest_rewrite(module: ModuleType) -> None:
         tree = ast.parse(source, filename=strfn)
         rewrite_asserts(tree, source, strfn, config)
         try:
-            Instrumenter(name, strfn, recorder.register_function, bootstrap._nested,
+            Instrumenter(name, strfn, recorder.register_function, runstate.nested,
                          source.splitlines() if b"yield" in source else None).transform(tree)
         except Exception:
             recorder.S.agent_errors += 1
@@ -159,11 +157,11 @@ def patch_pytest_rewrite(module: ModuleType) -> None:
 
     for new, old in ((_rewrite_test, rewrite_test), (_read_pyc, read_pyc),
                      (_write_pyc, write_pyc)):
-        new.__wrapped__ = old  # type: ignore[attr-defined]
-        new._flowagent_patch = True  # type: ignore[attr-defined]
-    module._rewrite_test = _rewrite_test
-    module._read_pyc = _read_pyc
-    module._write_pyc = _write_pyc
+        new.__wrapped__ = old  # type: ignore[union-attr]
+        new._flowagent_patch = True  # type: ignore[union-attr]
+    module.__dict__["_rewrite_test"] = _rewrite_test
+    module.__dict__["_read_pyc"] = _read_pyc
+    module.__dict__["_write_pyc"] = _write_pyc
 
 
 HOOKS: dict[str, Callable[[ModuleType], None]] = {

@@ -28,7 +28,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 # httpx: the open call of each request in flight, by the request's id (bounded: a request
 # that failed never reaches the response hook).
-_in_flight: dict[int, list] = {}
+_in_flight: dict[int, list[Any]] = {}
 _MAX_IN_FLIGHT = 1024
 
 
@@ -37,7 +37,7 @@ def _host(scheme: Any, host: Any, port: Any) -> str:
     return f"{host}:{port}" if port else str(host)
 
 
-def _start(method: Any, host: str, path: Any, headers: Any) -> list | None:
+def _start(method: Any, host: str, path: Any, headers: Any) -> list[Any] | None:
     """Open the call and give ``headers`` (a case-insensitive mutable mapping) the trace
     headers; the program's own ``traceparent`` is kept and adopted."""
     if type(method) is not str or type(path) is not str:

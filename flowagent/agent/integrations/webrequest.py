@@ -40,7 +40,7 @@ class RequestRoot:
 
     __slots__ = ("frame", "method", "template", "status", "closed", "streaming", "base_path")
 
-    def __init__(self, frame: list, method: str) -> None:
+    def __init__(self, frame: list[Any], method: str) -> None:
         self.frame = frame
         self.method = method
         self.template: str | None = None

@@ -29,10 +29,10 @@ class _Body:
 
     __slots__ = ("_root", "_body", "_it")
 
-    def __init__(self, root: webrequest.RequestRoot, body: Iterable) -> None:
+    def __init__(self, root: webrequest.RequestRoot, body: Iterable[bytes]) -> None:
         self._root = root
         self._body = body
-        self._it: Iterator | None = None
+        self._it: Iterator[bytes] | None = None
 
     def __iter__(self) -> "_Body":
         return self
@@ -71,7 +71,7 @@ class _Body:
                 recorder._set(outer)
 
 
-def wrap_app(app: Callable) -> Callable:
+def wrap_app(app: Callable[..., Any]) -> Callable[..., Any]:
     """A WSGI application method (``__call__`` or ``wsgi_app(self, environ,
     start_response)``) that serves each request as its own session. The wrapper keeps the
     exact parameters (servers and frameworks may inspect them)."""
@@ -110,11 +110,11 @@ def wrap_app(app: Callable) -> Callable:
             recorder._set(root.frame[recorder.OUTER])
         return _Body(root, body)
 
-    serve.__wrapped__ = app  # type: ignore[attr-defined]
+    serve.__wrapped__ = app
     return serve
 
 
-def _is_file_wrapper(environ: dict, body: Any) -> bool:
+def _is_file_wrapper(environ: dict[str, Any], body: Any) -> bool:
     # A server's sendfile wrapper must reach the server as itself (it checks its type).
     wrapper = environ.get("wsgi.file_wrapper")
     return isinstance(wrapper, type) and isinstance(body, wrapper)
