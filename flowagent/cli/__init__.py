@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "run":
-            from ..launch.run import exit_like
+            from ..launch.process import exit_like
             from .run import cmd_run
 
             exit_like(cmd_run(argv[1:]), end_process=console)

@@ -139,7 +139,7 @@ def parse_run_options(opts: list[str]) -> dict[str, object]:
 
 
 def cmd_run(argv: list[str]) -> int:
-    from ..launch.run import reserve_std_fds
+    from ..launch.process import reserve_std_fds
     from ..launch.target import exec_plain
 
     reserve_std_fds()

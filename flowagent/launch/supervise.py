@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ..config import Config
-    from ..store.api import RunEnd
 
 
 # -- signals ---------------------------------------------------------------------------------
@@ -252,16 +251,17 @@ class Sidecar:
             self._failed(self.proc.stdout.read() if self.proc.stdout else b"")
             self.report()
 
-    def finish(self, end: RunEnd | None = None) -> dict[str, Any] | None:
+    def finish(self, end: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """Tell the sidecar to drain and finish (close its stdin, after sending it ``end``,
-        the launcher's part of the run's row, to store with its last write; the sidecar
-        sets the status); its summary, or None if it failed (``failure`` says why)."""
+        the launcher's part of the run's row (a RunEnd's fields), to store with its last
+        write; the sidecar sets the status); its summary, or None if it failed (``failure``
+        says why)."""
         import json
         import subprocess
 
         if self.failure:
             return None
-        request = json.dumps({"run": end._asdict()}).encode() + b"\n" if end else None
+        request = json.dumps({"run": end}).encode() + b"\n" if end else None
         try:
             out, _ = self.proc.communicate(request, timeout=120)
         except subprocess.TimeoutExpired:
