@@ -6,6 +6,7 @@ does not inherit the option), against a plain interpreter's own start."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,44 @@ def test_a_recorded_run_leaves_the_store_and_the_parsers_to_others(program: Path
                  "flowagent.sidecar.ingest", "networkx", "flask"):
         assert name not in launcher, f"the launcher imports {name}"
     assert (program / ".flowagent" / "flowagent.db").exists()
+
+
+def test_the_run_row_made_while_the_program_runs_is_stored_as_it_ended(tmp_path: Path) -> None:
+    """The launcher's part of the run's row (masked command line, cwd, exit status, end) is
+    made while the program runs and completed when it ends; the sidecar stores it."""
+    write_files(tmp_path, {"prog.py": "import sys\nsys.exit(3)\n"})
+    proc = subprocess.run(flowagent_cmd("run", "--data-dir", "data", "prog.py", "--password",
+                                        "hunter2"), cwd=tmp_path, env=_clean_env(None),
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr.decode()
+    from flowagent.store.api import open_store
+
+    store = open_store(str(tmp_path / "data" / "flowagent.db"), readonly=True)
+    (run,) = store.runs()
+    store.close()
+    assert json.loads(run["argv"]) == ["prog.py", "--password", "***"]
+    assert (run["exit_code"], run["status"], run["cwd"]) == (3, "finished", str(tmp_path))
+    assert run["ended_ns"] >= run["started_ns"]
+
+
+def test_the_launcher_stores_its_row_itself_when_the_sidecar_did_not(tmp_path: Path) -> None:
+    """The fallback: the row made from the launcher's mapping reaches the store as a RunEnd."""
+    from flowagent.config import load_config
+    from flowagent.launch.summary import _ended, _finish_run, _run_row
+    from flowagent.launch.target import Target
+    from flowagent.store.api import open_store
+
+    cfg = load_config(tmp_path, {}, {"data_dir": str(tmp_path / "data")})
+    (tmp_path / "data").mkdir()
+    store = open_store(str(tmp_path / "data" / "flowagent.db"))
+    assert store.create_run("r1", 1, None, None)
+    store.close()
+    row = _run_row(Target("script", "app.py", ("--token", "t")), str(tmp_path), "wrap")
+    _finish_run(cfg, "r1", _ended(row, -15), {"pending": []})
+    store = open_store(str(tmp_path / "data" / "flowagent.db"), readonly=True)
+    run = store.run("r1")
+    store.close()
+    assert run is not None
+    assert json.loads(run["argv"]) == ["app.py", "--token", "***"]
+    assert (run["exit_code"], run["status"], run["backend"]) == (-15, "finished", "wrap")
+    assert run["ended_ns"] > 1
