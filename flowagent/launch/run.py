@@ -89,12 +89,14 @@ def _prepare(cfg: Config, extra_args: tuple[str, ...] = ()) -> tuple[str, str, S
     return run_id, run_dir, sidecar
 
 
-def run(cfg: Config, target: Target, cwd: str) -> int:
+def run(cfg: Config, target: Target, cwd: str, ends_process: bool = False) -> int:
     """Run ``target`` under the agent; returns the program's exit status.
 
     The program always runs: if recording cannot start (data directory unwritable or full),
     one clear error line says so and the program runs unrecorded; if the sidecar fails, one
-    line says why and where the recording waits to be stored."""
+    line says why and where the recording waits to be stored. ``ends_process``: the caller
+    ends the process right after (the console command), so the sidecar, done once its
+    summary is read, is not waited for while the kernel tears it down."""
     from ..service import default_service
 
     service = cfg.service or default_service(target.kind, target.name, target.args)
@@ -149,6 +151,8 @@ def run(cfg: Config, target: Target, cwd: str) -> int:
     except Exception as exc:  # noqa: BLE001 - the launcher's own trouble is only reported
         _say(f"flowagent: error: could not finish run {run_id} ({type(exc).__name__}: {exc}); "
              f"the program's exit status is kept\n")
+    if not ends_process:
+        sidecar.reap()
     return rc
 
 
