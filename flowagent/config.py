@@ -83,7 +83,8 @@ class Config(NamedTuple):
     """The effective configuration of one run (see the module docstring for every key).
 
     A named tuple, not a dataclass: ``flowagent run`` reads it before it starts the sidecar,
-    and ``dataclasses`` (which loads ``inspect``) costs every run ~7 ms of start-up."""
+    and ``dataclasses`` (which loads ``inspect``, ``ast``, ``dis`` and ``tokenize``) was the
+    largest import on that path (see benchmarks/README.md, Start-up)."""
 
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
