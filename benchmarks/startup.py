@@ -1,8 +1,9 @@
-"""What ``flowagent run`` adds to a program that does nothing: ``python startup.py [N]``.
+"""What ``flowagent run`` adds to a program that does nothing:
+``python startup.py [N] [--before DIR]``.
 
-Every variant runs N times (default 15), interleaved, in the same minute, and the minimum
-wall time of each is kept (start-up is a fixed cost: the minimum is the cost, the rest is
-the machine's load):
+Every variant runs N times (default 15), interleaved, in the same minute; the median and the
+minimum wall time of each are kept (start-up is a fixed cost: the minimum is the cost, the
+median what a loaded machine makes of it):
 
 * ``plain``: ``python pass.py`` (a script holding ``pass``; ``python -c pass`` costs the
   same, and ``flowagent run`` takes scripts);
@@ -10,6 +11,8 @@ the machine's load):
   the agent, sidecar start and finish, summary);
 * ``disabled``: the same with the production switch off (``FLOWAGENT_ENABLED=0``): the
   launcher only, which becomes the program;
+* ``small`` / ``small_enabled``: a small real program (a script importing a module of its
+  own directory and calling its functions 400 times) plain and under ``flowagent run``;
 
 and the parts of ``enabled``, each on its own:
 
@@ -22,10 +25,15 @@ and the parts of ``enabled``, each on its own:
 * ``sidecar``: ``python -m flowagent.sidecar --once`` on an empty run: its interpreter,
   store and end of run, which the launcher waits for after the program.
 
-Prints one JSON line: the minimum seconds of each, the milliseconds each adds to ``plain``
-and the ratios to it; the same for the CPU time of the processes each run waited for
-(``cpu_*``: on a loaded machine the wall figures grow with the load, the CPU ones far less),
-and the load average it ran at.
+``--before DIR`` also runs ``enabled``, ``disabled`` and ``small_enabled`` with ``DIR`` (a
+copy of another version's ``flowagent/`` and ``sitecustomize/``, its C extension built) first
+on ``PYTHONPATH``, as ``*_before``: the previous code, interleaved with this one.
+
+Prints one JSON line: the median and minimum seconds of each, the milliseconds each adds
+to its plain baseline (``added_ms``: medians; ``min_added_ms``: minimums) and the ratios;
+the same for the CPU time of the processes each run started (``cpu_*``: on a loaded
+machine the wall figures grow with the load, the CPU ones far less), and the load average
+it ran at.
 """
 
 from __future__ import annotations
@@ -56,14 +64,35 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _adopt_orphans() -> None:
+    """Become the subreaper of what the runs leave behind: the launcher returns once the
+    sidecar's summary is read, without waiting for the sidecar's exit, so the sidecar ends
+    as an orphan; adopted here, its CPU time is still counted (Linux; elsewhere it is not)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _reap_orphans() -> None:
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
 def _time(argv: list[str], env: dict[str, str], cwd: str) -> tuple[float, float]:
-    """Wall seconds until it returned, and the CPU seconds of every process it waited for
+    """Wall seconds until it returned, and the CPU seconds of every process it started
     (what a loaded machine inflates far less than the wall time)."""
     cpu = _children_cpu()
     t = time.perf_counter()
     proc = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, timeout=120)
     took = time.perf_counter() - t
+    _reap_orphans()
     if proc.returncode != 0:
         raise RuntimeError(f"{argv} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
     return took, _children_cpu() - cpu
@@ -85,35 +114,90 @@ def _program_env(tmp: str) -> dict[str, str]:
     return env
 
 
+SMALL_MODULE = """\
+def parse(line):
+    key, _, value = line.partition("=")
+    return {"key": key.strip(), "value": int(value)}
+
+
+def total(items):
+    return sum(item["value"] for item in items)
+
+
+def report(lines):
+    items = [parse(line) for line in lines]
+    return {"n": len(items), "total": total(items)}
+"""
+SMALL_MAIN = """\
+import smallmod
+
+print(smallmod.report([f"k{i} = {i}" for i in range(400)]))
+"""
+
+# The variant whose time each one's added milliseconds are counted from.
+BASELINE = {"small_enabled": "small", "small_enabled_before": "small"}
+
+
+def _write(path: str, text: str) -> str:
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 15
+    args = sys.argv[1:]
+    before = ""
+    if "--before" in args:
+        at = args.index("--before")
+        before = os.path.abspath(args[at + 1])
+        del args[at:at + 2]
+    n = int(args[0]) if args else 15
+    _adopt_orphans()
     tmp = tempfile.mkdtemp(prefix="fa-startup-")
     try:
-        script = os.path.join(tmp, "pass.py")
-        with open(script, "w") as f:
-            f.write("pass\n")
+        script = _write(os.path.join(tmp, "pass.py"), "pass\n")
+        _write(os.path.join(tmp, "smallmod.py"), SMALL_MODULE)
+        small = _write(os.path.join(tmp, "small.py"), SMALL_MAIN)
         data = os.path.join(tmp, "data")
         agent_env = _program_env(tmp)
         sidecar_run = os.path.join(tmp, "sidecar-run")
+        run = [PY, "-m", "flowagent", "run", "--data-dir", data]
         variants = {
             "plain": ([PY, script], _env()),
-            "enabled": ([PY, "-m", "flowagent", "run", "--data-dir", data, script], _env()),
-            "disabled": ([PY, "-m", "flowagent", "run", "--data-dir", data, script],
-                         _env(FLOWAGENT_ENABLED="0")),
+            "enabled": ([*run, script], _env()),
+            "disabled": ([*run, script], _env(FLOWAGENT_ENABLED="0")),
+            "small": ([PY, small], _env()),
+            "small_enabled": ([*run, small], _env()),
             "program_agent": ([PY, script], agent_env),
             "program_kill_switch": ([PY, script], dict(agent_env, FLOWAGENT_ENABLED="0")),
         }
-        best = {k: float("inf") for k in (*variants, "sidecar")}
-        cpu = dict(best)
+        if before:
+            path = os.pathsep.join(p for p in (before, os.environ.get("PYTHONPATH")) if p)
+            variants.update({
+                "enabled_before": ([*run, script], _env(PYTHONPATH=path)),
+                "disabled_before": ([*run, script], _env(PYTHONPATH=path,
+                                                         FLOWAGENT_ENABLED="0")),
+                "small_enabled_before": ([*run, small], _env(PYTHONPATH=path)),
+            })
+        names = (*variants, "sidecar")
+        wall: dict[str, list[float]] = {k: [] for k in names}
+        cpu: dict[str, list[float]] = {k: [] for k in names}
 
         def keep(name: str, took: tuple[float, float]) -> None:
-            best[name] = min(best[name], took[0])
-            cpu[name] = min(cpu[name], took[1])
+            wall[name].append(took[0])
+            cpu[name].append(took[1])
 
         for i in range(-1, n):
             if i == 0:  # the first round wrote the bytecode caches: start counting now
-                best = {k: float("inf") for k in best}
-                cpu = dict(best)
+                for k in names:
+                    wall[k].clear()
+                    cpu[k].clear()
             for name, (argv, env) in variants.items():
                 keep(name, _time(argv, env, tmp))
             shutil.rmtree(sidecar_run, ignore_errors=True)
@@ -126,17 +210,26 @@ def main() -> None:
                 shutil.rmtree(data, ignore_errors=True)  # runs pile up: keep the store small
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    def added(m: dict[str, float]) -> dict[str, float]:
-        plain = m["plain"]
-        return {k: round((v - plain) * 1000, 1) for k, v in m.items()
-                if k not in ("plain", "sidecar")} | {
-            "launcher_exec": round((m["disabled"] - plain) * 1000, 1),
-            "sidecar": round(m["sidecar"] * 1000, 1)}
 
+    def added(m: dict[str, float]) -> dict[str, float]:
+        out = {k: round((v - m[BASELINE.get(k, "plain")]) * 1000, 1) for k, v in m.items()
+               if k not in ("plain", "small", "sidecar")}
+        out["launcher_exec"] = round((m["disabled"] - m["plain"]) * 1000, 1)
+        out["sidecar"] = round(m["sidecar"] * 1000, 1)
+        return out
+
+    med = {k: _median(v) for k, v in wall.items()}
+    low = {k: min(v) for k, v in wall.items()}
+    cpu_med = {k: _median(v) for k, v in cpu.items()}
+    cpu_low = {k: min(v) for k, v in cpu.items()}
     print(json.dumps({
-        "runs": n, "load": os.getloadavg()[0], "min_s": best, "added_ms": added(best),
-        "ratio": {k: round(v / best["plain"], 2) for k, v in best.items() if k != "plain"},
-        "cpu_min_s": cpu, "cpu_added_ms": added(cpu),
+        "runs": n, "load": os.getloadavg()[0],
+        "median_s": med, "added_ms": added(med),
+        "min_s": low, "min_added_ms": added(low),
+        "ratio": {k: round(v / med[BASELINE.get(k, "plain")], 2) for k, v in med.items()
+                  if k not in ("plain", "small")},
+        "cpu_median_s": cpu_med, "cpu_added_ms": added(cpu_med),
+        "cpu_min_added_ms": added(cpu_low),
         "targets_ms": {"enabled": 50, "disabled": 5}}))
 
 

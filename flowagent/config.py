@@ -59,13 +59,13 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import NamedTuple
 
 from flowagent.errors import ConfigError
 from flowagent.protocol.env import FALSE_WORDS, TRUE_WORDS
 
-TYPE_CHECKING = False  # typing costs ~3 ms of `flowagent run`'s start-up
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
@@ -79,9 +79,12 @@ KiB, MiB, GiB = 1024, 1024**2, 1024**3
 RING_MIN, RING_MAX = 64 * KiB, GiB
 
 
-@dataclass(frozen=True)
-class Config:
-    """The effective configuration of one run (see the module docstring for every key)."""
+class Config(NamedTuple):
+    """The effective configuration of one run (see the module docstring for every key).
+
+    A named tuple, not a dataclass: ``flowagent run`` reads it before it starts the sidecar,
+    and ``dataclasses`` (which loads ``inspect``, ``ast``, ``dis`` and ``tokenize``) was the
+    largest import on that path (see benchmarks/README.md, Start-up)."""
 
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
@@ -174,7 +177,7 @@ def load_config(cwd: str | os.PathLike[str], env: Mapping[str, str],
                 cli: Mapping[str, object]) -> Config:
     """Build the effective Config: defaults -> file -> environment -> command line."""
     base = Path(os.path.abspath(cwd))
-    values: dict[str, Any] = {f.name: f.default for f in fields(Config) if f.name != "sources"}
+    values: dict[str, Any] = {k: v for k, v in Config._field_defaults.items() if k != "sources"}
     values["data_dir"] = _abspath(values["data_dir"], base)
     origin = dict.fromkeys(values, "default")
 

@@ -49,7 +49,6 @@ def _chain_user_sitecustomize():
     rest = [p for p in sys.path if os.path.abspath(p or ".") != here]
     try:
         import importlib.machinery
-        import importlib.util
     except ImportError:  # Python 2
         _chain_python2(rest, here)
         return
@@ -58,6 +57,8 @@ def _chain_user_sitecustomize():
         return
     if os.path.dirname(os.path.abspath(spec.origin)) == here:
         return
+    import importlib.util  # only with a sitecustomize to run: it costs every process ~2 ms
+
     module = importlib.util.module_from_spec(spec)
     sys.modules["sitecustomize"] = module
     spec.loader.exec_module(module)

@@ -114,10 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "run":
-            from ..launch.run import exit_like
+            from ..launch.process import exit_like
             from .run import cmd_run
 
-            exit_like(cmd_run(argv[1:]), end_process=console)
+            exit_like(cmd_run(argv[1:], ends_process=console), end_process=console)
         from .analyse import cmd_diff, cmd_stats, cmd_stubs
         from .browse import cmd_runs, cmd_sessions, cmd_trace
         from .export import cmd_export

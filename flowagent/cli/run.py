@@ -138,8 +138,10 @@ def parse_run_options(opts: list[str]) -> dict[str, object]:
     return settings
 
 
-def cmd_run(argv: list[str]) -> int:
-    from ..launch.run import reserve_std_fds
+def cmd_run(argv: list[str], ends_process: bool = False) -> int:
+    """``flowagent run ARGV``: the program's exit status (see :func:`flowagent.launch.run.run`
+    for ``ends_process``)."""
+    from ..launch.process import reserve_std_fds
     from ..launch.target import exec_plain
 
     reserve_std_fds()
@@ -165,4 +167,4 @@ def cmd_run(argv: list[str]) -> int:
     if not cfg.enabled:
         exec_plain(kind, name, args)
     target = resolve_target(kind, name, args, cwd)
-    return run(cfg, target, cwd)
+    return run(cfg, target, cwd, ends_process)

@@ -5,12 +5,11 @@ exit status passed through.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 from ..errors import StoreError, TargetError
 from ..protocol import rundir
-from .summary import _finish_run, _print_summary, _run_end, _size
+from .summary import _ended, _finish_run, _print_summary, _run_row, _size
 from .supervise import Sidecar, Supervisor
 from .target import Target, _command, _pythonpath, _script_dir, bootstrap_dir, exec_plain
 
@@ -81,7 +80,7 @@ def _prepare(cfg: Config, extra_args: tuple[str, ...] = ()) -> tuple[str, str, S
         raise StoreError(f"cannot create the data directory {cfg.data_dir}: {exc.strerror}; "
                          "pass --data-dir with a writable location") from None
     _check_room(run_dir, cfg.ring_size)
-    from ..store.api import store_url
+    from ..store.location import store_url  # not store.api: the sidecar loads that
 
     try:
         sidecar = Sidecar(run_dir, store_url(cfg.data_dir, cfg.store), run_id, cfg, extra_args)
@@ -90,12 +89,14 @@ def _prepare(cfg: Config, extra_args: tuple[str, ...] = ()) -> tuple[str, str, S
     return run_id, run_dir, sidecar
 
 
-def run(cfg: Config, target: Target, cwd: str) -> int:
+def run(cfg: Config, target: Target, cwd: str, ends_process: bool = False) -> int:
     """Run ``target`` under the agent; returns the program's exit status.
 
     The program always runs: if recording cannot start (data directory unwritable or full),
     one clear error line says so and the program runs unrecorded; if the sidecar fails, one
-    line says why and where the recording waits to be stored."""
+    line says why and where the recording waits to be stored. ``ends_process``: the caller
+    ends the process right after (the console command), so the sidecar, done once its
+    summary is read, is not waited for while the kernel tears it down."""
     from ..service import default_service
 
     service = cfg.service or default_service(target.kind, target.name, target.args)
@@ -128,9 +129,15 @@ def run(cfg: Config, target: Target, cwd: str) -> int:
     except OSError as exc:
         sidecar.stop()
         raise TargetError(f"cannot start {target.describe()}: {exc.strerror}") from None
+    # While the program runs: the launcher's part of the run's row, so that the end of the
+    # run follows the program's exit at once (signals meanwhile wait, blocked, for wait()).
+    try:
+        row = _run_row(target, cwd, backend.name)
+    except Exception:  # noqa: BLE001 - made again after the program, where it is reported
+        row = None
     rc = program.wait(on_other_child=sidecar.check)
     try:
-        end = _run_end(target, cwd, backend.name, rc)
+        end = _ended(row if row is not None else _run_row(target, cwd, backend.name), rc)
         summary = sidecar.finish(end)
         sidecar.report()
         if sidecar.started and not (summary or {}).get("run_row"):
@@ -144,6 +151,8 @@ def run(cfg: Config, target: Target, cwd: str) -> int:
     except Exception as exc:  # noqa: BLE001 - the launcher's own trouble is only reported
         _say(f"flowagent: error: could not finish run {run_id} ({type(exc).__name__}: {exc}); "
              f"the program's exit status is kept\n")
+    if not ends_process:
+        sidecar.reap()
     return rc
 
 
@@ -154,51 +163,3 @@ def _say(line: str) -> None:
         sys.stderr.flush()
     except (OSError, ValueError, AttributeError):
         pass
-
-
-def reserve_std_fds() -> None:
-    """Standard descriptors the launcher was started without (``2>&-``) get /dev/null,
-    close-on-exec: the launcher's own files and pipes then never take their numbers (where the
-    program would find them open), the program still finds them closed, and the launcher's
-    messages go nowhere instead of failing."""
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            try:
-                null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-            except OSError:
-                return
-            if null != fd:  # a lower one is open: put it where it belongs
-                os.dup2(null, fd, inheritable=False)
-                os.close(null)
-    if sys.stderr is None:
-        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
-    if sys.stdout is None:
-        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
-
-
-def exit_like(rc: int, end_process: bool = False) -> None:
-    """Exit with the program's status; if a signal killed it, die by the same signal.
-    ``end_process`` (the console command, not a caller of :func:`flowagent.cli.main`): end
-    the process once its output is flushed, without tearing the interpreter down (tens of
-    milliseconds at the end of every run, after everything is said)."""
-    if rc < 0:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if -rc not in (signal.SIGKILL, signal.SIGSTOP):  # those cannot be caught anyway
-            signal.signal(-rc, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, (-rc,))
-        os.kill(os.getpid(), -rc)
-        import time
-
-        time.sleep(1)
-        os._exit(128 - rc)
-    if end_process:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError, AttributeError):
-                pass  # gone (a closed pipe): the exit status still counts
-        os._exit(rc)
-    sys.exit(rc)

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ..config import Config
-    from ..store.api import RunEnd
     from .target import Target
 
 
@@ -25,29 +24,36 @@ def _text(s: str) -> str:
     return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _run_end(target: Target, cwd: str, backend: str, rc: int) -> RunEnd:
-    """What only the launcher knows about the run, for the sidecar to store with its last
-    write (opening the store here would cost every run its schema check and a transaction
-    after the program has ended); the status is the writer's to fill in."""
+def _run_row(target: Target, cwd: str, backend: str) -> dict[str, Any]:
+    """What only the launcher knows about the run, a :class:`~flowagent.store.api.RunEnd`'s
+    fields, for the sidecar to store with its last write (opening the store here would cost
+    every run its schema check and a transaction after the program has ended). Made while
+    the program runs (masking the command line loads ``re``), completed by :func:`_ended`
+    when it has ended; the status is the writer's to fill in."""
+    from ..redact import mask_argv
+
+    return {"argv": mask_argv([target.describe(), *target.args]), "cwd": _text(cwd),
+            "backend": backend, "ended_ns": 0, "exit_code": 0, "status": ""}
+
+
+def _ended(row: dict[str, Any], rc: int) -> dict[str, Any]:
+    """:func:`_run_row` with the end's time and the program's exit status."""
     import time
 
-    from ..redact import mask_argv
-    from ..store.api import RunEnd
-
-    return RunEnd(tuple(mask_argv([target.describe(), *target.args])), _text(cwd), backend,
-                  time.time_ns(), rc, "")
+    return dict(row, ended_ns=time.time_ns(), exit_code=rc)
 
 
-def _finish_run(cfg: Config, run_id: str, end: RunEnd, summary: dict[str, Any] | None) -> None:
+def _finish_run(cfg: Config, run_id: str, end: dict[str, Any],
+                summary: dict[str, Any] | None) -> None:
     """What only the launcher knows about the run, into its row (the sidecar made the row),
     when the sidecar did not store it."""
-    from ..store.api import open_store, store_url
+    from ..store.api import RunEnd, open_store, store_url
 
     status = ("sidecar-failed" if summary is None
               else "pending" if summary.get("pending") else "finished")
     try:
         store = open_store(store_url(cfg.data_dir, cfg.store), data_dir=cfg.data_dir)
-        store.finish_run(run_id, end._replace(status=status))
+        store.finish_run(run_id, RunEnd(**dict(end, argv=tuple(end["argv"]), status=status)))
         store.close()
         note = getattr(store, "forward_note", None)  # a shared store's spool still waiting
         if note and summary is not None:

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ..config import Config
-    from ..store.api import RunEnd
 
 
 # -- signals ---------------------------------------------------------------------------------
@@ -252,33 +251,66 @@ class Sidecar:
             self._failed(self.proc.stdout.read() if self.proc.stdout else b"")
             self.report()
 
-    def finish(self, end: RunEnd | None = None) -> dict[str, Any] | None:
+    def finish(self, end: dict[str, Any] | None = None,
+               timeout: float = 120.0) -> dict[str, Any] | None:
         """Tell the sidecar to drain and finish (close its stdin, after sending it ``end``,
-        the launcher's part of the run's row, to store with its last write; the sidecar
-        sets the status); its summary, or None if it failed (``failure`` says why)."""
+        the launcher's part of the run's row (a RunEnd's fields), to store with its last
+        write; the sidecar sets the status); its summary, or None if it failed (``failure``
+        says why).
+
+        The summary is the sidecar's last word, written once everything is stored and
+        closed: it is returned as soon as its line is complete, without waiting for the
+        sidecar's process to be torn down (the kernel frees its memory before its pipe
+        closes: milliseconds at the end of every run). :meth:`reap` collects it."""
         import json
-        import subprocess
+        import select
+        import time
 
         if self.failure:
             return None
-        request = json.dumps({"run": end._asdict()}).encode() + b"\n" if end else None
-        try:
-            out, _ = self.proc.communicate(request, timeout=120)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-            self._failed(out, "it did not finish within 120 s")
-            return None
-        self.started = out.startswith(b"READY")
-        for line in reversed(out.decode(errors="replace").splitlines()):
-            if line.startswith("{"):
-                try:
-                    summary: dict[str, Any] = json.loads(line)
-                    return summary
-                except ValueError:
-                    break
-        self._failed(out)
-        return None
+        proc = self.proc
+        assert proc.stdin is not None and proc.stdout is not None
+        pending = json.dumps({"run": end}).encode() + b"\n" if end else b""
+        w: int | None = proc.stdin.fileno()
+        r = proc.stdout.fileno()
+        out = b""
+        deadline = time.monotonic() + timeout
+        while True:
+            if w is not None and not pending:
+                proc.stdin.close()  # the launcher's word that the program has ended
+                w = None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                proc.kill()
+                self._failed(out + self._rest(), f"it did not finish within {timeout:g} s")
+                return None
+            ready_r, ready_w, _ = select.select([r], [w] if w is not None else [], [], left)
+            if ready_w and w is not None:
+                try:  # what a pipe select calls writable takes without blocking
+                    pending = pending[os.write(w, pending[:select.PIPE_BUF]):]
+                except OSError:  # it has exited: what it said before tells why
+                    pending = b""
+            if not ready_r:
+                continue
+            chunk = os.read(r, 65536)
+            if not chunk:  # it exited without a summary
+                self._failed(out)
+                return None
+            out += chunk
+            summary = _summary_line(out)
+            if summary is not None:
+                self.started = out.startswith(b"READY")
+                proc.stdout.close()  # it writes nothing after its summary
+                return summary
+
+    def _rest(self) -> bytes:
+        """What the sidecar wrote before it exited (after it was killed)."""
+        self.proc.wait()
+        return self.proc.stdout.read() if self.proc.stdout else b""
+
+    def reap(self) -> None:
+        """Collect the sidecar's exit (a caller that goes on living after the run)."""
+        self.proc.wait()
 
     def stop(self) -> None:
         self.proc.kill()
@@ -298,7 +330,7 @@ class Sidecar:
 
     def _failed(self, out: bytes, why: str = "") -> None:
         self.started = out.startswith(b"READY")
-        rc = self.proc.returncode
+        rc = self.proc.wait()  # it has exited (its stdout closed) or was killed
         if not why and rc is not None and rc < 0:
             why = f"killed by signal {-rc}"
         if not why:  # its own last word: the exception that stopped it
@@ -313,3 +345,23 @@ class Sidecar:
                 lines = []
             why = lines[-1].strip() if lines else f"exit status {rc}, no output"
         self.failure = f"the sidecar {'stopped' if self.started else 'did not start'} ({why})"
+
+
+def _summary_line(out: bytes) -> dict[str, Any] | None:
+    """The sidecar's summary: its last line, once complete (it writes nothing after it). A
+    line a run-end hook printed on the sidecar's stdout is not taken for it: the summary
+    always names these keys."""
+    import json
+
+    if not out.endswith(b"\n"):
+        return None
+    last = out[out.rfind(b"\n", 0, len(out) - 1) + 1:]
+    if not last.startswith(b"{"):
+        return None
+    try:
+        summary = json.loads(last)
+    except ValueError:
+        return None
+    if not isinstance(summary, dict) or not {"sessions", "run_row", "pending"} <= summary.keys():
+        return None
+    return summary

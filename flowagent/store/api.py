@@ -27,7 +27,6 @@ the frame's data, so a frame delivered twice is stored once.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol, TypedDict, runtime_checkable
@@ -615,18 +614,7 @@ class Store(Protocol):
 
 # -- choosing and opening a store ------------------------------------------------------------------
 
-DB_NAME = "flowagent.db"
-
-
-def db_path(data_dir: str) -> str:
-    """The SQLite store of a data directory."""
-    return os.path.join(data_dir, DB_NAME)
-
-
-def store_url(data_dir: str, store: str | None = None) -> str:
-    """The store a command uses: ``store`` (``--store`` / ``store =`` / FLOWAGENT_STORE) when
-    given, else the SQLite file of the data directory."""
-    return store if store else db_path(data_dir)
+from .location import DB_NAME, db_path, store_url  # noqa: E402 - light, for the launcher
 
 
 def kind_of(url: str) -> str:

@@ -5,7 +5,6 @@ Every test passes an explicit ``env`` dict; os.environ is never read or changed.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -51,7 +50,7 @@ def sources(cfg: Config) -> dict[str, str]:
 def test_defaults(root: Path) -> None:
     cfg = load(root)
     expected = Config(data_dir=str(root / ".flowagent"))
-    assert dataclasses.replace(cfg, sources=()) == expected
+    assert cfg._replace(sources=()) == expected
     assert cfg.ring_size == 8 * 1024 * 1024
     assert set(sources(cfg).values()) == {"default"}
     assert set(sources(cfg)) == KNOWN_KEYS
@@ -122,8 +121,8 @@ def test_internal_env_vars_are_ignored(root: Path) -> None:
     env = {"FLOWAGENT_RUN_DIR": "/nowhere", "FLOWAGENT_RUN_ID": "x", "FLOWAGENT_PREFIX": "?",
            "FLOWAGENT_PURE": "maybe", "FLOWAGENT_PARENT": "1", "FLOWAGENT_SOMETHING": "[",
            "PATH": "/bin"}
-    assert dataclasses.replace(load(root, env), sources=()) == \
-        dataclasses.replace(load(root), sources=())
+    assert load(root, env)._replace(sources=()) == \
+        load(root)._replace(sources=())
 
 
 # -- file discovery ----------------------------------------------------------------------------
@@ -474,13 +473,13 @@ ROUND_TRIP_CASES = [
 
 @pytest.mark.parametrize("cfg", ROUND_TRIP_CASES)
 def test_round_trip_through_child_env(root: Path, cfg: Config) -> None:
-    cfg = load_config(root, {}, {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
-                                 if f.name != "sources"})
+    cfg = load_config(root, {}, {name: getattr(cfg, name) for name in cfg._fields
+                                 if name != "sources"})
     child_env = to_child_env(cfg)
     assert set(child_env) == set(ENV_KEYS)
     assert all(isinstance(v, str) for v in child_env.values())
     again = load_config(root / "elsewhere", child_env, {})
-    assert dataclasses.replace(again, sources=()) == dataclasses.replace(cfg, sources=())
+    assert again._replace(sources=()) == cfg._replace(sources=())
 
 
 def test_child_env_beats_child_file(root: Path) -> None:
@@ -488,7 +487,7 @@ def test_child_env_beats_child_file(root: Path) -> None:
     write(root / "child" / "flowagent.toml", 'include = ["other"]\nexclude = ["x"]\n'
           'backend = "profile"\n')
     again = load_config(root / "child", to_child_env(cfg), {})
-    assert dataclasses.replace(again, sources=()) == dataclasses.replace(cfg, sources=())
+    assert again._replace(sources=()) == cfg._replace(sources=())
 
 
 def test_child_env_shapes(root: Path) -> None:
@@ -505,8 +504,8 @@ def test_child_env_shapes(root: Path) -> None:
 
 def test_describe_keys_matches_config() -> None:
     rows = describe_keys()
-    assert [row[0] for row in rows] == [f.name for f in dataclasses.fields(Config)
-                                        if f.name != "sources"]
+    assert [row[0] for row in rows] == [name for name in Config._fields
+                                        if name != "sources"]
     assert {row[1] for row in rows} == set(ENV_KEYS)
     assert all(row[3] for row in rows)
 

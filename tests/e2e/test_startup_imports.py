@@ -1,0 +1,95 @@
+"""What ``flowagent run`` loads in its own process before the program runs: a switched-off run
+loads nothing of the launcher's run machinery (it becomes the program at once), and a
+recorded run leaves the store interface and the command parsers to the processes that use
+them. Read from the launcher's ``-X importtime`` lines (the program it starts or becomes
+does not inherit the option), against a plain interpreter's own start."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import _clean_env, flowagent_cmd, write_files
+
+pytestmark = pytest.mark.e2e
+
+
+def _imported(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> set[str]:
+    proc = subprocess.run([sys.executable, "-X", "importtime", *argv], cwd=cwd,
+                          env=_clean_env(env), capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    return {line.rpartition("|")[2].strip() for line in proc.stderr.decode().splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Path:
+    write_files(tmp_path, {"prog.py": "print('hello')\n"})
+    return tmp_path
+
+
+def test_a_switched_off_run_loads_only_what_becoming_the_program_needs(program: Path) -> None:
+    plain = _imported(["-c", "pass"], program)
+    launcher = _imported(flowagent_cmd("run", "prog.py")[1:], program,
+                         {"FLOWAGENT_ENABLED": "0"}) - plain
+    assert "flowagent.launch.target" in launcher  # the option is read: it did run
+    heavy = {"flowagent.config", "flowagent.launch.run", "flowagent.launch.supervise",
+             "flowagent.launch.summary", "flowagent.protocol.rundir", "argparse", "typing",
+             "subprocess", "json", "dataclasses"}
+    assert not launcher & heavy, sorted(launcher & heavy)
+    assert not (program / ".flowagent").exists()  # and nothing was recorded
+
+
+def test_a_recorded_run_leaves_the_store_and_the_parsers_to_others(program: Path) -> None:
+    plain = _imported(["-c", "pass"], program)
+    launcher = _imported(flowagent_cmd("run", "prog.py")[1:], program) - plain
+    assert "flowagent.launch.supervise" in launcher
+    for name in ("flowagent.store.api", "flowagent.store.sqlite", "sqlite3", "argparse",
+                 "flowagent.sidecar.ingest", "networkx", "flask"):
+        assert name not in launcher, f"the launcher imports {name}"
+    assert (program / ".flowagent" / "flowagent.db").exists()
+
+
+def test_the_run_row_made_while_the_program_runs_is_stored_as_it_ended(tmp_path: Path) -> None:
+    """The launcher's part of the run's row (masked command line, cwd, exit status, end) is
+    made while the program runs and completed when it ends; the sidecar stores it."""
+    write_files(tmp_path, {"prog.py": "import sys\nsys.exit(3)\n"})
+    proc = subprocess.run(flowagent_cmd("run", "--data-dir", "data", "prog.py", "--password",
+                                        "hunter2"), cwd=tmp_path, env=_clean_env(None),
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr.decode()
+    from flowagent.store.api import open_store
+
+    store = open_store(str(tmp_path / "data" / "flowagent.db"), readonly=True)
+    (run,) = store.runs()
+    store.close()
+    assert json.loads(run["argv"]) == ["prog.py", "--password", "***"]
+    assert (run["exit_code"], run["status"], run["cwd"]) == (3, "finished", str(tmp_path))
+    assert run["ended_ns"] >= run["started_ns"]
+
+
+def test_the_launcher_stores_its_row_itself_when_the_sidecar_did_not(tmp_path: Path) -> None:
+    """The fallback: the row made from the launcher's mapping reaches the store as a RunEnd."""
+    from flowagent.config import load_config
+    from flowagent.launch.summary import _ended, _finish_run, _run_row
+    from flowagent.launch.target import Target
+    from flowagent.store.api import open_store
+
+    cfg = load_config(tmp_path, {}, {"data_dir": str(tmp_path / "data")})
+    (tmp_path / "data").mkdir()
+    store = open_store(str(tmp_path / "data" / "flowagent.db"))
+    assert store.create_run("r1", 1, None, None)
+    store.close()
+    row = _run_row(Target("script", "app.py", ("--token", "t")), str(tmp_path), "wrap")
+    _finish_run(cfg, "r1", _ended(row, -15), {"pending": []})
+    store = open_store(str(tmp_path / "data" / "flowagent.db"), readonly=True)
+    run = store.run("r1")
+    store.close()
+    assert run is not None
+    assert json.loads(run["argv"]) == ["app.py", "--token", "***"]
+    assert (run["exit_code"], run["status"], run["backend"]) == (-15, "finished", "wrap")
+    assert run["ended_ns"] > 1
