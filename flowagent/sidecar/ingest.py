@@ -119,10 +119,11 @@ class Proc:
     done: dict[int, int] = field(default_factory=dict)
 
     def trim_done(self) -> None:
-        """Forget the oldest finished sessions beyond :data:`_DONE_KEPT`, a quarter of it at
-        a time (deleting a dict's first key one by one makes each later ``next(iter(...))``
-        walk the deleted slots: quadratic over a run)."""
-        if len(self.done) > _DONE_KEPT + _DONE_KEPT // 4:
+        """Forget the oldest finished sessions beyond :data:`_DONE_KEPT`, as many at a time
+        (deleting a dict's first key one by one makes each later ``next(iter(...))`` walk the
+        deleted slots: quadratic over a run; and a copy of the newest per fewer forgotten
+        costs a copied entry per session or more when sessions are tiny and many)."""
+        if len(self.done) >= 2 * _DONE_KEPT:
             newest = list(self.done.items())[-_DONE_KEPT:]
             self.done.clear()
             self.done.update(newest)

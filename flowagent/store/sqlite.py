@@ -926,12 +926,17 @@ class SQLiteStore:
 
     def session_totals(self, run_id: str) -> SessionTotals:
         row = self.db.execute(
-            # the sessions of child processes are parts of others: not counted as sessions
-            "SELECT COALESCE(SUM(NOT " + lineage.LINKED.format(alias="sessions.") + "),0), "
-            "COALESCE(SUM(calls),0), COALESCE(SUM(errors),0), "
+            "SELECT COUNT(*), COALESCE(SUM(calls),0), COALESCE(SUM(errors),0), "
             "COALESCE(SUM(result IS NULL),0), COALESCE(SUM(complete=0 AND result IS NOT NULL),0) "
             "FROM sessions WHERE run_id=?", (run_id,)).fetchone()
-        return SessionTotals(row[0], row[1], row[2], row[3], row[4])
+        # The sessions of child processes are parts of others, not counted as sessions
+        # (lineage.LINKED): counted from the links, not with a lookup per session row (a
+        # run can hold hundreds of thousands).
+        linked = self.db.execute(
+            "SELECT COUNT(*) FROM session_links l JOIN sessions s ON s.session_id=l.session_id "
+            "JOIN sessions p ON p.session_id=l.parent_session WHERE s.run_id=?",
+            (run_id,)).fetchone()[0]
+        return SessionTotals(row[0] - linked, row[1], row[2], row[3], row[4])
 
     def parent_session(self, session_id: str) -> str | None:
         return lineage.parent_of(self.db, session_id)
