@@ -30,10 +30,11 @@ from .sessiontree import Contribution
 __all__ = ["Aggregates", "Contribution"]
 
 EXAMPLES = 3  # example sessions kept per variant and per error cluster
+ClusterKey = tuple[int, int, str, int]  # exc_sid, fid, path, handled
 _SUMS = (0, 1, 2, 3, 4, 7, 8)  # node stats that add: see Contribution.nodes
 
 
-def _examples(current: str | list, session: str) -> list[str]:
+def _examples(current: str | list[str], session: str) -> list[str]:
     ex = json.loads(current) if isinstance(current, str) else list(current)
     if session not in ex and len(ex) < EXAMPLES:
         ex.append(session)
@@ -49,8 +50,9 @@ class Aggregates:
         self.shapes: dict[tuple[int, str, int], list[Any]] = {}
         self.paths: dict[str, int] = {}
         self.variants: dict[str, list[Any]] = {}   # root_fid, count, errors, hist, first, ex
-        self.clusters: dict[tuple, list[Any]] = {}  # count, first, last, examples
-        self._dirty: dict[str, set] = {k: set() for k in (
+        # (exc_sid, fid, path, handled) -> count, first, last, examples
+        self.clusters: dict[ClusterKey, list[Any]] = {}
+        self._dirty: dict[str, set[Any]] = {k: set() for k in (
             "nodes", "edges", "shapes", "paths", "variants", "clusters")}
 
     @classmethod
@@ -135,7 +137,8 @@ class Aggregates:
             d["clusters"].add(key)
         return novel
 
-    def examples(self, variant: str, cluster: tuple | None) -> tuple[list, list | None]:
+    def examples(self, variant: str, cluster: ClusterKey | None
+                 ) -> tuple[list[str], list[str] | None]:
         """The example lists of a variant and an error cluster added by :meth:`add_alike`,
         for the caller to extend in session order (up to :data:`EXAMPLES`)."""
         v = self.variants[variant]
@@ -167,10 +170,10 @@ class Aggregates:
             e[0] += count
             e[1] += total
             d["edges"].add(key)
-        for key, count in c.shapes.items():
-            s = self.shapes.setdefault(key, [0, session_id])
+        for shape, count in c.shapes.items():
+            s = self.shapes.setdefault(shape, [0, session_id])
             s[0] += count
-            d["shapes"].add(key)
+            d["shapes"].add(shape)
         for path, count in c.paths.items():
             self.paths[path] = self.paths.get(path, 0) + count
             d["paths"].add(path)
@@ -185,7 +188,7 @@ class Aggregates:
                 tuple(PathCount(p, self.paths[p]) for p in d["paths"]),
                 tuple(VariantStats(k, v[0], v[1], v[2], v[3], v[4], tuple(v[5]))
                       for k, v in ((k, self.variants[k]) for k in d["variants"])),
-                tuple(ClusterStats(*k, v[0], v[1], v[2], tuple(v[3]))
+                tuple(ClusterStats(k[0], k[1], k[2], k[3], v[0], v[1], v[2], tuple(v[3]))
                       for k, v in ((k, self.clusters[k]) for k in d["clusters"]))))
         for s in d.values():
             s.clear()

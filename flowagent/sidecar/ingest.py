@@ -19,8 +19,8 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import compress, repeat
-from operator import itemgetter, ne, not_, or_
+from itertools import compress
+from operator import itemgetter, ne, not_
 from typing import Any
 
 from ..protocol.clock import to_mono, to_wall, wall_offset
@@ -56,6 +56,14 @@ def _session_runs(sessions: list[int]) -> list[tuple[int, int, int]]:
     starts = [0, *compress(range(1, len(sessions)), map(ne, sessions[1:], sessions[:-1]))]
     ends = [*starts[1:], len(sessions)]
     return [(sessions[lo], lo, hi) for lo, hi in zip(starts, ends)]
+
+
+def _start_thread_names(starts: list[list[Any]]) -> dict[int, str]:
+    """Thread id -> name of the starts that name their thread (``[ses, fid, t0, thr, name]``),
+    the last one per thread in frame order."""
+    named = starts if min(map(len, starts)) > 4 else [s for s in starts if len(s) > 4]
+    last = dict(zip(map(itemgetter(3), named), map(itemgetter(4), named)))
+    return {int(thr): str(name) for thr, name in last.items()}
 
 
 @dataclass
@@ -101,8 +109,8 @@ class Proc:
     stored: int = 0
     duplicates: int = 0
     agent_errors: int = 0
-    info: dict = field(default_factory=dict)
-    last_counters: dict = field(default_factory=dict)
+    info: dict[Any, Any] = field(default_factory=dict)
+    last_counters: dict[Any, Any] = field(default_factory=dict)
     sampled_out: int = 0
     displaced: tuple[int, int] = (0, 0)  # profile backend: (times, ns) not recorded
     gone_ns: int = 0  # wall clock when the process was first seen gone (0: alive or unknown)
@@ -111,10 +119,11 @@ class Proc:
     done: dict[int, int] = field(default_factory=dict)
 
     def trim_done(self) -> None:
-        """Forget the oldest finished sessions beyond :data:`_DONE_KEPT`, a quarter of it at
-        a time (deleting a dict's first key one by one makes each later ``next(iter(...))``
-        walk the deleted slots: quadratic over a run)."""
-        if len(self.done) > _DONE_KEPT + _DONE_KEPT // 4:
+        """Forget the oldest finished sessions beyond :data:`_DONE_KEPT`, as many at a time
+        (deleting a dict's first key one by one makes each later ``next(iter(...))`` walk the
+        deleted slots: quadratic over a run; and a copy of the newest per fewer forgotten
+        costs a copied entry per session or more when sessions are tiny and many)."""
+        if len(self.done) >= 2 * _DONE_KEPT:
             newest = list(self.done.items())[-_DONE_KEPT:]
             self.done.clear()
             self.done.update(newest)
@@ -217,11 +226,12 @@ class Ingestor:
         proc.fids.update({int(k): v for k, v in saved.get("fids", {}).items()})
         proc.sids.update({int(k): v for k, v in saved.get("sids", {}).items()})
         proc.threads.update({int(k): v for k, v in saved.get("threads", {}).items()})
-        proc.anchor = tuple(saved.get("anchor", (0, 0)))  # type: ignore[assignment]
+        anchor = saved.get("anchor", (0, 0))
+        proc.anchor = (anchor[0], anchor[1])
         wire_fid = {v: k for k, v in proc.fids.items()}
         for s in self.store.open_sessions(self.run_id, proc.pk):
             ses = session_number(s.session_id)
-            thread = int(s.thread) if (s.thread or "").lstrip("-").isdigit() else 0
+            thread = int(s.thread) if s.thread and s.thread.lstrip("-").isdigit() else 0
             tree = SessionTree(ses, proc.namer, wire_fid.get(s.root_fid, 0),
                                to_mono(s.started_ns, proc.anchor), thread)
             for data in self.store.session_chunk_data(s.rowid):
@@ -308,7 +318,7 @@ class Ingestor:
 
     # -- applying one batch ------------------------------------------------------------------
     def _fn(self, name: str, module: str, qualname: str, file: str, line: int, kind: str,
-            params: list) -> int:
+            params: Any) -> int:
         fid = self.fn_ids.get(name)
         if fid is None:
             fid = len(self.fn_ids) + 1
@@ -342,23 +352,26 @@ class Ingestor:
         linked = {link[0] for link in batch.get("links", ())}
         picks = singles.pick(self, proc, calls, [s for s in starts if s[0] not in linked]
                              if linked else starts)
-        if picks:  # the starts left to look at: sessions opened here, and thread names
-            starts = list(compress(starts, map(or_, map(not_, map(
-                picks.__contains__, map(itemgetter(0), starts))), map(ne, map(len, starts),
-                                                                     repeat(4)))))
+        thread_names = None
+        if picks:
+            # The picked sessions are stored below, with the frame's other one-call
+            # sessions; their starts only name threads. Every start of a recorder that names
+            # its thread carries the name, so the names are taken column-wise: the last one
+            # per thread in frame order, as the loop below would leave them.
+            thread_names = _start_thread_names(starts)
+            starts = list(compress(starts, map(not_, map(picks.__contains__,
+                                                         map(itemgetter(0), starts)))))
         for ses, fid, t0, thr, *name in starts:
-            if ses in picks:  # stored below, with the frame's other one-call sessions
-                if name:
-                    proc.threads[int(thr)] = str(name[0])
-                continue
-            p = self._open(proc, ses, fid, t0, thr)
+            opened = self._open(proc, ses, fid, t0, thr)
             if name:
-                p.thread_name = str(name[0])
-                proc.threads[int(thr)] = p.thread_name
+                opened.thread_name = str(name[0])
+                proc.threads[int(thr)] = opened.thread_name
+        if thread_names:
+            proc.threads.update(thread_names)
         for ses, name in batch.get("names", ()):
-            p = proc.pending.get(ses)
-            if p is not None:
-                p.name = str(name)
+            named = proc.pending.get(ses)
+            if named is not None:
+                named.name = str(name)
         if "traces" in batch:
             add_trace_entries(store, self.run_id, proc.pk, batch["traces"])
         for ses, parent, call, function, pid in batch.get("links", ()):
@@ -376,7 +389,7 @@ class Ingestor:
         for ses, lo, hi in _session_runs(sessions) if len(picks) < n_calls else ():
             if ses in picks:
                 continue
-            p = proc.pending.get(ses)
+            p: Pending | None = proc.pending.get(ses)
             if p is None:
                 late = proc.done.get(ses)
                 if late is not None:

@@ -39,6 +39,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import compress
+from typing import Any
 
 from ..protocol.wire import CALL_FIELDS, ERROR, INCOMPLETE, PARTIAL, CallColumns
 from ..model.histogram import EXACT, bucket, merge_into, to_buckets
@@ -87,11 +88,11 @@ class Namer:
     def __init__(self, name_of: Callable[[int], str]) -> None:
         self.name_of = name_of
         self.leaves: dict[int, bytes] = {}        # fid -> digest of a call without callees
-        self.leaf_sets: dict[int, frozenset] = {}  # fid -> its paths: {(fid,)}
-        self.inners: dict[tuple, bytes] = {}        # (fid, fold, *kid digests) -> digest
-        self.prefixes: dict[tuple, frozenset] = {}  # (fid, paths below) -> its paths
-        self.unions: dict[tuple, frozenset] = {}    # (paths, paths) -> their union
-        self._json: dict[tuple, str] = {}
+        self.leaf_sets: dict[int, frozenset[Any]] = {}  # fid -> its paths: {(fid,)}
+        self.inners: dict[tuple[Any, ...], bytes] = {}  # (fid, fold, *kid digests) -> digest
+        self.prefixes: dict[tuple[Any, ...], frozenset[Any]] = {}  # (fid, paths below) -> paths
+        self.unions: dict[tuple[Any, ...], frozenset[Any]] = {}  # (paths, paths) -> union
+        self._json: dict[tuple[Any, ...], str] = {}
 
     def leaf(self, fid: int) -> bytes:
         d = self.leaves.get(fid)
@@ -108,13 +109,13 @@ class Namer:
             d = self.inners[key] = _digest(b"".join((self.leaf(fid), b"(", fold, *kids, b")")))
         return d
 
-    def leaf_paths(self, fid: int) -> frozenset:
+    def leaf_paths(self, fid: int) -> frozenset[Any]:
         p = self.leaf_sets.get(fid)
         if p is None:
             p = self.leaf_sets[fid] = frozenset(((fid,),))
         return p
 
-    def prefixed(self, fid: int, below: frozenset) -> frozenset:
+    def prefixed(self, fid: int, below: frozenset[Any]) -> frozenset[Any]:
         """Paths of a call: its name in front of each path below it (recursion collapses)."""
         key = (fid, below)
         p = self.prefixes.get(key)
@@ -125,7 +126,7 @@ class Namer:
                 s if s[0] == fid else (fid, *s) for s in below)
         return p
 
-    def union(self, a: frozenset, b: frozenset) -> frozenset:
+    def union(self, a: frozenset[Any], b: frozenset[Any]) -> frozenset[Any]:
         key = (a, b)
         u = self.unions.get(key)
         if u is None:
@@ -134,7 +135,7 @@ class Namer:
             u = self.unions[key] = a | b
         return u
 
-    def path_json(self, path: tuple) -> str:
+    def path_json(self, path: tuple[Any, ...]) -> str:
         text = self._json.get(path)
         if text is None:
             if len(self._json) > _MEMO_CAP:
@@ -152,7 +153,7 @@ O_FID, O_T0, O_CHILD_NS, O_ERR_CHILD, O_FOLD, O_KIDS, O_KID_T0, O_PATHS, O_WAITE
 # below; O_WAITERS: error raise sites climbing up ({key: count} or None).
 
 
-def _add_kid(node: list, digest: bytes, t0: int) -> None:
+def _add_kid(node: list[Any], digest: bytes, t0: int) -> None:
     """Out-of-order or overflowing case of adding a child digest (the in-order append of a
     new digest is inlined in :meth:`SessionTree.feed`)."""
     kids, kid_t0 = node[O_KIDS], node[O_KID_T0]
@@ -183,17 +184,17 @@ class SessionTree:
         self.t0 = t0
         self.thread = thread
         self.end = t0
-        self.root: tuple | None = None   # the root's record, once it ended
+        self.root: tuple[Any, ...] | None = None   # the root's record, once it ended
         # signature (fid, caller fid, in, out, result, exception: a slice of the record) ->
         # calls, total, self, min, max, cpu, {duration or histogram bucket: calls}
-        self.sigs: dict[tuple, list] = {}
-        self.errors: dict[tuple, int] = {}
-        self.paths: frozenset = frozenset()
+        self.sigs: dict[tuple[Any, ...], list[Any]] = {}
+        self.errors: dict[tuple[Any, ...], int] = {}
+        self.paths: frozenset[Any] = frozenset()
         self.digest = b""
-        self._open: dict[int, list] = {}  # cid -> open call state (O_* fields)
+        self._open: dict[int, list[Any]] = {}  # cid -> open call state (O_* fields)
         self._root_seen = False  # set by the tree pass when the root's record went by
 
-    def feed(self, calls: CallColumns | list[tuple]) -> int:
+    def feed(self, calls: CallColumns | list[tuple[Any, ...]]) -> int:
         """Fold records of this session (in the order they ended); returns how many.
 
         Two passes over the columns. The tree (digests, paths, self time, error raise sites)
@@ -224,8 +225,9 @@ class SessionTree:
                                                       durs, cpus))
         sigs = self.sigs
         # acc: calls, total, self, min, max, cpu, {duration or histogram bucket: calls}
-        for (*key, d), count in Counter(zip(fids, pfids, ins, outs, ress, excs, durs)).items():
-            key = tuple(key)
+        for (*fields, d), count in Counter(zip(fids, pfids, ins, outs, ress, excs, durs)
+                                           ).items():
+            key = tuple(fields)
             acc = sigs.get(key)
             if acc is None:
                 acc = sigs[key] = [0, 0, 0, d, d, 0, {}]
@@ -250,12 +252,13 @@ class SessionTree:
         for key, child_ns in minus.items():
             sigs[key][2] -= child_ns
         if any(cpus):  # CPU time is opt-in (config cpu_time): zero columns cost one scan
-            for *key, cpu in zip(fids, pfids, ins, outs, ress, excs, cpus):
-                sigs[tuple(key)][5] += cpu
+            for *fields, cpu in zip(fids, pfids, ins, outs, ress, excs, cpus):
+                sigs[tuple(fields)][5] += cpu
         return n
 
-    def _fold_tree(self, cids: list, pars: list, fids: list, pfids: list, ins: list,
-                   outs: list, ress: list, excs: list, t0s: list, durs: list) -> dict:
+    def _fold_tree(self, cids: list[Any], pars: list[Any], fids: list[Any], pfids: list[Any],
+                   ins: list[Any], outs: list[Any], ress: list[Any], excs: list[Any],
+                   t0s: list[Any], durs: list[Any]) -> dict[Any, Any]:
         """The tree pass of :meth:`feed`. Returns, per signature, the time its calls spent in
         their callees (their total time minus this is their self time)."""
         ses, namer, opened = self.ses, self.namer, self._open
@@ -264,7 +267,7 @@ class SessionTree:
         leaves, leaf_sets = namer.leaves, namer.leaf_sets
         inners, prefixes, unions = namer.inners, namer.prefixes, namer.unions
         pop, get = opened.pop, opened.get
-        minus: dict[tuple, int] = {}
+        minus: dict[tuple[Any, ...], int] = {}
         for cid, par, fid, pfid, in_s, out_s, res, exc, t0, d in zip(
                 cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs):
             node = pop(cid, None)
@@ -326,11 +329,12 @@ class SessionTree:
                 self._settle(up)
         return minus
 
-    def _climb(self, waiters: dict[tuple, int], fid: int, res: int) -> dict[tuple, int]:
+    def _climb(self, waiters: dict[tuple[Any, ...], int], fid: int, res: int
+               ) -> dict[tuple[Any, ...], int]:
         """Error raise sites pass through a call on their way to the root: the call joins
         their path, and the first caller that did not fail decides whether the error was
         handled (a web framework's request root turning it into a 500 does not count)."""
-        moved: dict[tuple, int] = {}
+        moved: dict[tuple[Any, ...], int] = {}
         for (exc, site, path, handled), count in waiters.items():
             if path[-1] != fid and len(path) < MAX_HOPS:
                 path = (*path, fid)
@@ -340,12 +344,12 @@ class SessionTree:
             moved[k] = moved.get(k, 0) + count
         return moved
 
-    def _settle(self, waiters: dict[tuple, int]) -> None:
+    def _settle(self, waiters: dict[tuple[Any, ...], int]) -> None:
         for (exc, site, path, handled), count in waiters.items():
             k = (exc, site, path, max(handled, 0))
             self.errors[k] = self.errors.get(k, 0) + count
 
-    def placeholders(self) -> list[tuple]:
+    def placeholders(self) -> list[tuple[Any, ...]]:
         """Records for the calls still open when their process died (known only through
         their children, which name them as caller) and the root if it never ended: marked
         ``incomplete``, children of the root, in start order, the root last."""
@@ -440,7 +444,8 @@ def _identity(x: int) -> int:
     return x
 
 
-def session_contributions(calls: list[tuple], ses: int, names: dict[int, str]) -> Contribution:
+def session_contributions(calls: list[tuple[Any, ...]], ses: int, names: dict[int, str]
+                          ) -> Contribution:
     """One whole session's contribution from its call rows in store layout (call_id,
     parent_id, fid, caller_fid, in_sid, out_sid, result, exc_sid, t0, t1, thread[, cpu_ns]),
     in any order: the pure form of what the sidecar folds as records stream in."""

@@ -18,8 +18,8 @@ import json
 from collections import Counter
 from itertools import compress, repeat
 from operator import add, eq, itemgetter, ne, sub
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..protocol.clock import wall_offset
 from ..protocol.rundir import session_id, session_ids
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .ingest import Ingestor, Proc
 
 
-def pick(ing: Ingestor, proc: Proc, calls: CallColumns, starts: list) -> dict[int, int]:
+def pick(ing: Ingestor, proc: Proc, calls: CallColumns, starts: list[Any]) -> dict[int, int]:
     """The sessions of a frame that start and end in it with their root as their only
     record: session -> its record's index, in frame order. Empty where the grouped path does
     not serve the process: sessions reloaded from the store (a resumed run), and runs with
@@ -57,12 +57,12 @@ def pick(ing: Ingestor, proc: Proc, calls: CallColumns, starts: list) -> dict[in
     return dict(compress(zip(sess, range(n)), ok))
 
 
-def _gather(col: list, idx: list[int]) -> list:
+def _gather(col: list[Any], idx: list[int]) -> list[Any]:
     return list(map(col.__getitem__, idx))
 
 
 def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int, int],
-                  starts: list, names: dict[int, str], chunk: int) -> None:
+                  starts: list[Any], names: dict[int, str], chunk: int) -> None:
     """Store the one-call sessions ``picks`` of a frame (see :func:`pick`). ``starts`` are
     the frame's session starts, ``names`` the session names the frame set; ``chunk`` is the
     frame's chunk. Rows are built column by column: no object per session."""
@@ -73,7 +73,7 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
     m = len(sel)
     keys = list(zip(_gather(fids, sel), _gather(pfids, sel), _gather(ins, sel),
                     _gather(outs, sel), _gather(ress, sel), _gather(excs, sel)))
-    groups: dict[tuple, list[int]]  # key -> record indices, frame order
+    groups: dict[tuple[Any, ...], list[int]]  # key -> record indices, frame order
     if len(dict.fromkeys(keys)) == 1:
         groups = {keys[0]: sel}
     else:
@@ -87,8 +87,10 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
     fmap, smap, namer = proc.fids, proc.sids, proc.namer
     pk = proc.pk
     novel_at: set[int] = set()  # record index of the first session of a group that was novel
-    row_of: dict[tuple, tuple] = {}  # what the sessions of a group share in their rows
-    examples_of: dict[tuple, tuple] = {}  # the group's variant's and error cluster's examples
+    # what the sessions of a group share in their rows
+    row_of: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    # the group's variant's and error cluster's examples
+    examples_of: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     fn_names = ing.fn_names
     for key, idx in groups.items():
         fid, pfid, in_s, out_s, res, exc = key
@@ -161,20 +163,7 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
                 ing.failed_kept += 1
                 n_failed += 1
     ing._recent_since_prune += m - n_novel - n_failed
-    # Threads: the start's name, else the name known for the start's thread or the record's.
-    threads = proc.threads
-    start_thread = dict(zip(map(itemgetter(0), starts), map(itemgetter(3), starts)))
-    pairs = list(zip(map(start_thread.__getitem__, sess), _gather(thrs, sel)))
-    by_pair = {p: threads.get(p[0]) or threads.get(p[1]) or str(p[1])
-               for p in dict.fromkeys(pairs)}
-    thread_col = list(map(by_pair.__getitem__, pairs))
-    named = [s for s in starts if len(s) > 4 and s[4]]
-    if named:
-        pos = dict(zip(sess, range(m)))
-        for s in named:
-            j = pos.get(s[0])
-            if j is not None and str(s[4]):
-                thread_col[j] = str(s[4])
+    thread_col = _thread_column(proc.threads, starts, sess, _gather(thrs, sel))
     name_col = list(map(itemgetter(0), shared))
     if names:
         for j, ses in enumerate(sess):
@@ -186,18 +175,43 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
     held = ing.held
     sid = held.next_sid(ing.store)
     sids = range(sid, sid + m)
-    held.add(zip(
-        sids, ids, repeat(ing.run_id), name_col, map(itemgetter(1), shared),
-        repeat(proc.pid), repeat(pk), thread_col, results, repeat(1), t0, t1,
-        map(sub, t1, t0), repeat(1), map(itemgetter(3), shared), map(itemgetter(4), shared),
-        kept, map(itemgetter(5), shared), map(itemgetter(6), shared)), chunk)
+    held.add_columns((
+        sids, ids, [ing.run_id] * m, name_col, list(map(itemgetter(1), shared)),
+        [proc.pid] * m, [pk] * m, thread_col, results, [1] * m, t0, t1,
+        list(map(sub, t1, t0)), [1] * m, list(map(itemgetter(3), shared)),
+        list(map(itemgetter(4), shared)), kept, list(map(itemgetter(5), shared)),
+        list(map(itemgetter(6), shared))), chunk)
     proc.done.update(zip(sess, sids))
     proc.trim_done()
     if ing.finished_sink is not None:
         ing._finished.extend(ids)
 
 
-_KEPT = 16  # tree_kept's place in a sessions row
+def _thread_column(threads: dict[int, str], starts: list[Any], sess: list[int],
+                   record_threads: list[int]) -> list[str]:
+    """Each picked session's thread: its start's name, else the name known for the start's
+    thread or the record's, else the record's thread id."""
+    if min(map(len, starts)) > 4:  # every start names its thread: usually one name
+        start_name = dict(zip(map(itemgetter(0), starts), map(itemgetter(4), starts)))
+        col = list(map(start_name.__getitem__, sess))
+        if all(type(v) is str and v for v in set(col)):
+            return col
+    start_thread = dict(zip(map(itemgetter(0), starts), map(itemgetter(3), starts)))
+    pairs = list(zip(map(start_thread.__getitem__, sess), record_threads))
+    by_pair = {p: threads.get(p[0]) or threads.get(p[1]) or str(p[1])
+               for p in dict.fromkeys(pairs)}
+    thread_col = list(map(by_pair.__getitem__, pairs))
+    named = [s for s in starts if len(s) > 4 and s[4]]
+    if named:
+        pos = dict(zip(sess, range(len(sess))))
+        for s in named:
+            j = pos.get(s[0])
+            if j is not None and str(s[4]):
+                thread_col[j] = str(s[4])
+    return thread_col
+
+
+_SID, _KEPT = 0, 16  # places of the row id and tree_kept in a sessions row
 
 
 class Held:
@@ -210,23 +224,30 @@ class Held:
     would be pruned by the next pruning whatever comes later. It is written pruned, with no
     link to its frame's chunk, instead of being written, linked, and then unlinked and
     marked row by row: the sessions of a drain (a program that made hundreds of thousands
-    of them before the sidecar caught up) are written once."""
+    of them before the sidecar caught up) are written once.
+
+    Rows are held column by column (a list per column of the ``sessions`` table), so
+    marking a row pruned is one store into the ``tree_kept`` column, and the row tuples are
+    only made as the store's insert reads them."""
 
     def __init__(self) -> None:
-        self.rows: list[tuple] = []
+        self.cols: list[list[Any]] = [[] for _ in range(_COLUMNS)]
         self._chunks: list[tuple[int, int, int]] = []  # chunk, first row, end row
         self._next = 0  # the next free row id while rows are held
 
     def __bool__(self) -> bool:
-        return bool(self.rows)
+        return bool(self.cols[_SID])
+
+    def __len__(self) -> int:
+        return len(self.cols[_SID])
 
     def next_sid(self, store: Store) -> int:
-        return self._next if self.rows else store.next_session_rowid()
+        return self._next if self else store.next_session_rowid()
 
     def reserve(self) -> int | None:
         """A row id for a session row written now, while rows are held (None: none held,
         the store numbers it)."""
-        if not self.rows:
+        if not self:
             return None
         self._next += 1
         return self._next - 1
@@ -235,45 +256,54 @@ class Held:
         if sid == self._next - 1:
             self._next = sid
 
-    def add(self, rows: Iterable[tuple], chunk: int) -> None:
-        lo = len(self.rows)
-        self.rows.extend(rows)
-        if len(self.rows) > lo:
-            self._next = self.rows[-1][0] + 1
-        self._chunks.append((chunk, lo, len(self.rows)))
+    def add(self, rows: Iterable[tuple[Any, ...]], chunk: int) -> None:
+        """Whole rows (in the ``sessions`` table's column order) of sessions in ``chunk``."""
+        rows = list(rows)
+        if rows:
+            self.add_columns(tuple(map(list, zip(*rows))), chunk)
+        else:
+            self._chunks.append((chunk, len(self), len(self)))
+
+    def add_columns(self, cols: Sequence[Sequence[Any]], chunk: int) -> None:
+        """Rows given column by column (equally long, in the ``sessions`` table's column
+        order) of sessions in ``chunk``."""
+        lo = len(self)
+        for held, col in zip(self.cols, cols, strict=True):
+            held.extend(col)
+        if len(self) > lo:
+            self._next = self.cols[_SID][-1] + 1
+        self._chunks.append((chunk, lo, len(self)))
 
     def flush(self, store: Store, recent: int) -> int:
         """Write the held rows and their links; returns how many were written pruned."""
-        rows, chunks = self.rows, self._chunks
-        if not rows:
+        if not self:
             return 0
-        kept = list(map(itemgetter(_KEPT), rows))
+        cols, chunks = self.cols, self._chunks
+        kept, sids = cols[_KEPT], cols[_SID]
         over = kept.count(RECENT) - recent
-        pruned = 0
-        if over > 0:
-            for j, k in enumerate(kept):
-                if k == RECENT:
-                    r = rows[j]
-                    rows[j] = (*r[:_KEPT], PRUNED, *r[_KEPT + 1:])
-                    kept[j] = PRUNED
-                    pruned += 1
-                    if pruned == over:
-                        break
-        store.insert_session_rows(rows)
+        if over > 0:  # the oldest held recent rows, in row order
+            at = list(compress(range(len(kept)), map(RECENT.__eq__, kept)))[:over]
+            for j in at:
+                kept[j] = PRUNED
+        store.insert_session_rows(zip(*cols))
         pruned = kept.count(PRUNED)  # held rows are pruned only here (a retried flush too)
         touched = []
-        links = []
+        links: list[tuple[int, int, int]] = []
         for chunk, lo, hi in chunks:
             if pruned and PRUNED in kept[lo:hi]:
                 touched.append(chunk)
-                links += [(r[0], chunk, 1) for r, k in zip(rows[lo:hi], kept[lo:hi])
-                          if k != PRUNED]
+                links += zip(compress(sids[lo:hi], map(PRUNED.__ne__, kept[lo:hi])),
+                             repeat(chunk), repeat(1))
             else:
-                links += zip(map(itemgetter(0), rows[lo:hi]), repeat(chunk), repeat(1))
+                links += zip(sids[lo:hi], repeat(chunk), repeat(1))
         store.link_chunks(links)
         if touched:  # as pruning leaves them: gone when unlinked, else compacted
             store.release_chunks(touched)
         # Let go only once written: a write that failed (and was rolled back) is tried
         # again with the transaction's next flush.
-        self.rows, self._chunks = [], []
+        self.cols = [[] for _ in range(_COLUMNS)]
+        self._chunks = []
         return pruned
+
+
+_COLUMNS = 19  # columns of a sessions row

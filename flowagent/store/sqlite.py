@@ -17,9 +17,10 @@ import os
 import sqlite3
 from collections import OrderedDict
 from contextlib import contextmanager
+from itertools import compress
 from typing import Any, Iterable, Iterator, Mapping, Sequence, cast
 
-from ..protocol.wire import VERSION as WIRE_VERSION
+from ..protocol.wire import CALL_FIELDS, Decoder, VERSION as WIRE_VERSION
 from ..errors import StoreDamagedError, StoreError
 from . import chunks as C
 from .graphs import session_graph as build_session_graph
@@ -121,6 +122,21 @@ _SESSION_ROW = ("sid", "session_id", "run_id", "name", "root_fid", "pid", "pk", 
 _INSERT_SESSIONS = (f"INSERT INTO sessions({', '.join(_SESSION_ROW)}) "
                     f"VALUES({', '.join('?' * len(_SESSION_ROW))})")
 _CHUNK_CACHE = 8  # decoded chunks kept by a reader (a frame is at most a few MB decoded)
+_SES_FIELD = CALL_FIELDS.index("ses")
+# The writer's page cache, KiB. A drain writes transactions of thousands of session rows
+# into a table with four indexes; SQLite's default (2 MiB) spills dirty pages to the WAL
+# mid-transaction and reads them back. Pages are only held once used.
+_WRITER_CACHE_KIB = 32 * 1024
+
+
+def _chunk_decoder() -> Decoder:
+    dec = _DECODER.get("dec")
+    if dec is None:
+        dec = _DECODER["dec"] = Decoder()
+    return dec
+
+
+_DECODER: dict[str, Decoder] = {}  # made on first use (zstandard loads)
 
 
 def session_where(run_id: str | None, result: str | None, root: str | None,
@@ -195,6 +211,7 @@ class SQLiteStore:
                                           check_same_thread=False)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.execute(f"PRAGMA cache_size=-{_WRITER_CACHE_KIB}")
                 self.db.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, "
                                 "value TEXT)")
                 self._check_version(path)
@@ -332,8 +349,13 @@ class SQLiteStore:
         if kept >= row[0] * keep_below:
             return False
         wanted = {C.session_number(r[0]) for r in linked}
-        rows, anchor = C.decode(row[1])
-        rows = [r for r in rows if r[2] in wanted]
+        # Column-wise: only the calls kept become records (a frame holds thousands).
+        batch = _chunk_decoder().decode_columns(bytes(row[1]))
+        cols = batch["calls"].cols
+        keep = list(map(wanted.__contains__, cols[_SES_FIELD]))
+        rows = list(zip(*(list(compress(col, keep)) for col in cols)))
+        a = batch.get("anchor") or (0, 0)
+        anchor = (int(a[0]), int(a[1]))
         self.db.execute("UPDATE chunks SET calls=?, data=? WHERE chunk_id=?",
                         (len(rows), C.encode(rows, anchor), chunk_id))
         return True
@@ -904,12 +926,17 @@ class SQLiteStore:
 
     def session_totals(self, run_id: str) -> SessionTotals:
         row = self.db.execute(
-            # the sessions of child processes are parts of others: not counted as sessions
-            "SELECT COALESCE(SUM(NOT " + lineage.LINKED.format(alias="sessions.") + "),0), "
-            "COALESCE(SUM(calls),0), COALESCE(SUM(errors),0), "
+            "SELECT COUNT(*), COALESCE(SUM(calls),0), COALESCE(SUM(errors),0), "
             "COALESCE(SUM(result IS NULL),0), COALESCE(SUM(complete=0 AND result IS NOT NULL),0) "
             "FROM sessions WHERE run_id=?", (run_id,)).fetchone()
-        return SessionTotals(row[0], row[1], row[2], row[3], row[4])
+        # The sessions of child processes are parts of others, not counted as sessions
+        # (lineage.LINKED): counted from the links, not with a lookup per session row (a
+        # run can hold hundreds of thousands).
+        linked = self.db.execute(
+            "SELECT COUNT(*) FROM session_links l JOIN sessions s ON s.session_id=l.session_id "
+            "JOIN sessions p ON p.session_id=l.parent_session WHERE s.run_id=?",
+            (run_id,)).fetchone()[0]
+        return SessionTotals(row[0] - linked, row[1], row[2], row[3], row[4])
 
     def parent_session(self, session_id: str) -> str | None:
         return lineage.parent_of(self.db, session_id)

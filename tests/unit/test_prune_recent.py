@@ -126,6 +126,7 @@ def test_a_held_flush_that_failed_is_written_whole_by_the_next(tmp_path):
     calls = []
 
     def fails_once(rows):
+        rows = list(rows)
         calls.append(len(rows))
         if len(calls) == 1:
             raise OSError("disk full")
