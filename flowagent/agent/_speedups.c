@@ -629,6 +629,58 @@ cur_set(PyObject *frame)
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* Frames of finished calls, kept for the next calls */
+
+/* A frame list costs an object, an item array and the collector's bookkeeping to make and
+   as much to free: a third of what the list design adds per recorded call. A call closed by
+   its `with` block whose frame nothing else holds (no child, generator, backend or program
+   reference) gives its list back here, emptied (NULL items) and untracked by the collector,
+   so no one can see it (gc.get_objects, get_referrers); opening a call takes it again. */
+#define POOL_MAX 64
+static PyObject *frame_pool[POOL_MAX];
+static int frame_pool_n;
+
+/* An empty frame list (new reference, NULL items, tracked). */
+static inline PyObject *
+frame_take(void)
+{
+    if (frame_pool_n > 0) {
+        PyObject *f = frame_pool[--frame_pool_n];
+        PyObject_GC_Track(f);
+        return f;
+    }
+    return PyList_New(FRAME_LEN);
+}
+
+/* Drop our reference to a closed frame: into the pool when it was the last one. */
+static void
+frame_release(PyObject *f)
+{
+    if (Py_REFCNT(f) != 1 || frame_pool_n >= POOL_MAX || !PyList_CheckExact(f)
+            || PyList_GET_SIZE(f) != FRAME_LEN) {
+        Py_DECREF(f);
+        return;
+    }
+    /* Untracked first: a finalizer that runs while the items are released (a parent frame
+       freed here, a value's __del__) never finds a half-emptied list through the collector. */
+    PyObject_GC_UnTrack(f);
+    for (Py_ssize_t i = 0; i < FRAME_LEN; i++) {
+        PyObject *v = ITEM(f, i);
+        PyList_SET_ITEM(f, i, NULL);
+        Py_XDECREF(v);
+    }
+    if (Py_REFCNT(f) == 1 && frame_pool_n < POOL_MAX)
+        frame_pool[frame_pool_n++] = f;
+    else {
+        /* Someone took it while items were released: a list of NULLs is not a frame. */
+        for (Py_ssize_t i = 0; i < FRAME_LEN; i++)
+            PyList_SET_ITEM(f, i, Py_NewRef(Py_None));
+        PyObject_GC_Track(f);
+        Py_DECREF(f);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* Opening a call */
 
 /* A session left out by sampling: a frame that only keeps its calls from recording. */
@@ -710,7 +762,7 @@ open_impl(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(ses);
         goto done;
     }
-    frame = PyList_New(FRAME_LEN);
+    frame = frame_take();
     if (frame == NULL) {
         Py_DECREF(cid);
         Py_DECREF(ses);
@@ -1008,8 +1060,8 @@ exit_exit(ExitObject *self, PyObject *const *args, size_t nargsf, PyObject *kwna
                 again = 1;
             }
         }
-        Py_DECREF(f);
         Py_DECREF(value);
+        frame_release(f);
         if (r < 0 && swallow() < 0)
             return NULL;
         if (!again || r < 0)
@@ -1194,7 +1246,8 @@ api_close(PyObject *frame, PyObject *exc_type)
     return 0;
 }
 
-static FaHotPath hot_path_api = {FA_HOTPATH_VERSION, api_open, api_close, NULL, NULL};
+static FaHotPath hot_path_api = {FA_HOTPATH_VERSION, api_open, api_close, frame_release, NULL,
+                                 NULL};
 
 static PyObject *
 sp_close_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
