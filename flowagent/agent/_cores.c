@@ -356,6 +356,16 @@ close_rec(CoreObject *self, PyObject *rec, PyObject *exc_type)
     return r == NULL ? -1 : 0;
 }
 
+/* Our reference to a closed rec: back to _speedups' frame pool when it was the last one. */
+static inline void
+release_rec(CoreObject *self, PyObject *rec)
+{
+    if (self->hot != NULL)
+        self->hot->release(rec);
+    else
+        Py_DECREF(rec);
+}
+
 static PyObject *
 core_py_return(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -370,7 +380,7 @@ core_py_return(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
         failed = PyList_SetItem(rec, self->rv, Py_NewRef(args[2])) < 0;
     if (!failed)
         failed = close_rec(self, rec, Py_None) < 0;
-    Py_DECREF(rec);
+    release_rec(self, rec);
     return done(self, failed);
 }
 
@@ -389,7 +399,7 @@ core_py_unwind(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (rec == NULL)
         return done(self, PyErr_Occurred() != NULL);
     int failed = close_rec(self, rec, (PyObject *)Py_TYPE(args[2])) < 0;
-    Py_DECREF(rec);
+    release_rec(self, rec);
     return done(self, failed);
 }
 

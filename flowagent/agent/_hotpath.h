@@ -11,7 +11,7 @@
 #include <Python.h>
 
 #define FA_HOTPATH_CAPSULE "flowagent.agent._speedups._C_API"
-#define FA_HOTPATH_VERSION 1
+#define FA_HOTPATH_VERSION 2
 
 typedef struct {
     int version;
@@ -20,6 +20,9 @@ typedef struct {
     PyObject *(*open)(PyObject *fid, PyObject *const *args, Py_ssize_t nargs);
     /* close_call(frame, exc_type): 0, or -1 with an exception that belongs to the program. */
     int (*close)(PyObject *frame, PyObject *exc_type);
+    /* Drop a reference to a frame the caller has closed (Py_DECREF: a frame nothing else
+       holds goes back to _speedups' pool for the next call instead of being freed). */
+    void (*release)(PyObject *frame);
     /* The Python-visible functions these stand for (borrowed: the module lives on). */
     PyObject *open_fn, *close_fn;
 } FaHotPath;

@@ -629,6 +629,129 @@ cur_set(PyObject *frame)
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* Frames of finished calls, kept for the next calls */
+
+/* A frame list costs an object, an item array and the collector's bookkeeping to make and
+   as much to free, and its call id and start time are two more int objects: together a
+   third of what the list design adds per recorded call. A call closed by its `with` block
+   (or by the monitor core) whose frame nothing else holds (no child, generator, backend or
+   program reference) gives the list back here, emptied (NULL items) and untracked by the
+   collector, so no one can see it (gc.get_objects, get_referrers), with its id and start
+   time ints when nothing else holds those either; opening a call takes them again. */
+#define POOL_MAX 64
+typedef struct {
+    PyObject *frame;
+    PyObject *spare[2];     /* the CID and T0 ints, or NULL */
+} Pooled;
+static Pooled frame_pool[POOL_MAX];
+static int frame_pool_n;
+
+/* Write a new non-negative value into an int object that only its caller holds, keeping
+   its digit count (the object's size); 0 where it does not fit (then make a new one). */
+static inline int
+int_rewrite(PyObject *o, int64_t v)
+{
+    if (v <= 0)
+        return 0;
+    digit d[3];
+    Py_ssize_t nd = 0;
+    for (uint64_t u = (uint64_t)v; u != 0 && nd < 3; u >>= PyLong_SHIFT)
+        d[nd++] = (digit)(u & PyLong_MASK);
+    if ((uint64_t)v >> (PyLong_SHIFT * nd))
+        return 0;
+    PyLongObject *l = (PyLongObject *)o;
+#if PY_VERSION_HEX >= 0x030C0000
+    uintptr_t tag = l->long_value.lv_tag;
+    if ((tag & _PyLong_SIGN_MASK) != 0 || (Py_ssize_t)(tag >> _PyLong_NON_SIZE_BITS) != nd)
+        return 0;   /* not positive, or another size */
+    memcpy(l->long_value.ob_digit, d, (size_t)nd * sizeof(digit));
+#else
+    if (Py_SIZE(o) != nd)
+        return 0;
+    memcpy(l->ob_digit, d, (size_t)nd * sizeof(digit));
+#endif
+    return 1;
+}
+
+/* The int v: a spare (taken from *spare) rewritten, else a new one. */
+static inline PyObject *
+int_from(PyObject **spare, int64_t v)
+{
+    PyObject *o = *spare;
+    if (o != NULL) {
+        *spare = NULL;
+        if (int_rewrite(o, v))
+            return o;
+        Py_DECREF(o);
+    }
+    return PyLong_FromLongLong(v);
+}
+
+/* An empty frame list (new reference, NULL items, tracked) and spare ints for its id and
+   start time (new references or NULL). */
+static inline PyObject *
+frame_take(PyObject *spare[2])
+{
+    if (frame_pool_n > 0) {
+        Pooled *p = &frame_pool[--frame_pool_n];
+        spare[0] = p->spare[0];
+        spare[1] = p->spare[1];
+        PyObject_GC_Track(p->frame);
+        return p->frame;
+    }
+    spare[0] = spare[1] = NULL;
+    return PyList_New(FRAME_LEN);
+}
+
+/* A value leaving a frame: kept as a spare when it is an int nothing else holds. */
+static inline PyObject *
+spare_of(PyObject *v)
+{
+    if (v != NULL && PyLong_CheckExact(v) && Py_REFCNT(v) == 1)
+        return v;
+    Py_XDECREF(v);
+    return NULL;
+}
+
+/* Drop our reference to a closed frame: into the pool when it was the last one. */
+static void
+frame_release(PyObject *f)
+{
+    if (Py_REFCNT(f) != 1 || frame_pool_n >= POOL_MAX || !PyList_CheckExact(f)
+            || PyList_GET_SIZE(f) != FRAME_LEN) {
+        Py_DECREF(f);
+        return;
+    }
+    /* Untracked first: a finalizer that runs while the items are released (a parent frame
+       freed here, a value's __del__) never finds a half-emptied list through the collector. */
+    PyObject_GC_UnTrack(f);
+    PyObject *spare[2] = {ITEM(f, CID), ITEM(f, T0)};
+    PyList_SET_ITEM(f, CID, NULL);
+    PyList_SET_ITEM(f, T0, NULL);
+    spare[0] = spare_of(spare[0]);
+    spare[1] = spare_of(spare[1]);
+    for (Py_ssize_t i = 0; i < FRAME_LEN; i++) {
+        PyObject *v = ITEM(f, i);
+        PyList_SET_ITEM(f, i, NULL);
+        Py_XDECREF(v);
+    }
+    if (Py_REFCNT(f) == 1 && frame_pool_n < POOL_MAX) {
+        Pooled *p = &frame_pool[frame_pool_n++];
+        p->frame = f;
+        p->spare[0] = spare[0];
+        p->spare[1] = spare[1];
+        return;
+    }
+    /* Someone took it while items were released: a list of NULLs is not a frame. */
+    Py_XDECREF(spare[0]);
+    Py_XDECREF(spare[1]);
+    for (Py_ssize_t i = 0; i < FRAME_LEN; i++)
+        PyList_SET_ITEM(f, i, Py_NewRef(Py_None));
+    PyObject_GC_Track(f);
+    Py_DECREF(f);
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* Opening a call */
 
 /* A session left out by sampling: a frame that only keeps its calls from recording. */
@@ -671,7 +794,7 @@ open_impl(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     /* Our own reference: replacing the frame in place releases the holder's. */
     PyObject *current = Py_NewRef(value_frame(value));
-    PyObject *parent = current, *ses, *cid, *frame = NULL;
+    PyObject *parent = current, *ses, *cid, *frame = NULL, *spare[2] = {NULL, NULL};
     int new_session = 0, made_current = 0;
     if (!is_frame(current) || ITEM(current, GEN) != S->gen) {
         if (S->sample_ppm < 1000000) {
@@ -693,30 +816,20 @@ open_impl(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs)
         if (flags & F_SKIP)
             goto done;
     }
-    cid = PyLong_FromLongLong(++S->next_cid);
-    if (cid == NULL)
-        goto done;
-    ses = Py_NewRef(new_session ? cid : ITEM(parent, SES));
     long long ins = 0;
     int shape = shaped(slot) && !near_recursion_limit();
-    if (shape && (ins = input_sid(slot, args, nargs)) < 0) {
-        Py_DECREF(cid);
-        Py_DECREF(ses);
+    if (shape && (ins = input_sid(slot, args, nargs)) < 0)
         goto done;
-    }
     PyObject *thr = thread_ident();
-    if (thr == NULL) {
-        Py_DECREF(cid);
-        Py_DECREF(ses);
+    if (thr == NULL)
         goto done;
-    }
-    frame = PyList_New(FRAME_LEN);
-    if (frame == NULL) {
-        Py_DECREF(cid);
-        Py_DECREF(ses);
+    frame = frame_take(spare);
+    cid = frame == NULL ? NULL : int_from(&spare[0], ++S->next_cid);
+    if (cid == NULL) {
         Py_DECREF(thr);
-        goto done;
+        goto fail;
     }
+    ses = Py_NewRef(new_session ? cid : ITEM(parent, SES));
     PyObject *zero = PyLong_FromLong(0);   /* a cached small int: cannot fail */
     PyList_SET_ITEM(frame, CID, cid);
     PyList_SET_ITEM(frame, PARENT, Py_NewRef(parent));
@@ -748,7 +861,7 @@ open_impl(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs)
             goto fail;
         set_item(frame, CPU, PyLong_FromLongLong(c));
     }
-    set_item(frame, T0, PyLong_FromLongLong(clock_ns()));
+    set_item(frame, T0, int_from(&spare[1], clock_ns()));
     if (ITEM(frame, T0) == NULL || ITEM(frame, CPU) == NULL)
         goto fail;
     goto done;
@@ -763,6 +876,8 @@ fail:
     }
     Py_CLEAR(frame);
 done:
+    Py_XDECREF(spare[0]);
+    Py_XDECREF(spare[1]);
     Py_DECREF(current);
     Py_DECREF(value);
     return frame;
@@ -1008,8 +1123,8 @@ exit_exit(ExitObject *self, PyObject *const *args, size_t nargsf, PyObject *kwna
                 again = 1;
             }
         }
-        Py_DECREF(f);
         Py_DECREF(value);
+        frame_release(f);
         if (r < 0 && swallow() < 0)
             return NULL;
         if (!again || r < 0)
@@ -1194,7 +1309,8 @@ api_close(PyObject *frame, PyObject *exc_type)
     return 0;
 }
 
-static FaHotPath hot_path_api = {FA_HOTPATH_VERSION, api_open, api_close, NULL, NULL};
+static FaHotPath hot_path_api = {FA_HOTPATH_VERSION, api_open, api_close, frame_release, NULL,
+                                 NULL};
 
 static PyObject *
 sp_close_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
