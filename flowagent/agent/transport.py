@@ -261,7 +261,10 @@ class Transport:
             # held the GIL for long C stretches (columns, msgpack) and left tens of MB of
             # freed buffers behind, which made every os.fork() of the program slow.
             # Bounded: about what a full buffer holds, also while threads keep recording.
-            for _ in range(recorder.S.max_buf // BATCH_CALLS + 2):
+            # The final flush takes everything: nothing starts recording any more, and a
+            # backlog left by a flush that stopped for a fork may sit before a full buffer.
+            batches = recorder.S.max_buf // BATCH_CALLS + 2
+            for _ in range(2 * batches if final else batches):
                 self.again = False
                 n, columns, threads = recorder.take_calls(BATCH_CALLS)
                 more = n == BATCH_CALLS
