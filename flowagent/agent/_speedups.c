@@ -1450,6 +1450,23 @@ sp_take_calls(PyObject *module, PyObject *args)
         S->buf = NULL;
         S->n = S->cap = 0;
     }
+    else if (taken != NULL && limit > 0 && taken_n - taken_off < limit && S->n > 0) {
+        /* Fewer than `limit` records tells the flusher that nothing is left. The end of a
+           backlog is topped up with the oldest records made since: a flush that stopped
+           part-way through a backlog (for a fork) leaves it here while the program records
+           into a fresh buffer, and a final flush that took only the backlog's end lost
+           those. Done before any allocation: a finalizer run by a collection appends to
+           the buffer, never into the records moved here. taken_cap > limit, see above. */
+        Py_ssize_t rest = taken_n - taken_off;
+        Py_ssize_t more = S->n < limit - rest ? S->n : limit - rest;
+        size_t rec = N_FIELDS * sizeof(int64_t);
+        memmove(taken, taken + taken_off * N_FIELDS, (size_t)rest * rec);
+        memcpy(taken + rest * N_FIELDS, S->buf, (size_t)more * rec);
+        memmove(S->buf, S->buf + more * N_FIELDS, (size_t)(S->n - more) * rec);
+        S->n -= more;
+        taken_off = 0;
+        taken_n = rest + more;
+    }
     Py_ssize_t n = taken != NULL ? taken_n - taken_off : S->n;
     if (limit > 0 && n > limit)
         n = limit;

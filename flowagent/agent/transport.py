@@ -13,8 +13,11 @@ avoided: the child works out which call forked it from the stack it inherited, a
 parent keeps its pending records (the C recorder's buffer is not even copied into the
 child, see ``_speedups.c``), so ``os.fork()`` costs about what it costs plainly. Only a
 program with no thread of its own on Python 3.12+ has the flusher stopped for the fork
-(:meth:`Transport._before_fork`). Exit: a final flush runs from ``atexit`` (registered first, so it
-runs last) and from multiprocessing's exit path for forked workers, which end in ``os._exit``.
+(:meth:`Transport._before_fork`), so it is single-threaded when Python counts its threads
+for the fork warning: on 3.13, which counts after the parent's hooks, the flusher starts
+again only once the program goes on (:meth:`Transport._after_fork_parent`). Exit: a final
+flush runs from ``atexit`` (registered first, so it runs last) and from multiprocessing's
+exit path for forked workers, which end in ``os._exit``.
 """
 
 from __future__ import annotations
@@ -80,10 +83,18 @@ class Transport:
         self._open_for(os.getpid())
         self._paused_for_fork = False
         self._yield_to_fork = False
+        self._restart_lock = _native_lock()
+        self._restart_pending = False  # the flusher waits for the program to go on (3.13)
+        self._fork_call: tuple[int, int] = (0, 0)  # (frame id, instruction) of os.fork()
+        self._checking = False
         if _FORK_WARNS:
             os.register_at_fork(before=self._before_fork,
                                 after_in_parent=self._after_fork_parent,
                                 after_in_child=self._after_fork_child)
+            if _FORK_COUNTS_AFTER_HOOKS:
+                # Now, before the program runs: a hook added later (the program's own)
+                # never sees this one's addition.
+                sys.addaudithook(self._audit)
         else:
             os.register_at_fork(after_in_child=self._after_fork_child)
         atexit.register(self.close)
@@ -152,16 +163,58 @@ class Transport:
         # flusher stopped for the fork, so it stays single-threaded at fork time as plainly
         # (3.12 warns about forking a multi-threaded process): the flusher ends after the
         # batch it is encoding, if any, not after everything buffered.
+        self._restart_pending = False  # (nothing below may start it: os.listdir is audited)
         self._paused_for_fork = threading.active_count() <= 1
         if self._paused_for_fork:
+            if _FORK_COUNTS_AFTER_HOOKS:
+                self._fork_call = _fork_call()
             self._yield_to_fork = True
             self._stop_flusher()
             _wait_single_threaded()
 
     def _after_fork_parent(self) -> None:
         self._yield_to_fork = False
-        if self._paused_for_fork and not self.closed:
+        if not self._paused_for_fork or self.closed:
+            return
+        if not _FORK_COUNTS_AFTER_HOOKS:
             self._start_flusher()
+            return
+        # Python 3.13 counts the process's threads for its warning after these hooks ran,
+        # so the flusher cannot start here: it starts when the program goes on after
+        # os.fork() returned, at its first audited event (an open, an import, a socket, a
+        # sleep, a thread started, an exec), or when the buffer asks for a flush. Until
+        # then nothing is lost: the records wait in the buffer, and the exit's (or an
+        # exec's) flush sends them.
+        self._restart_pending = True
+        recorder.S.wake = self._restart_flusher
+
+    def _restart_flusher(self) -> None:
+        """Start the flusher stopped for a fork, once os.fork() has returned: not while it
+        still runs the program's own after-fork hooks (registered after ours) or the agent
+        code recording them. From any thread, any number of times; never raises."""
+        if not self._restart_pending or self._checking:
+            return
+        self._checking = True  # (looking at the stack raises audit events of its own)
+        try:
+            if _still_in(self._fork_call):
+                return
+            with self._restart_lock:
+                if not self._restart_pending:
+                    return
+                self._restart_pending = False
+                if not self.closed and os.getpid() == self.pid:
+                    self._start_flusher()
+        except Exception:
+            recorder.S.agent_errors += 1
+        finally:
+            self._checking = False
+
+    def _audit(self, event: str, args: tuple) -> None:
+        """Python 3.13+: restarts the flusher after a fork (see _after_fork_parent). Never
+        raises (an exception would fail the audited operation); an audit hook cannot be
+        removed, so this returns at once for every event while no restart is due."""
+        if self._restart_pending and event not in _NOT_GOING_ON:
+            self._restart_flusher()
 
     def _after_fork_child(self) -> None:
         # Which call forked this child, read from the stack it inherited before the recorder
@@ -171,7 +224,9 @@ class Transport:
         # The flusher may have held these at the fork; it does not exist here.
         self.lock = _native_lock()
         self.flushing = 0
-        self._paused_for_fork = self._yield_to_fork = False
+        self._paused_for_fork = self._yield_to_fork = self._restart_pending = False
+        self._checking = False
+        self._restart_lock = _native_lock()
         recorder.reset_after_fork()
         tracecontext.reset_after_fork()
         from . import backends
@@ -188,8 +243,11 @@ class Transport:
         sys.setprofile(None)  # the flusher is ours: never recorded, never profiled
         while not self.stopping:
             event.wait(self.interval)
-            if self.stopping:
-                break  # a fork or the exit flushes (or keeps the buffer) itself
+            if self.stopping or event is not self.event:
+                # A fork or the exit flushes (or keeps the buffer) itself; a flusher that
+                # outlived its stop (a batch slower than the wait for it) and was replaced
+                # after the fork ends too, rather than run beside its successor.
+                break
             try:
                 if self.forked_in_thread and not _program_threads_alive(self.thread_ident):
                     # A child forked from a thread other than the main one, whose threads
@@ -261,7 +319,10 @@ class Transport:
             # held the GIL for long C stretches (columns, msgpack) and left tens of MB of
             # freed buffers behind, which made every os.fork() of the program slow.
             # Bounded: about what a full buffer holds, also while threads keep recording.
-            for _ in range(recorder.S.max_buf // BATCH_CALLS + 2):
+            # The final flush takes everything: nothing starts recording any more, and a
+            # backlog left by a flush that stopped for a fork may sit before a full buffer.
+            batches = recorder.S.max_buf // BATCH_CALLS + 2
+            for _ in range(2 * batches if final else batches):
                 self.again = False
                 n, columns, threads = recorder.take_calls(BATCH_CALLS)
                 more = n == BATCH_CALLS
@@ -319,6 +380,7 @@ class Transport:
         """Final flush at exit (bounded: encoding what is buffered, one non-blocking write)."""
         if self.closed or os.getpid() != self.pid:
             return
+        self._restart_pending = False  # no flusher restarted by an event of the exit
         self.stopping = True
         # Nothing starts recording once the last batch is being made: a call begun now (a
         # finalizer run by a collection the final flush itself triggers, a daemon thread)
@@ -334,8 +396,37 @@ class Transport:
             self.ring.close()
 
 
-# Python 3.12+ warns when a process with more than one thread forks.
+# Python 3.12+ warns when a process with more than one thread forks; 3.12 counts the
+# threads before the parent's after-fork hooks run, 3.13 after them.
 _FORK_WARNS = sys.version_info >= (3, 12)
+_FORK_COUNTS_AFTER_HOOKS = sys.version_info >= (3, 13)
+# Audit events that never mean the program went on after a fork: the next fork itself,
+# and what agent code raises all the time (id(), frame.f_code, sys._getframe): skipped
+# without looking at the stack.
+_NOT_GOING_ON = frozenset({"os.fork", "os.forkpty", "builtins.id", "object.__getattr__",
+                           "sys._getframe", "sys._getframemodulename"})
+
+
+def _fork_call() -> tuple[int, int]:
+    """(frame id, instruction offset) of the call to os.fork() running the before-fork
+    hooks (called from one: the hooks run from C, no frame between), or (0, 0)."""
+    try:
+        frame = sys._getframe(2)
+    except ValueError:
+        return (0, 0)
+    return (id(frame), frame.f_lasti)
+
+
+def _still_in(call: tuple[int, int]) -> bool:
+    """Is the frame that called os.fork() on the stack, still at that call? (Its id alone
+    could be a new frame's; at the same instruction too, at worst a restart waits.)"""
+    ident, lasti = call
+    frame = sys._getframe(1) if ident else None
+    while frame is not None:
+        if id(frame) == ident:
+            return frame.f_lasti == lasti
+        frame = frame.f_back
+    return False
 
 
 def _program_threads_alive(own: int) -> bool:

@@ -325,10 +325,3 @@ def class_figures(reports: Sequence[Any]) -> list[tuple[str, str, dict[str, Any]
 
 def repo_root() -> Path:
     return REPO
-
-# Python 3.13 warns about fork() in a multi-threaded process after the parent's at-fork hooks
-# have run, and the agent's flusher thread is restarted by one of them.
-FORK_WARNING_313 = ("on Python 3.13 a single-threaded program that forks gets the "
-                    "multi-threaded fork() DeprecationWarning: the agent's flusher thread "
-                    "is running again when 3.13 counts threads, after the at-fork hooks"
-                    if sys.version_info >= (3, 13) else None)

@@ -9,7 +9,7 @@ import re
 import sys
 from collections.abc import Callable
 
-from harness import FORK_WARNING_313, AgentRun, Scenario
+from harness import AgentRun, Scenario
 
 SCENARIOS: list[Scenario] = []
 
@@ -513,7 +513,7 @@ scenario("resources/fork-single-threaded", """
             os._exit(0)
         os.waitpid(pid, 0)
     print("done")
-""", check=recorded(child_work=20, parent_work=20), limitation=FORK_WARNING_313)
+""", check=recorded(child_work=20, parent_work=20))
 
 # == leaves-process: code that runs elsewhere ================================================
 
@@ -911,7 +911,7 @@ scenario("transparency/two-lambdas-one-line", """
     if pid == 0: os._exit(0)
     os.waitpid(pid, 0)
     print(sorted(T.items()), h())
-""", limitation=FORK_WARNING_313)
+""")
 
 scenario("transparency/doctest-line-numbers", """
     def add(a, b):

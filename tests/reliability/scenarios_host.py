@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import FORK_WARNING_313, AgentRun, Scenario
+from harness import AgentRun, Scenario
 from helpers import _clean_env, flowagent_cmd
 
 SCENARIOS: list[Scenario] = []
@@ -250,7 +250,7 @@ scenario("inherit/double-fork-daemon", """
     os.wait()
     while not os.path.exists("daemon.txt"): time.sleep(0.01)
     print(open("daemon.txt").read())
-""", backends=None, limitation=FORK_WARNING_313)
+""", backends=None)
 
 # == inherit: signals ==========================================================================
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -165,12 +164,6 @@ print("parent done")
 """
 
 
-@pytest.mark.xfail(
-    sys.version_info >= (3, 13), strict=True,
-    reason="BUG: Python 3.13 counts the process's threads for its multi-threaded fork warning "
-           "after the at-fork hooks of the parent ran, and the agent restarts its flusher "
-           "thread in its after-fork hook: the program's fork() prints a DeprecationWarning "
-           "it would not print under plain python")
 def test_fork_in_a_single_threaded_program_is_as_plain(tmp_path: Path) -> None:
     (tmp_path / "prog.py").write_text(FORKS_ONCE)
     plain = run_python(["prog.py"], tmp_path)

@@ -146,15 +146,7 @@ if __name__ == "__main__":
 """
 
 
-FORK_BACKLOG_BUG = (
-    "BUG: on Python 3.12 and 3.13 the C twin loses part of a process's buffered calls in some "
-    "runs of a fork with a backlog (48 311 of 50 001, 52 881 of 80 033 calls stored), without "
-    "counting them; 3.11 and the pure twin store every call")
-
-
-def test_a_fork_with_a_backlog_leaves_it_to_the_parent(tmp_path, backend, request):
-    if sys.version_info >= (3, 12) and not request.node.callspec.id.endswith("pure"):
-        request.applymarker(pytest.mark.xfail(strict=False, reason=FORK_BACKLOG_BUG))
+def test_a_fork_with_a_backlog_leaves_it_to_the_parent(tmp_path, backend):
     rec = record(BACKLOG_FORKING, tmp_path, backend=backend, timeout=180)
     assert rec.stdout == "done\n"
     counts = _counts(rec)
@@ -166,7 +158,6 @@ def test_a_fork_with_a_backlog_leaves_it_to_the_parent(tmp_path, backend, reques
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the buffer's own mapping is Linux's")
-@pytest.mark.xfail(sys.version_info >= (3, 12), strict=False, reason=FORK_BACKLOG_BUG)
 def test_the_c_buffer_is_not_copied_into_a_forked_child(tmp_path):
     """The C twin's record buffer is a mapping the child does not get (MADV_DONTFORK): in
     the child, the parent's backlog is neither readable memory nor sent."""
