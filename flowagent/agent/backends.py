@@ -66,7 +66,7 @@ class ProfileBackend(HooksMixin):
     def __init__(self) -> None:
         self._post_import = {}
         self._codes: dict[Any, int] = {}
-        self._live: dict[Any, list] = {}   # python frame -> recorder frame
+        self._live: dict[Any, list[Any]] = {}   # python frame -> recorder frame
         self._describe: Any = None
         self.cores, self.core = choose_profile_core()
         self._core: Any = None
@@ -94,7 +94,7 @@ class ProfileBackend(HooksMixin):
         # length) and shown. The audit event comes before the change and does not say what
         # is set (threading sets ours again in a new thread): a displacement is confirmed
         # by a later event of the thread that finds another profile function, or none.
-        self._displaced: dict[int, list] = {}
+        self._displaced: dict[int, list[Any]] = {}
         self.recovered = 0
         self.displacements = 0
         self.displaced_ns = 0  # of the intervals that ended
@@ -107,7 +107,7 @@ class ProfileBackend(HooksMixin):
         return fn is not None and (fn == self._callback or fn == self._thread_start
                                    or (self._core is not None and fn is self._core))
 
-    def _audit(self, event: str, args: tuple) -> None:
+    def _audit(self, event: str, args: tuple[Any, ...]) -> None:
         """The program's ``sys.setprofile`` (or a profiler's ``enable()``) displaces the
         recorder in its thread: the audit event comes just before. The thread is taken back
         at its first audit event (an open, an import, a socket, another setprofile) that
@@ -136,7 +136,7 @@ class ProfileBackend(HooksMixin):
                 raise
             recorder.S.agent_errors += 1
 
-    def _confirm(self, entry: list) -> None:
+    def _confirm(self, entry: list[Any]) -> None:
         if not entry[1]:
             entry[1] = True
             self.displacements += 1
@@ -196,7 +196,7 @@ class ProfileBackend(HooksMixin):
             self._core.uninstall()
             self._core = None
         sys.setprofile(None)
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
         self._uninstall_finder()
 
     def _classify(self, frame: Any, code: Any) -> int:
@@ -279,7 +279,7 @@ class ProfileBackend(HooksMixin):
             else:
                 recorder.close_call(rec, recorder.UnknownError)
 
-    def _close_abandoned(self, rec: list) -> None:
+    def _close_abandoned(self, rec: list[Any]) -> None:
         """``rec``'s frame returns while calls it made are still current: their return
         events never reached the recorder (at the recursion limit the callback itself cannot
         be called while the RecursionError unwinds the deepest frames). Close them as
@@ -371,7 +371,8 @@ def _profile_setter(on_error: Any) -> Any:
 
 def _op(code: Any, lasti: int) -> int:
     try:
-        return code.co_code[lasti]
+        co_code: bytes = code.co_code
+        return co_code[lasti]
     except (IndexError, TypeError):
         return -1
 

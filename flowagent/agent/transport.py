@@ -68,7 +68,8 @@ class _Wakeup:
 
 
 class Transport:
-    def __init__(self, run_dir: str, ring_size: int, interval_ms: int, info: dict) -> None:
+    def __init__(self, run_dir: str, ring_size: int, interval_ms: int,
+                 info: dict[str, Any]) -> None:
         self.run_dir = run_dir
         self.ring_size = ring_size
         self.interval = max(interval_ms, 1) / 1000.0
@@ -147,14 +148,15 @@ class Transport:
         if _native_get_ident() != self.thread_ident and self.finished.acquire(True, 2.0):
             self.finished.release()
 
-    def _create_ring(self) -> None:
+    def _create_ring(self) -> RingWriter:
         pid = self.pid
         info = dict(self.info, pid=pid, ppid=os.getppid(), argv=[_escaped(a) for a in sys.argv],
                     executable=_escaped(sys.executable))
         path = os.path.join(rings_dir(self.run_dir), ring_name(pid, self.key))
-        self.ring = RingWriter(path, self.ring_size, pid, os.getppid(), self.key,
-                               self.anchor[0], info)
-        self.ring.init_control(not recorder.S.on, recorder.S.sample_ppm)
+        ring = self.ring = RingWriter(path, self.ring_size, pid, os.getppid(), self.key,
+                                      self.anchor[0], info)
+        ring.init_control(not recorder.S.on, recorder.S.sample_ppm)
+        return ring
 
     def _before_fork(self) -> None:
         # Python 3.12+ only. Nothing the child uses is shared with the flusher: it makes its
@@ -209,7 +211,7 @@ class Transport:
         finally:
             self._checking = False
 
-    def _audit(self, event: str, args: tuple) -> None:
+    def _audit(self, event: str, args: tuple[Any, ...]) -> None:
         """Python 3.13+: restarts the flusher after a fork (see _after_fork_parent). Never
         raises (an exception would fail the audited operation); an audit hook cannot be
         removed, so this returns at once for every event while no restart is due."""
@@ -275,7 +277,8 @@ class Transport:
 
             apply_selection(self.run_dir)
 
-    def _thread_names(self, threads: set[int], starts: list[tuple]) -> list[list[Any]]:
+    def _thread_names(self, threads: set[int], starts: list[tuple[Any, ...]]
+                      ) -> list[list[Any]]:
         """Names of threads seen for the first time (session starts carry their own)."""
         known = self.thread_names
         for s in starts:
@@ -346,10 +349,11 @@ class Transport:
         stats = [S.agent_errors + _shape_failures(), S.dropped, S.sampled_out, displaced[0]]
         if not (n or new_starts or links or traces or final) and stats == self.sent_stats:
             return
-        if self.ring is None:
+        ring = self.ring
+        if ring is None:
             if not (n or new_starts or links or traces):
                 return
-            self._create_ring()
+            ring = self._create_ring()
         fns, strs = recorder.take_definitions()
         self.seq += 1
         batch = {
@@ -370,9 +374,9 @@ class Transport:
         payload = self.encoder.encode_columns(batch, n, columns)
         new_drops = stats[1] - self.sent_stats[1]
         if new_drops:
-            self.ring.count_dropped(0, new_drops)
+            ring.count_dropped(0, new_drops)
         self.sent_stats = stats
-        if not self.ring.write(self.seq, payload, n):
+        if not ring.write(self.seq, payload, n):
             # The definitions in a dropped batch were never seen: send them again.
             recorder.unsend_definitions(fns, strs)
 
@@ -474,7 +478,7 @@ def _patch_os_exit(transport: Transport) -> None:
         _real_os_exit(status)
 
     _exit.__wrapped__ = _real_os_exit  # type: ignore[attr-defined]
-    os._exit = _exit
+    os._exit = _exit  # type: ignore[assignment]  # (os._exit is typed NoReturn; so is this)
 
 
 def _patch_os_exec(transport: Transport) -> None:

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+from typing import Any
 
 from ..errors import StoreError
 from ..store.api import RunEnd, RunTotals, Store, open_store, out_of_space
@@ -34,7 +35,8 @@ def _watch_stdin(done: threading.Event, received: list[bytes]) -> None:
     its first 64 KiB."""
     kept = 0
     try:
-        while chunk := sys.stdin.buffer.read1(65536):
+        stdin: Any = sys.stdin.buffer  # a BufferedReader (typeshed says BinaryIO: no read1)
+        while chunk := stdin.read1(65536):
             if kept < 65536:
                 received.append(chunk)
                 kept += len(chunk)
@@ -123,7 +125,7 @@ def _say(line: str) -> None:
         pass
 
 
-def _add_retired(store: Store, run_id: str, seen: set[str], totals: dict) -> None:
+def _add_retired(store: Store, run_id: str, seen: set[str], totals: dict[str, Any]) -> None:
     """A resumed run's totals also count the processes whose rings were drained and
     removed before: their counters live in the store only."""
     for row in store.process_counters(run_id):
@@ -149,7 +151,7 @@ def run_identity(service: str | None = None, host: str | None = None
 def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow: bool,
         retention: Retention = Retention(), hook_specs: tuple[str, ...] = (),
         max_data_size: int = 0, otlp: dict[str, str] | None = None,
-        service: str | None = None, host: str | None = None) -> dict:
+        service: str | None = None, host: str | None = None) -> dict[str, Any]:
     tune_gc()
     _raise_soft_limits()
     from ..store.limit import data_dir_of
@@ -321,7 +323,7 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
     return summary
 
 
-def _server_limit(db: str, max_data_size: int, run_id: str) -> dict:
+def _server_limit(db: str, max_data_size: int, run_id: str) -> dict[str, Any]:
     """The size limit on a shared server (whole runs dropped, oldest first), reported in
     the summary; a server that does not answer is left for the next run to limit."""
     from ..store.limit import enforce_server
