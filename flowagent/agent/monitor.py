@@ -50,7 +50,7 @@ _YIELDING = CO_GENERATOR | CO_ASYNC_GENERATOR  # yields are suspensions of the c
 def free_tool_id() -> int | None:
     """The first candidate tool id no tool has claimed, or None."""
     for tool_id in CANDIDATE_TOOL_IDS:
-        if sys.monitoring.get_tool(tool_id) is None:
+        if sys.monitoring.get_tool(tool_id) is None:  # type: ignore[attr-defined]
             return tool_id
     return None
 
@@ -80,11 +80,11 @@ class MonitorBackend(HooksMixin):
         # By id, not by code: equal code objects (the same function in two files) are two
         # functions, and the info holds the code so the id stays its own.
         self._infos: dict[int, tuple[int, tuple[str, ...], int, Any]] = {}
-        self._live: dict[Any, list] = {}  # python frame -> recorder frame, while open
+        self._live: dict[Any, list[Any]] = {}  # python frame -> recorder frame, while open
         self._installed = False
 
     def install(self, selector: Selector, nested: bool) -> None:
-        mon = sys.monitoring
+        mon = sys.monitoring  # type: ignore[attr-defined]
         # Raises ValueError if another tool took the id since choose(): bootstrap reports it.
         mon.use_tool_id(self.tool_id, TOOL_NAME)
         self._installed = True
@@ -106,7 +106,7 @@ class MonitorBackend(HooksMixin):
         if not self._installed:
             return
         self._installed = False
-        mon = sys.monitoring
+        mon = sys.monitoring  # type: ignore[attr-defined]
         mon.set_events(self.tool_id, 0)
         for info in list(self._infos.values()):
             mon.set_local_events(self.tool_id, info[3], 0)
@@ -118,15 +118,15 @@ class MonitorBackend(HooksMixin):
         self._live.clear()
 
 
-def _classifier(tool_id: int, describe: Any, infos: dict) -> Any:
+def _classifier(tool_id: int, describe: Any, infos: dict[Any, Any]) -> Any:
     """Decides once per code object: registers a recorded one, stores its info in ``infos``
     and switches its local events on; returns the info, or None for code not recorded."""
-    mon = sys.monitoring
+    mon = sys.monitoring  # type: ignore[attr-defined]
     ev = mon.events
     set_local_events = mon.set_local_events
     function_params = recorder.function_params
 
-    def classify(code: Any, frame: Any) -> tuple | None:
+    def classify(code: Any, frame: Any) -> tuple[Any, ...] | None:
         fid = describe(code, frame.f_globals)
         if not fid:
             return None
@@ -140,7 +140,8 @@ def _classifier(tool_id: int, describe: Any, infos: dict) -> Any:
     return classify
 
 
-def _c_callbacks(cores: Any, tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
+def _c_callbacks(cores: Any, tool_id: int, describe: Any, infos: dict[Any, Any],
+                 live: dict[Any, Any]) -> tuple[Any, ...]:
     """The six event callbacks, as bound methods of one C core over the same recorder
     functions and dicts the Python callbacks use."""
     core = cores.MonitorCore(
@@ -148,16 +149,17 @@ def _c_callbacks(cores: Any, tool_id: int, describe: Any, infos: dict, live: dic
         open_call=recorder.open_call, close_call=recorder.close_call, resume=recorder.resume,
         deactivate=recorder.deactivate, note_yield=note_yield, is_async_yield=is_async_yield,
         unwrap_async_yield=unwrap_async_yield, state=recorder.S,
-        disable=sys.monitoring.DISABLE, rv=recorder.RV)
+        disable=sys.monitoring.DISABLE, rv=recorder.RV)  # type: ignore[attr-defined]
     return (core.py_start, core.py_return, core.py_yield, core.py_resume, core.py_unwind,
             core.py_throw)
 
 
-def _callbacks(tool_id: int, describe: Any, infos: dict, live: dict) -> tuple:
+def _callbacks(tool_id: int, describe: Any, infos: dict[Any, Any],
+               live: dict[Any, Any]) -> tuple[Any, ...]:
     """The six event callbacks, as closures over everything they use (no attribute lookups
     on the per-call path). Each swallows and counts its own errors: an exception escaping a
     monitoring callback would surface in the program."""
-    DISABLE = sys.monitoring.DISABLE
+    DISABLE = sys.monitoring.DISABLE  # type: ignore[attr-defined]
     getframe = sys._getframe
     open_call, close_call, RV = recorder.open_call, recorder.close_call, recorder.RV
     resume, deactivate = recorder.resume, recorder.deactivate

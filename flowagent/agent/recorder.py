@@ -60,13 +60,13 @@ _CHILD_ERR = 2    # something below it raised (makes a normal return `partial`)
 _SKIP = 4         # a session left out by sampling: nothing under it is recorded
 _SHAPED = 8       # this call's shapes are taken (see the shape budget)
 
-_cur: ContextVar[list | None] = ContextVar("flowagent_current_call", default=None)
+_cur: ContextVar[list[Any] | None] = ContextVar("flowagent_current_call", default=None)
 _get = _cur.get
 _var_set = _cur.set
 _gc_isenabled, _gc_disable, _gc_enable = gc.isenabled, gc.disable, gc.enable
 
 
-def _set(frame: list | None) -> None:
+def _set(frame: list[Any] | None) -> None:
     """Make ``frame`` current, with the garbage collector held off meanwhile: a collection
     inside ``ContextVar.set`` runs finalizers (a recorded ``__del__``, a weakref callback)
     that would set the variable again while CPython is in the middle of setting it, which
@@ -81,7 +81,7 @@ def _set(frame: list | None) -> None:
         _var_set(frame)
 _clock = time.perf_counter_ns
 _ident = threading.get_ident
-_active_threads = threading._active  # ident -> Thread (what current_thread() reads)
+_active_threads = threading._active  # type: ignore[attr-defined]  # ident -> Thread (what current_thread() reads)
 _object_getattr = object.__getattribute__
 _random = random.random
 _thread_time = time.thread_time_ns
@@ -119,7 +119,7 @@ class _State:
         self.flush_at = 1 << 13    # records that wake the flusher early
         self.dropped = 0           # records dropped because the buffer was full
         self.agent_errors = 0      # exceptions inside the agent, swallowed and counted
-        self.session_starts: list[tuple] = []  # (ses, fid, t0, thread ident, thread name)
+        self.session_starts: list[tuple[Any, ...]] = []  # (ses, fid, t0, thread ident, thread name)
         self.wake: Callable[[], None] = lambda: None
         # Processes that may be killed right after a session (multiprocessing pool workers,
         # which Pool.terminate() SIGTERMs) flush each finished session synchronously.
@@ -136,7 +136,7 @@ S: Any = _State()
 # ---------------------------------------------------------------------------------------
 # Interning. Ids are per process; a batch carries the definitions it has not sent yet.
 
-_functions: list[tuple] = [()]          # fid -> (module, qualname, file, line, params, kind)
+_functions: list[tuple[Any, ...]] = [()]          # fid -> (module, qualname, file, line, params, kind)
 _fn_index: dict[tuple[str, str, str, int], int] = {}
 _strings: list[Any] = [None]            # sid -> shape string, input tuple or type name
 _str_index: dict[Any, int] = {None: 0}
@@ -153,7 +153,8 @@ def in_critical_section() -> bool:
     """Does this thread hold one of the recorder's locks? Then the code running now was
     entered from inside agent code, and must not wait for anything that may be waiting for
     that lock (a synchronous flush waits for the flusher, which may wait for it)."""
-    return _intern_lock._is_owned() or _drop_lock._is_owned()
+    owned: bool = _intern_lock._is_owned() or _drop_lock._is_owned()  # type: ignore[attr-defined]
+    return owned
 
 
 def register_function(module: str, qualname: str, filename: str, line: int,
@@ -174,7 +175,8 @@ def register_function(module: str, qualname: str, filename: str, line: int,
 
 
 def function_params(fid: int) -> tuple[str, ...]:
-    return _functions[fid][4]
+    params: tuple[str, ...] = _functions[fid][4]
+    return params
 
 
 def intern(value: Any) -> int:
@@ -190,7 +192,7 @@ def intern(value: Any) -> int:
     return sid
 
 
-def take_definitions() -> tuple[list, list]:
+def take_definitions() -> tuple[list[Any], list[Any]]:
     """New function and string definitions since the last call (for the next batch)."""
     global _sent_functions, _sent_strings
     with _intern_lock:
@@ -216,7 +218,7 @@ def _resend_all_definitions() -> None:
 
 _SCALARS = (int, str, float, bool, type(None), bytes, complex)
 _SCALAR_IDS = frozenset(map(id, _SCALARS))
-_scalar_inputs: dict[tuple, int] = {}
+_scalar_inputs: dict[tuple[Any, ...], int] = {}
 _scalar_outputs: dict[int, int] = {}  # id(type) -> shape id, builtin scalar types only
 
 # The shape budget (see the module docstring).
@@ -239,7 +241,7 @@ def _shaped(fid: int) -> bool:
     return n % (SHAPE_EVERY if n <= SHAPE_WARM else SHAPE_HOT_EVERY) == 0
 
 
-def _input_sid(args: tuple) -> int:
+def _input_sid(args: tuple[Any, ...]) -> int:
     # Keyed by the types' ids: hashing a class could run its metaclass's __hash__ (user code).
     types = tuple(map(id, map(type, args)))
     sid = _scalar_inputs.get(types)
@@ -296,12 +298,12 @@ def _union(shapes: list[str]) -> str:
     return "|".join(sorted(set(shapes)))
 
 
-def _lineage_started(cid: int) -> None:
+def _lineage_started(ses: int) -> None:
     from . import lineage  # imports this module: bound on first use
 
     global _lineage_started
     _lineage_started = lineage.started
-    lineage.started(cid)
+    lineage.started(ses)
 
 
 def _session_start(cid: int, fid: int, thread: int) -> None:
@@ -316,7 +318,7 @@ def _session_start(cid: int, fid: int, thread: int) -> None:
 # Backends and integrations use open_call/close_call on frame lists; instrumented code uses
 # the `with` helpers below, which need no local variable.
 
-def open_call(fid: int, args: tuple) -> list | None:
+def open_call(fid: int, args: tuple[Any, ...]) -> list[Any] | None:
     """Start a call of function ``fid`` with argument values ``args`` (only shapes are kept).
 
     Returns the new frame (now current in this context), or None when not recording."""
@@ -358,7 +360,7 @@ def open_call(fid: int, args: tuple) -> list | None:
         return None
 
 
-def _skip_session(fid: int, current: list | None) -> list:
+def _skip_session(fid: int, current: list[Any] | None) -> list[Any]:
     """A session left out by sampling: a frame that only keeps its calls from recording."""
     S.sampled_out += 1
     frame = [0, None, 0, fid, 0, 0, _SKIP, current, S.gen, 0, 0, 0, None, 0]
@@ -366,7 +368,7 @@ def _skip_session(fid: int, current: list | None) -> list:
     return frame
 
 
-def close_call(frame: list, exc_type: type | None) -> None:
+def close_call(frame: list[Any], exc_type: type | None) -> None:
     """End a call: restore the caller as current and buffer the call record.
 
     ``exc_type`` is the exception the call raised, or None; the return value is in
@@ -483,12 +485,13 @@ class _Exit:
 _MAX_ABANDONED = 64
 
 
-def _close_abandoned(f: list, fid: int, et: Any) -> None:
+def _close_abandoned(top: list[Any], fid: int, et: Any) -> None:
     """An exception the program raised asynchronously (a signal handler's, another thread's
     ``PyThreadState_SetAsyncExc``) arrived between a callee's ``__fa_call__`` and the start of
     its ``with`` block, which then never closed: close such frames above the call of ``fid``
     ending now, as having raised what is propagating (or an unknown exception), then it."""
-    mine = f[OUTER]
+    f: list[Any] | None = top
+    mine = top[OUTER]
     for _ in range(_MAX_ABANDONED):
         if not isinstance(mine, list):
             return
@@ -603,7 +606,7 @@ if _speedups is not None:
 # ---------------------------------------------------------------------------------------
 # Generators (Python in both twins: they work on the frames either twin creates).
 
-class Frame(list):
+class Frame(list):  # type: ignore[type-arg]
     """A generator's frame, which is also its context manager."""
 
     __slots__ = ()
@@ -623,13 +626,13 @@ def gen_call(fid: int, *args: Any) -> Any:
     return frame
 
 
-def own(fid: int) -> list | None:
+def own(fid: int) -> list[Any] | None:
     """The current frame if it is a call of ``fid`` (evaluated before a ``yield``)."""
     f = _get()
     return f if f is not None and f[FID] == fid else None
 
 
-def _note_yield(frame: list, value: Any, kind: str) -> None:
+def _note_yield(frame: list[Any], value: Any, kind: str) -> None:
     y = frame[YIELDED]
     if not y:
         y = frame[YIELDED] = (kind, [])
@@ -658,13 +661,13 @@ def asuspend(fid: int, value: Any = None) -> Any:
     return suspend(fid, value, "AsyncIterator")
 
 
-def deactivate(frame: list) -> None:
+def deactivate(frame: list[Any]) -> None:
     """The frame's generator is suspended: whoever resumed it is current again."""
     if _get() is frame:
         _set(frame[OUTER])
 
 
-def resume(frame: list | None, sent: Any = None) -> Any:
+def resume(frame: list[Any] | None, sent: Any = None) -> Any:
     """After ``yield`` returns: we are current again, under whoever resumed us."""
     if frame is not None:
         cur = _get()
@@ -691,7 +694,7 @@ class Delegate:
     def __iter__(self) -> "Delegate":
         return self
 
-    def _step(self, fn: Callable, *a: Any) -> Any:
+    def _step(self, fn: Callable[..., Any], *a: Any) -> Any:
         frame = self._frame
         if frame is None:
             return fn(*a)
@@ -732,7 +735,7 @@ class Delegate:
 # ---------------------------------------------------------------------------------------
 # Lambdas (their body is one expression: see instrument.Instrumenter._lambdas).
 
-def lambda_call(fid: int, *args: Any) -> list | None:
+def lambda_call(fid: int, *args: Any) -> list[Any] | None:
     """``__fa_lcall__(fid, *args)``: open a lambda's call; its frame, or None."""
     try:
         return open_call(fid, args)
@@ -741,15 +744,16 @@ def lambda_call(fid: int, *args: Any) -> list | None:
         return None
 
 
-def lambda_return(frame: list | None, value: Any) -> Any:
+def lambda_return(frame: list[Any] | None, value: Any) -> Any:
     """``__fa_lret__(frame, value)``: close the lambda's call with its body's value."""
     if frame is not None:
         try:
             frame[RV] = value
-            if _get() is frame:
+            below = _get()
+            if below is frame:
                 close_call(frame, None)
-            elif _get() is not None:  # a call below it that raised was left open
-                _close_abandoned(_get(), frame[FID], None)
+            elif below is not None:  # a call below it that raised was left open
+                _close_abandoned(below, frame[FID], None)
         except RecursionError:
             S.agent_errors += 1
     return value
@@ -759,7 +763,7 @@ def lambda_return(frame: list | None, value: Any) -> Any:
 # Synthetic session roots (one per web request).
 
 def enter_root(name: str, module: str = "<request>", always: bool = False,
-               announce: bool = True) -> list | None:
+               announce: bool = True) -> list[Any] | None:
     """Open a synthetic session root (one web request) that the request's calls nest under.
 
     It always starts a *new* session, even when the request is served from inside another
@@ -788,19 +792,19 @@ def enter_root(name: str, module: str = "<request>", always: bool = False,
         return None
 
 
-def discard(frame: list) -> None:
+def discard(frame: list[Any]) -> None:
     """Close a synthetic root opened with ``announce=False`` without recording it."""
     frame[FLAGS] |= _SKIP
     close_call(frame, None)
 
 
-def rename_root(frame: list | None, name: str, module: str = "<request>") -> None:
+def rename_root(frame: list[Any] | None, name: str, module: str = "<request>") -> None:
     """Rename a synthetic root once the route is known (after URL matching)."""
     if frame is not None:
         frame[FID] = register_function(module, name, "", 0, (), "request")
 
 
-def set_output_shape(frame: list | None, shape: str) -> None:
+def set_output_shape(frame: list[Any] | None, shape: str) -> None:
     """Fix the output shape of a synthetic call (a request root records its HTTP status)."""
     if frame is not None:
         frame[YIELDED] = shape
@@ -827,7 +831,7 @@ def reset_after_fork() -> None:
     _set(None)
 
 
-def unsend_definitions(fns: list, strs: list) -> None:
+def unsend_definitions(fns: list[Any], strs: list[Any]) -> None:
     """A batch carrying these definitions was dropped: send them again with the next one."""
     global _sent_functions, _sent_strings
     with _intern_lock:
