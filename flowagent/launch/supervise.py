@@ -223,6 +223,7 @@ class Sidecar:
     def __init__(self, run_dir: str, db: str, run_id: str, cfg: Config,
                  extra_args: tuple[str, ...] = ()) -> None:
         import subprocess
+        import time
 
         self.run_dir, self.run_id, self.data_dir = run_dir, run_id, cfg.data_dir
         self.log_path = os.path.join(run_dir, rundir.SIDECAR_LOG)
@@ -237,6 +238,9 @@ class Sidecar:
                 [sys.executable, "-m", "flowagent.sidecar", "--run-dir", run_dir, "--db", db,
                  "--run-id", run_id, "--retention", str(cfg.retention_sessions),
                  "--max-data-size", str(cfg.max_data_size),
+                 # the run starts now: the program does not wait for the sidecar, and a short
+                 # one may end before the sidecar has made the run's row
+                 "--started-ns", str(time.time_ns()),
                  *(a for h in cfg.hooks for a in ("--hook", h)), *extra_args],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
                 start_new_session=True)  # out of the way of every signal sent to the program

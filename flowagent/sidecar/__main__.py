@@ -151,14 +151,16 @@ def run_identity(service: str | None = None, host: str | None = None
 def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow: bool,
         retention: Retention = Retention(), hook_specs: tuple[str, ...] = (),
         max_data_size: int = 0, otlp: dict[str, str] | None = None,
-        service: str | None = None, host: str | None = None) -> dict[str, Any]:
+        service: str | None = None, host: str | None = None,
+        started_ns: int = 0) -> dict[str, Any]:
     tune_gc()
     _raise_soft_limits()
     from ..store.limit import data_dir_of
 
     store = open_store(db, data_dir=data_dir_of(db, run_dir))
     if not resume:
-        made = store.create_run(run_id, time.time_ns(), *run_identity(service, host))
+        made = store.create_run(run_id, started_ns or time.time_ns(),
+                                *run_identity(service, host))
         if not made:  # never write one run's records into another's
             raise StoreError(f"run {run_id} already exists in {db}; start the run again "
                              "(it gets a new id)")
@@ -356,11 +358,13 @@ def main(argv: list[str] | None = None) -> int:
                    "FLOWAGENT_SERVICE, else none)")
     p.add_argument("--host", default="", help="host name the run is stored under (default: "
                    "FLOWAGENT_HOST, else this machine's)")
+    p.add_argument("--started-ns", type=int, default=0,
+                   help="when the run started, in ns since the epoch (default: now)")
     a = p.parse_args(argv)
     otlp = {"endpoint": a.otlp_endpoint, "service": a.otlp_service, "host": a.otlp_host}
     summary = run(a.run_dir, a.db, a.run_id, a.poll_ms / 1000.0, a.resume, not a.once,
                   Retention(a.retention, a.error_cap), tuple(a.hook), a.max_data_size,
-                  otlp, a.service or None, a.host or None)
+                  otlp, a.service or None, a.host or None, a.started_ns)
     sys.stdout.write(json.dumps(summary) + "\n")
     sys.stdout.flush()
     return 0
