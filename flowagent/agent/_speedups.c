@@ -1963,7 +1963,109 @@ sp_setprofile(PyObject *module, PyObject *callback)
     Py_RETURN_NONE;
 }
 
+/* -- the agent's audit hook --------------------------------------------------------------
+ * One C audit hook (PySys_AddAuditHook) instead of Python ones: a Python hook is a Python call
+ * for every audited event of the program for the rest of its life (every id(), deepcopy's
+ * per-object id(), sys._getframe, open ...), whether or not the agent wants that event. This
+ * one calls the Python dispatcher only for the events asked for (audit_watch), or for every
+ * event while some part of the agent wants them all (a displaced profiler, a flusher waiting
+ * to restart after a fork). C hooks are process-wide: events of other interpreters are left
+ * alone. */
+#define AUDIT_MAX_NAMES 8
+static PyObject *audit_dispatch = NULL;
+static PyInterpreterState *audit_interp = NULL;
+static int audit_all = 0;
+static int audit_n = 0;
+static char audit_names[AUDIT_MAX_NAMES][32];
+
+static int
+fa_audit_hook(const char *event, PyObject *args, void *unused)
+{
+    PyObject *fn = audit_dispatch, *r;
+    PyThreadState *tstate;
+    (void)unused;
+    if (fn == NULL || PyInterpreterState_Get() != audit_interp)
+        return 0;
+    if (!audit_all) {
+        int i;
+        for (i = 0; i < audit_n; i++)
+            if (strcmp(event, audit_names[i]) == 0)
+                break;
+        if (i == audit_n)
+            return 0;
+    }
+    /* As CPython runs Python hooks: with tracing and profiling paused, so the dispatcher's
+     * own calls reach no profile function (the program's, or the agent's profile backend). */
+    tstate = PyThreadState_Get();
+    Py_INCREF(fn);
+    PyThreadState_EnterTracing(tstate);
+    r = PyObject_CallFunction(fn, "sO", event, args != NULL ? args : Py_None);
+    PyThreadState_LeaveTracing(tstate);
+    Py_DECREF(fn);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *
+sp_audit_install(PyObject *self, PyObject *dispatch)
+{
+    if (!PyCallable_Check(dispatch)) {
+        PyErr_SetString(PyExc_TypeError, "audit_install(dispatch): a callable");
+        return NULL;
+    }
+    if (audit_dispatch == NULL) {
+        Py_INCREF(dispatch);
+        audit_dispatch = dispatch;
+        audit_interp = PyInterpreterState_Get();
+        if (PySys_AddAuditHook(fa_audit_hook, NULL) < 0) {
+            Py_CLEAR(audit_dispatch);
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sp_audit_watch(PyObject *self, PyObject *args)
+{
+    PyObject *names;
+    int all;
+    Py_ssize_t i, n;
+    if (!PyArg_ParseTuple(args, "O!p", &PyTuple_Type, &names, &all))
+        return NULL;
+    n = PyTuple_GET_SIZE(names);
+    if (n > AUDIT_MAX_NAMES) {
+        PyErr_SetString(PyExc_ValueError, "audit_watch: too many event names");
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        Py_ssize_t len;
+        const char *name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(names, i), &len);
+        if (name == NULL)
+            return NULL;
+        if (len >= (Py_ssize_t)sizeof(audit_names[0])) {
+            PyErr_SetString(PyExc_ValueError, "audit_watch: event name too long");
+            return NULL;
+        }
+    }
+    audit_n = 0;  /* (the hook runs with the GIL held, as this does) */
+    for (i = 0; i < n; i++) {
+        strcpy(audit_names[i], PyUnicode_AsUTF8(PyTuple_GET_ITEM(names, i)));
+    }
+    audit_n = (int)n;
+    audit_all = all;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"audit_install", sp_audit_install, METH_O,
+     "audit_install(dispatch): add the agent's C audit hook (once); it calls "
+     "dispatch(event, args) for the events audit_watch names."},
+    {"audit_watch", sp_audit_watch, METH_VARARGS,
+     "audit_watch(names, all): the events the audit hook hands to its dispatcher (every event "
+     "while `all`)."},
     {"profile_on_error", sp_profile_on_error, METH_O,
      "on_error(frame, event, exception) for an exception leaving the setprofile callback."},
     {"setprofile", sp_setprofile, METH_O,

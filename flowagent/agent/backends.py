@@ -101,6 +101,9 @@ class ProfileBackend(HooksMixin):
         self._installed = True
         global _profile
         _profile = self
+        # Its own Python hook, not the agent's shared C one: it must see every event while a
+        # thread is displaced, and re-installs the profile function from inside the hook,
+        # which needs the interpreter's handling of Python hooks (opt-in backend: its cost).
         sys.addaudithook(self._audit)
 
     def _ours(self, fn: Any) -> bool:

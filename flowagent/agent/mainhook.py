@@ -27,7 +27,7 @@ import sys
 from types import CodeType
 from typing import Any, Callable
 
-from . import recorder
+from . import audit, recorder
 from .instrument import OPENERS
 from .guard import program_exception
 
@@ -48,7 +48,7 @@ def install(wants: Callable[[str], bool], nested: bool) -> bool:
     first = _wants is None
     _wants, _nested = wants, nested
     if first:
-        sys.addaudithook(_hook)
+        audit.watch(_hook, frozenset({"exec"}))
     return True
 
 

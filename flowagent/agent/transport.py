@@ -31,7 +31,7 @@ import threading
 import time
 from typing import Any
 
-from . import lineage, recorder, tracecontext
+from . import audit, lineage, recorder, tracecontext
 from ..protocol.ring import RingWriter
 from ..protocol.rundir import ring_name, rings_dir
 from ..protocol.wire import VERSION, Encoder
@@ -85,6 +85,7 @@ class Transport:
         self._paused_for_fork = False
         self._yield_to_fork = False
         self._restart_lock = _native_lock()
+        self._audit_watch: audit.Watch | None = None
         self._restart_pending = False  # the flusher waits for the program to go on (3.13)
         self._fork_call: tuple[int, int] = (0, 0)  # (frame id, instruction) of os.fork()
         self._checking = False
@@ -94,8 +95,9 @@ class Transport:
                                 after_in_child=self._after_fork_child)
             if _FORK_COUNTS_AFTER_HOOKS:
                 # Now, before the program runs: a hook added later (the program's own)
-                # never sees this one's addition.
-                sys.addaudithook(self._audit)
+                # never sees the agent's hook added. It hands this one every event only
+                # while a restart is pending.
+                self._audit_watch = audit.watch(self._audit)
         else:
             os.register_at_fork(after_in_child=self._after_fork_child)
         atexit.register(self.close)
@@ -189,6 +191,16 @@ class Transport:
         # exec's) flush sends them.
         self._restart_pending = True
         recorder.S.wake = self._restart_flusher
+
+    @property
+    def _restart_pending(self) -> bool:
+        return self._pending_restart
+
+    @_restart_pending.setter
+    def _restart_pending(self, pending: bool) -> None:
+        self._pending_restart = pending
+        if self._audit_watch is not None:
+            audit.want_everything(self._audit_watch, pending)
 
     def _restart_flusher(self) -> None:
         """Start the flusher stopped for a fork, once os.fork() has returned: not while it

@@ -668,6 +668,37 @@ scenario("transparency/inspect-stack-bottom", """
     print(len(inspect.stack()), sys._getframe().f_back)
 """, check=recorded(outer=1, where=1))
 
+# The agent's audit hook is added before the program runs and hands on only what it watches:
+# the program's own hook sees the events it would see plainly, and not the agent's addition.
+_OWN_AUDIT_HOOK = """
+    import copy, json, os, sys
+    seen = []
+    # (not builtins.id, open, os.listdir or sys.setprofile: the agent's own Python code raises
+    # those, in the program's threads or its flusher's, and a hook the program adds sees them;
+    # see RELIABILITY)
+    WATCHED = {"sys.addaudithook", "exec", "compile", "os.fork"}
+    def hook(event, args):
+        if event in WATCHED:
+            seen.append(event)
+    def work(d):
+        return copy.deepcopy(d)
+    sys.addaudithook(hook)
+    work({"a": [1, 2], "b": (3,)})
+    id(seen)
+    exec("x = 1")
+    os.listdir(".")
+    if hasattr(os, "fork"):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    with open("prog.py") as f:
+        f.read(1)
+    sys.addaudithook(lambda e, a: None)
+    print(json.dumps(seen))
+"""
+scenario("transparency/own-audit-hook-sees-the-same", _OWN_AUDIT_HOOK)
+
 scenario("transparency/main-module-attributes", """
     import sys, os
     def show():
