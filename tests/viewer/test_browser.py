@@ -195,6 +195,8 @@ def test_architecture_page_interactions(page: Page, demo_url: str, shots: Path) 
     page.screenshot(path=str(shots / "graph-modules.png"))
 
     page.check("input[name=level][value=function]")
+    page.wait_for_url("**level=function**")  # each change loads a page: one at a time
+    graph_ready(page)
     page.check("input[name=errors]")
     page.wait_for_url("**errors=1**")
     page.wait_for_function("() => FA.graphReady === true && FA.cy.nodes('[w]').length < 68")
