@@ -216,13 +216,43 @@ class ProfileBackend(HooksMixin):
 
     def _callback(self, frame: Any, event: str, arg: Any) -> None:
         if event[1] == "_":
-            return  # c_call / c_return / c_exception: builtins are never recorded
+            # c_call / c_return / c_exception: builtins are never recorded, but a generator's
+            # throw() or close() says how the resumption that follows is to be read
+            if event == "c_call" and type(arg) is _BUILTIN_METHOD \
+                    and type(getattr(arg, "__self__", None)) in _RESUMABLE:
+                self._resumer(arg)
+            return
         code = frame.f_code
         fid = self._codes.get(code)
         if fid is None:
             fid = self._classify(frame, code)
         if fid:
             self._handle(frame, event, arg, fid)
+
+    def _resumer(self, method: Any) -> None:
+        """``method`` (a bound ``throw``, ``close``, ``athrow`` or ``aclose``) is about to
+        resume a generator at its yield, and every generator it delegates to with ``yield
+        from``: note which, and the generator object, on their recorder frames. Python 3.11
+        does not pass the thrown exception to the profile function, and on every version
+        only the generator tells whether it then yielded again at the yield it was thrown
+        into (it is suspended) or the exception left it there."""
+        kind = method.__name__
+        if kind not in _RESUMERS:
+            return
+        try:
+            gen = method.__self__
+            for _ in range(_MAX_DELEGATION):
+                attrs = _RESUMABLE.get(type(gen))
+                if attrs is None:
+                    return
+                rec = self._live.get(getattr(gen, attrs[0]))
+                if rec is not None and len(rec) > _RESUMER:
+                    rec[_RESUMER] = (_RESUMERS[kind], gen)
+                gen = getattr(gen, attrs[1])
+        except Exception as exc:
+            if type(exc) is not RecursionError and program_exception(exc):
+                raise
+            recorder.S.agent_errors += 1
 
     def _handle(self, frame: Any, event: str, arg: Any, fid: int) -> None:
         """A call or return of recorded code (``fid``)."""
@@ -231,17 +261,28 @@ class ProfileBackend(HooksMixin):
         if event == "call":
             rec = live.get(frame)
             if rec is not None:  # a generator or coroutine being resumed
+                resumer = rec[_RESUMER]
+                rec[_RESUMER] = None
                 if _op(code, frame.f_lasti) == _YIELD:
-                    # Resumed *at* the yield: close() or throw(). 3.12 passes the exception.
-                    rec[_THROWN] = (frame.f_lasti, type(arg) if isinstance(
-                        arg, BaseException) else GeneratorExit)
+                    # Resumed *at* the yield: close() or throw(). 3.12 passes the exception;
+                    # on 3.11 the throw() or close() seen just before tells which it is.
+                    if isinstance(arg, BaseException):
+                        thrown: Any = type(arg)
+                    elif resumer is not None and resumer[0] is _THROW:
+                        thrown = recorder.UnknownError
+                    else:
+                        thrown = GeneratorExit
+                    rec[_THROWN] = (frame.f_lasti, thrown,
+                                    resumer[1] if resumer is not None else None)
                 recorder.resume(rec)
                 return
             caller = recorder._get()
             if caller is not None and len(caller) > _THROWN and caller[_THROWN]:
                 # The caller was thrown into and goes on (its callee handled the exception):
                 # suspending again at that same await later is not an exit by the exception.
-                caller[_THROWN] = None
+                # A close() is remembered (at no instruction): the GeneratorExit may still
+                # leave it through a finally or a with block that makes this call.
+                caller[_THROWN] = _CLOSING if caller[_THROWN][1] is GeneratorExit else None
             try:
                 loc = frame.f_locals
                 args = tuple(loc.get(p.lstrip("*")) for p in recorder.function_params(fid))
@@ -252,6 +293,7 @@ class ProfileBackend(HooksMixin):
             rec = recorder.open_call(fid, args)
             if rec is not None:
                 rec.append(None)  # _THROWN slot
+                rec.append(None)  # _RESUMER slot
                 live[frame] = rec
         elif event == "return":
             rec = live.get(frame)
@@ -261,7 +303,8 @@ class ProfileBackend(HooksMixin):
             op = _exit_op(code, frame.f_lasti)
             thrown = rec[_THROWN]
             if op == _YIELD and flags & GENERATOR_FLAGS \
-                    and not (thrown and thrown[0] == frame.f_lasti):
+                    and not (thrown and thrown[0] == frame.f_lasti
+                             and not _yielded_again(thrown[2], flags, arg)):
                 rec[_THROWN] = None
                 if flags & CO_ASYNC_GENERATOR:  # only wrapped values are real yields
                     if is_async_yield(arg):
@@ -279,6 +322,9 @@ class ProfileBackend(HooksMixin):
             elif op in _RETURNS:
                 rec[recorder.RV] = arg
                 recorder.close_call(rec, None)
+            elif thrown and thrown[1] is GeneratorExit:
+                # closed, and the GeneratorExit left through a finally or a with block
+                recorder.close_call(rec, GeneratorExit)
             else:
                 recorder.close_call(rec, recorder.UnknownError)
 
@@ -328,6 +374,49 @@ class ProfileBackend(HooksMixin):
                 recorder.close_call(cur, type(exc))
 
 _THROWN = recorder.CPU + 1  # extra slot on profile-backend frames
+# Another: (_THROW or _CLOSE, the generator object) from the throw()/close() about to resume it.
+_RESUMER = _THROWN + 1
+_THROW, _CLOSE = "throw", "close"
+_CLOSING = (-1, GeneratorExit, None)  # a _THROWN value: closed, and it has run since
+_RESUMERS = {"throw": _THROW, "athrow": _THROW, "close": _CLOSE, "aclose": _CLOSE}
+_BUILTIN_METHOD: type = type([].append)
+# The resumable types: (attribute of its frame, attribute of what it delegates to)
+_RESUMABLE: dict[type, tuple[str, str]] = {}
+
+
+def _resumable_types() -> None:
+    def gen() -> Any:
+        yield
+
+    async def coro() -> None:
+        pass
+
+    async def agen() -> Any:
+        yield
+
+    c = coro()
+    _RESUMABLE.update({type(gen()): ("gi_frame", "gi_yieldfrom"),
+                       type(c): ("cr_frame", "cr_await"),
+                       type(agen()): ("ag_frame", "ag_await")})
+    c.close()
+
+
+_resumable_types()
+# throw() into a `yield from` chain: generators passed through at most.
+_MAX_DELEGATION = 1000
+
+
+def _yielded_again(gen: Any, flags: int, arg: Any) -> bool:
+    """A 'return' event at the yield a generator was thrown into: did it handle the
+    exception and yield again there (True), or did the exception leave it (False)?"""
+    if flags & CO_ASYNC_GENERATOR:
+        return is_async_yield(arg)  # an exception leaving it carries no wrapped value
+    if gen is None:
+        return False  # closed by the collector (no close() call seen): it ends there
+    suspended = getattr(gen, "gi_suspended", None)
+    if suspended is None:
+        suspended = getattr(gen, "cr_suspended", False)
+    return bool(suspended)
 # Abandoned calls closed at most at once: a recursion limit's depth, and some.
 _MAX_ABANDONED = 100_000
 

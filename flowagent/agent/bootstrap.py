@@ -44,6 +44,7 @@ def install_helpers() -> None:
     b["__fa_delegate__"] = recorder.Delegate
     b["__fa_lcall__"] = recorder.lambda_call
     b["__fa_lret__"] = recorder.lambda_return
+    b["__fa_reenter__"] = recorder.reenter
 
 
 def _note_preimported(run_dir: str, selector: Selector) -> None:

@@ -12,7 +12,13 @@ Every ``def`` of a selected module keeps its function object; only its body chan
 and a generator's ``x = yield v`` becomes
 ``x = __fa_resume__(__fa_own__(17), (yield __fa_suspend__(17, v)))`` inside
 ``with __fa_gcall__(17, ...)``, so the consumer is the current call while the generator is
-suspended, and a call spans the generator's whole iteration.
+suspended, and a call spans the generator's whole iteration. Each statement holding a
+``yield`` is also wrapped in ``try: ... except: __fa_reenter__(17); raise``: an exception
+thrown into the suspended generator (``throw()``, ``close()``, ``athrow()``) is raised at the
+``yield`` itself, before ``__fa_resume__`` could run, and the handler makes the generator the
+current call again before any of its own handlers, ``finally`` blocks or context managers
+run. An exception table entry costs nothing until an exception passes, and a bare ``raise``
+re-raises without touching the traceback.
 
 Why bodies and not wrappers: the function object stays the user's own, so decorators that
 run while the module executes (``@app.route``, dispatch tables, ``from x import f``) capture
@@ -43,7 +49,8 @@ import re
 from typing import Callable, TypedDict, TypeVar
 
 HELPERS = ("__fa_call__", "__fa_gcall__", "__fa_ret__", "__fa_own__", "__fa_suspend__",
-           "__fa_asuspend__", "__fa_resume__", "__fa_delegate__", "__fa_lcall__", "__fa_lret__")
+           "__fa_asuspend__", "__fa_resume__", "__fa_delegate__", "__fa_lcall__", "__fa_lret__",
+           "__fa_reenter__")
 # The helpers that open a call: a code object naming one of them is instrumented.
 OPENERS = ("__fa_call__", "__fa_gcall__", "__fa_lcall__")
 
@@ -277,6 +284,8 @@ class Instrumenter:
         # Yields before returns: `return (yield x)` rewrites the yield inside the return value.
         for site in reversed(yields):
             _rewrite_yield(site, fid, is_async)
+        if gen:
+            _guard_yields(body, fid)
         returns: list[ast.Return] = []
         _returns(body, returns)
         for ret in returns:
@@ -316,6 +325,68 @@ def _rewrite_yield(site: YieldSite, fid: int, is_async: bool) -> None:
         setattr(parent, field, wrapped)
     else:
         getattr(parent, field)[index] = wrapped
+
+
+def _has_yield(value: object) -> bool:
+    """Does ``value`` (a node, a list of nodes, or a plain field value) hold a ``yield`` of
+    the scope it is written in? (Nested scopes count only for what the enclosing scope
+    evaluates: decorators, defaults, bases.)"""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if type(node) is list:
+            stack.extend(node)
+        elif isinstance(node, ast.AST):
+            if isinstance(node, (ast.Yield, ast.YieldFrom)):
+                return True
+            stack.extend(getattr(node, f, None)
+                         for f in _ENCLOSING_PARTS.get(type(node), node._fields))
+    return False
+
+
+def _guard_yields(stmts: list[ast.stmt], fid: int) -> None:
+    """Wrap each innermost statement holding a ``yield`` in ``try/except: __fa_reenter__``.
+
+    A compound statement is wrapped whole only when a ``yield`` sits in what it evaluates
+    itself (a loop's condition, a ``with``'s items, an ``except`` clause's type): one inside
+    its body is guarded by the body's own statement, so the handler runs before the
+    compound statement's own handlers, ``finally`` and context manager exits."""
+    for i, stmt in enumerate(stmts):
+        t = type(stmt)
+        if t in _COMPOUND:
+            header = False
+            for field in t._fields:
+                value = getattr(stmt, field)
+                if field in ("handlers", "cases"):
+                    for part in value:
+                        header = header or any(_has_yield(getattr(part, f, None))
+                                               for f in part._fields if f != "body")
+                        _guard_yields(part.body, fid)
+                elif field in _STMT_LISTS:
+                    _guard_yields(value, fid)
+                else:
+                    header = header or _has_yield(value)
+            if header:
+                stmts[i] = _guarded(stmt, fid)
+        elif _has_yield(stmt):
+            stmts[i] = _guarded(stmt, fid)
+
+
+def _guarded(stmt: ast.stmt, fid: int) -> ast.Try:
+    """``try: stmt`` / ``except: __fa_reenter__(fid); raise``. The ``try`` sits on
+    ``stmt``'s first line; the handler has no line at all, so a tracer or coverage tool sees
+    no line event when an exception passes (a bare ``raise`` keeps the traceback as it is,
+    and a bare ``except`` looks up no name the program could have rebound)."""
+    at: _Position = {"lineno": stmt.lineno, "col_offset": stmt.col_offset,
+                     "end_lineno": stmt.lineno, "end_col_offset": stmt.col_offset}
+    nowhere: _Position = {"lineno": -1, "col_offset": -1, "end_lineno": -1,
+                          "end_col_offset": -1}
+    reenter = ast.Expr(value=ast.Call(func=ast.Name(id="__fa_reenter__", ctx=_LOAD, **nowhere),
+                                      args=[ast.Constant(fid, **nowhere)], keywords=[],
+                                      **nowhere), **nowhere)
+    handler = ast.ExceptHandler(type=None, name=None, body=[reenter, ast.Raise(**nowhere)],
+                                **nowhere)
+    return ast.Try(body=[stmt], handlers=[handler], orelse=[], finalbody=[], **at)
 
 
 def _accessor(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:

@@ -43,7 +43,8 @@ for _name, _fn in (
         ("__fa_resume__", lambda frame, sent=None: sent),
         ("__fa_delegate__", lambda fid, iterable: iterable),
         ("__fa_lcall__", lambda fid, *args: None),
-        ("__fa_lret__", lambda frame, value: value)):
+        ("__fa_lret__", lambda frame, value: value),
+        ("__fa_reenter__", lambda fid: None)):
     builtins.__dict__.setdefault(_name, _fn)
 """
 

@@ -41,6 +41,7 @@ import gc
 import itertools
 import os
 import random
+import sys
 import threading
 import time
 from array import array
@@ -613,7 +614,16 @@ class Frame(list):  # type: ignore[type-arg]
     __enter__ = list.__len__
 
     def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        _generators.pop(id(_getframe(1)), None)
         close_call(self, et)
+
+
+# The recorder frame of each running or suspended instrumented generator, by the id of its
+# Python frame (which lives as long as the generator): an exception thrown into a suspended
+# generator reaches its code with nothing else in hand (see reenter). Frames are not
+# weak-referenceable; the entry goes when the generator's call closes.
+_generators: dict[int, "Frame"] = {}
+_getframe = sys._getframe
 
 
 def gen_call(fid: int, *args: Any) -> Any:
@@ -623,7 +633,34 @@ def gen_call(fid: int, *args: Any) -> Any:
         return _NOEXIT
     frame = Frame(frame)  # a sampled-out session's frame too: closing it restores the context
     _set(frame)
+    _generators[id(_getframe(1))] = frame
     return frame
+
+
+def reenter(fid: int) -> None:
+    """``except: __fa_reenter__(fid); raise`` around a statement holding a ``yield``: an
+    exception passes through the generator's code, which may have been thrown into it while
+    suspended (``throw()``, ``close()``, ``athrow()``): it runs again, under whoever threw."""
+    try:
+        frame = _generators.get(id(_getframe(1)))
+        if frame is None or frame[FID] != fid:
+            return
+        cur = f = _get()
+        for _ in range(_MAX_ABANDONED):
+            if f is frame:
+                # It was running: calls it made that the exception left open (a lambda's
+                # body raised) end as having raised it, and it is current again.
+                et = sys.exc_info()[0] or UnknownError
+                while cur is not None and cur is not frame:
+                    close_call(cur, et)
+                    cur = _get()
+                return
+            if not isinstance(f, list):
+                break
+            f = f[OUTER]
+        resume(frame)
+    except RecursionError:  # the program is at its limit: its own exception goes on
+        S.agent_errors += 1
 
 
 def own(fid: int) -> list[Any] | None:

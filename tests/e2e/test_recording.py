@@ -341,13 +341,6 @@ def test_exception_raised_inside_a_generator(recorded: Callable[[str], Recording
 
 def test_exception_thrown_into_a_generator(recorded: Callable[[str], Recording], backend: str,
                                            request: pytest.FixtureRequest) -> None:
-    if backend == "profile" and sys.version_info < (3, 12):
-        # 3.12 passes the thrown exception to the profile function; 3.11 does not.
-        request.applymarker(pytest.mark.xfail(
-            reason="BUG: with the profile backend, an exception thrown into a suspended "
-                   "generator (gen.throw(KeyError)) that propagates out of it is recorded as "
-                   "a success (Iterator[int]) and the catching caller as success, not partial",
-            strict=True))
     if backend == "profile" and caveat(backend):
         request.applymarker(pytest.mark.xfail(
             reason=f"LIMITATION: {caveat(backend)}", strict=True))
