@@ -263,9 +263,12 @@ class ProfileBackend(HooksMixin):
             if rec is not None:  # a generator or coroutine being resumed
                 resumer = rec[_RESUMER]
                 rec[_RESUMER] = None
-                if _op(code, frame.f_lasti) == _YIELD:
+                if _op(code, frame.f_lasti) == _YIELD or (
+                        resumer is not None and _exit_op(code, frame.f_lasti) == _YIELD):
                     # Resumed *at* the yield: close() or throw(). 3.12 passes the exception;
-                    # on 3.11 the throw() or close() seen just before tells which it is.
+                    # on 3.11 the throw() or close() seen just before tells which it is (and
+                    # on 3.13, where a resumption is always at the instruction after the
+                    # yield, that it is one).
                     if isinstance(arg, BaseException):
                         thrown: Any = type(arg)
                     elif resumer is not None and resumer[0] is _THROW:
@@ -484,11 +487,12 @@ def caveat(name: str) -> str | None:
     if name in ("profile", "monitor") and sys.version_info >= (3, 13):
         # CPython 3.13 closes a generator suspended at a yield outside try/except without
         # resuming it: no profile or sys.monitoring event tells that its call ended. And the
-        # profile function cannot tell a throw() into a generator from a resumption there.
+        # profile function cannot tell a resumption by the collector's close() from one by
+        # next() (a throw() or close() call it sees just before).
         return (f"on Python 3.13 --backend {name} does not see a generator end when it is "
                 f"closed early (close(), or a loop left) while suspended at a yield outside "
-                f"try/except" + (", nor an exception thrown into it with throw()"
-                                 if name == "profile" else "")
+                f"try/except" + (", and takes one the collector closes at a yield inside "
+                                 "try for a failure" if name == "profile" else "")
                 + "; such calls stay open. The default backend (wrap) records them right")
     return None
 

@@ -46,6 +46,7 @@ import threading
 import time
 from array import array
 from contextvars import ContextVar
+from types import TracebackType
 from typing import Any, Callable
 
 from . import shapes as _shapes
@@ -717,14 +718,21 @@ def resume(frame: list[Any] | None, sent: Any = None) -> Any:
 class Delegate:
     """``yield from it`` inside an instrumented generator: each step runs with the generator
     current (so calls made by ``it`` nest under it) and hands control back to the consumer
-    with the consumer current. Delegated values count as the generator's yields."""
+    with the consumer current. Delegated values count as the generator's yields.
+
+    What ``it`` raises reaches the program with the traceback ``yield from`` gives it
+    without the agent: this class's own frames are taken out of it (see _hide)."""
 
     __slots__ = ("_frame", "_it")
 
     def __init__(self, fid: int, iterable: Any) -> None:
         frame = own(fid)
         self._frame = frame
-        self._it = iter(iterable)
+        try:
+            self._it = iter(iterable)
+        except BaseException as exc:
+            _hide(exc)
+            raise
         if frame is not None:
             _set(frame[OUTER])
 
@@ -750,23 +758,74 @@ class Delegate:
         return value
 
     def __next__(self) -> Any:
-        return self._step(next, self._it)
+        try:
+            return self._step(next, self._it)
+        except StopIteration:
+            raise
+        except BaseException as exc:
+            _hide(exc)
+            raise
 
     def send(self, value: Any) -> Any:
-        if value is None:
-            return self._step(next, self._it)
-        return self._step(self._it.send, value)
+        try:
+            if value is None:
+                return self._step(next, self._it)
+            return self._step(self._it.send, value)
+        except StopIteration:
+            raise
+        except BaseException as exc:
+            _hide(exc)
+            raise
 
     def throw(self, *exc: Any) -> Any:
-        thrower = getattr(self._it, "throw", None)
-        if thrower is None:
-            raise exc[0] if len(exc) == 1 else exc[1]
-        return self._step(thrower, *exc)
+        try:
+            thrower = getattr(self._it, "throw", None)
+            if thrower is None:
+                raise _thrown(*exc)  # as CPython does: raised at the `yield from`
+            return self._step(thrower, *exc)
+        except StopIteration:
+            raise
+        except BaseException as error:
+            _hide(error)
+            raise
 
     def close(self) -> None:
-        closer = getattr(self._it, "close", None)
-        if closer is not None:
-            closer()
+        try:
+            closer = getattr(self._it, "close", None)
+            if closer is not None:
+                closer()
+        except BaseException as exc:
+            _hide(exc)
+            raise
+
+
+def _thrown(typ: Any, val: Any = None, tb: Any = None) -> BaseException:
+    """The exception ``throw(typ[, val[, tb]])`` raises (for an iterator without throw())."""
+    if isinstance(typ, type):
+        error = val if isinstance(val, typ) else typ() if val is None else typ(val)
+    else:
+        error = typ
+    return error.with_traceback(tb) if tb is not None else error  # type: ignore[no-any-return]
+
+
+_DELEGATE_CODES = frozenset(f.__code__ for f in (
+    Delegate.__init__, Delegate._step, Delegate.__next__, Delegate.send, Delegate.throw,
+    Delegate.close))
+
+
+def _hide(exc: BaseException) -> None:
+    """Take Delegate's frames out of ``exc``'s traceback (before a bare ``raise``, which adds
+    none): the caller's frames are added as it propagates, the iterator's stay."""
+    tb = exc.__traceback__
+    kept = []
+    while tb is not None:
+        if tb.tb_frame.f_code not in _DELEGATE_CODES:
+            kept.append(tb)
+        tb = tb.tb_next
+    new = None
+    for t in reversed(kept):
+        new = TracebackType(new, t.tb_frame, t.tb_lasti, t.tb_lineno)
+    exc.__traceback__ = new
 
 
 # ---------------------------------------------------------------------------------------

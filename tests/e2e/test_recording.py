@@ -339,11 +339,8 @@ def test_exception_raised_inside_a_generator(recorded: Callable[[str], Recording
     assert one(g, ":drain")["output_shape"] == "list[int]"
 
 
-def test_exception_thrown_into_a_generator(recorded: Callable[[str], Recording], backend: str,
-                                           request: pytest.FixtureRequest) -> None:
-    if backend == "profile" and caveat(backend):
-        request.applymarker(pytest.mark.xfail(
-            reason=f"LIMITATION: {caveat(backend)}", strict=True))
+def test_exception_thrown_into_a_generator(recorded: Callable[[str], Recording],
+                                           backend: str) -> None:
     g = session_named(recorded("errors"), "__main__:thrower")
     assert outline(g, result=True) == [["thrower:partial", ["numbers:error", "ok:success"]]]
     assert_exception(one(g, ":numbers"), backend, "KeyError")
