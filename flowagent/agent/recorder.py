@@ -801,11 +801,12 @@ class Delegate:
 
 def _thrown(typ: Any, val: Any = None, tb: Any = None) -> BaseException:
     """The exception ``throw(typ[, val[, tb]])`` raises (for an iterator without throw())."""
+    error: BaseException
     if isinstance(typ, type):
         error = val if isinstance(val, typ) else typ() if val is None else typ(val)
     else:
         error = typ
-    return error.with_traceback(tb) if tb is not None else error  # type: ignore[no-any-return]
+    return error.with_traceback(tb) if tb is not None else error
 
 
 _DELEGATE_CODES = frozenset(f.__code__ for f in (
