@@ -803,7 +803,7 @@ def _thrown(typ: Any, val: Any = None, tb: Any = None) -> BaseException:
     """The exception ``throw(typ[, val[, tb]])`` raises (for an iterator without throw())."""
     error: BaseException
     if isinstance(typ, type):
-        error = val if isinstance(val, typ) else typ() if val is None else typ(val)
+        error = val if isinstance(val, typ) else typ() if val is None else typ(val)  # type: ignore[assignment]
     else:
         error = typ
     return error.with_traceback(tb) if tb is not None else error
