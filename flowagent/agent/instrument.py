@@ -373,7 +373,8 @@ def _guard_yields(stmts: list[ast.stmt], fid: int) -> None:
 
 
 def _guarded(stmt: ast.stmt, fid: int) -> ast.Try:
-    """``try: stmt`` / ``except: __fa_reenter__(fid); raise``. The ``try`` sits on
+    """``try: stmt`` / ``except: __fa_reenter__(fid); raise`` (the call itself in a ``try``
+    that lets a missing helper pass). The ``try`` sits on
     ``stmt``'s first line; the handler has no line at all, so a tracer or coverage tool sees
     no line event when an exception passes (a bare ``raise`` keeps the traceback as it is,
     and a bare ``except`` looks up no name the program could have rebound)."""
@@ -384,7 +385,12 @@ def _guarded(stmt: ast.stmt, fid: int) -> ast.Try:
     reenter = ast.Expr(value=ast.Call(func=ast.Name(id="__fa_reenter__", ctx=_LOAD, **nowhere),
                                       args=[ast.Constant(fid, **nowhere)], keywords=[],
                                       **nowhere), **nowhere)
-    handler = ast.ExceptHandler(type=None, name=None, body=[reenter, ast.Raise(**nowhere)],
+    # At interpreter shutdown CPython restores builtins as they were before the agent
+    # started: a generator closed then finds no helper, and closes as it would plainly.
+    gone = ast.ExceptHandler(type=ast.Name(id="NameError", ctx=_LOAD, **nowhere), name=None,
+                             body=[ast.Pass(**nowhere)], **nowhere)
+    guarded = ast.Try(body=[reenter], handlers=[gone], orelse=[], finalbody=[], **nowhere)
+    handler = ast.ExceptHandler(type=None, name=None, body=[guarded, ast.Raise(**nowhere)],
                                 **nowhere)
     return ast.Try(body=[stmt], handlers=[handler], orelse=[], finalbody=[], **at)
 

@@ -365,3 +365,52 @@ def test_a_tracer_sees_where_a_thrown_exception_left_a_generator(
     plain = run_python(["prog.py"], tmp_path)
     assert plain.stdout.decode() == "return 6\n"  # the yield's line
     assert rec.stdout == plain.stdout.decode()
+
+
+# Generators still suspended when the interpreter shuts down: CPython closes them after it
+# put builtins back as they were before the agent started.
+AT_SHUTDOWN = """
+    def leaf(x):
+        return x
+
+
+    def guarded():
+        try:
+            yield 1
+        except KeyError:
+            leaf("never")
+        finally:
+            print("finally ran")
+
+
+    def inner():
+        try:
+            yield 1
+        finally:
+            print("inner finally")
+
+
+    def outer():
+        yield from inner()
+
+
+    class Holder:
+        pass
+
+
+    kept = guarded()
+    next(kept)
+    chain = outer()
+    next(chain)
+    Holder.gen = guarded()
+    next(Holder.gen)
+    print("end of script")
+"""
+
+
+def test_generators_closed_at_shutdown_close_as_plainly(tmp_path: Path, backend: str) -> None:
+    rec = record(AT_SHUTDOWN, tmp_path, backend=backend)
+    plain = run_python(["prog.py"], tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert rec.stdout == plain.stdout.decode()
+    assert "Exception ignored" not in rec.stderr and "__fa_" not in rec.stderr, rec.stderr
