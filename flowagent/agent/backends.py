@@ -218,9 +218,9 @@ class ProfileBackend(HooksMixin):
         if event[1] == "_":
             # c_call / c_return / c_exception: builtins are never recorded, but a generator's
             # throw() or close() says how the resumption that follows is to be read
-            if event == "c_call" and type(arg) is _BUILTIN_METHOD \
+            if event != "c_exception" and type(arg) is _BUILTIN_METHOD \
                     and type(getattr(arg, "__self__", None)) in _RESUMABLE:
-                self._resumer(arg)
+                self._resumer(arg, event == "c_call")
             return
         code = frame.f_code
         fid = self._codes.get(code)
@@ -229,13 +229,15 @@ class ProfileBackend(HooksMixin):
         if fid:
             self._handle(frame, event, arg, fid)
 
-    def _resumer(self, method: Any) -> None:
+    def _resumer(self, method: Any, starts: bool) -> None:
         """``method`` (a bound ``throw``, ``close``, ``athrow`` or ``aclose``) is about to
         resume a generator at its yield, and every generator it delegates to with ``yield
         from``: note which, and the generator object, on their recorder frames. Python 3.11
         does not pass the thrown exception to the profile function, and on every version
         only the generator tells whether it then yielded again at the yield it was thrown
-        into (it is suspended) or the exception left it there."""
+        into (it is suspended) or the exception left it there. When the call returns
+        (``starts`` False), the notes of generators it did not resume go (one down the
+        chain handled the exception)."""
         kind = method.__name__
         if kind not in _RESUMERS:
             return
@@ -247,7 +249,7 @@ class ProfileBackend(HooksMixin):
                     return
                 rec = self._live.get(getattr(gen, attrs[0]))
                 if rec is not None and len(rec) > _RESUMER:
-                    rec[_RESUMER] = (_RESUMERS[kind], gen)
+                    rec[_RESUMER] = (_RESUMERS[kind], gen) if starts else None
                 gen = getattr(gen, attrs[1])
         except Exception as exc:
             if type(exc) is not RecursionError and program_exception(exc):

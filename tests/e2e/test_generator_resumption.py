@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from flowagent.agent.backends import caveat
 from helpers import one, outline, record, run_python
 
 pytestmark = pytest.mark.e2e
@@ -414,3 +415,46 @@ def test_generators_closed_at_shutdown_close_as_plainly(tmp_path: Path, backend:
     assert plain.returncode == 0, plain.stderr
     assert rec.stdout == plain.stdout.decode()
     assert "Exception ignored" not in rec.stderr and "__fa_" not in rec.stderr, rec.stderr
+
+
+DROPPED = """
+    def leaf(x):
+        return x
+
+
+    def inner():
+        while True:
+            try:
+                yield 1
+            except KeyError:
+                leaf("inner")
+
+
+    def outer():
+        try:
+            yield from inner()
+        finally:
+            leaf("outer")
+
+
+    def dropped():
+        g = outer()
+        next(g)
+        g.throw(KeyError("handled by inner"))
+        del g  # the collector closes both
+        return "ok"
+
+
+    dropped()
+"""
+
+
+def test_a_generator_dropped_after_a_handled_throw_is_closed_not_failed(
+        tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    if backend == "profile" and caveat(backend):
+        request.applymarker(pytest.mark.xfail(reason=f"LIMITATION: {caveat(backend)}",
+                                              strict=True))
+    rec = record(DROPPED, tmp_path, backend=backend)
+    [g] = rec.trees()
+    assert outline(g, result=True) == [["dropped:success", [
+        "outer:success", ["inner:success", "leaf:success"], "leaf:success"]]]
