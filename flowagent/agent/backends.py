@@ -239,8 +239,8 @@ class ProfileBackend(HooksMixin):
         (``starts`` False), the notes of generators it did not resume go (one down the
         chain handled the exception)."""
         kind = method.__name__
-        if kind not in _RESUMERS:
-            return
+        if kind not in _RESUMERS or not starts and kind[0] == "a":
+            return  # athrow() and aclose() return an awaitable: it resumes when awaited
         try:
             gen = method.__self__
             for _ in range(_MAX_DELEGATION):
