@@ -44,11 +44,11 @@ import random
 import sys
 import threading
 import time
-from array import array
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Callable
 
+from . import pending as _pending
 from . import shapes as _shapes
 from .guard import program_exception
 from ..protocol.env import is_true
@@ -116,8 +116,8 @@ class _State:
         self.on = False            # master switch: enter() returns None when False
         self.gen = object()        # identity changes at fork: frames of the parent go stale
         self.next_id = itertools.count(1).__next__
-        self.buf = array("q")      # finished calls, N_FIELDS integers each
         self.max_buf = 1 << 18     # records held before the recorder drops (bounded memory)
+        self.buf = _pending.new_buffer(self.max_buf)  # finished calls, see pending.py
         self.flush_at = 1 << 13    # records that wake the flusher early
         self.dropped = 0           # records dropped because the buffer was full
         self.agent_errors = 0      # exceptions inside the agent, swallowed and counted
@@ -134,6 +134,8 @@ class _State:
 
 
 S: Any = _State()
+_taker = _pending.Taker(S.max_buf)  # the flusher's side of the pure twin's buffer
+_pack, _PackError, _REC_BYTES = _pending.pack, _pending.PackError, _pending.REC_BYTES
 
 # ---------------------------------------------------------------------------------------
 # Interning. Ids are per process; a batch carries the definitions it has not sent yet.
@@ -405,18 +407,24 @@ def close_call(frame: list[Any], exc_type: type | None) -> None:
         parent = frame[PARENT]
         if res and parent is not None:
             parent[FLAGS] |= _CHILD_ERR
-        buf = S.buf
-        n = len(buf)
-        if n < S.max_buf * N_FIELDS:
-            # One C call, so the flusher (which takes whole slices) never sees half a record.
-            buf.extend((frame[CID], parent[CID] if parent else 0, frame[SES], frame[FID],
+        try:
+            rec = _pack(frame[CID], parent[CID] if parent else 0, frame[SES], frame[FID],
                         parent[FID] if parent else 0, frame[INS], out, res, exc,
-                        frame[T0], t1, frame[THR], cpu))
-        else:
-            _drop()
+                        frame[T0], t1, frame[THR], cpu)
+        except _PackError:  # a value out of int64 range: the agent's failure, not the program's
+            raise OverflowError("call record out of range") from None
+        try:
+            # One C call appends the whole record (see pending.py): the flusher never sees
+            # half of one. It raises ValueError when the buffer is full.
+            S.buf.write(rec)
+        except ValueError as full:
+            if program_exception(full):
+                raise
+            if not _pending.append_when_full(S, rec):
+                _drop()
         if parent is None and S.sync_sessions:
             S.flush_now()
-        elif n == S.flush_at * N_FIELDS:
+        elif S.buf.tell() == S.flush_at * _REC_BYTES:
             # Once per buffer: waking the flusher at every session end would make one small,
             # badly compressed batch per web request; otherwise it runs on its interval.
             S.wake()
@@ -440,18 +448,12 @@ def _drop() -> None:
 
 def take_calls(limit: int = 0) -> tuple[int, bytes, set[int]]:
     """(count, wire call block, thread idents) of the oldest ``limit`` calls buffered (0: all
-    of them), removed from the buffer.
+    of them), removed from the buffer; fewer than ``limit`` only when nothing is left.
 
-    Called by the flusher. Appends made meanwhile land after the slice taken and are kept
-    (a thread may hold on to ``S.buf`` between reading it and appending, so this twin never
-    swaps the buffer out as the C twin does)."""
-    buf = S.buf
-    n = len(buf)
-    if 0 < limit * N_FIELDS < n:
-        n = limit * N_FIELDS
-    flat = buf[:n]
-    del buf[:n]
-    return n // N_FIELDS, columns(flat), set(flat[_THR_FIELD::N_FIELDS])
+    Called by the flusher (under its lock). Appends made meanwhile are kept for the next
+    call (see pending.py)."""
+    flat = _taker.take(S, limit)
+    return len(flat) // N_FIELDS, columns(flat), set(flat[_THR_FIELD::N_FIELDS])
 
 
 # What instrumented code calls (see instrument.py). A plain function or coroutine becomes
@@ -909,7 +911,7 @@ def set_output_shape(frame: list[Any] | None, shape: str) -> None:
 
 def reset_after_fork() -> None:
     """In a forked child: fresh buffer and ids; frames inherited from the parent go stale."""
-    global _intern_lock, _drop_lock
+    global _intern_lock, _drop_lock, _taker
     # The flusher may have held them when the program forked; it does not exist here.
     _intern_lock = threading.RLock()
     _drop_lock = threading.RLock()
@@ -921,7 +923,8 @@ def reset_after_fork() -> None:
     if _speedups is not None:
         _speedups.reset()
     else:
-        S.buf = array("q")
+        S.buf = _pending.new_buffer(S.max_buf)
+        _taker = _pending.Taker(S.max_buf)
     _scalar_inputs.clear()
     _scalar_outputs.clear()
     _resend_all_definitions()

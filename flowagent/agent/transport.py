@@ -10,8 +10,8 @@ Forks: ``os.register_at_fork`` gives the child a fresh ring, ids and flusher; a 
 bypassed the hooks is caught by a pid check before anything is written, so two processes
 never write into one ring. The parent's side of a fork runs no agent code where it can be
 avoided: the child works out which call forked it from the stack it inherited, and the
-parent keeps its pending records (the C recorder's buffer is not even copied into the
-child, see ``_speedups.c``), so ``os.fork()`` costs about what it costs plainly. Only a
+parent keeps its pending records (neither twin's buffer is even copied into the child,
+see ``_speedups.c`` and ``pending.py``), so ``os.fork()`` costs about what it costs plainly. Only a
 program with no thread of its own on Python 3.12+ has the flusher stopped for the fork
 (:meth:`Transport._before_fork`), so it is single-threaded when Python counts its threads
 for the fork warning: on 3.13, which counts after the parent's hooks, the flusher starts
