@@ -13,4 +13,6 @@ setup(ext_modules=[Extension("flowagent.agent._speedups", ["flowagent/agent/_spe
                              depends=["flowagent/agent/_guard.h", "flowagent/agent/_hotpath.h",
                                       "flowagent/agent/_shapekey.h"], optional=True),
                    Extension("flowagent.agent._cores", ["flowagent/agent/_cores.c"],
-                             depends=["flowagent/agent/_guard.h", "flowagent/agent/_hotpath.h"], optional=True)])
+                             depends=["flowagent/agent/_guard.h", "flowagent/agent/_hotpath.h"], optional=True),
+                   Extension("flowagent.sidecar._fold", ["flowagent/sidecar/_fold.c"],
+                             optional=True)])

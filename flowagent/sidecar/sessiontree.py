@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable
@@ -259,8 +260,18 @@ class SessionTree:
     def _fold_tree(self, cids: list[Any], pars: list[Any], fids: list[Any], pfids: list[Any],
                    ins: list[Any], outs: list[Any], ress: list[Any], excs: list[Any],
                    t0s: list[Any], durs: list[Any]) -> dict[Any, Any]:
+        """The tree pass of :meth:`feed` (:meth:`_fold_tree_py`), in C where the extension
+        was built and the columns are lists."""
+        if _fold_c is not None and type(cids) is list and type(durs) is list:
+            return _fold_c(self, cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs)
+        return self._fold_tree_py(cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs)
+
+    def _fold_tree_py(self, cids: list[Any], pars: list[Any], fids: list[Any],
+                      pfids: list[Any], ins: list[Any], outs: list[Any], ress: list[Any],
+                      excs: list[Any], t0s: list[Any], durs: list[Any]) -> dict[Any, Any]:
         """The tree pass of :meth:`feed`. Returns, per signature, the time its calls spent in
-        their callees (their total time minus this is their self time)."""
+        their callees (their total time minus this is their self time). Its C twin,
+        ``_fold.fold_tree``, computes the same from the same state."""
         ses, namer, opened = self.ses, self.namer, self._open
         # The namer's memos are read inline (a method call per record costs as much as the
         # lookup); a miss goes through the method, which fills the memo.
@@ -438,6 +449,25 @@ class SessionTree:
             out.start = root[_T0]
             out.failed = root[_RES] == ERROR
         return out
+
+
+def _c_fold() -> Callable[..., dict[Any, Any]] | None:
+    """The C tree pass, configured with this module's constants; None where the extension
+    is missing or ``FLOWAGENT_PURE`` asks for the Python twin."""
+    if os.environ.get("FLOWAGENT_PURE", "").strip().lower() not in ("", "0", "false", "no",
+                                                                     "off"):
+        return None
+    try:
+        from . import _fold  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    _fold.configure(ERROR, INCOMPLETE, b"", MAX_KIDS, _add_kid)
+    return _fold.fold_tree  # type: ignore[no-any-return]
+
+
+_fold_c = _c_fold()
+# Which tree pass folds sessions: "c" or "python".
+FOLD_CORE = "python" if _fold_c is None else "c"
 
 
 def _identity(x: int) -> int:

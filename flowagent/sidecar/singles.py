@@ -46,7 +46,10 @@ def pick(ing: Ingestor, proc: Proc, calls: CallColumns, starts: list[Any]) -> di
     if not starts or not n or ing.hooks is not None or proc.pk in ing.resumed:
         return {}
     cids, sess, ress = calls.cols[0], calls.cols[2], calls.cols[7]
-    wanted = set(map(itemgetter(0), starts)).difference(proc.pending, proc.done)
+    # One difference at a time: with several arguments, set.difference walks every one
+    # after the first, and ``proc.done`` holds up to 128k sessions; with one, it walks the
+    # set (a frame's starts) and looks each up.
+    wanted = set(map(itemgetter(0), starts)).difference(proc.pending).difference(proc.done)
     if not wanted:
         return {}
     if len(set(sess)) != n:  # some sessions have several records here: not theirs

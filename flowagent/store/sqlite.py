@@ -69,8 +69,14 @@ CREATE TABLE IF NOT EXISTS sessions(
   ended_ns INTEGER, duration_ns INTEGER, calls INTEGER DEFAULT 0, errors INTEGER DEFAULT 0,
   variant TEXT, tree_kept INTEGER DEFAULT 1, fids TEXT, raised TEXT);
 CREATE INDEX IF NOT EXISTS sessions_run ON sessions(run_id, started_ns);
--- retention walks a run's kept trees newest first, skipping the recent window
-CREATE INDEX IF NOT EXISTS sessions_kept ON sessions(run_id, tree_kept, sid);
+-- retention walks a run's kept trees newest first, skipping the recent window; pruned
+-- sessions (tree_kept 0: most of a long run's) are never looked up by it, and leaving them
+-- out saves an index entry per row written pruned (a drain writes most rows that way).
+-- Queries that use it say tree_kept!=0 (with tree_kept>0, SQLite 3.40 took that range
+-- over tree_kept=? and sorted). It replaced a full index of the same columns.
+DROP INDEX IF EXISTS sessions_kept;
+CREATE INDEX IF NOT EXISTS sessions_kept_live ON sessions(run_id, tree_kept, sid)
+  WHERE tree_kept!=0;
 CREATE TABLE IF NOT EXISTS chunks(
   chunk_id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, pk TEXT, ids INTEGER, calls INTEGER,
   placeholders INTEGER DEFAULT 0, data BLOB);
@@ -127,6 +133,12 @@ _SES_FIELD = CALL_FIELDS.index("ses")
 # into a table with four indexes; SQLite's default (2 MiB) spills dirty pages to the WAL
 # mid-transaction and reads them back. Pages are only held once used.
 _WRITER_CACHE_KIB = 32 * 1024
+
+
+def _live(tree_kept: int) -> str:
+    """The term that lets a query of sessions kept for ``tree_kept`` use the index of kept
+    sessions (``sessions_kept_live``, which holds only rows with tree_kept!=0)."""
+    return " AND tree_kept!=0" if tree_kept != 0 else ""
 
 
 def _chunk_decoder() -> Decoder:
@@ -563,7 +575,7 @@ class SQLiteStore:
     def iter_session_graphs(self, run_id: str) -> Iterator[dict[str, Any]]:
         """Every kept session tree of a run, one at a time (bounded memory for exports)."""
         ids = [r[0] for r in self.db.execute(
-            "SELECT session_id FROM sessions WHERE run_id=? AND tree_kept>0 AND NOT "
+            "SELECT session_id FROM sessions WHERE run_id=? AND tree_kept!=0 AND NOT "
             + lineage.LINKED.format(alias="sessions.") + " ORDER BY started_ns", (run_id,))]
         for sid in ids:
             g = self.session_graph(sid)
@@ -760,12 +772,13 @@ class SQLiteStore:
 
     def count_kept(self, run_id: str, tree_kept: int) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM sessions WHERE run_id=? AND "
-                                   "tree_kept=?", (run_id, tree_kept)).fetchone()[0])
+                                   f"tree_kept=?{_live(tree_kept)}",
+                                   (run_id, tree_kept)).fetchone()[0])
 
     def kept_beyond(self, run_id: str, tree_kept: int, keep: int) -> list[int]:
         return [r[0] for r in self.db.execute(
-            "SELECT sid FROM sessions WHERE run_id=? AND tree_kept=? ORDER BY sid DESC "
-            "LIMIT -1 OFFSET ?", (run_id, tree_kept, keep)).fetchall()]
+            f"SELECT sid FROM sessions WHERE run_id=? AND tree_kept=?{_live(tree_kept)} "
+            "ORDER BY sid DESC LIMIT -1 OFFSET ?", (run_id, tree_kept, keep)).fetchall()]
 
     def prune_trees(self, rowids: Any) -> None:
         from .api import PRUNED
@@ -785,12 +798,13 @@ class SQLiteStore:
         from .api import PRUNED
 
         with self.transaction():
+            live = _live(tree_kept)
             row = self.db.execute(
-                "SELECT sid FROM sessions WHERE run_id=? AND tree_kept=? ORDER BY sid DESC "
-                "LIMIT 1 OFFSET ?", (run_id, tree_kept, keep)).fetchone()
+                f"SELECT sid FROM sessions WHERE run_id=? AND tree_kept=?{live} "
+                "ORDER BY sid DESC LIMIT 1 OFFSET ?", (run_id, tree_kept, keep)).fetchone()
             if row is None:
                 return 0
-            beyond = "SELECT sid FROM sessions WHERE run_id=? AND tree_kept=? AND sid<=?"
+            beyond = f"SELECT sid FROM sessions WHERE run_id=? AND tree_kept=?{live} AND sid<=?"
             args = (run_id, tree_kept, row[0])
             chunks = [r[0] for r in self.db.execute(
                 f"SELECT DISTINCT chunk_id FROM session_chunks WHERE sid IN ({beyond})",
@@ -798,7 +812,7 @@ class SQLiteStore:
             self.db.execute(f"DELETE FROM session_chunks WHERE sid IN ({beyond})", args)
             self.release_chunks(chunks)
             return self.db.execute(
-                f"UPDATE sessions SET tree_kept={PRUNED} WHERE run_id=? AND tree_kept=? "
+                f"UPDATE sessions SET tree_kept={PRUNED} WHERE run_id=? AND tree_kept=?{live} "
                 "AND sid<=?", args).rowcount
 
     def release_chunks(self, chunk_ids: Iterable[int]) -> None:
@@ -977,7 +991,7 @@ class SQLiteStore:
             "FROM sessions s, json_each(s.raised) j "
             "JOIN functions f ON f.run_id=s.run_id AND f.fid=json_extract(j.value, '$[0]') "
             "JOIN shapes sh ON sh.sid=json_extract(j.value, '$[1]') "
-            "WHERE s.run_id=? AND s.errors>0 AND s.tree_kept>0 AND s.raised IS NOT NULL "
+            "WHERE s.run_id=? AND s.errors>0 AND s.tree_kept!=0 AND s.raised IS NOT NULL "
             "GROUP BY f.name, sh.text ORDER BY count DESC, f.name LIMIT ?", (run_id, limit))]
 
     def function_sessions(self, run_id: str, function_name: str,

@@ -1,0 +1,126 @@
+"""The C tree pass (``flowagent.sidecar._fold``) and its Python twin
+(``SessionTree._fold_tree_py``) fold the same records into the same state: random sessions
+with errors caught and not, placeholders, calls ending after a later-started sibling or after
+their caller, callers with more distinct children than ``MAX_KIDS`` and memos cleared on the
+way, fed in batches of random sizes; then the sessions of a real recorded ring."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from flowagent.protocol.wire import CALL_FIELDS, ERROR, INCOMPLETE, PARTIAL, SUCCESS
+from flowagent.sidecar import sessiontree as st
+from flowagent.sidecar.sessiontree import Namer, SessionTree
+
+fold_c = st._c_fold()
+pytestmark = pytest.mark.skipif(fold_c is None, reason="the C extension was not built")
+
+
+def test_the_tree_pass_in_use_is_the_c_one_when_built():
+    assert st._fold_c is not None and st.FOLD_CORE == "c"
+
+
+def _session(rng: random.Random, ses: int, t: int) -> list[tuple[int, ...]]:
+    """One session's records in the order its calls ended (children first)."""
+    out: list[tuple[int, ...]] = []
+    next_id = [ses]
+
+    def call(par: int, pfid: int, depth: int, t0: int) -> tuple[int, int]:
+        cid = next_id[0]
+        next_id[0] += 1
+        fid = rng.choice((1, 2, 3, 4, 5, 6)) if depth else rng.choice((7, 8))
+        n_kids = 0 if depth > 4 or next_id[0] - ses > 2000 else rng.choice((0, 0, 1, 2, 3, 5))
+        if depth == 2 and rng.random() < 0.05:
+            n_kids = st.MAX_KIDS + rng.randrange(300)  # folds its oldest kids
+        now = t0 + rng.randrange(3)
+        child_err = False
+        for _ in range(n_kids):
+            if depth > 1 and n_kids > 50:
+                kid = next_id[0]
+                next_id[0] += 1
+                kfid = 10 + rng.randrange(2000)  # many distinct leaves
+                dur = rng.randrange(50)
+                kres = ERROR if rng.random() < 0.002 else SUCCESS
+                out.append((kid, cid, ses, kfid, fid, 0, 0, kres, 9 if kres else 0, now,
+                            now + dur, 1, 0))
+                child_err |= kres == ERROR
+                now += dur + 1
+            else:
+                now, err = call(cid, fid, depth + 1, now)
+                child_err |= err
+        r = rng.random()
+        res = (ERROR if r < 0.15 or (child_err and r < 0.5) else PARTIAL if r < 0.2
+               else INCOMPLETE if r < 0.22 else SUCCESS)
+        end = now + rng.randrange(100)
+        out.append((cid, par, ses, fid, pfid, rng.choice((0, 3, 4)), rng.choice((0, 5)),
+                    res, rng.choice((9, 11)) if res == ERROR else 0,
+                    t0 if rng.random() < 0.97 else t0 + 10_000, end, 1, rng.randrange(5)))
+        return end + 1, res == ERROR
+
+    call(0, 0, 0, t)
+    if rng.random() < 0.2 and len(out) > 3:  # a call ending after a later-started sibling
+        i = rng.randrange(len(out) - 2)
+        out[i], out[i + 1] = out[i + 1], out[i]
+    if rng.random() < 0.1:  # a late call: made by work the session started, after its root
+        out.append((next_id[0], ses, ses, 3, out[-1][3], 0, 0, SUCCESS, 0, t + 5, t + 6, 1, 0))
+    return out
+
+
+def _state(tree: SessionTree) -> Any:
+    return (tree.sigs, tree.errors, tree.paths, tree.digest, tree.root, tree.end,
+            {k: list(v) for k, v in tree._open.items()})
+
+
+def _fold_both(records: list[tuple[int, ...]], ses: int, cut: list[int],
+               monkeypatch: pytest.MonkeyPatch) -> None:
+    names = {f: f"m:f{f}" if f != 8 else "<request>:root" for f in range(3000)}
+    trees = []
+    for impl in (None, fold_c):
+        monkeypatch.setattr(st, "_fold_c", impl)
+        monkeypatch.setattr(st, "_MEMO_CAP", 64)  # memos cleared while folding
+        tree = SessionTree(ses, Namer(names.get), 7, records[0][9] if records else 0, 1)
+        lo = 0
+        for hi in [*cut, len(records)]:
+            tree.feed(records[lo:hi])
+            lo = hi
+        snapshot = _state(tree)
+        tree.finish()
+        trees.append((snapshot, _state(tree), tree.contribution(lambda f: f, lambda s: s)))
+    assert trees[0] == trees[1]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_c_and_python_fold_random_sessions_alike(seed, monkeypatch):
+    rng = random.Random(seed)
+    ses = 1000 * (seed + 1)
+    records = _session(rng, ses, 10_000)
+    cut = sorted(rng.sample(range(1, len(records)), min(len(records) - 1, rng.randrange(4))))
+    _fold_both(records, ses, cut, monkeypatch)
+
+
+def test_c_and_python_fold_the_placeholders_of_an_open_session_alike(monkeypatch):
+    rng = random.Random(7)
+    records = [r for r in _session(rng, 5, 100) if r[0] != 5]  # the root never ended
+    for impl in (None, fold_c):
+        monkeypatch.setattr(st, "_fold_c", impl)
+        tree = SessionTree(5, Namer(str), 7, 100, 1)
+        tree.feed(records)
+        tree.feed(tree.placeholders())
+        tree.finish()
+        if impl is None:
+            expected = _state(tree), tree.contribution(int, int)
+        else:
+            assert (_state(tree), tree.contribution(int, int)) == expected
+
+
+def test_bad_state_is_an_error_not_a_crash(monkeypatch):
+    monkeypatch.setattr(st, "_fold_c", fold_c)
+    tree = SessionTree(1, Namer(str))
+    tree._open[2] = "not a list"
+    with pytest.raises(TypeError):
+        tree.feed([(3, 2, 1, 1, 1, 0, 0, 0, 0, 1, 2, 1, 0),
+                   (2, 1, 1, 1, 1, 0, 0, 0, 0, 0, 3, 1, 0)])
+    assert len(CALL_FIELDS) == 13
