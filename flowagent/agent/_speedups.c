@@ -779,9 +779,27 @@ skip_session(PyObject *fidobj, PyObject *current, PyObject *value)
     return f;
 }
 
-/* The new frame (new reference), or NULL: not recorded (no error set) or an error. */
+/* The input shape id of arguments `fetch` reads (open_lazy), or -1 with an exception set. */
+static long long
+fetched_input_sid(FnSlot *slot, FaArgsFn fetch, void *ctx, Py_ssize_t nargs)
+{
+    PyObject *argv[FA_LAZY_MAX_ARGS];
+    if (nargs < 0 || nargs > FA_LAZY_MAX_ARGS) {
+        PyErr_SetString(PyExc_ValueError, "open_lazy: too many arguments");
+        return -1;
+    }
+    if (fetch(ctx, argv, nargs) < 0)
+        return -1;
+    long long sid = input_sid(slot, argv, nargs);
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        Py_DECREF(argv[i]);
+    return sid;
+}
+
+/* The new frame (new reference), or NULL: not recorded (no error set) or an error. The
+   arguments are `args`, or, when `fetch` is not NULL, what it reads if the input is shaped. */
 static PyObject *
-open_impl(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs)
+open_with(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs, FaArgsFn fetch, void *ctx)
 {
     Py_ssize_t fid = PyLong_AsSsize_t(fidobj);
     if (fid == -1 && PyErr_Occurred())
@@ -818,7 +836,8 @@ open_impl(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs)
     }
     long long ins = 0;
     int shape = shaped(slot) && !near_recursion_limit();
-    if (shape && (ins = input_sid(slot, args, nargs)) < 0)
+    if (shape && (ins = fetch == NULL ? input_sid(slot, args, nargs)
+                                      : fetched_input_sid(slot, fetch, ctx, nargs)) < 0)
         goto done;
     PyObject *thr = thread_ident();
     if (thr == NULL)
@@ -881,6 +900,12 @@ done:
     Py_DECREF(current);
     Py_DECREF(value);
     return frame;
+}
+
+static inline PyObject *
+open_impl(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs)
+{
+    return open_with(fidobj, args, nargs, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1294,6 +1319,20 @@ api_open(PyObject *fid, PyObject *const *args, Py_ssize_t nargs)
     return frame;
 }
 
+static PyObject *
+api_open_lazy(PyObject *fid, FaArgsFn fetch, void *ctx, Py_ssize_t nargs)
+{
+    if (!S->on)
+        Py_RETURN_NONE;
+    PyObject *frame = open_with(fid, NULL, nargs, fetch, ctx);
+    if (frame == NULL) {
+        if (PyErr_Occurred() && swallow() < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    return frame;
+}
+
 static int
 api_close(PyObject *frame, PyObject *exc_type)
 {
@@ -1310,7 +1349,7 @@ api_close(PyObject *frame, PyObject *exc_type)
 }
 
 static FaHotPath hot_path_api = {FA_HOTPATH_VERSION, api_open, api_close, frame_release, NULL,
-                                 NULL};
+                                 NULL, api_open_lazy};
 
 static PyObject *
 sp_close_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
