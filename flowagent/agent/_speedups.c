@@ -60,6 +60,7 @@ typedef struct {
 static StateObject *S;               /* the one instance (module attribute S) */
 static PyObject *cur_var;            /* ContextVar holding the current frame */
 static PyObject *noexit;             /* context manager of calls that are not recorded */
+static PyObject *int_zero, *int_shaped;  /* 0 and F_SHAPED (cached small ints), for frames */
 
 /* Python callbacks for the rare paths (set by configure()). */
 static PyObject *h_input_sid, *h_output_sid, *h_exc_sid, *h_yield_sid, *h_session_start,
@@ -154,15 +155,25 @@ set_item(PyObject *f, Py_ssize_t i, PyObject *v)   /* steals v */
 static inline long long
 as_ll(PyObject *o)
 {
-    /* Most values a frame holds (ids, flags, shape ids) fit one digit: read it inline. */
+    /* Most values a frame holds (ids, flags, shape ids) fit one digit, and a start time (ns
+       since boot) two: read them inline. */
 #if PY_VERSION_HEX >= 0x030C0000
-    if (PyLong_CheckExact(o) && PyUnstable_Long_IsCompact((PyLongObject *)o))
-        return (long long)PyUnstable_Long_CompactValue((PyLongObject *)o);
+    if (PyLong_CheckExact(o)) {
+        PyLongObject *l = (PyLongObject *)o;
+        if (PyUnstable_Long_IsCompact(l))
+            return (long long)PyUnstable_Long_CompactValue(l);
+        if (PyLong_SHIFT == 30 && l->long_value.lv_tag == (2 << _PyLong_NON_SIZE_BITS))
+            return (long long)l->long_value.ob_digit[0]   /* two digits, positive */
+                   | (long long)l->long_value.ob_digit[1] << PyLong_SHIFT;
+    }
 #else
     if (PyLong_CheckExact(o)) {
         Py_ssize_t size = Py_SIZE(o);
         if (size >= -1 && size <= 1)
             return (long long)size * (long long)((PyLongObject *)o)->ob_digit[0];
+        if (PyLong_SHIFT == 30 && size == 2)
+            return (long long)((PyLongObject *)o)->ob_digit[0]
+                   | (long long)((PyLongObject *)o)->ob_digit[1] << PyLong_SHIFT;
     }
 #endif
 #if LONG_MAX >= LLONG_MAX
@@ -849,14 +860,14 @@ open_with(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs, FaArgsFn fe
         goto fail;
     }
     ses = Py_NewRef(new_session ? cid : ITEM(parent, SES));
-    PyObject *zero = PyLong_FromLong(0);   /* a cached small int: cannot fail */
+    PyObject *zero = Py_NewRef(int_zero);
     PyList_SET_ITEM(frame, CID, cid);
     PyList_SET_ITEM(frame, PARENT, Py_NewRef(parent));
     PyList_SET_ITEM(frame, SES, ses);
     PyList_SET_ITEM(frame, FID, Py_NewRef(fidobj));
     PyList_SET_ITEM(frame, T0, Py_NewRef(zero));
-    PyList_SET_ITEM(frame, INS, PyLong_FromLongLong(ins));
-    PyList_SET_ITEM(frame, FLAGS, PyLong_FromLong(shape ? F_SHAPED : 0));
+    PyList_SET_ITEM(frame, INS, ins == 0 ? Py_NewRef(zero) : PyLong_FromLongLong(ins));
+    PyList_SET_ITEM(frame, FLAGS, Py_NewRef(shape ? int_shaped : zero));
     PyList_SET_ITEM(frame, OUTER, Py_NewRef(parent));
     PyList_SET_ITEM(frame, GEN, Py_NewRef(S->gen));
     PyList_SET_ITEM(frame, THR, thr);
@@ -2182,7 +2193,10 @@ PyInit__speedups(void)
     S->flush_now = Py_NewRef(Py_None);
     cur_var = PyContextVar_New("flowagent_current_call", Py_None);
     noexit = PyObject_New(PyObject, &NoExitType);
-    if (S->gen == NULL || S->session_starts == NULL || cur_var == NULL || noexit == NULL)
+    int_zero = PyLong_FromLong(0);
+    int_shaped = PyLong_FromLong(F_SHAPED);
+    if (S->gen == NULL || S->session_starts == NULL || cur_var == NULL || noexit == NULL
+            || int_zero == NULL || int_shaped == NULL)
         goto fail;
 #ifdef IN_PLACE_BUILD
     const char *refused = in_place_self_test();
