@@ -141,10 +141,11 @@ typedef struct {
     Py_ssize_t rv;           /* recorder.RV: where a return value goes in a recorder frame */
     /* Open calls of plain functions (not generators or coroutines), most recent last: they
        end in the reverse order they began on each thread, so the one ending is found at or
-       near the top and a dict insert and delete per call are saved. Entries own their
-       python frame and recorder frame, as `live` does; past LIVE_STACK open calls, the
-       others go to `live`. */
-    struct { PyObject *frame, *rec; } stack[LIVE_STACK];
+       near the top and a dict insert and delete per call are saved. An entry is keyed by
+       the interpreter's frame of the call and its code object (running_frame), so no frame
+       object is made for it; it owns its recorder frame. Past LIVE_STACK open calls, or
+       where the interpreter's frame cannot be read, the others go to `live`. */
+    struct { void *key; PyObject *code, *rec; } stack[LIVE_STACK];
     int depth;
     PyObject *token;         /* this core's identity in the code-extra slot */
     /* _speedups' C functions, when open_call and close_call are _speedups' own (else NULL:
@@ -156,7 +157,7 @@ typedef struct {
    co_flags), the dict info without the code object (an entry that held its own code would
    keep it alive for ever). Read once per event instead of a dict lookup by id(code). */
 enum { E_TOKEN, E_FID, E_PARAMS, E_FLAGS, E_LEN };
-#define MAX_DIRECT_ARGS 16
+#define MAX_DIRECT_ARGS FA_LAZY_MAX_ARGS
 
 static PyObject *
 done(CoreObject *self, int failed)
@@ -214,32 +215,62 @@ event_frame(void)
     return f;
 }
 
-/* Keep `rec` as the open call of `frame` (a plain function's on the stack, else in live). */
-static int
-push_live(CoreObject *self, PyObject *frame, PyObject *rec, long co_flags)
+/* The interpreter's frame of the running call of `code`: an identity of the call while it
+   runs (a plain function's frame does not move), read without making a frame object (which
+   PyEval_GetFrame does: an allocation at the call and a release at its return). NULL where
+   it cannot be read so. Its first field is the code object (3.12's f_code, 3.13's
+   f_executable): checked, so the frame of other code never passes for this call's. */
+static inline void *
+running_frame(PyObject *code)
 {
-    if (co_flags & FA_SUSPENDS || self->depth == LIVE_STACK)
+#if PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+    PyThreadState *ts = PyThreadState_Get();
+#if PY_VERSION_HEX >= 0x030D0000
+    struct _PyInterpreterFrame *f = ts->current_frame;
+#else
+    struct _PyInterpreterFrame *f = ts->cframe == NULL ? NULL : ts->cframe->current_frame;
+#endif
+    if (f != NULL && *(PyObject **)f == code)
+        return f;
+#endif
+    return NULL;
+}
+
+/* Keep `rec` as the open call: a plain function's on the stack under `key` (its
+   running_frame), else in live under the event's frame object (`frame` if made already). */
+static int
+push_live(CoreObject *self, void *key, PyObject *code, PyObject *frame, PyObject *rec)
+{
+    if (key == NULL || self->depth == LIVE_STACK) {
+        if (frame == NULL && (frame = event_frame()) == NULL)
+            return -1;
         return PyDict_SetItem(self->live, frame, rec);
-    self->stack[self->depth].frame = Py_NewRef(frame);
+    }
+    self->stack[self->depth].key = key;
+    self->stack[self->depth].code = code;   /* compared only: the call holds its code */
     self->stack[self->depth].rec = Py_NewRef(rec);
     self->depth++;
     return 0;
 }
 
-/* The recorder frame of `frame` (new reference, removed from live), or NULL: none or error. */
+/* The recorder frame of the running call of `code` (new reference, no longer kept), or
+   NULL: none or error. The event's frame object is made only to look in `live`. */
 static PyObject *
-pop_live(CoreObject *self, PyObject *frame)
+pop_live(CoreObject *self, PyObject *code)
 {
-    for (int i = self->depth - 1; i >= 0; i--) {
-        if (self->stack[i].frame != frame)
+    void *key = running_frame(code);
+    for (int i = self->depth - 1; key != NULL && i >= 0; i--) {
+        if (self->stack[i].key != key || self->stack[i].code != code)
             continue;
-        PyObject *rec = self->stack[i].rec, *f = self->stack[i].frame;
+        PyObject *rec = self->stack[i].rec;
         self->depth--;
         memmove(&self->stack[i], &self->stack[i + 1], (self->depth - i) * sizeof self->stack[0]);
-        Py_DECREF(f);
         return rec;
     }
     if (PyDict_GET_SIZE(self->live) == 0)
+        return NULL;
+    PyObject *frame = event_frame();
+    if (frame == NULL)
         return NULL;
     PyObject *rec = PyDict_GetItemWithError(self->live, frame);
     if (rec == NULL)
@@ -275,18 +306,40 @@ arguments(PyObject *frame, PyObject *names)
     return args;
 }
 
+/* FaArgsFn of the event's call: the values of the parameters `names` (a tuple), None for
+   one not bound (yet). */
+static int
+frame_args(void *names, PyObject **argv, Py_ssize_t n)
+{
+    PyObject *frame = event_frame();
+    if (frame == NULL)
+        return -1;
+    for (Py_ssize_t got = 0; got < n; got++) {
+        PyObject *v = PyFrame_GetVar((PyFrameObject *)frame,
+                                     PyTuple_GET_ITEM((PyObject *)names, got));
+        if (v == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_NameError)) {
+                while (got > 0)
+                    Py_DECREF(argv[--got]);
+                return -1;
+            }
+            PyErr_Clear();
+            v = Py_NewRef(Py_None);
+        }
+        argv[got] = v;
+    }
+    return 0;
+}
+
 static PyObject *
 core_py_start(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs < 1)
         return done(self, 0);
-    PyObject *code = args[0];
-    PyObject *frame = event_frame();
-    if (frame == NULL)
-        return done(self, 1);
+    PyObject *code = args[0], *frame = NULL;
     PyObject *info = info_of(self, code);
     if (info == NULL) {
-        if (PyErr_Occurred())
+        if (PyErr_Occurred() || (frame = event_frame()) == NULL)
             return done(self, 1);
         PyObject *r = call2(self->classify, code, frame);
         if (r == NULL)
@@ -308,25 +361,21 @@ core_py_start(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *names = PyTuple_GET_ITEM(info, E_PARAMS), *rec;
     Py_ssize_t n = PyTuple_GET_SIZE(names);
+    void *key = co_flags & FA_SUSPENDS ? NULL : running_frame(code);
+    if (key == NULL && frame == NULL && (frame = event_frame()) == NULL) {
+        Py_DECREF(info);
+        return done(self, 1);
+    }
     if (self->hot != NULL && n <= MAX_DIRECT_ARGS) {
-        /* The parameters' values straight into _speedups' open_call: no tuple, no call. */
-        PyObject *argv[MAX_DIRECT_ARGS];
-        Py_ssize_t got = 0;
-        for (; got < n; got++) {
-            PyObject *v = PyFrame_GetVar((PyFrameObject *)frame, PyTuple_GET_ITEM(names, got));
-            if (v == NULL) {
-                if (!PyErr_ExceptionMatches(PyExc_NameError))
-                    break;
-                PyErr_Clear();
-                v = Py_NewRef(Py_None);
-            }
-            argv[got] = v;
-        }
-        rec = got == n ? self->hot->open(PyTuple_GET_ITEM(info, E_FID), argv, n) : NULL;
-        for (Py_ssize_t i = 0; i < got; i++)
-            Py_DECREF(argv[i]);
+        /* Into _speedups' open_call with no tuple and no call; the parameters' values are
+           read (and a frame object made to read them) only if this call's input is shaped. */
+        rec = self->hot->open_lazy(PyTuple_GET_ITEM(info, E_FID), frame_args, names, n);
     }
     else {
+        if (frame == NULL && (frame = event_frame()) == NULL) {
+            Py_DECREF(info);
+            return done(self, 1);
+        }
         PyObject *values = arguments(frame, names);
         if (values == NULL) {
             Py_DECREF(info);
@@ -340,7 +389,7 @@ core_py_start(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
         return done(self, 1);
     int failed = 0;
     if (rec != Py_None)
-        failed = push_live(self, frame, rec, co_flags) < 0;
+        failed = push_live(self, key, code, frame, rec) < 0;
     Py_DECREF(rec);
     return done(self, failed);
 }
@@ -369,10 +418,9 @@ release_rec(CoreObject *self, PyObject *rec)
 static PyObject *
 core_py_return(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *frame = event_frame();
-    if (frame == NULL)
-        return done(self, 1);
-    PyObject *rec = pop_live(self, frame);
+    if (nargs < 1)
+        return done(self, 0);
+    PyObject *rec = pop_live(self, args[0]);
     if (rec == NULL)
         return done(self, PyErr_Occurred() != NULL);
     int failed = 0;
@@ -392,10 +440,7 @@ core_py_unwind(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     /* A global event: most unwinding frames are not ours. */
     if (info_of(self, args[0]) == NULL)
         return done(self, PyErr_Occurred() != NULL);
-    PyObject *frame = event_frame();
-    if (frame == NULL)
-        return done(self, 1);
-    PyObject *rec = pop_live(self, frame);
+    PyObject *rec = pop_live(self, args[0]);
     if (rec == NULL)
         return done(self, PyErr_Occurred() != NULL);
     int failed = close_rec(self, rec, (PyObject *)Py_TYPE(args[2])) < 0;
@@ -518,7 +563,6 @@ core_traverse(CoreObject *self, visitproc visit, void *arg)
     Py_VISIT(self->state);
     Py_VISIT(self->disable);
     for (int i = 0; i < self->depth; i++) {
-        Py_VISIT(self->stack[i].frame);
         Py_VISIT(self->stack[i].rec);
     }
     return 0;
@@ -529,7 +573,6 @@ core_clear(CoreObject *self)
 {
     while (self->depth > 0) {
         self->depth--;
-        Py_CLEAR(self->stack[self->depth].frame);
         Py_CLEAR(self->stack[self->depth].rec);
     }
     Py_CLEAR(self->classify);

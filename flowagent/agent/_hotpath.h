@@ -11,7 +11,13 @@
 #include <Python.h>
 
 #define FA_HOTPATH_CAPSULE "flowagent.agent._speedups._C_API"
-#define FA_HOTPATH_VERSION 2
+#define FA_HOTPATH_VERSION 3
+
+/* Fills argv[0..nargs) with new references to a call's argument values: 0, or -1 with an
+   exception set. `ctx` is the caller's, passed through. */
+typedef int (*FaArgsFn)(void *ctx, PyObject **argv, Py_ssize_t nargs);
+/* The most arguments open_lazy takes. */
+#define FA_LAZY_MAX_ARGS 16
 
 typedef struct {
     int version;
@@ -25,6 +31,10 @@ typedef struct {
     void (*release)(PyObject *frame);
     /* The Python-visible functions these stand for (borrowed: the module lives on). */
     PyObject *open_fn, *close_fn;
+    /* open_call(fid, args) for a call whose `nargs` argument values cost something to read:
+       `fetch` is called only when this call's input is shaped (the shape budget decides
+       before any argument is looked at), so most calls never read them. */
+    PyObject *(*open_lazy)(PyObject *fid, FaArgsFn fetch, void *ctx, Py_ssize_t nargs);
 } FaHotPath;
 
 #endif

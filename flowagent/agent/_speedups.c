@@ -60,6 +60,7 @@ typedef struct {
 static StateObject *S;               /* the one instance (module attribute S) */
 static PyObject *cur_var;            /* ContextVar holding the current frame */
 static PyObject *noexit;             /* context manager of calls that are not recorded */
+static PyObject *int_zero, *int_shaped;  /* 0 and F_SHAPED (cached small ints), for frames */
 
 /* Python callbacks for the rare paths (set by configure()). */
 static PyObject *h_input_sid, *h_output_sid, *h_exc_sid, *h_yield_sid, *h_session_start,
@@ -154,15 +155,25 @@ set_item(PyObject *f, Py_ssize_t i, PyObject *v)   /* steals v */
 static inline long long
 as_ll(PyObject *o)
 {
-    /* Most values a frame holds (ids, flags, shape ids) fit one digit: read it inline. */
+    /* Most values a frame holds (ids, flags, shape ids) fit one digit, and a start time (ns
+       since boot) two: read them inline. */
 #if PY_VERSION_HEX >= 0x030C0000
-    if (PyLong_CheckExact(o) && PyUnstable_Long_IsCompact((PyLongObject *)o))
-        return (long long)PyUnstable_Long_CompactValue((PyLongObject *)o);
+    if (PyLong_CheckExact(o)) {
+        PyLongObject *l = (PyLongObject *)o;
+        if (PyUnstable_Long_IsCompact(l))
+            return (long long)PyUnstable_Long_CompactValue(l);
+        if (PyLong_SHIFT == 30 && l->long_value.lv_tag == (2 << _PyLong_NON_SIZE_BITS))
+            return (long long)l->long_value.ob_digit[0]   /* two digits, positive */
+                   | (long long)l->long_value.ob_digit[1] << PyLong_SHIFT;
+    }
 #else
     if (PyLong_CheckExact(o)) {
         Py_ssize_t size = Py_SIZE(o);
         if (size >= -1 && size <= 1)
             return (long long)size * (long long)((PyLongObject *)o)->ob_digit[0];
+        if (PyLong_SHIFT == 30 && size == 2)
+            return (long long)((PyLongObject *)o)->ob_digit[0]
+                   | (long long)((PyLongObject *)o)->ob_digit[1] << PyLong_SHIFT;
     }
 #endif
 #if LONG_MAX >= LLONG_MAX
@@ -779,9 +790,27 @@ skip_session(PyObject *fidobj, PyObject *current, PyObject *value)
     return f;
 }
 
-/* The new frame (new reference), or NULL: not recorded (no error set) or an error. */
+/* The input shape id of arguments `fetch` reads (open_lazy), or -1 with an exception set. */
+static long long
+fetched_input_sid(FnSlot *slot, FaArgsFn fetch, void *ctx, Py_ssize_t nargs)
+{
+    PyObject *argv[FA_LAZY_MAX_ARGS];
+    if (nargs < 0 || nargs > FA_LAZY_MAX_ARGS) {
+        PyErr_SetString(PyExc_ValueError, "open_lazy: too many arguments");
+        return -1;
+    }
+    if (fetch(ctx, argv, nargs) < 0)
+        return -1;
+    long long sid = input_sid(slot, argv, nargs);
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        Py_DECREF(argv[i]);
+    return sid;
+}
+
+/* The new frame (new reference), or NULL: not recorded (no error set) or an error. The
+   arguments are `args`, or, when `fetch` is not NULL, what it reads if the input is shaped. */
 static PyObject *
-open_impl(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs)
+open_with(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs, FaArgsFn fetch, void *ctx)
 {
     Py_ssize_t fid = PyLong_AsSsize_t(fidobj);
     if (fid == -1 && PyErr_Occurred())
@@ -818,7 +847,8 @@ open_impl(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs)
     }
     long long ins = 0;
     int shape = shaped(slot) && !near_recursion_limit();
-    if (shape && (ins = input_sid(slot, args, nargs)) < 0)
+    if (shape && (ins = fetch == NULL ? input_sid(slot, args, nargs)
+                                      : fetched_input_sid(slot, fetch, ctx, nargs)) < 0)
         goto done;
     PyObject *thr = thread_ident();
     if (thr == NULL)
@@ -830,14 +860,14 @@ open_impl(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs)
         goto fail;
     }
     ses = Py_NewRef(new_session ? cid : ITEM(parent, SES));
-    PyObject *zero = PyLong_FromLong(0);   /* a cached small int: cannot fail */
+    PyObject *zero = Py_NewRef(int_zero);
     PyList_SET_ITEM(frame, CID, cid);
     PyList_SET_ITEM(frame, PARENT, Py_NewRef(parent));
     PyList_SET_ITEM(frame, SES, ses);
     PyList_SET_ITEM(frame, FID, Py_NewRef(fidobj));
     PyList_SET_ITEM(frame, T0, Py_NewRef(zero));
-    PyList_SET_ITEM(frame, INS, PyLong_FromLongLong(ins));
-    PyList_SET_ITEM(frame, FLAGS, PyLong_FromLong(shape ? F_SHAPED : 0));
+    PyList_SET_ITEM(frame, INS, ins == 0 ? Py_NewRef(zero) : PyLong_FromLongLong(ins));
+    PyList_SET_ITEM(frame, FLAGS, Py_NewRef(shape ? int_shaped : zero));
     PyList_SET_ITEM(frame, OUTER, Py_NewRef(parent));
     PyList_SET_ITEM(frame, GEN, Py_NewRef(S->gen));
     PyList_SET_ITEM(frame, THR, thr);
@@ -881,6 +911,12 @@ done:
     Py_DECREF(current);
     Py_DECREF(value);
     return frame;
+}
+
+static inline PyObject *
+open_impl(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs)
+{
+    return open_with(fidobj, args, nargs, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1294,6 +1330,20 @@ api_open(PyObject *fid, PyObject *const *args, Py_ssize_t nargs)
     return frame;
 }
 
+static PyObject *
+api_open_lazy(PyObject *fid, FaArgsFn fetch, void *ctx, Py_ssize_t nargs)
+{
+    if (!S->on)
+        Py_RETURN_NONE;
+    PyObject *frame = open_with(fid, NULL, nargs, fetch, ctx);
+    if (frame == NULL) {
+        if (PyErr_Occurred() && swallow() < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    return frame;
+}
+
 static int
 api_close(PyObject *frame, PyObject *exc_type)
 {
@@ -1310,7 +1360,7 @@ api_close(PyObject *frame, PyObject *exc_type)
 }
 
 static FaHotPath hot_path_api = {FA_HOTPATH_VERSION, api_open, api_close, frame_release, NULL,
-                                 NULL};
+                                 NULL, api_open_lazy};
 
 static PyObject *
 sp_close_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -2143,7 +2193,10 @@ PyInit__speedups(void)
     S->flush_now = Py_NewRef(Py_None);
     cur_var = PyContextVar_New("flowagent_current_call", Py_None);
     noexit = PyObject_New(PyObject, &NoExitType);
-    if (S->gen == NULL || S->session_starts == NULL || cur_var == NULL || noexit == NULL)
+    int_zero = PyLong_FromLong(0);
+    int_shaped = PyLong_FromLong(F_SHAPED);
+    if (S->gen == NULL || S->session_starts == NULL || cur_var == NULL || noexit == NULL
+            || int_zero == NULL || int_shaped == NULL)
         goto fail;
 #ifdef IN_PLACE_BUILD
     const char *refused = in_place_self_test();
