@@ -7,8 +7,12 @@ median what a loaded machine makes of it):
 
 * ``plain``: ``python pass.py`` (a script holding ``pass``; ``python -c pass`` costs the
   same, and ``flowagent run`` takes scripts);
-* ``enabled``: ``python -m flowagent run pass.py`` until it returns (launcher, program with
-  the agent, sidecar start and finish, summary);
+* ``python_c`` and ``no_site``: ``python -c pass`` and ``python -S -c pass``: the floor. The
+  launcher is a console script, one more interpreter start of this Python with its ``site``
+  (``python_c``); ``no_site`` shows what of that is the environment's ``.pth`` files;
+* ``enabled``: ``flowagent run pass.py`` (the console script next to the interpreter, as
+  users run it; ``python -m flowagent`` where there is none) until it returns (launcher,
+  program with the agent, sidecar start and finish, summary);
 * ``disabled``: the same with the production switch off (``FLOWAGENT_ENABLED=0``): the
   launcher only, which becomes the program;
 * ``small`` / ``small_enabled``: a small real program (a script importing a module of its
@@ -17,6 +21,8 @@ median what a loaded machine makes of it):
 and the parts of ``enabled``, each on its own:
 
 * ``launcher_exec``: ``disabled`` minus ``plain``: the launcher's interpreter and imports;
+  ``disabled_over_floor``: that minus ``python_c``, what the launcher adds to its own
+  interpreter's start (the switch read, the command line split, the ``exec``);
 * ``program_agent``: ``python pass.py`` with the environment ``flowagent run`` gives its
   program (captured from a real run; the run directory kept, no sidecar): the agent's
   bootstrap inside the program through ``sitecustomize``;
@@ -167,9 +173,13 @@ def main() -> None:
         data = os.path.join(tmp, "data")
         agent_env = _program_env(tmp)
         sidecar_run = os.path.join(tmp, "sidecar-run")
-        run = [PY, "-m", "flowagent", "run", "--data-dir", data]
+        console = os.path.join(os.path.dirname(PY), "flowagent")
+        launcher = [console] if os.access(console, os.X_OK) else [PY, "-m", "flowagent"]
+        run = [*launcher, "run", "--data-dir", data]
         variants = {
             "plain": ([PY, script], _env()),
+            "python_c": ([PY, "-c", "pass"], _env()),
+            "no_site": ([PY, "-S", "-c", "pass"], _env()),
             "enabled": ([*run, script], _env()),
             "disabled": ([*run, script], _env(FLOWAGENT_ENABLED="0")),
             "small": ([PY, small], _env()),
@@ -213,8 +223,12 @@ def main() -> None:
 
     def added(m: dict[str, float]) -> dict[str, float]:
         out = {k: round((v - m[BASELINE.get(k, "plain")]) * 1000, 1) for k, v in m.items()
-               if k not in ("plain", "small", "sidecar")}
+               if k not in ("plain", "small", "sidecar", "python_c", "no_site")}
         out["launcher_exec"] = round((m["disabled"] - m["plain"]) * 1000, 1)
+        out["disabled_over_floor"] = round((m["disabled"] - m["plain"] - m["python_c"]) * 1000,
+                                           1)
+        out["floor_python_c"] = round(m["python_c"] * 1000, 1)
+        out["floor_no_site"] = round(m["no_site"] * 1000, 1)
         out["sidecar"] = round(m["sidecar"] * 1000, 1)
         return out
 
@@ -227,7 +241,7 @@ def main() -> None:
         "median_s": med, "added_ms": added(med),
         "min_s": low, "min_added_ms": added(low),
         "ratio": {k: round(v / med[BASELINE.get(k, "plain")], 2) for k, v in med.items()
-                  if k not in ("plain", "small")},
+                  if k not in ("plain", "small", "python_c", "no_site")},
         "cpu_median_s": cpu_med, "cpu_added_ms": added(cpu_med),
         "cpu_min_added_ms": added(cpu_low),
         "targets_ms": {"enabled": 50, "disabled": 5}}))

@@ -55,11 +55,9 @@ so it imports the standard library only, and ``tomllib``/``difflib`` only when n
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import NamedTuple
 
 from flowagent.errors import ConfigError
@@ -67,6 +65,7 @@ from flowagent.protocol.env import FALSE_WORDS, TRUE_WORDS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path  # not at run time: every `flowagent run` reads the config first
     from typing import Any
 
 __all__ = [
@@ -176,7 +175,7 @@ def describe_keys() -> list[tuple[str, str, str, str]]:
 def load_config(cwd: str | os.PathLike[str], env: Mapping[str, str],
                 cli: Mapping[str, object]) -> Config:
     """Build the effective Config: defaults -> file -> environment -> command line."""
-    base = Path(os.path.abspath(cwd))
+    base = os.path.abspath(cwd)
     values: dict[str, Any] = {k: v for k, v in Config._field_defaults.items() if k != "sources"}
     values["data_dir"] = _abspath(values["data_dir"], base)
     origin = dict.fromkeys(values, "default")
@@ -185,7 +184,7 @@ def load_config(cwd: str | os.PathLike[str], env: Mapping[str, str],
     if found is not None:
         path, table = found
         for key, raw in _file_items(table, path).items():
-            values[key] = _check(key, raw, f"{key!r} in {path}", path.parent)
+            values[key] = _check(key, raw, f"{key!r} in {path}", os.path.dirname(path))
             origin[key] = str(path)
 
     for var, key in ENV_KEYS.items():
@@ -217,8 +216,12 @@ def load_config(cwd: str | os.PathLike[str], env: Mapping[str, str],
 
 def find_config_file(cwd: str | os.PathLike[str]) -> Path | None:
     """The flowagent.toml or pyproject.toml that load_config would read from ``cwd``, if any."""
-    found = _find_config(Path(os.path.abspath(cwd)))
-    return found[0] if found else None
+    found = _find_config(os.path.abspath(cwd))
+    if found is None:
+        return None
+    from pathlib import Path
+
+    return Path(found[0])
 
 
 def to_child_env(cfg: Config) -> dict[str, str]:
@@ -279,13 +282,21 @@ def validate_glob(pattern: str, where: str) -> str:
 
 # -- internals ---------------------------------------------------------------------------------
 
-def _find_config(start: Path) -> tuple[Path, dict[str, Any]] | None:
-    for directory in (start, *start.parents):
-        own = directory / "flowagent.toml"
-        if own.is_file():
+def _parents(start: str) -> list[str]:
+    """``start`` (absolute) and every directory above it, up to the root."""
+    out = [start]
+    while (up := os.path.dirname(out[-1])) != out[-1]:
+        out.append(up)
+    return out
+
+
+def _find_config(start: str) -> tuple[str, dict[str, Any]] | None:
+    for directory in _parents(start):
+        own = os.path.join(directory, "flowagent.toml")
+        if os.path.isfile(own):
             return own, _read_toml(own)
-        pyproject = directory / "pyproject.toml"
-        if pyproject.is_file():
+        pyproject = os.path.join(directory, "pyproject.toml")
+        if os.path.isfile(pyproject):
             # Cheap text check first: an unrelated (even broken) pyproject.toml higher up the
             # tree must neither cost a parse nor stop the program.
             if "flowagent" not in _read_text(pyproject):
@@ -299,15 +310,16 @@ def _find_config(start: Path) -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as f:
+            return f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}; fix its permissions "
                           "or encoding (UTF-8)") from None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: str) -> dict[str, Any]:
     import tomllib  # only when a candidate file exists
 
     try:
@@ -316,7 +328,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"invalid TOML in {path}: {exc}; fix the syntax there") from None
 
 
-def _file_items(table: Mapping[str, Any], path: Path) -> dict[str, Any]:
+def _file_items(table: Mapping[str, Any], path: str) -> dict[str, Any]:
     items: dict[str, Any] = {}
     for name, value in table.items():
         key = name.replace("-", "_")
@@ -355,7 +367,7 @@ def _parse_text(key: str, text: str, where: str) -> Any:
     return text  # size strings are parsed by _check; paths stay text
 
 
-def _check(key: str, value: Any, where: str, base: Path) -> Any:
+def _check(key: str, value: Any, where: str, base: str) -> Any:
     """Validate one typed value (from any layer) and return it in its Config form."""
     kind = _KEYS[key][0]
 
@@ -419,6 +431,8 @@ def _check(key: str, value: Any, where: str, base: Path) -> Any:
     # float: sample_rate
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise wrong()
+    import math  # only for a sample rate given
+
     if not (math.isfinite(value) and 0 < value <= 1):
         raise ConfigError(f"{where}: must be greater than 0 and at most 1, got {value}")
     return float(value)
@@ -442,7 +456,7 @@ def _check_url(value: Any, where: str, wrong: Any) -> str:
     return text
 
 
-def _check_store(value: Any, where: str, base: Path, wrong: Any) -> str:
+def _check_store(value: Any, where: str, base: str, wrong: Any) -> str:
     if not isinstance(value, (str, os.PathLike)):
         raise wrong()
     text = os.fspath(value).strip()
@@ -477,6 +491,6 @@ def _validate_hook(entry: str, where: str) -> str:
     return entry
 
 
-def _abspath(path: str, base: Path) -> str:
+def _abspath(path: str, base: str) -> str:
     return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
 

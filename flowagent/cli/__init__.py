@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 
 from ..errors import FlowagentError
-from .common import _parser
 
 TYPE_CHECKING = False  # `flowagent run` imports as little as it can: no typing, no argparse
 if TYPE_CHECKING:
@@ -18,6 +17,8 @@ if TYPE_CHECKING:
 
 
 def _read_parser() -> argparse.ArgumentParser:
+    from .common import _parser
+
     p = _parser(prog="flowagent", description="Record how a Python program really flows.")
     p.add_argument("--version", action="store_true")
     sub = p.add_subparsers(dest="command", parser_class=type(p))

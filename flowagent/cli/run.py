@@ -9,7 +9,6 @@ import sys
 
 from ..errors import UsageError
 from ..protocol.env import is_false
-from .common import _parser
 
 TYPE_CHECKING = False  # `flowagent run` imports as little as it can: no typing, no argparse
 if TYPE_CHECKING:
@@ -59,6 +58,8 @@ def _takes_value(option: str) -> bool:
 
 
 def _run_help() -> None:
+    from .common import _parser
+
     p = _parser(prog="flowagent run", description="Run a program under the agent.",
                 usage=_RUN_USAGE)
     for option, (_, metavar, _, text) in RUN_OPTIONS.items():

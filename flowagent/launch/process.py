@@ -2,14 +2,13 @@
 its exit with the program's status.
 
 Imported by every ``flowagent run``, the switched-off one too (which then becomes the program
-with ``exec``): ``os``, ``signal`` and ``sys`` only, so a disabled run loads nothing of the
-launcher's run machinery (supervision, summary, run directory).
+with ``exec``): ``os`` and ``sys`` only, so a disabled run loads nothing of the launcher's run
+machinery (supervision, summary, run directory).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 
@@ -41,6 +40,8 @@ def exit_like(rc: int, end_process: bool = False) -> None:
     the process once its output is flushed, without tearing the interpreter down (tens of
     milliseconds at the end of every run, after everything is said)."""
     if rc < 0:
+        import signal
+
         sys.stdout.flush()
         sys.stderr.flush()
         if -rc not in (signal.SIGKILL, signal.SIGSTOP):  # those cannot be caught anyway

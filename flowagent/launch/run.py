@@ -108,36 +108,44 @@ def run(cfg: Config, target: Target, cwd: str, ends_process: bool = False) -> in
                          "recording\n")
         exec_plain(target.kind, target.name, target.args)
     # The sidecar's interpreter boots on another core while this one gets the program ready.
-    from ..agent.backends import choose
     from ..config import to_child_env
 
-    backend, reason = choose(cfg.backend)
-    if cfg.verbose:
-        sys.stderr.write(f"flowagent: backend {backend.name}: {reason}\n")
-    from ..agent.backends import caveat
-
-    if caveat(backend.name):
-        sys.stderr.write(f"flowagent: note: {caveat(backend.name)}\n")
+    # The backend: `auto` is resolved by the agent in each process of the run, with the same
+    # function on the same interpreter, so the launcher need not load the agent's backends
+    # (the recorder, the instrumenter) before the program starts: it names the choice for
+    # the run's row while the program runs. A requested backend, --verbose, or a command
+    # line that depends on the choice (`-- python app.py`, a script read from a pipe) is
+    # resolved first, as the user reads its note or reason before the program's output.
+    command = _command(target, instruments_main=True)
+    backend_name = ""
+    if (cfg.verbose or cfg.backend != "auto"
+            or command != _command(target, instruments_main=False)):
+        backend_name, instruments_main = _resolve_backend(cfg)
+        command = _command(target, instruments_main)
     env = dict(os.environ)
     env.update(to_child_env(cfg))
     roots = [cwd] + ([_script_dir(target.path)] if target.kind == "script" else [])
     env.update(FLOWAGENT_RUN_DIR=run_dir, FLOWAGENT_RUN_ID=run_id, FLOWAGENT_PREFIX=sys.prefix,
-               FLOWAGENT_ROOTS=os.pathsep.join(roots), FLOWAGENT_BACKEND=backend.name,
+               FLOWAGENT_ROOTS=os.pathsep.join(roots),
+               FLOWAGENT_BACKEND=backend_name or cfg.backend,
                PYTHONPATH=_pythonpath(bootstrap_dir(), os.environ.get("PYTHONPATH")))
     try:
-        program = Supervisor(_command(target, backend.capabilities.instruments_main), env)
+        program = Supervisor(command, env)
     except OSError as exc:
         sidecar.stop()
         raise TargetError(f"cannot start {target.describe()}: {exc.strerror}") from None
     # While the program runs: the launcher's part of the run's row, so that the end of the
     # run follows the program's exit at once (signals meanwhile wait, blocked, for wait()).
     try:
-        row = _run_row(target, cwd, backend.name)
+        if not backend_name:
+            backend_name = _resolve_backend(cfg)[0]
+        row = _run_row(target, cwd, backend_name)
     except Exception:  # noqa: BLE001 - made again after the program, where it is reported
         row = None
     rc = program.wait(on_other_child=sidecar.check)
     try:
-        end = _ended(row if row is not None else _run_row(target, cwd, backend.name), rc)
+        end = _ended(row if row is not None else _run_row(target, cwd, backend_name or
+                                                           _resolve_backend(cfg)[0]), rc)
         summary = sidecar.finish(end)
         sidecar.report()
         if sidecar.started and not (summary or {}).get("run_row"):
@@ -154,6 +162,20 @@ def run(cfg: Config, target: Target, cwd: str, ends_process: bool = False) -> in
     if not ends_process:
         sidecar.reap()
     return rc
+
+
+def _resolve_backend(cfg: Config) -> tuple[str, bool]:
+    """The backend that records (the agent's own choice, see
+    :func:`flowagent.agent.backends.choose`): its name and whether it instruments a main
+    script; its reason under --verbose and what it cannot record on this Python are said."""
+    from ..agent.backends import caveat, choose
+
+    backend, reason = choose(cfg.backend)
+    if cfg.verbose:
+        sys.stderr.write(f"flowagent: backend {backend.name}: {reason}\n")
+    if caveat(backend.name):
+        sys.stderr.write(f"flowagent: note: {caveat(backend.name)}\n")
+    return backend.name, backend.capabilities.instruments_main
 
 
 def _say(line: str) -> None:

@@ -216,13 +216,84 @@ class Supervisor:
 
 # -- the run -----------------------------------------------------------------------------------
 
+class _Spawned:
+    """The sidecar's process, started with ``posix_spawn``: before ``subprocess`` is even
+    imported (the sidecar is the longest part of a short run, so it starts first), in its own
+    session (out of the way of every signal sent to the program), stdin and stdout pipes to
+    the launcher, stderr into its log, signals as a new program has them, and none of the
+    descriptors the launcher inherited for the program. What :class:`Sidecar` uses of a
+    ``subprocess.Popen``: ``pid``, ``stdin``, ``stdout``, ``returncode``, ``poll``, ``wait``,
+    ``kill``."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: str) -> None:
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        try:
+            log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                          0o666)
+            try:
+                # dup2 clears close-on-exec on the copies; the originals stay behind.
+                actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
+                           (os.POSIX_SPAWN_DUP2, log, 2),
+                           *((os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited_fds())]
+                self.pid = os.posix_spawn(
+                    argv[0], argv, env, file_actions=actions, setsid=True,
+                    setsigdef=_RESTORED_SIGNALS)
+            finally:
+                os.close(log)
+        except BaseException:
+            for fd in (in_w, out_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(in_r)
+            os.close(out_w)
+        self.stdin = open(in_w, "wb", buffering=0)  # noqa: SIM115 - closed by finish()
+        self.stdout = open(out_r, "rb", buffering=0)  # noqa: SIM115
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        while self.returncode is None:
+            try:
+                _, status = os.waitpid(self.pid, 0)
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                self.returncode = 0  # reaped elsewhere: its status is lost
+                break
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+# Python ignores these at start-up and a spawned program keeps what is ignored; set back to
+# their defaults, as subprocess's restore_signals does.
+_RESTORED_SIGNALS = tuple(getattr(signal, s) for s in ("SIGPIPE", "SIGXFSZ")
+                          if hasattr(signal, s))
+
+
 class Sidecar:
     """The sidecar process of one run, started without waiting for it. Its READY line, its
     summary and, when it fails, the cause are read when the launcher needs them."""
 
     def __init__(self, run_dir: str, db: str, run_id: str, cfg: Config,
                  extra_args: tuple[str, ...] = ()) -> None:
-        import subprocess
         import time
 
         self.run_dir, self.run_id, self.data_dir = run_dir, run_id, cfg.data_dir
@@ -233,17 +304,15 @@ class Sidecar:
         for name in ("FLOWAGENT_SERVICE", "FLOWAGENT_HOST"):  # what the run's row names
             if os.environ.get(name):
                 env[name] = os.environ[name]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "flowagent.sidecar", "--run-dir", run_dir, "--db", db,
-                 "--run-id", run_id, "--retention", str(cfg.retention_sessions),
-                 "--max-data-size", str(cfg.max_data_size),
-                 # the run starts now: the program does not wait for the sidecar, and a short
-                 # one may end before the sidecar has made the run's row
-                 "--started-ns", str(time.time_ns()),
-                 *(a for h in cfg.hooks for a in ("--hook", h)), *extra_args],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
-                start_new_session=True)  # out of the way of every signal sent to the program
+        self.proc = _Spawned(
+            [sys.executable, "-m", "flowagent.sidecar", "--run-dir", run_dir, "--db", db,
+             "--run-id", run_id, "--retention", str(cfg.retention_sessions),
+             "--max-data-size", str(cfg.max_data_size),
+             # the run starts now: the program does not wait for the sidecar, and a short
+             # one may end before the sidecar has made the run's row
+             "--started-ns", str(time.time_ns()),
+             *(a for h in cfg.hooks for a in ("--hook", h)), *extra_args],
+            env, self.log_path)
         self.started = False    # it said READY: the run's row exists in the store
         self.failure = ""       # why it failed, once known
         self._reported = False

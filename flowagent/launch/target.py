@@ -5,15 +5,20 @@ becoming the plain program when recording is off.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 from ..errors import TargetError
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of every run's start-up
 if TYPE_CHECKING:
+    import signal
     from collections.abc import Sequence
     from typing import NoReturn
+else:
+    try:  # the C module under `signal`: what exec_plain needs, without its enums (~2 ms)
+        import _signal as signal
+    except ImportError:  # an interpreter without it
+        import signal
 
 
 

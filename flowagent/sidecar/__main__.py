@@ -20,7 +20,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from typing import Any
 
 from ..errors import StoreError
@@ -378,6 +377,8 @@ def _exit_code() -> int:
     except SystemExit as exc:  # argparse's usage errors
         return exc.code if isinstance(exc.code, int) else 2
     except BaseException as exc:
+        import traceback  # only on the way out with an error: it costs every start ~4 ms
+
         try:
             traceback.print_exc()
         except (OSError, ValueError):

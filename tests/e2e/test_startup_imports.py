@@ -39,7 +39,7 @@ def test_a_switched_off_run_loads_only_what_becoming_the_program_needs(program: 
     assert "flowagent.launch.target" in launcher  # the option is read: it did run
     heavy = {"flowagent.config", "flowagent.launch.run", "flowagent.launch.supervise",
              "flowagent.launch.summary", "flowagent.protocol.rundir", "argparse", "typing",
-             "subprocess", "json", "dataclasses"}
+             "subprocess", "json", "dataclasses", "signal", "flowagent.cli.common"}
     assert not launcher & heavy, sorted(launcher & heavy)
     assert not (program / ".flowagent").exists()  # and nothing was recorded
 
