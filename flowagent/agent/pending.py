@@ -19,7 +19,7 @@ anonymous memory marked ``MADV_WIPEONFORK``: a fork copies none of its page tabl
 takes no copy-on-write faults on it afterwards, and a child sees the mapping zeroed, still
 valid, so agent code running in the child before its reset cannot crash (``MADV_DONTFORK``
 would leave it unmapped). The parent's pending records are the parent's to send; the child
-starts with fresh mappings (:func:`reset`), as the C twin does (``_speedups.c``).
+starts with fresh mappings (``recorder.reset_after_fork``), as the C twin does (``_speedups.c``).
 
 A mapping starts small and grows to ``S.max_buf`` records (``mremap`` keeps the advice); one
 that a burst grew is shrunk again when it is emptied, so the peak is not kept.

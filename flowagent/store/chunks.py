@@ -19,6 +19,7 @@ check of :class:`SQLiteStore` covers the wire version too.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,14 +39,19 @@ _CALL_ID, _FID, _RESULT, _EXC_SID, _T0 = (
 _SES = CALL_FIELDS.index("ses")  # wire layout
 
 
-_codec: dict[str, Any] = {}  # one encoder and one decoder per process, made on first use
+# An encoder and a decoder per thread, made on first use: zstandard's compressor and
+# decompressor objects must never be used by two threads at once (the viewer serves requests
+# in threads; a shared decompressor handed one of them garbage: "undecodable batch").
+_codec = threading.local()
 
 
 def encode(rows: list[tuple], anchor: tuple[int, int] = (0, 0)) -> bytes:
     """Rows in wire layout (:data:`flowagent.protocol.wire.CALL_FIELDS`) → a chunk."""
     from ..protocol.wire import VERSION, Encoder
 
-    enc = _codec.get("enc") or _codec.setdefault("enc", Encoder())
+    enc = getattr(_codec, "enc", None)
+    if enc is None:
+        enc = _codec.enc = Encoder()
     return enc.encode({"v": VERSION, "anchor": list(anchor)}, rows)
 
 
@@ -53,7 +59,9 @@ def decode(data: bytes) -> tuple[list[tuple], tuple[int, int]]:
     """A chunk → (rows in wire layout, clock anchor)."""
     from ..protocol.wire import Decoder
 
-    dec = _codec.get("dec") or _codec.setdefault("dec", Decoder())
+    dec = getattr(_codec, "dec", None)
+    if dec is None:
+        dec = _codec.dec = Decoder()
     batch = dec.decode(bytes(data))
     a = batch.get("anchor") or (0, 0)
     return batch["calls"], (int(a[0]), int(a[1]))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from itertools import compress
@@ -142,13 +143,15 @@ def _live(tree_kept: int) -> str:
 
 
 def _chunk_decoder() -> Decoder:
-    dec = _DECODER.get("dec")
+    dec: Decoder | None = getattr(_DECODER, "dec", None)
     if dec is None:
-        dec = _DECODER["dec"] = Decoder()
+        dec = _DECODER.dec = Decoder()
     return dec
 
 
-_DECODER: dict[str, Decoder] = {}  # made on first use (zstandard loads)
+# One per thread, made on first use (zstandard loads): a decompressor must never be used by
+# two threads at once (the viewer's requests run in threads).
+_DECODER = threading.local()
 
 
 def session_where(run_id: str | None, result: str | None, root: str | None,
