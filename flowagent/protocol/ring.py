@@ -39,6 +39,15 @@ import struct
 import zlib
 from typing import Iterator
 
+try:
+    # Loaded with this module, not when the first ring is made: that is on the agent's
+    # flusher thread, and a program forking while a thread imports a module leaves the child
+    # that module's import lock held by a thread it does not have (the child's own first
+    # ring then waited for it forever).
+    import resource
+except ImportError:  # not on every platform
+    resource = None  # type: ignore[assignment]
+
 MAGIC = b"FLOWRING"
 VERSION = 1
 HEADER_SIZE = 4096
@@ -91,9 +100,7 @@ def fit_limits(capacity: int) -> int:
     ignore it (Python ignores it, a program may restore it): the ring file stays below it.
     RLIMIT_AS: the mapping counts against the program's address space: the ring takes a
     bounded share of what is left, so a program that fits plainly still fits."""
-    try:
-        import resource
-    except ImportError:
+    if resource is None:
         return capacity
     fit = capacity
     soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]

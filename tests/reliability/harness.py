@@ -203,11 +203,11 @@ def _execute(argv: list[str], cwd: Path, env: Mapping[str, str], s: Scenario) ->
     try:
         out, err = proc.communicate(s.stdin, timeout=s.timeout)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        out, err = proc.communicate()
+        # The program runs in a process group of its own (the launcher's holder leads
+        # it): kill the whole session, or a process of it holding the pipes keeps this
+        # communicate() waiting for good.
+        _kill_session(proc.pid)
+        out, err = proc.communicate(timeout=30)
         raise AssertionError(
             f"{s.name}: {shlex.join(argv)} did not end within {s.timeout} s; stdout "
             f"{out[-1500:]!r}, stderr {err[-1500:]!r}") from None
@@ -218,6 +218,19 @@ def _execute(argv: list[str], cwd: Path, env: Mapping[str, str], s: Scenario) ->
         except (ProcessLookupError, PermissionError):
             pass
     return Outcome(proc.returncode, out, err, time.monotonic() - started)
+
+
+def _kill_session(sid: int) -> None:
+    """SIGKILL every process of session ``sid`` (the launcher's, started with
+    ``start_new_session``: the program and its children are in it, whatever their group)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry)) == sid:
+                os.kill(int(entry), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _plain_env(s: Scenario) -> dict[str, str]:
