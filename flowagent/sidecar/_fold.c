@@ -12,6 +12,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 
 /* Positions of an open call's state (sessiontree.O_*). */
 enum { O_FID, O_T0, O_CHILD_NS, O_ERR_CHILD, O_FOLD, O_KIDS, O_KID_T0, O_PATHS, O_WAITERS,
@@ -390,7 +391,424 @@ done:
     return result;
 }
 
+/* ---- decoding a batch's call block (wire._columns) -------------------------------------- */
+
+enum { N_FIELDS = 13, F_CID = 0, F_T0 = 9, F_T1 = 10 };
+
+/* A list of n values; equal neighbours share one int object (a session, thread or
+ * function id repeats down its column), so most values cost no allocation. */
+static PyObject *
+int_list(const int64_t *v, Py_ssize_t n)
+{
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        return NULL;
+    PyObject *prev = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o;
+        if (prev != NULL && v[i] == v[i - 1]) {
+            o = prev;
+            Py_INCREF(o);
+        } else if ((o = PyLong_FromLongLong(v[i])) == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, o);
+        prev = o;
+    }
+    return out;
+}
+
+/* decode_columns(n, data) -> (cols, dur) or None: wire._columns without a Python object
+ * per byte plane or per intermediate column. None when a running sum leaves int64 (only a
+ * malformed block does that): the caller decodes it the Python way, with unbounded ints. */
+static PyObject *
+decode_columns(PyObject *self, PyObject *args)
+{
+    Py_ssize_t n;
+    Py_buffer buf;
+    if (!PyArg_ParseTuple(args, "ny*", &n, &buf))
+        return NULL;
+    PyObject *result = NULL, *cols = NULL, *dur = NULL;
+    int64_t *v = NULL;
+    if (n < 0 || buf.len != n * N_FIELDS * 8) {
+        PyErr_SetString(PyExc_ValueError, "call block does not hold the announced calls");
+        goto done;
+    }
+    Py_ssize_t total = n * N_FIELDS;
+    if ((v = PyMem_Malloc((size_t)(total ? total : 1) * 2 * sizeof(int64_t))) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int64_t *t1 = v + total;  /* end times, beside the block */
+    const unsigned char *src = buf.buf;
+    for (Py_ssize_t i = 0; i < total; i++)
+        v[i] = src[i];
+    for (int b = 1; b < 8; b++) {
+        const unsigned char *plane = src + b * total;
+        for (Py_ssize_t i = 0; i < total; i++)
+            v[i] |= (int64_t)((uint64_t)plane[i] << (8 * b));
+    }
+    int64_t *cid = v + F_CID * n, *t0 = v + F_T0 * n, *d = v + F_T1 * n;
+    for (Py_ssize_t i = 1; i < n; i++)
+        if (__builtin_add_overflow(cid[i - 1], cid[i], &cid[i]) ||
+                __builtin_add_overflow(t0[i - 1], t0[i], &t0[i]))
+            goto fallback;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (__builtin_add_overflow(t0[i], d[i], &t1[i]))
+            goto fallback;
+    if ((cols = PyList_New(N_FIELDS)) == NULL)
+        goto done;
+    for (int f = 0; f < N_FIELDS; f++) {
+        PyObject *col = int_list(f == F_T1 ? t1 : v + f * n, n);
+        if (col == NULL)
+            goto done;
+        PyList_SET_ITEM(cols, f, col);
+    }
+    if ((dur = int_list(d, n)) == NULL)
+        goto done;
+    result = PyTuple_Pack(2, cols, dur);
+    goto done;
+fallback:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_Free(v);
+    Py_XDECREF(cols);
+    Py_XDECREF(dur);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
+/* ---- the signature statistics of a batch (SessionTree.feed's Counter loop) --------------- */
+
+enum { S_FID, S_PFID, S_IN, S_OUT, S_RES, S_EXC, S_DUR, S_CPU, S_COLS };
+enum { A_CALLS, A_TOTAL, A_SELF, A_MIN, A_MAX, A_CPU, A_HIST, A_LEN };
+
+static Py_ssize_t EXACT = 64, SUB = 8, SHIFT = 3;
+static PyObject *TO_BUCKETS = NULL;
+
+static int64_t
+bucket_of(int64_t ns)
+{
+    if (ns < SUB)
+        return ns > 0 ? ns : 0;
+    int e = 63 - __builtin_clzll((unsigned long long)ns);
+    return (e - SHIFT + 1) * SUB + ((ns >> (e - SHIFT)) & (SUB - 1));
+}
+
+static uint64_t
+mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    return h * 0xff51afd7ed558ccdULL;
+}
+
+typedef struct {
+    Py_ssize_t first;   /* the call that first had this signature in the batch */
+    PyObject *acc;      /* sigs[key] (borrowed: sigs holds it) */
+    int64_t calls, total, lo, hi, cpu;
+} Sig;
+
+typedef struct {
+    Py_ssize_t sig;     /* index into the Sig array, -1: empty */
+    int64_t d, count;
+    Py_ssize_t next;    /* pairs in first-seen order */
+} Pair;
+
+/* h[key] = h.get(key, 0) + count */
+static int
+hist_add(PyObject *h, int64_t key, int64_t count)
+{
+    PyObject *k = PyLong_FromLongLong(key), *c = PyLong_FromLongLong(count);
+    int r = (k && c) ? add_to(h, k, c) : -1;
+    Py_XDECREF(k);
+    Py_XDECREF(c);
+    return r;
+}
+
+/* count_sigs(sigs, fids, pfids, ins, outs, ress, excs, durs, cpus, incomplete) -> bool:
+ * the statistics part of SessionTree.feed, which documents it: per signature, calls, total
+ * (and self, before the callees' time is taken off), min, max, CPU and the duration
+ * histogram, updated once per distinct (signature, duration) in the order they first
+ * occur, as Counter's loop does. False (and nothing changed) when a value is not an int64
+ * or a sum could leave int64: the caller counts them the Python way. */
+static PyObject *
+count_sigs(PyObject *self, PyObject *args)
+{
+    PyObject *sigs, *cols[S_COLS], *incomplete_obj;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!O!O!O!O", &PyDict_Type, &sigs,
+                          &PyList_Type, &cols[0], &PyList_Type, &cols[1], &PyList_Type, &cols[2],
+                          &PyList_Type, &cols[3], &PyList_Type, &cols[4], &PyList_Type, &cols[5],
+                          &PyList_Type, &cols[6], &PyList_Type, &cols[7], &incomplete_obj))
+        return NULL;
+    if (TO_BUCKETS == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_fold.configure_sigs() was not called");
+        return NULL;
+    }
+    long long incomplete = PyLong_AsLongLong(incomplete_obj);
+    if (incomplete == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(cols[0]);
+    for (int k = 1; k < S_COLS; k++)
+        if (PyList_GET_SIZE(cols[k]) != n) {
+            PyErr_SetString(PyExc_ValueError, "columns of different lengths");
+            return NULL;
+        }
+    PyObject *result = NULL;
+    int64_t *v = NULL;
+    Sig *sig = NULL;
+    Py_ssize_t *sig_slot = NULL;
+    Pair *pair = NULL;
+    Py_ssize_t cap = 16;
+    while (cap < 2 * n)
+        cap <<= 1;
+    if (!(v = PyMem_Malloc(sizeof(int64_t) * S_COLS * (size_t)(n ? n : 1))) ||
+            !(sig = PyMem_Malloc(sizeof(Sig) * (size_t)(n ? n : 1))) ||
+            !(sig_slot = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)cap)) ||
+            !(pair = PyMem_Malloc(sizeof(Pair) * (size_t)cap))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* Every value as an int64, checked before anything changes. */
+    int64_t dmax = 0, cmax = 0;
+    for (int k = 0; k < S_COLS; k++) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *o = PyList_GET_ITEM(cols[k], i);
+            int overflow = 0;
+            long long x = PyLong_CheckExact(o) ? PyLong_AsLongLongAndOverflow(o, &overflow) : 0;
+            if (!PyLong_CheckExact(o) || overflow) {
+                result = Py_False;
+                goto done;
+            }
+            if (x == -1 && PyErr_Occurred())
+                goto done;
+            v[k * n + i] = x;
+            if (k == S_DUR && (x > dmax || -x > dmax))
+                dmax = x > 0 ? x : -x;
+            if (k == S_CPU && (x > cmax || -x > cmax))
+                cmax = x > 0 ? x : -x;
+        }
+    }
+    if ((n && (dmax > INT64_MAX / 4 / n || cmax > INT64_MAX / 4 / n)) ||
+            dmax == INT64_MIN || cmax == INT64_MIN) {
+        result = Py_False;
+        goto done;
+    }
+    for (Py_ssize_t s = 0; s < cap; s++) {
+        sig_slot[s] = -1;
+        pair[s].sig = -1;
+    }
+    Py_ssize_t n_sigs = 0, first_pair = -1, last_pair = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (v[S_RES * n + i] == incomplete)
+            continue;  /* placeholders: in the tree, not in the statistics */
+        uint64_t h = 0;
+        for (int k = 0; k < S_DUR; k++)
+            h = mix(h, (uint64_t)v[k * n + i]);
+        Py_ssize_t s = (Py_ssize_t)(h & (uint64_t)(cap - 1)), j;
+        for (;; s = (s + 1) & (cap - 1)) {
+            j = sig_slot[s];
+            if (j < 0)
+                break;
+            Py_ssize_t f = sig[j].first;
+            int same = 1;
+            for (int k = 0; k < S_DUR && same; k++)
+                same = v[k * n + f] == v[k * n + i];
+            if (same)
+                break;
+        }
+        int64_t d = v[S_DUR * n + i];
+        if (j < 0) {
+            j = sig_slot[s] = n_sigs++;
+            sig[j].first = i;
+            sig[j].acc = NULL;
+            sig[j].calls = sig[j].total = sig[j].cpu = 0;
+            sig[j].lo = sig[j].hi = d;
+        }
+        Sig *g = &sig[j];
+        g->calls++;
+        g->total += d;
+        g->cpu += v[S_CPU * n + i];
+        if (d < g->lo)
+            g->lo = d;
+        if (d > g->hi)
+            g->hi = d;
+        uint64_t ph = mix((uint64_t)j, (uint64_t)d);
+        Py_ssize_t p = (Py_ssize_t)(ph & (uint64_t)(cap - 1));
+        while (pair[p].sig >= 0 && !(pair[p].sig == j && pair[p].d == d))
+            p = (p + 1) & (cap - 1);
+        if (pair[p].sig < 0) {
+            pair[p].sig = j;
+            pair[p].d = d;
+            pair[p].count = 0;
+            pair[p].next = -1;
+            if (last_pair >= 0)
+                pair[last_pair].next = p;
+            else
+                first_pair = p;
+            last_pair = p;
+        }
+        pair[p].count++;
+    }
+    /* Each signature's accumulator, made in the order signatures first occur. */
+    for (Py_ssize_t j = 0; j < n_sigs; j++) {
+        Py_ssize_t f = sig[j].first;
+        PyObject *key = PyTuple_New(S_DUR);
+        if (key == NULL)
+            goto done;
+        for (int k = 0; k < S_DUR; k++) {
+            PyObject *o = PyList_GET_ITEM(cols[k], f);
+            Py_INCREF(o);
+            PyTuple_SET_ITEM(key, k, o);
+        }
+        PyObject *acc = PyDict_GetItemWithError(sigs, key);
+        if (acc == NULL) {
+            if (PyErr_Occurred()) {
+                Py_DECREF(key);
+                goto done;
+            }
+            /* [0, 0, 0, d, d, 0, {}] with d the first duration, as feed makes it */
+            PyObject *d = PyList_GET_ITEM(cols[S_DUR], f);
+            PyObject *hist = PyDict_New();
+            acc = PyList_New(A_LEN);
+            if (hist == NULL || acc == NULL) {
+                Py_XDECREF(hist);
+                Py_XDECREF(acc);
+                Py_DECREF(key);
+                goto done;
+            }
+            PyObject *zero = PyLong_FromLong(0);
+            for (int k = A_CALLS; k <= A_CPU; k++) {
+                PyObject *x = (k == A_MIN || k == A_MAX) ? d : zero;
+                Py_INCREF(x);
+                PyList_SET_ITEM(acc, k, x);
+            }
+            Py_DECREF(zero);
+            PyList_SET_ITEM(acc, A_HIST, hist);
+            int r = PyDict_SetItem(sigs, key, acc);
+            Py_DECREF(acc);
+            if (r < 0) {
+                Py_DECREF(key);
+                goto done;
+            }
+        }
+        Py_DECREF(key);
+        if (!PyList_CheckExact(acc) || PyList_GET_SIZE(acc) != A_LEN ||
+                !PyDict_CheckExact(PyList_GET_ITEM(acc, A_HIST))) {
+            PyErr_SetString(PyExc_TypeError, "a signature's statistics must be a list");
+            goto done;
+        }
+        sig[j].acc = acc;
+    }
+    /* Sums, minimum, maximum: once per signature. */
+    for (Py_ssize_t j = 0; j < n_sigs; j++) {
+        Sig *g = &sig[j];
+        PyObject *acc = g->acc;
+        int64_t adds[A_LEN] = {g->calls, g->total, g->total, 0, 0, g->cpu, 0};
+        for (int k = A_CALLS; k <= A_CPU; k++) {
+            if (k == A_MIN || k == A_MAX || (k == A_CPU && !adds[k]))
+                continue;
+            PyObject *x = PyLong_FromLongLong(adds[k]);
+            PyObject *sum = x ? PyNumber_Add(PyList_GET_ITEM(acc, k), x) : NULL;
+            Py_XDECREF(x);
+            if (sum == NULL)
+                goto done;
+            PyList_SetItem(acc, k, sum);
+        }
+        for (int k = A_MIN; k <= A_MAX; k++) {
+            PyObject *x = PyLong_FromLongLong(k == A_MIN ? g->lo : g->hi);
+            if (x == NULL)
+                goto done;
+            int better = PyObject_RichCompareBool(x, PyList_GET_ITEM(acc, k),
+                                                  k == A_MIN ? Py_LT : Py_GT);
+            if (better < 0) {
+                Py_DECREF(x);
+                goto done;
+            }
+            if (better)
+                PyList_SetItem(acc, k, x);
+            else
+                Py_DECREF(x);
+        }
+    }
+    /* Histograms: once per distinct (signature, duration), in first-seen order
+     * (histogram.add inlined, as feed does). */
+    for (Py_ssize_t p = first_pair; p >= 0; p = pair[p].next) {
+        PyObject *h = PyList_GET_ITEM(sig[pair[p].sig].acc, A_HIST);
+        int64_t d = pair[p].d, count = pair[p].count;
+        PyObject *b = PyLong_FromLongLong(~d);
+        if (b == NULL)
+            goto done;
+        PyObject *old = PyDict_GetItemWithError(h, b);
+        if (old == NULL && PyErr_Occurred()) {
+            Py_DECREF(b);
+            goto done;
+        }
+        int exact = 1;
+        if (old == NULL && PyDict_GET_SIZE(h)) {
+            Py_ssize_t pos = 0;
+            PyObject *k0, *c0;
+            PyDict_Next(h, &pos, &k0, &c0);
+            int over = 0;
+            long long k = PyLong_AsLongLongAndOverflow(k0, &over);
+            if (k == -1 && PyErr_Occurred()) {
+                Py_DECREF(b);
+                goto done;
+            }
+            exact = over < 0 || (!over && k < 0);
+        }
+        int r;
+        if (old != NULL || (PyDict_GET_SIZE(h) < EXACT && exact)) {
+            r = hist_add(h, ~d, count);
+        } else {
+            if (exact) {
+                PyObject *done_ = PyObject_CallFunctionObjArgs(TO_BUCKETS, h, NULL);
+                if (done_ == NULL) {
+                    Py_DECREF(b);
+                    goto done;
+                }
+                Py_DECREF(done_);
+            }
+            r = hist_add(h, bucket_of(d), count);
+        }
+        Py_DECREF(b);
+        if (r < 0)
+            goto done;
+    }
+    result = Py_True;
+done:
+    Py_XINCREF(result);
+    PyMem_Free(v);
+    PyMem_Free(sig);
+    PyMem_Free(sig_slot);
+    PyMem_Free(pair);
+    return result;
+}
+
+static PyObject *
+configure_sigs(PyObject *self, PyObject *args)
+{
+    PyObject *to_buckets;
+    Py_ssize_t exact, sub, shift;
+    if (!PyArg_ParseTuple(args, "nnnO", &exact, &sub, &shift, &to_buckets))
+        return NULL;
+    EXACT = exact;
+    SUB = sub;
+    SHIFT = shift;
+    Py_INCREF(to_buckets);
+    Py_XSETREF(TO_BUCKETS, to_buckets);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"configure_sigs", configure_sigs, METH_VARARGS,
+     "configure_sigs(EXACT, SUB, SHIFT, to_buckets): the histogram's constants."},
+    {"decode_columns", decode_columns, METH_VARARGS,
+     "decode_columns(n, data) -> (cols, dur) or None: wire._columns in C."},
+    {"count_sigs", count_sigs, METH_VARARGS,
+     "count_sigs(sigs, fids, pfids, ins, outs, ress, excs, durs, cpus, INCOMPLETE) -> bool: "
+     "SessionTree.feed's signature statistics in C."},
     {"configure", configure, METH_VARARGS,
      "configure(ERROR, INCOMPLETE, empty_fold, MAX_KIDS, add_kid): sessiontree's constants."},
     {"fold_tree", fold_tree, METH_VARARGS,

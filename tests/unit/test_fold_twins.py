@@ -16,6 +16,7 @@ from flowagent.sidecar import sessiontree as st
 from flowagent.sidecar.sessiontree import Namer, SessionTree
 
 fold_c = st._c_fold()
+count_c = st._c_count()
 pytestmark = pytest.mark.skipif(fold_c is None, reason="the C extension was not built")
 
 
@@ -80,6 +81,7 @@ def _fold_both(records: list[tuple[int, ...]], ses: int, cut: list[int],
     trees = []
     for impl in (None, fold_c):
         monkeypatch.setattr(st, "_fold_c", impl)
+        monkeypatch.setattr(st, "_count_c", impl and count_c)
         monkeypatch.setattr(st, "_MEMO_CAP", 64)  # memos cleared while folding
         tree = SessionTree(ses, Namer(names.get), 7, records[0][9] if records else 0, 1)
         lo = 0
@@ -106,6 +108,7 @@ def test_c_and_python_fold_the_placeholders_of_an_open_session_alike(monkeypatch
     records = [r for r in _session(rng, 5, 100) if r[0] != 5]  # the root never ended
     for impl in (None, fold_c):
         monkeypatch.setattr(st, "_fold_c", impl)
+        monkeypatch.setattr(st, "_count_c", impl and count_c)
         tree = SessionTree(5, Namer(str), 7, 100, 1)
         tree.feed(records)
         tree.feed(tree.placeholders())
