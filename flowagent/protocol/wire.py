@@ -70,13 +70,16 @@ class CallColumns:
     :data:`CALL_FIELDS` (the values :meth:`Decoder.decode` puts in its tuples), ``dur`` each
     call's duration (``t1 - t0``, what the wire carries in place of ``t1``). The sidecar folds
     whole columns with C-level builtins (``zip``, ``Counter``, ``max``); building a tuple per
-    call only to take it apart again would cost more than the rest of the decoding."""
+    call only to take it apart again would cost more than the rest of the decoding.
+    ``bounds``, where the decoder computed it on the way: (shortest duration, latest end)."""
 
-    __slots__ = ("cols", "dur")
+    __slots__ = ("cols", "dur", "bounds")
 
-    def __init__(self, cols: list[list[int]], dur: list[int]) -> None:
+    def __init__(self, cols: list[list[int]], dur: list[int],
+                 bounds: tuple[int, int] | None = None) -> None:
         self.cols = cols
         self.dur = dur
+        self.bounds = bounds
 
     @classmethod
     def from_rows(cls, rows: Iterable[Sequence[int]]) -> "CallColumns":

@@ -21,6 +21,33 @@ enum { O_FID, O_T0, O_CHILD_NS, O_ERR_CHILD, O_FOLD, O_KIDS, O_KID_T0, O_PATHS, 
 /* Set once by configure(): sessiontree's constants and its out-of-line helper. */
 static PyObject *ERROR_ = NULL, *INCOMPLETE_ = NULL, *EMPTY_FOLD = NULL, *ADD_KID = NULL;
 static Py_ssize_t MAX_KIDS = 1024;
+static long long ERROR_C = 1, INCOMPLETE_C = 3;
+
+/* o as a C integer: 0, or -1 where it is not an int that fits (no error set). */
+static inline int
+as_ll(PyObject *o, long long *out)
+{
+    int overflow = 0;
+    if (!PyLong_CheckExact(o))
+        return -1;
+    *out = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow || (*out == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return -1;
+    }
+    return 0;
+}
+
+/* a < b (op Py_LT) or a >= b (Py_GE) with a known as a C integer: compared in C when b
+ * fits too (the state holds ints by construction), otherwise the Python way. */
+static inline int
+cmp_ll(PyObject *a, long long a_c, PyObject *b, int op)
+{
+    long long b_c;
+    if (as_ll(b, &b_c) < 0)
+        return PyObject_RichCompareBool(a, b, op);
+    return op == Py_LT ? a_c < b_c : a_c >= b_c;
+}
 
 static PyObject *
 configure(PyObject *self, PyObject *args)
@@ -34,6 +61,10 @@ configure(PyObject *self, PyObject *args)
     Py_INCREF(empty); Py_XSETREF(EMPTY_FOLD, empty);
     Py_INCREF(add_kid); Py_XSETREF(ADD_KID, add_kid);
     MAX_KIDS = max_kids;
+    if (as_ll(error, &ERROR_C) < 0 || as_ll(incomplete, &INCOMPLETE_C) < 0) {
+        PyErr_SetString(PyExc_TypeError, "result codes must be ints");
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -93,6 +124,21 @@ fold_tree(PyObject *self, PyObject *args)
         if (PyList_GET_SIZE(cols[k]) < n)
             n = PyList_GET_SIZE(cols[k]);  /* zip() stops at the shortest */
 
+    /* The columns compared in the loop (call id, caller, result, start, duration), as C
+     * integers; None (nothing changed) when one does not fit: the Python pass runs. */
+    long long *cv = PyMem_Malloc(sizeof(long long) * 5 * (size_t)(n ? n : 1)), ses_c;
+    if (cv == NULL)
+        return PyErr_NoMemory();
+    static const int compared[5] = {0, 1, 6, 8, 9};
+    for (int k = 0; k < 5; k++)
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (as_ll(PyList_GET_ITEM(cols[compared[k]], i), &cv[k * n + i]) < 0) {
+                PyMem_Free(cv);
+                Py_RETURN_NONE;
+            }
+    long long *cid_c = cv, *par_c = cv + n, *res_c = cv + 2 * n, *t0_c = cv + 3 * n;
+    long long *d_c = cv + 4 * n;
+
     PyObject *ses = NULL, *namer = NULL, *opened = NULL, *leaves = NULL, *leaf_sets = NULL;
     PyObject *inners = NULL, *prefixes = NULL, *unions = NULL, *minus = NULL;
     PyObject *root_paths = NULL, *root_digest = NULL;  /* the root's, if it went by */
@@ -109,6 +155,13 @@ fold_tree(PyObject *self, PyObject *args)
             !(unions = PyObject_GetAttrString(namer, "unions")) ||
             !(minus = PyDict_New()))
         goto done;
+    if (as_ll(ses, &ses_c) < 0) {
+        PyMem_Free(cv);
+        cv = NULL;
+        result = Py_None;
+        Py_INCREF(result);
+        goto done;
+    }
     if (!PyDict_Check(opened) || !PyDict_Check(leaves) || !PyDict_Check(leaf_sets) ||
             !PyDict_Check(inners) || !PyDict_Check(prefixes) || !PyDict_Check(unions)) {
         PyErr_SetString(PyExc_TypeError, "a session tree's state must be dicts");
@@ -121,9 +174,7 @@ fold_tree(PyObject *self, PyObject *args)
         PyObject *in_s = PyList_GET_ITEM(cols[4], i), *out_s = PyList_GET_ITEM(cols[5], i);
         PyObject *res = PyList_GET_ITEM(cols[6], i), *exc = PyList_GET_ITEM(cols[7], i);
         PyObject *t0 = PyList_GET_ITEM(cols[8], i), *d = PyList_GET_ITEM(cols[9], i);
-        int is_error = PyObject_RichCompareBool(res, ERROR_, Py_EQ);
-        if (is_error < 0)
-            goto done;
+        int is_error = res_c[i] == ERROR_C;
 
         /* node = opened.pop(cid, None) (a new reference or NULL) */
         node = PyDict_GetItemWithError(opened, cid);
@@ -144,12 +195,9 @@ fold_tree(PyObject *self, PyObject *args)
                     !(paths = memo_or(leaf_sets, fid, namer, "leaf_paths", fid, NULL, NULL)))
                 goto done;
         } else {
-            int incomplete = PyObject_RichCompareBool(res, INCOMPLETE_, Py_EQ);
-            if (incomplete < 0)
-                goto done;
-            if (!incomplete) {
+            if (res_c[i] != INCOMPLETE_C) {
                 PyObject *child_ns = PyList_GET_ITEM(node, O_CHILD_NS);
-                int lt = PyObject_RichCompareBool(child_ns, d, Py_LT);
+                int lt = cmp_ll(d, d_c[i], child_ns, Py_GE);  /* child_ns < d */
                 if (lt < 0)
                     goto done;
                 PyObject *key = PyTuple_Pack(6, fid, pfid, in_s, out_s, res, exc);
@@ -224,21 +272,12 @@ fold_tree(PyObject *self, PyObject *args)
         }
         Py_CLEAR(node);
 
-        int is_root = PyObject_RichCompareBool(cid, ses, Py_EQ);
-        if (is_root < 0)
-            goto done;
-        if (is_root) {
+        if (cid_c[i] == ses_c) {
             Py_XSETREF(root_paths, paths);
             Py_XSETREF(root_digest, digest);
             paths = digest = NULL;
         } else {
-            int has_par = PyObject_IsTrue(par);
-            if (has_par < 0)
-                goto done;
-            int other = 0;
-            if (has_par && (other = PyObject_RichCompareBool(par, cid, Py_NE)) < 0)
-                goto done;
-            if (has_par && other) {
+            if (par_c[i] != 0 && par_c[i] != cid_c[i]) {
                 PyObject *p = PyDict_GetItemWithError(opened, par);
                 if (p == NULL) {
                     if (PyErr_Occurred())
@@ -279,7 +318,7 @@ fold_tree(PyObject *self, PyObject *args)
                     PyErr_SetString(PyExc_TypeError, "an open call's state must be a list");
                     goto done;
                 }
-                int lt = PyObject_RichCompareBool(t0, PyList_GET_ITEM(p, O_T0), Py_LT);
+                int lt = cmp_ll(t0, t0_c[i], PyList_GET_ITEM(p, O_T0), Py_LT);
                 if (lt < 0)
                     goto done;
                 if (lt) {
@@ -305,8 +344,8 @@ fold_tree(PyObject *self, PyObject *args)
                 if (ne < 0)
                     goto done;
                 if (ne) {
-                    int ge = PyObject_RichCompareBool(
-                        t0, PyList_GET_ITEM(kid_t0, PyList_GET_SIZE(kid_t0) - 1), Py_GE);
+                    int ge = cmp_ll(
+                        t0, t0_c[i], PyList_GET_ITEM(kid_t0, PyList_GET_SIZE(kid_t0) - 1), Py_GE);
                     if (ge < 0)
                         goto done;
                     if (ge && PyList_GET_SIZE(kids) < MAX_KIDS) {
@@ -383,6 +422,7 @@ fold_tree(PyObject *self, PyObject *args)
     result = minus;
     minus = NULL;
 done:
+    PyMem_Free(cv);
     Py_XDECREF(node); Py_XDECREF(digest); Py_XDECREF(paths); Py_XDECREF(up);
     Py_XDECREF(root_paths); Py_XDECREF(root_digest);
     Py_XDECREF(ses); Py_XDECREF(namer); Py_XDECREF(opened); Py_XDECREF(leaves);
@@ -419,8 +459,9 @@ int_list(const int64_t *v, Py_ssize_t n)
     return out;
 }
 
-/* decode_columns(n, data) -> (cols, dur) or None: wire._columns without a Python object
- * per byte plane or per intermediate column. None when a running sum leaves int64 (only a
+/* decode_columns(n, data) -> (cols, dur, bounds) or None: wire._columns without a Python
+ * object per byte plane or per intermediate column; bounds is (shortest duration, latest
+ * end) of the calls (None for no calls), which the fold needs of every batch. None when a running sum leaves int64 (only a
  * malformed block does that): the caller decodes it the Python way, with unbounded ints. */
 static PyObject *
 decode_columns(PyObject *self, PyObject *args)
@@ -467,7 +508,18 @@ decode_columns(PyObject *self, PyObject *args)
     }
     if ((dur = int_list(d, n)) == NULL)
         goto done;
-    result = PyTuple_Pack(2, cols, dur);
+    if (n == 0) {
+        result = PyTuple_Pack(3, cols, dur, Py_None);
+        goto done;
+    }
+    int64_t lo = d[0], hi = t1[0];
+    for (Py_ssize_t i = 1; i < n; i++) {
+        if (d[i] < lo)
+            lo = d[i];
+        if (t1[i] > hi)
+            hi = t1[i];
+    }
+    result = Py_BuildValue("(OO(LL))", cols, dur, (long long)lo, (long long)hi);
     goto done;
 fallback:
     result = Py_None;
@@ -805,7 +857,7 @@ static PyMethodDef methods[] = {
     {"configure_sigs", configure_sigs, METH_VARARGS,
      "configure_sigs(EXACT, SUB, SHIFT, to_buckets): the histogram's constants."},
     {"decode_columns", decode_columns, METH_VARARGS,
-     "decode_columns(n, data) -> (cols, dur) or None: wire._columns in C."},
+     "decode_columns(n, data) -> (cols, dur, bounds) or None: wire._columns in C."},
     {"count_sigs", count_sigs, METH_VARARGS,
      "count_sigs(sigs, fids, pfids, ins, outs, ress, excs, durs, cpus, INCOMPLETE) -> bool: "
      "SessionTree.feed's signature statistics in C."},

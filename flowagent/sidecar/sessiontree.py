@@ -210,9 +210,9 @@ class SessionTree:
             return 0
         cids, pars, _s, fids, pfids, ins, outs, ress, excs, t0s, t1s, _thr, cpus = calls.cols
         durs = calls.dur
-        if min(durs) < 0:  # a clock step: such a call counts as taking no time
+        shortest, end = calls.bounds or (min(durs), max(t1s))
+        if shortest < 0:  # a clock step: such a call counts as taking no time
             durs = [d if d > 0 else 0 for d in durs]
-        end = max(t1s)
         if end > self.end:
             self.end = end
         minus = self._fold_tree(cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs)
@@ -274,7 +274,9 @@ class SessionTree:
         """The tree pass of :meth:`feed` (:meth:`_fold_tree_py`), in C where the extension
         was built and the columns are lists."""
         if _fold_c is not None and type(cids) is list and type(durs) is list:
-            return _fold_c(self, cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs)
+            minus = _fold_c(self, cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs)
+            if minus is not None:  # None: a value out of int64, left to Python (unchanged)
+                return minus  # type: ignore[no-any-return]
         return self._fold_tree_py(cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs)
 
     def _fold_tree_py(self, cids: list[Any], pars: list[Any], fids: list[Any],

@@ -139,9 +139,10 @@ def test_decoding_in_c_gives_the_python_columns() -> None:
                     + rng.choice(values[:6]), rng.choice(values), rng.choice(values))
                    for i in range(n)]
         data = wire.columns(wire.pack_records(records))
-        cols, dur = c_columns(n, data)
+        cols, dur, bounds = c_columns(n, data)
         py = wire._columns(n, data)
         assert (cols, dur) == (py.cols, py.dur)
+        assert bounds == ((min(dur), max(cols[10])) if n else None)
         assert [tuple(r) for r in zip(*cols)] == records
     # a block whose running sums leave int64 (only a malformed frame has one): Python's ints
     deltas = array("q", [2**62] * 3 + [0] * 36)  # call ids 2**62 apart

@@ -119,6 +119,20 @@ def test_c_and_python_fold_the_placeholders_of_an_open_session_alike(monkeypatch
             assert (_state(tree), tree.contribution(int, int)) == expected
 
 
+def test_values_out_of_int64_are_folded_by_python_alike(monkeypatch):
+    """The C passes decline a batch holding an int they cannot hold in C (changing nothing)
+    and the Python ones fold it."""
+    records = _session(random.Random(3), 10, 2**64)  # starts and ends past int64
+    assert fold_c is not None and count_c is not None
+    assert count_c({}, *([[2**64]] * 8), INCOMPLETE) is False
+    tree = SessionTree(10, Namer(str), 7, 2**64, 1)
+    cols = list(zip(*records))
+    assert fold_c(tree, *[list(cols[k]) for k in (0, 1, 3, 4, 5, 6, 7, 8, 9)],
+                  [r[10] - r[9] for r in records]) is None
+    assert tree._open == {} and tree.sigs == {}
+    _fold_both(records, 10, [len(records) // 2], monkeypatch)
+
+
 def test_bad_state_is_an_error_not_a_crash(monkeypatch):
     monkeypatch.setattr(st, "_fold_c", fold_c)
     tree = SessionTree(1, Namer(str))
