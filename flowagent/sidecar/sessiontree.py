@@ -276,7 +276,7 @@ class SessionTree:
         if _fold_c is not None and type(cids) is list and type(durs) is list:
             minus = _fold_c(self, cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs)
             if minus is not None:  # None: a value out of int64, left to Python (unchanged)
-                return minus  # type: ignore[no-any-return]
+                return minus
         return self._fold_tree_py(cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs)
 
     def _fold_tree_py(self, cids: list[Any], pars: list[Any], fids: list[Any],
