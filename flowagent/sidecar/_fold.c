@@ -12,6 +12,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <stdint.h>
 
 /* Positions of an open call's state (sessiontree.O_*). */
@@ -105,6 +106,123 @@ add_to(PyObject *d, PyObject *key, PyObject *v)
     return r;
 }
 
+/* The signature columns of fold_tree's arguments: fid, pfid, in, out, result, exception. */
+static const int SIG_COLS[6] = {2, 3, 4, 5, 6, 7};
+
+typedef struct {
+    Py_ssize_t first;   /* the call whose signature this is */
+    long long sum;
+    PyObject *big;      /* the sum as a Python int, once it left int64 (else NULL) */
+} MinusEntry;
+
+typedef struct {
+    MinusEntry *e;
+    Py_ssize_t *slot, cap, len;
+} MinusTable;
+
+static int
+minus_init(MinusTable *t, Py_ssize_t n)
+{
+    t->cap = 16;
+    while (t->cap < 2 * n)
+        t->cap <<= 1;
+    t->len = 0;
+    t->e = PyMem_Malloc(sizeof(MinusEntry) * (size_t)(n ? n : 1));
+    t->slot = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)t->cap);
+    if (t->e == NULL || t->slot == NULL)
+        return -1;
+    for (Py_ssize_t s = 0; s < t->cap; s++)
+        t->slot[s] = -1;
+    return 0;
+}
+
+static void
+minus_free(MinusTable *t)
+{
+    if (t->e != NULL)
+        for (Py_ssize_t j = 0; j < t->len; j++)
+            Py_XDECREF(t->e[j].big);
+    PyMem_Free(t->e);
+    PyMem_Free(t->slot);
+    t->e = NULL;
+    t->slot = NULL;
+}
+
+static uint64_t mix(uint64_t h, uint64_t v);
+
+/* minus[signature of call i] += v (v_c: v as a C integer, LLONG_MIN when not known) */
+static int
+minus_add(MinusTable *t, const long long *cv, Py_ssize_t n, Py_ssize_t i, PyObject *v,
+          long long v_c)
+{
+    uint64_t h = 0;
+    for (int k = 0; k < 6; k++)
+        h = mix(h, (uint64_t)cv[SIG_COLS[k] * n + i]);
+    Py_ssize_t s = (Py_ssize_t)(h & (uint64_t)(t->cap - 1)), j;
+    for (;; s = (s + 1) & (t->cap - 1)) {
+        j = t->slot[s];
+        if (j < 0)
+            break;
+        Py_ssize_t f = t->e[j].first;
+        int same = 1;
+        for (int k = 0; k < 6 && same; k++)
+            same = cv[SIG_COLS[k] * n + f] == cv[SIG_COLS[k] * n + i];
+        if (same)
+            break;
+    }
+    if (j < 0) {
+        j = t->slot[s] = t->len++;
+        t->e[j].first = i;
+        t->e[j].sum = 0;
+        t->e[j].big = NULL;
+    }
+    MinusEntry *e = &t->e[j];
+    if (v_c == LLONG_MIN && as_ll(v, &v_c) < 0)
+        v_c = LLONG_MIN;
+    long long sum_c;
+    if (e->big == NULL && v_c != LLONG_MIN && !__builtin_add_overflow(e->sum, v_c, &sum_c)) {
+        e->sum = sum_c;
+        return 0;
+    }
+    if (e->big == NULL && (e->big = PyLong_FromLongLong(e->sum)) == NULL)
+        return -1;
+    PyObject *sum = PyNumber_Add(e->big, v);
+    if (sum == NULL)
+        return -1;
+    Py_SETREF(e->big, sum);
+    return 0;
+}
+
+/* The table as the dict fold_tree returns: keys made of the first call's own objects. */
+static int
+minus_to_dict(MinusTable *t, PyObject **cols, PyObject *minus)
+{
+    for (Py_ssize_t j = 0; j < t->len; j++) {
+        Py_ssize_t f = t->e[j].first;
+        PyObject *key = PyTuple_New(6);
+        if (key == NULL)
+            return -1;
+        for (int k = 0; k < 6; k++) {
+            PyObject *o = PyList_GET_ITEM(cols[SIG_COLS[k]], f);
+            Py_INCREF(o);
+            PyTuple_SET_ITEM(key, k, o);
+        }
+        PyObject *v = t->e[j].big;
+        if (v != NULL)
+            Py_INCREF(v);
+        else if ((v = PyLong_FromLongLong(t->e[j].sum)) == NULL) {
+            Py_DECREF(key);
+            return -1;
+        }
+        int r = PyDict_SetItem(minus, key, v);
+        Py_DECREF(key);
+        Py_DECREF(v);
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 fold_tree(PyObject *self, PyObject *args)
 {
@@ -124,20 +242,27 @@ fold_tree(PyObject *self, PyObject *args)
         if (PyList_GET_SIZE(cols[k]) < n)
             n = PyList_GET_SIZE(cols[k]);  /* zip() stops at the shortest */
 
-    /* The columns compared in the loop (call id, caller, result, start, duration), as C
-     * integers; None (nothing changed) when one does not fit: the Python pass runs. */
-    long long *cv = PyMem_Malloc(sizeof(long long) * 5 * (size_t)(n ? n : 1)), ses_c;
+    /* Every column but the starts' objects as C integers (compared in the loop, or the
+     * signature a call's callee time is summed under); None (nothing changed) when one does
+     * not fit: the Python pass runs. */
+    long long *cv = PyMem_Malloc(sizeof(long long) * 10 * (size_t)(n ? n : 1)), ses_c;
     if (cv == NULL)
         return PyErr_NoMemory();
-    static const int compared[5] = {0, 1, 6, 8, 9};
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; k < 10; k++)
         for (Py_ssize_t i = 0; i < n; i++)
-            if (as_ll(PyList_GET_ITEM(cols[compared[k]], i), &cv[k * n + i]) < 0) {
+            if (as_ll(PyList_GET_ITEM(cols[k], i), &cv[k * n + i]) < 0) {
                 PyMem_Free(cv);
                 Py_RETURN_NONE;
             }
-    long long *cid_c = cv, *par_c = cv + n, *res_c = cv + 2 * n, *t0_c = cv + 3 * n;
-    long long *d_c = cv + 4 * n;
+    long long *cid_c = cv, *par_c = cv + n, *res_c = cv + 6 * n, *t0_c = cv + 8 * n;
+    long long *d_c = cv + 9 * n;
+    /* minus (per signature, its calls' time in their callees) summed in a C table first:
+     * entries in first-seen order, found through slots keyed by the signature's values. */
+    MinusTable mt = {0};
+    if (minus_init(&mt, n) < 0) {
+        PyMem_Free(cv);
+        return PyErr_NoMemory();
+    }
 
     PyObject *ses = NULL, *namer = NULL, *opened = NULL, *leaves = NULL, *leaf_sets = NULL;
     PyObject *inners = NULL, *prefixes = NULL, *unions = NULL, *minus = NULL;
@@ -171,7 +296,6 @@ fold_tree(PyObject *self, PyObject *args)
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *cid = PyList_GET_ITEM(cols[0], i), *par = PyList_GET_ITEM(cols[1], i);
         PyObject *fid = PyList_GET_ITEM(cols[2], i), *pfid = PyList_GET_ITEM(cols[3], i);
-        PyObject *in_s = PyList_GET_ITEM(cols[4], i), *out_s = PyList_GET_ITEM(cols[5], i);
         PyObject *res = PyList_GET_ITEM(cols[6], i), *exc = PyList_GET_ITEM(cols[7], i);
         PyObject *t0 = PyList_GET_ITEM(cols[8], i), *d = PyList_GET_ITEM(cols[9], i);
         int is_error = res_c[i] == ERROR_C;
@@ -200,12 +324,7 @@ fold_tree(PyObject *self, PyObject *args)
                 int lt = cmp_ll(d, d_c[i], child_ns, Py_GE);  /* child_ns < d */
                 if (lt < 0)
                     goto done;
-                PyObject *key = PyTuple_Pack(6, fid, pfid, in_s, out_s, res, exc);
-                if (key == NULL)
-                    goto done;
-                int r = add_to(minus, key, lt ? child_ns : d);
-                Py_DECREF(key);
-                if (r < 0)
+                if (minus_add(&mt, cv, n, i, lt ? child_ns : d, lt ? LLONG_MIN : d_c[i]) < 0)
                     goto done;
             }
             PyObject *kids = PyList_GET_ITEM(node, O_KIDS), *fold = PyList_GET_ITEM(node, O_FOLD);
@@ -419,9 +538,12 @@ fold_tree(PyObject *self, PyObject *args)
                 PyObject_SetAttrString(tree, "digest", root_digest) < 0)
             goto done;
     }
+    if (minus_to_dict(&mt, cols, minus) < 0)
+        goto done;
     result = minus;
     minus = NULL;
 done:
+    minus_free(&mt);
     PyMem_Free(cv);
     Py_XDECREF(node); Py_XDECREF(digest); Py_XDECREF(paths); Py_XDECREF(up);
     Py_XDECREF(root_paths); Py_XDECREF(root_digest);

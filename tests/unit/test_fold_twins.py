@@ -133,6 +133,23 @@ def test_values_out_of_int64_are_folded_by_python_alike(monkeypatch):
     _fold_both(records, 10, [len(records) // 2], monkeypatch)
 
 
+def test_callee_time_summed_past_int64_is_exact(monkeypatch):
+    """Two calls of one signature, each with ~2**62 ns in its callee: their sum leaves
+    int64 inside the C pass and goes on as a Python int."""
+    big = 2**62
+    records = [(3, 2, 1, 5, 4, 0, 0, 0, 0, 1, 1 + big, 1, 0),
+               (2, 1, 1, 4, 7, 0, 0, 0, 0, 0, big + 10, 1, 0),
+               (6, 5, 1, 5, 4, 0, 0, 0, 0, big + 21, 2 * big + 21, 1, 0),
+               (5, 1, 1, 4, 7, 0, 0, 0, 0, big + 20, 2 * big + 30, 1, 0),
+               (1, 0, 1, 7, 0, 0, 0, 0, 0, 0, 2 * big + 40, 1, 0)]  # its duration: Python's
+    tree = SessionTree(1, Namer(str), 7, 0, 1)
+    cols = list(zip(*records[:4]))
+    minus = fold_c(tree, *[list(cols[k]) for k in (0, 1, 3, 4, 5, 6, 7, 8, 9)],
+                   [r[10] - r[9] for r in records[:4]])
+    assert minus == {(4, 7, 0, 0, 0, 0): 2 * big}
+    _fold_both(records, 1, [4], monkeypatch)
+
+
 def test_bad_state_is_an_error_not_a_crash(monkeypatch):
     monkeypatch.setattr(st, "_fold_c", fold_c)
     tree = SessionTree(1, Namer(str))
