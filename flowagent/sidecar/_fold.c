@@ -8,6 +8,12 @@
  * (namer.leaf, namer.inner, namer.prefixed, namer.union, namer.leaf_paths), error raise
  * sites climbing (tree._climb, tree._settle), and a child added out of start order or past
  * MAX_KIDS (sessiontree._add_kid).
+ *
+ * Beside it, the two other per-call loops of the ingest, each the twin of Python code that
+ * documents it: decode_columns (wire._columns: a frame's call block into its columns) and
+ * count_sigs (SessionTree._count_sigs_py: the per-signature statistics). Every function
+ * here declines (returns None or False, having changed nothing) a batch holding a value
+ * that does not fit in int64, and the Python twin handles it.
  */
 
 #define PY_SSIZE_T_CLEAN
