@@ -9,6 +9,9 @@ chunks, retention, final ``finish_all``; ``replay.py``). A second figure, decode
 decoding as the sidecar does it, ``Decoder.decode_columns``; no trees or SQLite), shows how
 much of that is the wire format.
 
+Times are the process's CPU time (``time.process_time``): on a shared, loaded machine the
+wall time says more about the neighbours than about the sidecar.
+
 Prints one JSON line: events, seconds and events/s for each (median of REPEATS), the ingest
 time as a ratio of the decode time (the share of the sidecar's work that is not the wire
 format's), and the ingest's peak anonymous memory above what the process held before it
@@ -80,9 +83,9 @@ class PeakMemory:
 def replay_once(rings: list[str]) -> tuple[int, float]:
     with fresh_run(rings) as run:
         with PeakMemory() as mem:
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             events = drain(run.ingestor())
-            seconds = time.perf_counter() - t0
+            seconds = time.process_time() - t0
         replay_once.peak_mib = max(getattr(replay_once, "peak_mib", 0.0), mem.mib or 0.0)
         return events, seconds
 
@@ -95,9 +98,9 @@ def decode_once(rings: list[str]) -> tuple[int, float]:
         payloads += [p for _s, p, _e in reader.read(1 << 62)]
         reader.close()
     dec = Decoder()
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     events = sum(len(dec.decode_columns(p)["calls"]) for p in payloads)
-    return events, time.perf_counter() - t0
+    return events, time.process_time() - t0
 
 
 def main() -> None:

@@ -19,11 +19,12 @@ imported lazily by :class:`Encoder` so a disabled or idle agent pays nothing for
 
 from __future__ import annotations
 
+import os
 import sys
 from array import array
 from itertools import accumulate, chain
 from operator import add, sub
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 VERSION = 2
 
@@ -69,13 +70,16 @@ class CallColumns:
     :data:`CALL_FIELDS` (the values :meth:`Decoder.decode` puts in its tuples), ``dur`` each
     call's duration (``t1 - t0``, what the wire carries in place of ``t1``). The sidecar folds
     whole columns with C-level builtins (``zip``, ``Counter``, ``max``); building a tuple per
-    call only to take it apart again would cost more than the rest of the decoding."""
+    call only to take it apart again would cost more than the rest of the decoding.
+    ``bounds``, where the decoder computed it on the way: (shortest duration, latest end)."""
 
-    __slots__ = ("cols", "dur")
+    __slots__ = ("cols", "dur", "bounds")
 
-    def __init__(self, cols: list[list[int]], dur: list[int]) -> None:
+    def __init__(self, cols: list[list[int]], dur: list[int],
+                 bounds: tuple[int, int] | None = None) -> None:
         self.cols = cols
         self.dur = dur
+        self.bounds = bounds
 
     @classmethod
     def from_rows(cls, rows: Iterable[Sequence[int]]) -> "CallColumns":
@@ -160,6 +164,19 @@ def _bin_header(size: int) -> bytes:
     return b"\xc6" + size.to_bytes(4, "big")
 
 
+def _c_columns() -> Callable[[int, bytes], Any] | None:
+    """The sidecar's C twin of :func:`_columns` (``decode_columns`` of its ``_fold``
+    extension); None where it is missing or ``FLOWAGENT_PURE`` asks for the Python one."""
+    if os.environ.get("FLOWAGENT_PURE", "").strip().lower() not in ("", "0", "false", "no",
+                                                                     "off"):
+        return None
+    try:
+        from ..sidecar import _fold  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _fold.decode_columns  # type: ignore[no-any-return]
+
+
 class Decoder:
     """Sidecar side of :class:`Encoder`. Raises ``ValueError`` on anything malformed."""
 
@@ -167,6 +184,14 @@ class Decoder:
         import zstandard
 
         self._zd = zstandard.ZstdDecompressor()
+        self._c_columns = _c_columns()
+
+    def _call_columns(self, n: int, data: bytes) -> CallColumns:
+        if self._c_columns is not None:
+            got = self._c_columns(n, data)
+            if got is not None:  # None: a sum out of int64, decoded with Python's ints
+                return CallColumns(*got)
+        return _columns(n, data)
 
     def decode(self, payload: bytes) -> dict[str, Any]:
         """The batch, with ``calls`` as a list of 13-tuples in :data:`CALL_FIELDS` order."""
@@ -193,7 +218,7 @@ class Decoder:
         if n < 0 or len(data) != n * N_FIELDS * _WIDTH:
             raise ValueError("batch call columns do not hold the announced number of calls")
         _check_entries(batch)
-        batch["calls"] = _columns(n, data)
+        batch["calls"] = self._call_columns(n, data)
         return batch
 
 

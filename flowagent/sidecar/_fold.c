@@ -8,10 +8,18 @@
  * (namer.leaf, namer.inner, namer.prefixed, namer.union, namer.leaf_paths), error raise
  * sites climbing (tree._climb, tree._settle), and a child added out of start order or past
  * MAX_KIDS (sessiontree._add_kid).
+ *
+ * Beside it, the two other per-call loops of the ingest, each the twin of Python code that
+ * documents it: decode_columns (wire._columns: a frame's call block into its columns) and
+ * count_sigs (SessionTree._count_sigs_py: the per-signature statistics). Every function
+ * here declines (returns None or False, having changed nothing) a batch holding a value
+ * that does not fit in int64, and the Python twin handles it.
  */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
+#include <stdint.h>
 
 /* Positions of an open call's state (sessiontree.O_*). */
 enum { O_FID, O_T0, O_CHILD_NS, O_ERR_CHILD, O_FOLD, O_KIDS, O_KID_T0, O_PATHS, O_WAITERS,
@@ -20,6 +28,33 @@ enum { O_FID, O_T0, O_CHILD_NS, O_ERR_CHILD, O_FOLD, O_KIDS, O_KID_T0, O_PATHS, 
 /* Set once by configure(): sessiontree's constants and its out-of-line helper. */
 static PyObject *ERROR_ = NULL, *INCOMPLETE_ = NULL, *EMPTY_FOLD = NULL, *ADD_KID = NULL;
 static Py_ssize_t MAX_KIDS = 1024;
+static long long ERROR_C = 1, INCOMPLETE_C = 3;
+
+/* o as a C integer: 0, or -1 where it is not an int that fits (no error set). */
+static inline int
+as_ll(PyObject *o, long long *out)
+{
+    int overflow = 0;
+    if (!PyLong_CheckExact(o))
+        return -1;
+    *out = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow || (*out == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return -1;
+    }
+    return 0;
+}
+
+/* a < b (op Py_LT) or a >= b (Py_GE) with a known as a C integer: compared in C when b
+ * fits too (the state holds ints by construction), otherwise the Python way. */
+static inline int
+cmp_ll(PyObject *a, long long a_c, PyObject *b, int op)
+{
+    long long b_c;
+    if (as_ll(b, &b_c) < 0)
+        return PyObject_RichCompareBool(a, b, op);
+    return op == Py_LT ? a_c < b_c : a_c >= b_c;
+}
 
 static PyObject *
 configure(PyObject *self, PyObject *args)
@@ -33,6 +68,10 @@ configure(PyObject *self, PyObject *args)
     Py_INCREF(empty); Py_XSETREF(EMPTY_FOLD, empty);
     Py_INCREF(add_kid); Py_XSETREF(ADD_KID, add_kid);
     MAX_KIDS = max_kids;
+    if (as_ll(error, &ERROR_C) < 0 || as_ll(incomplete, &INCOMPLETE_C) < 0) {
+        PyErr_SetString(PyExc_TypeError, "result codes must be ints");
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -73,6 +112,123 @@ add_to(PyObject *d, PyObject *key, PyObject *v)
     return r;
 }
 
+/* The signature columns of fold_tree's arguments: fid, pfid, in, out, result, exception. */
+static const int SIG_COLS[6] = {2, 3, 4, 5, 6, 7};
+
+typedef struct {
+    Py_ssize_t first;   /* the call whose signature this is */
+    long long sum;
+    PyObject *big;      /* the sum as a Python int, once it left int64 (else NULL) */
+} MinusEntry;
+
+typedef struct {
+    MinusEntry *e;
+    Py_ssize_t *slot, cap, len;
+} MinusTable;
+
+static int
+minus_init(MinusTable *t, Py_ssize_t n)
+{
+    t->cap = 16;
+    while (t->cap < 2 * n)
+        t->cap <<= 1;
+    t->len = 0;
+    t->e = PyMem_Malloc(sizeof(MinusEntry) * (size_t)(n ? n : 1));
+    t->slot = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)t->cap);
+    if (t->e == NULL || t->slot == NULL)
+        return -1;
+    for (Py_ssize_t s = 0; s < t->cap; s++)
+        t->slot[s] = -1;
+    return 0;
+}
+
+static void
+minus_free(MinusTable *t)
+{
+    if (t->e != NULL)
+        for (Py_ssize_t j = 0; j < t->len; j++)
+            Py_XDECREF(t->e[j].big);
+    PyMem_Free(t->e);
+    PyMem_Free(t->slot);
+    t->e = NULL;
+    t->slot = NULL;
+}
+
+static uint64_t mix(uint64_t h, uint64_t v);
+
+/* minus[signature of call i] += v (v_c: v as a C integer, LLONG_MIN when not known) */
+static int
+minus_add(MinusTable *t, const long long *cv, Py_ssize_t n, Py_ssize_t i, PyObject *v,
+          long long v_c)
+{
+    uint64_t h = 0;
+    for (int k = 0; k < 6; k++)
+        h = mix(h, (uint64_t)cv[SIG_COLS[k] * n + i]);
+    Py_ssize_t s = (Py_ssize_t)(h & (uint64_t)(t->cap - 1)), j;
+    for (;; s = (s + 1) & (t->cap - 1)) {
+        j = t->slot[s];
+        if (j < 0)
+            break;
+        Py_ssize_t f = t->e[j].first;
+        int same = 1;
+        for (int k = 0; k < 6 && same; k++)
+            same = cv[SIG_COLS[k] * n + f] == cv[SIG_COLS[k] * n + i];
+        if (same)
+            break;
+    }
+    if (j < 0) {
+        j = t->slot[s] = t->len++;
+        t->e[j].first = i;
+        t->e[j].sum = 0;
+        t->e[j].big = NULL;
+    }
+    MinusEntry *e = &t->e[j];
+    if (v_c == LLONG_MIN && as_ll(v, &v_c) < 0)
+        v_c = LLONG_MIN;
+    long long sum_c;
+    if (e->big == NULL && v_c != LLONG_MIN && !__builtin_add_overflow(e->sum, v_c, &sum_c)) {
+        e->sum = sum_c;
+        return 0;
+    }
+    if (e->big == NULL && (e->big = PyLong_FromLongLong(e->sum)) == NULL)
+        return -1;
+    PyObject *sum = PyNumber_Add(e->big, v);
+    if (sum == NULL)
+        return -1;
+    Py_SETREF(e->big, sum);
+    return 0;
+}
+
+/* The table as the dict fold_tree returns: keys made of the first call's own objects. */
+static int
+minus_to_dict(MinusTable *t, PyObject **cols, PyObject *minus)
+{
+    for (Py_ssize_t j = 0; j < t->len; j++) {
+        Py_ssize_t f = t->e[j].first;
+        PyObject *key = PyTuple_New(6);
+        if (key == NULL)
+            return -1;
+        for (int k = 0; k < 6; k++) {
+            PyObject *o = PyList_GET_ITEM(cols[SIG_COLS[k]], f);
+            Py_INCREF(o);
+            PyTuple_SET_ITEM(key, k, o);
+        }
+        PyObject *v = t->e[j].big;
+        if (v != NULL)
+            Py_INCREF(v);
+        else if ((v = PyLong_FromLongLong(t->e[j].sum)) == NULL) {
+            Py_DECREF(key);
+            return -1;
+        }
+        int r = PyDict_SetItem(minus, key, v);
+        Py_DECREF(key);
+        Py_DECREF(v);
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 fold_tree(PyObject *self, PyObject *args)
 {
@@ -92,6 +248,28 @@ fold_tree(PyObject *self, PyObject *args)
         if (PyList_GET_SIZE(cols[k]) < n)
             n = PyList_GET_SIZE(cols[k]);  /* zip() stops at the shortest */
 
+    /* Every column but the starts' objects as C integers (compared in the loop, or the
+     * signature a call's callee time is summed under); None (nothing changed) when one does
+     * not fit: the Python pass runs. */
+    long long *cv = PyMem_Malloc(sizeof(long long) * 10 * (size_t)(n ? n : 1)), ses_c;
+    if (cv == NULL)
+        return PyErr_NoMemory();
+    for (int k = 0; k < 10; k++)
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (as_ll(PyList_GET_ITEM(cols[k], i), &cv[k * n + i]) < 0) {
+                PyMem_Free(cv);
+                Py_RETURN_NONE;
+            }
+    long long *cid_c = cv, *par_c = cv + n, *res_c = cv + 6 * n, *t0_c = cv + 8 * n;
+    long long *d_c = cv + 9 * n;
+    /* minus (per signature, its calls' time in their callees) summed in a C table first:
+     * entries in first-seen order, found through slots keyed by the signature's values. */
+    MinusTable mt = {0};
+    if (minus_init(&mt, n) < 0) {
+        PyMem_Free(cv);
+        return PyErr_NoMemory();
+    }
+
     PyObject *ses = NULL, *namer = NULL, *opened = NULL, *leaves = NULL, *leaf_sets = NULL;
     PyObject *inners = NULL, *prefixes = NULL, *unions = NULL, *minus = NULL;
     PyObject *root_paths = NULL, *root_digest = NULL;  /* the root's, if it went by */
@@ -108,6 +286,13 @@ fold_tree(PyObject *self, PyObject *args)
             !(unions = PyObject_GetAttrString(namer, "unions")) ||
             !(minus = PyDict_New()))
         goto done;
+    if (as_ll(ses, &ses_c) < 0) {
+        PyMem_Free(cv);
+        cv = NULL;
+        result = Py_None;
+        Py_INCREF(result);
+        goto done;
+    }
     if (!PyDict_Check(opened) || !PyDict_Check(leaves) || !PyDict_Check(leaf_sets) ||
             !PyDict_Check(inners) || !PyDict_Check(prefixes) || !PyDict_Check(unions)) {
         PyErr_SetString(PyExc_TypeError, "a session tree's state must be dicts");
@@ -117,12 +302,9 @@ fold_tree(PyObject *self, PyObject *args)
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *cid = PyList_GET_ITEM(cols[0], i), *par = PyList_GET_ITEM(cols[1], i);
         PyObject *fid = PyList_GET_ITEM(cols[2], i), *pfid = PyList_GET_ITEM(cols[3], i);
-        PyObject *in_s = PyList_GET_ITEM(cols[4], i), *out_s = PyList_GET_ITEM(cols[5], i);
         PyObject *res = PyList_GET_ITEM(cols[6], i), *exc = PyList_GET_ITEM(cols[7], i);
         PyObject *t0 = PyList_GET_ITEM(cols[8], i), *d = PyList_GET_ITEM(cols[9], i);
-        int is_error = PyObject_RichCompareBool(res, ERROR_, Py_EQ);
-        if (is_error < 0)
-            goto done;
+        int is_error = res_c[i] == ERROR_C;
 
         /* node = opened.pop(cid, None) (a new reference or NULL) */
         node = PyDict_GetItemWithError(opened, cid);
@@ -143,20 +325,12 @@ fold_tree(PyObject *self, PyObject *args)
                     !(paths = memo_or(leaf_sets, fid, namer, "leaf_paths", fid, NULL, NULL)))
                 goto done;
         } else {
-            int incomplete = PyObject_RichCompareBool(res, INCOMPLETE_, Py_EQ);
-            if (incomplete < 0)
-                goto done;
-            if (!incomplete) {
+            if (res_c[i] != INCOMPLETE_C) {
                 PyObject *child_ns = PyList_GET_ITEM(node, O_CHILD_NS);
-                int lt = PyObject_RichCompareBool(child_ns, d, Py_LT);
+                int lt = cmp_ll(d, d_c[i], child_ns, Py_GE);  /* child_ns < d */
                 if (lt < 0)
                     goto done;
-                PyObject *key = PyTuple_Pack(6, fid, pfid, in_s, out_s, res, exc);
-                if (key == NULL)
-                    goto done;
-                int r = add_to(minus, key, lt ? child_ns : d);
-                Py_DECREF(key);
-                if (r < 0)
+                if (minus_add(&mt, cv, n, i, lt ? child_ns : d, lt ? LLONG_MIN : d_c[i]) < 0)
                     goto done;
             }
             PyObject *kids = PyList_GET_ITEM(node, O_KIDS), *fold = PyList_GET_ITEM(node, O_FOLD);
@@ -223,21 +397,12 @@ fold_tree(PyObject *self, PyObject *args)
         }
         Py_CLEAR(node);
 
-        int is_root = PyObject_RichCompareBool(cid, ses, Py_EQ);
-        if (is_root < 0)
-            goto done;
-        if (is_root) {
+        if (cid_c[i] == ses_c) {
             Py_XSETREF(root_paths, paths);
             Py_XSETREF(root_digest, digest);
             paths = digest = NULL;
         } else {
-            int has_par = PyObject_IsTrue(par);
-            if (has_par < 0)
-                goto done;
-            int other = 0;
-            if (has_par && (other = PyObject_RichCompareBool(par, cid, Py_NE)) < 0)
-                goto done;
-            if (has_par && other) {
+            if (par_c[i] != 0 && par_c[i] != cid_c[i]) {
                 PyObject *p = PyDict_GetItemWithError(opened, par);
                 if (p == NULL) {
                     if (PyErr_Occurred())
@@ -278,7 +443,7 @@ fold_tree(PyObject *self, PyObject *args)
                     PyErr_SetString(PyExc_TypeError, "an open call's state must be a list");
                     goto done;
                 }
-                int lt = PyObject_RichCompareBool(t0, PyList_GET_ITEM(p, O_T0), Py_LT);
+                int lt = cmp_ll(t0, t0_c[i], PyList_GET_ITEM(p, O_T0), Py_LT);
                 if (lt < 0)
                     goto done;
                 if (lt) {
@@ -304,8 +469,8 @@ fold_tree(PyObject *self, PyObject *args)
                 if (ne < 0)
                     goto done;
                 if (ne) {
-                    int ge = PyObject_RichCompareBool(
-                        t0, PyList_GET_ITEM(kid_t0, PyList_GET_SIZE(kid_t0) - 1), Py_GE);
+                    int ge = cmp_ll(
+                        t0, t0_c[i], PyList_GET_ITEM(kid_t0, PyList_GET_SIZE(kid_t0) - 1), Py_GE);
                     if (ge < 0)
                         goto done;
                     if (ge && PyList_GET_SIZE(kids) < MAX_KIDS) {
@@ -379,9 +544,13 @@ fold_tree(PyObject *self, PyObject *args)
                 PyObject_SetAttrString(tree, "digest", root_digest) < 0)
             goto done;
     }
+    if (minus_to_dict(&mt, cols, minus) < 0)
+        goto done;
     result = minus;
     minus = NULL;
 done:
+    minus_free(&mt);
+    PyMem_Free(cv);
     Py_XDECREF(node); Py_XDECREF(digest); Py_XDECREF(paths); Py_XDECREF(up);
     Py_XDECREF(root_paths); Py_XDECREF(root_digest);
     Py_XDECREF(ses); Py_XDECREF(namer); Py_XDECREF(opened); Py_XDECREF(leaves);
@@ -390,7 +559,436 @@ done:
     return result;
 }
 
+/* ---- decoding a batch's call block (wire._columns) -------------------------------------- */
+
+enum { N_FIELDS = 13, F_CID = 0, F_T0 = 9, F_T1 = 10 };
+
+/* A list of n values; equal neighbours share one int object (a session, thread or
+ * function id repeats down its column), so most values cost no allocation. */
+static PyObject *
+int_list(const int64_t *v, Py_ssize_t n)
+{
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        return NULL;
+    PyObject *prev = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o;
+        if (prev != NULL && v[i] == v[i - 1]) {
+            o = prev;
+            Py_INCREF(o);
+        } else if ((o = PyLong_FromLongLong(v[i])) == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, o);
+        prev = o;
+    }
+    return out;
+}
+
+/* decode_columns(n, data) -> (cols, dur, bounds) or None: wire._columns without a Python
+ * object per byte plane or per intermediate column; bounds is (shortest duration, latest
+ * end) of the calls (None for no calls), which the fold needs of every batch. None when a running sum leaves int64 (only a
+ * malformed block does that): the caller decodes it the Python way, with unbounded ints. */
+static PyObject *
+decode_columns(PyObject *self, PyObject *args)
+{
+    Py_ssize_t n;
+    Py_buffer buf;
+    if (!PyArg_ParseTuple(args, "ny*", &n, &buf))
+        return NULL;
+    PyObject *result = NULL, *cols = NULL, *dur = NULL;
+    int64_t *v = NULL;
+    if (n < 0 || buf.len != n * N_FIELDS * 8) {
+        PyErr_SetString(PyExc_ValueError, "call block does not hold the announced calls");
+        goto done;
+    }
+    Py_ssize_t total = n * N_FIELDS;
+    if ((v = PyMem_Malloc((size_t)(total ? total : 1) * 2 * sizeof(int64_t))) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int64_t *t1 = v + total;  /* end times, beside the block */
+    const unsigned char *src = buf.buf;
+    for (Py_ssize_t i = 0; i < total; i++)
+        v[i] = src[i];
+    for (int b = 1; b < 8; b++) {
+        const unsigned char *plane = src + b * total;
+        for (Py_ssize_t i = 0; i < total; i++)
+            v[i] |= (int64_t)((uint64_t)plane[i] << (8 * b));
+    }
+    int64_t *cid = v + F_CID * n, *t0 = v + F_T0 * n, *d = v + F_T1 * n;
+    for (Py_ssize_t i = 1; i < n; i++)
+        if (__builtin_add_overflow(cid[i - 1], cid[i], &cid[i]) ||
+                __builtin_add_overflow(t0[i - 1], t0[i], &t0[i]))
+            goto fallback;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (__builtin_add_overflow(t0[i], d[i], &t1[i]))
+            goto fallback;
+    if ((cols = PyList_New(N_FIELDS)) == NULL)
+        goto done;
+    for (int f = 0; f < N_FIELDS; f++) {
+        PyObject *col = int_list(f == F_T1 ? t1 : v + f * n, n);
+        if (col == NULL)
+            goto done;
+        PyList_SET_ITEM(cols, f, col);
+    }
+    if ((dur = int_list(d, n)) == NULL)
+        goto done;
+    if (n == 0) {
+        result = PyTuple_Pack(3, cols, dur, Py_None);
+        goto done;
+    }
+    int64_t lo = d[0], hi = t1[0];
+    for (Py_ssize_t i = 1; i < n; i++) {
+        if (d[i] < lo)
+            lo = d[i];
+        if (t1[i] > hi)
+            hi = t1[i];
+    }
+    result = Py_BuildValue("(OO(LL))", cols, dur, (long long)lo, (long long)hi);
+    goto done;
+fallback:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_Free(v);
+    Py_XDECREF(cols);
+    Py_XDECREF(dur);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
+/* ---- the signature statistics of a batch (SessionTree.feed's Counter loop) --------------- */
+
+enum { S_FID, S_PFID, S_IN, S_OUT, S_RES, S_EXC, S_DUR, S_CPU, S_COLS };
+enum { A_CALLS, A_TOTAL, A_SELF, A_MIN, A_MAX, A_CPU, A_HIST, A_LEN };
+
+static Py_ssize_t EXACT = 64, SUB = 8, SHIFT = 3;
+static PyObject *TO_BUCKETS = NULL;
+
+static int64_t
+bucket_of(int64_t ns)
+{
+    if (ns < SUB)
+        return ns > 0 ? ns : 0;
+    int e = 63 - __builtin_clzll((unsigned long long)ns);
+    return (e - SHIFT + 1) * SUB + ((ns >> (e - SHIFT)) & (SUB - 1));
+}
+
+static uint64_t
+mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    return h * 0xff51afd7ed558ccdULL;
+}
+
+typedef struct {
+    Py_ssize_t first;   /* the call that first had this signature in the batch */
+    PyObject *acc;      /* sigs[key] (borrowed: sigs holds it) */
+    int64_t calls, total, lo, hi, cpu;
+} Sig;
+
+typedef struct {
+    Py_ssize_t sig;     /* index into the Sig array, -1: empty */
+    int64_t d, count;
+    Py_ssize_t next;    /* pairs in first-seen order */
+} Pair;
+
+/* h[key] = h.get(key, 0) + count */
+static int
+hist_add(PyObject *h, int64_t key, int64_t count)
+{
+    PyObject *k = PyLong_FromLongLong(key), *c = PyLong_FromLongLong(count);
+    int r = (k && c) ? add_to(h, k, c) : -1;
+    Py_XDECREF(k);
+    Py_XDECREF(c);
+    return r;
+}
+
+/* count_sigs(sigs, fids, pfids, ins, outs, ress, excs, durs, cpus, incomplete) -> bool:
+ * the statistics part of SessionTree.feed, which documents it: per signature, calls, total
+ * (and self, before the callees' time is taken off), min, max, CPU and the duration
+ * histogram, updated once per distinct (signature, duration) in the order they first
+ * occur, as Counter's loop does. False (and nothing changed) when a value is not an int64
+ * or a sum could leave int64: the caller counts them the Python way. */
+static PyObject *
+count_sigs(PyObject *self, PyObject *args)
+{
+    PyObject *sigs, *cols[S_COLS], *incomplete_obj;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!O!O!O!O", &PyDict_Type, &sigs,
+                          &PyList_Type, &cols[0], &PyList_Type, &cols[1], &PyList_Type, &cols[2],
+                          &PyList_Type, &cols[3], &PyList_Type, &cols[4], &PyList_Type, &cols[5],
+                          &PyList_Type, &cols[6], &PyList_Type, &cols[7], &incomplete_obj))
+        return NULL;
+    if (TO_BUCKETS == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_fold.configure_sigs() was not called");
+        return NULL;
+    }
+    long long incomplete = PyLong_AsLongLong(incomplete_obj);
+    if (incomplete == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(cols[0]);
+    for (int k = 1; k < S_COLS; k++)
+        if (PyList_GET_SIZE(cols[k]) != n) {
+            PyErr_SetString(PyExc_ValueError, "columns of different lengths");
+            return NULL;
+        }
+    PyObject *result = NULL;
+    int64_t *v = NULL;
+    Sig *sig = NULL;
+    Py_ssize_t *sig_slot = NULL;
+    Pair *pair = NULL;
+    Py_ssize_t cap = 16;
+    while (cap < 2 * n)
+        cap <<= 1;
+    if (!(v = PyMem_Malloc(sizeof(int64_t) * S_COLS * (size_t)(n ? n : 1))) ||
+            !(sig = PyMem_Malloc(sizeof(Sig) * (size_t)(n ? n : 1))) ||
+            !(sig_slot = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)cap)) ||
+            !(pair = PyMem_Malloc(sizeof(Pair) * (size_t)cap))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* Every value as an int64, checked before anything changes. */
+    int64_t dmax = 0, cmax = 0;
+    for (int k = 0; k < S_COLS; k++) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *o = PyList_GET_ITEM(cols[k], i);
+            int overflow = 0;
+            long long x = PyLong_CheckExact(o) ? PyLong_AsLongLongAndOverflow(o, &overflow) : 0;
+            if (!PyLong_CheckExact(o) || overflow) {
+                result = Py_False;
+                goto done;
+            }
+            if (x == -1 && PyErr_Occurred())
+                goto done;
+            v[k * n + i] = x;
+            if (k == S_DUR && (x > dmax || -x > dmax))
+                dmax = x > 0 ? x : -x;
+            if (k == S_CPU && (x > cmax || -x > cmax))
+                cmax = x > 0 ? x : -x;
+        }
+    }
+    if ((n && (dmax > INT64_MAX / 4 / n || cmax > INT64_MAX / 4 / n)) ||
+            dmax == INT64_MIN || cmax == INT64_MIN) {
+        result = Py_False;
+        goto done;
+    }
+    for (Py_ssize_t s = 0; s < cap; s++) {
+        sig_slot[s] = -1;
+        pair[s].sig = -1;
+    }
+    Py_ssize_t n_sigs = 0, first_pair = -1, last_pair = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (v[S_RES * n + i] == incomplete)
+            continue;  /* placeholders: in the tree, not in the statistics */
+        uint64_t h = 0;
+        for (int k = 0; k < S_DUR; k++)
+            h = mix(h, (uint64_t)v[k * n + i]);
+        Py_ssize_t s = (Py_ssize_t)(h & (uint64_t)(cap - 1)), j;
+        for (;; s = (s + 1) & (cap - 1)) {
+            j = sig_slot[s];
+            if (j < 0)
+                break;
+            Py_ssize_t f = sig[j].first;
+            int same = 1;
+            for (int k = 0; k < S_DUR && same; k++)
+                same = v[k * n + f] == v[k * n + i];
+            if (same)
+                break;
+        }
+        int64_t d = v[S_DUR * n + i];
+        if (j < 0) {
+            j = sig_slot[s] = n_sigs++;
+            sig[j].first = i;
+            sig[j].acc = NULL;
+            sig[j].calls = sig[j].total = sig[j].cpu = 0;
+            sig[j].lo = sig[j].hi = d;
+        }
+        Sig *g = &sig[j];
+        g->calls++;
+        g->total += d;
+        g->cpu += v[S_CPU * n + i];
+        if (d < g->lo)
+            g->lo = d;
+        if (d > g->hi)
+            g->hi = d;
+        uint64_t ph = mix((uint64_t)j, (uint64_t)d);
+        Py_ssize_t p = (Py_ssize_t)(ph & (uint64_t)(cap - 1));
+        while (pair[p].sig >= 0 && !(pair[p].sig == j && pair[p].d == d))
+            p = (p + 1) & (cap - 1);
+        if (pair[p].sig < 0) {
+            pair[p].sig = j;
+            pair[p].d = d;
+            pair[p].count = 0;
+            pair[p].next = -1;
+            if (last_pair >= 0)
+                pair[last_pair].next = p;
+            else
+                first_pair = p;
+            last_pair = p;
+        }
+        pair[p].count++;
+    }
+    /* Each signature's accumulator, made in the order signatures first occur. */
+    for (Py_ssize_t j = 0; j < n_sigs; j++) {
+        Py_ssize_t f = sig[j].first;
+        PyObject *key = PyTuple_New(S_DUR);
+        if (key == NULL)
+            goto done;
+        for (int k = 0; k < S_DUR; k++) {
+            PyObject *o = PyList_GET_ITEM(cols[k], f);
+            Py_INCREF(o);
+            PyTuple_SET_ITEM(key, k, o);
+        }
+        PyObject *acc = PyDict_GetItemWithError(sigs, key);
+        if (acc == NULL) {
+            if (PyErr_Occurred()) {
+                Py_DECREF(key);
+                goto done;
+            }
+            /* [0, 0, 0, d, d, 0, {}] with d the first duration, as feed makes it */
+            PyObject *d = PyList_GET_ITEM(cols[S_DUR], f);
+            PyObject *hist = PyDict_New();
+            acc = PyList_New(A_LEN);
+            if (hist == NULL || acc == NULL) {
+                Py_XDECREF(hist);
+                Py_XDECREF(acc);
+                Py_DECREF(key);
+                goto done;
+            }
+            PyObject *zero = PyLong_FromLong(0);
+            for (int k = A_CALLS; k <= A_CPU; k++) {
+                PyObject *x = (k == A_MIN || k == A_MAX) ? d : zero;
+                Py_INCREF(x);
+                PyList_SET_ITEM(acc, k, x);
+            }
+            Py_DECREF(zero);
+            PyList_SET_ITEM(acc, A_HIST, hist);
+            int r = PyDict_SetItem(sigs, key, acc);
+            Py_DECREF(acc);
+            if (r < 0) {
+                Py_DECREF(key);
+                goto done;
+            }
+        }
+        Py_DECREF(key);
+        if (!PyList_CheckExact(acc) || PyList_GET_SIZE(acc) != A_LEN ||
+                !PyDict_CheckExact(PyList_GET_ITEM(acc, A_HIST))) {
+            PyErr_SetString(PyExc_TypeError, "a signature's statistics must be a list");
+            goto done;
+        }
+        sig[j].acc = acc;
+    }
+    /* Sums, minimum, maximum: once per signature. */
+    for (Py_ssize_t j = 0; j < n_sigs; j++) {
+        Sig *g = &sig[j];
+        PyObject *acc = g->acc;
+        int64_t adds[A_LEN] = {g->calls, g->total, g->total, 0, 0, g->cpu, 0};
+        for (int k = A_CALLS; k <= A_CPU; k++) {
+            if (k == A_MIN || k == A_MAX || (k == A_CPU && !adds[k]))
+                continue;
+            PyObject *x = PyLong_FromLongLong(adds[k]);
+            PyObject *sum = x ? PyNumber_Add(PyList_GET_ITEM(acc, k), x) : NULL;
+            Py_XDECREF(x);
+            if (sum == NULL)
+                goto done;
+            PyList_SetItem(acc, k, sum);
+        }
+        for (int k = A_MIN; k <= A_MAX; k++) {
+            PyObject *x = PyLong_FromLongLong(k == A_MIN ? g->lo : g->hi);
+            if (x == NULL)
+                goto done;
+            int better = PyObject_RichCompareBool(x, PyList_GET_ITEM(acc, k),
+                                                  k == A_MIN ? Py_LT : Py_GT);
+            if (better < 0) {
+                Py_DECREF(x);
+                goto done;
+            }
+            if (better)
+                PyList_SetItem(acc, k, x);
+            else
+                Py_DECREF(x);
+        }
+    }
+    /* Histograms: once per distinct (signature, duration), in first-seen order
+     * (histogram.add inlined, as feed does). */
+    for (Py_ssize_t p = first_pair; p >= 0; p = pair[p].next) {
+        PyObject *h = PyList_GET_ITEM(sig[pair[p].sig].acc, A_HIST);
+        int64_t d = pair[p].d, count = pair[p].count;
+        PyObject *b = PyLong_FromLongLong(~d);
+        if (b == NULL)
+            goto done;
+        PyObject *old = PyDict_GetItemWithError(h, b);
+        if (old == NULL && PyErr_Occurred()) {
+            Py_DECREF(b);
+            goto done;
+        }
+        int exact = 1;
+        if (old == NULL && PyDict_GET_SIZE(h)) {
+            Py_ssize_t pos = 0;
+            PyObject *k0, *c0;
+            PyDict_Next(h, &pos, &k0, &c0);
+            int over = 0;
+            long long k = PyLong_AsLongLongAndOverflow(k0, &over);
+            if (k == -1 && PyErr_Occurred()) {
+                Py_DECREF(b);
+                goto done;
+            }
+            exact = over < 0 || (!over && k < 0);
+        }
+        int r;
+        if (old != NULL || (PyDict_GET_SIZE(h) < EXACT && exact)) {
+            r = hist_add(h, ~d, count);
+        } else {
+            if (exact) {
+                PyObject *done_ = PyObject_CallFunctionObjArgs(TO_BUCKETS, h, NULL);
+                if (done_ == NULL) {
+                    Py_DECREF(b);
+                    goto done;
+                }
+                Py_DECREF(done_);
+            }
+            r = hist_add(h, bucket_of(d), count);
+        }
+        Py_DECREF(b);
+        if (r < 0)
+            goto done;
+    }
+    result = Py_True;
+done:
+    Py_XINCREF(result);
+    PyMem_Free(v);
+    PyMem_Free(sig);
+    PyMem_Free(sig_slot);
+    PyMem_Free(pair);
+    return result;
+}
+
+static PyObject *
+configure_sigs(PyObject *self, PyObject *args)
+{
+    PyObject *to_buckets;
+    Py_ssize_t exact, sub, shift;
+    if (!PyArg_ParseTuple(args, "nnnO", &exact, &sub, &shift, &to_buckets))
+        return NULL;
+    EXACT = exact;
+    SUB = sub;
+    SHIFT = shift;
+    Py_INCREF(to_buckets);
+    Py_XSETREF(TO_BUCKETS, to_buckets);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"configure_sigs", configure_sigs, METH_VARARGS,
+     "configure_sigs(EXACT, SUB, SHIFT, to_buckets): the histogram's constants."},
+    {"decode_columns", decode_columns, METH_VARARGS,
+     "decode_columns(n, data) -> (cols, dur, bounds) or None: wire._columns in C."},
+    {"count_sigs", count_sigs, METH_VARARGS,
+     "count_sigs(sigs, fids, pfids, ins, outs, ress, excs, durs, cpus, INCOMPLETE) -> bool: "
+     "SessionTree.feed's signature statistics in C."},
     {"configure", configure, METH_VARARGS,
      "configure(ERROR, INCOMPLETE, empty_fold, MAX_KIDS, add_kid): sessiontree's constants."},
     {"fold_tree", fold_tree, METH_VARARGS,

@@ -43,7 +43,7 @@ from itertools import compress
 from typing import Any
 
 from ..protocol.wire import CALL_FIELDS, ERROR, INCOMPLETE, PARTIAL, CallColumns
-from ..model.histogram import EXACT, bucket, merge_into, to_buckets
+from ..model.histogram import _SHIFT, EXACT, SUB, bucket, merge_into, to_buckets
 from ..store.chunks import store_rows
 
 MAX_KIDS = 1024    # distinct child runs kept per open call before the oldest are folded
@@ -201,8 +201,8 @@ class SessionTree:
         Two passes over the columns. The tree (digests, paths, self time, error raise sites)
         depends on the order calls ended in, so it is a loop over the calls; the signature
         statistics are sums, minima, maxima and histograms, so they are counted per distinct
-        (signature, duration) with ``Counter`` in C and spread once per distinct pair: a
-        loop of tight calls repeats the same few durations over and over."""
+        (signature, duration) (in the C extension, or with ``Counter``) and spread once per
+        distinct pair: a loop of tight calls repeats the same few durations over and over."""
         if not isinstance(calls, CallColumns):
             calls = CallColumns.from_rows(calls)
         n = len(calls)
@@ -210,15 +210,29 @@ class SessionTree:
             return 0
         cids, pars, _s, fids, pfids, ins, outs, ress, excs, t0s, t1s, _thr, cpus = calls.cols
         durs = calls.dur
-        if min(durs) < 0:  # a clock step: such a call counts as taking no time
+        shortest, end = calls.bounds or (min(durs), max(t1s))
+        if shortest < 0:  # a clock step: such a call counts as taking no time
             durs = [d if d > 0 else 0 for d in durs]
-        end = max(t1s)
         if end > self.end:
             self.end = end
         minus = self._fold_tree(cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs)
         if self._root_seen:  # the root's record, the last one if a replay repeated it
             self._root_seen = False
             self.root = calls.row(n - 1 - cids[::-1].index(self.ses))
+        sigs = self.sigs
+        if _count_c is None or not _count_c(sigs, fids, pfids, ins, outs, ress, excs, durs,
+                                            cpus, INCOMPLETE):
+            self._count_sigs_py(fids, pfids, ins, outs, ress, excs, durs, cpus)
+        for key, child_ns in minus.items():
+            sigs[key][2] -= child_ns
+        return n
+
+    def _count_sigs_py(self, fids: list[Any], pfids: list[Any], ins: list[Any],
+                       outs: list[Any], ress: list[Any], excs: list[Any], durs: list[Any],
+                       cpus: list[Any]) -> None:
+        """The signature statistics of :meth:`feed`, before the callees' time is taken off
+        the self time. Its C twin, ``_fold.count_sigs``, updates the same accumulators in
+        the same order (it declines values that are not int64, and this runs instead)."""
         if INCOMPLETE in ress:  # placeholders: in the tree, not in the statistics
             keep = [r != INCOMPLETE for r in ress]
             fids, pfids, ins, outs, ress, excs, durs, cpus = (
@@ -250,12 +264,9 @@ class SessionTree:
                 to_buckets(h)
                 b = bucket(d)
                 h[b] = h.get(b, 0) + count
-        for key, child_ns in minus.items():
-            sigs[key][2] -= child_ns
         if any(cpus):  # CPU time is opt-in (config cpu_time): zero columns cost one scan
             for *fields, cpu in zip(fids, pfids, ins, outs, ress, excs, cpus):
                 sigs[tuple(fields)][5] += cpu
-        return n
 
     def _fold_tree(self, cids: list[Any], pars: list[Any], fids: list[Any], pfids: list[Any],
                    ins: list[Any], outs: list[Any], ress: list[Any], excs: list[Any],
@@ -263,7 +274,9 @@ class SessionTree:
         """The tree pass of :meth:`feed` (:meth:`_fold_tree_py`), in C where the extension
         was built and the columns are lists."""
         if _fold_c is not None and type(cids) is list and type(durs) is list:
-            return _fold_c(self, cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs)
+            minus = _fold_c(self, cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs)
+            if minus is not None:  # None: a value out of int64, left to Python (unchanged)
+                return minus
         return self._fold_tree_py(cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs)
 
     def _fold_tree_py(self, cids: list[Any], pars: list[Any], fids: list[Any],
@@ -466,6 +479,19 @@ def _c_fold() -> Callable[..., dict[Any, Any]] | None:
 
 
 _fold_c = _c_fold()
+
+
+def _c_count() -> Callable[..., bool] | None:
+    """The C signature statistics, configured with the histogram's constants; None where
+    the tree pass is the Python one."""
+    if _fold_c is None:
+        return None
+    from . import _fold  # type: ignore[attr-defined]
+    _fold.configure_sigs(EXACT, SUB, _SHIFT, to_buckets)
+    return _fold.count_sigs  # type: ignore[no-any-return]
+
+
+_count_c = _c_count()
 # Which tree pass folds sessions: "c" or "python".
 FOLD_CORE = "python" if _fold_c is None else "c"
 

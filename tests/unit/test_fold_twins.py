@@ -16,6 +16,7 @@ from flowagent.sidecar import sessiontree as st
 from flowagent.sidecar.sessiontree import Namer, SessionTree
 
 fold_c = st._c_fold()
+count_c = st._c_count()
 pytestmark = pytest.mark.skipif(fold_c is None, reason="the C extension was not built")
 
 
@@ -80,6 +81,7 @@ def _fold_both(records: list[tuple[int, ...]], ses: int, cut: list[int],
     trees = []
     for impl in (None, fold_c):
         monkeypatch.setattr(st, "_fold_c", impl)
+        monkeypatch.setattr(st, "_count_c", impl and count_c)
         monkeypatch.setattr(st, "_MEMO_CAP", 64)  # memos cleared while folding
         tree = SessionTree(ses, Namer(names.get), 7, records[0][9] if records else 0, 1)
         lo = 0
@@ -106,6 +108,7 @@ def test_c_and_python_fold_the_placeholders_of_an_open_session_alike(monkeypatch
     records = [r for r in _session(rng, 5, 100) if r[0] != 5]  # the root never ended
     for impl in (None, fold_c):
         monkeypatch.setattr(st, "_fold_c", impl)
+        monkeypatch.setattr(st, "_count_c", impl and count_c)
         tree = SessionTree(5, Namer(str), 7, 100, 1)
         tree.feed(records)
         tree.feed(tree.placeholders())
@@ -114,6 +117,37 @@ def test_c_and_python_fold_the_placeholders_of_an_open_session_alike(monkeypatch
             expected = _state(tree), tree.contribution(int, int)
         else:
             assert (_state(tree), tree.contribution(int, int)) == expected
+
+
+def test_values_out_of_int64_are_folded_by_python_alike(monkeypatch):
+    """The C passes decline a batch holding an int they cannot hold in C (changing nothing)
+    and the Python ones fold it."""
+    records = _session(random.Random(3), 10, 2**64)  # starts and ends past int64
+    assert fold_c is not None and count_c is not None
+    assert count_c({}, *([[2**64]] * 8), INCOMPLETE) is False
+    tree = SessionTree(10, Namer(str), 7, 2**64, 1)
+    cols = list(zip(*records))
+    assert fold_c(tree, *[list(cols[k]) for k in (0, 1, 3, 4, 5, 6, 7, 8, 9)],
+                  [r[10] - r[9] for r in records]) is None
+    assert tree._open == {} and tree.sigs == {}
+    _fold_both(records, 10, [len(records) // 2], monkeypatch)
+
+
+def test_callee_time_summed_past_int64_is_exact(monkeypatch):
+    """Two calls of one signature, each with ~2**62 ns in its callee: their sum leaves
+    int64 inside the C pass and goes on as a Python int."""
+    big = 2**62
+    records = [(3, 2, 1, 5, 4, 0, 0, 0, 0, 1, 1 + big, 1, 0),
+               (2, 1, 1, 4, 7, 0, 0, 0, 0, 0, big + 10, 1, 0),
+               (6, 5, 1, 5, 4, 0, 0, 0, 0, big + 21, 2 * big + 21, 1, 0),
+               (5, 1, 1, 4, 7, 0, 0, 0, 0, big + 20, 2 * big + 30, 1, 0),
+               (1, 0, 1, 7, 0, 0, 0, 0, 0, 0, 2 * big + 40, 1, 0)]  # its duration: Python's
+    tree = SessionTree(1, Namer(str), 7, 0, 1)
+    cols = list(zip(*records[:4]))
+    minus = fold_c(tree, *[list(cols[k]) for k in (0, 1, 3, 4, 5, 6, 7, 8, 9)],
+                   [r[10] - r[9] for r in records[:4]])
+    assert minus == {(4, 7, 0, 0, 0, 0): 2 * big}
+    _fold_both(records, 1, [4], monkeypatch)
 
 
 def test_bad_state_is_an_error_not_a_crash(monkeypatch):
