@@ -77,12 +77,13 @@ def append_when_full(S: Any, rec: bytes) -> bool:
     append. False when it is at that limit: the caller counts the record dropped.
 
     ``S.buf`` is loaded anew at each call: the flusher may swap it in between, and only a
-    growth to the limit is harmless to whichever mapping is current then."""
+    growth to the limit is harmless to whichever mapping is current then. Another thread
+    that found it full at the same time may have grown it already: the append is tried
+    again whatever its size, and only a buffer full at the limit drops."""
     limit = S.max_buf * REC_BYTES
-    if not _GROWS or len(S.buf) >= limit:
-        return False
     try:
-        S.buf.resize(limit)  # (mremap: only the pages written take memory)
+        if _GROWS and len(S.buf) < limit:
+            S.buf.resize(limit)  # (mremap: only the pages written take memory)
         S.buf.write(rec)
     except Exception as exc:
         # Full after all (ValueError), or no memory to grow (OSError from mremap: raised
