@@ -2125,10 +2125,11 @@ static PyObject *fork_on_return = NULL;
 static PyObject *fork_doc[2];               /* the real docstrings (their text signatures) */
 
 static PyObject *
-fork_call(int which)
+fork_call(int which, PyObject *args, PyObject *kwargs)
 {
     pid_t before = getpid();
-    PyObject *result = PyObject_CallNoArgs(fork_real[which]);
+    /* (arguments passed on: a wrong call fails in the real function, with its message) */
+    PyObject *result = PyObject_Call(fork_real[which], args, kwargs);
     if (getpid() == before && fork_on_return != NULL) {
         PyThreadState *tstate = PyThreadState_Get();
         PyObject *r;
@@ -2154,20 +2155,21 @@ fork_call(int which)
 }
 
 static PyObject *
-fork_wrapper(PyObject *self, PyObject *unused)
+fork_wrapper(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    return fork_call(0);
+    return fork_call(0, args, kwargs);
 }
 
 static PyObject *
-forkpty_wrapper(PyObject *self, PyObject *unused)
+forkpty_wrapper(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    return fork_call(1);
+    return fork_call(1, args, kwargs);
 }
 
 static PyMethodDef fork_defs[2] = {
-    {"fork", fork_wrapper, METH_NOARGS, NULL},
-    {"forkpty", forkpty_wrapper, METH_NOARGS, NULL},
+    {"fork", (PyCFunction)(void (*)(void))fork_wrapper, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"forkpty", (PyCFunction)(void (*)(void))forkpty_wrapper, METH_VARARGS | METH_KEYWORDS,
+     NULL},
 };
 
 static PyObject *
@@ -2189,10 +2191,22 @@ sp_fork_wrappers(PyObject *self, PyObject *args)
             out[i] = Py_NewRef(Py_None);
             continue;
         }
-        fork_doc[i] = PyObject_GetAttrString(real[i], "__doc__");
-        if (fork_doc[i] != NULL && PyUnicode_Check(fork_doc[i]))
-            fork_defs[i].ml_doc = PyUnicode_AsUTF8(fork_doc[i]);
-        PyErr_Clear();
+        {   /* the real docstring, with its text signature as CPython keeps them */
+            PyObject *doc = PyObject_GetAttrString(real[i], "__doc__");
+            PyObject *sig = PyObject_GetAttrString(real[i], "__text_signature__");
+            if (doc != NULL && PyUnicode_Check(doc)) {
+                if (sig != NULL && PyUnicode_Check(sig))
+                    fork_doc[i] = PyUnicode_FromFormat("%s%U\n--\n\n%U",
+                                                       fork_defs[i].ml_name, sig, doc);
+                else
+                    fork_doc[i] = Py_NewRef(doc);
+            }
+            if (fork_doc[i] != NULL)
+                fork_defs[i].ml_doc = PyUnicode_AsUTF8(fork_doc[i]);
+            Py_XDECREF(doc);
+            Py_XDECREF(sig);
+            PyErr_Clear();
+        }
         fork_real[i] = Py_NewRef(real[i]);
         out[i] = PyCFunction_NewEx(&fork_defs[i], self, module);
         if (out[i] == NULL)

@@ -16,6 +16,7 @@ told to stop by SIGUSR1, whose handler only sets a flag.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -24,13 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (PURE, _clean_env, flowagent_cmd, needs_sys_monitoring, strip_summary,
-                     wait_until, write_files)
+from helpers import (PURE, _clean_env, flowagent_cmd, needs_sys_monitoring, run_cli, run_python,
+                     strip_summary, wait_until, write_files)
 
 pytestmark = pytest.mark.e2e
 
 PROGRAM = """
-import os, signal, sys
+import os, pty, signal, sys
 
 stop = []
 
@@ -48,7 +49,7 @@ before_fork(10)
 with open("pid.tmp", "w") as f:
     f.write(str(os.getpid()))
 os.rename("pid.tmp", "pid")
-pid = os.fork()
+pid = FORK
 if pid == 0:
     os._exit(0)
 after_fork(20)
@@ -78,6 +79,7 @@ def _stored(db: Path) -> bool:
     return bool(row and row[0])
 
 
+@pytest.mark.parametrize("fork", ["os.fork()", "pty.fork()[0]"])
 @pytest.mark.parametrize("backend,pure", [
     ("wrap", False), ("profile", False),
     pytest.param("monitor", False, marks=needs_sys_monitoring),
@@ -85,8 +87,8 @@ def _stored(db: Path) -> bool:
     pytest.param("profile", True, marks=PURE_ON_313),
 ])
 def test_calls_after_a_fork_are_stored_while_the_parent_computes(
-        tmp_path: Path, backend: str, pure: bool) -> None:
-    write_files(tmp_path, {"prog.py": PROGRAM})
+        tmp_path: Path, backend: str, pure: bool, fork: str) -> None:
+    write_files(tmp_path, {"prog.py": PROGRAM.replace("FORK", fork)})
     data = tmp_path / "data"
     env = {PURE: "1" if pure else "0",
            "PYTHONWARNINGS": "always::DeprecationWarning:__main__"}
@@ -109,3 +111,61 @@ def test_calls_after_a_fork_are_stored_while_the_parent_computes(
             proc.communicate()
     assert (proc.returncode, out) == (0, b"done\n"), err
     assert strip_summary(err) == b""  # no fork warning, nothing else
+
+
+THREADED = """
+import inspect, os, pickle, threading, time
+
+def leaf(i):
+    return i
+
+def main():
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    leaf(1)
+    pid = os.fork()  # the program has a thread of its own: Python warns, pointing here
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    stop.set()
+    t.join()
+    for f in (os.fork, os.forkpty):
+        print(f.__name__, f.__qualname__, inspect.signature(f), f.__doc__ == FORK_DOCS[f.__name__],
+              pickle.loads(pickle.dumps(f)) is f)
+    try:
+        os.fork(1)
+    except TypeError as exc:
+        print("TypeError", exc)
+
+import posix
+FORK_DOCS = {"fork": posix.fork.__doc__, "forkpty": posix.forkpty.__doc__}
+main()
+"""
+
+
+@pytest.mark.parametrize("backend,pure", [("wrap", False), ("profile", False),
+                                          ("wrap", True)])
+def test_a_fork_looks_and_warns_as_plainly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           backend: str, pure: bool) -> None:
+    """The fork functions the program sees behave as plainly: the warning about forking a
+    multi-threaded process points at the program's line, and their name, signature, doc and
+    pickling are the same."""
+    monkeypatch.setenv(PURE, "1" if pure else "0")
+    write_files(tmp_path, {"prog.py": THREADED})
+    env = {"PYTHONWARNINGS": "always::DeprecationWarning:__main__"}
+    plain = run_python(["prog.py"], tmp_path, env=env)
+    fa = run_cli(["run", "--data-dir", str(tmp_path / "data"), "--backend", backend,
+                  "prog.py"], tmp_path, env=env)
+    assert plain.returncode == 0, plain.stderr
+    assert b"True True" in plain.stdout and b"TypeError" in plain.stdout
+    assert (fa.returncode, fa.stdout) == (plain.returncode, plain.stdout), fa.stderr
+    line = (tmp_path / "prog.py").read_text().splitlines().index(
+        "    pid = os.fork()  # the program has a thread of its own: Python warns, pointing here")
+    warned = f"prog.py:{line + 1}: DeprecationWarning".encode() in plain.stderr
+    assert warned == (sys.version_info >= (3, 12)), plain.stderr
+    assert _without_pid(strip_summary(fa.stderr)) == _without_pid(plain.stderr)
+
+
+def _without_pid(stderr: bytes) -> bytes:
+    return re.sub(rb"pid=\d+", b"pid=N", stderr)
