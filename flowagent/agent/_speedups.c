@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #ifdef __linux__
 #include <pthread.h>
 #include <sys/mman.h>
@@ -2109,10 +2110,124 @@ sp_audit_watch(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* -- os.fork() returning in the parent (Python 3.13) ---------------------------------------
+ * Python 3.13 counts the process's threads for its multi-threaded fork warning after the
+ * parent's after-fork hooks ran, so the flusher, stopped for a fork of a program without
+ * threads of its own, cannot start again in a hook. It starts in the parent once os.fork()
+ * (os.forkpty()) has returned: these wrappers call the real function, then, in the parent
+ * only, `on_return()`, after the warning was counted and after the program's own hooks.
+ * Being C, they add no frame: tracebacks, the warning's location and the child's view of
+ * the stack that forked it stay as plainly. on_return runs as the audit dispatcher does,
+ * with tracing and profiling paused, and an exception it raises is dropped (the caller
+ * counts its own errors): the program's fork result or exception is returned unchanged. */
+static PyObject *fork_real[2];              /* os.fork, os.forkpty as they were */
+static PyObject *fork_on_return = NULL;
+static PyObject *fork_doc[2];               /* the real docstrings (their text signatures) */
+
+static PyObject *
+fork_call(int which, PyObject *args, PyObject *kwargs)
+{
+    pid_t before = getpid();
+    /* (arguments passed on: a wrong call fails in the real function, with its message) */
+    PyObject *result = PyObject_Call(fork_real[which], args, kwargs);
+    if (getpid() == before && fork_on_return != NULL) {
+        PyThreadState *tstate = PyThreadState_Get();
+        PyObject *r;
+#if PY_VERSION_HEX >= 0x030C0000
+        PyObject *exc = PyErr_GetRaisedException();
+#else
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+#endif
+        PyThreadState_EnterTracing(tstate);
+        r = PyObject_CallNoArgs(fork_on_return);
+        PyThreadState_LeaveTracing(tstate);
+        if (r == NULL)
+            PyErr_Clear();
+        Py_XDECREF(r);
+#if PY_VERSION_HEX >= 0x030C0000
+        PyErr_SetRaisedException(exc);
+#else
+        PyErr_Restore(type, value, tb);
+#endif
+    }
+    return result;
+}
+
+static PyObject *
+fork_wrapper(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    return fork_call(0, args, kwargs);
+}
+
+static PyObject *
+forkpty_wrapper(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    return fork_call(1, args, kwargs);
+}
+
+static PyMethodDef fork_defs[2] = {
+    {"fork", (PyCFunction)(void (*)(void))fork_wrapper, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"forkpty", (PyCFunction)(void (*)(void))forkpty_wrapper, METH_VARARGS | METH_KEYWORDS,
+     NULL},
+};
+
+static PyObject *
+sp_fork_wrappers(PyObject *self, PyObject *args)
+{
+    PyObject *real[2], *on_return, *out[2] = {NULL, NULL}, *module;
+    int i;
+    if (!PyArg_ParseTuple(args, "OOO", &real[0], &real[1], &on_return))
+        return NULL;
+    if (fork_on_return != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "fork_wrappers: already made");
+        return NULL;
+    }
+    module = PyUnicode_FromString("os");  /* where the program (and pickle) finds them */
+    if (module == NULL)
+        return NULL;
+    for (i = 0; i < 2; i++) {
+        if (real[i] == Py_None) {
+            out[i] = Py_NewRef(Py_None);
+            continue;
+        }
+        {   /* the real docstring, with its text signature as CPython keeps them */
+            PyObject *doc = PyObject_GetAttrString(real[i], "__doc__");
+            PyObject *sig = PyObject_GetAttrString(real[i], "__text_signature__");
+            if (doc != NULL && PyUnicode_Check(doc)) {
+                if (sig != NULL && PyUnicode_Check(sig))
+                    fork_doc[i] = PyUnicode_FromFormat("%s%U\n--\n\n%U",
+                                                       fork_defs[i].ml_name, sig, doc);
+                else
+                    fork_doc[i] = Py_NewRef(doc);
+            }
+            if (fork_doc[i] != NULL)
+                fork_defs[i].ml_doc = PyUnicode_AsUTF8(fork_doc[i]);
+            Py_XDECREF(doc);
+            Py_XDECREF(sig);
+            PyErr_Clear();
+        }
+        fork_real[i] = Py_NewRef(real[i]);
+        out[i] = PyCFunction_NewEx(&fork_defs[i], self, module);
+        if (out[i] == NULL)
+            break;
+    }
+    Py_DECREF(module);
+    if (out[0] == NULL || out[1] == NULL) {
+        Py_XDECREF(out[0]);
+        return NULL;
+    }
+    fork_on_return = Py_NewRef(on_return);
+    return Py_BuildValue("(NN)", out[0], out[1]);
+}
+
 static PyMethodDef module_methods[] = {
     {"audit_install", sp_audit_install, METH_O,
      "audit_install(dispatch): add the agent's C audit hook (once); it calls "
      "dispatch(event, args) for the events audit_watch names."},
+    {"fork_wrappers", sp_fork_wrappers, METH_VARARGS,
+     "fork_wrappers(fork, forkpty, on_return): os.fork and os.forkpty (or None) wrapped to call "
+     "on_return() in the parent once they returned."},
     {"audit_watch", sp_audit_watch, METH_VARARGS,
      "audit_watch(names, all): the events the audit hook hands to its dispatcher (every event "
      "while `all`)."},

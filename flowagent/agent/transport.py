@@ -15,7 +15,8 @@ see ``_speedups.c`` and ``pending.py``), so ``os.fork()`` costs about what it co
 program with no thread of its own on Python 3.12+ has the flusher stopped for the fork
 (:meth:`Transport._before_fork`), so it is single-threaded when Python counts its threads
 for the fork warning: on 3.13, which counts after the parent's hooks, the flusher starts
-again only once the program goes on (:meth:`Transport._after_fork_parent`). Exit: a final
+again as os.fork() returns (C twin, :func:`_patch_os_fork`) or once the program goes on
+(:meth:`Transport._after_fork_parent`). Exit: a final
 flush runs from ``atexit`` (registered first, so it runs last) and from multiprocessing's
 exit path for forked workers, which end in ``os._exit``.
 """
@@ -98,6 +99,7 @@ class Transport:
                 # never sees the agent's hook added. It hands this one every event only
                 # while a restart is pending.
                 self._audit_watch = audit.watch(self._audit)
+                _patch_os_fork(self)
         else:
             os.register_at_fork(after_in_child=self._after_fork_child)
         atexit.register(self.close)
@@ -184,7 +186,8 @@ class Transport:
             self._start_flusher()
             return
         # Python 3.13 counts the process's threads for its warning after these hooks ran,
-        # so the flusher cannot start here: it starts when the program goes on after
+        # so the flusher cannot start here: it starts as os.fork() returns (the C twin's
+        # os.fork wrapper, see _patch_os_fork), or else when the program goes on after
         # os.fork() returned, at its first audited event (an open, an import, a socket, a
         # sleep, a thread started, an exec), or when the buffer asks for a flush. Until
         # then nothing is lost: the records wait in the buffer, and the exit's (or an
@@ -202,15 +205,16 @@ class Transport:
         if self._audit_watch is not None:
             audit.want_everything(self._audit_watch, pending)
 
-    def _restart_flusher(self) -> None:
-        """Start the flusher stopped for a fork, once os.fork() has returned: not while it
-        still runs the program's own after-fork hooks (registered after ours) or the agent
-        code recording them. From any thread, any number of times; never raises."""
+    def _restart_flusher(self, returned: bool = False) -> None:
+        """Start the flusher stopped for a fork, once os.fork() has returned (``returned``:
+        known to have): not while it still runs the program's own after-fork hooks
+        (registered after ours) or the agent code recording them. From any thread, any
+        number of times; never raises."""
         if not self._restart_pending or self._checking:
             return
         self._checking = True  # (looking at the stack raises audit events of its own)
         try:
-            if _still_in(self._fork_call):
+            if not returned and _still_in(self._fork_call):
                 return
             with self._restart_lock:
                 if not self._restart_pending:
@@ -222,6 +226,12 @@ class Transport:
             recorder.S.agent_errors += 1
         finally:
             self._checking = False
+
+    def _fork_returned(self) -> None:
+        """Python 3.13+, C twin: os.fork() or os.forkpty() returned in this process (the
+        parent); called by the wrapper from _patch_os_fork."""
+        if self._restart_pending and os.getpid() == self.pid:
+            self._restart_flusher(returned=True)
 
     def _audit(self, event: str, args: tuple[Any, ...]) -> None:
         """Python 3.13+: restarts the flusher after a fork (see _after_fork_parent). Never
@@ -491,6 +501,27 @@ def _patch_os_exit(transport: Transport) -> None:
 
     _exit.__wrapped__ = _real_os_exit  # type: ignore[attr-defined]
     os._exit = _exit  # type: ignore[assignment]  # (os._exit is typed NoReturn; so is this)
+
+
+def _patch_os_fork(transport: Transport) -> None:
+    """Python 3.13+: the flusher stopped for a fork starts again as os.fork() (os.forkpty())
+    returns in the parent, after Python counted the threads for its warning and after the
+    program's own after-fork hooks ran. The C twin wraps both in C functions (no frame of
+    the agent's on any stack, the warning still points at the program's line); the pure
+    twin leaves them alone and restarts at the program's next audited event (see
+    _after_fork_parent), as does a fork through ``posix.fork`` directly."""
+    speedups = recorder._speedups
+    if speedups is None or not hasattr(speedups, "fork_wrappers") or not hasattr(os, "fork"):
+        return
+    try:
+        fork, forkpty = speedups.fork_wrappers(os.fork, getattr(os, "forkpty", None),
+                                               transport._fork_returned)
+    except Exception:
+        recorder.S.agent_errors += 1
+        return
+    os.fork = fork
+    if forkpty is not None:
+        os.forkpty = forkpty
 
 
 def _patch_os_exec(transport: Transport) -> None:
