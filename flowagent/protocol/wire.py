@@ -26,6 +26,8 @@ from itertools import accumulate, chain
 from operator import add, sub
 from typing import Any, Callable, Iterable, Sequence
 
+from .env import is_true
+
 VERSION = 2
 
 # Result codes on the wire. INCOMPLETE never travels: the sidecar assigns it to calls that
@@ -164,17 +166,23 @@ def _bin_header(size: int) -> bytes:
     return b"\xc6" + size.to_bytes(4, "big")
 
 
-def _c_columns() -> Callable[[int, bytes], Any] | None:
-    """The sidecar's C twin of :func:`_columns` (``decode_columns`` of its ``_fold``
-    extension); None where it is missing or ``FLOWAGENT_PURE`` asks for the Python one."""
-    if os.environ.get("FLOWAGENT_PURE", "").strip().lower() not in ("", "0", "false", "no",
-                                                                     "off"):
+def fold_extension() -> Any | None:
+    """The sidecar's C extension ``_fold`` (decoding, the tree pass, signature statistics),
+    or None where it is missing or ``FLOWAGENT_PURE`` asks for the Python twins, as the
+    recorder reads it."""
+    if is_true(os.environ.get("FLOWAGENT_PURE")):
         return None
     try:
         from ..sidecar import _fold  # type: ignore[attr-defined]
     except ImportError:
         return None
-    return _fold.decode_columns  # type: ignore[no-any-return]
+    return _fold
+
+
+def _c_columns() -> Callable[[int, bytes], Any] | None:
+    """The C twin of :func:`_columns`, or None (see :func:`fold_extension`)."""
+    ext = fold_extension()
+    return None if ext is None else ext.decode_columns
 
 
 class Decoder:

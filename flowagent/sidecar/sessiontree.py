@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable
@@ -42,7 +41,8 @@ from dataclasses import dataclass, field
 from itertools import compress
 from typing import Any
 
-from ..protocol.wire import CALL_FIELDS, ERROR, INCOMPLETE, PARTIAL, CallColumns
+from ..protocol.wire import (CALL_FIELDS, ERROR, INCOMPLETE, PARTIAL, CallColumns,
+                             fold_extension)
 from ..model.histogram import _SHIFT, EXACT, SUB, bucket, merge_into, to_buckets
 from ..store.chunks import store_rows
 
@@ -464,15 +464,13 @@ class SessionTree:
         return out
 
 
+_fold = fold_extension()
+
+
 def _c_fold() -> Callable[..., dict[Any, Any]] | None:
-    """The C tree pass, configured with this module's constants; None where the extension
-    is missing or ``FLOWAGENT_PURE`` asks for the Python twin."""
-    if os.environ.get("FLOWAGENT_PURE", "").strip().lower() not in ("", "0", "false", "no",
-                                                                     "off"):
-        return None
-    try:
-        from . import _fold  # type: ignore[attr-defined]
-    except ImportError:
+    """The C tree pass, configured with this module's constants; None where the Python
+    twin runs (see :func:`fold_extension`)."""
+    if _fold is None:
         return None
     _fold.configure(ERROR, INCOMPLETE, b"", MAX_KIDS, _add_kid)
     return _fold.fold_tree  # type: ignore[no-any-return]
@@ -484,9 +482,8 @@ _fold_c = _c_fold()
 def _c_count() -> Callable[..., bool] | None:
     """The C signature statistics, configured with the histogram's constants; None where
     the tree pass is the Python one."""
-    if _fold_c is None:
+    if _fold is None:
         return None
-    from . import _fold  # type: ignore[attr-defined]
     _fold.configure_sigs(EXACT, SUB, _SHIFT, to_buckets)
     return _fold.count_sigs  # type: ignore[no-any-return]
 
