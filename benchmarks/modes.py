@@ -94,6 +94,22 @@ def _fa(backend: str) -> Callable[[Ctx], Command]:
     return build
 
 
+def _fa_every(backend: str) -> Callable[[Ctx], Command]:
+    """``_fa(backend)`` describing the shapes of every call, whatever the configured default."""
+    def build(ctx: Ctx) -> Command:
+        argv, env = _fa(backend)(ctx)
+        return argv, {**env, "FLOWAGENT_SHAPE_EVERY_CALL": "1"}
+    return build
+
+
+def _fa_budget(backend: str) -> Callable[[Ctx], Command]:
+    """``_fa(backend)`` with the budgeted sample of shapes, whatever the configured default."""
+    def build(ctx: Ctx) -> Command:
+        argv, env = _fa(backend)(ctx)
+        return argv, {**env, "FLOWAGENT_SHAPE_EVERY_CALL": "0"}
+    return build
+
+
 def _fa_nomatch(ctx: Ctx) -> Command:
     return [tool("flowagent"), "run", "--data-dir", os.path.join(ctx.tmp, "data"),
             "--include", NOTHING, *_target(ctx)], {}
@@ -187,6 +203,17 @@ MODES: dict[str, Mode] = {m.key: m for m in (
     Mode("fa_monitor", "flowagent monitor", "flowagent", _fa("monitor"),
          "flowagent run --backend monitor --include 'bench_NAME*' (full recording, "
          "sys.monitoring, Python 3.12+)", backend="monitor", records=True),
+    Mode("fa_wrap_every", "flowagent wrap, shapes of every call", "flowagent",
+         _fa_every("wrap"), "fa_wrap with FLOWAGENT_SHAPE_EVERY_CALL=1", backend="wrap",
+         records=True),
+    Mode("fa_wrap_budget", "flowagent wrap, budgeted shapes", "flowagent", _fa_budget("wrap"),
+         "fa_wrap with FLOWAGENT_SHAPE_EVERY_CALL=0", backend="wrap", records=True),
+    Mode("fa_monitor_every", "flowagent monitor, shapes of every call", "flowagent",
+         _fa_every("monitor"), "fa_monitor with FLOWAGENT_SHAPE_EVERY_CALL=1",
+         backend="monitor", records=True),
+    Mode("fa_monitor_budget", "flowagent monitor, budgeted shapes", "flowagent",
+         _fa_budget("monitor"), "fa_monitor with FLOWAGENT_SHAPE_EVERY_CALL=0",
+         backend="monitor", records=True),
     Mode("fa_nomatch", "flowagent, include matches nothing", "flowagent", _fa_nomatch,
          f"flowagent run --include {NOTHING} (agent on, nothing selected)", backend="auto"),
     Mode("fa_disabled", "flowagent disabled", "flowagent", _fa_disabled,

@@ -573,37 +573,63 @@ fp_value(Fp *acc, PyObject *v)
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Fingerprint -> shape id (a direct-mapped table; emptied with the other caches) */
+/* Fingerprint -> shape id (a set-associative table; emptied with the other caches)
+ *
+ * FP_WAYS entries per set: a workload's fingerprints (a few hundred) would otherwise collide
+ * in a direct-mapped table now and then, and two that collide and alternate (one function's
+ * argument, another's result, once per request each) would evict each other on every call,
+ * each miss describing the value afresh in Python. A set is filled in order and, when full,
+ * its oldest entry gives way. */
 
 typedef struct {
     uint64_t a, b;
     long long sid;    /* 0: empty */
 } SidEntry;
 
-#define FP_SIDS 4096
-static SidEntry fp_sids[FP_SIDS];
+#define FP_WAYS 4
+#define FP_SETS 1024
+static SidEntry fp_sids[FP_SETS][FP_WAYS];
 static unsigned long long fp_hits, fp_misses, fp_refused;
+static unsigned fp_epoch = 1;  /* advanced when the table is emptied (memos of it expire) */
+
+static inline SidEntry *
+fp_sid_set(const Fp *f)
+{
+    return fp_sids[(f->a ^ (f->a >> 29) ^ f->b) % FP_SETS];
+}
 
 static inline long long
 fp_sid_get(const Fp *f)
 {
-    SidEntry *e = &fp_sids[f->a % FP_SIDS];
-    return e->sid != 0 && e->a == f->a && e->b == f->b ? e->sid : 0;
+    SidEntry *e = fp_sid_set(f);
+    for (int i = 0; i < FP_WAYS && e[i].sid != 0; i++)
+        if (e[i].a == f->a && e[i].b == f->b)
+            return e[i].sid;
+    return 0;
 }
 
 static inline void
 fp_sid_put(const Fp *f, long long sid)
 {
-    SidEntry *e = &fp_sids[f->a % FP_SIDS];
-    e->a = f->a;
-    e->b = f->b;
-    e->sid = sid;
+    SidEntry *e = fp_sid_set(f);
+    int i = 0;
+    while (i < FP_WAYS - 1 && e[i].sid != 0 && !(e[i].a == f->a && e[i].b == f->b))
+        i++;
+    if (e[i].sid != 0 && !(e[i].a == f->a && e[i].b == f->b)) {
+        /* full: the oldest (first) entry gives way */
+        memmove(&e[0], &e[1], (FP_WAYS - 1) * sizeof *e);
+        i = FP_WAYS - 1;
+    }
+    e[i].a = f->a;
+    e[i].b = f->b;
+    e[i].sid = sid;
 }
 
 static void
 fp_sids_clear(void)
 {
     memset(fp_sids, 0, sizeof fp_sids);
+    fp_epoch++;
 }
 
 #endif

@@ -76,6 +76,9 @@ typedef struct {
     uint64_t shape_calls;   /* calls seen, for the shape budget */
     uint64_t in_key;        /* scalar argument types of the cached input shape (0: none) */
     long long in_sid;       /* ... and its shape id */
+    Fp in_fp;               /* fingerprint of the last structured input shaped ... */
+    long long in_fp_sid;    /* ... its shape id (0: none) ... */
+    unsigned in_fp_epoch;   /* ... valid while fp_epoch is this (the caches not emptied) */
     PyObject *exit;         /* the function's `with` context manager (a singleton) */
 } FnSlot;
 static FnSlot *fns;
@@ -338,12 +341,36 @@ input_sid(FnSlot *slot, PyObject *const *args, Py_ssize_t n)
     if (known < 0)
         return -1;
     if (known) {
-        long long sid = fp_sid_get(&f);
-        if (sid) {
+        /* A function is mostly called with one structure: its last one is checked first. */
+        if (slot->in_fp_sid != 0 && slot->in_fp_epoch == fp_epoch && slot->in_fp.a == f.a
+                && slot->in_fp.b == f.b) {
             fp_hits++;
-            return sid;
+            return slot->in_fp_sid;
         }
-        fp_misses++;
+        long long sid = fp_sid_get(&f);
+        if (sid == 0) {
+            fp_misses++;
+            PyObject *tuple = PyTuple_New(n);
+            if (tuple == NULL)
+                return -1;
+            for (Py_ssize_t i = 0; i < n; i++)
+                PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
+            sid = call_sid(h_input_sid, tuple);
+            Py_DECREF(tuple);
+            if (sid <= 0)
+                return sid;
+            fp_sid_put(&f, sid);
+        }
+        else
+            fp_hits++;
+        slot->in_fp = f;
+        slot->in_fp_sid = sid;
+        slot->in_fp_epoch = fp_epoch;
+        if (key != 0) {
+            slot->in_key = key;
+            slot->in_sid = sid;
+        }
+        return sid;
     }
     PyObject *tuple = PyTuple_New(n);
     if (tuple == NULL)
@@ -352,8 +379,6 @@ input_sid(FnSlot *slot, PyObject *const *args, Py_ssize_t n)
         PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
     long long sid = call_sid(h_input_sid, tuple);
     Py_DECREF(tuple);
-    if (sid > 0 && known)
-        fp_sid_put(&f, sid);
     if (sid >= 0 && key != 0) {
         slot->in_key = key;
         slot->in_sid = sid;
@@ -367,7 +392,7 @@ output_sid(PyObject *value)
     unsigned code = scalar_code(value);
     if (code && out_sid[code])
         return out_sid[code];
-    Fp f;
+    Fp f = {0, 0};
     int known = code == 0 ? fp_output(&f, value) : 0;
     if (known < 0)
         return -1;
