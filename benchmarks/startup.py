@@ -31,9 +31,10 @@ and the parts of ``enabled``, each on its own:
 * ``sidecar``: ``python -m flowagent.sidecar --once`` on an empty run: its interpreter,
   store and end of run, which the launcher waits for after the program.
 
-``--before DIR`` also runs ``enabled``, ``disabled`` and ``small_enabled`` with ``DIR`` (a
-copy of another version's ``flowagent/`` and ``sitecustomize/``, its C extension built) first
-on ``PYTHONPATH``, as ``*_before``: the previous code, interleaved with this one.
+``--before DIR`` also runs ``enabled``, ``disabled``, ``small_enabled``, ``program_agent`` and
+``sidecar`` with ``DIR`` (a copy of another version's ``flowagent/`` and ``sitecustomize/``,
+its C extension built) first on ``PYTHONPATH``, as ``*_before``: the previous code,
+interleaved with this one.
 
 Prints one JSON line: the median and minimum seconds of each, the milliseconds each adds
 to its plain baseline (``added_ms``: medians; ``min_added_ms``: minimums) and the ratios;
@@ -142,6 +143,8 @@ print(smallmod.report([f"k{i} = {i}" for i in range(400)]))
 
 # The variant whose time each one's added milliseconds are counted from.
 BASELINE = {"small_enabled": "small", "small_enabled_before": "small"}
+# Measured on their own, not against a baseline.
+_ABSOLUTE = ("plain", "small", "sidecar", "sidecar_before", "python_c", "no_site")
 
 
 def _write(path: str, text: str) -> str:
@@ -194,8 +197,13 @@ def main() -> None:
                 "disabled_before": ([*run, script], _env(PYTHONPATH=path,
                                                          FLOWAGENT_ENABLED="0")),
                 "small_enabled_before": ([*run, small], _env(PYTHONPATH=path)),
+                "program_agent_before": ([PY, script], dict(agent_env, PYTHONPATH=os.pathsep.join(
+                    (os.path.join(before, "sitecustomize"), before)))),
             })
-        names = (*variants, "sidecar")
+        sidecars = {"sidecar": _env(FLOWAGENT_ENABLED="0")}
+        if before:
+            sidecars["sidecar_before"] = _env(FLOWAGENT_ENABLED="0", PYTHONPATH=path)
+        names = (*variants, *sidecars)
         wall: dict[str, list[float]] = {k: [] for k in names}
         cpu: dict[str, list[float]] = {k: [] for k in names}
 
@@ -210,12 +218,13 @@ def main() -> None:
                     cpu[k].clear()
             for name, (argv, env) in variants.items():
                 keep(name, _time(argv, env, tmp))
-            shutil.rmtree(sidecar_run, ignore_errors=True)
-            os.makedirs(os.path.join(sidecar_run, "rings"))
-            keep("sidecar", _time(
-                [PY, "-m", "flowagent.sidecar", "--once", "--run-dir", sidecar_run, "--db",
-                 os.path.join(sidecar_run, "flowagent.db"), "--run-id", f"startup-{i}"],
-                _env(FLOWAGENT_ENABLED="0"), tmp))
+            for name, env in sidecars.items():
+                shutil.rmtree(sidecar_run, ignore_errors=True)
+                os.makedirs(os.path.join(sidecar_run, "rings"))
+                keep(name, _time(
+                    [PY, "-m", "flowagent.sidecar", "--once", "--run-dir", sidecar_run, "--db",
+                     os.path.join(sidecar_run, "flowagent.db"), "--run-id", f"startup-{i}"],
+                    env, tmp))
             if i % 5 == 4:
                 shutil.rmtree(data, ignore_errors=True)  # runs pile up: keep the store small
     finally:
@@ -223,13 +232,15 @@ def main() -> None:
 
     def added(m: dict[str, float]) -> dict[str, float]:
         out = {k: round((v - m[BASELINE.get(k, "plain")]) * 1000, 1) for k, v in m.items()
-               if k not in ("plain", "small", "sidecar", "python_c", "no_site")}
+               if k not in _ABSOLUTE}
         out["launcher_exec"] = round((m["disabled"] - m["plain"]) * 1000, 1)
         out["disabled_over_floor"] = round((m["disabled"] - m["plain"] - m["python_c"]) * 1000,
                                            1)
         out["floor_python_c"] = round(m["python_c"] * 1000, 1)
         out["floor_no_site"] = round(m["no_site"] * 1000, 1)
-        out["sidecar"] = round(m["sidecar"] * 1000, 1)
+        for k in ("sidecar", "sidecar_before"):
+            if k in m:
+                out[k] = round(m[k] * 1000, 1)
         return out
 
     med = {k: _median(v) for k, v in wall.items()}

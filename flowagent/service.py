@@ -13,7 +13,6 @@ Readers that put several services side by side prefix each function with its ser
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Any
@@ -59,6 +58,8 @@ def service_of(run: dict[str, Any]) -> str:
     stored = run.get("service")
     if isinstance(stored, str) and stored:
         return stored
+    import json  # not at import: `flowagent run` names its service before the sidecar starts
+
     try:
         argv = json.loads(run.get("argv") or "[]")
     except (TypeError, ValueError):

@@ -15,12 +15,14 @@ from the source, so the three backends record the same functions the same way:
 
 from __future__ import annotations
 
-from typing import Any
-
 from . import recorder
-from .instrument import LAMBDA, lambda_qualname
+from .helpernames import LAMBDA
 from .select import Selector
 from .guard import program_exception
+
+TYPE_CHECKING = False  # typing is not imported at run time: every recorded process pays it
+if TYPE_CHECKING:
+    from typing import Any
 
 CO_OPTIMIZED, CO_VARARGS, CO_VARKEYWORDS = 0x01, 0x04, 0x08
 CO_GENERATOR, CO_COROUTINE, CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR = 0x20, 0x80, 0x100, 0x200
@@ -34,6 +36,14 @@ class CodeSelector:
     calls, and a program has far fewer files than code objects."""
 
     def __init__(self, selector: Selector, nested: bool) -> None:
+        # The instrumenter (with ast) loads here, as the profile or monitor backend installs
+        # (the program's start, in its main thread), not with this module: the wrap backend
+        # imports this module too and needs no instrumenter while its code comes from the
+        # cache. Never at a lambda's first call: an import in one of the program's threads
+        # can leave a forked child waiting for a module lock its thread held.
+        from .instrument import lambda_qualname
+
+        self._lambda_name = lambda_qualname
         self.selector = selector
         self.nested = nested
         self._modules: dict[tuple[str, str], bool] = {}
@@ -60,7 +70,7 @@ class CodeSelector:
             return 0
         if name == LAMBDA:
             line = code.co_firstlineno
-            return recorder.register_function(module, lambda_qualname(qual, line), filename,
+            return recorder.register_function(module, self._lambda_name(qual, line), filename,
                                               line, _params(code), "function")
         kind, qual = _kind(code, globs, qual)
         return recorder.register_function(module, qual, filename, self._def_line(code),

@@ -28,7 +28,7 @@ from types import CodeType
 from typing import Any, Callable
 
 from . import audit, recorder
-from .instrument import OPENERS
+from .helpernames import OPENERS
 from .guard import program_exception
 
 _wants: Callable[[str], bool] | None = None

@@ -18,7 +18,7 @@ from __future__ import annotations
 from types import CodeType
 from typing import Any
 
-from .instrument import HELPERS
+from .helpernames import HELPERS  # not from instrument: a cache hit never needs ast
 
 # Run when the marker is unpickled: each helper that builtins lack becomes a no-op with
 # the same calling convention (see instrument.py for what each one does).

@@ -122,7 +122,10 @@ class Transport:
         self.control_generation = 0
         # Encoder imports msgpack and zstandard now, not at exit: an import while the
         # program is ending (after an unhandled KeyboardInterrupt) would clear CPython's
-        # note to die by SIGINT.
+        # note to die by SIGINT (3.11, 3.12: msgpack.ext and platform, which zstandard
+        # imports, make named tuples, whose eval() of a string resets the note, in any
+        # thread). Importing them with the first batch instead would spare a process that
+        # records nothing ~10 ms (they bring typing, re and datetime).
         self.encoder = Encoder()
         recorder.S.flush_now = self.flush
         self._start_flusher()

@@ -12,7 +12,6 @@ from the store, so nothing is stored twice.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -337,7 +336,57 @@ def _server_limit(db: str, max_data_size: int, run_id: str) -> dict[str, Any]:
             "server_bytes": kept.size_bytes}
 
 
-def main(argv: list[str] | None = None) -> int:
+# The options, their types and defaults, as :func:`_parse_args` declares them (a test keeps
+# the two parsers giving the same answers): the launcher's command line is read with this
+# table; argparse takes ``--help``, usage errors and anything else.
+_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "--run-dir": (str, None), "--db": (str, None), "--run-id": (str, None),
+    "--poll-ms": (float, 20.0), "--retention": (int, Retention.recent),
+    "--error-cap": (int, Retention.error_cap), "--max-data-size": (int, 0),
+    "--otlp-endpoint": (str, ""), "--otlp-service": (str, ""), "--otlp-host": (str, ""),
+    "--service": (str, ""), "--host": (str, ""), "--started-ns": (int, 0),
+}
+_FLAGS = ("--resume", "--once")
+_REQUIRED = ("run_dir", "db", "run_id")
+
+
+def _quick_args(argv: list[str]) -> Any:
+    """The command line as the launcher writes it (``--option value`` pairs, the flags,
+    repeated ``--hook``), parsed without argparse, which with gettext and locale costs every
+    run's start ~5 ms; None for anything else, which argparse then parses (or explains)."""
+    from types import SimpleNamespace
+
+    values: dict[str, Any] = {o[2:].replace("-", "_"): d for o, (_, d) in _OPTIONS.items()}
+    values.update(resume=False, once=False, hook=[])
+    i = 0
+    while i < len(argv):
+        option = argv[i]
+        if option in _FLAGS:
+            values[option[2:]] = True
+            i += 1
+            continue
+        spec = _OPTIONS.get(option)
+        if (spec is None and option != "--hook") or i + 1 >= len(argv):
+            return None
+        value = argv[i + 1]
+        if value.startswith("-") and not value.lstrip("-").replace(".", "").isdigit():
+            return None  # an option where a value belongs: argparse says so
+        if spec is None:
+            values["hook"].append(value)
+        else:
+            try:
+                values[option[2:].replace("-", "_")] = spec[0](value)
+            except ValueError:
+                return None
+        i += 2
+    if any(values[name] is None for name in _REQUIRED):
+        return None
+    return SimpleNamespace(**values)
+
+
+def _parse_args(argv: list[str]) -> Any:
+    import argparse
+
     p = argparse.ArgumentParser(prog="python -m flowagent.sidecar")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--db", required=True)
@@ -359,7 +408,12 @@ def main(argv: list[str] | None = None) -> int:
                    "FLOWAGENT_HOST, else this machine's)")
     p.add_argument("--started-ns", type=int, default=0,
                    help="when the run started, in ns since the epoch (default: now)")
-    a = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    a = _quick_args(args) or _parse_args(args)
     otlp = {"endpoint": a.otlp_endpoint, "service": a.otlp_service, "host": a.otlp_host}
     summary = run(a.run_dir, a.db, a.run_id, a.poll_ms / 1000.0, a.resume, not a.once,
                   Retention(a.retention, a.error_cap), tuple(a.hook), a.max_data_size,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from ..redact import mask_argv
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -68,6 +67,8 @@ def scan(run_id: str) -> dict[int, list[str]]:
         except OSError:
             continue
         if marker + b"\0" in env + b"\0" and _alive(pid):
+            from ..redact import mask_argv  # its patterns compile at the end of a run only
+
             found[pid] = mask_argv(_cmdline(pid))
     return found
 

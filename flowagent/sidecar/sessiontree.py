@@ -32,7 +32,6 @@ parent's already folded digest; they still count in every per-call statistic.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from bisect import bisect_right
 from collections import Counter
@@ -40,6 +39,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import compress
 from typing import Any
+
+try:  # hashlib's own blake2b, without the OpenSSL library hashlib loads (~5 ms of a start)
+    from _blake2 import blake2b as _blake2b
+except ImportError:
+    from hashlib import blake2b as _blake2b
 
 from ..protocol.wire import (CALL_FIELDS, ERROR, INCOMPLETE, PARTIAL, CallColumns,
                              fold_extension)
@@ -75,7 +79,7 @@ class Contribution:
 
 
 def _digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=8).digest()
+    return _blake2b(data, digest_size=8).digest()
 
 
 class Namer:

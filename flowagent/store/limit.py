@@ -25,7 +25,6 @@ should configure one (``max_data_size`` in the shared configuration).
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 
 from ..protocol import rundir
@@ -89,6 +88,8 @@ def enforce(store: Store, data_dir: str | None, limit: int, current: str) -> Pru
     for run_id in store.prunable_runs(current):
         store.delete_run(run_id)
         if data_dir and run_id and os.sep not in run_id and run_id not in (".", ".."):
+            import shutil  # only when a run is pruned: not on every sidecar's start
+
             shutil.rmtree(rundir.run_dir(data_dir, run_id), ignore_errors=True)
         pruned.append(run_id)
         size = data_bytes(store, data_dir)

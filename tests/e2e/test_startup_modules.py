@@ -1,0 +1,62 @@
+"""What the processes of a run load before they do their first work: the agent inside a
+program that records nothing, and the sidecar until it has stored an empty run. Module sets,
+not times: each heavy module named here once cost every run's start a few milliseconds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import _clean_env, flowagent_cmd, write_files
+
+pytestmark = pytest.mark.e2e
+
+# What recording does not need before the first recorded call: the instrumenter (ast) when
+# the instrumented code comes from the cache, and the standard library's heavyweights.
+_AGENT_NEVER_AT_START = {"ast", "flowagent.agent.instrument", "argparse", "hashlib",
+                         "inspect", "dataclasses", "subprocess", "sqlite3", "flowagent.store.api",
+                         "flowagent.config"}
+
+
+def _env() -> dict[str, str]:
+    # Bytecode (and instrumented code) written and used, as in an installed Python: the
+    # second run of a script takes its instrumented code from the cache.
+    env = _clean_env(None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def test_a_program_recording_nothing_loads_no_instrumenter(tmp_path: Path) -> None:
+    write_files(tmp_path, {"prog.py": "import sys\n"
+                                      "open(sys.argv[1], 'w').write('\\n'.join(sys.modules))\n"})
+    out = tmp_path / "modules.txt"
+    for _ in range(2):  # the first run writes the instrumented main script's cache
+        proc = subprocess.run(flowagent_cmd("run", "--data-dir", "data", "prog.py", str(out)),
+                              cwd=tmp_path, env=_env(), capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    loaded = set(out.read_text().split())
+    assert "flowagent.agent.recorder" in loaded  # it was recorded
+    assert not loaded & _AGENT_NEVER_AT_START, sorted(loaded & _AGENT_NEVER_AT_START)
+
+
+def test_the_sidecar_stores_a_run_without_argparse_hashlib_or_the_redactor(
+        tmp_path: Path) -> None:
+    (tmp_path / "run" / "rings").mkdir(parents=True)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "flowagent.sidecar", "--once", "--run-dir",
+         str(tmp_path / "run"), "--db", str(tmp_path / "flowagent.db"), "--run-id", "r1",
+         "--max-data-size", str(1 << 30), "--retention", "100", "--service", "svc",
+         "--started-ns", "1"],
+        cwd=tmp_path, env=_clean_env({"FLOWAGENT_ENABLED": "0"}), capture_output=True,
+        timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert proc.stdout.startswith(b"READY ") and b'"sessions": 0' in proc.stdout
+    loaded = {line.rpartition("|")[2].strip() for line in proc.stderr.decode().splitlines()
+              if line.startswith("import time:") and "|" in line}
+    assert "flowagent.sidecar.ingest" in loaded
+    for name in ("argparse", "gettext", "hashlib", "_hashlib", "shutil", "flowagent.redact",
+                 "traceback", "flowagent.agent.recorder"):
+        assert name not in loaded, f"the sidecar imports {name}"
