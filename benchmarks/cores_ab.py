@@ -85,13 +85,14 @@ CHILD = textwrap.dedent('''\
 CORES = ("none", "wrap", "monitor-c", "monitor-py", "profile-c", "profile-py", "cprofile", "viztracer")
 
 
-def instructions(core: str, n: int, selected: bool, moddir: str, tmp: str) -> int | None:
+def instructions(core: str, n: int, selected: bool, moddir: str, tmp: str,
+                 root: str = ROOT) -> int | None:
     out = os.path.join(tmp, f"cg.{core}.{n}.{int(selected)}")
     proc = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
          "-c", CHILD, core, str(n), "1" if selected else "0", moddir],
-        capture_output=True, text=True, cwd=ROOT, timeout=1800,
-        env={**os.environ, "PYTHONPATH": ROOT, "PYTHONDONTWRITEBYTECODE": "1",
+        capture_output=True, text=True, cwd=root, timeout=1800,
+        env={**os.environ, "PYTHONPATH": root, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
              "XDG_CACHE_HOME": os.path.join(tmp, "cache")})
     if proc.returncode != 0:
         sys.stderr.write(f"{core} n={n}: {proc.stderr.strip().splitlines()[-1:]}\n")
@@ -105,7 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n1", type=int, default=2000)
     p.add_argument("--n2", type=int, default=12000)
     p.add_argument("--cores", default=",".join(CORES))
+    p.add_argument("--root", default=ROOT,
+                   help="the flowagent checkout to measure (another build: printed, not saved)")
+    p.add_argument("--recorded-only", action="store_true",
+                   help="skip the 'left out' runs (a function the selection excludes)")
     a = p.parse_args(argv)
+    root = os.path.abspath(a.root)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         moddir = os.path.join(tmp, "mod")
@@ -116,14 +122,18 @@ def main(argv: list[str] | None = None) -> int:
             if core.startswith("monitor") and sys.version_info < (3, 12):
                 continue
             for selected in (True, False):
-                if core == "none" and not selected:
+                if (core == "none" or a.recorded_only) and not selected:
                     continue
-                i1 = instructions(core, a.n1, selected, moddir, tmp)
-                i2 = instructions(core, a.n2, selected, moddir, tmp)
+                i1 = instructions(core, a.n1, selected, moddir, tmp, root)
+                i2 = instructions(core, a.n2, selected, moddir, tmp, root)
                 per = None if i1 is None or i2 is None else (i2 - i1) / (a.n2 - a.n1)
                 rows.append({"core": core, "selected": selected, "per_call": per})
                 sys.stderr.write(f"{core:11s} selected={selected!s:5s} per call: {per}\n")
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if root != os.path.abspath(ROOT):
+        for r in rows:
+            print(f"{root}: {r['core']} selected={r['selected']} per call: {r['per_call']}")
+        return 0
     stem = os.path.join(RESULTS, f"cores_ab-{py}")
     # Cores measured by an earlier run (same sizes) and not by this one are kept.
     try:

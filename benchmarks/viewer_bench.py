@@ -232,7 +232,7 @@ def build_store(data_dir: str, *, sessions: int = 100_000, big_session: int = 10
                                  errors, f"v{k:04d}", 1))
             session_calls.append((f"{PK}-{s}", [(*c[:8], t + c[8], t + c[9], thread)
                                                  for c in tpl]))
-        db.executemany("INSERT INTO sessions(sid, session_id, run_id, name, root_fid, pid, pk, "
+        db.executemany("INSERT INTO main.sessions(sid, session_id, run_id, name, root_fid, pid, pk, "
                        "thread, result, complete, started_ns, ended_ns, duration_ns, calls, "
                        "errors, variant, tree_kept) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                        session_rows)
@@ -278,7 +278,7 @@ def build_store(data_dir: str, *, sessions: int = 100_000, big_session: int = 10
         big[0][9] = clock + 1_000
         big_id = sessions + 1
         start = t + 10**9
-        db.execute("INSERT INTO sessions(sid, session_id, run_id, name, root_fid, pid, pk, "
+        db.execute("INSERT INTO main.sessions(sid, session_id, run_id, name, root_fid, pid, pk, "
                    "thread, result, complete, started_ns, ended_ns, duration_ns, calls, errors, "
                    "variant, tree_kept) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                    (big_id, f"{PK}-{big_id}", RUN_ID, big_root["name"], big[0][2], PID, PK,

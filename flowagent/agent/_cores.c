@@ -424,8 +424,14 @@ core_py_return(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (rec == NULL)
         return done(self, PyErr_Occurred() != NULL);
     int failed = 0;
-    if (nargs >= 3 && PyList_Check(rec) && self->rv < PyList_GET_SIZE(rec))
-        failed = PyList_SetItem(rec, self->rv, Py_NewRef(args[2])) < 0;
+    if (nargs >= 3) {
+        if (self->hot != NULL)
+            failed = self->hot->set_rv(rec, args[2]) < 0;
+        else if (PyList_Check(rec) && self->rv < PyList_GET_SIZE(rec))
+            failed = PyList_SetItem(rec, self->rv, Py_NewRef(args[2])) < 0;
+        else if (!PyList_Check(rec))  /* the C twin's frame, its functions called as Python */
+            failed = PySequence_SetItem(rec, self->rv, args[2]) < 0;
+    }
     if (!failed)
         failed = close_rec(self, rec, Py_None) < 0;
     release_rec(self, rec);

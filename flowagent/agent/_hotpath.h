@@ -11,7 +11,7 @@
 #include <Python.h>
 
 #define FA_HOTPATH_CAPSULE "flowagent.agent._speedups._C_API"
-#define FA_HOTPATH_VERSION 3
+#define FA_HOTPATH_VERSION 4
 
 /* Fills argv[0..nargs) with new references to a call's argument values: 0, or -1 with an
    exception set. `ctx` is the caller's, passed through. */
@@ -35,6 +35,9 @@ typedef struct {
        `fetch` is called only when this call's input is shaped (the shape budget decides
        before any argument is looked at), so most calls never read them. */
     PyObject *(*open_lazy)(PyObject *fid, FaArgsFn fetch, void *ctx, Py_ssize_t nargs);
+    /* frame[RV] = value (a frame is a C object, not a list): 0, or -1 with an exception that
+       belongs to the program. */
+    int (*set_rv)(PyObject *frame, PyObject *value);
 } FaHotPath;
 
 #endif

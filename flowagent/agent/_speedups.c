@@ -34,7 +34,7 @@
 #include "_shapekey.h"
 
 /* Bumped whenever the interface recorder.py relies on changes: a stale build is refused. */
-#define ABI 3
+#define ABI 4
 
 /* Frame layout: recorder.py's CID, PARENT, ... (checked against FRAME_LAYOUT at import). */
 enum { CID, PARENT, SES, FID, T0, INS, FLAGS, OUTER, GEN, THR, EXC, YIELDED, RV, CPU, FRAME_LEN };
@@ -61,7 +61,7 @@ typedef struct {
 static StateObject *S;               /* the one instance (module attribute S) */
 static PyObject *cur_var;            /* ContextVar holding the current frame */
 static PyObject *noexit;             /* context manager of calls that are not recorded */
-static PyObject *int_zero, *int_shaped;  /* 0 and F_SHAPED (cached small ints), for frames */
+static PyObject *int_zero;           /* 0, what an empty YIELDED field reads as */
 
 /* Python callbacks for the rare paths (set by configure()). */
 static PyObject *h_input_sid, *h_output_sid, *h_exc_sid, *h_yield_sid, *h_session_start,
@@ -140,22 +140,6 @@ swallow(void)
     return 0;
 }
 
-static inline int
-is_frame(PyObject *f)
-{
-    return PyList_Check(f) && PyList_GET_SIZE(f) >= FRAME_LEN;
-}
-
-#define ITEM(f, i) PyList_GET_ITEM((f), (i))
-
-static inline void
-set_item(PyObject *f, Py_ssize_t i, PyObject *v)   /* steals v */
-{
-    PyObject *old = ITEM(f, i);
-    PyList_SET_ITEM(f, i, v);
-    Py_XDECREF(old);
-}
-
 static inline long long
 as_ll(PyObject *o)
 {
@@ -200,6 +184,249 @@ thread_ident(void)
         last_ident = ident;
     }
     return Py_NewRef(last_ident_obj);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Frames: the open call as a C object */
+
+/* What this twin opens a call as: recorder.py's frame layout in a struct, with int64 fields
+   where the pure twin's list holds int objects (none to make, read back or free per call),
+   and a free list of closed ones so that opening a call allocates nothing. Python code
+   indexes it as it indexes the pure twin's list (frame[recorder.FLAGS] |= ...), with two
+   more slots, XA and XB, for what a backend keeps with a call (the profile backend's). Lists
+   of the same layout (a generator's Frame, a request root, frames made by the pure twin)
+   stay frames: the code below reads and writes every frame through the fr_* accessors. */
+enum { XA = FRAME_LEN, XB, CALL_LEN };
+typedef struct {
+    PyObject_HEAD
+    int64_t cid, ses, fid, t0, ins, flags, exc, cpu;
+    uint64_t thr;
+    /* NULL reads as None (YIELDED: as 0, what the pure twin starts it with) */
+    PyObject *parent, *outer, *gen, *yielded, *rv, *x[2];
+} CallObject;
+
+static PyTypeObject CallType;
+#define IS_CALL(f) Py_IS_TYPE((f), &CallType)
+#define CALL(f) ((CallObject *)(f))
+#define CALL_FREE_MAX 64
+static CallObject *call_free[CALL_FREE_MAX];
+static int call_free_n;
+
+/* A new frame, every field 0 or NULL, tracked by the collector (new reference). */
+static inline CallObject *
+call_new(void)
+{
+    CallObject *c;
+    if (call_free_n > 0) {
+        c = call_free[--call_free_n];
+        (void)PyObject_Init((PyObject *)c, &CallType);
+    }
+    else if ((c = PyObject_GC_New(CallObject, &CallType)) == NULL)
+        return NULL;
+    memset(&c->cid, 0, sizeof(CallObject) - offsetof(CallObject, cid));
+    PyObject_GC_Track(c);
+    return c;
+}
+
+static int
+call_traverse(CallObject *c, visitproc visit, void *arg)
+{
+    Py_VISIT(c->parent);
+    Py_VISIT(c->outer);
+    Py_VISIT(c->gen);
+    Py_VISIT(c->yielded);
+    Py_VISIT(c->rv);
+    Py_VISIT(c->x[0]);
+    Py_VISIT(c->x[1]);
+    return 0;
+}
+
+static int
+call_clear(CallObject *c)
+{
+    Py_CLEAR(c->parent);
+    Py_CLEAR(c->outer);
+    Py_CLEAR(c->gen);
+    Py_CLEAR(c->yielded);
+    Py_CLEAR(c->rv);
+    Py_CLEAR(c->x[0]);
+    Py_CLEAR(c->x[1]);
+    return 0;
+}
+
+static void
+call_dealloc(CallObject *c)
+{
+    PyObject_GC_UnTrack(c);
+    /* The trashcan: a long chain of parents freed at once would recurse once per frame. */
+    Py_TRASHCAN_BEGIN(c, call_dealloc)
+    call_clear(c);
+    if (call_free_n < CALL_FREE_MAX)
+        call_free[call_free_n++] = c;
+    else
+        PyObject_GC_Del(c);
+    Py_TRASHCAN_END
+}
+
+static Py_ssize_t
+call_length(PyObject *self)
+{
+    return CALL_LEN;
+}
+
+static PyObject **
+call_slot(CallObject *c, Py_ssize_t i)
+{
+    switch (i) {
+    case PARENT: return &c->parent;
+    case OUTER: return &c->outer;
+    case GEN: return &c->gen;
+    case YIELDED: return &c->yielded;
+    case RV: return &c->rv;
+    case XA: return &c->x[0];
+    case XB: return &c->x[1];
+    default: return NULL;
+    }
+}
+
+static int64_t *
+call_int(CallObject *c, Py_ssize_t i)
+{
+    switch (i) {
+    case CID: return &c->cid;
+    case SES: return &c->ses;
+    case FID: return &c->fid;
+    case T0: return &c->t0;
+    case INS: return &c->ins;
+    case FLAGS: return &c->flags;
+    case EXC: return &c->exc;
+    case CPU: return &c->cpu;
+    default: return NULL;
+    }
+}
+
+static PyObject *
+call_item(PyObject *self, Py_ssize_t i)
+{
+    CallObject *c = CALL(self);
+    if (i == THR)
+        return PyLong_FromUnsignedLongLong(c->thr);
+    int64_t *n = call_int(c, i);
+    if (n != NULL)
+        return PyLong_FromLongLong(*n);
+    PyObject **o = call_slot(c, i);
+    if (o == NULL) {
+        PyErr_SetString(PyExc_IndexError, "frame index out of range");
+        return NULL;
+    }
+    return Py_NewRef(*o != NULL ? *o : i == YIELDED ? int_zero : Py_None);
+}
+
+static int
+call_ass_item(PyObject *self, Py_ssize_t i, PyObject *v)
+{
+    CallObject *c = CALL(self);
+    if (v == NULL) {
+        PyErr_SetString(PyExc_TypeError, "a frame's fields cannot be deleted");
+        return -1;
+    }
+    PyObject **o = call_slot(c, i);
+    if (o != NULL) {
+        PyObject *old = *o;
+        *o = Py_NewRef(v);
+        Py_XDECREF(old);
+        return 0;
+    }
+    if (i < 0 || i >= CALL_LEN) {
+        PyErr_SetString(PyExc_IndexError, "frame assignment index out of range");
+        return -1;
+    }
+    if (!PyLong_Check(v)) {
+        PyErr_Format(PyExc_TypeError, "frame field %zd holds an int, not %.100s", i,
+                     Py_TYPE(v)->tp_name);
+        return -1;
+    }
+    if (i == THR) {
+        unsigned long long t = PyLong_AsUnsignedLongLong(v);
+        if (t == (unsigned long long)-1 && PyErr_Occurred())
+            return -1;
+        c->thr = t;
+        return 0;
+    }
+    long long n = PyLong_AsLongLong(v);
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    *call_int(c, i) = n;
+    return 0;
+}
+
+static PySequenceMethods call_as_sequence = {
+    .sq_length = call_length,
+    .sq_item = call_item,
+    .sq_ass_item = call_ass_item,
+};
+
+static PyTypeObject CallType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "flowagent.agent._speedups.Call",
+    .tp_basicsize = sizeof(CallObject),
+    .tp_dealloc = (destructor)call_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "An open call (a recorder frame): indexed as recorder.py's frame layout.",
+    .tp_traverse = (traverseproc)call_traverse,
+    .tp_clear = (inquiry)call_clear,
+    .tp_as_sequence = &call_as_sequence,
+};
+
+/* A frame: a Call, or a list with recorder.py's layout. */
+static inline int
+is_frame(PyObject *f)
+{
+    return IS_CALL(f) || (PyList_Check(f) && PyList_GET_SIZE(f) >= FRAME_LEN);
+}
+
+#define ITEM(f, i) PyList_GET_ITEM((f), (i))
+
+static inline void
+set_item(PyObject *f, Py_ssize_t i, PyObject *v)   /* steals v */
+{
+    PyObject *old = ITEM(f, i);
+    PyList_SET_ITEM(f, i, v);
+    Py_XDECREF(old);
+}
+
+/* An int field of a frame (-1 with an exception set when a list's item is not an int). */
+static inline long long
+fr_ll(PyObject *f, Py_ssize_t i)
+{
+    if (IS_CALL(f))
+        return i == THR ? (long long)CALL(f)->thr : *call_int(CALL(f), i);
+    return as_ll(ITEM(f, i));
+}
+
+/* An object field of a frame (borrowed; None for an empty one, YIELDED included). */
+static inline PyObject *
+fr_obj(PyObject *f, Py_ssize_t i)
+{
+    if (IS_CALL(f)) {
+        PyObject *o = *call_slot(CALL(f), i);
+        return o != NULL ? o : Py_None;
+    }
+    return ITEM(f, i);
+}
+
+/* Store an object field (a new reference is taken; NULL empties it). */
+static inline void
+fr_set_obj(PyObject *f, Py_ssize_t i, PyObject *v)
+{
+    if (IS_CALL(f)) {
+        PyObject **o = call_slot(CALL(f), i);
+        PyObject *old = *o;
+        *o = Py_XNewRef(v);
+        Py_XDECREF(old);
+    }
+    else
+        set_item(f, i, Py_NewRef(v != NULL ? v : Py_None));
 }
 
 static FnSlot *
@@ -665,126 +892,10 @@ cur_set(PyObject *frame)
     return r;
 }
 
-/* ---------------------------------------------------------------------------------------- */
-/* Frames of finished calls, kept for the next calls */
-
-/* A frame list costs an object, an item array and the collector's bookkeeping to make and
-   as much to free, and its call id and start time are two more int objects: together a
-   third of what the list design adds per recorded call. A call closed by its `with` block
-   (or by the monitor core) whose frame nothing else holds (no child, generator, backend or
-   program reference) gives the list back here, emptied (NULL items) and untracked by the
-   collector, so no one can see it (gc.get_objects, get_referrers), with its id and start
-   time ints when nothing else holds those either; opening a call takes them again. */
-#define POOL_MAX 64
-typedef struct {
-    PyObject *frame;
-    PyObject *spare[2];     /* the CID and T0 ints, or NULL */
-} Pooled;
-static Pooled frame_pool[POOL_MAX];
-static int frame_pool_n;
-
-/* Write a new non-negative value into an int object that only its caller holds, keeping
-   its digit count (the object's size); 0 where it does not fit (then make a new one). */
-static inline int
-int_rewrite(PyObject *o, int64_t v)
-{
-    if (v <= 0)
-        return 0;
-    digit d[3];
-    Py_ssize_t nd = 0;
-    for (uint64_t u = (uint64_t)v; u != 0 && nd < 3; u >>= PyLong_SHIFT)
-        d[nd++] = (digit)(u & PyLong_MASK);
-    if ((uint64_t)v >> (PyLong_SHIFT * nd))
-        return 0;
-    PyLongObject *l = (PyLongObject *)o;
-#if PY_VERSION_HEX >= 0x030C0000
-    uintptr_t tag = l->long_value.lv_tag;
-    if ((tag & _PyLong_SIGN_MASK) != 0 || (Py_ssize_t)(tag >> _PyLong_NON_SIZE_BITS) != nd)
-        return 0;   /* not positive, or another size */
-    memcpy(l->long_value.ob_digit, d, (size_t)nd * sizeof(digit));
-#else
-    if (Py_SIZE(o) != nd)
-        return 0;
-    memcpy(l->ob_digit, d, (size_t)nd * sizeof(digit));
-#endif
-    return 1;
-}
-
-/* The int v: a spare (taken from *spare) rewritten, else a new one. */
-static inline PyObject *
-int_from(PyObject **spare, int64_t v)
-{
-    PyObject *o = *spare;
-    if (o != NULL) {
-        *spare = NULL;
-        if (int_rewrite(o, v))
-            return o;
-        Py_DECREF(o);
-    }
-    return PyLong_FromLongLong(v);
-}
-
-/* An empty frame list (new reference, NULL items, tracked) and spare ints for its id and
-   start time (new references or NULL). */
-static inline PyObject *
-frame_take(PyObject *spare[2])
-{
-    if (frame_pool_n > 0) {
-        Pooled *p = &frame_pool[--frame_pool_n];
-        spare[0] = p->spare[0];
-        spare[1] = p->spare[1];
-        PyObject_GC_Track(p->frame);
-        return p->frame;
-    }
-    spare[0] = spare[1] = NULL;
-    return PyList_New(FRAME_LEN);
-}
-
-/* A value leaving a frame: kept as a spare when it is an int nothing else holds. */
-static inline PyObject *
-spare_of(PyObject *v)
-{
-    if (v != NULL && PyLong_CheckExact(v) && Py_REFCNT(v) == 1)
-        return v;
-    Py_XDECREF(v);
-    return NULL;
-}
-
-/* Drop our reference to a closed frame: into the pool when it was the last one. */
+/* Drop a reference to a closed frame (a Call nothing else holds goes to the free list). */
 static void
 frame_release(PyObject *f)
 {
-    if (Py_REFCNT(f) != 1 || frame_pool_n >= POOL_MAX || !PyList_CheckExact(f)
-            || PyList_GET_SIZE(f) != FRAME_LEN) {
-        Py_DECREF(f);
-        return;
-    }
-    /* Untracked first: a finalizer that runs while the items are released (a parent frame
-       freed here, a value's __del__) never finds a half-emptied list through the collector. */
-    PyObject_GC_UnTrack(f);
-    PyObject *spare[2] = {ITEM(f, CID), ITEM(f, T0)};
-    PyList_SET_ITEM(f, CID, NULL);
-    PyList_SET_ITEM(f, T0, NULL);
-    spare[0] = spare_of(spare[0]);
-    spare[1] = spare_of(spare[1]);
-    for (Py_ssize_t i = 0; i < FRAME_LEN; i++) {
-        PyObject *v = ITEM(f, i);
-        PyList_SET_ITEM(f, i, NULL);
-        Py_XDECREF(v);
-    }
-    if (Py_REFCNT(f) == 1 && frame_pool_n < POOL_MAX) {
-        Pooled *p = &frame_pool[frame_pool_n++];
-        p->frame = f;
-        p->spare[0] = spare[0];
-        p->spare[1] = spare[1];
-        return;
-    }
-    /* Someone took it while items were released: a list of NULLs is not a frame. */
-    Py_XDECREF(spare[0]);
-    Py_XDECREF(spare[1]);
-    for (Py_ssize_t i = 0; i < FRAME_LEN; i++)
-        PyList_SET_ITEM(f, i, Py_NewRef(Py_None));
-    PyObject_GC_Track(f);
     Py_DECREF(f);
 }
 
@@ -793,27 +904,21 @@ frame_release(PyObject *f)
 
 /* A session left out by sampling: a frame that only keeps its calls from recording. */
 static PyObject *
-skip_session(PyObject *fidobj, PyObject *current, PyObject *value)
+skip_session(Py_ssize_t fid, PyObject *current, PyObject *value)
 {
     S->sampled_out++;
-    PyObject *f = PyList_New(FRAME_LEN);
+    CallObject *f = call_new();
     if (f == NULL)
         return NULL;
-    PyObject *zero = PyLong_FromLong(0);
-    for (int i = 0; i < FRAME_LEN; i++)
-        PyList_SET_ITEM(f, i, Py_NewRef(zero));
-    Py_DECREF(zero);
-    set_item(f, PARENT, Py_NewRef(Py_None));
-    set_item(f, FID, Py_NewRef(fidobj));
-    set_item(f, FLAGS, PyLong_FromLong(F_SKIP));
-    set_item(f, OUTER, Py_NewRef(current));
-    set_item(f, GEN, Py_NewRef(S->gen));
-    set_item(f, RV, Py_NewRef(Py_None));
-    if (cur_replace(value, f) < 0) {
+    f->fid = fid;
+    f->flags = F_SKIP;
+    f->outer = Py_NewRef(current);
+    f->gen = Py_NewRef(S->gen);
+    if (cur_replace(value, (PyObject *)f) < 0) {
         Py_DECREF(f);
         return NULL;
     }
-    return f;
+    return (PyObject *)f;
 }
 
 /* The input shape id of arguments `fetch` reads (open_lazy), or -1 with an exception set. */
@@ -849,9 +954,11 @@ open_with(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs, FaArgsFn fe
         return NULL;
     /* Our own reference: replacing the frame in place releases the holder's. */
     PyObject *current = Py_NewRef(value_frame(value));
-    PyObject *parent = current, *ses, *cid, *frame = NULL, *spare[2] = {NULL, NULL};
+    PyObject *parent = current;
+    CallObject *frame = NULL;
     int new_session = 0, made_current = 0;
-    if (!is_frame(current) || ITEM(current, GEN) != S->gen) {
+    long long ses = 0;
+    if (!is_frame(current) || fr_obj(current, GEN) != S->gen) {
         if (S->sample_ppm < 1000000) {
             PyObject *r = PyObject_CallNoArgs(h_random);
             if (r == NULL)
@@ -859,7 +966,7 @@ open_with(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs, FaArgsFn fe
             double x = PyFloat_AsDouble(r);
             Py_DECREF(r);
             if (x * 1000000.0 >= (double)S->sample_ppm) {
-                frame = skip_session(fidobj, current, value);
+                frame = (CallObject *)skip_session(fid, current, value);
                 goto done;
             }
         }
@@ -867,8 +974,10 @@ open_with(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs, FaArgsFn fe
         new_session = 1;
     }
     else {
-        long long flags = as_ll(ITEM(current, FLAGS));
+        long long flags = fr_ll(current, FLAGS);
         if (flags & F_SKIP)
+            goto done;
+        if ((ses = fr_ll(parent, SES)) == -1 && PyErr_Occurred())
             goto done;
     }
     long long ins = 0;
@@ -876,37 +985,30 @@ open_with(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs, FaArgsFn fe
     if (shape && (ins = fetch == NULL ? input_sid(slot, args, nargs)
                                       : fetched_input_sid(slot, fetch, ctx, nargs)) < 0)
         goto done;
-    PyObject *thr = thread_ident();
-    if (thr == NULL)
+    frame = call_new();
+    if (frame == NULL)
         goto done;
-    frame = frame_take(spare);
-    cid = frame == NULL ? NULL : int_from(&spare[0], ++S->next_cid);
-    if (cid == NULL) {
-        Py_DECREF(thr);
-        goto fail;
+    frame->cid = ++S->next_cid;
+    frame->ses = new_session ? frame->cid : ses;
+    frame->fid = fid;
+    frame->ins = ins;
+    frame->flags = shape ? F_SHAPED : 0;
+    if (parent != Py_None) {
+        frame->parent = Py_NewRef(parent);
+        frame->outer = Py_NewRef(parent);
     }
-    ses = Py_NewRef(new_session ? cid : ITEM(parent, SES));
-    PyObject *zero = Py_NewRef(int_zero);
-    PyList_SET_ITEM(frame, CID, cid);
-    PyList_SET_ITEM(frame, PARENT, Py_NewRef(parent));
-    PyList_SET_ITEM(frame, SES, ses);
-    PyList_SET_ITEM(frame, FID, Py_NewRef(fidobj));
-    PyList_SET_ITEM(frame, T0, Py_NewRef(zero));
-    PyList_SET_ITEM(frame, INS, ins == 0 ? Py_NewRef(zero) : PyLong_FromLongLong(ins));
-    PyList_SET_ITEM(frame, FLAGS, Py_NewRef(shape ? int_shaped : zero));
-    PyList_SET_ITEM(frame, OUTER, Py_NewRef(parent));
-    PyList_SET_ITEM(frame, GEN, Py_NewRef(S->gen));
-    PyList_SET_ITEM(frame, THR, thr);
-    PyList_SET_ITEM(frame, EXC, Py_NewRef(zero));
-    PyList_SET_ITEM(frame, YIELDED, Py_NewRef(zero));
-    PyList_SET_ITEM(frame, RV, Py_NewRef(Py_None));
-    PyList_SET_ITEM(frame, CPU, zero);
-    if (ITEM(frame, INS) == NULL || cur_replace(value, frame) < 0)
+    frame->gen = Py_NewRef(S->gen);
+    frame->thr = PyThread_get_thread_ident();
+    if (cur_replace(value, (PyObject *)frame) < 0)
         goto fail;
     made_current = 1;
     if (new_session) {
         /* The thread's name now (a short-lived thread may be gone before the flusher looks). */
-        PyObject *r = PyObject_CallFunctionObjArgs(h_session_start, cid, fidobj, thr, NULL);
+        PyObject *thr = thread_ident(), *cid = PyLong_FromLongLong(frame->cid);
+        PyObject *r = thr == NULL || cid == NULL ? NULL : PyObject_CallFunctionObjArgs(
+            h_session_start, cid, fidobj, thr, NULL);
+        Py_XDECREF(thr);
+        Py_XDECREF(cid);
         if (r == NULL)
             goto fail;
         Py_DECREF(r);
@@ -915,11 +1017,9 @@ open_with(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs, FaArgsFn fe
         int64_t c = thread_time_ns();
         if (c < 0 && PyErr_Occurred())
             goto fail;
-        set_item(frame, CPU, PyLong_FromLongLong(c));
+        frame->cpu = c;
     }
-    set_item(frame, T0, int_from(&spare[1], clock_ns()));
-    if (ITEM(frame, T0) == NULL || ITEM(frame, CPU) == NULL)
-        goto fail;
+    frame->t0 = clock_ns();
     goto done;
 fail:
     if (made_current) {
@@ -932,11 +1032,9 @@ fail:
     }
     Py_CLEAR(frame);
 done:
-    Py_XDECREF(spare[0]);
-    Py_XDECREF(spare[1]);
     Py_DECREF(current);
     Py_DECREF(value);
-    return frame;
+    return (PyObject *)frame;
 }
 
 static inline PyObject *
@@ -1015,7 +1113,7 @@ close_impl(PyObject *frame, PyObject *exc_type, PyObject *value)
 {
     int64_t t1 = clock_ns();
     int64_t cpu = 0;
-    long long cpu0 = as_ll(ITEM(frame, CPU));
+    long long cpu0 = fr_ll(frame, CPU);
     if (cpu0 == -1 && PyErr_Occurred())
         return -1;
     if (cpu0) {
@@ -1024,65 +1122,79 @@ close_impl(PyObject *frame, PyObject *exc_type, PyObject *value)
             return -1;
         cpu = c - cpu0;
     }
-    if (value_frame(value) == frame && cur_replace(value, ITEM(frame, OUTER)) < 0)
+    if (value_frame(value) == frame && cur_replace(value, fr_obj(frame, OUTER)) < 0)
         return -1;
-    long long flags = as_ll(ITEM(frame, FLAGS));
+    long long flags = fr_ll(frame, FLAGS);
     if (flags == -1 && PyErr_Occurred())
         return -1;
-    if (ITEM(frame, GEN) != S->gen || flags & F_SKIP)
+    if (fr_obj(frame, GEN) != S->gen || flags & F_SKIP)
         return 0;  /* open when this process forked (the parent records it), or sampled out */
     long long res, out = 0, exc = 0;
+    PyObject *y = fr_obj(frame, YIELDED);
     if (exc_type != Py_None && exc_type != PyExc_GeneratorExit) {
         /* A consumer closing a generator early (GeneratorExit) is not a failure. */
         res = R_ERROR;
         if ((exc = call_sid(h_exc_sid, exc_type)) < 0)
             return -1;
         /* A fixed output shape (a request root's HTTP status) holds when it failed too. */
-        PyObject *y = ITEM(frame, YIELDED);
         if (PyUnicode_CheckExact(y) && (out = call_sid(h_yield_sid, y)) < 0)
             return -1;
     }
     else {
         res = flags & F_CHILD_ERR ? R_PARTIAL : R_SUCCESS;
-        PyObject *y = ITEM(frame, YIELDED);
         int yielded = y == Py_None ? 0 : PyObject_IsTrue(y);
         if (yielded < 0)
             return -1;
         if (yielded)
             out = call_sid(h_yield_sid, y);
         else if (flags & F_SHAPED)
-            out = output_sid(ITEM(frame, RV));
+            out = output_sid(fr_obj(frame, RV));
         if (out < 0)
             return -1;
     }
-    set_item(frame, RV, Py_NewRef(Py_None));
-    PyObject *parent = ITEM(frame, PARENT);
+    fr_set_obj(frame, RV, IS_CALL(frame) ? NULL : Py_None);
+    PyObject *parent = fr_obj(frame, PARENT);
     int has_parent = is_frame(parent);
     if (res && has_parent) {
-        long long pflags = as_ll(ITEM(parent, FLAGS));
-        if (!(pflags & F_CHILD_ERR)) {
-            PyObject *v = PyLong_FromLongLong(pflags | F_CHILD_ERR);
-            if (v == NULL)
-                return -1;
-            set_item(parent, FLAGS, v);
+        if (IS_CALL(parent))
+            CALL(parent)->flags |= F_CHILD_ERR;
+        else {
+            long long pflags = as_ll(ITEM(parent, FLAGS));
+            if (!(pflags & F_CHILD_ERR)) {
+                PyObject *v = PyLong_FromLongLong(pflags | F_CHILD_ERR);
+                if (v == NULL)
+                    return -1;
+                set_item(parent, FLAGS, v);
+            }
         }
     }
     int64_t rec[N_FIELDS];
-    rec[C_CID] = as_ll(ITEM(frame, CID));
-    rec[C_PAR] = has_parent ? as_ll(ITEM(parent, CID)) : 0;
-    rec[C_SES] = as_ll(ITEM(frame, SES));
-    rec[C_FID] = as_ll(ITEM(frame, FID));
-    rec[C_PFID] = has_parent ? as_ll(ITEM(parent, FID)) : 0;
-    rec[C_INS] = as_ll(ITEM(frame, INS));
     rec[C_OUT] = out;
     rec[C_RES] = res;
     rec[C_EXC] = exc;
-    rec[C_T0] = as_ll(ITEM(frame, T0));
     rec[C_T1] = t1;
-    PyObject *thr = ITEM(frame, THR);
-    rec[C_THR] = thr == last_ident_obj ? (int64_t)last_ident
-                                       : (int64_t)PyLong_AsUnsignedLongLongMask(thr);
     rec[C_CPU] = cpu;
+    if (IS_CALL(frame)) {
+        CallObject *c = CALL(frame);
+        rec[C_CID] = c->cid;
+        rec[C_SES] = c->ses;
+        rec[C_FID] = c->fid;
+        rec[C_INS] = c->ins;
+        rec[C_T0] = c->t0;
+        rec[C_THR] = (int64_t)c->thr;
+    }
+    else {
+        rec[C_CID] = as_ll(ITEM(frame, CID));
+        rec[C_SES] = as_ll(ITEM(frame, SES));
+        rec[C_FID] = as_ll(ITEM(frame, FID));
+        rec[C_INS] = as_ll(ITEM(frame, INS));
+        rec[C_T0] = as_ll(ITEM(frame, T0));
+        PyObject *thr = ITEM(frame, THR);
+        rec[C_THR] = thr == last_ident_obj ? (int64_t)last_ident
+                                           : (int64_t)PyLong_AsUnsignedLongLongMask(thr);
+    }
+    rec[C_PAR] = has_parent ? fr_ll(parent, CID) : 0;
+    rec[C_PFID] = has_parent ? fr_ll(parent, FID) : 0;
     if (PyErr_Occurred())
         return -1;
     Py_ssize_t n = S->n;
@@ -1115,6 +1227,8 @@ close_impl(PyObject *frame, PyObject *exc_type, PyObject *value)
 static inline int
 fid_matches(PyObject *frame, Py_ssize_t fid, PyObject *fidobj)
 {
+    if (IS_CALL(frame))
+        return CALL(frame)->fid == fid;
     PyObject *have = ITEM(frame, FID);
     if (have == fidobj)
         return 1;
@@ -1149,8 +1263,8 @@ static int
 below_abandoned(PyObject *f, ExitObject *self)
 {
     for (int hops = 0; hops < MAX_ABANDONED && is_frame(f); hops++) {
-        f = ITEM(f, OUTER);
-        if (f != NULL && is_frame(f) && fid_matches(f, self->fid, self->fidobj))
+        f = fr_obj(f, OUTER);
+        if (is_frame(f) && fid_matches(f, self->fid, self->fidobj))
             return 1;
     }
     return 0;
@@ -1385,8 +1499,19 @@ api_close(PyObject *frame, PyObject *exc_type)
     return 0;
 }
 
+static int
+api_set_rv(PyObject *frame, PyObject *value)
+{
+    if (!is_frame(frame)) {
+        PyErr_SetString(PyExc_TypeError, "set_rv(frame, value)");
+        return swallow();
+    }
+    fr_set_obj(frame, RV, value);
+    return 0;
+}
+
 static FaHotPath hot_path_api = {FA_HOTPATH_VERSION, api_open, api_close, frame_release, NULL,
-                                 NULL, api_open_lazy};
+                                 NULL, api_open_lazy, api_set_rv};
 
 static PyObject *
 sp_close_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -1421,7 +1546,7 @@ sp_ret(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if (fid == -1 && PyErr_Occurred())
                 PyErr_Clear();
             else if (fid_matches(f, fid, args[0]))
-                set_item(f, RV, Py_NewRef(args[1]));
+                fr_set_obj(f, RV, args[1]);
         }
         Py_DECREF(f);
     }
@@ -2300,6 +2425,7 @@ PyInit__speedups(void)
     int in_place = 0;           /* current-frame writes in place (see "The current frame") */
     const char *in_place_why;
     if (PyType_Ready(&StateType) < 0 || PyType_Ready(&ExitType) < 0
+            || PyType_Ready(&CallType) < 0
             || PyType_Ready(&HolderType) < 0
             || PyType_Ready(&NoExitType) < 0 || PyType_Ready(&SelfDescrType) < 0
             || add_unbound(&ExitType, &unbound_enter) < 0
@@ -2334,9 +2460,8 @@ PyInit__speedups(void)
     cur_var = PyContextVar_New("flowagent_current_call", Py_None);
     noexit = PyObject_New(PyObject, &NoExitType);
     int_zero = PyLong_FromLong(0);
-    int_shaped = PyLong_FromLong(F_SHAPED);
     if (S->gen == NULL || S->session_starts == NULL || cur_var == NULL || noexit == NULL
-            || int_zero == NULL || int_shaped == NULL)
+            || int_zero == NULL)
         goto fail;
 #ifdef IN_PLACE_BUILD
     const char *refused = in_place_self_test();
@@ -2359,6 +2484,7 @@ PyInit__speedups(void)
             || PyModule_AddObject(m, "IN_PLACE", PyBool_FromLong(in_place)) < 0
             || PyModule_AddStringConstant(m, "IN_PLACE_WHY", in_place_why) < 0
             || PyModule_AddObject(m, "NOEXIT", Py_NewRef(noexit)) < 0
+            || PyModule_AddObject(m, "Call", Py_NewRef((PyObject *)&CallType)) < 0
             || PyModule_AddIntConstant(m, "ABI", ABI) < 0
             || PyModule_AddObject(m, "FRAME_LAYOUT", Py_BuildValue(
                    "(iiiiiiiiiiiiii)", CID, PARENT, SES, FID, T0, INS, FLAGS, OUTER, GEN, THR,

@@ -17,6 +17,16 @@ IN_PLACE_WHY: str
 NOEXIT: Any
 _C_API: Any  # capsule: open_call/close_call for other extensions (_hotpath.h)
 
+class _Call:
+    """An open call (``Call``): recorder.py's frame layout, indexed as the pure twin's list
+    (int fields take ints only), with two more slots for a backend (the profile backend's
+    throw/resume notes); its length is 16."""
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int) -> Any: ...
+    def __setitem__(self, index: int, value: Any) -> None: ...
+
+Call: type[_Call]
+
 class State:
     on: bool
     sync_sessions: bool

@@ -297,8 +297,8 @@ class ProfileBackend(HooksMixin):
                 args = ()
             rec = recorder.open_call(fid, args)
             if rec is not None:
-                rec.append(None)  # _THROWN slot
-                rec.append(None)  # _RESUMER slot
+                if len(rec) <= _RESUMER:  # the C twin's frames have both slots already
+                    rec.extend((None, None))  # _THROWN, _RESUMER
                 live[frame] = rec
         elif event == "return":
             rec = live.get(frame)
@@ -345,7 +345,7 @@ class ProfileBackend(HooksMixin):
         for _ in range(_MAX_ABANDONED):
             if f is rec:
                 break
-            if not isinstance(f, list):
+            if not recorder.is_frame(f):
                 return
             chain.append(f)
             f = f[recorder.OUTER]

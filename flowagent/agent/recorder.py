@@ -46,7 +46,7 @@ import threading
 import time
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any, Callable, TypeGuard
 
 from . import pending as _pending
 from . import shapes as _shapes
@@ -55,8 +55,17 @@ from ..protocol.env import is_true
 from ..protocol.wire import ERROR, N_FIELDS, PARTIAL, SUCCESS, columns
 from ..protocol.wire import THR as _THR_FIELD
 
-# Frame layout. A list, because it is the cheapest mutable record CPython has.
+# Frame layout. The pure twin's frame is a list, the cheapest mutable record Python code has;
+# the C twin's is its own type (``_speedups.Call``) indexed the same way. Code here, in the
+# backends and in the integrations only indexes frames and tells them apart with is_frame().
 CID, PARENT, SES, FID, T0, INS, FLAGS, OUTER, GEN, THR, EXC, YIELDED, RV, CPU = range(14)
+FRAME_TYPES: tuple[type, ...] = (list,)
+
+
+def is_frame(f: Any) -> TypeGuard[list[Any]]:
+    """Is ``f`` a frame of either twin (and not None, a sampled-out marker or anything else
+    that a context's current call or a frame's OUTER may hold)?"""
+    return isinstance(f, FRAME_TYPES)
 _ERR = 1          # this call raised
 _CHILD_ERR = 2    # something below it raised (makes a normal return `partial`)
 _SKIP = 4         # a session left out by sampling: nothing under it is recorded
@@ -497,7 +506,7 @@ def _close_abandoned(top: list[Any], fid: int, et: Any) -> None:
     f: list[Any] | None = top
     mine = top[OUTER]
     for _ in range(_MAX_ABANDONED):
-        if not isinstance(mine, list):
+        if not is_frame(mine):
             return
         if mine[FID] == fid:
             break
@@ -556,7 +565,7 @@ def ret(fid: int, value: Any) -> Any:
 # ---------------------------------------------------------------------------------------
 # Choosing the twin.
 
-_ACCELERATOR_ABI = 3  # _speedups.ABI this module is written against
+_ACCELERATOR_ABI = 4  # _speedups.ABI this module is written against
 
 
 def _configure(accelerator: Any) -> None:
@@ -605,6 +614,7 @@ if _speedups is not None:
     _get, _set = _speedups.current, _speedups.set_current
     open_call, close_call = _speedups.open_call, _speedups.close_call  # noqa: F811
     call, ret, take_calls = _speedups.call, _speedups.ret, _speedups.take_calls  # noqa: F811
+    FRAME_TYPES = (list, _speedups.Call)
 
 
 # ---------------------------------------------------------------------------------------
@@ -658,7 +668,7 @@ def reenter(fid: int) -> None:
                     close_call(cur, et)
                     cur = _get()
                 return
-            if not isinstance(f, list):
+            if not is_frame(f):
                 break
             f = f[OUTER]
         resume(frame)

@@ -288,7 +288,7 @@ class Held:
             at = list(compress(range(len(kept)), map(RECENT.__eq__, kept)))[:over]
             for j in at:
                 kept[j] = PRUNED
-        store.insert_session_rows(zip(*cols))
+        store.insert_session_columns(cols)
         pruned = kept.count(PRUNED)  # held rows are pruned only here (a retried flush too)
         touched = []
         links: list[tuple[int, int, int]] = []

@@ -506,6 +506,10 @@ class Store(Protocol):
         started_ns, ended_ns, duration_ns, calls, errors, variant, tree_kept, fids, raised)
         with ``fids`` and ``raised`` already in their stored text form."""
         ...
+    def insert_session_columns(self, cols: Sequence[Sequence[Any]]) -> None:
+        """As :meth:`insert_session_rows`, the rows given column by column (a store may
+        keep one-call sessions in a form of its own)."""
+        ...
     def open_sessions(self, run_id: str, pk: str) -> list[OpenSession]: ...
     def session_chunk_data(self, rowid: int) -> Iterator[bytes]:
         """The chunks holding a session's calls, oldest first (raw, see ``chunks``)."""

@@ -26,7 +26,10 @@ CREATE INDEX IF NOT EXISTS session_links_run ON session_links(run_id);
 TABLES = ("session_links",)
 
 # SQL condition: the session ``{alias}session_id`` hangs under a session that is stored.
-LINKED = ("EXISTS (SELECT 1 FROM session_links l JOIN sessions p ON "
+# Linked sessions, parents and children, are rows of the ``sessions`` table itself, never
+# one-call sessions of the compact form (the SQLite store keeps them there): ``{table}``
+# names that table (``main.sessions`` where a view of both forms shadows it).
+LINKED = ("EXISTS (SELECT 1 FROM session_links l JOIN {table} p ON "
           "p.session_id=l.parent_session WHERE l.session_id={alias}session_id)")
 
 MAX_DEPTH = 32  # children of children...: a cycle (a corrupt store) must still end
@@ -38,11 +41,12 @@ def add(db: sqlite3.Connection, run_id: str, session_id: str, parent_session: st
                (session_id, run_id, parent_session, parent_call, parent_function, parent_pid))
 
 
-def children(db: sqlite3.Connection, session_id: str) -> list[tuple[str, int]]:
+def children(db: sqlite3.Connection, session_id: str, table: str = "sessions"
+             ) -> list[tuple[str, int]]:
     """(session id, parent call id) of the sessions linked under ``session_id``'s calls."""
     try:
         rows = db.execute("SELECT l.session_id, l.parent_call FROM session_links l JOIN "
-                          "sessions s ON s.session_id=l.session_id WHERE l.parent_session=? "
+                          f"{table} s ON s.session_id=l.session_id WHERE l.parent_session=? "
                           "ORDER BY s.started_ns, s.sid", (session_id,)).fetchall()
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
@@ -51,10 +55,10 @@ def children(db: sqlite3.Connection, session_id: str) -> list[tuple[str, int]]:
     return [(r[0], r[1]) for r in rows]
 
 
-def parent_of(db: sqlite3.Connection, session_id: str) -> str | None:
+def parent_of(db: sqlite3.Connection, session_id: str, table: str = "sessions") -> str | None:
     """The session ``session_id`` hangs under, if it is stored."""
     try:
-        row = db.execute("SELECT l.parent_session FROM session_links l JOIN sessions p ON "
+        row = db.execute(f"SELECT l.parent_session FROM session_links l JOIN {table} p ON "
                          "p.session_id=l.parent_session WHERE l.session_id=?",
                          (session_id,)).fetchone()
     except sqlite3.OperationalError:
@@ -63,7 +67,8 @@ def parent_of(db: sqlite3.Connection, session_id: str) -> str | None:
 
 
 def graft(graph: dict[str, Any], db: sqlite3.Connection,
-          own_graph: Callable[[str], dict[str, Any] | None], depth: int = 0) -> dict[str, Any]:
+          own_graph: Callable[[str], dict[str, Any] | None], depth: int = 0,
+          table: str = "sessions") -> dict[str, Any]:
     """``graph`` with the trees of the sessions linked under its calls added (recursively):
     each child's root becomes a child of the parent call (of the parent's root when that
     call is not in the stored tree), and the child's call ids are moved past the ids
@@ -72,11 +77,11 @@ def graft(graph: dict[str, Any], db: sqlite3.Connection,
         return graph
     nodes, edges = graph["nodes"], graph["edges"]
     grafted = False
-    for child_id, parent_call in children(db, graph["session_id"]):
+    for child_id, parent_call in children(db, graph["session_id"], table):
         child = own_graph(child_id)
         if child is None or not child["nodes"]:
             continue
-        child = graft(child, db, own_graph, depth + 1)
+        child = graft(child, db, own_graph, depth + 1, table)
         ids = {n["id"] for n in nodes}
         if not ids:
             break
@@ -114,8 +119,8 @@ def readable(db: sqlite3.Connection) -> None:
                          .replace("CREATE INDEX IF NOT EXISTS ", "CREATE INDEX IF NOT EXISTS temp."))
 
 
-def with_descendants(db: sqlite3.Connection, sessions: list[dict[str, Any]]
-                     ) -> list[dict[str, Any]]:
+def with_descendants(db: sqlite3.Connection, sessions: list[dict[str, Any]],
+                     table: str = "sessions") -> list[dict[str, Any]]:
     """Session rows whose ``calls`` and ``errors`` include those of the sessions linked
     under them (at any depth): what the one session did, in all its processes."""
     ids = {s["session_id"]: s for s in sessions}
@@ -130,7 +135,7 @@ def with_descendants(db: sqlite3.Connection, sessions: list[dict[str, Any]]
             try:
                 rows = db.execute(
                     "SELECT l.parent_session, s.session_id, s.calls, s.errors FROM "
-                    "session_links l JOIN sessions s ON s.session_id=l.session_id WHERE "
+                    f"session_links l JOIN {table} s ON s.session_id=l.session_id WHERE "
                     f"l.parent_session IN ({','.join('?' * len(part))})", part).fetchall()
             except sqlite3.OperationalError:
                 return sessions

@@ -40,6 +40,7 @@ class SpoolStore(SQLiteStore):
     """The writer of a ``postgresql://`` store: a local SQLite spool plus its forwarder."""
 
     capabilities: Mapping[str, bool] = {"shared": True}
+    compact_singles = False  # the forwarder sends ``sessions`` rows as they are
 
     def __init__(self, url: str, data_dir: str, *, forward: bool = True) -> None:
         require_psycopg()
@@ -214,7 +215,7 @@ class PostgresStore(SQLiteStore):
 
         row = self.db.execute(
             # the sessions of child processes are parts of others: not counted as sessions
-            "SELECT COUNT(*) FILTER (WHERE NOT " + lineage.LINKED.format(alias="sessions.")
+            "SELECT COUNT(*) FILTER (WHERE NOT " + lineage.LINKED.format(alias="sessions.", table="sessions")
             + "), COALESCE(SUM(calls),0), COALESCE(SUM(errors),0), "
             "COUNT(*) FILTER (WHERE result IS NULL), "
             "COUNT(*) FILTER (WHERE complete=0 AND result IS NOT NULL) "

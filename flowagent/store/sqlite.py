@@ -3,7 +3,9 @@
 Layout: ``runs`` and ``processes`` describe what ran; ``functions`` (per run, keyed by
 ``module:qualname``) and ``shapes`` (global, interned text) keep names out of the big tables;
 ``sessions`` lists every session (with the functions it called, ``fids``, and what they
-raised, ``raised``, so searches need no call record); the calls of the kept session trees
+raised, ``raised``, so searches need no call record), sessions of one finished call in a
+compact form (``session_kinds`` and ``single_sessions``, read through a view of the same
+name and columns, see _SINGLES); the calls of the kept session trees
 live in ``chunks`` (compressed columnar batches, see :mod:`flowagent.store.chunks`) indexed
 by ``session_chunks``; ``graph_nodes``, ``graph_edges``, ``shape_counts`` and ``paths`` hold
 the merged architecture graph's aggregates, which are kept for every session even when its
@@ -18,7 +20,8 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
-from itertools import compress
+from itertools import compress, repeat
+from operator import eq, itemgetter, not_, sub
 from typing import Any, Iterable, Iterator, Mapping, Sequence, cast
 
 from ..protocol.wire import CALL_FIELDS, Decoder, VERSION as WIRE_VERSION
@@ -39,6 +42,12 @@ SCHEMA_VERSION = 4
 # Chunks are wire batches (flowagent.store.chunks): a store is readable by the same schema
 # and the same wire version only, so both make up the data format a store is stamped with.
 DATA_FORMAT = f"{SCHEMA_VERSION}.{WIRE_VERSION}"
+# A SQLite store written with one-call sessions in their compact tables (see _SINGLES) is
+# stamped with this: a version that only knows DATA_FORMAT would not see those sessions and
+# refuses it. This version reads both, and a writer opening a DATA_FORMAT store adds the
+# tables and restamps it (its rows stay where they are).
+SQLITE_FORMAT = f"{DATA_FORMAT}.s1"
+_READABLE = (DATA_FORMAT, SQLITE_FORMAT)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -107,6 +116,45 @@ CREATE TABLE IF NOT EXISTS paths(
   run_id TEXT, path TEXT, count INTEGER, PRIMARY KEY(run_id, path));
 """
 
+# Sessions of exactly one finished call (most of a run that serves many tiny requests) in
+# a narrow table: what such sessions share (run, name, function, process, thread, result,
+# variant...) once per kind, and per session only its row id, its number in its process
+# (its id is "<pk>-<number>"), start, duration and retention mark. A row of ~30 bytes with
+# no text and no index entry but its row id, where a ``sessions`` row took ~150 bytes and
+# two more indexes: most of a drain's SQLite time. Readers see both tables as one
+# ``sessions`` (a temporary view of each connection, _SESSIONS_VIEW); writes name
+# ``main.sessions``. The index of kept ones serves retention (most are written pruned).
+_SINGLES = """
+CREATE TABLE IF NOT EXISTS session_kinds(
+  gid INTEGER PRIMARY KEY, run_id TEXT, name TEXT, root_fid INTEGER, pid INTEGER, pk TEXT,
+  thread TEXT, result TEXT, errors INTEGER, variant TEXT, fids TEXT, raised TEXT);
+CREATE INDEX IF NOT EXISTS session_kinds_run ON session_kinds(run_id, pk, variant);
+CREATE TABLE IF NOT EXISTS single_sessions(
+  sid INTEGER PRIMARY KEY, gid INTEGER, ses INTEGER, started_ns INTEGER,
+  duration_ns INTEGER, tree_kept INTEGER);
+CREATE INDEX IF NOT EXISTS single_sessions_kept ON single_sessions(tree_kept, sid)
+  WHERE tree_kept!=0;
+CREATE INDEX IF NOT EXISTS single_sessions_ses ON single_sessions(ses);
+CREATE INDEX IF NOT EXISTS single_sessions_start ON single_sessions(started_ns);
+"""
+# The columns of a one-call session as a ``sessions`` row (in _SESSION_ROW's order).
+_SINGLE_ROW = ("SELECT x.sid AS sid, k.pk || '-' || x.ses AS session_id, k.run_id AS run_id, "
+               "k.name AS name, k.root_fid AS root_fid, k.pid AS pid, k.pk AS pk, "
+               "k.thread AS thread, k.result AS result, 1 AS complete, "
+               "x.started_ns AS started_ns, x.started_ns + x.duration_ns AS ended_ns, "
+               "x.duration_ns AS duration_ns, 1 AS calls, k.errors AS errors, "
+               "k.variant AS variant, x.tree_kept AS tree_kept, k.fids AS fids, "
+               "k.raised AS raised FROM main.single_sessions x "
+               "JOIN main.session_kinds k ON k.gid=x.gid")
+_SESSIONS_VIEW = ("CREATE TEMP VIEW IF NOT EXISTS sessions AS SELECT sid, session_id, run_id, "
+                  "name, root_fid, pid, pk, thread, result, complete, started_ns, ended_ns, "
+                  f"duration_ns, calls, errors, variant, tree_kept, fids, raised "
+                  f"FROM main.sessions UNION ALL {_SINGLE_ROW}")
+_NEXT_SID = ("MAX(COALESCE((SELECT MAX(sid) FROM main.sessions), 0), "
+             "COALESCE((SELECT MAX(sid) FROM main.single_sessions), 0)) + 1")
+_KIND = ("run_id", "name", "root_fid", "pid", "pk", "thread", "result", "errors", "variant",
+         "fids", "raised")
+
 # Columns added to a table after its schema version shipped: added in place when missing
 # (additive, so stores of the same data format stay readable by every version).
 _ADDED_COLUMNS = (
@@ -128,6 +176,7 @@ _SESSION_ROW = ("sid", "session_id", "run_id", "name", "root_fid", "pid", "pk", 
                 "errors", "variant", "tree_kept", "fids", "raised")
 _INSERT_SESSIONS = (f"INSERT INTO sessions({', '.join(_SESSION_ROW)}) "
                     f"VALUES({', '.join('?' * len(_SESSION_ROW))})")
+_INSERT_MAIN = _INSERT_SESSIONS.replace("INTO sessions(", "INTO main.sessions(")
 _CHUNK_CACHE = 8  # decoded chunks kept by a reader (a frame is at most a few MB decoded)
 _SES_FIELD = CALL_FIELDS.index("ses")
 # The writer's page cache, KiB. A drain writes transactions of thousands of session rows
@@ -156,11 +205,12 @@ _DECODER = threading.local()
 
 def session_where(run_id: str | None, result: str | None, root: str | None,
                   min_duration_ns: int | None, alias: str = "", service: str | None = None,
-                  host: str | None = None) -> tuple[str, list[Any]]:
+                  host: str | None = None, table: str = "sessions") -> tuple[str, list[Any]]:
     """SQL condition and arguments for the session list filters (one definition, so a count
     always matches the rows listed)."""
     # a session of a child process is part of its parent's: listed with it, not alone
-    where: list[str] = ["NOT " + lineage.LINKED.format(alias=alias or "sessions.")]
+    where: list[str] = ["NOT " + lineage.LINKED.format(alias=alias or "sessions.",
+                                                       table=table)]
     args: list[Any] = []
     for column, op, value in (("run_id", "=?", run_id), ("result", "=?", result),
                               ("name", " LIKE ?", f"%{root}%" if root else None),
@@ -172,6 +222,15 @@ def session_where(run_id: str | None, result: str | None, root: str | None,
             where.append(f"{alias}{column}{op}")
             args.append(value)
     return " AND ".join(where), args
+
+
+def _split_id(session_id: str) -> tuple[str | None, int]:
+    """A session id's process key and number (``"<pk>-<number>"``, the number written
+    without leading zeros, as one-call sessions' ids are); (None, 0) for any other form."""
+    pk, _, tail = session_id.rpartition("-")
+    if not pk or not tail.isdigit() or str(int(tail)) != tail:
+        return None, 0
+    return pk, int(tail)
 
 
 # SQLite's result codes for a file that is not (or no longer) a database.
@@ -207,6 +266,10 @@ class SQLiteStore:
     """One connection. The sidecar writes; the CLI and viewer open read-only."""
 
     capabilities: Mapping[str, bool] = {"shared": False}
+    # Whether a writer keeps one-call sessions in the compact tables (_SINGLES); a spool
+    # forwards table rows as they are and keeps them in ``sessions``.
+    compact_singles = True
+    _singles = False  # this connection sees the compact tables (through the view)
 
     def __init__(self, path: str, readonly: bool = False) -> None:
         self.path = path
@@ -249,6 +312,7 @@ class SQLiteStore:
                              "the data directory exists, is writable and has free space") from None
         if readonly:
             self._check_version(path)
+        self._singles = self._open_singles(readonly)
         self.db.row_factory = sqlite3.Row
         self._shape_ids: dict[str, int] = {}
         self._shape_text: dict[int, str] = {}
@@ -260,12 +324,38 @@ class SQLiteStore:
             row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         except sqlite3.Error:
             row = None  # an empty database: this version creates it
-        if row is not None and row[0] != DATA_FORMAT:
+        if row is not None and row[0] not in _READABLE:
             self.db.close()
             raise StoreError(
                 f"{path} was written by a different flowagent version (data format "
-                f"{row[0]}, this one reads {DATA_FORMAT}); use another --data-dir or move "
-                "the old one away")
+                f"{row[0]}, this one reads {' and '.join(_READABLE)}); use another "
+                "--data-dir or move the old one away")
+
+    def _open_singles(self, readonly: bool) -> bool:
+        """Make the compact tables of one-call sessions (a writer; an older store is
+        restamped) and this connection's ``sessions`` view over both tables; False where
+        there are none (a spool, or an older store opened to read)."""
+        if not self.compact_singles:
+            return False
+        try:
+            if not readonly:
+                self.db.executescript(_SINGLES)
+                self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'",
+                                (SQLITE_FORMAT,))
+            elif not self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                                     "name='single_sessions'").fetchone():
+                return False
+            self.db.execute(_SESSIONS_VIEW)
+        except sqlite3.Error as exc:
+            self.db.close()
+            raise StoreError(f"cannot open the flowagent database {self.path}: {exc}; check "
+                             "that the data directory is writable and has free space") from None
+        return True
+
+    @property
+    def _table(self) -> str:
+        """The ``sessions`` table itself, for writes (readers see the view of both)."""
+        return "main.sessions" if self._singles else "sessions"
 
     def close(self) -> None:
         self.db.close()
@@ -320,6 +410,7 @@ class SQLiteStore:
     def add_calls(self, session_id: str, rows: list[tuple[Any, ...]]) -> None:
         """Add calls to a stored session, in store layout (:data:`chunks.STORE_FIELDS`):
         for importers and tools that write a store without recording."""
+        self._unpack_single(session_id)
         row = self.db.execute("SELECT sid, run_id, pk, fids, raised FROM sessions WHERE "
                               "session_id=?", (session_id,)).fetchone()
         if row is None:
@@ -328,7 +419,7 @@ class SQLiteStore:
         chunk = self.add_chunk(row[1], row[2], C.STORE, len(rows),
                                C.encode(C.store_rows(rows, ses)))
         self.link_chunks([(row[0], chunk, len(rows))])
-        self.db.execute("UPDATE sessions SET fids=?, raised=? WHERE sid=?",
+        self.db.execute(f"UPDATE {self._table} SET fids=?, raised=? WHERE sid=?",
                         (*C.summary(rows, row[3], row[4]), row[0]))
 
     def unlink_chunks(self, sids: list[int]) -> list[int]:
@@ -358,8 +449,13 @@ class SQLiteStore:
         if row is None:
             return False
         linked = self.db.execute(
-            "SELECT s.session_id, sc.calls FROM session_chunks sc JOIN sessions s ON "
+            f"SELECT s.session_id, sc.calls FROM session_chunks sc JOIN {self._table} s ON "
             "s.sid=sc.sid WHERE sc.chunk_id=?", (chunk_id,)).fetchall()
+        if self._singles:  # the view would be read whole for a join
+            linked += self.db.execute(
+                "SELECT k.pk || '-' || x.ses, sc.calls FROM session_chunks sc JOIN "
+                "main.single_sessions x ON x.sid=sc.sid JOIN main.session_kinds k ON "
+                "k.gid=x.gid WHERE sc.chunk_id=?", (chunk_id,)).fetchall()
         kept = sum(r[1] for r in linked)
         if kept >= row[0] * keep_below:
             return False
@@ -421,7 +517,11 @@ class SQLiteStore:
                        "(SELECT chunk_id FROM chunks WHERE run_id=?)", (run_id,))
             db.execute("DELETE FROM session_chunks WHERE sid IN "
                        "(SELECT sid FROM sessions WHERE run_id=?)", (run_id,))
-            for table in ("chunks", "sessions", "functions", "processes", "graph_nodes",
+            if self._singles:
+                db.execute("DELETE FROM single_sessions WHERE gid IN "
+                           "(SELECT gid FROM session_kinds WHERE run_id=?)", (run_id,))
+                db.execute("DELETE FROM session_kinds WHERE run_id=?", (run_id,))
+            for table in ("chunks", self._table, "functions", "processes", "graph_nodes",
                           "graph_edges", "variants", "error_clusters", "process_samples",
                           "shape_counts", "paths", "runs", *TRACE_TABLES,
                           *lineage.TABLES):
@@ -464,7 +564,7 @@ class SQLiteStore:
                  offset: int = 0, service: str | None = None,
                  host: str | None = None) -> list[SessionDict]:
         clause, args = session_where(run_id, result, root, min_duration_ns, alias="s.",
-                                     service=service, host=host)
+                                     service=service, host=host, table=self._table)
         where = [clause]
         if search:
             # sessions.fids lists the session's functions as " 1 5 9 ".
@@ -473,19 +573,123 @@ class SQLiteStore:
             args.append(f"%{search}%")
         orders = {"started": "s.started_ns", "duration": "s.duration_ns DESC",
                   "calls": "s.calls DESC", "-started": "s.started_ns DESC"}
+        by = orders.get(order, "s.started_ns")
         sql = (f"SELECT s.* FROM sessions s WHERE {' AND '.join(where)} "
-               f"ORDER BY {orders.get(order, 's.started_ns')}, s.sid LIMIT ? OFFSET ?")
-        rows = self.db.execute(sql, (*args, limit, offset)).fetchall()
+               f"ORDER BY {by}, s.sid LIMIT ? OFFSET ?")
+        params: tuple[Any, ...] = (*args, limit, offset)
+        if self._singles:
+            # Each table's first rows in that order (through its own index where one fits),
+            # merged: the view of both would be read whole and sorted for one page.
+            arm = f"WHERE {' AND '.join(where)} ORDER BY {by}, s.sid LIMIT ?"
+            sql = (f"SELECT * FROM (SELECT s.* FROM main.sessions s {arm}) UNION ALL "
+                   f"SELECT * FROM (SELECT s.* FROM ({_SINGLE_ROW}) s {arm}) "
+                   f"ORDER BY {by.replace('s.', '')}, sid LIMIT ? OFFSET ?")
+            params = (*args, limit + offset, *args, limit + offset, limit, offset)
+        rows = self.db.execute(sql, params).fetchall()
         return cast("list[SessionDict]",
-                    lineage.with_descendants(self.db, [self.session_dict(r) for r in rows]))
+                    lineage.with_descendants(self.db, [self.session_dict(r) for r in rows],
+                                             self._table))
 
     def count_sessions(self, run_id: str | None = None) -> int:
-        top = "NOT " + lineage.LINKED.format(alias="sessions.")
+        top = "NOT " + lineage.LINKED.format(alias="sessions.", table=self._table)
         if run_id:
             return cast(int, self.db.execute(
                 f"SELECT COUNT(*) FROM sessions WHERE run_id=? AND {top}", (run_id,)).fetchone()[0])
         return cast(int,
                     self.db.execute(f"SELECT COUNT(*) FROM sessions WHERE {top}").fetchone()[0])
+
+    def _session_row(self, session_id: str) -> Any:
+        """One session's row by its id: the ``sessions`` table's index, then the one-call
+        sessions of that process with that number (no index of their ids: a scan of the
+        narrow table, paid by a reader instead of by every row written)."""
+        if not self._singles:
+            return self.db.execute("SELECT * FROM sessions WHERE session_id=?",
+                                   (session_id,)).fetchone()
+        row = self.db.execute("SELECT * FROM main.sessions WHERE session_id=?",
+                              (session_id,)).fetchone()
+        if row is None:
+            pk, number = _split_id(session_id)
+            if pk is not None:
+                row = self.db.execute(f"{_SINGLE_ROW} WHERE x.ses=? AND k.pk=?",
+                                      (number, pk)).fetchone()
+        return row
+
+    def _unpack_single(self, session_id: str) -> None:
+        """Move a one-call session into the ``sessions`` table (a tool adds calls to it)."""
+        if not self._singles:
+            return
+        pk, number = _split_id(session_id)
+        if pk is None:
+            return
+        row = self.db.execute("SELECT x.sid FROM main.single_sessions x JOIN "
+                              "main.session_kinds k ON k.gid=x.gid WHERE x.ses=? AND k.pk=?",
+                              (number, pk)).fetchone()
+        if row is not None:
+            self.db.execute(f"INSERT INTO main.sessions {_SINGLE_ROW} WHERE x.sid=?", (row[0],))
+            self.db.execute("DELETE FROM single_sessions WHERE sid=?", (row[0],))
+
+    def insert_session_columns(self, cols: Sequence[Sequence[Any]]) -> None:
+        """As :meth:`insert_session_rows`, the rows given column by column. Sessions of one
+        finished call whose id is their process's key and number go to the compact tables
+        (_SINGLES), a kind per distinct set of shared values; any other row to
+        ``sessions``."""
+        if not self._singles or not cols[0]:
+            self.insert_session_rows(zip(*cols))
+            return
+        ids, pks, m = cols[1], cols[6], len(cols[0])
+        runs = sorted(set(cols[2]), key=str)
+        marks = ",".join("?" * len(runs))
+        linked = {r[0] for r in self.db.execute(
+            f"SELECT session_id FROM session_links WHERE run_id IN ({marks}) UNION "
+            f"SELECT parent_session FROM session_links WHERE run_id IN ({marks})", runs * 2)}
+        # Column at a time, with C-level builtins: a drain writes hundreds of thousands.
+        if pks.count(pks[0]) == m and type(pks[0]) is str:  # one process: ids share a prefix
+            prefix = f"{pks[0]}-"
+            numbers = list(map(itemgetter(slice(len(prefix), None)), ids))
+            named = map(str.startswith, ids, repeat(prefix))
+        else:
+            numbers = [i.rpartition("-")[2] for i in ids]
+            named = map(eq, ids, map("{}-{}".format, pks, numbers))
+        fit = list(map(all, zip(named, map(str.isdecimal, numbers),
+                                map(eq, cols[12], map(sub, cols[11], cols[10])))))
+        for col in (cols[9], cols[13]):  # complete, one call
+            if col.count(1) != m:
+                fit = list(map(all, zip(fit, map(eq, col, repeat(1)))))
+        if linked:  # linked sessions stay rows of the table (see lineage.LINKED)
+            fit = list(map(all, zip(fit, map(not_, map(linked.__contains__, ids)))))
+        ints = list(map(int, compress(numbers, fit))) if all(fit) else \
+            [int(n) if ok else -1 for n, ok in zip(numbers, fit)]
+        if list(map(str, ints)) != numbers:  # leading zeros: not the id the number gives
+            fit = list(map(eq, map(str, ints), numbers))
+        if not all(fit):
+            self.insert_session_rows(zip(*(compress(c, map(not_, fit)) for c in cols)))
+            cols = [list(compress(c, fit)) for c in cols]
+            ints = list(compress(ints, fit))
+            m = len(ints)
+            if not m:
+                return
+        # A kind per distinct set of shared values, zipped from the columns that vary only.
+        shared = [cols[_SESSION_ROW.index(c)] for c in _KIND]
+        varying = [j for j, col in enumerate(shared) if col.count(col[0]) != m]
+        keys: list[tuple[Any, ...]] = list(zip(*(shared[j] for j in varying))) \
+            if varying else [()] * m
+        kinds: dict[tuple[Any, ...], Any] = dict.fromkeys(keys)
+        if len(kinds) > 64 and len(kinds) * 2 > m:
+            # hardly shared (a name per session): the kinds would cost more than rows
+            self.insert_session_rows(zip(*cols))
+            return
+        where = " AND ".join(f"{c} IS ?" for c in _KIND)
+        first = dict(zip(keys, range(m)))
+        for key in kinds:
+            full = tuple(col[first[key]] for col in shared)
+            row = self.db.execute(f"SELECT gid FROM session_kinds WHERE {where}",
+                                  full).fetchone()
+            kinds[key] = row[0] if row is not None else self.db.execute(
+                f"INSERT INTO session_kinds({', '.join(_KIND)}) "
+                f"VALUES({', '.join('?' * len(_KIND))})", full).lastrowid
+        gids = [kinds[keys[0]]] * m if len(kinds) == 1 else list(map(kinds.__getitem__, keys))
+        self.db.executemany("INSERT INTO single_sessions VALUES(?,?,?,?,?,?)",
+                            zip(cols[0], gids, ints, cols[10], cols[12], cols[16]))
 
     @staticmethod
     def session_dict(r: sqlite3.Row) -> dict[str, Any]:
@@ -497,9 +701,8 @@ class SQLiteStore:
         return d
 
     def session(self, session_id: str) -> SessionDict | None:
-        row = self.db.execute("SELECT * FROM sessions WHERE session_id=?",
-                              (session_id,)).fetchone()
-        return cast(SessionDict, lineage.with_descendants(self.db, [self.session_dict(row)])[0]
+        row = self._session_row(session_id)
+        return cast(SessionDict, lineage.with_descendants(self.db, [self.session_dict(row)], self._table)[0]
                     ) if row else None
 
     def session_graph(self, session_id: str) -> dict[str, Any] | None:
@@ -508,8 +711,7 @@ class SQLiteStore:
         return self._own_graph(session_id, grafted=True)
 
     def _own_graph(self, session_id: str, grafted: bool = False) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT * FROM sessions WHERE session_id=?",
-                              (session_id,)).fetchone()
+        row = self._session_row(session_id)
         if row is None:
             return None
         info = self._process_info(row["pk"], row["run_id"])
@@ -518,7 +720,7 @@ class SQLiteStore:
         if not grafted:
             return graph
         # The sessions of child processes started from its calls, as subtrees.
-        return lineage.graft(graph, self.db, self._own_graph)
+        return lineage.graft(graph, self.db, self._own_graph, table=self._table)
 
     def _process_info(self, pk: str, run_id: str) -> dict[str, Any]:
         row = self.db.execute("SELECT info FROM processes WHERE run_id=? AND pk=?",
@@ -558,8 +760,7 @@ class SQLiteStore:
         """The stored calls of one session in start order, each a dict with the fields of
         :data:`flowagent.store.chunks.STORE_FIELDS` (store ids, unix-ns times); empty when
         its tree was not kept."""
-        row = self.db.execute("SELECT * FROM sessions WHERE session_id=?",
-                              (session_id,)).fetchone()
+        row = self._session_row(session_id)
         if row is None:
             return []
         return [dict(zip(C.STORE_FIELDS, c)) for c in self._call_rows(row)]
@@ -567,19 +768,27 @@ class SQLiteStore:
     def stored_calls(self, run_id: str | None = None) -> dict[str, int]:
         """Calls held in the store's kept session trees: ``calls`` recorded ones and
         ``placeholders`` (calls a dead process left open, stored as ``incomplete``)."""
-        where, args = ("WHERE s.run_id=?", (run_id,)) if run_id else ("", ())
+        where, args = ("WHERE s.run_id=?", [run_id]) if run_id else ("", [])
+        join = f"JOIN sessions s ON s.sid=sc.sid {where}"
+        if self._singles:  # each table's rows by their own keys (a join reads the view whole)
+            kinds = "WHERE gid IN (SELECT gid FROM session_kinds WHERE run_id=?)" \
+                if run_id else ""
+            join = (f"WHERE sc.sid IN (SELECT sid FROM main.sessions s {where} UNION ALL "
+                    f"SELECT sid FROM main.single_sessions {kinds})")
+            args *= 2
         row = self.db.execute(
             "SELECT COALESCE(SUM(CASE WHEN c.placeholders THEN 0 ELSE sc.calls END),0), "
             "COALESCE(SUM(CASE WHEN c.placeholders THEN sc.calls ELSE 0 END),0) "
-            "FROM session_chunks sc JOIN chunks c ON c.chunk_id=sc.chunk_id "
-            f"JOIN sessions s ON s.sid=sc.sid {where}", args).fetchone()
+            f"FROM session_chunks sc JOIN chunks c ON c.chunk_id=sc.chunk_id {join}",
+            args).fetchone()
         return {"calls": row[0], "placeholders": row[1]}
 
     def iter_session_graphs(self, run_id: str) -> Iterator[dict[str, Any]]:
         """Every kept session tree of a run, one at a time (bounded memory for exports)."""
         ids = [r[0] for r in self.db.execute(
             "SELECT session_id FROM sessions WHERE run_id=? AND tree_kept!=0 AND NOT "
-            + lineage.LINKED.format(alias="sessions.") + " ORDER BY started_ns", (run_id,))]
+            + lineage.LINKED.format(alias="sessions.", table=self._table)
+            + " ORDER BY started_ns", (run_id,))]
         for sid in ids:
             g = self.session_graph(sid)
             if g is not None:
@@ -598,8 +807,12 @@ class SQLiteStore:
                                                    (run_id,))]
         for s in shapes:
             s["shape"] = self.shape_text(s["shape_sid"])
-        total = self.db.execute("SELECT COUNT(*) FROM sessions WHERE run_id=? AND complete=1",
-                                (run_id,)).fetchone()[0]
+        total = self.db.execute(f"SELECT COUNT(*) FROM {self._table} WHERE run_id=? AND "
+                                "complete=1", (run_id,)).fetchone()[0]
+        if self._singles:  # all complete
+            total += self.db.execute("SELECT COUNT(*) FROM single_sessions WHERE gid IN "
+                                     "(SELECT gid FROM session_kinds WHERE run_id=?)",
+                                     (run_id,)).fetchone()[0]
         return {"run_id": run_id, "functions": fns, "nodes": nodes, "edges": edges,
                 "shapes": shapes, "paths": paths, "total_sessions": total}
 
@@ -711,19 +924,21 @@ class SQLiteStore:
     # -- sessions (write) ------------------------------------------------------------------
     def open_session(self, session_id: str, run_id: str, root_fid: int, pid: int, pk: str,
                      thread: str, started_ns: int, rowid: int | None = None) -> int:
+        if rowid is None and self._singles:  # numbered after the rows of both tables
+            rowid = self.next_session_rowid()
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO sessions(sid, session_id, run_id, root_fid, pid, pk, thread, "
-            "complete, started_ns) VALUES(?,?,?,?,?,?,?,0,?)",
+            f"INSERT OR IGNORE INTO {self._table}(sid, session_id, run_id, root_fid, pid, pk, "
+            "thread, complete, started_ns) VALUES(?,?,?,?,?,?,?,0,?)",
             (rowid, session_id, run_id, root_fid, pid, pk, thread, started_ns))
         if cur.rowcount:
             return int(cur.lastrowid or 0)
-        return int(self.db.execute("SELECT sid FROM sessions WHERE session_id=?",
+        return int(self.db.execute(f"SELECT sid FROM {self._table} WHERE session_id=?",
                                    (session_id,)).fetchone()[0])
 
     def finish_session(self, rowid: int, end: SessionEnd) -> None:
         e = end
         self.db.execute(
-            "UPDATE sessions SET name=?, root_fid=?, thread=?, result=?, complete=?, "
+            f"UPDATE {self._table} SET name=?, root_fid=?, thread=?, result=?, complete=?, "
             "started_ns=?, ended_ns=?, duration_ns=?, calls=?, errors=?, variant=?, "
             "tree_kept=?, fids=?, raised=? WHERE sid=?",
             (e.name, e.root_fid, e.thread, e.result, 1 if e.complete else 0, e.started_ns,
@@ -733,6 +948,8 @@ class SQLiteStore:
 
     def next_session_rowid(self) -> int:
         # The writer's own inside its transaction: BEGIN IMMEDIATE holds the write lock.
+        if self._singles:  # each table's largest from its own end, not a scan of the view
+            return int(self.db.execute(f"SELECT {_NEXT_SID}").fetchone()[0])
         return int(self.db.execute("SELECT COALESCE(MAX(sid), 0) + 1 FROM sessions"
                                    ).fetchone()[0])
 
@@ -754,12 +971,12 @@ class SQLiteStore:
                         e.thread, e.result, 1 if e.complete else 0, e.started_ns, e.ended_ns,
                         e.ended_ns - e.started_ns, e.calls, e.errors, e.variant, e.tree_kept,
                         f, x))
-        self.db.executemany(_INSERT_SESSIONS, out)
+        self.db.executemany(_INSERT_MAIN if self._singles else _INSERT_SESSIONS, out)
 
     def insert_session_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
         # Whole rows in _SESSION_ROW order, already encoded: a writer that builds its rows
         # column by column (thousands per frame) makes no object per session.
-        self.db.executemany(_INSERT_SESSIONS, rows)
+        self.db.executemany(_INSERT_MAIN if self._singles else _INSERT_SESSIONS, rows)
 
     def open_sessions(self, run_id: str, pk: str) -> list[OpenSession]:
         return [OpenSession(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self.db.execute(
@@ -773,15 +990,30 @@ class SQLiteStore:
                 "WHERE sc.sid=? ORDER BY sc.chunk_id", (rowid,)).fetchall():
             yield data
 
+    def _kept(self, run_id: str, tree_kept: int, upto: int | None = None
+              ) -> tuple[str, tuple[Any, ...]]:
+        """SELECT of the row ids of a run's sessions kept for ``tree_kept`` (at most
+        ``upto``), and its arguments: each table's own, through its index of kept rows (the
+        view of both would be read whole)."""
+        live = _live(tree_kept)
+        cond, extra = (" AND sid<=?", (upto,)) if upto is not None else ("", ())
+        sql = f"SELECT sid FROM {self._table} WHERE run_id=? AND tree_kept=?{live}{cond}"
+        args = (run_id, tree_kept, *extra)
+        if not self._singles:
+            return sql, args
+        return (f"{sql} UNION ALL SELECT x.sid FROM main.single_sessions x JOIN "
+                "main.session_kinds k ON k.gid=x.gid WHERE k.run_id=? AND x.tree_kept=?"
+                f"{live.replace('tree_kept', 'x.tree_kept')}{cond.replace('sid', 'x.sid')}",
+                args * 2)
+
     def count_kept(self, run_id: str, tree_kept: int) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM sessions WHERE run_id=? AND "
-                                   f"tree_kept=?{_live(tree_kept)}",
-                                   (run_id, tree_kept)).fetchone()[0])
+        sql, args = self._kept(run_id, tree_kept)
+        return int(self.db.execute(f"SELECT COUNT(*) FROM ({sql})", args).fetchone()[0])
 
     def kept_beyond(self, run_id: str, tree_kept: int, keep: int) -> list[int]:
-        return [r[0] for r in self.db.execute(
-            f"SELECT sid FROM sessions WHERE run_id=? AND tree_kept=?{_live(tree_kept)} "
-            "ORDER BY sid DESC LIMIT -1 OFFSET ?", (run_id, tree_kept, keep)).fetchall()]
+        sql, args = self._kept(run_id, tree_kept)
+        return [r[0] for r in self.db.execute(f"{sql} ORDER BY 1 DESC LIMIT -1 OFFSET ?",
+                                              (*args, keep)).fetchall()]
 
     def prune_trees(self, rowids: Any) -> None:
         from .api import PRUNED
@@ -790,8 +1022,11 @@ class SQLiteStore:
         with self.transaction():
             for chunk in self.unlink_chunks(ids):
                 self.compact_chunk(chunk)
-            self.db.executemany(f"UPDATE sessions SET tree_kept={PRUNED} WHERE sid=?",
+            self.db.executemany(f"UPDATE {self._table} SET tree_kept={PRUNED} WHERE sid=?",
                                 [(i,) for i in ids])
+            if self._singles:
+                self.db.executemany(f"UPDATE single_sessions SET tree_kept={PRUNED} "
+                                    "WHERE sid=?", [(i,) for i in ids])
 
     def prune_recent(self, run_id: str, tree_kept: int, keep: int) -> int:
         """:meth:`prune_trees` of :meth:`kept_beyond` in a few set-wise statements: the
@@ -802,21 +1037,26 @@ class SQLiteStore:
 
         with self.transaction():
             live = _live(tree_kept)
-            row = self.db.execute(
-                f"SELECT sid FROM sessions WHERE run_id=? AND tree_kept=?{live} "
-                "ORDER BY sid DESC LIMIT 1 OFFSET ?", (run_id, tree_kept, keep)).fetchone()
+            sql, args = self._kept(run_id, tree_kept)
+            row = self.db.execute(f"{sql} ORDER BY 1 DESC LIMIT 1 OFFSET ?",
+                                  (*args, keep)).fetchone()
             if row is None:
                 return 0
-            beyond = f"SELECT sid FROM sessions WHERE run_id=? AND tree_kept=?{live} AND sid<=?"
-            args = (run_id, tree_kept, row[0])
+            beyond, args = self._kept(run_id, tree_kept, row[0])
             chunks = [r[0] for r in self.db.execute(
                 f"SELECT DISTINCT chunk_id FROM session_chunks WHERE sid IN ({beyond})",
                 args)]
             self.db.execute(f"DELETE FROM session_chunks WHERE sid IN ({beyond})", args)
             self.release_chunks(chunks)
-            return self.db.execute(
-                f"UPDATE sessions SET tree_kept={PRUNED} WHERE run_id=? AND tree_kept=?{live} "
-                "AND sid<=?", args).rowcount
+            pruned = self.db.execute(
+                f"UPDATE {self._table} SET tree_kept={PRUNED} WHERE run_id=? AND "
+                f"tree_kept=?{live} AND sid<=?", (run_id, tree_kept, row[0])).rowcount
+            if self._singles:
+                pruned += self.db.execute(
+                    f"UPDATE single_sessions SET tree_kept={PRUNED} WHERE tree_kept=?{live} "
+                    "AND sid<=? AND gid IN (SELECT gid FROM session_kinds WHERE run_id=?)",
+                    (tree_kept, row[0], run_id)).rowcount
+            return pruned
 
     def release_chunks(self, chunk_ids: Iterable[int]) -> None:
         """Chunks some of whose sessions were pruned: deleted when no session links them any
@@ -921,7 +1161,7 @@ class SQLiteStore:
     # -- sessions (read) -------------------------------------------------------------------
     def count_matching(self, f: SessionFilter, cap: int = 10_000) -> tuple[int, bool]:
         where, args = session_where(f.run_id, f.result, f.root, f.min_duration_ns,
-                                    service=f.service, host=f.host)
+                                    service=f.service, host=f.host, table=self._table)
         if f.search:
             where += (" AND EXISTS (SELECT 1 FROM functions f WHERE f.run_id=sessions.run_id "
                       "AND f.name LIKE ? AND instr(sessions.fids, ' ' || f.fid || ' ') > 0)")
@@ -937,8 +1177,24 @@ class SQLiteStore:
         for i in range(0, len(wanted), 500):
             chunk = wanted[i:i + 500]
             firsts.update(self.db.execute(
-                f"SELECT session_id, started_ns FROM sessions WHERE session_id IN "
+                f"SELECT session_id, started_ns FROM {self._table} WHERE session_id IN "
                 f"({','.join('?' * len(chunk))})", chunk).fetchall())
+        if self._singles:
+            rest: dict[int, set[str]] = {}
+            for session_id in wanted:
+                if session_id not in firsts:
+                    pk, number = _split_id(session_id)
+                    if pk is not None:
+                        rest.setdefault(number, set()).add(pk)
+            numbers = sorted(rest)
+            for i in range(0, len(numbers), 500):
+                chunk = numbers[i:i + 500]
+                for pk, number, started in self.db.execute(
+                        "SELECT k.pk, x.ses, x.started_ns FROM main.single_sessions x JOIN "
+                        "main.session_kinds k ON k.gid=x.gid WHERE x.ses IN "
+                        f"({','.join('?' * len(chunk))})", chunk):
+                    if pk in rest[number]:
+                        firsts[f"{pk}-{number}"] = started
         return firsts
 
     def session_totals(self, run_id: str) -> SessionTotals:
@@ -950,16 +1206,19 @@ class SQLiteStore:
         # (lineage.LINKED): counted from the links, not with a lookup per session row (a
         # run can hold hundreds of thousands).
         linked = self.db.execute(
-            "SELECT COUNT(*) FROM session_links l JOIN sessions s ON s.session_id=l.session_id "
-            "JOIN sessions p ON p.session_id=l.parent_session WHERE s.run_id=?",
+            f"SELECT COUNT(*) FROM session_links l JOIN {self._table} s ON "
+            f"s.session_id=l.session_id JOIN {self._table} p ON p.session_id=l.parent_session "
+            "WHERE s.run_id=?",
             (run_id,)).fetchone()[0]
         return SessionTotals(row[0] - linked, row[1], row[2], row[3], row[4])
 
     def parent_session(self, session_id: str) -> str | None:
-        return lineage.parent_of(self.db, session_id)
+        return lineage.parent_of(self.db, session_id, self._table)
 
     def add_session_link(self, run_id: str, session_id: str, parent_session: str,
                          parent_call: int, parent_function: str, parent_pid: int) -> None:
+        self._unpack_single(session_id)  # linked sessions are rows of the table itself
+        self._unpack_single(parent_session)
         lineage.add(self.db, run_id, session_id, parent_session, parent_call, parent_function,
                     parent_pid)
 
@@ -972,7 +1231,8 @@ class SQLiteStore:
         return [VariantResult(r[0], r[1], r[2]) for r in self.db.execute(
             "SELECT variant, result, COUNT(*) FROM sessions WHERE run_id=? "
             "AND variant IS NOT NULL AND variant<>'' AND result IS NOT NULL AND NOT "
-            + lineage.LINKED.format(alias="sessions.") + " GROUP BY variant, result",
+            + lineage.LINKED.format(alias="sessions.", table=self._table)
+            + " GROUP BY variant, result",
             (run_id,))]
 
     def session_roots(self, run_id: str, limit: int = 200) -> list[RootCount]:

@@ -84,7 +84,7 @@ def test_data_limit_spares_running_and_pending_runs(tmp_path: Path) -> None:
                 ("e-current", "running", None))):
             store.db.execute("INSERT INTO runs(run_id, started_ns, ended_ns, status) "
                              "VALUES(?,?,?,?)", (run_id, i, ended, status))
-            store.db.execute("INSERT INTO sessions(session_id, run_id, name) VALUES(?,?,?)",
+            store.db.execute("INSERT INTO main.sessions(session_id, run_id, name) VALUES(?,?,?)",
                              (f"s-{run_id}", run_id, "x" * 4000))
             (data / "runs" / run_id).mkdir(parents=True)
     kept = enforce(store, str(data), 1, "e-current")

@@ -185,10 +185,11 @@ PROBE = textwrap.dedent('''
     m["outer"]([6])
     S.on = True
 
-    # Agent trouble is counted, never raised: a frame whose fields are not what they should be.
+    # Agent trouble is counted, never raised: a frame whose fields are not what they should be
+    # (the C twin's int fields take ints only; an object field takes anything).
     frame = recorder.open_call(m_fid := recorder.register_function(
         "probe", "broken", "probe.py", 1, (), "function"), ())
-    frame[recorder.FLAGS] = "not a number"
+    frame[recorder.YIELDED] = object()
     recorder.close_call(frame, None)
     recorder._set(None)
 

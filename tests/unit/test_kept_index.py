@@ -21,7 +21,7 @@ def _sessions(store: SQLiteStore, kinds: list[int]) -> None:
 
 
 def _index_entries(db: sqlite3.Connection) -> int:
-    return db.execute("SELECT COUNT(*) FROM sessions INDEXED BY sessions_kept_live "
+    return db.execute("SELECT COUNT(*) FROM main.sessions INDEXED BY sessions_kept_live "
                       "WHERE run_id=? AND tree_kept!=0", (RUN,)).fetchone()[0]
 
 
@@ -39,9 +39,9 @@ def test_pruned_sessions_are_not_in_the_kept_index_and_queries_use_it(tmp_path):
     assert store.kept_beyond(RUN, RECENT, 1) == [3, 2]
     assert store.prune_recent(RUN, RECENT, 1) == 2
     assert store.count_kept(RUN, PRUNED) == 4 and _index_entries(db) == 3
-    for sql in ("SELECT sid FROM sessions WHERE run_id=? AND tree_kept=1 AND tree_kept!=0 "
+    for sql in ("SELECT sid FROM main.sessions WHERE run_id=? AND tree_kept=1 AND tree_kept!=0 "
                 "ORDER BY sid DESC LIMIT 1 OFFSET ?",
-                "SELECT COUNT(*) FROM sessions WHERE run_id=? AND tree_kept=2 AND tree_kept!=0"
+                "SELECT COUNT(*) FROM main.sessions WHERE run_id=? AND tree_kept=2 AND tree_kept!=0"
                 " AND ?"):
         plan = " ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN " + sql, (RUN, 1)))
         assert "sessions_kept_live (run_id=? AND tree_kept=?)" in plan, plan

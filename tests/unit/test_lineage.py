@@ -22,7 +22,7 @@ def _graph(session_id: str, pid: int, calls: list[tuple[int, int | None, str]]) 
 def _store(tmp_path: Path, sessions: dict[str, int]) -> SQLiteStore:
     store = SQLiteStore(str(tmp_path / "flowagent.db"))
     for i, (sid, calls) in enumerate(sessions.items()):
-        store.db.execute("INSERT INTO sessions(session_id, run_id, started_ns, calls, errors) "
+        store.db.execute("INSERT INTO main.sessions(session_id, run_id, started_ns, calls, errors) "
                          "VALUES(?,?,?,?,?)", (sid, "r", i, calls, 1 if sid == "c-1" else 0))
     return store
 

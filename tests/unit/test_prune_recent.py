@@ -122,17 +122,16 @@ def test_a_held_flush_that_failed_is_written_whole_by_the_next(tmp_path):
     sid = held.next_sid(store)
     held.add([(sid + i, f"{PK}-{i}", RUN, "f", 1, 1, PK, "t", "success", 1, i, i + 1, 1, 1, 0,
                "v", RECENT, " 1 ", None) for i in range(4)], chunk)
-    real = store.insert_session_rows
+    real = store.insert_session_columns
     calls = []
 
-    def fails_once(rows):
-        rows = list(rows)
-        calls.append(len(rows))
+    def fails_once(cols):
+        calls.append(len(cols[0]))
         if len(calls) == 1:
             raise OSError("disk full")
-        real(rows)
+        real(cols)
 
-    store.insert_session_rows = fails_once
+    store.insert_session_columns = fails_once
     with pytest.raises(OSError):
         with store.savepoint():
             held.flush(store, 1)

@@ -262,12 +262,12 @@ def add_hostile_run(data_dir: Path) -> None:
         s_in = store.shape_id(json.dumps([XSS_IMG, f"dict{{{XSS}:int}}"]))
         s_out = store.shape_id(f"list[{XSS_CLOSE}]")
         s_exc = store.shape_id(f"evil.{XSS_IMG}")
-        db.execute("INSERT INTO sessions(sid, session_id, run_id, name, root_fid, pid, pk, "
+        db.execute("INSERT INTO main.sessions(sid, session_id, run_id, name, root_fid, pid, pk, "
                    "thread, result, complete, started_ns, ended_ns, duration_ns, calls, errors, "
                    "variant, tree_kept) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                    (10_000_001, HOSTILE_SESSION, HOSTILE_RUN, f"<request>:GET /{XSS}", 1, 99,
                     "evilpk", XSS, "error", 1, t0, t0 + 5000, 5000, 2, 1, "v", 1))
-        db.execute("INSERT INTO sessions(sid, session_id, run_id, name, root_fid, pid, pk, "
+        db.execute("INSERT INTO main.sessions(sid, session_id, run_id, name, root_fid, pid, pk, "
                    "thread, result, complete, started_ns, ended_ns, duration_ns, calls, errors, "
                    "variant, tree_kept) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                    (10_000_002, HOSTILE_SESSION_NOT_KEPT, HOSTILE_RUN, f"<request>:GET /{XSS}",
@@ -330,7 +330,7 @@ def add_live_session(store: SQLiteStore, n: int, *, finished: bool = True) -> No
     """One session of the live run (open when not ``finished``), with its aggregates."""
     t = 1_900_000_000_000_000_000 + n * 1000
     with store.transaction() as db:
-        db.execute("INSERT INTO sessions(sid, session_id, run_id, name, root_fid, pid, pk, "
+        db.execute("INSERT INTO main.sessions(sid, session_id, run_id, name, root_fid, pid, pk, "
                    "thread, result, complete, started_ns, ended_ns, duration_ns, calls, errors, "
                    "tree_kept) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                    (n, f"live-{n}", LIVE_RUN, "app:handle" if finished else None, 1, 1, "pk",

@@ -1,0 +1,119 @@
+"""Instructions each part of ``flowagent run`` executes at start-up, counted by valgrind:
+``python startup_instructions.py [--before DIR]``.
+
+A loaded machine inflates wall and CPU times alike (``startup.py`` reports both, and at a
+load average of 10+ on two cores their medians move by tens of milliseconds from run to
+run); the number of instructions a process executes does not depend on the load. Each part
+runs once under ``valgrind --tool=cachegrind --cache-sim=no`` with ``PYTHONHASHSEED=0``,
+after one run without valgrind that writes the bytecode caches:
+
+* ``python_c`` and ``plain``: ``python -c pass`` and ``python pass.py``, the floor;
+* ``program_agent``: ``python pass.py`` with the environment ``flowagent run`` gives its
+  program (the agent's bootstrap inside the program, no launcher, no sidecar);
+* ``sidecar``: ``python -m flowagent.sidecar --once`` storing an empty run into an existing
+  store (its interpreter, its imports, the store opened, the run's rows, the end of run).
+
+The switched-off launcher is not counted: valgrind loses a process's count when it ``exec``s
+(``startup.py``'s ``disabled_over_floor`` is its measure).
+
+``--before DIR`` counts the same parts with ``DIR`` (another version's ``flowagent/`` and
+``sitecustomize/``, its C extension built) first on ``PYTHONPATH``. Prints one JSON line:
+millions of instructions per part, and each part over its floor (``python pass.py``).
+Needs valgrind; a run takes a few minutes (every process runs ~50x slower under it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+PY = sys.executable
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("FLOWAGENT_") and k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONHASHSEED"] = "0"  # the same set and dict layouts in every run
+    env.update(extra)
+    return env
+
+
+def _count(argv: list[str], env: dict[str, str], cwd: str,
+           warm: list[str] | None = None) -> float:
+    """Millions of instructions ``argv`` executes (after ``warm``, by default the same
+    command, run without valgrind to write the bytecode caches)."""
+    subprocess.run(warm or argv, env=env, cwd=cwd, capture_output=True, timeout=300)
+    proc = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+         *argv], env=env, cwd=cwd, capture_output=True, timeout=1200)
+    found = re.search(rb"I\s+refs:\s+([\d,]+)", proc.stderr)
+    if proc.returncode != 0 or not found:
+        raise RuntimeError(f"{argv} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
+    return round(int(found.group(1).replace(b",", b"")) / 1e6, 1)
+
+
+def _program_env(tmp: str) -> dict[str, str]:
+    """The environment ``flowagent run`` gives its program, from a real run."""
+    dump = os.path.join(tmp, "env.py")
+    with open(dump, "w") as f:
+        f.write("import json, os, sys\n"
+                "json.dump(dict(os.environ), open(sys.argv[1], 'w'))\n")
+    out = os.path.join(tmp, "env.json")
+    subprocess.run([PY, "-m", "flowagent", "run", "--data-dir", os.path.join(tmp, "envrun"),
+                    dump, out], env=_env(), cwd=tmp, check=True, capture_output=True,
+                   timeout=120)
+    with open(out) as f:
+        env: dict[str, str] = json.load(f)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONHASHSEED"] = "0"
+    os.makedirs(os.path.join(env["FLOWAGENT_RUN_DIR"], "rings"), exist_ok=True)
+    return env
+
+
+def main() -> None:
+    if shutil.which("valgrind") is None:
+        sys.exit("startup_instructions.py needs valgrind (apt-get install valgrind)")
+    args = sys.argv[1:]
+    versions = {"": ""}
+    if "--before" in args:
+        versions["_before"] = os.path.abspath(args[args.index("--before") + 1])
+    tmp = tempfile.mkdtemp(prefix="fa-startup-ir-")
+    try:
+        script = os.path.join(tmp, "pass.py")
+        with open(script, "w") as f:
+            f.write("pass\n")
+        agent_env = _program_env(tmp)
+        counts = {"python_c": _count([PY, "-c", "pass"], _env(), tmp),
+                  "plain": _count([PY, script], _env(), tmp)}
+        for suffix, before in versions.items():
+            path = {"PYTHONPATH": before} if before else {}
+            boot = ({"PYTHONPATH": os.pathsep.join((os.path.join(before, "sitecustomize"),
+                                                    before))} if before else {})
+            counts["program_agent" + suffix] = _count([PY, script], dict(agent_env, **boot),
+                                                      tmp)
+            run = os.path.join(tmp, "sidecar-run" + suffix)
+            os.makedirs(os.path.join(run, "rings"))
+
+            def sidecar(run_id: str, run: str = run, suffix: str = suffix) -> list[str]:
+                return [PY, "-m", "flowagent.sidecar", "--once", "--run-dir", run, "--db",
+                        os.path.join(tmp, f"sidecar{suffix}.db"), "--run-id", run_id,
+                        "--max-data-size", str(2 << 30)]
+
+            # The uncounted run makes the store: the counted one opens an existing store.
+            counts["sidecar" + suffix] = _count(sidecar("counted"),
+                                                _env(FLOWAGENT_ENABLED="0", **path), tmp,
+                                                warm=sidecar("warm"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    over = {k: round(v - counts["plain"], 1) for k, v in counts.items()
+            if k.startswith(("program_agent", "sidecar"))}
+    print(json.dumps({"million_instructions": counts, "over_plain": over}))
+
+
+if __name__ == "__main__":
+    main()
