@@ -273,13 +273,27 @@ typedef struct {
 
 static int fp_describe(FpWalk *w, PyObject *v, int depth);
 
-/* A value as _Walk.visit sees it: one node of the budget, then described. */
+static inline int
+fp_is_scalar(PyTypeObject *t)
+{
+    return t == &PyLong_Type || t == &PyUnicode_Type || t == &PyFloat_Type
+           || t == &PyBool_Type || t == Py_TYPE(Py_None) || t == &PyBytes_Type
+           || t == &PyComplex_Type;
+}
+
+/* A value as _Walk.visit sees it: one node of the budget, then described. A scalar (most
+   nodes) is its type alone, mixed here as fp_describe would: no call for it. */
 static inline int
 fp_visit(FpWalk *w, PyObject *v, int depth)
 {
     if (w->budget <= 0)
         return FP_BAIL;  /* the walk would cut here: its shape depends on the budget */
     w->budget--;
+    PyTypeObject *t = Py_TYPE(v);
+    if (fp_is_scalar(t)) {
+        fp_mix(&w->fp, (uint64_t)(uintptr_t)t);
+        return FP_OK;
+    }
     return fp_describe(w, v, depth);
 }
 
@@ -296,13 +310,6 @@ fp_visit_all(FpWalk *w, PyObject **vals, Py_ssize_t n, int depth)
     return st;
 }
 
-static inline int
-fp_is_scalar(PyTypeObject *t)
-{
-    return t == &PyLong_Type || t == &PyUnicode_Type || t == &PyFloat_Type
-           || t == &PyBool_Type || t == Py_TYPE(Py_None) || t == &PyBytes_Type
-           || t == &PyComplex_Type;
-}
 
 /* An exact str's hash: cached in the object after the first time, and never user code. */
 static inline Py_hash_t
@@ -360,10 +367,9 @@ fp_dict(FpWalk *w, PyObject *v, int depth)
     else if (record) {
         /* A record: its key set (exact strs: their cached hash and length) and each value. */
         fp_mix(&w->fp, FPM_RECORD);
-        for (Py_ssize_t j = 0; j < n; j++) {
-            fp_mix(&w->fp, (uint64_t)fp_str_hash(keys[j]));
-            fp_mix(&w->fp, (uint64_t)PyUnicode_GET_LENGTH(keys[j]));
-        }
+        for (Py_ssize_t j = 0; j < n; j++)
+            fp_mix(&w->fp, (uint64_t)fp_str_hash(keys[j])
+                           ^ ((uint64_t)PyUnicode_GET_LENGTH(keys[j]) << 48));
         for (Py_ssize_t j = 0; j < n && st == FP_OK; j++)
             st = fp_visit(w, vals[j], depth);
     }

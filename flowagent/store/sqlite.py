@@ -119,11 +119,12 @@ CREATE TABLE IF NOT EXISTS paths(
 # Sessions of exactly one finished call (most of a run that serves many tiny requests) in
 # a narrow table: what such sessions share (run, name, function, process, thread, result,
 # variant...) once per kind, and per session only its row id, its number in its process
-# (its id is "<pk>-<number>"), start, duration and retention mark. A row of ~30 bytes with
-# no text and no index entry but its row id, where a ``sessions`` row took ~150 bytes and
-# two more indexes: most of a drain's SQLite time. Readers see both tables as one
+# (its id is "<pk>-<number>"), start, duration and retention mark: a row of ~30 bytes with
+# no text and small integer index entries, where a ``sessions`` row took ~150 bytes and text
+# entries in its indexes (most of a drain's SQLite time). Readers see both tables as one
 # ``sessions`` (a temporary view of each connection, _SESSIONS_VIEW); writes name
-# ``main.sessions``. The index of kept ones serves retention (most are written pruned).
+# ``main.sessions``. Indexes: kept rows (retention; most are written pruned), the number
+# (a session by its id) and the start (a page of a list in start order).
 _SINGLES = """
 CREATE TABLE IF NOT EXISTS session_kinds(
   gid INTEGER PRIMARY KEY, run_id TEXT, name TEXT, root_fid INTEGER, pid INTEGER, pk TEXT,

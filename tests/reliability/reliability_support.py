@@ -214,12 +214,13 @@ def accounting(data_dir: Path, run_id: str | None = None) -> dict[str, Any]:
         store = SQLiteStore(str(data_dir / "flowagent.db"), readonly=True)
         try:
             rows = store.stored_calls(run_id)
+            # through the store's connection: its sessions view holds either form
+            sessions = [dict(r) for r in store.db.execute(
+                "SELECT session_id, name, result, complete, calls FROM sessions WHERE "
+                "run_id=? ORDER BY sid", (run_id,))]
         finally:
             store.close()
         stored, placeholders = rows["calls"], rows["placeholders"]
-        sessions = [dict(r) for r in db.execute(
-            "SELECT session_id, name, result, complete, calls FROM sessions WHERE run_id=? "
-            "ORDER BY sid", (run_id,))]
         per_process = db.execute(
             "SELECT COALESCE(SUM(stored_events),0), COALESCE(SUM(duplicate_frames),0), "
             "COALESCE(SUM(corrupt_frames),0) FROM processes WHERE run_id=?", (run_id,)

@@ -527,11 +527,14 @@ def _resume(data: Path, run_id: str, cwd: Path) -> dict[str, Any]:
 
 
 def _stored_sessions(data: Path, pk: str) -> dict[str, int]:
-    with sqlite3.connect(data / "flowagent.db") as db:
-        return {r[0]: r[1] for r in db.execute(
+    store = SQLiteStore(str(data / "flowagent.db"), readonly=True)  # its sessions view
+    try:
+        return {r[0]: r[1] for r in store.db.execute(
             "SELECT session_id, (SELECT COALESCE(SUM(c.calls), 0) FROM session_chunks c "
             "WHERE c.sid = s.sid) "
             "FROM sessions s WHERE pk=?", (pk,))}
+    finally:
+        store.close()
 
 
 def test_resume_skips_replays_and_foreign_rings(tmp_path: Path, figure) -> None:

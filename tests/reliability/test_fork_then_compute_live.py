@@ -25,6 +25,9 @@ from pathlib import Path
 
 import pytest
 
+from flowagent.errors import StoreError
+from flowagent.store.sqlite import SQLiteStore
+
 from helpers import (PURE, _clean_env, flowagent_cmd, needs_sys_monitoring, run_cli, run_python,
                      strip_summary, wait_until, write_files)
 
@@ -68,13 +71,13 @@ PURE_ON_313 = pytest.mark.skipif(
 def _stored(db: Path) -> bool:
     """Whether the parent's post-fork session is in the store yet."""
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        store = SQLiteStore(str(db), readonly=True)  # its sessions view: either form
         try:
-            row = con.execute("SELECT COUNT(*) FROM sessions "
-                              "WHERE name = '__main__:after_fork'").fetchone()
+            row = store.db.execute("SELECT COUNT(*) FROM sessions "
+                                   "WHERE name = '__main__:after_fork'").fetchone()
         finally:
-            con.close()
-    except sqlite3.Error:
+            store.close()
+    except (sqlite3.Error, StoreError):
         return False  # not created yet
     return bool(row and row[0])
 
