@@ -1,7 +1,8 @@
 """The per-call hot path: call frames, sessions, interning and the outgoing buffer.
 
 Every backend feeds the same primitives: :func:`open_call` (``fid, args``) → a *frame* (a
-small list) or None when not recording; :func:`close_call` (frame, exception type or None)
+small list, or the C twin's ``Call`` indexed alike: see the layout below) or None when not
+recording; :func:`close_call` (frame, exception type or None)
 when it ends, however it ends; :func:`suspend` / :func:`resume` around each ``yield`` of a
 generator. Instrumented code reaches them through ``with`` helpers (:func:`call`,
 :func:`gen_call`, :func:`ret`) that need no local variable in the user's function.
