@@ -48,11 +48,7 @@ import ast
 import re
 from typing import Callable, TypedDict, TypeVar
 
-HELPERS = ("__fa_call__", "__fa_gcall__", "__fa_ret__", "__fa_own__", "__fa_suspend__",
-           "__fa_asuspend__", "__fa_resume__", "__fa_delegate__", "__fa_lcall__", "__fa_lret__",
-           "__fa_reenter__")
-# The helpers that open a call: a code object naming one of them is instrumented.
-OPENERS = ("__fa_call__", "__fa_gcall__", "__fa_lcall__")
+from .helpernames import HELPERS, LAMBDA, OPENERS  # noqa: F401  (read from here too)
 
 Register = Callable[[str, str, str, int, tuple[str, ...], str], int]
 
@@ -78,7 +74,6 @@ _ENCLOSING_PARTS: dict[type, tuple[str, ...]] = {
 }
 _POSITION = ("lineno", "col_offset", "end_lineno", "end_col_offset")
 
-LAMBDA = "<lambda>"
 # Comprehension scopes in a code object's qualname (Python 3.11 has them all; 3.12 inlines
 # list, dict and set comprehensions): not part of a lambda's name on any version.
 _COMPREHENSIONS = re.compile(r"<(?:listcomp|dictcomp|setcomp|genexpr)>\.")

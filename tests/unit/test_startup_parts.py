@@ -42,7 +42,40 @@ def test_anything_else_is_left_to_argparse(argv: list[str]) -> None:
     assert _quick_args(argv) is None
 
 
-def test_the_helper_names_are_the_instrumenters() -> None:
-    assert helpernames.HELPERS == instrument.HELPERS
-    assert helpernames.OPENERS == instrument.OPENERS
-    assert helpernames.LAMBDA == instrument.LAMBDA
+_EVERY_KIND = """
+def f(x):
+    return x
+def g(n):
+    try:
+        yield n
+    finally:
+        pass
+async def a():
+    return 1
+async def ag():
+    yield 1
+def d():
+    yield from g(1)
+k = lambda y: y
+"""
+
+
+def _names(code: object) -> set[str]:
+    names = set(code.co_names)  # type: ignore[attr-defined]
+    for const in code.co_consts:  # type: ignore[attr-defined]
+        if hasattr(const, "co_names"):
+            names |= _names(const)
+    return names
+
+
+def test_the_instrumenter_calls_only_the_helpers_a_cached_module_is_checked_by() -> None:
+    """A cached module is marked portable and recognized by helpernames alone: every helper
+    the instrumenter writes a call to must be listed there, and each recorded kind of
+    function must open its call through one of the listed openers."""
+    fids = iter(range(1, 100))
+    code, count = instrument.instrument_source(
+        _EVERY_KIND, "<kinds>", "kinds", lambda *_: next(fids))
+    written = {n for n in _names(code) if n.startswith("__fa_")}
+    assert count == 6
+    assert written <= set(helpernames.HELPERS), written - set(helpernames.HELPERS)
+    assert written & set(helpernames.OPENERS) == set(helpernames.OPENERS)
