@@ -33,6 +33,8 @@ import sys
 import tempfile
 
 PY = sys.executable
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from startup import _program_env as startup_program_env  # noqa: E402
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -58,20 +60,10 @@ def _count(argv: list[str], env: dict[str, str], cwd: str,
 
 
 def _program_env(tmp: str) -> dict[str, str]:
-    """The environment ``flowagent run`` gives its program, from a real run."""
-    dump = os.path.join(tmp, "env.py")
-    with open(dump, "w") as f:
-        f.write("import json, os, sys\n"
-                "json.dump(dict(os.environ), open(sys.argv[1], 'w'))\n")
-    out = os.path.join(tmp, "env.json")
-    subprocess.run([PY, "-m", "flowagent", "run", "--data-dir", os.path.join(tmp, "envrun"),
-                    dump, out], env=_env(), cwd=tmp, check=True, capture_output=True,
-                   timeout=120)
-    with open(out) as f:
-        env: dict[str, str] = json.load(f)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    """The environment ``flowagent run`` gives its program (startup.py's, from a real run),
+    with fixed hash seeds."""
+    env = startup_program_env(tmp)
     env["PYTHONHASHSEED"] = "0"
-    os.makedirs(os.path.join(env["FLOWAGENT_RUN_DIR"], "rings"), exist_ok=True)
     return env
 
 

@@ -45,6 +45,19 @@ def hot_path() -> str:
     return "pure" if os.environ.get(PURE, "") not in ("", "0") else "default"
 
 
+def run_twin_probe(probe: str, pure: bool, *, timeout: float = 60) -> Any:
+    """Run ``probe`` (Python source printing JSON) in a fresh interpreter on one recorder twin,
+    with no other FLOWAGENT_* variable, and return what it printed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWAGENT_")}
+    env["PYTHONPATH"] = str(REPO)
+    if pure:
+        env[PURE] = "1"
+    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
 def _clean_env(env: Mapping[str, str] | None) -> dict[str, str]:
     """The environment of a test run: ours minus any ``FLOWAGENT_*`` leaking in (except the
     recorder twin switch), plus ``env``.

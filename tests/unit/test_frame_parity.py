@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from helpers import PURE, REPO
+from helpers import run_twin_probe
 
 PROBE = r'''
 import gc, json, sys, threading
@@ -87,14 +87,7 @@ print(json.dumps(out))
 
 
 def run_probe(pure: bool) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWAGENT_")}
-    env["PYTHONPATH"] = str(REPO)
-    if pure:
-        env[PURE] = "1"
-    proc = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True,
-                          timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return run_twin_probe(PROBE, pure)
 
 
 def test_both_twins_frames_read_and_write_alike() -> None:

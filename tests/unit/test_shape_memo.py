@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from flowagent.agent import recorder
+from helpers import run_twin_probe
 
-REPO = Path(__file__).resolve().parents[2]
 
 PROBE = textwrap.dedent('''
     import json, sys
@@ -111,14 +111,7 @@ PROBE = textwrap.dedent('''
 
 
 def run_probe(pure: bool) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWAGENT_")}
-    env["PYTHONPATH"] = str(REPO)
-    if pure:
-        env["FLOWAGENT_PURE"] = "1"
-    proc = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return run_twin_probe(PROBE, pure, timeout=120)
 
 
 @pytest.fixture(scope="module")
