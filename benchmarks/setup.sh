@@ -13,8 +13,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 # flowagent itself: installed editable once (reinstalling it under other running tests would
-# briefly remove it, so an existing install is left alone).
-if ! "$venv/bin/python" -c "import flowagent" >/dev/null 2>&1; then
+# briefly remove it, so an existing install is left alone). Checked from / : from the
+# checkout, the source tree itself would import without any install (and no extension built).
+if ! (cd / && "$venv/bin/python" -c "import flowagent") >/dev/null 2>&1; then
     "$venv/bin/python" -m pip install --quiet -e "$root"
 fi
 "$venv/bin/python" -m pip install --quiet -r "$here/requirements.txt"
