@@ -15,6 +15,12 @@ import pytest
 
 from helpers import needs_sys_monitoring
 
+# A test run started in the background by a shell without job control (`cmd &` in a script)
+# inherits SIGINT ignored, and would pass that on to every program the tests start: the tests
+# that compare how a program dies by SIGINT, plainly and recorded, need it as a terminal gives it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 BACKENDS = ("wrap", "profile", pytest.param("monitor", marks=needs_sys_monitoring))
 
 
