@@ -336,17 +336,23 @@ def _server_limit(db: str, max_data_size: int, run_id: str) -> dict[str, Any]:
             "server_bytes": kept.size_bytes}
 
 
-# The options, their types and defaults, as :func:`_parse_args` declares them (a test keeps
-# the two parsers giving the same answers): the launcher's command line is read with this
-# table; argparse takes ``--help``, usage errors and anything else.
-_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "--run-dir": (str, None), "--db": (str, None), "--run-id": (str, None),
-    "--poll-ms": (float, 20.0), "--retention": (int, Retention.recent),
-    "--error-cap": (int, Retention.error_cap), "--max-data-size": (int, 0),
-    "--otlp-endpoint": (str, ""), "--otlp-service": (str, ""), "--otlp-host": (str, ""),
-    "--service": (str, ""), "--host": (str, ""), "--started-ns": (int, 0),
+# The sidecar's options, declared once: (type, default, help). The launcher's command line is
+# read with this table alone; argparse, built from it, takes ``--help``, usage errors and
+# anything else.
+_OPTIONS: dict[str, tuple[Any, Any, str | None]] = {
+    "--run-dir": (str, None, None), "--db": (str, None, None), "--run-id": (str, None, None),
+    "--poll-ms": (float, 20.0, None), "--retention": (int, Retention.recent, None),
+    "--error-cap": (int, Retention.error_cap, None),
+    "--max-data-size": (int, 0, "bytes the data directory may hold; oldest runs are pruned "
+                        "(0: no limit)"),
+    "--otlp-endpoint": (str, "", None), "--otlp-service": (str, "", None),
+    "--otlp-host": (str, "", None),
+    "--service": (str, "", "service the run records (default: FLOWAGENT_SERVICE, else none)"),
+    "--host": (str, "", "host name the run is stored under (default: FLOWAGENT_HOST, else "
+               "this machine's)"),
+    "--started-ns": (int, 0, "when the run started, in ns since the epoch (default: now)"),
 }
-_FLAGS = ("--resume", "--once")
+_FLAGS = {"--resume": None, "--once": "drain what is there and exit"}
 _REQUIRED = ("run_dir", "db", "run_id")
 
 
@@ -356,7 +362,7 @@ def _quick_args(argv: list[str]) -> Any:
     run's start ~5 ms; None for anything else, which argparse then parses (or explains)."""
     from types import SimpleNamespace
 
-    values: dict[str, Any] = {o[2:].replace("-", "_"): d for o, (_, d) in _OPTIONS.items()}
+    values: dict[str, Any] = {o[2:].replace("-", "_"): d for o, (_, d, _h) in _OPTIONS.items()}
     values.update(resume=False, once=False, hook=[])
     i = 0
     while i < len(argv):
@@ -388,26 +394,14 @@ def _parse_args(argv: list[str]) -> Any:
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m flowagent.sidecar")
-    p.add_argument("--run-dir", required=True)
-    p.add_argument("--db", required=True)
-    p.add_argument("--run-id", required=True)
-    p.add_argument("--poll-ms", type=float, default=20.0)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--once", action="store_true", help="drain what is there and exit")
-    p.add_argument("--retention", type=int, default=Retention.recent)
-    p.add_argument("--error-cap", type=int, default=Retention.error_cap)
+    for option, (kind, default, help_text) in _OPTIONS.items():
+        if default is None:
+            p.add_argument(option, required=True)
+        else:
+            p.add_argument(option, type=kind, default=default, help=help_text)
+    for flag, help_text in _FLAGS.items():
+        p.add_argument(flag, action="store_true", help=help_text)
     p.add_argument("--hook", action="append", default=[])
-    p.add_argument("--max-data-size", type=int, default=0,
-                   help="bytes the data directory may hold; oldest runs are pruned (0: no limit)")
-    p.add_argument("--otlp-endpoint", default="")
-    p.add_argument("--otlp-service", default="")
-    p.add_argument("--otlp-host", default="")
-    p.add_argument("--service", default="", help="service the run records (default: "
-                   "FLOWAGENT_SERVICE, else none)")
-    p.add_argument("--host", default="", help="host name the run is stored under (default: "
-                   "FLOWAGENT_HOST, else this machine's)")
-    p.add_argument("--started-ns", type=int, default=0,
-                   help="when the run started, in ns since the epoch (default: now)")
     return p.parse_args(argv)
 
 
