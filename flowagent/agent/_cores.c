@@ -15,6 +15,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "_guard.h"
@@ -673,17 +674,77 @@ core_init(CoreObject *self, PyObject *args, PyObject *kwargs)
     return 0;
 }
 
-#define FASTCALL(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL
+/* An event callback: what sys.monitoring calls for one event of one core. The interpreter
+   calls a callback with the vectorcall protocol; a bound method of the core would add a
+   method call on top (a recursion check, a result check and an indirect call per event). */
+typedef PyObject *(*EventFn)(CoreObject *, PyObject *const *, Py_ssize_t);
 
-static PyMethodDef core_methods[] = {
-    {"py_start", FASTCALL(core_py_start), "PY_START: open the call of a recorded code object."},
-    {"py_return", FASTCALL(core_py_return), "PY_RETURN: close it with its return value."},
-    {"py_yield", FASTCALL(core_py_yield), "PY_YIELD: a generator's call is suspended."},
-    {"py_resume", FASTCALL(core_py_resume), "PY_RESUME: it is the current call again."},
-    {"py_unwind", FASTCALL(core_py_unwind), "PY_UNWIND: close it with the exception's type."},
-    {"py_throw", FASTCALL(core_py_throw), "PY_THROW: throw()/close() resumes a generator."},
-    {NULL}
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    CoreObject *core;
+    EventFn fn;
+} CallbackObject;
+
+static PyObject *
+callback_call(CallbackObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+        PyErr_SetString(PyExc_TypeError, "a monitoring callback takes no keyword arguments");
+        return NULL;
+    }
+    return self->fn(self->core, args, PyVectorcall_NARGS(nargsf));
+}
+
+static int
+callback_traverse(CallbackObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->core);
+    return 0;
+}
+
+static int
+callback_clear(CallbackObject *self)
+{
+    Py_CLEAR(self->core);
+    return 0;
+}
+
+static void
+callback_dealloc(CallbackObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->core);
+    PyObject_GC_Del(self);
+}
+
+static PyTypeObject CallbackType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "flowagent.agent._cores.Callback",
+    .tp_basicsize = sizeof(CallbackObject),
+    .tp_dealloc = (destructor)callback_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "One sys.monitoring event callback of a MonitorCore.",
+    .tp_traverse = (traverseproc)callback_traverse,
+    .tp_clear = (inquiry)callback_clear,
+    .tp_vectorcall_offset = offsetof(CallbackObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
 };
+
+/* A new callback of `core` for one event (each read of the attribute makes one: the core
+   does not keep them, so no reference cycle forms). */
+static PyObject *
+core_callback(CoreObject *core, void *closure)
+{
+    CallbackObject *cb = PyObject_GC_New(CallbackObject, &CallbackType);
+    if (cb == NULL)
+        return NULL;
+    cb->vectorcall = (vectorcallfunc)callback_call;
+    cb->core = (CoreObject *)Py_NewRef(core);
+    cb->fn = (EventFn)closure;
+    PyObject_GC_Track(cb);
+    return (PyObject *)cb;
+}
 
 static PyObject *
 core_get_direct(CoreObject *self, void *closure)
@@ -691,10 +752,18 @@ core_get_direct(CoreObject *self, void *closure)
     return PyBool_FromLong(self->hot != NULL);
 }
 
+#define CALLBACK(name, fn, doc) {name, (getter)core_callback, NULL, doc, (void *)(fn)}
+
 static PyGetSetDef core_getset[] = {
     {"direct", (getter)core_get_direct, NULL,
      "True when the recorder's C functions are called directly (no Python call per event).",
      NULL},
+    CALLBACK("py_start", core_py_start, "PY_START: open the call of a recorded code object."),
+    CALLBACK("py_return", core_py_return, "PY_RETURN: close it with its return value."),
+    CALLBACK("py_yield", core_py_yield, "PY_YIELD: a generator's call is suspended."),
+    CALLBACK("py_resume", core_py_resume, "PY_RESUME: it is the current call again."),
+    CALLBACK("py_unwind", core_py_unwind, "PY_UNWIND: close it with the exception's type."),
+    CALLBACK("py_throw", core_py_throw, "PY_THROW: throw()/close() resumes a generator."),
     {NULL}
 };
 
@@ -707,7 +776,6 @@ static PyTypeObject CoreType = {
     .tp_doc = "The monitor backend's sys.monitoring callbacks, in C.",
     .tp_traverse = (traverseproc)core_traverse,
     .tp_clear = (inquiry)core_clear,
-    .tp_methods = core_methods,
     .tp_getset = core_getset,
     .tp_init = (initproc)core_init,
     .tp_new = PyType_GenericNew,
@@ -949,7 +1017,8 @@ PyInit__cores(void)
         return NULL;
     }
 #if PY_VERSION_HEX >= 0x030C0000
-    if (PyType_Ready(&CoreType) < 0 || PyModule_AddObjectRef(m, "MonitorCore",
+    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&CallbackType) < 0
+            || PyModule_AddObjectRef(m, "MonitorCore",
                                                              (PyObject *)&CoreType) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -254,17 +254,33 @@ call_clear(CallObject *c)
     return 0;
 }
 
-static void
-call_dealloc(CallObject *c)
+static inline void
+call_free_or_del(CallObject *c)
 {
-    PyObject_GC_UnTrack(c);
-    /* The trashcan: a long chain of parents freed at once would recurse once per frame. */
-    Py_TRASHCAN_BEGIN(c, call_dealloc)
-    call_clear(c);
     if (call_free_n < CALL_FREE_MAX)
         call_free[call_free_n++] = c;
     else
         PyObject_GC_Del(c);
+}
+
+static void
+call_dealloc(CallObject *c)
+{
+    PyObject_GC_UnTrack(c);
+    /* A closed call whose caller's frame lives on (held by the caller's own call) frees
+       nothing else that could free more: no recursion, no trashcan (the common case). */
+    PyObject *p = c->parent, *o = c->outer;
+    if (c->yielded == NULL && c->rv == NULL && c->x[0] == NULL && c->x[1] == NULL
+            && (p == NULL || Py_REFCNT(p) > 1 + (o == p))
+            && (o == NULL || o == p || Py_REFCNT(o) > 1)) {
+        call_clear(c);
+        call_free_or_del(c);
+        return;
+    }
+    /* The trashcan: a long chain of parents freed at once would recurse once per frame. */
+    Py_TRASHCAN_BEGIN(c, call_dealloc)
+    call_clear(c);
+    call_free_or_del(c);
     Py_TRASHCAN_END
 }
 
@@ -459,9 +475,8 @@ fn_slot(Py_ssize_t fid)
 #define SHAPE_HEADROOM 100
 
 static inline int
-near_recursion_limit(void)
+near_recursion_limit(PyThreadState *ts)
 {
-    PyThreadState *ts = PyThreadState_Get();
 #if PY_VERSION_HEX >= 0x030C0000
     return ts->py_recursion_remaining < SHAPE_HEADROOM;
 #else
@@ -747,7 +762,18 @@ typedef struct {            /* PyHamtNode_Array: 32 sub-nodes */
     Py_ssize_t a_count;
 } MirrorArrayNode;
 
+typedef struct {            /* PyContextVar: CPython's per-variable cache of its last read */
+    PyObject_HEAD
+    PyObject *var_name;
+    PyObject *var_default;
+    PyObject *var_cached;
+    uint64_t var_cached_tsid;
+    uint64_t var_cached_tsver;
+    Py_hash_t var_hash;
+} MirrorContextVar;
+
 static int in_place_ok;                 /* the self-test passed */
+static int var_cache_ok;                /* ... and found the variable's cache where mirrored */
 static uint32_t var_hash;               /* hamt_hash(cur_var) */
 static PyTypeObject *hamt_type, *bitmap_node_type, *array_node_type;  /* learnt in the test */
 static PyInterpreterState *main_interp;
@@ -798,12 +824,11 @@ private_value(MirrorHamt *hamt)
 /* May `h`, the value cur_var has in this context, be written in place? `h` is a reference
    of our own: a holder nobody else shares has a reference count of exactly 2. */
 static inline int
-holder_is_private(PyObject *h)
+holder_is_private(PyThreadState *ts, PyObject *h)
 {
 #ifdef IN_PLACE_BUILD
     if (!in_place_ok || !Py_IS_TYPE(h, &HolderType) || Py_REFCNT(h) != 2)
         return 0;
-    PyThreadState *ts = PyThreadState_Get();
     if (ts->interp != main_interp || ts->context == NULL
             || !Py_IS_TYPE(ts->context, &PyContext_Type))
         return 0;
@@ -819,14 +844,29 @@ holder_is_private(PyObject *h)
 /* The hot path reads the context variable once per open and once per close: its value
    (a Holder, or the default None) is kept while the frame it holds is read and replaced. */
 
-/* The variable's value in this context (new reference). */
+/* The variable's value in this context (new reference). What PyContextVar_Get does, its
+   cache read inline: CPython keeps a variable's last value with the thread and the version
+   of the thread's context it was read or set in (any switch of context bumps the version),
+   so a hit is the value without a call. */
 static inline PyObject *
-cur_value(void)
+cur_value_ts(PyThreadState *ts)
 {
+#ifdef IN_PLACE_BUILD
+    MirrorContextVar *var = (MirrorContextVar *)cur_var;
+    if (var_cache_ok && ts->context != NULL && var->var_cached != NULL
+            && var->var_cached_tsid == ts->id && var->var_cached_tsver == ts->context_ver)
+        return Py_NewRef(var->var_cached);
+#endif
     PyObject *v;
     if (PyContextVar_Get(cur_var, NULL, &v) < 0)
         return NULL;
     return v;
+}
+
+static inline PyObject *
+cur_value(void)
+{
+    return cur_value_ts(PyThreadState_Get());
 }
 
 /* The frame a value of the variable holds (borrowed; None when there is none). */
@@ -841,9 +881,9 @@ value_frame(PyObject *v)
 
 /* Make `frame` (or None) current; `h` is the value cur_value() returned, still held. */
 static int
-cur_replace(PyObject *h, PyObject *frame)
+cur_replace_ts(PyThreadState *ts, PyObject *h, PyObject *frame)
 {
-    if (holder_is_private(h)) {
+    if (holder_is_private(ts, h)) {
         HolderObject *holder = (HolderObject *)h;
         PyObject *old = holder->frame;
         holder->frame = Py_NewRef(frame);
@@ -866,6 +906,12 @@ cur_replace(PyObject *h, PyObject *frame)
         return -1;
     Py_DECREF(token);
     return 0;
+}
+
+static int
+cur_replace(PyObject *h, PyObject *frame)
+{
+    return cur_replace_ts(PyThreadState_Get(), h, frame);
 }
 
 /* The current frame (new reference; None when there is none). */
@@ -949,7 +995,8 @@ open_with(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs, FaArgsFn fe
     FnSlot *slot = fn_slot(fid);
     if (slot == NULL)
         return NULL;
-    PyObject *value = cur_value();
+    PyThreadState *ts = PyThreadState_Get();
+    PyObject *value = cur_value_ts(ts);
     if (value == NULL)
         return NULL;
     /* Our own reference: replacing the frame in place releases the holder's. */
@@ -981,7 +1028,7 @@ open_with(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs, FaArgsFn fe
             goto done;
     }
     long long ins = 0;
-    int shape = shaped(slot) && !near_recursion_limit();
+    int shape = shaped(slot) && !near_recursion_limit(ts);
     if (shape && (ins = fetch == NULL ? input_sid(slot, args, nargs)
                                       : fetched_input_sid(slot, fetch, ctx, nargs)) < 0)
         goto done;
@@ -999,7 +1046,7 @@ open_with(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs, FaArgsFn fe
     }
     frame->gen = Py_NewRef(S->gen);
     frame->thr = PyThread_get_thread_ident();
-    if (cur_replace(value, (PyObject *)frame) < 0)
+    if (cur_replace_ts(ts, value, (PyObject *)frame) < 0)
         goto fail;
     made_current = 1;
     if (new_session) {
@@ -1109,7 +1156,7 @@ grow_buffer(void)
 
 /* `value` is the variable's value as cur_value() returned it, still held by the caller. */
 static int
-close_impl(PyObject *frame, PyObject *exc_type, PyObject *value)
+close_impl(PyThreadState *ts, PyObject *frame, PyObject *exc_type, PyObject *value)
 {
     int64_t t1 = clock_ns();
     int64_t cpu = 0;
@@ -1122,7 +1169,7 @@ close_impl(PyObject *frame, PyObject *exc_type, PyObject *value)
             return -1;
         cpu = c - cpu0;
     }
-    if (value_frame(value) == frame && cur_replace(value, fr_obj(frame, OUTER)) < 0)
+    if (value_frame(value) == frame && cur_replace_ts(ts, value, fr_obj(frame, OUTER)) < 0)
         return -1;
     long long flags = fr_ll(frame, FLAGS);
     if (flags == -1 && PyErr_Occurred())
@@ -1280,8 +1327,9 @@ exit_exit(ExitObject *self, PyObject *const *args, size_t nargsf, PyObject *kwna
        start of its `with` block, which then never closed. Such abandoned frames above ours
        are closed first, as having raised what is propagating (or an unknown exception). */
     PyObject *et = nargs > 0 ? args[0] : Py_None;
+    PyThreadState *ts = PyThreadState_Get();
     for (int hops = 0;; hops++) {
-        PyObject *value = cur_value();
+        PyObject *value = cur_value_ts(ts);
         if (value == NULL) {
             if (swallow() < 0)
                 return NULL;
@@ -1292,10 +1340,10 @@ exit_exit(ExitObject *self, PyObject *const *args, size_t nargsf, PyObject *kwna
         int r = 0, again = 0;
         if (is_frame(f)) {
             if (fid_matches(f, self->fid, self->fidobj))
-                r = close_impl(f, et, value);
+                r = close_impl(ts, f, et, value);
             else if (hops < MAX_ABANDONED && below_abandoned(f, self)) {
                 PyObject *t = et != Py_None || h_unknown_error == NULL ? et : h_unknown_error;
-                r = close_impl(f, t, value);
+                r = close_impl(ts, f, t, value);
                 again = 1;
             }
         }
@@ -1491,8 +1539,9 @@ api_close(PyObject *frame, PyObject *exc_type)
         PyErr_SetString(PyExc_TypeError, "close_call(frame, exc_type)");
         return swallow();
     }
-    PyObject *value = cur_value();
-    int r = value == NULL ? -1 : close_impl(frame, exc_type, value);
+    PyThreadState *ts = PyThreadState_Get();
+    PyObject *value = cur_value_ts(ts);
+    int r = value == NULL ? -1 : close_impl(ts, frame, exc_type, value);
     Py_XDECREF(value);
     if (r < 0 && swallow() < 0)
         return -1;
@@ -1520,8 +1569,9 @@ sp_close_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "close_call(frame, exc_type)");
         return NULL;
     }
-    PyObject *value = cur_value();
-    int r = value == NULL ? -1 : close_impl(args[0], args[1], value);
+    PyThreadState *ts = PyThreadState_Get();
+    PyObject *value = cur_value_ts(ts);
+    int r = value == NULL ? -1 : close_impl(ts, args[0], args[1], value);
     Py_XDECREF(value);
     if (r < 0 && swallow() < 0)
         return NULL;
@@ -1901,7 +1951,7 @@ current_is_private(void)
     PyObject *h;
     if (PyContextVar_Get(cur_var, NULL, &h) < 0)
         return -1;
-    int r = holder_is_private(h);
+    int r = holder_is_private(PyThreadState_Get(), h);
     Py_DECREF(h);
     return r;
 }
@@ -1948,7 +1998,7 @@ type_is(PyObject *o, const char *name, Py_ssize_t basicsize, Py_ssize_t itemsize
 
 /* The checks, run inside the fresh context `ctx`; NULL when all pass, else what failed. */
 static const char *
-check_mirror_in(PyObject *ctx, PyObject *keep, PyObject *marker)
+check_mirror_in(PyObject *ctx, PyObject *keep, PyObject *marker, int *cache_seen)
 {
     EXPECT(PyThreadState_Get()->context == ctx, "the thread's context is not where it is read");
     EXPECT(cur_set(Py_None) == 0, "the first write failed");
@@ -1965,6 +2015,12 @@ check_mirror_in(PyObject *ctx, PyObject *keep, PyObject *marker)
     PyObject *h = current_holder();
     EXPECT(h != NULL && Py_IS_TYPE(h, &HolderType) && private_value(hamt) == h,
            "the holder is not where the mirror looks");
+    /* The read just made left the variable's cache with this thread and context version. */
+    MirrorContextVar *var = (MirrorContextVar *)cur_var;
+    PyThreadState *ts = PyThreadState_Get();
+    *cache_seen = PyContextVar_Type.tp_basicsize == sizeof(MirrorContextVar)
+                  && var->var_cached == h && var->var_cached_tsid == ts->id
+                  && var->var_cached_tsver == ts->context_ver;
     EXPECT(current_is_private() == 1, "a private holder is not recognised");
     long long sets = context_sets;
     EXPECT(cur_set(marker) == 0 && context_sets == sets && current_holder() == h
@@ -2053,9 +2109,10 @@ in_place_self_test(void)
         return "the self-test raised";
     var_hash = hamt_hash32(hash);
     const char *why = "the self-test raised";
+    int cache_seen = 0;
     PyObject *keep = PyList_New(0), *marker = PyList_New(0), *ctx = PyContext_New();
     if (keep != NULL && marker != NULL && ctx != NULL && PyContext_Enter(ctx) == 0) {
-        why = check_mirror_in(ctx, keep, marker);
+        why = check_mirror_in(ctx, keep, marker, &cache_seen);
         if (PyContext_Exit(ctx) < 0 && why == NULL)
             why = "the self-test raised";
     }
@@ -2064,6 +2121,7 @@ in_place_self_test(void)
     Py_XDECREF(marker);
     PyErr_Clear();
     in_place_ok = why == NULL;
+    var_cache_ok = in_place_ok && cache_seen;
     context_sets = 0;
     return why;
 }

@@ -142,7 +142,7 @@ def _classifier(tool_id: int, describe: Any, infos: dict[Any, Any]) -> Any:
 
 def _c_callbacks(cores: Any, tool_id: int, describe: Any, infos: dict[Any, Any],
                  live: dict[Any, Any]) -> tuple[Any, ...]:
-    """The six event callbacks, as bound methods of one C core over the same recorder
+    """The six event callbacks, as callables of one C core over the same recorder
     functions and dicts the Python callbacks use."""
     core = cores.MonitorCore(
         classify=_classifier(tool_id, describe, infos), infos=infos, live=live,

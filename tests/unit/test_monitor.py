@@ -188,7 +188,9 @@ else:
                           EV.PY_THROW):
                 callback = MON.register_callback(backend.tool_id, event, None)
                 MON.register_callback(backend.tool_id, event, callback)
-                assert type(callback).__name__ == "builtin_function_or_method", event
+                # the C core's own callable (called by vectorcall, no bound method between)
+                assert type(callback).__module__ == "flowagent.agent._cores", event
+                assert type(callback).__name__ == "Callback", event
         finally:
             backend.uninstall()
 
