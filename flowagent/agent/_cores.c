@@ -160,6 +160,15 @@ typedef struct {
 enum { E_TOKEN, E_FID, E_PARAMS, E_FLAGS, E_LEN };
 #define MAX_DIRECT_ARGS FA_LAZY_MAX_ARGS
 
+/* An int's value; inline for the small ones an entry holds (co_flags). */
+static inline long
+small_long(PyObject *o)
+{
+    if (PyLong_CheckExact(o) && PyUnstable_Long_IsCompact((PyLongObject *)o))
+        return (long)PyUnstable_Long_CompactValue((PyLongObject *)o);
+    return PyLong_AsLong(o);
+}
+
 static PyObject *
 done(CoreObject *self, int failed)
 {
@@ -265,7 +274,9 @@ pop_live(CoreObject *self, PyObject *code)
             continue;
         PyObject *rec = self->stack[i].rec;
         self->depth--;
-        memmove(&self->stack[i], &self->stack[i + 1], (self->depth - i) * sizeof self->stack[0]);
+        if (i < self->depth)    /* not the top: a call below it was left open */
+            memmove(&self->stack[i], &self->stack[i + 1],
+                    (self->depth - i) * sizeof self->stack[0]);
         return rec;
     }
     if (PyDict_GET_SIZE(self->live) == 0)
@@ -355,7 +366,7 @@ core_py_start(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
             return done(self, PyErr_Occurred() != NULL);
     }
     Py_INCREF(info);
-    long co_flags = PyLong_AsLong(PyTuple_GET_ITEM(info, E_FLAGS));
+    long co_flags = small_long(PyTuple_GET_ITEM(info, E_FLAGS));
     if (co_flags == -1 && PyErr_Occurred()) {
         Py_DECREF(info);
         return done(self, 1);
@@ -462,7 +473,7 @@ recorded_flags(CoreObject *self, PyObject *code)
     PyObject *info = info_of(self, code);
     if (info == NULL)
         return -1;
-    return PyLong_AsLong(PyTuple_GET_ITEM(info, E_FLAGS));
+    return small_long(PyTuple_GET_ITEM(info, E_FLAGS));
 }
 
 static PyObject *

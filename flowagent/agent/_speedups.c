@@ -273,7 +273,11 @@ call_dealloc(CallObject *c)
     if (c->yielded == NULL && c->rv == NULL && c->x[0] == NULL && c->x[1] == NULL
             && (p == NULL || Py_REFCNT(p) > 1 + (o == p))
             && (o == NULL || o == p || Py_REFCNT(o) > 1)) {
-        call_clear(c);
+        PyObject *g = c->gen;
+        c->parent = c->outer = c->gen = NULL;
+        Py_XDECREF(p);
+        Py_XDECREF(o);
+        Py_XDECREF(g);
         call_free_or_del(c);
         return;
     }
@@ -835,6 +839,14 @@ holder_is_private(PyThreadState *ts, PyObject *h)
     PyObject *hamt = ((MirrorContext *)ts->context)->ctx_vars;
     if (hamt == NULL || !Py_IS_TYPE(hamt, hamt_type) || Py_REFCNT(hamt) != 1)
         return 0;
+    /* Inline, the usual case: a root bitmap node holding the variable itself. */
+    MirrorBitmapNode *b = (MirrorBitmapNode *)((MirrorHamt *)hamt)->h_root;
+    if (b != NULL && Py_REFCNT(b) == 1 && Py_IS_TYPE(b, bitmap_node_type)) {
+        uint32_t bit = (uint32_t)1 << (var_hash & 0x1f);
+        Py_ssize_t k = 2 * (Py_ssize_t)popcount32(b->b_bitmap & (bit - 1));
+        if ((b->b_bitmap & bit) && k + 1 < Py_SIZE(b) && b->b_array[k] == cur_var)
+            return b->b_array[k + 1] == h;
+    }
     return private_value((MirrorHamt *)hamt) == h;
 #else
     return 0;
@@ -989,7 +1001,7 @@ fetched_input_sid(FnSlot *slot, FaArgsFn fetch, void *ctx, Py_ssize_t nargs)
 static PyObject *
 open_with(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs, FaArgsFn fetch, void *ctx)
 {
-    Py_ssize_t fid = PyLong_AsSsize_t(fidobj);
+    Py_ssize_t fid = (Py_ssize_t)as_ll(fidobj);
     if (fid == -1 && PyErr_Occurred())
         return NULL;
     FnSlot *slot = fn_slot(fid);
@@ -1242,7 +1254,8 @@ close_impl(PyThreadState *ts, PyObject *frame, PyObject *exc_type, PyObject *val
     }
     rec[C_PAR] = has_parent ? fr_ll(parent, CID) : 0;
     rec[C_PFID] = has_parent ? fr_ll(parent, FID) : 0;
-    if (PyErr_Occurred())
+    /* Only a list's field can fail to read (not an int): a Call's are C ints. */
+    if ((!IS_CALL(frame) || (has_parent && !IS_CALL(parent))) && PyErr_Occurred())
         return -1;
     Py_ssize_t n = S->n;
     if (n < S->max_buf) {
@@ -1555,7 +1568,8 @@ api_set_rv(PyObject *frame, PyObject *value)
         PyErr_SetString(PyExc_TypeError, "set_rv(frame, value)");
         return swallow();
     }
-    fr_set_obj(frame, RV, value);
+    if (!IS_CALL(frame) || CALL(frame)->flags & F_SHAPED)  /* else never read */
+        fr_set_obj(frame, RV, value);
     return 0;
 }
 
@@ -1585,21 +1599,24 @@ sp_ret(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "ret(fid, value)");
         return NULL;
     }
-    PyObject *f = cur_get();
-    if (f == NULL) {
+    PyObject *v = cur_value();
+    if (v == NULL) {
         if (swallow() < 0)
             return NULL;
+        return Py_NewRef(args[1]);
     }
-    else {
-        if (is_frame(f)) {
-            Py_ssize_t fid = PyLong_AsSsize_t(args[0]);
-            if (fid == -1 && PyErr_Occurred())
-                PyErr_Clear();
-            else if (fid_matches(f, fid, args[0]))
-                fr_set_obj(f, RV, args[1]);
-        }
-        Py_DECREF(f);
+    PyObject *f = value_frame(v);     /* borrowed: v holds it */
+    long long fid = as_ll(args[0]);
+    if (fid == -1 && PyErr_Occurred())
+        PyErr_Clear();                /* not an int: no call's */
+    else if (IS_CALL(f)) {
+        /* Only a shaped call's return value is read (for its output shape). */
+        if (CALL(f)->flags & F_SHAPED && CALL(f)->fid == fid)
+            fr_set_obj(f, RV, args[1]);
     }
+    else if (is_frame(f) && fid_matches(f, (Py_ssize_t)fid, args[0]))
+        fr_set_obj(f, RV, args[1]);
+    Py_DECREF(v);
     return Py_NewRef(args[1]);
 }
 

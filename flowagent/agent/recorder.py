@@ -556,9 +556,10 @@ def call(fid: int, *args: Any) -> Any:
 
 
 def ret(fid: int, value: Any) -> Any:
-    """``return __fa_ret__(fid, value)``: keep the return value for the output shape."""
+    """``return __fa_ret__(fid, value)``: keep the return value for the output shape (only
+    a shaped call's is read)."""
     f = _get()
-    if f is not None and f[FID] == fid:
+    if f is not None and f[FID] == fid and f[FLAGS] & _SHAPED:
         f[RV] = value
     return value
 
