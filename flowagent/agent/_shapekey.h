@@ -39,6 +39,8 @@
 #define FP_OK 0
 #define FP_BAIL 1
 #define FP_ERROR (-1)
+#define FP_RETRY 2      /* Python code ran during the walk: walk the value again */
+#define FP_ATTEMPTS 3   /* walks of one value: at most two classes planned on the way */
 
 typedef struct {
     uint64_t a, b;
@@ -50,13 +52,16 @@ fp_rotl(uint64_t x, int r)
     return (x << r) | (x >> (64 - r));
 }
 
-/* Two independently mixed lanes: a collision needs both to collide. */
+/* Two independently mixed lanes: a collision needs both to collide. Each step is a
+   bijection of a lane's state for a given word (an xor or add, a multiplication by an odd
+   constant, a rotation), so two sequences of words that differ in one place never collide;
+   the multiplication carries every bit of a word upward and the rotation brings the high
+   bits back down for the next step. */
 static inline void
 fp_mix(Fp *f, uint64_t x)
 {
-    f->a = fp_rotl((f->a ^ x) * 0x9E3779B97F4A7C15ULL, 31) * 0xBF58476D1CE4E5B9ULL;
-    f->b = fp_rotl(f->b + (x ^ 0x94D049BB133111EBULL), 27) * 0xC2B2AE3D27D4EB4FULL
-           + 0x165667B19E3779F9ULL;
+    f->a = fp_rotl((f->a ^ x) * 0x9E3779B97F4A7C15ULL, 31);
+    f->b = fp_rotl(f->b + x, 27) * 0xC2B2AE3D27D4EB4FULL;
 }
 
 /* Markers of what the walk met, mixed in besides type addresses. */
@@ -217,11 +222,12 @@ fp_plan_make(TypePlan *p, PyTypeObject *t, unsigned int tag)
                  && PyTuple_GET_SIZE(PyTuple_GET_ITEM(r, 2)) <= FP_WATCH) {
             PyObject *watched = PyTuple_GET_ITEM(r, 2);
             p->fields = Py_NewRef(PyTuple_GET_ITEM(r, 1));
+            int w = 0;  /* packed from the first: the first empty slot ends the list */
             for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(watched); i++) {
                 PyObject *d = PyTuple_GET_ITEM(watched, i);
                 if (PyDict_CheckExact(d)) {
-                    p->watched[i] = Py_NewRef(d);
-                    p->watched_size[i] = PyDict_GET_SIZE(d);
+                    p->watched[w] = Py_NewRef(d);
+                    p->watched_size[w++] = PyDict_GET_SIZE(d);
                 }
             }
             p->kind = PLAN_RECORD;
@@ -233,7 +239,9 @@ fp_plan_make(TypePlan *p, PyTypeObject *t, unsigned int tag)
     return FP_OK;
 }
 
-/* The plan of `t` (borrowed), or NULL with FP_ERROR/FP_BAIL in *status. */
+/* The plan of `t` (borrowed), or NULL with FP_ERROR/FP_BAIL/FP_RETRY in *status. Making a
+   plan runs Python code (the hook), which may change anything the walk holds borrowed: the
+   walk is then abandoned (FP_RETRY) and started again, finding the plan made. */
 static TypePlan *
 fp_plan(PyTypeObject *t, int *status)
 {
@@ -245,71 +253,194 @@ fp_plan(PyTypeObject *t, int *status)
     TypePlan *p = &fp_plans[((uintptr_t)t >> 4) % FP_PLANS];
     int fresh = p->type == t && p->tag == tag;
     if (fresh && p->kind == PLAN_RECORD) {
-        for (int i = 0; i < FP_WATCH; i++)
-            if (p->watched[i] != NULL && PyDict_GET_SIZE(p->watched[i]) != p->watched_size[i])
+        for (int i = 0; i < FP_WATCH && p->watched[i] != NULL; i++)
+            if (PyDict_GET_SIZE(p->watched[i]) != p->watched_size[i])
                 fresh = 0;
     }
-    if (!fresh && fp_plan_make(p, t, tag) < 0) {
-        fp_plan_clear(p);
-        *status = FP_ERROR;
-        return NULL;
-    }
-    if (p->type != t) {
-        *status = FP_BAIL;
+    if (!fresh) {
+        if (fp_plan_make(p, t, tag) < 0) {
+            fp_plan_clear(p);
+            *status = FP_ERROR;
+        }
+        else
+            *status = FP_RETRY;
         return NULL;
     }
     return p;
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* The walk (mirrors shapes._Walk) */
+/* The walk (mirrors shapes._Walk)
+ *
+ * The walk holds no references: it reads containers in place (a list's or tuple's item
+ * array, a dict's entries) and the elements it visits are borrowed from them. That is safe
+ * because nothing it does runs Python code, so nothing can change or free what it reads:
+ * type slots, exact-type checks, the cached hash of exact strs, dict lookups of exact-str
+ * keys in dicts whose keys are all exact strs, and allocations (an instance dict made on
+ * first read, a set iterator) made with the collector held off, so that no finalizer runs
+ * (from 3.12 on an allocation only schedules a collection). The two things that do run
+ * Python code, importing shapes.py and planning a class, end the walk (FP_RETRY); its caller
+ * walks the whole value again, that class now planned. */
+
+#if PY_VERSION_HEX < 0x030C0000
+#define FP_GC_HOLD() int fp_gc_was_on = PyGC_Disable()
+#define FP_GC_RELEASE() do { if (fp_gc_was_on) PyGC_Enable(); } while (0)
+#else
+#define FP_GC_HOLD() ((void)0)
+#define FP_GC_RELEASE() ((void)0)
+#endif
 
 typedef struct {
     Fp fp;
+    uint64_t pend;                    /* scalar codes not mixed yet, 3 bits each, after a 1 */
     int budget;                       /* nodes left, as in _Walk.budget */
     PyObject *path[FP_MAX_DEPTH + 1]; /* composites on the current path (cycle check) */
     int depth_used;
 } FpWalk;
 
-static int fp_describe(FpWalk *w, PyObject *v, int depth);
+/* The builtin types the walk tells apart without a plan, by a code: the scalars, whose shape
+   is their type alone (1..7), and the collections it reads in place (8..12). Looked up in a
+   small table keyed by the type's address (static types: their addresses never change),
+   filled on first use with a shift that keeps the twelve apart; where none does, the types
+   are compared one by one. */
+enum { FPC_INT = 1, FPC_STR, FPC_FLOAT, FPC_BOOL, FPC_NONE, FPC_BYTES, FPC_COMPLEX,
+       FPC_DICT, FPC_LIST, FPC_TUPLE, FPC_SET, FPC_FROZENSET, FPC_N };
+#define FPC_SCALAR(c) ((c) != 0 && (c) <= FPC_COMPLEX)
+#define FP_CODES 256
+static PyTypeObject *fp_code_type[FP_CODES];
+static unsigned char fp_code_of[FP_CODES];
+static int fp_code_shift = -1;   /* -1: not set up; 0: no shift keeps them apart */
 
-static inline int
-fp_is_scalar(PyTypeObject *t)
+static PyTypeObject *
+fp_code_types(int c)
 {
-    return t == &PyLong_Type || t == &PyUnicode_Type || t == &PyFloat_Type
-           || t == &PyBool_Type || t == Py_TYPE(Py_None) || t == &PyBytes_Type
-           || t == &PyComplex_Type;
+    switch (c) {
+    case FPC_INT: return &PyLong_Type;
+    case FPC_STR: return &PyUnicode_Type;
+    case FPC_FLOAT: return &PyFloat_Type;
+    case FPC_BOOL: return &PyBool_Type;
+    case FPC_NONE: return Py_TYPE(Py_None);
+    case FPC_BYTES: return &PyBytes_Type;
+    case FPC_COMPLEX: return &PyComplex_Type;
+    case FPC_DICT: return &PyDict_Type;
+    case FPC_LIST: return &PyList_Type;
+    case FPC_TUPLE: return &PyTuple_Type;
+    case FPC_SET: return &PySet_Type;
+    default: return &PyFrozenSet_Type;
+    }
 }
 
+static void
+fp_codes_setup(void)
+{
+    for (int shift = 3; shift <= 10; shift++) {
+        memset(fp_code_type, 0, sizeof fp_code_type);
+        int apart = 1;
+        for (int c = 1; c < FPC_N && apart; c++) {
+            PyTypeObject *t = fp_code_types(c);
+            size_t at = ((uintptr_t)t >> shift) % FP_CODES;
+            if (fp_code_type[at] != NULL)
+                apart = 0;
+            fp_code_type[at] = t;
+            fp_code_of[at] = (unsigned char)c;
+        }
+        if (apart) {
+            fp_code_shift = shift;
+            return;
+        }
+    }
+    memset(fp_code_type, 0, sizeof fp_code_type);
+    fp_code_shift = 0;
+}
+
+static inline int
+fp_code(PyTypeObject *t)
+{
+    if (fp_code_shift > 0) {
+        size_t at = ((uintptr_t)t >> fp_code_shift) % FP_CODES;
+        return fp_code_type[at] == t ? fp_code_of[at] : 0;
+    }
+    for (int c = 1; c < FPC_N; c++)
+        if (fp_code_types(c) == t)
+            return c;
+    return 0;
+}
+
+/* Scalars met in a row are kept as codes and mixed as one word, 20 at most (the word's top
+   three bits set: no other word the walk mixes has them, short of a key's hash); anything
+   else mixed first mixes the codes kept. */
+#define FP_PEND_TAG (7ULL << 61)
+
+static inline void
+fp_flush(FpWalk *w)
+{
+    if (w->pend != 1) {
+        fp_mix(&w->fp, w->pend | FP_PEND_TAG);
+        w->pend = 1;
+    }
+}
+
+static inline void
+fp_put(FpWalk *w, uint64_t x)
+{
+    fp_flush(w);
+    fp_mix(&w->fp, x);
+}
+
+static inline void
+fp_scalar(FpWalk *w, int code)
+{
+    w->pend = (w->pend << 3) | (uint64_t)code;
+    if (w->pend >> 60)
+        fp_flush(w);
+}
+
+static int fp_describe(FpWalk *w, PyObject *v, int code, int depth);
+
 /* A value as _Walk.visit sees it: one node of the budget, then described. A scalar (most
-   nodes) is its type alone, mixed here as fp_describe would: no call for it. */
+   nodes) is its code alone: no call for it. */
 static inline int
 fp_visit(FpWalk *w, PyObject *v, int depth)
 {
     if (w->budget <= 0)
         return FP_BAIL;  /* the walk would cut here: its shape depends on the budget */
     w->budget--;
-    PyTypeObject *t = Py_TYPE(v);
-    if (fp_is_scalar(t)) {
-        fp_mix(&w->fp, (uint64_t)(uintptr_t)t);
+    int code = fp_code(Py_TYPE(v));
+    if (FPC_SCALAR(code)) {
+        fp_scalar(w, code);
         return FP_OK;
     }
-    return fp_describe(w, v, depth);
+    return fp_describe(w, v, code, depth);
 }
 
-/* Visit n values held (strong references) in vals; releases them. */
-static int
-fp_visit_all(FpWalk *w, PyObject **vals, Py_ssize_t n, int depth)
+/* Visit n values (borrowed) in order. */
+static inline int
+fp_visit_all(FpWalk *w, PyObject *const *vals, Py_ssize_t n, int depth)
 {
-    int st = FP_OK;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (st == FP_OK)
-            st = fp_visit(w, vals[i], depth);
-        Py_DECREF(vals[i]);
+        int st = fp_visit(w, vals[i], depth);
+        if (st != FP_OK)
+            return st;
     }
-    return st;
+    return FP_OK;
 }
 
+/* The elements shapes.py samples from a list or tuple, visited in place: all of up to
+   `all_upto`, else the first and the last MAX_ITEMS/2 (which may overlap, as the slices do
+   in shapes.py). */
+static inline int
+fp_visit_sample(FpWalk *w, PyObject *const *items, Py_ssize_t n, Py_ssize_t all_upto,
+                int depth)
+{
+    Py_ssize_t half = FP_MAX_ITEMS / 2;
+    if (n <= all_upto)
+        return fp_visit_all(w, items, n, depth);
+    int st = fp_visit_all(w, items, n < half ? n : half, depth);
+    if (st != FP_OK)
+        return st;
+    Py_ssize_t from = n - half < 0 ? 0 : n - half;
+    return fp_visit_all(w, items + from, n - from, depth);
+}
 
 /* An exact str's hash: cached in the object after the first time, and never user code. */
 static inline Py_hash_t
@@ -345,142 +476,161 @@ fp_dict(FpWalk *w, PyObject *v, int depth)
 {
     Py_ssize_t n = PyDict_GET_SIZE(v);
     if (n == 0) {
-        fp_mix(&w->fp, FPM_EMPTY);
+        fp_put(w, FPM_EMPTY);
         return FP_OK;
     }
-    if (n > FP_MAX_FIELDS || fp_load_hook() < 0)
+    if (n > FP_MAX_FIELDS)
         return FP_BAIL;  /* sampled from both ends: left to shapes.py */
+    if (fp_plan_hook == NULL)  /* the keyword set comes with it: importing it runs code */
+        return fp_load_hook() < 0 ? FP_BAIL : FP_RETRY;
     PyObject *keys[FP_MAX_FIELDS], *vals[FP_MAX_FIELDS];
     Py_ssize_t pos = 0, i = 0;
     PyObject *k, *x;
     int record = 1;
     while (i < n && PyDict_Next(v, &pos, &k, &x)) {
-        keys[i] = Py_NewRef(k);
-        vals[i] = Py_NewRef(x);
+        keys[i] = k;
+        vals[i] = x;
         if (record && (!PyUnicode_CheckExact(k) || !fp_field_name(k)))
             record = 0;
         i++;
     }
-    int st = FP_OK;
     if (i != n)
-        st = FP_BAIL;
-    else if (record) {
+        return FP_BAIL;
+    if (record) {
         /* A record: its key set (exact strs: their cached hash and length) and each value. */
-        fp_mix(&w->fp, FPM_RECORD);
+        fp_put(w, FPM_RECORD);
         for (Py_ssize_t j = 0; j < n; j++)
-            fp_mix(&w->fp, (uint64_t)fp_str_hash(keys[j])
+            fp_put(w, (uint64_t)fp_str_hash(keys[j])
                            ^ ((uint64_t)PyUnicode_GET_LENGTH(keys[j]) << 48));
-        for (Py_ssize_t j = 0; j < n && st == FP_OK; j++)
+        return fp_visit_all(w, vals, n, depth);
+    }
+    /* A mapping: the sampled pairs (all, or the first and last halves), key then value. */
+    fp_put(w, FPM_PAIRS);
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (n > FP_MAX_ITEMS && j >= FP_MAX_ITEMS / 2 && j < n - FP_MAX_ITEMS / 2)
+            continue;
+        int st = fp_visit(w, keys[j], depth);
+        if (st == FP_OK)
             st = fp_visit(w, vals[j], depth);
+        if (st != FP_OK)
+            return st;
     }
-    else {
-        /* A mapping: the sampled pairs (all, or the first and last halves), key then value. */
-        fp_mix(&w->fp, FPM_PAIRS);
-        for (Py_ssize_t j = 0; j < n && st == FP_OK; j++) {
-            if (n > FP_MAX_ITEMS && j >= FP_MAX_ITEMS / 2 && j < n - FP_MAX_ITEMS / 2)
-                continue;
-            st = fp_visit(w, keys[j], depth);
-            if (st == FP_OK)
-                st = fp_visit(w, vals[j], depth);
-        }
-    }
-    for (Py_ssize_t j = 0; j < i; j++) {
-        Py_DECREF(keys[j]);
-        Py_DECREF(vals[j]);
-    }
-    return st;
+    return FP_OK;
 }
 
-/* The elements shapes.py samples from a list or tuple: all of up to `all_upto`, else the
-   first and the last MAX_ITEMS/2 (which may overlap, as the slices do in shapes.py). */
-static Py_ssize_t
-fp_sample_seq(PyObject **items, Py_ssize_t n, Py_ssize_t all_upto, PyObject **out)
+/* A record's fields read from its instance dict `d` (borrowed), then visited. */
+static int
+fp_record_fields(FpWalk *w, PyObject *d, PyObject *fields, int depth)
 {
-    Py_ssize_t m = 0, half = FP_MAX_ITEMS / 2;
-    if (n <= all_upto) {
-        for (Py_ssize_t i = 0; i < n; i++)
-            out[m++] = Py_NewRef(items[i]);
-        return m;
+    Py_ssize_t n = PyTuple_GET_SIZE(fields);
+    if (!PyDict_Check(d) || n > FP_MAX_FIELDS)
+        return FP_BAIL;
+    PyObject *vals[FP_MAX_FIELDS];
+    Py_ssize_t m = 0, pos = 0;
+    PyObject *k, *x;
+    /* The instance dict usually holds exactly the fields, set in order by __init__ under
+       the very name objects the class keeps: then one pass reads them all. */
+    if (PyDict_GET_SIZE(d) == n) {
+        while (m < n && PyDict_Next(d, &pos, &k, &x) && k == PyTuple_GET_ITEM(fields, m))
+            vals[m++] = x;
     }
-    for (Py_ssize_t i = 0; i < half && i < n; i++)
-        out[m++] = Py_NewRef(items[i]);
-    for (Py_ssize_t i = n - half < 0 ? 0 : n - half; i < n; i++)
-        out[m++] = Py_NewRef(items[i]);
-    return m;
+    if (m < n) {
+        /* Looked up by name, which compares keys: only in a dict whose keys are all exact
+           strs, where comparing runs no code (shapes.fingerprint refuses the same). */
+        pos = 0;
+        while (PyDict_Next(d, &pos, &k, &x))
+            if (!PyUnicode_CheckExact(k))
+                return FP_BAIL;
+        for (m = 0; m < n; m++) {
+            x = PyDict_GetItemWithError(d, PyTuple_GET_ITEM(fields, m));
+            if (x == NULL) {
+                PyErr_Clear();
+                return FP_BAIL;  /* a default on the class, or unreadable: left to shapes.py */
+            }
+            vals[m] = x;
+        }
+    }
+    fp_put(w, FPM_RECORD);
+    return fp_visit_all(w, vals, n, depth);
 }
 
 static int
 fp_record(FpWalk *w, PyObject *v, TypePlan *p, int depth)
 {
-    PyObject *d = PyObject_GenericGetDict(v, NULL);
+    FP_GC_HOLD();
+    PyObject *d = PyObject_GenericGetDict(v, NULL);  /* made on first read: an allocation */
+    FP_GC_RELEASE();
     if (d == NULL) {
         PyErr_Clear();
         return FP_BAIL;
     }
-    PyObject *fields = Py_NewRef(p->fields);  /* the plan may be replaced during the walk */
-    Py_ssize_t n = PyTuple_GET_SIZE(fields);
-    PyObject *vals[FP_MAX_FIELDS];
+    int st = fp_record_fields(w, d, p->fields, depth);
+    Py_DECREF(d);  /* the instance holds it: nothing is freed */
+    return st;
+}
+
+/* The first MAX_ITEMS of a set in iteration order, as islice(set.__iter__(v)) takes them. */
+static int
+fp_set(FpWalk *w, PyObject *v, int depth)
+{
+    if (PySet_GET_SIZE(v) == 0) {
+        fp_put(w, FPM_EMPTY);
+        return FP_OK;
+    }
+    PyObject *vals[FP_MAX_ITEMS];
     Py_ssize_t m = 0;
     int st = FP_OK;
-    if (!PyDict_Check(d) || n > FP_MAX_FIELDS)
+    FP_GC_HOLD();
+    PyObject *it = PyObject_GetIter(v);
+    if (it == NULL)
         st = FP_BAIL;
-    /* The instance dict usually holds exactly the fields, set in order by __init__ under
-       the very name objects the class keeps: then one pass reads them all. */
-    Py_ssize_t pos = 0;
-    PyObject *k, *x;
-    if (st == FP_OK && PyDict_GET_SIZE(d) == n) {
-        while (m < n && PyDict_Next(d, &pos, &k, &x) && k == PyTuple_GET_ITEM(fields, m))
-            vals[m++] = Py_NewRef(x);
-        if (m < n) {
-            for (Py_ssize_t i = 0; i < m; i++)
-                Py_DECREF(vals[i]);
-            m = 0;
-        }
-    }
-    for (Py_ssize_t i = m; i < n && st == FP_OK; i++) {
-        x = PyDict_GetItemWithError(d, PyTuple_GET_ITEM(fields, i));
+    while (st == FP_OK && m < FP_MAX_ITEMS) {
+        PyObject *x = PyIter_Next(it);
         if (x == NULL) {
-            PyErr_Clear();
-            st = FP_BAIL;  /* a default on the class, or unreadable: left to shapes.py */
+            if (PyErr_Occurred())
+                st = FP_BAIL;
+            break;
         }
-        else
-            vals[m++] = Py_NewRef(x);
+        vals[m++] = x;
+        Py_DECREF(x);  /* the set holds it */
     }
-    Py_DECREF(d);
-    Py_DECREF(fields);
+    Py_XDECREF(it);
+    FP_GC_RELEASE();
     if (st != FP_OK) {
-        for (Py_ssize_t i = 0; i < m; i++)
-            Py_DECREF(vals[i]);
+        PyErr_Clear();
         return st;
     }
-    fp_mix(&w->fp, FPM_RECORD);
+    fp_put(w, FPM_SAMPLE);
     return fp_visit_all(w, vals, m, depth);
 }
 
 /* A value whose visit is paid for (shapes._Walk.describe). */
 static int
-fp_describe(FpWalk *w, PyObject *v, int depth)
+fp_describe(FpWalk *w, PyObject *v, int code, int depth)
 {
     PyTypeObject *t = Py_TYPE(v);
-    fp_mix(&w->fp, (uint64_t)(uintptr_t)t);
-    if (fp_is_scalar(t))
+    if (FPC_SCALAR(code)) {
+        fp_scalar(w, code);
         return FP_OK;
+    }
+    if (code != 0)  /* apart from the markers, and never an (aligned) type's address */
+        fp_put(w, ((uint64_t)code << 40) | 0xC0DEU);
+    else
+        fp_put(w, (uint64_t)(uintptr_t)t);
     TypePlan *plan = NULL;
-    int builtin = t == &PyDict_Type || t == &PyList_Type || t == &PyTuple_Type
-                  || t == &PySet_Type || t == &PyFrozenSet_Type;
-    if (!builtin) {
+    if (code == 0) {
         int st = FP_OK;
         plan = fp_plan(t, &st);
         if (plan == NULL)
             return st;
-        fp_mix(&w->fp, plan->tag);
+        fp_put(w, plan->tag);
         if (plan->kind == PLAN_LEAF)
             return FP_OK;
         if (plan->kind == PLAN_REFUSED)
             return FP_BAIL;
     }
     if (depth > FP_MAX_DEPTH) {
-        fp_mix(&w->fp, FPM_CUT);
+        fp_put(w, FPM_CUT);
         return FP_OK;
     }
     for (int i = 0; i < w->depth_used; i++)
@@ -491,69 +641,34 @@ fp_describe(FpWalk *w, PyObject *v, int depth)
     w->path[w->depth_used++] = v;
     depth++;
     int st;
-    PyObject *vals[FP_MAX_FIELDS];  /* >= MAX_ITEMS, MAX_TUPLE */
-    Py_ssize_t n, m;
-    if (t == &PyDict_Type)
+    Py_ssize_t n;
+    if (code == FPC_DICT)
         st = fp_dict(w, v, depth);
-    else if (t == &PyList_Type) {
+    else if (code == FPC_LIST) {
         n = PyList_GET_SIZE(v);
         if (n == 0) {
-            fp_mix(&w->fp, FPM_EMPTY);
+            fp_put(w, FPM_EMPTY);
             st = FP_OK;
         }
         else {
-            fp_mix(&w->fp, FPM_SAMPLE);
-            m = fp_sample_seq(((PyListObject *)v)->ob_item, n, FP_MAX_ITEMS, vals);
-            st = fp_visit_all(w, vals, m, depth);
+            fp_put(w, FPM_SAMPLE);
+            st = fp_visit_sample(w, ((PyListObject *)v)->ob_item, n, FP_MAX_ITEMS, depth);
         }
     }
-    else if (t == &PyTuple_Type) {
+    else if (code == FPC_TUPLE) {
         n = PyTuple_GET_SIZE(v);
-        fp_mix(&w->fp, n <= FP_MAX_TUPLE ? FPM_POSITIONAL + ((uint64_t)n << 8) : FPM_SAMPLE);
-        m = fp_sample_seq(((PyTupleObject *)v)->ob_item, n, FP_MAX_TUPLE, vals);
-        st = fp_visit_all(w, vals, m, depth);
+        fp_put(w, n <= FP_MAX_TUPLE ? FPM_POSITIONAL + ((uint64_t)n << 8) : FPM_SAMPLE);
+        st = fp_visit_sample(w, ((PyTupleObject *)v)->ob_item, n, FP_MAX_TUPLE, depth);
     }
-    else if (t == &PySet_Type || t == &PyFrozenSet_Type) {
-        if (PySet_GET_SIZE(v) == 0) {
-            fp_mix(&w->fp, FPM_EMPTY);
-            st = FP_OK;
-        }
-        else {
-            /* The first MAX_ITEMS in iteration order, as islice(set.__iter__(v)) takes them. */
-            PyObject *it = PyObject_GetIter(v);
-            st = it == NULL ? FP_ERROR : FP_OK;
-            m = 0;
-            while (st == FP_OK && m < FP_MAX_ITEMS) {
-                PyObject *x = PyIter_Next(it);
-                if (x == NULL) {
-                    if (PyErr_Occurred())
-                        st = FP_ERROR;
-                    break;
-                }
-                vals[m++] = x;
-            }
-            Py_XDECREF(it);
-            if (st == FP_ERROR) {
-                PyErr_Clear();
-                st = FP_BAIL;
-                for (Py_ssize_t i = 0; i < m; i++)
-                    Py_DECREF(vals[i]);
-            }
-            else {
-                fp_mix(&w->fp, FPM_SAMPLE);
-                st = fp_visit_all(w, vals, m, depth);
-            }
-        }
-    }
+    else if (code == FPC_SET || code == FPC_FROZENSET)
+        st = fp_set(w, v, depth);
     else if (plan->kind == PLAN_NAMEDTUPLE && PyTuple_Check(v)) {
         n = PyTuple_GET_SIZE(v);
         if (n > plan->nfields)
             n = plan->nfields;
-        fp_mix(&w->fp, FPM_POSITIONAL + ((uint64_t)n << 8));
-        m = 0;
-        for (Py_ssize_t i = 0; i < n && i < FP_MAX_FIELDS; i++)
-            vals[m++] = Py_NewRef(PyTuple_GET_ITEM(v, i));
-        st = fp_visit_all(w, vals, m, depth);
+        fp_put(w, FPM_POSITIONAL + ((uint64_t)n << 8));
+        st = fp_visit_all(w, ((PyTupleObject *)v)->ob_item, n < FP_MAX_FIELDS ? n : FP_MAX_FIELDS,
+                          depth);
     }
     else if (plan->kind == PLAN_RECORD)
         st = fp_record(w, v, plan, depth);
@@ -563,16 +678,21 @@ fp_describe(FpWalk *w, PyObject *v, int depth)
     return st;
 }
 
-/* The fingerprint of one value as shape_of(value) sees it (a walk of its own). */
+/* The fingerprint of one value as shape_of(value) sees it (a walk of its own), mixed into
+   *acc; FP_RETRY if Python code ran on the way (the caller walks its values again). */
 static int
 fp_value(Fp *acc, PyObject *v)
 {
+    if (fp_code_shift < 0)
+        fp_codes_setup();
     FpWalk w;
     w.fp.a = acc->a;
     w.fp.b = acc->b;
+    w.pend = 1;
     w.budget = FP_MAX_NODES - 1;  /* the top value is the first node */
     w.depth_used = 0;
-    int st = fp_describe(&w, v, 1);
+    int st = fp_describe(&w, v, fp_code(Py_TYPE(v)), 1);
+    fp_flush(&w);
     acc->a = w.fp.a;
     acc->b = w.fp.b;
     return st;

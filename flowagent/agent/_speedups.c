@@ -558,22 +558,31 @@ fp_done(int st)
     return 0;
 }
 
+/* Python code ran during a walk (FP_RETRY): every value is walked again from the first, so
+   that the fingerprint describes them all as they are after it. */
 static int
 fp_args(Fp *f, PyObject *const *args, Py_ssize_t n)
 {
-    f->a = f->b = FPM_ARGS;
-    fp_mix(f, (uint64_t)n);
-    int st = FP_OK;
-    for (Py_ssize_t i = 0; i < n && st == FP_OK; i++)
-        st = fp_value(f, args[i]);  /* one shape_of() per argument: a walk each */
-    return fp_done(st);
+    int st = FP_RETRY;
+    for (int attempt = 0; attempt < FP_ATTEMPTS && st == FP_RETRY; attempt++) {
+        f->a = f->b = FPM_ARGS;
+        fp_mix(f, (uint64_t)n);
+        st = FP_OK;
+        for (Py_ssize_t i = 0; i < n && st == FP_OK; i++)
+            st = fp_value(f, args[i]);  /* one shape_of() per argument: a walk each */
+    }
+    return fp_done(st == FP_RETRY ? FP_BAIL : st);
 }
 
 static int
 fp_output(Fp *f, PyObject *value)
 {
-    f->a = f->b = FPM_OUTPUT;
-    return fp_done(fp_value(f, value));
+    int st = FP_RETRY;
+    for (int attempt = 0; attempt < FP_ATTEMPTS && st == FP_RETRY; attempt++) {
+        f->a = f->b = FPM_OUTPUT;
+        st = fp_value(f, value);
+    }
+    return fp_done(st == FP_RETRY ? FP_BAIL : st);
 }
 
 static long long

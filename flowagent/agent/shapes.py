@@ -963,6 +963,10 @@ def _fp_describe(v: object, depth: int, budget: list[int], path: list[int], out:
         d = _instance_dict(v, _mro_of(t), _dict_at(t))
         if d is None:
             raise _Refused
+        keys = [k for k, _ in _dict_items(d)]
+        if (len(keys) != len(plan[1]) or any(k is not f for k, f in zip(keys, plan[1]))) \
+                and any(type(k) is not str for k in keys):
+            raise _Refused  # fields are looked up by name only among exact-str keys
         elements = []
         for field in plan[1]:
             x = dict.get(d, field, _MISSING)
