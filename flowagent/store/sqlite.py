@@ -629,11 +629,15 @@ class SQLiteStore:
             self.db.execute(f"INSERT INTO main.sessions {_SINGLE_ROW} WHERE x.sid=?", (row[0],))
             self.db.execute("DELETE FROM single_sessions WHERE sid=?", (row[0],))
 
-    def insert_session_columns(self, cols: Sequence[Sequence[Any]]) -> None:
+    def insert_session_columns(self, cols: Sequence[Sequence[Any]],
+                               singles: Sequence[int | None] | None = None) -> None:
         """As :meth:`insert_session_rows`, the rows given column by column. Sessions of one
         finished call whose id is their process's key and number go to the compact tables
         (_SINGLES), a kind per distinct set of shared values; any other row to
-        ``sessions``."""
+        ``sessions``. ``singles``, where the writer knows them: each row's session number
+        when the row is such a session by construction (id ``<pk>-<number>``, complete, one
+        call, its duration its end minus its start), else None; it spares reading that back
+        from the row's text."""
         if not self._singles or not cols[0]:
             self.insert_session_rows(zip(*cols))
             return
@@ -643,6 +647,9 @@ class SQLiteStore:
         linked = {r[0] for r in self.db.execute(
             f"SELECT session_id FROM session_links WHERE run_id IN ({marks}) UNION "
             f"SELECT parent_session FROM session_links WHERE run_id IN ({marks})", runs * 2)}
+        if singles is not None and len(singles) == m and None not in singles:
+            self._insert_singles(cols, list(singles), linked)
+            return
         # Column at a time, with C-level builtins: a drain writes hundreds of thousands.
         if pks.count(pks[0]) == m and type(pks[0]) is str:  # one process: ids share a prefix
             prefix = f"{pks[0]}-"
@@ -662,7 +669,23 @@ class SQLiteStore:
             [int(n) if ok else -1 for n, ok in zip(numbers, fit)]
         if list(map(str, ints)) != numbers:  # leading zeros: not the id the number gives
             fit = list(map(eq, map(str, ints), numbers))
-        if not all(fit):
+        self._insert_fit(cols, ints, fit)
+
+    def _insert_singles(self, cols: Sequence[Sequence[Any]], ints: list[int],
+                        linked: set[str]) -> None:
+        """Rows that are one-call sessions numbered ``ints`` by construction; linked ones
+        stay rows of the table (see lineage.LINKED)."""
+        fit = None
+        if linked and not linked.isdisjoint(cols[1]):
+            fit = list(map(not_, map(linked.__contains__, cols[1])))
+        self._insert_fit(cols, ints, fit)
+
+    def _insert_fit(self, cols: Sequence[Sequence[Any]], ints: list[int],
+                    fit: list[bool] | None) -> None:
+        """The rows ``fit`` marks (all where None) as one-call sessions numbered ``ints``,
+        the others to the ``sessions`` table."""
+        m = len(ints)
+        if fit is not None and not all(fit):
             self.insert_session_rows(zip(*(compress(c, map(not_, fit)) for c in cols)))
             cols = [list(compress(c, fit)) for c in cols]
             ints = list(compress(ints, fit))
