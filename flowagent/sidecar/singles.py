@@ -63,10 +63,37 @@ def pick(ing: Ingestor, proc: Proc, calls: CallColumns, starts: list[Any]) -> di
     return dict(compress(zip(sess, range(n)), ok))
 
 
-def _gather(col: list[Any], idx: list[int]) -> list[Any]:
-    if idx and len(idx) == len(col) and idx[0] == 0 and idx[-1] == len(col) - 1:
-        return col  # every record, in order (picks are in frame order): the column itself
-    return list(map(col.__getitem__, idx))
+class _Take:
+    """The values at ``idx`` (ascending record indices of a frame of ``n``) of the frame's
+    columns: the column itself when that is every record, slices where the indices run
+    consecutively (a frame's one-call sessions are most of its records: a few runs around
+    the others), else a lookup per index."""
+
+    __slots__ = ("idx", "whole", "slices")
+
+    def __init__(self, idx: list[int], n: int) -> None:
+        self.idx = idx
+        m = len(idx)
+        self.whole = m == n and (not m or (idx[0] == 0 and idx[-1] == n - 1))
+        self.slices: list[slice] | None = None
+        if m and not self.whole:
+            breaks = list(compress(range(1, m), map(ne, idx[1:], map(add, idx, repeat(1)))))
+            if len(breaks) < _RUNS:
+                bounds = [0, *breaks, m]
+                self.slices = [slice(idx[a], idx[b - 1] + 1) for a, b in zip(bounds, bounds[1:])]
+
+    def __call__(self, col: list[Any]) -> list[Any]:
+        if self.whole:
+            return col
+        if self.slices is not None:
+            out = col[self.slices[0]]
+            for part in self.slices[1:]:
+                out += col[part]
+            return out
+        return list(map(col.__getitem__, self.idx))
+
+
+_RUNS = 16  # runs of consecutive indices gathered as slices
 
 
 def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int, int],
@@ -79,7 +106,8 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
     sel = list(picks.values())  # record indices, frame order
     sess = list(picks)
     m = len(sel)
-    key_cols = [_gather(col, sel) for col in (fids, pfids, ins, outs, ress, excs)]
+    take = _Take(sel, len(calls))
+    key_cols = [take(col) for col in (fids, pfids, ins, outs, ress, excs)]
     groups: dict[tuple[Any, ...], list[int]]  # key -> record indices, frame order
     keys: list[tuple[Any, ...]] | None = None  # each session's key; None: all share one
     if all(col.count(col[0]) == m for col in key_cols):
@@ -105,7 +133,10 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
     for key, idx in groups.items():
         fid, pfid, in_s, out_s, res, exc = key
         f = fmap.get(fid, 0)
-        ds = list(map(max, _gather(durs, idx), repeat(0)))
+        take_g = take if idx is sel else _Take(idx, len(calls))
+        ds = take_g(durs)
+        if min(ds) < 0:
+            ds = list(map(max, ds, repeat(0)))
         k = len(idx)
         total = sum(ds)
         hist: dict[int, int] = {}
@@ -113,7 +144,7 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
             H.add(hist, d, n)
         c = Contribution()
         c.nodes[f] = [k, k if res == ERROR else 0, k if res == PARTIAL else 0, total, total,
-                      min(ds), max(ds), k, sum(_gather(cpus, idx))]
+                      min(ds), max(ds), k, sum(take_g(cpus))]
         c.hists[f] = hist
         if pfid:
             c.edges[(fmap.get(pfid, 0), f, res)] = [k, total]
@@ -133,19 +164,19 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
         row_of[key] = (fn_names.get(f, "?"), f, RESULTS[res], int(failed), c.variant,
                        f" {f} ", json.dumps([list(t) for t in raised]) if raised else None)
         c.root_fid = f
-        starts_ns = _gather(t0s, idx)
+        starts_ns = take_g(t0s)
         c.start = min(starts_ns)
         c.failed = failed
         if ing.agg.add_alike(c, k, session_id(pk, calls.cols[2][idx[0]]), hist, max(starts_ns)):
             novel_at.add(idx[0])
         examples_of[key] = ing.agg.examples(c.variant, cluster)
 
-    ids = session_ids(pk, sess)
     # Example sessions, in frame order, until every list the frame's groups add to is full.
     open_lists = {id(x): x for ex in examples_of.values() for x in ex
                   if x is not None and len(x) < EXAMPLES}
     if open_lists:
-        for key, one_id in zip(repeat(next(iter(groups))) if keys is None else keys, ids):
+        for key, ses in zip(repeat(next(iter(groups))) if keys is None else keys, sess):
+            one_id = session_id(pk, ses)
             for examples in examples_of[key]:
                 if examples is not None and len(examples) < EXAMPLES \
                         and one_id not in examples:
@@ -177,29 +208,32 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
                 ing.failed_kept += 1
                 n_failed += 1
     ing._recent_since_prune += m - n_novel - n_failed
-    thread_col = _thread_column(proc.threads, starts, sess, _gather(thrs, sel))
+    thread_col = _thread_column(proc.threads, starts, sess, take(thrs))
     name_col = shared_cols[0]
     if names:
         for j, ses in enumerate(sess):
             if ses in names:
                 name_col[j] = names[ses]
     shift = wall_offset(proc.anchor)
-    t0 = list(map(add, _gather(t0s, sel), repeat(shift)))
-    t1 = list(map(add, _gather(t1s, sel), repeat(shift)))
-    durations = _gather(durs, sel)  # as the decoder made them: t1 - t0
+    t0 = list(map(add, take(t0s), repeat(shift)))
+    t1 = list(map(add, take(t1s), repeat(shift)))
+    durations = take(durs)  # as the decoder made them: t1 - t0
     held = ing.held
     sid = held.next_sid(ing.store)
     sids = range(sid, sid + m)
+    # The ids (``<pk>-<number>``) are left to the store where every number makes one: a
+    # compact store keeps the number only.
+    numbered = min(sess) >= 0
+    ids = None if numbered else session_ids(pk, sess)
     held.add_columns((
         sids, ids, [ing.run_id] * m, name_col, shared_cols[1], [proc.pid] * m, [pk] * m,
-        thread_col, results, [1] * m, t0, t1,
-        durations, [1] * m, shared_cols[3],
+        thread_col, results, [1] * m, t0, t1, durations, [1] * m, shared_cols[3],
         shared_cols[4], kept, shared_cols[5], shared_cols[6]), chunk,
-        sess if min(sess) >= 0 else [ses if ses >= 0 else None for ses in sess])
+        sess if numbered else [None] * m)
     proc.done.update(zip(sess, sids))
     proc.trim_done()
     if ing.finished_sink is not None:
-        ing._finished.extend(ids)
+        ing._finished.extend(ids if ids is not None else session_ids(pk, sess))
 
 
 def _thread_column(threads: dict[int, str], starts: list[Any], sess: list[int],
@@ -283,23 +317,25 @@ class Held:
         if rows:
             self.add_columns(tuple(map(list, zip(*rows))), chunk)
 
-    def add_columns(self, cols: Sequence[Sequence[Any]], chunk: int,
+    def add_columns(self, cols: Sequence[Sequence[Any] | None], chunk: int,
                     numbers: Sequence[int | None] | None = None) -> None:
         """Rows given column by column (equally long, in the ``sessions`` table's column
         order) of sessions in ``chunk``; ``numbers``: their session numbers where the rows
-        are one-call sessions made by :func:`store_singles` (ids ``<pk>-<number>``). The
-        columns are held as they are (the ``tree_kept`` one must be a list of its own)."""
-        if len(cols) != _COLUMNS or len(set(map(len, cols))) != 1:
+        are one-call sessions made by :func:`store_singles` (ids ``<pk>-<number>``; the ids
+        column may then be None, see ``Store.insert_session_columns``). The columns are
+        held as they are (the ``tree_kept`` one must be a list of its own)."""
+        if len(cols) != _COLUMNS or len({len(c) for c in cols if c is not None}) != 1 \
+                or (cols[1] is None and (numbers is None or None in numbers)):
             raise ValueError("held session rows need every column, equally long")
-        m = len(cols[_SID])
-        if not m:
-            return
-        kept = cols[_KEPT]
         block = _Block(list(cols), numbers, chunk)
-        block.cols[_KEPT] = kept if type(kept) is list else list(kept)
+        sids, kept = block.cols[_SID], block.cols[_KEPT]
+        if not sids:
+            return
+        if type(kept) is not list:
+            block.cols[_KEPT] = list(kept)
         self._blocks.append(block)
-        self._rows += m
-        self._next = cols[_SID][-1] + 1
+        self._rows += len(sids)
+        self._next = sids[-1] + 1
 
     def flush(self, store: Store, recent: int) -> int:
         """Write the held rows and their links; returns how many were written pruned."""
@@ -344,7 +380,7 @@ class _Block:
     """Held rows of one frame: the ``sessions`` table's columns, the session numbers of
     one-call sessions (see :meth:`Held.add_columns`) and the frame's chunk."""
 
-    cols: list[Sequence[Any]]
+    cols: list[Any]  # the ids column may be None (see Held.add_columns)
     numbers: Sequence[int | None] | None
     chunk: int
 

@@ -511,7 +511,7 @@ class Store(Protocol):
         """As :meth:`insert_session_rows`, the rows given column by column (a store may
         keep one-call sessions in a form of its own). ``singles``: each row's session
         number where the writer made it a one-call session (id ``<pk>-<number>``, complete,
-        one call), else None."""
+        one call), else None; where it numbers every row, the ids column may be None."""
         ...
     def open_sessions(self, run_id: str, pk: str) -> list[OpenSession]: ...
     def session_chunk_data(self, rowid: int) -> Iterator[bytes]:
