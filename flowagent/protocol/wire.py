@@ -193,6 +193,8 @@ class Decoder:
 
         self._zd = zstandard.ZstdDecompressor()
         self._c_columns = _c_columns()
+        ext = fold_extension()
+        self._entries_ok = None if ext is None else ext.entries_ok
 
     def _call_columns(self, n: int, data: bytes) -> CallColumns:
         if self._c_columns is not None:
@@ -225,7 +227,7 @@ class Decoder:
         n, data = calls["n"], calls["data"]
         if n < 0 or len(data) != n * N_FIELDS * _WIDTH:
             raise ValueError("batch call columns do not hold the announced number of calls")
-        _check_entries(batch)
+        _check_entries(batch, self._entries_ok)
         batch["calls"] = self._call_columns(n, data)
         return batch
 
@@ -256,14 +258,18 @@ _BY_LENGTH = {key: {len(layout): tuple(_TYPES[t] for t in layout) for layout in 
               for key, layouts in _ENTRIES.items()}
 
 
-def _check_entries(batch: dict[str, Any]) -> None:
+def _check_entries(batch: dict[str, Any],
+                   entries_ok: Callable[[list[Any], dict[int, Any]], bool] | None = None
+                   ) -> None:
     # Column by column: a frame carries an entry per session started, and checking each
-    # value in a Python loop cost more than decoding the frame.
+    # value in a Python loop cost more than decoding the frame. ``entries_ok``: the C twin
+    # of the shape check of one key (see fold_extension); where it says no, the check
+    # below names what is wrong.
     for key, by_length in _BY_LENGTH.items():
         entries = batch.get(key, [])
         if type(entries) is not list:
             raise ValueError(f"batch {key} is not a list")
-        if not entries:
+        if not entries or (entries_ok is not None and entries_ok(entries, by_length)):
             continue
         if any(type(e) is not list for e in entries):
             raise ValueError(f"batch {key} has a malformed entry")

@@ -981,7 +981,56 @@ configure_sigs(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* entries_ok(entries, layouts) -> bool: the batch entries' shape check of
+   wire._check_entries for one key in one pass, without transposing the entries: every
+   entry a list (exactly) whose length is a key of ``layouts`` (length -> tuple of one
+   frozenset of allowed types per field) and each field's type in its set. False leaves it
+   to the Python check to name what is wrong. */
+static PyObject *
+entries_ok(PyObject *self, PyObject *args)
+{
+    PyObject *entries, *layouts, *layout = NULL;
+    Py_ssize_t last = -1;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &entries, &PyDict_Type, &layouts))
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(entries); i++) {
+        PyObject *e = PyList_GET_ITEM(entries, i);
+        if (!PyList_CheckExact(e))
+            Py_RETURN_FALSE;
+        Py_ssize_t len = PyList_GET_SIZE(e);
+        if (len != last) {
+            PyObject *key = PyLong_FromSsize_t(len);
+            if (key == NULL)
+                return NULL;
+            layout = PyDict_GetItemWithError(layouts, key); /* borrowed */
+            Py_DECREF(key);
+            if (layout == NULL) {
+                if (PyErr_Occurred())
+                    return NULL;
+                Py_RETURN_FALSE;
+            }
+            if (!PyTuple_Check(layout) || PyTuple_GET_SIZE(layout) != len) {
+                PyErr_SetString(PyExc_TypeError, "entries_ok: a layout per entry length");
+                return NULL;
+            }
+            last = len;
+        }
+        for (Py_ssize_t j = 0; j < len; j++) {
+            int ok = PySet_Contains(PyTuple_GET_ITEM(layout, j),
+                                    (PyObject *)Py_TYPE(PyList_GET_ITEM(e, j)));
+            if (ok < 0)
+                return NULL;
+            if (!ok)
+                Py_RETURN_FALSE;
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
+    {"entries_ok", entries_ok, METH_VARARGS,
+     "entries_ok(entries, layouts) -> bool: wire._check_entries' shape check of one key in C."},
     {"configure_sigs", configure_sigs, METH_VARARGS,
      "configure_sigs(EXACT, SUB, SHIFT, to_buckets): the histogram's constants."},
     {"decode_columns", decode_columns, METH_VARARGS,

@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import compress
+from itertools import compress, islice
 from operator import itemgetter, ne, not_
 from typing import Any
 
@@ -124,7 +124,9 @@ class Proc:
         deleted slots: quadratic over a run; and a copy of the newest per fewer forgotten
         costs a copied entry per session or more when sessions are tiny and many)."""
         if len(self.done) >= 2 * _DONE_KEPT:
-            newest = list(self.done.items())[-_DONE_KEPT:]
+            # islice walks the older half without a tuple per entry (the items iterator
+            # reuses its tuple when nobody keeps it)
+            newest = list(islice(self.done.items(), len(self.done) - _DONE_KEPT, None))
             self.done.clear()
             self.done.update(newest)
 

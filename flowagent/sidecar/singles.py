@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from itertools import compress, repeat
-from operator import add, eq, itemgetter, ne, sub
+from operator import add, eq, itemgetter, ne
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..protocol.clock import wall_offset
@@ -55,13 +56,44 @@ def pick(ing: Ingestor, proc: Proc, calls: CallColumns, starts: list[Any]) -> di
     if len(set(sess)) != n:  # some sessions have several records here: not theirs
         counts = Counter(sess)
         wanted = {ses for ses in wanted if counts.get(ses) == 1}
+    if cids == sess and INCOMPLETE not in ress and wanted.issuperset(sess):
+        return dict(zip(sess, range(n)))  # every record is a session's root: all of them
     ok = map(all, zip(map(wanted.__contains__, sess), map(eq, cids, sess),
                       map(ne, ress, repeat(INCOMPLETE))))
     return dict(compress(zip(sess, range(n)), ok))
 
 
-def _gather(col: list[Any], idx: list[int]) -> list[Any]:
-    return list(map(col.__getitem__, idx))
+class _Take:
+    """The values at ``idx`` (ascending record indices of a frame of ``n``) of the frame's
+    columns: the column itself when that is every record, slices where the indices run
+    consecutively (a frame's one-call sessions are most of its records: a few runs around
+    the others), else a lookup per index."""
+
+    __slots__ = ("idx", "whole", "slices")
+
+    def __init__(self, idx: list[int], n: int) -> None:
+        self.idx = idx
+        m = len(idx)
+        self.whole = m == n and (not m or (idx[0] == 0 and idx[-1] == n - 1))
+        self.slices: list[slice] | None = None
+        if m and not self.whole:
+            breaks = list(compress(range(1, m), map(ne, idx[1:], map(add, idx, repeat(1)))))
+            if len(breaks) < _RUNS:
+                bounds = [0, *breaks, m]
+                self.slices = [slice(idx[a], idx[b - 1] + 1) for a, b in zip(bounds, bounds[1:])]
+
+    def __call__(self, col: list[Any]) -> list[Any]:
+        if self.whole:
+            return col
+        if self.slices is not None:
+            out = col[self.slices[0]]
+            for part in self.slices[1:]:
+                out += col[part]
+            return out
+        return list(map(col.__getitem__, self.idx))
+
+
+_RUNS = 16  # runs of consecutive indices gathered as slices
 
 
 def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int, int],
@@ -74,12 +106,15 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
     sel = list(picks.values())  # record indices, frame order
     sess = list(picks)
     m = len(sel)
-    keys = list(zip(_gather(fids, sel), _gather(pfids, sel), _gather(ins, sel),
-                    _gather(outs, sel), _gather(ress, sel), _gather(excs, sel)))
+    take = _Take(sel, len(calls))
+    key_cols = [take(col) for col in (fids, pfids, ins, outs, ress, excs)]
     groups: dict[tuple[Any, ...], list[int]]  # key -> record indices, frame order
-    if len(dict.fromkeys(keys)) == 1:
-        groups = {keys[0]: sel}
+    keys: list[tuple[Any, ...]] | None = None  # each session's key; None: all share one
+    if all(col.count(col[0]) == m for col in key_cols):
+        # usually: a frame of one function's sessions, alike (no key tuple per session)
+        groups = {tuple(col[0] for col in key_cols): sel}
     else:
+        keys = list(zip(*key_cols))
         groups = {}
         for key, i in zip(keys, sel):
             g = groups.get(key)
@@ -98,7 +133,10 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
     for key, idx in groups.items():
         fid, pfid, in_s, out_s, res, exc = key
         f = fmap.get(fid, 0)
-        ds = list(map(max, _gather(durs, idx), repeat(0)))
+        take_g = take if idx is sel else _Take(idx, len(calls))
+        ds = take_g(durs)
+        if min(ds) < 0:
+            ds = list(map(max, ds, repeat(0)))
         k = len(idx)
         total = sum(ds)
         hist: dict[int, int] = {}
@@ -106,7 +144,7 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
             H.add(hist, d, n)
         c = Contribution()
         c.nodes[f] = [k, k if res == ERROR else 0, k if res == PARTIAL else 0, total, total,
-                      min(ds), max(ds), k, sum(_gather(cpus, idx))]
+                      min(ds), max(ds), k, sum(take_g(cpus))]
         c.hists[f] = hist
         if pfid:
             c.edges[(fmap.get(pfid, 0), f, res)] = [k, total]
@@ -126,27 +164,31 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
         row_of[key] = (fn_names.get(f, "?"), f, RESULTS[res], int(failed), c.variant,
                        f" {f} ", json.dumps([list(t) for t in raised]) if raised else None)
         c.root_fid = f
-        starts_ns = _gather(t0s, idx)
+        starts_ns = take_g(t0s)
         c.start = min(starts_ns)
         c.failed = failed
         if ing.agg.add_alike(c, k, session_id(pk, calls.cols[2][idx[0]]), hist, max(starts_ns)):
             novel_at.add(idx[0])
         examples_of[key] = ing.agg.examples(c.variant, cluster)
 
-    ids = session_ids(pk, sess)
     # Example sessions, in frame order, until every list the frame's groups add to is full.
     open_lists = {id(x): x for ex in examples_of.values() for x in ex
                   if x is not None and len(x) < EXAMPLES}
     if open_lists:
-        for key, one_id in zip(keys, ids):
+        for key, ses in zip(repeat(next(iter(groups))) if keys is None else keys, sess):
+            one_id = session_id(pk, ses)
             for examples in examples_of[key]:
                 if examples is not None and len(examples) < EXAMPLES \
                         and one_id not in examples:
                     examples.append(one_id)
             if all(len(x) >= EXAMPLES for x in open_lists.values()):
                 break
-    shared = list(map(row_of.__getitem__, keys))
-    results = list(map(itemgetter(2), shared))
+    if keys is None:  # one group: its row's values repeated
+        shared_cols = [[v] * m for v in row_of[next(iter(groups))]]
+    else:
+        shared = list(map(row_of.__getitem__, keys))
+        shared_cols = [list(map(itemgetter(j), shared)) for j in range(_SHARED)]
+    results = shared_cols[2]
     # Which trees are kept: the novel first session of a group as an exemplar; failed ones
     # up to the cap, counted in frame order (the order sessions end); the rest as recent.
     kept = [RECENT] * m
@@ -166,28 +208,32 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
                 ing.failed_kept += 1
                 n_failed += 1
     ing._recent_since_prune += m - n_novel - n_failed
-    thread_col = _thread_column(proc.threads, starts, sess, _gather(thrs, sel))
-    name_col = list(map(itemgetter(0), shared))
+    thread_col = _thread_column(proc.threads, starts, sess, take(thrs))
+    name_col = shared_cols[0]
     if names:
         for j, ses in enumerate(sess):
             if ses in names:
                 name_col[j] = names[ses]
     shift = wall_offset(proc.anchor)
-    t0 = list(map(add, _gather(t0s, sel), repeat(shift)))
-    t1 = list(map(add, _gather(t1s, sel), repeat(shift)))
+    t0 = list(map(add, take(t0s), repeat(shift)))
+    t1 = list(map(add, take(t1s), repeat(shift)))
+    durations = take(durs)  # as the decoder made them: t1 - t0
     held = ing.held
     sid = held.next_sid(ing.store)
     sids = range(sid, sid + m)
+    # The ids (``<pk>-<number>``) are left to the store where every number makes one: a
+    # compact store keeps the number only.
+    numbered = min(sess) >= 0
+    ids = None if numbered else session_ids(pk, sess)
     held.add_columns((
-        sids, ids, [ing.run_id] * m, name_col, list(map(itemgetter(1), shared)),
-        [proc.pid] * m, [pk] * m, thread_col, results, [1] * m, t0, t1,
-        list(map(sub, t1, t0)), [1] * m, list(map(itemgetter(3), shared)),
-        list(map(itemgetter(4), shared)), kept, list(map(itemgetter(5), shared)),
-        list(map(itemgetter(6), shared))), chunk)
+        sids, ids, [ing.run_id] * m, name_col, shared_cols[1], [proc.pid] * m, [pk] * m,
+        thread_col, results, [1] * m, t0, t1, durations, [1] * m, shared_cols[3],
+        shared_cols[4], kept, shared_cols[5], shared_cols[6]), chunk,
+        sess if numbered else [None] * m)
     proc.done.update(zip(sess, sids))
     proc.trim_done()
     if ing.finished_sink is not None:
-        ing._finished.extend(ids)
+        ing._finished.extend(ids if ids is not None else session_ids(pk, sess))
 
 
 def _thread_column(threads: dict[int, str], starts: list[Any], sess: list[int],
@@ -195,7 +241,11 @@ def _thread_column(threads: dict[int, str], starts: list[Any], sess: list[int],
     """Each picked session's thread: its start's name, else the name known for the start's
     thread or the record's, else the record's thread id."""
     if min(map(len, starts)) > 4:  # every start names its thread: usually one name
-        start_name = dict(zip(map(itemgetter(0), starts), map(itemgetter(4), starts)))
+        start_names = list(map(itemgetter(4), starts))
+        first = start_names[0]
+        if type(first) is str and first and start_names.count(first) == len(start_names):
+            return [first] * len(sess)  # the picked sessions are among the starts
+        start_name = dict(zip(map(itemgetter(0), starts), start_names))
         col = list(map(start_name.__getitem__, sess))
         if all(type(v) is str and v for v in set(col)):
             return col
@@ -215,6 +265,7 @@ def _thread_column(threads: dict[int, str], starts: list[Any], sess: list[int],
 
 
 _SID, _KEPT = 0, 16  # places of the row id and tree_kept in a sessions row
+_SHARED = 7  # values a group's sessions share in their rows (store_singles' row_of)
 
 
 class Held:
@@ -229,20 +280,21 @@ class Held:
     marked row by row: the sessions of a drain (a program that made hundreds of thousands
     of them before the sidecar caught up) are written once.
 
-    Rows are held column by column (a list per column of the ``sessions`` table), so
-    marking a row pruned is one store into the ``tree_kept`` column, and the row tuples are
+    Rows are held column by column, a block (a list per column of the ``sessions`` table)
+    per frame as it was made: marking a row pruned is one store into its block's
+    ``tree_kept`` column, no column is copied into a longer one, and the row tuples are
     only made as the store's insert reads them."""
 
     def __init__(self) -> None:
-        self.cols: list[list[Any]] = [[] for _ in range(_COLUMNS)]
-        self._chunks: list[tuple[int, int, int]] = []  # chunk, first row, end row
+        self._blocks: list[_Block] = []
+        self._rows = 0
         self._next = 0  # the next free row id while rows are held
 
     def __bool__(self) -> bool:
-        return bool(self.cols[_SID])
+        return self._rows > 0
 
     def __len__(self) -> int:
-        return len(self.cols[_SID])
+        return self._rows
 
     def next_sid(self, store: Store) -> int:
         return self._next if self else store.next_session_rowid()
@@ -264,49 +316,73 @@ class Held:
         rows = list(rows)
         if rows:
             self.add_columns(tuple(map(list, zip(*rows))), chunk)
-        else:
-            self._chunks.append((chunk, len(self), len(self)))
 
-    def add_columns(self, cols: Sequence[Sequence[Any]], chunk: int) -> None:
+    def add_columns(self, cols: Sequence[Sequence[Any] | None], chunk: int,
+                    numbers: Sequence[int | None] | None = None) -> None:
         """Rows given column by column (equally long, in the ``sessions`` table's column
-        order) of sessions in ``chunk``."""
-        lo = len(self)
-        for held, col in zip(self.cols, cols, strict=True):
-            held.extend(col)
-        if len(self) > lo:
-            self._next = self.cols[_SID][-1] + 1
-        self._chunks.append((chunk, lo, len(self)))
+        order) of sessions in ``chunk``; ``numbers``: their session numbers where the rows
+        are one-call sessions made by :func:`store_singles` (ids ``<pk>-<number>``; the ids
+        column may then be None, see ``Store.insert_session_columns``). The columns are
+        held as they are (the ``tree_kept`` one must be a list of its own)."""
+        if len(cols) != _COLUMNS or len({len(c) for c in cols if c is not None}) != 1 \
+                or (cols[1] is None and (numbers is None or None in numbers)):
+            raise ValueError("held session rows need every column, equally long")
+        block = _Block(list(cols), numbers, chunk)
+        sids, kept = block.cols[_SID], block.cols[_KEPT]
+        if not sids:
+            return
+        if type(kept) is not list:
+            block.cols[_KEPT] = list(kept)
+        self._blocks.append(block)
+        self._rows += len(sids)
+        self._next = sids[-1] + 1
 
     def flush(self, store: Store, recent: int) -> int:
         """Write the held rows and their links; returns how many were written pruned."""
         if not self:
             return 0
-        cols, chunks = self.cols, self._chunks
-        kept, sids = cols[_KEPT], cols[_SID]
-        over = kept.count(RECENT) - recent
-        if over > 0:  # the oldest held recent rows, in row order
+        blocks = self._blocks
+        over = sum(b.cols[_KEPT].count(RECENT) for b in blocks) - recent
+        for b in blocks:  # the oldest held recent rows, in row order
+            if over <= 0:
+                break
+            kept = b.cols[_KEPT]
             at = list(compress(range(len(kept)), map(RECENT.__eq__, kept)))[:over]
             for j in at:
                 kept[j] = PRUNED
-        store.insert_session_columns(cols)
-        pruned = kept.count(PRUNED)  # held rows are pruned only here (a retried flush too)
+            over -= len(at)
+        pruned = 0
         touched = []
         links: list[tuple[int, int, int]] = []
-        for chunk, lo, hi in chunks:
-            if pruned and PRUNED in kept[lo:hi]:
-                touched.append(chunk)
-                links += zip(compress(sids[lo:hi], map(PRUNED.__ne__, kept[lo:hi])),
-                             repeat(chunk), repeat(1))
+        for b in blocks:
+            store.insert_session_columns(b.cols, b.numbers)
+            kept, sids = b.cols[_KEPT], b.cols[_SID]
+            n_pruned = kept.count(PRUNED)  # held rows are pruned only here (a retry too)
+            pruned += n_pruned
+            if n_pruned:
+                touched.append(b.chunk)
+                links += zip(compress(sids, map(PRUNED.__ne__, kept)), repeat(b.chunk),
+                             repeat(1))
             else:
-                links += zip(sids[lo:hi], repeat(chunk), repeat(1))
+                links += zip(sids, repeat(b.chunk), repeat(1))
         store.link_chunks(links)
         if touched:  # as pruning leaves them: gone when unlinked, else compacted
-            store.release_chunks(touched)
+            store.release_chunks(list(dict.fromkeys(touched)))
         # Let go only once written: a write that failed (and was rolled back) is tried
         # again with the transaction's next flush.
-        self.cols = [[] for _ in range(_COLUMNS)]
-        self._chunks = []
+        self._blocks = []
+        self._rows = 0
         return pruned
+
+
+@dataclass
+class _Block:
+    """Held rows of one frame: the ``sessions`` table's columns, the session numbers of
+    one-call sessions (see :meth:`Held.add_columns`) and the frame's chunk."""
+
+    cols: list[Any]  # the ids column may be None (see Held.add_columns)
+    numbers: Sequence[int | None] | None
+    chunk: int
 
 
 _COLUMNS = 19  # columns of a sessions row

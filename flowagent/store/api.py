@@ -506,9 +506,12 @@ class Store(Protocol):
         started_ns, ended_ns, duration_ns, calls, errors, variant, tree_kept, fids, raised)
         with ``fids`` and ``raised`` already in their stored text form."""
         ...
-    def insert_session_columns(self, cols: Sequence[Sequence[Any]]) -> None:
+    def insert_session_columns(self, cols: Sequence[Sequence[Any]],
+                               singles: Sequence[int | None] | None = None) -> None:
         """As :meth:`insert_session_rows`, the rows given column by column (a store may
-        keep one-call sessions in a form of its own)."""
+        keep one-call sessions in a form of its own). ``singles``: each row's session
+        number where the writer made it a one-call session (id ``<pk>-<number>``, complete,
+        one call), else None; where it numbers every row, the ids column may be None."""
         ...
     def open_sessions(self, run_id: str, pk: str) -> list[OpenSession]: ...
     def session_chunk_data(self, rowid: int) -> Iterator[bytes]:

@@ -186,6 +186,17 @@ _SES_FIELD = CALL_FIELDS.index("ses")
 _WRITER_CACHE_KIB = 32 * 1024
 
 
+def _with_ids(cols: Sequence[Sequence[Any]], numbers: Sequence[int | None] | None
+              ) -> Sequence[Sequence[Any]]:
+    """``cols`` with its ids column made (``<pk>-<number>`` of each row) where the writer
+    left it None (see :meth:`SQLiteStore.insert_session_columns`)."""
+    if cols[1] is not None:
+        return cols
+    if numbers is None or None in numbers:
+        raise StoreError("session rows without ids need every row's number")
+    return [cols[0], list(map("{}-{}".format, cols[6], numbers)), *cols[2:]]
+
+
 def _live(tree_kept: int) -> str:
     """The term that lets a query of sessions kept for ``tree_kept`` use the index of kept
     sessions (``sessions_kept_live``, which holds only rows with tree_kept!=0)."""
@@ -629,20 +640,30 @@ class SQLiteStore:
             self.db.execute(f"INSERT INTO main.sessions {_SINGLE_ROW} WHERE x.sid=?", (row[0],))
             self.db.execute("DELETE FROM single_sessions WHERE sid=?", (row[0],))
 
-    def insert_session_columns(self, cols: Sequence[Sequence[Any]]) -> None:
+    def insert_session_columns(self, cols: Sequence[Sequence[Any]],
+                               singles: Sequence[int | None] | None = None) -> None:
         """As :meth:`insert_session_rows`, the rows given column by column. Sessions of one
         finished call whose id is their process's key and number go to the compact tables
         (_SINGLES), a kind per distinct set of shared values; any other row to
-        ``sessions``."""
+        ``sessions``. ``singles``, where the writer knows them: each row's session number
+        when the row is such a session by construction (id ``<pk>-<number>``, complete, one
+        call, its duration its end minus its start), else None; it spares reading that back
+        from the row's text. The ids column may be None where ``singles`` numbers every row:
+        each id is then ``<pk>-<number>``, made only if the row is stored as text."""
         if not self._singles or not cols[0]:
-            self.insert_session_rows(zip(*cols))
+            self.insert_session_rows(zip(*_with_ids(cols, singles)))
             return
-        ids, pks, m = cols[1], cols[6], len(cols[0])
+        pks, m = cols[6], len(cols[0])
         runs = sorted(set(cols[2]), key=str)
         marks = ",".join("?" * len(runs))
         linked = {r[0] for r in self.db.execute(
             f"SELECT session_id FROM session_links WHERE run_id IN ({marks}) UNION "
             f"SELECT parent_session FROM session_links WHERE run_id IN ({marks})", runs * 2)}
+        if singles is not None and len(singles) == m and None not in singles:
+            self._insert_singles(cols, cast(list[int], list(singles)), linked)
+            return
+        cols = _with_ids(cols, singles)
+        ids = cols[1]
         # Column at a time, with C-level builtins: a drain writes hundreds of thousands.
         if pks.count(pks[0]) == m and type(pks[0]) is str:  # one process: ids share a prefix
             prefix = f"{pks[0]}-"
@@ -662,7 +683,26 @@ class SQLiteStore:
             [int(n) if ok else -1 for n, ok in zip(numbers, fit)]
         if list(map(str, ints)) != numbers:  # leading zeros: not the id the number gives
             fit = list(map(eq, map(str, ints), numbers))
-        if not all(fit):
+        self._insert_fit(cols, ints, fit)
+
+    def _insert_singles(self, cols: Sequence[Sequence[Any]], ints: list[int],
+                        linked: set[str]) -> None:
+        """Rows that are one-call sessions numbered ``ints`` by construction; linked ones
+        stay rows of the table (see lineage.LINKED)."""
+        fit = None
+        if linked:
+            cols = _with_ids(cols, ints)
+            if not linked.isdisjoint(cols[1]):
+                fit = list(map(not_, map(linked.__contains__, cols[1])))
+        self._insert_fit(cols, ints, fit)
+
+    def _insert_fit(self, cols: Sequence[Sequence[Any]], ints: list[int],
+                    fit: list[bool] | None) -> None:
+        """The rows ``fit`` marks (all where None) as one-call sessions numbered ``ints``,
+        the others to the ``sessions`` table."""
+        m = len(ints)
+        if fit is not None and not all(fit):
+            cols = _with_ids(cols, ints)
             self.insert_session_rows(zip(*(compress(c, map(not_, fit)) for c in cols)))
             cols = [list(compress(c, fit)) for c in cols]
             ints = list(compress(ints, fit))
@@ -677,7 +717,7 @@ class SQLiteStore:
         kinds: dict[tuple[Any, ...], Any] = dict.fromkeys(keys)
         if len(kinds) > 64 and len(kinds) * 2 > m:
             # hardly shared (a name per session): the kinds would cost more than rows
-            self.insert_session_rows(zip(*cols))
+            self.insert_session_rows(zip(*_with_ids(cols, ints)))
             return
         where = " AND ".join(f"{c} IS ?" for c in _KIND)
         first = dict(zip(keys, range(m)))
@@ -1202,7 +1242,17 @@ class SQLiteStore:
         row = self.db.execute(
             "SELECT COUNT(*), COALESCE(SUM(calls),0), COALESCE(SUM(errors),0), "
             "COALESCE(SUM(result IS NULL),0), COALESCE(SUM(complete=0 AND result IS NOT NULL),0) "
-            "FROM sessions WHERE run_id=?", (run_id,)).fetchone()
+            f"FROM {self._table} WHERE run_id=?", (run_id,)).fetchone()
+        if self._singles:
+            # One-call sessions (complete, one call each) counted from their narrow rows
+            # joined to their kinds: the view would build each row's text first (the end of
+            # a run of hundreds of thousands spent longer on that than on storing them).
+            single = self.db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(k.errors),0), COALESCE(SUM(k.result IS NULL),0) "
+                "FROM main.single_sessions x JOIN main.session_kinds k ON k.gid=x.gid "
+                "WHERE k.run_id=?", (run_id,)).fetchone()
+            row = (row[0] + single[0], row[1] + single[0], row[2] + single[1],
+                   row[3] + single[2], row[4])
         # The sessions of child processes are parts of others, not counted as sessions
         # (lineage.LINKED): counted from the links, not with a lookup per session row (a
         # run can hold hundreds of thousands).

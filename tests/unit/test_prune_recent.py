@@ -125,11 +125,11 @@ def test_a_held_flush_that_failed_is_written_whole_by_the_next(tmp_path):
     real = store.insert_session_columns
     calls = []
 
-    def fails_once(cols):
+    def fails_once(cols, *singles):
         calls.append(len(cols[0]))
         if len(calls) == 1:
             raise OSError("disk full")
-        real(cols)
+        real(cols, *singles)
 
     store.insert_session_columns = fails_once
     with pytest.raises(OSError):
