@@ -123,6 +123,11 @@ class Finder:
         from .integrations.imports import session_loader
 
         session_loader(loader, fullname)
+        # A selected module: the program is about to record, and it imports right now (the
+        # main thread's import being the safe point for the batch codec's own).
+        from .transport import prepare_encoder
+
+        prepare_encoder()
         return spec
 
     def _find_below(self, fullname: str, path: Any, target: Any) -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import _clean_env, flowagent_cmd, write_files
+from helpers import _clean_env, flowagent_cmd, record, write_files
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +40,8 @@ def test_a_program_recording_nothing_loads_no_instrumenter(tmp_path: Path) -> No
     loaded = set(out.read_text().split())
     assert "flowagent.agent.recorder" in loaded  # it was recorded
     assert not loaded & _AGENT_NEVER_AT_START, sorted(loaded & _AGENT_NEVER_AT_START)
+    # Nothing to record, nothing to send: the batch codec never loads.
+    assert not loaded & {"msgpack", "zstandard"}, sorted(loaded & {"msgpack", "zstandard"})
 
 
 def test_the_sidecar_stores_a_run_without_argparse_hashlib_or_the_redactor(
@@ -64,3 +66,35 @@ def test_the_sidecar_stores_a_run_without_argparse_hashlib_or_the_redactor(
                  "flowagent.sidecar.aggregate", "dataclasses", "inspect", "zstandard",
                  "msgpack"):
         assert name not in loaded, f"the sidecar imports {name}"
+
+
+_CODEC_AT_START = """
+import sys
+
+def work(x):
+    return x + 1
+
+print(sorted(m for m in ("msgpack", "zstandard") if m in sys.modules))
+work(1)
+"""
+
+
+@pytest.mark.parametrize("backend", ["wrap", "profile"])
+def test_the_batch_codec_loads_before_a_script_with_functions_runs(
+        tmp_path: Path, backend: str) -> None:
+    # wrap swaps the script's function bodies just before it runs: the codec loads there,
+    # in the main thread. profile sees the script's code only as it runs: its batches go
+    # out plain (no import), and are stored all the same.
+    rec = record(_CODEC_AT_START, tmp_path, backend=backend)
+    loaded = ["msgpack", "zstandard"] if backend == "wrap" else []
+    assert rec.stdout == f"{loaded}\n"
+    assert [c["function_name"] for c in rec.calls("work")] == ["__main__:work"]
+
+
+def test_a_selected_module_imported_loads_the_batch_codec(tmp_path: Path) -> None:
+    rec = record("import sys\nimport mine\n"
+                 "print(sorted(m for m in ('msgpack', 'zstandard') if m in sys.modules))\n"
+                 "mine.work(1)\n", tmp_path, backend="profile",
+                 extra_files={"mine.py": "def work(x):\n    return x + 1\n"})
+    assert rec.stdout == "['msgpack', 'zstandard']\n"
+    assert [c["function_name"] for c in rec.calls("work")] == ["mine:work"]
