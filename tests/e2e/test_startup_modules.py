@@ -98,3 +98,63 @@ def test_a_selected_module_imported_loads_the_batch_codec(tmp_path: Path) -> Non
                  extra_files={"mine.py": "def work(x):\n    return x + 1\n"})
     assert rec.stdout == "['msgpack', 'zstandard']\n"
     assert [c["function_name"] for c in rec.calls("work")] == ["mine:work"]
+
+
+def _loaded_by(code: str, cwd: Path) -> set[str]:
+    """Modules ``python -c CODE`` loads beyond what ``python -c pass`` does."""
+    def imported(source: str) -> set[str]:
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-c", source], cwd=cwd,
+                              env=_clean_env({"FLOWAGENT_ENABLED": "0"}),
+                              capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+        return {line.rpartition("|")[2].strip() for line in proc.stderr.decode().splitlines()
+                if line.startswith("import time:") and "|" in line}
+
+    return imported(code) - imported("pass")
+
+
+def test_the_launcher_reads_its_config_and_names_its_service_without_typing_or_re(
+        tmp_path: Path) -> None:
+    # What `flowagent run` does before it can start the sidecar: every module loaded here
+    # delays the sidecar, whose life is a short run's critical path.
+    loaded = _loaded_by(
+        "import os\n"
+        "from flowagent.config import load_config\n"
+        "from flowagent.service import default_service\n"
+        "cfg = load_config(os.getcwd(), {}, {'include': ['app.*']})\n"
+        "assert default_service('script', 'my app.py') == 'my-app'\n", tmp_path)
+    assert "flowagent.config" in loaded
+    assert not loaded & {"typing", "re", "dataclasses", "pathlib"}, sorted(
+        loaded & {"typing", "re", "dataclasses", "pathlib"})
+
+
+def test_a_record_declared_without_typing_is_typings_named_tuple() -> None:
+    from typing import NamedTuple as TypingNamedTuple
+
+    from flowagent.record import NamedTuple
+
+    class Light(NamedTuple):
+        """A record."""
+
+        name: str
+        size: int = 3
+        tags: tuple[str, ...] = ()
+
+    class Typed(TypingNamedTuple):
+        """A record."""
+
+        name: str
+        size: int = 3
+        tags: tuple[str, ...] = ()
+
+    for cls in (Light, Typed):
+        r = cls("a")
+        assert (r, r.size, r._asdict(), r._replace(size=4)) == (
+            ("a", 3, ()), 3, {"name": "a", "size": 3, "tags": ()}, ("a", 4, ()))
+        assert cls._fields == ("name", "size", "tags")
+        assert cls._field_defaults == {"size": 3, "tags": ()}
+        assert cls.__doc__ == "A record."
+        assert list(cls.__annotations__) == ["name", "size", "tags"]
+        assert cls.__qualname__.endswith(".<locals>." + cls.__name__)
+        with pytest.raises(TypeError):
+            cls()  # the field without a default
