@@ -27,7 +27,7 @@ import sys
 from types import CodeType
 from typing import Any, Callable
 
-from . import audit, recorder
+from . import audit, recorder, runstate
 from .helpernames import OPENERS
 from .guard import program_exception
 
@@ -70,10 +70,10 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             return
         if _instrument_in_place(code, path):
             # The script defines something to record, and has not started: the batch
-            # codec loads now, in the main thread (see transport.prepare_encoder).
-            from .transport import prepare_encoder
-
-            prepare_encoder()
+            # codec loads now, in the main thread (see Transport.prepare_encoder).
+            transport = runstate.transport
+            if transport is not None:
+                transport.prepare_encoder()
     except Exception as exc:
         if type(exc) is not RecursionError and program_exception(exc):
             raise

@@ -402,6 +402,14 @@ class Transport:
             # The definitions in a dropped batch were never seen: send them again.
             recorder.unsend_definitions(fns, strs)
 
+    def prepare_encoder(self) -> None:
+        """Called where the program is about to record and imports anyway (the import hook,
+        the main-script hook): load msgpack and zstandard for the batches if this is a safe
+        point (see "the batch codec" below). Reached through ``runstate.transport``, so the
+        hooks do not import this module."""
+        if self.encoder is None:
+            _load_codec(self)
+
     def close(self) -> None:
         """Final flush at exit (bounded: encoding what is buffered, one non-blocking write)."""
         if self.closed or os.getpid() != self.pid:
@@ -446,26 +454,18 @@ _codec_loaded = False
 _PLAIN = PlainEncoder()
 
 
-def prepare_encoder() -> None:
-    """Load the batch codec now if this is a safe point for it (see above): the main thread,
-    recording started, the program not ending. Never raises."""
+def _load_codec(transport: Transport) -> None:
+    """:meth:`Transport.prepare_encoder`: load the batch codec now if this is a safe point
+    for it (see above): the main thread, the program not ending. Never raises."""
     global _codec_loaded
-    transport = _transport()
-    if (transport is None or transport.encoder is not None
-            or _native_get_ident() != transport.main_ident or os.getpid() != transport.pid
-            or _ending()):
+    if (transport.encoder is not None or _native_get_ident() != transport.main_ident
+            or os.getpid() != transport.pid or _ending()):
         return
     try:
         transport.encoder = Encoder()
         _codec_loaded = True
     except Exception:  # noqa: BLE001 - without the packages: batches stay plain
         recorder.S.agent_errors += 1
-
-
-def _transport() -> Transport | None:
-    from .runstate import transport
-
-    return transport
 
 
 def _ending() -> bool:

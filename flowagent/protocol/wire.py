@@ -164,9 +164,9 @@ class PlainEncoder:
     the sidecar's :class:`Decoder` reads as any other frame.
 
     The agent sends with it until the program has reached a point where importing msgpack
-    and zstandard is safe (see ``flowagent.agent.transport.prepare_encoder``): a process
-    that records nothing never loads them, and the batches of a process ending before such
-    a point (its last one at exit) are sent without an import at exit, which would change
+    and zstandard is safe (see ``Transport.prepare_encoder`` in ``flowagent.agent``): a
+    process that records nothing never loads them, and the batches of a process ending
+    before such a point (its last one at exit) are sent without an import at exit, which would change
     how the program ends (CPython forgets that an unhandled KeyboardInterrupt must end the
     process by SIGINT when a string is ``eval``-ed after it, as the named tuples of both
     packages' imports do, from any thread). Not compressed: it carries what a short
