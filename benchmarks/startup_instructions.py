@@ -11,7 +11,12 @@ after one run without valgrind that writes the bytecode caches:
 * ``program_agent``: ``python pass.py`` with the environment ``flowagent run`` gives its
   program (the agent's bootstrap inside the program, no launcher, no sidecar);
 * ``sidecar``: ``python -m flowagent.sidecar --once`` storing an empty run into an existing
-  store (its interpreter, its imports, the store opened, the run's rows, the end of run).
+  store (its interpreter, its imports, the store opened, the run's rows, the end of run);
+* ``launcher``: ``python -m flowagent run pass.py``, the launcher's own process only (the
+  sidecar and the program it starts run without valgrind), and ``launcher_until_program``:
+  what it executed before it started the program, read where it forks the process-group
+  holder (a forked child's count starts from its parent's), which it does right before the
+  program when it runs without a terminal, as here.
 
 The switched-off launcher is not counted: valgrind loses a process's count when it ``exec``s
 (``startup.py``'s ``disabled_over_floor`` is its measure).
@@ -59,6 +64,26 @@ def _count(argv: list[str], env: dict[str, str], cwd: str,
     return round(int(found.group(1).replace(b",", b"")) / 1e6, 1)
 
 
+def _launcher(argv: list[str], env: dict[str, str], cwd: str) -> tuple[float, float]:
+    """Millions of instructions of the launcher process ``argv``: its own count, and the
+    count of the process-group holder it forks right before the program (a forked child's
+    count starts from its parent's at the fork), 0 if it forked none."""
+    subprocess.run(argv, env=env, cwd=cwd, capture_output=True, timeout=300)
+    # Without a terminal and not leading its process group (a shell's command, as in CI):
+    # the launcher then forks the holder of the program's own group.
+    shell = 'valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null "$@"'
+    proc = subprocess.run(["sh", "-c", shell + "; exit $?", "sh", *argv], env=env, cwd=cwd,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          start_new_session=True, timeout=1200)
+    counts = sorted(int(n.replace(b",", b"")) / 1e6 for n in
+                    re.findall(rb"==\d+==\s+I\s+refs:\s+([\d,]+)", proc.stderr))
+    if proc.returncode != 0 or not counts:
+        raise RuntimeError(f"{argv} failed ({proc.returncode}): "
+                           f"{proc.stderr.decode()[-2000:]}")
+    # The launcher outlives (and out-counts) every child it forked.
+    return round(counts[-1], 1), round(counts[0], 1) if len(counts) > 1 else 0.0
+
+
 def _program_env(tmp: str) -> dict[str, str]:
     """The environment ``flowagent run`` gives its program (startup.py's, from a real run),
     with fixed hash seeds."""
@@ -100,10 +125,15 @@ def main() -> None:
             counts["sidecar" + suffix] = _count(sidecar("counted"),
                                                 _env(FLOWAGENT_ENABLED="0", **path), tmp,
                                                 warm=sidecar("warm"))
+            own, until = _launcher([PY, "-m", "flowagent", "run", "--data-dir",
+                                    os.path.join(tmp, "data" + suffix), script],
+                                   _env(**path), tmp)
+            counts["launcher" + suffix] = own
+            counts["launcher_until_program" + suffix] = until
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     over = {k: round(v - counts["plain"], 1) for k, v in counts.items()
-            if k.startswith(("program_agent", "sidecar"))}
+            if k.startswith(("program_agent", "sidecar", "launcher"))}
     print(json.dumps({"million_instructions": counts, "over_plain": over}))
 
 

@@ -56,16 +56,17 @@ so it imports the standard library only, and ``tomllib``/``difflib`` only when n
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Mapping
-from typing import NamedTuple
 
 from flowagent.errors import ConfigError
 from flowagent.protocol.env import FALSE_WORDS, TRUE_WORDS
+from flowagent.record import NamedTuple  # typing's, for type checkers; no typing at run time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pathlib import Path  # not at run time: every `flowagent run` reads the config first
+    # Not at run time: every `flowagent run` reads the config before it starts the sidecar
+    # (re loads only for a value that needs it: a size string, a service name).
+    from collections.abc import Mapping
+    from pathlib import Path
     from typing import Any
 
 __all__ = [
@@ -162,8 +163,8 @@ _EXPECTED = {
 }
 _SIZE_UNITS = {"": 1, "b": 1, "k": KiB, "kb": KiB, "kib": KiB, "m": MiB, "mb": MiB, "mib": MiB,
                "g": GiB, "gb": GiB, "gib": GiB}
-_SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)")
+_SERVICE_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+_SIZE_RE = r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)"
 
 
 def describe_keys() -> list[tuple[str, str, str, str]]:
@@ -251,6 +252,8 @@ def validate_glob(pattern: str, where: str) -> str:
     if not isinstance(pattern, str) or not pattern:
         raise bad("patterns must be non-empty strings such as 'shop' or 'shop.*'")
     if "/" in pattern or "\\" in pattern or pattern.endswith(".py"):
+        import re
+
         guess = re.sub(r"\.py$", "", pattern.replace("\\", "/")).replace("/__init__", "")
         guess = ".".join(part for part in guess.split("/") if part not in ("", "."))
         raise bad(f"module globs use dots, not paths: did you mean {guess!r}?")
@@ -408,7 +411,9 @@ def _check(key: str, value: Any, where: str, base: str) -> Any:
     if kind == "service":
         if not isinstance(value, str):
             raise wrong()
-        if value and not _SERVICE_RE.fullmatch(value):
+        import re
+
+        if value and not re.fullmatch(_SERVICE_RE, value):
             raise ConfigError(f"{where}: a service name is 1 to 64 letters, digits, '.', '_' "
                               f"or '-' (it prefixes the service's functions), got {value!r}")
         return value
@@ -475,7 +480,9 @@ def _check_store(value: Any, where: str, base: str, wrong: Any) -> str:
 
 
 def _parse_size(text: str, where: str) -> int:
-    match = _SIZE_RE.fullmatch(text.strip())
+    import re
+
+    match = re.fullmatch(_SIZE_RE, text.strip())
     if not match or match.group(2).lower() not in _SIZE_UNITS:
         raise ConfigError(f"{where}: expected a size such as 65536, \"512KiB\", \"8MiB\" or "
                           f"\"4M\" (units B, K/KiB, M/MiB, G/GiB), got {text!r}")

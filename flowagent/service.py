@@ -14,15 +14,25 @@ Readers that put several services side by side prefix each function with its ser
 from __future__ import annotations
 
 import os
-import re
-from typing import Any
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+TYPE_CHECKING = False  # `flowagent run` names its service before the sidecar starts: no
+if TYPE_CHECKING:      # typing, no re on that path
+    from typing import Any
+
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 MAX_LEN = 64
 
 
 def _clean(name: str) -> str:
-    name = _UNSAFE.sub("-", name).strip("-.") or "program"
+    """Every run of characters other than ASCII letters, digits, ``.``, ``_`` and ``-``
+    becomes one ``-``; leading and trailing ``-`` and ``.`` go."""
+    out: list[str] = []
+    for ch in name:
+        if ch in _SAFE:
+            out.append(ch)
+        elif not out or out[-1] != "\0":
+            out.append("\0")  # a run of unsafe characters, as one
+    name = "".join(out).replace("\0", "-").strip("-.") or "program"
     return name[:MAX_LEN]
 
 
@@ -41,7 +51,7 @@ def default_service(kind: str, name: str, args: tuple[str, ...] | list[str] = ()
     if kind == "script":
         return _clean(_script(name))
     base = os.path.basename(name)
-    if re.fullmatch(r"python[0-9.]*", base) and args:
+    if base.startswith("python") and not base[6:].strip("0123456789.") and args:
         # `-- python app.py` / `-- python -m pkg`: the program is the script or module.
         rest = list(args)
         while rest and rest[0].startswith("-") and rest[0] != "-m":

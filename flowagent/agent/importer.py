@@ -13,7 +13,7 @@ import threading
 from types import ModuleType
 from typing import Any, Callable
 
-from . import codecache, recorder
+from . import codecache, recorder, runstate
 from .select import Selector
 from .guard import program_exception
 
@@ -123,6 +123,11 @@ class Finder:
         from .integrations.imports import session_loader
 
         session_loader(loader, fullname)
+        # A selected module: the program is about to record, and it imports right now (the
+        # main thread's import being the safe point for the batch codec's own).
+        transport = runstate.transport
+        if transport is not None:
+            transport.prepare_encoder()
         return spec
 
     def _find_below(self, fullname: str, path: Any, target: Any) -> Any:

@@ -27,7 +27,7 @@ import sys
 from types import CodeType
 from typing import Any, Callable
 
-from . import audit, recorder
+from . import audit, recorder, runstate
 from .helpernames import OPENERS
 from .guard import program_exception
 
@@ -68,7 +68,12 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             return
         if _instrumented(code):
             return
-        _instrument_in_place(code, path)
+        if _instrument_in_place(code, path):
+            # The script defines something to record, and has not started: the batch
+            # codec loads now, in the main thread (see Transport.prepare_encoder).
+            transport = runstate.transport
+            if transport is not None:
+                transport.prepare_encoder()
     except Exception as exc:
         if type(exc) is not RecursionError and program_exception(exc):
             raise
@@ -84,21 +89,23 @@ def _instrumented(code: CodeType) -> bool:
     return False
 
 
-def _instrument_in_place(code: CodeType, path: str) -> None:
+def _instrument_in_place(code: CodeType, path: str) -> int:
+    """How many of the script's function or class bodies were swapped for their twins."""
     from .codecache import instrumented_code
 
     with open(path, "rb") as f:
         source = f.read()
     twin, _ = instrumented_code(source, path, "__main__", _nested, main=True)
-    _swap(code, twin)
+    return _swap(code, twin)
 
 
-def _swap(code: CodeType, twin: CodeType) -> None:
+def _swap(code: CodeType, twin: CodeType) -> int:
     """Each function or class body constant of ``code`` replaced by its twin in ``twin``
     (matched by name and first line, in order: two lambdas can share a line); the bodies'
     own constants come with the twin. Code the rewrite left alone (a lambda, a
-    comprehension) keeps its original."""
+    comprehension) keeps its original. Returns how many were replaced."""
     assert _set_const is not None
+    swapped = 0
     theirs: dict[tuple[str, int], list[CodeType]] = {}
     for c in twin.co_consts:
         if type(c) is CodeType:
@@ -113,6 +120,8 @@ def _swap(code: CodeType, twin: CodeType) -> None:
         if (any(h in t.co_names for h in OPENERS) or _instrumented(t)) \
                 and _compatible(c, t):
             _set_const(code, i, t)
+            swapped += 1
+    return swapped
 
 
 def _compatible(a: CodeType, b: CodeType) -> bool:

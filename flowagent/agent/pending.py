@@ -28,7 +28,7 @@ that a burst grew is shrunk again when it is emptied, so the peak is not kept.
 from __future__ import annotations
 
 import mmap
-import platform
+import os
 import struct
 import sys
 from array import array
@@ -48,7 +48,9 @@ _SHRINK = 1 << 16  # a drained mapping larger than this many records is shrunk t
 # same on the architectures listed; elsewhere the mappings are copied by a fork like any
 # memory (slower forks, the same records).
 _WIPEONFORK: int | None = getattr(mmap, "MADV_WIPEONFORK", None)
-if _WIPEONFORK is None and sys.platform.startswith("linux") and platform.machine() in (
+# (os.uname().machine is platform.machine(), without platform, which every recorded
+# process would load for it.)
+if _WIPEONFORK is None and sys.platform.startswith("linux") and os.uname().machine in (
         "x86_64", "aarch64", "arm64", "i386", "i686", "armv7l", "armv8l", "ppc64le",
         "ppc64", "s390x", "riscv64", "loongarch64"):
     _WIPEONFORK = 18

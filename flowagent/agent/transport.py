@@ -35,7 +35,7 @@ from typing import Any
 from . import audit, lineage, recorder, tracecontext
 from ..protocol.ring import RingWriter
 from ..protocol.rundir import ring_name, rings_dir
-from ..protocol.wire import VERSION, Encoder
+from ..protocol.wire import VERSION, Encoder, PlainEncoder
 
 
 # Captured when the agent starts, before any monkey-patching (gevent's patch_all replaces
@@ -120,13 +120,10 @@ class Transport:
         # that records nothing (a helper `python -c`, a resource tracker) leaves no ring.
         self.ring: RingWriter | None = None
         self.control_generation = 0
-        # Encoder imports msgpack and zstandard now, not at exit: an import while the
-        # program is ending (after an unhandled KeyboardInterrupt) would clear CPython's
-        # note to die by SIGINT (3.11, 3.12: msgpack.ext and platform, which zstandard
-        # imports, make named tuples, whose eval() of a string resets the note, in any
-        # thread). Importing them with the first batch instead would spare a process that
-        # records nothing ~10 ms (they bring typing, re and datetime).
-        self.encoder = Encoder()
+        # The batch codec (msgpack, zstandard) once prepare_encoder() loaded it: until then
+        # batches go out with PlainEncoder, which imports nothing (a forked child inherits
+        # the loaded modules and makes its own encoder at once).
+        self.encoder: Encoder | None = Encoder() if _codec_loaded else None
         recorder.S.flush_now = self.flush
         self._start_flusher()
 
@@ -396,7 +393,7 @@ class Transport:
         if displaced[0]:
             # the program's own profile function displaced recording: [times, ns]
             batch["profile_displaced"] = list(displaced)
-        payload = self.encoder.encode_columns(batch, n, columns)
+        payload = (self.encoder or _PLAIN).encode_columns(batch, n, columns)
         new_drops = stats[1] - self.sent_stats[1]
         if new_drops:
             ring.count_dropped(0, new_drops)
@@ -404,6 +401,14 @@ class Transport:
         if not ring.write(self.seq, payload, n):
             # The definitions in a dropped batch were never seen: send them again.
             recorder.unsend_definitions(fns, strs)
+
+    def prepare_encoder(self) -> None:
+        """Called where the program is about to record and imports anyway (the import hook,
+        the main-script hook): load msgpack and zstandard for the batches if this is a safe
+        point (see "the batch codec" below). Reached through ``runstate.transport``, so the
+        hooks do not import this module."""
+        if self.encoder is None:
+            _load_codec(self)
 
     def close(self) -> None:
         """Final flush at exit (bounded: encoding what is buffered, one non-blocking write)."""
@@ -423,6 +428,52 @@ class Transport:
         self.closed = True
         if self.ring is not None:
             self.ring.close()
+
+
+# -- the batch codec -------------------------------------------------------------------------
+#
+# msgpack and zstandard (with the typing, re and datetime they load) are most of what the
+# agent imports, and a process that records nothing never needs them. Where they are
+# imported matters more than when:
+#
+# * never by the flusher: a thread importing holds the module's import lock, and a child
+#   forked meanwhile inherits it held by a thread it does not have (its own first import of
+#   that module would wait forever; tests/reliability/test_flusher_imports.py);
+# * never while the program is ending: importing them runs eval() on strings (their named
+#   tuples), and CPython forgets that an unhandled KeyboardInterrupt must end the process
+#   by SIGINT when any thread eval()s a string after it (the program would exit with
+#   status 1 instead), so neither at exit nor in any thread but the main one, which is the
+#   one that raises it.
+#
+# So the main thread loads them at a point where the program imports anyway and is about to
+# record: a selected module found by the import hook, or a main script with functions. Until
+# then (and in every process that records only without such a point), batches go out
+# uncompressed, packed by PlainEncoder, which imports nothing.
+
+_codec_loaded = False
+_PLAIN = PlainEncoder()
+
+
+def _load_codec(transport: Transport) -> None:
+    """:meth:`Transport.prepare_encoder`: load the batch codec now if this is a safe point
+    for it (see above): the main thread, the program not ending. Never raises."""
+    global _codec_loaded
+    if (transport.encoder is not None or _native_get_ident() != transport.main_ident
+            or os.getpid() != transport.pid or _ending()):
+        return
+    try:
+        transport.encoder = Encoder()
+        _codec_loaded = True
+    except Exception:  # noqa: BLE001 - without the packages: batches stay plain
+        recorder.S.agent_errors += 1
+
+
+def _ending() -> bool:
+    """Has the program's main thread finished (or died of an unhandled exception)?"""
+    if getattr(sys, "last_exc", None) is not None or getattr(sys, "last_value", None) \
+            is not None:
+        return True
+    return not threading.main_thread().is_alive()
 
 
 # Python 3.12+ warns when a process with more than one thread forks; 3.12 counts the

@@ -14,7 +14,8 @@ recorder's accelerator writes it straight from its packed buffer); reading it ba
 array operations, with no per-value type checks: the block is integers by construction.
 
 This module is imported in the host process; it uses only msgpack and zstandard, both
-imported lazily by :class:`Encoder` so a disabled or idle agent pays nothing for them.
+imported lazily by :class:`Encoder` so a disabled or idle agent pays nothing for them, and
+:class:`PlainEncoder` writes the same format with neither.
 """
 
 from __future__ import annotations
@@ -155,6 +156,141 @@ class Encoder:
         head = head[:-2] + _bin_header(len(data))
         c = self._zc.compressobj(size=len(head) + len(data))
         return c.compress(head) + c.compress(data) + c.flush()
+
+
+class PlainEncoder:
+    """:class:`Encoder`'s stand-in that imports nothing: the same batch as standard msgpack
+    (packed here, the types a batch holds) in a standard zstd frame of stored blocks, which
+    the sidecar's :class:`Decoder` reads as any other frame.
+
+    The agent sends with it until the program has reached a point where importing msgpack
+    and zstandard is safe (see ``Transport.prepare_encoder`` in ``flowagent.agent``): a
+    process that records nothing never loads them, and the batches of a process ending
+    before such a point (its last one at exit) are sent without an import at exit, which would change
+    how the program ends (CPython forgets that an unhandled KeyboardInterrupt must end the
+    process by SIGINT when a string is ``eval``-ed after it, as the named tuples of both
+    packages' imports do, from any thread). Not compressed: it carries what a short
+    program records, and it is not the agent's steady state."""
+
+    def encode_columns(self, batch: dict[str, Any], n: int, data: bytes) -> bytes:
+        """As :meth:`Encoder.encode_columns`."""
+        batch.pop("calls", None)
+        batch["calls"] = {"n": n, "data": b""}
+        out = bytearray()
+        _pack(batch, out)
+        if out.endswith(b"\xc4\x00"):  # the empty block, last: the real one in its place
+            del out[-2:]
+            out += _bin_header(len(data))
+            out += data
+        else:  # (a dict keeps its order: never reached)
+            batch["calls"]["data"] = data
+            out.clear()
+            _pack(batch, out)
+        return _stored_zstd_frame(bytes(out))
+
+
+def _pack(value: Any, out: bytearray) -> None:
+    """msgpack of ``value`` appended to ``out``, as ``msgpack.Packer(use_bin_type=True,
+    unicode_errors="backslashreplace")`` packs it (bytes for bytes)."""
+    t = type(value)
+    if t is int:
+        _pack_int(value, out)
+    elif t is str:
+        raw = value.encode("utf-8", "backslashreplace")
+        size = len(raw)
+        if size < 32:
+            out.append(0xA0 | size)
+        elif size < 1 << 8:
+            out += bytes((0xD9, size))
+        elif size < 1 << 16:
+            out += b"\xda" + size.to_bytes(2, "big")
+        else:
+            out += b"\xdb" + size.to_bytes(4, "big")
+        out += raw
+    elif t is list or t is tuple:
+        size = len(value)
+        if size < 16:
+            out.append(0x90 | size)
+        elif size < 1 << 16:
+            out += b"\xdc" + size.to_bytes(2, "big")
+        else:
+            out += b"\xdd" + size.to_bytes(4, "big")
+        for item in value:
+            _pack(item, out)
+    elif t is dict:
+        size = len(value)
+        if size < 16:
+            out.append(0x80 | size)
+        elif size < 1 << 16:
+            out += b"\xde" + size.to_bytes(2, "big")
+        else:
+            out += b"\xdf" + size.to_bytes(4, "big")
+        for key, item in value.items():
+            _pack(key, out)
+            _pack(item, out)
+    elif value is None:
+        out.append(0xC0)
+    elif value is True or value is False:
+        out.append(0xC3 if value else 0xC2)
+    elif t is bytes or t is bytearray or t is memoryview:
+        raw = bytes(value)
+        out += _bin_header(len(raw))
+        out += raw
+    elif t is float:
+        from struct import pack  # (a C module; no float travels in a batch today)
+
+        out += b"\xcb" + pack(">d", value)
+    elif isinstance(value, int):  # an int subclass (an IntEnum) travels as its value
+        _pack_int(int(value), out)
+    else:
+        raise TypeError(f"can not serialize {t.__name__!r} object")
+
+
+def _pack_int(value: int, out: bytearray) -> None:
+    if value >= 0:
+        if value < 0x80:
+            out.append(value)
+        elif value < 1 << 8:
+            out += bytes((0xCC, value))
+        elif value < 1 << 16:
+            out += b"\xcd" + value.to_bytes(2, "big")
+        elif value < 1 << 32:
+            out += b"\xce" + value.to_bytes(4, "big")
+        else:
+            out += b"\xcf" + value.to_bytes(8, "big")  # OverflowError past 64 bits
+    elif value >= -32:
+        out.append(value & 0xFF)
+    elif value >= -(1 << 7):
+        out += b"\xd0" + value.to_bytes(1, "big", signed=True)
+    elif value >= -(1 << 15):
+        out += b"\xd1" + value.to_bytes(2, "big", signed=True)
+    elif value >= -(1 << 31):
+        out += b"\xd2" + value.to_bytes(4, "big", signed=True)
+    else:
+        out += b"\xd3" + value.to_bytes(8, "big", signed=True)
+
+
+# zstd's frame format (RFC 8878): magic number; a header saying "single segment, 8-byte
+# content size, no checksum, no dictionary"; then blocks of at most 128 KiB, each with a
+# 3-byte header (last-block bit, block type 0 = stored as is, size).
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_ZSTD_SINGLE_SEGMENT_8_BYTE_SIZE = b"\xe0"
+_ZSTD_BLOCK = 128 * 1024
+
+
+def _stored_zstd_frame(raw: bytes) -> bytes:
+    """``raw`` as a zstd frame that any zstd decoder reads back, uncompressed."""
+    parts = [_ZSTD_MAGIC, _ZSTD_SINGLE_SEGMENT_8_BYTE_SIZE, len(raw).to_bytes(8, "little")]
+    view = memoryview(raw)
+    start = 0
+    while True:
+        block = view[start:start + _ZSTD_BLOCK]
+        start += len(block)
+        last = start >= len(raw)
+        parts.append(((len(block) << 3) | last).to_bytes(3, "little"))
+        parts.append(block.tobytes())
+        if last:
+            return b"".join(parts)
 
 
 def _bin_header(size: int) -> bytes:

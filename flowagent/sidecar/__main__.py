@@ -19,12 +19,17 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
-from ..store.api import RunEnd, RunTotals, Store, open_store, out_of_space
+from ..protocol.rundir import RING_SUFFIX, rings_dir
+from ..store.api import RECENT, RunEnd, RunTotals, Store, open_store, out_of_space
 from .pending import still_running
 from .retention import Retention
+from .totals import zero_totals
+
+if TYPE_CHECKING:
+    from .ingest import Ingestor
 
 
 def _watch_stdin(done: threading.Event, received: list[bytes]) -> None:
@@ -89,6 +94,15 @@ def _raise_soft_limits() -> None:
                 resource.setrlimit(limit, (hard, hard))
         except (OSError, ValueError):
             pass
+
+
+def _has_rings(run_dir: str) -> bool:
+    """Has any process of the run made its ring (with its first recorded batch)?"""
+    try:
+        with os.scandir(rings_dir(run_dir)) as entries:
+            return any(e.name.endswith(RING_SUFFIX) for e in entries)
+    except OSError:
+        return False
 
 
 def _watch_parent(done: threading.Event, parent: int, poll_s: float) -> None:
@@ -180,12 +194,10 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
     sys.stdout.flush()
     from .control import Control
     from .hooks import Hooks
-    from .ingest import Ingestor
     from .sampler import ProcessSampler
     from .state import StateFile
 
     hooks = Hooks(list(hook_specs))
-    ingest = Ingestor(store, run_id, run_dir, retention, hooks if hooks else None)
     control = Control(run_dir, db, run_identity(service, host)[0])  # + the service's fleet
     sender = None
     if otlp and otlp.get("endpoint"):
@@ -193,7 +205,20 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
 
         sender = SenderProcess(otlp["endpoint"], db, otlp.get("service") or "python",
                                otlp.get("host") or None)
-        ingest.finished_sink = sender.offer
+
+    def ingestor() -> Ingestor:
+        from .ingest import Ingestor
+
+        made = Ingestor(store, run_id, run_dir, retention, hooks if hooks else None)
+        if sender is not None:
+            made.finished_sink = sender.offer
+        return made
+
+    # The ingestion machinery (the decoder, session trees, aggregates: a fifth of a short
+    # run's sidecar) loads with the first ring: a run whose processes record nothing (a
+    # short script, a kill-switched child) never needs it, and the sidecar's whole life is
+    # the critical path of such a run. Resuming reloads the stored state at once.
+    ingest: Ingestor | None = ingestor() if resume or _has_rings(run_dir) else None
     sampler = ProcessSampler(store, run_id)
     state = StateFile(run_dir)
     state.set("storing")
@@ -203,10 +228,15 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
     full_episodes, full_s = 0, 0.0  # for the summary
     while not done.is_set():
         try:
-            control.apply(ingest.procs.values())
-            sampler.maybe_sample(ingest.procs.values())
-            stored = ingest.poll()
-            ingest.prune()
+            if ingest is None and _has_rings(run_dir):
+                ingest = ingestor()
+            live = ingest.procs.values() if ingest is not None else ()
+            control.apply(live)
+            sampler.maybe_sample(live)
+            stored = 0
+            if ingest is not None:
+                stored = ingest.poll()
+                ingest.prune()
         except Exception as exc:
             if not out_of_space(exc):
                 raise
@@ -228,14 +258,12 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
                 done.wait(min(FULL_RETRY_S * 2 ** min(full_waits, 4), 5.0))
                 try:
                     store = open_store(db, data_dir=data_dir_of(db, run_dir))
-                    ingest = Ingestor(store, run_id, run_dir, retention,
-                                      hooks if hooks else None)
+                    if ingest is not None:
+                        ingest = ingestor()
                     break
                 except Exception as again:
                     if not out_of_space(again) or done.is_set():
                         raise
-            if sender is not None:
-                ingest.finished_sink = sender.offer
             sampler = ProcessSampler(store, run_id)
             reloaded = True
             continue
@@ -253,21 +281,32 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
     # tracker) are waited for briefly, and what they flush on their way out is stored now.
     settle = time.monotonic() + (SETTLE_S if follow else 0.0)
     while True:
-        ingest.drain_to_end()
-        pending = {pk: p for pk, p in ingest.procs.items() if p.reader.producer_alive()}
+        if ingest is None and _has_rings(run_dir):
+            ingest = ingestor()
+        procs = ingest.procs if ingest is not None else {}
+        if ingest is not None:
+            ingest.drain_to_end()
+        pending = {pk: p for pk, p in procs.items() if p.reader.producer_alive()}
         running = still_running(run_id, ((p.pid, p.info.get("argv", []), pk in pending)
-                                         for pk, p in ingest.procs.items()))
+                                         for pk, p in procs.items()))
         if not running or time.monotonic() >= settle:
             break
         time.sleep(0.05)
-    incomplete = ingest.finish_all(frozenset(pending))
+    if ingest is not None:
+        incomplete = ingest.finish_all(frozenset(pending))
+    else:  # nothing was recorded: no session to end, every counter zero
+        incomplete = 0
     # Before the final prune: queued sessions are read back from their kept trees.
     otlp_totals = sender.close() if sender is not None else {}
-    pruned = ingest.prune(force=True)
-    totals = ingest.totals()
+    if ingest is not None:
+        pruned = ingest.prune(force=True)
+        totals = ingest.totals()
+    else:
+        pruned = store.prune_recent(run_id, RECENT, retention.recent)
+        totals = zero_totals()
     if reloaded:
-        _add_retired(store, run_id, set(ingest.procs), totals)
-    for proc in ingest.procs.values():
+        _add_retired(store, run_id, set(procs), totals)
+    for proc in procs.values():
         proc.reader.retire_if_done(producer_gone=True)
     with store.transaction():
         st = store.session_totals(run_id)
@@ -341,8 +380,8 @@ def _server_limit(db: str, max_data_size: int, run_id: str) -> dict[str, Any]:
 # anything else.
 _OPTIONS: dict[str, tuple[Any, Any, str | None]] = {
     "--run-dir": (str, None, None), "--db": (str, None, None), "--run-id": (str, None, None),
-    "--poll-ms": (float, 20.0, None), "--retention": (int, Retention.recent, None),
-    "--error-cap": (int, Retention.error_cap, None),
+    "--poll-ms": (float, 20.0, None), "--retention": (int, Retention().recent, None),
+    "--error-cap": (int, Retention().error_cap, None),
     "--max-data-size": (int, 0, "bytes the data directory may hold; oldest runs are pruned "
                         "(0: no limit)"),
     "--otlp-endpoint": (str, "", None), "--otlp-service": (str, "", None),

@@ -36,6 +36,7 @@ from .hooks import session_payload
 from . import singles
 from .retention import EXEMPLAR, FAILED, RECENT, Retention
 from .sessiontree import NODE_ROOTS, Namer, SessionTree
+from .totals import zero_totals
 
 # Positions of a call record's fields read by name (see sessiontree).
 _SES, _FID, _RES, _T0, _T1, _THR = (
@@ -532,10 +533,8 @@ class Ingestor:
         return n
 
     def totals(self) -> dict[str, int]:
-        t = dict(processes=len(self.procs), produced_events=0, dropped_events=0,
-                 dropped_batches=0, corrupt_frames=0, duplicate_frames=0, agent_errors=0,
-                 stored_events=0, sampled_out=0, foreign_rings=len(self.bad_rings),
-                 profile_displacements=0, profile_displaced_ns=0)
+        t = zero_totals()
+        t.update(processes=len(self.procs), foreign_rings=len(self.bad_rings))
         for p in self.procs.values():
             c = p.reader.counters()
             t["produced_events"] += c["produced_events"]

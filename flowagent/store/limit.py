@@ -25,14 +25,15 @@ should configure one (``max_data_size`` in the shared configuration).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..protocol import rundir
 from .api import Store, kind_of, sqlite_path
 
 
-@dataclass(frozen=True)
-class Retention:
+# Named tuples, not dataclasses: the sidecar loads this module at start, and
+# ``dataclasses`` (with the ``inspect`` it imports) is a fifth of an empty run's sidecar.
+class Retention(NamedTuple):
     """Which full session trees are kept (aggregates are always kept for every session).
 
     Every session that showed a new flow variant or a new error cluster is kept as an
@@ -44,8 +45,7 @@ class Retention:
     error_cap: int = 1_000
 
 
-@dataclass(frozen=True)
-class Pruned:
+class Pruned(NamedTuple):
     runs: tuple[str, ...] = ()
     freed_bytes: int = 0
     size_bytes: int = 0   # what the data directory holds afterwards

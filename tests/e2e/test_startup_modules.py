@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import _clean_env, flowagent_cmd, write_files
+from helpers import _clean_env, flowagent_cmd, record, write_files
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +40,8 @@ def test_a_program_recording_nothing_loads_no_instrumenter(tmp_path: Path) -> No
     loaded = set(out.read_text().split())
     assert "flowagent.agent.recorder" in loaded  # it was recorded
     assert not loaded & _AGENT_NEVER_AT_START, sorted(loaded & _AGENT_NEVER_AT_START)
+    # Nothing to record, nothing to send: the batch codec never loads.
+    assert not loaded & {"msgpack", "zstandard"}, sorted(loaded & {"msgpack", "zstandard"})
 
 
 def test_the_sidecar_stores_a_run_without_argparse_hashlib_or_the_redactor(
@@ -56,7 +58,103 @@ def test_the_sidecar_stores_a_run_without_argparse_hashlib_or_the_redactor(
     assert proc.stdout.startswith(b"READY ") and b'"sessions": 0' in proc.stdout
     loaded = {line.rpartition("|")[2].strip() for line in proc.stderr.decode().splitlines()
               if line.startswith("import time:") and "|" in line}
-    assert "flowagent.sidecar.ingest" in loaded
+    assert "flowagent.store.api" in loaded
+    # No process made a ring: the ingestion machinery (and the dataclasses and inspect its
+    # modules use) never loads.
     for name in ("argparse", "gettext", "hashlib", "_hashlib", "shutil", "flowagent.redact",
-                 "traceback", "flowagent.agent.recorder"):
+                 "traceback", "flowagent.agent.recorder", "flowagent.sidecar.ingest",
+                 "flowagent.sidecar.aggregate", "dataclasses", "inspect", "zstandard",
+                 "msgpack"):
         assert name not in loaded, f"the sidecar imports {name}"
+
+
+_CODEC_AT_START = """
+import sys
+
+def work(x):
+    return x + 1
+
+print(sorted(m for m in ("msgpack", "zstandard") if m in sys.modules))
+work(1)
+"""
+
+
+@pytest.mark.parametrize("backend", ["wrap", "profile"])
+def test_the_batch_codec_loads_before_a_script_with_functions_runs(
+        tmp_path: Path, backend: str) -> None:
+    # wrap swaps the script's function bodies just before it runs: the codec loads there,
+    # in the main thread. profile sees the script's code only as it runs: its batches go
+    # out plain (no import), and are stored all the same.
+    rec = record(_CODEC_AT_START, tmp_path, backend=backend)
+    loaded = ["msgpack", "zstandard"] if backend == "wrap" else []
+    assert rec.stdout == f"{loaded}\n"
+    assert [c["function_name"] for c in rec.calls("work")] == ["__main__:work"]
+
+
+def test_a_selected_module_imported_loads_the_batch_codec(tmp_path: Path) -> None:
+    rec = record("import sys\nimport mine\n"
+                 "print(sorted(m for m in ('msgpack', 'zstandard') if m in sys.modules))\n"
+                 "mine.work(1)\n", tmp_path, backend="profile",
+                 extra_files={"mine.py": "def work(x):\n    return x + 1\n"})
+    assert rec.stdout == "['msgpack', 'zstandard']\n"
+    assert [c["function_name"] for c in rec.calls("work")] == ["mine:work"]
+
+
+def _loaded_by(code: str, cwd: Path) -> set[str]:
+    """Modules ``python -c CODE`` loads beyond what ``python -c pass`` does."""
+    def imported(source: str) -> set[str]:
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-c", source], cwd=cwd,
+                              env=_clean_env({"FLOWAGENT_ENABLED": "0"}),
+                              capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+        return {line.rpartition("|")[2].strip() for line in proc.stderr.decode().splitlines()
+                if line.startswith("import time:") and "|" in line}
+
+    return imported(code) - imported("pass")
+
+
+def test_the_launcher_reads_its_config_and_names_its_service_without_typing_or_re(
+        tmp_path: Path) -> None:
+    # What `flowagent run` does before it can start the sidecar: every module loaded here
+    # delays the sidecar, whose life is a short run's critical path.
+    loaded = _loaded_by(
+        "import os\n"
+        "from flowagent.config import load_config\n"
+        "from flowagent.service import default_service\n"
+        "cfg = load_config(os.getcwd(), {}, {'include': ['app.*']})\n"
+        "assert default_service('script', 'my app.py') == 'my-app'\n", tmp_path)
+    assert "flowagent.config" in loaded
+    assert not loaded & {"typing", "re", "dataclasses", "pathlib"}, sorted(
+        loaded & {"typing", "re", "dataclasses", "pathlib"})
+
+
+def test_a_record_declared_without_typing_is_typings_named_tuple() -> None:
+    from typing import NamedTuple as TypingNamedTuple
+
+    from flowagent.record import NamedTuple
+
+    class Light(NamedTuple):
+        """A record."""
+
+        name: str
+        size: int = 3
+        tags: tuple[str, ...] = ()
+
+    class Typed(TypingNamedTuple):
+        """A record."""
+
+        name: str
+        size: int = 3
+        tags: tuple[str, ...] = ()
+
+    for cls in (Light, Typed):
+        r = cls("a")
+        assert (r, r.size, r._asdict(), r._replace(size=4)) == (
+            ("a", 3, ()), 3, {"name": "a", "size": 3, "tags": ()}, ("a", 4, ()))
+        assert cls._fields == ("name", "size", "tags")
+        assert cls._field_defaults == {"size": 3, "tags": ()}
+        assert cls.__doc__ == "A record."
+        assert list(cls.__annotations__) == ["name", "size", "tags"]
+        assert cls.__qualname__.endswith(".<locals>." + cls.__name__)
+        with pytest.raises(TypeError):
+            cls()  # the field without a default

@@ -1,12 +1,16 @@
 """Parts made to keep start-up short that must still agree with what they stand in for: the
-sidecar's quick command-line reader with its argparse parser, and the helper names a cached
-instrumented module is checked by with the instrumenter's."""
+sidecar's quick command-line reader with its argparse parser, the helper names a cached
+instrumented module is checked by with the instrumenter's, and the plain batch encoder
+(no msgpack, no zstandard) with the real one."""
 
 from __future__ import annotations
+
+import random
 
 import pytest
 
 from flowagent.agent import helpernames, instrument
+from flowagent.protocol import wire
 from flowagent.sidecar.__main__ import _parse_args, _quick_args
 
 _LAUNCHER_LINES = [
@@ -79,3 +83,40 @@ def test_the_instrumenter_calls_only_the_helpers_a_cached_module_is_checked_by()
     assert count == 6
     assert written <= set(helpernames.HELPERS), written - set(helpernames.HELPERS)
     assert written & set(helpernames.OPENERS) == set(helpernames.OPENERS)
+
+
+_VALUES = [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1, 2**64 - 1,
+           -1, -32, -33, -128, -129, -32768, -32769, -2**31, -2**31 - 1, -2**63,
+           "", "a" * 31, "a" * 32, "a" * 255, "a" * 256, "a" * 65535, "a" * 65536,
+           "\udcff undecodable", "é ✓", None, True, False, b"", b"x" * 300, b"y" * 70000, 1.5,
+           [], list(range(15)), list(range(16)), list(range(70000)), (1, "t"), {},
+           {str(i): i for i in range(15)}, {str(i): i for i in range(16)},
+           {i: str(i) for i in range(70000)}, [[1, "a"], [2, ["b", 3]]]]
+
+
+@pytest.mark.parametrize("value", _VALUES, ids=lambda v: repr(v)[:20])
+def test_the_plain_packer_packs_what_msgpack_packs(value: object) -> None:
+    msgpack = pytest.importorskip("msgpack")
+    out = bytearray()
+    wire._pack(value, out)
+    packer = msgpack.Packer(use_bin_type=True, unicode_errors="backslashreplace")
+    assert bytes(out) == packer.pack(value)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 3000])
+def test_a_plain_batch_decodes_as_the_real_encoders(n: int) -> None:
+    rng = random.Random(n)
+    calls = []
+    for _ in range(n):
+        record = [rng.randrange(0, 2**40) for _ in wire.CALL_FIELDS]
+        record[wire.CALL_FIELDS.index("t1")] = record[wire.CALL_FIELDS.index("t0")] + 100
+        calls.append(tuple(record))
+    block = wire.columns(wire.pack_records(calls))  # 3000 calls: several stored zstd blocks
+    batch = {"v": wire.VERSION, "pk": 5, "pid": 9, "seq": 3, "anchor": [1, 2],
+             "defs": [[1, "m:f", "m", "f", 3, ["x"], "function"]], "strings": [[1, "int"]],
+             "starts": [], "threads": [[7, "MainThread"]], "final": True}
+    decoder = wire.Decoder()
+    real = decoder.decode(wire.Encoder().encode_columns(dict(batch), n, block))
+    plain = decoder.decode(wire.PlainEncoder().encode_columns(dict(batch), n, block))
+    assert plain == real
+    assert plain["calls"] == calls
