@@ -275,12 +275,15 @@ def recorded_calls(mode: str, prog: Program, run: str, stderr: str) -> int | Non
     return None
 
 
-def run_program(prog: Program, pairs: int, tmp: str, log: Any) -> dict[str, Any]:
+def run_program(prog: Program, pairs: int, tmp: str, log: Any, modes: list[str],
+                progress: Any = None) -> dict[str, Any]:
+    """Every mode of ``modes`` against plain Python; ``progress(out)`` after each mode, so
+    a run cut short keeps the modes it finished."""
     out: dict[str, Any] = {"label": prog.label, "modes": {}}
     log(f"{prog.key}: warm-up")
     measure("plain", prog, tmp)
     base_runs: list[dict] = []
-    for mode in MODES:
+    for mode in modes:
         log(f"{prog.key}: {mode} ({pairs} pairs)")
         measure(mode, prog, tmp)  # warm-up (bytecode caches, the tool's own imports)
         runs = []
@@ -306,7 +309,9 @@ def run_program(prog: Program, pairs: int, tmp: str, log: Any) -> dict[str, Any]
         out["modes"][mode] = entry
         log(f"  {mode}: ratio {entry.get('ratio', float('nan')):.2f}, "
             f"calls {entry.get('calls')}")
-    out["plain_seconds"] = statistics.median(r["seconds"] for r in base_runs)
+        out["plain_seconds"] = statistics.median(r["seconds"] for r in base_runs)
+        if progress is not None:
+            progress(out)
     return out
 
 
@@ -334,7 +339,12 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(pairs: int, only: list[str], machine: dict[str, Any], log: Any) -> list[str]:
+def main(pairs: int, only: list[str], machine: dict[str, Any], log: Any,
+         modes: list[str] | None = None) -> list[str]:
+    """Runs the programs (``only``: a subset) under ``modes`` (default :data:`MODES`)."""
+    unknown = [m for m in modes or () if m not in MODES]
+    if unknown:
+        raise SystemExit(f"real.py: unknown mode {unknown[0]!r}; choose among {', '.join(MODES)}")
     tmp = tempfile.mkdtemp(prefix="fa-real-")
     try:
         progs = programs(tmp)
@@ -343,8 +353,14 @@ def main(pairs: int, only: list[str], machine: dict[str, Any], log: Any) -> list
         for key, prog in progs.items():
             if only and key not in only:
                 continue
-            res["programs"][key] = run_program(prog, pairs, tmp, log)
-            paths = _write(res)  # after each program: a long run cut short keeps its results
+
+            def progress(out: dict[str, Any], key: str = key) -> None:
+                # After each mode: a long run cut short keeps what it measured.
+                nonlocal paths
+                res["programs"][key] = out
+                paths = _write(res)
+
+            run_program(prog, pairs, tmp, log, modes or MODES, progress)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return paths

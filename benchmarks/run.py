@@ -290,11 +290,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--real", action="store_true", help="real programs (docutils rst2html, "
                    "Pygments, a Flask app over HTTP) under every tool; --only picks among "
                    "rst2html, pygments, flask_http (writes results/real-PYTHON.*)")
+    p.add_argument("--modes", default=None, help="with --real: a comma-separated subset of "
+                   "the modes (cprofile, viztracer, pyinstrument, fa_wrap, fa_profile, "
+                   "fa_monitor)")
     a = p.parse_args(argv)
     if a.real:
         import real
 
-        paths = real.main(a.pairs or 3, a.only, machine_info(), log)
+        paths = real.main(a.pairs or 3, a.only, machine_info(), log,
+                          a.modes.split(",") if a.modes else None)
         log(f"done: {', '.join(paths)}")
         return 0
     if a.cores:

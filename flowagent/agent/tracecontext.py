@@ -40,6 +40,8 @@ def _new_id(bits: int) -> str:
 
 # session id -> [trace id, flags, tracestate or None]
 _sessions: dict[int, list[Any]] = {}
+# The same dict, read by the request roots: while it is empty a session has nothing to forget.
+sessions = _sessions
 # entries not yet sent (taken by the flusher)
 _entries: list[list[Any]] = []
 

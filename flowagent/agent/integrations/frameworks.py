@@ -30,32 +30,45 @@ def _patch(owner: Any, name: str, make: Callable[[Callable[..., Any]], Callable[
 
 # Flask's hooks sit beside the view, not around it: no agent frame in a view's traceback.
 
-def _flask_preprocess(original: Callable[..., Any]) -> Callable[..., Any]:
-    def preprocess_request(self: Any) -> Any:
-        try:
-            from flask import request
+def _flask_preprocess(module: ModuleType) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``Flask.preprocess_request`` naming the request after its matched ``url_rule``. Flask
+    2.2+ keeps the request context in a context variable: it is read directly, not through
+    the ``request`` proxy (an import statement and a proxy lookup per request)."""
+    get_ctx = getattr(getattr(module, "_cv_request", None), "get", None)
 
-            rule = request.url_rule
-            if rule is not None:
-                webrequest.set_template(rule.rule)
-        except Exception:
-            recorder.S.agent_errors += 1
-        return original(self)
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def preprocess_request(self: Any) -> Any:
+            try:
+                if get_ctx is not None:
+                    ctx = get_ctx(None)
+                    rule = ctx.request.url_rule if ctx is not None else None
+                else:
+                    from flask import request
 
-    preprocess_request.__wrapped__ = original  # type: ignore[attr-defined]
-    return preprocess_request
+                    rule = request.url_rule
+                if rule is not None:
+                    webrequest.set_template(rule.rule)
+            except Exception:
+                recorder.S.agent_errors += 1
+            return original(self)
+
+        preprocess_request.__wrapped__ = original  # type: ignore[attr-defined]
+        return preprocess_request
+    return make
 
 
 def _flask_process_response(original: Callable[..., Any]) -> Callable[..., Any]:
+    current = webrequest.current
+
     def process_response(self: Any, response: Any) -> Any:
         response = original(self, response)
         try:
             # A view that streams returns a generator (stream_with_context makes one too);
             # an error page converted from werkzeug's own response is already produced.
-            root = webrequest.current()
-            if root is not None and isinstance(getattr(response, "response", None),
-                                               GeneratorType):
-                root.streaming = True
+            if type(getattr(response, "response", None)) is GeneratorType:
+                root = current()
+                if root is not None:
+                    root.streaming = True
         except Exception:
             recorder.S.agent_errors += 1
         return response
@@ -66,7 +79,7 @@ def _flask_process_response(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def patch_flask(module: ModuleType) -> None:
     _patch(module.Flask, "wsgi_app", wsgi.wrap_app)
-    _patch(module.Flask, "preprocess_request", _flask_preprocess)
+    _patch(module.Flask, "preprocess_request", _flask_preprocess(module))
     _patch(module.Flask, "process_response", _flask_process_response)
 
 

@@ -21,7 +21,10 @@ from .. import recorder, tracecontext
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
                      "CONNECT"))
 UNMATCHED = "<unmatched>"
+_FID, _YIELDED = recorder.FID, recorder.YIELDED
+_trace_sessions = tracecontext.sessions  # sessions that joined or sent a trace
 MAX_TEMPLATE = 512  # a route template is code, but a regex route can still be long
+_UNMATCHED_NAMES = {m: f"{m} {UNMATCHED}" for m in (*METHODS, "OTHER")}
 
 
 def method_name(method: Any) -> str:
@@ -33,6 +36,42 @@ def method_name(method: Any) -> str:
 
 class _ServerError(Exception):
     """Never raised: stands for a request answered with a 5xx status (its ``<exception>``)."""
+
+
+# Per request, the root's function id and its output shape are looked up, not built: a
+# request costs the program a few dictionary lookups here, whatever its route. Both tables are
+# bounded by the program's routes (a method from a fixed list, a template that is code) and
+# HTTP statuses; a program that somehow makes more starts them again.
+_MAX_CACHED = 4096
+_fids: dict[tuple[str, str | None], int] = {}
+_status_shapes: dict[int, str] = {}
+
+
+def root_name(method: str, template: str | None) -> str:
+    """The session name of a request: ``METHOD /route/template`` (or ``<unmatched>``)."""
+    if template is not None and len(template) > MAX_TEMPLATE:
+        template = template[:MAX_TEMPLATE] + "…"
+    return f"{method} {template or UNMATCHED}"
+
+
+def _root_fid(method: str, template: str | None) -> int:
+    key = (method, template)
+    fid = _fids.get(key)
+    if fid is None:
+        if len(_fids) >= _MAX_CACHED:
+            _fids.clear()
+        fid = _fids[key] = recorder.register_function("<request>", root_name(method, template),
+                                                      "", 0, (), "request")
+    return fid
+
+
+def _status_shape(status: int) -> str:
+    shape = _status_shapes.get(status)
+    if shape is None:
+        if len(_status_shapes) >= _MAX_CACHED:
+            _status_shapes.clear()
+        shape = _status_shapes[status] = f"HTTP {status}"
+    return shape
 
 
 class RequestRoot:
@@ -50,26 +89,27 @@ class RequestRoot:
         self.base_path = ""  # ASGI: the server's root_path, in front of every route
 
     def name(self) -> str:
-        template = self.template
-        if template is not None and len(template) > MAX_TEMPLATE:
-            template = template[:MAX_TEMPLATE] + "…"
-        return f"{self.method} {template or UNMATCHED}"
+        return root_name(self.method, self.template)
 
     def close(self, exc_type: type | None) -> None:
         if self.closed:
             return
         self.closed = True
-        try:
-            recorder.rename_root(self.frame, self.name())
-            if self.status:
-                recorder.set_output_shape(self.frame, f"HTTP {self.status}")
-            if exc_type is None and self.status >= 500:
-                # Handled by the framework and answered 500: still a failed request.
-                exc_type = server_error(self.status)
-        except Exception:
-            recorder.S.agent_errors += 1
-        tracecontext.forget(self.frame)
-        recorder.close_call(self.frame, exc_type)
+        frame = self.frame
+        # The root already carries its name: it was opened with it and renamed when the
+        # route was matched (set_template), so that calls closing earlier name it too.
+        status = self.status
+        if status:
+            try:
+                frame[_YIELDED] = _status_shapes.get(status) or _status_shape(status)
+                if exc_type is None and status >= 500:
+                    # Handled by the framework and answered 500: still a failed request.
+                    exc_type = server_error(status)
+            except Exception:
+                recorder.S.agent_errors += 1
+        if _trace_sessions:
+            tracecontext.forget(frame)
+        recorder.close_call(frame, exc_type)
 
 
 _server_errors: dict[int, type] = {}
@@ -87,6 +127,7 @@ def server_error(status: int) -> type:
 # The request being served in this context (thread, task, or the threads and tasks it hands
 # work to, which copy the context).
 _current: ContextVar[RequestRoot | None] = ContextVar("flowagent_request", default=None)
+_current_get = _current.get
 
 
 def current() -> RequestRoot | None:
@@ -101,9 +142,11 @@ def open_request(method: Any, traceparent: Any = None, tracestate: Any = None
     app called by another, a sub-application) or nothing is recorded. The second value is
     the token :func:`leave` needs. A request that carries a W3C ``traceparent`` joins the
     caller's trace."""
-    if current() is not None:
+    outer = _current_get()
+    if outer is not None and not outer.closed:
         return None, None
-    frame = recorder.enter_root(f"{method_name(method)} {UNMATCHED}", always=True)
+    name = method if type(method) is str and method in METHODS else method_name(method)
+    frame = recorder.enter_root(_UNMATCHED_NAMES[name], always=True)
     if frame is None:
         return None, None
     if traceparent is not None:
@@ -111,7 +154,7 @@ def open_request(method: Any, traceparent: Any = None, tracestate: Any = None
             tracecontext.join(frame, traceparent, tracestate)
         except Exception:
             recorder.S.agent_errors += 1
-    root = RequestRoot(frame, method_name(method))
+    root = RequestRoot(frame, name)
     return root, _current.set(root)
 
 
@@ -126,7 +169,8 @@ def leave(token: Any) -> None:
 def set_template(template: str | None) -> None:
     """The framework matched the URL: name the current request after its route, now, so the
     calls that close before the request name it as their caller."""
-    root = current()
-    if root is not None and template and template != root.template:
+    root = _current_get()
+    if root is not None and template and template != root.template and not root.closed:
         root.template = template
-        recorder.rename_root(root.frame, root.name())
+        root.frame[_FID] = _fids.get((root.method, template)) \
+            or _root_fid(root.method, template)

@@ -23,6 +23,9 @@ def _status_code(status: Any) -> int:
         return 0
 
 
+_status_codes: dict[str, int] = {}  # status line -> code: a server sees few distinct ones
+
+
 class _Body:
     """A response body the server iterates after the app returned: each step runs with the
     request's root current, and closing it ends the request."""
@@ -88,7 +91,12 @@ def wrap_app(app: Callable[..., Any]) -> Callable[..., Any]:
             return app(self, environ, start_response)
 
         def capture(status: Any, headers: Any, *exc_info: Any) -> Any:
-            root.status = _status_code(status)
+            code = _status_codes.get(status) if type(status) is str else None
+            if code is None:
+                code = _status_code(status)
+                if type(status) is str and len(_status_codes) < 256:
+                    _status_codes[status] = code
+            root.status = code
             return start_response(status, headers, *exc_info)
 
         try:
