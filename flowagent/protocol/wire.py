@@ -208,23 +208,11 @@ def _pack(value: Any, out: bytearray) -> None:
             out += b"\xdb" + size.to_bytes(4, "big")
         out += raw
     elif t is list or t is tuple:
-        size = len(value)
-        if size < 16:
-            out.append(0x90 | size)
-        elif size < 1 << 16:
-            out += b"\xdc" + size.to_bytes(2, "big")
-        else:
-            out += b"\xdd" + size.to_bytes(4, "big")
+        _container_header(len(value), 0x90, b"\xdc", b"\xdd", out)
         for item in value:
             _pack(item, out)
     elif t is dict:
-        size = len(value)
-        if size < 16:
-            out.append(0x80 | size)
-        elif size < 1 << 16:
-            out += b"\xde" + size.to_bytes(2, "big")
-        else:
-            out += b"\xdf" + size.to_bytes(4, "big")
+        _container_header(len(value), 0x80, b"\xde", b"\xdf", out)
         for key, item in value.items():
             _pack(key, out)
             _pack(item, out)
@@ -244,6 +232,16 @@ def _pack(value: Any, out: bytearray) -> None:
         _pack_int(int(value), out)
     else:
         raise TypeError(f"can not serialize {t.__name__!r} object")
+
+
+def _container_header(size: int, fix: int, tag16: bytes, tag32: bytes, out: bytearray) -> None:
+    """An array's or a map's header: its fix form below 16 items, else a 16- or 32-bit size."""
+    if size < 16:
+        out.append(fix | size)
+    elif size < 1 << 16:
+        out += tag16 + size.to_bytes(2, "big")
+    else:
+        out += tag32 + size.to_bytes(4, "big")
 
 
 def _pack_int(value: int, out: bytearray) -> None:
