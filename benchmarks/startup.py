@@ -45,6 +45,7 @@ it ran at.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -160,13 +161,14 @@ def _median(xs: list[float]) -> float:
 
 
 def main() -> None:
-    args = sys.argv[1:]
-    before = ""
-    if "--before" in args:
-        at = args.index("--before")
-        before = os.path.abspath(args[at + 1])
-        del args[at:at + 2]
-    n = int(args[0]) if args else 15
+    parser = argparse.ArgumentParser(description="What flowagent run adds to a program that "
+                                     "does nothing (see this file's docstring).")
+    parser.add_argument("n", nargs="?", type=int, default=15, help="runs of each variant")
+    parser.add_argument("--before", default="", metavar="DIR",
+                        help="a checkout of other code, measured in the same minutes")
+    opts = parser.parse_args()
+    n = opts.n
+    before = os.path.abspath(opts.before) if opts.before else ""
     _adopt_orphans()
     tmp = tempfile.mkdtemp(prefix="fa-startup-")
     try:
