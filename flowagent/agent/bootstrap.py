@@ -117,10 +117,12 @@ def start() -> None:
         runstate.transport = transport
         install_helpers()
         backend.install(selector, nested)
-        if backend.name == "wrap":
-            from . import mainhook
+        from . import mainhook
 
-            mainhook.install(lambda path: selector.wants("__main__", path), nested)
+        # wrap: the main script's functions are swapped for their twins; every backend: the
+        # batch codec loads there when the script has functions to record.
+        mainhook.install(lambda path: selector.wants("__main__", path), nested,
+                         instrument=backend.name == "wrap")
         from .integrations import install as install_integrations
 
         install_integrations(backend)

@@ -16,6 +16,10 @@ The same event comes for every script another runner executes in the process by 
 instrumented there too. Code that already carries instrumentation (a module imported
 through our finder) is left alone.
 
+With another backend (``profile``, ``monitor``), which sees the script's functions as they
+run, the same event is only the main thread's point to load the batch codec before the
+script records (:meth:`Transport.prepare_encoder`): nothing is swapped.
+
 An audit hook cannot be removed; this one returns at once for every event but ``exec``.
 It never raises (an exception would fail the audited operation).
 """
@@ -35,13 +39,16 @@ _wants: Callable[[str], bool] | None = None
 _nested = True
 _done: set[str] = set()
 _set_const: Callable[[CodeType, int, Any], None] | None = None
+_instrument = True
 
 
-def install(wants: Callable[[str], bool], nested: bool) -> bool:
+def install(wants: Callable[[str], bool], nested: bool, instrument: bool = True) -> bool:
     """Start watching (idempotent); ``wants(path)`` says whether a script is recorded.
+    ``instrument`` False: the backend records the script itself, only the codec loads here.
     False when constants cannot be replaced here (then the launcher's shim is needed)."""
-    global _wants, _nested, _set_const
-    if _set_const is None:
+    global _wants, _nested, _set_const, _instrument
+    _instrument = instrument
+    if instrument and _set_const is None:
         _set_const = _const_setter()
         if _set_const is None:
             return False
@@ -66,14 +73,17 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         path = os.path.realpath(filename)
         if path != os.path.realpath(argv0) or not os.path.isfile(path) or not _wants(path):
             return
-        if _instrumented(code):
+        if _instrument:
+            if _instrumented(code) or not _instrument_in_place(code, path):
+                return
+        elif not any(type(c) is CodeType for c in code.co_consts):
             return
-        if _instrument_in_place(code, path):
-            # The script defines something to record, and has not started: the batch
-            # codec loads now, in the main thread (see Transport.prepare_encoder).
-            transport = runstate.transport
-            if transport is not None:
-                transport.prepare_encoder()
+        # The script defines something to record, and has not started: the batch codec
+        # loads now, in the main thread (see Transport.prepare_encoder). Without it a
+        # script recording much would fill the ring with uncompressed batches.
+        transport = runstate.transport
+        if transport is not None:
+            transport.prepare_encoder()
     except Exception as exc:
         if type(exc) is not RecursionError and program_exception(exc):
             raise

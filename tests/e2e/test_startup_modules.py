@@ -79,15 +79,17 @@ work(1)
 """
 
 
-@pytest.mark.parametrize("backend", ["wrap", "profile"])
+@pytest.mark.parametrize("backend", [
+    "wrap", "profile",
+    pytest.param("monitor", marks=pytest.mark.skipif(
+        sys.version_info < (3, 12), reason="the monitor backend needs sys.monitoring"))])
 def test_the_batch_codec_loads_before_a_script_with_functions_runs(
         tmp_path: Path, backend: str) -> None:
-    # wrap swaps the script's function bodies just before it runs: the codec loads there,
-    # in the main thread. profile sees the script's code only as it runs: its batches go
-    # out plain (no import), and are stored all the same.
+    # Just before the script runs (wrap swaps its function bodies there; profile and monitor
+    # see them as they run), in the main thread: a script recording much never fills the
+    # ring with uncompressed batches.
     rec = record(_CODEC_AT_START, tmp_path, backend=backend)
-    loaded = ["msgpack", "zstandard"] if backend == "wrap" else []
-    assert rec.stdout == f"{loaded}\n"
+    assert rec.stdout == "['msgpack', 'zstandard']\n"
     assert [c["function_name"] for c in rec.calls("work")] == ["__main__:work"]
 
 
