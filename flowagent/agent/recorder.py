@@ -909,12 +909,6 @@ def discard(frame: list[Any]) -> None:
     close_call(frame, None)
 
 
-def rename_root(frame: list[Any] | None, name: str, module: str = "<request>") -> None:
-    """Rename a synthetic root once the route is known (after URL matching)."""
-    if frame is not None:
-        frame[FID] = register_function(module, name, "", 0, (), "request")
-
-
 def set_output_shape(frame: list[Any] | None, shape: str) -> None:
     """Fix the output shape of a synthetic call (a request root records its HTTP status)."""
     if frame is not None:

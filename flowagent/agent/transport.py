@@ -406,9 +406,16 @@ class Transport:
         """Called where the program is about to record and imports anyway (the import hook,
         the main-script hook): load msgpack and zstandard for the batches if this is a safe
         point (see "the batch codec" below). Reached through ``runstate.transport``, so the
-        hooks do not import this module."""
-        if self.encoder is None:
-            _load_codec(self)
+        hooks do not import this module. Never raises."""
+        global _codec_loaded
+        if (self.encoder is not None or _native_get_ident() != self.main_ident
+                or os.getpid() != self.pid or _ending()):
+            return
+        try:
+            self.encoder = Encoder()
+            _codec_loaded = True
+        except Exception:  # noqa: BLE001 - without the packages: batches stay plain
+            recorder.S.agent_errors += 1
 
     def close(self) -> None:
         """Final flush at exit (bounded: encoding what is buffered, one non-blocking write)."""
@@ -452,20 +459,6 @@ class Transport:
 
 _codec_loaded = False
 _PLAIN = PlainEncoder()
-
-
-def _load_codec(transport: Transport) -> None:
-    """:meth:`Transport.prepare_encoder`: load the batch codec now if this is a safe point
-    for it (see above): the main thread, the program not ending. Never raises."""
-    global _codec_loaded
-    if (transport.encoder is not None or _native_get_ident() != transport.main_ident
-            or os.getpid() != transport.pid or _ending()):
-        return
-    try:
-        transport.encoder = Encoder()
-        _codec_loaded = True
-    except Exception:  # noqa: BLE001 - without the packages: batches stay plain
-        recorder.S.agent_errors += 1
 
 
 def _ending() -> bool:

@@ -21,7 +21,7 @@ from .. import recorder, tracecontext
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
                      "CONNECT"))
 UNMATCHED = "<unmatched>"
-_FID, _YIELDED = recorder.FID, recorder.YIELDED
+_FID = recorder.FID
 _trace_sessions = tracecontext.sessions  # sessions that joined or sent a trace
 MAX_TEMPLATE = 512  # a route template is code, but a regex route can still be long
 _UNMATCHED_NAMES = {m: f"{m} {UNMATCHED}" for m in (*METHODS, "OTHER")}
@@ -101,7 +101,7 @@ class RequestRoot:
         status = self.status
         if status:
             try:
-                frame[_YIELDED] = _status_shapes.get(status) or _status_shape(status)
+                recorder.set_output_shape(frame, _status_shape(status))
                 if exc_type is None and status >= 500:
                     # Handled by the framework and answered 500: still a failed request.
                     exc_type = server_error(status)
@@ -172,5 +172,4 @@ def set_template(template: str | None) -> None:
     root = _current_get()
     if root is not None and template and template != root.template and not root.closed:
         root.template = template
-        root.frame[_FID] = _fids.get((root.method, template)) \
-            or _root_fid(root.method, template)
+        root.frame[_FID] = _root_fid(root.method, template)
