@@ -376,3 +376,48 @@ def test_accelerated_call_block_is_the_wire_format() -> None:
         recorder.S.on = saved_on
         recorder._set(None)
         del recorder.S.session_starts[:]
+
+
+@pytest.mark.parametrize("limit", [0, 1, 7, 8, 13, 512, 1000])
+def test_call_block_carries_each_record_in_takes_of_any_size(limit: int) -> None:
+    """Both twins' call blocks, taken whole or ``limit`` records at a time, decode to the
+    calls made: ids, callers, results, thread and times field by field, so a block written
+    in the wrong byte order or with a wrong delta at a take's or an 8-record group's edge
+    cannot pass as a re-encoding of itself."""
+    fid = recorder.register_function("m", "g", "m.py", 2, ("a",), "function")
+    saved_on, recorder.S.on = recorder.S.on, True
+    try:
+        recorder.take_calls()
+        t_before = recorder._clock()
+        for i in range(700):
+            root = recorder.open_call(fid, (i,))
+            recorder.close_call(recorder.open_call(fid, ("x",)), ValueError)
+            recorder.close_call(root, None)
+        t_after = recorder._clock()
+        records: list[tuple[int, ...]] = []
+        while True:
+            count, data, threads = recorder.take_calls(limit)
+            records += wire._records(count, data)
+            assert threads == ({recorder._ident()} if count else set())
+            if limit == 0 or count < limit:
+                break
+        assert len(records) == 1400
+        assert recorder.take_calls()[0] == 0
+        f = {name: i for i, name in enumerate(wire.CALL_FIELDS)}
+        first = records[1][f["cid"]]
+        for k in range(700):
+            inner, root = records[2 * k], records[2 * k + 1]
+            assert root[f["cid"]] == first + 2 * k and inner[f["cid"]] == first + 2 * k + 1
+            assert (root[f["par"]], root[f["ses"]], root[f["pfid"]]) == (0, root[f["cid"]], 0)
+            assert (inner[f["par"]], inner[f["ses"]]) == (root[f["cid"]], root[f["cid"]])
+            assert root[f["fid"]] == inner[f["fid"]] == inner[f["pfid"]] == fid
+            assert (root[f["res"]], inner[f["res"]]) == (wire.PARTIAL, wire.ERROR)
+            assert recorder._strings[inner[f["exc"]]] == "ValueError" and root[f["exc"]] == 0
+            for r in (inner, root):
+                assert t_before <= r[f["t0"]] <= r[f["t1"]] <= t_after
+                assert r[f["thr"]] == recorder._ident()
+            assert root[f["t0"]] <= inner[f["t0"]] and inner[f["t1"]] <= root[f["t1"]]
+    finally:
+        recorder.S.on = saved_on
+        recorder._set(None)
+        del recorder.S.session_starts[:]
