@@ -231,10 +231,9 @@ event_frame(void)
    it cannot be read so. Its first field is the code object (3.12's f_code, 3.13's
    f_executable): checked, so the frame of other code never passes for this call's. */
 static inline void *
-running_frame(PyObject *code)
+running_frame_ts(PyThreadState *ts, PyObject *code)
 {
 #if PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
-    PyThreadState *ts = PyThreadState_Get();
 #if PY_VERSION_HEX >= 0x030D0000
     struct _PyInterpreterFrame *f = ts->current_frame;
 #else
@@ -242,8 +241,16 @@ running_frame(PyObject *code)
 #endif
     if (f != NULL && *(PyObject **)f == code)
         return f;
+#else
+    (void)ts;
 #endif
     return NULL;
+}
+
+static inline void *
+running_frame(PyObject *code)
+{
+    return running_frame_ts(PyThreadState_Get(), code);
 }
 
 /* Keep `rec` as the open call: a plain function's on the stack under `key` (its
@@ -266,9 +273,9 @@ push_live(CoreObject *self, void *key, PyObject *code, PyObject *frame, PyObject
 /* The recorder frame of the running call of `code` (new reference, no longer kept), or
    NULL: none or error. The event's frame object is made only to look in `live`. */
 static PyObject *
-pop_live(CoreObject *self, PyObject *code)
+pop_live_ts(CoreObject *self, PyThreadState *ts, PyObject *code)
 {
-    void *key = running_frame(code);
+    void *key = running_frame_ts(ts, code);
     for (int i = self->depth - 1; key != NULL && i >= 0; i--) {
         if (self->stack[i].key != key || self->stack[i].code != code)
             continue;
@@ -293,6 +300,12 @@ pop_live(CoreObject *self, PyObject *code)
         return NULL;
     }
     return rec;
+}
+
+static PyObject *
+pop_live(CoreObject *self, PyObject *code)
+{
+    return pop_live_ts(self, PyThreadState_Get(), code);
 }
 
 /* The parameters' values as a tuple, None for one not bound (yet). */
@@ -373,7 +386,8 @@ core_py_start(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *names = PyTuple_GET_ITEM(info, E_PARAMS), *rec;
     Py_ssize_t n = PyTuple_GET_SIZE(names);
-    void *key = co_flags & FA_SUSPENDS ? NULL : running_frame(code);
+    PyThreadState *ts = PyThreadState_Get();   /* read once for the core and the recorder */
+    void *key = co_flags & FA_SUSPENDS ? NULL : running_frame_ts(ts, code);
     if (key == NULL && frame == NULL && (frame = event_frame()) == NULL) {
         Py_DECREF(info);
         return done(self, 1);
@@ -381,7 +395,7 @@ core_py_start(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (self->hot != NULL && n <= MAX_DIRECT_ARGS) {
         /* Into _speedups' open_call with no tuple and no call; the parameters' values are
            read (and a frame object made to read them) only if this call's input is shaped. */
-        rec = self->hot->open_lazy(PyTuple_GET_ITEM(info, E_FID), frame_args, names, n);
+        rec = self->hot->open_lazy_ts(ts, PyTuple_GET_ITEM(info, E_FID), frame_args, names, n);
     }
     else {
         if (frame == NULL && (frame = event_frame()) == NULL) {
@@ -432,14 +446,15 @@ core_py_return(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs < 1)
         return done(self, 0);
-    PyObject *rec = pop_live(self, args[0]);
+    PyThreadState *ts = PyThreadState_Get();   /* read once for the core and the recorder */
+    PyObject *rec = pop_live_ts(self, ts, args[0]);
     if (rec == NULL)
         return done(self, PyErr_Occurred() != NULL);
+    if (self->hot != NULL)  /* the return value kept, the call closed and released: one call */
+        return done(self, self->hot->finish(ts, rec, nargs >= 3 ? args[2] : NULL, Py_None) < 0);
     int failed = 0;
     if (nargs >= 3) {
-        if (self->hot != NULL)
-            failed = self->hot->set_rv(rec, args[2]) < 0;
-        else if (PyList_Check(rec) && self->rv < PyList_GET_SIZE(rec))
+        if (PyList_Check(rec) && self->rv < PyList_GET_SIZE(rec))
             failed = PyList_SetItem(rec, self->rv, Py_NewRef(args[2])) < 0;
         else if (!PyList_Check(rec))  /* the C twin's frame, its functions called as Python */
             failed = PySequence_SetItem(rec, self->rv, args[2]) < 0;

@@ -1008,7 +1008,8 @@ fetched_input_sid(FnSlot *slot, FaArgsFn fetch, void *ctx, Py_ssize_t nargs)
 /* The new frame (new reference), or NULL: not recorded (no error set) or an error. The
    arguments are `args`, or, when `fetch` is not NULL, what it reads if the input is shaped. */
 static PyObject *
-open_with(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs, FaArgsFn fetch, void *ctx)
+open_with(PyThreadState *ts, PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs,
+          FaArgsFn fetch, void *ctx)
 {
     Py_ssize_t fid = (Py_ssize_t)as_ll(fidobj);
     if (fid == -1 && PyErr_Occurred())
@@ -1016,7 +1017,6 @@ open_with(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs, FaArgsFn fe
     FnSlot *slot = fn_slot(fid);
     if (slot == NULL)
         return NULL;
-    PyThreadState *ts = PyThreadState_Get();
     PyObject *value = cur_value_ts(ts);
     if (value == NULL)
         return NULL;
@@ -1108,7 +1108,7 @@ done:
 static inline PyObject *
 open_impl(PyObject *fidobj, PyObject *const *args, Py_ssize_t nargs)
 {
-    return open_with(fidobj, args, nargs, NULL, NULL);
+    return open_with(PyThreadState_Get(), fidobj, args, nargs, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1541,11 +1541,25 @@ api_open(PyObject *fid, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
+api_open_lazy_ts(PyThreadState *ts, PyObject *fid, FaArgsFn fetch, void *ctx, Py_ssize_t nargs)
+{
+    if (!S->on)
+        Py_RETURN_NONE;
+    PyObject *frame = open_with(ts, fid, NULL, nargs, fetch, ctx);
+    if (frame == NULL) {
+        if (PyErr_Occurred() && swallow() < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    return frame;
+}
+
+static PyObject *
 api_open_lazy(PyObject *fid, FaArgsFn fetch, void *ctx, Py_ssize_t nargs)
 {
     if (!S->on)
         Py_RETURN_NONE;
-    PyObject *frame = open_with(fid, NULL, nargs, fetch, ctx);
+    PyObject *frame = open_with(PyThreadState_Get(), fid, NULL, nargs, fetch, ctx);
     if (frame == NULL) {
         if (PyErr_Occurred() && swallow() < 0)
             return NULL;
@@ -1582,8 +1596,30 @@ api_set_rv(PyObject *frame, PyObject *value)
     return 0;
 }
 
+/* set_rv, close and release in one call (see _hotpath.h). */
+static int
+api_finish(PyThreadState *ts, PyObject *frame, PyObject *rv, PyObject *exc_type)
+{
+    int r = 0;
+    if (!is_frame(frame)) {
+        PyErr_SetString(PyExc_TypeError, "finish(frame, value, exc_type)");
+        r = swallow();
+    }
+    else {
+        if (rv != NULL && (!IS_CALL(frame) || CALL(frame)->flags & F_SHAPED))  /* else unread */
+            fr_set_obj(frame, RV, rv);
+        PyObject *value = cur_value_ts(ts);
+        r = value == NULL ? -1 : close_impl(ts, frame, exc_type, value);
+        Py_XDECREF(value);
+        if (r < 0)
+            r = swallow();
+    }
+    frame_release(frame);
+    return r;
+}
+
 static FaHotPath hot_path_api = {FA_HOTPATH_VERSION, api_open, api_close, frame_release, NULL,
-                                 NULL, api_open_lazy, api_set_rv};
+                                 NULL, api_open_lazy, api_set_rv, api_open_lazy_ts, api_finish};
 
 static PyObject *
 sp_close_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
