@@ -12,6 +12,9 @@ Writes ``results/cores_ab-<python>.md`` and ``.json``. Cores: ``none`` (no trace
 ``wrap`` (import-time rewrite, C hot path), ``monitor-c`` / ``monitor-py`` (sys.monitoring with C or Python callbacks, 3.12+),
 ``profile-c`` / ``profile-py`` (C or Python profile function), ``cprofile`` and, when
 installed, ``viztracer`` (its C tracer, restricted to the module's file).
+
+``--take`` adds what the flusher thread spends on each record before msgpack and zstd (the
+records taken out of the buffer in batches, as the program's CPU time counts it too).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ MODULE = textwrap.dedent('''\
 CHILD = textwrap.dedent('''\
     import sys
     core, n, selected = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+    take = len(sys.argv) > 5 and sys.argv[5] == "take"
     sys.path.insert(0, sys.argv[4])
     stop = lambda: None
     if core == "wrap":  # rewrites the module as it is imported: install first
@@ -76,19 +80,32 @@ CHILD = textwrap.dedent('''\
                            verbose=0, tracer_entries=5_000_000)
         tracer.start()
         stop = tracer.stop
-    mod.loop(n)
+    taken = 0
+    if take and core in ("wrap", "monitor-c", "monitor-py", "profile-c", "profile-py"):
+        # As the flusher does, in batches as the program records (the wire block only: the
+        # msgpack and zstd of a batch are not measured).
+        from flowagent.agent.transport import BATCH_CALLS
+        for _ in range(n // BATCH_CALLS):
+            mod.loop(BATCH_CALLS)
+            taken += recorder.take_calls(BATCH_CALLS)[0]
+        mod.loop(n % BATCH_CALLS)
+        taken += recorder.take_calls()[0]
+    else:
+        mod.loop(n)
     stop()
     if selected and core in ("wrap", "monitor-c", "monitor-py", "profile-c", "profile-py"):
-        assert recorder.S.buffered >= n, f"{core} recorded {recorder.S.buffered} of {n} calls"
+        got = taken + recorder.S.buffered
+        assert got >= n, f"{core} recorded {got} of {n} calls"
 ''')
 
 CORES = ("none", "wrap", "monitor-c", "monitor-py", "profile-c", "profile-py", "cprofile", "viztracer")
 
 
 def instructions(core: str, n: int, selected: bool, moddir: str, tmp: str,
-                 root: str = ROOT) -> int | None:
+                 root: str = ROOT, take: bool = False) -> int | None:
     out = os.path.join(tmp, f"cg.{core}.{n}.{int(selected)}")
-    child = [sys.executable, "-c", CHILD, core, str(n), "1" if selected else "0", moddir]
+    child = [sys.executable, "-c", CHILD, core, str(n), "1" if selected else "0", moddir,
+             "take" if take else "keep"]
     env = {**os.environ, "PYTHONPATH": root, "PYTHONDONTWRITEBYTECODE": "1",
            "PYTHONHASHSEED": "0", "XDG_CACHE_HOME": os.path.join(tmp, "cache")}
     # Unmeasured first: both measured runs then load the instrumented module from the cache
@@ -113,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="the flowagent checkout to measure (another build: printed, not saved)")
     p.add_argument("--recorded-only", action="store_true",
                    help="skip the 'left out' runs (a function the selection excludes)")
+    p.add_argument("--take", action="store_true",
+                   help="also take the records out of the buffer as the flusher does, in "
+                        "batches (recorder.take_calls: the wire block, not msgpack or zstd); "
+                        "printed, not saved")
     a = p.parse_args(argv)
     root = os.path.abspath(a.root)
     rows = []
@@ -127,15 +148,17 @@ def main(argv: list[str] | None = None) -> int:
             for selected in (True, False):
                 if (core == "none" or a.recorded_only) and not selected:
                     continue
-                i1 = instructions(core, a.n1, selected, moddir, tmp, root)
-                i2 = instructions(core, a.n2, selected, moddir, tmp, root)
+                i1 = instructions(core, a.n1, selected, moddir, tmp, root, a.take)
+                i2 = instructions(core, a.n2, selected, moddir, tmp, root, a.take)
                 per = None if i1 is None or i2 is None else (i2 - i1) / (a.n2 - a.n1)
                 rows.append({"core": core, "selected": selected, "per_call": per})
                 sys.stderr.write(f"{core:11s} selected={selected!s:5s} per call: {per}\n")
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if root != os.path.abspath(ROOT):
+    if root != os.path.abspath(ROOT) or a.take:
+        taken = " (records taken as the flusher does)" if a.take else ""
         for r in rows:
-            print(f"{root}: {r['core']} selected={r['selected']} per call: {r['per_call']}")
+            print(f"{root}: {r['core']} selected={r['selected']} per call{taken}: "
+                  f"{r['per_call']}")
         return 0
     stem = os.path.join(RESULTS, f"cores_ab-{py}")
     # Cores measured by an earlier run (same sizes) and not by this one are kept.
