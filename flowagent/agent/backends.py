@@ -513,23 +513,39 @@ def choose(requested: str) -> tuple[Backend, str]:
 
 def _auto() -> tuple[Backend, str]:
     """The cheapest core that keeps every recorded fact, by measurement
-    (``benchmarks/run.py --cores`` and ``benchmarks/cores_ab.py``, results/cores*-PYTHON.md).
+    (``benchmarks/cores_ab.py``, ``percall_ab.py``, ``run.py --real``; results/cores_ab-*.md,
+    percall-3.12.md, requests.md).
 
-    That is ``wrap`` on every version today: its ``with`` block opens and closes a call in C
-    without a frame object. On 3.12+ the ``monitor`` backend's C callbacks cost ~1.2-1.4x as
-    much per recorded call (the event dispatch, a frame object and a dict entry per call);
-    the ``profile`` backend costs ~4x and cannot see which exception unwound a frame. Both stay
-    available with ``--backend``.
+    On Python 3.12 that is ``monitor``: its C ``sys.monitoring`` callbacks, enabled on the
+    selected code objects only, add ~1,500 instructions per recorded call where ``wrap``'s
+    rewritten ``with`` block adds ~1,950, cost less per web request and on real programs,
+    and leave the program's bytecode as it is. On 3.13 ``monitor`` cannot see a generator
+    closed early at a yield outside try/except (:func:`caveat`), so ``wrap`` records there,
+    as on 3.11, which has no ``sys.monitoring``. Where every tool id ``monitor`` may use is
+    taken (another tool monitors the program), ``wrap``. The ``profile`` core costs ~4x and
+    cannot see which exception unwound a frame. Every backend stays available with
+    ``--backend``.
     """
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if sys.version_info >= (3, 12):
-        other = ("monitor's sys.monitoring callbacks cost more per recorded call (measured on "
-                 "3.12)")
+    if sys.version_info[:2] == (3, 12):
+        from .monitor import MonitorBackend, free_tool_id
+
+        tool_id = free_tool_id()
+        if tool_id is not None:
+            backend = MonitorBackend(tool_id)
+            return backend, (
+                f"auto: monitor (sys.monitoring tool id {tool_id}; {backend.core}) records a "
+                f"call for the least of the cores on Python {version}, without rewriting "
+                f"bytecode. --backend wrap or profile overrides")
+        other = "every sys.monitoring tool id monitor may use is taken"
+    elif sys.version_info >= (3, 13):
+        other = (f"on Python {version} monitor does not see a generator closed early at a "
+                 f"yield outside try/except")
     else:
         other = f"Python {version} has no sys.monitoring"
     return WrapBackend(), (
         f"auto: wrap (import-time instrumentation) records a call for the least of the cores "
-        f"that keep exception types; {other}; profile cannot see exception types. "
+        f"that keep every fact here; {other}; profile cannot see exception types. "
         f"--backend monitor or profile overrides")
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import recorder
-from .helpernames import LAMBDA
+from .helpernames import LAMBDA, lambda_qualname
 from .select import Selector
 from .guard import program_exception
 
@@ -34,13 +34,8 @@ class CodeSelector:
     calls, and a program has far fewer files than code objects."""
 
     def __init__(self, selector: Selector, nested: bool) -> None:
-        # The instrumenter (with ast) loads here, as the profile or monitor backend installs
-        # (the program's start, in its main thread), not with this module: the wrap backend
-        # imports this module too and needs no instrumenter while its code comes from the
-        # cache. Never at a lambda's first call: an import in one of the program's threads
-        # can leave a forked child waiting for a module lock its thread held.
-        from .instrument import lambda_qualname
-
+        # A lambda is named as the instrumenter names it, without the instrumenter (ast):
+        # reading code objects needs no source.
         self._lambda_name = lambda_qualname
         self.selector = selector
         self.nested = nested

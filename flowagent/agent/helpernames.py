@@ -3,10 +3,13 @@
 A cached instrumented module (the common case) is loaded, marked portable and checked by
 these names alone: importing :mod:`instrument` would bring ``ast`` into every recorded
 process's start for nothing. :mod:`instrument` writes calls to exactly these names (a
-test keeps the two equal).
+test keeps the two equal). A lambda's recorded name is made here too, for the same reason:
+the ``monitor`` and ``profile`` backends name lambdas from their code objects.
 """
 
 from __future__ import annotations
+
+import re
 
 HELPERS = ("__fa_call__", "__fa_gcall__", "__fa_ret__", "__fa_own__", "__fa_suspend__",
            "__fa_asuspend__", "__fa_resume__", "__fa_delegate__", "__fa_lcall__", "__fa_lret__",
@@ -15,3 +18,13 @@ HELPERS = ("__fa_call__", "__fa_gcall__", "__fa_ret__", "__fa_own__", "__fa_susp
 OPENERS = ("__fa_call__", "__fa_gcall__", "__fa_lcall__")
 # A lambda's code name.
 LAMBDA = "<lambda>"
+
+# Comprehension scopes in a code object's qualname (Python 3.11 has them all; 3.12 inlines
+# list, dict and set comprehensions): not part of a lambda's name on any version.
+_COMPREHENSIONS = re.compile(r"<(?:listcomp|dictcomp|setcomp|genexpr)>\.")
+
+
+def lambda_qualname(qualname: str, line: int) -> str:
+    """A lambda's recorded name: where it is defined, as a nested function's (``outer.<locals>.
+    <lambda>``), and its line, which keeps two lambdas of one scope apart (``@12``)."""
+    return f"{_COMPREHENSIONS.sub('', qualname)}@{line}"

@@ -45,10 +45,9 @@ expression); injected nodes are positioned as they are made, so no whole-tree
 from __future__ import annotations
 
 import ast
-import re
 from typing import Callable, TypedDict, TypeVar
 
-from .helpernames import HELPERS, LAMBDA, OPENERS  # noqa: F401  (read from here too)
+from .helpernames import HELPERS, LAMBDA, OPENERS, lambda_qualname  # noqa: F401  (read from here too)
 
 Register = Callable[[str, str, str, int, tuple[str, ...], str], int]
 
@@ -74,15 +73,6 @@ _ENCLOSING_PARTS: dict[type, tuple[str, ...]] = {
 }
 _POSITION = ("lineno", "col_offset", "end_lineno", "end_col_offset")
 
-# Comprehension scopes in a code object's qualname (Python 3.11 has them all; 3.12 inlines
-# list, dict and set comprehensions): not part of a lambda's name on any version.
-_COMPREHENSIONS = re.compile(r"<(?:listcomp|dictcomp|setcomp|genexpr)>\.")
-
-
-def lambda_qualname(qualname: str, line: int) -> str:
-    """A lambda's recorded name: where it is defined, as a nested function's (``outer.<locals>.
-    <lambda>``), and its line, which keeps two lambdas of one scope apart (``@12``)."""
-    return f"{_COMPREHENSIONS.sub('', qualname)}@{line}"
 
 
 # (parent node, field name, index in the field's list or None, the Yield/YieldFrom node)

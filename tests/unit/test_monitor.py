@@ -251,8 +251,25 @@ else:
         assert closed == [(("x",), 2), (("n",), GeneratorExit), (("x",), TypeError)]
         assert not backend._live
 
-    def test_auto_picks_wrap_and_says_why_monitor_is_not_chosen() -> None:
-        backend, reason = backends.choose("auto")
-        assert backend.name == "wrap"
-        assert "monitor" in reason and "cost more per recorded call" in reason
+    if sys.version_info[:2] == (3, 12):
+        def test_auto_picks_monitor_on_3_12_and_says_why() -> None:
+            backend, reason = backends.choose("auto")
+            assert backend.name == "monitor" and backend.tool_id == 3
+            assert "auto: monitor" in reason and "tool id 3" in reason
+            assert "without rewriting bytecode" in reason
+
+        def test_auto_picks_wrap_when_every_tool_id_is_taken(claimed: list[int]) -> None:
+            for tool_id in monitor.CANDIDATE_TOOL_IDS:
+                if MON.get_tool(tool_id) is None:
+                    MON.use_tool_id(tool_id, "someone else")
+                    claimed.append(tool_id)
+            backend, reason = backends.choose("auto")
+            assert backend.name == "wrap"
+            assert "every sys.monitoring tool id monitor may use is taken" in reason
+    else:
+        def test_auto_picks_wrap_on_3_13_and_says_why_not_monitor() -> None:
+            backend, reason = backends.choose("auto")
+            assert backend.name == "wrap"
+            assert "monitor does not see a generator closed early" in reason
+            assert backends.caveat("monitor") is not None
 
