@@ -74,15 +74,19 @@ class CallColumns:
     call's duration (``t1 - t0``, what the wire carries in place of ``t1``). The sidecar folds
     whole columns with C-level builtins (``zip``, ``Counter``, ``max``); building a tuple per
     call only to take it apart again would cost more than the rest of the decoding.
-    ``bounds``, where the decoder computed it on the way: (shortest duration, latest end)."""
+    ``bounds``, where the decoder computed it on the way: (shortest duration, latest end).
+    ``raw``, where the C decoder made the columns: the int64 block they were made from
+    (``_fold.decode_columns``), which the C fold reads instead of converting the lists' ints
+    back; a slice has none, and the lists must not be changed while it is kept."""
 
-    __slots__ = ("cols", "dur", "bounds")
+    __slots__ = ("cols", "dur", "bounds", "raw")
 
     def __init__(self, cols: list[list[int]], dur: list[int],
-                 bounds: tuple[int, int] | None = None) -> None:
+                 bounds: tuple[int, int] | None = None, raw: bytes | None = None) -> None:
         self.cols = cols
         self.dur = dur
         self.bounds = bounds
+        self.raw = raw
 
     @classmethod
     def from_rows(cls, rows: Iterable[Sequence[int]]) -> "CallColumns":

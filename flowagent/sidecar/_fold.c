@@ -25,6 +25,21 @@
 enum { O_FID, O_T0, O_CHILD_NS, O_ERR_CHILD, O_FOLD, O_KIDS, O_KID_T0, O_PATHS, O_WAITERS,
        O_LEN };
 
+/* Fields of a call block (wire.CALL_FIELDS); a raw block (decode_columns) has durations
+ * in place of the end times (F_T1) and the end times after them (F_END). */
+enum { N_FIELDS = 13, RAW_FIELDS = 14, F_CID = 0, F_PAR = 1, F_FID = 3, F_PFID = 4, F_IN = 5,
+       F_OUT = 6, F_RES = 7, F_EXC = 8, F_T0 = 9, F_T1 = 10, F_CPU = 12, F_END = 13 };
+
+/* The int64 columns of a raw block (decode_columns) of n calls, or NULL (no error set) when
+ * raw is None or not a block of n calls. */
+static const int64_t *
+raw_block(PyObject *raw, Py_ssize_t n)
+{
+    if (raw == NULL || !PyBytes_CheckExact(raw) || PyBytes_GET_SIZE(raw) != n * RAW_FIELDS * 8)
+        return NULL;
+    return (const int64_t *)PyBytes_AS_STRING(raw);
+}
+
 /* Set once by configure(): sessiontree's constants and its out-of-line helper. */
 static PyObject *ERROR_ = NULL, *INCOMPLETE_ = NULL, *EMPTY_FOLD = NULL, *ADD_KID = NULL;
 static Py_ssize_t MAX_KIDS = 1024;
@@ -158,12 +173,12 @@ static uint64_t mix(uint64_t h, uint64_t v);
 
 /* minus[signature of call i] += v (v_c: v as a C integer, LLONG_MIN when not known) */
 static int
-minus_add(MinusTable *t, const long long *cv, Py_ssize_t n, Py_ssize_t i, PyObject *v,
+minus_add(MinusTable *t, const long long *const *cp, Py_ssize_t i, PyObject *v,
           long long v_c)
 {
     uint64_t h = 0;
     for (int k = 0; k < 6; k++)
-        h = mix(h, (uint64_t)cv[SIG_COLS[k] * n + i]);
+        h = mix(h, (uint64_t)cp[SIG_COLS[k]][i]);
     Py_ssize_t s = (Py_ssize_t)(h & (uint64_t)(t->cap - 1)), j;
     for (;; s = (s + 1) & (t->cap - 1)) {
         j = t->slot[s];
@@ -172,7 +187,7 @@ minus_add(MinusTable *t, const long long *cv, Py_ssize_t n, Py_ssize_t i, PyObje
         Py_ssize_t f = t->e[j].first;
         int same = 1;
         for (int k = 0; k < 6 && same; k++)
-            same = cv[SIG_COLS[k] * n + f] == cv[SIG_COLS[k] * n + i];
+            same = cp[SIG_COLS[k]][f] == cp[SIG_COLS[k]][i];
         if (same)
             break;
     }
@@ -232,12 +247,12 @@ minus_to_dict(MinusTable *t, PyObject **cols, PyObject *minus)
 static PyObject *
 fold_tree(PyObject *self, PyObject *args)
 {
-    PyObject *tree, *cols[10];
-    if (!PyArg_ParseTuple(args, "OO!O!O!O!O!O!O!O!O!O!", &tree,
+    PyObject *tree, *cols[10], *raw = NULL;
+    if (!PyArg_ParseTuple(args, "OO!O!O!O!O!O!O!O!O!O!|O", &tree,
                           &PyList_Type, &cols[0], &PyList_Type, &cols[1], &PyList_Type, &cols[2],
                           &PyList_Type, &cols[3], &PyList_Type, &cols[4], &PyList_Type, &cols[5],
                           &PyList_Type, &cols[6], &PyList_Type, &cols[7], &PyList_Type, &cols[8],
-                          &PyList_Type, &cols[9]))
+                          &PyList_Type, &cols[9], &raw))
         return NULL;
     if (ERROR_ == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_fold.configure() was not called");
@@ -248,20 +263,35 @@ fold_tree(PyObject *self, PyObject *args)
         if (PyList_GET_SIZE(cols[k]) < n)
             n = PyList_GET_SIZE(cols[k]);  /* zip() stops at the shortest */
 
-    /* Every column but the starts' objects as C integers (compared in the loop, or the
-     * signature a call's callee time is summed under); None (nothing changed) when one does
-     * not fit: the Python pass runs. */
-    long long *cv = PyMem_Malloc(sizeof(long long) * 10 * (size_t)(n ? n : 1)), ses_c;
-    if (cv == NULL)
-        return PyErr_NoMemory();
-    for (int k = 0; k < 10; k++)
-        for (Py_ssize_t i = 0; i < n; i++)
-            if (as_ll(PyList_GET_ITEM(cols[k], i), &cv[k * n + i]) < 0) {
-                PyMem_Free(cv);
-                Py_RETURN_NONE;
-            }
-    long long *cid_c = cv, *par_c = cv + n, *res_c = cv + 6 * n, *t0_c = cv + 8 * n;
-    long long *d_c = cv + 9 * n;
+    /* Every column as C integers (compared in the loop, or the signature a call's callee
+     * time is summed under): read from the raw block the columns were decoded from (the
+     * columns of a whole decoded batch, every list as long as it), else converted; None
+     * (nothing changed) when one does not fit: the Python pass runs. */
+    static const int RAW_OF[10] = {F_CID, F_PAR, F_FID, F_PFID, F_IN, F_OUT, F_RES, F_EXC, F_T0,
+                                   F_T1};
+    const long long *cp[10];
+    long long *cv = NULL, ses_c;
+    const int64_t *block = raw_block(raw, n);
+    for (int k = 0; block != NULL && k < 10; k++)
+        if (PyList_GET_SIZE(cols[k]) != n)
+            block = NULL;
+    if (block != NULL) {
+        for (int k = 0; k < 10; k++)
+            cp[k] = (const long long *)(block + RAW_OF[k] * n);
+    } else {
+        if ((cv = PyMem_Malloc(sizeof(long long) * 10 * (size_t)(n ? n : 1))) == NULL)
+            return PyErr_NoMemory();
+        for (int k = 0; k < 10; k++) {
+            for (Py_ssize_t i = 0; i < n; i++)
+                if (as_ll(PyList_GET_ITEM(cols[k], i), &cv[k * n + i]) < 0) {
+                    PyMem_Free(cv);
+                    Py_RETURN_NONE;
+                }
+            cp[k] = cv + k * n;
+        }
+    }
+    const long long *cid_c = cp[0], *par_c = cp[1], *res_c = cp[6], *t0_c = cp[8];
+    const long long *d_c = cp[9];
     /* minus (per signature, its calls' time in their callees) summed in a C table first:
      * entries in first-seen order, found through slots keyed by the signature's values. */
     MinusTable mt = {0};
@@ -330,7 +360,7 @@ fold_tree(PyObject *self, PyObject *args)
                 int lt = cmp_ll(d, d_c[i], child_ns, Py_GE);  /* child_ns < d */
                 if (lt < 0)
                     goto done;
-                if (minus_add(&mt, cv, n, i, lt ? child_ns : d, lt ? LLONG_MIN : d_c[i]) < 0)
+                if (minus_add(&mt, cp, i, lt ? child_ns : d, lt ? LLONG_MIN : d_c[i]) < 0)
                     goto done;
             }
             PyObject *kids = PyList_GET_ITEM(node, O_KIDS), *fold = PyList_GET_ITEM(node, O_FOLD);
@@ -561,7 +591,6 @@ done:
 
 /* ---- decoding a batch's call block (wire._columns) -------------------------------------- */
 
-enum { N_FIELDS = 13, F_CID = 0, F_T0 = 9, F_T1 = 10 };
 
 /* A list of n values; equal neighbours share one int object (a session, thread or
  * function id repeats down its column), so most values cost no allocation. */
@@ -587,10 +616,14 @@ int_list(const int64_t *v, Py_ssize_t n)
     return out;
 }
 
-/* decode_columns(n, data) -> (cols, dur, bounds) or None: wire._columns without a Python
- * object per byte plane or per intermediate column; bounds is (shortest duration, latest
- * end) of the calls (None for no calls), which the fold needs of every batch. None when a running sum leaves int64 (only a
- * malformed block does that): the caller decodes it the Python way, with unbounded ints. */
+/* decode_columns(n, data) -> (cols, dur, bounds, raw) or None: wire._columns without a
+ * Python object per byte plane or per intermediate column; bounds is (shortest duration,
+ * latest end) of the calls (None for no calls), which the fold needs of every batch; raw is
+ * the decoded block itself, RAW_FIELDS int64 columns of n values in native order (the
+ * fields of CALL_FIELDS with durations in place of the end times, then the end times), so
+ * that fold_tree and count_sigs read the values without converting the lists' ints back.
+ * None when a running sum leaves int64 (only a malformed block does that): the caller
+ * decodes it the Python way, with unbounded ints. */
 static PyObject *
 decode_columns(PyObject *self, PyObject *args)
 {
@@ -598,15 +631,17 @@ decode_columns(PyObject *self, PyObject *args)
     Py_buffer buf;
     if (!PyArg_ParseTuple(args, "ny*", &n, &buf))
         return NULL;
-    PyObject *result = NULL, *cols = NULL, *dur = NULL;
-    int64_t *v = NULL;
+    PyObject *result = NULL, *cols = NULL, *dur = NULL, *raw = NULL;
     if (n < 0 || buf.len != n * N_FIELDS * 8) {
         PyErr_SetString(PyExc_ValueError, "call block does not hold the announced calls");
         goto done;
     }
     Py_ssize_t total = n * N_FIELDS;
-    if ((v = PyMem_Malloc((size_t)(total ? total : 1) * 2 * sizeof(int64_t))) == NULL) {
-        PyErr_NoMemory();
+    if ((raw = PyBytes_FromStringAndSize(NULL, n * RAW_FIELDS * 8)) == NULL)
+        goto done;
+    int64_t *v = (int64_t *)PyBytes_AS_STRING(raw);
+    if ((uintptr_t)v % _Alignof(int64_t)) {  /* never with CPython's allocator */
+        PyErr_SetString(PyExc_SystemError, "unaligned bytes object");
         goto done;
     }
     int64_t *t1 = v + total;  /* end times, beside the block */
@@ -637,7 +672,7 @@ decode_columns(PyObject *self, PyObject *args)
     if ((dur = int_list(d, n)) == NULL)
         goto done;
     if (n == 0) {
-        result = PyTuple_Pack(3, cols, dur, Py_None);
+        result = PyTuple_Pack(4, cols, dur, Py_None, raw);
         goto done;
     }
     int64_t lo = d[0], hi = t1[0];
@@ -647,13 +682,13 @@ decode_columns(PyObject *self, PyObject *args)
         if (t1[i] > hi)
             hi = t1[i];
     }
-    result = Py_BuildValue("(OO(LL))", cols, dur, (long long)lo, (long long)hi);
+    result = Py_BuildValue("(OO(LL)O)", cols, dur, (long long)lo, (long long)hi, raw);
     goto done;
 fallback:
     result = Py_None;
     Py_INCREF(result);
 done:
-    PyMem_Free(v);
+    Py_XDECREF(raw);
     Py_XDECREF(cols);
     Py_XDECREF(dur);
     PyBuffer_Release(&buf);
@@ -707,7 +742,7 @@ hist_add(PyObject *h, int64_t key, int64_t count)
     return r;
 }
 
-/* count_sigs(sigs, fids, pfids, ins, outs, ress, excs, durs, cpus, incomplete) -> bool:
+/* count_sigs(sigs, fids, pfids, ins, outs, ress, excs, durs, cpus, incomplete[, raw]) -> bool:
  * the statistics part of SessionTree.feed, which documents it: per signature, calls, total
  * (and self, before the callees' time is taken off), min, max, CPU and the duration
  * histogram, updated once per distinct (signature, duration) in the order they first
@@ -716,11 +751,11 @@ hist_add(PyObject *h, int64_t key, int64_t count)
 static PyObject *
 count_sigs(PyObject *self, PyObject *args)
 {
-    PyObject *sigs, *cols[S_COLS], *incomplete_obj;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!O!O!O!O", &PyDict_Type, &sigs,
+    PyObject *sigs, *cols[S_COLS], *incomplete_obj, *raw = NULL;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!O!O!O!O|O", &PyDict_Type, &sigs,
                           &PyList_Type, &cols[0], &PyList_Type, &cols[1], &PyList_Type, &cols[2],
                           &PyList_Type, &cols[3], &PyList_Type, &cols[4], &PyList_Type, &cols[5],
-                          &PyList_Type, &cols[6], &PyList_Type, &cols[7], &incomplete_obj))
+                          &PyList_Type, &cols[6], &PyList_Type, &cols[7], &incomplete_obj, &raw))
         return NULL;
     if (TO_BUCKETS == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_fold.configure_sigs() was not called");
@@ -750,19 +785,27 @@ count_sigs(PyObject *self, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
-    /* Every value as an int64, checked before anything changes. */
+    /* Every value as an int64, checked before anything changes: copied from the raw block
+     * the columns were decoded from (see fold_tree), else converted. */
+    static const int RAW_OF[S_COLS] = {F_FID, F_PFID, F_IN, F_OUT, F_RES, F_EXC, F_T1, F_CPU};
+    const int64_t *block = raw_block(raw, n);
     int64_t dmax = 0, cmax = 0;
     for (int k = 0; k < S_COLS; k++) {
         for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *o = PyList_GET_ITEM(cols[k], i);
-            int overflow = 0;
-            long long x = PyLong_CheckExact(o) ? PyLong_AsLongLongAndOverflow(o, &overflow) : 0;
-            if (!PyLong_CheckExact(o) || overflow) {
-                result = Py_False;
-                goto done;
+            long long x;
+            if (block != NULL) {
+                x = block[RAW_OF[k] * n + i];
+            } else {
+                PyObject *o = PyList_GET_ITEM(cols[k], i);
+                int overflow = 0;
+                x = PyLong_CheckExact(o) ? PyLong_AsLongLongAndOverflow(o, &overflow) : 0;
+                if (!PyLong_CheckExact(o) || overflow) {
+                    result = Py_False;
+                    goto done;
+                }
+                if (x == -1 && PyErr_Occurred())
+                    goto done;
             }
-            if (x == -1 && PyErr_Occurred())
-                goto done;
             v[k * n + i] = x;
             if (k == S_DUR && (x > dmax || -x > dmax))
                 dmax = x > 0 ? x : -x;
@@ -1034,14 +1077,15 @@ static PyMethodDef methods[] = {
     {"configure_sigs", configure_sigs, METH_VARARGS,
      "configure_sigs(EXACT, SUB, SHIFT, to_buckets): the histogram's constants."},
     {"decode_columns", decode_columns, METH_VARARGS,
-     "decode_columns(n, data) -> (cols, dur, bounds) or None: wire._columns in C."},
+     "decode_columns(n, data) -> (cols, dur, bounds, raw) or None: wire._columns in C."},
     {"count_sigs", count_sigs, METH_VARARGS,
-     "count_sigs(sigs, fids, pfids, ins, outs, ress, excs, durs, cpus, INCOMPLETE) -> bool: "
-     "SessionTree.feed's signature statistics in C."},
+     "count_sigs(sigs, fids, pfids, ins, outs, ress, excs, durs, cpus, INCOMPLETE[, raw]) -> "
+     "bool: SessionTree.feed's signature statistics in C."},
     {"configure", configure, METH_VARARGS,
      "configure(ERROR, INCOMPLETE, empty_fold, MAX_KIDS, add_kid): sessiontree's constants."},
     {"fold_tree", fold_tree, METH_VARARGS,
-     "fold_tree(tree, cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs) -> minus: "
+     "fold_tree(tree, cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs[, raw]) -> "
+     "minus: "
      "SessionTree._fold_tree_py in C."},
     {NULL, NULL, 0, NULL},
 };
