@@ -20,6 +20,9 @@
 #include <Python.h>
 #include <limits.h>
 #include <stdint.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* Positions of an open call's state (sessiontree.O_*). */
 enum { O_FID, O_T0, O_CHILD_NS, O_ERR_CHILD, O_FOLD, O_KIDS, O_KID_T0, O_PATHS, O_WAITERS,
@@ -244,6 +247,96 @@ minus_to_dict(MinusTable *t, PyObject **cols, PyObject *minus)
     return 0;
 }
 
+/* A batch's memo in front of the namer's: the same lookups (leaf digest and paths by
+ * function; inner digest by function, fold and child digests; paths prefixed by function and
+ * the paths below; unions of two path sets), keyed by the function's number and the
+ * *identity* of the objects, so that a hit costs no key tuple and no hash of one. It holds
+ * a reference to every object of its keys (an address is not reused while it is in the
+ * memo) and to every value. Equal objects give equal values, so a hit gives what the
+ * namer's memo would (an equal object): only the cost differs. Full: emptied. */
+enum { PM_LEAF = 1, PM_INNER, PM_PREFIX, PM_UNION };
+#define PM_WORDS 6     /* an inner digest of up to PM_WORDS - 2 child runs */
+#define PM_SLOTS 1024  /* emptied when half full */
+
+typedef struct {
+    int kind, len;
+    unsigned objs;           /* bit k: w[k] is an object this entry holds */
+    uint64_t w[PM_WORDS];
+    PyObject *value, *value2;
+} PMEntry;
+
+typedef struct {
+    PMEntry *e;
+    Py_ssize_t used;
+} PtrMemo;
+
+static void
+pm_clear(PtrMemo *m)
+{
+    if (m->e == NULL)
+        return;
+    for (Py_ssize_t s = 0; s < PM_SLOTS && m->used; s++) {
+        PMEntry *x = &m->e[s];
+        if (!x->kind)
+            continue;
+        for (int k = 0; k < x->len; k++)
+            if (x->objs & (1u << k))
+                Py_DECREF((PyObject *)(uintptr_t)x->w[k]);
+        Py_XDECREF(x->value);
+        Py_XDECREF(x->value2);
+        x->kind = 0;
+        m->used--;
+    }
+}
+
+/* The entry of the key (kind, w[:len]): found (kind set) or the empty slot for it. */
+static PMEntry *
+pm_find(PtrMemo *m, int kind, int len, const uint64_t *w)
+{
+    uint64_t h = (uint64_t)kind;
+    for (int k = 0; k < len; k++)
+        h = mix(h, w[k]);
+    for (Py_ssize_t s = (Py_ssize_t)(h >> 20) & (PM_SLOTS - 1);; s = (s + 1) & (PM_SLOTS - 1)) {
+        PMEntry *x = &m->e[s];
+        if (!x->kind)
+            return x;
+        if (x->kind == kind && x->len == len) {
+            int k = 0;
+            while (k < len && x->w[k] == w[k])
+                k++;
+            if (k == len)
+                return x;
+        }
+    }
+}
+
+/* Remembers value (and value2) for the key that pm_find gave slot for (both references
+ * taken). */
+static void
+pm_put(PtrMemo *m, PMEntry *slot, int kind, int len, const uint64_t *w, unsigned objs,
+       PyObject *value, PyObject *value2)
+{
+    if (m->used >= PM_SLOTS / 2) {
+        pm_clear(m);
+        slot = pm_find(m, kind, len, w);
+    }
+    slot->kind = kind;
+    slot->len = len;
+    slot->objs = objs;
+    for (int k = 0; k < len; k++) {
+        slot->w[k] = w[k];
+        if (objs & (1u << k))
+            Py_INCREF((PyObject *)(uintptr_t)w[k]);
+    }
+    Py_INCREF(value);
+    slot->value = value;
+    Py_XINCREF(value2);
+    slot->value2 = value2;
+    m->used++;
+}
+
+#define PM_OBJ(o) ((uint64_t)(uintptr_t)(o))
+
 static PyObject *
 fold_tree(PyObject *self, PyObject *args)
 {
@@ -295,10 +388,16 @@ fold_tree(PyObject *self, PyObject *args)
     /* minus (per signature, its calls' time in their callees) summed in a C table first:
      * entries in first-seen order, found through slots keyed by the signature's values. */
     MinusTable mt = {0};
-    if (minus_init(&mt, n) < 0) {
+    PtrMemo pm = {PyMem_Calloc(PM_SLOTS, sizeof(PMEntry)), 0};
+    if (minus_init(&mt, n) < 0 || pm.e == NULL) {
         PyMem_Free(cv);
+        minus_free(&mt);
+        PyMem_Free(pm.e);
         return PyErr_NoMemory();
     }
+    const long long *fid_c = cp[2];
+    uint64_t w[PM_WORDS];
+    PMEntry *slot;
 
     PyObject *ses = NULL, *namer = NULL, *opened = NULL, *leaves = NULL, *leaf_sets = NULL;
     PyObject *inners = NULL, *prefixes = NULL, *unions = NULL, *minus = NULL;
@@ -351,9 +450,19 @@ fold_tree(PyObject *self, PyObject *args)
         }
 
         if (node == NULL) {
-            if (!(digest = memo_or(leaves, fid, namer, "leaf", fid, NULL, NULL)) ||
-                    !(paths = memo_or(leaf_sets, fid, namer, "leaf_paths", fid, NULL, NULL)))
-                goto done;
+            w[0] = (uint64_t)fid_c[i];
+            slot = pm_find(&pm, PM_LEAF, 1, w);
+            if (slot->kind) {
+                digest = slot->value;
+                paths = slot->value2;
+                Py_INCREF(digest);
+                Py_INCREF(paths);
+            } else {
+                if (!(digest = memo_or(leaves, fid, namer, "leaf", fid, NULL, NULL)) ||
+                        !(paths = memo_or(leaf_sets, fid, namer, "leaf_paths", fid, NULL, NULL)))
+                    goto done;
+                pm_put(&pm, slot, PM_LEAF, 1, w, 0, digest, paths);
+            }
         } else {
             if (res_c[i] != INCOMPLETE_C) {
                 PyObject *child_ns = PyList_GET_ITEM(node, O_CHILD_NS);
@@ -369,27 +478,65 @@ fold_tree(PyObject *self, PyObject *args)
                 goto done;
             }
             Py_ssize_t nk = PyList_GET_SIZE(kids);
-            PyObject *key = PyTuple_New(2 + nk);
-            if (key == NULL)
-                goto done;
-            Py_INCREF(fid); PyTuple_SET_ITEM(key, 0, fid);
-            Py_INCREF(fold); PyTuple_SET_ITEM(key, 1, fold);
-            for (Py_ssize_t k = 0; k < nk; k++) {
-                PyObject *kid = PyList_GET_ITEM(kids, k);
-                Py_INCREF(kid);
-                PyTuple_SET_ITEM(key, 2 + k, kid);
+            slot = NULL;
+            if (nk <= PM_WORDS - 2) {
+                w[0] = (uint64_t)fid_c[i];
+                w[1] = PM_OBJ(fold);
+                for (Py_ssize_t k = 0; k < nk; k++)
+                    w[2 + k] = PM_OBJ(PyList_GET_ITEM(kids, k));
+                slot = pm_find(&pm, PM_INNER, (int)(2 + nk), w);
             }
-            digest = memo_or(inners, key, namer, "inner", fid, fold, kids);
-            Py_DECREF(key);
-            if (digest == NULL)
-                goto done;
+            if (slot != NULL && slot->kind) {
+                digest = slot->value;
+                Py_INCREF(digest);
+            } else {
+                PyObject *key = PyTuple_New(2 + nk);
+                if (key == NULL)
+                    goto done;
+                Py_INCREF(fid); PyTuple_SET_ITEM(key, 0, fid);
+                Py_INCREF(fold); PyTuple_SET_ITEM(key, 1, fold);
+                for (Py_ssize_t k = 0; k < nk; k++) {
+                    PyObject *kid = PyList_GET_ITEM(kids, k);
+                    Py_INCREF(kid);
+                    PyTuple_SET_ITEM(key, 2 + k, kid);
+                }
+                digest = memo_or(inners, key, namer, "inner", fid, fold, kids);
+                Py_DECREF(key);
+                if (digest == NULL)
+                    goto done;
+                /* the key's objects are read again: the namer's code may have run */
+                if (slot != NULL && PyList_GET_SIZE(kids) == nk &&
+                        PyList_GET_ITEM(node, O_FOLD) == fold) {
+                    int same = 1;
+                    for (Py_ssize_t k = 0; k < nk && same; k++)
+                        same = w[2 + k] == PM_OBJ(PyList_GET_ITEM(kids, k));
+                    if (same)
+                        pm_put(&pm, pm_find(&pm, PM_INNER, (int)(2 + nk), w), PM_INNER,
+                               (int)(2 + nk), w, ~0u << 1 & ((1u << (2 + nk)) - 1), digest,
+                               NULL);
+                }
+            }
             PyObject *below = PyList_GET_ITEM(node, O_PATHS);
-            if (!(key = PyTuple_Pack(2, fid, below)))
-                goto done;
-            paths = memo_or(prefixes, key, namer, "prefixed", fid, below, NULL);
-            Py_DECREF(key);
-            if (paths == NULL)
-                goto done;
+            w[0] = (uint64_t)fid_c[i];
+            w[1] = PM_OBJ(below);
+            slot = pm_find(&pm, PM_PREFIX, 2, w);
+            if (slot->kind) {
+                paths = slot->value;
+                Py_INCREF(paths);
+            } else {
+                PyObject *key = PyTuple_Pack(2, fid, below);
+                if (key == NULL)
+                    goto done;
+                Py_INCREF(below);  /* held while the namer's code may run */
+                paths = memo_or(prefixes, key, namer, "prefixed", fid, below, NULL);
+                Py_DECREF(key);
+                if (paths != NULL)
+                    pm_put(&pm, pm_find(&pm, PM_PREFIX, 2, w), PM_PREFIX, 2, w, 2u, paths,
+                           NULL);
+                Py_DECREF(below);
+                if (paths == NULL)
+                    goto done;
+            }
             PyObject *waiters = PyList_GET_ITEM(node, O_WAITERS);
             int has = PyObject_IsTrue(waiters);
             if (has < 0)
@@ -515,13 +662,27 @@ fold_tree(PyObject *self, PyObject *args)
                 }
                 PyObject *below = PyList_GET_ITEM(p, O_PATHS);
                 if (below != paths) {
-                    PyObject *key = PyTuple_Pack(2, below, paths);
-                    if (key == NULL)
-                        goto done;
-                    PyObject *u = memo_or(unions, key, namer, "union", below, paths, NULL);
-                    Py_DECREF(key);
-                    if (u == NULL)
-                        goto done;
+                    w[0] = PM_OBJ(below);
+                    w[1] = PM_OBJ(paths);
+                    slot = pm_find(&pm, PM_UNION, 2, w);
+                    PyObject *u;
+                    if (slot->kind) {
+                        u = slot->value;
+                        Py_INCREF(u);
+                    } else {
+                        PyObject *key = PyTuple_Pack(2, below, paths);
+                        if (key == NULL)
+                            goto done;
+                        Py_INCREF(below);  /* held while the namer's code may run */
+                        u = memo_or(unions, key, namer, "union", below, paths, NULL);
+                        Py_DECREF(key);
+                        if (u != NULL)
+                            pm_put(&pm, pm_find(&pm, PM_UNION, 2, w), PM_UNION, 2, w, 3u, u,
+                                   NULL);
+                        Py_DECREF(below);
+                        if (u == NULL)
+                            goto done;
+                    }
                     PyList_SetItem(p, O_PATHS, u);
                 }
                 if (up != NULL) {
@@ -580,6 +741,8 @@ fold_tree(PyObject *self, PyObject *args)
     minus = NULL;
 done:
     minus_free(&mt);
+    pm_clear(&pm);
+    PyMem_Free(pm.e);
     PyMem_Free(cv);
     Py_XDECREF(node); Py_XDECREF(digest); Py_XDECREF(paths); Py_XDECREF(up);
     Py_XDECREF(root_paths); Py_XDECREF(root_digest);
@@ -616,6 +779,44 @@ int_list(const int64_t *v, Py_ssize_t n)
     return out;
 }
 
+/* v[i] = the little-endian int64 whose byte b is src[b * total + i] (the wire's byte planes:
+ * byte b of every value, then byte b + 1). With SSE2 (every x86-64, little-endian), 16
+ * values at a time: bytes, then pairs, then quads of the eight planes interleaved. */
+static void
+transpose_planes(const unsigned char *src, Py_ssize_t total, int64_t *v)
+{
+    Py_ssize_t i = 0;
+#if defined(__SSE2__)
+    for (; i + 16 <= total; i += 16) {
+        __m128i a[8], t[8], u[8];
+        for (int b = 0; b < 8; b++)
+            a[b] = _mm_loadu_si128((const __m128i *)(src + b * total + i));
+        for (int b = 0; b < 8; b += 2) {  /* t[b]: values 0-7, t[b + 1]: 8-15; planes b, b+1 */
+            t[b] = _mm_unpacklo_epi8(a[b], a[b + 1]);
+            t[b + 1] = _mm_unpackhi_epi8(a[b], a[b + 1]);
+        }
+        for (int h = 0; h < 2; h++) {  /* u[4h + ...]: planes 0-3 and 4-7 of values 8h.. */
+            u[4 * h] = _mm_unpacklo_epi16(t[h], t[2 + h]);
+            u[4 * h + 1] = _mm_unpackhi_epi16(t[h], t[2 + h]);
+            u[4 * h + 2] = _mm_unpacklo_epi16(t[4 + h], t[6 + h]);
+            u[4 * h + 3] = _mm_unpackhi_epi16(t[4 + h], t[6 + h]);
+        }
+        __m128i *out = (__m128i *)(v + i);
+        for (int q = 0; q < 4; q++) {  /* values 4q .. 4q + 3 */
+            __m128i lo = u[(q / 2) * 4 + (q % 2)], hi = u[(q / 2) * 4 + 2 + (q % 2)];
+            _mm_storeu_si128(out + 2 * q, _mm_unpacklo_epi32(lo, hi));
+            _mm_storeu_si128(out + 2 * q + 1, _mm_unpackhi_epi32(lo, hi));
+        }
+    }
+#endif
+    for (; i < total; i++) {
+        uint64_t x = 0;
+        for (int b = 0; b < 8; b++)
+            x |= (uint64_t)src[b * total + i] << (8 * b);
+        v[i] = (int64_t)x;
+    }
+}
+
 /* decode_columns(n, data) -> (cols, dur, bounds, raw) or None: wire._columns without a
  * Python object per byte plane or per intermediate column; bounds is (shortest duration,
  * latest end) of the calls (None for no calls), which the fold needs of every batch; raw is
@@ -645,14 +846,7 @@ decode_columns(PyObject *self, PyObject *args)
         goto done;
     }
     int64_t *t1 = v + total;  /* end times, beside the block */
-    const unsigned char *src = buf.buf;
-    for (Py_ssize_t i = 0; i < total; i++)
-        v[i] = src[i];
-    for (int b = 1; b < 8; b++) {
-        const unsigned char *plane = src + b * total;
-        for (Py_ssize_t i = 0; i < total; i++)
-            v[i] |= (int64_t)((uint64_t)plane[i] << (8 * b));
-    }
+    transpose_planes(buf.buf, total, v);
     int64_t *cid = v + F_CID * n, *t0 = v + F_T0 * n, *d = v + F_T1 * n;
     for (Py_ssize_t i = 1; i < n; i++)
         if (__builtin_add_overflow(cid[i - 1], cid[i], &cid[i]) ||
