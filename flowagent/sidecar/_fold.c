@@ -337,6 +337,76 @@ pm_put(PtrMemo *m, PMEntry *slot, int kind, int len, const uint64_t *w, unsigned
 
 #define PM_OBJ(o) ((uint64_t)(uintptr_t)(o))
 
+/* Open-call states (lists of O_LEN) and their child lists, reused: a state the pass popped
+ * and folded that nothing else holds goes to a pool, its items None and its child lists
+ * (held by nothing else either) emptied with their room kept, so that a new open call
+ * allocates nothing. Only what no other code can see is pooled. */
+#define POOL_STATES 256
+#define POOL_LISTS 512
+static PyObject *pool_states[POOL_STATES], *pool_lists[POOL_LISTS];
+static Py_ssize_t n_pool_states = 0, n_pool_lists = 0;
+
+/* An empty list (a new reference). */
+static PyObject *
+pooled_list(void)
+{
+    if (n_pool_lists)
+        return pool_lists[--n_pool_lists];
+    return PyList_New(0);
+}
+
+/* A list of O_LEN Nones (a new reference), filled with state_set. */
+static PyObject *
+pooled_state(void)
+{
+    if (n_pool_states)
+        return pool_states[--n_pool_states];
+    PyObject *st = PyList_New(O_LEN);
+    if (st != NULL)
+        for (int k = 0; k < O_LEN; k++)
+            PyList_SET_ITEM(st, k, Py_NewRef(Py_None));
+    return st;
+}
+
+/* Item k of a state := v (stolen), the old item released. */
+static inline void
+state_set(PyObject *st, int k, PyObject *v)
+{
+    PyObject *old = PyList_GET_ITEM(st, k);
+    PyList_SET_ITEM(st, k, v);
+    Py_DECREF(old);
+}
+
+/* Releases a folded state: pooled (with its child lists) where nothing else holds it. */
+static void
+recycle_state(PyObject *st)
+{
+    if (Py_REFCNT(st) != 1 || !PyList_CheckExact(st) || PyList_GET_SIZE(st) != O_LEN ||
+            n_pool_states == POOL_STATES) {
+        Py_DECREF(st);
+        return;
+    }
+    PyObject *old[O_LEN];
+    for (int k = 0; k < O_LEN; k++) {
+        old[k] = PyList_GET_ITEM(st, k);
+        PyList_SET_ITEM(st, k, Py_NewRef(Py_None));
+    }
+    for (int k = 0; k < O_LEN; k++) {
+        PyObject *l = old[k];
+        if ((k == O_KIDS || k == O_KID_T0) && Py_REFCNT(l) == 1 && PyList_CheckExact(l) &&
+                n_pool_lists < POOL_LISTS) {
+            Py_ssize_t n = PyList_GET_SIZE(l);
+            Py_SET_SIZE(l, 0);  /* emptied first, its room kept */
+            for (Py_ssize_t i = 0; i < n; i++)
+                Py_DECREF(((PyListObject *)l)->ob_item[i]);
+            pool_lists[n_pool_lists++] = l;
+        } else {
+            Py_DECREF(l);
+        }
+    }
+    pool_states[n_pool_states++] = st;
+}
+
 static PyObject *
 fold_tree(PyObject *self, PyObject *args)
 {
@@ -572,7 +642,10 @@ fold_tree(PyObject *self, PyObject *args)
                     goto done;
             }
         }
-        Py_CLEAR(node);
+        if (node != NULL) {
+            recycle_state(node);
+            node = NULL;
+        }
 
         if (cid_c[i] == ses_c) {
             Py_XSETREF(root_paths, paths);
@@ -584,28 +657,25 @@ fold_tree(PyObject *self, PyObject *args)
                 if (p == NULL) {
                     if (PyErr_Occurred())
                         goto done;
-                    PyObject *kids = PyList_New(1), *kid_t0 = PyList_New(1);
-                    PyObject *state = PyList_New(O_LEN);
-                    if (!kids || !kid_t0 || !state) {
+                    PyObject *kids = pooled_list(), *kid_t0 = pooled_list();
+                    PyObject *state = pooled_state();
+                    if (!kids || !kid_t0 || !state || PyList_Append(kids, digest) < 0 ||
+                            PyList_Append(kid_t0, t0) < 0) {
                         Py_XDECREF(kids); Py_XDECREF(kid_t0); Py_XDECREF(state);
                         goto done;
                     }
-                    PyList_SET_ITEM(kids, 0, digest); digest = NULL;
-                    Py_INCREF(t0); PyList_SET_ITEM(kid_t0, 0, t0);
+                    Py_CLEAR(digest);
                     PyObject *err = is_error ? Py_True : Py_False;
-                    Py_INCREF(pfid); PyList_SET_ITEM(state, O_FID, pfid);
-                    Py_INCREF(t0); PyList_SET_ITEM(state, O_T0, t0);
-                    Py_INCREF(d); PyList_SET_ITEM(state, O_CHILD_NS, d);
-                    Py_INCREF(err); PyList_SET_ITEM(state, O_ERR_CHILD, err);
-                    Py_INCREF(EMPTY_FOLD); PyList_SET_ITEM(state, O_FOLD, EMPTY_FOLD);
-                    PyList_SET_ITEM(state, O_KIDS, kids);
-                    PyList_SET_ITEM(state, O_KID_T0, kid_t0);
-                    PyList_SET_ITEM(state, O_PATHS, paths); paths = NULL;
-                    if (up == NULL) {
-                        Py_INCREF(Py_None);
-                        PyList_SET_ITEM(state, O_WAITERS, Py_None);
-                    } else {
-                        PyList_SET_ITEM(state, O_WAITERS, up);
+                    state_set(state, O_FID, Py_NewRef(pfid));
+                    state_set(state, O_T0, Py_NewRef(t0));
+                    state_set(state, O_CHILD_NS, Py_NewRef(d));
+                    state_set(state, O_ERR_CHILD, Py_NewRef(err));
+                    state_set(state, O_FOLD, Py_NewRef(EMPTY_FOLD));
+                    state_set(state, O_KIDS, kids);
+                    state_set(state, O_KID_T0, kid_t0);
+                    state_set(state, O_PATHS, paths); paths = NULL;
+                    if (up != NULL) {
+                        state_set(state, O_WAITERS, up);
                         up = NULL;
                     }
                     int r = PyDict_SetItem(opened, par, state);
