@@ -1042,39 +1042,45 @@ count_sigs(PyObject *self, PyObject *args)
     Py_ssize_t cap = 16;
     while (cap < 2 * n)
         cap <<= 1;
-    if (!(v = PyMem_Malloc(sizeof(int64_t) * S_COLS * (size_t)(n ? n : 1))) ||
+    const int64_t *block = raw_block(raw, n);
+    if ((block == NULL && !(v = PyMem_Malloc(sizeof(int64_t) * S_COLS * (size_t)(n ? n : 1)))) ||
             !(sig = PyMem_Malloc(sizeof(Sig) * (size_t)(n ? n : 1))) ||
             !(sig_slot = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)cap)) ||
             !(pair = PyMem_Malloc(sizeof(Pair) * (size_t)cap))) {
         PyErr_NoMemory();
         goto done;
     }
-    /* Every value as an int64, checked before anything changes: copied from the raw block
-     * the columns were decoded from (see fold_tree), else converted. */
+    /* Every value as an int64, checked before anything changes: read in the raw block the
+     * columns were decoded from (see fold_tree), else converted. */
     static const int RAW_OF[S_COLS] = {F_FID, F_PFID, F_IN, F_OUT, F_RES, F_EXC, F_T1, F_CPU};
-    const int64_t *block = raw_block(raw, n);
+    const int64_t *col[S_COLS];
     int64_t dmax = 0, cmax = 0;
     for (int k = 0; k < S_COLS; k++) {
-        for (Py_ssize_t i = 0; i < n; i++) {
-            long long x;
-            if (block != NULL) {
-                x = block[RAW_OF[k] * n + i];
-            } else {
+        if (block != NULL) {
+            col[k] = block + RAW_OF[k] * n;
+        } else {
+            for (Py_ssize_t i = 0; i < n; i++) {
                 PyObject *o = PyList_GET_ITEM(cols[k], i);
                 int overflow = 0;
-                x = PyLong_CheckExact(o) ? PyLong_AsLongLongAndOverflow(o, &overflow) : 0;
+                long long x = PyLong_CheckExact(o) ? PyLong_AsLongLongAndOverflow(o, &overflow)
+                                                   : 0;
                 if (!PyLong_CheckExact(o) || overflow) {
                     result = Py_False;
                     goto done;
                 }
                 if (x == -1 && PyErr_Occurred())
                     goto done;
+                v[k * n + i] = x;
             }
-            v[k * n + i] = x;
-            if (k == S_DUR && (x > dmax || -x > dmax))
-                dmax = x > 0 ? x : -x;
-            if (k == S_CPU && (x > cmax || -x > cmax))
-                cmax = x > 0 ? x : -x;
+            col[k] = v + k * n;
+        }
+        if (k == S_DUR || k == S_CPU) {
+            int64_t *most = k == S_DUR ? &dmax : &cmax;
+            for (Py_ssize_t i = 0; i < n; i++) {
+                int64_t x = col[k][i];
+                if (x > *most || -x > *most)
+                    *most = x > 0 ? x : -x;
+            }
         }
     }
     if ((n && (dmax > INT64_MAX / 4 / n || cmax > INT64_MAX / 4 / n)) ||
@@ -1088,11 +1094,11 @@ count_sigs(PyObject *self, PyObject *args)
     }
     Py_ssize_t n_sigs = 0, first_pair = -1, last_pair = -1;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (v[S_RES * n + i] == incomplete)
+        if (col[S_RES][i] == incomplete)
             continue;  /* placeholders: in the tree, not in the statistics */
         uint64_t h = 0;
         for (int k = 0; k < S_DUR; k++)
-            h = mix(h, (uint64_t)v[k * n + i]);
+            h = mix(h, (uint64_t)col[k][i]);
         Py_ssize_t s = (Py_ssize_t)(h & (uint64_t)(cap - 1)), j;
         for (;; s = (s + 1) & (cap - 1)) {
             j = sig_slot[s];
@@ -1101,11 +1107,11 @@ count_sigs(PyObject *self, PyObject *args)
             Py_ssize_t f = sig[j].first;
             int same = 1;
             for (int k = 0; k < S_DUR && same; k++)
-                same = v[k * n + f] == v[k * n + i];
+                same = col[k][f] == col[k][i];
             if (same)
                 break;
         }
-        int64_t d = v[S_DUR * n + i];
+        int64_t d = col[S_DUR][i];
         if (j < 0) {
             j = sig_slot[s] = n_sigs++;
             sig[j].first = i;
@@ -1116,7 +1122,7 @@ count_sigs(PyObject *self, PyObject *args)
         Sig *g = &sig[j];
         g->calls++;
         g->total += d;
-        g->cpu += v[S_CPU * n + i];
+        g->cpu += col[S_CPU][i];
         if (d < g->lo)
             g->lo = d;
         if (d > g->hi)
