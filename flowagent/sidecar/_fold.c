@@ -887,12 +887,30 @@ transpose_planes(const unsigned char *src, Py_ssize_t total, int64_t *v)
     }
 }
 
-/* decode_columns(n, data) -> (cols, dur, bounds, raw) or None: wire._columns without a
+/* column(raw, n, field) -> the list of a raw block's column (see decode_columns). */
+static PyObject *
+column(PyObject *self, PyObject *args)
+{
+    PyObject *raw;
+    Py_ssize_t n;
+    int field;
+    if (!PyArg_ParseTuple(args, "Oni", &raw, &n, &field))
+        return NULL;
+    const int64_t *block = raw_block(raw, n);
+    if (block == NULL || field < 0 || field >= RAW_FIELDS) {
+        PyErr_SetString(PyExc_ValueError, "not a column of a raw block of n calls");
+        return NULL;
+    }
+    return int_list(block + field * n, n);
+}
+
+/* decode_columns(n, data[, ends]) -> (cols, dur, bounds, raw) or None: wire._columns without a
  * Python object per byte plane or per intermediate column; bounds is (shortest duration,
  * latest end) of the calls (None for no calls), which the fold needs of every batch; raw is
  * the decoded block itself, RAW_FIELDS int64 columns of n values in native order (the
  * fields of CALL_FIELDS with durations in place of the end times, then the end times), so
  * that fold_tree and count_sigs read the values without converting the lists' ints back.
+ * ends false: no list of the end times (None in its place), made by column() if needed.
  * None when a running sum leaves int64 (only a malformed block does that): the caller
  * decodes it the Python way, with unbounded ints. */
 static PyObject *
@@ -900,7 +918,8 @@ decode_columns(PyObject *self, PyObject *args)
 {
     Py_ssize_t n;
     Py_buffer buf;
-    if (!PyArg_ParseTuple(args, "ny*", &n, &buf))
+    int ends = 1;
+    if (!PyArg_ParseTuple(args, "ny*|p", &n, &buf, &ends))
         return NULL;
     PyObject *result = NULL, *cols = NULL, *dur = NULL, *raw = NULL;
     if (n < 0 || buf.len != n * N_FIELDS * 8) {
@@ -928,7 +947,8 @@ decode_columns(PyObject *self, PyObject *args)
     if ((cols = PyList_New(N_FIELDS)) == NULL)
         goto done;
     for (int f = 0; f < N_FIELDS; f++) {
-        PyObject *col = int_list(f == F_T1 ? t1 : v + f * n, n);
+        PyObject *col = f == F_T1 && !ends ? Py_NewRef(Py_None)
+                                           : int_list(f == F_T1 ? t1 : v + f * n, n);
         if (col == NULL)
             goto done;
         PyList_SET_ITEM(cols, f, col);
@@ -1347,7 +1367,9 @@ static PyMethodDef methods[] = {
     {"configure_sigs", configure_sigs, METH_VARARGS,
      "configure_sigs(EXACT, SUB, SHIFT, to_buckets): the histogram's constants."},
     {"decode_columns", decode_columns, METH_VARARGS,
-     "decode_columns(n, data) -> (cols, dur, bounds, raw) or None: wire._columns in C."},
+     "decode_columns(n, data[, ends]) -> (cols, dur, bounds, raw) or None: wire._columns in C."},
+    {"column", column, METH_VARARGS,
+     "column(raw, n, field) -> list: a column of decode_columns' raw block."},
     {"count_sigs", count_sigs, METH_VARARGS,
      "count_sigs(sigs, fids, pfids, ins, outs, ress, excs, durs, cpus, INCOMPLETE[, raw]) -> "
      "bool: SessionTree.feed's signature statistics in C."},

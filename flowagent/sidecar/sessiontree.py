@@ -212,9 +212,10 @@ class SessionTree:
         n = len(calls)
         if not n:
             return 0
-        cids, pars, _s, fids, pfids, ins, outs, ress, excs, t0s, t1s, _thr, cpus = calls.cols
+        cids, pars, fids, pfids, ins, outs, ress, excs, t0s, cpus = map(
+            calls.col, (0, 1, 3, 4, 5, 6, 7, 8, 9, 12))  # not the end times: see bounds
         durs = calls.dur
-        shortest, end = calls.bounds or (min(durs), max(t1s))
+        shortest, end = calls.bounds or (min(durs), max(calls.col(_T1)))
         raw = calls.raw  # the C passes read the values from it (None: from the lists)
         if shortest < 0:  # a clock step: such a call counts as taking no time
             durs = [d if d > 0 else 0 for d in durs]

@@ -158,6 +158,33 @@ def test_decoding_in_c_gives_the_python_columns() -> None:
         c_columns(2, b"\0" * 10)
 
 
+def test_the_end_times_are_made_when_first_read() -> None:
+    """The C decoder leaves the end times' list out (the fold reads the raw block); reading
+    ``cols``, a row or a slice makes it, equal to what the Python decoder makes."""
+    rng = random.Random(8)
+    n = 500
+    records = [(10 + i, 0, 10 + i, rng.randrange(9), 0, 0, 0, 0, 0, 10**15 + 7 * i,
+                10**15 + 7 * i + rng.randrange(2**40), 3, 0) for i in range(n)]
+    data = wire.columns(wire.pack_records(records))
+    assert wire.Decoder()._c_columns is not None
+    py = wire._columns(n, data)
+    for read in ("cols", "col", "rows", "row", "slice"):
+        calls = wire.Decoder()._call_columns(n, data)
+        assert calls._cols[10] is None and calls.col(9) == py.cols[9]
+        if read == "cols":
+            assert calls.cols == py.cols
+        elif read == "col":
+            assert calls.col(10) == py.cols[10]
+        elif read == "rows":
+            assert calls.rows() == records
+        elif read == "row":
+            assert calls.row(n - 1) == records[-1]
+        else:
+            part = calls.slice(100, 300)
+            assert part.cols == [col[100:300] for col in py.cols] and part.raw is None
+        assert calls._cols[10] == py.cols[10]
+
+
 def _swapped(a: array[int]) -> bytes:
     b = array("q", a)
     b.byteswap()
