@@ -74,15 +74,33 @@ class CallColumns:
     call's duration (``t1 - t0``, what the wire carries in place of ``t1``). The sidecar folds
     whole columns with C-level builtins (``zip``, ``Counter``, ``max``); building a tuple per
     call only to take it apart again would cost more than the rest of the decoding.
-    ``bounds``, where the decoder computed it on the way: (shortest duration, latest end)."""
+    ``bounds``, where the decoder computed it on the way: (shortest duration, latest end).
+    ``raw``, where the C decoder made the columns: the int64 block they were made from
+    (``_fold.decode_columns``), which the C fold reads instead of converting the lists' ints
+    back; a slice has none, and the lists must not be changed while it is kept. The C
+    decoder leaves the end times' list to be made from it when first read (``cols``): the
+    sidecar's fold of a session's calls never reads it; :meth:`col` reads one column."""
 
-    __slots__ = ("cols", "dur", "bounds")
+    __slots__ = ("_cols", "dur", "bounds", "raw")
 
     def __init__(self, cols: list[list[int]], dur: list[int],
-                 bounds: tuple[int, int] | None = None) -> None:
-        self.cols = cols
+                 bounds: tuple[int, int] | None = None, raw: bytes | None = None) -> None:
+        self._cols = cols
         self.dur = dur
         self.bounds = bounds
+        self.raw = raw
+
+    @property
+    def cols(self) -> list[list[int]]:
+        cols = self._cols
+        if cols[_T1] is None:  # left out by the C decoder (see decode_columns)
+            cols[_T1] = _raw_column(self.raw, len(self.dur), _RAW_END)
+        return cols
+
+    def col(self, field: int) -> list[int]:
+        """The column of field ``field`` (an index of :data:`CALL_FIELDS`)."""
+        col = self._cols[field]
+        return col if col is not None else self.cols[field]
 
     @classmethod
     def from_rows(cls, rows: Iterable[Sequence[int]]) -> "CallColumns":
@@ -101,6 +119,17 @@ class CallColumns:
 
     def slice(self, lo: int, hi: int) -> "CallColumns":
         return CallColumns([col[lo:hi] for col in self.cols], self.dur[lo:hi])
+
+
+_RAW_END = N_FIELDS  # the end times' column of a raw block (see CallColumns)
+
+
+def _raw_column(raw: bytes | None, n: int, field: int) -> list[int]:
+    if raw is None:  # never: only the C decoder leaves a column out, with its block
+        raise ValueError("a column left out without the block to make it from")
+    from ..sidecar import _fold  # type: ignore[attr-defined]  # it made the block
+
+    return _fold.column(raw, n, field)  # type: ignore[no-any-return]
 
 
 def _columns(n: int, data: bytes) -> CallColumns:
@@ -313,7 +342,7 @@ def fold_extension() -> Any | None:
     return _fold
 
 
-def _c_columns() -> Callable[[int, bytes], Any] | None:
+def _c_columns() -> Callable[..., Any] | None:
     """The C twin of :func:`_columns`, or None (see :func:`fold_extension`)."""
     ext = fold_extension()
     return None if ext is None else ext.decode_columns
@@ -332,7 +361,7 @@ class Decoder:
 
     def _call_columns(self, n: int, data: bytes) -> CallColumns:
         if self._c_columns is not None:
-            got = self._c_columns(n, data)
+            got = self._c_columns(n, data, False)  # the end times made when read
             if got is not None:  # None: a sum out of int64, decoded with Python's ints
                 return CallColumns(*got)
         return _columns(n, data)

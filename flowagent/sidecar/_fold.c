@@ -7,7 +7,9 @@
  * Everything rare goes back to Python, so the policy stays in one place: a memo miss
  * (namer.leaf, namer.inner, namer.prefixed, namer.union, namer.leaf_paths), error raise
  * sites climbing (tree._climb, tree._settle), and a child added out of start order or past
- * MAX_KIDS (sessiontree._add_kid).
+ * MAX_KIDS (sessiontree._add_kid). Only the cost differs from the twin: the values are read
+ * as C integers from the batch's decoded block, a batch's memo keyed by object identity
+ * stands in front of the namer's, and the states of closed calls are reused.
  *
  * Beside it, the two other per-call loops of the ingest, each the twin of Python code that
  * documents it: decode_columns (wire._columns: a frame's call block into its columns) and
@@ -20,10 +22,28 @@
 #include <Python.h>
 #include <limits.h>
 #include <stdint.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* Positions of an open call's state (sessiontree.O_*). */
 enum { O_FID, O_T0, O_CHILD_NS, O_ERR_CHILD, O_FOLD, O_KIDS, O_KID_T0, O_PATHS, O_WAITERS,
        O_LEN };
+
+/* Fields of a call block (wire.CALL_FIELDS); a raw block (decode_columns) has durations
+ * in place of the end times (F_T1) and the end times after them (F_END). */
+enum { N_FIELDS = 13, RAW_FIELDS = 14, F_CID = 0, F_PAR = 1, F_FID = 3, F_PFID = 4, F_IN = 5,
+       F_OUT = 6, F_RES = 7, F_EXC = 8, F_T0 = 9, F_T1 = 10, F_CPU = 12, F_END = 13 };
+
+/* The int64 columns of a raw block (decode_columns) of n calls, or NULL (no error set) when
+ * raw is None or not a block of n calls. */
+static const int64_t *
+raw_block(PyObject *raw, Py_ssize_t n)
+{
+    if (raw == NULL || !PyBytes_CheckExact(raw) || PyBytes_GET_SIZE(raw) != n * RAW_FIELDS * 8)
+        return NULL;
+    return (const int64_t *)PyBytes_AS_STRING(raw);
+}
 
 /* Set once by configure(): sessiontree's constants and its out-of-line helper. */
 static PyObject *ERROR_ = NULL, *INCOMPLETE_ = NULL, *EMPTY_FOLD = NULL, *ADD_KID = NULL;
@@ -158,12 +178,12 @@ static uint64_t mix(uint64_t h, uint64_t v);
 
 /* minus[signature of call i] += v (v_c: v as a C integer, LLONG_MIN when not known) */
 static int
-minus_add(MinusTable *t, const long long *cv, Py_ssize_t n, Py_ssize_t i, PyObject *v,
+minus_add(MinusTable *t, const long long *const *cp, Py_ssize_t i, PyObject *v,
           long long v_c)
 {
     uint64_t h = 0;
     for (int k = 0; k < 6; k++)
-        h = mix(h, (uint64_t)cv[SIG_COLS[k] * n + i]);
+        h = mix(h, (uint64_t)cp[SIG_COLS[k]][i]);
     Py_ssize_t s = (Py_ssize_t)(h & (uint64_t)(t->cap - 1)), j;
     for (;; s = (s + 1) & (t->cap - 1)) {
         j = t->slot[s];
@@ -172,7 +192,7 @@ minus_add(MinusTable *t, const long long *cv, Py_ssize_t n, Py_ssize_t i, PyObje
         Py_ssize_t f = t->e[j].first;
         int same = 1;
         for (int k = 0; k < 6 && same; k++)
-            same = cv[SIG_COLS[k] * n + f] == cv[SIG_COLS[k] * n + i];
+            same = cp[SIG_COLS[k]][f] == cp[SIG_COLS[k]][i];
         if (same)
             break;
     }
@@ -229,15 +249,175 @@ minus_to_dict(MinusTable *t, PyObject **cols, PyObject *minus)
     return 0;
 }
 
+/* A batch's memo in front of the namer's: the same lookups (leaf digest and paths by
+ * function; inner digest by function, fold and child digests; paths prefixed by function and
+ * the paths below; unions of two path sets), keyed by the function's number and the
+ * *identity* of the objects, so that a hit costs no key tuple and no hash of one. It holds
+ * a reference to every object of its keys (an address is not reused while it is in the
+ * memo) and to every value. Equal objects give equal values, so a hit gives what the
+ * namer's memo would (an equal object): only the cost differs. Full: emptied. */
+enum { PM_LEAF = 1, PM_INNER, PM_PREFIX, PM_UNION };
+#define PM_WORDS 6     /* an inner digest of up to PM_WORDS - 2 child runs */
+#define PM_SLOTS 1024  /* emptied when half full */
+
+typedef struct {
+    int kind, len;
+    unsigned objs;           /* bit k: w[k] is an object this entry holds */
+    uint64_t w[PM_WORDS];
+    PyObject *value, *value2;
+} PMEntry;
+
+typedef struct {
+    PMEntry *e;
+    Py_ssize_t used;
+} PtrMemo;
+
+static void
+pm_clear(PtrMemo *m)
+{
+    if (m->e == NULL)
+        return;
+    for (Py_ssize_t s = 0; s < PM_SLOTS && m->used; s++) {
+        PMEntry *x = &m->e[s];
+        if (!x->kind)
+            continue;
+        for (int k = 0; k < x->len; k++)
+            if (x->objs & (1u << k))
+                Py_DECREF((PyObject *)(uintptr_t)x->w[k]);
+        Py_XDECREF(x->value);
+        Py_XDECREF(x->value2);
+        x->kind = 0;
+        m->used--;
+    }
+}
+
+/* The entry of the key (kind, w[:len]): found (kind set) or the empty slot for it. */
+static PMEntry *
+pm_find(PtrMemo *m, int kind, int len, const uint64_t *w)
+{
+    uint64_t h = (uint64_t)kind;
+    for (int k = 0; k < len; k++)
+        h = mix(h, w[k]);
+    for (Py_ssize_t s = (Py_ssize_t)(h >> 20) & (PM_SLOTS - 1);; s = (s + 1) & (PM_SLOTS - 1)) {
+        PMEntry *x = &m->e[s];
+        if (!x->kind)
+            return x;
+        if (x->kind == kind && x->len == len) {
+            int k = 0;
+            while (k < len && x->w[k] == w[k])
+                k++;
+            if (k == len)
+                return x;
+        }
+    }
+}
+
+/* Remembers value (and value2) for the key that pm_find gave slot for (both references
+ * taken). */
+static void
+pm_put(PtrMemo *m, PMEntry *slot, int kind, int len, const uint64_t *w, unsigned objs,
+       PyObject *value, PyObject *value2)
+{
+    if (m->used >= PM_SLOTS / 2) {
+        pm_clear(m);
+        slot = pm_find(m, kind, len, w);
+    }
+    slot->kind = kind;
+    slot->len = len;
+    slot->objs = objs;
+    for (int k = 0; k < len; k++) {
+        slot->w[k] = w[k];
+        if (objs & (1u << k))
+            Py_INCREF((PyObject *)(uintptr_t)w[k]);
+    }
+    Py_INCREF(value);
+    slot->value = value;
+    Py_XINCREF(value2);
+    slot->value2 = value2;
+    m->used++;
+}
+
+#define PM_OBJ(o) ((uint64_t)(uintptr_t)(o))
+
+/* Open-call states (lists of O_LEN) and their child lists, reused: a state the pass popped
+ * and folded that nothing else holds goes to a pool, its items None and its child lists
+ * (held by nothing else either) emptied with their room kept, so that a new open call
+ * allocates nothing. Only what no other code can see is pooled. */
+#define POOL_STATES 256
+#define POOL_LISTS 512
+static PyObject *pool_states[POOL_STATES], *pool_lists[POOL_LISTS];
+static Py_ssize_t n_pool_states = 0, n_pool_lists = 0;
+
+/* An empty list (a new reference). */
+static PyObject *
+pooled_list(void)
+{
+    if (n_pool_lists)
+        return pool_lists[--n_pool_lists];
+    return PyList_New(0);
+}
+
+/* A list of O_LEN Nones (a new reference), filled with state_set. */
+static PyObject *
+pooled_state(void)
+{
+    if (n_pool_states)
+        return pool_states[--n_pool_states];
+    PyObject *st = PyList_New(O_LEN);
+    if (st != NULL)
+        for (int k = 0; k < O_LEN; k++)
+            PyList_SET_ITEM(st, k, Py_NewRef(Py_None));
+    return st;
+}
+
+/* Item k of a state := v (stolen), the old item released. */
+static inline void
+state_set(PyObject *st, int k, PyObject *v)
+{
+    PyObject *old = PyList_GET_ITEM(st, k);
+    PyList_SET_ITEM(st, k, v);
+    Py_DECREF(old);
+}
+
+/* Releases a folded state: pooled (with its child lists) where nothing else holds it. */
+static void
+recycle_state(PyObject *st)
+{
+    if (Py_REFCNT(st) != 1 || !PyList_CheckExact(st) || PyList_GET_SIZE(st) != O_LEN ||
+            n_pool_states == POOL_STATES) {
+        Py_DECREF(st);
+        return;
+    }
+    PyObject *old[O_LEN];
+    for (int k = 0; k < O_LEN; k++) {
+        old[k] = PyList_GET_ITEM(st, k);
+        PyList_SET_ITEM(st, k, Py_NewRef(Py_None));
+    }
+    for (int k = 0; k < O_LEN; k++) {
+        PyObject *l = old[k];
+        if ((k == O_KIDS || k == O_KID_T0) && Py_REFCNT(l) == 1 && PyList_CheckExact(l) &&
+                n_pool_lists < POOL_LISTS) {
+            Py_ssize_t n = PyList_GET_SIZE(l);
+            Py_SET_SIZE(l, 0);  /* emptied first, its room kept */
+            for (Py_ssize_t i = 0; i < n; i++)
+                Py_DECREF(((PyListObject *)l)->ob_item[i]);
+            pool_lists[n_pool_lists++] = l;
+        } else {
+            Py_DECREF(l);
+        }
+    }
+    pool_states[n_pool_states++] = st;
+}
+
 static PyObject *
 fold_tree(PyObject *self, PyObject *args)
 {
-    PyObject *tree, *cols[10];
-    if (!PyArg_ParseTuple(args, "OO!O!O!O!O!O!O!O!O!O!", &tree,
+    PyObject *tree, *cols[10], *raw = NULL;
+    if (!PyArg_ParseTuple(args, "OO!O!O!O!O!O!O!O!O!O!|O", &tree,
                           &PyList_Type, &cols[0], &PyList_Type, &cols[1], &PyList_Type, &cols[2],
                           &PyList_Type, &cols[3], &PyList_Type, &cols[4], &PyList_Type, &cols[5],
                           &PyList_Type, &cols[6], &PyList_Type, &cols[7], &PyList_Type, &cols[8],
-                          &PyList_Type, &cols[9]))
+                          &PyList_Type, &cols[9], &raw))
         return NULL;
     if (ERROR_ == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_fold.configure() was not called");
@@ -248,27 +428,48 @@ fold_tree(PyObject *self, PyObject *args)
         if (PyList_GET_SIZE(cols[k]) < n)
             n = PyList_GET_SIZE(cols[k]);  /* zip() stops at the shortest */
 
-    /* Every column but the starts' objects as C integers (compared in the loop, or the
-     * signature a call's callee time is summed under); None (nothing changed) when one does
-     * not fit: the Python pass runs. */
-    long long *cv = PyMem_Malloc(sizeof(long long) * 10 * (size_t)(n ? n : 1)), ses_c;
-    if (cv == NULL)
-        return PyErr_NoMemory();
-    for (int k = 0; k < 10; k++)
-        for (Py_ssize_t i = 0; i < n; i++)
-            if (as_ll(PyList_GET_ITEM(cols[k], i), &cv[k * n + i]) < 0) {
-                PyMem_Free(cv);
-                Py_RETURN_NONE;
-            }
-    long long *cid_c = cv, *par_c = cv + n, *res_c = cv + 6 * n, *t0_c = cv + 8 * n;
-    long long *d_c = cv + 9 * n;
+    /* Every column as C integers (compared in the loop, or the signature a call's callee
+     * time is summed under): read from the raw block the columns were decoded from (the
+     * columns of a whole decoded batch, every list as long as it), else converted; None
+     * (nothing changed) when one does not fit: the Python pass runs. */
+    static const int RAW_OF[10] = {F_CID, F_PAR, F_FID, F_PFID, F_IN, F_OUT, F_RES, F_EXC, F_T0,
+                                   F_T1};
+    const long long *cp[10];
+    long long *cv = NULL, ses_c;
+    const int64_t *block = raw_block(raw, n);
+    for (int k = 0; block != NULL && k < 10; k++)
+        if (PyList_GET_SIZE(cols[k]) != n)
+            block = NULL;
+    if (block != NULL) {
+        for (int k = 0; k < 10; k++)
+            cp[k] = (const long long *)(block + RAW_OF[k] * n);
+    } else {
+        if ((cv = PyMem_Malloc(sizeof(long long) * 10 * (size_t)(n ? n : 1))) == NULL)
+            return PyErr_NoMemory();
+        for (int k = 0; k < 10; k++) {
+            for (Py_ssize_t i = 0; i < n; i++)
+                if (as_ll(PyList_GET_ITEM(cols[k], i), &cv[k * n + i]) < 0) {
+                    PyMem_Free(cv);
+                    Py_RETURN_NONE;
+                }
+            cp[k] = cv + k * n;
+        }
+    }
+    const long long *cid_c = cp[0], *par_c = cp[1], *res_c = cp[6], *t0_c = cp[8];
+    const long long *d_c = cp[9];
     /* minus (per signature, its calls' time in their callees) summed in a C table first:
      * entries in first-seen order, found through slots keyed by the signature's values. */
     MinusTable mt = {0};
-    if (minus_init(&mt, n) < 0) {
+    PtrMemo pm = {PyMem_Calloc(PM_SLOTS, sizeof(PMEntry)), 0};
+    if (minus_init(&mt, n) < 0 || pm.e == NULL) {
         PyMem_Free(cv);
+        minus_free(&mt);
+        PyMem_Free(pm.e);
         return PyErr_NoMemory();
     }
+    const long long *fid_c = cp[2];
+    uint64_t w[PM_WORDS];
+    PMEntry *slot;
 
     PyObject *ses = NULL, *namer = NULL, *opened = NULL, *leaves = NULL, *leaf_sets = NULL;
     PyObject *inners = NULL, *prefixes = NULL, *unions = NULL, *minus = NULL;
@@ -321,16 +522,26 @@ fold_tree(PyObject *self, PyObject *args)
         }
 
         if (node == NULL) {
-            if (!(digest = memo_or(leaves, fid, namer, "leaf", fid, NULL, NULL)) ||
-                    !(paths = memo_or(leaf_sets, fid, namer, "leaf_paths", fid, NULL, NULL)))
-                goto done;
+            w[0] = (uint64_t)fid_c[i];
+            slot = pm_find(&pm, PM_LEAF, 1, w);
+            if (slot->kind) {
+                digest = slot->value;
+                paths = slot->value2;
+                Py_INCREF(digest);
+                Py_INCREF(paths);
+            } else {
+                if (!(digest = memo_or(leaves, fid, namer, "leaf", fid, NULL, NULL)) ||
+                        !(paths = memo_or(leaf_sets, fid, namer, "leaf_paths", fid, NULL, NULL)))
+                    goto done;
+                pm_put(&pm, slot, PM_LEAF, 1, w, 0, digest, paths);
+            }
         } else {
             if (res_c[i] != INCOMPLETE_C) {
                 PyObject *child_ns = PyList_GET_ITEM(node, O_CHILD_NS);
                 int lt = cmp_ll(d, d_c[i], child_ns, Py_GE);  /* child_ns < d */
                 if (lt < 0)
                     goto done;
-                if (minus_add(&mt, cv, n, i, lt ? child_ns : d, lt ? LLONG_MIN : d_c[i]) < 0)
+                if (minus_add(&mt, cp, i, lt ? child_ns : d, lt ? LLONG_MIN : d_c[i]) < 0)
                     goto done;
             }
             PyObject *kids = PyList_GET_ITEM(node, O_KIDS), *fold = PyList_GET_ITEM(node, O_FOLD);
@@ -339,27 +550,65 @@ fold_tree(PyObject *self, PyObject *args)
                 goto done;
             }
             Py_ssize_t nk = PyList_GET_SIZE(kids);
-            PyObject *key = PyTuple_New(2 + nk);
-            if (key == NULL)
-                goto done;
-            Py_INCREF(fid); PyTuple_SET_ITEM(key, 0, fid);
-            Py_INCREF(fold); PyTuple_SET_ITEM(key, 1, fold);
-            for (Py_ssize_t k = 0; k < nk; k++) {
-                PyObject *kid = PyList_GET_ITEM(kids, k);
-                Py_INCREF(kid);
-                PyTuple_SET_ITEM(key, 2 + k, kid);
+            slot = NULL;
+            if (nk <= PM_WORDS - 2) {
+                w[0] = (uint64_t)fid_c[i];
+                w[1] = PM_OBJ(fold);
+                for (Py_ssize_t k = 0; k < nk; k++)
+                    w[2 + k] = PM_OBJ(PyList_GET_ITEM(kids, k));
+                slot = pm_find(&pm, PM_INNER, (int)(2 + nk), w);
             }
-            digest = memo_or(inners, key, namer, "inner", fid, fold, kids);
-            Py_DECREF(key);
-            if (digest == NULL)
-                goto done;
+            if (slot != NULL && slot->kind) {
+                digest = slot->value;
+                Py_INCREF(digest);
+            } else {
+                PyObject *key = PyTuple_New(2 + nk);
+                if (key == NULL)
+                    goto done;
+                Py_INCREF(fid); PyTuple_SET_ITEM(key, 0, fid);
+                Py_INCREF(fold); PyTuple_SET_ITEM(key, 1, fold);
+                for (Py_ssize_t k = 0; k < nk; k++) {
+                    PyObject *kid = PyList_GET_ITEM(kids, k);
+                    Py_INCREF(kid);
+                    PyTuple_SET_ITEM(key, 2 + k, kid);
+                }
+                digest = memo_or(inners, key, namer, "inner", fid, fold, kids);
+                Py_DECREF(key);
+                if (digest == NULL)
+                    goto done;
+                /* the key's objects are read again: the namer's code may have run */
+                if (slot != NULL && PyList_GET_SIZE(kids) == nk &&
+                        PyList_GET_ITEM(node, O_FOLD) == fold) {
+                    int same = 1;
+                    for (Py_ssize_t k = 0; k < nk && same; k++)
+                        same = w[2 + k] == PM_OBJ(PyList_GET_ITEM(kids, k));
+                    if (same)
+                        pm_put(&pm, pm_find(&pm, PM_INNER, (int)(2 + nk), w), PM_INNER,
+                               (int)(2 + nk), w, ~0u << 1 & ((1u << (2 + nk)) - 1), digest,
+                               NULL);
+                }
+            }
             PyObject *below = PyList_GET_ITEM(node, O_PATHS);
-            if (!(key = PyTuple_Pack(2, fid, below)))
-                goto done;
-            paths = memo_or(prefixes, key, namer, "prefixed", fid, below, NULL);
-            Py_DECREF(key);
-            if (paths == NULL)
-                goto done;
+            w[0] = (uint64_t)fid_c[i];
+            w[1] = PM_OBJ(below);
+            slot = pm_find(&pm, PM_PREFIX, 2, w);
+            if (slot->kind) {
+                paths = slot->value;
+                Py_INCREF(paths);
+            } else {
+                PyObject *key = PyTuple_Pack(2, fid, below);
+                if (key == NULL)
+                    goto done;
+                Py_INCREF(below);  /* held while the namer's code may run */
+                paths = memo_or(prefixes, key, namer, "prefixed", fid, below, NULL);
+                Py_DECREF(key);
+                if (paths != NULL)
+                    pm_put(&pm, pm_find(&pm, PM_PREFIX, 2, w), PM_PREFIX, 2, w, 2u, paths,
+                           NULL);
+                Py_DECREF(below);
+                if (paths == NULL)
+                    goto done;
+            }
             PyObject *waiters = PyList_GET_ITEM(node, O_WAITERS);
             int has = PyObject_IsTrue(waiters);
             if (has < 0)
@@ -395,7 +644,10 @@ fold_tree(PyObject *self, PyObject *args)
                     goto done;
             }
         }
-        Py_CLEAR(node);
+        if (node != NULL) {
+            recycle_state(node);
+            node = NULL;
+        }
 
         if (cid_c[i] == ses_c) {
             Py_XSETREF(root_paths, paths);
@@ -407,28 +659,25 @@ fold_tree(PyObject *self, PyObject *args)
                 if (p == NULL) {
                     if (PyErr_Occurred())
                         goto done;
-                    PyObject *kids = PyList_New(1), *kid_t0 = PyList_New(1);
-                    PyObject *state = PyList_New(O_LEN);
-                    if (!kids || !kid_t0 || !state) {
+                    PyObject *kids = pooled_list(), *kid_t0 = pooled_list();
+                    PyObject *state = pooled_state();
+                    if (!kids || !kid_t0 || !state || PyList_Append(kids, digest) < 0 ||
+                            PyList_Append(kid_t0, t0) < 0) {
                         Py_XDECREF(kids); Py_XDECREF(kid_t0); Py_XDECREF(state);
                         goto done;
                     }
-                    PyList_SET_ITEM(kids, 0, digest); digest = NULL;
-                    Py_INCREF(t0); PyList_SET_ITEM(kid_t0, 0, t0);
+                    Py_CLEAR(digest);
                     PyObject *err = is_error ? Py_True : Py_False;
-                    Py_INCREF(pfid); PyList_SET_ITEM(state, O_FID, pfid);
-                    Py_INCREF(t0); PyList_SET_ITEM(state, O_T0, t0);
-                    Py_INCREF(d); PyList_SET_ITEM(state, O_CHILD_NS, d);
-                    Py_INCREF(err); PyList_SET_ITEM(state, O_ERR_CHILD, err);
-                    Py_INCREF(EMPTY_FOLD); PyList_SET_ITEM(state, O_FOLD, EMPTY_FOLD);
-                    PyList_SET_ITEM(state, O_KIDS, kids);
-                    PyList_SET_ITEM(state, O_KID_T0, kid_t0);
-                    PyList_SET_ITEM(state, O_PATHS, paths); paths = NULL;
-                    if (up == NULL) {
-                        Py_INCREF(Py_None);
-                        PyList_SET_ITEM(state, O_WAITERS, Py_None);
-                    } else {
-                        PyList_SET_ITEM(state, O_WAITERS, up);
+                    state_set(state, O_FID, Py_NewRef(pfid));
+                    state_set(state, O_T0, Py_NewRef(t0));
+                    state_set(state, O_CHILD_NS, Py_NewRef(d));
+                    state_set(state, O_ERR_CHILD, Py_NewRef(err));
+                    state_set(state, O_FOLD, Py_NewRef(EMPTY_FOLD));
+                    state_set(state, O_KIDS, kids);
+                    state_set(state, O_KID_T0, kid_t0);
+                    state_set(state, O_PATHS, paths); paths = NULL;
+                    if (up != NULL) {
+                        state_set(state, O_WAITERS, up);
                         up = NULL;
                     }
                     int r = PyDict_SetItem(opened, par, state);
@@ -485,13 +734,27 @@ fold_tree(PyObject *self, PyObject *args)
                 }
                 PyObject *below = PyList_GET_ITEM(p, O_PATHS);
                 if (below != paths) {
-                    PyObject *key = PyTuple_Pack(2, below, paths);
-                    if (key == NULL)
-                        goto done;
-                    PyObject *u = memo_or(unions, key, namer, "union", below, paths, NULL);
-                    Py_DECREF(key);
-                    if (u == NULL)
-                        goto done;
+                    w[0] = PM_OBJ(below);
+                    w[1] = PM_OBJ(paths);
+                    slot = pm_find(&pm, PM_UNION, 2, w);
+                    PyObject *u;
+                    if (slot->kind) {
+                        u = slot->value;
+                        Py_INCREF(u);
+                    } else {
+                        PyObject *key = PyTuple_Pack(2, below, paths);
+                        if (key == NULL)
+                            goto done;
+                        Py_INCREF(below);  /* held while the namer's code may run */
+                        u = memo_or(unions, key, namer, "union", below, paths, NULL);
+                        Py_DECREF(key);
+                        if (u != NULL)
+                            pm_put(&pm, pm_find(&pm, PM_UNION, 2, w), PM_UNION, 2, w, 3u, u,
+                                   NULL);
+                        Py_DECREF(below);
+                        if (u == NULL)
+                            goto done;
+                    }
                     PyList_SetItem(p, O_PATHS, u);
                 }
                 if (up != NULL) {
@@ -550,6 +813,8 @@ fold_tree(PyObject *self, PyObject *args)
     minus = NULL;
 done:
     minus_free(&mt);
+    pm_clear(&pm);
+    PyMem_Free(pm.e);
     PyMem_Free(cv);
     Py_XDECREF(node); Py_XDECREF(digest); Py_XDECREF(paths); Py_XDECREF(up);
     Py_XDECREF(root_paths); Py_XDECREF(root_digest);
@@ -561,7 +826,6 @@ done:
 
 /* ---- decoding a batch's call block (wire._columns) -------------------------------------- */
 
-enum { N_FIELDS = 13, F_CID = 0, F_T0 = 9, F_T1 = 10 };
 
 /* A list of n values; equal neighbours share one int object (a session, thread or
  * function id repeats down its column), so most values cost no allocation. */
@@ -587,37 +851,93 @@ int_list(const int64_t *v, Py_ssize_t n)
     return out;
 }
 
-/* decode_columns(n, data) -> (cols, dur, bounds) or None: wire._columns without a Python
- * object per byte plane or per intermediate column; bounds is (shortest duration, latest
- * end) of the calls (None for no calls), which the fold needs of every batch. None when a running sum leaves int64 (only a
- * malformed block does that): the caller decodes it the Python way, with unbounded ints. */
+/* v[i] = the little-endian int64 whose byte b is src[b * total + i] (the wire's byte planes:
+ * byte b of every value, then byte b + 1). With SSE2 (every x86-64, little-endian), 16
+ * values at a time: bytes, then pairs, then quads of the eight planes interleaved. */
+static void
+transpose_planes(const unsigned char *src, Py_ssize_t total, int64_t *v)
+{
+    Py_ssize_t i = 0;
+#if defined(__SSE2__)
+    for (; i + 16 <= total; i += 16) {
+        __m128i a[8], t[8], u[8];
+        for (int b = 0; b < 8; b++)
+            a[b] = _mm_loadu_si128((const __m128i *)(src + b * total + i));
+        for (int b = 0; b < 8; b += 2) {  /* t[b]: values 0-7, t[b + 1]: 8-15; planes b, b+1 */
+            t[b] = _mm_unpacklo_epi8(a[b], a[b + 1]);
+            t[b + 1] = _mm_unpackhi_epi8(a[b], a[b + 1]);
+        }
+        for (int h = 0; h < 2; h++) {  /* u[4h + ...]: planes 0-3 and 4-7 of values 8h.. */
+            u[4 * h] = _mm_unpacklo_epi16(t[h], t[2 + h]);
+            u[4 * h + 1] = _mm_unpackhi_epi16(t[h], t[2 + h]);
+            u[4 * h + 2] = _mm_unpacklo_epi16(t[4 + h], t[6 + h]);
+            u[4 * h + 3] = _mm_unpackhi_epi16(t[4 + h], t[6 + h]);
+        }
+        __m128i *out = (__m128i *)(v + i);
+        for (int q = 0; q < 4; q++) {  /* values 4q .. 4q + 3 */
+            __m128i lo = u[(q / 2) * 4 + (q % 2)], hi = u[(q / 2) * 4 + 2 + (q % 2)];
+            _mm_storeu_si128(out + 2 * q, _mm_unpacklo_epi32(lo, hi));
+            _mm_storeu_si128(out + 2 * q + 1, _mm_unpackhi_epi32(lo, hi));
+        }
+    }
+#endif
+    for (; i < total; i++) {
+        uint64_t x = 0;
+        for (int b = 0; b < 8; b++)
+            x |= (uint64_t)src[b * total + i] << (8 * b);
+        v[i] = (int64_t)x;
+    }
+}
+
+/* column(raw, n, field) -> the list of a raw block's column (see decode_columns). */
+static PyObject *
+column(PyObject *self, PyObject *args)
+{
+    PyObject *raw;
+    Py_ssize_t n;
+    int field;
+    if (!PyArg_ParseTuple(args, "Oni", &raw, &n, &field))
+        return NULL;
+    const int64_t *block = raw_block(raw, n);
+    if (block == NULL || field < 0 || field >= RAW_FIELDS) {
+        PyErr_SetString(PyExc_ValueError, "not a column of a raw block of n calls");
+        return NULL;
+    }
+    return int_list(block + field * n, n);
+}
+
+/* decode_columns(n, data[, ends]) -> (cols, dur, bounds, raw) or None: wire._columns without a
+ * Python object per byte plane or per intermediate column; bounds is (shortest duration,
+ * latest end) of the calls (None for no calls), which the fold needs of every batch; raw is
+ * the decoded block itself, RAW_FIELDS int64 columns of n values in native order (the
+ * fields of CALL_FIELDS with durations in place of the end times, then the end times), so
+ * that fold_tree and count_sigs read the values without converting the lists' ints back.
+ * ends false: no list of the end times (None in its place), made by column() if needed.
+ * None when a running sum leaves int64 (only a malformed block does that): the caller
+ * decodes it the Python way, with unbounded ints. */
 static PyObject *
 decode_columns(PyObject *self, PyObject *args)
 {
     Py_ssize_t n;
     Py_buffer buf;
-    if (!PyArg_ParseTuple(args, "ny*", &n, &buf))
+    int ends = 1;
+    if (!PyArg_ParseTuple(args, "ny*|p", &n, &buf, &ends))
         return NULL;
-    PyObject *result = NULL, *cols = NULL, *dur = NULL;
-    int64_t *v = NULL;
+    PyObject *result = NULL, *cols = NULL, *dur = NULL, *raw = NULL;
     if (n < 0 || buf.len != n * N_FIELDS * 8) {
         PyErr_SetString(PyExc_ValueError, "call block does not hold the announced calls");
         goto done;
     }
     Py_ssize_t total = n * N_FIELDS;
-    if ((v = PyMem_Malloc((size_t)(total ? total : 1) * 2 * sizeof(int64_t))) == NULL) {
-        PyErr_NoMemory();
+    if ((raw = PyBytes_FromStringAndSize(NULL, n * RAW_FIELDS * 8)) == NULL)
+        goto done;
+    int64_t *v = (int64_t *)PyBytes_AS_STRING(raw);
+    if ((uintptr_t)v % _Alignof(int64_t)) {  /* never with CPython's allocator */
+        PyErr_SetString(PyExc_SystemError, "unaligned bytes object");
         goto done;
     }
     int64_t *t1 = v + total;  /* end times, beside the block */
-    const unsigned char *src = buf.buf;
-    for (Py_ssize_t i = 0; i < total; i++)
-        v[i] = src[i];
-    for (int b = 1; b < 8; b++) {
-        const unsigned char *plane = src + b * total;
-        for (Py_ssize_t i = 0; i < total; i++)
-            v[i] |= (int64_t)((uint64_t)plane[i] << (8 * b));
-    }
+    transpose_planes(buf.buf, total, v);
     int64_t *cid = v + F_CID * n, *t0 = v + F_T0 * n, *d = v + F_T1 * n;
     for (Py_ssize_t i = 1; i < n; i++)
         if (__builtin_add_overflow(cid[i - 1], cid[i], &cid[i]) ||
@@ -629,7 +949,8 @@ decode_columns(PyObject *self, PyObject *args)
     if ((cols = PyList_New(N_FIELDS)) == NULL)
         goto done;
     for (int f = 0; f < N_FIELDS; f++) {
-        PyObject *col = int_list(f == F_T1 ? t1 : v + f * n, n);
+        PyObject *col = f == F_T1 && !ends ? Py_NewRef(Py_None)
+                                           : int_list(f == F_T1 ? t1 : v + f * n, n);
         if (col == NULL)
             goto done;
         PyList_SET_ITEM(cols, f, col);
@@ -637,7 +958,7 @@ decode_columns(PyObject *self, PyObject *args)
     if ((dur = int_list(d, n)) == NULL)
         goto done;
     if (n == 0) {
-        result = PyTuple_Pack(3, cols, dur, Py_None);
+        result = PyTuple_Pack(4, cols, dur, Py_None, raw);
         goto done;
     }
     int64_t lo = d[0], hi = t1[0];
@@ -647,13 +968,13 @@ decode_columns(PyObject *self, PyObject *args)
         if (t1[i] > hi)
             hi = t1[i];
     }
-    result = Py_BuildValue("(OO(LL))", cols, dur, (long long)lo, (long long)hi);
+    result = Py_BuildValue("(OO(LL)O)", cols, dur, (long long)lo, (long long)hi, raw);
     goto done;
 fallback:
     result = Py_None;
     Py_INCREF(result);
 done:
-    PyMem_Free(v);
+    Py_XDECREF(raw);
     Py_XDECREF(cols);
     Py_XDECREF(dur);
     PyBuffer_Release(&buf);
@@ -707,7 +1028,7 @@ hist_add(PyObject *h, int64_t key, int64_t count)
     return r;
 }
 
-/* count_sigs(sigs, fids, pfids, ins, outs, ress, excs, durs, cpus, incomplete) -> bool:
+/* count_sigs(sigs, fids, pfids, ins, outs, ress, excs, durs, cpus, incomplete[, raw]) -> bool:
  * the statistics part of SessionTree.feed, which documents it: per signature, calls, total
  * (and self, before the callees' time is taken off), min, max, CPU and the duration
  * histogram, updated once per distinct (signature, duration) in the order they first
@@ -716,11 +1037,11 @@ hist_add(PyObject *h, int64_t key, int64_t count)
 static PyObject *
 count_sigs(PyObject *self, PyObject *args)
 {
-    PyObject *sigs, *cols[S_COLS], *incomplete_obj;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!O!O!O!O", &PyDict_Type, &sigs,
+    PyObject *sigs, *cols[S_COLS], *incomplete_obj, *raw = NULL;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!O!O!O!O|O", &PyDict_Type, &sigs,
                           &PyList_Type, &cols[0], &PyList_Type, &cols[1], &PyList_Type, &cols[2],
                           &PyList_Type, &cols[3], &PyList_Type, &cols[4], &PyList_Type, &cols[5],
-                          &PyList_Type, &cols[6], &PyList_Type, &cols[7], &incomplete_obj))
+                          &PyList_Type, &cols[6], &PyList_Type, &cols[7], &incomplete_obj, &raw))
         return NULL;
     if (TO_BUCKETS == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_fold.configure_sigs() was not called");
@@ -743,31 +1064,45 @@ count_sigs(PyObject *self, PyObject *args)
     Py_ssize_t cap = 16;
     while (cap < 2 * n)
         cap <<= 1;
-    if (!(v = PyMem_Malloc(sizeof(int64_t) * S_COLS * (size_t)(n ? n : 1))) ||
+    const int64_t *block = raw_block(raw, n);
+    if ((block == NULL && !(v = PyMem_Malloc(sizeof(int64_t) * S_COLS * (size_t)(n ? n : 1)))) ||
             !(sig = PyMem_Malloc(sizeof(Sig) * (size_t)(n ? n : 1))) ||
             !(sig_slot = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)cap)) ||
             !(pair = PyMem_Malloc(sizeof(Pair) * (size_t)cap))) {
         PyErr_NoMemory();
         goto done;
     }
-    /* Every value as an int64, checked before anything changes. */
+    /* Every value as an int64, checked before anything changes: read in the raw block the
+     * columns were decoded from (see fold_tree), else converted. */
+    static const int RAW_OF[S_COLS] = {F_FID, F_PFID, F_IN, F_OUT, F_RES, F_EXC, F_T1, F_CPU};
+    const int64_t *col[S_COLS];
     int64_t dmax = 0, cmax = 0;
     for (int k = 0; k < S_COLS; k++) {
-        for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *o = PyList_GET_ITEM(cols[k], i);
-            int overflow = 0;
-            long long x = PyLong_CheckExact(o) ? PyLong_AsLongLongAndOverflow(o, &overflow) : 0;
-            if (!PyLong_CheckExact(o) || overflow) {
-                result = Py_False;
-                goto done;
+        if (block != NULL) {
+            col[k] = block + RAW_OF[k] * n;
+        } else {
+            for (Py_ssize_t i = 0; i < n; i++) {
+                PyObject *o = PyList_GET_ITEM(cols[k], i);
+                int overflow = 0;
+                long long x = PyLong_CheckExact(o) ? PyLong_AsLongLongAndOverflow(o, &overflow)
+                                                   : 0;
+                if (!PyLong_CheckExact(o) || overflow) {
+                    result = Py_False;
+                    goto done;
+                }
+                if (x == -1 && PyErr_Occurred())
+                    goto done;
+                v[k * n + i] = x;
             }
-            if (x == -1 && PyErr_Occurred())
-                goto done;
-            v[k * n + i] = x;
-            if (k == S_DUR && (x > dmax || -x > dmax))
-                dmax = x > 0 ? x : -x;
-            if (k == S_CPU && (x > cmax || -x > cmax))
-                cmax = x > 0 ? x : -x;
+            col[k] = v + k * n;
+        }
+        if (k == S_DUR || k == S_CPU) {
+            int64_t *most = k == S_DUR ? &dmax : &cmax;
+            for (Py_ssize_t i = 0; i < n; i++) {
+                int64_t x = col[k][i];
+                if (x > *most || -x > *most)
+                    *most = x > 0 ? x : -x;
+            }
         }
     }
     if ((n && (dmax > INT64_MAX / 4 / n || cmax > INT64_MAX / 4 / n)) ||
@@ -781,11 +1116,11 @@ count_sigs(PyObject *self, PyObject *args)
     }
     Py_ssize_t n_sigs = 0, first_pair = -1, last_pair = -1;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (v[S_RES * n + i] == incomplete)
+        if (col[S_RES][i] == incomplete)
             continue;  /* placeholders: in the tree, not in the statistics */
         uint64_t h = 0;
         for (int k = 0; k < S_DUR; k++)
-            h = mix(h, (uint64_t)v[k * n + i]);
+            h = mix(h, (uint64_t)col[k][i]);
         Py_ssize_t s = (Py_ssize_t)(h & (uint64_t)(cap - 1)), j;
         for (;; s = (s + 1) & (cap - 1)) {
             j = sig_slot[s];
@@ -794,11 +1129,11 @@ count_sigs(PyObject *self, PyObject *args)
             Py_ssize_t f = sig[j].first;
             int same = 1;
             for (int k = 0; k < S_DUR && same; k++)
-                same = v[k * n + f] == v[k * n + i];
+                same = col[k][f] == col[k][i];
             if (same)
                 break;
         }
-        int64_t d = v[S_DUR * n + i];
+        int64_t d = col[S_DUR][i];
         if (j < 0) {
             j = sig_slot[s] = n_sigs++;
             sig[j].first = i;
@@ -809,7 +1144,7 @@ count_sigs(PyObject *self, PyObject *args)
         Sig *g = &sig[j];
         g->calls++;
         g->total += d;
-        g->cpu += v[S_CPU * n + i];
+        g->cpu += col[S_CPU][i];
         if (d < g->lo)
             g->lo = d;
         if (d > g->hi)
@@ -1034,14 +1369,17 @@ static PyMethodDef methods[] = {
     {"configure_sigs", configure_sigs, METH_VARARGS,
      "configure_sigs(EXACT, SUB, SHIFT, to_buckets): the histogram's constants."},
     {"decode_columns", decode_columns, METH_VARARGS,
-     "decode_columns(n, data) -> (cols, dur, bounds) or None: wire._columns in C."},
+     "decode_columns(n, data[, ends]) -> (cols, dur, bounds, raw) or None: wire._columns in C."},
+    {"column", column, METH_VARARGS,
+     "column(raw, n, field) -> list: a column of decode_columns' raw block."},
     {"count_sigs", count_sigs, METH_VARARGS,
-     "count_sigs(sigs, fids, pfids, ins, outs, ress, excs, durs, cpus, INCOMPLETE) -> bool: "
-     "SessionTree.feed's signature statistics in C."},
+     "count_sigs(sigs, fids, pfids, ins, outs, ress, excs, durs, cpus, INCOMPLETE[, raw]) -> "
+     "bool: SessionTree.feed's signature statistics in C."},
     {"configure", configure, METH_VARARGS,
      "configure(ERROR, INCOMPLETE, empty_fold, MAX_KIDS, add_kid): sessiontree's constants."},
     {"fold_tree", fold_tree, METH_VARARGS,
-     "fold_tree(tree, cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs) -> minus: "
+     "fold_tree(tree, cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs[, raw]) -> "
+     "minus: "
      "SessionTree._fold_tree_py in C."},
     {NULL, NULL, 0, NULL},
 };

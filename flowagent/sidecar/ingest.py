@@ -388,7 +388,7 @@ class Ingestor:
         links: dict[int, int] = {}
         late_links = False
         finished = []
-        cids, _par, sessions, fids, *_mid, t0s, _t1, threads, _cpu = calls.cols
+        cids, sessions, fids, t0s, threads = map(calls.col, (0, 2, 3, 9, 11))
         for ses, lo, hi in _session_runs(sessions) if len(picks) < n_calls else ():
             if ses in picks:
                 continue

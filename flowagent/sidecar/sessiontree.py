@@ -212,20 +212,23 @@ class SessionTree:
         n = len(calls)
         if not n:
             return 0
-        cids, pars, _s, fids, pfids, ins, outs, ress, excs, t0s, t1s, _thr, cpus = calls.cols
+        cids, pars, fids, pfids, ins, outs, ress, excs, t0s, cpus = map(
+            calls.col, (0, 1, 3, 4, 5, 6, 7, 8, 9, 12))  # not the end times: see bounds
         durs = calls.dur
-        shortest, end = calls.bounds or (min(durs), max(t1s))
+        shortest, end = calls.bounds or (min(durs), max(calls.col(_T1)))
+        raw = calls.raw  # the C passes read the values from it (None: from the lists)
         if shortest < 0:  # a clock step: such a call counts as taking no time
             durs = [d if d > 0 else 0 for d in durs]
+            raw = None
         if end > self.end:
             self.end = end
-        minus = self._fold_tree(cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs)
+        minus = self._fold_tree(cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs, raw)
         if self._root_seen:  # the root's record, the last one if a replay repeated it
             self._root_seen = False
             self.root = calls.row(n - 1 - cids[::-1].index(self.ses))
         sigs = self.sigs
         if _count_c is None or not _count_c(sigs, fids, pfids, ins, outs, ress, excs, durs,
-                                            cpus, INCOMPLETE):
+                                            cpus, INCOMPLETE, raw):
             self._count_sigs_py(fids, pfids, ins, outs, ress, excs, durs, cpus)
         for key, child_ns in minus.items():
             sigs[key][2] -= child_ns
@@ -274,11 +277,14 @@ class SessionTree:
 
     def _fold_tree(self, cids: list[Any], pars: list[Any], fids: list[Any], pfids: list[Any],
                    ins: list[Any], outs: list[Any], ress: list[Any], excs: list[Any],
-                   t0s: list[Any], durs: list[Any]) -> dict[Any, Any]:
+                   t0s: list[Any], durs: list[Any], raw: bytes | None = None
+                   ) -> dict[Any, Any]:
         """The tree pass of :meth:`feed` (:meth:`_fold_tree_py`), in C where the extension
-        was built and the columns are lists."""
+        was built and the columns are lists (``raw``: their decoded block, see
+        :class:`CallColumns`)."""
         if _fold_c is not None and type(cids) is list and type(durs) is list:
-            minus = _fold_c(self, cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs)
+            minus = _fold_c(self, cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs,
+                            raw)
             if minus is not None:  # None: a value out of int64, left to Python (unchanged)
                 return minus
         return self._fold_tree_py(cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs)

@@ -46,7 +46,7 @@ def pick(ing: Ingestor, proc: Proc, calls: CallColumns, starts: list[Any]) -> di
     n = len(calls)
     if not starts or not n or ing.hooks is not None or proc.pk in ing.resumed:
         return {}
-    cids, sess, ress = calls.cols[0], calls.cols[2], calls.cols[7]
+    cids, sess, ress = calls.col(0), calls.col(2), calls.col(7)
     # One difference at a time: with several arguments, set.difference walks every one
     # after the first, and ``proc.done`` holds up to 128k sessions; with one, it walks the
     # set (a frame's starts) and looks each up.
@@ -167,7 +167,7 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
         starts_ns = take_g(t0s)
         c.start = min(starts_ns)
         c.failed = failed
-        if ing.agg.add_alike(c, k, session_id(pk, calls.cols[2][idx[0]]), hist, max(starts_ns)):
+        if ing.agg.add_alike(c, k, session_id(pk, calls.col(2)[idx[0]]), hist, max(starts_ns)):
             novel_at.add(idx[0])
         examples_of[key] = ing.agg.examples(c.variant, cluster)
 

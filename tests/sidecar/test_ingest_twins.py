@@ -139,11 +139,15 @@ def test_decoding_in_c_gives_the_python_columns() -> None:
                     + rng.choice(values[:6]), rng.choice(values), rng.choice(values))
                    for i in range(n)]
         data = wire.columns(wire.pack_records(records))
-        cols, dur, bounds = c_columns(n, data)
+        cols, dur, bounds, raw = c_columns(n, data)
         py = wire._columns(n, data)
         assert (cols, dur) == (py.cols, py.dur)
         assert bounds == ((min(dur), max(cols[10])) if n else None)
         assert [tuple(r) for r in zip(*cols)] == records
+        # the raw block: the fields with durations in place of the ends, then the ends
+        block = array("q", raw).tolist()
+        assert [block[f * n:(f + 1) * n] for f in range(14)] == [*cols[:10], dur, *cols[11:],
+                                                                 cols[10]]
     # a block whose running sums leave int64 (only a malformed frame has one): Python's ints
     deltas = array("q", [2**62] * 3 + [0] * 36)  # call ids 2**62 apart
     raw = deltas.tobytes() if sys.byteorder == "little" else _swapped(deltas)
@@ -152,6 +156,33 @@ def test_decoding_in_c_gives_the_python_columns() -> None:
     assert wire.Decoder()._call_columns(3, big).cols[0] == [2**62, 2**63, 3 * 2**62]
     with pytest.raises(ValueError):
         c_columns(2, b"\0" * 10)
+
+
+def test_the_end_times_are_made_when_first_read() -> None:
+    """The C decoder leaves the end times' list out (the fold reads the raw block); reading
+    ``cols``, a row or a slice makes it, equal to what the Python decoder makes."""
+    rng = random.Random(8)
+    n = 500
+    records = [(10 + i, 0, 10 + i, rng.randrange(9), 0, 0, 0, 0, 0, 10**15 + 7 * i,
+                10**15 + 7 * i + rng.randrange(2**40), 3, 0) for i in range(n)]
+    data = wire.columns(wire.pack_records(records))
+    assert wire.Decoder()._c_columns is not None
+    py = wire._columns(n, data)
+    for read in ("cols", "col", "rows", "row", "slice"):
+        calls = wire.Decoder()._call_columns(n, data)
+        assert calls._cols[10] is None and calls.col(9) == py.cols[9]
+        if read == "cols":
+            assert calls.cols == py.cols
+        elif read == "col":
+            assert calls.col(10) == py.cols[10]
+        elif read == "rows":
+            assert calls.rows() == records
+        elif read == "row":
+            assert calls.row(n - 1) == records[-1]
+        else:
+            part = calls.slice(100, 300)
+            assert part.cols == [col[100:300] for col in py.cols] and part.raw is None
+        assert calls._cols[10] == py.cols[10]
 
 
 def _swapped(a: array[int]) -> bytes:
@@ -169,6 +200,39 @@ def test_count_sigs_declines_what_is_not_an_int64() -> None:
     cols[6] = [5, 6]
     assert count_c(sigs, *cols, 3) is True
     assert sigs == {(1, 0, 0, 0, 0, 0): [2, 11, 11, 5, 6, 0, {~5: 1, ~6: 1}]}
+
+
+def test_the_c_passes_read_a_raw_block_only_of_their_own_size() -> None:
+    """fold_tree and count_sigs read the values of a decoded batch from its raw block, and
+    the lists' ints where the block is missing or not of the columns' length (a slice, a
+    bad block): the same statistics and tree either way."""
+    c_columns = wire._c_columns()
+    assert c_columns is not None and st._fold_c is not None and st._count_c is not None
+    rng = random.Random(11)
+    n = 300
+    records, open_ = [], [1]
+    for i in range(n):  # a random tree of session 1, children ending first
+        cid = 2 + i
+        par = rng.choice(open_)
+        records.append((cid, par, 1, 1 + cid % 4, 1 + par % 4, cid % 3, 0,
+                        rng.choice((0, 0, 0, 1)), 0, 10**9 + 50 * i, 10**9 + 50 * i
+                        + rng.randrange(1, 40), 7, rng.randrange(3)))
+        open_.append(cid)
+    records.reverse()  # every call after its callees, as they end
+    data = wire.columns(wire.pack_records(records))
+    cols, dur, _bounds, raw = c_columns(n, data)
+    args = [cols[f] for f in (0, 1, 3, 4, 5, 6, 7, 8, 9)] + [dur]
+    sig_args = [cols[f] for f in (3, 4, 5, 6, 7, 8)] + [dur, cols[12]]
+    results = []
+    for block in (raw, None, raw[:-8], b"", 5):
+        tree = st.SessionTree(1, st.Namer(str))
+        minus = st._fold_c(tree, *args, block)
+        sigs: dict[tuple[Any, ...], list[Any]] = {}
+        assert st._count_c(sigs, *sig_args, 3, block) is True
+        results.append((minus, sigs, tree.digest, tree.paths, tree.errors,
+                        sorted((k, v[:4] + v[5:]) for k, v in tree._open.items())))
+    assert results[0][0] and results[0][1]
+    assert all(r == results[0] for r in results)
 
 
 def test_pure_selects_every_python_twin() -> None:

@@ -103,6 +103,49 @@ def test_c_and_python_fold_random_sessions_alike(seed, monkeypatch):
     _fold_both(records, ses, cut, monkeypatch)
 
 
+def test_more_distinct_subtrees_in_a_batch_than_the_c_memo_holds(monkeypatch):
+    """The C pass keeps a memo per batch in front of the namer's (leaf, inner digest, paths
+    prefixed, unions), emptied when half of its 1024 slots are taken: 1,200 distinct
+    two-leaf subtrees, each node with one to four children (and again, the memo's hits),
+    fold as the Python pass folds them."""
+    ses, cid, t, records = 1, 2, 0, []
+    for _rep in range(2):
+        for i in range(1200):
+            node, kids = cid, 1 + i % 4
+            cid += 1 + kids
+            for k in range(kids):
+                records.append((node + 1 + k, node, ses, 100 + (i + k) % 1300, 1 + i % 7, 0, 0,
+                                SUCCESS, 0, t + k, t + k + 1, 1, 0))
+            records.append((node, ses, ses, 1 + i % 7, 7, 0, 0, SUCCESS, 0, t, t + 9, 1, 0))
+            t += 10
+    records.append((ses, 0, ses, 7, 0, 0, 0, SUCCESS, 0, 0, t, 1, 0))
+    _fold_both(records, ses, [len(records) // 3], monkeypatch)
+
+
+def test_an_open_call_state_held_elsewhere_is_left_as_it_was():
+    """The C pass reuses the state lists of the calls it closes, but only those nothing
+    else holds: a state, or a state's list of children, still referenced outside the tree
+    keeps what it held."""
+    assert fold_c is not None
+    for hold in ("state", "kids"):
+        tree = SessionTree(1, Namer(str), 7, 0, 1)
+        tree.feed([(3, 2, 1, 3, 2, 0, 0, SUCCESS, 0, 1, 2, 1, 0),
+                   (4, 2, 1, 4, 2, 0, 0, SUCCESS, 0, 3, 4, 1, 0)])
+        state = tree._open[2]
+        held = state if hold == "state" else state[st.O_KIDS]
+        before = list(held) if hold == "kids" else [
+            list(v) if isinstance(v, list) else v for v in held]
+        del state
+        for _ in range(3):  # closes 2, then opens and closes more states (reusing any)
+            tree.feed([(2, 1, 1, 2, 7, 0, 0, SUCCESS, 0, 1, 5, 1, 0)])
+            tree.feed([(5, 1, 1, 5, 7, 0, 0, SUCCESS, 0, 6, 7, 1, 0)])
+            tree.feed([(9, 8, 1, 3, 2, 0, 0, SUCCESS, 0, 8, 9, 1, 0),
+                       (8, 1, 1, 2, 7, 0, 0, SUCCESS, 0, 8, 10, 1, 0)])
+        after = list(held) if hold == "kids" else [
+            list(v) if isinstance(v, list) else v for v in held]
+        assert after == before, hold
+
+
 def test_c_and_python_fold_the_placeholders_of_an_open_session_alike(monkeypatch):
     rng = random.Random(7)
     records = [r for r in _session(rng, 5, 100) if r[0] != 5]  # the root never ended
