@@ -10,10 +10,10 @@ modules form no import cycle. Standard library only: imported by the recorded pr
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from ..protocol.rundir import CONTROL_FILE
 
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
 if TYPE_CHECKING:  # annotations only: importing these here would load them in every process
     from .select import Selector
     from .transport import Transport

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 # the instrumented code comes from the cache, and the standard library's heavyweights.
 _AGENT_NEVER_AT_START = {"ast", "flowagent.agent.instrument", "argparse", "hashlib",
                          "inspect", "dataclasses", "subprocess", "sqlite3", "flowagent.store.api",
-                         "flowagent.config"}
+                         "flowagent.config", "typing"}
 
 
 def _env() -> dict[str, str]:
