@@ -48,8 +48,11 @@ def test_a_recorded_run_leaves_the_store_and_the_parsers_to_others(program: Path
     plain = _imported(["-c", "pass"], program)
     launcher = _imported(flowagent_cmd("run", "prog.py")[1:], program) - plain
     assert "flowagent.launch.supervise" in launcher
+    # Nor the agent's backends (the recorder, the import hook) to name the `auto` backend:
+    # they would take CPU from the program and the sidecar while the program runs.
     for name in ("flowagent.store.api", "flowagent.store.sqlite", "sqlite3", "argparse",
-                 "flowagent.sidecar.ingest", "networkx", "flask"):
+                 "flowagent.sidecar.ingest", "networkx", "flask", "flowagent.agent.backends",
+                 "flowagent.agent.recorder", "typing"):
         assert name not in launcher, f"the launcher imports {name}"
     assert (program / ".flowagent" / "flowagent.db").exists()
 
@@ -70,6 +73,19 @@ def test_the_run_row_made_while_the_program_runs_is_stored_as_it_ended(tmp_path:
     assert json.loads(run["argv"]) == ["prog.py", "--password", "***"]
     assert (run["exit_code"], run["status"], run["cwd"]) == (3, "finished", str(tmp_path))
     assert run["ended_ns"] >= run["started_ns"]
+    # `auto`, named by the launcher without the backends: what the agent chose.
+    from flowagent.agent.backends import choose
+
+    assert run["backend"] == choose("auto")[0].name
+
+
+def test_the_launchers_name_for_auto_is_the_agents_choice() -> None:
+    from flowagent.agent.backends import choose
+    from flowagent.agent.runstate import AUTO_BACKEND, AUTO_INSTRUMENTS_MAIN
+
+    backend, _ = choose("auto")
+    assert (backend.name, backend.capabilities.instruments_main) == (
+        AUTO_BACKEND, AUTO_INSTRUMENTS_MAIN)
 
 
 def test_the_launcher_stores_its_row_itself_when_the_sidecar_did_not(tmp_path: Path) -> None:
