@@ -160,3 +160,33 @@ def test_a_record_declared_without_typing_is_typings_named_tuple() -> None:
         assert cls.__qualname__.endswith(".<locals>." + cls.__name__)
         with pytest.raises(TypeError):
             cls()  # the field without a default
+
+
+def test_the_store_interface_loads_without_typing(tmp_path: Path) -> None:
+    # Every sidecar and command imports it first; its records are record.NamedTuple's.
+    loaded = _loaded_by("from flowagent.store.api import RunEnd, Store, open_store\n"
+                        "assert RunEnd._fields[0] == 'argv'\n", tmp_path)
+    assert "flowagent.store.api" in loaded
+    assert "typing" not in loaded
+
+
+def test_the_store_interface_is_checked_as_typing_checks_a_runtime_protocol(
+        tmp_path: Path) -> None:
+    from flowagent.store.api import Store, open_store
+
+    store = open_store(str(tmp_path / "flowagent.db"))
+    try:
+        assert isinstance(store, Store)
+    finally:
+        store.close()
+    members = Store._members  # type: ignore[attr-defined]
+    assert {"url", "readonly", "capabilities", "close", "transaction", "create_run",
+            "finish_run", "runs"} <= set(members)
+
+    def with_members(names: list[str]) -> object:
+        return type("Impl", (), dict.fromkeys(names))()
+
+    assert isinstance(with_members(list(members)), Store)
+    for missing in ("close", "capabilities", "runs"):
+        assert not isinstance(with_members([m for m in members if m != missing]), Store)
+    assert not isinstance(object(), Store)
