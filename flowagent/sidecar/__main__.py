@@ -19,7 +19,6 @@ import signal
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
 from ..protocol.rundir import RING_SUFFIX, rings_dir
@@ -28,7 +27,11 @@ from .pending import still_running
 from .retention import Retention
 from .totals import zero_totals
 
+TYPE_CHECKING = False  # typing is not imported at run time
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
     from .ingest import Ingestor
 
 
@@ -164,7 +167,11 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
         retention: Retention = Retention(), hook_specs: tuple[str, ...] = (),
         max_data_size: int = 0, otlp: dict[str, str] | None = None,
         service: str | None = None, host: str | None = None,
-        started_ns: int = 0) -> dict[str, Any]:
+        started_ns: int = 0, announce: Callable[[dict[str, Any]], None] | None = None
+        ) -> dict[str, Any]:
+    """Store the run (see the module doc); its summary. ``announce(summary)``, if given, is
+    called once the summary is final: before the store closes where closing adds nothing to
+    it (a SQLite file), else with the summary returned."""
     tune_gc()
     _raise_soft_limits()
     from ..store.limit import data_dir_of
@@ -353,12 +360,22 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
         if hooks.errors != summary["hook_errors"]:
             store.write_hook_errors(run_id, hooks.errors, hooks.first_error)
             summary.update(hook_errors=hooks.errors, hook_error=hooks.first_error)
+    shared = bool(getattr(store, "capabilities", {}).get("shared"))
+    if announce is not None and not shared:
+        # Everything is committed: the launcher, waiting for this line, need not also wait
+        # for the close, which checkpoints the write-ahead log into the database file (two
+        # fsyncs, the longest part of a short run's end). A sidecar stopped during it loses
+        # nothing: SQLite replays the log at the next open.
+        announce(summary)
+        announce = None
     store.close()
     note = getattr(store, "forward_note", None)  # a shared store's spool still waiting
     if note:
         summary["store_note"] = note
-    if max_data_size and getattr(store, "capabilities", {}).get("shared"):
+    if max_data_size and shared:
         summary.update(_server_limit(db, max_data_size, run_id))
+    if announce is not None:
+        announce(summary)
     return summary
 
 
@@ -448,12 +465,16 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     a = _quick_args(args) or _parse_args(args)
     otlp = {"endpoint": a.otlp_endpoint, "service": a.otlp_service, "host": a.otlp_host}
-    summary = run(a.run_dir, a.db, a.run_id, a.poll_ms / 1000.0, a.resume, not a.once,
-                  Retention(a.retention, a.error_cap), tuple(a.hook), a.max_data_size,
-                  otlp, a.service or None, a.host or None, a.started_ns)
+    run(a.run_dir, a.db, a.run_id, a.poll_ms / 1000.0, a.resume, not a.once,
+        Retention(a.retention, a.error_cap), tuple(a.hook), a.max_data_size, otlp,
+        a.service or None, a.host or None, a.started_ns, announce=_say_summary)
+    return 0
+
+
+def _say_summary(summary: dict[str, Any]) -> None:
+    """The summary, the sidecar's last line on stdout (what the launcher waits for)."""
     sys.stdout.write(json.dumps(summary) + "\n")
     sys.stdout.flush()
-    return 0
 
 
 def _exit_code() -> int:

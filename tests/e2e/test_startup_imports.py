@@ -109,3 +109,46 @@ def test_the_launcher_stores_its_row_itself_when_the_sidecar_did_not(tmp_path: P
     assert json.loads(run["argv"]) == ["app.py", "--token", "***"]
     assert (run["exit_code"], run["status"], run["backend"]) == (-15, "finished", "wrap")
     assert run["ended_ns"] > 1
+
+
+def test_the_sidecars_summary_comes_once_everything_is_committed(tmp_path: Path) -> None:
+    """The sidecar says its summary before it closes a SQLite store (the close checkpoints
+    the write-ahead log: the launcher need not wait for it). Killed the moment its summary
+    is read, nothing it summed up is lost: the row, the launcher's part and the totals."""
+    import os
+    import signal
+
+    from flowagent.store.api import open_store
+
+    run_dir = tmp_path / "runs" / "r1"
+    (run_dir / "rings").mkdir(parents=True)
+    db = tmp_path / "flowagent.db"
+    for run_id in ("r0", "r1"):  # the second on a store that exists, as on every later run
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowagent.sidecar", "--run-dir", str(run_dir), "--db",
+             str(db), "--run-id", run_id, "--max-data-size", str(1 << 30), "--service", "svc",
+             "--started-ns", "5"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env=_clean_env({"FLOWAGENT_ENABLED": "0"}))
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            assert proc.stdout.readline().startswith(b"READY ")
+            end = {"argv": ["app.py", "x"], "cwd": str(tmp_path), "backend": "wrap",
+                   "ended_ns": 9, "exit_code": 4}
+            proc.stdin.write(json.dumps({"run": end}).encode() + b"\n")
+            proc.stdin.close()
+            summary = json.loads(proc.stdout.readline())
+            os.kill(proc.pid, signal.SIGKILL)  # wherever it is in closing the store
+        finally:
+            proc.kill()
+            proc.wait(timeout=60)
+        assert (summary["run_row"], summary["sessions"], summary["pending"]) == (True, 0, [])
+        store = open_store(str(db), readonly=True)
+        try:
+            run = store.run(run_id)
+        finally:
+            store.close()
+        assert run is not None
+        assert (run["status"], run["exit_code"], json.loads(run["argv"] or "[]"),
+                run["backend"], run["started_ns"], run["ended_ns"], run["service"],
+                run["processes"]) == ("finished", 4, ["app.py", "x"], "wrap", 5, 9, "svc", 0)
