@@ -64,7 +64,7 @@ def test_the_sidecar_stores_a_run_without_argparse_hashlib_or_the_redactor(
     for name in ("argparse", "gettext", "hashlib", "_hashlib", "shutil", "flowagent.redact",
                  "traceback", "flowagent.agent.recorder", "flowagent.sidecar.ingest",
                  "flowagent.sidecar.aggregate", "dataclasses", "inspect", "zstandard",
-                 "msgpack"):
+                 "msgpack", "typing"):
         assert name not in loaded, f"the sidecar imports {name}"
 
 
@@ -141,6 +141,10 @@ def test_a_record_declared_without_typing_is_typings_named_tuple() -> None:
         name: str
         size: int = 3
         tags: tuple[str, ...] = ()
+        KIND = "light"
+
+        def grown(self, by: int) -> int:
+            return self.size + by
 
     class Typed(TypingNamedTuple):
         """A record."""
@@ -148,6 +152,10 @@ def test_a_record_declared_without_typing_is_typings_named_tuple() -> None:
         name: str
         size: int = 3
         tags: tuple[str, ...] = ()
+        KIND = "light"
+
+        def grown(self, by: int) -> int:
+            return self.size + by
 
     for cls in (Light, Typed):
         r = cls("a")
@@ -160,6 +168,15 @@ def test_a_record_declared_without_typing_is_typings_named_tuple() -> None:
         assert cls.__qualname__.endswith(".<locals>." + cls.__name__)
         with pytest.raises(TypeError):
             cls()  # the field without a default
+        assert (r.grown(2), r.KIND, cls.KIND, "KIND" in cls._fields) == (5, "light", "light",
+                                                                          False)
+    for base in (NamedTuple, TypingNamedTuple):
+        with pytest.raises(AttributeError):
+            class Bad(base):  # type: ignore[misc, valid-type]
+                a: int
+
+                def _replace(self) -> None:  # namedtuple's own
+                    pass
 
 
 def test_the_store_interface_loads_without_typing(tmp_path: Path) -> None:
