@@ -336,11 +336,10 @@ class Sidecar:
         write; the sidecar sets the status); its summary, or None if it failed (``failure``
         says why).
 
-        The summary is the sidecar's last word, written once everything is committed (a
-        SQLite store is closed after it: the close only checkpoints the write-ahead log): it
-        is returned as soon as its line is complete, without waiting for the sidecar's
-        process to close the store and be torn down (the kernel frees its memory before its
-        pipe closes: milliseconds at the end of every run). :meth:`reap` collects it."""
+        The summary is the sidecar's last word, written once everything is stored and
+        closed: it is returned as soon as its line is complete, without waiting for the
+        sidecar's process to be torn down (the kernel frees its memory before its pipe
+        closes: milliseconds at the end of every run). :meth:`reap` collects it."""
         import json
         import select
         import time

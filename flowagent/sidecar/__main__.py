@@ -170,8 +170,10 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
         started_ns: int = 0, announce: Callable[[dict[str, Any]], None] | None = None
         ) -> dict[str, Any]:
     """Store the run (see the module doc); its summary. ``announce(summary)``, if given, is
-    called once the summary is final: before the store closes where closing adds nothing to
-    it (a SQLite file), else with the summary returned."""
+    called with it once the store is closed: a SQLite store's close checkpoints the
+    write-ahead log into the database file and removes the log (two fsyncs at the end of
+    every run, which the launcher waits for), so that the file is whole once the launcher
+    returns (copied, backed up or damaged by someone else right after)."""
     tune_gc()
     _raise_soft_limits()
     from ..store.limit import data_dir_of
@@ -361,13 +363,6 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
             store.write_hook_errors(run_id, hooks.errors, hooks.first_error)
             summary.update(hook_errors=hooks.errors, hook_error=hooks.first_error)
     shared = bool(getattr(store, "capabilities", {}).get("shared"))
-    if announce is not None and not shared:
-        # Everything is committed: the launcher, waiting for this line, need not also wait
-        # for the close, which checkpoints the write-ahead log into the database file (two
-        # fsyncs, the longest part of a short run's end). A sidecar stopped during it loses
-        # nothing: SQLite replays the log at the next open.
-        announce(summary)
-        announce = None
     store.close()
     note = getattr(store, "forward_note", None)  # a shared store's spool still waiting
     if note:

@@ -111,10 +111,11 @@ def test_the_launcher_stores_its_row_itself_when_the_sidecar_did_not(tmp_path: P
     assert run["ended_ns"] > 1
 
 
-def test_the_sidecars_summary_comes_once_everything_is_committed(tmp_path: Path) -> None:
-    """The sidecar says its summary before it closes a SQLite store (the close checkpoints
-    the write-ahead log: the launcher need not wait for it). Killed the moment its summary
-    is read, nothing it summed up is lost: the row, the launcher's part and the totals."""
+def test_the_sidecars_summary_comes_once_everything_is_stored(tmp_path: Path) -> None:
+    """The sidecar says its summary once the store is closed: killed the moment its
+    summary is read, nothing it summed up is lost (the row, the launcher's part and the
+    totals), and the database file is whole (its write-ahead log checkpointed and removed:
+    a file copied or backed up as the launcher returns holds the run)."""
     import os
     import signal
 
@@ -138,7 +139,8 @@ def test_the_sidecars_summary_comes_once_everything_is_committed(tmp_path: Path)
             proc.stdin.write(json.dumps({"run": end}).encode() + b"\n")
             proc.stdin.close()
             summary = json.loads(proc.stdout.readline())
-            os.kill(proc.pid, signal.SIGKILL)  # wherever it is in closing the store
+            os.kill(proc.pid, signal.SIGKILL)  # wherever it is after its summary
+            assert not (tmp_path / "flowagent.db-wal").exists()
         finally:
             proc.kill()
             proc.wait(timeout=60)
