@@ -29,7 +29,6 @@ from .totals import zero_totals
 
 TYPE_CHECKING = False  # typing is not imported at run time
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any
 
     from .ingest import Ingestor
@@ -167,13 +166,7 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
         retention: Retention = Retention(), hook_specs: tuple[str, ...] = (),
         max_data_size: int = 0, otlp: dict[str, str] | None = None,
         service: str | None = None, host: str | None = None,
-        started_ns: int = 0, announce: Callable[[dict[str, Any]], None] | None = None
-        ) -> dict[str, Any]:
-    """Store the run (see the module doc); its summary. ``announce(summary)``, if given, is
-    called with it once the store is closed: a SQLite store's close checkpoints the
-    write-ahead log into the database file and removes the log (two fsyncs at the end of
-    every run, which the launcher waits for), so that the file is whole once the launcher
-    returns (copied, backed up or damaged by someone else right after)."""
+        started_ns: int = 0) -> dict[str, Any]:
     tune_gc()
     _raise_soft_limits()
     from ..store.limit import data_dir_of
@@ -362,15 +355,15 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
         if hooks.errors != summary["hook_errors"]:
             store.write_hook_errors(run_id, hooks.errors, hooks.first_error)
             summary.update(hook_errors=hooks.errors, hook_error=hooks.first_error)
-    shared = bool(getattr(store, "capabilities", {}).get("shared"))
+    # Closed before the summary is said, though a SQLite store's close (the write-ahead log
+    # checkpointed into the database file, two fsyncs) is most of a short run's end: once
+    # the launcher returns, the file is whole for whoever copies or opens it next.
     store.close()
     note = getattr(store, "forward_note", None)  # a shared store's spool still waiting
     if note:
         summary["store_note"] = note
-    if max_data_size and shared:
+    if max_data_size and getattr(store, "capabilities", {}).get("shared"):
         summary.update(_server_limit(db, max_data_size, run_id))
-    if announce is not None:
-        announce(summary)
     return summary
 
 
@@ -460,16 +453,12 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     a = _quick_args(args) or _parse_args(args)
     otlp = {"endpoint": a.otlp_endpoint, "service": a.otlp_service, "host": a.otlp_host}
-    run(a.run_dir, a.db, a.run_id, a.poll_ms / 1000.0, a.resume, not a.once,
-        Retention(a.retention, a.error_cap), tuple(a.hook), a.max_data_size, otlp,
-        a.service or None, a.host or None, a.started_ns, announce=_say_summary)
-    return 0
-
-
-def _say_summary(summary: dict[str, Any]) -> None:
-    """The summary, the sidecar's last line on stdout (what the launcher waits for)."""
+    summary = run(a.run_dir, a.db, a.run_id, a.poll_ms / 1000.0, a.resume, not a.once,
+                  Retention(a.retention, a.error_cap), tuple(a.hook), a.max_data_size,
+                  otlp, a.service or None, a.host or None, a.started_ns)
     sys.stdout.write(json.dumps(summary) + "\n")
     sys.stdout.flush()
+    return 0
 
 
 def _exit_code() -> int:
