@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
 
-Hook = Callable[[str, tuple[Any, ...]], None]
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any
+
+    Hook = Callable[[str, tuple[Any, ...]], None]
 
 
 class Watch:

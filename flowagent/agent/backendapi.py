@@ -8,12 +8,20 @@ Its own module so that :mod:`backends` (the chooser) and each backend living els
 from __future__ import annotations
 
 import sys
-from typing import NamedTuple, Protocol
 
+from ..record import NamedTuple
 from . import recorder
 from .guard import program_exception
-from .importer import Finder, PostImportHook
+from .importer import Finder
 from .select import Selector
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from .importer import PostImportHook
+else:
+    Protocol = object  # the interface is for the type checker; nothing subclasses it
 
 
 class Capabilities(NamedTuple):

@@ -26,7 +26,6 @@ import threading
 import time
 from _thread import get_ident as _thread_ident
 from opcode import opmap
-from typing import Any
 
 from . import recorder
 from .backendapi import Backend, Capabilities, HooksMixin
@@ -34,6 +33,10 @@ from .codeinfo import (CO_ASYNC_GENERATOR, CO_GENERATOR, GENERATOR_FLAGS, CodeSe
                        is_async_yield, note_yield, unwrap_async_yield)
 from .select import Selector
 from .guard import program_exception
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class WrapBackend(HooksMixin):

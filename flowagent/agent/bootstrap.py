@@ -11,13 +11,16 @@ from __future__ import annotations
 import builtins
 import os
 import sys
-from typing import Any
 
 from ..protocol.env import flag as _flag
 from ..protocol.rundir import CONTROL_FILE, preimported_name, rings_dir
 from . import recorder, runstate
 from .runstate import apply_selection
 from .select import Selector
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 _started = False
 

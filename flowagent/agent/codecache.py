@@ -45,10 +45,13 @@ import sys
 import threading
 from importlib.util import MAGIC_NUMBER, cache_from_source
 from types import CodeType
-from typing import Any
 
 from . import recorder
 from .portable import mark
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMAT = 1  # bump when the entry layout or the placeholder scheme changes
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -56,7 +59,7 @@ _FINGERPRINTED = ("instrument.py", "codecache.py")  # their source decides what 
 _SIP_KEY = int.from_bytes(b"flowagnt", "little")
 
 # (format, config key, source hash, placeholder base, function table, code)
-Entry = tuple[int, str, bytes, int, tuple[Any, ...], CodeType]
+Entry = tuple[int, str, bytes, int, tuple["Any", ...], CodeType]
 
 _keys: dict[bool, str] = {}
 # What the cache did in this process (tests and --verbose diagnostics read it).

@@ -15,12 +15,15 @@ from the source, so the three backends record the same functions the same way:
 
 from __future__ import annotations
 
-from typing import Any
 
 from . import recorder
 from .helpernames import LAMBDA, lambda_qualname
 from .select import Selector
 from .guard import program_exception
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 CO_OPTIMIZED, CO_VARARGS, CO_VARKEYWORDS = 0x01, 0x04, 0x08
 CO_GENERATOR, CO_COROUTINE, CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR = 0x20, 0x80, 0x100, 0x200

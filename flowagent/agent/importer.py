@@ -11,13 +11,16 @@ import importlib.machinery
 import sys
 import threading
 from types import ModuleType
-from typing import Any, Callable
 
 from . import codecache, recorder, runstate
 from .select import Selector
 from .guard import program_exception
 
-PostImportHook = Callable[[ModuleType], None]
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    PostImportHook = Callable[[ModuleType], None]
 
 
 counter = [0, 0]  # modules, functions instrumented in this process

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import os
 from contextvars import ContextVar
-from typing import Any, Optional
 
 from ..protocol.rundir import process_key, session_id
 from . import recorder, runstate
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 ENV = "FLOWAGENT_PARENT"
 

@@ -29,11 +29,14 @@ from __future__ import annotations
 import os
 import sys
 from types import CodeType
-from typing import Any, Callable
 
 from . import audit, recorder, runstate
 from .helpernames import OPENERS
 from .guard import program_exception
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 _wants: Callable[[str], bool] | None = None
 _nested = True

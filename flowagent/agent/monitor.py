@@ -30,7 +30,6 @@ below, which run where it is not built and with the recorder's Python twin
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from . import recorder
 from .backendapi import Capabilities, HooksMixin
@@ -38,6 +37,10 @@ from .codeinfo import (CO_ASYNC_GENERATOR, CO_GENERATOR, CodeSelector, is_async_
                        note_yield, unwrap_async_yield)
 from .select import Selector
 from .guard import program_exception
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 TOOL_NAME = "flowagent"
 # 3 and 4 first: CPython reserves them for no one. PROFILER_ID last: cProfile (3.12+) claims

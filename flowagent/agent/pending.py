@@ -32,10 +32,13 @@ import os
 import struct
 import sys
 from array import array
-from typing import Any
 
 from .guard import program_exception
 from ..protocol.wire import N_FIELDS
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 REC_BYTES = N_FIELDS * 8
 # Native int64s, the layout ``array("q")`` reads back.

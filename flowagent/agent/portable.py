@@ -16,9 +16,12 @@ its own. The function then runs exactly as its original.
 from __future__ import annotations
 
 from types import CodeType
-from typing import Any
 
 from .helpernames import HELPERS  # not from instrument: a cache hit never needs ast
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Run when the marker is unpickled: each helper that builtins lack becomes a no-op with
 # the same calling convention (see instrument.py for what each one does).

@@ -47,7 +47,6 @@ import threading
 import time
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, Callable, TypeGuard
 
 from . import pending as _pending
 from . import shapes as _shapes
@@ -55,6 +54,10 @@ from .guard import program_exception
 from ..protocol.env import is_true
 from ..protocol.wire import ERROR, N_FIELDS, PARTIAL, SUCCESS, columns
 from ..protocol.wire import THR as _THR_FIELD
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any, Callable, TypeGuard
 
 # Frame layout. The pure twin's frame is a list, the cheapest mutable record Python code has;
 # the C twin's is its own type (``_speedups.Call``) indexed the same way. Code here, in the

@@ -10,13 +10,20 @@ modules form no import cycle. Standard library only: imported by the recorded pr
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from ..protocol.rundir import CONTROL_FILE
 
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
 if TYPE_CHECKING:  # annotations only: importing these here would load them in every process
     from .select import Selector
     from .transport import Transport
+
+# What `--backend auto` records with on every Python today (backends._auto says why) and
+# whether that backend instruments a main script: the launcher names the run's backend from
+# these without loading the backends (the recorder, typing, the import hook) beside the
+# program. A test keeps them equal to backends.choose("auto").
+AUTO_BACKEND = "wrap"
+AUTO_INSTRUMENTS_MAIN = True
 
 selector: Selector | None = None  # the run's include/exclude globs; None: not recording
 nested = True                     # FLOWAGENT_NESTED: record nested functions and lambdas

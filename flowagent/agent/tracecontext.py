@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import re
 from random import Random
-from typing import Any
 
 from . import recorder
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 JOINED, SENT = 0, 1  # entry kinds: the session joined a trace / a call sent a span id
 

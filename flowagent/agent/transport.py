@@ -30,12 +30,15 @@ import random
 import sys
 import threading
 import time
-from typing import Any
 
 from . import audit, lineage, recorder, tracecontext
 from ..protocol.ring import RingWriter
 from ..protocol.rundir import ring_name, rings_dir
 from ..protocol.wire import VERSION, Encoder, PlainEncoder
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 # Captured when the agent starts, before any monkey-patching (gevent's patch_all replaces

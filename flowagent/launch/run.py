@@ -111,23 +111,26 @@ def run(cfg: Config, target: Target, cwd: str, ends_process: bool = False) -> in
     from ..config import to_child_env
 
     # The backend: `auto` is resolved by the agent in each process of the run, with the same
-    # function on the same interpreter, so the launcher need not load the agent's backends
-    # (the recorder, the instrumenter) before the program starts: it names the choice for
-    # the run's row while the program runs. A requested backend, --verbose, or a command
-    # line that depends on the choice (`-- python app.py`, a script read from a pipe) is
-    # resolved first, as the user reads its note or reason before the program's output.
-    command = _command(target, instruments_main=True)
-    backend_name = ""
-    if (cfg.verbose or cfg.backend != "auto"
-            or command != _command(target, instruments_main=False)):
+    # function on the same interpreter; the launcher names it from the agent's runstate
+    # (AUTO_BACKEND, kept equal to that choice) without loading the agent's backends (the
+    # recorder, the instrumenter), which would take CPU from the program and the sidecar on
+    # a short run's critical path. A requested backend or --verbose is resolved by the
+    # backends before the program starts, as the user reads its note or reason before the
+    # program's output.
+    resolved = cfg.verbose or cfg.backend != "auto"
+    if resolved:
         backend_name, instruments_main = _resolve_backend(cfg)
-        command = _command(target, instruments_main)
+    else:
+        from ..agent.runstate import AUTO_BACKEND, AUTO_INSTRUMENTS_MAIN
+
+        backend_name, instruments_main = AUTO_BACKEND, AUTO_INSTRUMENTS_MAIN
+    command = _command(target, instruments_main)
     env = dict(os.environ)
     env.update(to_child_env(cfg))
     roots = [cwd] + ([_script_dir(target.path)] if target.kind == "script" else [])
     env.update(FLOWAGENT_RUN_DIR=run_dir, FLOWAGENT_RUN_ID=run_id, FLOWAGENT_PREFIX=sys.prefix,
                FLOWAGENT_ROOTS=os.pathsep.join(roots),
-               FLOWAGENT_BACKEND=backend_name or cfg.backend,
+               FLOWAGENT_BACKEND=backend_name if resolved else cfg.backend,
                PYTHONPATH=_pythonpath(bootstrap_dir(), os.environ.get("PYTHONPATH")))
     try:
         program = Supervisor(command, env)
@@ -137,15 +140,12 @@ def run(cfg: Config, target: Target, cwd: str, ends_process: bool = False) -> in
     # While the program runs: the launcher's part of the run's row, so that the end of the
     # run follows the program's exit at once (signals meanwhile wait, blocked, for wait()).
     try:
-        if not backend_name:
-            backend_name = _resolve_backend(cfg)[0]
         row = _run_row(target, cwd, backend_name)
     except Exception:  # noqa: BLE001 - made again after the program, where it is reported
         row = None
     rc = program.wait(on_other_child=sidecar.check)
     try:
-        end = _ended(row if row is not None else _run_row(target, cwd, backend_name or
-                                                           _resolve_backend(cfg)[0]), rc)
+        end = _ended(row if row is not None else _run_row(target, cwd, backend_name), rc)
         summary = sidecar.finish(end)
         sidecar.report()
         if sidecar.started and not (summary or {}).get("run_row"):

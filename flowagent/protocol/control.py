@@ -4,7 +4,10 @@ state, changed by the same rule."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 
 def apply_change(state: dict[str, Any], paused: bool | None = None,

@@ -37,7 +37,10 @@ import mmap
 import os
 import struct
 import zlib
-from typing import Iterator
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Iterator
 
 try:
     # Loaded with this module, not when the first ring is made: that is on the agent's

@@ -25,9 +25,12 @@ import sys
 from array import array
 from itertools import accumulate, chain
 from operator import add, sub
-from typing import Any, Callable, Iterable, Sequence
 
 from .env import is_true
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Sequence
 
 VERSION = 2
 

@@ -19,7 +19,6 @@ import signal
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
 from ..protocol.rundir import RING_SUFFIX, rings_dir
@@ -28,7 +27,10 @@ from .pending import still_running
 from .retention import Retention
 from .totals import zero_totals
 
+TYPE_CHECKING = False  # typing is not imported at run time
 if TYPE_CHECKING:
+    from typing import Any
+
     from .ingest import Ingestor
 
 
@@ -353,6 +355,9 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
         if hooks.errors != summary["hook_errors"]:
             store.write_hook_errors(run_id, hooks.errors, hooks.first_error)
             summary.update(hook_errors=hooks.errors, hook_error=hooks.first_error)
+    # Closed before the summary is said, though a SQLite store's close (the write-ahead log
+    # checkpointed into the database file, two fsyncs) is most of a short run's end: once
+    # the launcher returns, the file is whole for whoever copies or opens it next.
     store.close()
     note = getattr(store, "forward_note", None)  # a shared store's spool still waiting
     if note:

@@ -17,10 +17,13 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import Any, Callable, Iterable, Sequence
 
 from ..protocol.control import apply_change
 from ..protocol.rundir import CONTROL_FILE as FILE
+
+TYPE_CHECKING = False  # typing is not imported at run time (the sidecar's start)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Sequence
 
 
 def read(run_dir: str) -> dict[str, Any]:

@@ -13,13 +13,19 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypedDict
 
+TYPE_CHECKING = False  # typing is not imported at run time (the sidecar's start)
 if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping, TypedDict
+
     from .sessiontree import Contribution
 
-# a hook receives a plain dict: SessionPayload for "session", the run's totals for "run_end"
-Hook = Callable[[str, Mapping[str, Any]], Any]
+    # a hook receives a plain dict: SessionPayload for "session", the run's totals for
+    # "run_end"
+    Hook = Callable[[str, Mapping[str, Any]], Any]
+else:
+    TypedDict = dict  # SessionPayload documents a plain dict's keys
+
 GROUP = "flowagent.hooks"
 
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Iterable
 
 from ..store.api import ProcessSample
+
+TYPE_CHECKING = False  # typing is not imported at run time (the sidecar's start)
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 
 class _ProcStat:

@@ -29,9 +29,36 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, NamedTuple, Protocol, TypedDict, runtime_checkable
 
 from ..protocol.wire import RESULT_NAMES as RESULTS  # call result names, in code order
+from ..record import NamedTuple
+
+# Every sidecar and command imports this module first: at run time it needs no `typing`, and
+# its records are built by record.NamedTuple (typing's builds each field's annotation, a
+# string here, into a compiled ForwardRef: most of this module's import).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol, TypedDict, runtime_checkable
+else:
+    TypedDict = dict  # the row mappings are plain dicts; their classes document the keys
+
+    class _InterfaceMeta(type):
+        """``isinstance(x, Store)`` as ``typing.runtime_checkable`` answers it: ``x`` has
+        every member the interface declares."""
+
+        def __instancecheck__(cls, obj: object) -> bool:
+            return all(hasattr(obj, name) for name in cls.__dict__["_members"])
+
+    class Protocol(metaclass=_InterfaceMeta):
+        _members = ()
+
+        def __init_subclass__(cls) -> None:
+            cls._members = tuple(
+                name for name in (*vars(cls).get("__annotations__", {}), *vars(cls))
+                if not name.startswith("_"))
+
+    def runtime_checkable(cls: type) -> type:
+        return cls
 
 # sessions.tree_kept: why a session's full call tree is (still) stored
 PRUNED, RECENT, FAILED, EXEMPLAR = 0, 1, 2, 3

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import Any
 
 from ..protocol.clock import wall_offset
 from ..protocol.rundir import session_number as session_number  # the store's readers use C.
 from ..protocol.wire import CALL_FIELDS, ERROR
+
+TYPE_CHECKING = False  # typing is not imported at run time (the sidecar's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 WIRE, STORE = 0, 1
 

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, NamedTuple, Sequence
 
 from ..protocol.control import apply_change
+from ..record import NamedTuple
+
+TYPE_CHECKING = False  # typing is not imported at run time (the sidecar's start)
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 TABLE = "service_control"
 

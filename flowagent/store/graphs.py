@@ -5,11 +5,14 @@ its calls (store layout, :data:`flowagent.store.chunks.STORE_FIELDS`)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 from ..model.shapes import input_shape
 from . import chunks as C
 from .api import RESULTS
+
+TYPE_CHECKING = False  # typing is not imported at run time (the sidecar's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def session_graph(session: Mapping[str, Any], fns: Mapping[int, Mapping[str, Any]],

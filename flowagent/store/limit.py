@@ -25,9 +25,9 @@ should configure one (``max_data_size`` in the shared configuration).
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
 
 from ..protocol import rundir
+from ..record import NamedTuple
 from .api import Store, kind_of, sqlite_path
 
 

@@ -14,7 +14,10 @@ Stores written before this table existed read as having no links.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Callable
+
+TYPE_CHECKING = False  # typing is not imported at run time (the sidecar's start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS session_links(

@@ -22,7 +22,6 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from itertools import compress, repeat
 from operator import eq, itemgetter, not_, sub
-from typing import Any, Iterable, Iterator, Mapping, Sequence, cast
 
 from ..protocol.wire import CALL_FIELDS, Decoder, VERSION as WIRE_VERSION
 from ..errors import StoreDamagedError, StoreError
@@ -37,6 +36,13 @@ from .api import (
 )
 from .traces import SCHEMA as TRACE_SCHEMA, TABLES as TRACE_TABLES
 from . import lineage
+
+TYPE_CHECKING = False  # typing is not imported at run time (the sidecar's start)
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Iterator, Mapping, Sequence, cast
+else:
+    def cast(_type: object, value: object) -> object:  # typing.cast, without typing
+        return value
 
 SCHEMA_VERSION = 4
 # Chunks are wire batches (flowagent.store.chunks): a store is readable by the same schema

@@ -15,9 +15,12 @@ these tables existed read as having no links.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
 from ..protocol.rundir import session_id as make_session_id
+
+TYPE_CHECKING = False  # typing is not imported at run time (the sidecar's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trace_sessions(

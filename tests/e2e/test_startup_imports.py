@@ -48,8 +48,11 @@ def test_a_recorded_run_leaves_the_store_and_the_parsers_to_others(program: Path
     plain = _imported(["-c", "pass"], program)
     launcher = _imported(flowagent_cmd("run", "prog.py")[1:], program) - plain
     assert "flowagent.launch.supervise" in launcher
+    # Nor the agent's backends (the recorder, the import hook) to name the `auto` backend:
+    # they would take CPU from the program and the sidecar while the program runs.
     for name in ("flowagent.store.api", "flowagent.store.sqlite", "sqlite3", "argparse",
-                 "flowagent.sidecar.ingest", "networkx", "flask"):
+                 "flowagent.sidecar.ingest", "networkx", "flask", "flowagent.agent.backends",
+                 "flowagent.agent.recorder", "typing"):
         assert name not in launcher, f"the launcher imports {name}"
     assert (program / ".flowagent" / "flowagent.db").exists()
 
@@ -70,6 +73,19 @@ def test_the_run_row_made_while_the_program_runs_is_stored_as_it_ended(tmp_path:
     assert json.loads(run["argv"]) == ["prog.py", "--password", "***"]
     assert (run["exit_code"], run["status"], run["cwd"]) == (3, "finished", str(tmp_path))
     assert run["ended_ns"] >= run["started_ns"]
+    # `auto`, named by the launcher without the backends: what the agent chose.
+    from flowagent.agent.backends import choose
+
+    assert run["backend"] == choose("auto")[0].name
+
+
+def test_the_launchers_name_for_auto_is_the_agents_choice() -> None:
+    from flowagent.agent.backends import choose
+    from flowagent.agent.runstate import AUTO_BACKEND, AUTO_INSTRUMENTS_MAIN
+
+    backend, _ = choose("auto")
+    assert (backend.name, backend.capabilities.instruments_main) == (
+        AUTO_BACKEND, AUTO_INSTRUMENTS_MAIN)
 
 
 def test_the_launcher_stores_its_row_itself_when_the_sidecar_did_not(tmp_path: Path) -> None:
@@ -93,3 +109,48 @@ def test_the_launcher_stores_its_row_itself_when_the_sidecar_did_not(tmp_path: P
     assert json.loads(run["argv"]) == ["app.py", "--token", "***"]
     assert (run["exit_code"], run["status"], run["backend"]) == (-15, "finished", "wrap")
     assert run["ended_ns"] > 1
+
+
+def test_the_sidecars_summary_comes_once_everything_is_stored(tmp_path: Path) -> None:
+    """The sidecar says its summary once the store is closed: killed the moment its
+    summary is read, nothing it summed up is lost (the row, the launcher's part and the
+    totals), and the database file is whole (its write-ahead log checkpointed and removed:
+    a file copied or backed up as the launcher returns holds the run)."""
+    import os
+    import signal
+
+    from flowagent.store.api import open_store
+
+    run_dir = tmp_path / "runs" / "r1"
+    (run_dir / "rings").mkdir(parents=True)
+    db = tmp_path / "flowagent.db"
+    for run_id in ("r0", "r1"):  # the second on a store that exists, as on every later run
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowagent.sidecar", "--run-dir", str(run_dir), "--db",
+             str(db), "--run-id", run_id, "--max-data-size", str(1 << 30), "--service", "svc",
+             "--started-ns", "5"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env=_clean_env({"FLOWAGENT_ENABLED": "0"}))
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            assert proc.stdout.readline().startswith(b"READY ")
+            end = {"argv": ["app.py", "x"], "cwd": str(tmp_path), "backend": "wrap",
+                   "ended_ns": 9, "exit_code": 4}
+            proc.stdin.write(json.dumps({"run": end}).encode() + b"\n")
+            proc.stdin.close()
+            summary = json.loads(proc.stdout.readline())
+            os.kill(proc.pid, signal.SIGKILL)  # wherever it is after its summary
+            assert not (tmp_path / "flowagent.db-wal").exists()
+        finally:
+            proc.kill()
+            proc.wait(timeout=60)
+        assert (summary["run_row"], summary["sessions"], summary["pending"]) == (True, 0, [])
+        store = open_store(str(db), readonly=True)
+        try:
+            run = store.run(run_id)
+        finally:
+            store.close()
+        assert run is not None
+        assert (run["status"], run["exit_code"], json.loads(run["argv"] or "[]"),
+                run["backend"], run["started_ns"], run["ended_ns"], run["service"],
+                run["processes"]) == ("finished", 4, ["app.py", "x"], "wrap", 5, 9, "svc", 0)

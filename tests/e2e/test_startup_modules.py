@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 # the instrumented code comes from the cache, and the standard library's heavyweights.
 _AGENT_NEVER_AT_START = {"ast", "flowagent.agent.instrument", "argparse", "hashlib",
                          "inspect", "dataclasses", "subprocess", "sqlite3", "flowagent.store.api",
-                         "flowagent.config"}
+                         "flowagent.config", "typing"}
 
 
 def _env() -> dict[str, str]:
@@ -64,7 +64,7 @@ def test_the_sidecar_stores_a_run_without_argparse_hashlib_or_the_redactor(
     for name in ("argparse", "gettext", "hashlib", "_hashlib", "shutil", "flowagent.redact",
                  "traceback", "flowagent.agent.recorder", "flowagent.sidecar.ingest",
                  "flowagent.sidecar.aggregate", "dataclasses", "inspect", "zstandard",
-                 "msgpack"):
+                 "msgpack", "typing"):
         assert name not in loaded, f"the sidecar imports {name}"
 
 
@@ -141,6 +141,10 @@ def test_a_record_declared_without_typing_is_typings_named_tuple() -> None:
         name: str
         size: int = 3
         tags: tuple[str, ...] = ()
+        KIND = "light"
+
+        def grown(self, by: int) -> int:
+            return self.size + by
 
     class Typed(TypingNamedTuple):
         """A record."""
@@ -148,6 +152,10 @@ def test_a_record_declared_without_typing_is_typings_named_tuple() -> None:
         name: str
         size: int = 3
         tags: tuple[str, ...] = ()
+        KIND = "light"
+
+        def grown(self, by: int) -> int:
+            return self.size + by
 
     for cls in (Light, Typed):
         r = cls("a")
@@ -160,3 +168,42 @@ def test_a_record_declared_without_typing_is_typings_named_tuple() -> None:
         assert cls.__qualname__.endswith(".<locals>." + cls.__name__)
         with pytest.raises(TypeError):
             cls()  # the field without a default
+        assert (r.grown(2), r.KIND, cls.KIND, "KIND" in cls._fields) == (5, "light", "light",
+                                                                          False)
+    for base in (NamedTuple, TypingNamedTuple):
+        with pytest.raises(AttributeError):
+            class Bad(base):  # type: ignore[misc, valid-type]
+                a: int
+
+                def _replace(self) -> None:  # namedtuple's own
+                    pass
+
+
+def test_the_store_interface_loads_without_typing(tmp_path: Path) -> None:
+    # Every sidecar and command imports it first; its records are record.NamedTuple's.
+    loaded = _loaded_by("from flowagent.store.api import RunEnd, Store, open_store\n"
+                        "assert RunEnd._fields[0] == 'argv'\n", tmp_path)
+    assert "flowagent.store.api" in loaded
+    assert "typing" not in loaded
+
+
+def test_the_store_interface_is_checked_as_typing_checks_a_runtime_protocol(
+        tmp_path: Path) -> None:
+    from flowagent.store.api import Store, open_store
+
+    store = open_store(str(tmp_path / "flowagent.db"))
+    try:
+        assert isinstance(store, Store)
+    finally:
+        store.close()
+    members = Store._members  # type: ignore[attr-defined]
+    assert {"url", "readonly", "capabilities", "close", "transaction", "create_run",
+            "finish_run", "runs"} <= set(members)
+
+    def with_members(names: list[str]) -> object:
+        return type("Impl", (), dict.fromkeys(names))()
+
+    assert isinstance(with_members(list(members)), Store)
+    for missing in ("close", "capabilities", "runs"):
+        assert not isinstance(with_members([m for m in members if m != missing]), Store)
+    assert not isinstance(object(), Store)

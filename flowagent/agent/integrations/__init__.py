@@ -14,9 +14,12 @@ that started them.
 
 from __future__ import annotations
 
-from typing import Any
 
 from . import frameworks, httpclient, mp, procs, propagation, testing, webclients
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def install(backend: Any) -> None:

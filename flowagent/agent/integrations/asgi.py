@@ -11,10 +11,13 @@ matched (:func:`route_template` for Starlette's and FastAPI's routes).
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
 
 from .. import recorder
 from . import webrequest
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 
 def route_template(scope: Any, route_path: Any) -> str | None:

@@ -13,10 +13,13 @@ the framework module; originals are kept as ``__wrapped__`` and every patch is i
 from __future__ import annotations
 
 from types import GeneratorType, ModuleType
-from typing import Any, Callable
 
 from .. import recorder
 from . import asgi, webrequest, wsgi
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 
 def _patch(owner: Any, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:

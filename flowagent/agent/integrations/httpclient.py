@@ -26,10 +26,13 @@ from __future__ import annotations
 import sys
 from contextvars import ContextVar
 from types import ModuleType
-from typing import Any, Callable
 
 from .. import recorder, tracecontext
 from . import webrequest
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 MAX_NAME = 256
 _INT = r"^\d+$"
@@ -67,7 +70,7 @@ def _fid(name: str) -> int:
     return fid
 
 
-class _TracedBuffer(list[Any]):
+class _TracedBuffer(list["Any"]):
     """A connection's header buffer that adds the trace headers of the recorded call
     ``frame`` when ``_send_output`` ends the header block (``extend((b"", b""))``)."""
 

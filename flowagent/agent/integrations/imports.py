@@ -16,9 +16,12 @@ traceback it would see without the agent).
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any, Callable
 
 from .. import recorder
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 _IMPORTLIB_FILE = "<frozen importlib._bootstrap_external>"
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
-from typing import Any
 
 from .. import lineage, recorder, runstate
 from ..runmain import build_main_code
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def patch_mp_util(module: ModuleType) -> None:

@@ -30,9 +30,12 @@ import functools
 import os
 import sys
 from types import ModuleType
-from typing import Any, Callable
 
 from .. import lineage, recorder
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 PREPARATION_KEY = "flowagent_parent"
 _RUN_DIR = b"FLOWAGENT_RUN_DIR="

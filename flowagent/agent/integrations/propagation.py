@@ -18,9 +18,12 @@ from __future__ import annotations
 import contextvars
 from threading import get_ident as _get_ident
 from types import ModuleType
-from typing import Any, Callable
 
 from .. import recorder
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 _POOL_MODULES = frozenset(("concurrent.futures.thread", "multiprocessing.pool"))
 

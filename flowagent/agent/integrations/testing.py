@@ -17,9 +17,12 @@ as it runs and need nothing.
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any, Callable
 
 from .. import recorder, runstate
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 MAX_NODE_ID = 512  # node ids are test code, but parametrized ids can be long
 

@@ -19,10 +19,13 @@ fails before its status arrives stays unrecorded, as with ``http.client``.
 from __future__ import annotations
 
 from types import ModuleType, SimpleNamespace
-from typing import Any, Callable
 
 from .. import recorder, tracecontext
 from .httpclient import _stored_in_dict, close_client_call, open_client_call
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 

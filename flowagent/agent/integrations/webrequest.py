@@ -14,9 +14,12 @@ cannot create function names (or make them 100 KB long).
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import Any
 
 from .. import recorder, tracecontext
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
                      "CONNECT"))

@@ -10,10 +10,13 @@ so a streamed body's generator runs inside the request.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Iterable, Iterator
 
 from .. import recorder
 from . import webrequest
+
+TYPE_CHECKING = False  # typing is not imported at run time (every process's start)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Iterator
 
 
 def _status_code(status: Any) -> int:
