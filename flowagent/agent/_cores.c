@@ -189,7 +189,8 @@ info_of(CoreObject *self, PyObject *code)
         return NULL;
     if (FA_GetExtra(code, extra_index, &extra) < 0)
         return NULL;
-    if (extra != NULL && PyTuple_GET_ITEM((PyObject *)extra, E_TOKEN) == self->token)
+    if (extra != NULL && PyTuple_GET_ITEM((PyObject *)extra, E_TOKEN) == self->token
+            && PyTuple_GET_SIZE((PyObject *)extra) == E_LEN)
         return (PyObject *)extra;
     PyObject *key = PyLong_FromVoidPtr(code);
     if (key == NULL)
@@ -207,12 +208,52 @@ info_of(CoreObject *self, PyObject *code)
                                    PyTuple_GET_ITEM(info, 1), PyTuple_GET_ITEM(info, 2));
     if (entry == NULL)
         return NULL;
+    /* Replacing an entry (another core's, or a miss this core remembered) frees it: the
+       slot's free function runs on the old value. */
     if (FA_SetExtra(code, extra_index, entry) < 0) {
         Py_DECREF(entry);
         return NULL;
     }
-    Py_XDECREF((PyObject *)extra);  /* another core's (an earlier install's) entry */
     return entry;
+}
+
+/* info_of for the global events (PY_UNWIND, PY_THROW): they fire for every code object an
+   exception leaves or is thrown into, most of them not recorded (~6 per Flask request, in
+   werkzeug and Flask). A code object found in no info is remembered in its slot as a miss,
+   (token, size of infos then), so its next events read the slot instead of boxing id(code)
+   for a dict lookup. `infos` only grows while this core is installed (classify adds the
+   code objects it records; uninstall clears it after unregistering the core, and the next
+   install makes a new core), so while its size is unchanged the code is still not
+   recorded; once classify has added any code object, a remembered miss is looked up again.
+   A stale miss can therefore never hide a recorded code object. A miss is no decision:
+   py_start still classifies such code (a frame that was running when the core was
+   installed unwinds before its code was ever classified). */
+static PyObject *
+global_event_info(CoreObject *self, PyObject *code)
+{
+    void *extra = NULL;
+    if (!PyCode_Check(code))
+        return NULL;
+    if (FA_GetExtra(code, extra_index, &extra) < 0)
+        return NULL;
+    Py_ssize_t known = PyDict_GET_SIZE(self->infos);
+    if (extra != NULL && PyTuple_GET_ITEM((PyObject *)extra, E_TOKEN) == self->token) {
+        if (PyTuple_GET_SIZE((PyObject *)extra) == E_LEN)
+            return (PyObject *)extra;
+        if (small_long(PyTuple_GET_ITEM((PyObject *)extra, 1)) == known)
+            return NULL;    /* a miss, and no code object was recorded since */
+    }
+    PyObject *info = info_of(self, code);
+    if (info != NULL || PyErr_Occurred())
+        return info;
+    PyObject *size = PyLong_FromSsize_t(known);
+    PyObject *miss = size == NULL ? NULL : PyTuple_Pack(2, self->token, size);
+    Py_XDECREF(size);
+    if (miss == NULL || FA_SetExtra(code, extra_index, miss) < 0) {
+        Py_XDECREF(miss);
+        return NULL;
+    }
+    return NULL;
 }
 
 /* The frame that fired the event (borrowed); a C callback runs on no frame of its own. */
@@ -471,7 +512,7 @@ core_py_unwind(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (nargs < 3)
         return done(self, 0);
     /* A global event: most unwinding frames are not ours. */
-    if (info_of(self, args[0]) == NULL)
+    if (global_event_info(self, args[0]) == NULL)
         return done(self, PyErr_Occurred() != NULL);
     PyObject *rec = pop_live(self, args[0]);
     if (rec == NULL)
@@ -572,9 +613,12 @@ core_py_throw(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
        call again until it yields, returns or the exception unwinds it. */
     if (nargs < 1)
         return done(self, 0);
-    long flags = recorded_flags(self, args[0]);
-    if (flags == -1)
+    PyObject *info = global_event_info(self, args[0]);
+    if (info == NULL)
         return done(self, PyErr_Occurred() != NULL);
+    long flags = small_long(PyTuple_GET_ITEM(info, E_FLAGS));
+    if (flags == -1 && PyErr_Occurred())
+        return done(self, 1);
     if (!(flags & FA_YIELDING))
         return done(self, 0);
     return resume_frame(self);
@@ -852,11 +896,10 @@ profile_fid(ProfileCoreObject *self, PyFrameObject *frame)
     Py_DECREF(got);
     if (entry == NULL)
         goto out;
-    if (FA_SetExtra((PyObject *)code, extra_index, entry) < 0) {
+    if (FA_SetExtra((PyObject *)code, extra_index, entry) < 0) {  /* frees the old one */
         Py_DECREF(entry);
         goto out;
     }
-    Py_XDECREF((PyObject *)extra);  /* another core's (an earlier install's) answer */
     fid = PyTuple_GET_ITEM(entry, 1);
 out:
     Py_DECREF(code);

@@ -42,19 +42,31 @@ _pending: ContextVar[list[Any] | None] = ContextVar("flowagent_http_call", defau
 _fids: dict[str, int] = {}
 
 
-def url_template(method: str, host: str, url: str) -> str:
-    """``GET example.org:443/items/{int}`` for ``GET /items/42?x=1`` on that host."""
-    import re  # imported once a program makes an HTTP call, not at every start
+_parsers: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]] | None = None
+
+
+def _load_parsers() -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
+    """urlsplit and the two segment patterns, compiled: loaded once a program makes an HTTP
+    call, not at every start (and not looked up in re's cache per segment)."""
+    global _parsers
+    import re
     from urllib.parse import urlsplit
 
+    _parsers = (urlsplit, re.compile(_INT).match, re.compile(_ID).match)
+    return _parsers
+
+
+def url_template(method: str, host: str, url: str) -> str:
+    """``GET example.org:443/items/{int}`` for ``GET /items/42?x=1`` on that host."""
+    urlsplit, is_int, is_id = _parsers or _load_parsers()
     parts = urlsplit(url)
     if parts.netloc:  # an absolute URL (a request through a plain HTTP proxy)
         host = parts.netloc.rpartition("@")[2]
     segments = []
     for seg in parts.path.split("/"):
-        if re.match(_INT, seg):
+        if is_int(seg):
             seg = "{int}"
-        elif re.match(_ID, seg):
+        elif is_id(seg):
             seg = "{id}"
         elif len(seg) > 32:
             seg = "{}"
@@ -153,7 +165,8 @@ def open_client_call(method: str, host: str, url: str) -> list[Any] | None:
 
 def close_client_call(frame: list[Any], status: int) -> None:
     """The response arrived: the call ends with its status (a 5xx one as an error)."""
-    recorder.set_output_shape(frame, f"HTTP {status}")
+    recorder.set_output_shape(frame, webrequest._status_shapes.get(status)
+                              or webrequest._status_shape(status))
     recorder.close_call(frame, webrequest.server_error(status) if status >= 500 else None)
 
 

@@ -58,22 +58,20 @@ def root_name(method: str, template: str | None) -> str:
 
 
 def _root_fid(method: str, template: str | None) -> int:
-    key = (method, template)
-    fid = _fids.get(key)
-    if fid is None:
-        if len(_fids) >= _MAX_CACHED:
-            _fids.clear()
-        fid = _fids[key] = recorder.register_function("<request>", root_name(method, template),
-                                                      "", 0, (), "request")
+    """The root's function id, registered now: called when ``_fids`` has none (its callers
+    look there first, without a call per request)."""
+    if len(_fids) >= _MAX_CACHED:
+        _fids.clear()
+    fid = _fids[method, template] = recorder.register_function(
+        "<request>", root_name(method, template), "", 0, (), "request")
     return fid
 
 
 def _status_shape(status: int) -> str:
-    shape = _status_shapes.get(status)
-    if shape is None:
-        if len(_status_shapes) >= _MAX_CACHED:
-            _status_shapes.clear()
-        shape = _status_shapes[status] = f"HTTP {status}"
+    """The output shape of a status, made now: called when ``_status_shapes`` has none."""
+    if len(_status_shapes) >= _MAX_CACHED:
+        _status_shapes.clear()
+    shape = _status_shapes[status] = f"HTTP {status}"
     return shape
 
 
@@ -104,7 +102,8 @@ class RequestRoot:
         status = self.status
         if status:
             try:
-                recorder.set_output_shape(frame, _status_shape(status))
+                recorder.set_output_shape(frame, _status_shapes.get(status)
+                                          or _status_shape(status))
                 if exc_type is None and status >= 500:
                     # Handled by the framework and answered 500: still a failed request.
                     exc_type = server_error(status)
@@ -175,4 +174,4 @@ def set_template(template: str | None) -> None:
     root = _current_get()
     if root is not None and template and template != root.template and not root.closed:
         root.template = template
-        root.frame[_FID] = _root_fid(root.method, template)
+        root.frame[_FID] = _fids.get((root.method, template)) or _root_fid(root.method, template)

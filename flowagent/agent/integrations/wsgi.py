@@ -27,6 +27,7 @@ def _status_code(status: Any) -> int:
 
 
 _status_codes: dict[str, int] = {}  # status line -> code: a server sees few distinct ones
+_reset = webrequest._current.reset
 
 
 class _Body:
@@ -108,7 +109,10 @@ def wrap_app(app: Callable[..., Any]) -> Callable[..., Any]:
             root.close(type(exc))
             webrequest.leave(token)
             raise
-        webrequest.leave(token)
+        try:
+            _reset(token)  # webrequest.leave, without a call per request
+        except (ValueError, RuntimeError):
+            webrequest.leave(token)
         if not (root.streaming or getattr(body, "streaming", False) is True) \
                 or isinstance(body, (list, tuple)) or _is_file_wrapper(environ, body):
             # A body that was produced before the app returned (most are: a streaming one is
