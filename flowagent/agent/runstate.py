@@ -10,6 +10,7 @@ modules form no import cycle. Standard library only: imported by the recorded pr
 from __future__ import annotations
 
 import os
+import sys
 
 from ..protocol.rundir import CONTROL_FILE
 
@@ -18,12 +19,14 @@ if TYPE_CHECKING:  # annotations only: importing these here would load them in e
     from .select import Selector
     from .transport import Transport
 
-# What `--backend auto` records with on every Python today (backends._auto says why) and
-# whether that backend instruments a main script: the launcher names the run's backend from
-# these without loading the backends (the recorder, typing, the import hook) beside the
-# program. A test keeps them equal to backends.choose("auto").
-AUTO_BACKEND = "wrap"
-AUTO_INSTRUMENTS_MAIN = True
+# What `--backend auto` records with on this Python (backends._auto says why: monitor on
+# 3.12, wrap elsewhere) and whether that backend instruments a main script: the launcher
+# names the run's backend from these without loading the backends (the recorder, the import
+# hook) beside the program. A test keeps them equal to backends.choose("auto"). (On 3.12,
+# a program whose .pth files took every sys.monitoring tool id before the agent started
+# records with wrap under a row naming monitor, without its main script.)
+AUTO_BACKEND = "monitor" if sys.version_info[:2] == (3, 12) else "wrap"
+AUTO_INSTRUMENTS_MAIN = AUTO_BACKEND == "wrap"
 
 selector: Selector | None = None  # the run's include/exclude globs; None: not recording
 nested = True                     # FLOWAGENT_NESTED: record nested functions and lambdas
