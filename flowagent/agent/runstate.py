@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # annotations only: importing these here would load them in e
 # names the run's backend from these without loading the backends (the recorder, the import
 # hook) beside the program. A test keeps them equal to backends.choose("auto"). (On 3.12,
 # a program whose .pth files took every sys.monitoring tool id before the agent started
-# records with wrap under a row naming monitor, without its main script.)
+# records with wrap under a row naming monitor, and may miss its main script.)
 AUTO_BACKEND = "monitor" if sys.version_info[:2] == (3, 12) else "wrap"
 AUTO_INSTRUMENTS_MAIN = AUTO_BACKEND == "wrap"
 
