@@ -163,6 +163,16 @@ fp_memo_slot(PyObject *d)
     return &fp_memos[((uintptr_t)d >> 4) % FP_MEMOS];
 }
 
+/* Version tags count per interpreter from 3.12 on: a dict of another interpreter could get
+   a tag the main one gave a dict at the same address. Records are kept and reused only while
+   the main interpreter is the only one (then every walk runs in it). */
+static inline int
+fp_memo_alone(void)
+{
+    PyInterpreterState *head = PyInterpreterState_Head();  /* the newest is at the head */
+    return head == PyInterpreterState_Main() && PyInterpreterState_Next(head) == NULL;
+}
+
 static void
 fp_memos_clear(void)
 {
@@ -531,6 +541,7 @@ typedef struct {
     int budget;                       /* nodes left, as in _Walk.budget */
     PyObject *path[FP_MAX_DEPTH + 1]; /* composites on the current path (cycle check) */
     int depth_used;
+    int memo;                         /* records may be reused (fp_memo_alone) */
 } FpWalk;
 
 /* The builtin types the walk tells apart without a plan, by a code: the scalars, whose shape
@@ -719,7 +730,7 @@ fp_dict(FpWalk *w, PyObject *v, int depth)
     PyObject *keys[FP_MAX_FIELDS], *vals[FP_MAX_FIELDS];
     RecordMemo *memo = NULL;
     uint64_t version = 0;
-    if (fp_memo_on > 0) {
+    if (fp_memo_on > 0 && w->memo) {
         version = fp_dict_version(v);
         memo = fp_memo_slot(v);
         if (memo->dict == v && memo->version == version && memo->owner == NULL
@@ -794,7 +805,7 @@ fp_record_fields(FpWalk *w, PyObject *d, const TypePlan *p, int depth)
     PyObject *vals[FP_MAX_FIELDS];
     RecordMemo *memo = NULL;
     uint64_t version = 0;
-    if (fp_memo_attrs > 0) {
+    if (fp_memo_attrs > 0 && w->memo) {
         version = fp_dict_version(d);
         memo = fp_memo_slot(d);
         if (memo->dict == d && memo->version == version && memo->owner == p
@@ -979,6 +990,7 @@ fp_value(Fp *acc, PyObject *v)
     w.pend = 1;
     w.budget = FP_MAX_NODES - 1;  /* the top value is the first node */
     w.depth_used = 0;
+    w.memo = fp_memo_on > 0 && fp_memo_alone();
     int st = fp_describe(&w, v, fp_code(Py_TYPE(v)), 1);
     fp_flush(&w);
     acc->a = w.fp.a;

@@ -205,3 +205,32 @@ def test_reuse_keeps_no_reference() -> None:
     for _ in range(100):
         fp(value)
     assert [sys.getrefcount(value["k"]), sys.getrefcount(value["line"])] == before
+
+
+def test_no_reuse_while_another_interpreter_exists() -> None:
+    """Tags count per interpreter (3.12+): records are reused only while the main
+    interpreter is the only one."""
+    sp = _speedups()
+    if not sp.shape_cache_stats()["record_reuse"]:
+        pytest.skip(sp.record_reuse_why()[0])
+    interpreters = None
+    for name in ("_interpreters", "_xxsubinterpreters"):
+        try:
+            interpreters = __import__(name)
+            break
+        except ImportError:
+            continue
+    if interpreters is None:
+        pytest.skip("no module to create an interpreter with")
+    d = {"a": 1, "b": [2]}
+    first = sp.fingerprint(d)
+    iid = interpreters.create()
+    try:
+        before = _reused()
+        assert sp.fingerprint(d) == first
+        assert _reused() == before
+    finally:
+        interpreters.destroy(iid)
+    before = _reused()
+    assert sp.fingerprint(d) == first
+    assert _reused() > before
