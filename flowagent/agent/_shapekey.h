@@ -166,11 +166,14 @@ fp_memo_slot(PyObject *d)
 /* Version tags count per interpreter from 3.12 on: a dict of another interpreter could get
    a tag the main one gave a dict at the same address. Records are kept and reused only while
    the main interpreter is the only one (then every walk runs in it). */
+static PyInterpreterState *fp_main_interp;  /* set when the tags are proven */
+
 static inline int
 fp_memo_alone(void)
 {
-    PyInterpreterState *head = PyInterpreterState_Head();  /* the newest is at the head */
-    return head == PyInterpreterState_Main() && PyInterpreterState_Next(head) == NULL;
+    /* The newest interpreter is at the head of the list and the main one is the oldest: it
+       is at the head only when it is alone. */
+    return PyInterpreterState_Head() == fp_main_interp;
 }
 
 static void
@@ -322,6 +325,7 @@ fp_memo_prove(void)
     if (fp_memo_on >= 0)
         return;
     fp_memo_on = fp_memo_attrs = 0;  /* while the test runs (it may switch threads) */
+    fp_main_interp = PyInterpreterState_Main();
 #ifdef FP_MEMO_BUILD
     const char *plain, *attrs;
     fp_memo_self_test(&plain, &attrs);
