@@ -17,6 +17,16 @@ where the C accelerator is built, what the recorder pays once a structure is kno
 structural fingerprint its shape cache is keyed by, beside ``shape_of`` on the same values.
 
     .venv/bin/python benchmarks/shapes_bench.py [--baseline REV] [--rounds N] [--loops N]
+
+``--instructions`` measures instead what the recorder pays per request of the handler
+workload, in instructions (``valgrind --tool=callgrind``, which load does not move): the
+workload run in process (no launcher, no sidecar) plainly, recorded by the ``wrap`` core with
+shapes of every call, and with the shape budget, N1 and N2 requests each; the figure is
+(I(N2) − I(N1)) / (N2 − N1), start-up cancelled out (``PYTHONHASHSEED=0``, the instrumented
+code cache warmed by an unmeasured run). ``--before DIR`` measures another checkout (built in
+place for this Python) in the same run, for a before/after table.
+
+    .venv312/bin/python benchmarks/shapes_bench.py --instructions [--before /path/to/main]
 """
 
 from __future__ import annotations
@@ -27,8 +37,11 @@ import dataclasses
 import gc
 import importlib.util
 import math
+import os
+import re
 import subprocess
 import sys
+import tempfile
 import time
 import types
 import typing
@@ -197,12 +210,96 @@ def compare(old: ShapeOf, new: ShapeOf, make_values: typing.Callable[[], list[ob
     return best_old, best_new
 
 
+# The --instructions child: the handler workload run in process, plainly or recorded.
+CHILD = """
+import sys
+mode, n, workloads = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+sys.path.insert(0, workloads)
+if mode != "plain":
+    from flowagent.agent import backends, bootstrap, recorder
+    from flowagent.agent.select import Selector
+    bootstrap.install_helpers()
+    backend, _ = backends.choose("wrap")
+    recorder.S.on = True
+    if mode == "every":
+        recorder.shape_every_call()
+    backend.install(Selector(("bench_handler", "bench_handler.*"), (), ()), True)
+import bench_handler
+from bench_handler.handler import handle
+log = []
+for raw in bench_handler.make_requests(n):
+    handle(raw, log)
+if mode != "plain":
+    assert recorder.S.buffered >= 30 * n, recorder.S.buffered
+"""
+
+MODES = {"plain": "plain Python", "every": "shapes of every call", "budget": "shape budget"}
+
+
+def instructions(root: Path, mode: str, n: int, tmp: str) -> int:
+    """Instructions of one child run under callgrind (``root`` first on the path)."""
+    # Instrumented code cached apart for each checkout (and from any other run's cache), and
+    # warmed by an unmeasured run: the measured runs load it, neither rewrites the workload.
+    cache = os.path.join(tmp, "cache", str(abs(hash(str(root)))))
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1",
+           "PYTHONHASHSEED": "0", "XDG_CACHE_HOME": cache,
+           "PYTHONPYCACHEPREFIX": os.path.join(cache, "pyc")}
+    child = [sys.executable, "-c", CHILD, mode, str(n), str(ROOT / "benchmarks" / "workloads")]
+    warm = [*child[:4], "5", *child[5:]]
+    subprocess.run(warm, cwd=root, env=env, check=True, timeout=600, capture_output=True)
+    out = os.path.join(tmp, "callgrind.out")
+    proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *child],
+                          cwd=root, env=env, timeout=1800, capture_output=True, text=True)
+    found = re.search(r"Collected\s*:\s*(\d+)", proc.stderr)
+    if proc.returncode != 0 or found is None:
+        raise SystemExit(f"callgrind failed for {mode} n={n}: {proc.stderr[-500:]}")
+    return int(found.group(1))
+
+
+def instructions_table(before: Path | None, n1: int, n2: int) -> int:
+    roots = [("after", ROOT)] + ([("before", before)] if before else [])
+    per: dict[tuple[str, str], float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in MODES:
+            for label, root in roots:
+                if mode == "plain" and label == "before":
+                    continue  # the program alone: the same in both
+                i1, i2 = instructions(root, mode, n1, tmp), instructions(root, mode, n2, tmp)
+                per[label, mode] = (i2 - i1) / (n2 - n1)
+                print(f"{label:6s} {mode:6s} {per[label, mode]:10,.0f} instructions per request",
+                      file=sys.stderr)
+    plain = per["after", "plain"]
+    py = sys.version.split()[0]
+    print(f"Handler workload in process, wrap core, Python {py}: instructions per request "
+          f"((I({n2}) - I({n1})) / {n2 - n1}), ratio to plain Python")
+    print("| mode | " + " | ".join(label for label, _ in roots) + " | ratio to plain |")
+    print("|---|" + "---:|" * (len(roots) + 1))
+    for mode, name in MODES.items():
+        cells = [f"{per[label, mode] / 1000:.1f}k" if (label, mode) in per else ""
+                 for label, _ in roots]
+        ratios = " → ".join(f"{per[label, mode] / plain:.2f}x" for label, _ in reversed(roots)
+                            if (label, mode) in per)
+        print(f"| {name} | " + " | ".join(cells) + f" | {ratios} |")
+    for label, _ in reversed(roots):
+        print(f"every call / budget, {label}: "
+              f"{per[label, 'every'] / per[label, 'budget']:.3f}x")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", default="HEAD", help="git revision of the old shapes.py")
     parser.add_argument("--rounds", type=int, default=40, help="rounds per value (best is kept)")
     parser.add_argument("--loops", type=int, default=200, help="calls per round")
+    parser.add_argument("--instructions", action="store_true",
+                        help="instructions per request of the handler workload (callgrind)")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="with --instructions: another checkout measured in the same run")
+    parser.add_argument("--n1", type=int, default=200, help="with --instructions: requests")
+    parser.add_argument("--n2", type=int, default=600, help="with --instructions: requests")
     args = parser.parse_args()
+    if args.instructions:
+        return instructions_table(args.before and args.before.resolve(), args.n1, args.n2)
 
     old = load_baseline(args.baseline)
     warm = {**handler_values(), **demo_values()}

@@ -78,6 +78,7 @@ enum { PLAN_LEAF = 1, PLAN_RECORD, PLAN_NAMEDTUPLE, PLAN_REFUSED };
 typedef struct {
     PyTypeObject *type;        /* compared only, never dereferenced unless it matches */
     unsigned int tag;          /* the type's version tag when planned */
+    unsigned gen;              /* this plan's number (fp_plan_gen): what record memos name */
     int kind;
     Py_ssize_t nfields;        /* named tuple: its field count */
     PyObject *fields;          /* record: tuple of exact-str field names (owned) */
@@ -87,12 +88,256 @@ typedef struct {
 
 #define FP_PLANS 1024
 static TypePlan fp_plans[FP_PLANS];
+static unsigned fp_plan_gen;        /* plans made so far */
 static PyObject *fp_plan_hook;      /* shapes.fingerprint_plan, imported on first need */
 static PyObject *fp_keywords;       /* frozenset(keyword.kwlist) */
 static int fp_unavailable;          /* the hook could not be had: fingerprints refused */
 #if PY_VERSION_HEX < 0x030C0000
 static PyObject *fp_probe_name;     /* a name looked up to make CPython assign a version tag */
 #endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* Records read once per dict state (a direct-mapped table: an entry that collides replaces
+ * the other)
+ *
+ * Most dicts the walk reads come back unchanged: a call's result is the next calls'
+ * argument (the same request dict, the same line items), and an instance's fields are read
+ * again each time the instance is passed on. Reading a record costs a pass over its entries
+ * and a check of each key; what it finds (the values in order and, for a dict, its key set)
+ * depends on that dict's entries only. CPython gives every dict a version tag (PEP 509,
+ * `ma_version_tag`, through 3.13) that is new whenever the dict is created or modified and
+ * never repeats within the process. A record read is kept with the dict's address and tag:
+ * the same address with the same tag is the same dict, unchanged since, so it still holds
+ * the values kept (the pointers are borrowed from it, and alive as long as it is) and they
+ * are visited again without reading the entries. The values themselves are always walked:
+ * a list or an instance inside has no such tag.
+ *
+ * That the tag changes as promised is proven against the running interpreter before the
+ * first use (fp_memo_self_test: new dicts, a dict freed and another made at its address,
+ * every kind of write, through the C API and through specialized bytecode, on plain dicts
+ * and on an instance's dict); if any check fails, no record is ever reused. */
+
+#if PY_VERSION_HEX < 0x030E0000
+#define FP_MEMO_BUILD 1
+#endif
+
+typedef struct {
+    PyObject *dict;            /* compared only, never dereferenced */
+    uint64_t version;          /* its version tag when read */
+    const TypePlan *owner;     /* NULL: a dict read as a record; else the instance's plan ... */
+    unsigned gen;              /* ... as made then (its fields) */
+    Py_ssize_t n;
+    uint64_t ka, kb;           /* a dict's key-set digest */
+    PyObject *vals[FP_MAX_FIELDS];
+} RecordMemo;
+
+#define FP_MEMOS 512
+static RecordMemo fp_memos[FP_MEMOS];
+static int fp_memo_on = -1;          /* dict records: -1 not proven yet, 0 refused, 1 proven */
+static int fp_memo_attrs = -1;       /* instance records, the same */
+static const char *fp_memo_why = "not tested yet (tested on the first fingerprint)";
+static const char *fp_memo_attrs_why = "not tested yet (tested on the first fingerprint)";
+static unsigned long long fp_memo_hits;
+
+static inline uint64_t
+fp_dict_version(PyObject *d)
+{
+#ifdef FP_MEMO_BUILD
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+    return ((PyDictObject *)d)->ma_version_tag;
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+#else
+    (void)d;
+    return 0;
+#endif
+}
+
+static inline RecordMemo *
+fp_memo_slot(PyObject *d)
+{
+    return &fp_memos[((uintptr_t)d >> 4) % FP_MEMOS];
+}
+
+/* Version tags count per interpreter from 3.12 on: a dict of another interpreter could get
+   a tag the main one gave a dict at the same address. Records are kept and reused only while
+   the main interpreter is the only one (then every walk runs in it). */
+static PyInterpreterState *fp_main_interp;  /* set when the tags are proven */
+
+static inline int
+fp_memo_alone(void)
+{
+    /* The newest interpreter is at the head of the list and the main one is the oldest: it
+       is at the head only when it is alone. */
+    return PyInterpreterState_Head() == fp_main_interp;
+}
+
+static void
+fp_memos_clear(void)
+{
+    memset(fp_memos, 0, sizeof fp_memos);
+}
+
+#ifdef FP_MEMO_BUILD
+static const char fp_memo_probe[] =
+    "class R:\n"
+    "    def __init__(self):\n"
+    "        self.a = 1\n"
+    "        self.b = 2\n"
+    "def store(o, v):\n"
+    "    o.a = v\n"
+    "def put(d, v):\n"
+    "    d['a'] = v\n"
+    "def fresh():\n"
+    "    return {'a': 1}\n";
+
+/* Calls f(a, b) and tells whether the tag of `d` changed; -1 on an error. */
+static int
+fp_memo_changes(PyObject *d, PyObject *f, PyObject *a, PyObject *b)
+{
+    uint64_t before = fp_dict_version(d);
+    PyObject *r = PyObject_CallFunctionObjArgs(f, a, b, NULL);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return fp_dict_version(d) != before;
+}
+
+/* Whether the tags behave as the memo relies on: NULL if they do, else what did not, for
+   dicts (*plain) and for instance dicts read as records (*attrs; from 3.13 on an attribute
+   set on an instance whose dict shares the instance's values leaves the tag as it was).
+   Runs Python code. */
+static void
+fp_memo_self_test(const char **plain, const char **attrs)
+{
+    *plain = *attrs = "the self-test raised";
+    PyObject *g = PyDict_New(), *one = PyLong_FromLong(1), *key = PyUnicode_FromString("a");
+    PyObject *o = NULL, *od = NULL, *d = NULL, *d2 = NULL, *r = NULL;
+    if (g == NULL || one == NULL || key == NULL
+            || PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins()) < 0)
+        goto done;
+    r = PyRun_String(fp_memo_probe, Py_file_input, g, g);
+    if (r == NULL)
+        goto done;
+    PyObject *cls = PyDict_GetItemString(g, "R"), *store = PyDict_GetItemString(g, "store");
+    PyObject *put = PyDict_GetItemString(g, "put"), *fresh = PyDict_GetItemString(g, "fresh");
+    if (cls == NULL || store == NULL || put == NULL || fresh == NULL)
+        goto done;
+    /* New dicts get new, non-zero tags, also at the address of one just freed. */
+    d = PyObject_CallNoArgs(fresh);
+    if (d == NULL || !PyDict_CheckExact(d))
+        goto done;
+    uint64_t first = fp_dict_version(d);
+    Py_CLEAR(d);
+    d = PyObject_CallNoArgs(fresh);
+    d2 = PyDict_New();
+    if (d == NULL || d2 == NULL)
+        goto done;
+    *plain = *attrs = "a new dict's version tag is 0 or repeats";
+    if (first == 0 || fp_dict_version(d) == first || fp_dict_version(d2) == 0
+            || fp_dict_version(d2) == first || fp_dict_version(d2) == fp_dict_version(d))
+        goto done;
+    /* Every kind of write through the C API. */
+    *plain = *attrs = "a write left a dict's version tag unchanged";
+    uint64_t t = fp_dict_version(d2);
+    if (PyDict_SetItem(d2, key, one) < 0)
+        goto done;
+    if (fp_dict_version(d2) == t)
+        goto done;
+    t = fp_dict_version(d2);
+    if (PyDict_SetItem(d2, key, Py_None) < 0)
+        goto done;
+    if (fp_dict_version(d2) == t)
+        goto done;
+    t = fp_dict_version(d2);
+    if (PyDict_DelItem(d2, key) < 0)
+        goto done;
+    if (fp_dict_version(d2) == t)
+        goto done;
+    t = fp_dict_version(d2);
+    if (PyDict_Update(d2, d) < 0)
+        goto done;
+    if (fp_dict_version(d2) == t)
+        goto done;
+    t = fp_dict_version(d2);
+    PyDict_Clear(d2);
+    if (fp_dict_version(d2) == t)
+        goto done;
+    /* The same write from bytecode, also once specialized (warmed up by many calls). */
+    for (int i = 0; i < 200; i++) {
+        PyObject *v = PyLong_FromLong(i + 1000);
+        int changed = v == NULL ? -1 : fp_memo_changes(d, put, d, v);
+        Py_XDECREF(v);
+        if (changed <= 0) {
+            if (changed == 0)
+                *plain = *attrs = "a specialized write left a dict's version tag unchanged";
+            goto done;
+        }
+    }
+    *plain = NULL;
+    /* An instance's dict, made from its attributes on first read as the walk does. */
+    *attrs = "the self-test raised";
+    o = PyObject_CallNoArgs(cls);
+    if (o == NULL)
+        goto done;
+    od = PyObject_GenericGetDict(o, NULL);
+    if (od == NULL || !PyDict_Check(od))
+        goto done;
+    t = fp_dict_version(od);
+    if (PyObject_SetAttr(o, key, Py_None) < 0)
+        goto done;
+    *attrs = "setting an attribute left its instance dict's version tag unchanged";
+    if (fp_dict_version(od) == t)
+        goto done;
+    for (int i = 0; i < 200; i++) {
+        PyObject *v = PyLong_FromLong(i + 1000);
+        int changed = v == NULL ? -1 : fp_memo_changes(od, store, o, v);
+        Py_XDECREF(v);
+        if (changed <= 0) {
+            *attrs = changed < 0 ? "the self-test raised"
+                                 : "a specialized attribute write left the tag unchanged";
+            goto done;
+        }
+    }
+    *attrs = NULL;
+done:
+    if (PyErr_Occurred())
+        PyErr_Clear();
+    Py_XDECREF(r);
+    Py_XDECREF(o);
+    Py_XDECREF(od);
+    Py_XDECREF(d);
+    Py_XDECREF(d2);
+    Py_XDECREF(key);
+    Py_XDECREF(one);
+    Py_XDECREF(g);
+}
+#endif
+
+/* Decide once whether records may be reused (fp_memo_on, fp_memo_attrs); runs Python code. */
+static void
+fp_memo_prove(void)
+{
+    if (fp_memo_on >= 0)
+        return;
+    fp_memo_on = fp_memo_attrs = 0;  /* while the test runs (it may switch threads) */
+    fp_main_interp = PyInterpreterState_Main();
+#ifdef FP_MEMO_BUILD
+    const char *plain, *attrs;
+    fp_memo_self_test(&plain, &attrs);
+    fp_memo_why = plain != NULL ? plain : "dicts: their version tags verified at first use";
+    fp_memo_attrs_why = attrs != NULL ? attrs
+                                      : "instance dicts: their version tags verified at first use";
+    fp_memo_attrs = attrs == NULL;
+    fp_memo_on = plain == NULL;
+#else
+    fp_memo_why = fp_memo_attrs_why = "this Python has no dict version tags";
+#endif
+}
 
 static void
 fp_plan_clear(TypePlan *p)
@@ -109,6 +354,7 @@ fp_plans_clear(void)
 {
     for (Py_ssize_t i = 0; i < FP_PLANS; i++)
         fp_plan_clear(&fp_plans[i]);
+    fp_memos_clear();
 }
 
 /* Whether a type's version tag is valid: from Python 3.13 on CPython no longer sets
@@ -176,6 +422,8 @@ fp_load_hook(void)
     Py_XDECREF(m);
     Py_XDECREF(kw);
     PyErr_Clear();
+    if (ok)
+        fp_memo_prove();  /* Python code too: its first use is here, with the hook's */
     PyErr_Restore(et, ev, tb);
     if (!ok)
         return -1;
@@ -192,6 +440,7 @@ fp_plan_make(TypePlan *p, PyTypeObject *t, unsigned int tag)
     fp_plan_clear(p);
     p->type = t;
     p->tag = tag;
+    p->gen = ++fp_plan_gen;
     p->kind = PLAN_REFUSED;
     if (fp_load_hook() < 0)
         return FP_OK;
@@ -296,6 +545,7 @@ typedef struct {
     int budget;                       /* nodes left, as in _Walk.budget */
     PyObject *path[FP_MAX_DEPTH + 1]; /* composites on the current path (cycle check) */
     int depth_used;
+    int memo;                         /* records may be reused (fp_memo_alone) */
 } FpWalk;
 
 /* The builtin types the walk tells apart without a plan, by a code: the scalars, whose shape
@@ -481,9 +731,26 @@ fp_dict(FpWalk *w, PyObject *v, int depth)
     }
     if (n > FP_MAX_FIELDS)
         return FP_BAIL;  /* sampled from both ends: left to shapes.py */
+    PyObject *keys[FP_MAX_FIELDS], *vals[FP_MAX_FIELDS];
+    RecordMemo *memo = NULL;
+    uint64_t version = 0;
+    if (fp_memo_on > 0 && w->memo) {
+        version = fp_dict_version(v);
+        memo = fp_memo_slot(v);
+        if (memo->dict == v && memo->version == version && memo->owner == NULL
+                && memo->n == n) {
+            /* The same dict, unchanged since it was read: its key set and values as then
+               (copied: a value's walk may replace this entry). */
+            memcpy(vals, memo->vals, (size_t)n * sizeof *vals);
+            fp_memo_hits++;
+            fp_put(w, FPM_RECORD);
+            fp_put(w, memo->ka);
+            fp_put(w, memo->kb);
+            return fp_visit_all(w, vals, n, depth);
+        }
+    }
     if (fp_plan_hook == NULL)  /* the keyword set comes with it: importing it runs code */
         return fp_load_hook() < 0 ? FP_BAIL : FP_RETRY;
-    PyObject *keys[FP_MAX_FIELDS], *vals[FP_MAX_FIELDS];
     Py_ssize_t pos = 0, i = 0;
     PyObject *k, *x;
     int record = 1;
@@ -497,11 +764,24 @@ fp_dict(FpWalk *w, PyObject *v, int depth)
     if (i != n)
         return FP_BAIL;
     if (record) {
-        /* A record: its key set (exact strs: their cached hash and length) and each value. */
-        fp_put(w, FPM_RECORD);
+        /* A record: its key set (exact strs: their cached hash and length, digested apart
+           so that a dict read again mixes the digest alone) and each value. */
+        Fp ks = {FPM_RECORD, FPM_RECORD};
         for (Py_ssize_t j = 0; j < n; j++)
-            fp_put(w, (uint64_t)fp_str_hash(keys[j])
-                           ^ ((uint64_t)PyUnicode_GET_LENGTH(keys[j]) << 48));
+            fp_mix(&ks, (uint64_t)fp_str_hash(keys[j])
+                            ^ ((uint64_t)PyUnicode_GET_LENGTH(keys[j]) << 48));
+        if (memo != NULL) {  /* nothing ran since the tag was read: it is this state's */
+            memo->dict = v;
+            memo->version = version;
+            memo->owner = NULL;
+            memo->n = n;
+            memo->ka = ks.a;
+            memo->kb = ks.b;
+            memcpy(memo->vals, vals, (size_t)n * sizeof *vals);
+        }
+        fp_put(w, FPM_RECORD);
+        fp_put(w, ks.a);
+        fp_put(w, ks.b);
         return fp_visit_all(w, vals, n, depth);
     }
     /* A mapping: the sampled pairs (all, or the first and last halves), key then value. */
@@ -520,12 +800,27 @@ fp_dict(FpWalk *w, PyObject *v, int depth)
 
 /* A record's fields read from its instance dict `d` (borrowed), then visited. */
 static int
-fp_record_fields(FpWalk *w, PyObject *d, PyObject *fields, int depth)
+fp_record_fields(FpWalk *w, PyObject *d, const TypePlan *p, int depth)
 {
+    PyObject *fields = p->fields;
     Py_ssize_t n = PyTuple_GET_SIZE(fields);
     if (!PyDict_Check(d) || n > FP_MAX_FIELDS)
         return FP_BAIL;
     PyObject *vals[FP_MAX_FIELDS];
+    RecordMemo *memo = NULL;
+    uint64_t version = 0;
+    if (fp_memo_attrs > 0 && w->memo) {
+        version = fp_dict_version(d);
+        memo = fp_memo_slot(d);
+        if (memo->dict == d && memo->version == version && memo->owner == p
+                && memo->gen == p->gen && memo->n == n) {
+            /* Read before under this same plan, the dict unchanged since: its values. */
+            memcpy(vals, memo->vals, (size_t)n * sizeof *vals);
+            fp_memo_hits++;
+            fp_put(w, FPM_RECORD);
+            return fp_visit_all(w, vals, n, depth);
+        }
+    }
     Py_ssize_t m = 0, pos = 0;
     PyObject *k, *x;
     /* The instance dict usually holds exactly the fields, set in order by __init__ under
@@ -550,6 +845,14 @@ fp_record_fields(FpWalk *w, PyObject *d, PyObject *fields, int depth)
             vals[m] = x;
         }
     }
+    if (memo != NULL) {  /* nothing ran since the tag was read: it is this state's */
+        memo->dict = d;
+        memo->version = version;
+        memo->owner = p;
+        memo->gen = p->gen;
+        memo->n = n;
+        memcpy(memo->vals, vals, (size_t)n * sizeof *vals);
+    }
     fp_put(w, FPM_RECORD);
     return fp_visit_all(w, vals, n, depth);
 }
@@ -564,7 +867,7 @@ fp_record(FpWalk *w, PyObject *v, TypePlan *p, int depth)
         PyErr_Clear();
         return FP_BAIL;
     }
-    int st = fp_record_fields(w, d, p->fields, depth);
+    int st = fp_record_fields(w, d, p, depth);
     Py_DECREF(d);  /* the instance holds it: nothing is freed */
     return st;
 }
@@ -691,6 +994,7 @@ fp_value(Fp *acc, PyObject *v)
     w.pend = 1;
     w.budget = FP_MAX_NODES - 1;  /* the top value is the first node */
     w.depth_used = 0;
+    w.memo = fp_memo_on > 0 && fp_memo_alone();
     int st = fp_describe(&w, v, fp_code(Py_TYPE(v)), 1);
     fp_flush(&w);
     acc->a = w.fp.a;

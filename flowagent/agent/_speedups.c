@@ -1958,8 +1958,16 @@ sp_fingerprint(PyObject *module, PyObject *value)
 static PyObject *
 sp_shape_cache_stats(PyObject *module, PyObject *unused)
 {
-    return Py_BuildValue("{sKsKsK}", "hits", fp_hits, "misses", fp_misses,
-                         "refused", fp_refused);
+    return Py_BuildValue("{sKsKsKsKsisi}", "hits", fp_hits, "misses", fp_misses,
+                         "refused", fp_refused, "records_reused", fp_memo_hits,
+                         "record_reuse", fp_memo_on, "record_reuse_attrs", fp_memo_attrs);
+}
+
+/* Why records of dicts and of instance dicts are reused or not (see _shapekey.h). */
+static PyObject *
+sp_record_reuse_why(PyObject *module, PyObject *unused)
+{
+    return Py_BuildValue("(ss)", fp_memo_why, fp_memo_attrs_why);
 }
 
 static PyObject *
@@ -2593,7 +2601,10 @@ static PyMethodDef module_methods[] = {
     {"fingerprint", sp_fingerprint, METH_O,
      "The structural fingerprint the shape cache keys a value by, or None if refused."},
     {"shape_cache_stats", sp_shape_cache_stats, METH_NOARGS,
-     "Shape cache counters: hits, misses (described, then kept), refused (described)."},
+     "Shape cache counters: hits, misses (described, then kept), refused (described), "
+     "records reused unread, and whether dict / instance records may be (1, 0, -1 untested)."},
+    {"record_reuse_why", sp_record_reuse_why, METH_NOARGS,
+     "Why records of dicts and of instance dicts are reused or not."},
     {"reset", sp_reset, METH_NOARGS, "Empty the buffer and caches (in a forked child)."},
     {"configure", (PyCFunction)(void (*)(void))sp_configure, METH_VARARGS | METH_KEYWORDS,
      "Install recorder.py's callbacks for the rare paths, and the shape budget."},

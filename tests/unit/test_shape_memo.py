@@ -7,7 +7,8 @@ functions with values whose structure stays, alternates and drifts (dict key set
 types, dataclass field types, a class edited in place, a list that grows past the sample,
 scalars after structures and back) and records every call's input and output shape. Both
 twins must record exactly what ``shape_of`` says of each value at the time of its call: a
-memo or table entry that answered for another structure shows as a wrong shape here.
+memo or table entry that answered for another structure shows as a wrong shape here, and so
+does a record reused from a dict or instance changed in place since it was read.
 """
 
 from __future__ import annotations
@@ -97,6 +98,21 @@ PROBE = textwrap.dedent('''
     call("ident", p)
     p.x = [p]                                                       # a cycle through a list
     call("ident", p)
+
+    # The same dict and instance changed in place between calls (their records are read
+    # again, not reused): a field's type, keys added and removed, an attribute's type.
+    d = {"a": 1, "b": "x"}
+    q = Point(1, 2)
+    for i in range(40):
+        call("ident", d)
+        call("pair", d, q)
+        call("wrap", q)
+        d["a"] = i if i % 3 else str(i)
+        if i % 7 == 0:
+            d["k%d" % (i % 2)] = None
+        if i % 11 == 0:
+            d.pop("b", None)
+        q.y = [i] if i % 2 else i
 
     n, data, _threads = recorder.take_calls()
     names = {i: d[1] for i, d in enumerate(recorder._functions) if d}
