@@ -220,7 +220,14 @@ fp_memo_self_test(const char **plain, const char **attrs)
     if (g == NULL || one == NULL || key == NULL
             || PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins()) < 0)
         goto done;
-    r = PyRun_String(fp_memo_probe, Py_file_input, g, g);
+    /* Compiled, then run as a code object: PyRun_String would also forget that a
+       KeyboardInterrupt left the main module (the process must then end by SIGINT), and this
+       can run in any thread, also while the interpreter shuts down after one. */
+    PyObject *probe = Py_CompileString(fp_memo_probe, "<flowagent shape probe>", Py_file_input);
+    if (probe == NULL)
+        goto done;
+    r = PyEval_EvalCode(probe, g, g);
+    Py_DECREF(probe);
     if (r == NULL)
         goto done;
     PyObject *cls = PyDict_GetItemString(g, "R"), *store = PyDict_GetItemString(g, "store");

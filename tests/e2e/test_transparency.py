@@ -239,6 +239,30 @@ def test_keyboard_interrupt_in_a_module_run_with_dash_m(app: Path, backend: str)
     assert plain.returncode == -2
 
 
+def test_keyboard_interrupt_then_a_first_shape_at_exit(app: Path, backend: str) -> None:
+    # The first dict the recorder fingerprints is an exit handler's argument, after an
+    # unhandled KeyboardInterrupt: what runs then for the first time must not make the
+    # process end otherwise than by SIGINT.
+    write_files(app, {"prog.py": """
+        import atexit
+
+        def describe(config):
+            return len(config)
+
+        def at_exit():
+            print(describe({"a": 1, "b": [1, 2]}), flush=True)
+
+        def main():
+            raise KeyboardInterrupt
+
+        atexit.register(at_exit)
+        main()
+        """})
+    plain, _ = compare(app, backend, ["prog.py"])
+    assert plain.returncode == -2
+    assert plain.stdout == b"2\n"
+
+
 # ---------------------------------------------------------------------------------------
 # what the program sees of itself
 
