@@ -339,6 +339,31 @@ pm_put(PtrMemo *m, PMEntry *slot, int kind, int len, const uint64_t *w, unsigned
 
 #define PM_OBJ(o) ((uint64_t)(uintptr_t)(o))
 
+/* The namer's method(a, b) for the pair key (kind, w0, w1), through the identity memo, then
+ * the namer's own memo under the tuple (a, b) (a new reference, or NULL). `objs`: which of
+ * w0, w1 are objects the entry holds. a and b are held while the namer's code may run. */
+static PyObject *
+pm_pair(PtrMemo *pm, int kind, uint64_t w0, uint64_t w1, unsigned objs, PyObject *memo,
+        PyObject *namer, const char *method, PyObject *a, PyObject *b)
+{
+    uint64_t w[2] = {w0, w1};
+    PMEntry *slot = pm_find(pm, kind, 2, w);
+    if (slot->kind)
+        return Py_NewRef(slot->value);
+    PyObject *key = PyTuple_Pack(2, a, b);
+    if (key == NULL)
+        return NULL;
+    Py_INCREF(a);
+    Py_INCREF(b);
+    PyObject *v = memo_or(memo, key, namer, method, a, b, NULL);
+    Py_DECREF(key);
+    if (v != NULL)  /* the slot looked up again: the namer's code may have filled the memo */
+        pm_put(pm, pm_find(pm, kind, 2, w), kind, 2, w, objs, v, NULL);
+    Py_DECREF(a);
+    Py_DECREF(b);
+    return v;
+}
+
 /* Open-call states (lists of O_LEN) and their child lists, reused: a state the pass popped
  * and folded that nothing else holds goes to a pool, its items None and its child lists
  * (held by nothing else either) emptied with their room kept, so that a new open call
@@ -589,26 +614,10 @@ fold_tree(PyObject *self, PyObject *args)
                 }
             }
             PyObject *below = PyList_GET_ITEM(node, O_PATHS);
-            w[0] = (uint64_t)fid_c[i];
-            w[1] = PM_OBJ(below);
-            slot = pm_find(&pm, PM_PREFIX, 2, w);
-            if (slot->kind) {
-                paths = slot->value;
-                Py_INCREF(paths);
-            } else {
-                PyObject *key = PyTuple_Pack(2, fid, below);
-                if (key == NULL)
-                    goto done;
-                Py_INCREF(below);  /* held while the namer's code may run */
-                paths = memo_or(prefixes, key, namer, "prefixed", fid, below, NULL);
-                Py_DECREF(key);
-                if (paths != NULL)
-                    pm_put(&pm, pm_find(&pm, PM_PREFIX, 2, w), PM_PREFIX, 2, w, 2u, paths,
-                           NULL);
-                Py_DECREF(below);
-                if (paths == NULL)
-                    goto done;
-            }
+            paths = pm_pair(&pm, PM_PREFIX, (uint64_t)fid_c[i], PM_OBJ(below), 2u, prefixes,
+                            namer, "prefixed", fid, below);
+            if (paths == NULL)
+                goto done;
             PyObject *waiters = PyList_GET_ITEM(node, O_WAITERS);
             int has = PyObject_IsTrue(waiters);
             if (has < 0)
@@ -734,27 +743,10 @@ fold_tree(PyObject *self, PyObject *args)
                 }
                 PyObject *below = PyList_GET_ITEM(p, O_PATHS);
                 if (below != paths) {
-                    w[0] = PM_OBJ(below);
-                    w[1] = PM_OBJ(paths);
-                    slot = pm_find(&pm, PM_UNION, 2, w);
-                    PyObject *u;
-                    if (slot->kind) {
-                        u = slot->value;
-                        Py_INCREF(u);
-                    } else {
-                        PyObject *key = PyTuple_Pack(2, below, paths);
-                        if (key == NULL)
-                            goto done;
-                        Py_INCREF(below);  /* held while the namer's code may run */
-                        u = memo_or(unions, key, namer, "union", below, paths, NULL);
-                        Py_DECREF(key);
-                        if (u != NULL)
-                            pm_put(&pm, pm_find(&pm, PM_UNION, 2, w), PM_UNION, 2, w, 3u, u,
-                                   NULL);
-                        Py_DECREF(below);
-                        if (u == NULL)
-                            goto done;
-                    }
+                    PyObject *u = pm_pair(&pm, PM_UNION, PM_OBJ(below), PM_OBJ(paths), 3u,
+                                          unions, namer, "union", below, paths);
+                    if (u == NULL)
+                        goto done;
                     PyList_SetItem(p, O_PATHS, u);
                 }
                 if (up != NULL) {
