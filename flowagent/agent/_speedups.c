@@ -2670,6 +2670,11 @@ PyInit__speedups(void)
     in_place_why = "built for a Python whose context structures are not mirrored "
                    "(only CPython 3.11-3.13 with the GIL are)";
 #endif
+    /* The shape walk's dict version tags, proven now, as the agent starts: the proof runs
+       Python code (a compile), which audit hooks the program adds later must not see, and
+       which must not wait for a first fingerprint in one of the program's threads or at its
+       exit. */
+    fp_memo_prove();
     hot_path_api.open_fn = PyObject_GetAttrString(m, "open_call");
     hot_path_api.close_fn = PyObject_GetAttrString(m, "close_call");
     Py_XDECREF(hot_path_api.open_fn);   /* borrowed: the module keeps them */
