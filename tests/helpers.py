@@ -9,6 +9,7 @@ returns a :class:`Recording`. The store is read in-process through
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 import pytest
@@ -95,6 +97,18 @@ def write_files(root: Path, files: Mapping[str, str]) -> None:
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text), encoding="utf-8")
+
+
+def import_source(tmp_path: Path, name: str, source: str) -> ModuleType:
+    """Import ``source`` as module ``name`` from a file under ``tmp_path`` (a real file, as a
+    backend sees a program's code: its own filename, selectable by module name)."""
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def flowagent_cmd(*args: str) -> list[str]:

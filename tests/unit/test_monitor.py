@@ -9,7 +9,6 @@ tests/conftest.py checks the tool ids after every test as well).
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import textwrap
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 from flowagent.agent import backends
 from flowagent.agent.select import Selector
+from helpers import import_source
 
 if sys.version_info < (3, 12):
     def test_monitor_falls_back_to_wrap_with_the_reason_before_python_3_12() -> None:
@@ -58,13 +58,7 @@ else:
             MON.free_tool_id(tool_id)
 
     def load(tmp_path: Path, name: str) -> ModuleType:
-        path = tmp_path / f"{name}.py"
-        path.write_text(SOURCE)
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+        return import_source(tmp_path, name, SOURCE)
 
     @pytest.fixture(params=["c", "python"])
     def installed(request: pytest.FixtureRequest,

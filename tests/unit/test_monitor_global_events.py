@@ -10,7 +10,6 @@ function's later calls are recorded like any other, their exceptions and throws 
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import textwrap
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 
 from flowagent.agent import backends, recorder
 from flowagent.agent.select import Selector
+from helpers import import_source
 
 pytestmark = pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring: 3.12+")
 
@@ -53,13 +53,7 @@ SOURCE = textwrap.dedent('''\
 
 
 def load(tmp_path: Path, name: str) -> ModuleType:
-    path = tmp_path / f"{name}.py"
-    path.write_text(SOURCE)
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_source(tmp_path, name, SOURCE)
 
 
 @pytest.fixture(params=["c", "python"])

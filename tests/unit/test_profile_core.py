@@ -9,7 +9,6 @@ removes it.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import textwrap
 import threading
@@ -21,6 +20,7 @@ import pytest
 
 from flowagent.agent import backends, recorder
 from flowagent.agent.select import Selector
+from helpers import import_source
 
 SOURCE = textwrap.dedent('''\
     def plain(x):
@@ -33,13 +33,7 @@ SOURCE = textwrap.dedent('''\
 
 
 def load(tmp_path: Path, name: str) -> ModuleType:
-    path = tmp_path / f"{name}.py"
-    path.write_text(SOURCE)
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_source(tmp_path, name, SOURCE)
 
 
 @pytest.fixture
