@@ -436,7 +436,7 @@ core_py_start(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (self->hot != NULL && n <= MAX_DIRECT_ARGS) {
         /* Into _speedups' open_call with no tuple and no call; the parameters' values are
            read (and a frame object made to read them) only if this call's input is shaped. */
-        rec = self->hot->open_lazy_ts(ts, PyTuple_GET_ITEM(info, E_FID), frame_args, names, n);
+        rec = self->hot->open_lazy(ts, PyTuple_GET_ITEM(info, E_FID), frame_args, names, n);
     }
     else {
         if (frame == NULL && (frame = event_frame()) == NULL) {

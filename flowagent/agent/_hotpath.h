@@ -11,7 +11,7 @@
 #include <Python.h>
 
 #define FA_HOTPATH_CAPSULE "flowagent.agent._speedups._C_API"
-#define FA_HOTPATH_VERSION 5
+#define FA_HOTPATH_VERSION 6
 
 /* Fills argv[0..nargs) with new references to a call's argument values: 0, or -1 with an
    exception set. `ctx` is the caller's, passed through. */
@@ -31,20 +31,16 @@ typedef struct {
     void (*release)(PyObject *frame);
     /* The Python-visible functions these stand for (borrowed: the module lives on). */
     PyObject *open_fn, *close_fn;
-    /* open_call(fid, args) for a call whose `nargs` argument values cost something to read:
-       `fetch` is called only when this call's input is shaped (the shape budget decides
-       before any argument is looked at), so most calls never read them. */
-    PyObject *(*open_lazy)(PyObject *fid, FaArgsFn fetch, void *ctx, Py_ssize_t nargs);
-    /* frame[RV] = value (a frame is a C object, not a list): 0, or -1 with an exception that
-       belongs to the program. */
-    int (*set_rv)(PyObject *frame, PyObject *value);
-    /* open_lazy on `ts`, the calling thread's state, which the caller has read already
-       (PyThreadState_Get is a call and a read of libpython's thread-local on 3.12+). */
-    PyObject *(*open_lazy_ts)(PyThreadState *ts, PyObject *fid, FaArgsFn fetch, void *ctx,
-                              Py_ssize_t nargs);
-    /* set_rv (when `value` is not NULL), close and release in one call on the calling
-       thread's `ts`: consumes the caller's reference to `frame`. 0, or -1 with an exception
-       that belongs to the program (as close). */
+    /* open_call(fid, args) on `ts`, the calling thread's state (read once by the caller:
+       PyThreadState_Get is a call and a read of libpython's thread-local on 3.12+), for a
+       call whose `nargs` argument values cost something to read: `fetch` is called only when
+       this call's input is shaped (the shape budget decides before any argument is looked
+       at), so most calls never read them. */
+    PyObject *(*open_lazy)(PyThreadState *ts, PyObject *fid, FaArgsFn fetch, void *ctx,
+                           Py_ssize_t nargs);
+    /* frame[RV] = value (when `value` is not NULL and the call is shaped: the only value
+       read), close_call and release, in one call on `ts`: consumes the caller's reference
+       to `frame`. 0, or -1 with an exception that belongs to the program (as close). */
     int (*finish)(PyThreadState *ts, PyObject *frame, PyObject *value, PyObject *exc_type);
 } FaHotPath;
 

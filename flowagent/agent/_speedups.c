@@ -1541,7 +1541,7 @@ api_open(PyObject *fid, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
-api_open_lazy_ts(PyThreadState *ts, PyObject *fid, FaArgsFn fetch, void *ctx, Py_ssize_t nargs)
+api_open_lazy(PyThreadState *ts, PyObject *fid, FaArgsFn fetch, void *ctx, Py_ssize_t nargs)
 {
     if (!S->on)
         Py_RETURN_NONE;
@@ -1554,18 +1554,14 @@ api_open_lazy_ts(PyThreadState *ts, PyObject *fid, FaArgsFn fetch, void *ctx, Py
     return frame;
 }
 
-static PyObject *
-api_open_lazy(PyObject *fid, FaArgsFn fetch, void *ctx, Py_ssize_t nargs)
+/* close_call on the calling thread's `ts`, `frame` checked by the caller. */
+static int
+close_ts(PyThreadState *ts, PyObject *frame, PyObject *exc_type)
 {
-    if (!S->on)
-        Py_RETURN_NONE;
-    PyObject *frame = open_with(PyThreadState_Get(), fid, NULL, nargs, fetch, ctx);
-    if (frame == NULL) {
-        if (PyErr_Occurred() && swallow() < 0)
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    return frame;
+    PyObject *value = cur_value_ts(ts);
+    int r = value == NULL ? -1 : close_impl(ts, frame, exc_type, value);
+    Py_XDECREF(value);
+    return r < 0 ? swallow() : 0;
 }
 
 static int
@@ -1575,32 +1571,14 @@ api_close(PyObject *frame, PyObject *exc_type)
         PyErr_SetString(PyExc_TypeError, "close_call(frame, exc_type)");
         return swallow();
     }
-    PyThreadState *ts = PyThreadState_Get();
-    PyObject *value = cur_value_ts(ts);
-    int r = value == NULL ? -1 : close_impl(ts, frame, exc_type, value);
-    Py_XDECREF(value);
-    if (r < 0 && swallow() < 0)
-        return -1;
-    return 0;
+    return close_ts(PyThreadState_Get(), frame, exc_type);
 }
 
-static int
-api_set_rv(PyObject *frame, PyObject *value)
-{
-    if (!is_frame(frame)) {
-        PyErr_SetString(PyExc_TypeError, "set_rv(frame, value)");
-        return swallow();
-    }
-    if (!IS_CALL(frame) || CALL(frame)->flags & F_SHAPED)  /* else never read */
-        fr_set_obj(frame, RV, value);
-    return 0;
-}
-
-/* set_rv, close and release in one call (see _hotpath.h). */
+/* The return value kept, the call closed and released, in one call (see _hotpath.h). */
 static int
 api_finish(PyThreadState *ts, PyObject *frame, PyObject *rv, PyObject *exc_type)
 {
-    int r = 0;
+    int r;
     if (!is_frame(frame)) {
         PyErr_SetString(PyExc_TypeError, "finish(frame, value, exc_type)");
         r = swallow();
@@ -1608,18 +1586,14 @@ api_finish(PyThreadState *ts, PyObject *frame, PyObject *rv, PyObject *exc_type)
     else {
         if (rv != NULL && (!IS_CALL(frame) || CALL(frame)->flags & F_SHAPED))  /* else unread */
             fr_set_obj(frame, RV, rv);
-        PyObject *value = cur_value_ts(ts);
-        r = value == NULL ? -1 : close_impl(ts, frame, exc_type, value);
-        Py_XDECREF(value);
-        if (r < 0)
-            r = swallow();
+        r = close_ts(ts, frame, exc_type);
     }
     frame_release(frame);
     return r;
 }
 
 static FaHotPath hot_path_api = {FA_HOTPATH_VERSION, api_open, api_close, frame_release, NULL,
-                                 NULL, api_open_lazy, api_set_rv, api_open_lazy_ts, api_finish};
+                                 NULL, api_open_lazy, api_finish};
 
 static PyObject *
 sp_close_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
