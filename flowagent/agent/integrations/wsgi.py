@@ -27,7 +27,6 @@ def _status_code(status: Any) -> int:
 
 
 _status_codes: dict[str, int] = {}  # status line -> code: a server sees few distinct ones
-_reset = webrequest._current.reset
 
 
 class _Body:
@@ -109,10 +108,7 @@ def wrap_app(app: Callable[..., Any]) -> Callable[..., Any]:
             root.close(type(exc))
             webrequest.leave(token)
             raise
-        try:
-            _reset(token)  # webrequest.leave, without a call per request
-        except (ValueError, RuntimeError):
-            webrequest.leave(token)
+        webrequest.leave(token)
         if not (root.streaming or getattr(body, "streaming", False) is True) \
                 or isinstance(body, (list, tuple)) or _is_file_wrapper(environ, body):
             # A body that was produced before the app returned (most are: a streaming one is
