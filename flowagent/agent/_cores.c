@@ -272,7 +272,7 @@ event_frame(void)
    it cannot be read so. Its first field is the code object (3.12's f_code, 3.13's
    f_executable): checked, so the frame of other code never passes for this call's. */
 static inline void *
-running_frame_ts(PyThreadState *ts, PyObject *code)
+running_frame(PyThreadState *ts, PyObject *code)
 {
 #if PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
 #if PY_VERSION_HEX >= 0x030D0000
@@ -286,12 +286,6 @@ running_frame_ts(PyThreadState *ts, PyObject *code)
     (void)ts;
 #endif
     return NULL;
-}
-
-static inline void *
-running_frame(PyObject *code)
-{
-    return running_frame_ts(PyThreadState_Get(), code);
 }
 
 /* Keep `rec` as the open call: a plain function's on the stack under `key` (its
@@ -316,7 +310,7 @@ push_live(CoreObject *self, void *key, PyObject *code, PyObject *frame, PyObject
 static PyObject *
 pop_live_ts(CoreObject *self, PyThreadState *ts, PyObject *code)
 {
-    void *key = running_frame_ts(ts, code);
+    void *key = running_frame(ts, code);
     for (int i = self->depth - 1; key != NULL && i >= 0; i--) {
         if (self->stack[i].key != key || self->stack[i].code != code)
             continue;
@@ -428,7 +422,7 @@ core_py_start(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *names = PyTuple_GET_ITEM(info, E_PARAMS), *rec;
     Py_ssize_t n = PyTuple_GET_SIZE(names);
     PyThreadState *ts = PyThreadState_Get();   /* read once for the core and the recorder */
-    void *key = co_flags & FA_SUSPENDS ? NULL : running_frame_ts(ts, code);
+    void *key = co_flags & FA_SUSPENDS ? NULL : running_frame(ts, code);
     if (key == NULL && frame == NULL && (frame = event_frame()) == NULL) {
         Py_DECREF(info);
         return done(self, 1);
