@@ -64,8 +64,7 @@ def _note_preimported(run_dir: str, selector: Selector) -> None:
 
 def _initial_control(run_dir: str, env: Any) -> None:
     """Sampling rate from the config, then any live control already written for the run."""
-    import json
-
+    from ..protocol.jsonline import loads
     from .transport import apply_control
 
     try:
@@ -75,7 +74,7 @@ def _initial_control(run_dir: str, env: Any) -> None:
     paused = False
     try:
         with open(os.path.join(run_dir, CONTROL_FILE)) as f:
-            state = json.load(f)
+            state = loads(f.read())
         paused = bool(state.get("paused", False))
         rate = float(state.get("sample_rate", rate))
     except (OSError, ValueError, AttributeError):

@@ -37,13 +37,13 @@ transport: Transport | None = None  # this process's ring and flusher once recor
 def apply_selection(run_dir: str) -> None:
     """Module globs the run's control file adds to the configured ones (``flowagent control
     --include/--exclude``), for modules imported from now on."""
-    import json
+    from ..protocol.jsonline import loads  # not json: it loads re and enum
 
     if selector is None:
         return
     try:
         with open(os.path.join(run_dir, CONTROL_FILE)) as f:
-            state = json.load(f)
+            state = loads(f.read())
         include, exclude = state.get("include") or (), state.get("exclude") or ()
         selector.set_live(tuple(str(g) for g in include), tuple(str(g) for g in exclude))
     except (OSError, ValueError, AttributeError, TypeError):
