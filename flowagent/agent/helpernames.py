@@ -9,8 +9,6 @@ the ``monitor`` and ``profile`` backends name lambdas from their code objects.
 
 from __future__ import annotations
 
-import re
-
 HELPERS = ("__fa_call__", "__fa_gcall__", "__fa_ret__", "__fa_own__", "__fa_suspend__",
            "__fa_asuspend__", "__fa_resume__", "__fa_delegate__", "__fa_lcall__", "__fa_lret__",
            "__fa_reenter__")
@@ -20,11 +18,29 @@ OPENERS = ("__fa_call__", "__fa_gcall__", "__fa_lcall__")
 LAMBDA = "<lambda>"
 
 # Comprehension scopes in a code object's qualname (Python 3.11 has them all; 3.12 inlines
-# list, dict and set comprehensions): not part of a lambda's name on any version.
-_COMPREHENSIONS = re.compile(r"<(?:listcomp|dictcomp|setcomp|genexpr)>\.")
+# list, dict and set comprehensions): not part of a lambda's name on any version. Removed
+# without `re` (which with `enum` would load into every recorded process's start), left to
+# right as `re.sub` does.
+_COMPREHENSIONS = ("<listcomp>.", "<dictcomp>.", "<setcomp>.", "<genexpr>.")
+
+
+def _without_comprehensions(qualname: str) -> str:
+    if "<" not in qualname:
+        return qualname
+    out: list[str] = []
+    i = start = 0
+    while (i := qualname.find("<", i)) >= 0:
+        scope = next((c for c in _COMPREHENSIONS if qualname.startswith(c, i)), None)
+        if scope is None:
+            i += 1
+            continue
+        out.append(qualname[start:i])
+        i = start = i + len(scope)
+    out.append(qualname[start:])
+    return "".join(out)
 
 
 def lambda_qualname(qualname: str, line: int) -> str:
     """A lambda's recorded name: where it is defined, as a nested function's (``outer.<locals>.
     <lambda>``), and its line, which keeps two lambdas of one scope apart (``@12``)."""
-    return f"{_COMPREHENSIONS.sub('', qualname)}@{line}"
+    return f"{_without_comprehensions(qualname)}@{line}"

@@ -16,7 +16,6 @@ Nothing here imports more than the standard library.
 
 from __future__ import annotations
 
-import re
 from random import Random
 
 from . import recorder
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
 
 JOINED, SENT = 0, 1  # entry kinds: the session joined a trace / a call sent a span id
 
-_HEADER = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
+_HEX = frozenset("0123456789abcdef")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 MAX_TRACESTATE = 512  # the specification's own limit is 32 list members
 _MAX_SESSIONS = 4096  # sessions whose trace is remembered (oldest forgotten first)
@@ -56,14 +55,29 @@ def parse(value: Any) -> tuple[str, str, str] | None:
         value = value.decode("latin-1")
     if type(value) is not str or len(value) > 512:
         return None
-    m = _HEADER.match(value.strip())
-    if m is None:
+    fields = _fields(value.strip())
+    if fields is None:
         return None
-    version, trace, span, flags, rest = m.groups()
+    version, trace, span, flags, rest = fields
     if version == "ff" or (version == "00" and rest) or trace == _ZERO_TRACE \
             or span == _ZERO_SPAN:
         return None
     return trace, span, flags
+
+
+def _fields(v: str) -> tuple[str, str, str, str, str] | None:
+    """What ``^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$`` matches of
+    a stripped value, without `re` (which with `enum` would load into every recorded
+    process's start): version, trace id, span id, flags, the rest ("" when none)."""
+    if len(v) < 55 or v[2] != "-" or v[35] != "-" or v[52] != "-":
+        return None
+    rest = v[55:]
+    if rest and (rest[0] != "-" or "\n" in rest):
+        return None
+    version, trace, span, flags = v[0:2], v[3:35], v[36:52], v[53:55]
+    if not _HEX.issuperset(version + trace + span + flags):
+        return None
+    return version, trace, span, flags, rest
 
 
 def header(trace: str, span: str, flags: str = "01") -> str:
