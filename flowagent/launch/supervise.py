@@ -63,23 +63,19 @@ def _has_terminal() -> bool:
     return True
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A callable for the child (between fork and exec) that has the kernel kill it with
-    SIGKILL when the launcher dies; None where prctl is not available."""
+def _die_with_parent(launcher: int) -> None:
+    """In the program's process, between fork and exec: have the kernel kill it with SIGKILL
+    when the launcher dies (nothing where prctl is not available). ``ctypes`` loads here, in
+    the child, not in the launcher."""
     try:
         import ctypes
 
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (ImportError, OSError, AttributeError):
-        return None
-    launcher = os.getpid()
-
-    def arm() -> None:
-        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() != launcher:  # the launcher died before the line above
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return arm
+        return
+    prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != launcher:  # the launcher died before the line above
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _inherited_fds() -> tuple[int, ...]:
@@ -149,19 +145,10 @@ class Supervisor:
     ``sigwaitinfo`` (whose siginfo tells the terminal's signals apart), and waits for it."""
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        import subprocess
-
         self.same_group = _has_terminal()
-        arm = None if self.same_group else _die_with_parent()
         # Blocked before the program exists: a signal arriving while it starts is held, not
         # lost (or fatal to the launcher). The program starts with the mask we were given.
         self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
-
-        def in_child() -> None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
-            if arm is not None:
-                arm()
-
         argv, env = _socket_activation(argv, env)
         # The program leads its process group exactly when the launcher leads its own, as
         # it would in the launcher's place (a session leader started by a supervisor leads
@@ -169,14 +156,9 @@ class Supervisor:
         leader = os.getpgrp() == os.getpid()
         holder = None if self.same_group or leader else _GroupHolder()
         try:
-            # preexec_fn is safe here: the launcher has no other thread. Every descriptor
-            # the launcher was given (`3>file`, pass_fds, socket activation) goes to the
-            # program as to a program started by the shell; the launcher's own are
-            # non-inheritable and stay behind.
-            self.child = subprocess.Popen(
-                argv, env=env, preexec_fn=in_child, pass_fds=_inherited_fds(),  # noqa: PLW1509
-                process_group=(None if self.same_group else 0 if holder is None
-                               else holder.pgid))
+            self.child = _Forked(argv, env, self._mask, None if self.same_group else
+                                 0 if holder is None else holder.pgid,
+                                 die_with_parent=not self.same_group)
         except BaseException:
             self._restore()
             raise
@@ -221,7 +203,110 @@ class Supervisor:
 
 # -- the run -----------------------------------------------------------------------------------
 
-class _Spawned:
+class _Child:
+    """A child process of the launcher: ``pid``, and what a ``subprocess.Popen`` offers of its
+    exit: ``returncode`` (negative: the signal that killed it), ``poll``, ``wait``, ``kill``."""
+
+    pid: int
+    returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        while self.returncode is None:
+            try:
+                _, status = os.waitpid(self.pid, 0)
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                self.returncode = 0  # reaped elsewhere: its status is lost
+                break
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+class _Forked(_Child):
+    """The program's process: what ``subprocess.Popen(argv, env=env, preexec_fn=...,
+    pass_fds=<every descriptor the launcher inherited>, process_group=pgid)`` made of it,
+    without loading ``subprocess`` (with ``threading``, ``selectors``, ``locale``, ``re`` and
+    ``signal``'s enums: ~45 M instructions, ~12 ms on the way to the program's start).
+
+    Forked (the launcher has no other thread), then in the child: its process group, SIGPIPE
+    and SIGXFSZ back to their defaults (``restore_signals``), the signal mask the launcher
+    was given, the parent-death signal, and ``exec`` (the ``PATH`` of ``env`` searched for a
+    name without a slash, as ``subprocess`` does). The launcher's own descriptors are
+    close-on-exec; every inheritable one goes to the program. An ``exec`` that fails is
+    raised here as the ``OSError`` it was, as ``Popen`` raises it."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], mask: set[int],
+                 pgid: int | None, die_with_parent: bool) -> None:
+        launcher = os.getpid()
+        err_r, err_w = os.pipe()  # close-on-exec: it closes as the exec succeeds
+        try:
+            pid = os.fork()
+            if pid == 0:  # the child: nothing of it may return into the launcher's code
+                code = 0
+                try:
+                    os.close(err_r)
+                    if pgid is not None:
+                        os.setpgid(0, pgid)
+                    for sig in _RESTORED_SIGNALS:
+                        signal.signal(sig, signal.SIG_DFL)
+                    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                    if die_with_parent:
+                        _die_with_parent(launcher)
+                    if os.sep in argv[0]:
+                        os.execve(argv[0], argv, env)
+                    else:
+                        os.execvpe(argv[0], argv, env)
+                except OSError as exc:
+                    code = exc.errno or 0
+                except BaseException:
+                    pass
+                try:
+                    os.write(err_w, str(code).encode() or b"0")
+                finally:
+                    os._exit(255)
+        finally:
+            os.close(err_w)
+        try:
+            said = b""
+            while chunk := _read_retrying(err_r):
+                said += chunk
+        finally:
+            os.close(err_r)
+        self.pid = pid
+        if said:  # the exec failed: the child has ended, collect it
+            self.wait()
+            code = int(said) if said.isdigit() else 0
+            raise OSError(code, os.strerror(code) if code else "the program could not be "
+                          "started", argv[0])
+
+
+def _read_retrying(fd: int) -> bytes:
+    while True:
+        try:
+            return os.read(fd, 64)
+        except InterruptedError:
+            continue
+
+
+class _Spawned(_Child):
     """The sidecar's process, started with ``posix_spawn``: before ``subprocess`` is even
     imported (the sidecar is the longest part of a short run, so it starts first), in its own
     session (out of the way of every signal sent to the program), stdin and stdout pipes to
@@ -256,35 +341,6 @@ class _Spawned:
         self.stdin = open(in_w, "wb", buffering=0)  # noqa: SIM115 - closed by finish()
         self.stdout = open(out_r, "rb", buffering=0)  # noqa: SIM115
         self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                return self.returncode
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self) -> int:
-        while self.returncode is None:
-            try:
-                _, status = os.waitpid(self.pid, 0)
-            except InterruptedError:
-                continue
-            except ChildProcessError:
-                self.returncode = 0  # reaped elsewhere: its status is lost
-                break
-            self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def kill(self) -> None:
-        if self.returncode is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 # Python ignores these at start-up and a spawned program keeps what is ignored; set back to
@@ -340,15 +396,16 @@ class Sidecar:
         closed: it is returned as soon as its line is complete, without waiting for the
         sidecar's process to be torn down (the kernel frees its memory before its pipe
         closes: milliseconds at the end of every run). :meth:`reap` collects it."""
-        import json
         import select
         import time
+
+        from ..protocol.jsonline import dumps
 
         if self.failure:
             return None
         proc = self.proc
         assert proc.stdin is not None and proc.stdout is not None
-        pending = json.dumps({"run": end}).encode() + b"\n" if end else b""
+        pending = dumps({"run": end}).encode() + b"\n" if end else b""
         w: int | None = proc.stdin.fileno()
         r = proc.stdout.fileno()
         out = b""
@@ -429,7 +486,7 @@ def _summary_line(out: bytes) -> dict[str, Any] | None:
     """The sidecar's summary: its last line, once complete (it writes nothing after it). A
     line a run-end hook printed on the sidecar's stdout is not taken for it: the summary
     always names these keys."""
-    import json
+    from ..protocol.jsonline import loads  # not json: it loads re, after the program's end
 
     if not out.endswith(b"\n"):
         return None
@@ -437,7 +494,7 @@ def _summary_line(out: bytes) -> dict[str, Any] | None:
     if not last.startswith(b"{"):
         return None
     try:
-        summary = json.loads(last)
+        summary = loads(last)
     except ValueError:
         return None
     if not isinstance(summary, dict) or not {"sessions", "run_row", "pending"} <= summary.keys():
