@@ -52,7 +52,10 @@ def test_a_recorded_run_leaves_the_store_and_the_parsers_to_others(program: Path
     # they would take CPU from the program and the sidecar while the program runs.
     for name in ("flowagent.store.api", "flowagent.store.sqlite", "sqlite3", "argparse",
                  "flowagent.sidecar.ingest", "networkx", "flask", "flowagent.agent.backends",
-                 "flowagent.agent.recorder", "typing"):
+                 "flowagent.agent.recorder", "typing",
+                 # the program is forked and exec'd without subprocess (and what it loads),
+                 # and the summary read without the json package
+                 "subprocess", "selectors", "threading", "locale", "json"):
         assert name not in launcher, f"the launcher imports {name}"
     assert (program / ".flowagent" / "flowagent.db").exists()
 

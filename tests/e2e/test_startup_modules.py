@@ -44,6 +44,55 @@ def test_a_program_recording_nothing_loads_no_instrumenter(tmp_path: Path) -> No
     assert not loaded & {"msgpack", "zstandard"}, sorted(loaded & {"msgpack", "zstandard"})
 
 
+# What the agent itself loads at start for a program that records nothing yet: ~25 M
+# instructions each for `re` (with `enum`; fnmatch, json, the W3C pattern) and the integrations.
+_AGENT_LOADS_LATER = {"re", "enum", "json", "fnmatch", "subprocess", "ctypes",
+                      "flowagent.agent.integrations.frameworks",
+                      "flowagent.agent.integrations.httpclient",
+                      "flowagent.agent.integrations.testing",
+                      "flowagent.agent.integrations.webclients",
+                      "flowagent.agent.integrations.mp", "flowagent.agent.integrations.wsgi",
+                      "flowagent.agent.integrations.asgi",
+                      "flowagent.agent.integrations.webrequest"}
+
+
+def test_the_agent_starts_without_re_json_or_the_framework_integrations(
+        tmp_path: Path) -> None:
+    # The environment a real run gives its program; the program then starts with -S, its
+    # bootstrap imported by hand: site's .pth files (an editable install's finder loads re)
+    # would hide what the agent loads.
+    write_files(tmp_path, {"env.py": "import json, os, sys\n"
+                                     "json.dump(dict(os.environ), open(sys.argv[1], 'w'))\n"})
+    proc = subprocess.run(flowagent_cmd("run", "--data-dir", "data", "env.py", "env.json"),
+                          cwd=tmp_path, env=_env(), capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    import json
+
+    env = json.loads((tmp_path / "env.json").read_text())
+    (Path(env["FLOWAGENT_RUN_DIR"]) / "rings").mkdir(parents=True, exist_ok=True)
+    show = "import sys; print(' '.join(sorted(sys.modules)))"
+
+    def modules(code: str) -> set[str]:
+        ran = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, env=env,
+                             capture_output=True, timeout=120)
+        assert ran.returncode == 0, ran.stderr.decode()[-2000:]
+        return set(ran.stdout.decode().split())
+
+    # Without site, a virtualenv's interpreter names its base prefix: the run's interpreter.
+    env["FLOWAGENT_PREFIX"] = subprocess.run(
+        [sys.executable, "-S", "-c", "import sys; print(sys.prefix)"], capture_output=True,
+        check=True, timeout=60).stdout.decode().strip()
+    plain = modules(show)
+    assert not plain & _AGENT_LOADS_LATER, sorted(plain & _AGENT_LOADS_LATER)
+    loaded = modules("import sitecustomize; " + show) - plain
+    assert {"flowagent.agent.recorder", "flowagent.agent.integrations.procs"} <= loaded
+    assert not loaded & _AGENT_LOADS_LATER, sorted(loaded & _AGENT_LOADS_LATER)
+    # A framework's integration comes with the framework's module.
+    later = modules("import sitecustomize, http.client; " + show)
+    assert "flowagent.agent.integrations.httpclient" in later
+    assert "flowagent.agent.integrations.frameworks" not in later
+
+
 def test_the_sidecar_stores_a_run_without_argparse_hashlib_or_the_redactor(
         tmp_path: Path) -> None:
     (tmp_path / "run" / "rings").mkdir(parents=True)

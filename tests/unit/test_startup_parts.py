@@ -120,3 +120,118 @@ def test_a_plain_batch_decodes_as_the_real_encoders(n: int) -> None:
     plain = decoder.decode(wire.PlainEncoder().encode_columns(dict(batch), n, block))
     assert plain == real
     assert plain["calls"] == calls
+
+
+# -- what stands in for `re` and the `json` package at start-up ------------------------------
+
+def _random_text(rng: random.Random, alphabet: str, most: int) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, most)))
+
+
+def test_the_selectors_glob_matching_is_fnmatchcase() -> None:
+    from fnmatch import fnmatchcase as reference
+
+    from flowagent.agent.select import fnmatchcase
+
+    rng = random.Random(12)
+    cases = [(name, pattern)
+             for name in ("flowagent", "flowagent.agent", "requests", "requests.api", "",
+                          "a.b.c", "pkg_x", "x\ny", "[", "a[b", "]", "*", "?")
+             for pattern in ("flowagent", "flowagent.*", "requests.*", "*", "", "?", "*.*",
+                             "a*b*c", "*.b.*", "?.?.?", "*[", "[ab]*", "a[!b]", "[", "a[b",
+                             "[]]", "[!]]", "[a-c]*", "[z-a]", "x?y", "*\n*", "**", "*?*")]
+    cases += [(_random_text(rng, "ab.*?\n", 9), _random_text(rng, "ab.*?", 8))
+              for _ in range(30000)]
+    cases += [(_random_text(rng, "ab.[]!-", 7), _random_text(rng, "ab.*?[]!-", 8))
+              for _ in range(3000)]
+    wrong = [(n, p) for n, p in cases if fnmatchcase(n, p) != reference(n, p)]
+    assert not wrong, wrong[:10]
+
+
+_JSON_VALUES: list[object] = [
+    {}, [], "", 0, -1, 10**30, 1.5, -0.0, 1e300, float("inf"), float("-inf"), True, False,
+    None, "é ✓ \u2028 \x00 \" \\ \n \t", "\udcff", {"pid": 7, "argv": ["python", "a b", "\udcff"],
+                                                "cwd": "/tmp", "started": 1.25},
+    {"run": {"argv": ["x"], "cwd": "/", "backend": "wrap", "ended_ns": 2**62,
+             "exit_code": -15}},
+    {1: 2, False: 3, None: 4, 2.5: 5}, (1, (2, 3)), [[[]], {"a": [{"b": None}]}],
+]
+
+
+@pytest.mark.parametrize("value", _JSON_VALUES, ids=lambda v: repr(v)[:24])
+def test_jsonline_writes_what_json_writes(value: object) -> None:
+    import json
+
+    from flowagent.protocol import jsonline
+
+    assert jsonline.dumps(value) == json.dumps(value)
+    assert jsonline.dumps(value, default=str) == json.dumps(value, default=str)
+    text = json.dumps(value)
+    assert repr(jsonline.loads(text)) == repr(json.loads(text))
+    assert repr(jsonline.loads(text.encode())) == repr(json.loads(text.encode()))
+
+
+def test_jsonline_refuses_and_fails_as_json_does() -> None:
+    import json
+
+    from flowagent.protocol import jsonline
+
+    for value in (object(), {"x": {1}}, {(1, 2): 3}):
+        with pytest.raises(TypeError) as ours:
+            jsonline.dumps(value)
+        with pytest.raises(TypeError) as theirs:
+            json.dumps(value)
+        assert str(ours.value) == str(theirs.value)
+    assert jsonline.dumps({"o": object()}, default=lambda o: "obj") == '{"o": "obj"}'
+    for text in ("", " ", "{", '{"a": 1} x', "[1,]", "nul", "\ufeff{}", '"\\x"', b"\xff",
+                 b"\xef\xbb\xbf{}", b'{"a": 1}\n', " \n[1, 2] \r\n", "1 2", '"a\x00"',
+                 "NaN", "-Infinity", '{"a": 1, "a": 2}'):
+        def outcome(loads: object, text: object = text) -> tuple[str, str]:
+            try:
+                return "value", repr(loads(text))  # type: ignore[operator]
+            except ValueError as exc:
+                return type(exc).__name__, str(exc)
+
+        assert outcome(jsonline.loads) == outcome(json.loads), text
+
+
+def test_lambda_names_and_traceparents_are_read_as_their_patterns_read_them() -> None:
+    import re
+
+    from flowagent.agent import tracecontext
+
+    comprehensions = re.compile(r"<(?:listcomp|dictcomp|setcomp|genexpr)>\.")
+    header = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
+    rng = random.Random(5)
+    parts = ["<listcomp>.", "<dictcomp>.", "<setcomp>.", "<genexpr>.", "<", ">.", "f", ".",
+             "<locals>.", "<lambda>", "<list", "comp>.", "<genexpr>"]
+    for _ in range(20000):
+        qualname = "".join(rng.choice(parts) for _ in range(rng.randint(0, 7)))
+        assert helpernames.lambda_qualname(qualname, 9) == \
+            f"{comprehensions.sub('', qualname)}@9", qualname
+    valid = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    for _ in range(20000):
+        chars = list(valid + rng.choice(["", "-x", "-a-b", "x", "-\nx", "\n", "-"]))
+        for _ in range(rng.randint(0, 3)):
+            at = rng.randrange(len(chars))
+            change = rng.random()
+            if change < 0.4:
+                chars[at] = rng.choice("0f-gA\n é")
+            elif change < 0.7:
+                chars.insert(at, rng.choice("0f-g\n"))
+            else:
+                del chars[at]
+        value = "".join(chars).strip()
+        m = header.match(value)
+        assert tracecontext._fields(value) == (
+            None if m is None else tuple(g or "" for g in m.groups())), value
+
+
+def test_the_lazy_integrations_hook_the_modules_their_hooks_name() -> None:
+    import importlib
+
+    from flowagent.agent import integrations
+
+    for name, modules in integrations.LAZY.items():
+        loaded = importlib.import_module(f"flowagent.agent.integrations.{name}")
+        assert tuple(loaded.HOOKS) == modules, name
