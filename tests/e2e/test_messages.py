@@ -50,22 +50,24 @@ def test_a_killed_session_lasts_until_its_process_died(tmp_path, backend):
 
 
 def test_a_module_imported_before_the_agent_is_named_with_the_way_to_record_it(tmp_path):
+    # random: the agent loads it at start (its own generators); json no longer.
     write_files(tmp_path, {"prog.py": """
-        import json
-        print(json.dumps({"a": 1}))
+        import random
+        print(random.Random(5).randrange(10))
     """})
     proc = run_cli(["run", "--data-dir", str(tmp_path / "d"), "--backend", "wrap",
-                    "--include", "json", "prog.py"], tmp_path)
-    assert proc.returncode == 0 and proc.stdout == b'{"a": 1}\n'
+                    "--include", "random", "prog.py"], tmp_path)
+    assert proc.returncode == 0 and proc.stdout == b"9\n"
     err = proc.stderr.decode()
-    assert "json matches --include but was imported before the agent could instrument it" \
+    assert "random matches --include but was imported before the agent could instrument it" \
         in err and "--backend profile" in err
     assert "no Python process of this run was recorded" not in err
     # and the advice works: the profile backend records it
     proc = run_cli(["run", "--data-dir", str(tmp_path / "d2"), "--backend", "profile",
-                    "--include", "json", "prog.py"], tmp_path)
+                    "--include", "random", "prog.py"], tmp_path)
     assert proc.returncode == 0
-    assert {s["name"] for s in _sessions(tmp_path, tmp_path / "d2")} == {"json:dumps"}
+    assert {s["name"] for s in _sessions(tmp_path, tmp_path / "d2")} == {
+        "random:Random.__init__", "random:Random.randrange"}
     assert "imported before the agent" not in proc.stderr.decode()
 
 
