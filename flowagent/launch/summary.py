@@ -28,11 +28,11 @@ def _run_row(target: Target, cwd: str, backend: str) -> dict[str, Any]:
     """What only the launcher knows about the run, a :class:`~flowagent.store.api.RunEnd`'s
     fields, for the sidecar to store with its last write (opening the store here would cost
     every run its schema check and a transaction after the program has ended). Made while
-    the program runs (masking the command line loads ``re``), completed by :func:`_ended`
-    when it has ended; the status is the writer's to fill in."""
-    from ..redact import mask_argv
-
-    return {"argv": mask_argv([target.describe(), *target.args]), "cwd": _text(cwd),
+    the program runs, completed by :func:`_ended` when it has ended; the status is the
+    writer's to fill in. The command line is masked by whoever stores it (the sidecar,
+    whose ``re`` is loaded anyway, or :func:`_finish_run`): masking here would load ``re``
+    and ``enum`` (~30 M instructions) beside the starting program and sidecar."""
+    return {"argv": [target.describe(), *target.args], "cwd": _text(cwd),
             "backend": backend, "ended_ns": 0, "exit_code": 0, "status": ""}
 
 
@@ -47,13 +47,15 @@ def _finish_run(cfg: Config, run_id: str, end: dict[str, Any],
                 summary: dict[str, Any] | None) -> None:
     """What only the launcher knows about the run, into its row (the sidecar made the row),
     when the sidecar did not store it."""
+    from ..redact import mask_argv
     from ..store.api import RunEnd, open_store, store_url
 
     status = ("sidecar-failed" if summary is None
               else "pending" if summary.get("pending") else "finished")
     try:
         store = open_store(store_url(cfg.data_dir, cfg.store), data_dir=cfg.data_dir)
-        store.finish_run(run_id, RunEnd(**dict(end, argv=tuple(end["argv"]), status=status)))
+        store.finish_run(run_id, RunEnd(**dict(end, argv=tuple(mask_argv(end["argv"])),
+                                               status=status)))
         store.close()
         note = getattr(store, "forward_note", None)  # a shared store's spool still waiting
         if note and summary is not None:

@@ -54,8 +54,9 @@ def _launcher_row(received: list[bytes]) -> RunEnd | None:
     """What only the launcher knows about the run (argv, cwd, backend, end, exit status),
     sent as one JSON line ``{"run": {...}}`` (a :class:`RunEnd`'s fields) before it closes
     our stdin: stored in the run's last transaction, so the launcher need not open the store
-    itself after the program has ended. None when it sent nothing usable (it then stores
-    the row itself)."""
+    itself after the program has ended. The command line comes as typed and is masked here
+    (:mod:`flowagent.redact`), as every command line the store keeps. None when it sent
+    nothing usable (it then stores the row itself)."""
     try:
         row = json.loads(b"".join(received)).get("run")
         if not isinstance(row["argv"], list):
@@ -68,7 +69,9 @@ def _launcher_row(received: list[bytes]) -> RunEnd | None:
             and isinstance(end.backend, str) and type(end.ended_ns) is int
             and type(end.exit_code) is int):
         return None
-    return end
+    from ..redact import mask_argv  # loaded while the program ran (see run())
+
+    return end._replace(argv=tuple(mask_argv(list(end.argv))))
 
 
 def tune_gc() -> None:
@@ -198,6 +201,9 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
     from .hooks import Hooks
     from .sampler import ProcessSampler
     from .state import StateFile
+
+    if follow and not resume:  # the launcher's row, masked at the end (its patterns compile)
+        from .. import redact  # noqa: F401
 
     hooks = Hooks(list(hook_specs))
     control = Control(run_dir, db, run_identity(service, host)[0])  # + the service's fleet

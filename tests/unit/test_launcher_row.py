@@ -33,3 +33,10 @@ def test_the_launchers_row_becomes_a_run_end() -> None:
 ])
 def test_anything_else_is_refused(received: list[bytes]) -> None:
     assert _launcher_row(received) is None
+
+
+def test_the_launchers_command_line_is_masked_where_it_is_stored() -> None:
+    # The launcher sends it as typed (masking there would load re beside the program).
+    sent = RunEnd(("app.py", "--password", "hunter2", "API_TOKEN=abc"), "/w", "wrap", 1, 0, "")
+    assert _launcher_row(_line(sent._asdict())) == sent._replace(
+        argv=("app.py", "--password", "***", "API_TOKEN=***"))
