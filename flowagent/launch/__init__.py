@@ -14,9 +14,11 @@ killed it.
 Start-up is on every run's critical path, so each module imports only ``os``, ``signal`` and
 ``sys`` up front; the rest comes when a step needs it (a switched-off run imports ``process``
 and ``target`` only, with the C ``_signal``, then becomes the program). The sidecar is the
-longest part of a short run, so it is started first, with ``posix_spawn`` (``subprocess``
-loads after it, for the program); the program starts as soon as the sidecar *process*
-exists: the sidecar finds the program's ring files whenever it looks, and a sidecar that
-fails is reported the moment it exits (the rings keep what the program records until
-``flowagent sidecar --resume`` stores it).
+longest part of a short run, so it is started first, with ``posix_spawn``; the program is
+forked and exec'd without ``subprocess`` (which with ``threading``, ``selectors``, ``locale``
+and ``re`` would cost the launcher more than the rest of its start), as soon as the sidecar
+*process* exists: the sidecar finds the program's ring files whenever it looks, and a
+sidecar that fails is reported the moment it exits (the rings keep what the program records
+until ``flowagent sidecar --resume`` stores it). Nothing the launcher does after the program
+has ended loads a module it did not have (the summary is read with the C JSON scanner).
 """

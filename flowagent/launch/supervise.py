@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
     from ..config import Config
 else:
-    try:  # the C module under `signal`: the sidecar starts before `signal`'s enums load
-        import _signal as signal  # (with subprocess, for the program): ~9 ms of CPU sooner
+    try:  # the C module under `signal`: `signal`'s enums (and `enum`) never load in the
+        import _signal as signal  # launcher of a recorded run
     except ImportError:  # an interpreter without it
         import signal
 
@@ -307,13 +307,11 @@ def _read_retrying(fd: int) -> bytes:
 
 
 class _Spawned(_Child):
-    """The sidecar's process, started with ``posix_spawn``: before ``subprocess`` is even
-    imported (the sidecar is the longest part of a short run, so it starts first), in its own
-    session (out of the way of every signal sent to the program), stdin and stdout pipes to
+    """The sidecar's process, started with ``posix_spawn`` (the sidecar is the longest part of
+    a short run, so it starts first, before the program), in its own session (out of the way of every signal sent to the program), stdin and stdout pipes to
     the launcher, stderr into its log, signals as a new program has them, and none of the
-    descriptors the launcher inherited for the program. What :class:`Sidecar` uses of a
-    ``subprocess.Popen``: ``pid``, ``stdin``, ``stdout``, ``returncode``, ``poll``, ``wait``,
-    ``kill``."""
+    descriptors the launcher inherited for the program. What :class:`Sidecar` uses of it:
+    ``stdin``, ``stdout`` and what every :class:`_Child` has."""
 
     def __init__(self, argv: list[str], env: dict[str, str], log_path: str) -> None:
         in_r, in_w = os.pipe()
