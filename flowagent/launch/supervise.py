@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
     from ..config import Config
 else:
-    try:  # the C module under `signal`: `signal`'s enums (and `enum`) never load in the
-        import _signal as signal  # launcher of a recorded run
+    try:  # the C module under `signal`: `signal`'s enums (and `enum`) are not loaded on
+        import _signal as signal  # the way to the program (an exit by a signal loads them)
     except ImportError:  # an interpreter without it
         import signal
 
