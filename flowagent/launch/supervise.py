@@ -258,7 +258,11 @@ class _Forked(_Child):
         launcher = os.getpid()
         err_r, err_w = os.pipe()  # close-on-exec: it closes as the exec succeeds
         try:
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except BaseException:
+                os.close(err_r)
+                raise
             if pid == 0:  # the child: nothing of it may return into the launcher's code
                 code = 0
                 try:
