@@ -7,6 +7,8 @@ does not inherit the option), against a plain interpreter's own start."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +161,40 @@ def test_the_sidecars_summary_comes_once_everything_is_stored(tmp_path: Path) ->
         assert (run["status"], run["exit_code"], json.loads(run["argv"] or "[]"),
                 run["backend"], run["started_ns"], run["ended_ns"], run["service"],
                 run["processes"]) == ("finished", 4, ["app.py", "x"], "wrap", 5, 9, "svc", 0)
+
+
+def test_the_program_forked_without_subprocess_starts_as_popen_started_it(
+        tmp_path: Path) -> None:
+    """What subprocess gave the program before: SIGPIPE and SIGXFSZ at their defaults (Python
+    ignores them, a program it starts must not), the signal mask the launcher was given, the
+    descriptors it inherited; and an exec that fails is one error line naming the cause."""
+    r, w = os.pipe()
+    os.write(w, b"handed on\n")
+    os.close(w)
+    os.set_inheritable(r, True)
+    code = ("import os, signal, sys\n"
+            "os.dup2(int(sys.argv[1]), 5)\n"
+            "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})\n"
+            "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(r),
+                           *flowagent_cmd("run", "--data-dir", "data", "--", "cat",
+                                          "/proc/self/status", "/dev/fd/5")[1:]],
+                          cwd=tmp_path, env=_clean_env(None), capture_output=True,
+                          pass_fds=(r,), timeout=120, start_new_session=True)
+    os.close(r)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    out = proc.stdout.decode()
+    status = dict(line.split(":\t", 1) for line in out.splitlines() if ":\t" in line)
+    ignored, blocked = int(status["SigIgn"], 16), int(status["SigBlk"], 16)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        assert not ignored & (1 << (int(sig) - 1)), sig
+    assert blocked == 1 << (int(signal.SIGUSR2) - 1)
+    assert out.endswith("handed on\n")
+    (tmp_path / "noexec").write_text("#!/nonexistent/interpreter\n")
+    (tmp_path / "noexec").chmod(0o755)
+    proc = subprocess.run(flowagent_cmd("run", "--data-dir", "data", "--", "./noexec"),
+                          cwd=tmp_path, env=_clean_env(None), capture_output=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert "flowagent: error: cannot start -- ./noexec: No such file or directory" in \
+        proc.stderr.decode()
