@@ -1932,8 +1932,9 @@ sp_fingerprint(PyObject *module, PyObject *value)
 static PyObject *
 sp_shape_cache_stats(PyObject *module, PyObject *unused)
 {
-    return Py_BuildValue("{sKsKsKsKsisi}", "hits", fp_hits, "misses", fp_misses,
+    return Py_BuildValue("{sKsKsKsKsKsisi}", "hits", fp_hits, "misses", fp_misses,
                          "refused", fp_refused, "records_reused", fp_memo_hits,
+                         "values_reused", fp_value_hits,
                          "record_reuse", fp_memo_on, "record_reuse_attrs", fp_memo_attrs);
 }
 
