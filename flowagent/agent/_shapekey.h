@@ -564,7 +564,6 @@ typedef struct {
     uint64_t b;
 } FpCheck;
 
-#define FP_TAPE_WORDS 96
 #define FP_TAPE_CHECKS 64
 
 typedef struct {
@@ -575,22 +574,10 @@ typedef struct {
     int depth_used;
     int memo;                         /* records may be reused (fp_memo_alone) */
     int rec;                          /* the walk is being kept (see fp_value) */
-    unsigned nwords, nchecks;
-    uint64_t words[FP_TAPE_WORDS];    /* every word mixed, in order */
+    unsigned nchecks;
     unsigned char kinds[FP_TAPE_CHECKS];
     FpCheck checks[FP_TAPE_CHECKS];
 } FpWalk;
-
-/* Mix one word into the walk's digest, keeping it on the tape while there is room. */
-static inline void
-fp_word(FpWalk *w, uint64_t x)
-{
-    fp_mix(&w->fp, x);
-    if (w->nwords < FP_TAPE_WORDS)
-        w->words[w->nwords++] = x;
-    else
-        w->rec = 0;
-}
 
 static inline void
 fp_check(FpWalk *w, int kind, PyObject *obj, uintptr_t a, uint64_t b)
@@ -682,7 +669,7 @@ static inline void
 fp_flush(FpWalk *w)
 {
     if (w->pend != 1) {
-        fp_word(w, w->pend | FP_PEND_TAG);
+        fp_mix(&w->fp, w->pend | FP_PEND_TAG);
         w->pend = 1;
     }
 }
@@ -691,7 +678,7 @@ static inline void
 fp_put(FpWalk *w, uint64_t x)
 {
     fp_flush(w);
-    fp_word(w, x);
+    fp_mix(&w->fp, x);
 }
 
 static inline void
@@ -1095,33 +1082,37 @@ fp_describe(FpWalk *w, PyObject *v, int code, int depth)
  * and the address and type of each item it samples. Scalars read nothing but their type,
  * which cannot change, and their address is pinned by the container they were read from.
  *
- * So a walk of a composite value that ended well keeps, beside the value's address, every
- * word it mixed (its tape) and every one of those reads (its checks), in the order it read
- * them. A later walk of a value at that address runs the checks in order and, if every one
- * holds, mixes the tape's words instead of walking: the digest is the one the walk would
- * make, bit for bit. Each check dereferences only what an earlier check, or the value
- * itself, holds alive: an item is compared by address with what its container holds before
- * its type is read, a dict's values are pinned by its tag before any of them is checked.
- * A check that fails, a freed value whose address is reused, anything changed in between:
- * the value is walked afresh (and kept again). A walk that met a set, or an instance dict
- * where instance tags are not proven (3.13), or that would not fit, is not kept. */
+ * Each value is digested on its own, from the same start (fp_value), and the digests of a
+ * call's values are then mixed in order; so a walk of a composite value that ended well keeps,
+ * beside the value's address, its digest and every one of those reads (its checks), in the
+ * order it read them. A later walk of a value at that address runs the checks in order and,
+ * if every one holds, takes the digest kept: the one the walk would make. Each check
+ * dereferences only what an earlier check, or the value itself, holds alive: an item is
+ * compared by address with what its container holds before its type is read, a dict's values
+ * are pinned by its tag before any of them is checked. A check that fails, a freed value
+ * whose address is reused, anything changed in between: the value is walked afresh (and kept
+ * again). A walk that met a set, or an instance dict where instance tags are not proven
+ * (3.13), or that would not fit, is not kept. */
 
 typedef struct {
     PyObject *root;            /* compared only */
-    unsigned nwords, nchecks;
-    uint64_t words[FP_TAPE_WORDS];
+    Fp fp;                     /* its digest */
+    unsigned nchecks;
     unsigned char kinds[FP_TAPE_CHECKS];
     FpCheck checks[FP_TAPE_CHECKS];
 } ValueMemo;
 
-#define FP_VALUES 64
+#define FP_VALUES_BITS 7
+#define FP_VALUES (1 << FP_VALUES_BITS)
 static ValueMemo fp_values[FP_VALUES];
 static unsigned long long fp_value_hits;
 
+/* Objects of one size sit at multiples of that size (64 bytes for a small dict): the address
+   is multiplied through so that all of its bits choose the slot. */
 static inline ValueMemo *
 fp_value_slot(PyObject *v)
 {
-    return &fp_values[((uintptr_t)v >> 4) % FP_VALUES];
+    return &fp_values[((uint64_t)(uintptr_t)v * 0x9E3779B97F4A7C15ULL) >> (64 - FP_VALUES_BITS)];
 }
 
 static void
@@ -1129,7 +1120,7 @@ fp_values_clear(void)
 {
     for (int i = 0; i < FP_VALUES; i++) {
         fp_values[i].root = NULL;
-        fp_values[i].nwords = fp_values[i].nchecks = 0;
+        fp_values[i].nchecks = 0;
     }
 }
 
@@ -1198,47 +1189,60 @@ fp_value_holds(const ValueMemo *m)
     return 1;
 }
 
-/* The fingerprint of one value as shape_of(value) sees it (a walk of its own), mixed into
-   *acc; FP_RETRY if Python code ran on the way (the caller walks its values again). */
+/* The digest of one value as shape_of(value) sees it (a walk of its own, from a fixed start)
+   in *out; FP_RETRY if Python code ran on the way (the caller walks its values again). */
+#define FP_VALUE_SEED 0x5EEDF00DULL
+
 static int
-fp_value(Fp *acc, PyObject *v)
+fp_value(Fp *out, PyObject *v)
 {
     if (fp_code_shift < 0)
         fp_codes_setup();
-    FpWalk w;
     int code = fp_code(Py_TYPE(v));
+    if (FPC_SCALAR(code)) {  /* its type alone: the word the walk would mix, twice */
+        out->a = out->b = (1ULL << 3 | (uint64_t)code) | FP_PEND_TAG;
+        return FP_OK;
+    }
+    FpWalk w;
     w.memo = fp_memo_on > 0 && fp_memo_alone();
-    w.rec = w.memo && !FPC_SCALAR(code);
+    w.rec = w.memo;
     ValueMemo *m = NULL;
     if (w.rec) {
         m = fp_value_slot(v);
         if (m->root == v && fp_value_holds(m)) {
-            for (unsigned i = 0; i < m->nwords; i++)
-                fp_mix(acc, m->words[i]);
+            *out = m->fp;
             fp_value_hits++;
             return FP_OK;
         }
     }
-    w.fp.a = acc->a;
-    w.fp.b = acc->b;
+    w.fp.a = w.fp.b = FP_VALUE_SEED;
     w.pend = 1;
     w.budget = FP_MAX_NODES - 1;  /* the top value is the first node */
     w.depth_used = 0;
-    w.nwords = w.nchecks = 0;
+    w.nchecks = 0;
     int st = fp_describe(&w, v, code, 1);
     fp_flush(&w);
-    acc->a = w.fp.a;
-    acc->b = w.fp.b;
+    *out = w.fp;
     if (st == FP_OK && w.rec) {
         m->root = v;
-        m->nwords = w.nwords;
+        m->fp = w.fp;
         m->nchecks = w.nchecks;
-        memcpy(m->words, w.words, w.nwords * sizeof *w.words);
         memcpy(m->kinds, w.kinds, w.nchecks * sizeof *w.kinds);
         memcpy(m->checks, w.checks, w.nchecks * sizeof *w.checks);
     }
     else if (m != NULL && m->root == v)
         m->root = NULL;
+    return st;
+}
+
+/* A call's values (or its one result) mixed into *acc, value by value. */
+static inline int
+fp_value_into(Fp *acc, PyObject *v)
+{
+    Fp d;
+    int st = fp_value(&d, v);
+    fp_mix(acc, d.a);
+    fp_mix(acc, d.b);
     return st;
 }
 
