@@ -59,15 +59,17 @@ def _values_reused() -> int:
     return int(_speedups().shape_cache_stats()["values_reused"])
 
 
-def _walk_twice(value: object) -> None:
-    """Walked, then taken again: what follows changes a value whose walk is kept."""
-    fp = _speedups().fingerprint
-    fp(value)  # its classes planned (a walk that plans one is not kept)
-    first = fp(value)
+def _walk_twice(value: object, instances: bool = False) -> None:
+    """Walked, then taken again: what follows changes a value whose walk is kept. A value
+    holding instances is kept only where instance dict tags are proven (not on 3.13)."""
+    sp = _speedups()
+    sp.fingerprint(value)  # its classes planned (a walk that plans one is not kept)
+    first = sp.fingerprint(value)
     assert first is not None
     before = _values_reused()
-    assert fp(value) == first
-    assert _values_reused() == before + 1
+    assert sp.fingerprint(value) == first
+    kept = not instances or bool(sp.shape_cache_stats()["record_reuse_attrs"])
+    assert _values_reused() == before + kept
 
 
 @dataclasses.dataclass
@@ -107,7 +109,7 @@ def _cart() -> Cart:
 
 def test_an_unchanged_value_is_taken_again_and_equals_a_fresh_walk() -> None:
     cart = _cart()
-    _walk_twice(cart)
+    _walk_twice(cart, instances=True)
     _same_as_fresh(cart)
 
 
@@ -147,7 +149,7 @@ def test_a_value_deep_inside_is_seen() -> None:
         lambda: setattr(cart, "lines", []),
     ]
     for change in changes:
-        _walk_twice(cart)
+        _walk_twice(cart, instances=True)
         change()
         _same_as_fresh(cart)
 
@@ -179,10 +181,10 @@ def test_a_list_inside_a_tuple_and_a_named_tuple_is_seen() -> None:
 
 def test_an_instance_whose_class_is_replaced_is_seen() -> None:
     cart = _cart()
-    _walk_twice(cart)
+    _walk_twice(cart, instances=True)
     cart.lines[0].__class__ = OtherLine  # type: ignore[assignment]
     _same_as_fresh(cart)
-    _walk_twice(cart)
+    _walk_twice(cart, instances=True)
     cart.lines[0].__class__ = Line
     _same_as_fresh(cart)
 
@@ -194,10 +196,10 @@ def test_a_class_changed_after_the_walk_is_seen() -> None:
         qty: int
 
     value = [Item("a", 1)]
-    _walk_twice(value)
+    _walk_twice(value, instances=True)
     Item.note = "a class attribute"  # type: ignore[attr-defined]  # a new version tag
     _same_as_fresh(value)
-    _walk_twice(value)
+    _walk_twice(value, instances=True)
     Item.__dataclass_fields__.pop("qty")  # edited in place: a watched marker dict's size
     _same_as_fresh(value)
 
