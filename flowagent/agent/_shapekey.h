@@ -356,12 +356,15 @@ fp_plan_clear(TypePlan *p)
     p->kind = 0;
 }
 
+static void fp_values_clear(void);
+
 static void
 fp_plans_clear(void)
 {
     for (Py_ssize_t i = 0; i < FP_PLANS; i++)
         fp_plan_clear(&fp_plans[i]);
     fp_memos_clear();
+    fp_values_clear();
 }
 
 /* Whether a type's version tag is valid: from Python 3.13 on CPython no longer sets
@@ -546,6 +549,23 @@ fp_plan(PyTypeObject *t, int *status)
 #define FP_GC_RELEASE() ((void)0)
 #endif
 
+/* What a walk read, in the order it read it, so that a later walk of the same value can tell
+   that it would read the same (see "Values walked again" below): each entry names an object
+   whose liveness an earlier entry (or the walk's own argument) vouches for. */
+enum { FPK_TYPE = 1,   /* obj's type is `a` (a type, planned as plan number `b` if b != 0) */
+       FPK_DICT,       /* obj is a dict whose version tag is `b` */
+       FPK_INST,       /* obj's instance dict is `a`, its version tag `b` */
+       FPK_SEQ,        /* obj is a list or tuple (as checked) of length `a`... */
+       FPK_ELEM };     /* ... whose item `a` is obj, of type `b` */
+
+typedef struct {
+    PyObject *obj;             /* compared, or dereferenced once an earlier check holds */
+    uintptr_t a;
+    uint64_t b;
+} FpCheck;
+
+#define FP_TAPE_CHECKS 64
+
 typedef struct {
     Fp fp;
     uint64_t pend;                    /* scalar codes not mixed yet, 3 bits each, after a 1 */
@@ -553,7 +573,24 @@ typedef struct {
     PyObject *path[FP_MAX_DEPTH + 1]; /* composites on the current path (cycle check) */
     int depth_used;
     int memo;                         /* records may be reused (fp_memo_alone) */
+    int rec;                          /* the walk is being kept (see fp_value) */
+    unsigned nchecks;
+    unsigned char kinds[FP_TAPE_CHECKS];
+    FpCheck checks[FP_TAPE_CHECKS];
 } FpWalk;
+
+static inline void
+fp_check(FpWalk *w, int kind, PyObject *obj, uintptr_t a, uint64_t b)
+{
+    if (w->nchecks < FP_TAPE_CHECKS) {
+        w->kinds[w->nchecks] = (unsigned char)kind;
+        w->checks[w->nchecks].obj = obj;
+        w->checks[w->nchecks].a = a;
+        w->checks[w->nchecks++].b = b;
+    }
+    else
+        w->rec = 0;
+}
 
 /* The builtin types the walk tells apart without a plan, by a code: the scalars, whose shape
    is their type alone (1..7), and the collections it reads in place (8..12). Looked up in a
@@ -732,6 +769,8 @@ static int
 fp_dict(FpWalk *w, PyObject *v, int depth)
 {
     Py_ssize_t n = PyDict_GET_SIZE(v);
+    if (w->rec)  /* its entries are this tag's (nothing runs code until they are read) */
+        fp_check(w, FPK_DICT, v, 0, fp_dict_version(v));
     if (n == 0) {
         fp_put(w, FPM_EMPTY);
         return FP_OK;
@@ -805,14 +844,20 @@ fp_dict(FpWalk *w, PyObject *v, int depth)
     return FP_OK;
 }
 
-/* A record's fields read from its instance dict `d` (borrowed), then visited. */
+/* A record's fields read from the instance dict `d` (borrowed) of `v`, then visited. */
 static int
-fp_record_fields(FpWalk *w, PyObject *d, const TypePlan *p, int depth)
+fp_record_fields(FpWalk *w, PyObject *v, PyObject *d, const TypePlan *p, int depth)
 {
     PyObject *fields = p->fields;
     Py_ssize_t n = PyTuple_GET_SIZE(fields);
     if (!PyDict_Check(d) || n > FP_MAX_FIELDS)
         return FP_BAIL;
+    if (w->rec) {
+        if (fp_memo_attrs > 0)
+            fp_check(w, FPK_INST, v, (uintptr_t)d, fp_dict_version(d));
+        else
+            w->rec = 0;  /* an instance dict's tag is not proven to follow its writes */
+    }
     PyObject *vals[FP_MAX_FIELDS];
     RecordMemo *memo = NULL;
     uint64_t version = 0;
@@ -874,7 +919,7 @@ fp_record(FpWalk *w, PyObject *v, TypePlan *p, int depth)
         PyErr_Clear();
         return FP_BAIL;
     }
-    int st = fp_record_fields(w, d, p, depth);
+    int st = fp_record_fields(w, v, d, p, depth);
     Py_DECREF(d);  /* the instance holds it: nothing is freed */
     return st;
 }
@@ -883,6 +928,7 @@ fp_record(FpWalk *w, PyObject *v, TypePlan *p, int depth)
 static int
 fp_set(FpWalk *w, PyObject *v, int depth)
 {
+    w->rec = 0;  /* its sample depends on its table, which nothing tells unchanged */
     if (PySet_GET_SIZE(v) == 0) {
         fp_put(w, FPM_EMPTY);
         return FP_OK;
@@ -914,6 +960,28 @@ fp_set(FpWalk *w, PyObject *v, int depth)
     return fp_visit_all(w, vals, m, depth);
 }
 
+/* Items from..to-1 of a list's or tuple's item array, as the walk is about to visit them. */
+static inline void
+fp_check_range(FpWalk *w, PyObject *const *items, Py_ssize_t from, Py_ssize_t to)
+{
+    for (Py_ssize_t i = from; i < to; i++)
+        fp_check(w, FPK_ELEM, items[i], (uintptr_t)i, (uint64_t)(uintptr_t)Py_TYPE(items[i]));
+}
+
+/* A sequence's length and the items fp_visit_sample visits. */
+static inline void
+fp_check_sample(FpWalk *w, PyObject *v, PyObject *const *items, Py_ssize_t n, Py_ssize_t all_upto)
+{
+    Py_ssize_t half = FP_MAX_ITEMS / 2;
+    fp_check(w, FPK_SEQ, v, (uintptr_t)n, 0);
+    if (n <= all_upto) {
+        fp_check_range(w, items, 0, n);
+        return;
+    }
+    fp_check_range(w, items, 0, n < half ? n : half);
+    fp_check_range(w, items, n - half < 0 ? 0 : n - half, n);
+}
+
 /* A value whose visit is paid for (shapes._Walk.describe). */
 static int
 fp_describe(FpWalk *w, PyObject *v, int code, int depth)
@@ -934,11 +1002,15 @@ fp_describe(FpWalk *w, PyObject *v, int code, int depth)
         if (plan == NULL)
             return st;
         fp_put(w, plan->tag);
+        if (w->rec)
+            fp_check(w, FPK_TYPE, v, (uintptr_t)t, plan->gen);
         if (plan->kind == PLAN_LEAF)
             return FP_OK;
         if (plan->kind == PLAN_REFUSED)
             return FP_BAIL;
     }
+    else if (w->rec)
+        fp_check(w, FPK_TYPE, v, (uintptr_t)t, 0);
     if (depth > FP_MAX_DEPTH) {
         fp_put(w, FPM_CUT);
         return FP_OK;
@@ -962,12 +1034,18 @@ fp_describe(FpWalk *w, PyObject *v, int code, int depth)
         }
         else {
             fp_put(w, FPM_SAMPLE);
+            if (w->rec)
+                fp_check_sample(w, v, ((PyListObject *)v)->ob_item, n, FP_MAX_ITEMS);
             st = fp_visit_sample(w, ((PyListObject *)v)->ob_item, n, FP_MAX_ITEMS, depth);
         }
+        if (w->rec && n == 0)
+            fp_check(w, FPK_SEQ, v, 0, 0);  /* no elements: nothing checked after it */
     }
     else if (code == FPC_TUPLE) {
         n = PyTuple_GET_SIZE(v);
         fp_put(w, n <= FP_MAX_TUPLE ? FPM_POSITIONAL + ((uint64_t)n << 8) : FPM_SAMPLE);
+        if (w->rec)
+            fp_check_sample(w, v, ((PyTupleObject *)v)->ob_item, n, FP_MAX_TUPLE);
         st = fp_visit_sample(w, ((PyTupleObject *)v)->ob_item, n, FP_MAX_TUPLE, depth);
     }
     else if (code == FPC_SET || code == FPC_FROZENSET)
@@ -977,6 +1055,10 @@ fp_describe(FpWalk *w, PyObject *v, int code, int depth)
         if (n > plan->nfields)
             n = plan->nfields;
         fp_put(w, FPM_POSITIONAL + ((uint64_t)n << 8));
+        if (w->rec) {
+            fp_check(w, FPK_SEQ, v, (uintptr_t)PyTuple_GET_SIZE(v), 0);
+            fp_check_range(w, ((PyTupleObject *)v)->ob_item, 0, n < FP_MAX_FIELDS ? n : FP_MAX_FIELDS);
+        }
         st = fp_visit_all(w, ((PyTupleObject *)v)->ob_item, n < FP_MAX_FIELDS ? n : FP_MAX_FIELDS,
                           depth);
     }
@@ -988,24 +1070,179 @@ fp_describe(FpWalk *w, PyObject *v, int code, int depth)
     return st;
 }
 
-/* The fingerprint of one value as shape_of(value) sees it (a walk of its own), mixed into
-   *acc; FP_RETRY if Python code ran on the way (the caller walks its values again). */
+/* ---------------------------------------------------------------------------------------- */
+/* Values walked again (a direct-mapped table keyed by the value's address)
+ *
+ * Within a request the same objects are walked again and again: a call's result is the next
+ * calls' argument (a cart built, then priced, serialized and put in the response; each line
+ * made, then totalled and serialized), and a response is the handler's result after being
+ * an argument of its own. A value's walk is a function of what it reads, and it reads little:
+ * each composite's type (and its class's plan), each dict's entries (pinned by the dict's
+ * version tag), each instance's dict (its address and tag), each list's or tuple's length
+ * and the address and type of each item it samples. Scalars read nothing but their type,
+ * which cannot change, and their address is pinned by the container they were read from.
+ *
+ * Each value is digested on its own, from the same start (fp_value), and the digests of a
+ * call's values are then mixed in order; so a walk of a composite value that ended well keeps,
+ * beside the value's address, its digest and every one of those reads (its checks), in the
+ * order it read them. A later walk of a value at that address runs the checks in order and,
+ * if every one holds, takes the digest kept: the one the walk would make. Each check
+ * dereferences only what an earlier check, or the value itself, holds alive: an item is
+ * compared by address with what its container holds before its type is read, a dict's values
+ * are pinned by its tag before any of them is checked. A check that fails, a freed value
+ * whose address is reused, anything changed in between: the value is walked afresh (and kept
+ * again). A walk that met a set, or an instance dict where instance tags are not proven
+ * (3.13), or that would not fit, is not kept. */
+
+typedef struct {
+    PyObject *root;            /* compared only */
+    Fp fp;                     /* its digest */
+    unsigned nchecks;
+    unsigned char kinds[FP_TAPE_CHECKS];
+    FpCheck checks[FP_TAPE_CHECKS];
+} ValueMemo;
+
+#define FP_VALUES_BITS 7
+#define FP_VALUES (1 << FP_VALUES_BITS)
+static ValueMemo fp_values[FP_VALUES];
+static unsigned long long fp_value_hits;
+
+/* Objects of one size sit at multiples of that size (64 bytes for a small dict): the address
+   is multiplied through so that all of its bits choose the slot. */
+static inline ValueMemo *
+fp_value_slot(PyObject *v)
+{
+    return &fp_values[((uint64_t)(uintptr_t)v * 0x9E3779B97F4A7C15ULL) >> (64 - FP_VALUES_BITS)];
+}
+
+static void
+fp_values_clear(void)
+{
+    for (int i = 0; i < FP_VALUES; i++) {
+        fp_values[i].root = NULL;
+        fp_values[i].nchecks = 0;
+    }
+}
+
+/* Whether `t` (alive) still has plan number `gen`, as fp_plan would find it fresh. */
+static inline int
+fp_plan_current(PyTypeObject *t, uint64_t gen)
+{
+    const TypePlan *p = &fp_plans[((uintptr_t)t >> 4) % FP_PLANS];
+    if (p->type != t || p->gen != gen || !FP_TAG_VALID(t) || t->tp_version_tag != p->tag)
+        return 0;
+    if (p->kind == PLAN_RECORD)
+        for (int i = 0; i < FP_WATCH && p->watched[i] != NULL; i++)
+            if (PyDict_GET_SIZE(p->watched[i]) != p->watched_size[i])
+                return 0;
+    return 1;
+}
+
+/* Whether a walk of m->root now would read what the kept one read (see above). */
 static int
-fp_value(Fp *acc, PyObject *v)
+fp_value_holds(const ValueMemo *m)
+{
+    PyObject *const *items = NULL;
+    for (unsigned i = 0; i < m->nchecks; i++) {
+        const FpCheck *c = &m->checks[i];
+        PyObject *o = c->obj;
+        switch (m->kinds[i]) {
+        case FPK_TYPE:
+            if ((uintptr_t)Py_TYPE(o) != c->a)
+                return 0;
+            if (c->b != 0 && !fp_plan_current((PyTypeObject *)c->a, c->b))
+                return 0;
+            break;
+        case FPK_DICT:
+            if (fp_dict_version(o) != c->b)
+                return 0;
+            break;
+        case FPK_INST: {
+            FP_GC_HOLD();
+            PyObject *d = PyObject_GenericGetDict(o, NULL);
+            FP_GC_RELEASE();
+            if (d == NULL) {
+                PyErr_Clear();
+                return 0;
+            }
+            int same = (uintptr_t)d == c->a && fp_dict_version(d) == c->b;
+            Py_DECREF(d);  /* the instance holds it */
+            if (!same)
+                return 0;
+            break;
+        }
+        case FPK_SEQ:
+            /* its type was checked just before: a list, a tuple or a named tuple */
+            if (Py_SIZE(o) != (Py_ssize_t)c->a)
+                return 0;
+            items = PyList_Check(o) ? (PyObject *const *)((PyListObject *)o)->ob_item
+                                    : (PyObject *const *)((PyTupleObject *)o)->ob_item;
+            break;
+        case FPK_ELEM:
+            if (items[c->a] != o || (uint64_t)(uintptr_t)Py_TYPE(o) != c->b)
+                return 0;
+            break;
+        default:
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The digest of one value as shape_of(value) sees it (a walk of its own, from a fixed start)
+   in *out; FP_RETRY if Python code ran on the way (the caller walks its values again). */
+#define FP_VALUE_SEED 0x5EEDF00DULL
+
+static int
+fp_value(Fp *out, PyObject *v)
 {
     if (fp_code_shift < 0)
         fp_codes_setup();
+    int code = fp_code(Py_TYPE(v));
+    if (FPC_SCALAR(code)) {  /* its type alone: the word the walk would mix, twice */
+        out->a = out->b = (1ULL << 3 | (uint64_t)code) | FP_PEND_TAG;
+        return FP_OK;
+    }
     FpWalk w;
-    w.fp.a = acc->a;
-    w.fp.b = acc->b;
+    w.memo = fp_memo_on > 0 && fp_memo_alone();
+    w.rec = w.memo;
+    ValueMemo *m = NULL;
+    if (w.rec) {
+        m = fp_value_slot(v);
+        if (m->root == v && fp_value_holds(m)) {
+            *out = m->fp;
+            fp_value_hits++;
+            return FP_OK;
+        }
+    }
+    w.fp.a = w.fp.b = FP_VALUE_SEED;
     w.pend = 1;
     w.budget = FP_MAX_NODES - 1;  /* the top value is the first node */
     w.depth_used = 0;
-    w.memo = fp_memo_on > 0 && fp_memo_alone();
-    int st = fp_describe(&w, v, fp_code(Py_TYPE(v)), 1);
+    w.nchecks = 0;
+    int st = fp_describe(&w, v, code, 1);
     fp_flush(&w);
-    acc->a = w.fp.a;
-    acc->b = w.fp.b;
+    *out = w.fp;
+    if (st == FP_OK && w.rec) {
+        m->root = v;
+        m->fp = w.fp;
+        m->nchecks = w.nchecks;
+        memcpy(m->kinds, w.kinds, w.nchecks * sizeof *w.kinds);
+        memcpy(m->checks, w.checks, w.nchecks * sizeof *w.checks);
+    }
+    else if (m != NULL && m->root == v)
+        m->root = NULL;
+    return st;
+}
+
+/* A call's values (or its one result) mixed into *acc, value by value. */
+static inline int
+fp_value_into(Fp *acc, PyObject *v)
+{
+    Fp d;
+    int st = fp_value(&d, v);
+    fp_mix(acc, d.a);
+    fp_mix(acc, d.b);
     return st;
 }
 

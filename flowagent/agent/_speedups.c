@@ -569,7 +569,7 @@ fp_args(Fp *f, PyObject *const *args, Py_ssize_t n)
         fp_mix(f, (uint64_t)n);
         st = FP_OK;
         for (Py_ssize_t i = 0; i < n && st == FP_OK; i++)
-            st = fp_value(f, args[i]);  /* one shape_of() per argument: a walk each */
+            st = fp_value_into(f, args[i]);  /* one shape_of() per argument: a walk each */
     }
     return fp_done(st == FP_RETRY ? FP_BAIL : st);
 }
@@ -580,7 +580,7 @@ fp_output(Fp *f, PyObject *value)
     int st = FP_RETRY;
     for (int attempt = 0; attempt < FP_ATTEMPTS && st == FP_RETRY; attempt++) {
         f->a = f->b = FPM_OUTPUT;
-        st = fp_value(f, value);
+        st = fp_value_into(f, value);
     }
     return fp_done(st == FP_RETRY ? FP_BAIL : st);
 }
@@ -1932,8 +1932,9 @@ sp_fingerprint(PyObject *module, PyObject *value)
 static PyObject *
 sp_shape_cache_stats(PyObject *module, PyObject *unused)
 {
-    return Py_BuildValue("{sKsKsKsKsisi}", "hits", fp_hits, "misses", fp_misses,
+    return Py_BuildValue("{sKsKsKsKsKsisi}", "hits", fp_hits, "misses", fp_misses,
                          "refused", fp_refused, "records_reused", fp_memo_hits,
+                         "values_reused", fp_value_hits,
                          "record_reuse", fp_memo_on, "record_reuse_attrs", fp_memo_attrs);
 }
 
