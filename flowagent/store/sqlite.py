@@ -20,7 +20,7 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
-from itertools import compress, repeat
+from itertools import chain, compress, repeat
 from operator import eq, itemgetter, not_, sub
 
 from ..protocol.wire import CALL_FIELDS, Decoder, VERSION as WIRE_VERSION
@@ -190,6 +190,29 @@ _SES_FIELD = CALL_FIELDS.index("ses")
 # into a table with four indexes; SQLite's default (2 MiB) spills dirty pages to the WAL
 # mid-transaction and reads them back. Pages are only held once used.
 _WRITER_CACHE_KIB = 32 * 1024
+# Rows of ``single_sessions`` per INSERT statement: a drain writes hundreds of thousands of
+# them, and a statement per row costs ~3,000 instructions of binding, stepping and resetting
+# per row on top of SQLite's B-tree work; one statement of many rows pays that per statement
+# (6 x 256 parameters, far below SQLite's limit of 32,766).
+_NARROW_ROWS = 256
+_INSERT_NARROW = "INSERT INTO single_sessions VALUES(?,?,?,?,?,?)"
+_INSERT_NARROW_MANY = ("INSERT INTO single_sessions VALUES"
+                       + ",".join(["(?,?,?,?,?,?)"] * _NARROW_ROWS))
+
+
+def _insert_narrow(db: sqlite3.Connection, cols: Sequence[Sequence[Any]]) -> None:
+    """Rows of ``single_sessions`` given column by column, in order: whole statements of
+    :data:`_NARROW_ROWS` rows, then a statement per row for the rest."""
+    n = len(cols[0])
+    full = n - n % _NARROW_ROWS
+    if full:
+        width = len(cols) * _NARROW_ROWS
+        flat = list(chain.from_iterable(zip(*cols)))
+        db.executemany(_INSERT_NARROW_MANY,
+                       map(flat.__getitem__, map(slice, range(0, len(flat) - width + 1, width),
+                                                 range(width, len(flat) + 1, width))))
+    if full < n:
+        db.executemany(_INSERT_NARROW, zip(*(col[full:] for col in cols)))
 
 
 def _with_ids(cols: Sequence[Sequence[Any]], numbers: Sequence[int | None] | None
@@ -735,8 +758,7 @@ class SQLiteStore:
                 f"INSERT INTO session_kinds({', '.join(_KIND)}) "
                 f"VALUES({', '.join('?' * len(_KIND))})", full).lastrowid
         gids = [kinds[keys[0]]] * m if len(kinds) == 1 else list(map(kinds.__getitem__, keys))
-        self.db.executemany("INSERT INTO single_sessions VALUES(?,?,?,?,?,?)",
-                            zip(cols[0], gids, ints, cols[10], cols[12], cols[16]))
+        _insert_narrow(self.db, (cols[0], gids, ints, cols[10], cols[12], cols[16]))
 
     @staticmethod
     def session_dict(r: sqlite3.Row) -> dict[str, Any]:
