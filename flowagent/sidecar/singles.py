@@ -94,6 +94,7 @@ class _Take:
 
 
 _RUNS = 16  # runs of consecutive indices gathered as slices
+_FEW_KEYS = 8  # groups of a frame found by a pass per group (more: one pass in Python)
 
 
 def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int, int],
@@ -108,20 +109,33 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
     m = len(sel)
     take = _Take(sel, len(calls))
     key_cols = [take(col) for col in (fids, pfids, ins, outs, ress, excs)]
-    groups: dict[tuple[Any, ...], list[int]]  # key -> record indices, frame order
-    keys: list[tuple[Any, ...]] | None = None  # each session's key; None: all share one
-    if all(col.count(col[0]) == m for col in key_cols):
-        # usually: a frame of one function's sessions, alike (no key tuple per session)
-        groups = {tuple(col[0] for col in key_cols): sel}
+    # Sessions are grouped by the key columns that vary in the frame: usually none (a frame
+    # of one function's sessions, alike), or the shapes the budget sampled for some.
+    varying = [col for col in key_cols if col.count(col[0]) != m]
+    # each session's key: its values of the varying columns; None where all are alike
+    keys: list[Any] | None = None
+    groups: dict[Any, list[int]]  # key -> record indices, frame order
+    full: dict[Any, tuple[Any, ...]]  # key -> the group's values of every key column
+    if not varying:
+        key = tuple(col[0] for col in key_cols)
+        groups, full = {key: sel}, {key: key}
     else:
-        keys = list(zip(*key_cols))
-        groups = {}
-        for key, i in zip(keys, sel):
-            g = groups.get(key)
-            if g is None:
-                groups[key] = [i]
-            else:
-                g.append(i)
+        keys = varying[0] if len(varying) == 1 else list(zip(*varying))
+        distinct = dict.fromkeys(keys)
+        groups, full = {}, {}
+        if len(distinct) <= _FEW_KEYS:  # a pass per group, no Python loop per session
+            for key in distinct:
+                at = list(compress(range(m), map(eq, keys, repeat(key))))
+                groups[key] = at if take.whole else list(map(sel.__getitem__, at))
+                full[key] = tuple(col[at[0]] for col in key_cols)
+        else:
+            for j, (key, i) in enumerate(zip(keys, sel)):
+                g = groups.get(key)
+                if g is None:
+                    groups[key] = [i]
+                    full[key] = tuple(col[j] for col in key_cols)
+                else:
+                    g.append(i)
     fmap, smap, namer = proc.fids, proc.sids, proc.namer
     pk = proc.pk
     novel_at: set[int] = set()  # record index of the first session of a group that was novel
@@ -131,7 +145,7 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
     examples_of: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     fn_names = ing.fn_names
     for key, idx in groups.items():
-        fid, pfid, in_s, out_s, res, exc = key
+        fid, pfid, in_s, out_s, res, exc = full[key]
         f = fmap.get(fid, 0)
         take_g = take if idx is sel else _Take(idx, len(calls))
         ds = take_g(durs)
@@ -193,11 +207,9 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
     # up to the cap, counted in frame order (the order sessions end); the rest as recent.
     kept = [RECENT] * m
     n_novel = n_failed = 0
-    if novel_at:
-        for j, i in enumerate(sel):
-            if i in novel_at:
-                kept[j] = EXEMPLAR
-                n_novel += 1
+    for i in novel_at:  # a record index is in ``sel`` once
+        kept[sel.index(i)] = EXEMPLAR
+        n_novel += 1
     cap = ing.retention.error_cap
     if ing.failed_kept < cap and results.count("success") != m:
         for j, result in enumerate(results):
