@@ -63,7 +63,12 @@ def _start_thread_names(starts: list[list[Any]]) -> dict[int, str]:
     """Thread id -> name of the starts that name their thread (``[ses, fid, t0, thr, name]``),
     the last one per thread in frame order."""
     named = starts if min(map(len, starts)) > 4 else [s for s in starts if len(s) > 4]
-    last = dict(zip(map(itemgetter(3), named), map(itemgetter(4), named)))
+    if not named:
+        return {}
+    threads = list(map(itemgetter(3), named))
+    if threads.count(threads[0]) == len(threads):  # usually: one thread, its last name
+        return {int(threads[0]): str(named[-1][4])}
+    last = dict(zip(threads, map(itemgetter(4), named)))
     return {int(thr): str(name) for thr, name in last.items()}
 
 

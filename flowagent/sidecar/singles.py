@@ -56,8 +56,10 @@ def pick(ing: Ingestor, proc: Proc, calls: CallColumns, starts: list[Any]) -> di
     if len(set(sess)) != n:  # some sessions have several records here: not theirs
         counts = Counter(sess)
         wanted = {ses for ses in wanted if counts.get(ses) == 1}
-    if cids == sess and INCOMPLETE not in ress and wanted.issuperset(sess):
-        return dict(zip(sess, range(n)))  # every record is a session's root: all of them
+    if cids == sess and INCOMPLETE not in ress:  # every record is a session's root
+        if wanted.issuperset(sess):
+            return dict(zip(sess, range(n)))  # all of them
+        return dict(compress(zip(sess, range(n)), map(wanted.__contains__, sess)))
     ok = map(all, zip(map(wanted.__contains__, sess), map(eq, cids, sess),
                       map(ne, ress, repeat(INCOMPLETE))))
     return dict(compress(zip(sess, range(n)), ok))
@@ -199,9 +201,15 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
                 break
     if keys is None:  # one group: its row's values repeated
         shared_cols = [[v] * m for v in row_of[next(iter(groups))]]
-    else:
-        shared = list(map(row_of.__getitem__, keys))
-        shared_cols = [list(map(itemgetter(j), shared)) for j in range(_SHARED)]
+    else:  # a value the groups share repeated, else each session's group's
+        group_rows = list(row_of.values())
+        shared_cols = []
+        for j, v in enumerate(group_rows[0]):
+            if all(row[j] == v for row in group_rows):
+                shared_cols.append([v] * m)
+            else:
+                by_key = {key: row[j] for key, row in row_of.items()}
+                shared_cols.append(list(map(by_key.__getitem__, keys)))
     results = shared_cols[2]
     # Which trees are kept: the novel first session of a group as an exemplar; failed ones
     # up to the cap, counted in frame order (the order sessions end); the rest as recent.
@@ -277,6 +285,7 @@ def _thread_column(threads: dict[int, str], starts: list[Any], sess: list[int],
 
 
 _SID, _KEPT = 0, 16  # places of the row id and tree_kept in a sessions row
+_PRUNE_RECENT = {RECENT: PRUNED}  # a tree_kept value as pruning leaves it (get(v, v))
 _SHARED = 7  # values a group's sessions share in their rows (store_singles' row_of)
 
 
@@ -359,10 +368,14 @@ class Held:
             if over <= 0:
                 break
             kept = b.cols[_KEPT]
-            at = list(compress(range(len(kept)), map(RECENT.__eq__, kept)))[:over]
-            for j in at:
-                kept[j] = PRUNED
-            over -= len(at)
+            recent = kept.count(RECENT)
+            if recent <= over:  # every recent row of the block
+                kept[:] = map(_PRUNE_RECENT.get, kept, kept)
+                over -= recent
+            else:  # up to the over-th recent row
+                end = list(compress(range(len(kept)), map(RECENT.__eq__, kept)))[over - 1] + 1
+                kept[:end] = map(_PRUNE_RECENT.get, kept[:end], kept[:end])
+                over = 0
         pruned = 0
         touched = []
         links: list[tuple[int, int, int]] = []
