@@ -56,7 +56,7 @@ def _session_runs(sessions: list[int]) -> list[tuple[int, int, int]]:
     # has a run per call).
     starts = [0, *compress(range(1, len(sessions)), map(ne, sessions[1:], sessions[:-1]))]
     ends = [*starts[1:], len(sessions)]
-    return [(sessions[lo], lo, hi) for lo, hi in zip(starts, ends)]
+    return list(zip(map(sessions.__getitem__, starts), starts, ends))
 
 
 def _start_thread_names(starts: list[list[Any]]) -> dict[int, str]:
@@ -394,9 +394,11 @@ class Ingestor:
         late_links = False
         finished = []
         cids, sessions, fids, t0s, threads = map(calls.col, (0, 2, 3, 9, 11))
-        for ses, lo, hi in _session_runs(sessions) if len(picks) < n_calls else ():
-            if ses in picks:
-                continue
+        runs = _session_runs(sessions) if len(picks) < n_calls else []
+        if picks and runs:  # the picked sessions' runs (most) are left out column-wise
+            runs = list(compress(runs, map(not_, map(picks.__contains__,
+                                                      map(itemgetter(0), runs)))))
+        for ses, lo, hi in runs:
             p: Pending | None = proc.pending.get(ses)
             if p is None:
                 late = proc.done.get(ses)
