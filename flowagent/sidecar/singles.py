@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from itertools import compress, repeat
-from operator import add, eq, itemgetter, ne
+from itertools import compress, islice, repeat
+from operator import add, eq, itemgetter, ne, sub
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -79,7 +79,10 @@ class _Take:
         self.whole = m == n and (not m or (idx[0] == 0 and idx[-1] == n - 1))
         self.slices: list[slice] | None = None
         if m and not self.whole:
-            breaks = list(compress(range(1, m), map(ne, idx[1:], map(add, idx, repeat(1)))))
+            # where a run ends: at most _RUNS of them are looked for (a gap of 1 is a small
+            # int, no new object per index)
+            breaks = list(islice(compress(range(1, m), map(ne, map(sub, idx[1:], idx),
+                                                           repeat(1))), _RUNS))
             if len(breaks) < _RUNS:
                 bounds = [0, *breaks, m]
                 self.slices = [slice(idx[a], idx[b - 1] + 1) for a, b in zip(bounds, bounds[1:])]
