@@ -56,14 +56,19 @@ def _session_runs(sessions: list[int]) -> list[tuple[int, int, int]]:
     # has a run per call).
     starts = [0, *compress(range(1, len(sessions)), map(ne, sessions[1:], sessions[:-1]))]
     ends = [*starts[1:], len(sessions)]
-    return [(sessions[lo], lo, hi) for lo, hi in zip(starts, ends)]
+    return list(zip(map(sessions.__getitem__, starts), starts, ends))
 
 
 def _start_thread_names(starts: list[list[Any]]) -> dict[int, str]:
     """Thread id -> name of the starts that name their thread (``[ses, fid, t0, thr, name]``),
     the last one per thread in frame order."""
     named = starts if min(map(len, starts)) > 4 else [s for s in starts if len(s) > 4]
-    last = dict(zip(map(itemgetter(3), named), map(itemgetter(4), named)))
+    if not named:
+        return {}
+    threads = list(map(itemgetter(3), named))
+    if threads.count(threads[0]) == len(threads):  # usually: one thread, its last name
+        return {int(threads[0]): str(named[-1][4])}
+    last = dict(zip(threads, map(itemgetter(4), named)))
     return {int(thr): str(name) for thr, name in last.items()}
 
 
@@ -389,9 +394,11 @@ class Ingestor:
         late_links = False
         finished = []
         cids, sessions, fids, t0s, threads = map(calls.col, (0, 2, 3, 9, 11))
-        for ses, lo, hi in _session_runs(sessions) if len(picks) < n_calls else ():
-            if ses in picks:
-                continue
+        runs = _session_runs(sessions) if len(picks) < n_calls else []
+        if picks and runs:  # the picked sessions' runs (most) are left out column-wise
+            runs = list(compress(runs, map(not_, map(picks.__contains__,
+                                                      map(itemgetter(0), runs)))))
+        for ses, lo, hi in runs:
             p: Pending | None = proc.pending.get(ses)
             if p is None:
                 late = proc.done.get(ses)

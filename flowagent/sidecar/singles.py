@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from itertools import compress, repeat
-from operator import add, eq, itemgetter, ne
+from itertools import compress, islice, repeat
+from operator import add, eq, itemgetter, ne, sub
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -56,8 +56,10 @@ def pick(ing: Ingestor, proc: Proc, calls: CallColumns, starts: list[Any]) -> di
     if len(set(sess)) != n:  # some sessions have several records here: not theirs
         counts = Counter(sess)
         wanted = {ses for ses in wanted if counts.get(ses) == 1}
-    if cids == sess and INCOMPLETE not in ress and wanted.issuperset(sess):
-        return dict(zip(sess, range(n)))  # every record is a session's root: all of them
+    if cids == sess and INCOMPLETE not in ress:  # every record is a session's root
+        if wanted.issuperset(sess):
+            return dict(zip(sess, range(n)))  # all of them
+        return dict(compress(zip(sess, range(n)), map(wanted.__contains__, sess)))
     ok = map(all, zip(map(wanted.__contains__, sess), map(eq, cids, sess),
                       map(ne, ress, repeat(INCOMPLETE))))
     return dict(compress(zip(sess, range(n)), ok))
@@ -77,7 +79,10 @@ class _Take:
         self.whole = m == n and (not m or (idx[0] == 0 and idx[-1] == n - 1))
         self.slices: list[slice] | None = None
         if m and not self.whole:
-            breaks = list(compress(range(1, m), map(ne, idx[1:], map(add, idx, repeat(1)))))
+            # where a run ends: at most _RUNS of them are looked for (a gap of 1 is a small
+            # int, no new object per index)
+            breaks = list(islice(compress(range(1, m), map(ne, map(sub, idx[1:], idx),
+                                                           repeat(1))), _RUNS))
             if len(breaks) < _RUNS:
                 bounds = [0, *breaks, m]
                 self.slices = [slice(idx[a], idx[b - 1] + 1) for a, b in zip(bounds, bounds[1:])]
@@ -94,6 +99,7 @@ class _Take:
 
 
 _RUNS = 16  # runs of consecutive indices gathered as slices
+_FEW_KEYS = 8  # groups of a frame found by a pass per group (more: one pass in Python)
 
 
 def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int, int],
@@ -108,20 +114,33 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
     m = len(sel)
     take = _Take(sel, len(calls))
     key_cols = [take(col) for col in (fids, pfids, ins, outs, ress, excs)]
-    groups: dict[tuple[Any, ...], list[int]]  # key -> record indices, frame order
-    keys: list[tuple[Any, ...]] | None = None  # each session's key; None: all share one
-    if all(col.count(col[0]) == m for col in key_cols):
-        # usually: a frame of one function's sessions, alike (no key tuple per session)
-        groups = {tuple(col[0] for col in key_cols): sel}
+    # Sessions are grouped by the key columns that vary in the frame: usually none (a frame
+    # of one function's sessions, alike), or the shapes the budget sampled for some.
+    varying = [col for col in key_cols if col.count(col[0]) != m]
+    # each session's key: its values of the varying columns; None where all are alike
+    keys: list[Any] | None = None
+    groups: dict[Any, list[int]]  # key -> record indices, frame order
+    full: dict[Any, tuple[Any, ...]]  # key -> the group's values of every key column
+    if not varying:
+        key = tuple(col[0] for col in key_cols)
+        groups, full = {key: sel}, {key: key}
     else:
-        keys = list(zip(*key_cols))
-        groups = {}
-        for key, i in zip(keys, sel):
-            g = groups.get(key)
-            if g is None:
-                groups[key] = [i]
-            else:
-                g.append(i)
+        keys = varying[0] if len(varying) == 1 else list(zip(*varying))
+        distinct = dict.fromkeys(keys)
+        groups, full = {}, {}
+        if len(distinct) <= _FEW_KEYS:  # a pass per group, no Python loop per session
+            for key in distinct:
+                at = list(compress(range(m), map(eq, keys, repeat(key))))
+                groups[key] = at if take.whole else list(map(sel.__getitem__, at))
+                full[key] = tuple(col[at[0]] for col in key_cols)
+        else:
+            for j, (key, i) in enumerate(zip(keys, sel)):
+                g = groups.get(key)
+                if g is None:
+                    groups[key] = [i]
+                    full[key] = tuple(col[j] for col in key_cols)
+                else:
+                    g.append(i)
     fmap, smap, namer = proc.fids, proc.sids, proc.namer
     pk = proc.pk
     novel_at: set[int] = set()  # record index of the first session of a group that was novel
@@ -131,7 +150,7 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
     examples_of: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     fn_names = ing.fn_names
     for key, idx in groups.items():
-        fid, pfid, in_s, out_s, res, exc = key
+        fid, pfid, in_s, out_s, res, exc = full[key]
         f = fmap.get(fid, 0)
         take_g = take if idx is sel else _Take(idx, len(calls))
         ds = take_g(durs)
@@ -185,19 +204,23 @@ def store_singles(ing: Ingestor, proc: Proc, calls: CallColumns, picks: dict[int
                 break
     if keys is None:  # one group: its row's values repeated
         shared_cols = [[v] * m for v in row_of[next(iter(groups))]]
-    else:
-        shared = list(map(row_of.__getitem__, keys))
-        shared_cols = [list(map(itemgetter(j), shared)) for j in range(_SHARED)]
+    else:  # a value the groups share repeated, else each session's group's
+        group_rows = list(row_of.values())
+        shared_cols = []
+        for j, v in enumerate(group_rows[0]):
+            if all(row[j] == v for row in group_rows):
+                shared_cols.append([v] * m)
+            else:
+                by_key = {key: row[j] for key, row in row_of.items()}
+                shared_cols.append(list(map(by_key.__getitem__, keys)))
     results = shared_cols[2]
     # Which trees are kept: the novel first session of a group as an exemplar; failed ones
     # up to the cap, counted in frame order (the order sessions end); the rest as recent.
     kept = [RECENT] * m
     n_novel = n_failed = 0
-    if novel_at:
-        for j, i in enumerate(sel):
-            if i in novel_at:
-                kept[j] = EXEMPLAR
-                n_novel += 1
+    for i in novel_at:  # a record index is in ``sel`` once
+        kept[sel.index(i)] = EXEMPLAR
+        n_novel += 1
     cap = ing.retention.error_cap
     if ing.failed_kept < cap and results.count("success") != m:
         for j, result in enumerate(results):
@@ -265,6 +288,7 @@ def _thread_column(threads: dict[int, str], starts: list[Any], sess: list[int],
 
 
 _SID, _KEPT = 0, 16  # places of the row id and tree_kept in a sessions row
+_PRUNE_RECENT = {RECENT: PRUNED}  # a tree_kept value as pruning leaves it (get(v, v))
 _SHARED = 7  # values a group's sessions share in their rows (store_singles' row_of)
 
 
@@ -347,10 +371,14 @@ class Held:
             if over <= 0:
                 break
             kept = b.cols[_KEPT]
-            at = list(compress(range(len(kept)), map(RECENT.__eq__, kept)))[:over]
-            for j in at:
-                kept[j] = PRUNED
-            over -= len(at)
+            recent = kept.count(RECENT)
+            if recent <= over:  # every recent row of the block
+                kept[:] = map(_PRUNE_RECENT.get, kept, kept)
+                over -= recent
+            else:  # up to the over-th recent row
+                end = list(compress(range(len(kept)), map(RECENT.__eq__, kept)))[over - 1] + 1
+                kept[:end] = map(_PRUNE_RECENT.get, kept[:end], kept[:end])
+                over = 0
         pruned = 0
         touched = []
         links: list[tuple[int, int, int]] = []

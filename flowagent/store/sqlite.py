@@ -20,7 +20,7 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
-from itertools import compress, repeat
+from itertools import chain, compress, repeat
 from operator import eq, itemgetter, not_, sub
 
 from ..protocol.wire import CALL_FIELDS, Decoder, VERSION as WIRE_VERSION
@@ -39,7 +39,7 @@ from . import lineage
 
 TYPE_CHECKING = False  # typing is not imported at run time (the sidecar's start)
 if TYPE_CHECKING:
-    from typing import Any, Iterable, Iterator, Mapping, Sequence, cast
+    from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, cast
 else:
     def cast(_type: object, value: object) -> object:  # typing.cast, without typing
         return value
@@ -190,6 +190,47 @@ _SES_FIELD = CALL_FIELDS.index("ses")
 # into a table with four indexes; SQLite's default (2 MiB) spills dirty pages to the WAL
 # mid-transaction and reads them back. Pages are only held once used.
 _WRITER_CACHE_KIB = 32 * 1024
+# Rows per INSERT statement where a drain writes hundreds of thousands (one-call sessions'
+# narrow rows, their chunk links): a statement per row opens the table's and each index's
+# cursor and binds, steps and resets per row, about as much as SQLite's B-tree work; one
+# statement of many rows pays that per statement (at most 6 x 256 parameters, far below
+# SQLite's limit of 32,766).
+_MANY_ROWS = 256
+_INSERT_NARROW = "INSERT INTO single_sessions VALUES"
+_INSERT_LINKS = "INSERT OR IGNORE INTO session_chunks VALUES"
+
+
+def _insert_flat(db: sqlite3.Connection, head: str, width: int, flat: list[Any], n: int,
+                 rest: Callable[[int], Iterable[Sequence[Any]]]) -> None:
+    """``head`` (``INSERT ... VALUES``) of ``n`` rows of ``width`` values laid end to end
+    in ``flat``, in order: whole statements of :data:`_MANY_ROWS` rows, then a statement
+    per row for ``rest(first row left)``."""
+    one = f"{head}({','.join('?' * width)})"
+    full = n - n % _MANY_ROWS
+    if full:
+        span = width * _MANY_ROWS
+        db.executemany(f"{head}{','.join([one[len(head):]] * _MANY_ROWS)}",
+                       map(flat.__getitem__, map(slice, range(0, full * width, span),
+                                                 range(span, full * width + 1, span))))
+    if full < n:
+        db.executemany(one, rest(full))
+
+
+def _insert_narrow(db: sqlite3.Connection, cols: Sequence[Sequence[Any]]) -> None:
+    """Rows of ``single_sessions`` given column by column, in order (see _insert_flat)."""
+    _insert_flat(db, _INSERT_NARROW, len(cols), list(chain.from_iterable(zip(*cols))),
+                 len(cols[0]), lambda full: zip(*(col[full:] for col in cols)))
+
+
+def _insert_links(db: sqlite3.Connection, links: Iterable[Sequence[Any]]) -> None:
+    """Rows of ``session_chunks``, in order (see _insert_flat); rows of another width are
+    left to a statement per row, which refuses them as before."""
+    rows = links if isinstance(links, list) else list(links)
+    flat = list(chain.from_iterable(rows))
+    if len(flat) != 3 * len(rows):
+        db.executemany(f"{_INSERT_LINKS}(?,?,?)", rows)
+        return
+    _insert_flat(db, _INSERT_LINKS, 3, flat, len(rows), lambda full: rows[full:])
 
 
 def _with_ids(cols: Sequence[Sequence[Any]], numbers: Sequence[int | None] | None
@@ -423,7 +464,7 @@ class SQLiteStore:
 
     def link_chunks(self, links: Iterable[tuple[int, int, int]]) -> None:
         """``(session rowid, chunk id, calls of that session in it)`` for each pair."""
-        self.db.executemany("INSERT OR IGNORE INTO session_chunks VALUES(?,?,?)", links)
+        _insert_links(self.db, links)
 
     def add_calls(self, session_id: str, rows: list[tuple[Any, ...]]) -> None:
         """Add calls to a stored session, in store layout (:data:`chunks.STORE_FIELDS`):
@@ -735,8 +776,7 @@ class SQLiteStore:
                 f"INSERT INTO session_kinds({', '.join(_KIND)}) "
                 f"VALUES({', '.join('?' * len(_KIND))})", full).lastrowid
         gids = [kinds[keys[0]]] * m if len(kinds) == 1 else list(map(kinds.__getitem__, keys))
-        self.db.executemany("INSERT INTO single_sessions VALUES(?,?,?,?,?,?)",
-                            zip(cols[0], gids, ints, cols[10], cols[12], cols[16]))
+        _insert_narrow(self.db, (cols[0], gids, ints, cols[10], cols[12], cols[16]))
 
     @staticmethod
     def session_dict(r: sqlite3.Row) -> dict[str, Any]:

@@ -114,7 +114,8 @@ class Program:
 
 
 def _drain(base: Path, grouped: bool, retention: Retention, monkeypatch: pytest.MonkeyPatch,
-           all_named: bool = False) -> tuple[SQLiteStore, Ingestor]:
+           all_named: bool = False, few_keys: int | None = None
+           ) -> tuple[SQLiteStore, Ingestor]:
     run_dir = base / "runs" / RUN
     Program(run_dir, seed=11, all_named=all_named).record(frames=8, per_frame=120)
     store = SQLiteStore(str(base / "flowagent.db"))
@@ -123,6 +124,8 @@ def _drain(base: Path, grouped: bool, retention: Retention, monkeypatch: pytest.
     with monkeypatch.context() as m:
         if not grouped:
             m.setattr(singles, "pick", lambda *a: {})
+        if few_keys is not None:  # a frame's groups found by a pass each up to this many
+            m.setattr(singles, "_FEW_KEYS", few_keys)
         ingest = Ingestor(store, RUN, str(run_dir), retention)
         while ingest.poll():
             ingest.prune()
@@ -135,11 +138,14 @@ def _rows(store: SQLiteStore, sql: str) -> list[tuple[Any, ...]]:
     return sorted(tuple(r) for r in store.db.execute(sql))
 
 
+@pytest.mark.parametrize("few_keys", [0, 1000], ids=["loop", "pass-per-group"])
 @pytest.mark.parametrize("all_named", [False, True])
 def test_grouped_one_call_sessions_store_what_the_per_session_path_stores(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, all_named: bool) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, all_named: bool,
+        few_keys: int) -> None:
     retention = Retention(error_cap=25)
-    grouped, g_ing = _drain(tmp_path / "grouped", True, retention, monkeypatch, all_named)
+    grouped, g_ing = _drain(tmp_path / "grouped", True, retention, monkeypatch, all_named,
+                            few_keys)
     each, e_ing = _drain(tmp_path / "each", False, retention, monkeypatch, all_named)
     sessions = f"SELECT {COLUMNS} FROM sessions"
     rows = _rows(grouped, sessions)
