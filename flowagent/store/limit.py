@@ -10,6 +10,9 @@ recent window; older trees are pruned to their summary row.
 Size limit (:func:`enforce`): the size counted is what the data directory holds for
 flowagent: the store's bytes in use (:meth:`Store.stored_bytes`; SQLite reuses freed pages,
 so its file stays near the limit instead of shrinking) plus every file under ``runs/`` (rings not yet drained, sidecar logs).
+An ended run's files no longer change: their size is counted once and kept in
+``runs/.sizes``, so a run's end does not walk the directories of the thousands of runs the
+default limit lets accumulate.
 When it is over the limit after a run, whole ended runs are deleted, oldest first, until it
 fits. Never deleted: the run that just ended, a run still recording, and a run whose processes
 outlived it (its rings wait for ``flowagent sidecar --resume``). One run larger than the limit
@@ -29,6 +32,10 @@ import os
 from ..protocol import rundir
 from ..record import NamedTuple
 from .api import Store, kind_of, sqlite_path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Container
 
 
 # Named tuples, not dataclasses: the sidecar loads this module at start, and
@@ -71,28 +78,97 @@ def tree_bytes(path: str) -> int:
     return total
 
 
-def data_bytes(store: Store, data_dir: str | None) -> int:
-    """The store's bytes, plus the run files of ``data_dir`` (None: a server's store only)."""
-    return store.stored_bytes() + (tree_bytes(os.path.join(data_dir, rundir.RUNS)) if data_dir
-                                   else 0)
+SIZES = ".sizes"  # in runs/: "<run id> <directory's mtime_ns> <bytes>" per ended run
+
+
+def runs_bytes(runs: str, settled: Container[str] = ()) -> int:
+    """Disk space of the files under ``runs``. A run in ``settled`` (ended, nothing of it
+    still recording or waiting for a resume) is walked once: its size is kept in
+    ``runs/.sizes`` with its directory's mtime, and taken from there while that is unchanged."""
+    try:
+        entries = list(os.scandir(runs))
+    except OSError:
+        return 0
+    kept = _read_sizes(os.path.join(runs, SIZES))
+    fresh: dict[str, tuple[int, int]] = {}
+    total = 0
+    for entry in entries:
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_blocks * 512
+                continue
+            if entry.name not in settled:
+                total += tree_bytes(entry.path)
+                continue
+            stamp = entry.stat(follow_symlinks=False).st_mtime_ns
+            hit = kept.get(entry.name)
+            size = hit[1] if hit is not None and hit[0] == stamp else tree_bytes(entry.path)
+        except OSError:
+            continue
+        fresh[entry.name] = (stamp, size)
+        total += size
+    if fresh != kept:
+        _write_sizes(os.path.join(runs, SIZES), fresh)
+    return total
+
+
+def _read_sizes(path: str) -> dict[str, tuple[int, int]]:
+    sizes: dict[str, tuple[int, int]] = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+                    sizes[parts[0]] = (int(parts[1]), int(parts[2]))
+    except (OSError, ValueError):
+        pass  # none yet, or unreadable: every ended run is walked again
+    return sizes
+
+
+def _write_sizes(path: str, sizes: dict[str, tuple[int, int]]) -> None:
+    """Replaced whole (another sidecar ending at the same time writes the same entries);
+    removed when no ended run is left."""
+    tmp = f"{path}.{os.getpid()}"
+    try:
+        if not sizes:
+            os.unlink(path)
+            return
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(f"{name} {stamp} {size}\n" for name, (stamp, size) in sizes.items())
+        os.replace(tmp, path)
+    except OSError:  # a read-only data directory: counted by walking, as before
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def data_bytes(store: Store, data_dir: str | None, settled: Container[str] = ()) -> int:
+    """The store's bytes, plus the run files of ``data_dir`` (None: a server's store only);
+    ``settled``: the runs whose files no longer change (:func:`runs_bytes`)."""
+    return store.stored_bytes() + (runs_bytes(os.path.join(data_dir, rundir.RUNS), settled)
+                                   if data_dir else 0)
 
 
 def enforce(store: Store, data_dir: str | None, limit: int, current: str) -> Pruned:
     """Delete the oldest ended runs until the data directory (None: the store alone) is
     within ``limit`` bytes (0: no limit)."""
-    size = data_bytes(store, data_dir)
+    prunable = store.prunable_runs(current)
+    settled = set(prunable)
+    size = data_bytes(store, data_dir, settled)
     if limit <= 0 or size <= limit:
         return Pruned(size_bytes=size)
     pruned: list[str] = []
     start = size
-    for run_id in store.prunable_runs(current):
+    for run_id in prunable:
         store.delete_run(run_id)
         if data_dir and run_id and os.sep not in run_id and run_id not in (".", ".."):
             import shutil  # only when a run is pruned: not on every sidecar's start
 
             shutil.rmtree(rundir.run_dir(data_dir, run_id), ignore_errors=True)
         pruned.append(run_id)
-        size = data_bytes(store, data_dir)
+        settled.discard(run_id)
+        size = data_bytes(store, data_dir, settled)
         if size <= limit:
             break
     return Pruned(tuple(pruned), max(start - size, 0), size)

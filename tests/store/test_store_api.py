@@ -415,3 +415,38 @@ def test_size_limit_prunes_oldest_ended_runs(store: Store, tmp_path) -> None:
     assert pruned.runs == ("old", "mid") and pruned.freed_bytes > 0
     assert sorted(r["run_id"] for r in store.runs()) == ["current", "live"]
     assert sorted(p.name for p in (data_dir / "runs").iterdir()) == ["current"]
+
+
+def test_size_limit_walks_an_ended_run_once(store: Store, tmp_path) -> None:
+    import os
+
+    from flowagent.store.limit import SIZES, enforce, runs_bytes, tree_bytes
+
+    data_dir = tmp_path / "limits"
+    runs = data_dir / "runs"
+    for i, run_id in enumerate(("old", "current")):
+        store.create_run(run_id, i, None, "h")
+        store.finish_run(run_id, RunEnd(("app.py",), "/", "wrap", 10 + i, 0, "finished"))
+    store.create_run("live", 5, None, "h")
+    for run_id in ("old", "current", "live"):
+        (runs / run_id / "rings").mkdir(parents=True)
+        (runs / run_id / "sidecar.log").write_bytes(b"x" * 10_000)
+    (runs / "stray").write_bytes(b"y" * 5_000)
+    walked = tree_bytes(str(runs))
+    assert enforce(store, str(data_dir), 1 << 40, "current").size_bytes == (
+        store.stored_bytes() + walked)
+    old = tree_bytes(str(runs / "old"))
+    assert (runs / SIZES).read_text().split() == [
+        "old", str(os.lstat(runs / "old").st_mtime_ns), str(old)]
+    for run_id in ("old", "current", "live"):  # files grow: the ended run is not walked again
+        with open(runs / run_id / "sidecar.log", "ab") as f:
+            f.write(b"z" * 100_000)
+    assert runs_bytes(str(runs), {"old"}) == tree_bytes(str(runs)) - tree_bytes(
+        str(runs / "old")) + old
+    (runs / "old" / "late.log").write_bytes(b"w")  # its directory changed: walked again
+    assert runs_bytes(str(runs), {"old"}) == tree_bytes(str(runs))
+    everything = tree_bytes(str(runs))
+    assert runs_bytes(str(runs)) == everything  # nothing settled: all walked
+    pruned = enforce(store, str(data_dir), 1, "current")
+    assert pruned.runs == ("old",) and not (runs / "old").exists()
+    assert not (runs / SIZES).exists()  # a pruned run's entry goes with it
