@@ -14,7 +14,9 @@ Writes ``results/cores_ab-<python>.md`` and ``.json``. Cores: ``none`` (no trace
 installed, ``viztracer`` (its C tracer, restricted to the module's file).
 
 ``--take`` adds what the flusher thread spends on each record before msgpack and zstd (the
-records taken out of the buffer in batches, as the program's CPU time counts it too).
+records taken out of the buffer in batches, as the program's CPU time counts it too);
+``--encode`` also packs and compresses each batch as the flusher does (msgpack, zstd at the
+flusher's level), the whole of the flusher's work but the ring write.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ MODULE = textwrap.dedent('''\
 CHILD = textwrap.dedent('''\
     import sys
     core, n, selected = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
-    take = len(sys.argv) > 5 and sys.argv[5] == "take"
+    take = len(sys.argv) > 5 and sys.argv[5] in ("take", "encode")
+    encode = len(sys.argv) > 5 and sys.argv[5] == "encode"
     sys.path.insert(0, sys.argv[4])
     stop = lambda: None
     if core == "wrap":  # rewrites the module as it is imported: install first
@@ -84,12 +87,23 @@ CHILD = textwrap.dedent('''\
     if take and core in ("wrap", "monitor-c", "monitor-py", "profile-c", "profile-py"):
         # As the flusher does, in batches as the program records (the wire block only: the
         # msgpack and zstd of a batch are not measured).
+        from flowagent.agent import transport
         from flowagent.agent.transport import BATCH_CALLS
+        flush = lambda got: got[0]
+        if encode:  # a batch as Transport._send makes it (the definitions already sent)
+            from flowagent.protocol.wire import VERSION, Encoder
+            enc = Encoder(getattr(transport, "ZSTD_LEVEL", 3))
+            def flush(got):
+                enc.encode_columns({
+                    "v": VERSION, "pk": "k" * 32, "pid": 1, "seq": 2, "anchor": [1, 2],
+                    "defs": [], "strings": [], "starts": [], "threads": {},
+                    "agent_errors": 0, "sampled_out": 0, "final": False}, got[0], got[1])
+                return got[0]
         for _ in range(n // BATCH_CALLS):
             mod.loop(BATCH_CALLS)
-            taken += recorder.take_calls(BATCH_CALLS)[0]
+            taken += flush(recorder.take_calls(BATCH_CALLS))
         mod.loop(n % BATCH_CALLS)
-        taken += recorder.take_calls()[0]
+        taken += flush(recorder.take_calls())
     else:
         mod.loop(n)
     stop()
@@ -102,10 +116,10 @@ CORES = ("none", "wrap", "monitor-c", "monitor-py", "profile-c", "profile-py", "
 
 
 def instructions(core: str, n: int, selected: bool, moddir: str, tmp: str,
-                 root: str = ROOT, take: bool = False) -> int | None:
+                 root: str = ROOT, take: bool | str = False) -> int | None:
     out = os.path.join(tmp, f"cg.{core}.{n}.{int(selected)}")
     child = [sys.executable, "-c", CHILD, core, str(n), "1" if selected else "0", moddir,
-             "take" if take else "keep"]
+             take if isinstance(take, str) else "take" if take else "keep"]
     env = {**os.environ, "PYTHONPATH": root, "PYTHONDONTWRITEBYTECODE": "1",
            "PYTHONHASHSEED": "0", "XDG_CACHE_HOME": os.path.join(tmp, "cache")}
     # Unmeasured first: both measured runs then load the instrumented module from the cache
@@ -134,7 +148,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="also take the records out of the buffer as the flusher does, in "
                         "batches (recorder.take_calls: the wire block, not msgpack or zstd); "
                         "printed, not saved")
+    p.add_argument("--encode", action="store_true",
+                   help="--take, and each batch packed and compressed as the flusher does "
+                        "(msgpack, zstd); printed, not saved")
     a = p.parse_args(argv)
+    take: bool | str = "encode" if a.encode else a.take
     root = os.path.abspath(a.root)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -148,14 +166,15 @@ def main(argv: list[str] | None = None) -> int:
             for selected in (True, False):
                 if (core == "none" or a.recorded_only) and not selected:
                     continue
-                i1 = instructions(core, a.n1, selected, moddir, tmp, root, a.take)
-                i2 = instructions(core, a.n2, selected, moddir, tmp, root, a.take)
+                i1 = instructions(core, a.n1, selected, moddir, tmp, root, take)
+                i2 = instructions(core, a.n2, selected, moddir, tmp, root, take)
                 per = None if i1 is None or i2 is None else (i2 - i1) / (a.n2 - a.n1)
                 rows.append({"core": core, "selected": selected, "per_call": per})
                 sys.stderr.write(f"{core:11s} selected={selected!s:5s} per call: {per}\n")
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if root != os.path.abspath(ROOT) or a.take:
-        taken = " (records taken as the flusher does)" if a.take else ""
+    if root != os.path.abspath(ROOT) or take:
+        taken = (" (records taken, packed and compressed as the flusher does)" if a.encode
+                 else " (records taken as the flusher does)" if take else "")
         for r in rows:
             print(f"{root}: {r['core']} selected={r['selected']} per call{taken}: "
                   f"{r['per_call']}")

@@ -52,6 +52,12 @@ _native_get_ident = _thread.get_ident
 # Calls per batch at most (1.7 MB of records before compression).
 BATCH_CALLS = 1 << 14
 
+# zstd's level for the batches. The flusher compresses in the program's process (its CPU
+# time is the program's): level 1 (zstd's "fast" strategy) costs ~55 instructions less per
+# call record than the default 3 ("dfast": ~390 → ~335 on 1M small calls) for ~3 % more
+# bytes in the ring (0.73 → 0.76 bytes per record).
+ZSTD_LEVEL = 1
+
 
 class _Wakeup:
     """set()/wait(timeout) on one native lock: wait() returns when set() was called or the
@@ -126,7 +132,7 @@ class Transport:
         # The batch codec (msgpack, zstandard) once prepare_encoder() loaded it: until then
         # batches go out with PlainEncoder, which imports nothing (a forked child inherits
         # the loaded modules and makes its own encoder at once).
-        self.encoder: Encoder | None = Encoder() if _codec_loaded else None
+        self.encoder: Encoder | None = Encoder(ZSTD_LEVEL) if _codec_loaded else None
         recorder.S.flush_now = self.flush
         self._start_flusher()
 
@@ -415,7 +421,7 @@ class Transport:
                 or os.getpid() != self.pid or _ending()):
             return
         try:
-            self.encoder = Encoder()
+            self.encoder = Encoder(ZSTD_LEVEL)
             _codec_loaded = True
         except Exception:  # noqa: BLE001 - without the packages: batches stay plain
             recorder.S.agent_errors += 1
