@@ -121,9 +121,9 @@ def outgoing(frame: list[Any]) -> tuple[str, str | None]:
     if state is None:
         state = [_new_id(128), "01", None]
         _remember(ses, state)
-    span = _new_id(64)
+    span = f"{_ids.getrandbits(64) or 1:016x}"  # _new_id(64) and header(), without two calls
     _entries.append([ses, SENT, state[0], span, frame[recorder.CID]])
-    return header(state[0], span, state[1]), state[2]
+    return f"00-{state[0]}-{span}-{state[1]}", state[2]
 
 
 def adopt(frame: list[Any], traceparent: Any) -> None:

@@ -57,6 +57,25 @@ PROGRAM = textwrap.dedent('''\
         await asyncio.sleep(0)
         return plain(x)
 
+    def inner(n):
+        for i in range(n):
+            plain(i)           # under the generator
+            yield i
+
+    def outer(n):
+        for v in inner(n):
+            yield plain(v)
+        yield from inner(2)
+
+    async def agen(n):
+        for i in range(n):
+            await asyncio.sleep(0)
+            plain(i)
+            yield {"i": i}
+
+    async def consume(n):
+        return [v async for v in agen(n)]
+
     def main():
         plain(1)
         plain("s")
@@ -71,7 +90,11 @@ PROGRAM = textwrap.dedent('''\
         next(g)
         g.close()
         list(gen(3))
+        for v in outer(6):     # past the sampled yields; the consumer's calls under main
+            plain(v)
+        list(gen(7))
         asyncio.run(coro(3))
+        asyncio.run(consume(6))
         try:
             boom({"a": [1]})
         except ValueError:
@@ -154,6 +177,12 @@ def test_monitor_variants_record_the_same_calls(tmp_path: Path) -> None:
     assert {"plain", "caller", "boom", "many", "gen", "rec", "kw", "coro"} <= set(names)
     assert any(r[0] == "caller" and r[4] == 2 for r in reference)      # partial
     assert any(r[0] == "boom" and r[5] == "ValueError" for r in reference)
+    # A generator's calls nest under it between its yields, its consumer's under the
+    # consumer, past the sampled yields too (8 and 6 yields).
+    parents = [r[1] for r in reference if r[0] == "plain"]
+    assert parents.count("inner") == 8 and parents.count("outer") == 6
+    assert parents.count("agen") == 6
+    assert parents.count("main") == 3 + 8 + 40
     for v in variants:
         assert results[v]["errors"] == 0, v
         assert results[v]["rows"] == reference, v
@@ -165,7 +194,7 @@ def test_wrap_twins_record_the_same_calls(tmp_path: Path) -> None:
     assert c["accelerated"] and not pure["accelerated"]
     assert c["errors"] == pure["errors"] == 0
     assert c["rows"] == pure["rows"]
-    assert len(c["rows"]) == 60  # every call of the program, main included
+    assert len(c["rows"]) == 94  # every call of the program, main included
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12) or not accelerated(),

@@ -40,6 +40,12 @@ _ID = r"^(?=.*\d)[0-9a-fA-F-]{8,}$"
 
 _pending: ContextVar[list[Any] | None] = ContextVar("flowagent_http_call", default=None)
 _fids: dict[str, int] = {}
+# (method, host, url) -> the call's function id: a program calls the same URLs again and
+# again, and the template is a pure function of the three (no URL parse, no pattern match
+# and no name built per request). Bounded: a program calling ever new URLs starts it again.
+_MAX_URLS = 4096
+_url_fids: dict[tuple[str, str, str], int] = {}
+_YIELDED = recorder.YIELDED
 
 
 _parsers: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]] | None = None
@@ -157,7 +163,13 @@ def open_client_call(method: str, host: str, url: str) -> list[Any] | None:
     before a status arrives is never closed, so never recorded), or None outside a session."""
     if recorder._get() is None:
         return None
-    frame = recorder.open_call(_fid(url_template(method, host, url)), ())
+    key = (method, host, url)
+    fid = _url_fids.get(key)
+    if fid is None:
+        if len(_url_fids) >= _MAX_URLS:
+            _url_fids.clear()
+        fid = _url_fids[key] = _fid(url_template(method, host, url))
+    frame = recorder.open_call(fid, ())
     if frame is not None and recorder._get() is frame:
         recorder._set(frame[recorder.OUTER])
     return frame
@@ -165,8 +177,8 @@ def open_client_call(method: str, host: str, url: str) -> list[Any] | None:
 
 def close_client_call(frame: list[Any], status: int) -> None:
     """The response arrived: the call ends with its status (a 5xx one as an error)."""
-    recorder.set_output_shape(frame, webrequest._status_shapes.get(status)
-                              or webrequest._status_shape(status))
+    # recorder.set_output_shape, without a call per request
+    frame[_YIELDED] = webrequest._status_shapes.get(status) or webrequest._status_shape(status)
     recorder.close_call(frame, webrequest.server_error(status) if status >= 500 else None)
 
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
                      "CONNECT"))
 UNMATCHED = "<unmatched>"
-_FID = recorder.FID
+_FID, _YIELDED = recorder.FID, recorder.YIELDED
 _trace_sessions = tracecontext.sessions  # sessions that joined or sent a trace
 MAX_TEMPLATE = 512  # a route template is code, but a regex route can still be long
 _UNMATCHED_NAMES = {m: f"{m} {UNMATCHED}" for m in (*METHODS, "OTHER")}
@@ -102,8 +102,8 @@ class RequestRoot:
         status = self.status
         if status:
             try:
-                recorder.set_output_shape(frame, _status_shapes.get(status)
-                                          or _status_shape(status))
+                # recorder.set_output_shape, without a call per request
+                frame[_YIELDED] = _status_shapes.get(status) or _status_shape(status)
                 if exc_type is None and status >= 500:
                     # Handled by the framework and answered 500: still a failed request.
                     exc_type = server_error(status)
