@@ -96,12 +96,14 @@ count_error(PyObject *state)
 }
 
 /* Calls of the recorder and backend functions a core was given (one place for both cores). */
+#if PY_VERSION_HEX >= 0x030C0000  /* only the monitor core calls with one argument */
 static PyObject *
 call1(PyObject *fn, PyObject *a)
 {
     PyObject *args[1] = {a};
     return PyObject_Vectorcall(fn, args, 1, NULL);
 }
+#endif
 
 static PyObject *
 call2(PyObject *fn, PyObject *a, PyObject *b)
