@@ -60,6 +60,17 @@ def run_twin_probe(probe: str, pure: bool, *, timeout: float = 60) -> Any:
     return json.loads(proc.stdout)
 
 
+def run_on_twin(twin: str, probe: str, *, timeout: float = 120) -> Any:
+    """:func:`run_twin_probe` for a test parametrized over the twins ``"c"`` and ``"pure"``
+    (the C twin is skipped where it is not built); ``probe`` may be indented."""
+    if twin == "c":
+        from flowagent.agent import recorder
+
+        if not recorder.ACCELERATED:
+            pytest.skip("the C accelerator is not built")
+    return run_twin_probe(textwrap.dedent(probe), twin == "pure", timeout=timeout)
+
+
 def _clean_env(env: Mapping[str, str] | None) -> dict[str, str]:
     """The environment of a test run: ours minus any ``FLOWAGENT_*`` leaking in (except the
     recorder twin switch), plus ``env``.
@@ -406,3 +417,34 @@ class RecordingCache:
     def close(self) -> None:
         for rec in self._recordings.values():
             rec.close()
+
+
+def fresh_copy(value: object) -> object:
+    """An equal value made of new containers and instances: one the shape walk has never
+    read (its tests compare a value read before with one never read)."""
+    import dataclasses
+
+    if type(value) is dict:
+        return {k: fresh_copy(v) for k, v in value.items()}
+    if type(value) is list:
+        return [fresh_copy(v) for v in value]
+    if type(value) is tuple:
+        return tuple(fresh_copy(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        new = object.__new__(type(value))
+        new.__dict__.update({k: fresh_copy(v) for k, v in vars(value).items()})
+        return new
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(fresh_copy(v) for v in value))
+    return value
+
+
+def same_as_fresh(value: object) -> None:
+    """The C digest, the Python twin's fingerprint and the shape of ``value`` are those of
+    an equal value never read (:func:`fresh_copy`)."""
+    from flowagent.agent import _speedups, shapes
+
+    fresh = fresh_copy(value)
+    assert _speedups.fingerprint(value) == _speedups.fingerprint(fresh), value
+    assert shapes.fingerprint(value) == shapes.fingerprint(fresh)
+    assert shapes.shape_of(value) == shapes.shape_of(fresh)

@@ -9,27 +9,13 @@ between any two bytecodes the interpreter lets them change at.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import textwrap
 
 import pytest
 
-from flowagent.agent import recorder
+from helpers import run_on_twin
 
 TWINS = ["c", "pure"]
-
-
-def _run(twin: str, probe: str, timeout: float = 120) -> object:
-    if twin == "c" and not recorder.ACCELERATED:
-        pytest.skip("the C accelerator is not built")
-    env = dict(os.environ, FLOWAGENT_PURE="1" if twin == "pure" else "0")
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(probe)], env=env,
-                         capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 CONCURRENT = """
@@ -85,7 +71,7 @@ CONCURRENT = """
 def test_threads_append_while_the_flusher_takes(twin: str) -> None:
     # (records taken, distinct call ids, dropped, records per thread, each thread's in
     #  order, batches within their limit)
-    assert _run(twin, CONCURRENT, timeout=300) == [
+    assert run_on_twin(twin, CONCURRENT, timeout=300) == [
         120000, 120000, 0, [30000] * 4, True, True]
 
 
@@ -122,7 +108,7 @@ FULL_BUFFER = """
 @pytest.mark.parametrize("twin", TWINS)
 def test_a_full_buffer_drops_and_counts(twin: str) -> None:
     # (taken, dropped so far) ..., then (taken, distinct, in order, dropped so far)
-    assert _run(twin, FULL_BUFFER) == [[5000, 7000], [3000, 7000], [10000, 10000, True, 7000]]
+    assert run_on_twin(twin, FULL_BUFFER) == [[5000, 7000], [3000, 7000], [10000, 10000, True, 7000]]
 
 
 FORKED = """
@@ -167,4 +153,4 @@ FORKED = """
 def test_a_fork_copies_none_of_the_pure_buffer() -> None:
     # The child's copies of both mappings are zeroed by the kernel (nothing was copied); it
     # starts empty after its reset and records on; the parent keeps every pending record.
-    assert _run("pure", FORKED) == [[[True, True], 0, 7], 3500, True, 3500]
+    assert run_on_twin("pure", FORKED) == [[[True, True], 0, 7], 3500, True, 3500]

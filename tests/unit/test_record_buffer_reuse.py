@@ -6,27 +6,13 @@ a mapping the child does not have).
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
-from flowagent.agent import recorder
+from helpers import run_on_twin
 
 TWINS = ["c", "pure"]
-
-
-def _run(twin: str, probe: str, timeout: float = 120) -> object:
-    if twin == "c" and not recorder.ACCELERATED:
-        pytest.skip("the C accelerator is not built")
-    env = dict(os.environ, FLOWAGENT_PURE="1" if twin == "pure" else "0")
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(probe)], env=env,
-                         capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 ROUNDS = """
@@ -59,7 +45,7 @@ ROUNDS = """
 
 @pytest.mark.parametrize("twin", TWINS)
 def test_each_round_takes_every_record_once_in_order(twin: str) -> None:
-    rounds, dropped, left = _run(twin, ROUNDS)
+    rounds, dropped, left = run_on_twin(twin, ROUNDS)
     assert dropped == 0 and left == 0
     for backlog, taken, ordered, unique, span in rounds:
         assert taken == backlog and ordered and unique
@@ -111,7 +97,7 @@ FORK = """
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
 @pytest.mark.parametrize("twin", TWINS)
 def test_a_forked_child_records_into_a_buffer_of_its_own(twin: str) -> None:
-    status, child_took, parent_took = _run(twin, FORK)
+    status, child_took, parent_took = run_on_twin(twin, FORK)
     assert status == 0
     assert child_took == 3000
     assert parent_took == 2000

@@ -20,6 +20,7 @@ import pytest
 
 from flowagent.agent import shapes
 from flowagent.agent.shapes import shape_of
+from helpers import fresh_copy, same_as_fresh
 
 
 def _speedups() -> typing.Any:
@@ -29,26 +30,6 @@ def _speedups() -> typing.Any:
         pytest.skip("the C accelerator is not built here")
     _speedups.fingerprint({"warm": 1})  # the tags are proven on first use
     return _speedups
-
-
-def _fresh(value: object) -> object:
-    """An equal value made of new dicts and instances (never read by the walk)."""
-    if type(value) is dict:
-        return {k: _fresh(v) for k, v in value.items()}
-    if type(value) is list:
-        return [_fresh(v) for v in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return type(value)(**{f.name: _fresh(getattr(value, f.name))
-                              for f in dataclasses.fields(value)})
-    return value
-
-
-def _same_as_fresh(value: object) -> None:
-    fp = _speedups().fingerprint
-    fresh = _fresh(value)
-    assert fp(value) == fp(fresh), value
-    assert shapes.fingerprint(value) == shapes.fingerprint(fresh)
-    assert shape_of(value) == shape_of(fresh)
 
 
 def _reused() -> int:
@@ -80,7 +61,7 @@ def test_a_dict_read_again_unchanged_is_reused() -> None:
     before = _reused()
     assert sp.fingerprint(d) == first
     assert _reused() > before
-    assert first == sp.fingerprint(_fresh(d))
+    assert first == sp.fingerprint(fresh_copy(d))
 
 
 def test_every_kind_of_dict_write_is_seen() -> None:
@@ -102,11 +83,11 @@ def test_every_kind_of_dict_write_is_seen() -> None:
         fp(d)
         fp(d)  # read, then reused
         change()
-        _same_as_fresh(d)
+        same_as_fresh(d)
     for i in range(300):  # a specialized store: STORE_SUBSCR_DICT once warmed up
         fp(d)
         d["a"] = i if i % 2 else str(i)
-        _same_as_fresh(d)
+        same_as_fresh(d)
 
 
 def test_values_inside_a_reused_dict_are_walked_again() -> None:
@@ -117,11 +98,11 @@ def test_values_inside_a_reused_dict_are_walked_again() -> None:
     d = {"inner": inner, "items": items}
     fp(d)
     inner["x"] = "s"
-    _same_as_fresh(d)
+    same_as_fresh(d)
     items.append("three")
-    _same_as_fresh(d)
+    same_as_fresh(d)
     items[:] = []
-    _same_as_fresh(d)
+    same_as_fresh(d)
 
 
 def test_a_dict_freed_and_another_made_at_its_address() -> None:
@@ -144,21 +125,21 @@ def test_every_kind_of_attribute_write_is_seen() -> None:
     line = Line("SKU-1", 2)
     fp(line)
     line.qty = "two"
-    _same_as_fresh(line)
+    same_as_fresh(line)
     line.__dict__["sku"] = [1]
-    _same_as_fresh(line)
+    same_as_fresh(line)
     object.__setattr__(line, "qty", None)  # the generic path
-    _same_as_fresh(line)
+    same_as_fresh(line)
     for i in range(300):  # STORE_ATTR specialized once warmed up
         fp(line)
         fp(line)
         line.qty = i if i % 2 else [i]
-        _same_as_fresh(line)
+        same_as_fresh(line)
     line.extra = 1  # type: ignore[attr-defined]  # more keys than fields: read by name
-    _same_as_fresh(line)
+    same_as_fresh(line)
     del line.extra  # type: ignore[attr-defined]
     line.__dict__ = {"qty": 1, "sku": "s"}  # another dict, the fields in another order
-    _same_as_fresh(line)
+    same_as_fresh(line)
 
 
 def test_an_instance_read_again_unchanged_is_reused() -> None:

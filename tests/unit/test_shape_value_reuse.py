@@ -16,8 +16,7 @@ import typing
 
 import pytest
 
-from flowagent.agent import shapes
-from flowagent.agent.shapes import shape_of
+from helpers import fresh_copy, same_as_fresh
 
 
 def _speedups() -> typing.Any:
@@ -28,31 +27,6 @@ def _speedups() -> typing.Any:
     if not _speedups.shape_cache_stats()["record_reuse"]:
         pytest.skip(_speedups.record_reuse_why()[0])
     return _speedups
-
-
-def _fresh(value: object) -> object:
-    """An equal value made of new containers and instances (never walked)."""
-    if type(value) is dict:
-        return {k: _fresh(v) for k, v in value.items()}
-    if type(value) is list:
-        return [_fresh(v) for v in value]
-    if type(value) is tuple:
-        return tuple(_fresh(v) for v in value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        new = object.__new__(type(value))
-        new.__dict__.update({k: _fresh(v) for k, v in vars(value).items()})
-        return new
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*(_fresh(v) for v in value))
-    return value
-
-
-def _same_as_fresh(value: object) -> None:
-    fp = _speedups().fingerprint
-    fresh = _fresh(value)
-    assert fp(value) == fp(fresh), value
-    assert shapes.fingerprint(value) == shapes.fingerprint(fresh)
-    assert shape_of(value) == shape_of(fresh)
 
 
 def _values_reused() -> int:
@@ -110,7 +84,7 @@ def _cart() -> Cart:
 def test_an_unchanged_value_is_taken_again_and_equals_a_fresh_walk() -> None:
     cart = _cart()
     _walk_twice(cart, instances=True)
-    _same_as_fresh(cart)
+    same_as_fresh(cart)
 
 
 def test_a_list_item_replaced_is_seen() -> None:
@@ -118,7 +92,7 @@ def test_a_list_item_replaced_is_seen() -> None:
     for new in ({"b": 1}, "a str", 3, [1], None, (1, "x")):
         _walk_twice(items)
         items[0] = new
-        _same_as_fresh(items)
+        same_as_fresh(items)
 
 
 def test_a_list_grown_or_shrunk_is_seen() -> None:
@@ -135,7 +109,7 @@ def test_a_list_grown_or_shrunk_is_seen() -> None:
     for change in changes:
         _walk_twice(items) if items else None
         change()
-        _same_as_fresh(items)
+        same_as_fresh(items)
 
 
 def test_a_value_deep_inside_is_seen() -> None:
@@ -151,7 +125,7 @@ def test_a_value_deep_inside_is_seen() -> None:
     for change in changes:
         _walk_twice(cart, instances=True)
         change()
-        _same_as_fresh(cart)
+        same_as_fresh(cart)
 
 
 def test_a_dict_inside_a_list_inside_a_dict_is_seen() -> None:
@@ -165,7 +139,7 @@ def test_a_dict_inside_a_list_inside_a_dict_is_seen() -> None:
     for change in changes:
         _walk_twice(request)
         change()
-        _same_as_fresh(request)
+        same_as_fresh(request)
 
 
 def test_a_list_inside_a_tuple_and_a_named_tuple_is_seen() -> None:
@@ -175,7 +149,7 @@ def test_a_list_inside_a_tuple_and_a_named_tuple_is_seen() -> None:
     for value in (pair, point):
         _walk_twice(value)
         inner.append("s")
-        _same_as_fresh(value)
+        same_as_fresh(value)
         inner.pop()
 
 
@@ -183,10 +157,10 @@ def test_an_instance_whose_class_is_replaced_is_seen() -> None:
     cart = _cart()
     _walk_twice(cart, instances=True)
     cart.lines[0].__class__ = OtherLine  # type: ignore[assignment]
-    _same_as_fresh(cart)
+    same_as_fresh(cart)
     _walk_twice(cart, instances=True)
     cart.lines[0].__class__ = Line
-    _same_as_fresh(cart)
+    same_as_fresh(cart)
 
 
 def test_a_class_changed_after_the_walk_is_seen() -> None:
@@ -198,10 +172,10 @@ def test_a_class_changed_after_the_walk_is_seen() -> None:
     value = [Item("a", 1)]
     _walk_twice(value, instances=True)
     Item.note = "a class attribute"  # type: ignore[attr-defined]  # a new version tag
-    _same_as_fresh(value)
+    same_as_fresh(value)
     _walk_twice(value, instances=True)
     Item.__dataclass_fields__.pop("qty")  # edited in place: a watched marker dict's size
-    _same_as_fresh(value)
+    same_as_fresh(value)
 
 
 def test_a_new_value_at_a_freed_address_is_walked_afresh() -> None:
@@ -209,13 +183,13 @@ def test_a_new_value_at_a_freed_address_is_walked_afresh() -> None:
     shapes_seen = [({"a": [1]}, {"a": ["s"]}), ([1, 2], ["x", 2]), ((1, [2]), (1, ["y"]))]
     for first, second in shapes_seen:
         for _ in range(20):
-            value = _fresh(first)
+            value = fresh_copy(first)
             fp(value)
             fp(value)
             del value
             gc.collect()
-            value = _fresh(second)  # often at the address just freed
-            assert fp(value) == fp(_fresh(second))
+            value = fresh_copy(second)  # often at the address just freed
+            assert fp(value) == fp(fresh_copy(second))
             del value
 
 
@@ -227,4 +201,4 @@ def test_a_value_holding_a_set_is_not_taken_again() -> None:
     fp(value)
     assert _values_reused() == before
     value["tags"].add("x")  # type: ignore[attr-defined]
-    _same_as_fresh(value)
+    same_as_fresh(value)
