@@ -14,10 +14,10 @@ sidecar of a service polls the service's row (:class:`FleetPoller`, every
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 
+from ..protocol import jsonline
 from ..protocol.control import apply_change
 from ..protocol.rundir import CONTROL_FILE as FILE
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def read(run_dir: str) -> dict[str, Any]:
     try:
         with open(os.path.join(run_dir, FILE)) as f:
-            data = json.load(f)
+            data = jsonline.loads(f.read())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -43,7 +43,7 @@ def write(run_dir: str, paused: bool | None = None, sample_rate: float | None = 
     state.update(extra)
     tmp = os.path.join(run_dir, f".{FILE}.{os.getpid()}")
     with open(tmp, "w") as f:
-        json.dump(state, f)
+        f.write(jsonline.dumps(state))
     os.replace(tmp, os.path.join(run_dir, FILE))
     return state
 
