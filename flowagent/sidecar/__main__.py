@@ -186,7 +186,7 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
     received: list[bytes] = []
     # The C module under ``signal``, whose wrappers (and ``enum``, which it loads for them)
     # the sidecar needs not: the same calls, the signal given to a handler as an int.
-    import _signal
+    import _signal  # type: ignore[import-not-found]  # (no stub: signal's C half)
 
     _signal.signal(_signal.SIGTERM, lambda *_: done.set())
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)  # the launcher forwards ^C to the program only
