@@ -244,6 +244,7 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
             if ingest is None and _has_rings(run_dir):
                 ingest = ingestor()
             live = ingest.procs.values() if ingest is not None else ()
+            control.poll_fleet(store)  # a SQLite store's fleet row (a server's: its thread)
             control.apply(live)
             sampler.maybe_sample(live)
             stored = 0
