@@ -12,6 +12,8 @@ after one run without valgrind that writes the bytecode caches:
   program (the agent's bootstrap inside the program, no launcher, no sidecar);
 * ``sidecar``: ``python -m flowagent.sidecar --once`` storing an empty run into an existing
   store (its interpreter, its imports, the store opened, the run's rows, the end of run);
+  ``sidecar_service``: the same with ``--service``, as ``flowagent run`` starts it (every run
+  has a service), with the thread that polls the service's fleet row;
 * ``launcher``: ``python -m flowagent run pass.py``, the launcher's own process only (the
   sidecar and the program it starts run without valgrind), and ``launcher_until_program``:
   what it executed before it started the program, read where it forks the process-group
@@ -116,15 +118,22 @@ def main() -> None:
             run = os.path.join(tmp, "sidecar-run" + suffix)
             os.makedirs(os.path.join(run, "rings"))
 
-            def sidecar(run_id: str, run: str = run, suffix: str = suffix) -> list[str]:
+            def sidecar(run_id: str, run: str = run, suffix: str = suffix,
+                        *extra: str) -> list[str]:
                 return [PY, "-m", "flowagent.sidecar", "--once", "--run-dir", run, "--db",
                         os.path.join(tmp, f"sidecar{suffix}.db"), "--run-id", run_id,
-                        "--max-data-size", str(2 << 30)]
+                        "--max-data-size", str(2 << 30), *extra]
 
             # The uncounted run makes the store: the counted one opens an existing store.
             counts["sidecar" + suffix] = _count(sidecar("counted"),
                                                 _env(FLOWAGENT_ENABLED="0", **path), tmp,
                                                 warm=sidecar("warm"))
+            # As `flowagent run` starts it: with the run's service, whose fleet row a thread
+            # of the sidecar polls (a second, read-only store).
+            counts["sidecar_service" + suffix] = _count(
+                sidecar("counted-svc", run, suffix, "--service", "svc"),
+                _env(FLOWAGENT_ENABLED="0", **path), tmp,
+                warm=sidecar("warm-svc", run, suffix, "--service", "svc"))
             own, until = _launcher([PY, "-m", "flowagent", "run", "--data-dir",
                                     os.path.join(tmp, "data" + suffix), script],
                                    _env(**path), tmp)

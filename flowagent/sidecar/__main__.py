@@ -13,14 +13,13 @@ from the store, so nothing is stored twice.
 from __future__ import annotations
 
 import gc
-import json
 import os
-import signal
 import sys
 import threading
 import time
 
 from ..errors import StoreError
+from ..protocol import jsonline
 from ..protocol.rundir import RING_SUFFIX, rings_dir
 from ..store.api import RECENT, RunEnd, RunTotals, Store, open_store, out_of_space
 from .pending import still_running
@@ -57,8 +56,10 @@ def _launcher_row(received: list[bytes]) -> RunEnd | None:
     itself after the program has ended. The command line comes as typed and is masked here
     (:mod:`flowagent.redact`), as every command line the store keeps. None when it sent
     nothing usable (it then stores the row itself)."""
+    if not received:  # nothing sent (--once, an older launcher): json's error not needed
+        return None
     try:
-        row = json.loads(b"".join(received)).get("run")
+        row = jsonline.loads(b"".join(received)).get("run")
         if not isinstance(row["argv"], list):
             return None
         end = RunEnd(argv=tuple(row["argv"]), cwd=row["cwd"], backend=row["backend"],
@@ -183,8 +184,12 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
                              "(it gets a new id)")
     done = threading.Event()
     received: list[bytes] = []
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher forwards ^C to the program only
+    # The C module under ``signal``, whose wrappers (and ``enum``, which it loads for them)
+    # the sidecar needs not: the same calls, the signal given to a handler as an int.
+    import _signal  # type: ignore[import-not-found]  # (no stub: signal's C half)
+
+    _signal.signal(_signal.SIGTERM, lambda *_: done.set())
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)  # the launcher forwards ^C to the program only
     if follow:
         threading.Thread(target=_watch_stdin, args=(done, received), daemon=True).start()
         threading.Thread(target=_watch_parent, args=(done, os.getppid(), poll_s),
@@ -239,6 +244,7 @@ def run(run_dir: str, db: str, run_id: str, poll_s: float, resume: bool, follow:
             if ingest is None and _has_rings(run_dir):
                 ingest = ingestor()
             live = ingest.procs.values() if ingest is not None else ()
+            control.poll_fleet(store)  # a SQLite store's fleet row (a server's: its thread)
             control.apply(live)
             sampler.maybe_sample(live)
             stored = 0
@@ -462,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = run(a.run_dir, a.db, a.run_id, a.poll_ms / 1000.0, a.resume, not a.once,
                   Retention(a.retention, a.error_cap), tuple(a.hook), a.max_data_size,
                   otlp, a.service or None, a.host or None, a.started_ns)
-    sys.stdout.write(json.dumps(summary) + "\n")
+    sys.stdout.write(jsonline.dumps(summary) + "\n")
     sys.stdout.flush()
     return 0
 

@@ -14,10 +14,11 @@ sidecar of a service polls the service's row (:class:`FleetPoller`, every
 
 from __future__ import annotations
 
-import json
 import os
 import threading
+import time
 
+from ..protocol import jsonline
 from ..protocol.control import apply_change
 from ..protocol.rundir import CONTROL_FILE as FILE
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 def read(run_dir: str) -> dict[str, Any]:
     try:
         with open(os.path.join(run_dir, FILE)) as f:
-            data = json.load(f)
+            data = jsonline.loads(f.read())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -43,7 +44,7 @@ def write(run_dir: str, paused: bool | None = None, sample_rate: float | None = 
     state.update(extra)
     tmp = os.path.join(run_dir, f".{FILE}.{os.getpid()}")
     with open(tmp, "w") as f:
-        json.dump(state, f)
+        f.write(jsonline.dumps(state))
     os.replace(tmp, os.path.join(run_dir, FILE))
     return state
 
@@ -52,8 +53,9 @@ FLEET_POLL_S = 1.0
 
 
 class FleetPoller:
-    """Follows a service's row in the store from a thread of the sidecar: one read a
-    second; when its generation moves, the settings go into the run's control file. A store
+    """Follows a service's row in the store: one read a second, from a thread of the
+    sidecar (a server) or from its loop (SQLite, :meth:`poll_due`); when its generation
+    moves, the settings go into the run's control file. A store
     that does not answer (a restarting server) is asked again at the next poll; the run
     keeps its last settings meanwhile."""
 
@@ -65,6 +67,7 @@ class FleetPoller:
         self.interval_s = interval_s
         self.generation = int(read(run_dir).get("fleet_generation", 0))
         self.errors = 0
+        self._due = 0.0  # when poll_due polls next (time.monotonic)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="flowagent-fleet-control",
                                         daemon=True)
@@ -72,6 +75,19 @@ class FleetPoller:
     def start(self) -> "FleetPoller":
         self._thread.start()
         return self
+
+    def poll_due(self, store: Any, now: float) -> None:
+        """Poll through ``store`` (the sidecar's own, from its loop) if a poll is due: the
+        first at once, then every :attr:`interval_s`. For a SQLite store, where a read needs
+        no connection of its own: no thread, no second store opened as the run starts (the
+        end of a short run would wait for it). A failed read counts and is tried again."""
+        if now < self._due:
+            return
+        self._due = now + self.interval_s
+        try:
+            self.poll(store)
+        except Exception:
+            self.errors += 1
 
     def poll(self, store: Any) -> bool:
         """Apply the service's row if it changed; True when the control file was written."""
@@ -109,7 +125,8 @@ class FleetPoller:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5.0)
+        if self._thread.ident is not None:  # started (polled from its own thread)
+            self._thread.join(timeout=5.0)
 
 
 class Control:
@@ -119,11 +136,22 @@ class Control:
         self._state: dict[str, Any] = {}
         self._applied: set[str] = set()
         self.fleet: FleetPoller | None = None
+        self._threaded = False
         if db and service:
-            from ..store.api import open_store
+            from ..store.api import kind_of, open_store
 
-            self.fleet = FleetPoller(run_dir, service,
-                                     lambda: open_store(db, readonly=True)).start()
+            self.fleet = FleetPoller(run_dir, service, lambda: open_store(db, readonly=True))
+            # A server is read through a connection of the poller's own, from its thread:
+            # a server that does not answer must not hold the sidecar's loop. A SQLite store
+            # is read through the sidecar's own store, from its loop (poll_fleet).
+            self._threaded = kind_of(db) == "postgresql"
+            if self._threaded:
+                self.fleet.start()
+
+    def poll_fleet(self, store: Any) -> None:
+        """The fleet's poll through the sidecar's own store, when it is due (SQLite)."""
+        if self.fleet is not None and not self._threaded:
+            self.fleet.poll_due(store, time.monotonic())
 
     def close(self) -> None:
         if self.fleet is not None:

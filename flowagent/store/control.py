@@ -14,9 +14,9 @@ no one ever controlled find no table and read "no settings".
 
 from __future__ import annotations
 
-import json
 import time
 
+from ..protocol import jsonline
 from ..protocol.control import apply_change
 from ..record import NamedTuple
 
@@ -56,7 +56,7 @@ class ServiceControl(NamedTuple):
 
 def _decode(service: str, text: str, generation: int, updated_ns: int) -> ServiceControl:
     try:
-        state = json.loads(text)
+        state = jsonline.loads(text)  # a sidecar's poll: no `re` for json's patterns
     except ValueError:
         state = {}
     if not isinstance(state, dict):
@@ -106,7 +106,13 @@ def write(db: Any, service: str, state: dict[str, Any]) -> None:
     db.execute(f"INSERT INTO {TABLE}(service, state, generation, updated_ns) "  # noqa: S608
                "VALUES(?,?,1,?) ON CONFLICT(service) DO UPDATE SET state=excluded.state, "
                f"generation={TABLE}.generation+1, updated_ns=excluded.updated_ns",
-               (service, json.dumps(state, sort_keys=True), time.time_ns()))
+               (service, _sorted_json(state), time.time_ns()))
 
 
 __all__ = ["SCHEMA", "ServiceControl", "TABLE", "merged", "read", "read_all", "write"]
+
+
+def _sorted_json(state: dict[str, Any]) -> str:
+    import json  # the writer's (``flowagent control``), not a sidecar's
+
+    return json.dumps(state, sort_keys=True)

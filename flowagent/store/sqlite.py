@@ -14,7 +14,6 @@ tree is not.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -23,10 +22,10 @@ from contextlib import contextmanager
 from itertools import chain, compress, repeat
 from operator import eq, itemgetter, not_, sub
 
+from ..protocol import jsonline  # json's C codec: no `re` at the sidecar's start
 from ..protocol.wire import CALL_FIELDS, Decoder, VERSION as WIRE_VERSION
 from ..errors import StoreDamagedError, StoreError
 from . import chunks as C
-from .graphs import session_graph as build_session_graph
 from .api import (
     AggregateRows, AggregateVersion, ClusterStats, EdgeStats, ExceptionCount,
     FleetEntry, FunctionDef, FunctionDict, NodeStats, OpenSession, PathCount, ProcessCounters,
@@ -615,7 +614,7 @@ class SQLiteStore:
     def functions(self, run_id: str) -> dict[int, FunctionDict]:
         rows = self.db.execute("SELECT * FROM functions WHERE run_id=?", (run_id,)).fetchall()
         return cast("dict[int, FunctionDict]",
-                    {r["fid"]: dict(r, params=json.loads(r["params"] or "[]")) for r in rows})
+                    {r["fid"]: dict(r, params=jsonline.loads(r["params"] or "[]")) for r in rows})
 
     def sessions(self, run_id: str | None = None, *, result: str | None = None,
                  root: str | None = None, min_duration_ns: int | None = None,
@@ -801,6 +800,9 @@ class SQLiteStore:
         row = self._session_row(session_id)
         if row is None:
             return None
+        # A reader's (its shapes' module loads json, and re): not at the sidecar's start.
+        from .graphs import session_graph as build_session_graph
+
         info = self._process_info(row["pk"], row["run_id"])
         graph = build_session_graph(row, self.functions(row["run_id"]), info,
                                     self._call_rows(row, info), self.shape_text)
@@ -812,7 +814,7 @@ class SQLiteStore:
     def _process_info(self, pk: str, run_id: str) -> dict[str, Any]:
         row = self.db.execute("SELECT info FROM processes WHERE run_id=? AND pk=?",
                               (run_id, pk)).fetchone()
-        return json.loads(row[0]) if row and row[0] else {}
+        return jsonline.loads(row[0]) if row and row[0] else {}
 
     def _call_rows(self, row: sqlite3.Row, info: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         ids = self.db.execute(
@@ -905,7 +907,7 @@ class SQLiteStore:
 
     # -- runs (write) ----------------------------------------------------------------------
     def finish_run(self, run_id: str, end: RunEnd) -> None:
-        args = (json.dumps(list(end.argv)), end.cwd, end.backend, end.ended_ns, end.exit_code,
+        args = (jsonline.dumps(list(end.argv)), end.cwd, end.backend, end.ended_ns, end.exit_code,
                 end.status, run_id)
         sql = ("UPDATE runs SET argv=?, cwd=?, backend=?, ended_ns=?, exit_code=?, status=? "
                "WHERE run_id=?")
@@ -964,7 +966,7 @@ class SQLiteStore:
                     started_ns: int) -> None:
         self.db.execute("INSERT INTO processes(run_id, pk, pid, ppid, info, started_ns) "
                         "VALUES(?,?,?,?,?,?)",
-                        (run_id, pk, pid, ppid, json.dumps(info), started_ns))
+                        (run_id, pk, pid, ppid, jsonline.dumps(info), started_ns))
 
     def process_state(self, run_id: str, pk: str) -> ProcessState | None:
         row = self.db.execute("SELECT last_seq, ring_tail, stored_events, duplicate_frames, "
@@ -973,7 +975,7 @@ class SQLiteStore:
         if row is None:
             return None
         return ProcessState(row[0], row[1], row[2], row[3],
-                            json.loads(row[4]) if row[4] else {})
+                            jsonline.loads(row[4]) if row[4] else {})
 
     def save_process(self, run_id: str, pk: str, progress: ProcessProgress) -> None:
         p = progress
@@ -983,7 +985,7 @@ class SQLiteStore:
             "agent_errors=?, closed=?, info=? WHERE run_id=? AND pk=?",
             (p.last_seq, p.ring_tail, p.produced_events, p.dropped_events, p.dropped_batches,
              p.stored_events, p.duplicate_frames, p.corrupt_frames, p.agent_errors, p.closed,
-             json.dumps(p.info), run_id, pk))
+             jsonline.dumps(p.info), run_id, pk))
 
     def process_counters(self, run_id: str) -> list[ProcessCounters]:
         return [ProcessCounters(r[0], *(v or 0 for v in r[1:])) for r in self.db.execute(
@@ -1006,7 +1008,7 @@ class SQLiteStore:
     def add_function(self, run_id: str, fn: FunctionDef) -> None:
         self.db.execute("INSERT INTO functions VALUES(?,?,?,?,?,?,?,?,?)",
                         (run_id, fn.fid, fn.name, fn.module, fn.qualname, fn.file, fn.line,
-                         fn.kind, json.dumps(list(fn.params))))
+                         fn.kind, jsonline.dumps(list(fn.params))))
 
     # -- sessions (write) ------------------------------------------------------------------
     def open_session(self, session_id: str, run_id: str, root_fid: int, pid: int, pk: str,
@@ -1031,7 +1033,7 @@ class SQLiteStore:
             (e.name, e.root_fid, e.thread, e.result, 1 if e.complete else 0, e.started_ns,
              e.ended_ns, e.ended_ns - e.started_ns, e.calls, e.errors, e.variant, e.tree_kept,
              f" {' '.join(map(str, e.fids))} ",
-             json.dumps([list(r) for r in e.raised]) if e.raised else None, rowid))
+             jsonline.dumps([list(r) for r in e.raised]) if e.raised else None, rowid))
 
     def next_session_rowid(self) -> int:
         # The writer's own inside its transaction: BEGIN IMMEDIATE holds the write lock.
@@ -1053,7 +1055,7 @@ class SQLiteStore:
                 f = fids_text[e.fids] = f" {' '.join(map(str, e.fids))} "
             x = raised_text.get(e.raised, False)
             if x is False:
-                x = raised_text[e.raised] = json.dumps([list(t) for t in e.raised])
+                x = raised_text[e.raised] = jsonline.dumps([list(t) for t in e.raised])
             out.append((r.rowid, r.session_id, r.run_id, e.name, e.root_fid, r.pid, r.pk,
                         e.thread, e.result, 1 if e.complete else 0, e.started_ns, e.ended_ns,
                         e.ended_ns - e.started_ns, e.calls, e.errors, e.variant, e.tree_kept,
@@ -1189,13 +1191,13 @@ class SQLiteStore:
 
         return [VariantStats(r["variant"], r["root_fid"], r["count"], r["errors"],
                              H.decode(r["hist"]), r["first_ns"],
-                             tuple(json.loads(r["examples"] or "[]")))
+                             tuple(jsonline.loads(r["examples"] or "[]")))
                 for r in self.db.execute("SELECT * FROM variants WHERE run_id=? "
                                          "ORDER BY count DESC, first_ns", (run_id,)).fetchall()]
 
     def cluster_stats(self, run_id: str) -> list[ClusterStats]:
         return [ClusterStats(r["exc_sid"], r["fid"], r["path"], r["handled"], r["count"],
-                             r["first_ns"], r["last_ns"], tuple(json.loads(r["examples"] or "[]")))
+                             r["first_ns"], r["last_ns"], tuple(jsonline.loads(r["examples"] or "[]")))
                 for r in self.db.execute("SELECT * FROM error_clusters WHERE run_id=? "
                                          "ORDER BY count DESC", (run_id,)).fetchall()]
 
@@ -1231,11 +1233,11 @@ class SQLiteStore:
         if a.variants:
             db.executemany("INSERT OR REPLACE INTO variants VALUES(?,?,?,?,?,?,?,?)",
                            [(run_id, v.variant, v.root_fid, v.count, v.errors, H.encode(v.hist),
-                             v.first_ns, json.dumps(list(v.examples))) for v in a.variants])
+                             v.first_ns, jsonline.dumps(list(v.examples))) for v in a.variants])
         if a.clusters:
             db.executemany("INSERT OR REPLACE INTO error_clusters VALUES(?,?,?,?,?,?,?,?,?)",
                            [(run_id, c.exc_sid, c.fid, c.path, c.handled, c.count, c.first_ns,
-                             c.last_ns, json.dumps(list(c.examples))) for c in a.clusters])
+                             c.last_ns, jsonline.dumps(list(c.examples))) for c in a.clusters])
 
     def aggregate_version(self, run_id: str) -> AggregateVersion:
         n, calls, errors = self.db.execute(

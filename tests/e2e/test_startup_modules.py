@@ -117,6 +117,50 @@ def test_the_sidecar_stores_a_run_without_argparse_hashlib_or_the_redactor(
         assert name not in loaded, f"the sidecar imports {name}"
 
 
+def test_the_sidecar_stores_a_run_and_polls_its_fleet_without_re_json_or_enum(
+        tmp_path: Path) -> None:
+    # Without site (an editable install's finder, or a .pth, may load re for everyone): what
+    # the sidecar itself loads while it opens the store, makes the run's row, polls its
+    # service's fleet row, ends the run and says the summary. `re` (json's patterns) with
+    # `enum` (also signal's wrappers) cost every run's start ~30 M instructions.
+    import flowagent
+
+    from flowagent.store.api import open_store
+
+    root = str(Path(flowagent.__file__).resolve().parent.parent)
+    db = tmp_path / "flowagent.db"
+    (tmp_path / "run" / "rings").mkdir(parents=True)
+    writer = open_store(str(db))  # the service's settings, as `flowagent control` leaves them
+    writer.set_service_control("svc", paused=True, sample_rate=0.5, include=["app.*"],
+                               exclude=[])
+    writer.close()
+    proc = subprocess.run(
+        [sys.executable, "-S", "-X", "importtime", "-m", "flowagent.sidecar", "--once",
+         "--run-dir", str(tmp_path / "run"), "--db", str(db), "--run-id", "r1",
+         "--max-data-size", str(1 << 30), "--service", "svc", "--started-ns", "1"],
+        cwd=tmp_path, env=_clean_env({"FLOWAGENT_ENABLED": "0", "PYTHONPATH": root}),
+        capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    ready, summary = proc.stdout.decode().splitlines()
+    assert ready.startswith("READY ")
+    import json
+
+    said = json.loads(summary)
+    assert (said["sessions"], said["processes"], said["run_row"]) == (0, 0, False)
+    loaded = {line.rpartition("|")[2].strip() for line in proc.stderr.decode().splitlines()
+              if line.startswith("import time:") and "|" in line}
+    assert {"flowagent.store.sqlite", "flowagent.sidecar.control"} <= loaded
+    assert not loaded & {"re", "enum", "json", "signal", "flowagent.model.shapes"}, sorted(
+        loaded & {"re", "enum", "json", "signal", "flowagent.model.shapes"})
+    reader = open_store(str(db), readonly=True)
+    try:
+        run = next(r for r in reader.runs() if r["run_id"] == "r1")
+        assert run["service"] == "svc"
+        assert reader.service_control("svc").state()["include"] == ["app.*"]
+    finally:
+        reader.close()
+
+
 _CODEC_AT_START = """
 import sys
 
