@@ -434,6 +434,133 @@ recycle_state(PyObject *st)
     pool_states[n_pool_states++] = st;
 }
 
+/* ---- the open calls of one batch (a session tree's `_open` seen from C) -----------------
+ * The calls a batch opens are kept here, keyed by their C cid, rather than in the tree's
+ * dict of Python ints: most are closed in the same batch and never reach it. A cid not
+ * here is looked for in the dict (the calls earlier batches left open); a key is in at most
+ * one of the two. Entries are kept in the order they were opened, a closed one emptied
+ * (state NULL), so that the ones still open at the end join the dict in the order the
+ * Python pass would have inserted them. */
+typedef struct {
+    long long cid;
+    PyObject *key;    /* the cid as a Python int (a new reference): the dict's key */
+    PyObject *state;  /* the open call's state (a new reference), NULL once closed */
+} OpenEntry;
+
+typedef struct {
+    OpenEntry *e;
+    Py_ssize_t n, cap;
+    Py_ssize_t *slot;  /* 1 + an entry's index, 0 empty */
+    size_t mask;
+} OpenTable;
+
+static int
+open_init(OpenTable *t, Py_ssize_t n)
+{
+    size_t want = 16;
+    while (want < 2 * (size_t)(n + 1))
+        want <<= 1;
+    t->cap = n + 1;
+    t->n = 0;
+    t->mask = want - 1;
+    t->e = PyMem_Malloc(sizeof(OpenEntry) * (size_t)t->cap);
+    t->slot = PyMem_Calloc(want, sizeof(Py_ssize_t));
+    return (t->e && t->slot) ? 0 : -1;
+}
+
+static void
+open_free(OpenTable *t)
+{
+    for (Py_ssize_t j = 0; j < t->n; j++) {
+        Py_XDECREF(t->e[j].key);
+        Py_XDECREF(t->e[j].state);
+    }
+    PyMem_Free(t->e);
+    PyMem_Free(t->slot);
+    t->e = NULL;
+    t->slot = NULL;
+    t->n = 0;
+}
+
+/* The slot cid's entry is found through, or the empty one it would take. */
+static Py_ssize_t *
+open_slot(OpenTable *t, long long cid)
+{
+    size_t h = (size_t)(((uint64_t)cid * 0x9E3779B97F4A7C15ull) >> 17) & t->mask;
+    for (;;) {
+        Py_ssize_t *s = &t->slot[h];
+        if (*s == 0 || t->e[*s - 1].cid == cid)
+            return s;
+        h = (h + 1) & t->mask;
+    }
+}
+
+/* A new reference to cid's open state, taken out of the table (or the dict); NULL with no
+ * error set when it is not open. */
+static PyObject *
+open_pop(OpenTable *t, PyObject *opened, long long cid, PyObject *key)
+{
+    Py_ssize_t *s = open_slot(t, cid);
+    if (*s != 0) {
+        OpenEntry *en = &t->e[*s - 1];
+        PyObject *st = en->state;
+        en->state = NULL;
+        if (st != NULL)
+            return st;
+    }
+    PyObject *st = PyDict_GetItemWithError(opened, key);
+    if (st == NULL)
+        return NULL;
+    Py_INCREF(st);
+    if (PyDict_DelItem(opened, key) < 0) {
+        Py_DECREF(st);
+        return NULL;
+    }
+    return st;
+}
+
+/* A borrowed reference to cid's open state (held by the table or the dict), NULL with no
+ * error set when it is not open. */
+static PyObject *
+open_get(OpenTable *t, PyObject *opened, long long cid, PyObject *key)
+{
+    Py_ssize_t *s = open_slot(t, cid);
+    if (*s != 0 && t->e[*s - 1].state != NULL)
+        return t->e[*s - 1].state;
+    return PyDict_GetItemWithError(opened, key);
+}
+
+/* cid opens with state (stolen); cid is open in neither the table nor the dict. */
+static void
+open_put(OpenTable *t, long long cid, PyObject *key, PyObject *state)
+{
+    Py_ssize_t *s = open_slot(t, cid);
+    if (*s != 0) {
+        OpenEntry *en = &t->e[*s - 1];
+        Py_CLEAR(en->key);  /* closed earlier in the batch: it opens again at the end */
+    }
+    OpenEntry *en = &t->e[t->n];
+    en->cid = cid;
+    Py_INCREF(key);
+    en->key = key;
+    en->state = state;
+    *s = ++t->n;
+}
+
+/* The calls still open join the dict, in the order they were opened. */
+static int
+open_flush(OpenTable *t, PyObject *opened)
+{
+    int rc = 0;
+    for (Py_ssize_t j = 0; j < t->n; j++) {
+        OpenEntry *en = &t->e[j];
+        if (en->state != NULL && en->key != NULL && rc == 0 &&
+                PyDict_SetItem(opened, en->key, en->state) < 0)
+            rc = -1;
+    }
+    return rc;
+}
+
 static PyObject *
 fold_tree(PyObject *self, PyObject *args)
 {
@@ -485,10 +612,12 @@ fold_tree(PyObject *self, PyObject *args)
     /* minus (per signature, its calls' time in their callees) summed in a C table first:
      * entries in first-seen order, found through slots keyed by the signature's values. */
     MinusTable mt = {0};
+    OpenTable ot = {0};
     PtrMemo pm = {PyMem_Calloc(PM_SLOTS, sizeof(PMEntry)), 0};
-    if (minus_init(&mt, n) < 0 || pm.e == NULL) {
+    if (minus_init(&mt, n) < 0 || open_init(&ot, n) < 0 || pm.e == NULL) {
         PyMem_Free(cv);
         minus_free(&mt);
+        open_free(&ot);
         PyMem_Free(pm.e);
         return PyErr_NoMemory();
     }
@@ -533,11 +662,8 @@ fold_tree(PyObject *self, PyObject *args)
         int is_error = res_c[i] == ERROR_C;
 
         /* node = opened.pop(cid, None) (a new reference or NULL) */
-        node = PyDict_GetItemWithError(opened, cid);
+        node = open_pop(&ot, opened, cid_c[i], cid);
         if (node != NULL) {
-            Py_INCREF(node);
-            if (PyDict_DelItem(opened, cid) < 0)
-                goto done;
             if (!PyList_CheckExact(node) || PyList_GET_SIZE(node) != O_LEN) {
                 PyErr_SetString(PyExc_TypeError, "an open call's state must be a list");
                 goto done;
@@ -664,7 +790,7 @@ fold_tree(PyObject *self, PyObject *args)
             paths = digest = NULL;
         } else {
             if (par_c[i] != 0 && par_c[i] != cid_c[i]) {
-                PyObject *p = PyDict_GetItemWithError(opened, par);
+                PyObject *p = open_get(&ot, opened, par_c[i], par);
                 if (p == NULL) {
                     if (PyErr_Occurred())
                         goto done;
@@ -689,10 +815,7 @@ fold_tree(PyObject *self, PyObject *args)
                         state_set(state, O_WAITERS, up);
                         up = NULL;
                     }
-                    int r = PyDict_SetItem(opened, par, state);
-                    Py_DECREF(state);
-                    if (r < 0)
-                        goto done;
+                    open_put(&ot, par_c[i], par, state);
                     continue;
                 }
                 Py_INCREF(p);
@@ -804,6 +927,18 @@ fold_tree(PyObject *self, PyObject *args)
     result = minus;
     minus = NULL;
 done:
+    if (ot.n > 0) {
+        /* the calls still open join the tree's dict, on an error too (its exception kept) */
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        if (open_flush(&ot, opened) < 0) {
+            Py_CLEAR(result);
+            Py_XDECREF(et); Py_XDECREF(ev); Py_XDECREF(tb);
+        } else {
+            PyErr_Restore(et, ev, tb);
+        }
+    }
+    open_free(&ot);
     minus_free(&mt);
     pm_clear(&pm);
     PyMem_Free(pm.e);
