@@ -220,8 +220,20 @@ minus_add(MinusTable *t, const long long *const *cp, Py_ssize_t i, PyObject *v,
 }
 
 /* The table as the dict fold_tree returns: keys made of the first call's own objects. */
+/* A new reference to the value of column k at row i: the list's object, or one made from
+ * the C values where the column was left in the raw block (None in its place). */
+static PyObject *
+col_obj(PyObject *col, const long long *c, Py_ssize_t i)
+{
+    if (col == Py_None)
+        return PyLong_FromLongLong(c[i]);
+    PyObject *o = PyList_GET_ITEM(col, i);
+    Py_INCREF(o);
+    return o;
+}
+
 static int
-minus_to_dict(MinusTable *t, PyObject **cols, PyObject *minus)
+minus_to_dict(MinusTable *t, PyObject **cols, const long long *const *cp, PyObject *minus)
 {
     for (Py_ssize_t j = 0; j < t->len; j++) {
         Py_ssize_t f = t->e[j].first;
@@ -229,8 +241,11 @@ minus_to_dict(MinusTable *t, PyObject **cols, PyObject *minus)
         if (key == NULL)
             return -1;
         for (int k = 0; k < 6; k++) {
-            PyObject *o = PyList_GET_ITEM(cols[SIG_COLS[k]], f);
-            Py_INCREF(o);
+            PyObject *o = col_obj(cols[SIG_COLS[k]], cp[SIG_COLS[k]], f);
+            if (o == NULL) {
+                Py_DECREF(key);
+                return -1;
+            }
             PyTuple_SET_ITEM(key, k, o);
         }
         PyObject *v = t->e[j].big;
@@ -508,6 +523,8 @@ open_pop(OpenTable *t, PyObject *opened, long long cid, PyObject *key)
         if (st != NULL)
             return st;
     }
+    if (PyDict_GET_SIZE(opened) == 0)
+        return NULL;
     PyObject *st = PyDict_GetItemWithError(opened, key);
     if (st == NULL)
         return NULL;
@@ -520,17 +537,26 @@ open_pop(OpenTable *t, PyObject *opened, long long cid, PyObject *key)
 }
 
 /* A borrowed reference to cid's open state (held by the table or the dict), NULL with no
- * error set when it is not open. */
+ * error set when it is not open. key: cid as a Python int, or NULL (made if needed). */
 static PyObject *
 open_get(OpenTable *t, PyObject *opened, long long cid, PyObject *key)
 {
     Py_ssize_t *s = open_slot(t, cid);
     if (*s != 0 && t->e[*s - 1].state != NULL)
         return t->e[*s - 1].state;
-    return PyDict_GetItemWithError(opened, key);
+    if (PyDict_GET_SIZE(opened) == 0)
+        return NULL;
+    if (key != NULL)
+        return PyDict_GetItemWithError(opened, key);
+    if ((key = PyLong_FromLongLong(cid)) == NULL)
+        return NULL;
+    PyObject *st = PyDict_GetItemWithError(opened, key);
+    Py_DECREF(key);
+    return st;  /* the dict holds it */
 }
 
-/* cid opens with state (stolen); cid is open in neither the table nor the dict. */
+/* cid opens with state (stolen); cid is open in neither the table nor the dict. key: cid
+ * as a Python int, or NULL (made when it joins the dict). */
 static void
 open_put(OpenTable *t, long long cid, PyObject *key, PyObject *state)
 {
@@ -541,7 +567,7 @@ open_put(OpenTable *t, long long cid, PyObject *key, PyObject *state)
     }
     OpenEntry *en = &t->e[t->n];
     en->cid = cid;
-    Py_INCREF(key);
+    Py_XINCREF(key);
     en->key = key;
     en->state = state;
     *s = ++t->n;
@@ -554,8 +580,11 @@ open_flush(OpenTable *t, PyObject *opened)
     int rc = 0;
     for (Py_ssize_t j = 0; j < t->n; j++) {
         OpenEntry *en = &t->e[j];
-        if (en->state != NULL && en->key != NULL && rc == 0 &&
-                PyDict_SetItem(opened, en->key, en->state) < 0)
+        if (en->state == NULL || rc < 0)
+            continue;
+        if (en->key == NULL && (en->key = PyLong_FromLongLong(en->cid)) == NULL)
+            rc = -1;
+        else if (PyDict_SetItem(opened, en->key, en->state) < 0)
             rc = -1;
     }
     return rc;
@@ -565,19 +594,29 @@ static PyObject *
 fold_tree(PyObject *self, PyObject *args)
 {
     PyObject *tree, *cols[10], *raw = NULL;
-    if (!PyArg_ParseTuple(args, "OO!O!O!O!O!O!O!O!O!O!|O", &tree,
-                          &PyList_Type, &cols[0], &PyList_Type, &cols[1], &PyList_Type, &cols[2],
-                          &PyList_Type, &cols[3], &PyList_Type, &cols[4], &PyList_Type, &cols[5],
+    if (!PyArg_ParseTuple(args, "OO!OO!O!OOO!O!O!O!|O", &tree,
+                          &PyList_Type, &cols[0], &cols[1], &PyList_Type, &cols[2],
+                          &PyList_Type, &cols[3], &cols[4], &cols[5],
                           &PyList_Type, &cols[6], &PyList_Type, &cols[7], &PyList_Type, &cols[8],
                           &PyList_Type, &cols[9], &raw))
         return NULL;
+    /* the parents, callers' ins and outs may be left in the raw block (None): read there */
+    int left_out = 0;
+    for (int k = 1; k < 6; k += (k == 1 ? 3 : 1)) {
+        if (cols[k] == Py_None)
+            left_out = 1;
+        else if (!PyList_Check(cols[k])) {
+            PyErr_SetString(PyExc_TypeError, "a column must be a list or None");
+            return NULL;
+        }
+    }
     if (ERROR_ == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_fold.configure() was not called");
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(cols[0]);
     for (int k = 1; k < 10; k++)
-        if (PyList_GET_SIZE(cols[k]) < n)
+        if (cols[k] != Py_None && PyList_GET_SIZE(cols[k]) < n)
             n = PyList_GET_SIZE(cols[k]);  /* zip() stops at the shortest */
 
     /* Every column as C integers (compared in the loop, or the signature a call's callee
@@ -590,8 +629,10 @@ fold_tree(PyObject *self, PyObject *args)
     long long *cv = NULL, ses_c;
     const int64_t *block = raw_block(raw, n);
     for (int k = 0; block != NULL && k < 10; k++)
-        if (PyList_GET_SIZE(cols[k]) != n)
+        if (cols[k] != Py_None && PyList_GET_SIZE(cols[k]) != n)
             block = NULL;
+    if (block == NULL && left_out)
+        Py_RETURN_NONE;  /* the Python pass, with every list */
     if (block != NULL) {
         for (int k = 0; k < 10; k++)
             cp[k] = (const long long *)(block + RAW_OF[k] * n);
@@ -655,7 +696,8 @@ fold_tree(PyObject *self, PyObject *args)
     }
 
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *cid = PyList_GET_ITEM(cols[0], i), *par = PyList_GET_ITEM(cols[1], i);
+        PyObject *cid = PyList_GET_ITEM(cols[0], i);
+        PyObject *par = cols[1] == Py_None ? NULL : PyList_GET_ITEM(cols[1], i);
         PyObject *fid = PyList_GET_ITEM(cols[2], i), *pfid = PyList_GET_ITEM(cols[3], i);
         PyObject *res = PyList_GET_ITEM(cols[6], i), *exc = PyList_GET_ITEM(cols[7], i);
         PyObject *t0 = PyList_GET_ITEM(cols[8], i), *d = PyList_GET_ITEM(cols[9], i);
@@ -922,7 +964,7 @@ fold_tree(PyObject *self, PyObject *args)
                 PyObject_SetAttrString(tree, "digest", root_digest) < 0)
             goto done;
     }
-    if (minus_to_dict(&mt, cols, minus) < 0)
+    if (minus_to_dict(&mt, cols, cp, minus) < 0)
         goto done;
     result = minus;
     minus = NULL;
@@ -1076,8 +1118,8 @@ decode_columns(PyObject *self, PyObject *args)
     if ((cols = PyList_New(N_FIELDS)) == NULL)
         goto done;
     for (int f = 0; f < N_FIELDS; f++) {
-        PyObject *col = f == F_T1 && !ends ? Py_NewRef(Py_None)
-                                           : int_list(f == F_T1 ? t1 : v + f * n, n);
+        int lazy = !ends && (f == F_T1 || f == F_PAR || f == F_IN || f == F_OUT || f == F_CPU);
+        PyObject *col = lazy ? Py_NewRef(Py_None) : int_list(f == F_T1 ? t1 : v + f * n, n);
         if (col == NULL)
             goto done;
         PyList_SET_ITEM(cols, f, col);
@@ -1165,11 +1207,21 @@ static PyObject *
 count_sigs(PyObject *self, PyObject *args)
 {
     PyObject *sigs, *cols[S_COLS], *incomplete_obj, *raw = NULL;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!O!O!O!O|O", &PyDict_Type, &sigs,
-                          &PyList_Type, &cols[0], &PyList_Type, &cols[1], &PyList_Type, &cols[2],
-                          &PyList_Type, &cols[3], &PyList_Type, &cols[4], &PyList_Type, &cols[5],
-                          &PyList_Type, &cols[6], &PyList_Type, &cols[7], &incomplete_obj, &raw))
+    if (!PyArg_ParseTuple(args, "O!O!O!OOO!O!O!OO|O", &PyDict_Type, &sigs,
+                          &PyList_Type, &cols[0], &PyList_Type, &cols[1], &cols[2],
+                          &cols[3], &PyList_Type, &cols[4], &PyList_Type, &cols[5],
+                          &PyList_Type, &cols[6], &cols[7], &incomplete_obj, &raw))
         return NULL;
+    /* the ins, outs and CPU times may be left in the raw block (None): read there */
+    int left_out = 0;
+    for (int k = 2; k < S_COLS; k += (k == 3 ? 4 : 1)) {
+        if (cols[k] == Py_None)
+            left_out = 1;
+        else if (!PyList_Check(cols[k])) {
+            PyErr_SetString(PyExc_TypeError, "a column must be a list or None");
+            return NULL;
+        }
+    }
     if (TO_BUCKETS == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_fold.configure_sigs() was not called");
         return NULL;
@@ -1179,7 +1231,7 @@ count_sigs(PyObject *self, PyObject *args)
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(cols[0]);
     for (int k = 1; k < S_COLS; k++)
-        if (PyList_GET_SIZE(cols[k]) != n) {
+        if (cols[k] != Py_None && PyList_GET_SIZE(cols[k]) != n) {
             PyErr_SetString(PyExc_ValueError, "columns of different lengths");
             return NULL;
         }
@@ -1192,6 +1244,8 @@ count_sigs(PyObject *self, PyObject *args)
     while (cap < 2 * n)
         cap <<= 1;
     const int64_t *block = raw_block(raw, n);
+    if (block == NULL && left_out)
+        Py_RETURN_FALSE;  /* the Python count, with every list */
     if ((block == NULL && !(v = PyMem_Malloc(sizeof(int64_t) * S_COLS * (size_t)(n ? n : 1)))) ||
             !(sig = PyMem_Malloc(sizeof(Sig) * (size_t)(n ? n : 1))) ||
             !(sig_slot = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)cap)) ||
@@ -1300,8 +1354,11 @@ count_sigs(PyObject *self, PyObject *args)
         if (key == NULL)
             goto done;
         for (int k = 0; k < S_DUR; k++) {
-            PyObject *o = PyList_GET_ITEM(cols[k], f);
-            Py_INCREF(o);
+            PyObject *o = col_obj(cols[k], (const long long *)col[k], f);
+            if (o == NULL) {
+                Py_DECREF(key);
+                goto done;
+            }
             PyTuple_SET_ITEM(key, k, o);
         }
         PyObject *acc = PyDict_GetItemWithError(sigs, key);
