@@ -81,8 +81,9 @@ class CallColumns:
     ``raw``, where the C decoder made the columns: the int64 block they were made from
     (``_fold.decode_columns``), which the C fold reads instead of converting the lists' ints
     back; a slice has none, and the lists must not be changed while it is kept. The C
-    decoder leaves the end times' list to be made from it when first read (``cols``): the
-    sidecar's fold of a session's calls never reads it; :meth:`col` reads one column."""
+    decoder leaves the lists of the end times, parents, ins, outs and CPU times to be made
+    from it when first read (``cols``, :meth:`col`): the sidecar's fold of a session's calls
+    reads those in the block (:meth:`made`)."""
 
     __slots__ = ("_cols", "dur", "bounds", "raw")
 
@@ -96,14 +97,22 @@ class CallColumns:
     @property
     def cols(self) -> list[list[int]]:
         cols = self._cols
-        if cols[_T1] is None:  # left out by the C decoder (see decode_columns)
-            cols[_T1] = _raw_column(self.raw, len(self.dur), _RAW_END)
+        for field, col in enumerate(cols):
+            if col is None:  # left out by the C decoder (see decode_columns)
+                self.col(field)
         return cols
 
     def col(self, field: int) -> list[int]:
         """The column of field ``field`` (an index of :data:`CALL_FIELDS`)."""
         col = self._cols[field]
-        return col if col is not None else self.cols[field]
+        if col is None:
+            col = self._cols[field] = _raw_column(
+                self.raw, len(self.dur), _RAW_END if field == _T1 else field)
+        return col
+
+    def made(self, field: int) -> list[int] | None:
+        """The column of field ``field``, or None while it is left in ``raw`` (unmade)."""
+        return self._cols[field]
 
     @classmethod
     def from_rows(cls, rows: Iterable[Sequence[int]]) -> "CallColumns":

@@ -220,8 +220,20 @@ minus_add(MinusTable *t, const long long *const *cp, Py_ssize_t i, PyObject *v,
 }
 
 /* The table as the dict fold_tree returns: keys made of the first call's own objects. */
+/* A new reference to the value of column k at row i: the list's object, or one made from
+ * the C values where the column was left in the raw block (None in its place). */
+static PyObject *
+col_obj(PyObject *col, const long long *c, Py_ssize_t i)
+{
+    if (col == Py_None)
+        return PyLong_FromLongLong(c[i]);
+    PyObject *o = PyList_GET_ITEM(col, i);
+    Py_INCREF(o);
+    return o;
+}
+
 static int
-minus_to_dict(MinusTable *t, PyObject **cols, PyObject *minus)
+minus_to_dict(MinusTable *t, PyObject **cols, const long long *const *cp, PyObject *minus)
 {
     for (Py_ssize_t j = 0; j < t->len; j++) {
         Py_ssize_t f = t->e[j].first;
@@ -229,8 +241,11 @@ minus_to_dict(MinusTable *t, PyObject **cols, PyObject *minus)
         if (key == NULL)
             return -1;
         for (int k = 0; k < 6; k++) {
-            PyObject *o = PyList_GET_ITEM(cols[SIG_COLS[k]], f);
-            Py_INCREF(o);
+            PyObject *o = col_obj(cols[SIG_COLS[k]], cp[SIG_COLS[k]], f);
+            if (o == NULL) {
+                Py_DECREF(key);
+                return -1;
+            }
             PyTuple_SET_ITEM(key, k, o);
         }
         PyObject *v = t->e[j].big;
@@ -434,23 +449,174 @@ recycle_state(PyObject *st)
     pool_states[n_pool_states++] = st;
 }
 
+/* ---- the open calls of one batch (a session tree's `_open` seen from C) -----------------
+ * The calls a batch opens are kept here, keyed by their C cid, rather than in the tree's
+ * dict of Python ints: most are closed in the same batch and never reach it. A cid not
+ * here is looked for in the dict (the calls earlier batches left open); a key is in at most
+ * one of the two. Entries are kept in the order they were opened, a closed one emptied
+ * (state NULL), so that the ones still open at the end join the dict in the order the
+ * Python pass would have inserted them. */
+typedef struct {
+    long long cid;
+    PyObject *key;    /* the cid as a Python int (a new reference): the dict's key */
+    PyObject *state;  /* the open call's state (a new reference), NULL once closed */
+} OpenEntry;
+
+typedef struct {
+    OpenEntry *e;
+    Py_ssize_t n, cap;
+    Py_ssize_t *slot;  /* 1 + an entry's index, 0 empty */
+    size_t mask;
+} OpenTable;
+
+static int
+open_init(OpenTable *t, Py_ssize_t n)
+{
+    size_t want = 16;
+    while (want < 2 * (size_t)(n + 1))
+        want <<= 1;
+    t->cap = n + 1;
+    t->n = 0;
+    t->mask = want - 1;
+    t->e = PyMem_Malloc(sizeof(OpenEntry) * (size_t)t->cap);
+    t->slot = PyMem_Calloc(want, sizeof(Py_ssize_t));
+    return (t->e && t->slot) ? 0 : -1;
+}
+
+static void
+open_free(OpenTable *t)
+{
+    for (Py_ssize_t j = 0; j < t->n; j++) {
+        Py_XDECREF(t->e[j].key);
+        Py_XDECREF(t->e[j].state);
+    }
+    PyMem_Free(t->e);
+    PyMem_Free(t->slot);
+    t->e = NULL;
+    t->slot = NULL;
+    t->n = 0;
+}
+
+/* The slot cid's entry is found through, or the empty one it would take. */
+static Py_ssize_t *
+open_slot(OpenTable *t, long long cid)
+{
+    size_t h = (size_t)(((uint64_t)cid * 0x9E3779B97F4A7C15ull) >> 17) & t->mask;
+    for (;;) {
+        Py_ssize_t *s = &t->slot[h];
+        if (*s == 0 || t->e[*s - 1].cid == cid)
+            return s;
+        h = (h + 1) & t->mask;
+    }
+}
+
+/* A new reference to cid's open state, taken out of the table (or the dict); NULL with no
+ * error set when it is not open. */
+static PyObject *
+open_pop(OpenTable *t, PyObject *opened, long long cid, PyObject *key)
+{
+    Py_ssize_t *s = open_slot(t, cid);
+    if (*s != 0) {
+        OpenEntry *en = &t->e[*s - 1];
+        PyObject *st = en->state;
+        en->state = NULL;
+        if (st != NULL)
+            return st;
+    }
+    if (PyDict_GET_SIZE(opened) == 0)
+        return NULL;
+    PyObject *st = PyDict_GetItemWithError(opened, key);
+    if (st == NULL)
+        return NULL;
+    Py_INCREF(st);
+    if (PyDict_DelItem(opened, key) < 0) {
+        Py_DECREF(st);
+        return NULL;
+    }
+    return st;
+}
+
+/* A borrowed reference to cid's open state (held by the table or the dict), NULL with no
+ * error set when it is not open. key: cid as a Python int, or NULL (made if needed). */
+static PyObject *
+open_get(OpenTable *t, PyObject *opened, long long cid, PyObject *key)
+{
+    Py_ssize_t *s = open_slot(t, cid);
+    if (*s != 0 && t->e[*s - 1].state != NULL)
+        return t->e[*s - 1].state;
+    if (PyDict_GET_SIZE(opened) == 0)
+        return NULL;
+    if (key != NULL)
+        return PyDict_GetItemWithError(opened, key);
+    if ((key = PyLong_FromLongLong(cid)) == NULL)
+        return NULL;
+    PyObject *st = PyDict_GetItemWithError(opened, key);
+    Py_DECREF(key);
+    return st;  /* the dict holds it */
+}
+
+/* cid opens with state (stolen); cid is open in neither the table nor the dict. key: cid
+ * as a Python int, or NULL (made when it joins the dict). */
+static void
+open_put(OpenTable *t, long long cid, PyObject *key, PyObject *state)
+{
+    Py_ssize_t *s = open_slot(t, cid);
+    if (*s != 0) {
+        OpenEntry *en = &t->e[*s - 1];
+        Py_CLEAR(en->key);  /* closed earlier in the batch: it opens again at the end */
+    }
+    OpenEntry *en = &t->e[t->n];
+    en->cid = cid;
+    Py_XINCREF(key);
+    en->key = key;
+    en->state = state;
+    *s = ++t->n;
+}
+
+/* The calls still open join the dict, in the order they were opened. */
+static int
+open_flush(OpenTable *t, PyObject *opened)
+{
+    int rc = 0;
+    for (Py_ssize_t j = 0; j < t->n; j++) {
+        OpenEntry *en = &t->e[j];
+        if (en->state == NULL || rc < 0)
+            continue;
+        if (en->key == NULL && (en->key = PyLong_FromLongLong(en->cid)) == NULL)
+            rc = -1;
+        else if (PyDict_SetItem(opened, en->key, en->state) < 0)
+            rc = -1;
+    }
+    return rc;
+}
+
 static PyObject *
 fold_tree(PyObject *self, PyObject *args)
 {
     PyObject *tree, *cols[10], *raw = NULL;
-    if (!PyArg_ParseTuple(args, "OO!O!O!O!O!O!O!O!O!O!|O", &tree,
-                          &PyList_Type, &cols[0], &PyList_Type, &cols[1], &PyList_Type, &cols[2],
-                          &PyList_Type, &cols[3], &PyList_Type, &cols[4], &PyList_Type, &cols[5],
+    if (!PyArg_ParseTuple(args, "OO!OO!O!OOO!O!O!O!|O", &tree,
+                          &PyList_Type, &cols[0], &cols[1], &PyList_Type, &cols[2],
+                          &PyList_Type, &cols[3], &cols[4], &cols[5],
                           &PyList_Type, &cols[6], &PyList_Type, &cols[7], &PyList_Type, &cols[8],
                           &PyList_Type, &cols[9], &raw))
         return NULL;
+    /* the parents, callers' ins and outs may be left in the raw block (None): read there */
+    int left_out = 0;
+    for (int k = 1; k < 6; k += (k == 1 ? 3 : 1)) {
+        if (cols[k] == Py_None)
+            left_out = 1;
+        else if (!PyList_Check(cols[k])) {
+            PyErr_SetString(PyExc_TypeError, "a column must be a list or None");
+            return NULL;
+        }
+    }
     if (ERROR_ == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_fold.configure() was not called");
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(cols[0]);
     for (int k = 1; k < 10; k++)
-        if (PyList_GET_SIZE(cols[k]) < n)
+        if (cols[k] != Py_None && PyList_GET_SIZE(cols[k]) < n)
             n = PyList_GET_SIZE(cols[k]);  /* zip() stops at the shortest */
 
     /* Every column as C integers (compared in the loop, or the signature a call's callee
@@ -463,8 +629,10 @@ fold_tree(PyObject *self, PyObject *args)
     long long *cv = NULL, ses_c;
     const int64_t *block = raw_block(raw, n);
     for (int k = 0; block != NULL && k < 10; k++)
-        if (PyList_GET_SIZE(cols[k]) != n)
+        if (cols[k] != Py_None && PyList_GET_SIZE(cols[k]) != n)
             block = NULL;
+    if (block == NULL && left_out)
+        Py_RETURN_NONE;  /* the Python pass, with every list */
     if (block != NULL) {
         for (int k = 0; k < 10; k++)
             cp[k] = (const long long *)(block + RAW_OF[k] * n);
@@ -485,10 +653,12 @@ fold_tree(PyObject *self, PyObject *args)
     /* minus (per signature, its calls' time in their callees) summed in a C table first:
      * entries in first-seen order, found through slots keyed by the signature's values. */
     MinusTable mt = {0};
+    OpenTable ot = {0};
     PtrMemo pm = {PyMem_Calloc(PM_SLOTS, sizeof(PMEntry)), 0};
-    if (minus_init(&mt, n) < 0 || pm.e == NULL) {
+    if (minus_init(&mt, n) < 0 || open_init(&ot, n) < 0 || pm.e == NULL) {
         PyMem_Free(cv);
         minus_free(&mt);
+        open_free(&ot);
         PyMem_Free(pm.e);
         return PyErr_NoMemory();
     }
@@ -526,18 +696,16 @@ fold_tree(PyObject *self, PyObject *args)
     }
 
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *cid = PyList_GET_ITEM(cols[0], i), *par = PyList_GET_ITEM(cols[1], i);
+        PyObject *cid = PyList_GET_ITEM(cols[0], i);
+        PyObject *par = cols[1] == Py_None ? NULL : PyList_GET_ITEM(cols[1], i);
         PyObject *fid = PyList_GET_ITEM(cols[2], i), *pfid = PyList_GET_ITEM(cols[3], i);
         PyObject *res = PyList_GET_ITEM(cols[6], i), *exc = PyList_GET_ITEM(cols[7], i);
         PyObject *t0 = PyList_GET_ITEM(cols[8], i), *d = PyList_GET_ITEM(cols[9], i);
         int is_error = res_c[i] == ERROR_C;
 
         /* node = opened.pop(cid, None) (a new reference or NULL) */
-        node = PyDict_GetItemWithError(opened, cid);
+        node = open_pop(&ot, opened, cid_c[i], cid);
         if (node != NULL) {
-            Py_INCREF(node);
-            if (PyDict_DelItem(opened, cid) < 0)
-                goto done;
             if (!PyList_CheckExact(node) || PyList_GET_SIZE(node) != O_LEN) {
                 PyErr_SetString(PyExc_TypeError, "an open call's state must be a list");
                 goto done;
@@ -664,7 +832,7 @@ fold_tree(PyObject *self, PyObject *args)
             paths = digest = NULL;
         } else {
             if (par_c[i] != 0 && par_c[i] != cid_c[i]) {
-                PyObject *p = PyDict_GetItemWithError(opened, par);
+                PyObject *p = open_get(&ot, opened, par_c[i], par);
                 if (p == NULL) {
                     if (PyErr_Occurred())
                         goto done;
@@ -689,10 +857,7 @@ fold_tree(PyObject *self, PyObject *args)
                         state_set(state, O_WAITERS, up);
                         up = NULL;
                     }
-                    int r = PyDict_SetItem(opened, par, state);
-                    Py_DECREF(state);
-                    if (r < 0)
-                        goto done;
+                    open_put(&ot, par_c[i], par, state);
                     continue;
                 }
                 Py_INCREF(p);
@@ -799,11 +964,23 @@ fold_tree(PyObject *self, PyObject *args)
                 PyObject_SetAttrString(tree, "digest", root_digest) < 0)
             goto done;
     }
-    if (minus_to_dict(&mt, cols, minus) < 0)
+    if (minus_to_dict(&mt, cols, cp, minus) < 0)
         goto done;
     result = minus;
     minus = NULL;
 done:
+    if (ot.n > 0) {
+        /* the calls still open join the tree's dict, on an error too (its exception kept) */
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        if (open_flush(&ot, opened) < 0) {
+            Py_CLEAR(result);
+            Py_XDECREF(et); Py_XDECREF(ev); Py_XDECREF(tb);
+        } else {
+            PyErr_Restore(et, ev, tb);
+        }
+    }
+    open_free(&ot);
     minus_free(&mt);
     pm_clear(&pm);
     PyMem_Free(pm.e);
@@ -941,8 +1118,8 @@ decode_columns(PyObject *self, PyObject *args)
     if ((cols = PyList_New(N_FIELDS)) == NULL)
         goto done;
     for (int f = 0; f < N_FIELDS; f++) {
-        PyObject *col = f == F_T1 && !ends ? Py_NewRef(Py_None)
-                                           : int_list(f == F_T1 ? t1 : v + f * n, n);
+        int lazy = !ends && (f == F_T1 || f == F_PAR || f == F_IN || f == F_OUT || f == F_CPU);
+        PyObject *col = lazy ? Py_NewRef(Py_None) : int_list(f == F_T1 ? t1 : v + f * n, n);
         if (col == NULL)
             goto done;
         PyList_SET_ITEM(cols, f, col);
@@ -1030,11 +1207,21 @@ static PyObject *
 count_sigs(PyObject *self, PyObject *args)
 {
     PyObject *sigs, *cols[S_COLS], *incomplete_obj, *raw = NULL;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!O!O!O!O|O", &PyDict_Type, &sigs,
-                          &PyList_Type, &cols[0], &PyList_Type, &cols[1], &PyList_Type, &cols[2],
-                          &PyList_Type, &cols[3], &PyList_Type, &cols[4], &PyList_Type, &cols[5],
-                          &PyList_Type, &cols[6], &PyList_Type, &cols[7], &incomplete_obj, &raw))
+    if (!PyArg_ParseTuple(args, "O!O!O!OOO!O!O!OO|O", &PyDict_Type, &sigs,
+                          &PyList_Type, &cols[0], &PyList_Type, &cols[1], &cols[2],
+                          &cols[3], &PyList_Type, &cols[4], &PyList_Type, &cols[5],
+                          &PyList_Type, &cols[6], &cols[7], &incomplete_obj, &raw))
         return NULL;
+    /* the ins, outs and CPU times may be left in the raw block (None): read there */
+    int left_out = 0;
+    for (int k = 2; k < S_COLS; k += (k == 3 ? 4 : 1)) {
+        if (cols[k] == Py_None)
+            left_out = 1;
+        else if (!PyList_Check(cols[k])) {
+            PyErr_SetString(PyExc_TypeError, "a column must be a list or None");
+            return NULL;
+        }
+    }
     if (TO_BUCKETS == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_fold.configure_sigs() was not called");
         return NULL;
@@ -1044,7 +1231,7 @@ count_sigs(PyObject *self, PyObject *args)
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(cols[0]);
     for (int k = 1; k < S_COLS; k++)
-        if (PyList_GET_SIZE(cols[k]) != n) {
+        if (cols[k] != Py_None && PyList_GET_SIZE(cols[k]) != n) {
             PyErr_SetString(PyExc_ValueError, "columns of different lengths");
             return NULL;
         }
@@ -1057,6 +1244,8 @@ count_sigs(PyObject *self, PyObject *args)
     while (cap < 2 * n)
         cap <<= 1;
     const int64_t *block = raw_block(raw, n);
+    if (block == NULL && left_out)
+        Py_RETURN_FALSE;  /* the Python count, with every list */
     if ((block == NULL && !(v = PyMem_Malloc(sizeof(int64_t) * S_COLS * (size_t)(n ? n : 1)))) ||
             !(sig = PyMem_Malloc(sizeof(Sig) * (size_t)(n ? n : 1))) ||
             !(sig_slot = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)cap)) ||
@@ -1165,8 +1354,11 @@ count_sigs(PyObject *self, PyObject *args)
         if (key == NULL)
             goto done;
         for (int k = 0; k < S_DUR; k++) {
-            PyObject *o = PyList_GET_ITEM(cols[k], f);
-            Py_INCREF(o);
+            PyObject *o = col_obj(cols[k], (const long long *)col[k], f);
+            if (o == NULL) {
+                Py_DECREF(key);
+                goto done;
+            }
             PyTuple_SET_ITEM(key, k, o);
         }
         PyObject *acc = PyDict_GetItemWithError(sigs, key);

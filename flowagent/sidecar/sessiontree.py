@@ -212,23 +212,35 @@ class SessionTree:
         n = len(calls)
         if not n:
             return 0
-        cids, pars, fids, pfids, ins, outs, ress, excs, t0s, cpus = map(
-            calls.col, (0, 1, 3, 4, 5, 6, 7, 8, 9, 12))  # not the end times: see bounds
+        cids, fids, pfids, ress, excs, t0s = map(
+            calls.col, (0, 3, 4, 7, 8, 9))  # not the end times: see bounds
         durs = calls.dur
         shortest, end = calls.bounds or (min(durs), max(calls.col(_T1)))
         raw = calls.raw  # the C passes read the values from it (None: from the lists)
         if shortest < 0:  # a clock step: such a call counts as taking no time
             durs = [d if d > 0 else 0 for d in durs]
             raw = None
+        # the parents, ins, outs and CPU times only the C passes read: left in the block
+        # (None) while they read it there, made for the Python passes
+        pars, ins, outs, cpus = map(calls.made if raw is not None and _fold_c is not None
+                                    and _count_c is not None else calls.col, (1, 5, 6, 12))
         if end > self.end:
             self.end = end
-        minus = self._fold_tree(cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs, raw)
+        minus = None
+        if _fold_c is not None and type(cids) is list and type(durs) is list:
+            minus = _fold_c(self, cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs,
+                            raw)  # None: a value out of int64, left to Python (unchanged)
+        if minus is None:
+            pars, ins, outs, cpus = map(calls.col, (1, 5, 6, 12))
+            minus = self._fold_tree_py(cids, pars, fids, pfids, ins, outs, ress, excs, t0s,
+                                       durs)
         if self._root_seen:  # the root's record, the last one if a replay repeated it
             self._root_seen = False
             self.root = calls.row(n - 1 - cids[::-1].index(self.ses))
         sigs = self.sigs
         if _count_c is None or not _count_c(sigs, fids, pfids, ins, outs, ress, excs, durs,
                                             cpus, INCOMPLETE, raw):
+            ins, outs, cpus = map(calls.col, (5, 6, 12))
             self._count_sigs_py(fids, pfids, ins, outs, ress, excs, durs, cpus)
         for key, child_ns in minus.items():
             sigs[key][2] -= child_ns
@@ -274,20 +286,6 @@ class SessionTree:
         if any(cpus):  # CPU time is opt-in (config cpu_time): zero columns cost one scan
             for *fields, cpu in zip(fids, pfids, ins, outs, ress, excs, cpus):
                 sigs[tuple(fields)][5] += cpu
-
-    def _fold_tree(self, cids: list[Any], pars: list[Any], fids: list[Any], pfids: list[Any],
-                   ins: list[Any], outs: list[Any], ress: list[Any], excs: list[Any],
-                   t0s: list[Any], durs: list[Any], raw: bytes | None = None
-                   ) -> dict[Any, Any]:
-        """The tree pass of :meth:`feed` (:meth:`_fold_tree_py`), in C where the extension
-        was built and the columns are lists (``raw``: their decoded block, see
-        :class:`CallColumns`)."""
-        if _fold_c is not None and type(cids) is list and type(durs) is list:
-            minus = _fold_c(self, cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs,
-                            raw)
-            if minus is not None:  # None: a value out of int64, left to Python (unchanged)
-                return minus
-        return self._fold_tree_py(cids, pars, fids, pfids, ins, outs, ress, excs, t0s, durs)
 
     def _fold_tree_py(self, cids: list[Any], pars: list[Any], fids: list[Any],
                       pfids: list[Any], ins: list[Any], outs: list[Any], ress: list[Any],

@@ -158,9 +158,13 @@ def test_decoding_in_c_gives_the_python_columns() -> None:
         c_columns(2, b"\0" * 10)
 
 
+LEFT_OUT = (1, 5, 6, 10, 12)  # parents, ins, outs, end times, CPU times
+
+
 def test_the_end_times_are_made_when_first_read() -> None:
-    """The C decoder leaves the end times' list out (the fold reads the raw block); reading
-    ``cols``, a row or a slice makes it, equal to what the Python decoder makes."""
+    """The C decoder leaves the lists of the end times, parents, ins, outs and CPU times out
+    (the fold reads the raw block); reading ``cols``, one column, a row or a slice makes
+    them, equal to what the Python decoder makes."""
     rng = random.Random(8)
     n = 500
     records = [(10 + i, 0, 10 + i, rng.randrange(9), 0, 0, 0, 0, 0, 10**15 + 7 * i,
@@ -170,11 +174,12 @@ def test_the_end_times_are_made_when_first_read() -> None:
     py = wire._columns(n, data)
     for read in ("cols", "col", "rows", "row", "slice"):
         calls = wire.Decoder()._call_columns(n, data)
-        assert calls._cols[10] is None and calls.col(9) == py.cols[9]
+        assert all(calls.made(f) is None for f in LEFT_OUT) and calls.col(9) == py.cols[9]
         if read == "cols":
             assert calls.cols == py.cols
         elif read == "col":
-            assert calls.col(10) == py.cols[10]
+            for f in LEFT_OUT:
+                assert calls.col(f) == py.cols[f] and calls.made(f) == py.cols[f]
         elif read == "rows":
             assert calls.rows() == records
         elif read == "row":
@@ -182,7 +187,7 @@ def test_the_end_times_are_made_when_first_read() -> None:
         else:
             part = calls.slice(100, 300)
             assert part.cols == [col[100:300] for col in py.cols] and part.raw is None
-        assert calls._cols[10] == py.cols[10]
+        assert [calls.made(f) for f in LEFT_OUT] == [py.cols[f] for f in LEFT_OUT]
 
 
 def _swapped(a: array[int]) -> bytes:
@@ -233,6 +238,23 @@ def test_the_c_passes_read_a_raw_block_only_of_their_own_size() -> None:
                         sorted((k, v[:4] + v[5:]) for k, v in tree._open.items())))
     assert results[0][0] and results[0][1]
     assert all(r == results[0] for r in results)
+    # the columns the decoder leaves in the block (None) are read there; without a block of
+    # their size the C passes decline, changing nothing
+    for f in (1, 4, 5):
+        args[f] = None
+    for f in (2, 3, 7):
+        sig_args[f] = None
+    for block in (raw, None, raw[:-8]):
+        tree = st.SessionTree(1, st.Namer(str))
+        minus = st._fold_c(tree, *args, block)
+        sigs = {}
+        counted = st._count_c(sigs, *sig_args, 3, block)
+        if block is raw:
+            assert counted is True
+            assert (minus, sigs, tree.digest, tree.paths, tree.errors, sorted(
+                (k, v[:4] + v[5:]) for k, v in tree._open.items())) == results[0]
+        else:
+            assert minus is None and counted is False and sigs == {} and tree._open == {}
 
 
 def test_pure_selects_every_python_twin() -> None:

@@ -201,3 +201,47 @@ def test_bad_state_is_an_error_not_a_crash(monkeypatch):
         tree.feed([(3, 2, 1, 1, 1, 0, 0, 0, 0, 1, 2, 1, 0),
                    (2, 1, 1, 1, 1, 0, 0, 0, 0, 0, 3, 1, 0)])
     assert len(CALL_FIELDS) == 13
+
+
+def test_calls_left_open_join_the_tree_in_the_order_they_opened(monkeypatch):
+    """The C pass keeps the calls a batch opens in a table of its own and hands the ones
+    still open to the tree's dict at the end: the dict holds what the Python pass's does,
+    in the same order (placeholders of calls started at the same time come out in it),
+    with calls opened in one batch and closed in a later one, a call closed and opened
+    again in one batch (a reused id), and one left open by an earlier batch reopened."""
+    def rec(cid, par, fid, t0, t1):
+        return (cid, par, 1, fid, 2, 0, 0, SUCCESS, 0, t0, t1, 1, 0)
+
+    batches = [
+        [rec(51, 50, 3, 5, 6), rec(41, 40, 4, 5, 6), rec(61, 60, 5, 5, 6),
+         rec(71, 70, 3, 5, 6), rec(70, 1, 2, 5, 7), rec(72, 70, 4, 5, 6)],
+        [rec(42, 40, 3, 5, 6), rec(40, 1, 2, 5, 8), rec(43, 40, 5, 5, 6),
+         rec(81, 80, 3, 5, 6), rec(52, 50, 4, 5, 6)],
+        [rec(50, 1, 2, 5, 9), rec(44, 40, 3, 5, 6), rec(91, 90, 3, 5, 6)],
+    ]
+    seen = []
+    for impl in (None, fold_c):
+        monkeypatch.setattr(st, "_fold_c", impl)
+        monkeypatch.setattr(st, "_count_c", impl and count_c)
+        tree = SessionTree(1, Namer(str), 7, 5, 1)
+        states = []
+        for batch in batches:
+            tree.feed(batch)
+            states.append(([(k, list(v)) for k, v in tree._open.items()],
+                           tree.placeholders()))
+        seen.append(states)
+    assert [k for k, _ in seen[1][0][0]] == [50, 40, 60, 1, 70]
+    assert [k for k, _ in seen[1][-1][0]] == [60, 1, 70, 40, 80, 90]
+    assert seen[0] == seen[1]
+
+
+def test_calls_opened_before_an_error_stay_open_in_the_tree(monkeypatch):
+    """A batch the C pass stops on an error leaves the calls it had opened in the tree's
+    dict, as the Python pass leaves them."""
+    monkeypatch.setattr(st, "_fold_c", fold_c)
+    tree = SessionTree(1, Namer(str))
+    tree._open[2] = "not a list"
+    with pytest.raises(TypeError):
+        tree.feed([(6, 5, 1, 1, 1, 0, 0, 0, 0, 1, 2, 1, 0),
+                   (2, 1, 1, 1, 1, 0, 0, 0, 0, 0, 3, 1, 0)])
+    assert list(tree._open) == [5] and tree._open[5][st.O_FID] == 1
