@@ -87,6 +87,13 @@ static Py_ssize_t fns_cap;
 /* Output shape ids of the builtin scalar types, by scalar code (0 = not cached yet). */
 static long long out_sid[8];
 
+/* Shape ids of fixed output shapes (a request root's "HTTP 200"), by the exact str, so that
+   closing a root costs a dict lookup, not two calls into Python. Valid while the hooks'
+   intern table is: emptied by configure() (new hooks) and reset() (a forked child), and
+   when it reaches FIXED_SIDS_MAX entries (bounded whatever the program sets). */
+#define FIXED_SIDS_MAX 256
+static PyObject *fixed_sids;
+
 /* The last thread seen and its ident as a Python int (most programs have one busy thread). */
 static unsigned long last_ident;
 static PyObject *last_ident_obj;
@@ -539,6 +546,29 @@ call_sid(PyObject *hook, PyObject *arg)
         return -1;
     long long sid = as_ll(r);
     Py_DECREF(r);
+    return sid;
+}
+
+/* The shape id of a fixed output shape `y` (an exact str): cached, else by the yield_sid hook. */
+static long long
+fixed_sid(PyObject *y)
+{
+    PyObject *hit = PyDict_GetItemWithError(fixed_sids, y);  /* borrowed; a str hashes as str */
+    if (hit != NULL)
+        return as_ll(hit);
+    if (PyErr_Occurred())
+        return -1;
+    long long sid = call_sid(h_yield_sid, y);
+    if (sid <= 0)
+        return sid;
+    if (PyDict_GET_SIZE(fixed_sids) >= FIXED_SIDS_MAX)
+        PyDict_Clear(fixed_sids);
+    PyObject *v = PyLong_FromLongLong(sid);
+    if (v == NULL || PyDict_SetItem(fixed_sids, y, v) < 0) {
+        Py_XDECREF(v);
+        return -1;
+    }
+    Py_DECREF(v);
     return sid;
 }
 
@@ -1234,7 +1264,7 @@ close_impl(PyThreadState *ts, PyObject *frame, PyObject *exc_type, PyObject *val
         if ((exc = call_sid(h_exc_sid, exc_type)) < 0)
             return -1;
         /* A fixed output shape (a request root's HTTP status) holds when it failed too. */
-        if (PyUnicode_CheckExact(y) && (out = call_sid(h_yield_sid, y)) < 0)
+        if (PyUnicode_CheckExact(y) && (out = fixed_sid(y)) < 0)
             return -1;
     }
     else {
@@ -1243,7 +1273,7 @@ close_impl(PyThreadState *ts, PyObject *frame, PyObject *exc_type, PyObject *val
         if (yielded < 0)
             return -1;
         if (yielded)
-            out = call_sid(h_yield_sid, y);
+            out = PyUnicode_CheckExact(y) ? fixed_sid(y) : call_sid(h_yield_sid, y);
         else if (flags & F_SHAPED)
             out = output_sid(fr_obj(frame, RV));
         if (out < 0)
@@ -1940,6 +1970,7 @@ sp_reset(PyObject *module, PyObject *unused)
     for (Py_ssize_t i = 0; i < fns_cap; i++)
         fns[i].in_key = 0;
     memset(out_sid, 0, sizeof out_sid);
+    PyDict_Clear(fixed_sids);
     fp_sids_clear();
     fp_plans_clear();
     Py_CLEAR(last_ident_obj);
@@ -1999,6 +2030,7 @@ sp_configure(PyObject *module, PyObject *args, PyObject *kwargs)
                            &h_unknown_error};
     for (int i = 0; i < 9; i++)
         Py_XSETREF(*slots[i], Py_NewRef(hooks[i]));
+    PyDict_Clear(fixed_sids);  /* ids of the old hooks' intern table */
     shape_first = first;
     shape_every = every;
     shape_warm = warm;
@@ -2664,8 +2696,9 @@ PyInit__speedups(void)
     cur_var = PyContextVar_New("flowagent_current_call", Py_None);
     noexit = PyObject_New(PyObject, &NoExitType);
     int_zero = PyLong_FromLong(0);
+    fixed_sids = PyDict_New();
     if (S->gen == NULL || S->session_starts == NULL || cur_var == NULL || noexit == NULL
-            || int_zero == NULL)
+            || int_zero == NULL || fixed_sids == NULL)
         goto fail;
 #ifdef IN_PLACE_BUILD
     const char *refused = in_place_self_test();

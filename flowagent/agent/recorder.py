@@ -877,7 +877,7 @@ def lambda_return(frame: list[Any] | None, value: Any) -> Any:
 # Synthetic session roots (one per web request).
 
 def enter_root(name: str, module: str = "<request>", always: bool = False,
-               announce: bool = True) -> list[Any] | None:
+               announce: bool = True, fid: int = 0) -> list[Any] | None:
     """Open a synthetic session root (one web request) that the request's calls nest under.
 
     It always starts a *new* session, even when the request is served from inside another
@@ -885,11 +885,14 @@ def enter_root(name: str, module: str = "<request>", always: bool = False,
     ``always``: open it even before any function of the program is instrumented (a web
     framework may import the program's views during its first request). ``announce=False``:
     no session-start event (a root that may end up recording nothing, see :func:`discard`).
+    ``fid``: the root's function id, as :func:`register_function` gave it for ``module`` and
+    ``name`` (a caller that keeps it spares a request the registration); 0: register it now.
     """
     if not S.on or not (S.user_functions or always):
         return None  # nothing of the program is instrumented: a request root alone says nothing
     try:
-        fid = register_function(module, name, "", 0, (), "request")
+        if not fid:
+            fid = register_function(module, name, "", 0, (), "request")
         if S.sample_ppm < 1_000_000 and _random() * 1_000_000 >= S.sample_ppm:
             return _skip_session(fid, _get())
         cid = S.next_id()

@@ -37,7 +37,7 @@ class App:
 serve = wsgi.wrap_app(App.__call__)
 app = App()
 requests = [("GET", "/items/1"), ("POST", "/items/2"), ("GET", "/missing"), ("GET", "/fail"),
-            ("BREW", "/items/3"), ("GET", "/boom")] * 3
+            ("BREW", "/items/3"), ("GET", "/boom"), ("DELETE", "/missing")] * 3
 for method, path in requests:
     try:
         serve(app, {"REQUEST_METHOD": method, "PATH_INFO": path}, lambda s, h, *e: None)
@@ -62,6 +62,7 @@ ONE_ROUND = [
     ["<request>:GET <unmatched>", "HTTP 500", 1, "HTTP 500", True],
     ["<request>:OTHER /items/<id>", "HTTP 200", 0, None, True],
     ["<request>:GET <unmatched>", None, 1, "KeyError", True],
+    ["<request>:DELETE <unmatched>", "HTTP 404", 0, None, True],
 ]
 
 

@@ -148,7 +148,9 @@ def open_request(method: Any, traceparent: Any = None, tracestate: Any = None
     if outer is not None and not outer.closed:
         return None, None
     name = method if type(method) is str and method in METHODS else method_name(method)
-    frame = recorder.enter_root(_UNMATCHED_NAMES[name], always=True)
+    # Opened as ``METHOD <unmatched>`` (renamed when the route matches), with its cached id.
+    frame = recorder.enter_root(_UNMATCHED_NAMES[name], always=True,
+                                fid=_fids.get((name, None)) or _root_fid(name, None))
     if frame is None:
         return None, None
     if traceparent is not None:
