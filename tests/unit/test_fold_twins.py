@@ -193,13 +193,19 @@ def test_callee_time_summed_past_int64_is_exact(monkeypatch):
     _fold_both(records, 1, [4], monkeypatch)
 
 
-def test_bad_state_is_an_error_not_a_crash(monkeypatch):
+def _fed_a_bad_state(monkeypatch, first: tuple[int, ...]) -> SessionTree:
+    """A tree whose open call 2 is not a call's state, fed ``first`` and then call 2's
+    end: the C pass raises TypeError."""
     monkeypatch.setattr(st, "_fold_c", fold_c)
     tree = SessionTree(1, Namer(str))
     tree._open[2] = "not a list"
     with pytest.raises(TypeError):
-        tree.feed([(3, 2, 1, 1, 1, 0, 0, 0, 0, 1, 2, 1, 0),
-                   (2, 1, 1, 1, 1, 0, 0, 0, 0, 0, 3, 1, 0)])
+        tree.feed([first, (2, 1, 1, 1, 1, 0, 0, 0, 0, 0, 3, 1, 0)])
+    return tree
+
+
+def test_bad_state_is_an_error_not_a_crash(monkeypatch):
+    _fed_a_bad_state(monkeypatch, (3, 2, 1, 1, 1, 0, 0, 0, 0, 1, 2, 1, 0))
     assert len(CALL_FIELDS) == 13
 
 
@@ -238,10 +244,5 @@ def test_calls_left_open_join_the_tree_in_the_order_they_opened(monkeypatch):
 def test_calls_opened_before_an_error_stay_open_in_the_tree(monkeypatch):
     """A batch the C pass stops on an error leaves the calls it had opened in the tree's
     dict, as the Python pass leaves them."""
-    monkeypatch.setattr(st, "_fold_c", fold_c)
-    tree = SessionTree(1, Namer(str))
-    tree._open[2] = "not a list"
-    with pytest.raises(TypeError):
-        tree.feed([(6, 5, 1, 1, 1, 0, 0, 0, 0, 1, 2, 1, 0),
-                   (2, 1, 1, 1, 1, 0, 0, 0, 0, 0, 3, 1, 0)])
+    tree = _fed_a_bad_state(monkeypatch, (6, 5, 1, 1, 1, 0, 0, 0, 0, 1, 2, 1, 0))
     assert list(tree._open) == [5] and tree._open[5][st.O_FID] == 1
