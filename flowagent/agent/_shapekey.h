@@ -736,6 +736,16 @@ fp_visit_sample(FpWalk *w, PyObject *const *items, Py_ssize_t n, Py_ssize_t all_
     return fp_visit_all(w, items + from, n - from, depth);
 }
 
+/* How many elements fp_visit_sample visits. A sample's word carries it: the key is a flat
+   sequence, and without the count [[None, None], None] and [[None, None, None]] would mix
+   the same words. */
+static inline Py_ssize_t
+fp_sample_count(Py_ssize_t n, Py_ssize_t all_upto)
+{
+    Py_ssize_t half = FP_MAX_ITEMS / 2;
+    return n <= all_upto ? n : 2 * (n < half ? n : half);
+}
+
 /* An exact str's hash: cached in the object after the first time, and never user code. */
 static inline Py_hash_t
 fp_str_hash(PyObject *k)
@@ -830,8 +840,9 @@ fp_dict(FpWalk *w, PyObject *v, int depth)
         fp_put(w, ks.b);
         return fp_visit_all(w, vals, n, depth);
     }
-    /* A mapping: the sampled pairs (all, or the first and last halves), key then value. */
-    fp_put(w, FPM_PAIRS);
+    /* A mapping: the sampled pairs (all, or the first and last halves), key then value,
+       after how many values follow (as for a list's sample). */
+    fp_put(w, FPM_PAIRS + ((uint64_t)(2 * (n > FP_MAX_ITEMS ? 2 * (FP_MAX_ITEMS / 2) : n)) << 8));
     for (Py_ssize_t j = 0; j < n; j++) {
         if (n > FP_MAX_ITEMS && j >= FP_MAX_ITEMS / 2 && j < n - FP_MAX_ITEMS / 2)
             continue;
@@ -956,7 +967,7 @@ fp_set(FpWalk *w, PyObject *v, int depth)
         PyErr_Clear();
         return st;
     }
-    fp_put(w, FPM_SAMPLE);
+    fp_put(w, FPM_SAMPLE + ((uint64_t)m << 8));
     return fp_visit_all(w, vals, m, depth);
 }
 
@@ -1033,7 +1044,7 @@ fp_describe(FpWalk *w, PyObject *v, int code, int depth)
             st = FP_OK;
         }
         else {
-            fp_put(w, FPM_SAMPLE);
+            fp_put(w, FPM_SAMPLE + ((uint64_t)fp_sample_count(n, FP_MAX_ITEMS) << 8));
             if (w->rec)
                 fp_check_sample(w, v, ((PyListObject *)v)->ob_item, n, FP_MAX_ITEMS);
             st = fp_visit_sample(w, ((PyListObject *)v)->ob_item, n, FP_MAX_ITEMS, depth);
@@ -1043,7 +1054,8 @@ fp_describe(FpWalk *w, PyObject *v, int code, int depth)
     }
     else if (code == FPC_TUPLE) {
         n = PyTuple_GET_SIZE(v);
-        fp_put(w, n <= FP_MAX_TUPLE ? FPM_POSITIONAL + ((uint64_t)n << 8) : FPM_SAMPLE);
+        fp_put(w, n <= FP_MAX_TUPLE ? FPM_POSITIONAL + ((uint64_t)n << 8)
+                                    : FPM_SAMPLE + ((uint64_t)fp_sample_count(n, FP_MAX_TUPLE) << 8));
         if (w->rec)
             fp_check_sample(w, v, ((PyTupleObject *)v)->ob_item, n, FP_MAX_TUPLE);
         st = fp_visit_sample(w, ((PyTupleObject *)v)->ob_item, n, FP_MAX_TUPLE, depth);

@@ -940,21 +940,23 @@ def _fp_describe(v: object, depth: int, budget: list[int], path: list[int], out:
                 out.append(("record", tuple([k for k, _ in items])))
                 elements = [x for _, x in items]
             else:
-                out.append("pairs")
                 if n > MAX_ITEMS:
                     items = items[:half] + items[-half:]
                 elements = [e for pair in items for e in pair]
+                out.append(("pairs", len(elements)))
     elif t is list:
         n = _list_len(v)
-        out.append("[]" if n == 0 else "sample")
         elements = _list_copy(v) if n <= MAX_ITEMS else _list_get(v, _HEAD) + _list_get(v, _TAIL)
+        # How many elements follow is part of the key: without it the flat key of
+        # [[None, None], None] would be the one of [[None, None, None]].
+        out.append(("sample", len(elements)) if n else "[]")
     elif t is tuple:
         n = _tuple_len(v)
-        out.append(n if n <= MAX_TUPLE else "sample")
         elements = _tuple_get(v, _ALL) if n <= MAX_TUPLE else _tuple_get(v, _HEAD) + _tuple_get(v, _TAIL)
+        out.append(n if n <= MAX_TUPLE else ("sample", len(elements)))
     elif t is set or t is frozenset:
         elements = list(islice(t.__iter__(v), MAX_ITEMS))  # type: ignore[arg-type]
-        out.append("sample" if elements else "[]")
+        out.append(("sample", len(elements)) if elements else "[]")
     elif plan[0] == "namedtuple":
         n = min(_tuple_len(v), plan[1])
         out.append(n)

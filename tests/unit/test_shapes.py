@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import copy
 import dataclasses
 import datetime
 import decimal
@@ -1105,6 +1106,25 @@ def test_property_equal_fingerprints_mean_equal_shapes(values: list[object]) -> 
             if fp(v) is not None and fp(v) == fp(w):
                 assert shape_of(v) == shape_of(w)
                 assert shapes.fingerprint(v) == shapes.fingerprint(w)
+
+
+def test_a_containers_length_is_part_of_its_fingerprint() -> None:
+    """A fingerprint is a flat sequence: where a container's elements end must be in it, or
+    values of different shapes share one (the first pair was found by the property above)."""
+    fp = _c_fingerprint()
+    pairs = [
+        ([[None, None], None], [[None, None, None]]),
+        ([[1, 2], 3], [[1, 2, 3]]),
+        ({"a": [1], "b": 2}, {"a": [1, 2], "b": 3}),  # a record's fields, a list inside
+        ([{1: None, 2: None}, None], [{1: None, 2: None, None: None}]),  # pairs
+        ([{1, 2}, None], [{1, 2, 3}]),
+        ([tuple(range(40)), 1], [tuple(range(41))]),
+    ]
+    for v, w in pairs:
+        assert shapes.fingerprint(v) != shapes.fingerprint(w), (v, w)
+        assert fp(v) != fp(w), (v, w)
+    for v, w in pairs:  # a length alone never splits what has one shape: same lengths agree
+        assert fp(v) == fp(copy.deepcopy(v)) and fp(w) == fp(copy.deepcopy(w))
 
 
 def test_fingerprints_never_touch_hostile_objects(calls: list[str]) -> None:
