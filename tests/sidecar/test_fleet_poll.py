@@ -9,12 +9,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from flowagent.store.api import open_store
 
-from helpers import _clean_env
+from helpers import _clean_env, wait_until
 
 
 def _set(db: Path, **settings: object) -> int:
@@ -27,20 +26,16 @@ def _set(db: Path, **settings: object) -> int:
 
 def _control_file_reaches(run: Path, generation: int, proc: subprocess.Popen[bytes]
                           ) -> dict[str, object]:
-    """The run's control file once it holds the fleet's ``generation`` (waited for: the
-    sidecar polls once a second)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        state: dict[str, object]
+    """The run's control file once it holds the fleet's ``generation`` (the sidecar polls
+    the fleet row once a second)."""
+    def state() -> dict[str, object] | None:
         try:
-            state = json.loads((run / "control.json").read_text())
+            got = json.loads((run / "control.json").read_text())
         except (OSError, ValueError):
-            state = {}
-        if state.get("fleet_generation") == generation:
-            return state
-        time.sleep(0.05)
-    raise AssertionError(f"the fleet's generation {generation} never reached the run "
-                         f"(sidecar ended: {proc.poll()})")
+            return None
+        return got if got.get("fleet_generation") == generation else None
+
+    return wait_until(state, f"the fleet's generation {generation} in the run", proc=proc)
 
 
 def test_a_sqlite_stores_fleet_settings_reach_the_running_sidecar(tmp_path: Path) -> None:
